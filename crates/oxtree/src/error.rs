@@ -1,0 +1,103 @@
+//! The library's one public error type. Every variant names the path, object or ref it is
+//! about, so the CLI can print a message a user can act on.
+
+use crate::object::{Checksum, ObjectType};
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("object {csum}.{ty} is missing")]
+    ObjectMissing { ty: ObjectType, csum: Checksum },
+    #[error("corrupted object {csum}.{ty}: checksum is actually {actual}")]
+    ChecksumMismatch {
+        ty: ObjectType,
+        csum: Checksum,
+        actual: Checksum,
+    },
+    #[error("corrupted object {csum}.{ty}: {reason}")]
+    Corrupt {
+        ty: ObjectType,
+        csum: Checksum,
+        reason: String,
+    },
+    #[error("refspec {0:?} not found")]
+    RefNotFound(String),
+    #[error("{path}: {msg}")]
+    Config { path: PathBuf, msg: String },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{path}: {msg}")]
+    Unsupported { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// A suggestion for what to do next, where we know one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::ChecksumMismatch { .. } | Error::Corrupt { .. } => Some(
+                "run `oxtree fsck --delete` to remove corrupt objects, then pull or commit again"
+                    .into(),
+            ),
+            Error::ObjectMissing { .. } => Some(
+                "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
+            ),
+            Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                Some("the disk is full: free space (e.g. `oxtree prune`) and try again".into())
+            }
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                Some("check the permissions of that path (bare repos need root)".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// True for "the thing asked for does not exist" errors (exit code 3 in the CLI).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::RefNotFound(_) | Error::ObjectMissing { .. })
+    }
+
+    pub(crate) fn corrupt(ty: ObjectType, csum: Checksum, reason: impl std::fmt::Display) -> Error {
+        Error::Corrupt {
+            ty,
+            csum,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Attach an operation and path to an `io::Error`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            op,
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for rustix::io::Result<T> {
+    fn ctx(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::Io {
+            op,
+            path: path.into(),
+            source: e.into(),
+        })
+    }
+}

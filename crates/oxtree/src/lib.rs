@@ -1,0 +1,15 @@
+//! oxtree: an OSTree-compatible, content-addressed store of operating-system trees.
+//!
+//! Layers, from the bottom: [`gvariant`] (the serialisation), [`object`] (OSTree's object
+//! formats and checksums), [`fsutil`] (the only code that talks to the kernel), [`repo`]
+//! (the repository: modes, objects, refs, commit, checkout, fsck, prune).
+
+pub mod error;
+pub mod fsutil;
+pub mod gvariant;
+pub mod object;
+pub mod repo;
+
+pub use error::{Error, Result};
+pub use object::{Checksum, Commit, DirMeta, DirTree, FileHeader, ObjectType};
+pub use repo::{Repo, RepoMode};

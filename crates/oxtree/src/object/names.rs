@@ -1,0 +1,44 @@
+//! Name validation: file names inside dirtrees (`ot_util_filename_validate`), ref names
+//! (`OSTREE_REF_REGEXP`) and remote names.
+
+/// A dirtree entry name must be a single, safe path component.
+pub fn validate_filename(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty file name".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("invalid file name {name:?}"));
+    }
+    if name.contains('/') || name.contains('\0') {
+        return Err(format!("invalid file name {name:?}: contains '/' or NUL"));
+    }
+    Ok(())
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// `[\w\d][-._\w\d]*` components joined by `/`.
+pub fn validate_ref(r: &str) -> Result<(), String> {
+    let ok = !r.is_empty()
+        && r.split('/').all(|comp| {
+            let mut cs = comp.chars();
+            matches!(cs.next(), Some(c) if is_word(c))
+                && cs.all(|c| is_word(c) || c == '-' || c == '.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid ref name {r:?}"))
+    }
+}
+
+/// A remote name is one ref component.
+pub fn validate_remote_name(r: &str) -> Result<(), String> {
+    if !r.contains('/') && validate_ref(r).is_ok() {
+        Ok(())
+    } else {
+        Err(format!("invalid remote name {r:?}"))
+    }
+}

@@ -1,0 +1,334 @@
+//! The repository: an OSTree-layout directory of loose objects, refs and a `config` keyfile
+//! (spec §1.3, §3, §4). Submodules hold each operation: writing objects in transactions,
+//! refs, commit of a directory, checkout, fsck, prune, and local pulls.
+
+mod checkout;
+mod commit;
+mod fsck;
+mod prune;
+mod pull_local;
+mod read;
+mod refs;
+mod traverse;
+mod txn;
+
+pub use checkout::CheckoutOptions;
+pub use commit::{CommitOptions, StatOverride};
+pub use fsck::{FsckOptions, FsckReport};
+pub use prune::{PruneOptions, PruneReport};
+pub use pull_local::PullLocalOptions;
+pub use read::FileContent;
+pub use refs::RefName;
+pub use traverse::Reachable;
+pub use txn::Transaction;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::keyfile::KeyFile;
+use crate::object::{Checksum, Commit, DirMeta, DirTree, ObjectType};
+use std::path::{Path, PathBuf};
+
+/// How file objects are stored (`[core] mode=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RepoMode {
+    /// Compressed `.filez` objects, fit for serving over HTTP.
+    Archive,
+    /// Real files with real ownership and xattrs (needs root).
+    Bare,
+    /// Real content; ownership, mode and xattrs in the `user.ostreemeta` xattr.
+    BareUser,
+    /// Real content with canonical permissions; no ownership or xattrs.
+    BareUserOnly,
+}
+
+impl RepoMode {
+    /// The string written to `config` (`archive` is spelled `archive-z2`, as ostree does).
+    pub fn config_name(self) -> &'static str {
+        match self {
+            RepoMode::Archive => "archive-z2",
+            RepoMode::Bare => "bare",
+            RepoMode::BareUser => "bare-user",
+            RepoMode::BareUserOnly => "bare-user-only",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RepoMode> {
+        Some(match s {
+            "archive" | "archive-z2" => RepoMode::Archive,
+            "bare" => RepoMode::Bare,
+            "bare-user" => RepoMode::BareUser,
+            "bare-user-only" => RepoMode::BareUserOnly,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for RepoMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RepoMode::Archive => "archive",
+            m => m.config_name(),
+        })
+    }
+}
+
+/// An open repository.
+#[derive(Debug)]
+pub struct Repo {
+    path: PathBuf,
+    mode: RepoMode,
+    config: KeyFile,
+    fsync: bool,
+    disable_xattrs: bool,
+}
+
+const REPO_DIRS: &[&str] = &[
+    "tmp",
+    "extensions",
+    "state",
+    "refs",
+    "refs/heads",
+    "refs/mirrors",
+    "refs/remotes",
+];
+
+impl Repo {
+    /// Create a repository (like `ostree init`). An existing repository with the same mode
+    /// is opened as is.
+    pub fn create(path: &Path, mode: RepoMode) -> Result<Repo> {
+        if path.join("objects").is_dir() && path.join("config").is_file() {
+            let r = Repo::open(path)?;
+            if r.mode != mode {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: a repository of mode {} already exists there",
+                    path.display(),
+                    r.mode
+                )));
+            }
+            return Ok(r);
+        }
+        std::fs::create_dir_all(path).ctx("create directory", path)?;
+        for d in REPO_DIRS {
+            let p = path.join(d);
+            std::fs::create_dir_all(&p).ctx("create directory", &p)?;
+        }
+        let mut kf = KeyFile::new();
+        kf.set("core", "repo_version", "1");
+        kf.set("core", "mode", mode.config_name());
+        let cfg = path.join("config");
+        crate::fsutil::write_atomic(&cfg, kf.to_string().as_bytes(), true)?;
+        let lock = path.join(".lock");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .ctx("create", &lock)?;
+        if mode == RepoMode::BareUser {
+            // bare-user keeps ownership in user xattrs: fail early where they are unsupported.
+            let probe = crate::fsutil::tempfile_in(&path.join("tmp"))?;
+            crate::fsutil::fset_xattr(probe.as_file(), b"user.test", b"1", probe.path()).map_err(
+                |e| Error::Unsupported {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "bare-user needs user xattrs on this filesystem ({e}); use bare-user-only"
+                    ),
+                },
+            )?;
+        }
+        // objects/ last: its existence is what makes this a repo.
+        let objects = path.join("objects");
+        std::fs::create_dir_all(&objects).ctx("create directory", &objects)?;
+        Repo::open(path)
+    }
+
+    pub fn open(path: &Path) -> Result<Repo> {
+        let cfg_path = path.join("config");
+        if !path.join("objects").is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not an OSTree repository (no objects/ directory); create one with `oxtree init --repo={}`",
+                path.display(),
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(&cfg_path).ctx("read", &cfg_path)?;
+        let config = KeyFile::parse(&text).map_err(|e| Error::Config {
+            path: cfg_path.clone(),
+            msg: e.to_string(),
+        })?;
+        let cerr = |msg: String| Error::Config {
+            path: cfg_path.clone(),
+            msg,
+        };
+        match config.get("core", "repo_version") {
+            Some("1") => {}
+            v => return Err(cerr(format!("unsupported repo_version {v:?} (expected 1)"))),
+        }
+        if config.get_bool("core", "archive") == Some(true) {
+            return Err(cerr(
+                "legacy `archive=true` is not supported; set mode=archive-z2".into(),
+            ));
+        }
+        let mode_str = config.get("core", "mode").unwrap_or("bare");
+        let mode = RepoMode::parse(mode_str)
+            .ok_or_else(|| cerr(format!("unsupported repo mode {mode_str:?}")))?;
+        let fsync = config.get_bool("core", "fsync").unwrap_or(true);
+        let disable_xattrs = config.get_bool("core", "disable-xattrs").unwrap_or(false);
+        Ok(Repo {
+            path: path.to_path_buf(),
+            mode,
+            config,
+            fsync,
+            disable_xattrs,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn mode(&self) -> RepoMode {
+        self.mode
+    }
+    pub fn config(&self) -> &KeyFile {
+        &self.config
+    }
+    /// Turn fsync off for this handle (`--fsync=false`), without touching `config`.
+    pub fn set_fsync(&mut self, on: bool) {
+        self.fsync = on;
+    }
+    pub fn fsync_enabled(&self) -> bool {
+        self.fsync
+    }
+    pub(crate) fn xattrs_disabled(&self) -> bool {
+        self.disable_xattrs
+    }
+
+    /// Rewrite `config` atomically.
+    pub fn write_config(&mut self, kf: KeyFile) -> Result<()> {
+        crate::fsutil::write_atomic(
+            &self.path.join("config"),
+            kf.to_string().as_bytes(),
+            self.fsync,
+        )?;
+        self.config = kf;
+        Ok(())
+    }
+
+    /// `objects/XX/REST.EXT` relative to the repo.
+    pub fn object_relpath(&self, ty: ObjectType, csum: &Checksum) -> String {
+        let hex = csum.to_hex();
+        let z = if ty == ObjectType::File && self.mode == RepoMode::Archive {
+            "z"
+        } else {
+            ""
+        };
+        format!(
+            "objects/{}/{}.{}{}",
+            &hex[..2],
+            &hex[2..],
+            ty.extension(),
+            z
+        )
+    }
+
+    pub fn object_path(&self, ty: ObjectType, csum: &Checksum) -> PathBuf {
+        self.path.join(self.object_relpath(ty, csum))
+    }
+
+    pub fn has_object(&self, ty: ObjectType, csum: &Checksum) -> bool {
+        std::fs::symlink_metadata(self.object_path(ty, csum)).is_ok()
+    }
+
+    /// Raw bytes of a metadata object; `ObjectMissing` if absent.
+    pub fn load_metadata(&self, ty: ObjectType, csum: &Checksum) -> Result<Vec<u8>> {
+        let p = self.object_path(ty, csum);
+        match std::fs::read(&p) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::ObjectMissing { ty, csum: *csum })
+            }
+            Err(e) => Err(e).ctx("read", p),
+        }
+    }
+
+    /// Load a hashed metadata object and check that its bytes hash to its name.
+    fn load_verified(&self, ty: ObjectType, csum: &Checksum) -> Result<Vec<u8>> {
+        let b = self.load_metadata(ty, csum)?;
+        let actual = Checksum::digest(&b);
+        if actual != *csum {
+            return Err(Error::ChecksumMismatch {
+                ty,
+                csum: *csum,
+                actual,
+            });
+        }
+        Ok(b)
+    }
+
+    pub fn load_commit(&self, csum: &Checksum) -> Result<Commit> {
+        let b = self.load_verified(ObjectType::Commit, csum)?;
+        Commit::parse(&b).map_err(|e| Error::corrupt(ObjectType::Commit, *csum, e))
+    }
+
+    pub fn load_dirtree(&self, csum: &Checksum) -> Result<DirTree> {
+        let b = self.load_verified(ObjectType::DirTree, csum)?;
+        DirTree::parse(&b).map_err(|e| Error::corrupt(ObjectType::DirTree, *csum, e))
+    }
+
+    pub fn load_dirmeta(&self, csum: &Checksum) -> Result<DirMeta> {
+        let b = self.load_verified(ObjectType::DirMeta, csum)?;
+        DirMeta::parse(&b).map_err(|e| Error::corrupt(ObjectType::DirMeta, *csum, e))
+    }
+
+    /// Detached metadata (`a{sv}`) of a commit, if any.
+    pub fn load_commitmeta(&self, commit: &Checksum) -> Result<Option<crate::gvariant::Value>> {
+        match self.load_metadata(ObjectType::CommitMeta, commit) {
+            Ok(b) => crate::gvariant::decode_normal(&b, &crate::gvariant::Type::of("a{sv}"))
+                .map(Some)
+                .map_err(|e| Error::corrupt(ObjectType::CommitMeta, *commit, e)),
+            Err(Error::ObjectMissing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `state/<csum>.commitpartial` marks this commit as incomplete.
+    pub fn is_partial(&self, csum: &Checksum) -> bool {
+        self.path
+            .join("state")
+            .join(format!("{csum}.commitpartial"))
+            .exists()
+    }
+
+    /// Every loose object in the repository.
+    pub fn list_objects(&self) -> Result<Vec<(ObjectType, Checksum)>> {
+        let objdir = self.path.join("objects");
+        let mut out = Vec::new();
+        for d in std::fs::read_dir(&objdir).ctx("read directory", &objdir)? {
+            let d = d.ctx("read directory", &objdir)?;
+            let prefix = d.file_name();
+            let Some(prefix) = prefix.to_str().filter(|p| p.len() == 2) else {
+                continue;
+            };
+            let sub = d.path();
+            for e in std::fs::read_dir(&sub).ctx("read directory", &sub)? {
+                let e = e.ctx("read directory", &sub)?;
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Some((rest, ext)) = name.split_once('.') else {
+                    continue;
+                };
+                let (Some(ty), Ok(csum)) = (
+                    ObjectType::from_extension(ext),
+                    format!("{prefix}{rest}").parse::<Checksum>(),
+                ) else {
+                    continue;
+                };
+                out.push((ty, csum));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

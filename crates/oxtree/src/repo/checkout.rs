@@ -1,0 +1,276 @@
+//! Checkout (`ostree checkout`): materialise a commit's tree. Files are hardlinked to their
+//! objects where the object on disk is exactly what the checkout needs (bare in system
+//! mode, bare-user in user mode, bare-user-only), and otherwise copied (archive objects are
+//! inflated). Directories are created first, files in parallel, then directory modes are
+//! applied bottom-up so read-only directories can still be filled.
+
+use super::{Repo, RepoMode};
+use crate::error::{Error, IoContext, Result};
+use crate::object::{Checksum, DirMeta, FileHeader, ObjectType};
+use rayon::prelude::*;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckoutOptions {
+    /// `-U`: do not change ownership or set xattrs; strip setuid/setgid.
+    pub user_mode: bool,
+    /// `--union`: overwrite existing files in the destination.
+    pub union: bool,
+    /// Check out only this path inside the commit.
+    pub subpath: Option<String>,
+    /// Fail instead of copying when a file cannot be hardlinked.
+    pub require_hardlinks: bool,
+    /// Never hardlink.
+    pub force_copy: bool,
+}
+
+struct FileJob {
+    dest: PathBuf,
+    csum: Checksum,
+}
+
+impl Repo {
+    /// Check out `commit` (a resolved checksum) into `dest`.
+    pub fn checkout(&self, commit: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+        let c = self.load_commit(commit)?;
+        let (mut tree, mut meta) = (c.root_tree, c.root_meta);
+        let mut single_file = None;
+        if let Some(sub) = opts.subpath.as_deref() {
+            let comps: Vec<&str> = sub.split('/').filter(|s| !s.is_empty()).collect();
+            for (i, comp) in comps.iter().enumerate() {
+                let dt = self.load_dirtree(&tree)?;
+                if let Some((_, t, m)) = dt.dirs.iter().find(|d| d.0 == *comp) {
+                    tree = *t;
+                    meta = *m;
+                } else if let Some((_, f)) = dt
+                    .files
+                    .iter()
+                    .find(|f| f.0 == *comp)
+                    .filter(|_| i + 1 == comps.len())
+                {
+                    single_file = Some(*f);
+                } else {
+                    return Err(Error::InvalidArgument(format!(
+                        "subpath {sub} does not exist in commit {commit}"
+                    )));
+                }
+            }
+        }
+        if let Some(f) = single_file {
+            return self.checkout_file(&f, dest, opts);
+        }
+        let mut dirs: Vec<(PathBuf, DirMeta)> = Vec::new();
+        let mut files = Vec::new();
+        self.plan_dir(&tree, &meta, dest, opts, &mut dirs, &mut files, true)?;
+        files
+            .par_iter()
+            .try_for_each(|j: &FileJob| self.checkout_file(&j.csum, &j.dest, opts))?;
+        // Apply directory metadata deepest first.
+        for (path, dm) in dirs.iter().rev() {
+            self.apply_dirmeta(path, dm, opts)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan_dir(
+        &self,
+        tree: &Checksum,
+        meta: &Checksum,
+        dest: &Path,
+        opts: &CheckoutOptions,
+        dirs: &mut Vec<(PathBuf, DirMeta)>,
+        files: &mut Vec<FileJob>,
+        top: bool,
+    ) -> Result<()> {
+        let dm = self.load_dirmeta(meta)?;
+        let dt = self.load_dirtree(tree)?;
+        match std::fs::create_dir(dest) {
+            Ok(()) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AlreadyExists
+                    && (opts.union || top && is_empty_dir(dest)) =>
+            {
+                if !dest.is_dir() {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: exists and is not a directory",
+                        dest.display()
+                    )));
+                }
+            }
+            Err(e) => return Err(e).ctx("create directory", dest),
+        }
+        // Writable while we fill it; the final mode comes at the end.
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o700))
+            .ctx("chmod", dest)?;
+        dirs.push((dest.to_path_buf(), dm));
+        for (name, c) in &dt.files {
+            files.push(FileJob {
+                dest: dest.join(name),
+                csum: *c,
+            });
+        }
+        for (name, t, m) in &dt.dirs {
+            self.plan_dir(t, m, &dest.join(name), opts, dirs, files, false)?;
+        }
+        Ok(())
+    }
+
+    fn apply_dirmeta(&self, path: &Path, dm: &DirMeta, opts: &CheckoutOptions) -> Result<()> {
+        let mut mode = dm.mode & 0o7777;
+        if opts.user_mode {
+            mode &= !0o6000;
+        } else {
+            std::os::unix::fs::lchown(path, Some(dm.uid), Some(dm.gid)).ctx("chown", path)?;
+            for (k, v) in &dm.xattrs {
+                crate::fsutil::lset_xattr(path, k, v)?;
+            }
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).ctx("chmod", path)
+    }
+
+    /// Whether objects of this repo are already in the form this checkout needs.
+    fn can_hardlink(&self, opts: &CheckoutOptions) -> bool {
+        !opts.force_copy
+            && match self.mode() {
+                RepoMode::Archive => false,
+                RepoMode::Bare => !opts.user_mode,
+                // bare-user objects hold ownership in xattrs and symlinks as files: only a
+                // user-mode checkout of a regular file can use them as they are.
+                RepoMode::BareUser => opts.user_mode,
+                RepoMode::BareUserOnly => true,
+            }
+    }
+
+    fn try_hardlink(
+        &self,
+        obj: &Path,
+        csum: &Checksum,
+        dest: &Path,
+        opts: &CheckoutOptions,
+    ) -> Result<bool> {
+        match std::fs::hard_link(obj, dest) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !obj.exists() => {
+                Err(Error::ObjectMissing {
+                    ty: ObjectType::File,
+                    csum: *csum,
+                })
+            }
+            Err(e) if opts.require_hardlinks => Err(e).ctx("hardlink (--require-hardlinks)", dest),
+            Err(_) => Ok(false), // e.g. EXDEV or EMLINK: copy instead
+        }
+    }
+
+    fn checkout_file(&self, csum: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+        if opts.union {
+            match std::fs::symlink_metadata(dest) {
+                Ok(m) if m.is_dir() => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: is a directory in the destination, a file in the commit",
+                        dest.display()
+                    )))
+                }
+                Ok(_) => std::fs::remove_file(dest).ctx("remove", dest)?,
+                Err(_) => {}
+            }
+        }
+        let obj = self.object_path(ObjectType::File, csum);
+        let link = self.can_hardlink(opts);
+        if link && self.mode() != RepoMode::BareUser && self.try_hardlink(&obj, csum, dest, opts)? {
+            return Ok(());
+        }
+        let mut fc = self.read_file(csum)?;
+        if fc.header.is_regular() {
+            if link
+                && self.mode() == RepoMode::BareUser
+                && self.try_hardlink(&obj, csum, dest, opts)?
+            {
+                return Ok(());
+            }
+            if opts.require_hardlinks && !link {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: cannot hardlink from a {} repository in this checkout mode (--require-hardlinks)",
+                    dest.display(),
+                    self.mode()
+                )));
+            }
+        }
+        write_file_copy(&mut fc, dest, opts)
+    }
+}
+
+fn is_empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
+}
+
+fn write_file_copy(fc: &mut super::FileContent, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+    let h: &FileHeader = &fc.header;
+    if h.is_symlink() {
+        std::os::unix::fs::symlink(&h.symlink_target, dest).ctx("symlink", dest)?;
+        if !opts.user_mode {
+            std::os::unix::fs::lchown(dest, Some(h.uid), Some(h.gid)).ctx("chown", dest)?;
+            for (k, v) in &h.xattrs {
+                crate::fsutil::lset_xattr(dest, k, v)?;
+            }
+        }
+        return Ok(());
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode_0600()
+        .open(dest)
+        .ctx("create", dest)?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut f);
+        std::io::copy(&mut fc.payload, &mut w).map_err(|e| Error::Io {
+            op: "copy object content to",
+            path: dest.to_path_buf(),
+            source: e,
+        })?;
+        w.flush().ctx("write", dest)?;
+    }
+    let mut mode = h.mode & 0o7777;
+    if opts.user_mode {
+        mode &= !0o6000;
+    } else {
+        rustix::fs::fchown(
+            &f,
+            Some(rustix::fs::Uid::from_raw(h.uid)),
+            Some(rustix::fs::Gid::from_raw(h.gid)),
+        )
+        .ctx("chown", dest)?;
+        for (k, v) in &h.xattrs {
+            crate::fsutil::fset_xattr(&f, k, v, dest)?;
+        }
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .ctx("chmod", dest)?;
+    let zero = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+    };
+    rustix::fs::futimens(&f, &zero).ctx("set times of", dest)?;
+    Ok(())
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+impl Mode0600 for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.mode(0o600)
+    }
+}

@@ -1,0 +1,455 @@
+//! Committing a directory into the repo (`ostree commit`): scan the tree, hash and store
+//! every file in parallel, then write dirtree/dirmeta objects bottom-up and the commit.
+//!
+//! Speed: each file is hashed *before* anything is written, and an object the repo already
+//! has is never compressed or copied again (ostree compresses first, so re-committing an
+//! unchanged tree costs it a full compression pass). Hardlinked files are hashed once.
+
+use super::refs::RefName;
+use super::{Repo, RepoMode, Transaction};
+use crate::error::{Error, IoContext, Result};
+use crate::gvariant::{Type, Value};
+use crate::object::{
+    validate_filename, Checksum, Commit, DirMeta, DirTree, FileHeader, ObjectType,
+};
+use rayon::prelude::*;
+use sha2::Digest;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A statoverride entry (`--statoverride` file line `+MODE PATH` or `=MODE PATH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatOverride {
+    /// Bits ORed into the mode.
+    Add(u32),
+    /// Permission bits replacing the mode's.
+    Set(u32),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    pub subject: String,
+    pub body: String,
+    /// Seconds since the epoch; now if `None`.
+    pub timestamp: Option<u64>,
+    pub parent: Option<Checksum>,
+    /// Commit metadata in order (ref bindings are the caller's to add).
+    pub metadata: Vec<(String, Value)>,
+    pub owner_uid: Option<u32>,
+    pub owner_gid: Option<u32>,
+    pub canonical_permissions: bool,
+    pub no_xattrs: bool,
+    /// Paths (from the tree root, with a leading `/`) to leave out.
+    pub skip_list: HashSet<String>,
+    pub statoverride: HashMap<String, StatOverride>,
+    /// Add `ostree.sizes` metadata.
+    pub generate_sizes: bool,
+}
+
+/// What a commit wrote.
+#[derive(Debug, Clone)]
+pub struct CommitResult {
+    pub commit: Checksum,
+    pub root_tree: Checksum,
+    pub root_meta: Checksum,
+    pub files: usize,
+    pub files_written: usize,
+}
+
+struct FileTask {
+    path: PathBuf,
+    header: FileHeader,
+    size: u64,
+    /// Index of an earlier task for the same inode (hardlinks are hashed once).
+    same_as: Option<usize>,
+}
+
+enum Node {
+    File(usize),
+    Dir(Box<DirNode>),
+}
+
+struct DirNode {
+    meta: DirMeta,
+    entries: BTreeMap<String, Node>,
+}
+
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+const S_IFLNK: u32 = 0o120000;
+
+/// Files up to this size are read into memory once and hashed/written from there.
+const SMALL_FILE: u64 = 4 << 20;
+
+impl Repo {
+    /// Commit `root` and, if `branch` is given, point it at the new commit. With `branch`
+    /// and no explicit parent, the branch's current commit becomes the parent.
+    pub fn commit_dir(
+        &self,
+        root: &Path,
+        branch: Option<&RefName>,
+        opts: &CommitOptions,
+    ) -> Result<CommitResult> {
+        let mut opts = opts.clone();
+        if opts.parent.is_none() {
+            if let Some(b) = branch {
+                opts.parent = self.read_ref(b)?;
+            }
+        }
+        let txn = self.begin()?;
+        let res = commit_in_txn(&txn, root, &opts)?;
+        txn.commit()?;
+        if let Some(b) = branch {
+            self.set_ref(b, Some(&res.commit))?;
+        }
+        Ok(res)
+    }
+}
+
+fn commit_in_txn(txn: &Transaction<'_>, root: &Path, opts: &CommitOptions) -> Result<CommitResult> {
+    let repo = txn.repo();
+    let canonical = opts.canonical_permissions || repo.mode() == RepoMode::BareUserOnly;
+    let xattrs = !(opts.no_xattrs || canonical || repo.xattrs_disabled());
+    let mut scan = Scanner {
+        opts,
+        canonical,
+        xattrs,
+        files: Vec::new(),
+        inodes: HashMap::new(),
+    };
+    let tree = scan.dir(root, "/")?;
+    let files = scan.files;
+
+    // Hash, and store where missing, every distinct inode in parallel.
+    let csums: Vec<Option<(Checksum, bool, u64)>> = files
+        .par_iter()
+        .map(|t| {
+            if t.same_as.is_some() {
+                Ok(None)
+            } else {
+                store_file(txn, t).map(Some)
+            }
+        })
+        .collect::<Result<_>>()?;
+    let csum_of = |i: usize| -> Checksum {
+        let j = files.get(i).and_then(|t| t.same_as).unwrap_or(i);
+        csums
+            .get(j)
+            .and_then(|c| c.map(|c| c.0))
+            .unwrap_or_default()
+    };
+    let files_written = csums.iter().flatten().filter(|c| c.1).count();
+
+    let mut sizes: BTreeMap<Checksum, (u64, u64, ObjectType)> = BTreeMap::new();
+    if opts.generate_sizes {
+        for (i, _) in files.iter().enumerate() {
+            let c = csum_of(i);
+            let usize = csums
+                .get(files.get(i).and_then(|t| t.same_as).unwrap_or(i))
+                .and_then(|c| c.map(|c| c.2))
+                .unwrap_or(0);
+            let stored = std::fs::metadata(repo.object_path(ObjectType::File, &c))
+                .or_else(|_| std::fs::symlink_metadata(repo.object_path(ObjectType::File, &c)))
+                .map(|m| m.len())
+                .unwrap_or(usize);
+            sizes.insert(c, (stored, usize, ObjectType::File));
+        }
+    }
+
+    let (root_tree, root_meta) = write_dir(txn, &tree, &csum_of, &mut sizes, opts.generate_sizes)?;
+    let mut metadata = opts.metadata.clone();
+    if opts.generate_sizes {
+        metadata.push(("ostree.sizes".into(), sizes_value(&sizes)));
+    }
+    let timestamp = opts.timestamp.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let commit = Commit {
+        metadata,
+        parent: opts.parent,
+        related: Vec::new(),
+        subject: opts.subject.clone(),
+        body: opts.body.clone(),
+        timestamp,
+        root_tree,
+        root_meta,
+    };
+    let csum = txn.write_metadata(ObjectType::Commit, &commit.encode())?;
+    Ok(CommitResult {
+        commit: csum,
+        root_tree,
+        root_meta,
+        files: files.len(),
+        files_written,
+    })
+}
+
+/// Hash a file and store it if the repo lacks it. Returns (checksum, written, size).
+fn store_file(txn: &Transaction<'_>, t: &FileTask) -> Result<(Checksum, bool, u64)> {
+    let prefix = t.header.content_stream_prefix();
+    if t.header.is_symlink() {
+        let c = Checksum::digest(&prefix);
+        let written = !txn.has_object(ObjectType::File, &c);
+        if written {
+            txn.write_file(&t.header, &mut std::io::empty(), 0, Some(&c))?;
+        }
+        return Ok((c, written, 0));
+    }
+    let open = || std::fs::File::open(&t.path).ctx("open", &t.path);
+    let mut h = sha2::Sha256::new();
+    h.update(&prefix);
+    if t.size <= SMALL_FILE {
+        let mut data = Vec::with_capacity(t.size as usize);
+        open()?.read_to_end(&mut data).ctx("read", &t.path)?;
+        if data.len() as u64 != t.size {
+            return Err(Error::Other(format!(
+                "{}: file changed size while being committed",
+                t.path.display()
+            )));
+        }
+        h.update(&data);
+        let c = Checksum(h.finalize().into());
+        if txn.has_object(ObjectType::File, &c) {
+            return Ok((c, false, t.size));
+        }
+        txn.write_file(&t.header, &mut data.as_slice(), t.size, Some(&c))?;
+        return Ok((c, true, t.size));
+    }
+    let mut f = open()?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).ctx("read", &t.path)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let c = Checksum(h.finalize().into());
+    if txn.has_object(ObjectType::File, &c) {
+        return Ok((c, false, t.size));
+    }
+    // Large file: read it again while writing; `write_file` re-hashes, so a file that changed
+    // in between fails the checksum instead of storing wrong content.
+    txn.write_file(
+        &t.header,
+        &mut std::io::BufReader::with_capacity(1 << 20, open()?),
+        t.size,
+        Some(&c),
+    )
+    .map_err(|e| match e {
+        Error::ChecksumMismatch { .. } => Error::Other(format!(
+            "{}: file changed while being committed",
+            t.path.display()
+        )),
+        e => e,
+    })?;
+    Ok((c, true, t.size))
+}
+
+fn write_dir(
+    txn: &Transaction<'_>,
+    d: &DirNode,
+    csum_of: &dyn Fn(usize) -> Checksum,
+    sizes: &mut BTreeMap<Checksum, (u64, u64, ObjectType)>,
+    track: bool,
+) -> Result<(Checksum, Checksum)> {
+    let mut tree = DirTree::default();
+    for (name, node) in &d.entries {
+        match node {
+            Node::File(i) => tree.files.push((name.clone(), csum_of(*i))),
+            Node::Dir(sub) => {
+                let (t, m) = write_dir(txn, sub, csum_of, sizes, track)?;
+                tree.dirs.push((name.clone(), t, m));
+            }
+        }
+    }
+    let tb = tree.encode();
+    let mb = d.meta.encode();
+    let t = txn.write_metadata(ObjectType::DirTree, &tb)?;
+    let m = txn.write_metadata(ObjectType::DirMeta, &mb)?;
+    if track {
+        sizes.insert(t, (tb.len() as u64, tb.len() as u64, ObjectType::DirTree));
+        sizes.insert(m, (mb.len() as u64, mb.len() as u64, ObjectType::DirMeta));
+    }
+    Ok((t, m))
+}
+
+/// `ostree.sizes`: `aay`, each csum ‖ varint(stored size) ‖ varint(unpacked size) ‖ objtype,
+/// sorted by checksum (spec §1.4).
+fn sizes_value(sizes: &BTreeMap<Checksum, (u64, u64, ObjectType)>) -> Value {
+    let items = sizes
+        .iter()
+        .map(|(c, (stored, unpacked, ty))| {
+            let mut b = c.0.to_vec();
+            varint(&mut b, *stored);
+            varint(&mut b, *unpacked);
+            b.push(*ty as u8);
+            Value::Bytes(b)
+        })
+        .collect();
+    Value::Array(Type::of("ay"), items)
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+struct Scanner<'a> {
+    opts: &'a CommitOptions,
+    canonical: bool,
+    xattrs: bool,
+    files: Vec<FileTask>,
+    inodes: HashMap<(u64, u64), usize>,
+}
+
+impl Scanner<'_> {
+    /// Apply --owner-uid/gid and statoverride (the CLI filter), then canonical permissions,
+    /// in ostree's order.
+    fn modify(&self, relpath: &str, uid: u32, gid: u32, mode: u32) -> (u32, u32, u32) {
+        let (mut uid, mut gid, mut mode) = (
+            self.opts.owner_uid.unwrap_or(uid),
+            self.opts.owner_gid.unwrap_or(gid),
+            mode,
+        );
+        match self.opts.statoverride.get(relpath) {
+            Some(StatOverride::Add(bits)) => mode |= bits,
+            Some(StatOverride::Set(bits)) => mode = (mode & S_IFMT) | (bits & 0o7777),
+            None => {}
+        }
+        if self.canonical {
+            uid = 0;
+            gid = 0;
+            match mode & S_IFMT {
+                S_IFLNK => {}
+                t => mode = t | (mode & 0o755),
+            }
+        }
+        (uid, gid, mode)
+    }
+
+    fn dir(&mut self, path: &Path, relpath: &str) -> Result<DirNode> {
+        let st = std::fs::symlink_metadata(path).ctx("stat", path)?;
+        if !st.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: not a directory",
+                path.display()
+            )));
+        }
+        let (uid, gid, mode) = self.modify(relpath, st.uid(), st.gid(), st.mode());
+        let xattrs = if self.xattrs {
+            crate::fsutil::read_xattrs(path)?
+        } else {
+            Vec::new()
+        };
+        let meta = DirMeta {
+            uid,
+            gid,
+            mode,
+            xattrs,
+        };
+        let mut entries = BTreeMap::new();
+        let mut children: Vec<(String, std::fs::DirEntry)> = Vec::new();
+        for e in std::fs::read_dir(path).ctx("read directory", path)? {
+            let e = e.ctx("read directory", path)?;
+            let name = e.file_name().into_string().map_err(|n| {
+                Error::InvalidArgument(format!(
+                    "{}: file name {:?} is not valid UTF-8",
+                    path.display(),
+                    n
+                ))
+            })?;
+            validate_filename(&name)
+                .map_err(|m| Error::InvalidArgument(format!("{}: {m}", path.display())))?;
+            children.push((name, e));
+        }
+        children.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, e) in children {
+            let child = e.path();
+            let rel = if relpath == "/" {
+                format!("/{name}")
+            } else {
+                format!("{relpath}/{name}")
+            };
+            if self.opts.skip_list.contains(&rel) {
+                continue;
+            }
+            let st = std::fs::symlink_metadata(&child).ctx("stat", &child)?;
+            let ft = st.file_type();
+            if ft.is_dir() {
+                let sub = self.dir(&child, &rel)?;
+                entries.insert(name, Node::Dir(Box::new(sub)));
+                continue;
+            }
+            if !ft.is_file() && !ft.is_symlink() {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: unsupported file type (device, FIFO or socket); add it to --skip-list",
+                    child.display()
+                )));
+            }
+            let (uid, gid, mode) = self.modify(&rel, st.uid(), st.gid(), st.mode());
+            let symlink_target = if ft.is_symlink() {
+                std::fs::read_link(&child)
+                    .ctx("readlink", &child)?
+                    .into_os_string()
+                    .into_string()
+                    .map_err(|t| {
+                        Error::InvalidArgument(format!(
+                            "{}: symlink target {:?} is not valid UTF-8",
+                            child.display(),
+                            t
+                        ))
+                    })?
+            } else {
+                String::new()
+            };
+            let xattrs = if self.xattrs {
+                crate::fsutil::read_xattrs(&child)?
+            } else {
+                Vec::new()
+            };
+            let header = FileHeader {
+                uid,
+                gid,
+                mode,
+                symlink_target,
+                xattrs,
+            };
+            debug_assert!(mode & S_IFMT == S_IFREG || mode & S_IFMT == S_IFLNK);
+            let idx = self.files.len();
+            // Hardlinks share content, but modifiers may differ per path: only reuse when the
+            // resulting header is identical.
+            let same_as = if st.nlink() > 1 && ft.is_file() {
+                match self.inodes.get(&(st.dev(), st.ino())) {
+                    Some(&j) if self.files.get(j).is_some_and(|f| f.header == header) => Some(j),
+                    _ => {
+                        self.inodes.insert((st.dev(), st.ino()), idx);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            self.files.push(FileTask {
+                path: child,
+                size: if ft.is_file() { st.len() } else { 0 },
+                header,
+                same_as,
+            });
+            entries.insert(name, Node::File(idx));
+        }
+        Ok(DirNode { meta, entries })
+    }
+}

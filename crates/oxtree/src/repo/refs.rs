@@ -1,0 +1,173 @@
+//! Refs: `refs/heads/NAME` and `refs/remotes/REMOTE/NAME` files holding a hex checksum, written
+//! atomically; `REF^` parent syntax and `REMOTE:REF` refspecs as in `ostree rev-parse`.
+
+use super::Repo;
+use crate::error::{Error, IoContext, Result};
+use crate::object::{validate_ref, validate_remote_name, Checksum};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A ref, local (`remote == None`) or remote-tracking.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RefName {
+    pub remote: Option<String>,
+    pub name: String,
+}
+
+impl RefName {
+    /// Parse `[REMOTE:]REF`.
+    pub fn parse(refspec: &str) -> Result<RefName> {
+        let (remote, name) = match refspec.split_once(':') {
+            Some((r, n)) => {
+                validate_remote_name(r).map_err(Error::InvalidArgument)?;
+                (Some(r.to_string()), n)
+            }
+            None => (None, refspec),
+        };
+        validate_ref(name).map_err(Error::InvalidArgument)?;
+        Ok(RefName {
+            remote,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for RefName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.remote {
+            Some(r) => write!(f, "{r}:{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+impl Repo {
+    fn ref_path(&self, r: &RefName) -> PathBuf {
+        match &r.remote {
+            Some(rem) => self.path.join("refs/remotes").join(rem).join(&r.name),
+            None => self.path.join("refs/heads").join(&r.name),
+        }
+    }
+
+    /// The checksum a ref points to, or `None` if the ref does not exist.
+    pub fn read_ref(&self, r: &RefName) -> Result<Option<Checksum>> {
+        let p = self.ref_path(r);
+        match std::fs::read_to_string(&p) {
+            Ok(s) => s.trim().parse().map(Some).map_err(|_| Error::Config {
+                path: p,
+                msg: "ref file does not hold a checksum".into(),
+            }),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::EISDIR)
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e).ctx("read", p),
+        }
+    }
+
+    /// Point a ref at `target`, or delete it with `None`. Atomic: tmp, fsync, rename.
+    pub fn set_ref(&self, r: &RefName, target: Option<&Checksum>) -> Result<()> {
+        validate_ref(&r.name).map_err(Error::InvalidArgument)?;
+        let p = self.ref_path(r);
+        match target {
+            Some(c) => {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).ctx("create directory", parent)?;
+                }
+                crate::fsutil::write_atomic(&p, format!("{c}\n").as_bytes(), self.fsync)
+            }
+            None => match std::fs::remove_file(&p) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(Error::RefNotFound(r.to_string()))
+                }
+                Err(e) => Err(e).ctx("remove", p),
+            },
+        }
+    }
+
+    /// All refs: local heads and remote-tracking refs, sorted.
+    pub fn list_refs(&self) -> Result<BTreeMap<RefName, Checksum>> {
+        let mut out = BTreeMap::new();
+        let heads = self.path.join("refs/heads");
+        walk_refs(&heads, &heads, &mut |name, c| {
+            out.insert(RefName { remote: None, name }, c);
+        })?;
+        let remotes = self.path.join("refs/remotes");
+        if remotes.is_dir() {
+            for e in std::fs::read_dir(&remotes).ctx("read directory", &remotes)? {
+                let e = e.ctx("read directory", &remotes)?;
+                let remote = e.file_name().to_string_lossy().into_owned();
+                let base = e.path();
+                if base.is_dir() {
+                    walk_refs(&base, &base, &mut |name, c| {
+                        out.insert(
+                            RefName {
+                                remote: Some(remote.clone()),
+                                name,
+                            },
+                            c,
+                        );
+                    })?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolve a revision: a checksum, `[REMOTE:]REF`, each with optional `^` suffixes.
+    pub fn resolve_rev(&self, rev: &str) -> Result<Checksum> {
+        let base = rev.trim_end_matches('^');
+        let parents = rev.len() - base.len();
+        let mut c = if let Ok(c) = base.parse::<Checksum>() {
+            c
+        } else {
+            let r = RefName::parse(base)?;
+            match self.read_ref(&r)? {
+                Some(c) => c,
+                // Like ostree, a bare ref name also matches a remote-tracking ref REMOTE/REF.
+                None if r.remote.is_none() => match r.name.split_once('/') {
+                    Some((rem, n)) if validate_ref(n).is_ok() => self
+                        .read_ref(&RefName {
+                            remote: Some(rem.to_string()),
+                            name: n.to_string(),
+                        })?
+                        .ok_or_else(|| Error::RefNotFound(rev.to_string()))?,
+                    _ => return Err(Error::RefNotFound(rev.to_string())),
+                },
+                None => return Err(Error::RefNotFound(rev.to_string())),
+            }
+        };
+        for _ in 0..parents {
+            c = self
+                .load_commit(&c)?
+                .parent
+                .ok_or_else(|| Error::RefNotFound(format!("{rev}: commit {c} has no parent")))?;
+        }
+        Ok(c)
+    }
+}
+
+fn walk_refs(base: &Path, dir: &Path, f: &mut dyn FnMut(String, Checksum)) -> Result<()> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx("read directory", dir),
+    };
+    for e in rd {
+        let e = e.ctx("read directory", dir)?;
+        let p = e.path();
+        let ft = e.file_type().ctx("stat", &p)?;
+        if ft.is_dir() {
+            walk_refs(base, &p, f)?;
+        } else if let Ok(s) = std::fs::read_to_string(&p) {
+            if let (Ok(c), Ok(rel)) = (s.trim().parse::<Checksum>(), p.strip_prefix(base)) {
+                f(rel.to_string_lossy().into_owned(), c);
+            }
+        }
+    }
+    Ok(())
+}
