@@ -1,1 +1,976 @@
-fn main() {}
+//! The `oxtree` command: a thin CLI over the `oxtree` library, spelled like `ostree` so that
+//! scripts written for ostree run unchanged.
+//!
+//! Exit codes: 0 success; 1 failure (including fsck finding problems); 2 usage error;
+//! 3 a ref or object that was asked for does not exist.
+
+mod gvtext;
+mod timefmt;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use oxtree::object::{Checksum, ObjectType};
+use oxtree::repo::{
+    CheckoutOptions, CommitOptions, FsckOptions, PruneOptions, PullLocalOptions, RefName,
+    StatOverride,
+};
+use oxtree::{Repo, RepoMode};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const EXIT_FAILURE: i32 = 1;
+const EXIT_NOT_FOUND: i32 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "oxtree",
+    about = "Content-addressed OS trees, compatible with OSTree repositories",
+    long_about = "oxtree stores operating-system trees in an OSTree-compatible repository: commit a \
+                  directory, check it out by hardlinks, verify and prune. Commands and options are \
+                  spelled as in ostree(1).",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Print version information and the feature list (in ostree's format).
+    #[arg(long)]
+    version: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Args, Clone)]
+struct RepoArg {
+    /// Path to the repository (default: $OSTREE_REPO, the current directory if it is a repo,
+    /// else /sysroot/ostree/repo).
+    #[arg(long, value_name = "PATH")]
+    repo: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a new, empty repository.
+    Init {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Repository mode: bare, bare-user, bare-user-only or archive (archive-z2).
+        #[arg(long, default_value = "bare")]
+        mode: String,
+    },
+    /// Commit a directory (or a tar archive) as a new revision.
+    Commit(Box<CommitArgs>),
+    /// Check out a commit into a directory.
+    Checkout {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// User mode: do not change file ownership or set xattrs.
+        #[arg(short = 'U', long = "user-mode")]
+        user_mode: bool,
+        /// Keep existing directories and overwrite existing files.
+        #[arg(long)]
+        union: bool,
+        /// Check out only this path of the commit.
+        #[arg(long, value_name = "PATH")]
+        subpath: Option<String>,
+        /// Fail rather than copy when a file cannot be hardlinked.
+        #[arg(long)]
+        require_hardlinks: bool,
+        /// Copy files instead of hardlinking them.
+        #[arg(short = 'C', long)]
+        force_copy: bool,
+        /// Ref or commit checksum.
+        commit: String,
+        /// Destination directory (default: the commit argument's name).
+        destination: Option<PathBuf>,
+    },
+    /// List refs, or create and delete them.
+    Refs {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Delete the given refs.
+        #[arg(long)]
+        delete: bool,
+        /// Create a ref NAME pointing at the commit given as the argument.
+        #[arg(long, value_name = "NAME")]
+        create: Option<String>,
+        /// Show the checksum beside each ref.
+        #[arg(long)]
+        list: bool,
+        /// Refs (with --delete), a prefix to filter by, or the commit (with --create).
+        args: Vec<String>,
+    },
+    /// Print the commit checksum a ref or revision resolves to.
+    RevParse {
+        #[command(flatten)]
+        repo: RepoArg,
+        rev: String,
+    },
+    /// Show the history of a ref.
+    Log {
+        #[command(flatten)]
+        repo: RepoArg,
+        rev: String,
+    },
+    /// Show a commit.
+    Show {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Print only the value of this commit metadata key.
+        #[arg(long, value_name = "KEY")]
+        print_metadata_key: Option<String>,
+        rev: String,
+    },
+    /// List the files in a commit.
+    Ls {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Recurse into directories.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// Only list the directory itself, not its contents.
+        #[arg(short = 'd', long)]
+        dironly: bool,
+        /// Print object checksums.
+        #[arg(short = 'C', long)]
+        checksum: bool,
+        rev: String,
+        paths: Vec<String>,
+    },
+    /// Print the contents of a file in a commit.
+    Cat {
+        #[command(flatten)]
+        repo: RepoArg,
+        rev: String,
+        paths: Vec<String>,
+    },
+    /// Compare two commits: A added, D deleted, M modified.
+    Diff {
+        #[command(flatten)]
+        repo: RepoArg,
+        rev1: String,
+        rev2: String,
+    },
+    /// Verify every object, ref and reference between objects.
+    Fsck {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Remove corrupt objects.
+        #[arg(long)]
+        delete: bool,
+        /// Only print errors.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete unreachable objects.
+    Prune {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Only keep what refs reach (by default every commit is kept).
+        #[arg(long)]
+        refs_only: bool,
+        /// History depth to keep from each ref (-1 = all).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        depth: i64,
+        /// Keep commits newer than DATE (e.g. "2020-01-01" or "7 days ago"); implies --refs-only.
+        #[arg(long, value_name = "DATE")]
+        keep_younger_than: Option<String>,
+        /// Only report what would be deleted.
+        #[arg(long)]
+        no_prune: bool,
+    },
+    /// Copy commits from another local repository.
+    PullLocal {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Write refs as refs/remotes/REMOTE/… instead of refs/heads/….
+        #[arg(long)]
+        remote: Option<String>,
+        /// History depth to copy (-1 = all).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        depth: i64,
+        src_repo: PathBuf,
+        refs: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct CommitArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    /// Branch (ref) to point at the new commit.
+    #[arg(short = 'b', long)]
+    branch: Option<String>,
+    /// One-line subject.
+    #[arg(short = 's', long)]
+    subject: Option<String>,
+    /// Full description.
+    #[arg(short = 'm', long)]
+    body: Option<String>,
+    /// Read the description from FILE.
+    #[arg(short = 'F', long, value_name = "FILE")]
+    body_file: Option<PathBuf>,
+    /// Parent commit checksum, or "none".
+    #[arg(long)]
+    parent: Option<String>,
+    /// Create a commit without writing a ref.
+    #[arg(long)]
+    orphan: bool,
+    /// Do not add the ostree.ref-binding metadata.
+    #[arg(long)]
+    no_bindings: bool,
+    /// Add a ref to the ref binding.
+    #[arg(long, value_name = "BRANCH")]
+    bind_ref: Vec<String>,
+    /// dir=PATH or tar=TARFILE: the tree to commit.
+    #[arg(long, value_name = "dir=PATH|tar=FILE")]
+    tree: Vec<String>,
+    /// Add a KEY=VALUE string to the commit metadata.
+    #[arg(long, value_name = "KEY=VALUE")]
+    add_metadata_string: Vec<String>,
+    /// Add KEY=VALUE metadata, VALUE in GVariant text format (e.g. true, 42, 'str', uint64 7).
+    #[arg(long, value_name = "KEY=VALUE")]
+    add_metadata: Vec<String>,
+    /// Set every file's uid.
+    #[arg(long)]
+    owner_uid: Option<u32>,
+    /// Set every file's gid.
+    #[arg(long)]
+    owner_gid: Option<u32>,
+    /// Canonical permissions (uid/gid 0, modes masked to 0755, no xattrs), as bare-user-only.
+    #[arg(long)]
+    canonical_permissions: bool,
+    /// Do not import extended attributes.
+    #[arg(long)]
+    no_xattrs: bool,
+    /// File of paths (one per line, from the tree root) to leave out.
+    #[arg(long, value_name = "PATH")]
+    skip_list: Option<PathBuf>,
+    /// File of mode changes: lines `+MODE /path` (add bits) or `=MODE /path` (set), MODE in decimal.
+    #[arg(long, value_name = "PATH")]
+    statoverride: Option<PathBuf>,
+    /// Commit timestamp (ISO 8601, e.g. 2020-01-01T00:00:00Z), instead of now.
+    #[arg(long)]
+    timestamp: Option<String>,
+    /// fsync policy: true or false.
+    #[arg(long, value_name = "POLICY")]
+    fsync: Option<String>,
+    /// Add ostree.sizes metadata.
+    #[arg(long)]
+    generate_sizes: bool,
+    /// Print KEY: VALUE lines instead of just the checksum.
+    #[arg(long)]
+    table_output: bool,
+    /// Directory to commit (instead of --tree=dir=).
+    path: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let lib = e.downcast_ref::<oxtree::Error>();
+            if let Some(h) = lib.and_then(oxtree::Error::hint) {
+                eprintln!("hint: {h}");
+            }
+            if lib.is_some_and(oxtree::Error::is_not_found) {
+                EXIT_NOT_FOUND
+            } else {
+                EXIT_FAILURE
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn print_version() {
+    println!("oxtree:");
+    println!(" Version: '{}'", env!("CARGO_PKG_VERSION"));
+    println!(" Features:");
+    for f in ["libarchive", "release"] {
+        println!("  - {f}");
+    }
+}
+
+fn repo_path(r: &RepoArg) -> PathBuf {
+    if let Some(p) = &r.repo {
+        return p.clone();
+    }
+    if let Some(p) = std::env::var_os("OSTREE_REPO") {
+        return PathBuf::from(p);
+    }
+    if Path::new("objects").is_dir() && Path::new("config").is_file() {
+        return PathBuf::from(".");
+    }
+    PathBuf::from("/sysroot/ostree/repo")
+}
+
+fn open(r: &RepoArg) -> Result<Repo> {
+    Ok(Repo::open(&repo_path(r))?)
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    if cli.version {
+        print_version();
+        return Ok(0);
+    }
+    let Some(cmd) = cli.cmd else {
+        use clap::CommandFactory;
+        Cli::command().print_help()?;
+        return Ok(2);
+    };
+    match cmd {
+        Cmd::Init { repo, mode } => {
+            let m = RepoMode::parse(&mode).ok_or_else(|| {
+                anyhow!("invalid mode {mode:?}: use bare, bare-user, bare-user-only or archive")
+            })?;
+            Repo::create(&repo_path(&repo), m)?;
+        }
+        Cmd::Commit(a) => cmd_commit(*a)?,
+        Cmd::Checkout {
+            repo,
+            user_mode,
+            union,
+            subpath,
+            require_hardlinks,
+            force_copy,
+            commit,
+            destination,
+        } => {
+            let repo = open(&repo)?;
+            let c = repo.resolve_rev(&commit)?;
+            let dest = destination.unwrap_or_else(|| PathBuf::from(&commit));
+            repo.checkout(
+                &c,
+                &dest,
+                &CheckoutOptions {
+                    user_mode,
+                    union,
+                    subpath,
+                    require_hardlinks,
+                    force_copy,
+                },
+            )?;
+        }
+        Cmd::Refs {
+            repo,
+            delete,
+            create,
+            list,
+            args,
+        } => {
+            let repo = open(&repo)?;
+            if let Some(name) = create {
+                let [target] = args.as_slice() else {
+                    bail!("--create=NAME needs exactly one commit argument")
+                };
+                let c = repo.resolve_rev(target)?;
+                let r = RefName::parse(&name)?;
+                if repo.read_ref(&r)?.is_some() {
+                    bail!("ref {name} already exists; delete it first with `oxtree refs --delete {name}`");
+                }
+                repo.set_ref(&r, Some(&c))?;
+            } else if delete {
+                if args.is_empty() {
+                    bail!("--delete needs the refs to delete");
+                }
+                for a in &args {
+                    repo.set_ref(&RefName::parse(a)?, None)?;
+                }
+            } else {
+                let prefix = args.first().map(String::as_str).unwrap_or("");
+                for (r, c) in repo.list_refs()? {
+                    let name = r.to_string();
+                    if name.starts_with(prefix) {
+                        if list {
+                            println!("{name} {c}");
+                        } else {
+                            println!("{name}");
+                        }
+                    }
+                }
+            }
+        }
+        Cmd::RevParse { repo, rev } => println!("{}", open(&repo)?.resolve_rev(&rev)?),
+        Cmd::Log { repo, rev } => {
+            let repo = open(&repo)?;
+            let mut cur = Some(repo.resolve_rev(&rev)?);
+            while let Some(c) = cur {
+                match repo.load_commit(&c) {
+                    Ok(cm) => {
+                        print_commit(&c, &cm);
+                        cur = cm.parent;
+                    }
+                    Err(oxtree::Error::ObjectMissing { .. }) => {
+                        println!("<< History beyond this commit not fetched >>");
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Cmd::Show {
+            repo,
+            print_metadata_key,
+            rev,
+        } => {
+            let repo = open(&repo)?;
+            let c = repo.resolve_rev(&rev)?;
+            let cm = repo.load_commit(&c)?;
+            if let Some(k) = print_metadata_key {
+                let v = cm
+                    .meta(&k)
+                    .ok_or_else(|| anyhow!("no such metadata key {k:?} in commit {c}"))?;
+                println!("{}", gvtext::print(v));
+            } else {
+                print_commit(&c, &cm);
+            }
+        }
+        Cmd::Ls {
+            repo,
+            recursive,
+            dironly,
+            checksum,
+            rev,
+            paths,
+        } => {
+            let repo = open(&repo)?;
+            let c = repo.resolve_rev(&rev)?;
+            let paths = if paths.is_empty() {
+                vec!["/".to_string()]
+            } else {
+                paths
+            };
+            for p in paths {
+                cmd_ls(&repo, &c, &p, recursive, dironly, checksum)?;
+            }
+        }
+        Cmd::Cat { repo, rev, paths } => {
+            let repo = open(&repo)?;
+            let c = repo.resolve_rev(&rev)?;
+            let mut out = std::io::stdout().lock();
+            for p in paths {
+                let (ty, csum, _) = lookup_path(&repo, &c, &p)?;
+                if ty != ObjectType::File {
+                    bail!("{p}: is a directory");
+                }
+                let mut fc = repo.read_file(&csum)?;
+                std::io::copy(&mut fc.payload, &mut out).with_context(|| format!("reading {p}"))?;
+            }
+            out.flush()?;
+        }
+        Cmd::Diff { repo, rev1, rev2 } => {
+            let repo = open(&repo)?;
+            let a = repo.load_commit(&repo.resolve_rev(&rev1)?)?;
+            let b = repo.load_commit(&repo.resolve_rev(&rev2)?)?;
+            let mut out = Vec::new();
+            diff_dirs(
+                &repo,
+                Some((a.root_tree, a.root_meta)),
+                Some((b.root_tree, b.root_meta)),
+                "",
+                &mut out,
+            )?;
+            for (k, p) in out {
+                println!("{k}    {p}");
+            }
+        }
+        Cmd::Fsck {
+            repo,
+            delete,
+            quiet,
+            json,
+        } => {
+            let repo = open(&repo)?;
+            if !quiet && !json {
+                println!("Validating refs...");
+                println!("Enumerating objects...");
+            }
+            let rep = repo.fsck(&FsckOptions { delete })?;
+            if json {
+                let errs: Vec<String> = rep.errors.iter().map(|e| json_str(e)).collect();
+                println!(
+                    "{{\"objects\":{},\"commits\":{},\"partial_commits\":{},\"ok\":{},\"errors\":[{}]}}",
+                    rep.objects_checked,
+                    rep.commits,
+                    rep.partial_commits,
+                    rep.ok(),
+                    errs.join(",")
+                );
+            } else {
+                for e in &rep.errors {
+                    eprintln!("error: {e}");
+                }
+                for (ty, c) in &rep.deleted {
+                    eprintln!("deleted corrupt object {c}.{ty}");
+                }
+                if !quiet {
+                    if rep.partial_commits > 0 {
+                        println!("{} partial commits not verified", rep.partial_commits);
+                    }
+                    if rep.ok() {
+                        println!(
+                            "object fsck of {} commits completed successfully - no errors found.",
+                            rep.commits
+                        );
+                    }
+                }
+            }
+            if !rep.ok() {
+                if !json {
+                    eprintln!("error: fsck found {} problem(s)", rep.errors.len());
+                    eprintln!("hint: `oxtree fsck --delete` removes corrupt objects; pull or commit again to restore them");
+                }
+                return Ok(EXIT_FAILURE);
+            }
+        }
+        Cmd::Prune {
+            repo,
+            refs_only,
+            depth,
+            keep_younger_than,
+            no_prune,
+        } => {
+            let repo = open(&repo)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let keep = keep_younger_than
+                .map(|s| timefmt::parse_relative(&s, now))
+                .transpose()
+                .map_err(|e| anyhow!(e))?;
+            let rep = repo.prune(&PruneOptions {
+                refs_only,
+                depth,
+                keep_younger_than: keep,
+                no_prune,
+            })?;
+            println!("Total objects: {}", rep.total);
+            if rep.deleted == 0 {
+                println!("No unreachable objects");
+            } else if no_prune {
+                println!(
+                    "Would delete: {} objects, would free: {}",
+                    rep.deleted,
+                    human_size(rep.freed_bytes)
+                );
+            } else {
+                println!(
+                    "Deleted {} objects, {} freed",
+                    rep.deleted,
+                    human_size(rep.freed_bytes)
+                );
+            }
+        }
+        Cmd::PullLocal {
+            repo,
+            remote,
+            depth,
+            src_repo,
+            refs,
+        } => {
+            let repo = open(&repo)?;
+            let src = Repo::open(&src_repo)?;
+            let refs = if refs.is_empty() {
+                src.list_refs()?
+                    .into_keys()
+                    .filter(|r| r.remote.is_none())
+                    .map(|r| r.name)
+                    .collect()
+            } else {
+                refs
+            };
+            let n = repo.pull_local(&src, &refs, &PullLocalOptions { depth, remote })?;
+            println!("{n} objects copied");
+        }
+    }
+    Ok(0)
+}
+
+fn cmd_commit(a: CommitArgs) -> Result<()> {
+    let mut repo = open(&a.repo)?;
+    if let Some(f) = &a.fsync {
+        repo.set_fsync(!matches!(f.as_str(), "false" | "no" | "0"));
+    }
+    let mut trees: Vec<String> = a.tree.clone();
+    if let Some(p) = &a.path {
+        trees.push(format!("dir={}", p.display()));
+    }
+    let tree = match trees.as_slice() {
+        [] => bail!("no tree to commit: give a directory or --tree=dir=PATH"),
+        [one] => one.clone(),
+        _ => {
+            bail!("several --tree arguments (overlays) are not supported yet; commit a single tree")
+        }
+    };
+    if a.branch.is_none() && !a.orphan {
+        bail!("a branch is required: use -b BRANCH, or --orphan for a commit without a ref");
+    }
+    let branch = a.branch.as_deref().map(RefName::parse).transpose()?;
+    let mut body = a.body.clone().unwrap_or_default();
+    if let Some(f) = &a.body_file {
+        body = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+    }
+    let mut metadata = Vec::new();
+    for kv in &a.add_metadata_string {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--add-metadata-string {kv:?}: expected KEY=VALUE"))?;
+        metadata.push((k.to_string(), oxtree::gvariant::Value::str(v)));
+    }
+    for kv in &a.add_metadata {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--add-metadata {kv:?}: expected KEY=VALUE"))?;
+        metadata.push((
+            k.to_string(),
+            gvtext::parse(v).map_err(|e| anyhow!("--add-metadata {k}: {e}"))?,
+        ));
+    }
+    if !a.no_bindings {
+        let mut binds: Vec<String> = a.branch.iter().cloned().collect();
+        binds.extend(a.bind_ref.iter().cloned());
+        binds.sort();
+        binds.dedup();
+        if !binds.is_empty() {
+            metadata.push((
+                "ostree.ref-binding".into(),
+                oxtree::gvariant::Value::Array(
+                    oxtree::gvariant::Type::Str,
+                    binds
+                        .into_iter()
+                        .map(oxtree::gvariant::Value::Str)
+                        .collect(),
+                ),
+            ));
+        }
+    }
+    let parent = match a.parent.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(p) => Some(Some(repo.resolve_rev(p)?)),
+    };
+    let mut opts = CommitOptions {
+        subject: a.subject.clone().unwrap_or_default(),
+        body,
+        timestamp: a
+            .timestamp
+            .as_deref()
+            .map(timefmt::parse)
+            .transpose()
+            .map_err(|e| anyhow!(e))?,
+        parent: parent.flatten(),
+        metadata,
+        owner_uid: a.owner_uid,
+        owner_gid: a.owner_gid,
+        canonical_permissions: a.canonical_permissions,
+        no_xattrs: a.no_xattrs,
+        generate_sizes: a.generate_sizes,
+        skip_list: HashSet::new(),
+        statoverride: HashMap::new(),
+    };
+    if let Some(f) = &a.skip_list {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading skip list {}", f.display()))?;
+        opts.skip_list = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    if let Some(f) = &a.statoverride {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading statoverride file {}", f.display()))?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+            let (m, p) = line.split_once(' ').ok_or_else(|| {
+                anyhow!(
+                    "{}:{}: malformed statoverride line (no space)",
+                    f.display(),
+                    i + 1
+                )
+            })?;
+            let ov = if let Some(v) = m.strip_prefix('=') {
+                StatOverride::Set(
+                    v.parse()
+                        .with_context(|| format!("{}:{}: bad mode", f.display(), i + 1))?,
+                )
+            } else {
+                StatOverride::Add(
+                    m.trim_start_matches('+')
+                        .parse()
+                        .with_context(|| format!("{}:{}: bad mode", f.display(), i + 1))?,
+                )
+            };
+            opts.statoverride.insert(p.to_string(), ov);
+        }
+    }
+    let bind = if a.orphan { None } else { branch.as_ref() };
+    // Like ostree: without --parent, a commit to an existing branch follows its head.
+    if parent.is_none() {
+        if let Some(b) = bind {
+            opts.parent = repo.read_ref(b)?;
+        }
+    }
+    let res = if let Some(tarfile) = tree.strip_prefix("tar=") {
+        repo.commit_tar(Path::new(tarfile), bind, &opts)?
+    } else if let Some(dir) = tree.strip_prefix("dir=") {
+        repo.commit_dir(Path::new(dir), bind, &opts)?
+    } else {
+        bail!("--tree={tree}: expected dir=PATH or tar=FILE");
+    };
+    if a.table_output {
+        println!("Commit: {}", res.commit);
+        println!("Metadata Total: {}", res.files + 2);
+        println!("Content Total: {}", res.files);
+        println!("Content Written: {}", res.files_written);
+    } else {
+        println!("{}", res.commit);
+    }
+    Ok(())
+}
+
+fn print_commit(c: &Checksum, cm: &oxtree::Commit) {
+    println!("commit {c}");
+    if let Some(p) = cm.parent {
+        println!("Parent:  {p}");
+    }
+    println!("ContentChecksum:  {}", cm.content_checksum());
+    println!("Date:  {}", timefmt::format(cm.timestamp));
+    if let Some(v) = cm.version() {
+        println!("Version: {v}");
+    }
+    println!();
+    if !cm.subject.is_empty() {
+        println!("    {}", cm.subject);
+        println!();
+    }
+    if !cm.body.is_empty() {
+        for l in cm.body.lines() {
+            println!("    {l}");
+        }
+        println!();
+    }
+}
+
+/// Find a path inside a commit: (type, checksum, dirmeta checksum for dirs).
+fn lookup_path(
+    repo: &Repo,
+    commit: &Checksum,
+    path: &str,
+) -> Result<(ObjectType, Checksum, Checksum)> {
+    let cm = repo.load_commit(commit)?;
+    let (mut t, mut m) = (cm.root_tree, cm.root_meta);
+    let comps: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    for (i, comp) in comps.iter().enumerate() {
+        let dt = repo.load_dirtree(&t)?;
+        if let Some((_, st, sm)) = dt.dirs.iter().find(|d| d.0 == *comp) {
+            t = *st;
+            m = *sm;
+        } else if let Some((_, f)) = dt.files.iter().find(|f| f.0 == *comp) {
+            if i + 1 != comps.len() {
+                bail!("{path}: {comp} is not a directory");
+            }
+            return Ok((ObjectType::File, *f, Checksum::default()));
+        } else {
+            return Err(oxtree::Error::RefNotFound(format!("{path} in commit {commit}")).into());
+        }
+    }
+    Ok((ObjectType::DirTree, t, m))
+}
+
+fn ls_line(
+    repo: &Repo,
+    path: &str,
+    ty: ObjectType,
+    csum: &Checksum,
+    meta: &Checksum,
+    show_csum: bool,
+) -> Result<()> {
+    let p = if path.is_empty() { "/" } else { path };
+    if ty == ObjectType::File {
+        let fc = repo.read_file(csum)?;
+        let h = &fc.header;
+        let c = if h.is_symlink() { 'l' } else { '-' };
+        let cs = if show_csum {
+            format!("{csum} ")
+        } else {
+            String::new()
+        };
+        let tgt = if h.is_symlink() {
+            format!(" -> {}", h.symlink_target)
+        } else {
+            String::new()
+        };
+        println!(
+            "{c}0{:04o} {} {} {:6} {cs}{p}{tgt}",
+            h.mode & 0o7777,
+            h.uid,
+            h.gid,
+            fc.size
+        );
+    } else {
+        let dm = repo.load_dirmeta(meta)?;
+        let cs = if show_csum {
+            format!("{csum} {meta} ")
+        } else {
+            String::new()
+        };
+        println!(
+            "d0{:04o} {} {} {:6} {cs}{p}",
+            dm.mode & 0o7777,
+            dm.uid,
+            dm.gid,
+            0
+        );
+    }
+    Ok(())
+}
+
+fn cmd_ls(
+    repo: &Repo,
+    commit: &Checksum,
+    path: &str,
+    recursive: bool,
+    dironly: bool,
+    show_csum: bool,
+) -> Result<()> {
+    let (ty, csum, meta) = lookup_path(repo, commit, path)?;
+    let norm = path.trim_end_matches('/');
+    ls_line(repo, norm, ty, &csum, &meta, show_csum)?;
+    if ty == ObjectType::DirTree && !dironly {
+        ls_dir(repo, &csum, norm, recursive, show_csum)?;
+    }
+    Ok(())
+}
+
+fn ls_dir(
+    repo: &Repo,
+    tree: &Checksum,
+    prefix: &str,
+    recursive: bool,
+    show_csum: bool,
+) -> Result<()> {
+    let dt = repo.load_dirtree(tree)?;
+    // ostree lists a directory's entries merged and sorted by name.
+    let mut entries: Vec<(&str, Option<(&Checksum, &Checksum)>, Option<&Checksum>)> = dt
+        .files
+        .iter()
+        .map(|(n, c)| (n.as_str(), None, Some(c)))
+        .chain(
+            dt.dirs
+                .iter()
+                .map(|(n, t, m)| (n.as_str(), Some((t, m)), None)),
+        )
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, dir, file) in entries {
+        let p = format!("{prefix}/{name}");
+        match (dir, file) {
+            (Some((t, m)), _) => {
+                ls_line(repo, &p, ObjectType::DirTree, t, m, show_csum)?;
+                if recursive {
+                    ls_dir(repo, t, &p, true, show_csum)?;
+                }
+            }
+            (None, Some(c)) => ls_line(
+                repo,
+                &p,
+                ObjectType::File,
+                c,
+                &Checksum::default(),
+                show_csum,
+            )?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+type DirRef = Option<(Checksum, Checksum)>;
+
+fn diff_dirs(
+    repo: &Repo,
+    a: DirRef,
+    b: DirRef,
+    prefix: &str,
+    out: &mut Vec<(char, String)>,
+) -> Result<()> {
+    let load = |d: DirRef| -> Result<oxtree::DirTree> {
+        Ok(match d {
+            Some((t, _)) => repo.load_dirtree(&t)?,
+            None => oxtree::DirTree::default(),
+        })
+    };
+    let (da, db) = (load(a)?, load(b)?);
+    let mut names: Vec<&str> = da
+        .files
+        .iter()
+        .map(|f| f.0.as_str())
+        .chain(da.dirs.iter().map(|d| d.0.as_str()))
+        .collect();
+    names.extend(
+        db.files
+            .iter()
+            .map(|f| f.0.as_str())
+            .chain(db.dirs.iter().map(|d| d.0.as_str())),
+    );
+    names.sort_unstable();
+    names.dedup();
+    for n in names {
+        let p = format!("{prefix}/{n}");
+        let fa = da.files.iter().find(|f| f.0 == n).map(|f| f.1);
+        let fb = db.files.iter().find(|f| f.0 == n).map(|f| f.1);
+        let sa = da.dirs.iter().find(|d| d.0 == n).map(|d| (d.1, d.2));
+        let sb = db.dirs.iter().find(|d| d.0 == n).map(|d| (d.1, d.2));
+        match (fa, fb, sa, sb) {
+            (Some(x), Some(y), _, _) if x != y => out.push(('M', p)),
+            (Some(_), Some(_), _, _) => {}
+            (None, None, Some(x), Some(y)) => {
+                if x.1 != y.1 {
+                    out.push(('M', p.clone()));
+                }
+                if x.0 != y.0 {
+                    diff_dirs(repo, Some(x), Some(y), &p, out)?;
+                }
+            }
+            (Some(_), None, None, Some(_)) | (None, Some(_), Some(_), None) => out.push(('M', p)),
+            (Some(_), None, None, None) | (None, None, Some(_), None) => out.push(('D', p)),
+            (None, Some(_), None, None) | (None, None, None, Some(_)) => out.push(('A', p)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn human_size(b: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}

@@ -13,7 +13,7 @@ mod traverse;
 mod txn;
 
 pub use checkout::CheckoutOptions;
-pub use commit::{CommitOptions, StatOverride};
+pub use commit::{CommitOptions, CommitResult, StatOverride};
 pub use fsck::{FsckOptions, FsckReport};
 pub use prune::{PruneOptions, PruneReport};
 pub use pull_local::PullLocalOptions;

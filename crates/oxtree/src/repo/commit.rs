@@ -48,6 +48,36 @@ pub struct CommitOptions {
     pub generate_sizes: bool,
 }
 
+impl Repo {
+    /// Commit the tree in a tar archive. The archive is unpacked (ownership, modes and
+    /// xattrs preserved) into the repo's `tmp/` and committed from there; the `tar` crate
+    /// rejects entries that would escape the unpack directory.
+    pub fn commit_tar(
+        &self,
+        tarfile: &Path,
+        branch: Option<&RefName>,
+        opts: &CommitOptions,
+    ) -> Result<CommitResult> {
+        let tmp = self.path().join("tmp");
+        let dir = tempfile::Builder::new()
+            .prefix("tar-import-")
+            .tempdir_in(&tmp)
+            .ctx("create directory in", &tmp)?;
+        let f = std::fs::File::open(tarfile).ctx("open", tarfile)?;
+        let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+        ar.set_preserve_permissions(true);
+        ar.set_preserve_ownerships(rustix::process::geteuid().is_root());
+        ar.set_unpack_xattrs(true);
+        ar.set_overwrite(true);
+        ar.unpack(dir.path()).map_err(|e| Error::Io {
+            op: "unpack tar archive",
+            path: tarfile.to_path_buf(),
+            source: e,
+        })?;
+        self.commit_dir(dir.path(), branch, opts)
+    }
+}
+
 /// What a commit wrote.
 #[derive(Debug, Clone)]
 pub struct CommitResult {
