@@ -855,36 +855,15 @@ fn ls_dir(
     show_csum: bool,
 ) -> Result<()> {
     let dt = repo.load_dirtree(tree)?;
-    // ostree lists a directory's entries merged and sorted by name.
-    let mut entries: Vec<(&str, Option<(&Checksum, &Checksum)>, Option<&Checksum>)> = dt
-        .files
-        .iter()
-        .map(|(n, c)| (n.as_str(), None, Some(c)))
-        .chain(
-            dt.dirs
-                .iter()
-                .map(|(n, t, m)| (n.as_str(), Some((t, m)), None)),
-        )
-        .collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    for (name, dir, file) in entries {
+    // ostree lists a directory's files, then its subdirectories, each in dirtree order.
+    for (name, c) in &dt.files {
+        ls_line(repo, &format!("{prefix}/{name}"), ObjectType::File, c, &Checksum::default(), show_csum)?;
+    }
+    for (name, t, m) in &dt.dirs {
         let p = format!("{prefix}/{name}");
-        match (dir, file) {
-            (Some((t, m)), _) => {
-                ls_line(repo, &p, ObjectType::DirTree, t, m, show_csum)?;
-                if recursive {
-                    ls_dir(repo, t, &p, true, show_csum)?;
-                }
-            }
-            (None, Some(c)) => ls_line(
-                repo,
-                &p,
-                ObjectType::File,
-                c,
-                &Checksum::default(),
-                show_csum,
-            )?,
-            _ => {}
+        ls_line(repo, &p, ObjectType::DirTree, t, m, show_csum)?;
+        if recursive {
+            ls_dir(repo, t, &p, true, show_csum)?;
         }
     }
     Ok(())

@@ -69,11 +69,38 @@ impl Repo {
         ar.set_preserve_ownerships(rustix::process::geteuid().is_root());
         ar.set_unpack_xattrs(true);
         ar.set_overwrite(true);
-        ar.unpack(dir.path()).map_err(|e| Error::Io {
-            op: "unpack tar archive",
-            path: tarfile.to_path_buf(),
-            source: e,
-        })?;
+        let terr = |e| Error::Io { op: "unpack tar archive", path: tarfile.to_path_buf(), source: e };
+        // The tar crate sets xattrs on regular files only: collect directories' from their
+        // pax headers and apply them once everything is unpacked.
+        let mut dir_xattrs = Vec::new();
+        for entry in ar.entries().map_err(terr)? {
+            let mut entry = entry.map_err(terr)?;
+            if entry.header().entry_type() == tar::EntryType::Directory {
+                let rel = entry.path().map_err(terr)?.into_owned();
+                let mut xs = Vec::new();
+                if let Some(exts) = entry.pax_extensions().map_err(terr)? {
+                    for ext in exts {
+                        let ext = ext.map_err(terr)?;
+                        if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                            xs.push((name.as_bytes().to_vec(), ext.value_bytes().to_vec()));
+                        }
+                    }
+                }
+                if !xs.is_empty() {
+                    dir_xattrs.push((rel, xs));
+                }
+            }
+            // unpack_in refuses paths that would escape the directory.
+            entry.unpack_in(dir.path()).map_err(terr)?;
+        }
+        for (rel, xs) in dir_xattrs {
+            let target = dir.path().join(&rel);
+            if target.is_dir() && !rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                for (k, v) in xs {
+                    crate::fsutil::lset_xattr(&target, &k, &v)?;
+                }
+            }
+        }
         self.commit_dir(dir.path(), branch, opts)
     }
 }
@@ -172,25 +199,21 @@ fn commit_in_txn(txn: &Transaction<'_>, root: &Path, opts: &CommitOptions) -> Re
     };
     let files_written = csums.iter().flatten().filter(|c| c.1).count();
 
+    // ostree records `ostree.sizes` only in archive repos, for every object of the tree
+    // (new or not): stored = the .filez size, unpacked = file size or symlink target length.
+    let generate_sizes = opts.generate_sizes && repo.mode() == RepoMode::Archive;
     let mut sizes: BTreeMap<Checksum, (u64, u64, ObjectType)> = BTreeMap::new();
-    if opts.generate_sizes {
-        for (i, _) in files.iter().enumerate() {
+    if generate_sizes {
+        for (i, t) in files.iter().enumerate() {
             let c = csum_of(i);
-            let usize = csums
-                .get(files.get(i).and_then(|t| t.same_as).unwrap_or(i))
-                .and_then(|c| c.map(|c| c.2))
-                .unwrap_or(0);
-            let stored = std::fs::metadata(repo.object_path(ObjectType::File, &c))
-                .or_else(|_| std::fs::symlink_metadata(repo.object_path(ObjectType::File, &c)))
-                .map(|m| m.len())
-                .unwrap_or(usize);
-            sizes.insert(c, (stored, usize, ObjectType::File));
+            let unpacked = if t.header.is_symlink() { t.header.symlink_target.len() as u64 } else { t.size };
+            sizes.insert(c, (txn.stored_size(ObjectType::File, &c)?, unpacked, ObjectType::File));
         }
     }
 
-    let (root_tree, root_meta) = write_dir(txn, &tree, &csum_of, &mut sizes, opts.generate_sizes)?;
+    let (root_tree, root_meta) = write_dir(txn, &tree, &csum_of, &mut sizes, generate_sizes)?;
     let mut metadata = opts.metadata.clone();
-    if opts.generate_sizes {
+    if generate_sizes {
         metadata.push(("ostree.sizes".into(), sizes_value(&sizes)));
     }
     let timestamp = opts.timestamp.unwrap_or_else(|| {

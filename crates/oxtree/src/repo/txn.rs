@@ -67,6 +67,18 @@ impl Transaction<'_> {
             || self.repo.has_object(ty, csum)
     }
 
+    /// Size on disk of an object staged in this transaction or already in the repo.
+    pub fn stored_size(&self, ty: ObjectType, csum: &Checksum) -> Result<u64> {
+        let staged = self.staged_name(ty, csum);
+        match std::fs::symlink_metadata(&staged) {
+            Ok(m) => Ok(m.len()),
+            Err(_) => {
+                let p = self.repo.object_path(ty, csum);
+                Ok(std::fs::symlink_metadata(&p).ctx("stat", p)?.len())
+            }
+        }
+    }
+
     /// Claim an object for writing; false if it exists or another thread is writing it.
     fn claim(&self, ty: ObjectType, csum: &Checksum) -> bool {
         if self.repo.has_object(ty, csum) {
@@ -205,13 +217,7 @@ impl Transaction<'_> {
                             .ctx("write", &tmppath)?;
                         file.write_all(&[0]).ctx("write", &tmppath)?;
                     } else {
-                        copy_hashing(
-                            payload,
-                            &mut std::io::BufWriter::with_capacity(256 * 1024, &mut *file),
-                            &mut hasher,
-                            size,
-                            &tmppath,
-                        )?;
+                        copy_to_file(payload, file, &mut hasher, size, &tmppath)?;
                     }
                     crate::fsutil::fset_xattr(
                         file,
@@ -228,13 +234,7 @@ impl Transaction<'_> {
                         .ctx("chmod", &tmppath)?;
                 }
                 RepoMode::Bare | RepoMode::BareUserOnly => {
-                    copy_hashing(
-                        payload,
-                        &mut std::io::BufWriter::with_capacity(256 * 1024, &mut *file),
-                        &mut hasher,
-                        size,
-                        &tmppath,
-                    )?;
+                    copy_to_file(payload, file, &mut hasher, size, &tmppath)?;
                     if mode == RepoMode::Bare {
                         rustix::fs::fchown(
                             &*file,
@@ -334,6 +334,12 @@ fn check_expected(expected: Option<&Checksum>, actual: &Checksum) -> Result<()> 
     }
 }
 
+fn copy_to_file(src: &mut dyn Read, file: &mut std::fs::File, hasher: &mut sha2::Sha256, size: u64, path: &Path) -> Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(256 * 1024, file);
+    copy_hashing(src, &mut w, hasher, size, path)?;
+    w.flush().ctx("write", path)
+}
+
 fn copy_hashing(
     src: &mut dyn Read,
     dst: &mut dyn Write,
@@ -354,7 +360,8 @@ fn copy_hashing(
         dst.write_all(&buf[..n]).ctx("write", path)?;
         total += n as u64;
     }
-    dst.flush().ctx("write", path)?;
+    // No flush here: on a deflate encoder that would emit a sync block and change the
+    // stored bytes (ostree.sizes records them). Callers finish/flush their writers.
     if total != size {
         return Err(Error::Other(format!(
             "{}: expected {size} bytes of content, read {total}",

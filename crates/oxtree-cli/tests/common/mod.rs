@@ -1,0 +1,224 @@
+//! Test helpers: run oxtree and the real `ostree` (the oracle), build a tree with every kind
+//! of entry OSTree stores, and snapshot a directory for comparison.
+#![allow(dead_code)]
+
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn oxtree_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_oxtree"))
+}
+
+/// The real ostree must be installed: the README's test command installs it. A missing
+/// oracle fails loudly instead of skipping.
+pub fn require_ostree() {
+    let ok = Command::new("ostree").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(ok, "the real `ostree` is not installed: run the README's test command, which installs it (apt-get install -y ostree)");
+}
+
+fn show(cmd: &str, args: &[&str], o: &Output) -> String {
+    format!(
+        "{cmd} {}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn run_raw(prog: &Path, args: &[&str]) -> Output {
+    Command::new(prog).args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", prog.display()))
+}
+
+/// Run a command that must succeed; returns trimmed stdout.
+pub fn run_ok(prog: &Path, args: &[&str]) -> String {
+    let o = run_raw(prog, args);
+    assert!(o.status.success(), "{}", show(&prog.display().to_string(), args, &o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+pub fn ox(args: &[&str]) -> String {
+    run_ok(&oxtree_bin(), args)
+}
+
+pub fn ostree(args: &[&str]) -> String {
+    run_ok(Path::new("ostree"), args)
+}
+
+/// A command that must fail without panicking; returns (exit code, stderr).
+pub fn ox_fail(args: &[&str]) -> (i32, String) {
+    let o = run_raw(&oxtree_bin(), args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "expected failure:\n{}", show("oxtree", args, &o));
+    assert!(!err.contains("panicked"), "oxtree panicked:\n{err}");
+    (o.status.code().unwrap_or(-1), err)
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+pub fn write(p: &Path, data: &[u8], mode: u32) {
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(p, data).expect("write");
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    rustix::fs::lsetxattr(p, name, value, rustix::fs::XattrFlags::empty()).expect("setxattr (does the filesystem support user xattrs?)");
+}
+
+/// A tree with everything the interop issue lists. `big` adds a >100 MiB sparse-ish file.
+pub fn build_tree(root: &Path, big: bool) {
+    std::fs::create_dir_all(root).expect("mkdir");
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    write(&root.join("bin/exe"), b"#!/bin/sh\necho hi\n", 0o755);
+    write(&root.join("bin/suid"), b"setuid binary\n", 0o4755);
+    write(&root.join("bin/sgid"), b"setgid binary\n", 0o2755);
+    write(&root.join("etc/conf"), b"key=value\n", 0o644);
+    write(&root.join("etc/private"), b"secret\n", 0o600);
+    std::fs::create_dir_all(root.join("tmp")).expect("mkdir");
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    std::fs::create_dir_all(root.join("links")).expect("mkdir");
+    std::os::unix::fs::symlink("/etc/conf", root.join("links/abs")).expect("symlink");
+    std::os::unix::fs::symlink("../etc/conf", root.join("links/rel")).expect("symlink");
+    std::os::unix::fs::symlink("nowhere/missing", root.join("links/dangling")).expect("symlink");
+    write(&root.join("hard/a"), b"hardlinked content\n", 0o644);
+    std::fs::hard_link(root.join("hard/a"), root.join("hard/b")).expect("hardlink");
+    std::fs::create_dir_all(root.join("empty/dir/deep")).expect("mkdir");
+    write(&root.join("xattr/file"), b"with xattrs\n", 0o644);
+    set_xattr(&root.join("xattr/file"), "user.test", b"hello");
+    set_xattr(&root.join("xattr/file"), "user.another", b"\x00\x01binary");
+    set_xattr(&root.join("xattr"), "user.dirattr", b"1");
+    write(&root.join("zero"), b"", 0o644);
+    write(&root.join("unicode/héllo wörld ✓.txt"), "ünïcödé\n".as_bytes(), 0o644);
+    write(&root.join("unicode/日本語/ファイル"), "内容\n".as_bytes(), 0o644);
+    write(&root.join("owned"), b"owned by someone else\n", 0o640);
+    std::os::unix::fs::chown(root.join("owned"), Some(1234), Some(5678)).expect("chown (tests run as root)");
+    for i in 0..150 {
+        write(&root.join(format!("many/f{i:03}")), format!("small file {i}\n").repeat(i % 7 + 1).as_bytes(), 0o644);
+    }
+    if big {
+        use std::io::{Seek, SeekFrom, Write};
+        let p = root.join("big/sparse.img");
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        let mut f = std::fs::File::create(&p).expect("create");
+        f.set_len(110 << 20).expect("set_len");
+        for (off, data) in [(0u64, &b"begin"[..]), (50 << 20, b"middle"), ((110 << 20) - 3, b"end")] {
+            f.seek(SeekFrom::Start(off)).expect("seek");
+            f.write_all(data).expect("write");
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: char,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// SHA-256 of the content, or the symlink target.
+    pub content: String,
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// Everything checkout must reproduce, by relative path (mtimes excluded).
+pub fn snapshot(root: &Path) -> BTreeMap<String, Entry> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, Entry>) {
+    let st = std::fs::symlink_metadata(p).expect("lstat");
+    let rel = p.strip_prefix(root).expect("prefix").to_string_lossy().into_owned();
+    let ft = st.file_type();
+    let (kind, content) = if ft.is_symlink() {
+        ('l', std::fs::read_link(p).expect("readlink").to_string_lossy().into_owned())
+    } else if ft.is_dir() {
+        ('d', String::new())
+    } else {
+        let mut h = sha2::Sha256::new();
+        let mut f = std::fs::File::open(p).expect("open");
+        std::io::copy(&mut f, &mut h).expect("read");
+        ('f', format!("{:x}", h.finalize()))
+    };
+    let mut xattrs = Vec::new();
+    let mut names = vec![0u8; 4096];
+    if let Ok(n) = rustix::fs::llistxattr(p, &mut names[..]) {
+        for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            let name = String::from_utf8_lossy(name).into_owned();
+            let mut v = vec![0u8; 4096];
+            if let Ok(l) = rustix::fs::lgetxattr(p, name.as_str(), &mut v[..]) {
+                v.truncate(l);
+                xattrs.push((name, v));
+            }
+        }
+    }
+    xattrs.sort();
+    let mode = if ft.is_symlink() { 0o777 } else { st.mode() & 0o7777 };
+    out.insert(rel, Entry { kind, mode, uid: st.uid(), gid: st.gid(), content, xattrs });
+    if ft.is_dir() {
+        for e in std::fs::read_dir(p).expect("readdir") {
+            walk(root, &e.expect("entry").path(), out);
+        }
+    }
+}
+
+/// What a canonical-permissions (bare-user-only) commit keeps of a snapshot.
+pub fn canonicalize(snap: &BTreeMap<String, Entry>) -> BTreeMap<String, Entry> {
+    snap.iter()
+        .map(|(k, e)| {
+            let mut e = e.clone();
+            e.uid = 0;
+            e.gid = 0;
+            e.xattrs.clear();
+            if e.kind != 'l' {
+                e.mode &= 0o755;
+            }
+            (k.clone(), e)
+        })
+        .collect()
+}
+
+/// Diff two snapshots in a readable way for assertion messages.
+pub fn snapshot_diff(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>) -> String {
+    let mut d = String::new();
+    for (k, e) in a {
+        match b.get(k) {
+            None => d.push_str(&format!("only in left: {k}\n")),
+            Some(f) if f != e => d.push_str(&format!("differs: {k}\n  left:  {e:?}\n  right: {f:?}\n")),
+            _ => {}
+        }
+    }
+    for k in b.keys().filter(|k| !a.contains_key(*k)) {
+        d.push_str(&format!("only in right: {k}\n"));
+    }
+    d
+}
+
+/// Sorted list of object files under a repo's objects/.
+pub fn object_set(repo: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    let objs = repo.join("objects");
+    for d in std::fs::read_dir(&objs).expect("objects") {
+        let d = d.expect("entry");
+        for e in std::fs::read_dir(d.path()).expect("objdir") {
+            let e = e.expect("entry");
+            v.push(format!("{}/{}", d.file_name().to_string_lossy(), e.file_name().to_string_lossy()));
+        }
+    }
+    v.sort();
+    v
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    // Under /var/tmp: a real disk filesystem with user xattrs (a tmpfs /tmp may lack them).
+    std::fs::create_dir_all("/var/tmp").expect("mkdir /var/tmp");
+    tempfile::Builder::new().prefix("oxtree-test-").tempdir_in("/var/tmp").expect("tempdir")
+}

@@ -1,0 +1,80 @@
+//! The checks each fuzz target runs on one input, shared with the ordinary test
+//! `crates/oxtree/tests/fuzz_regressions.rs` (which includes this file by path), so a
+//! committed regression input is replayed through exactly the code the fuzzer ran.
+//!
+//! Decoders may return errors on any input; they must never panic. Where a target can
+//! round-trip (GVariant, keyfile), what we wrote must be readable again.
+
+use oxtree::fsutil::keyfile::KeyFile;
+use oxtree::gvariant::{self, Type};
+use oxtree::object::{Commit, DirMeta, DirTree, FileHeader};
+use std::sync::OnceLock;
+
+/// The GVariant types of OSTree's metadata formats, plus `a{sv}` (commit metadata,
+/// summary) and `v` (which lets the input name any type it likes).
+pub const GVARIANT_TYPES: &[&str] = &[
+    "(a{sv}aya(say)sstayay)", // commit
+    "(a(say)a(sayay))",       // dirtree
+    "(uuua(ayay))",           // dirmeta, user.ostreemeta
+    "(tuuuusa(ayay))",        // .filez header
+    "a{sv}",
+    "v",
+];
+
+fn gvariant_types() -> &'static [Type] {
+    static T: OnceLock<Vec<Type>> = OnceLock::new();
+    T.get_or_init(|| GVARIANT_TYPES.iter().map(|s| Type::of(s)).collect())
+}
+
+/// Decode `data` as every OSTree type, leniently and in normal form; re-encode whatever
+/// decodes and require the result to decode again (as a value of the same type, and in
+/// normal form, since `encode` claims to produce it).
+pub fn check_gvariant(data: &[u8]) {
+    for ty in gvariant_types() {
+        let _ = gvariant::decode_normal(data, ty);
+        let Ok(v) = gvariant::decode(data, ty) else {
+            continue;
+        };
+        let bytes = gvariant::encode(&v);
+        if let Err(e) = gvariant::decode(&bytes, ty) {
+            panic!("re-encoded {ty} value does not decode: {e}\nvalue: {v:?}\nbytes: {bytes:02x?}");
+        }
+        if let Err(e) = gvariant::decode_normal(&bytes, ty) {
+            panic!("encode() output is not normal form for {ty}: {e}\nvalue: {v:?}");
+        }
+    }
+}
+
+/// Feed `data` to every object parser.
+pub fn check_objects(data: &[u8]) {
+    let _ = Commit::parse(data);
+    let _ = DirTree::parse(data);
+    let _ = DirMeta::parse(data);
+    let _ = FileHeader::parse_archive(data);
+    let _ = FileHeader::parse_content_stream(data);
+    let _ = FileHeader::from_filemeta(data);
+}
+
+/// Parse `data` (lossy UTF-8) as a GLib keyfile; what parses must still parse after
+/// being written out.
+pub fn check_keyfile(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(kf) = KeyFile::parse(&text) else {
+        return;
+    };
+    let out = kf.to_string();
+    if let Err(e) = KeyFile::parse(&out) {
+        panic!("keyfile does not re-parse after to_string(): {e}\ninput: {text:?}\noutput: {out:?}");
+    }
+}
+
+/// Dispatch by target name (the directory name under `fuzz/regressions/`).
+pub fn check(target: &str, data: &[u8]) -> Option<()> {
+    match target {
+        "gvariant" => check_gvariant(data),
+        "objects" => check_objects(data),
+        "keyfile" => check_keyfile(data),
+        _ => return None,
+    }
+    Some(())
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs the oracle (real ostree) and tools the
+# tests drive, then runs every test. Needs root (bare-mode tests chown files).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v ostree >/dev/null || need+=(ostree)
+command -v setfattr >/dev/null || need+=(attr)
+command -v setpriv >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+ostree --version | head -2
+if command -v cargo-nextest >/dev/null; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
