@@ -857,7 +857,14 @@ fn ls_dir(
     let dt = repo.load_dirtree(tree)?;
     // ostree lists a directory's files, then its subdirectories, each in dirtree order.
     for (name, c) in &dt.files {
-        ls_line(repo, &format!("{prefix}/{name}"), ObjectType::File, c, &Checksum::default(), show_csum)?;
+        ls_line(
+            repo,
+            &format!("{prefix}/{name}"),
+            ObjectType::File,
+            c,
+            &Checksum::default(),
+            show_csum,
+        )?;
     }
     for (name, t, m) in &dt.dirs {
         let p = format!("{prefix}/{name}");

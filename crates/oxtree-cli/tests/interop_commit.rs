@@ -9,7 +9,20 @@ use std::path::Path;
 const TS: &str = "--timestamp=2020-01-01T00:00:00Z";
 
 fn commit_args<'a>(repo: &'a str, tree: &'a str) -> Vec<&'a str> {
-    vec!["commit", repo, "-b", "main", "-s", "interop subject", "-m", "a body\nwith two lines", TS, "--add-metadata-string=version=1.0", "--add-metadata-string=custom=value", tree]
+    vec![
+        "commit",
+        repo,
+        "-b",
+        "main",
+        "-s",
+        "interop subject",
+        "-m",
+        "a body\nwith two lines",
+        TS,
+        "--add-metadata-string=version=1.0",
+        "--add-metadata-string=custom=value",
+        tree,
+    ]
 }
 
 fn interop(mode: &str) {
@@ -22,7 +35,11 @@ fn interop(mode: &str) {
     let (ro_arg, rx_arg) = (format!("--repo={}", s(&ro)), format!("--repo={}", s(&rx)));
     ostree(&["init", &ro_arg, &format!("--mode={mode}")]);
     ox(&["init", &rx_arg, &format!("--mode={mode}")]);
-    assert_eq!(std::fs::read(ro.join("config")).expect("config"), std::fs::read(rx.join("config")).expect("config"), "config differs");
+    assert_eq!(
+        std::fs::read(ro.join("config")).expect("config"),
+        std::fs::read(rx.join("config")).expect("config"),
+        "config differs"
+    );
 
     // Same checksum.
     let co = ostree(&commit_args(&ro_arg, s(&tree)));
@@ -39,7 +56,10 @@ fn interop(mode: &str) {
     ox(&["fsck", &rx_arg]);
 
     // Each tool lists the other's repo the same way.
-    assert_eq!(ox(&["ls", &ro_arg, "-R", "main"]), ostree(&["ls", &ro_arg, "-R", "main"]));
+    assert_eq!(
+        ox(&["ls", &ro_arg, "-R", "main"]),
+        ostree(&["ls", &ro_arg, "-R", "main"])
+    );
     assert_eq!(ox(&["cat", &ro_arg, "main", "/etc/conf"]), "key=value");
     assert!(ox(&["log", &ro_arg, "main"]).contains("interop subject"));
 
@@ -47,8 +67,16 @@ fn interop(mode: &str) {
     let user = mode == "bare-user-only";
     let flags: &[&str] = if user { &["-U"] } else { &[] };
     let src = snapshot(&tree);
-    let expected = if mode == "bare-user-only" { canonicalize(&src) } else { src };
-    for (tool_is_ox, repo_arg, name) in [(false, &rx_arg, "ostree-from-oxtree"), (true, &ro_arg, "oxtree-from-ostree"), (true, &rx_arg, "oxtree-from-oxtree")] {
+    let expected = if mode == "bare-user-only" {
+        canonicalize(&src)
+    } else {
+        src
+    };
+    for (tool_is_ox, repo_arg, name) in [
+        (false, &rx_arg, "ostree-from-oxtree"),
+        (true, &ro_arg, "oxtree-from-ostree"),
+        (true, &rx_arg, "oxtree-from-oxtree"),
+    ] {
         let dest = t.join(name);
         let mut args = vec!["checkout", repo_arg.as_str()];
         args.extend_from_slice(flags);
@@ -60,9 +88,18 @@ fn interop(mode: &str) {
         }
         let got = snapshot(&dest);
         // The checkout root is a directory we created; only compare what is below it.
-        let strip = |m: &std::collections::BTreeMap<String, Entry>| m.iter().filter(|(k, _)| !k.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect::<std::collections::BTreeMap<_, _>>();
+        let strip = |m: &std::collections::BTreeMap<String, Entry>| {
+            m.iter()
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
         let (g, e) = (strip(&got), strip(&expected));
-        assert!(g == e, "checkout {name} in mode {mode} differs from the tree:\n{}", snapshot_diff(&e, &g));
+        assert!(
+            g == e,
+            "checkout {name} in mode {mode} differs from the tree:\n{}",
+            snapshot_diff(&e, &g)
+        );
     }
 
     // Hardlink checkouts share inodes with the objects where the mode allows it.
@@ -75,7 +112,13 @@ fn interop(mode: &str) {
         args.extend_from_slice(&["main", s(&dest)]);
         ox(&args);
         use std::os::unix::fs::MetadataExt;
-        assert!(std::fs::metadata(dest.join("etc/conf")).expect("stat").nlink() > 1, "not hardlinked");
+        assert!(
+            std::fs::metadata(dest.join("etc/conf"))
+                .expect("stat")
+                .nlink()
+                > 1,
+            "not hardlinked"
+        );
     }
 }
 
@@ -119,7 +162,11 @@ fn same_commit_with_modifiers() {
         vec!["--no-xattrs".into()],
         vec![format!("--skip-list={}", s(&t.join("skip")))],
         vec![format!("--statoverride={}", s(&t.join("statoverride")))],
-        vec!["--add-metadata=flag=true".into(), "--add-metadata=count=uint64 42".into(), "--no-bindings".into()],
+        vec![
+            "--add-metadata=flag=true".into(),
+            "--add-metadata=count=uint64 42".into(),
+            "--no-bindings".into(),
+        ],
         vec!["--generate-sizes".into()],
     ];
     for (i, extra) in variants.iter().enumerate() {
@@ -135,10 +182,33 @@ fn same_commit_with_modifiers() {
     }
     ostree(&["fsck", &rx_arg]);
     // A second commit on a branch gets the first as its parent in both tools.
-    let again_o = ostree(&["commit", &ro_arg, "-b", "b0", "-s", "second", TS, "--owner-uid=0", s(&tree)]);
-    let again_x = ox(&["commit", &rx_arg, "-b", "b0", "-s", "second", TS, "--owner-uid=0", s(&tree)]);
+    let again_o = ostree(&[
+        "commit",
+        &ro_arg,
+        "-b",
+        "b0",
+        "-s",
+        "second",
+        TS,
+        "--owner-uid=0",
+        s(&tree),
+    ]);
+    let again_x = ox(&[
+        "commit",
+        &rx_arg,
+        "-b",
+        "b0",
+        "-s",
+        "second",
+        TS,
+        "--owner-uid=0",
+        s(&tree),
+    ]);
     assert_eq!(again_o, again_x);
-    assert_eq!(ox(&["rev-parse", &rx_arg, "b0^"]), ostree(&["rev-parse", &ro_arg, "b0^"]));
+    assert_eq!(
+        ox(&["rev-parse", &rx_arg, "b0^"]),
+        ostree(&["rev-parse", &ro_arg, "b0^"])
+    );
 }
 
 /// `--tree=tar=` commits the same tree as the directory it was made from.
@@ -150,12 +220,31 @@ fn commit_from_tar_matches_dir() {
     let tree = t.join("tree");
     build_tree(&tree, false);
     let tar = t.join("tree.tar");
-    run_ok(Path::new("tar"), &["--xattrs", "-C", s(&tree), "-cf", s(&tar), "."]);
+    run_ok(
+        Path::new("tar"),
+        &["--xattrs", "-C", s(&tree), "-cf", s(&tar), "."],
+    );
     let rx = t.join("rx");
     let rx_arg = format!("--repo={}", s(&rx));
     ox(&["init", &rx_arg, "--mode=bare-user"]);
-    let from_dir = ox(&["commit", &rx_arg, "--orphan", "-s", "x", TS, &format!("--tree=dir={}", s(&tree))]);
-    let from_tar = ox(&["commit", &rx_arg, "--orphan", "-s", "x", TS, &format!("--tree=tar={}", s(&tar))]);
+    let from_dir = ox(&[
+        "commit",
+        &rx_arg,
+        "--orphan",
+        "-s",
+        "x",
+        TS,
+        &format!("--tree=dir={}", s(&tree)),
+    ]);
+    let from_tar = ox(&[
+        "commit",
+        &rx_arg,
+        "--orphan",
+        "-s",
+        "x",
+        TS,
+        &format!("--tree=tar={}", s(&tar)),
+    ]);
     let ls = |c: &str| ox(&["ls", &rx_arg, "-RC", c]);
     assert_eq!(ls(&from_dir), ls(&from_tar));
     assert_eq!(from_dir, from_tar);
@@ -177,10 +266,31 @@ fn prune_matches_ostree() {
     write(&tree.join("new-in-v2"), b"new\n", 0o644);
     ostree(&["commit", &base_arg, "-b", "main", "-s", "v2", TS, s(&tree)]);
     write(&tree.join("orphan-only"), b"orphan\n", 0o644);
-    ostree(&["commit", &base_arg, "--orphan", "-s", "orphan", TS, s(&tree)]);
-    ostree(&["commit", &base_arg, "-b", "other", "-s", "other", TS, s(&tree)]);
+    ostree(&[
+        "commit",
+        &base_arg,
+        "--orphan",
+        "-s",
+        "orphan",
+        TS,
+        s(&tree),
+    ]);
+    ostree(&[
+        "commit",
+        &base_arg,
+        "-b",
+        "other",
+        "-s",
+        "other",
+        TS,
+        s(&tree),
+    ]);
     ostree(&["refs", &base_arg, "--delete", "other"]);
-    for flags in [vec![], vec!["--refs-only"], vec!["--refs-only", "--depth=0"]] {
+    for flags in [
+        vec![],
+        vec!["--refs-only"],
+        vec!["--refs-only", "--depth=0"],
+    ] {
         let (a, b) = (t.join("a"), t.join("b"));
         let _ = std::fs::remove_dir_all(&a);
         let _ = std::fs::remove_dir_all(&b);
@@ -193,7 +303,11 @@ fn prune_matches_ostree() {
         let mut xa = vec!["prune", ba.as_str()];
         xa.extend(flags.iter());
         ox(&xa);
-        assert_eq!(object_set(&a), object_set(&b), "prune {flags:?} kept different objects");
+        assert_eq!(
+            object_set(&a),
+            object_set(&b),
+            "prune {flags:?} kept different objects"
+        );
         assert!(object_set(&b).len() < object_set(&base).len() || flags.is_empty());
         ox(&["fsck", &ba]);
         ostree(&["fsck", &ba]);
@@ -209,7 +323,11 @@ fn pull_local_both_ways() {
     let tree = t.join("tree");
     build_tree(&tree, false);
     let (ro, rx, rx2) = (t.join("ro"), t.join("rx"), t.join("rx2"));
-    let (ro_arg, rx_arg, rx2_arg) = (format!("--repo={}", s(&ro)), format!("--repo={}", s(&rx)), format!("--repo={}", s(&rx2)));
+    let (ro_arg, rx_arg, rx2_arg) = (
+        format!("--repo={}", s(&ro)),
+        format!("--repo={}", s(&rx)),
+        format!("--repo={}", s(&rx2)),
+    );
     ostree(&["init", &ro_arg, "--mode=archive"]);
     let c = ostree(&["commit", &ro_arg, "-b", "main", "-s", "x", TS, s(&tree)]);
     ox(&["init", &rx_arg, "--mode=bare-user"]);

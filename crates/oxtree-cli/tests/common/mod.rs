@@ -15,7 +15,11 @@ pub fn oxtree_bin() -> PathBuf {
 /// The real ostree must be installed: the README's test command installs it. A missing
 /// oracle fails loudly instead of skipping.
 pub fn require_ostree() {
-    let ok = Command::new("ostree").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("ostree")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     assert!(ok, "the real `ostree` is not installed: run the README's test command, which installs it (apt-get install -y ostree)");
 }
 
@@ -30,13 +34,20 @@ fn show(cmd: &str, args: &[&str], o: &Output) -> String {
 }
 
 pub fn run_raw(prog: &Path, args: &[&str]) -> Output {
-    Command::new(prog).args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", prog.display()))
+    Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", prog.display()))
 }
 
 /// Run a command that must succeed; returns trimmed stdout.
 pub fn run_ok(prog: &Path, args: &[&str]) -> String {
     let o = run_raw(prog, args);
-    assert!(o.status.success(), "{}", show(&prog.display().to_string(), args, &o));
+    assert!(
+        o.status.success(),
+        "{}",
+        show(&prog.display().to_string(), args, &o)
+    );
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
@@ -52,7 +63,11 @@ pub fn ostree(args: &[&str]) -> String {
 pub fn ox_fail(args: &[&str]) -> (i32, String) {
     let o = run_raw(&oxtree_bin(), args);
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(!o.status.success(), "expected failure:\n{}", show("oxtree", args, &o));
+    assert!(
+        !o.status.success(),
+        "expected failure:\n{}",
+        show("oxtree", args, &o)
+    );
     assert!(!err.contains("panicked"), "oxtree panicked:\n{err}");
     (o.status.code().unwrap_or(-1), err)
 }
@@ -70,7 +85,8 @@ pub fn write(p: &Path, data: &[u8], mode: u32) {
 }
 
 pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
-    rustix::fs::lsetxattr(p, name, value, rustix::fs::XattrFlags::empty()).expect("setxattr (does the filesystem support user xattrs?)");
+    rustix::fs::lsetxattr(p, name, value, rustix::fs::XattrFlags::empty())
+        .expect("setxattr (does the filesystem support user xattrs?)");
 }
 
 /// A tree with everything the interop issue lists. `big` adds a >100 MiB sparse-ish file.
@@ -83,7 +99,8 @@ pub fn build_tree(root: &Path, big: bool) {
     write(&root.join("etc/conf"), b"key=value\n", 0o644);
     write(&root.join("etc/private"), b"secret\n", 0o600);
     std::fs::create_dir_all(root.join("tmp")).expect("mkdir");
-    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod");
     std::fs::create_dir_all(root.join("links")).expect("mkdir");
     std::os::unix::fs::symlink("/etc/conf", root.join("links/abs")).expect("symlink");
     std::os::unix::fs::symlink("../etc/conf", root.join("links/rel")).expect("symlink");
@@ -96,12 +113,25 @@ pub fn build_tree(root: &Path, big: bool) {
     set_xattr(&root.join("xattr/file"), "user.another", b"\x00\x01binary");
     set_xattr(&root.join("xattr"), "user.dirattr", b"1");
     write(&root.join("zero"), b"", 0o644);
-    write(&root.join("unicode/héllo wörld ✓.txt"), "ünïcödé\n".as_bytes(), 0o644);
-    write(&root.join("unicode/日本語/ファイル"), "内容\n".as_bytes(), 0o644);
+    write(
+        &root.join("unicode/héllo wörld ✓.txt"),
+        "ünïcödé\n".as_bytes(),
+        0o644,
+    );
+    write(
+        &root.join("unicode/日本語/ファイル"),
+        "内容\n".as_bytes(),
+        0o644,
+    );
     write(&root.join("owned"), b"owned by someone else\n", 0o640);
-    std::os::unix::fs::chown(root.join("owned"), Some(1234), Some(5678)).expect("chown (tests run as root)");
+    std::os::unix::fs::chown(root.join("owned"), Some(1234), Some(5678))
+        .expect("chown (tests run as root)");
     for i in 0..150 {
-        write(&root.join(format!("many/f{i:03}")), format!("small file {i}\n").repeat(i % 7 + 1).as_bytes(), 0o644);
+        write(
+            &root.join(format!("many/f{i:03}")),
+            format!("small file {i}\n").repeat(i % 7 + 1).as_bytes(),
+            0o644,
+        );
     }
     if big {
         use std::io::{Seek, SeekFrom, Write};
@@ -109,7 +139,11 @@ pub fn build_tree(root: &Path, big: bool) {
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         let mut f = std::fs::File::create(&p).expect("create");
         f.set_len(110 << 20).expect("set_len");
-        for (off, data) in [(0u64, &b"begin"[..]), (50 << 20, b"middle"), ((110 << 20) - 3, b"end")] {
+        for (off, data) in [
+            (0u64, &b"begin"[..]),
+            (50 << 20, b"middle"),
+            ((110 << 20) - 3, b"end"),
+        ] {
             f.seek(SeekFrom::Start(off)).expect("seek");
             f.write_all(data).expect("write");
         }
@@ -136,10 +170,20 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Entry> {
 
 fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, Entry>) {
     let st = std::fs::symlink_metadata(p).expect("lstat");
-    let rel = p.strip_prefix(root).expect("prefix").to_string_lossy().into_owned();
+    let rel = p
+        .strip_prefix(root)
+        .expect("prefix")
+        .to_string_lossy()
+        .into_owned();
     let ft = st.file_type();
     let (kind, content) = if ft.is_symlink() {
-        ('l', std::fs::read_link(p).expect("readlink").to_string_lossy().into_owned())
+        (
+            'l',
+            std::fs::read_link(p)
+                .expect("readlink")
+                .to_string_lossy()
+                .into_owned(),
+        )
     } else if ft.is_dir() {
         ('d', String::new())
     } else {
@@ -161,8 +205,22 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, Entry>) {
         }
     }
     xattrs.sort();
-    let mode = if ft.is_symlink() { 0o777 } else { st.mode() & 0o7777 };
-    out.insert(rel, Entry { kind, mode, uid: st.uid(), gid: st.gid(), content, xattrs });
+    let mode = if ft.is_symlink() {
+        0o777
+    } else {
+        st.mode() & 0o7777
+    };
+    out.insert(
+        rel,
+        Entry {
+            kind,
+            mode,
+            uid: st.uid(),
+            gid: st.gid(),
+            content,
+            xattrs,
+        },
+    );
     if ft.is_dir() {
         for e in std::fs::read_dir(p).expect("readdir") {
             walk(root, &e.expect("entry").path(), out);
@@ -192,7 +250,9 @@ pub fn snapshot_diff(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>) -
     for (k, e) in a {
         match b.get(k) {
             None => d.push_str(&format!("only in left: {k}\n")),
-            Some(f) if f != e => d.push_str(&format!("differs: {k}\n  left:  {e:?}\n  right: {f:?}\n")),
+            Some(f) if f != e => {
+                d.push_str(&format!("differs: {k}\n  left:  {e:?}\n  right: {f:?}\n"))
+            }
             _ => {}
         }
     }
@@ -210,7 +270,11 @@ pub fn object_set(repo: &Path) -> Vec<String> {
         let d = d.expect("entry");
         for e in std::fs::read_dir(d.path()).expect("objdir") {
             let e = e.expect("entry");
-            v.push(format!("{}/{}", d.file_name().to_string_lossy(), e.file_name().to_string_lossy()));
+            v.push(format!(
+                "{}/{}",
+                d.file_name().to_string_lossy(),
+                e.file_name().to_string_lossy()
+            ));
         }
     }
     v.sort();
@@ -220,5 +284,8 @@ pub fn object_set(repo: &Path) -> Vec<String> {
 pub fn tempdir() -> tempfile::TempDir {
     // Under /var/tmp: a real disk filesystem with user xattrs (a tmpfs /tmp may lack them).
     std::fs::create_dir_all("/var/tmp").expect("mkdir /var/tmp");
-    tempfile::Builder::new().prefix("oxtree-test-").tempdir_in("/var/tmp").expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("oxtree-test-")
+        .tempdir_in("/var/tmp")
+        .expect("tempdir")
 }

@@ -69,7 +69,11 @@ impl Repo {
         ar.set_preserve_ownerships(rustix::process::geteuid().is_root());
         ar.set_unpack_xattrs(true);
         ar.set_overwrite(true);
-        let terr = |e| Error::Io { op: "unpack tar archive", path: tarfile.to_path_buf(), source: e };
+        let terr = |e| Error::Io {
+            op: "unpack tar archive",
+            path: tarfile.to_path_buf(),
+            source: e,
+        };
         // The tar crate sets xattrs on regular files only: collect directories' from their
         // pax headers and apply them once everything is unpacked.
         let mut dir_xattrs = Vec::new();
@@ -81,7 +85,9 @@ impl Repo {
                 if let Some(exts) = entry.pax_extensions().map_err(terr)? {
                     for ext in exts {
                         let ext = ext.map_err(terr)?;
-                        if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                        if let Some(name) =
+                            ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr."))
+                        {
                             xs.push((name.as_bytes().to_vec(), ext.value_bytes().to_vec()));
                         }
                     }
@@ -95,7 +101,11 @@ impl Repo {
         }
         for (rel, xs) in dir_xattrs {
             let target = dir.path().join(&rel);
-            if target.is_dir() && !rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            if target.is_dir()
+                && !rel
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
                 for (k, v) in xs {
                     crate::fsutil::lset_xattr(&target, &k, &v)?;
                 }
@@ -206,8 +216,19 @@ fn commit_in_txn(txn: &Transaction<'_>, root: &Path, opts: &CommitOptions) -> Re
     if generate_sizes {
         for (i, t) in files.iter().enumerate() {
             let c = csum_of(i);
-            let unpacked = if t.header.is_symlink() { t.header.symlink_target.len() as u64 } else { t.size };
-            sizes.insert(c, (txn.stored_size(ObjectType::File, &c)?, unpacked, ObjectType::File));
+            let unpacked = if t.header.is_symlink() {
+                t.header.symlink_target.len() as u64
+            } else {
+                t.size
+            };
+            sizes.insert(
+                c,
+                (
+                    txn.stored_size(ObjectType::File, &c)?,
+                    unpacked,
+                    ObjectType::File,
+                ),
+            );
         }
     }
 

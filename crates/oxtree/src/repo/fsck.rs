@@ -74,7 +74,10 @@ impl Repo {
                 continue;
             }
             rep.commits += 1;
-            if self.is_partial(c) {
+            // A pull in progress leaves a partial commit; one that fsck marked ("f") is
+            // corruption and is checked (and reported) again.
+            let marker = self.path().join("state").join(format!("{c}.commitpartial"));
+            if self.is_partial(c) && std::fs::read(&marker).map(|b| b != b"f").unwrap_or(true) {
                 rep.partial_commits += 1;
                 continue;
             }
@@ -85,8 +88,9 @@ impl Repo {
                 Err(e) => rep.errors.push(format!("commit {c}: {e}")),
             }
             if reach.missing.len() > before {
-                let marker = self.path().join("state").join(format!("{c}.commitpartial"));
                 let _ = std::fs::write(&marker, b"f");
+            } else if marker.exists() {
+                let _ = std::fs::remove_file(&marker); // repaired since fsck marked it
             }
         }
         let deleted_now = |ty: ObjectType, c: &Checksum| rep.deleted.contains(&(ty, *c));

@@ -334,7 +334,13 @@ fn check_expected(expected: Option<&Checksum>, actual: &Checksum) -> Result<()> 
     }
 }
 
-fn copy_to_file(src: &mut dyn Read, file: &mut std::fs::File, hasher: &mut sha2::Sha256, size: u64, path: &Path) -> Result<()> {
+fn copy_to_file(
+    src: &mut dyn Read,
+    file: &mut std::fs::File,
+    hasher: &mut sha2::Sha256,
+    size: u64,
+    path: &Path,
+) -> Result<()> {
     let mut w = std::io::BufWriter::with_capacity(256 * 1024, file);
     copy_hashing(src, &mut w, hasher, size, path)?;
     w.flush().ctx("write", path)

@@ -1,0 +1,277 @@
+//! Faults: corrupt, truncated, missing and malformed objects give clear errors naming the
+//! object (never a panic), fsck exits non-zero, and a commit that cannot read a file fails
+//! naming it without writing a ref.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    repo: PathBuf,
+    arg: String,
+    commit: String,
+}
+
+fn fixture(mode: &str) -> Fixture {
+    let tmp = tempdir();
+    let tree = tmp.path().join("tree");
+    build_tree(&tree, false);
+    let repo = tmp.path().join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    ox(&["init", &arg, &format!("--mode={mode}")]);
+    let commit = ox(&[
+        "commit",
+        &arg,
+        "-b",
+        "main",
+        "-s",
+        "x",
+        "--timestamp=2020-01-01T00:00:00Z",
+        s(&tree),
+    ]);
+    Fixture {
+        _tmp: tmp,
+        repo,
+        arg,
+        commit,
+    }
+}
+
+/// The object path of `/etc/conf`'s content in the fixture.
+fn file_object(f: &Fixture, path: &str) -> (String, PathBuf) {
+    let line = ox(&["ls", &f.arg, "-C", "main", path]);
+    let csum = line
+        .split_whitespace()
+        .nth(4)
+        .expect("checksum column")
+        .to_string();
+    let ext = if std::fs::read_to_string(f.repo.join("config"))
+        .expect("config")
+        .contains("archive")
+    {
+        "filez"
+    } else {
+        "file"
+    };
+    let p = f
+        .repo
+        .join(format!("objects/{}/{}.{ext}", &csum[..2], &csum[2..]));
+    assert!(p.exists(), "{} missing", p.display());
+    (csum, p)
+}
+
+fn flip_byte(p: &Path, at_end: bool) {
+    let mut b = std::fs::read(p).expect("read");
+    let i = if at_end { b.len() - 2 } else { b.len() / 2 };
+    b[i] ^= 0x01;
+    std::fs::write(p, b).expect("write");
+}
+
+#[test]
+fn corrupt_file_object_is_named_by_fsck() {
+    for mode in ["archive", "bare-user", "bare"] {
+        let f = fixture(mode);
+        ox(&["fsck", &f.arg]);
+        let (csum, p) = file_object(&f, "/etc/conf");
+        flip_byte(&p, true);
+        let (code, err) = ox_fail(&["fsck", &f.arg]);
+        assert_eq!(code, 1, "{mode}");
+        assert!(
+            err.contains(&csum),
+            "{mode}: fsck did not name {csum}:\n{err}"
+        );
+        // --delete removes it; it is then reported as missing and the commit is partial.
+        let (_, err) = ox_fail(&["fsck", &f.arg, "--delete"]);
+        assert!(
+            err.contains("deleted corrupt object") && !p.exists(),
+            "{mode}: {err}"
+        );
+        let (_, err) = ox_fail(&["fsck", &f.arg]);
+        assert!(
+            err.contains(&csum) && err.contains("missing"),
+            "{mode}: {err}"
+        );
+    }
+}
+
+#[test]
+fn corrupt_metadata_object_is_named() {
+    let f = fixture("archive");
+    let line = ox(&["ls", &f.arg, "-dC", "main", "/etc"]);
+    let tree_csum = line
+        .split_whitespace()
+        .nth(4)
+        .expect("dirtree column")
+        .to_string();
+    let p = f.repo.join(format!(
+        "objects/{}/{}.dirtree",
+        &tree_csum[..2],
+        &tree_csum[2..]
+    ));
+    flip_byte(&p, false);
+    let (_, err) = ox_fail(&["fsck", &f.arg]);
+    assert!(
+        err.contains(&tree_csum),
+        "fsck did not name the dirtree:\n{err}"
+    );
+    let (_, err) = ox_fail(&["ls", &f.arg, "-R", "main"]);
+    assert!(
+        err.contains(&tree_csum) && err.contains("corrupted"),
+        "{err}"
+    );
+    let (_, err) = ox_fail(&["checkout", &f.arg, "main", s(&f.repo.join("../co"))]);
+    assert!(err.contains(&tree_csum), "{err}");
+}
+
+#[test]
+fn truncated_object_gives_clear_error() {
+    let f = fixture("archive");
+    let (csum, p) = file_object(&f, "/bin/exe");
+    let b = std::fs::read(&p).expect("read");
+    std::fs::write(&p, &b[..b.len() / 2]).expect("write");
+    let (_, err) = ox_fail(&["fsck", &f.arg]);
+    assert!(err.contains(&csum), "{err}");
+    let (_, err) = ox_fail(&["cat", &f.arg, "main", "/bin/exe"]);
+    assert!(err.contains("bin/exe") || err.contains(&csum), "{err}");
+    // Truncated to a few bytes: the header itself is cut.
+    std::fs::write(&p, &b[..3]).expect("write");
+    let (_, err) = ox_fail(&["cat", &f.arg, "main", "/bin/exe"]);
+    assert!(err.contains(&csum) && err.contains("truncated"), "{err}");
+    // And a truncated commit.
+    let cp = f.repo.join(format!(
+        "objects/{}/{}.commit",
+        &f.commit[..2],
+        &f.commit[2..]
+    ));
+    let c = std::fs::read(&cp).expect("read");
+    std::fs::write(&cp, &c[..c.len() - 5]).expect("write");
+    let (_, err) = ox_fail(&["log", &f.arg, "main"]);
+    assert!(err.contains(&f.commit), "{err}");
+}
+
+#[test]
+fn missing_object_is_reported_and_commit_marked_partial() {
+    let f = fixture("bare-user");
+    let (csum, p) = file_object(&f, "/etc/conf");
+    std::fs::remove_file(&p).expect("rm");
+    let (code, err) = ox_fail(&["fsck", &f.arg]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&csum) && err.contains("missing"), "{err}");
+    assert!(f
+        .repo
+        .join(format!("state/{}.commitpartial", f.commit))
+        .exists());
+    let (code, err) = ox_fail(&["cat", &f.arg, "main", "/etc/conf"]);
+    assert_eq!(code, 3, "missing object exit code");
+    assert!(err.contains(&csum), "{err}");
+    let (code, _) = ox_fail(&["rev-parse", &f.arg, "no-such-ref"]);
+    assert_eq!(code, 3);
+}
+
+#[test]
+fn malformed_gvariant_is_an_error_not_a_panic() {
+    let f = fixture("archive");
+    // Detached metadata is not hashed: garbage there must be caught by the decoder.
+    let cm = f.repo.join(format!(
+        "objects/{}/{}.commitmeta",
+        &f.commit[..2],
+        &f.commit[2..]
+    ));
+    std::fs::write(&cm, b"\xff\xff\xff\xff\x07garbage\x99").expect("write");
+    let (_, err) = ox_fail(&["fsck", &f.arg]);
+    assert!(
+        err.contains(&f.commit) && err.contains("commitmeta"),
+        "{err}"
+    );
+    // A dirtree whose bytes hash to its name but whose names are hostile.
+    for bad in ["..", "a/b", ""] {
+        let repo = oxtree::Repo::open(&f.repo).expect("open");
+        let t = oxtree::DirTree {
+            files: vec![(bad.to_string(), oxtree::Checksum::default())],
+            dirs: vec![],
+        };
+        let bytes = t.encode();
+        let txn = repo.begin().expect("txn");
+        let c = txn
+            .write_metadata(oxtree::ObjectType::DirTree, &bytes)
+            .expect("write");
+        txn.commit().expect("commit");
+        let err = repo
+            .load_dirtree(&c)
+            .expect_err("hostile dirtree must be rejected");
+        assert!(err.to_string().contains(&c.to_hex()), "{err}");
+    }
+    // A config that is not a keyfile.
+    std::fs::write(f.repo.join("config"), "not a keyfile\n").expect("write");
+    let (_, err) = ox_fail(&["refs", &f.arg]);
+    assert!(err.contains("config") && err.contains("line 1"), "{err}");
+}
+
+#[test]
+fn unreadable_file_fails_commit_naming_it() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    std::fs::set_permissions(t, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let tree = t.join("tree");
+    write(&tree.join("ok"), b"fine\n", 0o644);
+    write(&tree.join("secret/unreadable"), b"no\n", 0o600);
+    let repo = t.join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    ox(&["init", &arg, "--mode=bare-user-only"]);
+    run_ok(Path::new("chown"), &["-R", "65534:65534", s(&repo)]);
+    // Root reads everything, so run the commit as `nobody`.
+    let out = run_raw(
+        Path::new("setpriv"),
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            s(&oxtree_bin()),
+            "commit",
+            &arg,
+            "-b",
+            "main",
+            s(&tree),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "commit of an unreadable file succeeded"
+    );
+    assert!(
+        err.contains("secret/unreadable"),
+        "error does not name the file:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!repo.join("refs/heads/main").exists(), "a ref was written");
+    ox(&["fsck", &arg]);
+}
+
+#[test]
+fn version_and_help() {
+    let v = ox(&["--version"]);
+    assert!(v.contains("Version:") && v.contains("Features:"), "{v}");
+    for cmd in [
+        "init",
+        "commit",
+        "checkout",
+        "refs",
+        "rev-parse",
+        "log",
+        "show",
+        "ls",
+        "cat",
+        "diff",
+        "fsck",
+        "prune",
+        "pull-local",
+    ] {
+        let h = ox(&[cmd, "--help"]);
+        assert!(h.contains("--repo"), "{cmd} --help lacks --repo:\n{h}");
+    }
+    let (code, _) = ox_fail(&["commit", "--no-such-flag"]);
+    assert_eq!(code, 2);
+}
