@@ -11,8 +11,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use oxtree::object::{Checksum, ObjectType};
 use oxtree::repo::{
-    CheckoutOptions, CommitOptions, FsckOptions, PruneOptions, PullLocalOptions, RefName,
-    StatOverride,
+    CheckoutOptions, CommitOptions, FsckOptions, PathEntry, PruneOptions, PullLocalOptions,
+    RefName, StatOverride,
 };
 use oxtree::{Repo, RepoMode};
 use std::collections::{HashMap, HashSet};
@@ -762,24 +762,10 @@ fn lookup_path(
     commit: &Checksum,
     path: &str,
 ) -> Result<(ObjectType, Checksum, Checksum)> {
-    let cm = repo.load_commit(commit)?;
-    let (mut t, mut m) = (cm.root_tree, cm.root_meta);
-    let comps: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    for (i, comp) in comps.iter().enumerate() {
-        let dt = repo.load_dirtree(&t)?;
-        if let Some((_, st, sm)) = dt.dirs.iter().find(|d| d.0 == *comp) {
-            t = *st;
-            m = *sm;
-        } else if let Some((_, f)) = dt.files.iter().find(|f| f.0 == *comp) {
-            if i + 1 != comps.len() {
-                bail!("{path}: {comp} is not a directory");
-            }
-            return Ok((ObjectType::File, *f, Checksum::default()));
-        } else {
-            return Err(oxtree::Error::RefNotFound(format!("{path} in commit {commit}")).into());
-        }
-    }
-    Ok((ObjectType::DirTree, t, m))
+    Ok(match repo.lookup_path(commit, path)? {
+        PathEntry::File(f) => (ObjectType::File, f, Checksum::default()),
+        PathEntry::Dir { tree, meta } => (ObjectType::DirTree, tree, meta),
+    })
 }
 
 fn ls_line(

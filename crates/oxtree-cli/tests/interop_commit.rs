@@ -340,3 +340,45 @@ fn pull_local_both_ways() {
     ostree(&["fsck", &rx2_arg]);
     ox(&["fsck", &rx2_arg]);
 }
+
+/// `checkout --subpath` of a directory and of a single file matches ostree.
+#[test]
+fn checkout_subpath_matches_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let repo = t.join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    ostree(&["init", &arg, "--mode=archive"]);
+    ostree(&["commit", &arg, "-b", "main", "-s", "x", TS, s(&tree)]);
+    for sub in ["/etc", "/unicode/日本語", "/bin/exe"] {
+        let (a, b) = (
+            t.join(format!("o{}", sub.replace('/', "_"))),
+            t.join(format!("x{}", sub.replace('/', "_"))),
+        );
+        let sp = format!("--subpath={sub}");
+        ostree(&["checkout", &arg, &sp, "main", s(&a)]);
+        ox(&["checkout", &arg, &sp, "main", s(&b)]);
+        let strip = |m: std::collections::BTreeMap<String, Entry>| {
+            m.into_iter()
+                .filter(|(k, _)| !k.is_empty())
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let (sa, sb) = (strip(snapshot(&a)), strip(snapshot(&b)));
+        assert!(
+            sa == sb,
+            "--subpath={sub} differs:\n{}",
+            snapshot_diff(&sa, &sb)
+        );
+    }
+    let (code, err) = ox_fail(&[
+        "checkout",
+        &arg,
+        "--subpath=/nope",
+        "main",
+        s(&t.join("nope")),
+    ]);
+    assert_eq!(code, 3, "{err}");
+}

@@ -12,7 +12,7 @@ mod refs;
 mod traverse;
 mod txn;
 
-pub use checkout::CheckoutOptions;
+pub use checkout::{CheckoutOptions, PathEntry};
 pub use commit::{CommitOptions, CommitResult, StatOverride};
 pub use fsck::{FsckOptions, FsckReport};
 pub use prune::{PruneOptions, PruneReport};

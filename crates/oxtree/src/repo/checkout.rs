@@ -26,41 +26,56 @@ pub struct CheckoutOptions {
     pub force_copy: bool,
 }
 
+/// What a path inside a commit names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathEntry {
+    File(Checksum),
+    Dir { tree: Checksum, meta: Checksum },
+}
+
 struct FileJob {
     dest: PathBuf,
     csum: Checksum,
 }
 
 impl Repo {
-    /// Check out `commit` (a resolved checksum) into `dest`.
-    pub fn checkout(&self, commit: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+    /// Find `path` (components separated by `/`) inside a commit's tree.
+    pub fn lookup_path(&self, commit: &Checksum, path: &str) -> Result<PathEntry> {
         let c = self.load_commit(commit)?;
         let (mut tree, mut meta) = (c.root_tree, c.root_meta);
-        let mut single_file = None;
-        if let Some(sub) = opts.subpath.as_deref() {
-            let comps: Vec<&str> = sub.split('/').filter(|s| !s.is_empty()).collect();
-            for (i, comp) in comps.iter().enumerate() {
-                let dt = self.load_dirtree(&tree)?;
-                if let Some((_, t, m)) = dt.dirs.iter().find(|d| d.0 == *comp) {
-                    tree = *t;
-                    meta = *m;
-                } else if let Some((_, f)) = dt
-                    .files
-                    .iter()
-                    .find(|f| f.0 == *comp)
-                    .filter(|_| i + 1 == comps.len())
-                {
-                    single_file = Some(*f);
-                } else {
+        let comps: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        for (i, comp) in comps.iter().enumerate() {
+            let dt = self.load_dirtree(&tree)?;
+            if let Some((_, t, m)) = dt.dirs.iter().find(|d| d.0 == *comp) {
+                (tree, meta) = (*t, *m);
+            } else if let Some((_, f)) = dt.files.iter().find(|f| f.0 == *comp) {
+                if i + 1 != comps.len() {
                     return Err(Error::InvalidArgument(format!(
-                        "subpath {sub} does not exist in commit {commit}"
+                        "{path}: {comp} is not a directory in commit {commit}"
                     )));
                 }
+                return Ok(PathEntry::File(*f));
+            } else {
+                return Err(Error::RefNotFound(format!("{path} in commit {commit}")));
             }
         }
-        if let Some(f) = single_file {
-            return self.checkout_file(&f, dest, opts);
-        }
+        Ok(PathEntry::Dir { tree, meta })
+    }
+
+    /// Check out `commit` (a resolved checksum) into `dest`.
+    pub fn checkout(&self, commit: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+        let (tree, meta) = match self.lookup_path(commit, opts.subpath.as_deref().unwrap_or("/"))? {
+            // Like ostree, a file subpath lands inside the destination directory.
+            PathEntry::File(f) => {
+                let sub = opts.subpath.as_deref().unwrap_or_default();
+                let name = sub.rsplit('/').find(|c| !c.is_empty()).unwrap_or(sub);
+                if !dest.is_dir() {
+                    std::fs::create_dir(dest).ctx("create directory", dest)?;
+                }
+                return self.checkout_file(&f, &dest.join(name), opts);
+            }
+            PathEntry::Dir { tree, meta } => (tree, meta),
+        };
         let mut dirs: Vec<(PathBuf, DirMeta)> = Vec::new();
         let mut files = Vec::new();
         self.plan_dir(&tree, &meta, dest, opts, &mut dirs, &mut files, true)?;
