@@ -8,9 +8,11 @@ use super::{Repo, RepoMode};
 use crate::error::{Error, IoContext, Result};
 use crate::object::{Checksum, DirMeta, FileHeader, ObjectType};
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, Default)]
 pub struct CheckoutOptions {
@@ -31,11 +33,6 @@ pub struct CheckoutOptions {
 pub enum PathEntry {
     File(Checksum),
     Dir { tree: Checksum, meta: Checksum },
-}
-
-struct FileJob {
-    dest: PathBuf,
-    csum: Checksum,
 }
 
 impl Repo {
@@ -76,33 +73,34 @@ impl Repo {
             }
             PathEntry::Dir { tree, meta } => (tree, meta),
         };
-        let mut dirs: Vec<(PathBuf, DirMeta)> = Vec::new();
-        let mut files = Vec::new();
-        self.plan_dir(&tree, &meta, dest, opts, &mut dirs, &mut files, true)?;
-        files
-            .par_iter()
-            .try_for_each(|j: &FileJob| self.checkout_file(&j.csum, &j.dest, opts))?;
-        // Apply directory metadata deepest first.
-        for (path, dm) in dirs.iter().rev() {
-            self.apply_dirmeta(path, dm, opts)?;
-        }
-        Ok(())
+        let cache = Mutex::new(HashMap::new());
+        self.checkout_dir(&tree, &meta, dest, opts, &cache, true)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn plan_dir(
+    /// Check out one directory: create it (owner-only while it is filled), its files and
+    /// subdirectories in parallel, then its final metadata, so metadata lands bottom-up.
+    fn checkout_dir(
         &self,
         tree: &Checksum,
         meta: &Checksum,
         dest: &Path,
         opts: &CheckoutOptions,
-        dirs: &mut Vec<(PathBuf, DirMeta)>,
-        files: &mut Vec<FileJob>,
+        cache: &Mutex<HashMap<Checksum, DirMeta>>,
         top: bool,
     ) -> Result<()> {
-        let dm = self.load_dirmeta(meta)?;
         let dt = self.load_dirtree(tree)?;
-        match std::fs::create_dir(dest) {
+        let cached = cache.lock().ok().and_then(|c| c.get(meta).cloned());
+        let dm = match cached {
+            Some(dm) => dm,
+            None => {
+                let dm = self.load_dirmeta(meta)?;
+                if let Ok(mut c) = cache.lock() {
+                    c.insert(*meta, dm.clone());
+                }
+                dm
+            }
+        };
+        match std::fs::DirBuilder::new().mode(0o700).create(dest) {
             Ok(()) => {}
             Err(e)
                 if e.kind() == std::io::ErrorKind::AlreadyExists
@@ -114,31 +112,47 @@ impl Repo {
                         dest.display()
                     )));
                 }
+                std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o700))
+                    .ctx("chmod", dest)?;
             }
             Err(e) => return Err(e).ctx("create directory", dest),
         }
-        // Writable while we fill it; the final mode comes at the end.
-        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o700))
-            .ctx("chmod", dest)?;
-        dirs.push((dest.to_path_buf(), dm));
-        for (name, c) in &dt.files {
-            files.push(FileJob {
-                dest: dest.join(name),
-                csum: *c,
-            });
-        }
-        for (name, t, m) in &dt.dirs {
-            self.plan_dir(t, m, &dest.join(name), opts, dirs, files, false)?;
-        }
-        Ok(())
+        let (files, dirs) = rayon::join(
+            || {
+                dt.files
+                    .par_iter()
+                    .try_for_each(|(name, c)| self.checkout_file(c, &dest.join(name), opts))
+            },
+            || {
+                dt.dirs.par_iter().try_for_each(|(name, t, m)| {
+                    self.checkout_dir(t, m, &dest.join(name), opts, cache, false)
+                })
+            },
+        );
+        files?;
+        dirs?;
+        // Below the top, every directory is new and was created 0700 inside a 0700 parent
+        // (no setgid inheritance), so it is owned by our euid/egid.
+        self.apply_dirmeta(dest, &dm, opts, top)
     }
 
-    fn apply_dirmeta(&self, path: &Path, dm: &DirMeta, opts: &CheckoutOptions) -> Result<()> {
+    fn apply_dirmeta(
+        &self,
+        path: &Path,
+        dm: &DirMeta,
+        opts: &CheckoutOptions,
+        force_chown: bool,
+    ) -> Result<()> {
         let mut mode = dm.mode & 0o7777;
         if opts.user_mode {
             mode &= !0o6000;
         } else {
-            std::os::unix::fs::lchown(path, Some(dm.uid), Some(dm.gid)).ctx("chown", path)?;
+            // Skip the syscall when the directory already has the right owner (the usual case).
+            let euid = rustix::process::geteuid().as_raw();
+            let egid = rustix::process::getegid().as_raw();
+            if force_chown || opts.union || dm.uid != euid || dm.gid != egid {
+                std::os::unix::fs::lchown(path, Some(dm.uid), Some(dm.gid)).ctx("chown", path)?;
+            }
             for (k, v) in &dm.xattrs {
                 crate::fsutil::lset_xattr(path, k, v)?;
             }

@@ -129,44 +129,35 @@ struct FileTask {
     path: PathBuf,
     header: FileHeader,
     size: u64,
-    /// Index of an earlier task for the same inode (hardlinks are hashed once).
-    same_as: Option<usize>,
-}
-
-enum Node {
-    File(usize),
-    Dir(Box<DirNode>),
+    /// (dev, ino) of regular files with several links, so hardlinks are hashed once.
+    inode: Option<(u64, u64)>,
 }
 
 struct DirNode {
     meta: DirMeta,
-    entries: BTreeMap<String, Node>,
+    /// Sorted by name, as are `dirs`.
+    files: Vec<(String, FileTask)>,
+    dirs: Vec<(String, DirNode)>,
 }
 
 const S_IFMT: u32 = 0o170000;
-const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
 
 /// Files up to this size are read into memory once and hashed/written from there.
 const SMALL_FILE: u64 = 4 << 20;
 
 impl Repo {
-    /// Commit `root` and, if `branch` is given, point it at the new commit. With `branch`
-    /// and no explicit parent, the branch's current commit becomes the parent.
+    /// Commit `root` and, if `branch` is given, point it at the new commit once the
+    /// objects are durable. The parent is `opts.parent` (the CLI reads the branch head
+    /// first, as `ostree commit` does).
     pub fn commit_dir(
         &self,
         root: &Path,
         branch: Option<&RefName>,
         opts: &CommitOptions,
     ) -> Result<CommitResult> {
-        let mut opts = opts.clone();
-        if opts.parent.is_none() {
-            if let Some(b) = branch {
-                opts.parent = self.read_ref(b)?;
-            }
-        }
         let txn = self.begin()?;
-        let res = commit_in_txn(&txn, root, &opts)?;
+        let res = commit_in_txn(&txn, root, opts)?;
         txn.commit()?;
         if let Some(b) = branch {
             self.set_ref(b, Some(&res.commit))?;
@@ -175,47 +166,83 @@ impl Repo {
     }
 }
 
+fn collect_files<'a>(d: &'a DirNode, out: &mut Vec<&'a FileTask>) {
+    out.extend(d.files.iter().map(|(_, t)| t));
+    for (_, sub) in &d.dirs {
+        collect_files(sub, out);
+    }
+}
+
 fn commit_in_txn(txn: &Transaction<'_>, root: &Path, opts: &CommitOptions) -> Result<CommitResult> {
     let repo = txn.repo();
     let canonical = opts.canonical_permissions || repo.mode() == RepoMode::BareUserOnly;
     let xattrs = !(opts.no_xattrs || canonical || repo.xattrs_disabled());
-    let mut scan = Scanner {
+    let scan = Scanner {
         opts,
         canonical,
         xattrs,
-        files: Vec::new(),
-        inodes: HashMap::new(),
     };
     let tree = scan.dir(root, "/")?;
-    let files = scan.files;
+    let mut files = Vec::new();
+    collect_files(&tree, &mut files);
 
-    // Hash, and store where missing, every distinct inode in parallel.
-    let csums: Vec<Option<(Checksum, bool, u64)>> = files
+    // Hardlinks with identical headers are hashed once: map each task to its first twin.
+    let mut first_of: HashMap<((u64, u64), &FileHeader), usize> = HashMap::new();
+    let mut canon: Vec<usize> = Vec::with_capacity(files.len());
+    for (i, t) in files.iter().enumerate() {
+        canon.push(match t.inode {
+            Some(ino) => *first_of.entry((ino, &t.header)).or_insert(i),
+            None => i,
+        });
+    }
+    // Largest first, so one big file does not leave the other cores idle at the end.
+    let mut order: Vec<usize> = (0..files.len())
+        .filter(|&i| canon.get(i) == Some(&i))
+        .collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(files.get(i).map_or(0, |t| t.size)));
+    let stored: Vec<(usize, Checksum, bool)> = order
         .par_iter()
-        .map(|t| {
-            if t.same_as.is_some() {
-                Ok(None)
-            } else {
-                store_file(txn, t).map(Some)
-            }
+        .map(|&i| {
+            let t = files
+                .get(i)
+                .ok_or_else(|| Error::Other("internal: bad file index".into()))?;
+            store_file(txn, t).map(|(c, w, _)| (i, c, w))
         })
         .collect::<Result<_>>()?;
-    let csum_of = |i: usize| -> Checksum {
-        let j = files.get(i).and_then(|t| t.same_as).unwrap_or(i);
-        csums
-            .get(j)
-            .and_then(|c| c.map(|c| c.0))
+    let files_written = stored.iter().filter(|x| x.2).count();
+    let mut csums = vec![Checksum::default(); files.len()];
+    for (i, c, _) in &stored {
+        if let Some(slot) = csums.get_mut(*i) {
+            *slot = *c;
+        }
+    }
+    for (i, &j) in canon.iter().enumerate() {
+        if i != j {
+            let c = csums.get(j).copied().unwrap_or_default();
+            if let Some(slot) = csums.get_mut(i) {
+                *slot = c;
+            }
+        }
+    }
+    let by_ptr: HashMap<*const FileTask, Checksum> = files
+        .iter()
+        .zip(&csums)
+        .map(|(t, c)| (*t as *const FileTask, *c))
+        .collect();
+    let csum_of = |t: &FileTask| {
+        by_ptr
+            .get(&(t as *const FileTask))
+            .copied()
             .unwrap_or_default()
     };
-    let files_written = csums.iter().flatten().filter(|c| c.1).count();
 
     // ostree records `ostree.sizes` only in archive repos, for every object of the tree
     // (new or not): stored = the .filez size, unpacked = file size or symlink target length.
     let generate_sizes = opts.generate_sizes && repo.mode() == RepoMode::Archive;
     let mut sizes: BTreeMap<Checksum, (u64, u64, ObjectType)> = BTreeMap::new();
     if generate_sizes {
-        for (i, t) in files.iter().enumerate() {
-            let c = csum_of(i);
+        for t in &files {
+            let c = csum_of(t);
             let unpacked = if t.header.is_symlink() {
                 t.header.symlink_target.len() as u64
             } else {
@@ -301,7 +328,7 @@ fn store_file(txn: &Transaction<'_>, t: &FileTask) -> Result<(Checksum, bool, u6
         if n == 0 {
             break;
         }
-        h.update(&buf[..n]);
+        h.update(buf.get(..n).unwrap_or_default());
     }
     let c = Checksum(h.finalize().into());
     if txn.has_object(ObjectType::File, &c) {
@@ -328,19 +355,17 @@ fn store_file(txn: &Transaction<'_>, t: &FileTask) -> Result<(Checksum, bool, u6
 fn write_dir(
     txn: &Transaction<'_>,
     d: &DirNode,
-    csum_of: &dyn Fn(usize) -> Checksum,
+    csum_of: &dyn Fn(&FileTask) -> Checksum,
     sizes: &mut BTreeMap<Checksum, (u64, u64, ObjectType)>,
     track: bool,
 ) -> Result<(Checksum, Checksum)> {
     let mut tree = DirTree::default();
-    for (name, node) in &d.entries {
-        match node {
-            Node::File(i) => tree.files.push((name.clone(), csum_of(*i))),
-            Node::Dir(sub) => {
-                let (t, m) = write_dir(txn, sub, csum_of, sizes, track)?;
-                tree.dirs.push((name.clone(), t, m));
-            }
-        }
+    for (name, t) in &d.files {
+        tree.files.push((name.clone(), csum_of(t)));
+    }
+    for (name, sub) in &d.dirs {
+        let (t, m) = write_dir(txn, sub, csum_of, sizes, track)?;
+        tree.dirs.push((name.clone(), t, m));
     }
     let tb = tree.encode();
     let mb = d.meta.encode();
@@ -381,12 +406,12 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// Reads the input tree. Subdirectories are scanned in parallel (stat and xattr listing
+/// are a large share of a commit of many small files).
 struct Scanner<'a> {
     opts: &'a CommitOptions,
     canonical: bool,
     xattrs: bool,
-    files: Vec<FileTask>,
-    inodes: HashMap<(u64, u64), usize>,
 }
 
 impl Scanner<'_> {
@@ -414,7 +439,7 @@ impl Scanner<'_> {
         (uid, gid, mode)
     }
 
-    fn dir(&mut self, path: &Path, relpath: &str) -> Result<DirNode> {
+    fn dir(&self, path: &Path, relpath: &str) -> Result<DirNode> {
         let st = std::fs::symlink_metadata(path).ctx("stat", path)?;
         if !st.is_dir() {
             return Err(Error::InvalidArgument(format!(
@@ -434,8 +459,7 @@ impl Scanner<'_> {
             mode,
             xattrs,
         };
-        let mut entries = BTreeMap::new();
-        let mut children: Vec<(String, std::fs::DirEntry)> = Vec::new();
+        let mut children: Vec<(String, PathBuf)> = Vec::new();
         for e in std::fs::read_dir(path).ctx("read directory", path)? {
             let e = e.ctx("read directory", path)?;
             let name = e.file_name().into_string().map_err(|n| {
@@ -447,11 +471,12 @@ impl Scanner<'_> {
             })?;
             validate_filename(&name)
                 .map_err(|m| Error::InvalidArgument(format!("{}: {m}", path.display())))?;
-            children.push((name, e));
+            children.push((name, e.path()));
         }
         children.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, e) in children {
-            let child = e.path();
+        let mut files = Vec::new();
+        let mut subdirs = Vec::new();
+        for (name, child) in children {
             let rel = if relpath == "/" {
                 format!("/{name}")
             } else {
@@ -463,8 +488,7 @@ impl Scanner<'_> {
             let st = std::fs::symlink_metadata(&child).ctx("stat", &child)?;
             let ft = st.file_type();
             if ft.is_dir() {
-                let sub = self.dir(&child, &rel)?;
-                entries.insert(name, Node::Dir(Box::new(sub)));
+                subdirs.push((name, child, rel));
                 continue;
             }
             if !ft.is_file() && !ft.is_symlink() {
@@ -501,29 +525,21 @@ impl Scanner<'_> {
                 symlink_target,
                 xattrs,
             };
-            debug_assert!(mode & S_IFMT == S_IFREG || mode & S_IFMT == S_IFLNK);
-            let idx = self.files.len();
-            // Hardlinks share content, but modifiers may differ per path: only reuse when the
-            // resulting header is identical.
-            let same_as = if st.nlink() > 1 && ft.is_file() {
-                match self.inodes.get(&(st.dev(), st.ino())) {
-                    Some(&j) if self.files.get(j).is_some_and(|f| f.header == header) => Some(j),
-                    _ => {
-                        self.inodes.insert((st.dev(), st.ino()), idx);
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            self.files.push(FileTask {
-                path: child,
-                size: if ft.is_file() { st.len() } else { 0 },
-                header,
-                same_as,
-            });
-            entries.insert(name, Node::File(idx));
+            let inode = (ft.is_file() && st.nlink() > 1).then(|| (st.dev(), st.ino()));
+            files.push((
+                name,
+                FileTask {
+                    path: child,
+                    size: if ft.is_file() { st.len() } else { 0 },
+                    header,
+                    inode,
+                },
+            ));
         }
-        Ok(DirNode { meta, entries })
+        let dirs = subdirs
+            .into_par_iter()
+            .map(|(name, child, rel)| self.dir(&child, &rel).map(|d| (name, d)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DirNode { meta, files, dirs })
     }
 }
