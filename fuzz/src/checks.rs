@@ -64,7 +64,9 @@ pub fn check_keyfile(data: &[u8]) {
     };
     let out = kf.to_string();
     if let Err(e) = KeyFile::parse(&out) {
-        panic!("keyfile does not re-parse after to_string(): {e}\ninput: {text:?}\noutput: {out:?}");
+        panic!(
+            "keyfile does not re-parse after to_string(): {e}\ninput: {text:?}\noutput: {out:?}"
+        );
     }
 }
 
