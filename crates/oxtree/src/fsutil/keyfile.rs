@@ -41,8 +41,16 @@ impl KeyFile {
 
     pub fn parse(text: &str) -> Result<KeyFile, KeyFileError> {
         let mut kf = KeyFile::default();
-        for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim_start();
+        // Split on '\n' only: a '\r' is kept as content (and written back verbatim), so a
+        // file round-trips byte for byte.
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        for (i, raw) in text
+            .split('\n')
+            .enumerate()
+            .filter(|(_, l)| !text.is_empty() || !l.is_empty())
+        {
+            // GLib's g_strchug: a line of ASCII whitespace (\r included) is blank.
+            let line = raw.trim_start_matches(|c: char| c.is_ascii_whitespace());
             let err = |msg: &str| KeyFileError {
                 line: i + 1,
                 msg: msg.to_string(),
@@ -69,13 +77,15 @@ impl KeyFile {
                     .groups
                     .last_mut()
                     .ok_or_else(|| err("key outside any group"))?;
-                let key = k.trim_end();
+                let key = k.trim_end_matches([' ', '\t']);
                 if key.is_empty() {
                     return Err(err("empty key"));
                 }
+                // GLib strips only ASCII space and tab around `=`; a value that really starts
+                // with a space is written as `\s`.
                 g.lines.push(Line::Entry {
                     key: key.to_string(),
-                    value: unescape(v.trim_start()),
+                    value: unescape(v.trim_start_matches([' ', '\t'])),
                 });
             } else {
                 return Err(err("expected `key=value`, `[group]` or a comment"));
@@ -258,7 +268,7 @@ fn escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for (i, c) in v.chars().enumerate() {
         match c {
-            ' ' if i == 0 => out.push_str("\\s"),
+            ' ' | '\t' if i == 0 => out.push_str(if c == ' ' { "\\s" } else { "\\t" }),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
@@ -295,6 +305,25 @@ mod tests {
             "[core]\nrepo_version=1\nmode=bare\n\n[remote \"r\"]\nurl=http://h/\n"
         );
         assert!(kf.remove_group("remote \"r\""));
+    }
+
+    #[test]
+    fn odd_bytes_round_trip() {
+        for text in ["\n\r\n", "[g]\n# c\r\nk=\u{a0}x\n"] {
+            let kf = KeyFile::parse(text).expect("parses");
+            assert_eq!(kf.to_string(), text);
+        }
+        let kf = KeyFile::parse("[g]\nk=v\r\n").expect("parses");
+        assert_eq!(
+            KeyFile::parse(&kf.to_string())
+                .expect("parses")
+                .get("g", "k"),
+            Some("v\r")
+        );
+        let mut kf = KeyFile::new();
+        kf.set("g", "k", " \u{2003}lead");
+        let back = KeyFile::parse(&kf.to_string()).expect("parses");
+        assert_eq!(back.get("g", "k"), Some(" \u{2003}lead"));
     }
 
     #[test]

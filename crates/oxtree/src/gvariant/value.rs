@@ -113,9 +113,11 @@ impl Value {
         }
     }
     /// The inner value of a `v`.
+    /// The child of one `v` (a value that is not a variant is returned as is). Only one
+    /// level: nested variants are data, and unwrapping them would change the bytes.
     pub fn unboxed(&self) -> &Value {
         match self {
-            Value::Variant(v) => v.unboxed(),
+            Value::Variant(v) => v,
             v => v,
         }
     }

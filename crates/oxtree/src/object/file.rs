@@ -231,6 +231,9 @@ fn unframe(data: &[u8]) -> Result<(&[u8], usize), ObjectError> {
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| invalid("file header truncated"))?;
     let len = u32::from_be_bytes(len_bytes) as usize;
+    if data.get(4..8) != Some(&[0u8; 4][..]) {
+        return Err(invalid("file header padding is not zero"));
+    }
     if len == 0 {
         return Err(invalid("file header length is 0"));
     }

@@ -161,3 +161,22 @@ fn ref_names() {
         assert!(validate_ref(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn nested_variant_metadata_round_trips() {
+    let mut c = Commit {
+        metadata: vec![("k".into(), Value::Variant(Box::new(Value::str("inner"))))],
+        parent: None,
+        related: vec![],
+        subject: String::new(),
+        body: String::new(),
+        timestamp: 0,
+        root_tree: Checksum::default(),
+        root_meta: Checksum::default(),
+    };
+    let b = c.encode();
+    let back = Commit::parse(&b).expect("parses");
+    assert_eq!(back.encode(), b);
+    c.metadata.clear();
+    assert_ne!(c.encode(), b);
+}
