@@ -121,3 +121,102 @@ pub fn syncfs(path: &Path) -> Result<()> {
     let f = File::open(path).ctx("open", path)?;
     rustix::fs::syncfs(&f).ctx("syncfs", path)
 }
+
+/// A temporary file that gets a name only once it is complete: `O_TMPFILE` where the
+/// filesystem supports it (no directory entry is created until `link_to`, which spares the
+/// directory lock and a rename per object), else a named temp file that is renamed.
+pub struct TmpFile {
+    file: File,
+    named: Option<tempfile::TempPath>,
+    dir: std::path::PathBuf,
+}
+
+impl TmpFile {
+    pub fn new_in(dir: &Path) -> Result<TmpFile> {
+        use rustix::fs::{Mode, OFlags};
+        match rustix::fs::open(
+            dir,
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => Ok(TmpFile {
+                file: File::from(fd),
+                named: None,
+                dir: dir.to_path_buf(),
+            }),
+            Err(
+                rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL,
+            ) => {
+                let (file, path) = tempfile_in(dir)?.into_parts();
+                Ok(TmpFile {
+                    file,
+                    named: Some(path),
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Err(e) => Err(e).ctx("create temporary file in", dir),
+        }
+    }
+
+    /// A file created directly at `path` (inside a private staging directory): `link_to`
+    /// is then not needed.
+    pub fn create_at(path: &Path) -> Result<TmpFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .ctx("create", path)?;
+        Ok(TmpFile {
+            file,
+            named: None,
+            dir: path.to_path_buf(),
+        })
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Where errors about this file should point.
+    pub fn display_path(&self) -> std::path::PathBuf {
+        self.named
+            .as_ref()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| self.dir.join("(unnamed)"))
+    }
+
+    /// Give the file its final name, replacing an existing file there.
+    pub fn link_to(self, dest: &Path) -> Result<()> {
+        match self.named {
+            Some(p) => p.persist(dest).map_err(|e| Error::Io {
+                op: "rename",
+                path: dest.to_path_buf(),
+                source: e.error,
+            }),
+            None => {
+                use std::os::fd::AsRawFd;
+                let proc = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+                let link = || {
+                    rustix::fs::linkat(
+                        rustix::fs::CWD,
+                        proc.as_str(),
+                        rustix::fs::CWD,
+                        dest,
+                        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+                    )
+                };
+                match link() {
+                    Err(rustix::io::Errno::EXIST) => {
+                        std::fs::remove_file(dest).ctx("replace", dest)?;
+                        link().ctx("link", dest)
+                    }
+                    r => r.ctx("link", dest),
+                }
+            }
+        }
+    }
+}

@@ -318,7 +318,7 @@ fn store_file(txn: &Transaction<'_>, t: &FileTask) -> Result<(Checksum, bool, u6
         if txn.has_object(ObjectType::File, &c) {
             return Ok((c, false, t.size));
         }
-        txn.write_file(&t.header, &mut data.as_slice(), t.size, Some(&c))?;
+        txn.write_file_prehashed(&t.header, &data, &c)?;
         return Ok((c, true, t.size));
     }
     let mut f = open()?;

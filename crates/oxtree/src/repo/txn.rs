@@ -9,7 +9,7 @@ use crate::object::{Checksum, FileHeader, ObjectType};
 use sha2::Digest;
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -38,6 +38,10 @@ impl Repo {
             .tempdir_in(&tmp)
             .ctx("create staging directory in", &tmp)?
             .keep();
+        for i in 0..=255u8 {
+            let d = staging.join(format!("{i:02x}"));
+            std::fs::create_dir(&d).ctx("create directory", &d)?;
+        }
         Ok(Transaction {
             repo: self,
             staging,
@@ -52,10 +56,17 @@ impl Transaction<'_> {
         self.repo
     }
 
+    /// Staged objects mirror `objects/XX/` so no single directory takes every entry.
     fn staged_name(&self, ty: ObjectType, csum: &Checksum) -> PathBuf {
-        let rel = self.repo.object_relpath(ty, csum);
-        self.staging
-            .join(rel.trim_start_matches("objects/").replace('/', "-"))
+        self.staging.join(
+            self.repo
+                .object_relpath(ty, csum)
+                .trim_start_matches("objects/"),
+        )
+    }
+
+    fn staging_dir(&self, csum: &Checksum) -> PathBuf {
+        self.staging.join(&csum.to_hex()[..2])
     }
 
     /// True if the object is in the repo or already staged in this transaction.
@@ -113,18 +124,15 @@ impl Transaction<'_> {
         }
         let dest = self.staged_name(ty, csum);
         let res = (|| {
-            let mut tmp = crate::fsutil::tempfile_in(&self.staging)?;
-            tmp.as_file_mut()
-                .write_all(data)
-                .ctx("write", tmp.path().to_path_buf())?;
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-                .ctx("chmod", tmp.path().to_path_buf())?;
-            tmp.persist(&dest).map_err(|e| Error::Io {
-                op: "rename",
-                path: dest.clone(),
-                source: e.error,
-            })?;
+            // Staging is private to this transaction: write straight to the final name.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&dest)
+                .ctx("create", &dest)?;
+            f.write_all(data).ctx("write", &dest)?;
             Ok(())
         })();
         if res.is_err() {
@@ -151,11 +159,33 @@ impl Transaction<'_> {
                 return Ok(*c);
             }
         }
-        let res = self.write_file_inner(header, payload, size, expected);
+        let res = self.write_file_inner(header, payload, size, expected, false);
         if res.is_err() {
             if let Some(c) = expected {
                 self.unclaim(ObjectType::File, c);
             }
+        }
+        res
+    }
+
+    /// Store a file whose content the caller has just hashed to `csum` from this very
+    /// buffer (commit of small files): the bytes are not hashed a second time.
+    pub fn write_file_prehashed(
+        &self,
+        header: &FileHeader,
+        data: &[u8],
+        csum: &Checksum,
+    ) -> Result<Checksum> {
+        header
+            .validate()
+            .map_err(|e| Error::InvalidArgument(format!("file object: {e}")))?;
+        if !self.claim(ObjectType::File, csum) {
+            return Ok(*csum);
+        }
+        let res =
+            self.write_file_inner(header, &mut &data[..], data.len() as u64, Some(csum), true);
+        if res.is_err() {
+            self.unclaim(ObjectType::File, csum);
         }
         res
     }
@@ -166,14 +196,16 @@ impl Transaction<'_> {
         payload: &mut dyn Read,
         size: u64,
         expected: Option<&Checksum>,
+        trusted: bool,
     ) -> Result<Checksum> {
-        let mut hasher = sha2::Sha256::new();
-        hasher.update(header.content_stream_prefix());
+        let mut hasher_state = sha2::Sha256::new();
+        hasher_state.update(header.content_stream_prefix());
+        let mut hasher = (!trusted).then_some(&mut hasher_state);
         let mode = self.repo.mode;
         if header.is_symlink() && matches!(mode, RepoMode::Bare | RepoMode::BareUserOnly) {
-            let csum = Checksum(hasher.finalize().into());
+            let csum = Checksum(hasher_state.finalize().into());
             check_expected(expected, &csum)?;
-            let tmpname = self.staging.join(format!(".tmp-link-{}", csum.to_hex()));
+            let tmpname = self.staging.join(format!("tmp-link-{}", csum.to_hex()));
             let _ = std::fs::remove_file(&tmpname);
             std::os::unix::fs::symlink(&header.symlink_target, &tmpname)
                 .ctx("symlink", &tmpname)?;
@@ -186,10 +218,16 @@ impl Transaction<'_> {
             }
             return self.finish_staged(&tmpname, &csum, expected.is_none());
         }
-        let mut tmp = crate::fsutil::tempfile_in(&self.staging)?;
-        let tmppath = tmp.path().to_path_buf();
+        // The name is known only once hashed (unless expected): stage under the expected
+        // checksum's prefix, or any prefix, and link to the final name at the end.
+        let mut tmp = match expected {
+            // Named after the object it will be: created once, no rename inside staging.
+            Some(c) => crate::fsutil::TmpFile::create_at(&self.staged_name(ObjectType::File, c))?,
+            None => crate::fsutil::TmpFile::new_in(&self.staging_dir(&Checksum::default()))?,
+        };
+        let tmppath = tmp.display_path();
         {
-            let file = tmp.as_file_mut();
+            let file = tmp.file();
             match mode {
                 RepoMode::Archive => {
                     file.write_all(&header.archive_prefix(if header.is_symlink() {
@@ -199,14 +237,15 @@ impl Transaction<'_> {
                     }))
                     .ctx("write", &tmppath)?;
                     if !header.is_symlink() {
-                        let mut enc = flate2::write::DeflateEncoder::new(
-                            std::io::BufWriter::with_capacity(256 * 1024, &mut *file),
-                            flate2::Compression::new(6),
-                        );
-                        copy_hashing(payload, &mut enc, &mut hasher, size, &tmppath)?;
-                        enc.finish()
-                            .and_then(|mut w| w.flush())
-                            .ctx("write", &tmppath)?;
+                        with_deflate(|comp| -> Result<()> {
+                            let mut enc = DeflateWriter {
+                                comp,
+                                out: &mut *file,
+                                buf: Vec::with_capacity(64 * 1024),
+                            };
+                            copy_hashing(payload, &mut enc, hasher.as_deref_mut(), size, &tmppath)?;
+                            enc.finish().ctx("write", &tmppath)
+                        })?;
                     }
                     file.set_permissions(std::fs::Permissions::from_mode(0o644))
                         .ctx("chmod", &tmppath)?;
@@ -217,7 +256,7 @@ impl Transaction<'_> {
                             .ctx("write", &tmppath)?;
                         file.write_all(&[0]).ctx("write", &tmppath)?;
                     } else {
-                        copy_to_file(payload, file, &mut hasher, size, &tmppath)?;
+                        copy_to_file(payload, file, hasher.as_deref_mut(), size, &tmppath)?;
                     }
                     crate::fsutil::fset_xattr(
                         file,
@@ -234,7 +273,7 @@ impl Transaction<'_> {
                         .ctx("chmod", &tmppath)?;
                 }
                 RepoMode::Bare | RepoMode::BareUserOnly => {
-                    copy_to_file(payload, file, &mut hasher, size, &tmppath)?;
+                    copy_to_file(payload, file, hasher.as_deref_mut(), size, &tmppath)?;
                     if mode == RepoMode::Bare {
                         rustix::fs::fchown(
                             &*file,
@@ -264,14 +303,18 @@ impl Transaction<'_> {
             };
             rustix::fs::futimens(&*file, &zero).ctx("set times of", &tmppath)?;
         }
-        let csum = Checksum(hasher.finalize().into());
+        let csum = match (trusted, expected) {
+            (true, Some(c)) => *c,
+            _ => Checksum(hasher_state.finalize().into()),
+        };
         check_expected(expected, &csum)?;
-        let (_, path) = tmp.keep().map_err(|e| Error::Io {
-            op: "keep",
-            path: tmppath.clone(),
-            source: e.error,
-        })?;
-        self.finish_staged(&path, &csum, expected.is_none())
+        if expected.is_none() && !self.claim(ObjectType::File, &csum) {
+            return Ok(csum); // already stored, or another thread is storing it
+        }
+        if expected.is_none() {
+            tmp.link_to(&self.staged_name(ObjectType::File, &csum))?;
+        }
+        Ok(csum)
     }
 
     fn finish_staged(&self, tmp: &Path, csum: &Checksum, need_claim: bool) -> Result<Checksum> {
@@ -340,7 +383,7 @@ fn check_expected(expected: Option<&Checksum>, actual: &Checksum) -> Result<()> 
 fn copy_to_file(
     src: &mut dyn Read,
     file: &mut std::fs::File,
-    hasher: &mut sha2::Sha256,
+    hasher: Option<&mut sha2::Sha256>,
     size: u64,
     path: &Path,
 ) -> Result<()> {
@@ -352,7 +395,7 @@ fn copy_to_file(
 fn copy_hashing(
     src: &mut dyn Read,
     dst: &mut dyn Write,
-    hasher: &mut sha2::Sha256,
+    mut hasher: Option<&mut sha2::Sha256>,
     size: u64,
     path: &Path,
 ) -> Result<()> {
@@ -365,7 +408,9 @@ fn copy_hashing(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e).ctx("read content for", path),
         };
-        hasher.update(&buf[..n]);
+        if let Some(h) = hasher.as_deref_mut() {
+            h.update(&buf[..n]);
+        }
         dst.write_all(&buf[..n]).ctx("write", path)?;
         total += n as u64;
     }
@@ -378,4 +423,70 @@ fn copy_hashing(
         )));
     }
     Ok(())
+}
+
+thread_local! {
+    /// One raw-deflate state per thread, reset per object: creating a fresh zlib state for
+    /// each of thousands of small files costs more (allocating and zeroing its window and
+    /// hash tables) than compressing them.
+    static DEFLATE: std::cell::RefCell<Option<flate2::Compress>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with this thread's deflate state, reset, at ostree's level 6 (raw, no header).
+fn with_deflate<R>(f: impl FnOnce(&mut flate2::Compress) -> R) -> R {
+    DEFLATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let comp =
+            slot.get_or_insert_with(|| flate2::Compress::new(flate2::Compression::new(6), false));
+        comp.reset();
+        f(comp)
+    })
+}
+
+/// A `Write` that deflates into `out` with a borrowed, reusable `Compress`.
+struct DeflateWriter<'a, W: Write> {
+    comp: &'a mut flate2::Compress,
+    out: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> DeflateWriter<'_, W> {
+    fn run(&mut self, mut input: &[u8], flush: flate2::FlushCompress) -> std::io::Result<bool> {
+        loop {
+            if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+                self.out.write_all(&self.buf)?;
+                self.buf.clear();
+            }
+            let before = self.comp.total_in();
+            let status = self
+                .comp
+                .compress_vec(input, &mut self.buf, flush)
+                .map_err(std::io::Error::other)?;
+            let used = usize::try_from(self.comp.total_in() - before).unwrap_or(input.len());
+            input = input.get(used..).unwrap_or_default();
+            match status {
+                flate2::Status::StreamEnd => return Ok(true),
+                _ if input.is_empty() && !matches!(flush, flate2::FlushCompress::Finish) => {
+                    return Ok(false)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        while !self.run(&[], flate2::FlushCompress::Finish)? {}
+        self.out.write_all(&self.buf)?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Write for DeflateWriter<'_, W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.run(data, flate2::FlushCompress::None)?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(()) // a sync flush would change the stored bytes; `finish` writes everything
+    }
 }
