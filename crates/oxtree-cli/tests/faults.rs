@@ -275,3 +275,76 @@ fn version_and_help() {
     let (code, _) = ox_fail(&["commit", "--no-such-flag"]);
     assert_eq!(code, 2);
 }
+
+/// `kill -9` at several points of a commit: the repo stays fsck-clean (for oxtree and
+/// ostree), no ref points at a missing commit, and the next commit succeeds and removes the
+/// killed one's staging debris.
+#[test]
+fn killed_commit_leaves_a_clean_repo() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, true);
+    for i in 0..300 {
+        write(
+            &tree.join(format!("more/{i:03}")),
+            format!("{i}\n").repeat(200).as_bytes(),
+            0o644,
+        );
+    }
+    for mode in ["archive", "bare-user"] {
+        let repo = t.join(format!("repo-{mode}"));
+        let arg = format!("--repo={}", s(&repo));
+        ox(&["init", &arg, &format!("--mode={mode}")]);
+        for delay_ms in [20u64, 80, 200, 500] {
+            let mut child = std::process::Command::new(oxtree_bin())
+                .args(["commit", &arg, "-b", "main", "-s", "killed", s(&tree)])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn");
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+            // Whatever the ref says (nothing, or a finished commit), the repo is consistent.
+            ox(&["fsck", &arg]);
+            ostree(&["fsck", &arg]);
+            if let Ok(r) = std::fs::read_to_string(repo.join("refs/heads/main")) {
+                ox(&["ls", &arg, r.trim()]);
+            }
+        }
+        let c = ox(&["commit", &arg, "-b", "main", "-s", "after kills", s(&tree)]);
+        assert_eq!(ox(&["rev-parse", &arg, "main"]), c);
+        ox(&["fsck", &arg]);
+        ostree(&["fsck", &arg]);
+        let debris: Vec<_> = std::fs::read_dir(repo.join("tmp"))
+            .expect("tmp")
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("oxtree-staging-")
+            })
+            .collect();
+        assert!(
+            debris.is_empty(),
+            "staging debris left after a successful commit: {debris:?}"
+        );
+    }
+}
+
+/// Prune waits for the exclusive lock that a writer's shared lock blocks, and says so.
+#[test]
+fn prune_respects_the_repo_lock() {
+    let f = fixture("archive");
+    let mut kf = std::fs::read_to_string(f.repo.join("config")).expect("config");
+    kf.push_str("lock-timeout-secs=1\n");
+    std::fs::write(f.repo.join("config"), kf).expect("config");
+    let repo = oxtree::Repo::open(&f.repo).expect("open");
+    let txn = repo.begin().expect("begin holds a shared lock");
+    let (_, err) = ox_fail(&["prune", &f.arg, "--refs-only"]);
+    assert!(err.contains("locked by another process"), "{err}");
+    drop(txn);
+    ox(&["prune", &f.arg, "--refs-only"]);
+}

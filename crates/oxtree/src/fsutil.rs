@@ -220,3 +220,36 @@ impl TmpFile {
         }
     }
 }
+
+/// Take an open-file-description (OFD) fcntl lock on the whole file: the kind `ostree` takes
+/// on `repo/.lock`, so the two tools see each other's locks. Returns `Ok(false)` when
+/// `wait` is false and another holder conflicts.
+pub fn ofd_lock(file: &File, exclusive: bool, wait: bool) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `flock` is plain old data; zeroed is a valid whole-file lock description.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = if exclusive {
+        libc::F_WRLCK
+    } else {
+        libc::F_RDLCK
+    } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    let cmd = if wait {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
+    loop {
+        // SAFETY: a valid fd and a pointer to an initialised `flock` that outlives the call.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl as *mut libc::flock) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) | Some(libc::EACCES) if !wait => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}

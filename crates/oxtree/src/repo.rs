@@ -71,6 +71,12 @@ impl std::fmt::Display for RepoMode {
     }
 }
 
+/// A held repository lock; released when dropped.
+#[derive(Debug)]
+pub struct RepoLock {
+    _file: std::fs::File,
+}
+
 /// An open repository.
 #[derive(Debug)]
 pub struct Repo {
@@ -180,6 +186,42 @@ impl Repo {
             fsync,
             disable_xattrs,
         })
+    }
+
+    /// Lock the repository as ostree does (`.lock`, OFD fcntl locks): shared for writers,
+    /// exclusive for prune. Waits up to `core.lock-timeout-secs` (default 300; -1 = forever).
+    pub fn lock(&self, exclusive: bool) -> Result<RepoLock> {
+        let p = self.path.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)
+            .ctx("open", &p)?;
+        let timeout: i64 = self
+            .config
+            .get("core", "lock-timeout-secs")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(300);
+        if timeout < 0 {
+            crate::fsutil::ofd_lock(&f, exclusive, true).ctx("lock", &p)?;
+            return Ok(RepoLock { _file: f });
+        }
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs(timeout.unsigned_abs());
+        loop {
+            if crate::fsutil::ofd_lock(&f, exclusive, false).ctx("lock", &p)? {
+                return Ok(RepoLock { _file: f });
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Other(format!(
+                    "{}: repository is locked by another process (waited {timeout} s; see core.lock-timeout-secs)",
+                    self.path.display()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     pub fn path(&self) -> &Path {

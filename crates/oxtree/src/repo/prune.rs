@@ -37,6 +37,8 @@ pub struct PruneReport {
 
 impl Repo {
     pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport> {
+        // Exclusive: no commit or pull may add objects that point at what we delete.
+        let _lock = self.lock(true)?;
         let objects = self.list_objects()?;
         let mut reach = Reachable::default();
         if opts.refs_only || opts.keep_younger_than.is_some() {

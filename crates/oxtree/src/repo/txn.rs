@@ -13,7 +13,33 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Our staging directories (ostree's are `staging-…`; we never touch those).
+const STAGING_PREFIX: &str = "oxtree-staging-";
+
+impl Repo {
+    /// Remove staging directories left by killed oxtree processes (nobody holds their lock).
+    fn clean_stale_staging(&self, tmp: &Path) {
+        let Ok(rd) = std::fs::read_dir(tmp) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+                continue;
+            }
+            let p = e.path();
+            let Ok(d) = std::fs::File::open(&p) else {
+                continue;
+            };
+            if rustix::fs::flock(&d, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
+    }
+}
+
 pub struct Transaction<'r> {
+    _lock: super::RepoLock,
+    _staging_lock: std::fs::File,
     repo: &'r Repo,
     staging: PathBuf,
     staged: Mutex<HashSet<(ObjectType, Checksum)>>,
@@ -31,18 +57,26 @@ fn boot_id() -> String {
 
 impl Repo {
     pub fn begin(&self) -> Result<Transaction<'_>> {
+        let lock = self.lock(false)?;
         let tmp = self.path.join("tmp");
+        self.clean_stale_staging(&tmp);
         let staging = tempfile::Builder::new()
-            .prefix(&format!("staging-{}-", boot_id()))
+            .prefix(&format!("{STAGING_PREFIX}{}-", boot_id()))
             .rand_bytes(8)
             .tempdir_in(&tmp)
             .ctx("create staging directory in", &tmp)?
             .keep();
+        // Held for the transaction's life: a staging dir nobody holds belongs to a dead process.
+        let staging_lock = std::fs::File::open(&staging).ctx("open", &staging)?;
+        rustix::fs::flock(&staging_lock, rustix::fs::FlockOperation::LockExclusive)
+            .ctx("lock", &staging)?;
         for i in 0..=255u8 {
             let d = staging.join(format!("{i:02x}"));
             std::fs::create_dir(&d).ctx("create directory", &d)?;
         }
         Ok(Transaction {
+            _lock: lock,
+            _staging_lock: staging_lock,
             repo: self,
             staging,
             staged: Mutex::new(HashSet::new()),
