@@ -95,7 +95,7 @@ fn append_offsets(out: &mut Vec<u8>, start: usize, offsets: &[usize]) {
 
 /// Pad `out` with zeros so that `out.len() - start` is a multiple of `align`.
 fn pad_to(out: &mut Vec<u8>, start: usize, align: usize) {
-    while (out.len().saturating_sub(start)) % align != 0 {
+    while !out.len().saturating_sub(start).is_multiple_of(align) {
         out.push(0);
     }
 }

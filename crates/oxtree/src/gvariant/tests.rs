@@ -119,8 +119,7 @@ fn arb_value() -> impl Strategy<Value = Value> {
                     .map(|v| Value::Variant(Box::new(v)))
                     .collect()
             )),
-            proptest::collection::vec(("[a-z]{1,8}", inner), 0..5)
-                .prop_map(|kv| Value::dict_sv(kv)),
+            proptest::collection::vec(("[a-z]{1,8}", inner), 0..5).prop_map(Value::dict_sv),
         ]
     })
 }

@@ -318,7 +318,7 @@ fn decode_array(data: &[u8], ty: &Type, elem: &Type, depth: usize) -> Result<Val
     let align = elem.alignment();
     let mut items = Vec::new();
     if let Some(size) = elem.fixed_size() {
-        if data.len() % size != 0 {
+        if !data.len().is_multiple_of(size) {
             return Err(invalid(
                 ty,
                 "array length is not a multiple of the element size",
@@ -345,11 +345,11 @@ fn decode_array(data: &[u8], ty: &Type, elem: &Type, depth: usize) -> Result<Val
     let table = data
         .get(offsets_start..)
         .ok_or_else(|| invalid(ty, "framing offset out of range"))?;
-    if table.len() % w != 0 {
+    if w == 0 || !table.len().is_multiple_of(w) {
         return Err(invalid(ty, "framing offsets do not fill the table"));
     }
     let mut pos = 0usize;
-    for i in 0..table.len() / w {
+    for i in 0..table.len().checked_div(w).unwrap_or(0) {
         let end = read_le(table, i.saturating_mul(w), w)
             .ok_or_else(|| invalid(ty, "bad framing offset"))?;
         let start = align_up(pos, align).ok_or_else(|| invalid(ty, "offset overflow"))?;

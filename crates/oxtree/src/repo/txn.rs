@@ -307,7 +307,7 @@ impl Transaction<'_> {
                         .ctx("chmod", &tmppath)?;
                 }
                 RepoMode::Bare | RepoMode::BareUserOnly => {
-                    copy_to_file(payload, file, hasher.as_deref_mut(), size, &tmppath)?;
+                    copy_to_file(payload, file, hasher, size, &tmppath)?;
                     if mode == RepoMode::Bare {
                         rustix::fs::fchown(
                             &*file,
