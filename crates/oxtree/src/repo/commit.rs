@@ -305,21 +305,24 @@ fn store_file(txn: &Transaction<'_>, t: &FileTask) -> Result<(Checksum, bool, u6
     let mut h = sha2::Sha256::new();
     h.update(&prefix);
     if t.size <= SMALL_FILE {
-        let mut data = Vec::with_capacity(t.size as usize);
-        open()?.read_to_end(&mut data).ctx("read", &t.path)?;
-        if data.len() as u64 != t.size {
-            return Err(Error::Other(format!(
+        // Exactly the size the scan saw (one read, no size probing); a file that shrank
+        // meanwhile fails here, one that grew is committed as it was when scanned.
+        let mut data = vec![0u8; t.size as usize];
+        open()?.read_exact(&mut data).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::Other(format!(
                 "{}: file changed size while being committed",
                 t.path.display()
-            )));
-        }
+            )),
+            _ => Error::Io {
+                op: "read",
+                path: t.path.clone(),
+                source: e,
+            },
+        })?;
         h.update(&data);
         let c = Checksum(h.finalize().into());
-        if txn.has_object(ObjectType::File, &c) {
-            return Ok((c, false, t.size));
-        }
-        txn.write_file_prehashed(&t.header, &data, &c)?;
-        return Ok((c, true, t.size));
+        let written = txn.write_file_prehashed(&t.header, &data, &c)?;
+        return Ok((c, written, t.size));
     }
     let mut f = open()?;
     let mut buf = vec![0u8; 1 << 20];

@@ -126,7 +126,14 @@ impl Transaction<'_> {
 
     /// Claim an object for writing; false if it exists or another thread is writing it.
     fn claim(&self, ty: ObjectType, csum: &Checksum) -> bool {
-        if self.repo.has_object(ty, csum) {
+        // The in-memory set first: duplicates within one tree are common and cost no stat.
+        if self
+            .staged
+            .lock()
+            .map(|s| s.contains(&(ty, *csum)))
+            .unwrap_or(true)
+            || self.repo.has_object(ty, csum)
+        {
             return false;
         }
         self.staged
@@ -204,24 +211,27 @@ impl Transaction<'_> {
 
     /// Store a file whose content the caller has just hashed to `csum` from this very
     /// buffer (commit of small files): the bytes are not hashed a second time.
+    /// Store a file whose content the caller has just hashed to `csum` from this very
+    /// buffer (commit of small files): the bytes are not hashed a second time. Returns
+    /// whether it was written (false: the repo or this transaction already has it).
     pub fn write_file_prehashed(
         &self,
         header: &FileHeader,
         data: &[u8],
         csum: &Checksum,
-    ) -> Result<Checksum> {
+    ) -> Result<bool> {
         header
             .validate()
             .map_err(|e| Error::InvalidArgument(format!("file object: {e}")))?;
         if !self.claim(ObjectType::File, csum) {
-            return Ok(*csum);
+            return Ok(false);
         }
         let res =
             self.write_file_inner(header, &mut &data[..], data.len() as u64, Some(csum), true);
         if res.is_err() {
             self.unclaim(ObjectType::File, csum);
         }
-        res
+        res.map(|_| true)
     }
 
     fn write_file_inner(
