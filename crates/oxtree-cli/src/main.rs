@@ -181,6 +181,38 @@ enum Cmd {
         #[arg(long)]
         no_prune: bool,
     },
+    /// Manage remote repositories (add, list, delete, show-url, refs, summary).
+    Remote {
+        #[command(subcommand)]
+        cmd: RemoteCmd,
+    },
+    /// Download commits from a remote over HTTP: `pull REMOTE[:REF] [REF…]`.
+    Pull(PullArgs),
+    /// Regenerate (-u) or show (--view) the repository summary.
+    Summary {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Regenerate the summary file.
+        #[arg(short = 'u', long)]
+        update: bool,
+        /// Print the summary.
+        #[arg(long)]
+        view: bool,
+    },
+    /// Serve a repository over HTTP for pulls (a static file server).
+    Serve {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// Port to listen on (0 picks a free one and prints it).
+        #[arg(long, short = 'p', default_value_t = 8080)]
+        port: u16,
+        /// Do not print an access-log line per request.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Copy commits from another local repository.
     PullLocal {
         #[command(flatten)]
@@ -194,6 +226,98 @@ enum Cmd {
         src_repo: PathBuf,
         refs: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum RemoteCmd {
+    /// Add a remote: NAME URL [BRANCH…].
+    Add {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Do not verify GPG signatures (needed until oxtree verifies signatures).
+        #[arg(long)]
+        no_gpg_verify: bool,
+        /// Do nothing if the remote exists.
+        #[arg(long)]
+        if_not_exists: bool,
+        /// Set a config option KEY=VALUE for the remote.
+        #[arg(long, value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        name: String,
+        url: String,
+        branches: Vec<String>,
+    },
+    /// Delete a remote.
+    Delete {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Do nothing if the remote does not exist.
+        #[arg(long)]
+        if_exists: bool,
+        name: String,
+    },
+    /// List remotes.
+    List {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Show URLs too.
+        #[arg(short = 'u', long = "show-urls")]
+        show_urls: bool,
+    },
+    /// Print a remote's URL.
+    ShowUrl {
+        #[command(flatten)]
+        repo: RepoArg,
+        name: String,
+    },
+    /// List the refs a remote's summary offers.
+    Refs {
+        #[command(flatten)]
+        repo: RepoArg,
+        name: String,
+    },
+    /// Show a remote's summary.
+    Summary {
+        #[command(flatten)]
+        repo: RepoArg,
+        name: String,
+    },
+}
+
+#[derive(Args)]
+struct PullArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    /// Parent commits to fetch too (-1 = all history).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    depth: i64,
+    /// Fetch only the commit objects (history), not their trees.
+    #[arg(long)]
+    commit_metadata_only: bool,
+    /// Write refs/heads/REF instead of refs/remotes/REMOTE/REF.
+    #[arg(long)]
+    mirror: bool,
+    /// Only resolve refs and show what would change.
+    #[arg(long)]
+    dry_run: bool,
+    /// Accepted for compatibility: oxtree pulls objects (static deltas are not supported yet).
+    #[arg(long)]
+    disable_static_deltas: bool,
+    /// Only this subpath of the tree (not supported yet).
+    #[arg(long)]
+    subpath: Option<String>,
+    /// Concurrent requests.
+    #[arg(long, default_value_t = 32)]
+    fetchers: usize,
+    /// Seconds without progress before a request is retried.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// REMOTE or REMOTE:REF.
+    remote: String,
+    refs: Vec<String>,
 }
 
 #[derive(Args)]
@@ -565,6 +689,42 @@ fn run(cli: Cli) -> Result<i32> {
                     human_size(rep.freed_bytes)
                 );
             }
+        }
+        Cmd::Remote { cmd } => cmd_remote(cmd)?,
+        Cmd::Pull(a) => cmd_pull(a)?,
+        Cmd::Summary { repo, update, view } => {
+            let mut repo = open(&repo)?;
+            if update {
+                repo.regenerate_summary()?;
+            }
+            if view || !update {
+                let s = repo.read_summary()?.ok_or_else(|| {
+                    anyhow!("no summary file; generate one with `oxtree summary -u`")
+                })?;
+                print_summary(&s);
+            }
+        }
+        Cmd::Serve {
+            repo,
+            bind,
+            port,
+            quiet,
+        } => {
+            let path = repo_path(&repo);
+            oxtree::serve::serve(
+                &path,
+                &oxtree::serve::ServeOptions {
+                    bind,
+                    port,
+                    log: !quiet,
+                },
+                |addr| {
+                    eprintln!(
+                        "serving {} on http://{addr}/ (Ctrl-C stops)",
+                        path.display()
+                    );
+                },
+            )?;
         }
         Cmd::PullLocal {
             repo,
@@ -945,4 +1105,218 @@ fn json_str(s: &str) -> String {
     }
     o.push('"');
     o
+}
+
+fn cmd_remote(cmd: RemoteCmd) -> Result<()> {
+    match cmd {
+        RemoteCmd::Add {
+            repo,
+            no_gpg_verify,
+            if_not_exists,
+            set,
+            name,
+            url,
+            branches,
+        } => {
+            let mut repo = open(&repo)?;
+            let set = set
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| anyhow!("--set {kv:?}: expected KEY=VALUE"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            repo.remote_add(
+                &name,
+                &url,
+                &oxtree::repo::RemoteAddOptions {
+                    branches,
+                    set,
+                    no_gpg_verify,
+                    if_not_exists,
+                },
+            )?;
+        }
+        RemoteCmd::Delete {
+            repo,
+            if_exists,
+            name,
+        } => open(&repo)?.remote_delete(&name, if_exists)?,
+        RemoteCmd::List { repo, show_urls } => {
+            let repo = open(&repo)?;
+            let names = repo.remote_names();
+            let w = names.iter().map(String::len).max().unwrap_or(0);
+            for n in names {
+                if show_urls {
+                    println!(
+                        "{n:<w$}  {}",
+                        repo.remote_option(&n, "url").unwrap_or_default()
+                    );
+                } else {
+                    println!("{n}");
+                }
+            }
+        }
+        RemoteCmd::ShowUrl { repo, name } => println!("{}", open(&repo)?.remote_url(&name)?),
+        RemoteCmd::Refs { repo, name } => {
+            let s = fetch_remote_summary(&open(&repo)?, &name)?;
+            for r in &s.refs {
+                println!("{name}:{}", r.name);
+            }
+        }
+        RemoteCmd::Summary { repo, name } => {
+            print_summary(&fetch_remote_summary(&open(&repo)?, &name)?)
+        }
+    }
+    Ok(())
+}
+
+fn fetch_remote_summary(repo: &Repo, name: &str) -> Result<oxtree::object::Summary> {
+    use oxtree::pull::Fetcher;
+    let url = repo.remote_url(name)?;
+    let f = oxtree::pull::HttpFetcher::new(&url, std::time::Duration::from_secs(30))?;
+    let mut resp = f
+        .fetch("summary", 0)
+        .map_err(|e| anyhow!("{}: {e:?}", f.describe("summary")))?
+        .ok_or_else(|| anyhow!("remote {name} has no summary file ({}); its owner can create one with `oxtree summary -u`", f.describe("summary")))?;
+    let mut b = Vec::new();
+    use std::io::Read;
+    (&mut resp.body)
+        .take(oxtree::pull::MAX_METADATA_SIZE)
+        .read_to_end(&mut b)?;
+    Ok(oxtree::object::Summary::parse(&b)
+        .map_err(|e| anyhow!("{}: invalid summary: {e}", f.describe("summary")))?)
+}
+
+fn print_summary(s: &oxtree::object::Summary) {
+    for r in &s.refs {
+        println!("* {}", r.name);
+        println!("    Latest Commit ({} bytes):", r.commit_size);
+        println!("      {}", r.checksum);
+        if let Some(v) = r.version() {
+            println!("    Version (ostree.commit.version): {v}");
+        }
+        if let Some(t) = r.timestamp() {
+            println!(
+                "    Timestamp (ostree.commit.timestamp): {}",
+                timefmt::format(t)
+            );
+        }
+        println!();
+    }
+    for (k, v) in &s.metadata {
+        let shown = match (k.as_str(), v) {
+            ("ostree.summary.last-modified", oxtree::gvariant::Value::U64(t)) => {
+                timefmt::format(u64::from_be(*t))
+            }
+            _ => gvtext::print(v),
+        };
+        println!("{k}: {shown}");
+    }
+}
+
+fn cmd_pull(a: PullArgs) -> Result<()> {
+    if a.subpath.is_some() {
+        bail!("--subpath is not supported by oxtree pull yet; pull the whole commit and use `checkout --subpath`");
+    }
+    let repo = open(&a.repo)?;
+    let (remote, mut refs) = match a.remote.split_once(':') {
+        Some((r, first)) => (r.to_string(), vec![first.to_string()]),
+        None => (a.remote.clone(), Vec::new()),
+    };
+    refs.extend(a.refs.iter().cloned());
+    let opts = oxtree::pull::PullOptions {
+        depth: a.depth,
+        commit_metadata_only: a.commit_metadata_only,
+        mirror: a.mirror,
+        dry_run: a.dry_run,
+        fetchers: a.fetchers,
+        timeout: std::time::Duration::from_secs(a.timeout),
+        ..Default::default()
+    };
+    let progress = oxtree::pull::PullProgress::default();
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let res = std::thread::scope(|s| {
+        s.spawn(|| progress_loop(&progress, tty));
+        let r = repo.pull(&remote, &refs, &opts, &progress);
+        progress
+            .done
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    })?;
+    if a.json {
+        let refs: Vec<String> = res
+            .refs
+            .iter()
+            .map(|(r, old, new)| {
+                format!(
+                    "{{\"ref\":{},\"old\":{},\"new\":\"{new}\"}}",
+                    json_str(&r.to_string()),
+                    old.map(|o| format!("\"{o}\"")).unwrap_or("null".into())
+                )
+            })
+            .collect();
+        println!(
+            "{{\"refs\":[{}],\"objects\":{},\"bytes\":{},\"requests\":{},\"seconds\":{:.3}}}",
+            refs.join(","),
+            res.objects_fetched,
+            res.bytes_fetched,
+            res.requests,
+            res.elapsed.as_secs_f64()
+        );
+    } else {
+        for (r, old, new) in &res.refs {
+            match old {
+                Some(o) if o == new => println!("{r}: {new} (unchanged)"),
+                Some(o) => println!("{r}: {o} -> {new}"),
+                None => println!("{r}: {new}"),
+            }
+        }
+        println!(
+            "{} objects, {} in {:.1} s ({} requests){}",
+            res.objects_fetched,
+            human_size(res.bytes_fetched),
+            res.elapsed.as_secs_f64(),
+            res.requests,
+            if a.dry_run {
+                " (dry run: nothing fetched)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+/// A status line on a TTY (rewritten in place), plain lines every few seconds otherwise.
+fn progress_loop(p: &oxtree::pull::PullProgress, tty: bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let start = std::time::Instant::now();
+    let mut last_plain = std::time::Instant::now();
+    let mut shown = false;
+    while !p.done.load(Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (f, q, b) = (
+            p.objects_fetched.load(Relaxed),
+            p.objects_queued.load(Relaxed),
+            p.bytes_fetched.load(Relaxed),
+        );
+        let secs = start.elapsed().as_secs_f64().max(0.001);
+        let line = format!(
+            "receiving objects: {f}/{q}  {}  {}/s",
+            human_size(b),
+            human_size((b as f64 / secs) as u64)
+        );
+        if tty {
+            eprint!("\r\x1b[K{line}");
+            shown = true;
+        } else if last_plain.elapsed().as_secs() >= 5 {
+            eprintln!("{line}");
+            last_plain = std::time::Instant::now();
+        }
+    }
+    if shown {
+        eprint!("\r\x1b[K");
+    }
 }

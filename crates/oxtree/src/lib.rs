@@ -8,7 +8,9 @@ pub mod error;
 pub mod fsutil;
 pub mod gvariant;
 pub mod object;
+pub mod pull;
 pub mod repo;
+pub mod serve;
 
 pub use error::{Error, Result};
 pub use object::{Checksum, Commit, DirMeta, DirTree, FileHeader, ObjectType};

@@ -10,6 +10,7 @@ mod dirmeta;
 mod dirtree;
 mod file;
 mod names;
+mod summary;
 
 pub use checksum::{Checksum, ParseChecksumError};
 pub use commit::Commit;
@@ -17,6 +18,7 @@ pub use dirmeta::DirMeta;
 pub use dirtree::DirTree;
 pub use file::{FileHeader, Xattrs, ARCHIVE_HEADER_TYPE, CONTENT_HEADER_TYPE};
 pub use names::{validate_filename, validate_ref, validate_remote_name};
+pub use summary::{Summary, SummaryRef, SUMMARY_TYPE};
 
 use crate::gvariant::DecodeError;
 

@@ -7,8 +7,10 @@ mod commit;
 mod fsck;
 mod prune;
 mod pull_local;
-mod read;
+pub(crate) mod read;
 mod refs;
+mod remote;
+mod summary;
 mod traverse;
 mod txn;
 
@@ -19,6 +21,7 @@ pub use prune::{PruneOptions, PruneReport};
 pub use pull_local::PullLocalOptions;
 pub use read::FileContent;
 pub use refs::RefName;
+pub use remote::RemoteAddOptions;
 pub use traverse::Reachable;
 pub use txn::Transaction;
 

@@ -30,7 +30,7 @@ impl std::fmt::Debug for FileContent {
 
 /// Reads at most `limit` bytes and fails if the inner stream has more: a `.filez` that
 /// inflates past its declared size is a decompression bomb, not a file.
-struct Limited<R> {
+pub(crate) struct Limited<R> {
     inner: R,
     remaining: u64,
     path: PathBuf,
@@ -67,6 +67,19 @@ impl<R: Read> Read for Limited<R> {
         self.remaining -= n as u64;
         Ok(n)
     }
+}
+
+/// The payload of a `.filez` after its header: raw deflate, at most `size` bytes inflated.
+pub(crate) fn archive_payload<R: std::io::BufRead + Send + 'static>(
+    r: R,
+    size: u64,
+    path: PathBuf,
+) -> Box<dyn Read + Send> {
+    Box::new(Limited {
+        inner: flate2::bufread::DeflateDecoder::new(r),
+        remaining: size,
+        path,
+    })
 }
 
 impl Repo {

@@ -43,6 +43,8 @@ pub struct Transaction<'r> {
     repo: &'r Repo,
     staging: PathBuf,
     staged: Mutex<HashSet<(ObjectType, Checksum)>>,
+    /// Staged objects that are complete, not yet moved into `objects/`.
+    finished: Mutex<Vec<(ObjectType, Checksum)>>,
     done: bool,
 }
 
@@ -80,6 +82,7 @@ impl Repo {
             repo: self,
             staging,
             staged: Mutex::new(HashSet::new()),
+            finished: Mutex::new(Vec::new()),
             done: false,
         })
     }
@@ -174,6 +177,7 @@ impl Transaction<'_> {
                 .open(&dest)
                 .ctx("create", &dest)?;
             f.write_all(data).ctx("write", &dest)?;
+            self.mark_finished(ty, csum);
             Ok(())
         })();
         if res.is_err() {
@@ -358,6 +362,7 @@ impl Transaction<'_> {
         if expected.is_none() {
             tmp.link_to(&self.staged_name(ObjectType::File, &csum))?;
         }
+        self.mark_finished(ObjectType::File, &csum);
         Ok(csum)
     }
 
@@ -368,23 +373,35 @@ impl Transaction<'_> {
         }
         let dest = self.staged_name(ObjectType::File, csum);
         std::fs::rename(tmp, &dest).ctx("rename", &dest)?;
+        self.mark_finished(ObjectType::File, csum);
         Ok(*csum)
     }
 
-    /// Make every staged object durable and move it into `objects/`.
-    pub fn commit(mut self) -> Result<()> {
+    fn mark_finished(&self, ty: ObjectType, csum: &Checksum) {
+        if let Ok(mut f) = self.finished.lock() {
+            f.push((ty, *csum));
+        }
+    }
+
+    /// Make the objects finished so far durable and move them into `objects/`, so that an
+    /// interrupted long operation (a pull) keeps them. Objects being written concurrently
+    /// stay staged. Callers must already have marked the commit partial.
+    pub fn checkpoint(&self) -> Result<usize> {
+        let batch: Vec<(ObjectType, Checksum)> = self
+            .finished
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default();
+        if batch.is_empty() {
+            return Ok(0);
+        }
         let repo = self.repo;
         if repo.fsync {
             crate::fsutil::syncfs(&self.staging)?;
         }
-        let staged: Vec<(ObjectType, Checksum)> = self
-            .staged
-            .lock()
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
         // Fan-out directories first, then the renames in parallel (metadata operations on
         // many small objects dominate a commit of a typical OS tree).
-        let dirs: HashSet<PathBuf> = staged
+        let dirs: HashSet<PathBuf> = batch
             .iter()
             .filter_map(|(ty, c)| repo.object_path(*ty, c).parent().map(Path::to_path_buf))
             .collect();
@@ -392,13 +409,19 @@ impl Transaction<'_> {
             std::fs::create_dir_all(d).ctx("create directory", d)?;
         }
         use rayon::prelude::*;
-        staged.par_iter().try_for_each(|(ty, csum)| {
+        batch.par_iter().try_for_each(|(ty, csum)| {
             let dest = repo.object_path(*ty, csum);
             std::fs::rename(self.staged_name(*ty, csum), &dest).ctx("rename", &dest)
         })?;
         if repo.fsync {
             crate::fsutil::syncfs(&repo.path)?;
         }
+        Ok(batch.len())
+    }
+
+    /// Make every staged object durable and move it into `objects/`.
+    pub fn commit(mut self) -> Result<()> {
+        self.checkpoint()?;
         self.done = true;
         let _ = std::fs::remove_dir_all(&self.staging);
         Ok(())
