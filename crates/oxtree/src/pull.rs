@@ -589,7 +589,11 @@ impl Shared<'_> {
             (Box::new(std::io::empty()), 0)
         } else {
             (
-                crate::repo::read::archive_payload(r, size, PathBuf::from(described())),
+                crate::repo::read::archive_payload(
+                    r,
+                    size,
+                    PathBuf::from(format!("served by {}", described())),
+                ),
                 size,
             )
         };
@@ -602,6 +606,12 @@ impl Shared<'_> {
                     format!("content hashes to {actual} (served by {})", described()),
                 ),
                 Error::Other(m) => bad(&m),
+                // Inflate errors and size violations surface as read errors of the payload.
+                Error::Io {
+                    source,
+                    op: "read content for",
+                    ..
+                } => Error::corrupt(ObjectType::File, *c, source),
                 e => e,
             })?;
         if on_disk {
@@ -638,7 +648,12 @@ fn fetch_file_object(
             Ok(Some(r)) => r,
             Ok(None) => {
                 return Err(Error::Other(format!(
-                    "{}: file object not found on the server",
+                    "object {}.file not found on the server ({})",
+                    path.trim_start_matches("objects/")
+                        .replace('/', "")
+                        .split('.')
+                        .next()
+                        .unwrap_or(path),
                     fetcher.describe(path)
                 )))
             }

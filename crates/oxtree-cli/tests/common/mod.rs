@@ -289,3 +289,154 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir_in("/var/tmp")
         .expect("tempdir")
 }
+
+/// A running `oxtree serve`, with its access log collected; killed on drop.
+pub struct Server {
+    pub child: std::process::Child,
+    pub url: String,
+    pub port: u16,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    pub fn start(repo: &Path) -> Server {
+        Server::start_on(repo, 0)
+    }
+
+    pub fn start_on(repo: &Path, port: u16) -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new(oxtree_bin())
+            .args([
+                "serve",
+                &format!("--repo={}", s(repo)),
+                &format!("--port={port}"),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn oxtree serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("http://").nth(1) {
+                    let _ = tx.send(
+                        rest.trim_end_matches(|c| c == '/' || c == ')' || c == ' ' || c == '(')
+                            .split('/')
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                    );
+                }
+                log2.lock().expect("log").push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("oxtree serve did not start");
+        let port = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        Server {
+            child,
+            url: format!("http://{addr}"),
+            port,
+            log,
+        }
+    }
+
+    /// Request paths logged so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|l| l.starts_with("GET "))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .collect()
+    }
+
+    pub fn clear_log(&self) {
+        self.log.lock().expect("log").clear();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx serving `root` on a free loopback port; stopped on drop.
+pub struct Nginx {
+    child: std::process::Child,
+    pub url: String,
+    pub access_log: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Nginx {
+    pub fn start(root: &Path, workdir: &Path) -> Nginx {
+        assert!(
+            Path::new("/usr/sbin/nginx").exists(),
+            "nginx is not installed: run the README's test command (it installs nginx)"
+        );
+        let port = free_port();
+        std::fs::create_dir_all(workdir).expect("mkdir");
+        let access_log = workdir.join("access.log");
+        let conf = workdir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off; user root; worker_processes 2; pid {w}/nginx.pid; error_log {w}/error.log;\n\
+                 events {{ worker_connections 256; }}\n\
+                 http {{ access_log {log}; client_body_temp_path {w}; proxy_temp_path {w}; fastcgi_temp_path {w}; uwsgi_temp_path {w}; scgi_temp_path {w};\n\
+                 server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n",
+                w = s(workdir),
+                log = s(&access_log),
+                root = s(root)
+            ),
+        )
+        .expect("write nginx.conf");
+        let child = Command::new("/usr/sbin/nginx")
+            .args(["-c", s(&conf), "-p", s(workdir)])
+            .spawn()
+            .expect("start nginx");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Nginx {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            access_log,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master must take its workers down with it.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
