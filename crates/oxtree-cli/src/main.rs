@@ -1185,8 +1185,8 @@ fn fetch_remote_summary(repo: &Repo, name: &str) -> Result<oxtree::object::Summa
     (&mut resp.body)
         .take(oxtree::pull::MAX_METADATA_SIZE)
         .read_to_end(&mut b)?;
-    Ok(oxtree::object::Summary::parse(&b)
-        .map_err(|e| anyhow!("{}: invalid summary: {e}", f.describe("summary")))?)
+    oxtree::object::Summary::parse(&b)
+        .map_err(|e| anyhow!("{}: invalid summary: {e}", f.describe("summary")))
 }
 
 fn print_summary(s: &oxtree::object::Summary) {

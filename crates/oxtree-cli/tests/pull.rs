@@ -423,7 +423,7 @@ fn hostile_server_is_refused() {
         enc.write_all(&vec![0u8; 64 << 20]).expect("deflate");
         data.extend(enc.finish().expect("deflate"));
         let mut stream = h.content_stream_prefix();
-        stream.extend(std::iter::repeat(0u8).take(10));
+        stream.extend(std::iter::repeat_n(0u8, 10));
         let csum = oxtree::Checksum::digest(&stream);
         let p = src.join(format!(
             "objects/{}/{}.filez",
@@ -583,4 +583,81 @@ fn failing_and_stalling_servers_give_clear_errors() {
         );
     }
     ox(&["fsck", &a]);
+}
+
+/// --mirror, --commit-metadata-only, --depth and --dry-run behave as in ostree.
+#[test]
+fn pull_options() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let src = t.join("src");
+    ox(&["init", &repo_arg(&src), "--mode=archive"]);
+    let c1 = ox(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        TS,
+        s(&tree),
+    ]);
+    write(&tree.join("v2"), b"v2\n", 0o644);
+    let c2 = ox(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "v2",
+        TS,
+        s(&tree),
+    ]);
+    let server = Server::start(&src);
+    let dst = t.join("dst");
+    let d = repo_arg(&dst);
+    ox(&["init", &d, "--mode=archive"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "origin",
+        &server.url,
+    ]);
+    // Dry run: refs resolved (no summary: refs/heads/main is read), nothing stored.
+    let out = ox(&["pull", &d, "--dry-run", "origin", "main"]);
+    assert!(out.contains(&c2) && out.contains("dry run"), "{out}");
+    assert!(object_set(&dst).is_empty());
+    // History only: both commits, no trees, marked partial.
+    ox(&[
+        "pull",
+        &d,
+        "--commit-metadata-only",
+        "--depth=-1",
+        "origin",
+        "main",
+    ]);
+    let objs = object_set(&dst);
+    assert_eq!(
+        objs.iter().filter(|o| o.ends_with(".commit")).count(),
+        2,
+        "{objs:?}"
+    );
+    assert!(!objs.iter().any(|o| o.ends_with(".filez")));
+    assert!(ox(&["log", &d, "origin:main"]).contains("v1"));
+    ox(&["fsck", &d]);
+    // Then the full pull completes the head commit; --mirror writes refs/heads.
+    ox(&["pull", &d, "--mirror", "origin", "main"]);
+    assert_eq!(ox(&["rev-parse", &d, "main"]), c2);
+    assert!(!dst.join(format!("state/{c2}.commitpartial")).exists());
+    assert!(
+        dst.join(format!("state/{c1}.commitpartial")).exists(),
+        "v1 has no tree locally: it stays partial"
+    );
+    ox(&["fsck", &d]);
+    let (_, err) = ox_fail(&["pull", &d, "--subpath=/etc", "origin", "main"]);
+    assert!(err.contains("not supported"), "{err}");
 }

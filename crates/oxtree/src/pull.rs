@@ -20,7 +20,7 @@
 
 mod fetch;
 
-pub use fetch::{FetchError, Fetcher, HttpFetcher};
+pub use fetch::{FetchError, Fetcher, HttpFetcher, Response};
 
 use crate::error::{Error, IoContext, Result};
 use crate::object::{Checksum, Commit, DirTree, FileHeader, ObjectType, Summary};

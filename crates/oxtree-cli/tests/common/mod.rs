@@ -326,7 +326,7 @@ impl Server {
             {
                 if let Some(rest) = line.split("http://").nth(1) {
                     let _ = tx.send(
-                        rest.trim_end_matches(|c| c == '/' || c == ')' || c == ' ' || c == '(')
+                        rest.trim_end_matches(['/', ')', ' ', '('])
                             .split('/')
                             .next()
                             .unwrap_or("")
