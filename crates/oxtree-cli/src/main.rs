@@ -468,17 +468,18 @@ fn run(cli: Cli) -> Result<i32> {
             let repo = open(&repo)?;
             let c = repo.resolve_rev(&commit)?;
             let dest = destination.unwrap_or_else(|| PathBuf::from(&commit));
-            repo.checkout(
-                &c,
-                &dest,
-                &CheckoutOptions {
-                    user_mode,
-                    union,
-                    subpath,
-                    require_hardlinks,
-                    force_copy,
-                },
-            )?;
+            let progress = std::sync::Arc::new(oxtree::progress::Progress::default());
+            let opts = CheckoutOptions {
+                user_mode,
+                union,
+                subpath,
+                require_hardlinks,
+                force_copy,
+                progress: Some(progress.clone()),
+            };
+            with_progress("checking out", &progress, true, || {
+                repo.checkout(&c, &dest, &opts)
+            })?;
         }
         Cmd::Refs {
             repo,
@@ -614,7 +615,14 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("Validating refs...");
                 println!("Enumerating objects...");
             }
-            let rep = repo.fsck(&FsckOptions { delete })?;
+            let progress = std::sync::Arc::new(oxtree::progress::Progress::default());
+            let show = !quiet && !json;
+            let rep = with_progress("verifying objects", &progress, show, || {
+                repo.fsck(&FsckOptions {
+                    delete,
+                    progress: Some(progress.clone()),
+                })
+            })?;
             if json {
                 let errs: Vec<String> = rep.errors.iter().map(|e| json_str(e)).collect();
                 println!(
@@ -830,6 +838,7 @@ fn cmd_commit(a: CommitArgs) -> Result<()> {
         canonical_permissions: a.canonical_permissions,
         no_xattrs: a.no_xattrs,
         generate_sizes: a.generate_sizes,
+        progress: Some(std::sync::Arc::new(oxtree::progress::Progress::default())),
         skip_list: HashSet::new(),
         statoverride: HashMap::new(),
     };
@@ -875,13 +884,16 @@ fn cmd_commit(a: CommitArgs) -> Result<()> {
             opts.parent = repo.read_ref(b)?;
         }
     }
-    let res = if let Some(tarfile) = tree.strip_prefix("tar=") {
-        repo.commit_tar(Path::new(tarfile), bind, &opts)?
-    } else if let Some(dir) = tree.strip_prefix("dir=") {
-        repo.commit_dir(Path::new(dir), bind, &opts)?
-    } else {
-        bail!("--tree={tree}: expected dir=PATH or tar=FILE");
-    };
+    let progress = opts.progress.clone().unwrap_or_default();
+    let res = with_progress("committing files", &progress, true, || -> Result<_> {
+        if let Some(tarfile) = tree.strip_prefix("tar=") {
+            Ok(repo.commit_tar(Path::new(tarfile), bind, &opts)?)
+        } else if let Some(dir) = tree.strip_prefix("dir=") {
+            Ok(repo.commit_dir(Path::new(dir), bind, &opts)?)
+        } else {
+            bail!("--tree={tree}: expected dir=PATH or tar=FILE");
+        }
+    })?;
     if a.table_output {
         println!("Commit: {}", res.commit);
         println!("Metadata Total: {}", res.files + 2);
@@ -1319,4 +1331,53 @@ fn progress_loop(p: &oxtree::pull::PullProgress, tty: bool) {
     if shown {
         eprint!("\r\x1b[K");
     }
+}
+
+/// Run `f` while a status line shows `p` on stderr: redrawn in place on a TTY, a plain line
+/// every 5 s otherwise, nothing for operations that end within a second.
+fn with_progress<T>(
+    label: &str,
+    p: &oxtree::progress::Progress,
+    show: bool,
+    f: impl FnOnce() -> T,
+) -> T {
+    use std::sync::atomic::Ordering::Relaxed;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    std::thread::scope(|s| {
+        if show {
+            s.spawn(|| {
+                let start = std::time::Instant::now();
+                let mut last_plain = start;
+                let mut shown = false;
+                while !p.finished.load(Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    if start.elapsed().as_secs() < 1 {
+                        continue;
+                    }
+                    let (d, t, b) = (
+                        p.done.load(Relaxed),
+                        p.total.load(Relaxed),
+                        p.bytes.load(Relaxed),
+                    );
+                    let mut line = format!("{label}: {d}/{t}");
+                    if b > 0 {
+                        line.push_str(&format!("  {}", human_size(b)));
+                    }
+                    if tty {
+                        eprint!("\r\x1b[K{line}");
+                        shown = true;
+                    } else if last_plain.elapsed().as_secs() >= 5 {
+                        eprintln!("{line}");
+                        last_plain = std::time::Instant::now();
+                    }
+                }
+                if shown {
+                    eprint!("\r\x1b[K");
+                }
+            });
+        }
+        let r = f();
+        p.finish();
+        r
+    })
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fsutil;
 pub mod gvariant;
 pub mod object;
+pub mod progress;
 pub mod pull;
 pub mod repo;
 pub mod serve;

@@ -26,6 +26,8 @@ pub struct CheckoutOptions {
     pub require_hardlinks: bool,
     /// Never hardlink.
     pub force_copy: bool,
+    /// Updated per file checked out (total grows as directories are read).
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 /// What a path inside a commit names.
@@ -89,6 +91,9 @@ impl Repo {
         top: bool,
     ) -> Result<()> {
         let dt = self.load_dirtree(tree)?;
+        if let Some(p) = &opts.progress {
+            p.add_total(dt.files.len() as u64);
+        }
         let cached = cache.lock().ok().and_then(|c| c.get(meta).cloned());
         let dm = match cached {
             Some(dm) => dm,
@@ -119,9 +124,13 @@ impl Repo {
         }
         let (files, dirs) = rayon::join(
             || {
-                dt.files
-                    .par_iter()
-                    .try_for_each(|(name, c)| self.checkout_file(c, &dest.join(name), opts))
+                dt.files.par_iter().try_for_each(|(name, c)| {
+                    let r = self.checkout_file(c, &dest.join(name), opts);
+                    if let Some(p) = &opts.progress {
+                        p.item(0);
+                    }
+                    r
+                })
             },
             || {
                 dt.dirs.par_iter().try_for_each(|(name, t, m)| {

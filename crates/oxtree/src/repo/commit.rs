@@ -46,6 +46,8 @@ pub struct CommitOptions {
     pub statoverride: HashMap<String, StatOverride>,
     /// Add `ostree.sizes` metadata.
     pub generate_sizes: bool,
+    /// Updated per file stored (total = files found by the scan).
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 impl Repo {
@@ -185,6 +187,10 @@ fn commit_in_txn(txn: &Transaction<'_>, root: &Path, opts: &CommitOptions) -> Re
     let tree = scan.dir(root, "/")?;
     let mut files = Vec::new();
     collect_files(&tree, &mut files);
+    let progress = opts.progress.as_deref();
+    if let Some(p) = progress {
+        p.add_total(files.len() as u64);
+    }
 
     // Hardlinks with identical headers are hashed once: map each task to its first twin.
     let mut first_of: HashMap<((u64, u64), &FileHeader), usize> = HashMap::new();
@@ -206,7 +212,11 @@ fn commit_in_txn(txn: &Transaction<'_>, root: &Path, opts: &CommitOptions) -> Re
             let t = files
                 .get(i)
                 .ok_or_else(|| Error::Other("internal: bad file index".into()))?;
-            store_file(txn, t).map(|(c, w, _)| (i, c, w))
+            let r = store_file(txn, t).map(|(c, w, _)| (i, c, w));
+            if let Some(p) = progress {
+                p.item(t.size);
+            }
+            r
         })
         .collect::<Result<_>>()?;
     let files_written = stored.iter().filter(|x| x.2).count();

@@ -11,6 +11,8 @@ use rayon::prelude::*;
 pub struct FsckOptions {
     /// Remove corrupt objects (they are then reported as missing).
     pub delete: bool,
+    /// Updated per object verified.
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +42,9 @@ impl Repo {
         }
         let objects = self.list_objects()?;
         rep.objects_checked = objects.len();
+        if let Some(p) = &opts.progress {
+            p.add_total(objects.len() as u64);
+        }
         // Verify every stored object's bytes in parallel.
         let bad: Vec<(ObjectType, Checksum, String)> = objects
             .par_iter()
@@ -53,9 +58,12 @@ impl Repo {
                         | ObjectType::CommitMeta
                 )
             })
-            .filter_map(|(ty, c)| match self.verify_object(*ty, c) {
-                Ok(()) => None,
-                Err(e) => Some((*ty, *c, e.to_string())),
+            .filter_map(|(ty, c)| {
+                let r = self.verify_object(*ty, c);
+                if let Some(p) = &opts.progress {
+                    p.item(0);
+                }
+                r.err().map(|e| (*ty, *c, e.to_string()))
             })
             .collect();
         for (ty, c, msg) in &bad {
