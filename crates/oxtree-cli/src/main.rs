@@ -2,7 +2,7 @@
 //! scripts written for ostree run unchanged.
 //!
 //! Exit codes: 0 success; 1 failure (including fsck finding problems); 2 usage error;
-//! 3 a ref or object that was asked for does not exist.
+//! 3 a ref or object that was asked for does not exist; 4 signature verification failed.
 
 mod gvtext;
 mod timefmt;
@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 const EXIT_FAILURE: i32 = 1;
 const EXIT_NOT_FOUND: i32 = 3;
+const EXIT_VERIFICATION: i32 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -213,6 +214,26 @@ enum Cmd {
         #[arg(long)]
         quiet: bool,
     },
+    /// Sign a commit with ed25519 keys, or verify its signatures (--verify).
+    Sign {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Verify instead of sign: KEYs are base64 public keys.
+        #[arg(long)]
+        verify: bool,
+        /// Signature type (only ed25519).
+        #[arg(short = 's', long, default_value = "ed25519")]
+        sign_type: String,
+        /// Read keys (base64, one per line) from FILE.
+        #[arg(long, value_name = "FILE")]
+        keys_file: Option<PathBuf>,
+        /// Revoked public keys (base64, one per line) never accepted by --verify.
+        #[arg(long, value_name = "FILE")]
+        revoked_file: Option<PathBuf>,
+        commit: String,
+        /// Base64 keys: secret keys (64 bytes) to sign, public keys (32 bytes) to verify.
+        keys: Vec<String>,
+    },
     /// Copy commits from another local repository.
     PullLocal {
         #[command(flatten)]
@@ -387,6 +408,12 @@ struct CommitArgs {
     /// Print KEY: VALUE lines instead of just the checksum.
     #[arg(long)]
     table_output: bool,
+    /// Sign the commit with this base64 ed25519 secret key (repeatable).
+    #[arg(long, value_name = "KEY")]
+    sign: Vec<String>,
+    /// Signature type for --sign (only ed25519).
+    #[arg(long, default_value = "ed25519")]
+    sign_type: String,
     /// Directory to commit (instead of --tree=dir=).
     path: Option<PathBuf>,
 }
@@ -403,6 +430,8 @@ fn main() {
             }
             if lib.is_some_and(oxtree::Error::is_not_found) {
                 EXIT_NOT_FOUND
+            } else if lib.is_some_and(oxtree::Error::is_verification) {
+                EXIT_VERIFICATION
             } else {
                 EXIT_FAILURE
             }
@@ -699,6 +728,58 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         Cmd::Remote { cmd } => cmd_remote(cmd)?,
+        Cmd::Sign {
+            repo,
+            verify,
+            sign_type,
+            keys_file,
+            revoked_file,
+            commit,
+            keys,
+        } => {
+            if sign_type != "ed25519" {
+                bail!("signature type {sign_type:?} is not supported (only ed25519)");
+            }
+            let repo = open(&repo)?;
+            let c = repo.resolve_rev(&commit)?;
+            let mut keys = keys;
+            if let Some(f) = &keys_file {
+                keys.extend(oxtree::sign::read_key_lines(f)?);
+            }
+            if keys.is_empty() {
+                bail!("no keys: give them as arguments or with --keys-file");
+            }
+            if verify {
+                let pks = keys
+                    .iter()
+                    .map(|k| oxtree::sign::parse_public_key(k))
+                    .collect::<oxtree::Result<Vec<_>>>()?;
+                let revoked = match &revoked_file {
+                    Some(f) => oxtree::sign::read_key_lines(f)?
+                        .iter()
+                        .map(|k| oxtree::sign::parse_public_key(k))
+                        .collect::<oxtree::Result<Vec<_>>>()?,
+                    None => Vec::new(),
+                };
+                match repo.verify_commit_ed25519(&c, &pks, &revoked)? {
+                    Some(k) => println!(
+                        "Signature verified successfully with key '{}'",
+                        oxtree::sign::public_key_base64(&k)
+                    ),
+                    None => {
+                        return Err(oxtree::Error::Signature {
+                            commit: c,
+                            msg: "no valid ed25519 signature from the given keys".into(),
+                        }
+                        .into());
+                    }
+                }
+            } else {
+                for k in &keys {
+                    repo.sign_commit(&c, &oxtree::sign::parse_secret_key(k)?)?;
+                }
+            }
+        }
         Cmd::Pull(a) => cmd_pull(a)?,
         Cmd::Summary { repo, update, view } => {
             let mut repo = open(&repo)?;
@@ -839,6 +920,7 @@ fn cmd_commit(a: CommitArgs) -> Result<()> {
         no_xattrs: a.no_xattrs,
         generate_sizes: a.generate_sizes,
         progress: Some(std::sync::Arc::new(oxtree::progress::Progress::default())),
+        ed25519_keys: Vec::new(),
         skip_list: HashSet::new(),
         statoverride: HashMap::new(),
     };
@@ -877,6 +959,14 @@ fn cmd_commit(a: CommitArgs) -> Result<()> {
             opts.statoverride.insert(p.to_string(), ov);
         }
     }
+    if !a.sign.is_empty() && a.sign_type != "ed25519" {
+        bail!("--sign-type={}: only ed25519 is supported", a.sign_type);
+    }
+    opts.ed25519_keys = a
+        .sign
+        .iter()
+        .map(|k| oxtree::sign::parse_secret_key(k))
+        .collect::<oxtree::Result<_>>()?;
     let bind = if a.orphan { None } else { branch.as_ref() };
     // Like ostree: without --parent, a commit to an existing branch follows its head.
     if parent.is_none() {

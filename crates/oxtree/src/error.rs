@@ -37,6 +37,8 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{path}: {msg}")]
     Unsupported { path: PathBuf, msg: String },
+    #[error("commit {commit}: {msg}")]
+    Signature { commit: Checksum, msg: String },
     #[error("{0}")]
     Other(String),
 }
@@ -53,6 +55,11 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::Signature { .. } => Some(
+                "the commit is not signed by a key this remote trusts: check verification-ed25519-key/-file in the remote's config, \
+                 or ask the publisher to sign it (oxtree sign --sign-type=ed25519 COMMIT SECRET-KEY)"
+                    .into(),
+            ),
             Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
                 Some("the disk is full: free space (e.g. `oxtree prune`) and try again".into())
             }
@@ -61,6 +68,11 @@ impl Error {
             }
             _ => None,
         }
+    }
+
+    /// True for signature verification failures (exit code 4 in the CLI).
+    pub fn is_verification(&self) -> bool {
+        matches!(self, Error::Signature { .. })
     }
 
     /// True for "the thing asked for does not exist" errors (exit code 3 in the CLI).

@@ -12,6 +12,7 @@ pub mod progress;
 pub mod pull;
 pub mod repo;
 pub mod serve;
+pub mod sign;
 
 pub use error::{Error, Result};
 pub use object::{Checksum, Commit, DirMeta, DirTree, FileHeader, ObjectType};

@@ -15,8 +15,10 @@
 //! Trust: every object is hashed before it enters the store (metadata by its bytes, content
 //! by rebuilding the checksum stream from the inflated `.filez`), dirtree names are
 //! validated (no `..`, `/`, empty or NUL), and a `.filez` may not inflate past its declared
-//! size. Signature verification arrives with the signing work; until then a remote with
-//! `gpg-verify` on is refused rather than pulled unverified.
+//! size. With `sign-verify` on, every commit must carry an ed25519 signature by a key from
+//! `verification-ed25519-key`/`-file`, checked before it is stored. OpenPGP verification is
+//! not implemented yet, so a remote with `gpg-verify` on is refused rather than pulled
+//! unverified.
 
 mod fetch;
 
@@ -52,6 +54,9 @@ pub struct PullOptions {
     pub retries: u32,
     /// Per-request timeout (no progress for this long fails the request).
     pub timeout: Duration,
+    /// With `Some`, every commit must carry an ed25519 signature by one of these keys
+    /// (`sign-verify`); checked before the commit is stored or any ref moves.
+    pub ed25519_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
 }
 
 impl Default for PullOptions {
@@ -64,6 +69,7 @@ impl Default for PullOptions {
             fetchers: 32,
             retries: 5,
             timeout: Duration::from_secs(30),
+            ed25519_keys: None,
         }
     }
 }
@@ -139,17 +145,32 @@ impl Repo {
         if let Some(state) = self.remote_option(remote, "unconfigured-state") {
             return Err(Error::InvalidArgument(format!("remote {remote}: {state}")));
         }
-        if self.remote_bool(remote, "gpg-verify", true)
-            || self.remote_bool(remote, "sign-verify", false)
-        {
+        if self.remote_bool(remote, "gpg-verify", true) {
             return Err(Error::Unsupported {
                 path: self.path().join("config"),
                 msg: format!(
-                    "remote {remote:?} requires signature verification (gpg-verify/sign-verify), which oxtree does not implement yet; \
-                     if you trust the transport, set `gpg-verify=false` (oxtree remote add --no-gpg-verify)"
+                    "remote {remote:?} requires GPG verification (gpg-verify defaults to true), which oxtree does not implement yet; \
+                     use ed25519 signatures (sign-verify=true with verification-ed25519-key) and set gpg-verify=false \
+                     (oxtree remote add --no-gpg-verify)"
                 ),
             });
         }
+        let mut opts = opts.clone();
+        let sign_verify = self
+            .remote_option(remote, "sign-verify")
+            .map(|v| v.trim() != "false")
+            .unwrap_or(false);
+        if sign_verify {
+            let keys = self.remote_ed25519_keys(remote)?;
+            if keys.is_empty() {
+                return Err(Error::Config {
+                    path: self.path().join("config"),
+                    msg: format!("remote {remote:?} has sign-verify on but no verification-ed25519-key or verification-ed25519-file"),
+                });
+            }
+            opts.ed25519_keys = Some(keys);
+        }
+        let opts = &opts;
         let fetcher = HttpFetcher::new(&url, opts.timeout)?;
         self.pull_with(&fetcher, remote, refs, opts, progress)
     }
@@ -494,11 +515,10 @@ impl Shared<'_> {
         let c = t.csum;
         let complete = self.repo.has_object(ObjectType::Commit, &c) && !self.repo.is_partial(&c);
         // Detached metadata (signatures) is re-fetched even for commits we have.
-        if let Some(meta) = self.fetch_meta(ObjectType::CommitMeta, &c, true)? {
-            crate::gvariant::decode_normal(&meta, &crate::gvariant::Type::of("a{sv}"))
+        let meta = self.fetch_meta(ObjectType::CommitMeta, &c, true)?;
+        if let Some(meta) = &meta {
+            crate::gvariant::decode_normal(meta, &crate::gvariant::Type::of("a{sv}"))
                 .map_err(|e| Error::corrupt(ObjectType::CommitMeta, c, e))?;
-            self.txn
-                .write_metadata_as(ObjectType::CommitMeta, &c, &meta)?;
         }
         let bytes = if self.repo.has_object(ObjectType::Commit, &c) {
             self.repo.load_metadata(ObjectType::Commit, &c)?
@@ -510,6 +530,30 @@ impl Shared<'_> {
             self.verify_hash(ObjectType::Commit, &c, &b)?;
             b
         };
+        // Signatures are checked before the commit (or its metadata) is stored, so an
+        // unsigned or tampered commit never enters the repo and no ref moves.
+        if let Some(keys) = &self.opts.ed25519_keys {
+            if crate::sign::verify(meta.as_deref(), &bytes, keys, &[])?.is_none() {
+                let n = meta
+                    .as_deref()
+                    .map(crate::sign::signatures)
+                    .transpose()?
+                    .map_or(0, |s| s.len());
+                let msg = if n == 0 {
+                    "no ed25519 signature (ostree.sign.ed25519) in its detached metadata, and the remote has sign-verify on".to_string()
+                } else {
+                    format!(
+                        "none of its {n} ed25519 signature(s) verifies with the {} key(s) configured for the remote (verification-ed25519-key/-file)",
+                        keys.len()
+                    )
+                };
+                return Err(Error::Signature { commit: c, msg });
+            }
+        }
+        if let Some(meta) = &meta {
+            self.txn
+                .write_metadata_as(ObjectType::CommitMeta, &c, meta)?;
+        }
         let commit = Commit::parse(&bytes).map_err(|e| Error::corrupt(ObjectType::Commit, c, e))?;
         if !complete {
             // Mark partial before the commit object can land in objects/.

@@ -48,6 +48,8 @@ pub struct CommitOptions {
     pub generate_sizes: bool,
     /// Updated per file stored (total = files found by the scan).
     pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
+    /// Sign the commit with these keys (ed25519, in the same transaction, before the ref).
+    pub ed25519_keys: Vec<ed25519_dalek::SigningKey>,
 }
 
 impl Repo {
@@ -290,7 +292,15 @@ fn commit_in_txn(txn: &Transaction<'_>, root: &Path, opts: &CommitOptions) -> Re
         root_tree,
         root_meta,
     };
-    let csum = txn.write_metadata(ObjectType::Commit, &commit.encode())?;
+    let bytes = commit.encode();
+    let csum = txn.write_metadata(ObjectType::Commit, &bytes)?;
+    let mut meta: Option<Vec<u8>> = None;
+    for k in &opts.ed25519_keys {
+        meta = Some(crate::sign::append_signature(meta.as_deref(), &bytes, k)?);
+    }
+    if let Some(m) = meta {
+        txn.write_metadata_as(ObjectType::CommitMeta, &csum, &m)?;
+    }
     Ok(CommitResult {
         commit: csum,
         root_tree,
