@@ -199,6 +199,12 @@ enum Cmd {
         /// Print the summary.
         #[arg(long)]
         view: bool,
+        /// Sign the summary with this base64 ed25519 secret key (writes summary.sig).
+        #[arg(long, value_name = "KEY")]
+        sign: Vec<String>,
+        /// Signature type for --sign (only ed25519).
+        #[arg(long, default_value = "ed25519")]
+        sign_type: String,
     },
     /// Serve a repository over HTTP for pulls (a static file server).
     Serve {
@@ -336,6 +342,12 @@ struct PullArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Refuse commits older than the ref's current commit.
+    #[arg(long, short = 'T')]
+    timestamp_check: bool,
+    /// With --timestamp-check: accept an older commit anyway.
+    #[arg(long)]
+    allow_downgrade: bool,
     /// REMOTE or REMOTE:REF.
     remote: String,
     refs: Vec<String>,
@@ -781,10 +793,25 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         Cmd::Pull(a) => cmd_pull(a)?,
-        Cmd::Summary { repo, update, view } => {
+        Cmd::Summary {
+            repo,
+            update,
+            view,
+            sign,
+            sign_type,
+        } => {
             let mut repo = open(&repo)?;
+            if !sign.is_empty() && sign_type != "ed25519" {
+                bail!("--sign-type={sign_type}: only ed25519 is supported");
+            }
             if update {
-                repo.regenerate_summary()?;
+                let keys = sign
+                    .iter()
+                    .map(|k| oxtree::sign::parse_secret_key(k))
+                    .collect::<oxtree::Result<Vec<_>>>()?;
+                repo.regenerate_summary_signed(&keys)?;
+            } else if !sign.is_empty() {
+                bail!("--sign goes with -u (the summary is signed when it is regenerated)");
             }
             if view || !update {
                 let s = repo.read_summary()?.ok_or_else(|| {
@@ -1335,6 +1362,7 @@ fn cmd_pull(a: PullArgs) -> Result<()> {
         dry_run: a.dry_run,
         fetchers: a.fetchers,
         timeout: std::time::Duration::from_secs(a.timeout),
+        timestamp_check: a.timestamp_check && !a.allow_downgrade,
         ..Default::default()
     };
     let progress = oxtree::pull::PullProgress::default();

@@ -296,3 +296,171 @@ fn pull_enforces_ed25519() {
     let (_, err) = ox_fail(&["pull", &d, "nokeys", "good"]);
     assert!(err.contains("verification-ed25519-key"), "{err}");
 }
+
+/// Signed summaries: OpenSSL verifies oxtree's summary.sig, and a pull with
+/// sign-verify-summary refuses an unsigned or tampered summary.
+#[test]
+fn signed_summary() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let (pem, pubpem, secret, public) = openssl_key(t, "k");
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    ox(&["commit", &sa, "-b", "main", "-s", "v1", TS, s(&tree)]);
+    ox(&["summary", &sa, "-u", &format!("--sign={secret}")]);
+    let sig =
+        oxtree::sign::signatures(&std::fs::read(src.join("summary.sig")).expect("summary.sig"))
+            .expect("sigs");
+    std::fs::write(t.join("sum.sig"), sig[0]).expect("write");
+    let out = run_ok(
+        Path::new("openssl"),
+        &[
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            s(&pubpem),
+            "-rawin",
+            "-in",
+            s(&src.join("summary")),
+            "-sigfile",
+            s(&t.join("sum.sig")),
+        ],
+    );
+    assert!(out.contains("Signature Verified Successfully"), "{out}");
+    // ostree still reads the summary.
+    require_ostree();
+    assert!(ostree(&["summary", &sa, "--view"]).contains("main"));
+
+    let server = Server::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=archive"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "--set=sign-verify-summary=true",
+        &format!("--set=verification-ed25519-key={public}"),
+        "origin",
+        &server.url,
+    ]);
+    ox(&["pull", &d, "origin", "main"]);
+    // A summary signed by OpenSSL directly (stored as OSTree stores it) is accepted too.
+    run_ok(
+        Path::new("openssl"),
+        &[
+            "pkeyutl",
+            "-sign",
+            "-inkey",
+            s(&pem),
+            "-rawin",
+            "-in",
+            s(&src.join("summary")),
+            "-out",
+            s(&t.join("o.sig")),
+        ],
+    );
+    let value = oxtree::gvariant::Value::dict_sv(vec![(
+        "ostree.sign.ed25519".into(),
+        oxtree::gvariant::Value::Array(
+            oxtree::gvariant::Type::of("ay"),
+            vec![oxtree::gvariant::Value::Bytes(
+                std::fs::read(t.join("o.sig")).expect("sig"),
+            )],
+        ),
+    )]);
+    std::fs::write(src.join("summary.sig"), oxtree::gvariant::encode(&value)).expect("write");
+    ox(&["pull", &d, "origin", "main"]);
+    // Tampered summary: refused.
+    let mut b = std::fs::read(src.join("summary")).expect("summary");
+    let n = b.len();
+    b[n - 20] ^= 1;
+    std::fs::write(src.join("summary"), &b).expect("write");
+    let (code, err) = ox_fail(&["pull", &d, "origin", "main"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("summary") && err.contains("verifies"), "{err}");
+    // Unsigned: refused.
+    ox(&["summary", &sa, "-u"]);
+    assert!(
+        !src.join("summary.sig").exists(),
+        "a stale summary.sig was kept"
+    );
+    let (code, err) = ox_fail(&["pull", &d, "origin", "main"]);
+    assert_eq!(code, 4);
+    assert!(err.contains("not signed"), "{err}");
+}
+
+/// --timestamp-check refuses a validly signed but older commit unless --allow-downgrade.
+#[test]
+fn downgrade_is_refused() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let (_, _, secret, public) = openssl_key(t, "k");
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    let old = ox(&[
+        "commit",
+        &sa,
+        "-b",
+        "main",
+        "-s",
+        "old",
+        "--timestamp=2020-01-01T00:00:00Z",
+        &format!("--sign={secret}"),
+        s(&tree),
+    ]);
+    let new = ox(&[
+        "commit",
+        &sa,
+        "-b",
+        "main",
+        "-s",
+        "new",
+        "--timestamp=2021-01-01T00:00:00Z",
+        &format!("--sign={secret}"),
+        s(&tree),
+    ]);
+    let server = Server::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=archive"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "--set=sign-verify=true",
+        &format!("--set=verification-ed25519-key={public}"),
+        "origin",
+        &server.url,
+    ]);
+    ox(&["pull", &d, "origin", "main"]);
+    assert_eq!(ox(&["rev-parse", &d, "origin:main"]), new);
+    // The server now offers the old (validly signed) commit for the ref.
+    ox(&["refs", &sa, "--delete", "main"]);
+    ox(&["refs", &sa, "--create=main", &old]);
+    let (code, err) = ox_fail(&["pull", &d, "--timestamp-check", "origin", "main"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("older") && err.contains("--allow-downgrade"),
+        "{err}"
+    );
+    assert_eq!(ox(&["rev-parse", &d, "origin:main"]), new, "ref moved");
+    ox(&[
+        "pull",
+        &d,
+        "--timestamp-check",
+        "--allow-downgrade",
+        "origin",
+        "main",
+    ]);
+    assert_eq!(ox(&["rev-parse", &d, "origin:main"]), old);
+}

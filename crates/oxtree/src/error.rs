@@ -39,6 +39,14 @@ pub enum Error {
     Unsupported { path: PathBuf, msg: String },
     #[error("commit {commit}: {msg}")]
     Signature { commit: Checksum, msg: String },
+    #[error("summary {url}: {msg}")]
+    SummarySignature { url: String, msg: String },
+    #[error("commit {new} is older than {old} (the current {refname}); pass --allow-downgrade to accept it")]
+    Downgrade {
+        refname: String,
+        old: Checksum,
+        new: Checksum,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -55,6 +63,16 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::SummarySignature { .. } => Some(
+                "the server's summary is not signed by a key this remote trusts: check verification-ed25519-key/-file, \
+                 or ask the publisher to run `oxtree summary -u --sign=KEY`"
+                    .into(),
+            ),
+            Error::Downgrade { .. } => Some(
+                "the server offers an older commit than the one you have (a rollback or a replay attack); \
+                 if that is intended, pull again with --allow-downgrade"
+                    .into(),
+            ),
             Error::Signature { .. } => Some(
                 "the commit is not signed by a key this remote trusts: check verification-ed25519-key/-file in the remote's config, \
                  or ask the publisher to sign it (oxtree sign --sign-type=ed25519 COMMIT SECRET-KEY)"
@@ -72,7 +90,10 @@ impl Error {
 
     /// True for signature verification failures (exit code 4 in the CLI).
     pub fn is_verification(&self) -> bool {
-        matches!(self, Error::Signature { .. })
+        matches!(
+            self,
+            Error::Signature { .. } | Error::SummarySignature { .. } | Error::Downgrade { .. }
+        )
     }
 
     /// True for "the thing asked for does not exist" errors (exit code 3 in the CLI).

@@ -57,6 +57,11 @@ pub struct PullOptions {
     /// With `Some`, every commit must carry an ed25519 signature by one of these keys
     /// (`sign-verify`); checked before the commit is stored or any ref moves.
     pub ed25519_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
+    /// With `Some`, the summary must be signed (`summary.sig`) by one of these keys
+    /// (`sign-verify-summary`).
+    pub summary_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
+    /// Refuse a commit older (by timestamp) than the one the ref has now.
+    pub timestamp_check: bool,
 }
 
 impl Default for PullOptions {
@@ -70,6 +75,8 @@ impl Default for PullOptions {
             retries: 5,
             timeout: Duration::from_secs(30),
             ed25519_keys: None,
+            summary_keys: None,
+            timestamp_check: false,
         }
     }
 }
@@ -170,6 +177,16 @@ impl Repo {
             }
             opts.ed25519_keys = Some(keys);
         }
+        if self.remote_bool(remote, "sign-verify-summary", false) {
+            let keys = self.remote_ed25519_keys(remote)?;
+            if keys.is_empty() {
+                return Err(Error::Config {
+                    path: self.path().join("config"),
+                    msg: format!("remote {remote:?} has sign-verify-summary on but no verification-ed25519-key or verification-ed25519-file"),
+                });
+            }
+            opts.summary_keys = Some(keys);
+        }
         let opts = &opts;
         let fetcher = HttpFetcher::new(&url, opts.timeout)?;
         self.pull_with(&fetcher, remote, refs, opts, progress)
@@ -189,7 +206,29 @@ impl Repo {
             fetch_retry(fetcher, path, opts, progress, MAX_METADATA_SIZE)
         };
         // The summary, when the server has one, resolves refs in one request.
-        let summary = match get_small("summary")? {
+        let summary_bytes = get_small("summary")?;
+        if let Some(keys) = &opts.summary_keys {
+            let url = fetcher.describe("summary");
+            let bytes = summary_bytes
+                .as_deref()
+                .ok_or_else(|| Error::SummarySignature {
+                    url: url.clone(),
+                    msg: "no summary on the server, but the remote has sign-verify-summary on"
+                        .into(),
+                })?;
+            let sig = get_small("summary.sig")?;
+            if sig.is_none() {
+                return Err(Error::SummarySignature {
+                    url,
+                    msg: "not signed (no summary.sig), but the remote has sign-verify-summary on"
+                        .into(),
+                });
+            }
+            if crate::sign::verify(sig.as_deref(), bytes, keys, &[])?.is_none() {
+                return Err(Error::SummarySignature { url, msg: "no signature in summary.sig verifies with the keys configured for the remote".into() });
+            }
+        }
+        let summary = match summary_bytes {
             Some(b) => Some(Summary::parse(&b).map_err(|e| {
                 Error::Other(format!(
                     "{}: invalid summary: {e}",
@@ -331,6 +370,22 @@ impl Repo {
                 let _ = std::fs::remove_file(
                     self.path().join("state").join(format!("{c}.commitpartial")),
                 );
+            }
+        }
+        if opts.timestamp_check {
+            for (r, c) in &targets {
+                let Some(r) = r else { continue };
+                let name = ref_name(r);
+                if let Some(old) = self.read_ref(&name)? {
+                    let (o, n) = (self.load_commit(&old)?, self.load_commit(c)?);
+                    if n.timestamp < o.timestamp {
+                        return Err(Error::Downgrade {
+                            refname: name.to_string(),
+                            old,
+                            new: *c,
+                        });
+                    }
+                }
             }
         }
         for (r, c) in &targets {

@@ -10,6 +10,16 @@ impl Repo {
     /// Regenerate `summary` from the local branches (`refs/heads`), as ostree does: delete
     /// a stale `summary.sig`, set `core.indexed-deltas=true`, replace the file atomically.
     pub fn regenerate_summary(&mut self) -> Result<Summary> {
+        self.regenerate_summary_signed(&[])
+    }
+
+    /// Regenerate the summary and, with `keys`, sign it into `summary.sig` (`a{sv}` with
+    /// `ostree.sign.ed25519`, over the exact summary bytes). The summary is renamed into
+    /// place after its signature, so a reader never sees a new summary with an old sig.
+    pub fn regenerate_summary_signed(
+        &mut self,
+        keys: &[ed25519_dalek::SigningKey],
+    ) -> Result<Summary> {
         let mut refs = Vec::new();
         for (r, c) in self.list_refs()? {
             if r.remote.is_some() {
@@ -69,16 +79,21 @@ impl Repo {
             self.write_config(kf)?;
         }
         let sig = self.path().join("summary.sig");
-        match std::fs::remove_file(&sig) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx("remove stale", sig),
+        let bytes = summary.encode();
+        if keys.is_empty() {
+            match std::fs::remove_file(&sig) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).ctx("remove stale", sig),
+            }
+        } else {
+            let mut meta: Option<Vec<u8>> = None;
+            for k in keys {
+                meta = Some(crate::sign::append_signature(meta.as_deref(), &bytes, k)?);
+            }
+            crate::fsutil::write_atomic(&sig, &meta.unwrap_or_default(), self.fsync_enabled())?;
         }
-        crate::fsutil::write_atomic(
-            &self.path().join("summary"),
-            &summary.encode(),
-            self.fsync_enabled(),
-        )?;
+        crate::fsutil::write_atomic(&self.path().join("summary"), &bytes, self.fsync_enabled())?;
         Ok(summary)
     }
 
