@@ -348,3 +348,51 @@ fn prune_respects_the_repo_lock() {
     drop(txn);
     ox(&["prune", &f.arg, "--refs-only"]);
 }
+
+/// A full disk: commit fails with a clear ENOSPC error and a hint, writes no ref, and the
+/// repository stays fsck-clean. Needs a small tmpfs (tests run as root).
+#[test]
+fn full_disk_fails_cleanly() {
+    let tmp = tempdir();
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2M", "tmpfs", s(&mnt)])
+        .status()
+        .expect("mount");
+    assert!(
+        mounted.success(),
+        "could not mount a 2 MiB tmpfs (tests need root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let tree = tmp.path().join("tree");
+    for i in 0..8 {
+        // Incompressible-ish content, 512 KiB per file: 4 MiB in all.
+        let data: Vec<u8> = (0..512 * 1024u32)
+            .map(|j| (j.wrapping_mul(2654435761).wrapping_add(i) >> 13) as u8)
+            .collect();
+        write(&tree.join(format!("f{i}")), &data, 0o644);
+    }
+    let repo = mnt.join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    ox(&["init", &arg, "--mode=bare-user-only"]);
+    let (code, err) = ox_fail(&["commit", &arg, "-b", "main", "-s", "too big", s(&tree)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("No space left on device") && err.contains("hint:"),
+        "{err}"
+    );
+    assert!(!repo.join("refs/heads/main").exists());
+    ox(&["fsck", &arg]);
+    // Space freed: a smaller commit now works, and the failed one's debris is gone.
+    std::fs::remove_dir_all(&tree).expect("rm");
+    write(&tree.join("small"), b"fits\n", 0o644);
+    ox(&["commit", &arg, "-b", "main", "-s", "fits", s(&tree)]);
+    ox(&["fsck", &arg]);
+}
