@@ -8,6 +8,8 @@ command -v ostree >/dev/null || need+=(ostree)
 command -v setfattr >/dev/null || need+=(attr)
 command -v setpriv >/dev/null || need+=(util-linux)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v gpg >/dev/null || need+=(gnupg)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

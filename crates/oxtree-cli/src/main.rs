@@ -119,6 +119,9 @@ enum Cmd {
         /// Print only the value of this commit metadata key.
         #[arg(long, value_name = "KEY")]
         print_metadata_key: Option<String>,
+        /// Verify the commit's OpenPGP signatures with this remote's keys and print them.
+        #[arg(long, value_name = "REMOTE")]
+        gpg_verify_remote: Option<String>,
         rev: String,
     },
     /// List the files in a commit.
@@ -270,6 +273,9 @@ enum RemoteCmd {
         /// Set a config option KEY=VALUE for the remote.
         #[arg(long, value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Import OpenPGP public keys from FILE into the remote's keyring.
+        #[arg(long, value_name = "FILE")]
+        gpg_import: Option<PathBuf>,
         name: String,
         url: String,
         branches: Vec<String>,
@@ -290,6 +296,15 @@ enum RemoteCmd {
         /// Show URLs too.
         #[arg(short = 'u', long = "show-urls")]
         show_urls: bool,
+    },
+    /// Import OpenPGP public keys (binary or armored) into a remote's keyring.
+    GpgImport {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Key file to import (repeatable).
+        #[arg(short = 'k', long = "keyring", value_name = "FILE", required = true)]
+        keyring: Vec<PathBuf>,
+        name: String,
     },
     /// Print a remote's URL.
     ShowUrl {
@@ -582,6 +597,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Show {
             repo,
             print_metadata_key,
+            gpg_verify_remote,
             rev,
         } => {
             let repo = open(&repo)?;
@@ -594,6 +610,62 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("{}", gvtext::print(v));
             } else {
                 print_commit(&c, &cm);
+                if let Some(remote) = gpg_verify_remote {
+                    let keys = repo.remote_gpg_keys(&remote)?;
+                    let meta = repo
+                        .load_commitmeta(&c)?
+                        .map(|v| oxtree::gvariant::encode(&v));
+                    let data = repo.load_metadata(oxtree::ObjectType::Commit, &c)?;
+                    let report = oxtree::sign::gpg::verify_meta(meta.as_deref(), &data, &keys)?;
+                    println!(
+                        "Found {} signature{}:",
+                        report.len(),
+                        if report.len() == 1 { "" } else { "s" }
+                    );
+                    for r in &report {
+                        println!();
+                        if let Some(t) = r.created {
+                            println!(
+                                "  Signature made {} using key ID {}",
+                                timefmt::format(t),
+                                r.key.as_deref().unwrap_or("?")
+                            );
+                        }
+                        let who = r
+                            .user
+                            .as_deref()
+                            .or(r.key.as_deref())
+                            .unwrap_or("unknown key");
+                        let status = match r.status {
+                            oxtree::sign::gpg::GpgStatus::Good => {
+                                format!("Good signature from \"{who}\"")
+                            }
+                            oxtree::sign::gpg::GpgStatus::ExpiredKey => {
+                                format!("Signature from \"{who}\" made by an EXPIRED key")
+                            }
+                            oxtree::sign::gpg::GpgStatus::RevokedKey => {
+                                format!("Signature from \"{who}\" made by a REVOKED key")
+                            }
+                            oxtree::sign::gpg::GpgStatus::Bad => {
+                                format!("BAD signature from \"{who}\"")
+                            }
+                            oxtree::sign::gpg::GpgStatus::UnknownKey => {
+                                "Can't check signature: public key not found".to_string()
+                            }
+                        };
+                        println!("  {status}");
+                    }
+                    if !report
+                        .iter()
+                        .any(|r| r.status == oxtree::sign::gpg::GpgStatus::Good)
+                    {
+                        return Err(oxtree::Error::Signature {
+                            commit: c,
+                            msg: "no good OpenPGP signature".into(),
+                        }
+                        .into());
+                    }
+                }
             }
         }
         Cmd::Ls {
@@ -1238,11 +1310,27 @@ fn json_str(s: &str) -> String {
 
 fn cmd_remote(cmd: RemoteCmd) -> Result<()> {
     match cmd {
+        RemoteCmd::GpgImport {
+            repo,
+            keyring,
+            name,
+        } => {
+            let repo = open(&repo)?;
+            let mut n = 0;
+            for k in &keyring {
+                n += repo.remote_gpg_import(&name, k)?;
+            }
+            println!(
+                "Imported {n} GPG key{} to remote \"{name}\"",
+                if n == 1 { "" } else { "s" }
+            );
+        }
         RemoteCmd::Add {
             repo,
             no_gpg_verify,
             if_not_exists,
             set,
+            gpg_import,
             name,
             url,
             branches,
@@ -1266,6 +1354,13 @@ fn cmd_remote(cmd: RemoteCmd) -> Result<()> {
                     if_not_exists,
                 },
             )?;
+            if let Some(f) = gpg_import {
+                let n = repo.remote_gpg_import(&name, &f)?;
+                println!(
+                    "Imported {n} GPG key{} to remote \"{name}\"",
+                    if n == 1 { "" } else { "s" }
+                );
+            }
         }
         RemoteCmd::Delete {
             repo,

@@ -15,10 +15,10 @@
 //! Trust: every object is hashed before it enters the store (metadata by its bytes, content
 //! by rebuilding the checksum stream from the inflated `.filez`), dirtree names are
 //! validated (no `..`, `/`, empty or NUL), and a `.filez` may not inflate past its declared
-//! size. With `sign-verify` on, every commit must carry an ed25519 signature by a key from
-//! `verification-ed25519-key`/`-file`, checked before it is stored. OpenPGP verification is
-//! not implemented yet, so a remote with `gpg-verify` on is refused rather than pulled
-//! unverified.
+//! size. With `gpg-verify` (on by default) every commit needs a good OpenPGP signature by a
+//! key in the remote's keyring; with `sign-verify`, an ed25519 signature by a key from
+//! `verification-ed25519-key`/`-file`. Both are checked before the commit is stored, and
+//! the summary likewise with `gpg-verify-summary`/`sign-verify-summary`.
 
 mod fetch;
 
@@ -62,6 +62,11 @@ pub struct PullOptions {
     pub summary_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
     /// Refuse a commit older (by timestamp) than the one the ref has now.
     pub timestamp_check: bool,
+    /// With `Some`, every commit must carry a good OpenPGP signature (`ostree.gpgsigs`) by
+    /// one of these keys (`gpg-verify`, on by default).
+    pub gpg_keys: Option<Vec<pgp::composed::SignedPublicKey>>,
+    /// The same for the summary (`gpg-verify-summary`).
+    pub gpg_summary_keys: Option<Vec<pgp::composed::SignedPublicKey>>,
 }
 
 impl Default for PullOptions {
@@ -77,6 +82,8 @@ impl Default for PullOptions {
             ed25519_keys: None,
             summary_keys: None,
             timestamp_check: false,
+            gpg_keys: None,
+            gpg_summary_keys: None,
         }
     }
 }
@@ -152,16 +159,6 @@ impl Repo {
         if let Some(state) = self.remote_option(remote, "unconfigured-state") {
             return Err(Error::InvalidArgument(format!("remote {remote}: {state}")));
         }
-        if self.remote_bool(remote, "gpg-verify", true) {
-            return Err(Error::Unsupported {
-                path: self.path().join("config"),
-                msg: format!(
-                    "remote {remote:?} requires GPG verification (gpg-verify defaults to true), which oxtree does not implement yet; \
-                     use ed25519 signatures (sign-verify=true with verification-ed25519-key) and set gpg-verify=false \
-                     (oxtree remote add --no-gpg-verify)"
-                ),
-            });
-        }
         let mut opts = opts.clone();
         let sign_verify = self
             .remote_option(remote, "sign-verify")
@@ -186,6 +183,27 @@ impl Repo {
                 });
             }
             opts.summary_keys = Some(keys);
+        }
+        let gpg_verify = self.remote_bool(remote, "gpg-verify", true);
+        let gpg_verify_summary = self.remote_bool(remote, "gpg-verify-summary", false);
+        if gpg_verify || gpg_verify_summary {
+            let keys = self.remote_gpg_keys(remote)?;
+            if keys.is_empty() {
+                return Err(Error::Config {
+                    path: self.path().join("config"),
+                    msg: format!(
+                        "remote {remote:?} verifies OpenPGP signatures (gpg-verify is on by default) but has no keys: \
+                         import the publisher's key with `oxtree remote gpg-import {remote} --keyring=FILE`, \
+                         or add the remote with --no-gpg-verify"
+                    ),
+                });
+            }
+            if gpg_verify {
+                opts.gpg_keys = Some(keys.clone());
+            }
+            if gpg_verify_summary {
+                opts.gpg_summary_keys = Some(keys);
+            }
         }
         let opts = &opts;
         let fetcher = HttpFetcher::new(&url, opts.timeout)?;
@@ -226,6 +244,27 @@ impl Repo {
             }
             if crate::sign::verify(sig.as_deref(), bytes, keys, &[])?.is_none() {
                 return Err(Error::SummarySignature { url, msg: "no signature in summary.sig verifies with the keys configured for the remote".into() });
+            }
+        }
+        if let Some(keys) = &opts.gpg_summary_keys {
+            let url = fetcher.describe("summary");
+            let bytes = summary_bytes
+                .as_deref()
+                .ok_or_else(|| Error::SummarySignature {
+                    url: url.clone(),
+                    msg: "no summary on the server, but the remote has gpg-verify-summary on"
+                        .into(),
+                })?;
+            let sig = get_small("summary.sig")?;
+            let report = crate::sign::gpg::verify_meta(sig.as_deref(), bytes, keys)?;
+            if !report
+                .iter()
+                .any(|r| r.status == crate::sign::gpg::GpgStatus::Good)
+            {
+                return Err(Error::SummarySignature {
+                    url,
+                    msg: format!("no good OpenPGP signature: {}", describe_gpg(&report)),
+                });
             }
         }
         let summary = match summary_bytes {
@@ -605,6 +644,21 @@ impl Shared<'_> {
                 return Err(Error::Signature { commit: c, msg });
             }
         }
+        if let Some(keys) = &self.opts.gpg_keys {
+            let report = crate::sign::gpg::verify_meta(meta.as_deref(), &bytes, keys)?;
+            if !report
+                .iter()
+                .any(|r| r.status == crate::sign::gpg::GpgStatus::Good)
+            {
+                return Err(Error::Signature {
+                    commit: c,
+                    msg: format!(
+                        "no good OpenPGP signature (gpg-verify is on): {}",
+                        describe_gpg(&report)
+                    ),
+                });
+            }
+        }
         if let Some(meta) = &meta {
             self.txn
                 .write_metadata_as(ObjectType::CommitMeta, &c, meta)?;
@@ -876,4 +930,28 @@ fn fetch_retry(
         }
         std::thread::sleep(backoff(attempt));
     }
+}
+
+/// One line about each signature, for refusals.
+fn describe_gpg(report: &[crate::sign::gpg::GpgSignature]) -> String {
+    use crate::sign::gpg::GpgStatus;
+    if report.is_empty() {
+        return "no ostree.gpgsigs signature".into();
+    }
+    report
+        .iter()
+        .map(|r| {
+            let key = r.key.as_deref().unwrap_or("unknown key");
+            match r.status {
+                GpgStatus::Good => format!("good signature by {key}"),
+                GpgStatus::ExpiredKey => format!("signature by expired key {key}"),
+                GpgStatus::RevokedKey => format!("signature by revoked key {key}"),
+                GpgStatus::Bad => format!("BAD signature (key {key})"),
+                GpgStatus::UnknownKey => {
+                    format!("signature by {key}, which is not in the remote's keyring")
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

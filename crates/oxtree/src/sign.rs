@@ -6,6 +6,8 @@
 //! Why ed25519-dalek: a pure-Rust, audited implementation; `verify_strict` rejects the
 //! malleable and small-order encodings libsodium also rejects.
 
+pub mod gpg;
+
 use crate::error::{Error, IoContext, Result};
 use crate::gvariant::{self, Type, Value};
 use crate::object::{Checksum, ObjectType};
