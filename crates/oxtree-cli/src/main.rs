@@ -243,6 +243,20 @@ enum Cmd {
         /// Base64 keys: secret keys (64 bytes) to sign, public keys (32 bytes) to verify.
         keys: Vec<String>,
     },
+    /// Add OpenPGP signatures to a commit: `gpg-sign COMMIT KEY-ID…`.
+    GpgSign {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// GnuPG home directory holding the keys.
+        #[arg(long, value_name = "HOMEDIR")]
+        gpg_homedir: Option<PathBuf>,
+        /// Read secret keys from this file (armored or binary) instead of GnuPG.
+        #[arg(long, value_name = "FILE")]
+        gpg_key_file: Option<PathBuf>,
+        commit: String,
+        #[arg(required = true)]
+        key_ids: Vec<String>,
+    },
     /// Copy commits from another local repository.
     PullLocal {
         #[command(flatten)]
@@ -441,6 +455,15 @@ struct CommitArgs {
     /// Signature type for --sign (only ed25519).
     #[arg(long, default_value = "ed25519")]
     sign_type: String,
+    /// Sign the commit with this OpenPGP key (fingerprint or key id; repeatable).
+    #[arg(long, value_name = "KEY-ID")]
+    gpg_sign: Vec<String>,
+    /// GnuPG home directory holding the --gpg-sign keys (exported with gpg).
+    #[arg(long, value_name = "HOMEDIR")]
+    gpg_homedir: Option<PathBuf>,
+    /// Read --gpg-sign secret keys from this file (armored or binary) instead of GnuPG.
+    #[arg(long, value_name = "FILE")]
+    gpg_key_file: Option<PathBuf>,
     /// Directory to commit (instead of --tree=dir=).
     path: Option<PathBuf>,
 }
@@ -812,6 +835,23 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         Cmd::Remote { cmd } => cmd_remote(cmd)?,
+        Cmd::GpgSign {
+            repo,
+            gpg_homedir,
+            gpg_key_file,
+            commit,
+            key_ids,
+        } => {
+            let repo = open(&repo)?;
+            let c = repo.resolve_rev(&commit)?;
+            gpg_sign(
+                &repo,
+                &c,
+                &key_ids,
+                gpg_homedir.as_deref(),
+                gpg_key_file.as_deref(),
+            )?;
+        }
         Cmd::Sign {
             repo,
             verify,
@@ -1083,6 +1123,15 @@ fn cmd_commit(a: CommitArgs) -> Result<()> {
             bail!("--tree={tree}: expected dir=PATH or tar=FILE");
         }
     })?;
+    if !a.gpg_sign.is_empty() {
+        gpg_sign(
+            &repo,
+            &res.commit,
+            &a.gpg_sign,
+            a.gpg_homedir.as_deref(),
+            a.gpg_key_file.as_deref(),
+        )?;
+    }
     if a.table_output {
         println!("Commit: {}", res.commit);
         println!("Metadata Total: {}", res.files + 2);
@@ -1593,4 +1642,28 @@ fn with_progress<T>(
         p.finish();
         r
     })
+}
+
+/// Sign `commit` with OpenPGP keys from a key file or a GnuPG home.
+fn gpg_sign(
+    repo: &Repo,
+    commit: &Checksum,
+    key_ids: &[String],
+    homedir: Option<&Path>,
+    key_file: Option<&Path>,
+) -> Result<()> {
+    for id in key_ids {
+        let keys = match key_file {
+            Some(f) => oxtree::sign::gpg::load_secret_keys(
+                &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+                &f.display().to_string(),
+            )?,
+            None => oxtree::sign::gpg::load_secret_keys(
+                &oxtree::sign::gpg::export_from_homedir(homedir, id)?,
+                id,
+            )?,
+        };
+        repo.gpg_sign_commit(commit, &keys, id)?;
+    }
+    Ok(())
 }

@@ -246,3 +246,80 @@ fn revoked_and_expired_keys_are_refused() {
     assert!(err.contains("expired key"), "{err}");
     ox(&["fsck", &d]);
 }
+
+/// A commit GPG-signed by oxtree verifies in real ostree (show --gpg-verify-remote, and a
+/// pull with gpg-verify on), whether the key comes from a GnuPG home or a key file.
+#[test]
+fn oxtree_gpg_signatures_verify_in_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let (home, fpr) = gpg_key(t, "oxsigner", "never");
+    let pubkey = t.join("pub.gpg");
+    export(&home, &fpr, &pubkey, false);
+    let secret = t.join("secret.asc");
+    gpg(
+        &home,
+        &[
+            "--armor",
+            "--output",
+            s(&secret),
+            "--export-secret-keys",
+            &fpr,
+        ],
+    );
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    let c1 = ox(&[
+        "commit",
+        &sa,
+        "-b",
+        "fromhome",
+        "-s",
+        "x",
+        TS,
+        &format!("--gpg-sign={fpr}"),
+        &format!("--gpg-homedir={}", s(&home)),
+        s(&tree),
+    ]);
+    let c2 = ox(&["commit", &sa, "-b", "fromfile", "-s", "y", TS, s(&tree)]);
+    ox(&[
+        "gpg-sign",
+        &sa,
+        &format!("--gpg-key-file={}", s(&secret)),
+        "fromfile",
+        &fpr,
+    ]);
+    ox(&["summary", &sa, "-u"]);
+    ostree(&[
+        "remote",
+        "add",
+        &sa,
+        &format!("--gpg-import={}", s(&pubkey)),
+        "self",
+        "http://127.0.0.1:1/",
+    ]);
+    for r in ["fromhome", "fromfile"] {
+        let out = ostree(&["show", &sa, r, "--gpg-verify-remote=self"]);
+        assert!(out.contains("Good signature"), "{r}: {out}");
+    }
+    let server = Server::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ostree(&["init", &d, "--mode=archive"]);
+    ostree(&[
+        "remote",
+        "add",
+        &d,
+        &format!("--gpg-import={}", s(&pubkey)),
+        "origin",
+        &server.url,
+    ]);
+    ostree(&["pull", &d, "origin", "fromhome", "fromfile"]);
+    assert_eq!(ostree(&["rev-parse", &d, "origin:fromhome"]), c1);
+    assert_eq!(ostree(&["rev-parse", &d, "origin:fromfile"]), c2);
+    ostree(&["fsck", &d]);
+}

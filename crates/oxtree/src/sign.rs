@@ -81,7 +81,12 @@ pub fn read_key_lines(path: &Path) -> Result<Vec<String>> {
 /// Sign `data` and append the signature under `ostree.sign.ed25519` in the `a{sv}`
 /// `existing` (other keys and earlier signatures are kept, in order). Returns the new bytes.
 pub fn append_signature(existing: Option<&[u8]>, data: &[u8], key: &SigningKey) -> Result<Vec<u8>> {
-    let sig = key.sign(data).to_bytes().to_vec();
+    append_to_aay(existing, ED25519_KEY, key.sign(data).to_bytes().to_vec())
+}
+
+/// Append `sig` to the `aay` under `name` in an `a{sv}` (created if absent), keeping every
+/// other entry in order: how ostree adds signatures to detached metadata.
+pub fn append_to_aay(existing: Option<&[u8]>, name: &str, sig: Vec<u8>) -> Result<Vec<u8>> {
     let mut entries: Vec<(String, Value)> = match existing {
         Some(b) => gvariant::decode_normal(b, &Type::of("a{sv}"))
             .map_err(|e| Error::Other(format!("existing detached metadata is invalid: {e}")))?
@@ -92,11 +97,11 @@ pub fn append_signature(existing: Option<&[u8]>, data: &[u8], key: &SigningKey) 
             .collect(),
         None => Vec::new(),
     };
-    match entries.iter_mut().find(|(k, _)| k == ED25519_KEY) {
+    match entries.iter_mut().find(|(k, _)| k == name) {
         Some((_, Value::Array(_, sigs))) => sigs.push(Value::Bytes(sig)),
         Some((_, other)) => *other = Value::Array(Type::of("ay"), vec![Value::Bytes(sig)]),
         None => entries.push((
-            ED25519_KEY.to_string(),
+            name.to_string(),
             Value::Array(Type::of("ay"), vec![Value::Bytes(sig)]),
         )),
     }

@@ -10,7 +10,7 @@
 use crate::error::{Error, IoContext, Result};
 use crate::gvariant::{self, Type, Value};
 use crate::repo::Repo;
-use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
+use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedSecretKey};
 use pgp::types::KeyDetails;
 use std::path::{Path, PathBuf};
 
@@ -267,5 +267,119 @@ impl Repo {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
             .ctx("chmod", &path)?;
         Ok(added)
+    }
+}
+
+/// Secret keys from a file (armored or binary, as `gpg --export-secret-keys` writes).
+pub fn load_secret_keys(data: &[u8], what: &str) -> Result<Vec<SignedSecretKey>> {
+    let keys: Vec<SignedSecretKey> = SignedSecretKey::from_reader_many(std::io::Cursor::new(data))
+        .map_err(|e| Error::InvalidArgument(format!("{what}: no OpenPGP secret key: {e}")))?
+        .0
+        .filter_map(|k| k.ok())
+        .collect();
+    if keys.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: no OpenPGP secret key found"
+        )));
+    }
+    Ok(keys)
+}
+
+/// Export a secret key from a GnuPG home directory. GnuPG keeps secret keys in its agent's
+/// private format, which only `gpg` itself reads, so this runs `gpg --export-secret-keys`
+/// (keys must have no passphrase, as for unattended signing).
+pub fn export_from_homedir(homedir: Option<&Path>, keyid: &str) -> Result<Vec<u8>> {
+    let mut cmd = std::process::Command::new("gpg");
+    if let Some(h) = homedir {
+        cmd.arg("--homedir").arg(h);
+    }
+    cmd.args([
+        "--batch",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+        "--export-secret-keys",
+        keyid,
+    ]);
+    let out = cmd
+        .output()
+        .map_err(|e| Error::Other(format!("running gpg to export secret key {keyid}: {e} (is GnuPG installed? or use --gpg-key-file)")))?;
+    if !out.status.success() || out.stdout.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "gpg could not export secret key {keyid}{}: {}",
+            homedir
+                .map(|h| format!(" from {}", h.display()))
+                .unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out.stdout)
+}
+
+/// A detached binary signature over `data` by the key whose fingerprint (or key id) ends
+/// with `keyid` (any key when empty): a signing subkey if it has one, as gpg does.
+pub fn sign_detached(keys: &[SignedSecretKey], keyid: &str, data: &[u8]) -> Result<Vec<u8>> {
+    use pgp::ser::Serialize;
+    let want = keyid.trim_start_matches("0x").to_ascii_uppercase();
+    let pw = pgp::types::Password::empty();
+    let hash = pgp::crypto::hash::HashAlgorithm::Sha256;
+    let ser = |sig: DetachedSignature| {
+        sig.to_bytes()
+            .map_err(|e| Error::Other(format!("serializing signature: {e}")))
+    };
+    for k in keys {
+        let primary = fingerprint(&k.primary_key);
+        let key_matches = want.is_empty() || primary.ends_with(&want);
+        for sk in &k.secret_subkeys {
+            if key_matches || fingerprint(&sk.key).ends_with(&want) {
+                if let Ok(sig) = DetachedSignature::sign_binary_data(
+                    rand::thread_rng(),
+                    &sk.key,
+                    &pw,
+                    hash,
+                    data,
+                ) {
+                    return ser(sig);
+                }
+            }
+        }
+        if key_matches {
+            let sig = DetachedSignature::sign_binary_data(
+                rand::thread_rng(),
+                &k.primary_key,
+                &pw,
+                hash,
+                data,
+            )
+            .map_err(|e| Error::Other(format!("signing with key {primary}: {e}")))?;
+            return ser(sig);
+        }
+    }
+    Err(Error::InvalidArgument(format!(
+        "no secret key matching {keyid:?}"
+    )))
+}
+
+impl Repo {
+    /// Append an OpenPGP signature over the commit object to its detached metadata.
+    pub fn gpg_sign_commit(
+        &self,
+        commit: &crate::object::Checksum,
+        keys: &[SignedSecretKey],
+        keyid: &str,
+    ) -> Result<()> {
+        use crate::object::ObjectType;
+        let data = self.load_metadata(ObjectType::Commit, commit)?;
+        let existing = match self.load_metadata(ObjectType::CommitMeta, commit) {
+            Ok(b) => Some(b),
+            Err(Error::ObjectMissing { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let sig = sign_detached(keys, keyid, &data)?;
+        let meta = crate::sign::append_to_aay(existing.as_deref(), GPGSIGS_KEY, sig)?;
+        let txn = self.begin()?;
+        txn.write_metadata_as(ObjectType::CommitMeta, commit, &meta)?;
+        txn.commit()
     }
 }
