@@ -1563,25 +1563,21 @@ fn cmd_pull(a: PullArgs) -> Result<()> {
     Ok(())
 }
 
-/// A status line on a TTY (rewritten in place), plain lines every few seconds otherwise.
-fn progress_loop(p: &oxtree::pull::PullProgress, tty: bool) {
-    use std::sync::atomic::Ordering::Relaxed;
+/// Draw `line(elapsed)` on stderr until `done`: rewritten in place on a TTY, a plain line
+/// every 5 s otherwise; `None` draws nothing (yet).
+fn status_loop(
+    done: &std::sync::atomic::AtomicBool,
+    tty: bool,
+    line: impl Fn(std::time::Duration) -> Option<String>,
+) {
     let start = std::time::Instant::now();
-    let mut last_plain = std::time::Instant::now();
+    let mut last_plain = start;
     let mut shown = false;
-    while !p.done.load(Relaxed) {
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let (f, q, b) = (
-            p.objects_fetched.load(Relaxed),
-            p.objects_queued.load(Relaxed),
-            p.bytes_fetched.load(Relaxed),
-        );
-        let secs = start.elapsed().as_secs_f64().max(0.001);
-        let line = format!(
-            "receiving objects: {f}/{q}  {}  {}/s",
-            human_size(b),
-            human_size((b as f64 / secs) as u64)
-        );
+        let Some(line) = line(start.elapsed()) else {
+            continue;
+        };
         if tty {
             eprint!("\r\x1b[K{line}");
             shown = true;
@@ -1595,8 +1591,25 @@ fn progress_loop(p: &oxtree::pull::PullProgress, tty: bool) {
     }
 }
 
-/// Run `f` while a status line shows `p` on stderr: redrawn in place on a TTY, a plain line
-/// every 5 s otherwise, nothing for operations that end within a second.
+/// Pull progress: objects, bytes and rate.
+fn progress_loop(p: &oxtree::pull::PullProgress, tty: bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    status_loop(&p.done, tty, |el| {
+        let (f, q, b) = (
+            p.objects_fetched.load(Relaxed),
+            p.objects_queued.load(Relaxed),
+            p.bytes_fetched.load(Relaxed),
+        );
+        let rate = (b as f64 / el.as_secs_f64().max(0.001)) as u64;
+        Some(format!(
+            "receiving objects: {f}/{q}  {}  {}/s",
+            human_size(b),
+            human_size(rate)
+        ))
+    });
+}
+
+/// Run `f` while a status line shows `p` (nothing for operations that end within a second).
 fn with_progress<T>(
     label: &str,
     p: &oxtree::progress::Progress,
@@ -1608,13 +1621,9 @@ fn with_progress<T>(
     std::thread::scope(|s| {
         if show {
             s.spawn(|| {
-                let start = std::time::Instant::now();
-                let mut last_plain = start;
-                let mut shown = false;
-                while !p.finished.load(Relaxed) {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                    if start.elapsed().as_secs() < 1 {
-                        continue;
+                status_loop(&p.finished, tty, |el| {
+                    if el.as_secs() < 1 {
+                        return None;
                     }
                     let (d, t, b) = (
                         p.done.load(Relaxed),
@@ -1625,17 +1634,8 @@ fn with_progress<T>(
                     if b > 0 {
                         line.push_str(&format!("  {}", human_size(b)));
                     }
-                    if tty {
-                        eprint!("\r\x1b[K{line}");
-                        shown = true;
-                    } else if last_plain.elapsed().as_secs() >= 5 {
-                        eprintln!("{line}");
-                        last_plain = std::time::Instant::now();
-                    }
-                }
-                if shown {
-                    eprint!("\r\x1b[K");
-                }
+                    Some(line)
+                })
             });
         }
         let r = f();
