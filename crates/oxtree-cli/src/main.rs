@@ -257,6 +257,11 @@ enum Cmd {
         #[arg(required = true)]
         key_ids: Vec<String>,
     },
+    /// Manage bootable deployments (init-fs, os-init, status; deploy comes next).
+    Admin {
+        #[command(subcommand)]
+        cmd: AdminCmd,
+    },
     /// Copy commits from another local repository.
     PullLocal {
         #[command(flatten)]
@@ -337,6 +342,34 @@ enum RemoteCmd {
         #[command(flatten)]
         repo: RepoArg,
         name: String,
+    },
+}
+
+#[derive(Args, Clone)]
+struct SysrootArg {
+    /// Path to the physical root (default /).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    sysroot: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Create the top-level layout of a new physical root in DIR.
+    InitFs { dir: PathBuf },
+    /// Create a stateroot (an OS name with its own /var).
+    #[command(alias = "stateroot-init")]
+    OsInit {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+        stateroot: String,
+    },
+    /// List deployments: the default first, with their version and origin.
+    Status {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -835,6 +868,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         Cmd::Remote { cmd } => cmd_remote(cmd)?,
+        Cmd::Admin { cmd } => cmd_admin(cmd)?,
         Cmd::GpgSign {
             repo,
             gpg_homedir,
@@ -1664,6 +1698,83 @@ fn gpg_sign(
             )?,
         };
         repo.gpg_sign_commit(commit, &keys, id)?;
+    }
+    Ok(())
+}
+
+fn cmd_admin(cmd: AdminCmd) -> Result<()> {
+    use oxtree::sysroot::Sysroot;
+    match cmd {
+        AdminCmd::InitFs { dir } => {
+            Sysroot::init_fs(&dir)?;
+        }
+        AdminCmd::OsInit { sysroot, stateroot } => {
+            Sysroot::new(&sysroot.sysroot).os_init(&stateroot)?;
+            println!("ostree/deploy/{stateroot} initialized as OSTree root");
+        }
+        AdminCmd::Status { sysroot, json } => {
+            let sr = Sysroot::new(&sysroot.sysroot);
+            let deps = sr.deployments()?;
+            let repo = sr.repo().ok();
+            let version = |c: &Checksum| {
+                repo.as_ref()
+                    .and_then(|r| r.load_commit(c).ok())
+                    .and_then(|cm| cm.version().map(str::to_string))
+            };
+            let booted = deps.iter().position(|d| d.booted);
+            if json {
+                let items: Vec<String> = deps
+                    .iter()
+                    .map(|d| {
+                        let mark = |b: bool| if b { "true" } else { "false" };
+                        format!(
+                            "{{\"index\":{},\"stateroot\":{},\"checksum\":\"{}\",\"serial\":{},\"bootcsum\":{},\"booted\":{},\"pinned\":{},\"version\":{},\"origin\":{}}}",
+                            d.index,
+                            json_str(&d.stateroot),
+                            d.checksum,
+                            d.deployserial,
+                            json_str(&d.bootcsum),
+                            mark(d.booted),
+                            mark(d.pinned()),
+                            version(&d.checksum).map(|v| json_str(&v)).unwrap_or("null".into()),
+                            d.refspec().map(json_str).unwrap_or("null".into())
+                        )
+                    })
+                    .collect();
+                println!("{{\"deployments\":[{}]}}", items.join(","));
+            } else if deps.is_empty() {
+                println!("No deployments.");
+            } else {
+                for d in &deps {
+                    let mut marks = String::new();
+                    // Relative to the booted deployment: newer ones are pending, the next older
+                    // one is the rollback target.
+                    if let Some(b) = booted {
+                        if d.index < b {
+                            marks.push_str(" (pending)");
+                        } else if d.index == b + 1 {
+                            marks.push_str(" (rollback)");
+                        }
+                    }
+                    println!(
+                        "{} {} {}{marks}",
+                        if d.booted { "*" } else { " " },
+                        d.stateroot,
+                        d.dirname()
+                    );
+                    if let Some(v) = version(&d.checksum) {
+                        println!("    Version: {v}");
+                    }
+                    if d.pinned() {
+                        println!("    Pinned: yes");
+                    }
+                    match d.refspec() {
+                        Some(r) => println!("    origin refspec: {r}"),
+                        None => println!("    origin: none"),
+                    }
+                }
+            }
+        }
     }
     Ok(())
 }

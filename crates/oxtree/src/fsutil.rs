@@ -84,10 +84,15 @@ pub fn lset_xattr(path: &Path, name: &[u8], value: &[u8]) -> Result<()> {
     rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()).ctx("setxattr", path)
 }
 
-/// Replace `path` atomically with `data`: write a temp file beside it, fsync, rename.
+/// Replace `path` atomically with `data`: write a temp file beside it, fsync, rename. The
+/// file gets mode 0644, as ostree's config, refs and summaries have.
 pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile_in(dir)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .ctx("chmod", tmp.path().to_path_buf())?;
     tmp.as_file_mut()
         .write_all(data)
         .ctx("write", tmp.path().to_path_buf())?;

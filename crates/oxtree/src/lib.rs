@@ -13,6 +13,7 @@ pub mod pull;
 pub mod repo;
 pub mod serve;
 pub mod sign;
+pub mod sysroot;
 
 pub use error::{Error, Result};
 pub use object::{Checksum, Commit, DirMeta, DirTree, FileHeader, ObjectType};

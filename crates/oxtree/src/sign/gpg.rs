@@ -263,9 +263,6 @@ impl Repo {
             }
         }
         crate::fsutil::write_atomic(&path, &keyring_bytes(&keys)?, self.fsync_enabled())?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-            .ctx("chmod", &path)?;
         Ok(added)
     }
 }

@@ -1,0 +1,242 @@
+//! The sysroot: a physical root holding bootable deployments (`ostree admin`, spec §8).
+//! This first part lays out a sysroot (`init-fs`, `os-init`) and reads its deployments from
+//! the active Boot Loader Spec entries, as `ostree admin status` does; deploying comes next.
+
+pub mod bls;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::keyfile::KeyFile;
+use crate::object::Checksum;
+use crate::repo::{Repo, RepoMode};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// One deployment, as listed by the bootloader entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub index: usize,
+    pub stateroot: String,
+    pub checksum: Checksum,
+    pub deployserial: u32,
+    pub bootcsum: String,
+    pub bootserial: u32,
+    /// The `.origin` keyfile, if present.
+    pub origin: Option<KeyFile>,
+    /// Whether this is the running system (only when the sysroot is `/`).
+    pub booted: bool,
+    /// The BLS entry that boots it.
+    pub entry: bls::BlsEntry,
+}
+
+impl Deployment {
+    pub fn refspec(&self) -> Option<&str> {
+        self.origin
+            .as_ref()
+            .and_then(|o| o.get("origin", "refspec"))
+    }
+    pub fn pinned(&self) -> bool {
+        self.origin
+            .as_ref()
+            .and_then(|o| o.get_bool("libostree-transient", "pinned"))
+            .unwrap_or(false)
+    }
+    /// `deploy/<csum>.<serial>` relative to the stateroot.
+    pub fn dirname(&self) -> String {
+        format!("{}.{}", self.checksum, self.deployserial)
+    }
+}
+
+#[derive(Debug)]
+pub struct Sysroot {
+    path: PathBuf,
+}
+
+fn mkdir_mode(p: &Path, mode: u32) -> Result<()> {
+    match std::fs::DirBuilder::new().mode(mode).create(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e).ctx("create directory", p),
+    }
+    // The umask must not change modes that matter (/tmp is 1777).
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).ctx("chmod", p)
+}
+
+impl Sysroot {
+    pub fn new(path: &Path) -> Sysroot {
+        Sysroot {
+            path: path.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `admin init-fs`: the top-level directories of a physical root and a bare system repo.
+    pub fn init_fs(path: &Path) -> Result<Sysroot> {
+        if !path.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: not a directory (create it first)",
+                path.display()
+            )));
+        }
+        for (d, mode) in [
+            ("boot", 0o755),
+            ("dev", 0o755),
+            ("home", 0o755),
+            ("proc", 0o755),
+            ("run", 0o755),
+            ("sys", 0o755),
+            ("root", 0o700),
+            ("tmp", 0o1777),
+        ] {
+            mkdir_mode(&path.join(d), mode)?;
+        }
+        mkdir_mode(&path.join("ostree"), 0o755)?;
+        mkdir_mode(&path.join("ostree/deploy"), 0o755)?;
+        Repo::create(&path.join("ostree/repo"), RepoMode::Bare)?;
+        mkdir_mode(&path.join("ostree/repo/tmp/cache"), 0o755)?;
+        Ok(Sysroot::new(path))
+    }
+
+    /// The system repository.
+    pub fn repo(&self) -> Result<Repo> {
+        Repo::open(&self.path.join("ostree/repo"))
+    }
+
+    /// `admin os-init STATEROOT`: `ostree/deploy/STATEROOT/{deploy,var}` with the legacy /var
+    /// directories ostree creates.
+    pub fn os_init(&self, stateroot: &str) -> Result<()> {
+        crate::object::validate_remote_name(stateroot)
+            .map_err(|_| Error::InvalidArgument(format!("invalid stateroot name {stateroot:?}")))?;
+        if !self.path.join("ostree/deploy").is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: not an OSTree sysroot; run `oxtree admin init-fs` first",
+                self.path.display()
+            )));
+        }
+        let base = self.path.join("ostree/deploy").join(stateroot);
+        mkdir_mode(&base, 0o755)?;
+        mkdir_mode(&base.join("var"), 0o755)?;
+        for d in ["var/tmp", "var/lib", "var/log"] {
+            mkdir_mode(&base.join(d), if d == "var/tmp" { 0o1777 } else { 0o755 })?;
+        }
+        for (link, target) in [("var/run", "../run"), ("var/lock", "../run/lock")] {
+            let p = base.join(link);
+            if std::fs::symlink_metadata(&p).is_err() {
+                std::os::unix::fs::symlink(target, &p).ctx("symlink", &p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The active boot version N (`boot/loader -> loader.N`), if any deployment was written.
+    pub fn bootversion(&self) -> Result<Option<u32>> {
+        let l = self.path.join("boot/loader");
+        match std::fs::read_link(&l) {
+            Ok(t) => t
+                .to_string_lossy()
+                .strip_prefix("loader.")
+                .and_then(|n| n.parse().ok())
+                .map(Some)
+                .ok_or_else(|| Error::Config {
+                    path: l,
+                    msg: "boot/loader must point to loader.0 or loader.1".into(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).ctx("readlink", l),
+        }
+    }
+
+    /// Deployments in boot order (default first), from the active loader entries.
+    pub fn deployments(&self) -> Result<Vec<Deployment>> {
+        let Some(n) = self.bootversion()? else {
+            return Ok(Vec::new());
+        };
+        let dir = self.path.join(format!("boot/loader.{n}/entries"));
+        let mut entries = Vec::new();
+        if dir.is_dir() {
+            for e in std::fs::read_dir(&dir).ctx("read directory", &dir)? {
+                let p = e.ctx("read directory", &dir)?.path();
+                if p.extension().is_some_and(|x| x == "conf") {
+                    let text = std::fs::read_to_string(&p).ctx("read", &p)?;
+                    entries.push((p, bls::BlsEntry::parse(&text)));
+                }
+            }
+        }
+        entries.sort_by(|a, b| {
+            bls::version_cmp(
+                b.1.get("version").unwrap_or("0"),
+                a.1.get("version").unwrap_or("0"),
+            )
+        });
+        let root_ids = std::fs::metadata("/").ok().map(|m| (m.dev(), m.ino()));
+        let mut out = Vec::new();
+        for (i, (p, entry)) in entries.into_iter().enumerate() {
+            let bad = |msg: &str| Error::Config {
+                path: p.clone(),
+                msg: msg.to_string(),
+            };
+            let ostree_arg = entry
+                .karg("ostree")
+                .ok_or_else(|| bad("no ostree= kernel argument"))?
+                .to_string();
+            // /ostree/boot.N/<stateroot>/<bootcsum>/<bootserial>
+            let parts: Vec<&str> = ostree_arg.trim_start_matches('/').split('/').collect();
+            let [_, _, stateroot, bootcsum, bootserial] = parts.as_slice() else {
+                return Err(bad("malformed ostree= argument"));
+            };
+            let link = self.path.join(ostree_arg.trim_start_matches('/'));
+            let target = std::fs::read_link(&link).ctx("readlink", &link)?;
+            let name = target
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| bad("boot link has no target name"))?
+                .to_string();
+            let (csum, serial) = name
+                .split_once('.')
+                .ok_or_else(|| bad("deployment directory is not CHECKSUM.SERIAL"))?;
+            let checksum: Checksum = csum
+                .parse()
+                .map_err(|_| bad("deployment directory has an invalid checksum"))?;
+            let deploy_dir = self
+                .path
+                .join("ostree/deploy")
+                .join(stateroot)
+                .join("deploy")
+                .join(&name);
+            let origin_path = self
+                .path
+                .join("ostree/deploy")
+                .join(stateroot)
+                .join("deploy")
+                .join(format!("{name}.origin"));
+            let origin = match std::fs::read_to_string(&origin_path) {
+                Ok(t) => Some(KeyFile::parse(&t).map_err(|e| Error::Config {
+                    path: origin_path.clone(),
+                    msg: e.to_string(),
+                })?),
+                Err(_) => None,
+            };
+            let booted = self.path == Path::new("/")
+                && std::fs::metadata(&deploy_dir)
+                    .ok()
+                    .map(|m| (m.dev(), m.ino()))
+                    == root_ids;
+            out.push(Deployment {
+                index: i,
+                stateroot: stateroot.to_string(),
+                checksum,
+                deployserial: serial
+                    .parse()
+                    .map_err(|_| bad("invalid deployment serial"))?,
+                bootcsum: bootcsum.to_string(),
+                bootserial: bootserial.parse().map_err(|_| bad("invalid boot serial"))?,
+                origin,
+                booted,
+                entry,
+            });
+        }
+        Ok(out)
+    }
+}
