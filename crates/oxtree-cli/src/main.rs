@@ -363,6 +363,31 @@ enum AdminCmd {
         sysroot: SysrootArg,
         stateroot: String,
     },
+    /// Deploy a ref or commit of the system repo as the new default (checkout by hardlinks,
+    /// /etc merge, kernel copy, Boot Loader Spec entries, atomic switch).
+    Deploy {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+        /// Stateroot to deploy into.
+        #[arg(long)]
+        os: Option<String>,
+        /// Kernel arguments, replacing the inherited ones (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        karg: Vec<String>,
+        /// Kernel arguments appended to the inherited ones (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        karg_append: Vec<String>,
+        /// Keep every existing deployment.
+        #[arg(long)]
+        retain: bool,
+        /// REF or CHECKSUM.
+        refspec: String,
+    },
+    /// Remove deployments and boot files no longer in the boot configuration.
+    Cleanup {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+    },
     /// List deployments: the default first, with their version and origin.
     Status {
         #[command(flatten)]
@@ -1708,6 +1733,31 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
         AdminCmd::InitFs { dir } => {
             Sysroot::init_fs(&dir)?;
         }
+        AdminCmd::Deploy {
+            sysroot,
+            os,
+            karg,
+            karg_append,
+            retain,
+            refspec,
+        } => {
+            let sr = Sysroot::new(&sysroot.sysroot);
+            let opts = oxtree::sysroot::DeployOptions {
+                os,
+                kargs: (!karg.is_empty()).then_some(karg),
+                karg_append,
+                retain,
+                fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
+            };
+            let d = sr.deploy(&refspec, &opts)?;
+            println!(
+                "Deployed {} {} (bootversion switched; {} is now the default)",
+                d.stateroot,
+                d.dirname(),
+                refspec
+            );
+        }
+        AdminCmd::Cleanup { sysroot } => Sysroot::new(&sysroot.sysroot).cleanup()?,
         AdminCmd::OsInit { sysroot, stateroot } => {
             Sysroot::new(&sysroot.sysroot).os_init(&stateroot)?;
             println!("ostree/deploy/{stateroot} initialized as OSTree root");

@@ -3,6 +3,10 @@
 //! the active Boot Loader Spec entries, as `ostree admin status` does; deploying comes next.
 
 pub mod bls;
+mod deploy;
+mod etc_merge;
+
+pub use deploy::DeployOptions;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::keyfile::KeyFile;

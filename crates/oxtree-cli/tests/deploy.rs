@@ -1,0 +1,392 @@
+//! `admin deploy` against real `ostree admin deploy` on identical inputs: the same boot
+//! entries and layout, each tool reads the other's sysroot, the /etc merge gives the same
+//! result, and a deploy that fails at any step leaves the previous boot configuration.
+
+mod common;
+use common::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+struct Pair {
+    _tmp: tempfile::TempDir,
+    tree: PathBuf,
+    ostree: PathBuf,
+    oxtree: PathBuf,
+}
+
+fn os_tree(tree: &Path) {
+    write(
+        &tree.join("usr/lib/modules/6.1.0/vmlinuz"),
+        &[7u8; 4096],
+        0o644,
+    );
+    write(
+        &tree.join("usr/lib/modules/6.1.0/initramfs.img"),
+        &[9u8; 2048],
+        0o644,
+    );
+    write(
+        &tree.join("usr/lib/os-release"),
+        b"NAME=TestOS\nID=testos\nPRETTY_NAME=\"TestOS 42\"\n",
+        0o644,
+    );
+    write(
+        &tree.join("usr/bin/hello"),
+        b"#!/bin/sh\necho hello\n",
+        0o755,
+    );
+    for (name, data) in [
+        ("unchanged", "u\n"),
+        ("modified", "m\n"),
+        ("deleted", "d\n"),
+        ("both", "b1\n"),
+        ("typechange", "t\n"),
+        ("modechange", "mc\n"),
+    ] {
+        write(&tree.join("usr/etc").join(name), data.as_bytes(), 0o644);
+    }
+    write(&tree.join("usr/etc/sub/nested"), b"n\n", 0o644);
+    write(&tree.join("var/lib/initial"), b"copied once\n", 0o644);
+}
+
+fn pair() -> Pair {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path().to_path_buf();
+    let tree = t.join("tree");
+    os_tree(&tree);
+    let (a, b) = (t.join("sr-ostree"), t.join("sr-oxtree"));
+    for (tool_is_ox, sr) in [(false, &a), (true, &b)] {
+        std::fs::create_dir_all(sr).expect("mkdir");
+        let run = |args: &[&str]| if tool_is_ox { ox(args) } else { ostree(args) };
+        run(&["admin", "init-fs", s(sr)]);
+        run(&[
+            "admin",
+            "os-init",
+            &format!("--sysroot={}", s(sr)),
+            "testos",
+        ]);
+    }
+    Pair {
+        _tmp: tmp,
+        tree,
+        ostree: a,
+        oxtree: b,
+    }
+}
+
+fn commit(p: &Pair, subject: &str, version: &str) -> String {
+    let mut c = String::new();
+    for sr in [&p.ostree, &p.oxtree] {
+        c = ostree(&[
+            "commit",
+            &format!("--repo={}", s(&sr.join("ostree/repo"))),
+            "-b",
+            "testos/main",
+            "-s",
+            subject,
+            "--timestamp=2020-01-01T00:00:00Z",
+            &format!("--add-metadata-string=version={version}"),
+            s(&p.tree),
+        ]);
+    }
+    c
+}
+
+fn deploy_both(p: &Pair, extra: &[&str]) {
+    let mut a = vec!["admin", "deploy"];
+    a.extend_from_slice(extra);
+    let sa = format!("--sysroot={}", s(&p.ostree));
+    let sb = format!("--sysroot={}", s(&p.oxtree));
+    let mut ao = a.clone();
+    ao.extend_from_slice(&[&sa, "--os=testos", "testos/main"]);
+    ostree(&ao);
+    let mut ax = a.clone();
+    ax.extend_from_slice(&[&sb, "--os=testos", "testos/main"]);
+    ox(&ax);
+}
+
+/// Text of every file under boot/ (symlinks as "-> target").
+fn boot_files(sr: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![sr.join("boot")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("readdir").flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(sr)
+                .expect("prefix")
+                .to_string_lossy()
+                .into_owned();
+            let m = std::fs::symlink_metadata(&p).expect("lstat");
+            if m.file_type().is_symlink() {
+                out.push((
+                    rel,
+                    format!("-> {}", std::fs::read_link(&p).expect("readlink").display()),
+                ));
+            } else if m.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    rel,
+                    String::from_utf8_lossy(&std::fs::read(&p).expect("read")).into_owned(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn deployment_dir(sr: &Path, index: usize) -> PathBuf {
+    let d = oxtree::sysroot::Sysroot::new(sr)
+        .deployments()
+        .expect("deployments");
+    sr.join("ostree/deploy")
+        .join(&d[index].stateroot)
+        .join("deploy")
+        .join(d[index].dirname())
+}
+
+#[test]
+fn deploy_matches_ostree() {
+    let p = pair();
+    let c1 = commit(&p, "v1", "1.0");
+    deploy_both(&p, &["--karg=root=LABEL=root", "--karg=quiet"]);
+    assert_eq!(
+        boot_files(&p.oxtree),
+        boot_files(&p.ostree),
+        "boot entries or kernels differ"
+    );
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    assert_eq!(
+        ostree(&["admin", "status", &sa]),
+        ostree(&["admin", "status", &format!("--sysroot={}", s(&p.ostree))])
+    );
+    let d1 = deployment_dir(&p.oxtree, 0);
+    assert!(d1.ends_with(format!("{c1}.0")));
+    assert_eq!(
+        std::fs::read(d1.join("etc/modified")).expect("etc copied"),
+        b"m\n"
+    );
+    // /var is the stateroot's: both tools leave it in the same state (os-init already
+    // populated it, so the tree's /var is not copied up).
+    let var = |sr: &Path| {
+        let mut v: Vec<(String, Entry)> = snapshot(&sr.join("ostree/deploy/testos/var"))
+            .into_iter()
+            .collect();
+        v.retain(|(k, _)| !k.is_empty());
+        v
+    };
+    assert_eq!(var(&p.oxtree), var(&p.ostree));
+    // Second deployment: kargs inherited, v1 kept as rollback, entries still identical.
+    write(&p.tree.join("usr/bin/new-in-v2"), b"v2\n", 0o755);
+    let c2 = commit(&p, "v2", "2.0");
+    deploy_both(&p, &[]);
+    assert_eq!(boot_files(&p.oxtree), boot_files(&p.ostree));
+    assert_eq!(
+        ostree(&["admin", "status", &sa]),
+        ox(&["admin", "status", &sa])
+    );
+    let d = oxtree::sysroot::Sysroot::new(&p.oxtree)
+        .deployments()
+        .expect("deployments");
+    assert_eq!(
+        (d[0].checksum.to_hex(), d[1].checksum.to_hex()),
+        (c2.clone(), c1.clone())
+    );
+    // Deployments share storage with the repo and each other by hardlinks.
+    let ino = |dir: &Path| {
+        std::fs::metadata(dir.join("usr/bin/hello"))
+            .expect("stat")
+            .ino()
+    };
+    assert_eq!(
+        ino(&deployment_dir(&p.oxtree, 0)),
+        ino(&deployment_dir(&p.oxtree, 1))
+    );
+    // A third deploy drops the oldest unpinned deployment, and cleanup removed its files.
+    deploy_both(&p, &[]);
+    assert_eq!(boot_files(&p.oxtree), boot_files(&p.ostree));
+    assert!(!p
+        .oxtree
+        .join(format!("ostree/deploy/testos/deploy/{c1}.0"))
+        .exists());
+    ostree(&[
+        "fsck",
+        &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
+    ]);
+    ox(&[
+        "prune",
+        &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
+        "--refs-only",
+    ]);
+    ox(&[
+        "fsck",
+        &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
+    ]);
+}
+
+#[test]
+fn etc_merge_matches_ostree() {
+    let p = pair();
+    commit(&p, "v1", "1.0");
+    deploy_both(&p, &["--karg=root=LABEL=root"]);
+    // The same local changes in both sysroots.
+    for sr in [&p.ostree, &p.oxtree] {
+        let etc = deployment_dir(sr, 0).join("etc");
+        std::fs::write(etc.join("modified"), "local edit\n").expect("edit");
+        std::fs::remove_file(etc.join("deleted")).expect("rm");
+        std::fs::write(etc.join("added"), "local addition\n").expect("add");
+        std::fs::write(etc.join("both"), "local b\n").expect("edit");
+        std::fs::remove_file(etc.join("typechange")).expect("rm");
+        std::os::unix::fs::symlink("unchanged", etc.join("typechange")).expect("symlink");
+        std::fs::set_permissions(
+            etc.join("modechange"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod");
+        std::fs::create_dir_all(etc.join("newdir/deeper")).expect("mkdir");
+        std::fs::write(etc.join("newdir/deeper/file"), "x\n").expect("write");
+        std::fs::remove_dir_all(etc.join("sub")).expect("rm dir");
+    }
+    // v2 changes defaults: "both" and "unchanged" get new contents, a new default appears.
+    write(&p.tree.join("usr/etc/both"), b"b2\n", 0o644);
+    write(&p.tree.join("usr/etc/unchanged"), b"u2\n", 0o644);
+    write(&p.tree.join("usr/etc/newdefault"), b"new\n", 0o644);
+    commit(&p, "v2", "2.0");
+    deploy_both(&p, &[]);
+    let (a, b) = (
+        snapshot(&deployment_dir(&p.ostree, 0).join("etc")),
+        snapshot(&deployment_dir(&p.oxtree, 0).join("etc")),
+    );
+    assert!(
+        a == b,
+        "/etc after the merge differs from ostree's:\n{}",
+        snapshot_diff(&a, &b)
+    );
+    let etc = deployment_dir(&p.oxtree, 0).join("etc");
+    assert_eq!(
+        std::fs::read_to_string(etc.join("modified")).expect("read"),
+        "local edit\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(etc.join("both")).expect("read"),
+        "local b\n",
+        "local edits win"
+    );
+    assert_eq!(
+        std::fs::read_to_string(etc.join("unchanged")).expect("read"),
+        "u2\n",
+        "untouched files follow the new default"
+    );
+    assert!(
+        !etc.join("deleted").exists() && !etc.join("sub").exists(),
+        "deletions stay deleted"
+    );
+    assert!(etc.join("newdefault").exists() && etc.join("added").exists());
+}
+
+#[test]
+fn failed_deploy_keeps_the_previous_boot_configuration() {
+    let p = pair();
+    commit(&p, "v1", "1.0");
+    deploy_both(&p, &["--karg=root=LABEL=root"]);
+    let before = boot_files(&p.oxtree);
+    let status = ox(&["admin", "status", &format!("--sysroot={}", s(&p.oxtree))]);
+    write(&p.tree.join("usr/bin/v2"), b"2\n", 0o755);
+    commit(&p, "v2", "2.0");
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    for step in ["checkout", "etc", "kernel", "entries", "bootlinks", "swap"] {
+        let out = std::process::Command::new(oxtree_bin())
+            .args(["admin", "deploy", &sa, "--os=testos", "testos/main"])
+            .env("OXTREE_FAIL_AFTER", step)
+            .output()
+            .expect("run");
+        assert!(
+            !out.status.success(),
+            "{step}: deploy succeeded despite the injected failure"
+        );
+        let now = boot_files(&p.oxtree);
+        // What the bootloader reads: the `loader` link and the entries it points to.
+        let target = std::fs::read_link(p.oxtree.join("boot/loader")).expect("loader link");
+        let live = p.oxtree.join("boot").join(&target).join("entries");
+        let entries_now: Vec<_> = now
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("boot/{}/", target.display())))
+            .collect();
+        let entries_before: Vec<_> = before
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("boot/{}/", target.display())))
+            .collect();
+        assert!(live.is_dir(), "{step}: live loader dir gone");
+        assert_eq!(
+            entries_now, entries_before,
+            "{step}: the live entries changed"
+        );
+        let live_now: Vec<_> = now
+            .iter()
+            .filter(|(k, _)| k.starts_with("boot/loader/") || k == "boot/loader")
+            .collect();
+        let live_before: Vec<_> = before
+            .iter()
+            .filter(|(k, _)| k.starts_with("boot/loader/") || k == "boot/loader")
+            .collect();
+        assert_eq!(
+            live_now, live_before,
+            "{step}: the live boot configuration changed"
+        );
+        assert_eq!(
+            ox(&["admin", "status", &sa]),
+            status,
+            "{step}: status changed"
+        );
+        assert_eq!(
+            ostree(&["admin", "status", &sa]),
+            status,
+            "{step}: ostree sees a changed status"
+        );
+    }
+    ox(&["admin", "cleanup", &sa]);
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    let d = oxtree::sysroot::Sysroot::new(&p.oxtree)
+        .deployments()
+        .expect("deployments");
+    assert_eq!(d.len(), 2);
+    // Debris of the failed attempts is gone: only the two live deployments remain.
+    let dirs = std::fs::read_dir(p.oxtree.join("ostree/deploy/testos/deploy"))
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .count();
+    assert_eq!(dirs, 2);
+}
+
+#[test]
+fn bad_deploy_input_changes_nothing() {
+    let p = pair();
+    commit(&p, "v1", "1.0");
+    deploy_both(&p, &["--karg=root=LABEL=root"]);
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    let before = boot_files(&p.oxtree);
+    let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=testos", "no/such/ref"]);
+    assert!(err.contains("no/such/ref"), "{err}");
+    // A commit without a kernel.
+    let nokernel = p.tree.join("../nokernel");
+    write(&nokernel.join("usr/lib/os-release"), b"ID=testos\n", 0o644);
+    ostree(&[
+        "commit",
+        &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
+        "-b",
+        "testos/nokernel",
+        "-s",
+        "x",
+        s(&nokernel),
+    ]);
+    let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=testos", "testos/nokernel"]);
+    assert!(err.contains("no kernel found"), "{err}");
+    ox(&["admin", "cleanup", &sa]);
+    assert_eq!(boot_files(&p.oxtree), before);
+    let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=nosuchos", "testos/main"]);
+    assert!(err.contains("os-init"), "{err}");
+}

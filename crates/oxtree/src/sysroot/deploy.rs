@@ -1,0 +1,561 @@
+//! `admin deploy`: check out a commit as a new deployment, merge `/etc`, and switch the
+//! bootloader configuration atomically (spec §8.2–§8.3).
+//!
+//! Crash safety comes from the order of the writes: the deployment directory, kernel copies,
+//! the new `boot/loader.N'` entries and the `ostree/boot.N'.M'` link farm are all built next
+//! to the live configuration, flushed, and only then does one `rename` of `boot/loader.tmp`
+//! over `boot/loader` switch to them. Until that rename the old entries stay in force.
+
+use super::bls::BlsEntry;
+use super::{etc_merge, Deployment, Sysroot};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::keyfile::KeyFile;
+use crate::object::Checksum;
+use crate::repo::{CheckoutOptions, RefName};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// Stateroot; defaults to the only one, or the booted one.
+    pub os: Option<String>,
+    /// Replace the kernel arguments (otherwise inherited from the merge deployment).
+    pub kargs: Option<Vec<String>>,
+    /// Append these kernel arguments.
+    pub karg_append: Vec<String>,
+    /// Keep every existing deployment instead of only the merge/booted and pinned ones.
+    pub retain: bool,
+    /// Test hook: fail right after the named step (`checkout`, `etc`, `kernel`, `entries`,
+    /// `bootlinks`, `swap`), as a crash there would.
+    pub fail_after: Option<String>,
+}
+
+/// The kernel of a deployment, found as ostree finds it.
+#[derive(Debug, Clone)]
+struct Kernel {
+    kver: String,
+    vmlinuz: PathBuf,
+    initramfs: Option<PathBuf>,
+    bootcsum: String,
+}
+
+fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
+    let modules = deploy_dir.join("usr/lib/modules");
+    let mut kvers: Vec<String> = match std::fs::read_dir(&modules) {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    kvers.sort();
+    for kver in kvers {
+        let dir = modules.join(&kver);
+        let vmlinuz = dir.join("vmlinuz");
+        if !vmlinuz.is_file() {
+            continue;
+        }
+        let initramfs = ["initramfs.img", "initramfs"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file());
+        let mut h = sha2::Sha256::new();
+        for p in std::iter::once(&vmlinuz).chain(initramfs.iter()) {
+            let mut f = std::fs::File::open(p).ctx("open", p)?;
+            std::io::copy(&mut f, &mut h).ctx("read", p)?;
+        }
+        let bootcsum = Checksum(h.finalize().into()).to_hex();
+        return Ok(Kernel {
+            kver,
+            vmlinuz,
+            initramfs,
+            bootcsum,
+        });
+    }
+    Err(Error::InvalidArgument(format!(
+        "{}: no kernel found (expected usr/lib/modules/VERSION/vmlinuz in the commit)",
+        deploy_dir.display()
+    )))
+}
+
+fn os_release_pretty_name(deploy_dir: &Path) -> Result<String> {
+    for p in ["usr/lib/os-release", "etc/os-release"] {
+        let path = deploy_dir.join(p);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let get = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+                    .map(|v| v.trim().trim_matches('"').to_string())
+            };
+            return Ok(get("PRETTY_NAME")
+                .or_else(|| get("ID"))
+                .unwrap_or_else(|| "Linux".into()));
+        }
+    }
+    Err(Error::InvalidArgument(format!(
+        "{}: no usr/lib/os-release or etc/os-release in the deployment",
+        deploy_dir.display()
+    )))
+}
+
+/// A deployment in the list being written.
+struct Planned {
+    stateroot: String,
+    checksum: Checksum,
+    deployserial: u32,
+    kernel: Kernel,
+    kargs: Vec<String>,
+    version: Option<String>,
+    pretty: String,
+}
+
+impl Sysroot {
+    fn deploy_dir(&self, os: &str, c: &Checksum, serial: u32) -> PathBuf {
+        self.path
+            .join("ostree/deploy")
+            .join(os)
+            .join("deploy")
+            .join(format!("{c}.{serial}"))
+    }
+
+    fn step(opts: &DeployOptions, name: &str) -> Result<()> {
+        if opts.fail_after.as_deref() == Some(name) {
+            return Err(Error::Other(format!(
+                "injected failure after step {name:?} (OXTREE_FAIL_AFTER)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deploy `refspec` (a ref in the system repo, or a commit checksum) as the new default.
+    pub fn deploy(&self, refspec: &str, opts: &DeployOptions) -> Result<Deployment> {
+        let repo = self.repo()?;
+        let checksum = repo.resolve_rev(refspec)?;
+        let commit = repo.load_commit(&checksum)?;
+        let current = self.deployments()?;
+        let os = match &opts.os {
+            Some(os) => os.clone(),
+            None => match current.iter().find(|d| d.booted).or(current.first()) {
+                Some(d) => d.stateroot.clone(),
+                None => {
+                    let roots: Vec<String> = std::fs::read_dir(self.path.join("ostree/deploy"))
+                        .ctx("read directory", self.path.join("ostree/deploy"))?
+                        .flatten()
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect();
+                    match roots.as_slice() {
+                        [one] => one.clone(),
+                        _ => {
+                            return Err(Error::InvalidArgument(
+                                "several or no stateroots: choose one with --os=STATEROOT".into(),
+                            ))
+                        }
+                    }
+                }
+            },
+        };
+        let os_dir = self.path.join("ostree/deploy").join(&os);
+        if !os_dir.join("var").is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "stateroot {os:?} does not exist; create it with `oxtree admin os-init {os}`"
+            )));
+        }
+        let merge = current
+            .iter()
+            .find(|d| d.booted && d.stateroot == os)
+            .or_else(|| current.iter().find(|d| d.stateroot == os))
+            .cloned();
+
+        // 1. Check out, by hardlinks, into deploy/<csum>.<serial>.
+        let deploy_root = os_dir.join("deploy");
+        std::fs::create_dir_all(&deploy_root).ctx("create directory", &deploy_root)?;
+        let serial = std::fs::read_dir(&deploy_root)
+            .ctx("read directory", &deploy_root)?
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().into_string().ok()?;
+                let (c, s) = n.split_once('.')?;
+                (c == checksum.to_hex())
+                    .then(|| s.parse::<u32>().ok())
+                    .flatten()
+            })
+            .max()
+            .map_or(0, |m| m + 1);
+        let dir = self.deploy_dir(&os, &checksum, serial);
+        self.check_free_space()?;
+        repo.checkout(&checksum, &dir, &CheckoutOptions::default())?;
+        Self::step(opts, "checkout")?;
+
+        // 2. /etc: usr/etc holds the defaults; etc is a real copy, then the 3-way merge.
+        let (etc, usr_etc) = (dir.join("etc"), dir.join("usr/etc"));
+        if etc.is_dir() && !usr_etc.exists() {
+            std::fs::rename(&etc, &usr_etc).ctx("rename", &usr_etc)?;
+        } else if etc.is_dir() && usr_etc.exists() {
+            if std::fs::read_dir(&etc)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "commit {checksum} has both /etc and /usr/etc"
+                )));
+            }
+            std::fs::remove_dir(&etc).ctx("remove", &etc)?;
+        }
+        if usr_etc.is_dir() {
+            etc_merge::copy_tree(&usr_etc, &etc)?;
+        }
+        if let Some(m) = &merge {
+            let mdir = self.deploy_dir(&m.stateroot, &m.checksum, m.deployserial);
+            if mdir.join("usr/etc").is_dir() && mdir.join("etc").is_dir() && etc.is_dir() {
+                etc_merge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &etc)?;
+            }
+        }
+        Self::step(opts, "etc")?;
+
+        // 3. /var: copied from the tree into the stateroot once, like a volume.
+        let var = os_dir.join("var");
+        if dir.join("var").is_dir()
+            && std::fs::read_dir(&var)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false)
+        {
+            etc_merge::copy_tree(&dir.join("var"), &var)?;
+        }
+
+        // ostree marks a stateroot's /var as labelled once it prepared it; do the same so
+        // both tools treat the sysroot alike.
+        let stamp = var.join(".ostree-selabeled");
+        if !stamp.exists() {
+            std::fs::write(&stamp, b"").ctx("create", &stamp)?;
+        }
+
+        // 4. The origin.
+        let mut origin = KeyFile::new();
+        origin.set("origin", "refspec", refspec);
+        let origin_path = deploy_root.join(format!("{checksum}.{serial}.origin"));
+        crate::fsutil::write_atomic(&origin_path, origin.to_string().as_bytes(), true)?;
+
+        // 5. The new list: new first, then the merge (rollback) deployment, pinned ones and
+        //    other stateroots' (all of them with --retain).
+        let mut keep: Vec<&Deployment> = Vec::new();
+        for d in &current {
+            let is_merge = merge.as_ref().is_some_and(|m| {
+                m.checksum == d.checksum
+                    && m.deployserial == d.deployserial
+                    && m.stateroot == d.stateroot
+            });
+            if opts.retain || is_merge || d.booted || d.pinned() || d.stateroot != os {
+                keep.push(d);
+            }
+        }
+        let base_kargs: Vec<String> = match (&opts.kargs, &merge) {
+            (Some(k), _) => k.clone(),
+            (None, Some(m)) => kargs_of(&m.entry),
+            (None, None) => Vec::new(),
+        };
+        let mut kargs = base_kargs;
+        kargs.extend(opts.karg_append.iter().cloned());
+        let mut plan = vec![Planned {
+            stateroot: os.clone(),
+            checksum,
+            deployserial: serial,
+            kernel: find_kernel(&dir)?,
+            kargs,
+            version: commit.version().map(str::to_string),
+            pretty: os_release_pretty_name(&dir)?,
+        }];
+        Self::step(opts, "kernel")?;
+        for d in keep {
+            let ddir = self.deploy_dir(&d.stateroot, &d.checksum, d.deployserial);
+            let v = repo
+                .load_commit(&d.checksum)
+                .ok()
+                .and_then(|c| c.version().map(str::to_string));
+            plan.push(Planned {
+                stateroot: d.stateroot.clone(),
+                checksum: d.checksum,
+                deployserial: d.deployserial,
+                kernel: find_kernel(&ddir)?,
+                kargs: kargs_of(&d.entry),
+                version: v,
+                pretty: os_release_pretty_name(&ddir)?,
+            });
+        }
+        self.write_deployments(&repo, &plan, opts)?;
+        self.cleanup()?;
+        let deps = self.deployments()?;
+        deps.into_iter()
+            .find(|d| d.checksum == checksum && d.deployserial == serial && d.stateroot == os)
+            .ok_or_else(|| {
+                Error::Other("the new deployment is not in the boot configuration".into())
+            })
+    }
+
+    /// Refuse cleanly when the filesystem cannot hold the new deployment's copies (/etc
+    /// and the kernel; the rest are hardlinks): returns the bytes estimated.
+    fn check_free_space(&self) -> Result<u64> {
+        let st = rustix::fs::statvfs(self.path.as_path()).ctx("statvfs", &self.path)?;
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        let need: u64 = 16 << 20;
+        if free < need {
+            return Err(Error::Io {
+                op: "deploy into",
+                path: self.path.clone(),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            });
+        }
+        Ok(need)
+    }
+
+    /// Write `plan` as the boot configuration: new `loader.N'` entries and `boot.N'.M'` link
+    /// farm next to the live ones, then one atomic rename of the `loader` symlink.
+    fn write_deployments(
+        &self,
+        repo: &crate::repo::Repo,
+        plan: &[Planned],
+        opts: &DeployOptions,
+    ) -> Result<()> {
+        let old = self.bootversion()?.unwrap_or(0);
+        let new = 1 - old;
+        let boot = self.path.join("boot");
+        let loader_new = boot.join(format!("loader.{new}"));
+        if loader_new.exists() {
+            std::fs::remove_dir_all(&loader_new).ctx("remove", &loader_new)?;
+        }
+        let entries = loader_new.join("entries");
+        std::fs::create_dir_all(&entries).ctx("create directory", &entries)?;
+        let link = self.path.join(format!("ostree/boot.{new}"));
+        let cur_sub = std::fs::read_link(&link)
+            .ok()
+            .and_then(|t| {
+                t.to_string_lossy()
+                    .rsplit('.')
+                    .next()
+                    .and_then(|s| s.parse::<u32>().ok())
+            })
+            .unwrap_or(0);
+        let new_sub = 1 - cur_sub.min(1);
+        let farm = self.path.join(format!("ostree/boot.{new}.{new_sub}"));
+        if farm.exists() {
+            std::fs::remove_dir_all(&farm).ctx("remove", &farm)?;
+        }
+        let multi_os = {
+            let mut roots: Vec<&str> = plan.iter().map(|p| p.stateroot.as_str()).collect();
+            roots.sort_unstable();
+            roots.dedup();
+            roots.len() > 1
+        };
+        let n = plan.len();
+        let mut serials: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        for (i, p) in plan.iter().enumerate() {
+            let k = &p.kernel;
+            let bootserial = {
+                let s = serials.entry(k.bootcsum.clone()).or_insert(0);
+                let v = *s;
+                *s += 1;
+                v
+            };
+            // Kernel and initramfs, copied once per bootcsum.
+            let kdir_rel = format!("ostree/{}-{}", p.stateroot, k.bootcsum);
+            let kdir = boot.join(&kdir_rel);
+            std::fs::create_dir_all(&kdir).ctx("create directory", &kdir)?;
+            let vmlinuz_name = format!("vmlinuz-{}", k.kver);
+            copy_if_missing(&k.vmlinuz, &kdir.join(&vmlinuz_name))?;
+            let initrd_name = format!("initramfs-{}.img", k.kver);
+            if let Some(i) = &k.initramfs {
+                copy_if_missing(i, &kdir.join(&initrd_name))?;
+            }
+            // The link farm entry: boot.N'.M'/<os>/<bootcsum>/<bootserial> -> the deployment.
+            let fdir = farm.join(&p.stateroot).join(&k.bootcsum);
+            std::fs::create_dir_all(&fdir).ctx("create directory", &fdir)?;
+            let target = format!(
+                "../../../deploy/{}/deploy/{}.{}",
+                p.stateroot, p.checksum, p.deployserial
+            );
+            let l = fdir.join(bootserial.to_string());
+            std::os::unix::fs::symlink(&target, &l).ctx("symlink", &l)?;
+            // The BLS entry.
+            let version_no = n - i;
+            let mut title = p.pretty.clone();
+            if let Some(v) = &p.version {
+                if !title.contains(v.as_str()) {
+                    title = format!("{title} {v}");
+                }
+            }
+            let osname = if multi_os {
+                format!("{}:", p.stateroot)
+            } else {
+                String::new()
+            };
+            title = format!("{title} (ostree:{osname}{i})");
+            let mut options: Vec<String> = p
+                .kargs
+                .iter()
+                .filter(|a| !a.starts_with("ostree="))
+                .cloned()
+                .collect();
+            options.push(format!(
+                "ostree=/ostree/boot.{new}/{}/{}/{bootserial}",
+                p.stateroot, k.bootcsum
+            ));
+            let mut e = BlsEntry::default();
+            e.set("title", &title);
+            e.set("version", &version_no.to_string());
+            e.set("options", &options.join(" "));
+            e.set("linux", &format!("/{kdir_rel}/{vmlinuz_name}"));
+            if k.initramfs.is_some() {
+                e.set("initrd", &format!("/{kdir_rel}/{initrd_name}"));
+            }
+            let name = entries.join(format!("ostree-{version_no}-{}.conf", p.stateroot));
+            crate::fsutil::write_atomic(&name, e.to_string().as_bytes(), false)?;
+        }
+        Self::step(opts, "entries")?;
+        // Swap ostree/boot.N' to the new farm.
+        replace_symlink(&link, &format!("boot.{new}.{new_sub}"))?;
+        Self::step(opts, "bootlinks")?;
+        let bb = boot.join("boot");
+        if std::fs::symlink_metadata(&bb).is_err() {
+            std::os::unix::fs::symlink(".", &bb).ctx("symlink", &bb)?;
+        }
+        crate::fsutil::syncfs(&self.path)?;
+        crate::fsutil::syncfs(&boot)?;
+        Self::step(opts, "swap")?;
+        // The switch: one rename.
+        replace_symlink(&boot.join("loader"), &format!("loader.{new}"))?;
+        crate::fsutil::fsync_dir(&boot)?;
+        // Refs that keep the deployed commits from being pruned, as ostree writes them.
+        for (r, _) in repo.list_refs()? {
+            if r.remote.is_none() && r.name.starts_with("ostree/") && r.name.split('/').count() == 4
+            {
+                let _ = repo.set_ref(&r, None);
+            }
+        }
+        for (i, p) in plan.iter().enumerate() {
+            repo.set_ref(
+                &RefName {
+                    remote: None,
+                    name: format!("ostree/{new}/{new_sub}/{i}"),
+                },
+                Some(&p.checksum),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Remove what no deployment uses: old loader/link-farm generations, deployment
+    /// directories not in the boot configuration, unused kernels.
+    pub fn cleanup(&self) -> Result<()> {
+        let Some(cur) = self.bootversion()? else {
+            return Ok(());
+        };
+        let deps = self.deployments()?;
+        let other = 1 - cur;
+        let stale_loader = self.path.join(format!("boot/loader.{other}"));
+        if stale_loader.exists() {
+            std::fs::remove_dir_all(&stale_loader).ctx("remove", &stale_loader)?;
+        }
+        let live_farm = std::fs::read_link(self.path.join(format!("ostree/boot.{cur}")))
+            .ok()
+            .map(|t| t.to_string_lossy().into_owned());
+        for e in std::fs::read_dir(self.path.join("ostree"))
+            .ctx("read directory", self.path.join("ostree"))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("boot.") else {
+                continue;
+            };
+            let keep = rest == cur.to_string() || Some(&name) == live_farm.as_ref();
+            if !keep {
+                let p = e.path();
+                if std::fs::symlink_metadata(&p)
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(false)
+                {
+                    std::fs::remove_file(&p).ctx("remove", &p)?;
+                } else {
+                    std::fs::remove_dir_all(&p).ctx("remove", &p)?;
+                }
+            }
+        }
+        let live: std::collections::HashSet<String> = deps
+            .iter()
+            .map(|d| format!("{}/{}", d.stateroot, d.dirname()))
+            .collect();
+        let deploy = self.path.join("ostree/deploy");
+        for os in std::fs::read_dir(&deploy)
+            .ctx("read directory", &deploy)?
+            .flatten()
+        {
+            let osname = os.file_name().to_string_lossy().into_owned();
+            let dd = os.path().join("deploy");
+            let Ok(rd) = std::fs::read_dir(&dd) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let base = name.trim_end_matches(".origin");
+                if !live.contains(&format!("{osname}/{base}")) {
+                    let p = e.path();
+                    if p.is_dir() {
+                        std::fs::remove_dir_all(&p).ctx("remove", &p)?;
+                    } else {
+                        std::fs::remove_file(&p).ctx("remove", &p)?;
+                    }
+                }
+            }
+        }
+        let live_kernels: std::collections::HashSet<String> = deps
+            .iter()
+            .map(|d| format!("{}-{}", d.stateroot, d.bootcsum))
+            .collect();
+        let kdir = self.path.join("boot/ostree");
+        if let Ok(rd) = std::fs::read_dir(&kdir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.path().is_dir()
+                    && name.contains('-')
+                    && !live_kernels.contains(&name)
+                    && name != "initramfs-overlays"
+                {
+                    std::fs::remove_dir_all(e.path()).ctx("remove", e.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn kargs_of(e: &BlsEntry) -> Vec<String> {
+    e.get("options")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|a| !a.starts_with("ostree="))
+        .map(str::to_string)
+        .collect()
+}
+
+fn copy_if_missing(src: &Path, dst: &Path) -> Result<()> {
+    if dst.exists() {
+        return Ok(());
+    }
+    let tmp = dst.with_extension("tmp");
+    std::fs::copy(src, &tmp).ctx("copy kernel to", &tmp)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .ctx("fsync", &tmp)?;
+    std::fs::rename(&tmp, dst).ctx("rename", dst)
+}
+
+/// Point `link` at `target` atomically (a new symlink renamed over the old one).
+fn replace_symlink(link: &Path, target: &str) -> Result<()> {
+    let tmp = link.with_file_name(format!(
+        "{}.tmp",
+        link.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).ctx("symlink", &tmp)?;
+    std::fs::rename(&tmp, link).ctx("rename", link)
+}
