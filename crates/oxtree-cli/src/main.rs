@@ -383,6 +383,44 @@ enum AdminCmd {
         /// REF or CHECKSUM.
         refspec: String,
     },
+    /// Make the rollback (previous) deployment the default.
+    Rollback {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+    },
+    /// Remove the deployment at INDEX (as listed by status, from 0).
+    Undeploy {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+        index: usize,
+    },
+    /// Pin the deployment at INDEX so it is never removed automatically (--unpin undoes).
+    Pin {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+        #[arg(long)]
+        unpin: bool,
+        index: usize,
+    },
+    /// Pull the default deployment's origin and deploy it if it changed.
+    Upgrade {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+        /// Only pull; do not deploy.
+        #[arg(long)]
+        pull_only: bool,
+        /// Only deploy what was already pulled.
+        #[arg(long)]
+        deploy_only: bool,
+        /// Accept a commit older than the deployed one.
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// Edit the default deployment's kernel arguments.
+    Kargs {
+        #[command(subcommand)]
+        cmd: KargsCmd,
+    },
     /// Remove deployments and boot files no longer in the boot configuration.
     Cleanup {
         #[command(flatten)]
@@ -395,6 +433,24 @@ enum AdminCmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KargsCmd {
+    /// Change the kernel arguments of the default deployment (written as a new boot config).
+    EditInPlace {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+        /// Append KEY=VALUE.
+        #[arg(long, value_name = "KEY=VALUE")]
+        append: Vec<String>,
+        /// Delete KEY or KEY=VALUE.
+        #[arg(long, value_name = "KEY[=VALUE]")]
+        delete: Vec<String>,
+        /// Replace the value of KEY.
+        #[arg(long, value_name = "KEY=VALUE")]
+        replace: Vec<String>,
     },
 }
 
@@ -1758,6 +1814,62 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             );
         }
         AdminCmd::Cleanup { sysroot } => Sysroot::new(&sysroot.sysroot).cleanup()?,
+        AdminCmd::Rollback { sysroot } => {
+            let d = Sysroot::new(&sysroot.sysroot).rollback()?;
+            println!("Moving '{}' to be first deployment", d.dirname());
+        }
+        AdminCmd::Undeploy { sysroot, index } => {
+            let d = Sysroot::new(&sysroot.sysroot).undeploy(index)?;
+            println!("Deleted deployment {}", d.dirname());
+        }
+        AdminCmd::Pin {
+            sysroot,
+            unpin,
+            index,
+        } => {
+            Sysroot::new(&sysroot.sysroot).pin(index, !unpin)?;
+            println!(
+                "Deployment {index} is now {}",
+                if unpin { "unpinned" } else { "pinned" }
+            );
+        }
+        AdminCmd::Upgrade {
+            sysroot,
+            pull_only,
+            deploy_only,
+            allow_downgrade,
+        } => {
+            let opts = oxtree::sysroot::DeployOptions {
+                fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
+                ..Default::default()
+            };
+            match Sysroot::new(&sysroot.sysroot).upgrade(
+                pull_only,
+                deploy_only,
+                allow_downgrade,
+                &opts,
+            )? {
+                Some(d) => println!(
+                    "Upgraded: {} {} is now the default; reboot to use it",
+                    d.stateroot,
+                    d.dirname()
+                ),
+                None if pull_only => println!("Pulled."),
+                None => println!("No update available."),
+            }
+        }
+        AdminCmd::Kargs {
+            cmd:
+                KargsCmd::EditInPlace {
+                    sysroot,
+                    append,
+                    delete,
+                    replace,
+                },
+        } => {
+            let k = Sysroot::new(&sysroot.sysroot).kargs_edit(&append, &delete, &replace)?;
+            println!("{}", k.join(" "));
+        }
         AdminCmd::OsInit { sysroot, stateroot } => {
             Sysroot::new(&sysroot.sysroot).os_init(&stateroot)?;
             println!("ostree/deploy/{stateroot} initialized as OSTree root");

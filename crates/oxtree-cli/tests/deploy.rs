@@ -390,3 +390,162 @@ fn bad_deploy_input_changes_nothing() {
     let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=nosuchos", "testos/main"]);
     assert!(err.contains("os-init"), "{err}");
 }
+
+/// Upgrade v1→v2 from an HTTP remote, then roll back; /var is untouched throughout, and real
+/// ostree reads every state. Pin, undeploy, kargs and downgrade refusal too.
+#[test]
+fn upgrade_rollback_pin_undeploy() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    os_tree(&tree);
+    let server_repo = t.join("server");
+    let sv = format!("--repo={}", s(&server_repo));
+    ox(&["init", &sv, "--mode=archive"]);
+    let c1 = ox(&[
+        "commit",
+        &sv,
+        "-b",
+        "testos/main",
+        "-s",
+        "v1",
+        "--timestamp=2020-01-01T00:00:00Z",
+        "--add-metadata-string=version=1.0",
+        s(&tree),
+    ]);
+    let server = Server::start(&server_repo);
+    let sr = t.join("sysroot");
+    std::fs::create_dir_all(&sr).expect("mkdir");
+    let sa = format!("--sysroot={}", s(&sr));
+    let ra = format!("--repo={}", s(&sr.join("ostree/repo")));
+    ox(&["admin", "init-fs", s(&sr)]);
+    ox(&["admin", "os-init", &sa, "testos"]);
+    ox(&[
+        "remote",
+        "add",
+        &ra,
+        "--no-gpg-verify",
+        "origin",
+        &server.url,
+    ]);
+    ox(&["pull", &ra, "origin", "testos/main"]);
+    ox(&[
+        "admin",
+        "deploy",
+        &sa,
+        "--os=testos",
+        "--karg=root=LABEL=root",
+        "origin:testos/main",
+    ]);
+    let var_file = sr.join("ostree/deploy/testos/var/lib/state");
+    std::fs::write(&var_file, "persistent\n").expect("write var");
+    assert!(ox(&["admin", "upgrade", &sa]).contains("No update available"));
+
+    write(&tree.join("usr/bin/new-in-v2"), b"v2\n", 0o755);
+    let c2 = ox(&[
+        "commit",
+        &sv,
+        "-b",
+        "testos/main",
+        "-s",
+        "v2",
+        "--timestamp=2021-01-01T00:00:00Z",
+        "--add-metadata-string=version=2.0",
+        s(&tree),
+    ]);
+    let loader_before = std::fs::read_link(sr.join("boot/loader")).expect("loader");
+    assert!(ox(&["admin", "upgrade", &sa]).contains("Upgraded"));
+    let d = oxtree::sysroot::Sysroot::new(&sr)
+        .deployments()
+        .expect("deployments");
+    assert_eq!(
+        (d[0].checksum.to_hex(), d[1].checksum.to_hex()),
+        (c2.clone(), c1.clone())
+    );
+    assert_ne!(
+        std::fs::read_link(sr.join("boot/loader")).expect("loader"),
+        loader_before,
+        "the loader link did not switch"
+    );
+    assert_eq!(d[0].entry.get("version"), Some("2"));
+    assert_eq!(d[0].entry.karg("root"), Some("LABEL=root"));
+    let ino = |i: usize| {
+        std::fs::metadata(deployment_dir(&sr, i).join("usr/bin/hello"))
+            .expect("stat")
+            .ino()
+    };
+    assert_eq!(ino(0), ino(1), "deployments do not share storage");
+    assert_eq!(
+        ostree(&["admin", "status", &sa]),
+        ox(&["admin", "status", &sa])
+    );
+
+    // Rollback: v1 becomes the default again.
+    ox(&["admin", "rollback", &sa]);
+    let d = oxtree::sysroot::Sysroot::new(&sr)
+        .deployments()
+        .expect("deployments");
+    assert_eq!(
+        (d[0].checksum.to_hex(), d[1].checksum.to_hex()),
+        (c1.clone(), c2.clone())
+    );
+    assert_eq!(
+        ostree(&["admin", "status", &sa]),
+        ox(&["admin", "status", &sa])
+    );
+    assert_eq!(
+        std::fs::read_to_string(&var_file).expect("var"),
+        "persistent\n",
+        "/var changed"
+    );
+
+    // Pin, kargs, undeploy.
+    ox(&["admin", "pin", &sa, "1"]);
+    assert!(ostree(&["admin", "status", &sa]).contains("Pinned: yes"));
+    let k = ox(&[
+        "admin",
+        "kargs",
+        "edit-in-place",
+        &sa,
+        "--append=quiet",
+        "--replace=root=LABEL=newroot",
+    ]);
+    assert_eq!(k, "root=LABEL=newroot quiet");
+    let (_, err) = ox_fail(&["admin", "undeploy", &sa, "5"]);
+    assert!(err.contains("no deployment with index 5"), "{err}");
+    ox(&["admin", "undeploy", &sa, "1"]);
+    assert_eq!(
+        oxtree::sysroot::Sysroot::new(&sr)
+            .deployments()
+            .expect("deployments")
+            .len(),
+        1
+    );
+    assert!(
+        !sr.join(format!("ostree/deploy/testos/deploy/{c2}.0"))
+            .exists(),
+        "undeployed files left behind"
+    );
+
+    // The server goes back to v1's older commit: upgrade refuses to downgrade.
+    ox(&["admin", "deploy", &sa, "--os=testos", "origin:testos/main"]);
+    let c0 = ox(&[
+        "commit",
+        &sv,
+        "-b",
+        "testos/main",
+        "-s",
+        "old",
+        "--timestamp=2019-01-01T00:00:00Z",
+        s(&tree),
+    ]);
+    let (code, err) = ox_fail(&["admin", "upgrade", &sa]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("older"), "{err}");
+    let _ = c0;
+    assert_eq!(
+        std::fs::read_to_string(&var_file).expect("var"),
+        "persistent\n"
+    );
+}

@@ -5,6 +5,7 @@
 pub mod bls;
 mod deploy;
 mod etc_merge;
+mod ops;
 
 pub use deploy::DeployOptions;
 

@@ -99,14 +99,37 @@ fn os_release_pretty_name(deploy_dir: &Path) -> Result<String> {
 }
 
 /// A deployment in the list being written.
-struct Planned {
+pub(super) struct Planned {
     stateroot: String,
     checksum: Checksum,
     deployserial: u32,
     kernel: Kernel,
-    kargs: Vec<String>,
+    pub(super) kargs: Vec<String>,
     version: Option<String>,
     pretty: String,
+}
+
+impl Planned {
+    /// An existing deployment, kept in a rewritten list with its current kernel arguments.
+    pub(super) fn from_deployment(
+        sr: &Sysroot,
+        repo: &crate::repo::Repo,
+        d: &Deployment,
+    ) -> Result<Planned> {
+        let ddir = sr.deploy_dir(&d.stateroot, &d.checksum, d.deployserial);
+        Ok(Planned {
+            stateroot: d.stateroot.clone(),
+            checksum: d.checksum,
+            deployserial: d.deployserial,
+            kernel: find_kernel(&ddir)?,
+            kargs: kargs_of(&d.entry),
+            version: repo
+                .load_commit(&d.checksum)
+                .ok()
+                .and_then(|c| c.version().map(str::to_string)),
+            pretty: os_release_pretty_name(&ddir)?,
+        })
+    }
 }
 
 impl Sysroot {
@@ -266,20 +289,7 @@ impl Sysroot {
         }];
         Self::step(opts, "kernel")?;
         for d in keep {
-            let ddir = self.deploy_dir(&d.stateroot, &d.checksum, d.deployserial);
-            let v = repo
-                .load_commit(&d.checksum)
-                .ok()
-                .and_then(|c| c.version().map(str::to_string));
-            plan.push(Planned {
-                stateroot: d.stateroot.clone(),
-                checksum: d.checksum,
-                deployserial: d.deployserial,
-                kernel: find_kernel(&ddir)?,
-                kargs: kargs_of(&d.entry),
-                version: v,
-                pretty: os_release_pretty_name(&ddir)?,
-            });
+            plan.push(Planned::from_deployment(self, &repo, d)?);
         }
         self.write_deployments(&repo, &plan, opts)?;
         self.cleanup()?;
@@ -309,7 +319,7 @@ impl Sysroot {
 
     /// Write `plan` as the boot configuration: new `loader.N'` entries and `boot.N'.M'` link
     /// farm next to the live ones, then one atomic rename of the `loader` symlink.
-    fn write_deployments(
+    pub(super) fn write_deployments(
         &self,
         repo: &crate::repo::Repo,
         plan: &[Planned],

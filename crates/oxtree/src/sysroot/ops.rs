@@ -1,0 +1,195 @@
+//! Operations on the deployment list that need no new checkout: rollback, undeploy, pin,
+//! kernel-argument edits; and `upgrade`/`switch`, which pull and then deploy.
+
+use super::deploy::Planned;
+use super::{DeployOptions, Deployment, Sysroot};
+use crate::error::{Error, Result};
+use crate::fsutil::keyfile::KeyFile;
+
+impl Sysroot {
+    fn origin_path(&self, d: &Deployment) -> std::path::PathBuf {
+        self.path
+            .join("ostree/deploy")
+            .join(&d.stateroot)
+            .join("deploy")
+            .join(format!("{}.origin", d.dirname()))
+    }
+
+    fn rewrite(
+        &self,
+        list: Vec<Deployment>,
+        kargs_override: Option<(usize, Vec<String>)>,
+    ) -> Result<()> {
+        let repo = self.repo()?;
+        let mut plan = Vec::new();
+        for (i, d) in list.iter().enumerate() {
+            let mut p = Planned::from_deployment(self, &repo, d)?;
+            if let Some((idx, k)) = &kargs_override {
+                if *idx == i {
+                    p.kargs = k.clone();
+                }
+            }
+            plan.push(p);
+        }
+        self.write_deployments(&repo, &plan, &DeployOptions::default())?;
+        self.cleanup()
+    }
+
+    /// Make the rollback deployment the default: the one after the booted deployment, or
+    /// the second one when nothing is booted (a sysroot being prepared).
+    pub fn rollback(&self) -> Result<Deployment> {
+        let mut list = self.deployments()?;
+        let from = list.iter().position(|d| d.booted).unwrap_or(0);
+        let target = from + 1;
+        if target >= list.len() {
+            return Err(Error::InvalidArgument(
+                "no rollback deployment: there is only one deployment".into(),
+            ));
+        }
+        let d = list.remove(target);
+        list.insert(0, d.clone());
+        self.rewrite(list, None)?;
+        Ok(d)
+    }
+
+    /// Remove the deployment at `index` (refused for the booted one).
+    pub fn undeploy(&self, index: usize) -> Result<Deployment> {
+        let mut list = self.deployments()?;
+        if index >= list.len() {
+            return Err(Error::InvalidArgument(format!(
+                "no deployment with index {index} (there are {})",
+                list.len()
+            )));
+        }
+        if list.get(index).is_some_and(|d| d.booted) {
+            return Err(Error::InvalidArgument(format!(
+                "deployment {index} is the booted one; boot another one first"
+            )));
+        }
+        let d = list.remove(index);
+        self.rewrite(list, None)?;
+        Ok(d)
+    }
+
+    /// Pin (or unpin) the deployment at `index`: pinned deployments are never dropped.
+    pub fn pin(&self, index: usize, pinned: bool) -> Result<()> {
+        let list = self.deployments()?;
+        let d = list
+            .get(index)
+            .ok_or_else(|| Error::InvalidArgument(format!("no deployment with index {index}")))?;
+        let path = self.origin_path(d);
+        let mut kf = match std::fs::read_to_string(&path) {
+            Ok(t) => KeyFile::parse(&t).map_err(|e| Error::Config {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?,
+            Err(_) => KeyFile::new(),
+        };
+        if pinned {
+            kf.set("libostree-transient", "pinned", "true");
+        } else {
+            kf.remove_key("libostree-transient", "pinned");
+            if kf.keys("libostree-transient").is_empty() {
+                kf.remove_group("libostree-transient");
+            }
+        }
+        crate::fsutil::write_atomic(&path, kf.to_string().as_bytes(), true)
+    }
+
+    /// Edit the default deployment's kernel arguments (`kargs edit-in-place`).
+    pub fn kargs_edit(
+        &self,
+        append: &[String],
+        delete: &[String],
+        replace: &[String],
+    ) -> Result<Vec<String>> {
+        let list = self.deployments()?;
+        let d = list
+            .first()
+            .ok_or_else(|| Error::InvalidArgument("no deployments".into()))?;
+        let mut kargs: Vec<String> = d
+            .entry
+            .get("options")
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter(|a| !a.starts_with("ostree="))
+            .map(str::to_string)
+            .collect();
+        for del in delete {
+            kargs.retain(|k| k != del && k.split('=').next() != Some(del.as_str()));
+        }
+        for rep in replace {
+            let key = rep.split('=').next().unwrap_or(rep);
+            match kargs.iter_mut().find(|k| k.split('=').next() == Some(key)) {
+                Some(k) => *k = rep.clone(),
+                None => kargs.push(rep.clone()),
+            }
+        }
+        kargs.extend(append.iter().cloned());
+        self.rewrite(list, Some((0, kargs.clone())))?;
+        Ok(kargs)
+    }
+
+    /// `upgrade`: pull the default deployment's origin (when it names a remote), then deploy
+    /// the new commit if it differs. Downgrades are refused unless `allow_downgrade`.
+    /// Returns the new deployment, or `None` when already up to date.
+    pub fn upgrade(
+        &self,
+        pull_only: bool,
+        deploy_only: bool,
+        allow_downgrade: bool,
+        opts: &DeployOptions,
+    ) -> Result<Option<Deployment>> {
+        let list = self.deployments()?;
+        let current = list
+            .iter()
+            .find(|d| d.booted)
+            .or(list.first())
+            .ok_or_else(|| Error::InvalidArgument("no deployments to upgrade".into()))?
+            .clone();
+        let refspec = current
+            .refspec()
+            .ok_or_else(|| {
+                Error::InvalidArgument("the default deployment has no origin refspec".into())
+            })?
+            .to_string();
+        let repo = self.repo()?;
+        if !deploy_only {
+            if let Some((remote, r)) = refspec.split_once(':') {
+                let popts = crate::pull::PullOptions {
+                    timestamp_check: !allow_downgrade,
+                    ..Default::default()
+                };
+                repo.pull(
+                    remote,
+                    &[r.to_string()],
+                    &popts,
+                    &crate::pull::PullProgress::default(),
+                )?;
+            }
+        }
+        if pull_only {
+            return Ok(None);
+        }
+        let new = repo.resolve_rev(&refspec)?;
+        if new == current.checksum {
+            return Ok(None);
+        }
+        if !allow_downgrade {
+            let (o, n) = (
+                repo.load_commit(&current.checksum)?,
+                repo.load_commit(&new)?,
+            );
+            if n.timestamp < o.timestamp {
+                return Err(Error::Downgrade {
+                    refname: refspec,
+                    old: current.checksum,
+                    new,
+                });
+            }
+        }
+        let mut o = opts.clone();
+        o.os = Some(current.stateroot.clone());
+        self.deploy(&refspec, &o).map(Some)
+    }
+}
