@@ -110,6 +110,9 @@ enum Cmd {
     Log {
         #[command(flatten)]
         repo: RepoArg,
+        /// Also show each commit's OpenPGP signatures, checked with this remote's keys.
+        #[arg(long, value_name = "REMOTE")]
+        gpg_verify_remote: Option<String>,
         rev: String,
     },
     /// Show a commit.
@@ -714,13 +717,21 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         Cmd::RevParse { repo, rev } => println!("{}", open(&repo)?.resolve_rev(&rev)?),
-        Cmd::Log { repo, rev } => {
+        Cmd::Log {
+            repo,
+            gpg_verify_remote,
+            rev,
+        } => {
             let repo = open(&repo)?;
             let mut cur = Some(repo.resolve_rev(&rev)?);
             while let Some(c) = cur {
                 match repo.load_commit(&c) {
                     Ok(cm) => {
                         print_commit(&c, &cm);
+                        if let Some(remote) = &gpg_verify_remote {
+                            print_gpg_report(&repo, &c, remote)?;
+                            println!();
+                        }
                         cur = cm.parent;
                     }
                     Err(oxtree::Error::ObjectMissing { .. }) => {
@@ -748,54 +759,7 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 print_commit(&c, &cm);
                 if let Some(remote) = gpg_verify_remote {
-                    let keys = repo.remote_gpg_keys(&remote)?;
-                    let meta = repo
-                        .load_commitmeta(&c)?
-                        .map(|v| oxtree::gvariant::encode(&v));
-                    let data = repo.load_metadata(oxtree::ObjectType::Commit, &c)?;
-                    let report = oxtree::sign::gpg::verify_meta(meta.as_deref(), &data, &keys)?;
-                    println!(
-                        "Found {} signature{}:",
-                        report.len(),
-                        if report.len() == 1 { "" } else { "s" }
-                    );
-                    for r in &report {
-                        println!();
-                        if let Some(t) = r.created {
-                            println!(
-                                "  Signature made {} using key ID {}",
-                                timefmt::format(t),
-                                r.key.as_deref().unwrap_or("?")
-                            );
-                        }
-                        let who = r
-                            .user
-                            .as_deref()
-                            .or(r.key.as_deref())
-                            .unwrap_or("unknown key");
-                        let status = match r.status {
-                            oxtree::sign::gpg::GpgStatus::Good => {
-                                format!("Good signature from \"{who}\"")
-                            }
-                            oxtree::sign::gpg::GpgStatus::ExpiredKey => {
-                                format!("Signature from \"{who}\" made by an EXPIRED key")
-                            }
-                            oxtree::sign::gpg::GpgStatus::RevokedKey => {
-                                format!("Signature from \"{who}\" made by a REVOKED key")
-                            }
-                            oxtree::sign::gpg::GpgStatus::Bad => {
-                                format!("BAD signature from \"{who}\"")
-                            }
-                            oxtree::sign::gpg::GpgStatus::UnknownKey => {
-                                "Can't check signature: public key not found".to_string()
-                            }
-                        };
-                        println!("  {status}");
-                    }
-                    if !report
-                        .iter()
-                        .any(|r| r.status == oxtree::sign::gpg::GpgStatus::Good)
-                    {
+                    if !print_gpg_report(&repo, &c, &remote)? {
                         return Err(oxtree::Error::Signature {
                             commit: c,
                             msg: "no good OpenPGP signature".into(),
@@ -1939,4 +1903,45 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Print a commit's OpenPGP signatures as `ostree show --gpg-verify-remote` does; whether
+/// one of them is good.
+fn print_gpg_report(repo: &Repo, c: &Checksum, remote: &str) -> Result<bool> {
+    use oxtree::sign::gpg::GpgStatus;
+    let keys = repo.remote_gpg_keys(remote)?;
+    let meta = repo
+        .load_commitmeta(c)?
+        .map(|v| oxtree::gvariant::encode(&v));
+    let data = repo.load_metadata(oxtree::ObjectType::Commit, c)?;
+    let report = oxtree::sign::gpg::verify_meta(meta.as_deref(), &data, &keys)?;
+    println!(
+        "Found {} signature{}:",
+        report.len(),
+        if report.len() == 1 { "" } else { "s" }
+    );
+    for r in &report {
+        println!();
+        if let Some(t) = r.created {
+            println!(
+                "  Signature made {} using key ID {}",
+                timefmt::format(t),
+                r.key.as_deref().unwrap_or("?")
+            );
+        }
+        let who = r
+            .user
+            .as_deref()
+            .or(r.key.as_deref())
+            .unwrap_or("unknown key");
+        let status = match r.status {
+            GpgStatus::Good => format!("Good signature from \"{who}\""),
+            GpgStatus::ExpiredKey => format!("Signature from \"{who}\" made by an EXPIRED key"),
+            GpgStatus::RevokedKey => format!("Signature from \"{who}\" made by a REVOKED key"),
+            GpgStatus::Bad => format!("BAD signature from \"{who}\""),
+            GpgStatus::UnknownKey => "Can't check signature: public key not found".to_string(),
+        };
+        println!("  {status}");
+    }
+    Ok(report.iter().any(|r| r.status == GpgStatus::Good))
 }

@@ -123,6 +123,11 @@ fn ostree_gpg_signed_commits_verify_and_are_enforced_on_pull() {
     );
     let (code, _) = ox_fail(&["show", &sa, "unsigned", "--gpg-verify-remote=self"]);
     assert_eq!(code, 4);
+    let log = ox(&["log", &sa, "good", "--gpg-verify-remote=self"]);
+    assert!(
+        log.contains("Good signature") && log.contains("signed"),
+        "{log}"
+    );
 
     let server = Server::start(&src);
     let dst = t.join("dst");
