@@ -549,3 +549,57 @@ fn upgrade_rollback_pin_undeploy() {
         "persistent\n"
     );
 }
+
+/// A sysroot on a nearly full filesystem: deploy refuses cleanly before touching anything.
+#[test]
+fn deploy_on_a_full_disk_is_refused() {
+    require_ostree();
+    let tmp = tempdir();
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=12M", "tmpfs", s(&mnt)])
+        .status()
+        .expect("mount");
+    assert!(ok.success(), "could not mount a tmpfs (tests need root)");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let tree = tmp.path().join("tree");
+    os_tree(&tree);
+    let sa = format!("--sysroot={}", s(&mnt));
+    ox(&["admin", "init-fs", s(&mnt)]);
+    ox(&["admin", "os-init", &sa, "testos"]);
+    ox(&[
+        "commit",
+        &format!("--repo={}", s(&mnt.join("ostree/repo"))),
+        "-b",
+        "testos/main",
+        "-s",
+        "v1",
+        s(&tree),
+    ]);
+    let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    assert!(
+        err.contains("No space left on device") && err.contains("hint:"),
+        "{err}"
+    );
+    assert!(
+        !mnt.join("boot/loader").exists(),
+        "a boot configuration was written"
+    );
+    assert_eq!(ox(&["admin", "status", &sa]), "No deployments.");
+    let deploy_dir = mnt.join("ostree/deploy/testos/deploy");
+    assert!(
+        !deploy_dir.exists()
+            || std::fs::read_dir(&deploy_dir)
+                .expect("dir")
+                .next()
+                .is_none(),
+        "a deployment was checked out"
+    );
+}
