@@ -712,6 +712,34 @@ impl Shared<'_> {
         }
         let path = object_url_path(ObjectType::File, c);
         let described = || self.fetcher.describe(&path);
+        let partial = self.partial_dir.join(format!("{}.filez", c.to_hex()));
+        let fetched = fetch_file_object(self.fetcher, &path, &partial, self.opts, self.progress)?;
+        let on_disk = matches!(fetched, Fetched::Disk(_));
+        let res = self.store_filez(c, fetched, &partial, &described);
+        // A partial download is used once: verified and stored, or found bad and dropped so
+        // the next attempt starts over.
+        if on_disk {
+            let _ = std::fs::remove_file(&partial);
+        }
+        res?;
+        self.progress
+            .objects_fetched
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Shared<'_> {
+    /// Verify a `.filez` (parse, inflate within its declared size, hash) and store it. An
+    /// archive repo keeps the downloaded bytes as they are (no recompression); other modes
+    /// store the inflated content.
+    fn store_filez(
+        &self,
+        c: &Checksum,
+        fetched: Fetched,
+        partial: &std::path::Path,
+        described: &dyn Fn() -> String,
+    ) -> Result<()> {
         let bad = |e: &dyn std::fmt::Display| {
             Error::corrupt(
                 ObjectType::File,
@@ -719,13 +747,15 @@ impl Shared<'_> {
                 format!("{e} (served by {})", described()),
             )
         };
-        let partial = self.partial_dir.join(format!("{}.filez", c.to_hex()));
-        let (reader, on_disk): (Box<dyn std::io::BufRead + Send>, bool) =
-            match fetch_file_object(self.fetcher, &path, &partial, self.opts, self.progress)? {
-                Fetched::Memory(b) => (Box::new(std::io::Cursor::new(b)), false),
-                Fetched::Disk(f) => (Box::new(BufReader::with_capacity(256 * 1024, f)), true),
-            };
-        let mut r = reader;
+        let (bytes, file) = match fetched {
+            Fetched::Memory(b) => (Some(b), None),
+            Fetched::Disk(f) => (None, Some(f)),
+        };
+        let mut r: Box<dyn std::io::BufRead + Send + '_> = match (&bytes, file) {
+            (Some(b), _) => Box::new(std::io::Cursor::new(b.as_slice())),
+            (None, Some(f)) => Box::new(BufReader::with_capacity(256 * 1024, f)),
+            (None, None) => return Err(Error::Other("internal: nothing fetched".into())),
+        };
         let mut lenbuf = [0u8; 8];
         r.read_exact(&mut lenbuf)
             .map_err(|_| bad(&"truncated file header"))?;
@@ -738,6 +768,7 @@ impl Shared<'_> {
         r.read_exact(&mut hdr[8..])
             .map_err(|_| bad(&"truncated file header"))?;
         let (header, size, _) = FileHeader::parse_archive(&hdr).map_err(|e| bad(&e))?;
+        let archive = self.repo.mode() == crate::repo::RepoMode::Archive;
         let (mut payload, size): (Box<dyn Read + Send>, u64) = if header.is_symlink() {
             (Box::new(std::io::empty()), 0)
         } else {
@@ -750,30 +781,61 @@ impl Shared<'_> {
                 size,
             )
         };
-        self.txn
-            .write_file(&header, &mut payload, size, Some(c))
-            .map_err(|e| match e {
-                Error::ChecksumMismatch { actual, .. } => Error::corrupt(
-                    ObjectType::File,
-                    *c,
-                    format!("content hashes to {actual} (served by {})", described()),
-                ),
-                Error::Other(m) => bad(&m),
-                // Inflate errors and size violations surface as read errors of the payload.
-                Error::Io {
-                    source,
-                    op: "read content for",
-                    ..
-                } => Error::corrupt(ObjectType::File, *c, source),
-                e => e,
-            })?;
-        if on_disk {
-            let _ = std::fs::remove_file(&partial);
+        let map_err = |e: Error| match e {
+            Error::ChecksumMismatch { actual, .. } => Error::corrupt(
+                ObjectType::File,
+                *c,
+                format!("content hashes to {actual} (served by {})", described()),
+            ),
+            Error::Other(m) => bad(&m),
+            // Inflate errors and size violations surface as read errors of the payload.
+            Error::Io {
+                source,
+                op: "read content for",
+                ..
+            } => Error::corrupt(ObjectType::File, *c, source),
+            e => e,
+        };
+        if !archive {
+            self.txn
+                .write_file(&header, &mut payload, size, Some(c))
+                .map_err(map_err)?;
+            return Ok(());
         }
-        self.progress
-            .objects_fetched
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        // Archive: verify by hashing the inflated stream, then keep the served bytes.
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(header.content_stream_prefix());
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = payload
+                .read(&mut buf)
+                .map_err(|e| Error::corrupt(ObjectType::File, *c, e))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            h.update(&buf[..n]);
+        }
+        if total != size {
+            return Err(bad(&format!(
+                "content is {total} bytes, header says {size}"
+            )));
+        }
+        let actual = Checksum(h.finalize().into());
+        if actual != *c {
+            return Err(bad(&format!("content hashes to {actual}")));
+        }
+        drop(payload);
+        match &bytes {
+            Some(b) => self
+                .txn
+                .store_verified_archive_object(c, crate::repo::RawObject::Bytes(b)),
+            None => self
+                .txn
+                .store_verified_archive_object(c, crate::repo::RawObject::File(partial)),
+        }
     }
 }
 
@@ -811,6 +873,11 @@ fn fetch_file_object(
                 )))
             }
             Err(FetchError::Fatal(e)) => return Err(e),
+            // The partial download is already complete: use it (its checksum decides).
+            Err(FetchError::RangeNotSatisfiable) => {
+                let f = std::fs::File::open(partial).ctx("open", partial)?;
+                return Ok(Fetched::Disk(f));
+            }
             Err(FetchError::Transient(m)) => {
                 if attempt > opts.retries {
                     return Err(Error::Other(format!(
@@ -921,6 +988,7 @@ fn fetch_retry(
             }
             Err(FetchError::Fatal(e)) => return Err(e),
             Err(FetchError::Transient(m)) => m,
+            Err(FetchError::RangeNotSatisfiable) => "HTTP 416".to_string(),
         };
         if attempt > opts.retries {
             return Err(Error::Other(format!(

@@ -23,7 +23,7 @@ pub use read::FileContent;
 pub use refs::RefName;
 pub use remote::RemoteAddOptions;
 pub use traverse::Reachable;
-pub use txn::Transaction;
+pub use txn::{RawObject, Transaction};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::keyfile::KeyFile;

@@ -93,6 +93,11 @@ pub fn serve(
             })?;
         let local = listener.local_addr().ctx("listen on", &addr)?;
         on_ready(local);
+        // Small responses must not wait for Nagle's algorithm on kept-alive connections.
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

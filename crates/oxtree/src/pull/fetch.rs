@@ -22,6 +22,9 @@ pub enum FetchError {
     Transient(String),
     /// Retrying will not help (4xx other than 404, bad URL).
     Fatal(Error),
+    /// HTTP 416 for a `Range` request: the bytes already on disk are the whole object (or
+    /// more); the caller verifies them, and starts over if they are wrong.
+    RangeNotSatisfiable,
 }
 
 pub trait Fetcher: Sync {
@@ -83,10 +86,7 @@ impl Fetcher for HttpFetcher {
             200 | 206 => {}
             404 | 410 => return Ok(None),
             416 if from > 0 => {
-                // Our partial file is already complete (or longer than the object): start over.
-                return Err(FetchError::Transient(format!(
-                    "HTTP 416 for range from {from}"
-                )));
+                return Err(FetchError::RangeNotSatisfiable);
             }
             429 | 500..=599 | 408 => return Err(FetchError::Transient(format!("HTTP {status}"))),
             s => {

@@ -70,11 +70,11 @@ impl<R: Read> Read for Limited<R> {
 }
 
 /// The payload of a `.filez` after its header: raw deflate, at most `size` bytes inflated.
-pub(crate) fn archive_payload<R: std::io::BufRead + Send + 'static>(
+pub(crate) fn archive_payload<'a, R: std::io::BufRead + Send + 'a>(
     r: R,
     size: u64,
     path: PathBuf,
-) -> Box<dyn Read + Send> {
+) -> Box<dyn Read + Send + 'a> {
     Box::new(Limited {
         inner: flate2::bufread::DeflateDecoder::new(r),
         remaining: size,

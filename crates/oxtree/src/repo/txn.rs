@@ -37,6 +37,12 @@ impl Repo {
     }
 }
 
+/// Verified bytes of a file object in the repo's own storage format.
+pub enum RawObject<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
 pub struct Transaction<'r> {
     _lock: super::RepoLock,
     _staging_lock: std::fs::File,
@@ -45,6 +51,8 @@ pub struct Transaction<'r> {
     staged: Mutex<HashSet<(ObjectType, Checksum)>>,
     /// Staged objects that are complete, not yet moved into `objects/`.
     finished: Mutex<Vec<(ObjectType, Checksum)>>,
+    /// Which `XX/` staging subdirectories exist (created on first use).
+    made_dirs: [std::sync::atomic::AtomicBool; 256],
     done: bool,
 }
 
@@ -72,10 +80,6 @@ impl Repo {
         let staging_lock = std::fs::File::open(&staging).ctx("open", &staging)?;
         rustix::fs::flock(&staging_lock, rustix::fs::FlockOperation::LockExclusive)
             .ctx("lock", &staging)?;
-        for i in 0..=255u8 {
-            let d = staging.join(format!("{i:02x}"));
-            std::fs::create_dir(&d).ctx("create directory", &d)?;
-        }
         Ok(Transaction {
             _lock: lock,
             _staging_lock: staging_lock,
@@ -83,6 +87,7 @@ impl Repo {
             staging,
             staged: Mutex::new(HashSet::new()),
             finished: Mutex::new(Vec::new()),
+            made_dirs: std::array::from_fn(|_| std::sync::atomic::AtomicBool::new(false)),
             done: false,
         })
     }
@@ -102,6 +107,29 @@ impl Transaction<'_> {
         )
     }
 
+    /// Create the staging subdirectory for `csum`'s prefix once.
+    fn ensure_staging_dir(&self, csum: &Checksum) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let i = usize::from(csum.0[0]);
+        if self
+            .made_dirs
+            .get(i)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+        {
+            return Ok(());
+        }
+        let d = self.staging_dir(csum);
+        match std::fs::create_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).ctx("create directory", &d),
+        }
+        if let Some(f) = self.made_dirs.get(i) {
+            f.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     fn staging_dir(&self, csum: &Checksum) -> PathBuf {
         self.staging.join(&csum.to_hex()[..2])
     }
@@ -113,6 +141,41 @@ impl Transaction<'_> {
             .map(|s| s.contains(&(ty, *csum)))
             .unwrap_or(false)
             || self.repo.has_object(ty, csum)
+    }
+
+    /// Store an archive-mode file object whose bytes the caller has verified (pull): the
+    /// served `.filez` is kept as is, no recompression. Returns without writing if present.
+    pub fn store_verified_archive_object(&self, csum: &Checksum, raw: RawObject<'_>) -> Result<()> {
+        if self.repo.mode != RepoMode::Archive {
+            return Err(Error::Other(
+                "internal: raw .filez objects go only into archive repos".into(),
+            ));
+        }
+        if !self.claim(ObjectType::File, csum) {
+            return Ok(());
+        }
+        self.ensure_staging_dir(csum)?;
+        let dest = self.staged_name(ObjectType::File, csum);
+        let res = match raw {
+            RawObject::Bytes(b) => std::fs::write(&dest, b).ctx("write", &dest),
+            RawObject::File(p) => std::fs::rename(p, &dest)
+                .or_else(|_| std::fs::copy(p, &dest).map(|_| ()))
+                .ctx("store", &dest),
+        }
+        .and_then(|()| {
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))
+                .ctx("chmod", &dest)
+        });
+        match res {
+            Ok(()) => {
+                self.mark_finished(ObjectType::File, csum);
+                Ok(())
+            }
+            Err(e) => {
+                self.unclaim(ObjectType::File, csum);
+                Err(e)
+            }
+        }
     }
 
     /// Size on disk of an object staged in this transaction or already in the repo.
@@ -166,6 +229,7 @@ impl Transaction<'_> {
         } else if !self.claim(ty, csum) {
             return Ok(());
         }
+        self.ensure_staging_dir(csum)?;
         let dest = self.staged_name(ty, csum);
         let res = (|| {
             // Staging is private to this transaction: write straight to the final name.
@@ -270,8 +334,14 @@ impl Transaction<'_> {
         // checksum's prefix, or any prefix, and link to the final name at the end.
         let mut tmp = match expected {
             // Named after the object it will be: created once, no rename inside staging.
-            Some(c) => crate::fsutil::TmpFile::create_at(&self.staged_name(ObjectType::File, c))?,
-            None => crate::fsutil::TmpFile::new_in(&self.staging_dir(&Checksum::default()))?,
+            Some(c) => {
+                self.ensure_staging_dir(c)?;
+                crate::fsutil::TmpFile::create_at(&self.staged_name(ObjectType::File, c))?
+            }
+            None => {
+                self.ensure_staging_dir(&Checksum::default())?;
+                crate::fsutil::TmpFile::new_in(&self.staging_dir(&Checksum::default()))?
+            }
         };
         let tmppath = tmp.display_path();
         {
@@ -360,6 +430,7 @@ impl Transaction<'_> {
             return Ok(csum); // already stored, or another thread is storing it
         }
         if expected.is_none() {
+            self.ensure_staging_dir(&csum)?;
             tmp.link_to(&self.staged_name(ObjectType::File, &csum))?;
         }
         self.mark_finished(ObjectType::File, &csum);
@@ -371,6 +442,7 @@ impl Transaction<'_> {
             let _ = std::fs::remove_file(tmp);
             return Ok(*csum);
         }
+        self.ensure_staging_dir(csum)?;
         let dest = self.staged_name(ObjectType::File, csum);
         std::fs::rename(tmp, &dest).ctx("rename", &dest)?;
         self.mark_finished(ObjectType::File, csum);
