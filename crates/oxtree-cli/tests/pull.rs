@@ -671,3 +671,81 @@ fn pull_options() {
     let (_, err) = ox_fail(&["pull", &d, "--subpath=/etc", "origin", "main"]);
     assert!(err.contains("not supported"), "{err}");
 }
+
+/// The client killed (SIGKILL) mid-pull: the rerun adopts what the killed run had verified
+/// and fetches only the rest — far fewer requests than a second full pull.
+#[test]
+fn killed_client_pull_resumes_without_refetching() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    for i in 0..1500 {
+        write(
+            &tree.join(format!("bulk/{:02}/{i}", i % 40)),
+            format!("bulk file {i}\n").repeat(50).as_bytes(),
+            0o644,
+        );
+    }
+    let src = t.join("src");
+    ox(&["init", &repo_arg(&src), "--mode=archive"]);
+    let c = ox(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        TS,
+        s(&tree),
+    ]);
+    let total = object_set(&src).len();
+    let server = Server::start(&src);
+    for mode in ["bare-user", "archive"] {
+        let dst = t.join(format!("dst-{mode}"));
+        let d = repo_arg(&dst);
+        ox(&["init", &d, &format!("--mode={mode}")]);
+        ox(&[
+            "remote",
+            "add",
+            &d,
+            "--no-gpg-verify",
+            "origin",
+            &server.url,
+        ]);
+        server.clear_log();
+        let mut child = std::process::Command::new(oxtree_bin())
+            .args(["pull", &d, "--fetchers=2", "origin", "main"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn pull");
+        for _ in 0..500 {
+            if server.requests().len() > total / 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let first = server
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("/objects/"))
+            .count();
+        ox(&["fsck", &d]);
+        ox(&["pull", &d, "origin", "main"]);
+        assert_eq!(ox(&["rev-parse", &d, "origin:main"]), c);
+        ox(&["fsck", &d]);
+        let all = server
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("/objects/"))
+            .count();
+        // Requests in flight when the kill landed may be repeated, nothing more.
+        assert!(
+            all <= total + 40,
+            "{mode}: {all} object requests for {total} objects ({first} before the kill)"
+        );
+    }
+}

@@ -85,7 +85,11 @@ pub(crate) fn archive_payload<'a, R: std::io::BufRead + Send + 'a>(
 impl Repo {
     /// Open a file object for reading.
     pub fn read_file(&self, csum: &Checksum) -> Result<FileContent> {
-        let path = self.object_path(ObjectType::File, csum);
+        self.read_file_at(self.object_path(ObjectType::File, csum), csum)
+    }
+
+    /// Read a file object stored in this repo's format at `path` (e.g. still staged).
+    pub(crate) fn read_file_at(&self, path: PathBuf, csum: &Checksum) -> Result<FileContent> {
         let missing = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::ObjectMissing {
@@ -212,7 +216,12 @@ impl Repo {
 
     /// Recompute a file object's checksum from its stored form.
     pub fn checksum_file_object(&self, csum: &Checksum) -> Result<Checksum> {
-        let mut fc = self.read_file(csum)?;
+        self.checksum_file_at(self.object_path(ObjectType::File, csum), csum)
+    }
+
+    /// Recompute the checksum of a file object stored at `path`.
+    pub(crate) fn checksum_file_at(&self, path: PathBuf, csum: &Checksum) -> Result<Checksum> {
+        let mut fc = self.read_file_at(path, csum)?;
         let mut h = sha2::Sha256::new();
         h.update(fc.header.content_stream_prefix());
         let mut buf = vec![0u8; 128 * 1024];

@@ -18,6 +18,67 @@ const STAGING_PREFIX: &str = "oxtree-staging-";
 
 impl Repo {
     /// Remove staging directories left by killed oxtree processes (nobody holds their lock).
+    /// Keep what a killed transaction (a pull, a commit) had finished: every staged object
+    /// that verifies against its name moves into `objects/`; half-written ones fail the
+    /// check and are dropped. A commit is adopted only when it is marked partial (so nothing
+    /// treats its possibly incomplete tree as whole). Best effort: errors just skip objects.
+    fn adopt_staged(&self, staging: &Path) {
+        if crate::fsutil::syncfs(staging).is_err() {
+            return;
+        }
+        let Ok(prefixes) = std::fs::read_dir(staging) else {
+            return;
+        };
+        for pd in prefixes.flatten() {
+            let prefix = pd.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 {
+                continue;
+            }
+            let Ok(files) = std::fs::read_dir(pd.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                let Some((rest, ext)) = name.split_once('.') else {
+                    continue;
+                };
+                let (Some(ty), Ok(csum)) = (
+                    ObjectType::from_extension(ext),
+                    format!("{prefix}{rest}").parse::<Checksum>(),
+                ) else {
+                    continue;
+                };
+                if self.has_object(ty, &csum) {
+                    continue;
+                }
+                let ok = match ty {
+                    ObjectType::File => self
+                        .checksum_file_at(f.path(), &csum)
+                        .map(|c| c == csum)
+                        .unwrap_or(false),
+                    ObjectType::DirTree | ObjectType::DirMeta => std::fs::read(f.path())
+                        .map(|b| Checksum::digest(&b) == csum)
+                        .unwrap_or(false),
+                    ObjectType::Commit => {
+                        self.is_partial(&csum)
+                            && std::fs::read(f.path())
+                                .map(|b| Checksum::digest(&b) == csum)
+                                .unwrap_or(false)
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    continue;
+                }
+                let dest = self.object_path(ty, &csum);
+                if let Some(parent) = dest.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                let _ = std::fs::rename(f.path(), &dest);
+            }
+        }
+    }
+
     fn clean_stale_staging(&self, tmp: &Path) {
         let Ok(rd) = std::fs::read_dir(tmp) else {
             return;
@@ -31,6 +92,7 @@ impl Repo {
                 continue;
             };
             if rustix::fs::flock(&d, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+                self.adopt_staged(&p);
                 let _ = std::fs::remove_dir_all(&p);
             }
         }
