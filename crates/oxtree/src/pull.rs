@@ -35,7 +35,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Objects at least this large (compressed) are downloaded to disk and resumed with `Range`.
-pub const RESUME_THRESHOLD: u64 = 1 << 20;
+pub const RESUME_THRESHOLD: u64 = 128 << 10;
 /// Metadata objects and the summary may not exceed this (ostree's `max-metadata-size`).
 pub const MAX_METADATA_SIZE: u64 = 128 << 20;
 
@@ -753,7 +753,7 @@ impl Shared<'_> {
         };
         let mut r: Box<dyn std::io::BufRead + Send + '_> = match (&bytes, file) {
             (Some(b), _) => Box::new(std::io::Cursor::new(b.as_slice())),
-            (None, Some(f)) => Box::new(BufReader::with_capacity(256 * 1024, f)),
+            (None, Some(f)) => Box::new(BufReader::with_capacity(64 * 1024, f)),
             (None, None) => return Err(Error::Other("internal: nothing fetched".into())),
         };
         let mut lenbuf = [0u8; 8];
@@ -922,7 +922,7 @@ fn fetch_file_object(
             .read(true)
             .open(partial)
             .ctx("open", partial)?;
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         let copied: std::io::Result<()> = (|| loop {
             let n = resp.body.read(&mut buf)?;
             if n == 0 {

@@ -588,9 +588,9 @@ fn copy_to_file(
     size: u64,
     path: &Path,
 ) -> Result<()> {
-    let mut w = std::io::BufWriter::with_capacity(256 * 1024, file);
-    copy_hashing(src, &mut w, hasher, size, path)?;
-    w.flush().ctx("write", path)
+    // copy_hashing writes in 64 KiB chunks already: no extra buffer (pulls run 32 of these).
+    copy_hashing(src, file, hasher, size, path)?;
+    file.flush().ctx("write", path)
 }
 
 fn copy_hashing(
@@ -600,7 +600,7 @@ fn copy_hashing(
     size: u64,
     path: &Path,
 ) -> Result<()> {
-    let mut buf = vec![0u8; 128 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
         let n = match src.read(&mut buf) {
