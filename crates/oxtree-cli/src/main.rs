@@ -383,6 +383,9 @@ enum AdminCmd {
         /// Keep every existing deployment.
         #[arg(long)]
         retain: bool,
+        /// Prepare now; switch at shutdown (`admin finalize-staged`, run by the finalize service).
+        #[arg(long)]
+        stage: bool,
         /// REF or CHECKSUM.
         refspec: String,
     },
@@ -423,6 +426,11 @@ enum AdminCmd {
     Kargs {
         #[command(subcommand)]
         cmd: KargsCmd,
+    },
+    /// Switch to the staged deployment (run at shutdown by the finalize service).
+    FinalizeStaged {
+        #[command(flatten)]
+        sysroot: SysrootArg,
     },
     /// Remove deployments and boot files no longer in the boot configuration.
     Cleanup {
@@ -1759,6 +1767,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             karg,
             karg_append,
             retain,
+            stage,
             refspec,
         } => {
             let sr = Sysroot::new(&sysroot.sysroot);
@@ -1767,9 +1776,18 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 kargs: (!karg.is_empty()).then_some(karg),
                 karg_append,
                 retain,
+                stage,
                 fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
             };
             let d = sr.deploy(&refspec, &opts)?;
+            if stage {
+                println!(
+                    "Staged {} {}; it becomes the default at shutdown (admin finalize-staged)",
+                    d.stateroot,
+                    d.dirname()
+                );
+                return Ok(());
+            }
             println!(
                 "Deployed {} {} (bootversion switched; {} is now the default)",
                 d.stateroot,
@@ -1778,6 +1796,20 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             );
         }
         AdminCmd::Cleanup { sysroot } => Sysroot::new(&sysroot.sysroot).cleanup()?,
+        AdminCmd::FinalizeStaged { sysroot } => {
+            let opts = oxtree::sysroot::DeployOptions {
+                fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
+                ..Default::default()
+            };
+            match Sysroot::new(&sysroot.sysroot).finalize_staged(&opts)? {
+                Some(d) => println!(
+                    "Finalized staged deployment {} {}",
+                    d.stateroot,
+                    d.dirname()
+                ),
+                None => println!("No staged deployment."),
+            }
+        }
         AdminCmd::Rollback { sysroot } => {
             let d = Sysroot::new(&sysroot.sysroot).rollback()?;
             println!("Moving '{}' to be first deployment", d.dirname());
@@ -1841,6 +1873,12 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
         AdminCmd::Status { sysroot, json } => {
             let sr = Sysroot::new(&sysroot.sysroot);
             let deps = sr.deployments()?;
+            if let (Some(m), false) = (sr.read_staged()?, json) {
+                println!(
+                    "  {} {}.{} (staged)",
+                    m.stateroot, m.checksum, m.deployserial
+                );
+            }
             let repo = sr.repo().ok();
             let version = |c: &Checksum| {
                 repo.as_ref()

@@ -603,3 +603,86 @@ fn deploy_on_a_full_disk_is_refused() {
         "a deployment was checked out"
     );
 }
+
+/// `deploy --stage` prepares without touching the boot configuration; /etc edits made
+/// after staging are carried over by `finalize-staged`, which then switches atomically. A
+/// failed finalization leaves the old configuration and can be run again.
+#[test]
+fn staged_deploy_and_finalize() {
+    let p = pair();
+    let c1 = commit(&p, "v1", "1.0");
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    ox(&[
+        "admin",
+        "deploy",
+        &sa,
+        "--os=testos",
+        "--karg=root=LABEL=root",
+        "testos/main",
+    ]);
+    write(&p.tree.join("usr/bin/v2"), b"2\n", 0o755);
+    let c2 = commit(&p, "v2", "2.0");
+    let before = boot_files(&p.oxtree);
+    assert!(ox(&[
+        "admin",
+        "deploy",
+        &sa,
+        "--os=testos",
+        "--stage",
+        "testos/main"
+    ])
+    .contains("Staged"));
+    assert_eq!(
+        boot_files(&p.oxtree),
+        before,
+        "staging changed the boot configuration"
+    );
+    let status = ox(&["admin", "status", &sa]);
+    assert!(
+        status.starts_with(&format!("testos {c2}.0 (staged)")),
+        "{status}"
+    );
+    ox(&["admin", "cleanup", &sa]);
+    assert!(
+        p.oxtree
+            .join(format!("ostree/deploy/testos/deploy/{c2}.0"))
+            .is_dir(),
+        "cleanup removed the staged deployment"
+    );
+    // An /etc edit after staging, in the running (v1) deployment.
+    std::fs::write(
+        deployment_dir(&p.oxtree, 0).join("etc/after-stage"),
+        "edited later\n",
+    )
+    .expect("write");
+    // A failed finalization (say, at shutdown) changes nothing and can be retried.
+    let out = std::process::Command::new(oxtree_bin())
+        .args(["admin", "finalize-staged", &sa])
+        .env("OXTREE_FAIL_AFTER", "entries")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let live = |b: &[(String, String)]| {
+        b.iter()
+            .filter(|(k, _)| k == "boot/loader" || k.starts_with("boot/loader/"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(live(&boot_files(&p.oxtree)), live(&before));
+    assert!(ox(&["admin", "finalize-staged", &sa]).contains("Finalized"));
+    let d = oxtree::sysroot::Sysroot::new(&p.oxtree)
+        .deployments()
+        .expect("deployments");
+    assert_eq!((d[0].checksum.to_hex(), d[1].checksum.to_hex()), (c2, c1));
+    assert_eq!(d[0].entry.karg("root"), Some("LABEL=root"));
+    assert_eq!(
+        std::fs::read_to_string(deployment_dir(&p.oxtree, 0).join("etc/after-stage"))
+            .expect("merged"),
+        "edited later\n"
+    );
+    assert!(ox(&["admin", "finalize-staged", &sa]).contains("No staged deployment"));
+    assert_eq!(
+        ostree(&["admin", "status", &sa]),
+        ox(&["admin", "status", &sa])
+    );
+}

@@ -245,3 +245,113 @@ impl Sysroot {
         Ok(out)
     }
 }
+
+/// A deployment prepared by `deploy --stage`, waiting for `finalize-staged`. Stored like
+/// ostree's `/run/ostree/staged-deployment`: a GVariant `a{sv}` with `target` and
+/// `merge-deployment` (`{name, osname, bootcsum}`) and `kargs`. It lives in `/run`, so a
+/// reboot without finalization forgets it, as with ostree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedMarker {
+    pub stateroot: String,
+    pub checksum: Checksum,
+    pub deployserial: u32,
+    pub bootcsum: String,
+    pub merge: Option<(String, Checksum, u32)>,
+    pub kargs: Option<Vec<String>>,
+    pub karg_append: Vec<String>,
+}
+
+impl Sysroot {
+    fn staged_path(&self) -> PathBuf {
+        let run = if self.path == Path::new("/") {
+            PathBuf::from("/run")
+        } else {
+            self.path.join("run")
+        };
+        run.join("ostree/staged-deployment")
+    }
+
+    pub(crate) fn write_staged(&self, m: &StagedMarker) -> Result<()> {
+        use crate::gvariant::{Type, Value};
+        let dep = |os: &str, c: &Checksum, serial: u32, bootcsum: &str| {
+            Value::dict_sv(vec![
+                ("name".into(), Value::str(format!("{c}.{serial}"))),
+                ("osname".into(), Value::str(os)),
+                ("bootcsum".into(), Value::str(bootcsum)),
+            ])
+        };
+        let strs =
+            |v: &[String]| Value::Array(Type::Str, v.iter().cloned().map(Value::Str).collect());
+        let mut entries = vec![(
+            "target".to_string(),
+            dep(&m.stateroot, &m.checksum, m.deployserial, &m.bootcsum),
+        )];
+        if let Some((os, c, s)) = &m.merge {
+            entries.push(("merge-deployment".into(), dep(os, c, *s, "")));
+        }
+        if let Some(k) = &m.kargs {
+            entries.push(("kargs".into(), strs(k)));
+        }
+        entries.push(("oxtree.karg-append".into(), strs(&m.karg_append)));
+        let p = self.staged_path();
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).ctx("create directory", d)?;
+        }
+        crate::fsutil::write_atomic(&p, &crate::gvariant::encode(&Value::dict_sv(entries)), true)
+    }
+
+    /// The staged deployment, if one is waiting.
+    pub fn read_staged(&self) -> Result<Option<StagedMarker>> {
+        use crate::gvariant::Type;
+        let p = self.staged_path();
+        let b = match std::fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).ctx("read", p),
+        };
+        let bad = || Error::Config {
+            path: p.clone(),
+            msg: "invalid staged-deployment record".into(),
+        };
+        let v = crate::gvariant::decode_normal(&b, &Type::of("a{sv}")).map_err(|_| bad())?;
+        let dep = |key: &str| -> Option<(String, Checksum, u32, String)> {
+            let d = v.lookup(key)?;
+            let name = d.lookup("name")?.as_str()?;
+            let (c, s) = name.split_once('.')?;
+            Some((
+                d.lookup("osname")?.as_str()?.to_string(),
+                c.parse().ok()?,
+                s.parse().ok()?,
+                d.lookup("bootcsum")?.as_str()?.to_string(),
+            ))
+        };
+        let strs = |key: &str| -> Option<Vec<String>> {
+            Some(
+                v.lookup(key)?
+                    .items()?
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
+            )
+        };
+        let (os, c, s, bootcsum) = dep("target").ok_or_else(bad)?;
+        Ok(Some(StagedMarker {
+            stateroot: os,
+            checksum: c,
+            deployserial: s,
+            bootcsum,
+            merge: dep("merge-deployment").map(|(o, c, s, _)| (o, c, s)),
+            kargs: strs("kargs"),
+            karg_append: strs("oxtree.karg-append").unwrap_or_default(),
+        }))
+    }
+
+    pub(crate) fn clear_staged(&self) -> Result<()> {
+        let p = self.staged_path();
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).ctx("remove", p),
+        }
+    }
+}

@@ -25,6 +25,9 @@ pub struct DeployOptions {
     pub karg_append: Vec<String>,
     /// Keep every existing deployment instead of only the merge/booted and pinned ones.
     pub retain: bool,
+    /// Prepare the deployment now but switch to it only at `finalize_staged` (run at
+    /// shutdown by the finalize service), with the /etc merge done then.
+    pub stage: bool,
     /// Test hook: fail right after the named step (`checkout`, `etc`, `kernel`, `entries`,
     /// `bootlinks`, `swap`), as a crash there would.
     pub fail_after: Option<String>,
@@ -154,7 +157,7 @@ impl Sysroot {
     pub fn deploy(&self, refspec: &str, opts: &DeployOptions) -> Result<Deployment> {
         let repo = self.repo()?;
         let checksum = repo.resolve_rev(refspec)?;
-        let commit = repo.load_commit(&checksum)?;
+        repo.load_commit(&checksum)?; // must exist and parse before anything is written
         let current = self.deployments()?;
         let os = match &opts.os {
             Some(os) => os.clone(),
@@ -227,7 +230,7 @@ impl Sysroot {
         if usr_etc.is_dir() {
             etc_merge::copy_tree(&usr_etc, &etc)?;
         }
-        if let Some(m) = &merge {
+        if let (Some(m), false) = (&merge, opts.stage) {
             let mdir = self.deploy_dir(&m.stateroot, &m.checksum, m.deployserial);
             if mdir.join("usr/etc").is_dir() && mdir.join("etc").is_dir() && etc.is_dir() {
                 etc_merge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &etc)?;
@@ -258,47 +261,151 @@ impl Sysroot {
         let origin_path = deploy_root.join(format!("{checksum}.{serial}.origin"));
         crate::fsutil::write_atomic(&origin_path, origin.to_string().as_bytes(), true)?;
 
-        // 5. The new list: new first, then the merge (rollback) deployment, pinned ones and
-        //    other stateroots' (all of them with --retain).
-        let mut keep: Vec<&Deployment> = Vec::new();
-        for d in &current {
-            let is_merge = merge.as_ref().is_some_and(|m| {
-                m.checksum == d.checksum
-                    && m.deployserial == d.deployserial
-                    && m.stateroot == d.stateroot
+        let kernel = find_kernel(&dir)?;
+        if opts.stage {
+            let marker = super::StagedMarker {
+                stateroot: os.clone(),
+                checksum,
+                deployserial: serial,
+                bootcsum: kernel.bootcsum.clone(),
+                merge: merge
+                    .as_ref()
+                    .map(|m| (m.stateroot.clone(), m.checksum, m.deployserial)),
+                kargs: opts.kargs.clone(),
+                karg_append: opts.karg_append.clone(),
+            };
+            self.write_staged(&marker)?;
+            return Ok(Deployment {
+                index: 0,
+                stateroot: os,
+                checksum,
+                deployserial: serial,
+                bootcsum: kernel.bootcsum,
+                bootserial: 0,
+                origin: Some(origin),
+                booted: false,
+                entry: BlsEntry::default(),
             });
-            if opts.retain || is_merge || d.booted || d.pinned() || d.stateroot != os {
-                keep.push(d);
-            }
         }
-        let base_kargs: Vec<String> = match (&opts.kargs, &merge) {
+        self.finish_deploy(
+            &repo,
+            &current,
+            &os,
+            &checksum,
+            serial,
+            merge.as_ref(),
+            opts,
+        )
+    }
+
+    /// Step 5 of a deploy: put the new deployment first in the boot configuration, keeping
+    /// the merge (rollback) deployment, pinned ones and other stateroots' (all with --retain).
+    #[allow(clippy::too_many_arguments)]
+    fn finish_deploy(
+        &self,
+        repo: &crate::repo::Repo,
+        current: &[Deployment],
+        os: &str,
+        checksum: &Checksum,
+        serial: u32,
+        merge: Option<&Deployment>,
+        opts: &DeployOptions,
+    ) -> Result<Deployment> {
+        let dir = self.deploy_dir(os, checksum, serial);
+        let same = |a: &Deployment, b: &Deployment| {
+            a.checksum == b.checksum
+                && a.deployserial == b.deployserial
+                && a.stateroot == b.stateroot
+        };
+        let keep: Vec<&Deployment> = current
+            .iter()
+            .filter(|d| {
+                opts.retain
+                    || merge.is_some_and(|m| same(m, d))
+                    || d.booted
+                    || d.pinned()
+                    || d.stateroot != os
+            })
+            .collect();
+        let mut kargs: Vec<String> = match (&opts.kargs, merge) {
             (Some(k), _) => k.clone(),
             (None, Some(m)) => kargs_of(&m.entry),
             (None, None) => Vec::new(),
         };
-        let mut kargs = base_kargs;
         kargs.extend(opts.karg_append.iter().cloned());
         let mut plan = vec![Planned {
-            stateroot: os.clone(),
-            checksum,
+            stateroot: os.to_string(),
+            checksum: *checksum,
             deployserial: serial,
             kernel: find_kernel(&dir)?,
             kargs,
-            version: commit.version().map(str::to_string),
+            version: repo.load_commit(checksum)?.version().map(str::to_string),
             pretty: os_release_pretty_name(&dir)?,
         }];
         Self::step(opts, "kernel")?;
         for d in keep {
-            plan.push(Planned::from_deployment(self, &repo, d)?);
+            plan.push(Planned::from_deployment(self, repo, d)?);
         }
-        self.write_deployments(&repo, &plan, opts)?;
+        self.write_deployments(repo, &plan, opts)?;
         self.cleanup()?;
-        let deps = self.deployments()?;
-        deps.into_iter()
-            .find(|d| d.checksum == checksum && d.deployserial == serial && d.stateroot == os)
+        self.deployments()?
+            .into_iter()
+            .find(|d| d.checksum == *checksum && d.deployserial == serial && d.stateroot == os)
             .ok_or_else(|| {
                 Error::Other("the new deployment is not in the boot configuration".into())
             })
+    }
+
+    /// Finalize a staged deployment (`admin finalize-staged`, run at shutdown): merge /etc
+    /// with the edits made since staging, then write the boot configuration. Without a
+    /// staged deployment this does nothing and returns `None`.
+    pub fn finalize_staged(&self, opts: &DeployOptions) -> Result<Option<Deployment>> {
+        let Some(m) = self.read_staged()? else {
+            return Ok(None);
+        };
+        let repo = self.repo()?;
+        let current = self.deployments()?;
+        let merge = m.merge.as_ref().and_then(|(os, c, s)| {
+            current
+                .iter()
+                .find(|d| &d.stateroot == os && d.checksum == *c && d.deployserial == *s)
+        });
+        let dir = self.deploy_dir(&m.stateroot, &m.checksum, m.deployserial);
+        if !dir.is_dir() {
+            self.clear_staged()?;
+            return Err(Error::Other(format!(
+                "staged deployment {} is gone; deploy again",
+                dir.display()
+            )));
+        }
+        let etc = dir.join("etc");
+        if let (Some(md), true) = (merge, dir.join("usr/etc").is_dir()) {
+            let mdir = self.deploy_dir(&md.stateroot, &md.checksum, md.deployserial);
+            if etc.exists() {
+                std::fs::remove_dir_all(&etc).ctx("remove", &etc)?;
+            }
+            etc_merge::copy_tree(&dir.join("usr/etc"), &etc)?;
+            if mdir.join("usr/etc").is_dir() && mdir.join("etc").is_dir() {
+                etc_merge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &etc)?;
+            }
+        }
+        let o = DeployOptions {
+            kargs: m.kargs.clone(),
+            karg_append: m.karg_append.clone(),
+            stage: false,
+            ..opts.clone()
+        };
+        let d = self.finish_deploy(
+            &repo,
+            &current,
+            &m.stateroot,
+            &m.checksum,
+            m.deployserial,
+            merge,
+            &o,
+        )?;
+        self.clear_staged()?;
+        Ok(Some(d))
     }
 
     /// Refuse cleanly when the filesystem cannot hold the new deployment's copies (/etc
@@ -488,10 +595,14 @@ impl Sysroot {
                 }
             }
         }
-        let live: std::collections::HashSet<String> = deps
+        let mut live: std::collections::HashSet<String> = deps
             .iter()
             .map(|d| format!("{}/{}", d.stateroot, d.dirname()))
             .collect();
+        // A staged deployment is not in the boot configuration yet, but must survive.
+        if let Some(m) = self.read_staged()? {
+            live.insert(format!("{}/{}.{}", m.stateroot, m.checksum, m.deployserial));
+        }
         let deploy = self.path.join("ostree/deploy");
         for os in std::fs::read_dir(&deploy)
             .ctx("read directory", &deploy)?
