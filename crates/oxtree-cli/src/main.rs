@@ -393,6 +393,18 @@ enum AdminCmd {
     Rollback {
         #[command(flatten)]
         sysroot: SysrootArg,
+        /// Only if the default deployment ran out of boot tries (run early at boot): then
+        /// the newest deployment that did not fail becomes the default.
+        #[arg(long)]
+        if_failed: bool,
+    },
+    /// Mark the booted deployment good (boot counting): run once health checks pass.
+    BootComplete {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+        /// The deployment to mark, when not running on the sysroot (tests, image builds).
+        #[arg(long)]
+        index: Option<usize>,
     },
     /// Remove the deployment at INDEX (as listed by status, from 0).
     Undeploy {
@@ -1810,9 +1822,26 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 None => println!("No staged deployment."),
             }
         }
-        AdminCmd::Rollback { sysroot } => {
-            let d = Sysroot::new(&sysroot.sysroot).rollback()?;
-            println!("Moving '{}' to be first deployment", d.dirname());
+        AdminCmd::Rollback { sysroot, if_failed } => {
+            let sr = Sysroot::new(&sysroot.sysroot);
+            if if_failed {
+                match sr.rollback_if_failed()? {
+                    Some(d) => println!(
+                        "Default deployment failed to boot; rolled back to '{}'",
+                        d.dirname()
+                    ),
+                    None => println!("Default deployment has not failed; nothing to do."),
+                }
+            } else {
+                let d = sr.rollback()?;
+                println!("Moving '{}' to be first deployment", d.dirname());
+            }
+        }
+        AdminCmd::BootComplete { sysroot, index } => {
+            match Sysroot::new(&sysroot.sysroot).boot_complete(index)? {
+                Some(d) => println!("Marked {} as good", d.dirname()),
+                None => println!("Deployment already marked good."),
+            }
         }
         AdminCmd::Undeploy { sysroot, index } => {
             let d = Sysroot::new(&sysroot.sysroot).undeploy(index)?;
@@ -1892,7 +1921,9 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                     .map(|d| {
                         let mark = |b: bool| if b { "true" } else { "false" };
                         format!(
-                            "{{\"index\":{},\"stateroot\":{},\"checksum\":\"{}\",\"serial\":{},\"bootcsum\":{},\"booted\":{},\"pinned\":{},\"version\":{},\"origin\":{}}}",
+                            "{{\"failed\":{},\"tries_left\":{},\"index\":{},\"stateroot\":{},\"checksum\":\"{}\",\"serial\":{},\"bootcsum\":{},\"booted\":{},\"pinned\":{},\"version\":{},\"origin\":{}}}",
+                            mark(d.failed()),
+                            d.tries.map(|t| t.0.to_string()).unwrap_or("null".into()),
                             d.index,
                             json_str(&d.stateroot),
                             d.checksum,
@@ -1931,6 +1962,13 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                     }
                     if d.pinned() {
                         println!("    Pinned: yes");
+                    }
+                    match d.tries {
+                        Some((0, n)) => println!("    Boot: FAILED (no good boot in {n} tries)"),
+                        Some((left, _)) => {
+                            println!("    Boot: not yet confirmed ({left} tries left)")
+                        }
+                        None => {}
                     }
                     match d.refspec() {
                         Some(r) => println!("    origin refspec: {r}"),

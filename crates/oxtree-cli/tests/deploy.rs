@@ -686,3 +686,136 @@ fn staged_deploy_and_finalize() {
         ox(&["admin", "status", &sa])
     );
 }
+
+/// The host plays systemd-boot's boot counting: among the entries (newest `version` first)
+/// it boots the first that still has tries (`+LEFT[-DONE]` in the file name; no counter =
+/// known good), decrementing LEFT and incrementing DONE in the name before booting. Returns
+/// the checksum of the deployment booted.
+fn bootloader_boot(sr: &Path) -> String {
+    let loader = sr.join("boot/loader/entries");
+    let mut entries: Vec<(u64, PathBuf)> = std::fs::read_dir(&loader)
+        .expect("entries")
+        .flatten()
+        .map(|e| {
+            let text = std::fs::read_to_string(e.path()).expect("read entry");
+            let v = text
+                .lines()
+                .find_map(|l| l.strip_prefix("version "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            (v, e.path())
+        })
+        .collect();
+    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, p) in entries {
+        let stem = p.file_stem().expect("stem").to_string_lossy().into_owned();
+        let (base, tries) = match stem.rsplit_once('+') {
+            Some((b, c)) => {
+                let (l, d) = c
+                    .split_once('-')
+                    .map(|(l, d)| {
+                        (
+                            l.parse::<u32>().expect("left"),
+                            d.parse::<u32>().expect("done"),
+                        )
+                    })
+                    .unwrap_or_else(|| (c.parse().expect("left"), 0));
+                (b.to_string(), Some((l, d)))
+            }
+            None => (stem.clone(), None),
+        };
+        let target = match tries {
+            Some((0, _)) => continue, // bad: tries exhausted
+            Some((l, d)) => {
+                let new = loader.join(format!("{base}+{}-{}.conf", l - 1, d + 1));
+                std::fs::rename(&p, &new).expect("count the boot attempt");
+                new
+            }
+            None => p.clone(),
+        };
+        let text = std::fs::read_to_string(&target).expect("entry");
+        let ostree_arg = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ostree="))
+            .expect("ostree= karg")
+            .to_string();
+        let link =
+            std::fs::read_link(sr.join(ostree_arg.trim_start_matches('/'))).expect("boot link");
+        return link
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .split('.')
+            .next()
+            .expect("csum")
+            .to_string();
+    }
+    panic!("no bootable entry");
+}
+
+/// Boot counting and automatic rollback, end to end on a directory sysroot: a good v1 is
+/// blessed; a v2 whose health check fails uses up its 3 tries, the bootloader falls back to
+/// v1 with no manual step, `rollback --if-failed` makes v1 the default again, and status
+/// reports v2 as failed.
+#[test]
+fn boot_counting_rolls_back_a_failing_deployment() {
+    let p = pair();
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    let cfg = p.oxtree.join("ostree/repo/config");
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str("\n[sysroot]\nboot-counting-tries=3\n");
+    std::fs::write(&cfg, text).expect("config");
+    let c1 = commit(&p, "v1", "1.0");
+    ox(&[
+        "admin",
+        "deploy",
+        &sa,
+        "--os=testos",
+        "--karg=root=LABEL=root",
+        "testos/main",
+    ]);
+    assert!(p
+        .oxtree
+        .join("boot/loader/entries/ostree-1-testos+3.conf")
+        .exists());
+    // Boot 1: v1 comes up, its health checks pass.
+    assert_eq!(bootloader_boot(&p.oxtree), c1);
+    assert!(ox(&["admin", "rollback", &sa, "--if-failed"]).contains("nothing to do"));
+    ox(&["admin", "boot-complete", &sa, "--index=0"]);
+    assert!(
+        p.oxtree
+            .join("boot/loader/entries/ostree-1-testos.conf")
+            .exists(),
+        "v1 not blessed"
+    );
+    // v2 is deployed; its health check will fail.
+    write(&p.tree.join("usr/bin/broken"), b"exit 1\n", 0o755);
+    let c2 = commit(&p, "v2", "2.0");
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    assert!(ox(&["admin", "status", &sa]).contains("3 tries left"));
+    for attempt in 1..=3 {
+        assert_eq!(
+            bootloader_boot(&p.oxtree),
+            c2,
+            "attempt {attempt} should boot v2"
+        );
+        // The health check fails: no boot-complete, and the machine is reset.
+    }
+    // Tries exhausted: the bootloader falls back to v1 by itself.
+    assert_eq!(bootloader_boot(&p.oxtree), c1);
+    assert!(ox(&["admin", "rollback", &sa, "--if-failed"]).contains("rolled back"));
+    let d = oxtree::sysroot::Sysroot::new(&p.oxtree)
+        .deployments()
+        .expect("deployments");
+    assert_eq!(
+        (d[0].checksum.to_hex(), d[1].checksum.to_hex()),
+        (c1.clone(), c2.clone())
+    );
+    assert!(d[1].failed() && !d[0].failed());
+    let status = ox(&["admin", "status", &sa]);
+    assert!(status.contains("FAILED"), "{status}");
+    assert!(ox(&["admin", "status", &sa, "--json"]).contains("\"failed\":true"));
+    // The next boot is v1, and real ostree still reads the sysroot.
+    assert_eq!(bootloader_boot(&p.oxtree), c1);
+    ostree(&["admin", "status", &sa]);
+}

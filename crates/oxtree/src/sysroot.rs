@@ -31,6 +31,9 @@ pub struct Deployment {
     pub booted: bool,
     /// The BLS entry that boots it.
     pub entry: bls::BlsEntry,
+    /// Boot counting state from the entry's file name (`+LEFT[-DONE]`, systemd-boot's boot
+    /// assessment): `None` when the entry is not being counted (it is known good).
+    pub tries: Option<(u32, u32)>,
 }
 
 impl Deployment {
@@ -39,6 +42,11 @@ impl Deployment {
             .as_ref()
             .and_then(|o| o.get("origin", "refspec"))
     }
+    /// Tries ran out without `boot-complete`: the deployment failed to boot.
+    pub fn failed(&self) -> bool {
+        matches!(self.tries, Some((0, _)))
+    }
+
     pub fn pinned(&self) -> bool {
         self.origin
             .as_ref()
@@ -240,6 +248,10 @@ impl Sysroot {
                 origin,
                 booted,
                 entry,
+                tries: p
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(bls::parse_tries),
             });
         }
         Ok(out)

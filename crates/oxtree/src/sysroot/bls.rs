@@ -52,6 +52,24 @@ impl std::fmt::Display for BlsEntry {
     }
 }
 
+/// Boot counting in an entry file stem: `name+LEFT` or `name+LEFT-DONE` → (LEFT, DONE).
+pub fn parse_tries(stem: &str) -> Option<(u32, u32)> {
+    let (_, counter) = stem.rsplit_once('+')?;
+    match counter.split_once('-') {
+        Some((l, d)) => Some((l.parse().ok()?, d.parse().ok()?)),
+        None => Some((counter.parse().ok()?, 0)),
+    }
+}
+
+/// The file-name suffix for a boot counter.
+pub fn tries_suffix(tries: Option<(u32, u32)>) -> String {
+    match tries {
+        None => String::new(),
+        Some((left, 0)) => format!("+{left}"),
+        Some((left, done)) => format!("+{left}-{done}"),
+    }
+}
+
 /// `strverscmp`-style comparison for BLS `version` values: digit runs compare numerically.
 pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (mut x, mut y) = (a.as_bytes(), b.as_bytes());

@@ -110,6 +110,8 @@ pub(super) struct Planned {
     pub(super) kargs: Vec<String>,
     version: Option<String>,
     pretty: String,
+    /// Boot counting state carried into the entry's file name.
+    pub(super) tries: Option<(u32, u32)>,
 }
 
 impl Planned {
@@ -131,6 +133,7 @@ impl Planned {
                 .ok()
                 .and_then(|c| c.version().map(str::to_string)),
             pretty: os_release_pretty_name(&ddir)?,
+            tries: d.tries,
         })
     }
 }
@@ -285,6 +288,7 @@ impl Sysroot {
                 origin: Some(origin),
                 booted: false,
                 entry: BlsEntry::default(),
+                tries: None,
             });
         }
         self.finish_deploy(
@@ -341,6 +345,14 @@ impl Sysroot {
             kargs,
             version: repo.load_commit(checksum)?.version().map(str::to_string),
             pretty: os_release_pretty_name(&dir)?,
+            // `[sysroot] boot-counting-tries=N` in the system repo config: new deployments
+            // must prove themselves (boot-complete) within N boots.
+            tries: repo
+                .config()
+                .get("sysroot", "boot-counting-tries")
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|n| *n > 0)
+                .map(|n| (n, 0)),
         }];
         Self::step(opts, "kernel")?;
         for d in keep {
@@ -523,7 +535,11 @@ impl Sysroot {
             if k.initramfs.is_some() {
                 e.set("initrd", &format!("/{kdir_rel}/{initrd_name}"));
             }
-            let name = entries.join(format!("ostree-{version_no}-{}.conf", p.stateroot));
+            let name = entries.join(format!(
+                "ostree-{version_no}-{}{}.conf",
+                p.stateroot,
+                super::bls::tries_suffix(p.tries)
+            ));
             crate::fsutil::write_atomic(&name, e.to_string().as_bytes(), false)?;
         }
         Self::step(opts, "entries")?;

@@ -3,7 +3,7 @@
 
 use super::deploy::Planned;
 use super::{DeployOptions, Deployment, Sysroot};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fsutil::keyfile::KeyFile;
 
 impl Sysroot {
@@ -50,6 +50,61 @@ impl Sysroot {
         list.insert(0, d.clone());
         self.rewrite(list, None)?;
         Ok(d)
+    }
+
+    /// `boot-complete`: the health checks passed, so the deployment at `index` (the booted
+    /// one by default) stops being counted: its entry loses the `+LEFT-DONE` suffix.
+    pub fn boot_complete(&self, index: Option<usize>) -> Result<Option<Deployment>> {
+        let list = self.deployments()?;
+        let i = match index.or_else(|| list.iter().position(|d| d.booted)) {
+            Some(i) => i,
+            None => {
+                return Err(Error::InvalidArgument(
+                    "no booted deployment (give --index when not running on the sysroot)".into(),
+                ))
+            }
+        };
+        let d = list
+            .get(i)
+            .ok_or_else(|| Error::InvalidArgument(format!("no deployment with index {i}")))?
+            .clone();
+        if d.tries.is_none() {
+            return Ok(None); // already known good
+        }
+        let Some(n) = self.bootversion()? else {
+            return Ok(None);
+        };
+        let dir = self.path.join(format!("boot/loader.{n}/entries"));
+        let counted = format!(
+            "ostree-{}-{}{}.conf",
+            list.len() - i,
+            d.stateroot,
+            super::bls::tries_suffix(d.tries)
+        );
+        let good = format!("ostree-{}-{}.conf", list.len() - i, d.stateroot);
+        // One rename in the live entries directory: atomic, as systemd-bless-boot does it.
+        std::fs::rename(dir.join(&counted), dir.join(&good)).ctx("rename", dir.join(&counted))?;
+        crate::fsutil::fsync_dir(&dir)?;
+        Ok(Some(d))
+    }
+
+    /// Early at boot: if the default deployment ran out of boot tries, make the newest
+    /// deployment that is not failed the default. Returns it, or `None` if nothing to do.
+    pub fn rollback_if_failed(&self) -> Result<Option<Deployment>> {
+        let mut list = self.deployments()?;
+        // A deployment on its last try (LEFT=0) that is running right now has not failed yet.
+        if !list.first().is_some_and(|d| d.failed() && !d.booted) {
+            return Ok(None);
+        }
+        let Some(good) = list.iter().position(|d| !d.failed()) else {
+            return Err(Error::Other(
+                "every deployment failed to boot; nothing to roll back to".into(),
+            ));
+        };
+        let d = list.remove(good);
+        list.insert(0, d.clone());
+        self.rewrite(list, None)?;
+        Ok(Some(d))
     }
 
     /// Remove the deployment at `index` (refused for the booted one).
