@@ -433,6 +433,18 @@ enum AdminCmd {
         /// Accept a commit older than the deployed one.
         #[arg(long)]
         allow_downgrade: bool,
+        /// Reboot into the new deployment when done.
+        #[arg(long, short = 'r')]
+        reboot: bool,
+    },
+    /// Deploy another ref (REMOTE:REF is pulled first); later upgrades follow it.
+    Switch {
+        #[command(flatten)]
+        sysroot: SysrootArg,
+        /// Reboot into it when done.
+        #[arg(long, short = 'r')]
+        reboot: bool,
+        refspec: String,
     },
     /// Edit the default deployment's kernel arguments.
     Kargs {
@@ -1858,11 +1870,31 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 if unpin { "unpinned" } else { "pinned" }
             );
         }
+        AdminCmd::Switch {
+            sysroot,
+            reboot,
+            refspec,
+        } => {
+            let opts = oxtree::sysroot::DeployOptions {
+                fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
+                ..Default::default()
+            };
+            let d = Sysroot::new(&sysroot.sysroot).switch(&refspec, &opts)?;
+            println!(
+                "Switched to {refspec}: {} {} is now the default",
+                d.stateroot,
+                d.dirname()
+            );
+            if reboot {
+                reboot_now()?;
+            }
+        }
         AdminCmd::Upgrade {
             sysroot,
             pull_only,
             deploy_only,
             allow_downgrade,
+            reboot,
         } => {
             let opts = oxtree::sysroot::DeployOptions {
                 fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
@@ -1874,11 +1906,16 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 allow_downgrade,
                 &opts,
             )? {
-                Some(d) => println!(
-                    "Upgraded: {} {} is now the default; reboot to use it",
-                    d.stateroot,
-                    d.dirname()
-                ),
+                Some(d) => {
+                    println!(
+                        "Upgraded: {} {} is now the default; reboot to use it",
+                        d.stateroot,
+                        d.dirname()
+                    );
+                    if reboot {
+                        reboot_now()?;
+                    }
+                }
                 None if pull_only => println!("Pulled."),
                 None => println!("No update available."),
             }
@@ -2020,4 +2057,21 @@ fn print_gpg_report(repo: &Repo, c: &Checksum, remote: &str) -> Result<bool> {
         println!("  {status}");
     }
     Ok(report.iter().any(|r| r.status == GpgStatus::Good))
+}
+
+/// `--reboot`: hand over to systemd (or plain `reboot` without it).
+fn reboot_now() -> Result<()> {
+    let ok = std::process::Command::new("systemctl")
+        .arg("reboot")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+        || std::process::Command::new("reboot")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    if !ok {
+        bail!("the deployment is ready, but rebooting failed: reboot by hand to use it");
+    }
+    Ok(())
 }

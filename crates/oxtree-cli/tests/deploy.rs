@@ -37,6 +37,7 @@ fn os_tree(tree: &Path) {
     );
     for (name, data) in [
         ("unchanged", "u\n"),
+        ("unchanged2", "u2\n"),
         ("modified", "m\n"),
         ("deleted", "d\n"),
         ("both", "b1\n"),
@@ -249,6 +250,9 @@ fn etc_merge_matches_ostree() {
         std::fs::create_dir_all(etc.join("newdir/deeper")).expect("mkdir");
         std::fs::write(etc.join("newdir/deeper/file"), "x\n").expect("write");
         std::fs::remove_dir_all(etc.join("sub")).expect("rm dir");
+        std::fs::remove_file(etc.join("unchanged2")).expect("rm");
+        std::fs::create_dir(etc.join("unchanged2")).expect("file became a directory");
+        std::fs::write(etc.join("unchanged2/inside"), "in a dir\n").expect("write");
     }
     // v2 changes defaults: "both" and "unchanged" get new contents, a new default appears.
     write(&p.tree.join("usr/etc/both"), b"b2\n", 0o644);
@@ -548,6 +552,24 @@ fn upgrade_rollback_pin_undeploy() {
         std::fs::read_to_string(&var_file).expect("var"),
         "persistent\n"
     );
+    // Switch to another branch: pulled, deployed, and the origin follows it.
+    let c3 = ox(&[
+        "commit",
+        &sv,
+        "-b",
+        "testos/other",
+        "-s",
+        "other",
+        "--timestamp=2022-01-01T00:00:00Z",
+        s(&tree),
+    ]);
+    ox(&["admin", "switch", &sa, "origin:testos/other"]);
+    let d = oxtree::sysroot::Sysroot::new(&sr)
+        .deployments()
+        .expect("deployments");
+    assert_eq!(d[0].checksum.to_hex(), c3);
+    assert_eq!(d[0].refspec(), Some("origin:testos/other"));
+    assert!(ox(&["admin", "upgrade", &sa]).contains("No update available"));
 }
 
 /// A sysroot on a nearly full filesystem: deploy refuses cleanly before touching anything.
@@ -706,7 +728,7 @@ fn bootloader_boot(sr: &Path) -> String {
             (v, e.path())
         })
         .collect();
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     for (_, p) in entries {
         let stem = p.file_stem().expect("stem").to_string_lossy().into_owned();
         let (base, tries) = match stem.rsplit_once('+') {

@@ -185,6 +185,29 @@ impl Sysroot {
         Ok(kargs)
     }
 
+    /// `switch`: deploy `refspec` (pulled first when it names a remote) in the default
+    /// deployment's stateroot; its origin becomes `refspec`, so later upgrades follow it.
+    pub fn switch(&self, refspec: &str, opts: &DeployOptions) -> Result<Deployment> {
+        let list = self.deployments()?;
+        let current = list
+            .iter()
+            .find(|d| d.booted)
+            .or(list.first())
+            .ok_or_else(|| Error::InvalidArgument("no deployments: use admin deploy".into()))?;
+        if let Some((remote, r)) = refspec.split_once(':') {
+            let repo = self.repo()?;
+            repo.pull(
+                remote,
+                &[r.to_string()],
+                &crate::pull::PullOptions::default(),
+                &crate::pull::PullProgress::default(),
+            )?;
+        }
+        let mut o = opts.clone();
+        o.os = Some(current.stateroot.clone());
+        self.deploy(refspec, &o)
+    }
+
     /// `upgrade`: pull the default deployment's origin (when it names a remote), then deploy
     /// the new commit if it differs. Downgrades are refused unless `allow_downgrade`.
     /// Returns the new deployment, or `None` when already up to date.
