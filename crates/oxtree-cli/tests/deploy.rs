@@ -14,42 +14,6 @@ struct Pair {
     oxtree: PathBuf,
 }
 
-fn os_tree(tree: &Path) {
-    write(
-        &tree.join("usr/lib/modules/6.1.0/vmlinuz"),
-        &[7u8; 4096],
-        0o644,
-    );
-    write(
-        &tree.join("usr/lib/modules/6.1.0/initramfs.img"),
-        &[9u8; 2048],
-        0o644,
-    );
-    write(
-        &tree.join("usr/lib/os-release"),
-        b"NAME=TestOS\nID=testos\nPRETTY_NAME=\"TestOS 42\"\n",
-        0o644,
-    );
-    write(
-        &tree.join("usr/bin/hello"),
-        b"#!/bin/sh\necho hello\n",
-        0o755,
-    );
-    for (name, data) in [
-        ("unchanged", "u\n"),
-        ("unchanged2", "u2\n"),
-        ("modified", "m\n"),
-        ("deleted", "d\n"),
-        ("both", "b1\n"),
-        ("typechange", "t\n"),
-        ("modechange", "mc\n"),
-    ] {
-        write(&tree.join("usr/etc").join(name), data.as_bytes(), 0o644);
-    }
-    write(&tree.join("usr/etc/sub/nested"), b"n\n", 0o644);
-    write(&tree.join("var/lib/initial"), b"copied once\n", 0o644);
-}
-
 fn pair() -> Pair {
     require_ostree();
     let tmp = tempdir();

@@ -297,27 +297,7 @@ fn corrupt_served_object_is_rejected() {
 fn pull_resumes_after_the_server_dies() {
     let tmp = tempdir();
     let t = tmp.path();
-    let tree = t.join("tree");
-    build_tree(&tree, false);
-    for i in 0..1500 {
-        write(
-            &tree.join(format!("bulk/{:02}/{i}", i % 40)),
-            format!("bulk file {i}\n").repeat(50).as_bytes(),
-            0o644,
-        );
-    }
-    let src = t.join("src");
-    ox(&["init", &repo_arg(&src), "--mode=archive"]);
-    let c = ox(&[
-        "commit",
-        &repo_arg(&src),
-        "-b",
-        "main",
-        "-s",
-        "v1",
-        TS,
-        s(&tree),
-    ]);
+    let (src, c) = bulk_source(t);
     let dst = t.join("dst");
     let d = repo_arg(&dst);
     ox(&["init", &d, "--mode=bare-user"]);
@@ -678,27 +658,7 @@ fn pull_options() {
 fn killed_client_pull_resumes_without_refetching() {
     let tmp = tempdir();
     let t = tmp.path();
-    let tree = t.join("tree");
-    build_tree(&tree, false);
-    for i in 0..1500 {
-        write(
-            &tree.join(format!("bulk/{:02}/{i}", i % 40)),
-            format!("bulk file {i}\n").repeat(50).as_bytes(),
-            0o644,
-        );
-    }
-    let src = t.join("src");
-    ox(&["init", &repo_arg(&src), "--mode=archive"]);
-    let c = ox(&[
-        "commit",
-        &repo_arg(&src),
-        "-b",
-        "main",
-        "-s",
-        "v1",
-        TS,
-        s(&tree),
-    ]);
+    let (src, c) = bulk_source(t);
     let total = object_set(&src).len();
     let server = Server::start(&src);
     for mode in ["bare-user", "archive"] {
@@ -748,4 +708,31 @@ fn killed_client_pull_resumes_without_refetching() {
             "{mode}: {all} object requests for {total} objects ({first} before the kill)"
         );
     }
+}
+
+/// An archive repo with the usual test tree plus 1,500 small files in 40 directories, enough
+/// for a pull to be interrupted part way: (repo, commit).
+fn bulk_source(t: &Path) -> (std::path::PathBuf, String) {
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    for i in 0..1500 {
+        write(
+            &tree.join(format!("bulk/{:02}/{i}", i % 40)),
+            format!("bulk file {i}\n").repeat(50).as_bytes(),
+            0o644,
+        );
+    }
+    let src = t.join("src");
+    ox(&["init", &repo_arg(&src), "--mode=archive"]);
+    let c = ox(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        TS,
+        s(&tree),
+    ]);
+    (src, c)
 }

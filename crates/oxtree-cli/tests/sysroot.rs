@@ -85,21 +85,7 @@ fn status_reads_sysroots_deployed_by_ostree() {
     ostree(&["admin", "init-fs", s(&sr)]);
     ostree(&["admin", "os-init", &sra, "testos"]);
     let tree = t.join("tree");
-    write(
-        &tree.join("usr/lib/modules/6.1.0/vmlinuz"),
-        &[7u8; 4096],
-        0o644,
-    );
-    write(
-        &tree.join("usr/lib/modules/6.1.0/initramfs.img"),
-        &[9u8; 2048],
-        0o644,
-    );
-    write(
-        &tree.join("usr/lib/os-release"),
-        b"NAME=TestOS\nID=testos\nPRETTY_NAME=\"TestOS 42\"\n",
-        0o644,
-    );
+    os_tree(&tree);
     write(&tree.join("usr/etc/aconfig"), b"v1\n", 0o644);
     let repo = format!("--repo={}", s(&sr.join("ostree/repo")));
     let c1 = ostree(&[
