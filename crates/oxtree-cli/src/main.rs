@@ -380,6 +380,9 @@ enum AdminCmd {
         /// Kernel arguments appended to the inherited ones (repeatable).
         #[arg(long, value_name = "KEY=VALUE")]
         karg_append: Vec<String>,
+        /// Use the running kernel's command line (/proc/cmdline) as the kernel arguments.
+        #[arg(long)]
+        karg_proc_cmdline: bool,
         /// Keep every existing deployment.
         #[arg(long)]
         retain: bool,
@@ -1788,13 +1791,29 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
         AdminCmd::Deploy {
             sysroot,
             os,
-            karg,
+            mut karg,
             karg_append,
+            karg_proc_cmdline,
             retain,
             stage,
             refspec,
         } => {
             let sr = Sysroot::new(&sysroot.sysroot);
+            if karg_proc_cmdline {
+                let cmdline =
+                    std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+                // The bootloader's and ostree's own arguments are not the OS's to keep.
+                karg.extend(
+                    cmdline
+                        .split_whitespace()
+                        .filter(|a| {
+                            !a.starts_with("BOOT_IMAGE=")
+                                && !a.starts_with("initrd=")
+                                && !a.starts_with("ostree=")
+                        })
+                        .map(str::to_string),
+                );
+            }
             let opts = oxtree::sysroot::DeployOptions {
                 os,
                 kargs: (!karg.is_empty()).then_some(karg),
@@ -1819,7 +1838,12 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 refspec
             );
         }
-        AdminCmd::Cleanup { sysroot } => Sysroot::new(&sysroot.sysroot).cleanup()?,
+        AdminCmd::Cleanup { sysroot } => {
+            let rep = Sysroot::new(&sysroot.sysroot).cleanup_and_prune()?;
+            if rep.deleted > 0 {
+                println!("Freed objects: {}", human_size(rep.freed_bytes));
+            }
+        }
         AdminCmd::FinalizeStaged { sysroot } => {
             let opts = oxtree::sysroot::DeployOptions {
                 fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),

@@ -181,11 +181,19 @@ fn deploy_matches_ostree() {
         "fsck",
         &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
     ]);
-    ox(&[
-        "prune",
-        &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
-        "--refs-only",
-    ]);
+    // admin cleanup also prunes the system repo of what neither a ref nor a deployment
+    // needs: v1 was dropped from the boot configuration, so its commit goes.
+    ox(&["admin", "cleanup", &sa]);
+    assert!(
+        !p.oxtree
+            .join(format!(
+                "ostree/repo/objects/{}/{}.commit",
+                &c1[..2],
+                &c1[2..]
+            ))
+            .exists(),
+        "the dropped deployment's commit was not pruned"
+    );
     ox(&[
         "fsck",
         &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
@@ -804,4 +812,33 @@ fn boot_counting_rolls_back_a_failing_deployment() {
     // The next boot is v1, and real ostree still reads the sysroot.
     assert_eq!(bootloader_boot(&p.oxtree), c1);
     ostree(&["admin", "status", &sa]);
+}
+
+/// --karg-proc-cmdline takes the running kernel's arguments (minus the bootloader's own).
+#[test]
+fn karg_proc_cmdline() {
+    let p = pair();
+    commit(&p, "v1", "1.0");
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    ox(&[
+        "admin",
+        "deploy",
+        &sa,
+        "--os=testos",
+        "--karg-proc-cmdline",
+        "testos/main",
+    ]);
+    let cmdline = std::fs::read_to_string("/proc/cmdline").expect("cmdline");
+    let d = oxtree::sysroot::Sysroot::new(&p.oxtree)
+        .deployments()
+        .expect("deployments");
+    let options = d[0].entry.get("options").expect("options").to_string();
+    for a in cmdline.split_whitespace().filter(|a| {
+        !a.starts_with("BOOT_IMAGE=") && !a.starts_with("initrd=") && !a.starts_with("ostree=")
+    }) {
+        assert!(
+            options.split_whitespace().any(|o| o == a),
+            "{a} missing from {options}"
+        );
+    }
 }

@@ -575,6 +575,17 @@ impl Sysroot {
         Ok(())
     }
 
+    /// `admin cleanup`: [`Self::cleanup`], then prune the system repo of every object that
+    /// no ref (including the `ostree/N/M/I` deployment refs) reaches, as ostree does.
+    pub fn cleanup_and_prune(&self) -> Result<crate::repo::PruneReport> {
+        self.cleanup()?;
+        self.repo()?.prune(&crate::repo::PruneOptions {
+            refs_only: true,
+            depth: 0,
+            ..Default::default()
+        })
+    }
+
     /// Remove what no deployment uses: old loader/link-farm generations, deployment
     /// directories not in the boot configuration, unused kernels.
     pub fn cleanup(&self) -> Result<()> {
