@@ -736,3 +736,52 @@ fn bulk_source(t: &Path) -> (std::path::PathBuf, String) {
     ]);
     (src, c)
 }
+
+/// `file://` remotes pull a local archive repo with the same verification as HTTP; a
+/// non-archive one is refused with advice.
+#[test]
+fn file_remote() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let src = t.join("src");
+    ox(&["init", &repo_arg(&src), "--mode=archive"]);
+    let c = ox(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        TS,
+        s(&tree),
+    ]);
+    let dst = t.join("dst");
+    let d = repo_arg(&dst);
+    ox(&["init", &d, "--mode=bare-user"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "local",
+        &format!("file://{}", s(&src)),
+    ]);
+    ox(&["pull", &d, "local", "main"]);
+    assert_eq!(ox(&["rev-parse", &d, "local:main"]), c);
+    ox(&["fsck", &d]);
+    let other = t.join("other");
+    let o = repo_arg(&other);
+    ox(&["init", &o, "--mode=archive"]);
+    ox(&[
+        "remote",
+        "add",
+        &o,
+        "--no-gpg-verify",
+        "bu",
+        &format!("file://{}", s(&dst)),
+    ]);
+    let (_, err) = ox_fail(&["pull", &o, "bu", "local/main"]);
+    assert!(err.contains("pull-local"), "{err}");
+}

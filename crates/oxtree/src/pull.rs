@@ -22,7 +22,7 @@
 
 mod fetch;
 
-pub use fetch::{FetchError, Fetcher, HttpFetcher, Response};
+pub use fetch::{FetchError, Fetcher, FileFetcher, HttpFetcher, Response};
 
 use crate::error::{Error, IoContext, Result};
 use crate::object::{Checksum, Commit, DirTree, FileHeader, ObjectType, Summary};
@@ -206,6 +206,11 @@ impl Repo {
             }
         }
         let opts = &opts;
+        if let Some(path) = url.strip_prefix("file://") {
+            // A local archive repo: the same pull (and the same verification) over files.
+            let fetcher = fetch::FileFetcher::new(std::path::Path::new(path));
+            return self.pull_with(&fetcher, remote, refs, opts, progress);
+        }
         let fetcher = HttpFetcher::new(&url, opts.timeout)?;
         self.pull_with(&fetcher, remote, refs, opts, progress)
     }
@@ -282,7 +287,7 @@ impl Repo {
                 .map_err(|e| Error::Other(format!("{}: {e}", fetcher.describe("config"))))?;
             let mode = kf.get("core", "mode").unwrap_or("bare");
             if !matches!(mode, "archive" | "archive-z2") {
-                return Err(Error::Other(format!("can't pull from a repository of mode {mode:?} over HTTP ({}): serve an archive repository", fetcher.describe("config"))));
+                return Err(Error::Other(format!("can't pull from a repository of mode {mode:?} ({}): pull from an archive repository, or copy a local one with `oxtree pull-local`", fetcher.describe("config"))));
             }
         }
         let wanted: Vec<String> = if refs.is_empty() {

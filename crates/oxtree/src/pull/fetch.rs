@@ -45,7 +45,9 @@ impl HttpFetcher {
     /// server that stalls mid-transfer — slowloris — fails the request, which is retried).
     pub fn new(url: &str, timeout: Duration) -> crate::Result<HttpFetcher> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(Error::InvalidArgument(format!("unsupported remote URL {url:?}: oxtree pulls over http:// and https:// (use pull-local for local repositories)")));
+            return Err(Error::InvalidArgument(format!(
+                "unsupported remote URL {url:?}: oxtree pulls over http://, https:// and file://"
+            )));
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -103,5 +105,69 @@ impl Fetcher for HttpFetcher {
 
     fn describe(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+}
+
+/// `file://` remotes: the files of a local archive repository, read directly (with the same
+/// verification as over HTTP). Non-archive local repos are copied with `pull-local`.
+pub struct FileFetcher {
+    root: std::path::PathBuf,
+}
+
+impl FileFetcher {
+    pub fn new(root: &std::path::Path) -> FileFetcher {
+        FileFetcher {
+            root: root.to_path_buf(),
+        }
+    }
+}
+
+impl Fetcher for FileFetcher {
+    fn fetch(&self, path: &str, from: u64) -> Result<Option<Response>, FetchError> {
+        use std::io::Seek;
+        // Object paths come from our own formatting; still refuse anything that climbs out.
+        if path.split('/').any(|c| c == "..") {
+            return Err(FetchError::Fatal(Error::InvalidArgument(format!(
+                "refusing path {path:?}"
+            ))));
+        }
+        let p = self.root.join(path);
+        let mut f = match std::fs::File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(FetchError::Fatal(Error::Io {
+                    op: "open",
+                    path: p,
+                    source: e,
+                }))
+            }
+        };
+        let len = f.metadata().map(|m| m.len()).ok();
+        if from > 0 {
+            if len.is_some_and(|l| from >= l) {
+                return Err(FetchError::RangeNotSatisfiable);
+            }
+            f.seek(std::io::SeekFrom::Start(from)).map_err(|e| {
+                FetchError::Fatal(Error::Io {
+                    op: "seek",
+                    path: p.clone(),
+                    source: e,
+                })
+            })?;
+        }
+        Ok(Some(Response {
+            body: Box::new(f),
+            len: len.map(|l| l.saturating_sub(from)),
+            restarted: false,
+        }))
+    }
+
+    fn describe(&self, path: &str) -> String {
+        format!(
+            "file://{}/{}",
+            self.root.display(),
+            path.trim_start_matches('/')
+        )
     }
 }
