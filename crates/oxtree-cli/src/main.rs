@@ -454,6 +454,19 @@ enum AdminCmd {
         #[command(subcommand)]
         cmd: KargsCmd,
     },
+    /// Early boot (initramfs): make the deployment named by `ostree=` the new root at
+    /// --sysroot (also run as `ostree-prepare-root SYSROOT`).
+    PrepareRoot {
+        /// Where the physical root is mounted.
+        #[arg(long, default_value = "/sysroot")]
+        sysroot: PathBuf,
+        /// Kernel command line to read instead of /proc/cmdline.
+        #[arg(long)]
+        cmdline: Option<String>,
+        /// Directory for the ostree-booted marker.
+        #[arg(long, default_value = "/run")]
+        run_dir: PathBuf,
+    },
     /// Switch to the staged deployment (run at shutdown by the finalize service).
     FinalizeStaged {
         #[command(flatten)]
@@ -621,6 +634,26 @@ struct CommitArgs {
 }
 
 fn main() {
+    // Installed as `ostree-prepare-root` in an initramfs, behave as that program does.
+    let argv0 = std::env::args_os().next().map(PathBuf::from);
+    if argv0
+        .as_deref()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == "ostree-prepare-root")
+    {
+        let sysroot = std::env::args_os()
+            .nth(1)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/sysroot"));
+        let code = match prepare_root(sysroot, None, PathBuf::from("/run")) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("ostree-prepare-root (oxtree): error: {e:#}");
+                EXIT_FAILURE
+            }
+        };
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,
@@ -1838,6 +1871,11 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 refspec
             );
         }
+        AdminCmd::PrepareRoot {
+            sysroot,
+            cmdline,
+            run_dir,
+        } => prepare_root(sysroot, cmdline, run_dir)?,
         AdminCmd::Cleanup { sysroot } => {
             let rep = Sysroot::new(&sysroot.sysroot).cleanup_and_prune()?;
             if rep.deleted > 0 {
@@ -2097,5 +2135,25 @@ fn reboot_now() -> Result<()> {
     if !ok {
         bail!("the deployment is ready, but rebooting failed: reboot by hand to use it");
     }
+    Ok(())
+}
+
+fn prepare_root(sysroot: PathBuf, cmdline: Option<String>, run_dir: PathBuf) -> Result<()> {
+    let cmdline = match cmdline {
+        Some(c) => c,
+        None => std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?,
+    };
+    let d = oxtree::sysroot::prepare_root::prepare_root(
+        &oxtree::sysroot::prepare_root::PrepareRootOptions {
+            sysroot: sysroot.clone(),
+            cmdline,
+            run_dir,
+        },
+    )?;
+    println!(
+        "oxtree: booting deployment {} as the root at {}",
+        d.display(),
+        sysroot.display()
+    );
     Ok(())
 }

@@ -842,3 +842,54 @@ fn karg_proc_cmdline() {
         );
     }
 }
+
+/// The early-boot root switch, run in a private mount namespace: the deployment becomes the
+/// root at the sysroot mount point, /usr read-only, the stateroot's /var bound in, the
+/// physical root at /sysroot — for sysroots deployed by oxtree and by real ostree.
+#[test]
+fn prepare_root_switches_to_the_deployment() {
+    let p = pair();
+    commit(&p, "v1", "1.0");
+    deploy_both(&p, &["--karg=root=LABEL=root"]);
+    for sr in [&p.oxtree, &p.ostree] {
+        std::fs::create_dir_all(sr.join("ostree/deploy/testos/var/lib")).expect("mkdir");
+        std::fs::write(
+            sr.join("ostree/deploy/testos/var/lib/state"),
+            "persistent\n",
+        )
+        .expect("write");
+        let d = oxtree::sysroot::Sysroot::new(sr)
+            .deployments()
+            .expect("deployments");
+        let options = d[0].entry.get("options").expect("options").to_string();
+        let run = sr.join("../run-".to_string() + &sr.file_name().expect("name").to_string_lossy());
+        let script = format!(
+            "set -e; mount --bind {sr} {sr}; {ox} admin prepare-root --sysroot={sr} --cmdline='{options}' --run-dir={run}; \
+             test -x {sr}/usr/bin/hello; if touch {sr}/usr/written 2>/dev/null; then echo USR-WRITABLE; exit 1; fi; \
+             cat {sr}/var/lib/state; test -d {sr}/sysroot/ostree/deploy; test -f {run}/ostree-booted; echo SWITCHED",
+            sr = s(sr),
+            ox = s(&oxtree_bin()),
+            run = s(&run),
+        );
+        let out = run_ok(
+            Path::new("unshare"),
+            &["-m", "--propagation", "private", "sh", "-c", &script],
+        );
+        assert!(
+            out.contains("persistent") && out.ends_with("SWITCHED"),
+            "{out}"
+        );
+        // Outside the namespace nothing changed.
+        assert!(sr.join("ostree").is_dir() && !sr.join("usr").exists());
+    }
+    // As `ostree-prepare-root` (argv[0]) it reads /proc/cmdline; here there is no ostree=.
+    let link = p.oxtree.join("../ostree-prepare-root");
+    std::os::unix::fs::symlink(oxtree_bin(), &link).expect("symlink");
+    let out = run_raw(&link, &[s(&p.oxtree)]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no ostree= argument"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -6,6 +6,7 @@ pub mod bls;
 mod deploy;
 mod etc_merge;
 mod ops;
+pub mod prepare_root;
 
 pub use deploy::DeployOptions;
 

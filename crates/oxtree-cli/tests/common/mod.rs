@@ -444,6 +444,9 @@ impl Drop for Nginx {
 /// A minimal bootable OS tree: kernel and initramfs in usr/lib/modules, os-release,
 /// defaults in usr/etc and some /var content.
 pub fn os_tree(tree: &Path) {
+    // Mount points every OS tree ships (ostree marks deployments immutable, so they must
+    // exist in the commit).
+    std::fs::create_dir_all(tree.join("sysroot")).expect("mkdir");
     write(
         &tree.join("usr/lib/modules/6.1.0/vmlinuz"),
         &[7u8; 4096],

@@ -1,0 +1,74 @@
+//! The early-boot root switch (`ostree-prepare-root`, spec §8.6): in the initramfs, with the
+//! physical root mounted at `/sysroot`, make the deployment named by `ostree=` on the kernel
+//! command line the new root: the deployment bind-mounted, `/usr` read-only, the stateroot's
+//! `/var` bound in, the physical root reachable at `/sysroot` inside it, and the whole moved
+//! onto `/sysroot` for the initramfs to switch to.
+
+use crate::error::{Error, IoContext, Result};
+use rustix::mount::{MountFlags, MountPropagationFlags};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct PrepareRootOptions {
+    /// Where the physical root is mounted (`/sysroot` in an initramfs).
+    pub sysroot: PathBuf,
+    /// The kernel command line (`/proc/cmdline`).
+    pub cmdline: String,
+    /// Where to record `ostree-booted` (`/run`).
+    pub run_dir: PathBuf,
+}
+
+/// Switch `opts.sysroot` to the deployment; returns the deployment directory it resolved.
+pub fn prepare_root(opts: &PrepareRootOptions) -> Result<PathBuf> {
+    let sysroot = &opts.sysroot;
+    let arg = opts
+        .cmdline
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("ostree="))
+        .ok_or_else(|| {
+            Error::InvalidArgument("no ostree= argument on the kernel command line".into())
+        })?;
+    let link = sysroot.join(arg.trim_start_matches('/'));
+    let deployment = std::fs::canonicalize(&link).ctx("resolve the ostree= boot link", &link)?;
+    if !deployment.join("usr").is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: not a deployment (no usr/)",
+            deployment.display()
+        )));
+    }
+    let var = deployment.join("../../var");
+    // Mounts made here must not propagate back into the initramfs' namespace.
+    let _ = rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    );
+    let tmp = PathBuf::from(format!("{}.tmp", sysroot.display()));
+    std::fs::create_dir_all(&tmp).ctx("create directory", &tmp)?;
+    let bind =
+        |src: &Path, dst: &Path| rustix::mount::mount_bind(src, dst).ctx("bind-mount onto", dst);
+    bind(&deployment, &tmp)?;
+    // /usr read-only: a bind mount of itself, remounted read-only.
+    let usr = tmp.join("usr");
+    bind(&usr, &usr)?;
+    rustix::mount::mount_remount(&usr, MountFlags::BIND | MountFlags::RDONLY, "")
+        .ctx("remount read-only", &usr)?;
+    // The physical root stays reachable at /sysroot, and /var is the stateroot's.
+    for (src, name) in [(sysroot.as_path(), "sysroot"), (var.as_path(), "var")] {
+        let dst = tmp.join(name);
+        if !dst.is_dir() {
+            std::fs::create_dir_all(&dst).ctx("create directory", &dst)?;
+        }
+        bind(src, &dst)?;
+    }
+    // Tell the booted system it runs a deployment (ostree's /run/ostree-booted).
+    std::fs::create_dir_all(&opts.run_dir).ctx("create directory", &opts.run_dir)?;
+    let marker = opts.run_dir.join("ostree-booted");
+    std::fs::write(
+        &marker,
+        crate::gvariant::encode(&crate::gvariant::Value::dict_sv(Vec::new())),
+    )
+    .ctx("write", &marker)?;
+    rustix::mount::mount_move(&tmp, sysroot).ctx("move the new root onto", sysroot)?;
+    let _ = std::fs::remove_dir(&tmp);
+    Ok(deployment)
+}
