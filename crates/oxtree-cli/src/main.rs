@@ -658,7 +658,16 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain, without repeating a cause that a message already quotes.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("error: {msg}");
             let lib = e.downcast_ref::<oxtree::Error>();
             if let Some(h) = lib.and_then(oxtree::Error::hint) {
                 eprintln!("hint: {h}");
