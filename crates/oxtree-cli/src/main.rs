@@ -2094,9 +2094,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
 fn print_gpg_report(repo: &Repo, c: &Checksum, remote: &str) -> Result<bool> {
     use oxtree::sign::gpg::GpgStatus;
     let keys = repo.remote_gpg_keys(remote)?;
-    let meta = repo
-        .load_commitmeta(c)?
-        .map(|v| oxtree::gvariant::encode(&v));
+    let meta = repo.load_commitmeta_bytes(c)?;
     let data = repo.load_metadata(oxtree::ObjectType::Commit, c)?;
     let report = oxtree::sign::gpg::verify_meta(meta.as_deref(), &data, &keys)?;
     println!(

@@ -25,7 +25,7 @@ mod fetch;
 pub use fetch::{FetchError, Fetcher, FileFetcher, HttpFetcher, Response};
 
 use crate::error::{Error, IoContext, Result};
-use crate::object::{Checksum, Commit, DirTree, FileHeader, ObjectType, Summary};
+use crate::object::{Checksum, Commit, DirTree, ObjectType, Summary};
 use crate::repo::{RefName, Repo, Transaction};
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufReader, Read, Seek, Write};
@@ -761,18 +761,7 @@ impl Shared<'_> {
             (None, Some(f)) => Box::new(BufReader::with_capacity(64 * 1024, f)),
             (None, None) => return Err(Error::Other("internal: nothing fetched".into())),
         };
-        let mut lenbuf = [0u8; 8];
-        r.read_exact(&mut lenbuf)
-            .map_err(|_| bad(&"truncated file header"))?;
-        let hlen = u32::from_be_bytes([lenbuf[0], lenbuf[1], lenbuf[2], lenbuf[3]]) as usize;
-        if hlen == 0 || hlen > 16 << 20 {
-            return Err(bad(&format!("invalid file header length {hlen}")));
-        }
-        let mut hdr = lenbuf.to_vec();
-        hdr.resize(8 + hlen, 0);
-        r.read_exact(&mut hdr[8..])
-            .map_err(|_| bad(&"truncated file header"))?;
-        let (header, size, _) = FileHeader::parse_archive(&hdr).map_err(|e| bad(&e))?;
+        let (header, size) = crate::repo::read::read_archive_header(&mut r).map_err(|e| bad(&e))?;
         let archive = self.repo.mode() == crate::repo::RepoMode::Archive;
         let (mut payload, size): (Box<dyn Read + Send>, u64) = if header.is_symlink() {
             (Box::new(std::io::empty()), 0)

@@ -326,13 +326,28 @@ impl Repo {
 
     /// Detached metadata (`a{sv}`) of a commit, if any.
     pub fn load_commitmeta(&self, commit: &Checksum) -> Result<Option<crate::gvariant::Value>> {
+        self.load_commitmeta_bytes(commit)?
+            .map(|b| {
+                crate::gvariant::decode_normal(&b, &crate::gvariant::Type::of("a{sv}"))
+                    .map_err(|e| Error::corrupt(ObjectType::CommitMeta, *commit, e))
+            })
+            .transpose()
+    }
+
+    /// The raw detached metadata of a commit (signatures are checked over exact bytes).
+    pub fn load_commitmeta_bytes(&self, commit: &Checksum) -> Result<Option<Vec<u8>>> {
         match self.load_metadata(ObjectType::CommitMeta, commit) {
-            Ok(b) => crate::gvariant::decode_normal(&b, &crate::gvariant::Type::of("a{sv}"))
-                .map(Some)
-                .map_err(|e| Error::corrupt(ObjectType::CommitMeta, *commit, e)),
+            Ok(b) => Ok(Some(b)),
             Err(Error::ObjectMissing { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Replace a commit's detached metadata (when signatures are added), atomically.
+    pub fn write_commitmeta(&self, commit: &Checksum, meta: &[u8]) -> Result<()> {
+        let txn = self.begin()?;
+        txn.write_metadata_as(ObjectType::CommitMeta, commit, meta)?;
+        txn.commit()
     }
 
     /// Whether `state/<csum>.commitpartial` marks this commit as incomplete.

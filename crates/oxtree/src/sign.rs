@@ -152,15 +152,8 @@ impl Repo {
     /// metadata (replaced atomically through a transaction).
     pub fn sign_commit(&self, commit: &Checksum, key: &SigningKey) -> Result<()> {
         let data = self.load_metadata(ObjectType::Commit, commit)?;
-        let existing = match self.load_metadata(ObjectType::CommitMeta, commit) {
-            Ok(b) => Some(b),
-            Err(Error::ObjectMissing { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        let meta = append_signature(existing.as_deref(), &data, key)?;
-        let txn = self.begin()?;
-        txn.write_metadata_as(ObjectType::CommitMeta, commit, &meta)?;
-        txn.commit()
+        let existing = self.load_commitmeta_bytes(commit)?;
+        self.write_commitmeta(commit, &append_signature(existing.as_deref(), &data, key)?)
     }
 
     /// Verify a commit's ed25519 signatures; the key that verified, if any.
@@ -171,12 +164,12 @@ impl Repo {
         revoked: &[VerifyingKey],
     ) -> Result<Option<VerifyingKey>> {
         let data = self.load_metadata(ObjectType::Commit, commit)?;
-        let meta = match self.load_metadata(ObjectType::CommitMeta, commit) {
-            Ok(b) => Some(b),
-            Err(Error::ObjectMissing { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        verify(meta.as_deref(), &data, keys, revoked)
+        verify(
+            self.load_commitmeta_bytes(commit)?.as_deref(),
+            &data,
+            keys,
+            revoked,
+        )
     }
 
     /// The ed25519 keys a remote trusts: `verification-ed25519-key` and the lines of

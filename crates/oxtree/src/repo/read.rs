@@ -69,6 +69,27 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
+/// Read the framed header at the start of a `.filez` stream: (header, declared uncompressed
+/// size). The reader is left at the start of the deflate data. Errors are short reasons for
+/// the caller to attach to the object.
+pub(crate) fn read_archive_header(
+    r: &mut dyn Read,
+) -> std::result::Result<(FileHeader, u64), String> {
+    let mut lenbuf = [0u8; 8];
+    r.read_exact(&mut lenbuf)
+        .map_err(|_| "truncated file header".to_string())?;
+    let hlen = u32::from_be_bytes([lenbuf[0], lenbuf[1], lenbuf[2], lenbuf[3]]) as usize;
+    if hlen == 0 || hlen > 16 << 20 {
+        return Err(format!("invalid file header length {hlen}"));
+    }
+    let mut hdr = lenbuf.to_vec();
+    hdr.resize(8 + hlen, 0);
+    r.read_exact(&mut hdr[8..])
+        .map_err(|_| "truncated file header".to_string())?;
+    let (header, size, _) = FileHeader::parse_archive(&hdr).map_err(|e| e.to_string())?;
+    Ok((header, size))
+}
+
 /// The payload of a `.filez` after its header: raw deflate, at most `size` bytes inflated.
 pub(crate) fn archive_payload<'a, R: std::io::BufRead + Send + 'a>(
     r: R,
@@ -109,19 +130,7 @@ impl Repo {
             RepoMode::Archive => {
                 let f = File::open(&path).map_err(missing)?;
                 let mut r = BufReader::new(f);
-                let mut lenbuf = [0u8; 8];
-                r.read_exact(&mut lenbuf)
-                    .map_err(|_| corrupt(&"truncated file header"))?;
-                let hlen =
-                    u32::from_be_bytes([lenbuf[0], lenbuf[1], lenbuf[2], lenbuf[3]]) as usize;
-                if hlen == 0 || hlen > 16 << 20 {
-                    return Err(corrupt(&format!("invalid file header length {hlen}")));
-                }
-                let mut hdr = lenbuf.to_vec();
-                hdr.resize(8 + hlen, 0);
-                r.read_exact(&mut hdr[8..])
-                    .map_err(|_| corrupt(&"truncated file header"))?;
-                let (header, size, _) = FileHeader::parse_archive(&hdr).map_err(|e| corrupt(&e))?;
+                let (header, size) = read_archive_header(&mut r).map_err(|e| corrupt(&e))?;
                 let payload: Box<dyn Read + Send> = if header.is_symlink() {
                     Box::new(std::io::empty())
                 } else {

@@ -368,15 +368,11 @@ impl Repo {
     ) -> Result<()> {
         use crate::object::ObjectType;
         let data = self.load_metadata(ObjectType::Commit, commit)?;
-        let existing = match self.load_metadata(ObjectType::CommitMeta, commit) {
-            Ok(b) => Some(b),
-            Err(Error::ObjectMissing { .. }) => None,
-            Err(e) => return Err(e),
-        };
+        let existing = self.load_commitmeta_bytes(commit)?;
         let sig = sign_detached(keys, keyid, &data)?;
-        let meta = crate::sign::append_to_aay(existing.as_deref(), GPGSIGS_KEY, sig)?;
-        let txn = self.begin()?;
-        txn.write_metadata_as(ObjectType::CommitMeta, commit, &meta)?;
-        txn.commit()
+        self.write_commitmeta(
+            commit,
+            &crate::sign::append_to_aay(existing.as_deref(), GPGSIGS_KEY, sig)?,
+        )
     }
 }
