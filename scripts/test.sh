@@ -8,6 +8,12 @@ command -v ostree >/dev/null || need+=(ostree)
 command -v setfattr >/dev/null || need+=(attr)
 command -v setpriv >/dev/null || need+=(util-linux)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
+# The QEMU boot test (tests/e2e): skipped with OXTREE_E2E=0.
+if [ "${OXTREE_E2E:-1}" != 0 ]; then
+  command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+  command -v debootstrap >/dev/null || need+=(debootstrap)
+  [ -x /usr/sbin/debugfs ] || need+=(e2fsprogs)
+fi
 command -v gpg >/dev/null || need+=(gnupg)
 command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
@@ -19,8 +25,16 @@ fi
 # The tests start their own nginx on free ports; the distribution's service is not needed.
 if command -v systemctl >/dev/null; then systemctl stop nginx 2>/dev/null || true; fi
 ostree --version | head -2
+rc=0
 if command -v cargo-nextest >/dev/null; then
-  cargo nextest run --workspace --no-fail-fast
+  cargo nextest run --workspace --no-fail-fast || rc=$?
 else
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast || rc=$?
 fi
+# End to end: a Debian image built and updated by oxtree alone boots in QEMU, upgrades,
+# falls back by itself and rolls back (serial logs kept in target/e2e-logs).
+if [ "${OXTREE_E2E:-1}" != 0 ]; then
+  cargo build --release -p oxtree-cli
+  tests/e2e/qemu-boot.sh || rc=$?
+fi
+exit "$rc"

@@ -386,6 +386,9 @@ enum AdminCmd {
         /// Keep every existing deployment.
         #[arg(long)]
         retain: bool,
+        /// Also keep the rollback deployment (the one after the booted one).
+        #[arg(long)]
+        retain_rollback: bool,
         /// Prepare now; switch at shutdown (`admin finalize-staged`, run by the finalize service).
         #[arg(long)]
         stage: bool,
@@ -401,14 +404,26 @@ enum AdminCmd {
         #[arg(long)]
         if_failed: bool,
     },
-    /// Mark the booted deployment good (boot counting): run once health checks pass.
+    /// Boot counting: run the health checks, and if all pass mark the booted deployment
+    /// good (its entry stops counting down). A failing check leaves it unconfirmed, exits 1,
+    /// and the bootloader falls back once its tries run out.
     BootComplete {
         #[command(flatten)]
         sysroot: SysrootArg,
         /// The deployment to mark, when not running on the sysroot (tests, image builds).
         #[arg(long)]
         index: Option<usize>,
+        /// Directory of health checks: executables run in name order; any failing one
+        /// means the boot is not good.
+        #[arg(long, value_name = "DIR", default_value = "/etc/oxtree/health.d")]
+        health_dir: PathBuf,
+        /// Mark good without running the health checks.
+        #[arg(long)]
+        skip_health_checks: bool,
     },
+    /// Early boot (systemd unit): make sure /var is the stateroot's (bind-mounted when the
+    /// root switcher left that to the booted system, as ostree's does).
+    Remount {},
     /// Remove the deployment at INDEX (as listed by status, from 0).
     Undeploy {
         #[command(flatten)]
@@ -436,6 +451,13 @@ enum AdminCmd {
         /// Accept a commit older than the deployed one.
         #[arg(long)]
         allow_downgrade: bool,
+        /// Prepare the new deployment now; switch to it at shutdown (the finalize service),
+        /// with the /etc merge done then, so edits made until the reboot are kept.
+        #[arg(long)]
+        stage: bool,
+        /// Also keep the rollback deployment (the one after the booted one).
+        #[arg(long)]
+        retain_rollback: bool,
         /// Reboot into the new deployment when done.
         #[arg(long, short = 'r')]
         reboot: bool,
@@ -654,7 +676,7 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(hoist_global_options(std::env::args_os().collect()));
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -1837,6 +1859,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             karg_append,
             karg_proc_cmdline,
             retain,
+            retain_rollback,
             stage,
             refspec,
         } => {
@@ -1861,8 +1884,9 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 kargs: (!karg.is_empty()).then_some(karg),
                 karg_append,
                 retain,
+                retain_rollback,
                 stage,
-                fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
+                ..test_hooks()
             };
             let d = sr.deploy(&refspec, &opts)?;
             if stage {
@@ -1892,10 +1916,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             }
         }
         AdminCmd::FinalizeStaged { sysroot } => {
-            let opts = oxtree::sysroot::DeployOptions {
-                fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
-                ..Default::default()
-            };
+            let opts = test_hooks();
             match Sysroot::new(&sysroot.sysroot).finalize_staged(&opts)? {
                 Some(d) => println!(
                     "Finalized staged deployment {} {}",
@@ -1920,12 +1941,34 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 println!("Moving '{}' to be first deployment", d.dirname());
             }
         }
-        AdminCmd::BootComplete { sysroot, index } => {
+        AdminCmd::BootComplete {
+            sysroot,
+            index,
+            health_dir,
+            skip_health_checks,
+        } => {
+            if !skip_health_checks {
+                let failed = Sysroot::run_health_checks(&health_dir)?;
+                if !failed.is_empty() {
+                    for (check, why) in &failed {
+                        eprintln!("health check failed: {check}: {why}");
+                    }
+                    bail!(
+                        "{} health check(s) failed: this boot is not marked good; the bootloader \
+                         counts it down and boots the previous deployment when its tries run out",
+                        failed.len()
+                    );
+                }
+            }
             match Sysroot::new(&sysroot.sysroot).boot_complete(index)? {
                 Some(d) => println!("Marked {} as good", d.dirname()),
                 None => println!("Deployment already marked good."),
             }
         }
+        AdminCmd::Remount {} => match oxtree::sysroot::remount::setup_var()? {
+            Some(v) => println!("Mounted {} on /var", v.display()),
+            None => println!("/var is already mounted."),
+        },
         AdminCmd::Undeploy { sysroot, index } => {
             let d = Sysroot::new(&sysroot.sysroot).undeploy(index)?;
             println!("Deleted deployment {}", d.dirname());
@@ -1946,10 +1989,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             reboot,
             refspec,
         } => {
-            let opts = oxtree::sysroot::DeployOptions {
-                fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
-                ..Default::default()
-            };
+            let opts = test_hooks();
             let d = Sysroot::new(&sysroot.sysroot).switch(&refspec, &opts)?;
             println!(
                 "Switched to {refspec}: {} {} is now the default",
@@ -1965,11 +2005,14 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             pull_only,
             deploy_only,
             allow_downgrade,
+            stage,
+            retain_rollback,
             reboot,
         } => {
             let opts = oxtree::sysroot::DeployOptions {
-                fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
-                ..Default::default()
+                stage,
+                retain_rollback,
+                ..test_hooks()
             };
             match Sysroot::new(&sysroot.sysroot).upgrade(
                 pull_only,
@@ -2052,10 +2095,12 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                     let mut marks = String::new();
                     // Relative to the booted deployment: newer ones are pending, the next older
                     // one is the rollback target.
+                    // A deployment that failed to boot is neither.
                     if let Some(b) = booted {
-                        if d.index < b {
+                        let rollback = deps.iter().skip(b + 1).find(|r| !r.failed());
+                        if d.index < b && !d.failed() {
                             marks.push_str(" (pending)");
-                        } else if d.index == b + 1 {
+                        } else if rollback.is_some_and(|r| r.index == d.index) {
                             marks.push_str(" (rollback)");
                         }
                     }
@@ -2143,6 +2188,62 @@ fn reboot_now() -> Result<()> {
         bail!("the deployment is ready, but rebooting failed: reboot by hand to use it");
     }
     Ok(())
+}
+
+/// ostree takes `--repo` before the command too (`ostree --repo=R refs`), and `--sysroot`
+/// between `admin` and its command (`ostree admin --sysroot=S status`); scripts are full of
+/// both. Move such options after the (sub)command, where oxtree's parser has them.
+fn hoist_global_options(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    fn take(
+        it: &mut std::iter::Peekable<std::vec::IntoIter<std::ffi::OsString>>,
+        name: &str,
+        held: &mut Vec<std::ffi::OsString>,
+    ) {
+        while let Some(a) = it.peek() {
+            let s = a.to_string_lossy();
+            if s.starts_with(&format!("{name}=")) {
+                held.extend(it.next());
+            } else if s == name {
+                held.extend(it.next());
+                held.extend(it.next());
+            } else {
+                break;
+            }
+        }
+    }
+    let mut it = args.into_iter().peekable();
+    let mut out: Vec<std::ffi::OsString> = it.next().into_iter().collect();
+    let mut held = Vec::new();
+    take(&mut it, "--repo", &mut held);
+    let cmd = it.next();
+    // Commands with commands of their own: the options go after the inner one.
+    let nested = cmd.as_ref().is_some_and(|c| c == "admin" || c == "remote");
+    let is_admin = cmd.as_ref().is_some_and(|c| c == "admin");
+    out.extend(cmd);
+    if nested {
+        if is_admin {
+            take(&mut it, "--sysroot", &mut held);
+        }
+        let inner = it.next();
+        let kargs = is_admin && inner.as_ref().is_some_and(|c| c == "kargs");
+        out.extend(inner);
+        if kargs {
+            out.extend(it.next());
+        }
+    }
+    out.extend(held);
+    out.extend(it);
+    out
+}
+
+/// Deploy options carrying the fault-injection test hooks (`OXTREE_FAIL_AFTER`,
+/// `OXTREE_HANG_AFTER`, each naming a deploy step).
+fn test_hooks() -> oxtree::sysroot::DeployOptions {
+    oxtree::sysroot::DeployOptions {
+        fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
+        hang_after: std::env::var("OXTREE_HANG_AFTER").ok(),
+        ..Default::default()
+    }
 }
 
 fn prepare_root(sysroot: PathBuf, cmdline: Option<String>, run_dir: PathBuf) -> Result<()> {

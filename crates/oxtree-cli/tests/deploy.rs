@@ -866,7 +866,8 @@ fn prepare_root_switches_to_the_deployment() {
         let script = format!(
             "set -e; mount --bind {sr} {sr}; {ox} admin prepare-root --sysroot={sr} --cmdline='{options}' --run-dir={run}; \
              test -x {sr}/usr/bin/hello; if touch {sr}/usr/written 2>/dev/null; then echo USR-WRITABLE; exit 1; fi; \
-             cat {sr}/var/lib/state; test -d {sr}/sysroot/ostree/deploy; test -f {run}/ostree-booted; echo SWITCHED",
+             cat {sr}/var/lib/state; test -d {sr}/sysroot/ostree/deploy; test -d {sr}/boot/loader/entries; \
+             test $(grep -c ' {sr} ' /proc/self/mounts) = 1; test -f {run}/ostree-booted; echo SWITCHED",
             sr = s(sr),
             ox = s(&oxtree_bin()),
             run = s(&run),
@@ -892,4 +893,94 @@ fn prepare_root_switches_to_the_deployment() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `boot-complete` marks a deployment good only when every health check passes; `deploy
+/// --retain-rollback` keeps the rollback; `rollback` skips a deployment that failed to boot.
+/// Also: ostree's option placement (`--repo` before the command, `admin --sysroot=`).
+#[test]
+fn health_checks_retain_rollback_and_rollback_past_failures() {
+    let p = pair();
+    let sr = &p.oxtree;
+    let repo = sr.join("ostree/repo");
+    let cfg = repo.join("config");
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str("\n[sysroot]\nboot-counting-tries=2\n");
+    std::fs::write(&cfg, text).expect("config");
+    let admin = |cmd: &str, rest: &[&str]| {
+        let sa = format!("--sysroot={}", s(sr));
+        let mut a = vec!["admin", &sa, cmd];
+        a.extend_from_slice(rest);
+        ox(&a)
+    };
+    let entries = || {
+        let mut v: Vec<String> = std::fs::read_dir(sr.join("boot/loader/entries"))
+            .expect("entries")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let checks = sr.join("../health.d");
+    write(&checks.join("10-ok"), b"#!/bin/sh\nexit 0\n", 0o755);
+    let hd = format!("--health-dir={}", s(&checks));
+
+    let c1 = commit(&p, "v1", "1.0");
+    admin("deploy", &["--os=testos", "testos/main"]);
+    admin("boot-complete", &["--index=0", &hd]);
+    assert_eq!(entries(), ["ostree-1-testos.conf"]);
+
+    let _c2 = commit(&p, "v2", "2.0");
+    admin("deploy", &["--os=testos", "testos/main"]);
+    write(
+        &checks.join("50-broken"),
+        b"#!/bin/sh\necho broken >&2\nexit 3\n",
+        0o755,
+    );
+    let sa = format!("--sysroot={}", s(sr));
+    let (code, err) = ox_fail(&["admin", "boot-complete", &sa, "--index=0", &hd]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("50-broken") && err.contains("not marked good"),
+        "{err}"
+    );
+    assert!(entries().contains(&"ostree-2-testos+2.conf".to_string()));
+
+    // Without --retain-rollback a new deployment keeps only the merge one; with it, the
+    // rollback (v1) stays too.
+    let c3 = commit(&p, "v3", "3.0");
+    admin(
+        "deploy",
+        &["--os=testos", "--retain-rollback", "testos/main"],
+    );
+    let d = oxtree::sysroot::Sysroot::new(sr)
+        .deployments()
+        .expect("deployments");
+    assert_eq!(d.len(), 3, "{:?}", entries());
+    assert_eq!(d[2].checksum.to_hex(), c1);
+
+    // v2 (index 1) used up its tries: rollback from v3 goes past it, to v1.
+    let dir = std::fs::read_link(sr.join("boot/loader")).expect("loader");
+    let edir = sr.join("boot").join(dir).join("entries");
+    std::fs::rename(
+        edir.join("ostree-2-testos+2.conf"),
+        edir.join("ostree-2-testos+0-2.conf"),
+    )
+    .expect("rename");
+    assert!(admin("status", &[]).contains("FAILED"));
+    admin("rollback", &[]);
+    let d = oxtree::sysroot::Sysroot::new(sr)
+        .deployments()
+        .expect("deployments");
+    assert_eq!(d[0].checksum.to_hex(), c1);
+    assert!(d.iter().any(|x| x.failed()), "the failed one is kept");
+    assert_eq!(d.iter().filter(|x| x.checksum.to_hex() == c3).count(), 1);
+
+    // `--repo` before the command, as ostree scripts write it.
+    let r = format!("--repo={}", s(&repo));
+    assert!(ox(&[&r, "refs"]).contains("testos/main"));
+    assert!(ox(&[&r, "remote", "list"]).is_empty());
+    // The real ostree still reads this sysroot.
+    ostree(&["admin", "status", &sa]);
 }

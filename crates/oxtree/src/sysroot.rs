@@ -7,6 +7,7 @@ mod deploy;
 mod etc_merge;
 mod ops;
 pub mod prepare_root;
+pub mod remount;
 
 pub use deploy::DeployOptions;
 
@@ -272,6 +273,8 @@ pub struct StagedMarker {
     pub merge: Option<(String, Checksum, u32)>,
     pub kargs: Option<Vec<String>>,
     pub karg_append: Vec<String>,
+    /// Keep the rollback deployment when finalizing (`--retain-rollback` at staging).
+    pub retain_rollback: bool,
 }
 
 impl Sysroot {
@@ -306,6 +309,9 @@ impl Sysroot {
             entries.push(("kargs".into(), strs(k)));
         }
         entries.push(("oxtree.karg-append".into(), strs(&m.karg_append)));
+        if m.retain_rollback {
+            entries.push(("oxtree.retain-rollback".into(), Value::Bool(true)));
+        }
         let p = self.staged_path();
         if let Some(d) = p.parent() {
             std::fs::create_dir_all(d).ctx("create directory", d)?;
@@ -356,6 +362,10 @@ impl Sysroot {
             merge: dep("merge-deployment").map(|(o, c, s, _)| (o, c, s)),
             kargs: strs("kargs"),
             karg_append: strs("oxtree.karg-append").unwrap_or_default(),
+            retain_rollback: v
+                .lookup("oxtree.retain-rollback")
+                .and_then(|x| x.as_bool())
+                .unwrap_or(false),
         }))
     }
 

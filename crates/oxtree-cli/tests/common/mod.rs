@@ -447,6 +447,7 @@ pub fn os_tree(tree: &Path) {
     // Mount points every OS tree ships (ostree marks deployments immutable, so they must
     // exist in the commit).
     std::fs::create_dir_all(tree.join("sysroot")).expect("mkdir");
+    std::fs::create_dir_all(tree.join("boot")).expect("mkdir");
     write(
         &tree.join("usr/lib/modules/6.1.0/vmlinuz"),
         &[7u8; 4096],

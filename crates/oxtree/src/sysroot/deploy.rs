@@ -25,12 +25,18 @@ pub struct DeployOptions {
     pub karg_append: Vec<String>,
     /// Keep every existing deployment instead of only the merge/booted and pinned ones.
     pub retain: bool,
+    /// Also keep the rollback deployment: the first one after the booted (or merge)
+    /// deployment that has not failed to boot, so `admin rollback` still has a target.
+    pub retain_rollback: bool,
     /// Prepare the deployment now but switch to it only at `finalize_staged` (run at
     /// shutdown by the finalize service), with the /etc merge done then.
     pub stage: bool,
     /// Test hook: fail right after the named step (`checkout`, `etc`, `kernel`, `entries`,
     /// `bootlinks`, `swap`), as a crash there would.
     pub fail_after: Option<String>,
+    /// Test hook: stop right after the named step, report it on stderr and wait forever,
+    /// so a test can cut the power (kill the VM) at that point.
+    pub hang_after: Option<String>,
 }
 
 /// The kernel of a deployment, found as ostree finds it.
@@ -148,6 +154,12 @@ impl Sysroot {
     }
 
     fn step(opts: &DeployOptions, name: &str) -> Result<()> {
+        if opts.hang_after.as_deref() == Some(name) {
+            eprintln!("oxtree: test hook: hanging after step {name} (OXTREE_HANG_AFTER)");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
         if opts.fail_after.as_deref() == Some(name) {
             return Err(Error::Other(format!(
                 "injected failure after step {name:?} (OXTREE_FAIL_AFTER)"
@@ -276,6 +288,7 @@ impl Sysroot {
                     .map(|m| (m.stateroot.clone(), m.checksum, m.deployserial)),
                 kargs: opts.kargs.clone(),
                 karg_append: opts.karg_append.clone(),
+                retain_rollback: opts.retain_rollback,
             };
             self.write_staged(&marker)?;
             return Ok(Deployment {
@@ -321,10 +334,23 @@ impl Sysroot {
                 && a.deployserial == b.deployserial
                 && a.stateroot == b.stateroot
         };
+        // The rollback: the first deployment after the booted (else the merge) one, in
+        // this stateroot, that did not fail to boot.
+        let anchor = current
+            .iter()
+            .position(|d| d.booted)
+            .or_else(|| merge.and_then(|m| current.iter().position(|d| same(m, d))));
+        let rollback = anchor.and_then(|a| {
+            current
+                .iter()
+                .skip(a + 1)
+                .find(|d| d.stateroot == os && !d.failed())
+        });
         let keep: Vec<&Deployment> = current
             .iter()
             .filter(|d| {
                 opts.retain
+                    || (opts.retain_rollback && rollback.is_some_and(|r| same(r, d)))
                     || merge.is_some_and(|m| same(m, d))
                     || d.booted
                     || d.pinned()
@@ -404,6 +430,7 @@ impl Sysroot {
         let o = DeployOptions {
             kargs: m.kargs.clone(),
             karg_append: m.karg_append.clone(),
+            retain_rollback: m.retain_rollback || opts.retain_rollback,
             stage: false,
             ..opts.clone()
         };

@@ -35,17 +35,19 @@ impl Sysroot {
         self.cleanup()
     }
 
-    /// Make the rollback deployment the default: the one after the booted deployment, or
-    /// the second one when nothing is booted (a sysroot being prepared).
+    /// Make the rollback deployment the default: the first one after the booted deployment
+    /// (or after the first one when nothing is booted: a sysroot being prepared) that has
+    /// not failed to boot.
     pub fn rollback(&self) -> Result<Deployment> {
         let mut list = self.deployments()?;
         let from = list.iter().position(|d| d.booted).unwrap_or(0);
-        let target = from + 1;
-        if target >= list.len() {
-            return Err(Error::InvalidArgument(
-                "no rollback deployment: there is only one deployment".into(),
-            ));
-        }
+        let Some(target) = (from + 1..list.len()).find(|&i| !list[i].failed()) else {
+            return Err(Error::InvalidArgument(if list.len() <= from + 1 {
+                "no rollback deployment: none comes after the booted one".into()
+            } else {
+                "no rollback deployment: the ones after the booted one failed to boot".into()
+            }));
+        };
         let d = list.remove(target);
         list.insert(0, d.clone());
         self.rewrite(list, None)?;
@@ -88,23 +90,54 @@ impl Sysroot {
         Ok(Some(d))
     }
 
-    /// Early at boot: if the default deployment ran out of boot tries, make the newest
-    /// deployment that is not failed the default. Returns it, or `None` if nothing to do.
+    /// Early at boot: if the default deployment ran out of boot tries, make the boot
+    /// configuration say what the bootloader already did: the deployments that did not fail
+    /// come first, in their order (the newest good one becomes the default), and the failed
+    /// ones go last, kept for inspection. Returns the new default, or `None` if nothing to do.
     pub fn rollback_if_failed(&self) -> Result<Option<Deployment>> {
-        let mut list = self.deployments()?;
+        let list = self.deployments()?;
         // A deployment on its last try (LEFT=0) that is running right now has not failed yet.
         if !list.first().is_some_and(|d| d.failed() && !d.booted) {
             return Ok(None);
         }
-        let Some(good) = list.iter().position(|d| !d.failed()) else {
+        let (good, failed): (Vec<Deployment>, Vec<Deployment>) =
+            list.into_iter().partition(|d| !d.failed() || d.booted);
+        let Some(first) = good.first().cloned() else {
             return Err(Error::Other(
                 "every deployment failed to boot; nothing to roll back to".into(),
             ));
         };
-        let d = list.remove(good);
-        list.insert(0, d.clone());
-        self.rewrite(list, None)?;
-        Ok(Some(d))
+        self.rewrite(good.into_iter().chain(failed).collect(), None)?;
+        Ok(Some(first))
+    }
+
+    /// Run the health checks in `dir` (executables, in name order; a missing directory
+    /// means none) and return those that failed, each with the reason. Used by
+    /// `boot-complete`: a boot is good only when every check passes.
+    pub fn run_health_checks(dir: &std::path::Path) -> Result<Vec<(String, String)>> {
+        let mut checks: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx("read directory", dir),
+        };
+        checks.sort();
+        let mut failed = Vec::new();
+        for c in checks {
+            let name = c.display().to_string();
+            match std::process::Command::new(&c)
+                .stdin(std::process::Stdio::null())
+                .status()
+            {
+                Ok(st) if st.success() => {}
+                Ok(st) => failed.push((name, format!("exited with {st}"))),
+                Err(e) => failed.push((name, format!("could not run: {e}"))),
+            }
+        }
+        Ok(failed)
     }
 
     /// Remove the deployment at `index` (refused for the booted one).

@@ -42,24 +42,41 @@ pub fn prepare_root(opts: &PrepareRootOptions) -> Result<PathBuf> {
         "/",
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
     );
+    // Assemble the new root on a staging mount point beside the sysroot (its parent is the
+    // initramfs' root, so the physical root can later move into it), then move it into place.
     let tmp = PathBuf::from(format!("{}.tmp", sysroot.display()));
     std::fs::create_dir_all(&tmp).ctx("create directory", &tmp)?;
     let bind =
         |src: &Path, dst: &Path| rustix::mount::mount_bind(src, dst).ctx("bind-mount onto", dst);
+    let ensure_dir = |d: &Path| -> Result<()> {
+        if !d.is_dir() {
+            std::fs::create_dir_all(d).ctx("create directory", d)?;
+        }
+        Ok(())
+    };
     bind(&deployment, &tmp)?;
     // /usr read-only: a bind mount of itself, remounted read-only.
     let usr = tmp.join("usr");
     bind(&usr, &usr)?;
     rustix::mount::mount_remount(&usr, MountFlags::BIND | MountFlags::RDONLY, "")
         .ctx("remount read-only", &usr)?;
-    // The physical root stays reachable at /sysroot, and /var is the stateroot's.
-    for (src, name) in [(sysroot.as_path(), "sysroot"), (var.as_path(), "var")] {
-        let dst = tmp.join(name);
-        if !dst.is_dir() {
-            std::fs::create_dir_all(&dst).ctx("create directory", &dst)?;
-        }
-        bind(src, &dst)?;
+    // /var is the stateroot's, shared by all its deployments.
+    let dst = tmp.join("var");
+    ensure_dir(&dst)?;
+    bind(&var, &dst)?;
+    // When /boot is not a partition of its own (the physical root's boot/loader is the
+    // symlink ostree swaps), make it visible at /boot, as ostree-prepare-root does: the
+    // booted system's `admin` commands find the loader entries there.
+    let boot_dst = tmp.join("boot");
+    if std::fs::symlink_metadata(sysroot.join("boot/loader")).is_ok_and(|m| m.is_symlink())
+        && boot_dst.is_dir()
+    {
+        bind(&sysroot.join("boot"), &boot_dst)?;
     }
+    // The physical root moves to /sysroot inside the new root: one mount of it, not two.
+    let dst = tmp.join("sysroot");
+    ensure_dir(&dst)?;
+    rustix::mount::mount_move(sysroot, &dst).ctx("move the physical root onto", &dst)?;
     // Tell the booted system it runs a deployment (ostree's /run/ostree-booted).
     std::fs::create_dir_all(&opts.run_dir).ctx("create directory", &opts.run_dir)?;
     let marker = opts.run_dir.join("ostree-booted");

@@ -1,0 +1,27 @@
+#!/bin/sh
+# dist/install.sh ROOT [BINARY]: install oxtree into the OS tree at ROOT (a tree being
+# built into an image, or / on a running system): the binary, also as `ostree` (the name
+# the stock ostree units and scripts call) and as ostree-prepare-root; the initramfs-tools
+# hook and script; the systemd units, enabled; /etc/oxtree/health.d for health checks.
+# Regenerate the initramfs afterwards (update-initramfs -u).
+set -eu
+ROOT=${1:?usage: install.sh ROOT [BINARY]}
+BIN=${2:-$(dirname "$0")/../target/release/oxtree}
+D=$(cd "$(dirname "$0")" && pwd)
+install -D -m 0755 "$BIN" "$ROOT/usr/bin/oxtree"
+# Debug info is most of a release binary; the initramfs carries a copy too.
+if command -v strip >/dev/null; then strip "$ROOT/usr/bin/oxtree"; fi
+ln -sf oxtree "$ROOT/usr/bin/ostree"
+mkdir -p "$ROOT/usr/lib/ostree"
+ln -sf ../../bin/oxtree "$ROOT/usr/lib/ostree/ostree-prepare-root"
+install -D -m 0755 "$D/initramfs-tools/hooks/oxtree" "$ROOT/usr/share/initramfs-tools/hooks/oxtree"
+install -D -m 0755 "$D/initramfs-tools/scripts/local-bottom/oxtree" \
+  "$ROOT/usr/share/initramfs-tools/scripts/local-bottom/oxtree"
+for u in "$D"/systemd/*; do
+  install -D -m 0644 "$u" "$ROOT/usr/lib/systemd/system/$(basename "$u")"
+done
+wants() { mkdir -p "$ROOT/etc/systemd/system/$1.wants"; ln -sf "/usr/lib/systemd/system/$2" "$ROOT/etc/systemd/system/$1.wants/$2"; }
+wants multi-user.target oxtree-finalize-staged.path
+wants multi-user.target oxtree-boot-complete.service
+wants local-fs.target oxtree-remount.service
+mkdir -p "$ROOT/etc/oxtree/health.d"

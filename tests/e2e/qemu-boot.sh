@@ -1,0 +1,532 @@
+#!/usr/bin/env bash
+# tests/e2e/qemu-boot.sh — oxtree boots a real Debian in QEMU, upgrades it, and rolls back.
+#
+# Builds a bookworm image with oxtree alone (host: commit, init-fs, os-init, deploy; guest:
+# oxtree as the initramfs root switcher, `admin upgrade --stage`, the finalize, health-check
+# and /var units, status, rollback), boots it under QEMU (TCG; no KVM, loop devices or
+# mounts: mkfs.ext4 -d builds the disk, debugfs reads it) and asserts on serial-console
+# markers printed by a small driver service in the guest. The host plays the bootloader.
+#
+#   boot 1  v1 (default)    /usr read-only, v1 marked good; edit /etc, write /var; stage v2;
+#                           power cut (QEMU killed) in the middle of the finalize at shutdown
+#   boot 2  v1 again        the cut upgrade left the old default in force; stage v2 again
+#   boot 3  v2              /etc edit and /var file survived, health checks pass, marked
+#                           good; the update disk now carries v3: stage it
+#   boot 4,5 v3             its health check fails: not marked good; tries run out
+#   boot 6  v2              chosen by the bootloader with no manual step; status shows v3
+#                           FAILED; `oxtree admin rollback`
+#   boot 7  v1              the rollback is the default
+#   cross-check A: a sysroot deployed by oxtree boots with Debian's ostree-prepare-root
+#   cross-check B: a sysroot deployed by real ostree boots with oxtree's root switcher
+#
+# The bootloader (function `pick_entry`) follows systemd-boot's boot counting: an entry
+# file named NAME+LEFT[-DONE].conf is being tried; each boot of it renames it to
+# NAME+(LEFT-1)-(DONE+1).conf before starting the kernel; one with LEFT=0 is "bad" and is
+# sorted after all the others, so the newest good entry boots instead. `oxtree admin
+# boot-complete` (after the health checks pass) drops the counter from the name.
+#
+# Env: OXTREE (binary; default target/release/oxtree), E2E_WORK (target/e2e), E2E_LOGS
+# (serial logs and the summary; target/e2e-logs), E2E_CACHE (debootstrap cache;
+# /var/cache/oxtree-e2e), BOOT_TIMEOUT (300 s per boot), SMP, MEM, MIRROR.
+# Needs root (debootstrap, chroot, root-owned files). Packages: qemu-system-x86
+# debootstrap e2fsprogs ostree (the oracle, for cross-check B).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OXTREE=${OXTREE:-$ROOT/target/release/oxtree}
+W=${E2E_WORK:-$ROOT/target/e2e}
+LOGS=${E2E_LOGS:-$ROOT/target/e2e-logs}
+CACHE=${E2E_CACHE:-/var/cache/oxtree-e2e}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-300}
+SMP=${SMP:-2}
+MEM=${MEM:-2048}
+OS=debian
+REF=debian/bookworm/x86_64
+TRIES=2
+INCLUDE=linux-image-amd64,systemd-sysv,udev,kmod,initramfs-tools
+UPDATES_URL=file:///run/oxtree-updates/repo
+
+T0=$(date +%s)
+log() { echo "[e2e $(($(date +%s) - T0))s] $*" | tee -a "$LOGS/summary.txt" >&2; }
+FAILS=0
+pass() { log "PASS $*"; }
+fail() { log "FAIL $*"; FAILS=$((FAILS + 1)); }
+ox() { "$OXTREE" "$@"; }
+
+find_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] && awk '/^URIs:/{print $2; exit}' "$f" | grep -v security && return 0
+  done
+  awk '$1=="deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null
+}
+
+# ------------------------------------------------------------------ rootfs (cached) ----
+phase_rootfs() {
+  local key="bookworm minbase $INCLUDE"
+  mkdir -p "$CACHE"
+  if [ -d "$CACHE/rootfs" ] && [ "$(cat "$CACHE/rootfs.key" 2>/dev/null)" = "$key" ]; then
+    log "rootfs: cached in $CACHE/rootfs"
+  else
+    local m=${MIRROR:-$(find_mirror | head -1)}
+    rm -rf "$CACHE/rootfs" "$CACHE/rootfs.new"
+    log "rootfs: debootstrap from $m"
+    debootstrap --variant=minbase --include="$INCLUDE" bookworm "$CACHE/rootfs.new" "$m" \
+      >"$LOGS/debootstrap.log" 2>&1 || { tail -20 "$LOGS/debootstrap.log"; exit 1; }
+    mv "$CACHE/rootfs.new" "$CACHE/rootfs"
+    echo "$key" >"$CACHE/rootfs.key"
+  fi
+  # Debian's real ostree-prepare-root, for cross-check A (ostree-boot pulls in dracut, so
+  # it is unpacked here rather than installed).
+  if [ ! -x "$CACHE/ostree-boot/usr/lib/ostree/ostree-prepare-root" ]; then
+    (cd "$CACHE" && rm -f ostree-boot_*.deb &&
+      { apt-get download ostree-boot >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get download ostree-boot >/dev/null; }; } &&
+      rm -rf ostree-boot && dpkg-deb -x ostree-boot_*.deb ostree-boot)
+  fi
+}
+
+# -------------------------------------------------------------------------- tree ----
+write_driver() {
+  local t=$1
+  mkdir -p "$t/usr/libexec" "$t/usr/share/oxtree-e2e"
+  echo v1 >"$t/usr/share/oxtree-e2e/version"
+  cat >"$t/usr/libexec/oxtree-e2e" <<'EOF'
+#!/bin/sh
+# e2e driver: reports this boot on the second serial port (the first is the console, full
+# of boot messages), runs the step named by e2e.step= on the kernel command line, powers off.
+exec >/dev/ttyS1 2>&1
+up() { cut -d' ' -f1 /proc/uptime; }
+yn() { if "$@"; then echo yes; else echo no; fi; }
+echo "E2E-BEGIN uptime=$(up)"
+echo "E2E-CMDLINE $(cat /proc/cmdline)"
+echo "E2E-VERSION $(cat /usr/share/oxtree-e2e/version)"
+echo "E2E-BOOTED $(yn test -e /run/ostree-booted)"
+echo "E2E-USR-RO $(yn sh -c '! touch /usr/.e2e-write-test 2>/dev/null')"
+echo "E2E-VAR-MOUNTED $(yn mountpoint -q /var)"
+echo "E2E-SYSROOT-MOUNTED $(yn mountpoint -q /sysroot)"
+echo "E2E-ETC $(cat /etc/e2e.conf)"
+echo "E2E-VARFILE $(cat /var/lib/e2e/persist 2>/dev/null || echo none)"
+echo "E2E-HEALTH $(systemctl show -p Result --value oxtree-boot-complete.service) $(systemctl show -p ActiveState --value oxtree-boot-complete.service)"
+echo "E2E-MOUNTS"; grep -E ' (/|/sysroot|/var|/etc|/usr|/boot) ' /proc/mounts
+echo "E2E-STATUS-BEFORE"; oxtree admin status; echo "E2E-STATUS-RC $?"
+step=$(sed -n 's/.*e2e\.step=\([^ ]*\).*/\1/p' /proc/cmdline)
+updates() { mkdir -p /run/oxtree-updates && mount -o ro /dev/vdb /run/oxtree-updates; }
+rc=0
+case "$step" in
+  edit-upgrade-cut)
+    # Local state that must survive upgrades: an /etc edit and a file in /var.
+    echo "setting=edited-in-v1" >/etc/e2e.conf
+    mkdir -p /var/lib/e2e && echo "written-in-v1" >/var/lib/e2e/persist
+    # Make the finalize at shutdown stop half-way, so the host can cut the power there.
+    mkdir -p /run/systemd/system/oxtree-finalize-staged.service.d
+    printf '[Service]\nEnvironment=OXTREE_HANG_AFTER=entries\n' \
+      >/run/systemd/system/oxtree-finalize-staged.service.d/e2e-hang.conf
+    systemctl daemon-reload
+    updates && oxtree admin upgrade --stage --retain-rollback || rc=$? ;;
+  upgrade) updates && oxtree admin upgrade --stage --retain-rollback || rc=$? ;;
+  fsck-upgrade)
+    oxtree fsck --repo=/ostree/repo; echo "E2E-FSCK rc=$?"
+    updates && oxtree admin upgrade --stage --retain-rollback || rc=$? ;;
+  rollback) oxtree admin rollback || rc=$? ;;
+  none | "") ;;
+  *) echo "unknown step $step"; rc=2 ;;
+esac
+echo "E2E-STEP $step rc=$rc uptime=$(up)"
+echo "E2E-STATUS-AFTER"; oxtree admin status
+sync
+echo "E2E-END uptime=$(up)"
+systemctl poweroff --no-block
+EOF
+  chmod 0755 "$t/usr/libexec/oxtree-e2e"
+  cat >"$t/usr/lib/systemd/system/oxtree-e2e.service" <<'EOF'
+[Unit]
+Description=oxtree e2e test driver
+After=local-fs.target systemd-tmpfiles-setup.service oxtree-boot-complete.service
+[Service]
+Type=oneshot
+ExecStart=/usr/libexec/oxtree-e2e
+[Install]
+WantedBy=multi-user.target
+EOF
+  ln -sf /usr/lib/systemd/system/oxtree-e2e.service "$t/etc/systemd/system/multi-user.target.wants/"
+  ln -sf /usr/lib/systemd/system/multi-user.target "$t/etc/systemd/system/default.target"
+  # A getty on ttyS0 would vhangup the console and swallow the driver's output.
+  ln -sf /dev/null "$t/etc/systemd/system/serial-getty@ttyS0.service"
+  ln -sf /dev/null "$t/etc/systemd/system/getty.target"
+  echo oxtree-e2e >"$t/etc/hostname"
+  : >"$t/etc/machine-id"
+  echo "setting=default" >"$t/etc/e2e.conf"
+  cat >"$t/etc/oxtree/health.d/10-booted" <<'EOF'
+#!/bin/sh
+# A good boot runs a deployment.
+test -e /run/ostree-booted
+EOF
+  chmod 0755 "$t/etc/oxtree/health.d/10-booted"
+}
+
+phase_tree() {
+  local t=$W/tree kver
+  rm -rf "$t"
+  cp -a "$CACHE/rootfs" "$t"
+  kver=$(ls "$t/usr/lib/modules" | head -1)
+  rm -rf "$t"/var/cache/apt/archives/*.deb "$t"/var/lib/apt/lists/*
+  # Kernel modules for hardware a VM never has: out (smaller commit and image).
+  (cd "$t/usr/lib/modules/$kver/kernel" &&
+    rm -rf drivers/gpu drivers/net/wireless drivers/media drivers/infiniband \
+      drivers/staging sound net/wireless net/mac80211 drivers/bluetooth \
+      drivers/iio drivers/hid drivers/isdn drivers/scsi/lpfc drivers/scsi/qla2xxx)
+  chroot "$t" depmod "$kver"
+  "$ROOT/dist/install.sh" "$t" "$OXTREE"
+  # A small initramfs: only the modules a virtio VM needs.
+  sed -i 's/^MODULES=.*/MODULES=list/' "$t/etc/initramfs-tools/initramfs.conf"
+  printf '%s\n' virtio_pci virtio_blk ext4 >>"$t/etc/initramfs-tools/modules"
+  chroot "$t" update-initramfs -u -k "$kver" >"$LOGS/update-initramfs.log" 2>&1 ||
+    { cat "$LOGS/update-initramfs.log"; exit 1; }
+  if ! chroot "$t" lsinitramfs "/boot/initrd.img-$kver" >"$W/initramfs.list" ||
+    ! grep -q 'usr/bin/oxtree$' "$W/initramfs.list"; then
+    fail "the initramfs does not carry oxtree"; exit 1
+  fi
+  # Cross-check A's initramfs: Debian's ostree-prepare-root with the same two-file hook.
+  mv "$t/usr/share/initramfs-tools/hooks/oxtree" "$W/hook.save"
+  mv "$t/usr/share/initramfs-tools/scripts/local-bottom/oxtree" "$W/script.save"
+  rm "$t/usr/lib/ostree/ostree-prepare-root"
+  install -m 0755 "$CACHE/ostree-boot/usr/lib/ostree/ostree-prepare-root" "$t/usr/lib/ostree/"
+  cat >"$t/etc/initramfs-tools/hooks/ostree" <<'EOF'
+#!/bin/sh
+case "$1" in prereqs) echo ""; exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+copy_exec /usr/lib/ostree/ostree-prepare-root /usr/lib/ostree/ostree-prepare-root
+EOF
+  mkdir -p "$t/etc/initramfs-tools/scripts/local-bottom"
+  cat >"$t/etc/initramfs-tools/scripts/local-bottom/ostree" <<'EOF'
+#!/bin/sh
+case "$1" in prereqs) echo ""; exit 0 ;; esac
+case " $(cat /proc/cmdline) " in *" ostree="*) ;; *) exit 0 ;; esac
+/usr/lib/ostree/ostree-prepare-root "${rootmnt}"
+EOF
+  chmod 0755 "$t/etc/initramfs-tools/hooks/ostree" "$t/etc/initramfs-tools/scripts/local-bottom/ostree"
+  chroot "$t" mkinitramfs -o /tmp/initrd-ostree.img "$kver" >>"$LOGS/update-initramfs.log" 2>&1
+  mv "$t/tmp/initrd-ostree.img" "$W/initrd-ostree.img"
+  rm -f "$t/etc/initramfs-tools/hooks/ostree" "$t/etc/initramfs-tools/scripts/local-bottom/ostree"
+  rm "$t/usr/lib/ostree/ostree-prepare-root"
+  ln -s ../../bin/oxtree "$t/usr/lib/ostree/ostree-prepare-root"
+  mv "$W/hook.save" "$t/usr/share/initramfs-tools/hooks/oxtree"
+  mv "$W/script.save" "$t/usr/share/initramfs-tools/scripts/local-bottom/oxtree"
+  rm -f "$t"/boot/*.dpkg-bak "$t"/boot/*.new
+
+  write_driver "$t"
+
+  # The OSTree layout (ostree's "Adapting existing mainstream distributions").
+  mv "$t/boot/vmlinuz-$kver" "$t/usr/lib/modules/$kver/vmlinuz"
+  mv "$t/boot/initrd.img-$kver" "$t/usr/lib/modules/$kver/initramfs.img"
+  rm -rf "$t"/boot/* "$t"/vmlinuz* "$t"/initrd.img*
+  mv "$t/etc" "$t/usr/etc"
+  rm -rf "$t"/dev/* "$t"/tmp/* "$t"/run/* "$t"/proc/* "$t"/sys/*
+  # /var is the stateroot's: shipped empty, populated by tmpfiles.
+  rm -rf "$t/var"
+  mkdir "$t/var"
+  local d
+  for d in home opt srv mnt; do rm -rf "${t:?}/$d"; ln -s "var/$d" "$t/$d"; done
+  rm -rf "$t/root" "$t/media" "$t/usr/local"
+  ln -s var/roothome "$t/root"
+  ln -s run/media "$t/media"
+  ln -s ../var/usrlocal "$t/usr/local"
+  mkdir -p "$t/sysroot"
+  ln -s sysroot/ostree "$t/ostree"
+  cat >"$t/usr/lib/tmpfiles.d/oxtree-e2e-var.conf" <<'EOF'
+d /var/home 0755 root root -
+d /var/roothome 0700 root root -
+d /var/opt 0755 root root -
+d /var/srv 0755 root root -
+d /var/mnt 0755 root root -
+d /var/usrlocal 0755 root root -
+d /var/lib 0755 root root -
+d /var/log 0755 root root -
+d /var/cache 0755 root root -
+d /var/tmp 1777 root root -
+d /run/media 0755 root root -
+EOF
+  echo "$kver" >"$W/kver"
+  log "tree ready: $(du -sh "$t" | cut -f1), kernel $kver"
+}
+
+# ------------------------------------------------------------------------ commits ----
+commit() { # NAME BRANCH: commit the tree as version NAME
+  local s
+  s=$(date +%s.%N)
+  ox --repo="$W/updates/repo" commit -b "$2" -s "$1" --add-metadata-string=version="$1" \
+    --tree=dir="$W/tree" >"$W/$1.commit"
+  log "commit $1: $(cut -c1-12 "$W/$1.commit") in $(awk -v a="$(date +%s.%N)" -v b="$s" 'BEGIN{printf "%.1f", a-b}') s"
+}
+phase_commit() {
+  local t=$W/tree kver
+  kver=$(cat "$W/kver")
+  rm -rf "$W/updates"
+  mkdir -p "$W/updates"
+  ox --repo="$W/updates/repo" init --mode=archive
+  commit v1 "$REF"
+  # Cross-check A: v1 with Debian's ostree-prepare-root in its initramfs.
+  cp "$t/usr/lib/modules/$kver/initramfs.img" "$W/initrd-oxtree.img"
+  cp "$W/initrd-ostree.img" "$t/usr/lib/modules/$kver/initramfs.img"
+  commit v1-ostree-initramfs e2e/ostree-initramfs
+  cp "$W/initrd-oxtree.img" "$t/usr/lib/modules/$kver/initramfs.img"
+  # v2: a new version of the OS.
+  echo v2 >"$t/usr/share/oxtree-e2e/version"
+  echo "new in v2" >"$t/usr/share/oxtree-e2e/v2-only"
+  commit v2 "$REF"
+  ox --repo="$W/updates/repo" summary -u
+  ox --repo="$W/updates/repo" fsck -q >/dev/null
+}
+# v3 carries a health check that fails: it boots, but is never marked good.
+publish_v3() {
+  local t=$W/tree
+  echo v3 >"$t/usr/share/oxtree-e2e/version"
+  cat >"$t/usr/etc/oxtree/health.d/50-v3-broken" <<'EOF'
+#!/bin/sh
+echo "v3 is broken on purpose" >&2
+exit 1
+EOF
+  chmod 0755 "$t/usr/etc/oxtree/health.d/50-v3-broken"
+  commit v3 "$REF"
+  ox --repo="$W/updates/repo" summary -u
+  make_updates_disk
+}
+make_updates_disk() {
+  rm -f "$W/updates.img"
+  mkfs.ext4 -q -L updates -d "$W/updates" "$W/updates.img" 1G
+}
+
+# ----------------------------------------------------------------------- sysroots ----
+kargs=(--karg=root=LABEL=root --karg=rw --karg=console=ttyS0)
+make_sysroot() { # DIR COMMIT: an oxtree-made sysroot with COMMIT deployed
+  local s=$1 c
+  c=$(cat "$W/$2.commit")
+  rm -rf "$s"
+  mkdir -p "$s"
+  ox admin init-fs "$s" >/dev/null
+  ox admin os-init --sysroot="$s" "$OS" >/dev/null
+  ox --repo="$s/ostree/repo" remote add --no-gpg-verify origin "$UPDATES_URL"
+  ox --repo="$s/ostree/repo" pull-local --remote=origin "$W/updates/repo" "$c" >/dev/null
+  ox --repo="$s/ostree/repo" refs --create="origin:$REF" "$c"
+}
+phase_sysroot() {
+  # The main scenario's sysroot, with boot counting on.
+  make_sysroot "$W/sysroot" v1
+  printf '\n[sysroot]\nboot-counting-tries=%s\n' "$TRIES" >>"$W/sysroot/ostree/repo/config"
+  ox admin deploy --sysroot="$W/sysroot" --os="$OS" "${kargs[@]}" "origin:$REF"
+  # Cross-check A: deployed by oxtree, booted by Debian's ostree-prepare-root.
+  make_sysroot "$W/sysroot-a" v1-ostree-initramfs
+  ox admin deploy --sysroot="$W/sysroot-a" --os="$OS" "${kargs[@]}" "$(cat "$W/v1-ostree-initramfs.commit")"
+  # Cross-check B: deployed by real ostree, booted by oxtree's root switcher.
+  local s=$W/sysroot-b
+  [ -d "$s" ] && chattr -R -i "$s" 2>/dev/null || true
+  rm -rf "$s"
+  mkdir -p "$s"
+  ostree admin init-fs "$s"
+  ostree admin --sysroot="$s" os-init "$OS"
+  ostree --repo="$s/ostree/repo" pull-local "$W/updates/repo" "$(cat "$W/v1.commit")" >/dev/null
+  ostree admin --sysroot="$s" deploy --os="$OS" "${kargs[@]}" "$(cat "$W/v1.commit")" 2>&1 |
+    grep -v Relabeling || true
+  ostree admin --sysroot="$s" status | grep -q "$(cat "$W/v1.commit")" ||
+    { fail "real ostree did not deploy v1"; exit 1; }
+}
+phase_image() {
+  local n
+  for n in sysroot sysroot-a sysroot-b; do
+    rm -f "$W/$n.img"
+    mkfs.ext4 -q -L root -d "$W/$n" "$W/$n.img" 3G
+  done
+  make_updates_disk
+  log "images built"
+}
+
+# --------------------------------------------------------------------- bootloader ----
+# The target of /boot/loader (loader.0 or loader.1) in IMG.
+loader_dir() { debugfs -R "stat /boot/loader" "$1" 2>/dev/null | sed -n 's/.*Fast link dest: "\(.*\)".*/\1/p'; }
+# Entry file names with their sort key: BAD VERSION NAME (BAD=1 for LEFT=0).
+list_entries() {
+  local img=$1 dir f v stem bad
+  dir=$(loader_dir "$img")
+  for f in $(debugfs -R "ls -p /boot/$dir/entries" "$img" 2>/dev/null | awk -F/ '$6 ~ /\.conf$/ {print $6}'); do
+    v=$(debugfs -R "cat /boot/$dir/entries/$f" "$img" 2>/dev/null | awk '/^version /{print $2}')
+    stem=${f%.conf}
+    bad=0
+    [[ $stem =~ \+0(-[0-9]+)?$ ]] && bad=1
+    echo "$bad $v $f"
+  done | sort -k1,1n -k2,2nr
+}
+# systemd-boot: boot the first entry (good ones by version, bad ones last); if it is being
+# counted (+LEFT[-DONE], LEFT>0), count this try by renaming it first. Prints the entry.
+pick_entry() {
+  local img=$1 dir f stem base left done_ new
+  dir=$(loader_dir "$img")
+  f=$(list_entries "$img" | head -1 | cut -d' ' -f3)
+  [ -n "$f" ] || return 1
+  stem=${f%.conf}
+  if [[ $stem =~ ^(.*)\+([0-9]+)(-([0-9]+))?$ ]]; then
+    base=${BASH_REMATCH[1]} left=${BASH_REMATCH[2]} done_=${BASH_REMATCH[4]:-0}
+    if [ "$left" -gt 0 ]; then
+      new="$base+$((left - 1))-$((done_ + 1)).conf"
+      # ln + unlink: a rename that leaves the link count as it was.
+      printf 'ln /boot/%s/entries/%s /boot/%s/entries/%s\nunlink /boot/%s/entries/%s\n' \
+        "$dir" "$f" "$dir" "$new" "$dir" "$f" >"$W/debugfs.cmd"
+      debugfs -w -f "$W/debugfs.cmd" "$img" >/dev/null 2>&1
+      log "  bootloader: $f -> $new (one try used)"
+      f=$new
+    fi
+  fi
+  echo "/boot/$dir/entries/$f"
+}
+field() { debugfs -R "cat $2" "$1" 2>/dev/null | sed -n "s/^$3 //p"; }
+
+# -------------------------------------------------------------------------- boots ----
+# boot NAME IMG STEP [cut]: boot the default entry of IMG; with `cut`, kill QEMU (power
+# off hard) as soon as the finalize reports it is half-way. Serial logs: the console in
+# $LOGS/NAME.console.log, the driver's markers in $LOGS/NAME.log.
+boot() {
+  local name=$1 img=$2 step=$3 mode=${4:-} e opts logf=$LOGS/$1.log con=$LOGS/$1.console.log pid s
+  e=$(pick_entry "$img") || { fail "$name: no boot entry"; return 1; }
+  opts=$(field "$img" "$e" options)
+  debugfs -R "dump /boot$(field "$img" "$e" linux) $W/vmlinuz" "$img" 2>/dev/null
+  debugfs -R "dump /boot$(field "$img" "$e" initrd) $W/initrd" "$img" 2>/dev/null
+  log "boot $name: $(basename "$e") ($(field "$img" "$e" title)) step=$step"
+  s=$(date +%s)
+  # (in a subshell: a hard kill of QEMU is reported here, not by bash's job control)
+  (timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m "$MEM" -smp "$SMP" \
+    -display none -monitor none -serial stdio -serial file:"$logf" \
+    -no-reboot -kernel "$W/vmlinuz" -initrd "$W/initrd" \
+    -append "$opts console=ttyS0 e2e.step=$step" \
+    -drive file="$img",format=raw,if=virtio \
+    -drive file="$W/updates.img",format=raw,if=virtio,readonly=on \
+    -nic none </dev/null >"$con" 2>&1) &
+  pid=$!
+  if [ "$mode" = cut ]; then
+    while kill -0 "$pid" 2>/dev/null; do
+      if grep -aq 'hanging after step' "$con"; then
+        sleep 1
+        pkill -9 -f "qemu-system-x86_64.*$img" || true
+        log "  power cut: QEMU killed while the finalize was half-way"
+        echo "E2E-POWER-CUT" >>"$logf"
+        break
+      fi
+      sleep 0.5
+    done
+  fi
+  { wait "$pid"; } 2>/dev/null || true
+  log "  QEMU ran $(($(date +%s) - s)) s; guest $(grep -a -o 'E2E-BEGIN.*' "$logf" | tr -d '\r')"
+  grep -a -q 'E2E-END' "$logf" || [ "$mode" = cut ] ||
+    fail "$name: the driver did not finish (timeout or early failure; see $con)"
+}
+# The value of marker KEY in boot NAME's log.
+m() { tr -d '\r' <"$LOGS/$1.log" | sed -n "s/^E2E-$2 //p" | head -1; }
+# The status block (before/after the step) of boot NAME.
+status_of() { tr -d '\r' <"$LOGS/$1.log" | sed -n "/^E2E-STATUS-$2/,/^E2E-\(STATUS-RC\|END\)/p"; }
+csum() { cat "$W/$1.commit"; }
+check() { # NAME DESCRIPTION COMMAND...
+  local name=$1 what=$2
+  shift 2
+  if "$@"; then pass "$name: $what"; else fail "$name: $what"; fi
+}
+eq() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
+booted_is() { status_of "$1" BEFORE | grep -q "^\* $OS $(csum "$2")\.[0-9]"; }
+common_checks() { # NAME VERSION [COMMIT-NAME]: booted VERSION (COMMIT-NAME's commit)
+  check "$1" "booted $2 (version file)" eq "$(m "$1" VERSION)" "$2"
+  check "$1" "status marks ${3:-$2} as booted" booted_is "$1" "${3:-$2}"
+  check "$1" "/run/ostree-booted exists" eq "$(m "$1" BOOTED)" yes
+  check "$1" "/usr is read-only" eq "$(m "$1" USR-RO)" yes
+  check "$1" "/var is the stateroot's (a mount)" eq "$(m "$1" VAR-MOUNTED)" yes
+  check "$1" "the physical root is at /sysroot" eq "$(m "$1" SYSROOT-MOUNTED)" yes
+}
+step_ok() { m "$1" STEP | grep -q 'rc=0'; }
+entry_names() { list_entries "$1" | cut -d' ' -f3 | tr '\n' ' '; }
+
+phase_boot() {
+  local img=$W/sysroot.img n
+  # 1: v1; make local state; stage v2; the power goes off half-way through the finalize.
+  boot 1-v1-upgrade-power-cut "$img" edit-upgrade-cut cut
+  n=1-v1-upgrade-power-cut
+  common_checks $n v1
+  check $n "health checks passed, v1 marked good" eq "$(m $n HEALTH)" "success active"
+  check $n "upgrade --stage ran" step_ok $n
+  status_of $n AFTER | grep -q "$(csum v2).*staged" && pass "$n: v2 listed as staged" ||
+    fail "$n: v2 listed as staged"
+  check $n "the finalize was cut half-way" grep -aq 'E2E-POWER-CUT' "$LOGS/$n.log"
+  log "  entries after the power cut: $(entry_names "$img")"
+
+  # 2: the cut finalize never switched: v1 boots, in good order. Stage v2 again.
+  n=2-after-power-cut
+  boot $n "$img" fsck-upgrade
+  common_checks $n v1
+  check $n "the system repo is fsck-clean after the power cut" eq "$(m $n FSCK)" "rc=0"
+  log "  FAULT RESULT: after the power cut mid-finalize the machine booted $(m $n VERSION) (the previous default), health $(m $n HEALTH)"
+  check $n "local state from boot 1 intact (/etc edit)" eq "$(m $n ETC)" "setting=edited-in-v1"
+  check $n "upgrade --stage ran" step_ok $n
+
+  # 3: v2, with the /etc edit and /var file of v1; marked good; v3 is published: stage it.
+  n=3-v2
+  publish_v3
+  boot $n "$img" upgrade
+  common_checks $n v2
+  check $n "/etc edit survived the upgrade (3-way merge)" eq "$(m $n ETC)" "setting=edited-in-v1"
+  check $n "/var file survived the upgrade" eq "$(m $n VARFILE)" "written-in-v1"
+  check $n "health checks passed, v2 marked good" eq "$(m $n HEALTH)" "success active"
+  check $n "v1 kept as rollback" sh -c "tr -d '\r' <'$LOGS/$n.log' | sed -n '/^E2E-STATUS-BEFORE/,/^E2E-STATUS-RC/p' | grep -q '$(csum v1)'"
+  check $n "upgrade to v3 staged" step_ok $n
+  log "  entries: $(entry_names "$img")"
+
+  # 4, 5: v3 fails its health check on each of its tries.
+  for n in 4-v3-try1 5-v3-try2; do
+    boot $n "$img" none
+    common_checks $n v3
+    check $n "health check fails, v3 not marked good" eq "$(m $n HEALTH)" "exit-code failed"
+    log "  entries: $(entry_names "$img")"
+  done
+
+  # 6: tries used up: the bootloader boots v2 by itself; roll back to v1.
+  n=6-fallback-v2
+  boot $n "$img" rollback
+  common_checks $n v2
+  check $n "the fallback is now the default (rollback --if-failed at boot)" sh -c \
+    "tr -d '\r' <'$LOGS/$n.log' | sed -n '/^E2E-STATUS-BEFORE/,/^E2E-STATUS-RC/p' | grep -E '^[* ] $OS ' | head -1 | grep -q '^\* $OS $(csum v2)'"
+  check $n "status reports v3 as failed" sh -c "tr -d '\r' <'$LOGS/$n.log' | sed -n '/^E2E-STATUS-BEFORE/,/^E2E-STATUS-RC/p' | grep -A2 '$(csum v3)' | grep -q 'Boot: FAILED'"
+  check $n "admin rollback ran" step_ok $n
+
+  # 7: v1 is the default.
+  n=7-rollback-v1
+  boot $n "$img" none
+  common_checks $n v1
+  check $n "/var file still there" eq "$(m $n VARFILE)" "written-in-v1"
+
+  # Cross-checks.
+  n=A-oxtree-sysroot-debian-prepare-root
+  boot $n "$W/sysroot-a.img" none
+  common_checks $n v1 v1-ostree-initramfs
+  check $n "Debian's ostree-prepare-root switched the root, not oxtree's" \
+    sh -c "! grep -aq 'oxtree: booting deployment' '$LOGS/$n.console.log'"
+  n=B-ostree-sysroot-oxtree-prepare-root
+  boot $n "$W/sysroot-b.img" none
+  common_checks $n v1
+  check $n "oxtree's root switcher switched the root" \
+    grep -aq 'oxtree: booting deployment' "$LOGS/$n.console.log"
+}
+
+main() {
+  mkdir -p "$W" "$LOGS"
+  : >"$LOGS/summary.txt"
+  W=$(cd "$W" && pwd)
+  LOGS=$(cd "$LOGS" && pwd)
+  [ -x "$OXTREE" ] || { echo "no oxtree binary at $OXTREE (cargo build --release)" >&2; exit 1; }
+  local p
+  for p in ${E2E_PHASES:-rootfs tree commit sysroot image boot}; do
+    log "== $p"
+    "phase_$p"
+  done
+  log "serial logs: $LOGS"
+  if [ "$FAILS" -gt 0 ]; then
+    log "E2E: $FAILS check(s) FAILED"
+    exit 1
+  fi
+  log "E2E: all checks passed in $(($(date +%s) - T0)) s"
+}
+main "$@"
