@@ -14,6 +14,7 @@ if command -v strip >/dev/null; then strip "$ROOT/usr/bin/oxtree"; fi
 ln -sf oxtree "$ROOT/usr/bin/ostree"
 mkdir -p "$ROOT/usr/lib/ostree"
 ln -sf ../../bin/oxtree "$ROOT/usr/lib/ostree/ostree-prepare-root"
+ln -sf ../../bin/oxtree "$ROOT/usr/lib/ostree/ostree-remount"
 install -D -m 0755 "$D/initramfs-tools/hooks/oxtree" "$ROOT/usr/share/initramfs-tools/hooks/oxtree"
 install -D -m 0755 "$D/initramfs-tools/scripts/local-bottom/oxtree" \
   "$ROOT/usr/share/initramfs-tools/scripts/local-bottom/oxtree"

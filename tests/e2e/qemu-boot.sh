@@ -18,6 +18,7 @@
 #   boot 7  v1              the rollback is the default
 #   cross-check A: a sysroot deployed by oxtree boots with Debian's ostree-prepare-root
 #   cross-check B: a sysroot deployed by real ostree boots with oxtree's root switcher
+#   C: a broken ostree= argument: a clear message and the initramfs rescue shell
 #
 # The bootloader (function `pick_entry`) follows systemd-boot's boot counting: an entry
 # file named NAME+LEFT[-DONE].conf is being tried; each boot of it renames it to
@@ -203,6 +204,7 @@ EOF
 #!/bin/sh
 case "$1" in prereqs) echo ""; exit 0 ;; esac
 case " $(cat /proc/cmdline) " in *" ostree="*) ;; *) exit 0 ;; esac
+echo "running Debian's ostree-prepare-root ${rootmnt}"
 /usr/lib/ostree/ostree-prepare-root "${rootmnt}"
 EOF
   chmod 0755 "$t/etc/initramfs-tools/hooks/ostree" "$t/etc/initramfs-tools/scripts/local-bottom/ostree"
@@ -381,16 +383,26 @@ pick_entry() {
 field() { debugfs -R "cat $2" "$1" 2>/dev/null | sed -n "s/^$3 //p"; }
 
 # -------------------------------------------------------------------------- boots ----
-# boot NAME IMG STEP [cut]: boot the default entry of IMG; with `cut`, kill QEMU (power
-# off hard) as soon as the finalize reports it is half-way. Serial logs: the console in
-# $LOGS/NAME.console.log, the driver's markers in $LOGS/NAME.log.
+# boot NAME IMG STEP [MODE]: boot the default entry of IMG. Serial logs: the console in
+# $LOGS/NAME.console.log, the driver's markers in $LOGS/NAME.log. MODE:
+#   cut      kill QEMU (a hard power-off) as soon as the finalize reports it is half-way;
+#   bad-arg  boot with an ostree= that names no deployment, on a throw-away snapshot of
+#            IMG, and stop once the initramfs has dropped to its rescue shell.
 boot() {
-  local name=$1 img=$2 step=$3 mode=${4:-} e opts logf=$LOGS/$1.log con=$LOGS/$1.console.log pid s
+  local name=$1 img=$2 step=$3 mode=${4:-} e opts logf=$LOGS/$1.log con=$LOGS/$1.console.log
+  local pid s until= extra=()
   e=$(pick_entry "$img") || { fail "$name: no boot entry"; return 1; }
   opts=$(field "$img" "$e" options)
   debugfs -R "dump /boot$(field "$img" "$e" linux) $W/vmlinuz" "$img" 2>/dev/null
   debugfs -R "dump /boot$(field "$img" "$e" initrd) $W/initrd" "$img" 2>/dev/null
-  log "boot $name: $(basename "$e") ($(field "$img" "$e" title)) step=$step"
+  case "$mode" in
+    cut) until='hanging after step' ;;
+    bad-arg)
+      until='(initramfs)'
+      extra=(-snapshot)
+      opts=$(echo "$opts" | sed 's|ostree=[^ ]*|ostree=/ostree/boot.1/debian/0000/9|') ;;
+  esac
+  log "boot $name: $(basename "$e") ($(field "$img" "$e" title)) step=$step${mode:+ mode=$mode}"
   s=$(date +%s)
   # (in a subshell: a hard kill of QEMU is reported here, not by bash's job control)
   (timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m "$MEM" -smp "$SMP" \
@@ -399,14 +411,14 @@ boot() {
     -append "$opts console=ttyS0 e2e.step=$step" \
     -drive file="$img",format=raw,if=virtio \
     -drive file="$W/updates.img",format=raw,if=virtio,readonly=on \
-    -nic none </dev/null >"$con" 2>&1) &
+    "${extra[@]}" -nic none </dev/null >"$con" 2>&1) &
   pid=$!
-  if [ "$mode" = cut ]; then
+  if [ -n "$until" ]; then
     while kill -0 "$pid" 2>/dev/null; do
-      if grep -aq 'hanging after step' "$con"; then
+      if grep -aqF "$until" "$con"; then
         sleep 1
-        pkill -9 -f "qemu-system-x86_64.*$img" || true
-        log "  power cut: QEMU killed while the finalize was half-way"
+        pkill -9 -f "^qemu-system-x86_64 .*$img" || true
+        log "  QEMU killed (power off) on seeing '$until'"
         echo "E2E-POWER-CUT" >>"$logf"
         break
       fi
@@ -415,7 +427,7 @@ boot() {
   fi
   { wait "$pid"; } 2>/dev/null || true
   log "  QEMU ran $(($(date +%s) - s)) s; guest $(grep -a -o 'E2E-BEGIN.*' "$logf" | tr -d '\r')"
-  grep -a -q 'E2E-END' "$logf" || [ "$mode" = cut ] ||
+  grep -a -q 'E2E-END' "$logf" || [ -n "$mode" ] ||
     fail "$name: the driver did not finish (timeout or early failure; see $con)"
 }
 # The value of marker KEY in boot NAME's log.
@@ -503,12 +515,24 @@ phase_boot() {
   boot $n "$W/sysroot-a.img" none
   common_checks $n v1 v1-ostree-initramfs
   check $n "Debian's ostree-prepare-root switched the root, not oxtree's" \
-    sh -c "! grep -aq 'oxtree: booting deployment' '$LOGS/$n.console.log'"
+    sh -c "grep -aq \"running Debian's ostree-prepare-root\" '$LOGS/$n.console.log' &&
+      ! grep -aq 'oxtree: booting deployment' '$LOGS/$n.console.log'"
+  check $n "oxtree-remount.service mounted the stateroot /var" \
+    grep -aq 'Mounted /sysroot/ostree/deploy/debian/var on /var' "$LOGS/$n.console.log"
   n=B-ostree-sysroot-oxtree-prepare-root
   boot $n "$W/sysroot-b.img" none
   common_checks $n v1
   check $n "oxtree's root switcher switched the root" \
     grep -aq 'oxtree: booting deployment' "$LOGS/$n.console.log"
+
+  # A broken ostree= argument: a clear message on the console and the rescue shell.
+  n=C-bad-ostree-argument
+  boot $n "$W/sysroot-b.img" none bad-arg
+  check $n "the root switcher names the broken boot link" \
+    grep -aq "ostree-prepare-root (oxtree): error: .*ostree/boot.1/debian/0000/9" "$LOGS/$n.console.log"
+  check $n "the console says what to do next" \
+    grep -aq "oxtree: could not switch to the deployment" "$LOGS/$n.console.log"
+  check $n "the initramfs drops to its rescue shell" grep -aqF "(initramfs)" "$LOGS/$n.console.log"
 }
 
 main() {

@@ -493,6 +493,10 @@ enum AdminCmd {
     FinalizeStaged {
         #[command(flatten)]
         sysroot: SysrootArg,
+        /// Only wait until stopped (ostree's ostree-finalize-staged-hold.service runs this
+        /// to keep /boot busy until the finalize is done).
+        #[arg(long)]
+        hold: bool,
     },
     /// Remove deployments and boot files no longer in the boot configuration.
     Cleanup {
@@ -658,11 +662,23 @@ struct CommitArgs {
 fn main() {
     // Installed as `ostree-prepare-root` in an initramfs, behave as that program does.
     let argv0 = std::env::args_os().next().map(PathBuf::from);
-    if argv0
-        .as_deref()
-        .and_then(Path::file_name)
-        .is_some_and(|n| n == "ostree-prepare-root")
-    {
+    let personality = argv0.as_deref().and_then(Path::file_name);
+    // Installed as ostree's `ostree-remount` (run by the stock ostree-remount.service).
+    if personality.is_some_and(|n| n == "ostree-remount") {
+        let code = match oxtree::sysroot::remount::setup_var() {
+            Ok(Some(v)) => {
+                println!("Mounted {} on /var", v.display());
+                0
+            }
+            Ok(None) => 0,
+            Err(e) => {
+                eprintln!("ostree-remount (oxtree): error: {}", error_chain(&e.into()));
+                EXIT_FAILURE
+            }
+        };
+        std::process::exit(code);
+    }
+    if personality.is_some_and(|n| n == "ostree-prepare-root") {
         let sysroot = std::env::args_os()
             .nth(1)
             .map(PathBuf::from)
@@ -670,7 +686,7 @@ fn main() {
         let code = match prepare_root(sysroot, None, PathBuf::from("/run")) {
             Ok(()) => 0,
             Err(e) => {
-                eprintln!("ostree-prepare-root (oxtree): error: {e:#}");
+                eprintln!("ostree-prepare-root (oxtree): error: {}", error_chain(&e));
                 EXIT_FAILURE
             }
         };
@@ -680,16 +696,7 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            // The chain, without repeating a cause that a message already quotes.
-            let mut msg = e.to_string();
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    msg.push_str(": ");
-                    msg.push_str(&c);
-                }
-            }
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", error_chain(&e));
             let lib = e.downcast_ref::<oxtree::Error>();
             if let Some(h) = lib.and_then(oxtree::Error::hint) {
                 eprintln!("hint: {h}");
@@ -1915,7 +1922,12 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 println!("Freed objects: {}", human_size(rep.freed_bytes));
             }
         }
-        AdminCmd::FinalizeStaged { sysroot } => {
+        AdminCmd::FinalizeStaged { sysroot, hold } => {
+            if hold {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
             let opts = test_hooks();
             match Sysroot::new(&sysroot.sysroot).finalize_staged(&opts)? {
                 Some(d) => println!(
@@ -2053,7 +2065,8 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
         AdminCmd::Status { sysroot, json } => {
             let sr = Sysroot::new(&sysroot.sysroot);
             let deps = sr.deployments()?;
-            if let (Some(m), false) = (sr.read_staged()?, json) {
+            let staged = sr.read_staged()?;
+            if let (Some(m), false) = (&staged, json) {
                 println!(
                     "  {} {}.{} (staged)",
                     m.stateroot, m.checksum, m.deployserial
@@ -2089,7 +2102,9 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                     .collect();
                 println!("{{\"deployments\":[{}]}}", items.join(","));
             } else if deps.is_empty() {
-                println!("No deployments.");
+                if staged.is_none() {
+                    println!("No deployments.");
+                }
             } else {
                 for d in &deps {
                     let mut marks = String::new();
@@ -2188,6 +2203,19 @@ fn reboot_now() -> Result<()> {
         bail!("the deployment is ready, but rebooting failed: reboot by hand to use it");
     }
     Ok(())
+}
+
+/// An error with its causes, without repeating a cause that a message already quotes.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 /// ostree takes `--repo` before the command too (`ostree --repo=R refs`), and `--sysroot`
