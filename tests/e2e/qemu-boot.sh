@@ -415,7 +415,7 @@ boot() {
   pid=$!
   if [ -n "$until" ]; then
     while kill -0 "$pid" 2>/dev/null; do
-      if grep -aqF "$until" "$con"; then
+      if grep -aqF "$until" "$con" 2>/dev/null; then
         sleep 1
         pkill -9 -f "^qemu-system-x86_64 .*$img" || true
         log "  QEMU killed (power off) on seeing '$until'"

@@ -893,6 +893,15 @@ fn prepare_root_switches_to_the_deployment() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // As `ostree-remount` (the stock ostree-remount.service) on a host not booted into a
+    // deployment: a clear refusal, nothing mounted. (In QEMU: tests/e2e.)
+    if !Path::new("/run/ostree-booted").exists() {
+        let link = p.oxtree.join("../ostree-remount");
+        std::os::unix::fs::symlink(oxtree_bin(), &link).expect("symlink");
+        let out = run_raw(&link, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("not booted"), "{err}");
+    }
 }
 
 /// `boot-complete` marks a deployment good only when every health check passes; `deploy
