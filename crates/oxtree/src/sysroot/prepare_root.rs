@@ -18,18 +18,23 @@ pub struct PrepareRootOptions {
     pub run_dir: PathBuf,
 }
 
-/// Switch `opts.sysroot` to the deployment; returns the deployment directory it resolved.
-pub fn prepare_root(opts: &PrepareRootOptions) -> Result<PathBuf> {
-    let sysroot = &opts.sysroot;
-    let arg = opts
-        .cmdline
+/// The deployment directory that `ostree=` on `cmdline` names (its `boot.N` link resolved),
+/// with the physical root at `sysroot`.
+pub fn booted_deployment(sysroot: &Path, cmdline: &str) -> Result<PathBuf> {
+    let arg = cmdline
         .split_whitespace()
         .find_map(|a| a.strip_prefix("ostree="))
         .ok_or_else(|| {
             Error::InvalidArgument("no ostree= argument on the kernel command line".into())
         })?;
     let link = sysroot.join(arg.trim_start_matches('/'));
-    let deployment = std::fs::canonicalize(&link).ctx("resolve the ostree= boot link", &link)?;
+    std::fs::canonicalize(&link).ctx("resolve the ostree= boot link", &link)
+}
+
+/// Switch `opts.sysroot` to the deployment; returns the deployment directory it resolved.
+pub fn prepare_root(opts: &PrepareRootOptions) -> Result<PathBuf> {
+    let sysroot = &opts.sysroot;
+    let deployment = booted_deployment(sysroot, &opts.cmdline)?;
     if !deployment.join("usr").is_dir() {
         return Err(Error::InvalidArgument(format!(
             "{}: not a deployment (no usr/)",

@@ -20,20 +20,15 @@ fn is_mount_point(path: &Path) -> Result<bool> {
 /// The stateroot `/var` of the deployment named by `ostree=` in `cmdline`, with the
 /// physical root at `sysroot`.
 pub fn stateroot_var(sysroot: &Path, cmdline: &str) -> Result<PathBuf> {
-    let arg = cmdline
-        .split_whitespace()
-        .find_map(|a| a.strip_prefix("ostree="))
-        .ok_or_else(|| {
-            Error::InvalidArgument("no ostree= argument on the kernel command line".into())
-        })?;
-    let link = sysroot.join(arg.trim_start_matches('/'));
-    let deployment = std::fs::canonicalize(&link).ctx("resolve the ostree= boot link", &link)?;
+    let deployment = super::prepare_root::booted_deployment(sysroot, cmdline)?;
     // <sysroot>/ostree/deploy/<stateroot>/deploy/<checksum>.<serial>
     let var = deployment
         .parent()
         .and_then(Path::parent)
         .map(|os| os.join("var"))
-        .ok_or_else(|| Error::InvalidArgument(format!("{}: not a deployment", link.display())))?;
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("{}: not a deployment", deployment.display()))
+        })?;
     if !var.is_dir() {
         return Err(Error::InvalidArgument(format!(
             "{}: the stateroot has no var directory",
