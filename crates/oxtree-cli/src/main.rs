@@ -1959,6 +1959,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             health_dir,
             skip_health_checks,
         } => {
+            warn_finalize_failure(&Sysroot::new(&sysroot.sysroot));
             if !skip_health_checks {
                 let failed = Sysroot::run_health_checks(&health_dir)?;
                 if !failed.is_empty() {
@@ -2066,6 +2067,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             let sr = Sysroot::new(&sysroot.sysroot);
             let deps = sr.deployments()?;
             let staged = sr.read_staged()?;
+            warn_finalize_failure(&sr);
             if let (Some(m), false) = (&staged, json) {
                 println!(
                     "  {} {}.{} (staged)",
@@ -2203,6 +2205,18 @@ fn reboot_now() -> Result<()> {
         bail!("the deployment is ready, but rebooting failed: reboot by hand to use it");
     }
     Ok(())
+}
+
+/// Say so when the last staged deployment failed to finalize (pain point: a failure at
+/// shutdown is otherwise invisible; the machine just boots the old deployment again).
+fn warn_finalize_failure(sr: &oxtree::sysroot::Sysroot) {
+    if let Some(why) = sr.finalize_failure() {
+        eprintln!(
+            "warning: the last staged deployment failed to finalize at shutdown, so the \
+             upgrade did not happen: {why}\n  (journal: journalctl -b -1 -u \
+             oxtree-finalize-staged; stage it again with `oxtree admin upgrade --stage`)"
+        );
+    }
 }
 
 /// An error with its causes, without repeating a cause that a message already quotes.

@@ -656,6 +656,13 @@ fn staged_deploy_and_finalize() {
         .output()
         .expect("run");
     assert!(!out.status.success());
+    // The failure is kept for the next boot to report.
+    let stamp = p.oxtree.join("boot/ostree/finalize-failure.stamp");
+    assert!(std::fs::read_to_string(&stamp)
+        .expect("stamp")
+        .contains("OXTREE_FAIL_AFTER"));
+    let st = run_raw(&oxtree_bin(), &["admin", "status", &sa]);
+    assert!(String::from_utf8_lossy(&st.stderr).contains("failed to finalize"));
     let live = |b: &[(String, String)]| {
         b.iter()
             .filter(|(k, _)| k == "boot/loader" || k.starts_with("boot/loader/"))
@@ -664,6 +671,7 @@ fn staged_deploy_and_finalize() {
     };
     assert_eq!(live(&boot_files(&p.oxtree)), live(&before));
     assert!(ox(&["admin", "finalize-staged", &sa]).contains("Finalized"));
+    assert!(!stamp.exists(), "a successful finalize clears the failure");
     let d = oxtree::sysroot::Sysroot::new(&p.oxtree)
         .deployments()
         .expect("deployments");

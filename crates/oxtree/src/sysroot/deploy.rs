@@ -397,7 +397,40 @@ impl Sysroot {
     /// Finalize a staged deployment (`admin finalize-staged`, run at shutdown): merge /etc
     /// with the edits made since staging, then write the boot configuration. Without a
     /// staged deployment this does nothing and returns `None`.
+    ///
+    /// A failure is recorded in `boot/ostree/finalize-failure.stamp` (ostree's name), so the
+    /// next boot can say why the upgrade did not happen instead of failing silently; the
+    /// next successful finalize removes it.
     pub fn finalize_staged(&self, opts: &DeployOptions) -> Result<Option<Deployment>> {
+        let stamp = self.finalize_failure_path();
+        match self.finalize_staged_inner(opts) {
+            Ok(d) => {
+                if d.is_some() && stamp.exists() {
+                    std::fs::remove_file(&stamp).ctx("remove", &stamp)?;
+                }
+                Ok(d)
+            }
+            Err(e) => {
+                // Best effort: the error itself is what the caller must see.
+                let _ = crate::fsutil::write_atomic(&stamp, format!("{e}\n").as_bytes(), true);
+                Err(e)
+            }
+        }
+    }
+
+    fn finalize_failure_path(&self) -> PathBuf {
+        self.path.join("boot/ostree/finalize-failure.stamp")
+    }
+
+    /// Why the last finalize of a staged deployment failed, if it did (see
+    /// [`Self::finalize_staged`]).
+    pub fn finalize_failure(&self) -> Option<String> {
+        std::fs::read_to_string(self.finalize_failure_path())
+            .ok()
+            .map(|t| t.trim().to_string())
+    }
+
+    fn finalize_staged_inner(&self, opts: &DeployOptions) -> Result<Option<Deployment>> {
         let Some(m) = self.read_staged()? else {
             return Ok(None);
         };
