@@ -254,11 +254,18 @@ EOF
 }
 
 # ------------------------------------------------------------------------ commits ----
-commit() { # NAME BRANCH: commit the tree as version NAME
+# The update server signs its commits (ed25519); the machine's remote verifies them.
+make_key() {
+  openssl genpkey -algorithm ed25519 -out "$W/sign.pem" 2>/dev/null
+  { openssl pkey -in "$W/sign.pem" -outform DER | tail -c 32
+    openssl pkey -in "$W/sign.pem" -pubout -outform DER | tail -c 32; } | base64 -w0 >"$W/sign.secret"
+  openssl pkey -in "$W/sign.pem" -pubout -outform DER | tail -c 32 | base64 -w0 >"$W/sign.public"
+}
+commit() { # NAME BRANCH: commit the tree as version NAME, signed
   local s
   s=$(date +%s.%N)
   ox --repo="$W/updates/repo" commit -b "$2" -s "$1" --add-metadata-string=version="$1" \
-    --tree=dir="$W/tree" >"$W/$1.commit"
+    --sign="$(cat "$W/sign.secret")" --tree=dir="$W/tree" >"$W/$1.commit"
   log "commit $1: $(cut -c1-12 "$W/$1.commit") in $(awk -v a="$(date +%s.%N)" -v b="$s" 'BEGIN{printf "%.1f", a-b}') s"
 }
 phase_commit() {
@@ -267,6 +274,7 @@ phase_commit() {
   rm -rf "$W/updates"
   mkdir -p "$W/updates"
   ox --repo="$W/updates/repo" init --mode=archive
+  make_key
   commit v1 "$REF"
   # Cross-check A: v1 with Debian's ostree-prepare-root in its initramfs.
   cp "$t/usr/lib/modules/$kver/initramfs.img" "$W/initrd-oxtree.img"
@@ -308,7 +316,8 @@ make_sysroot() { # DIR COMMIT: an oxtree-made sysroot with COMMIT deployed
   mkdir -p "$s"
   ox admin init-fs "$s" >/dev/null
   ox admin os-init --sysroot="$s" "$OS" >/dev/null
-  ox --repo="$s/ostree/repo" remote add --no-gpg-verify origin "$UPDATES_URL"
+  ox --repo="$s/ostree/repo" remote add --no-gpg-verify --set=sign-verify=true \
+    --set=verification-ed25519-key="$(cat "$W/sign.public")" origin "$UPDATES_URL"
   ox --repo="$s/ostree/repo" pull-local --remote=origin "$W/updates/repo" "$c" >/dev/null
   ox --repo="$s/ostree/repo" refs --create="origin:$REF" "$c"
 }
@@ -404,14 +413,14 @@ boot() {
   esac
   log "boot $name: $(basename "$e") ($(field "$img" "$e" title)) step=$step${mode:+ mode=$mode}"
   s=$(date +%s)
-  # (in a subshell: a hard kill of QEMU is reported here, not by bash's job control)
+  # (in a subshell that outlives QEMU: a hard kill is reported here, not by job control)
   (timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m "$MEM" -smp "$SMP" \
     -display none -monitor none -serial stdio -serial file:"$logf" \
     -no-reboot -kernel "$W/vmlinuz" -initrd "$W/initrd" \
     -append "$opts console=ttyS0 e2e.step=$step" \
     -drive file="$img",format=raw,if=virtio \
     -drive file="$W/updates.img",format=raw,if=virtio,readonly=on \
-    "${extra[@]}" -nic none </dev/null >"$con" 2>&1) &
+    "${extra[@]}" -nic none </dev/null >"$con" 2>&1 || true) &
   pid=$!
   if [ -n "$until" ]; then
     while kill -0 "$pid" 2>/dev/null; do
