@@ -547,7 +547,8 @@ struct PullArgs {
     /// Only resolve refs and show what would change.
     #[arg(long)]
     dry_run: bool,
-    /// Accepted for compatibility: oxtree pulls objects (static deltas are not supported yet).
+    /// Fetch objects one by one even where the server has a static delta (by default a
+    /// listed delta is used: a few requests instead of one per changed file).
     #[arg(long)]
     disable_static_deltas: bool,
     /// Only this subpath of the tree (not supported yet).
@@ -1692,6 +1693,7 @@ fn cmd_pull(a: PullArgs) -> Result<()> {
         fetchers: a.fetchers,
         timeout: std::time::Duration::from_secs(a.timeout),
         timestamp_check: a.timestamp_check && !a.allow_downgrade,
+        disable_static_deltas: a.disable_static_deltas,
         ..Default::default()
     };
     let progress = oxtree::pull::PullProgress::default();
@@ -1704,6 +1706,9 @@ fn cmd_pull(a: PullArgs) -> Result<()> {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         r
     })?;
+    for w in &res.warnings {
+        eprintln!("warning: {w}");
+    }
     if a.json {
         let refs: Vec<String> = res
             .refs
@@ -1717,8 +1722,13 @@ fn cmd_pull(a: PullArgs) -> Result<()> {
             })
             .collect();
         println!(
-            "{{\"refs\":[{}],\"objects\":{},\"bytes\":{},\"requests\":{},\"seconds\":{:.3}}}",
+            "{{\"refs\":[{}],\"deltas\":[{}],\"objects\":{},\"bytes\":{},\"requests\":{},\"seconds\":{:.3}}}",
             refs.join(","),
+            res.deltas
+                .iter()
+                .map(|d| json_str(d))
+                .collect::<Vec<_>>()
+                .join(","),
             res.objects_fetched,
             res.bytes_fetched,
             res.requests,
@@ -1731,6 +1741,9 @@ fn cmd_pull(a: PullArgs) -> Result<()> {
                 Some(o) => println!("{r}: {o} -> {new}"),
                 None => println!("{r}: {new}"),
             }
+        }
+        for d in &res.deltas {
+            println!("static delta {d}");
         }
         println!(
             "{} objects, {} in {:.1} s ({} requests){}",

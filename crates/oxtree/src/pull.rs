@@ -67,6 +67,8 @@ pub struct PullOptions {
     pub gpg_keys: Option<Vec<pgp::composed::SignedPublicKey>>,
     /// The same for the summary (`gpg-verify-summary`).
     pub gpg_summary_keys: Option<Vec<pgp::composed::SignedPublicKey>>,
+    /// Fetch objects one by one even when the server has a static delta.
+    pub disable_static_deltas: bool,
 }
 
 impl Default for PullOptions {
@@ -84,6 +86,7 @@ impl Default for PullOptions {
             timestamp_check: false,
             gpg_keys: None,
             gpg_summary_keys: None,
+            disable_static_deltas: false,
         }
     }
 }
@@ -106,6 +109,11 @@ pub struct PullResult {
     pub bytes_fetched: u64,
     pub requests: u64,
     pub elapsed: Duration,
+    /// Static deltas applied, by name (`FROM-TO` or `TO`).
+    pub deltas: Vec<String>,
+    /// Things that went wrong but were worked around (an unusable delta: objects fetched
+    /// one by one instead).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -132,6 +140,9 @@ struct Shared<'a> {
     cv: Condvar,
     seen: Mutex<HashSet<(ObjectType, Checksum)>>,
     partial_dir: PathBuf,
+    /// Commit objects already fetched (and verified) inside a static delta's superblock,
+    /// with their detached metadata.
+    prefetched: Mutex<std::collections::HashMap<Checksum, Prefetched>>,
 }
 
 fn object_url_path(ty: ObjectType, c: &Checksum) -> String {
@@ -365,7 +376,29 @@ impl Repo {
             cv: Condvar::new(),
             seen: Mutex::new(HashSet::new()),
             partial_dir,
+            prefetched: Mutex::new(std::collections::HashMap::new()),
         };
+        // Static deltas first: each applied one leaves little or nothing for the object
+        // walk below, which then only confirms the commit is complete.
+        let deltas_ok = !opts.disable_static_deltas
+            && !opts.commit_metadata_only
+            && self.mode() != crate::repo::RepoMode::Archive;
+        if let (true, Some(summary)) = (deltas_ok, summary.as_ref()) {
+            for (r, c) in &targets {
+                let Some(r) = r else { continue };
+                match shared.try_delta(summary, &ref_name(r), c) {
+                    Ok(Some(name)) => result.deltas.push(name),
+                    Ok(None) => {}
+                    Err(e @ (Error::Signature { .. } | Error::Io { .. })) => return Err(e),
+                    Err(e) => result.warnings.push(format!(
+                        "static delta to {c} not used ({e}); fetching its objects instead"
+                    )),
+                }
+            }
+            if !result.deltas.is_empty() {
+                txn.checkpoint()?;
+            }
+        }
         for (_, c) in &targets {
             shared.push(Task {
                 ty: ObjectType::Commit,
@@ -613,14 +646,20 @@ impl Shared<'_> {
     fn process_commit(&self, t: Task) -> Result<()> {
         let c = t.csum;
         let complete = self.repo.has_object(ObjectType::Commit, &c) && !self.repo.is_partial(&c);
+        let prefetched = self.prefetched.lock().ok().and_then(|mut p| p.remove(&c));
         // Detached metadata (signatures) is re-fetched even for commits we have.
-        let meta = self.fetch_meta(ObjectType::CommitMeta, &c, true)?;
+        let meta = match &prefetched {
+            Some((_, m)) => m.clone(),
+            None => self.fetch_meta(ObjectType::CommitMeta, &c, true)?,
+        };
         if let Some(meta) = &meta {
             crate::gvariant::decode_normal(meta, &crate::gvariant::Type::of("a{sv}"))
                 .map_err(|e| Error::corrupt(ObjectType::CommitMeta, c, e))?;
         }
         let bytes = if self.repo.has_object(ObjectType::Commit, &c) {
             self.repo.load_metadata(ObjectType::Commit, &c)?
+        } else if let Some((b, _)) = prefetched {
+            b
         } else {
             let b = match self.fetch_meta(ObjectType::Commit, &c, t.depth != self.opts.depth)? {
                 Some(b) => b,
@@ -629,41 +668,7 @@ impl Shared<'_> {
             self.verify_hash(ObjectType::Commit, &c, &b)?;
             b
         };
-        // Signatures are checked before the commit (or its metadata) is stored, so an
-        // unsigned or tampered commit never enters the repo and no ref moves.
-        if let Some(keys) = &self.opts.ed25519_keys {
-            if crate::sign::verify(meta.as_deref(), &bytes, keys, &[])?.is_none() {
-                let n = meta
-                    .as_deref()
-                    .map(crate::sign::signatures)
-                    .transpose()?
-                    .map_or(0, |s| s.len());
-                let msg = if n == 0 {
-                    "no ed25519 signature (ostree.sign.ed25519) in its detached metadata, and the remote has sign-verify on".to_string()
-                } else {
-                    format!(
-                        "none of its {n} ed25519 signature(s) verifies with the {} key(s) configured for the remote (verification-ed25519-key/-file)",
-                        keys.len()
-                    )
-                };
-                return Err(Error::Signature { commit: c, msg });
-            }
-        }
-        if let Some(keys) = &self.opts.gpg_keys {
-            let report = crate::sign::gpg::verify_meta(meta.as_deref(), &bytes, keys)?;
-            if !report
-                .iter()
-                .any(|r| r.status == crate::sign::gpg::GpgStatus::Good)
-            {
-                return Err(Error::Signature {
-                    commit: c,
-                    msg: format!(
-                        "no good OpenPGP signature (gpg-verify is on): {}",
-                        describe_gpg(&report)
-                    ),
-                });
-            }
-        }
+        self.check_signatures(&c, meta.as_deref(), &bytes)?;
         if let Some(meta) = &meta {
             self.txn
                 .write_metadata_as(ObjectType::CommitMeta, &c, meta)?;
@@ -709,6 +714,170 @@ impl Shared<'_> {
             depth: 0,
         });
         Ok(())
+    }
+
+    /// Signatures are checked before the commit (or its metadata) is stored, so an
+    /// unsigned or tampered commit never enters the repo and no ref moves.
+    fn check_signatures(&self, c: &Checksum, meta: Option<&[u8]>, bytes: &[u8]) -> Result<()> {
+        if let Some(keys) = &self.opts.ed25519_keys {
+            if crate::sign::verify(meta, bytes, keys, &[])?.is_none() {
+                let n = meta
+                    .map(crate::sign::signatures)
+                    .transpose()?
+                    .map_or(0, |s| s.len());
+                let msg = if n == 0 {
+                    "no ed25519 signature (ostree.sign.ed25519) in its detached metadata, and the remote has sign-verify on".to_string()
+                } else {
+                    format!(
+                        "none of its {n} ed25519 signature(s) verifies with the {} key(s) configured for the remote (verification-ed25519-key/-file)",
+                        keys.len()
+                    )
+                };
+                return Err(Error::Signature { commit: *c, msg });
+            }
+        }
+        if let Some(keys) = &self.opts.gpg_keys {
+            let report = crate::sign::gpg::verify_meta(meta, bytes, keys)?;
+            if !report
+                .iter()
+                .any(|r| r.status == crate::sign::gpg::GpgStatus::Good)
+            {
+                return Err(Error::Signature {
+                    commit: *c,
+                    msg: format!(
+                        "no good OpenPGP signature (gpg-verify is on): {}",
+                        describe_gpg(&report)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Pull `to` (for `refname`) with a static delta when the server lists one that fits:
+    /// FROM-TO when the ref is at a complete FROM here, a scratch delta when the ref does not
+    /// exist here yet (as ostree chooses). Returns the delta's name, or `None` if none fits.
+    /// The superblock is checked against the digest the summary (or delta index) gives,
+    /// the embedded commit against `to` and its signatures, each part against the
+    /// superblock and each object against its checksum.
+    fn try_delta(
+        &self,
+        summary: &Summary,
+        refname: &RefName,
+        to: &Checksum,
+    ) -> Result<Option<String>> {
+        let complete =
+            |c: &Checksum| self.repo.has_object(ObjectType::Commit, c) && !self.repo.is_partial(c);
+        if complete(to) {
+            return Ok(None);
+        }
+        let current = self.repo.read_ref(refname)?;
+        let from = current.filter(|f| f != to && complete(f));
+        let indexed = matches!(
+            summary.meta("ostree.summary.indexed-deltas"),
+            Some(crate::gvariant::Value::Bool(true))
+        );
+        let map = if indexed {
+            let path = crate::delta::index_path(to);
+            let Some(b) = fetch_retry(
+                self.fetcher,
+                &path,
+                self.opts,
+                self.progress,
+                MAX_METADATA_SIZE,
+            )?
+            else {
+                return Ok(None);
+            };
+            let v =
+                crate::gvariant::decode(&b, &crate::gvariant::Type::of("a{sv}")).map_err(|e| {
+                    Error::Other(format!(
+                        "{}: invalid delta index: {e}",
+                        self.fetcher.describe(&path)
+                    ))
+                })?;
+            v.lookup("ostree.static-deltas")
+                .map(crate::delta::parse_delta_map)
+                .unwrap_or_default()
+        } else {
+            summary
+                .meta("ostree.static-deltas")
+                .map(crate::delta::parse_delta_map)
+                .unwrap_or_default()
+        };
+        let pick = |f: Option<&Checksum>| {
+            let name = crate::delta::delta_name(f, to);
+            map.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, d)| (name, *d))
+        };
+        let (from, (name, digest)) = match (from, current) {
+            (Some(f), _) if pick(Some(&f)).is_some() => match pick(Some(&f)) {
+                Some(x) => (Some(f), x),
+                None => return Ok(None),
+            },
+            (_, None) => match pick(None) {
+                Some(x) => (None, x),
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let dir = crate::delta::delta_dir(from.as_ref(), to);
+        let sb_path = format!("{dir}/superblock");
+        let what = self.fetcher.describe(&sb_path);
+        let Some(sb_bytes) = fetch_retry(
+            self.fetcher,
+            &sb_path,
+            self.opts,
+            self.progress,
+            MAX_METADATA_SIZE,
+        )?
+        else {
+            return Ok(None);
+        };
+        let actual = Checksum::digest(&sb_bytes);
+        if actual != digest {
+            return Err(Error::Other(format!(
+                "{what}: superblock hashes to {actual}, the summary says {digest}"
+            )));
+        }
+        let sb = crate::delta::Superblock::parse(&sb_bytes, &what)?;
+        if sb.to != *to || sb.from != from {
+            return Err(Error::Other(format!(
+                "{what}: the superblock is for another pair of commits"
+            )));
+        }
+        let meta = self.fetch_meta(ObjectType::CommitMeta, to, true)?;
+        self.check_signatures(to, meta.as_deref(), &sb.commit)?;
+        let sink = DeltaSink {
+            repo: self.repo,
+            txn: self.txn,
+        };
+        for (i, part) in sb.parts.iter().enumerate() {
+            if part.objects.iter().all(|(t, c)| self.txn.has_object(*t, c)) {
+                continue;
+            }
+            let path = format!("{dir}/{i}");
+            let what = self.fetcher.describe(&path);
+            let stored = fetch_retry(
+                self.fetcher,
+                &path,
+                self.opts,
+                self.progress,
+                crate::delta::MAX_PART_SIZE,
+            )?
+            .ok_or_else(|| Error::Other(format!("{what}: delta part not found on the server")))?;
+            let payload = crate::delta::open_part(&stored, part, &what)?;
+            drop(stored);
+            let n = crate::delta::apply_part(&payload, &part.objects, &sink, &what)?;
+            self.progress
+                .objects_fetched
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if let Ok(mut p) = self.prefetched.lock() {
+            p.insert(*to, (sb.commit, meta));
+        }
+        Ok(Some(name))
     }
 
     fn process_file(&self, c: &Checksum) -> Result<()> {
@@ -1016,4 +1185,60 @@ fn describe_gpg(report: &[crate::sign::gpg::GpgSignature]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A commit object and its detached metadata, fetched ahead of the object walk.
+type Prefetched = (Vec<u8>, Option<Vec<u8>>);
+
+/// Objects executed out of a static delta part go into the pull's transaction.
+struct DeltaSink<'a> {
+    repo: &'a Repo,
+    txn: &'a Transaction<'a>,
+}
+
+impl crate::delta::ObjectSink for DeltaSink<'_> {
+    fn write_metadata(&self, ty: ObjectType, csum: &Checksum, data: &[u8]) -> Result<()> {
+        // The hash was checked by the part executor; the structure is checked here, as
+        // for objects fetched one by one.
+        match ty {
+            ObjectType::DirTree => {
+                DirTree::parse(data).map_err(|e| Error::corrupt(ty, *csum, e))?;
+            }
+            ObjectType::DirMeta => {
+                crate::object::DirMeta::parse(data).map_err(|e| Error::corrupt(ty, *csum, e))?;
+            }
+            ObjectType::Commit => {
+                Commit::parse(data).map_err(|e| Error::corrupt(ty, *csum, e))?;
+            }
+            _ => {
+                return Err(Error::corrupt(
+                    ty,
+                    *csum,
+                    "a static delta may not carry this kind of object",
+                ))
+            }
+        }
+        self.txn.write_metadata_as(ty, csum, data)
+    }
+
+    fn write_content(
+        &self,
+        header: &crate::object::FileHeader,
+        data: &[u8],
+        csum: &Checksum,
+    ) -> Result<()> {
+        let mut r = data;
+        self.txn
+            .write_file(header, &mut r, data.len() as u64, Some(csum))
+            .map(|_| ())
+    }
+
+    fn read_content(&self, csum: &Checksum) -> Result<Vec<u8>> {
+        let mut f = self.repo.read_file(csum)?;
+        let mut out = Vec::with_capacity(f.size.min(crate::delta::MAX_PART_SIZE) as usize);
+        f.payload
+            .read_to_end(&mut out)
+            .ctx("read content for", f.path.clone())?;
+        Ok(out)
+    }
 }
