@@ -195,6 +195,11 @@ enum Cmd {
     },
     /// Download commits from a remote over HTTP: `pull REMOTE[:REF] [REF…]`.
     Pull(PullArgs),
+    /// Static deltas: generate and list (clients pulling use them by themselves).
+    StaticDelta {
+        #[command(subcommand)]
+        cmd: StaticDeltaCmd,
+    },
     /// Regenerate (-u) or show (--view) the repository summary.
     Summary {
         #[command(flatten)]
@@ -277,6 +282,36 @@ enum Cmd {
         depth: i64,
         src_repo: PathBuf,
         refs: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StaticDeltaCmd {
+    /// Write the delta from --from (or, with --empty, from nothing) to --to into deltas/;
+    /// then run `summary -u` so clients find it.
+    Generate {
+        #[command(flatten)]
+        repo: RepoArg,
+        /// Start commit (REV); default: the parent of --to.
+        #[arg(long, value_name = "REV")]
+        from: Option<String>,
+        /// A scratch delta: everything --to needs.
+        #[arg(long, conflicts_with = "from")]
+        empty: bool,
+        /// Target commit (REV).
+        #[arg(long, value_name = "REV")]
+        to: String,
+        /// Regular files above this many MiB are left out, fetched as plain objects.
+        #[arg(long, value_name = "MB", default_value_t = 4)]
+        min_fallback_size: u64,
+        /// A new part starts after this many MiB.
+        #[arg(long, value_name = "MB", default_value_t = 32)]
+        max_chunk_size: u64,
+    },
+    /// List the static deltas: FROM-TO, or TO for scratch deltas.
+    List {
+        #[command(flatten)]
+        repo: RepoArg,
     },
 }
 
@@ -736,6 +771,53 @@ fn repo_path(r: &RepoArg) -> PathBuf {
     PathBuf::from("/sysroot/ostree/repo")
 }
 
+fn cmd_static_delta(cmd: StaticDeltaCmd) -> Result<()> {
+    match cmd {
+        StaticDeltaCmd::Generate {
+            repo,
+            from,
+            empty,
+            to,
+            min_fallback_size,
+            max_chunk_size,
+        } => {
+            let repo = open(&repo)?;
+            let to = repo.resolve_rev(&to)?;
+            let from = match (from, empty) {
+                (_, true) => None,
+                (Some(f), false) => Some(repo.resolve_rev(&f)?),
+                (None, false) => Some(repo.load_commit(&to)?.parent.ok_or_else(|| {
+                    anyhow::anyhow!("{to} has no parent: give --from=REV, or --empty")
+                })?),
+            };
+            let r = repo.generate_static_delta(
+                from.as_ref(),
+                &to,
+                &oxtree::repo::DeltaOptions {
+                    max_chunk_size: max_chunk_size.max(1) << 20,
+                    min_fallback_size: min_fallback_size << 20,
+                },
+            )?;
+            println!(
+                "Generated static delta {}: {} objects in {} part(s), {} ({} uncompressed), {} fallback(s)",
+                r.name,
+                r.objects,
+                r.parts,
+                human_size(r.size),
+                human_size(r.uncompressed_size),
+                r.fallbacks
+            );
+            println!("Run `oxtree summary -u` so clients find it.");
+        }
+        StaticDeltaCmd::List { repo } => {
+            for (f, t) in open(&repo)?.list_static_deltas()? {
+                println!("{}", oxtree::delta::delta_name(f.as_ref(), &t));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn open(r: &RepoArg) -> Result<Repo> {
     Ok(Repo::open(&repo_path(r))?)
 }
@@ -1020,6 +1102,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         Cmd::Remote { cmd } => cmd_remote(cmd)?,
+        Cmd::StaticDelta { cmd } => cmd_static_delta(cmd)?,
         Cmd::Admin { cmd } => cmd_admin(cmd)?,
         Cmd::GpgSign {
             repo,
@@ -2272,7 +2355,9 @@ fn hoist_global_options(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     take(&mut it, "--repo", &mut held);
     let cmd = it.next();
     // Commands with commands of their own: the options go after the inner one.
-    let nested = cmd.as_ref().is_some_and(|c| c == "admin" || c == "remote");
+    let nested = cmd
+        .as_ref()
+        .is_some_and(|c| c == "admin" || c == "remote" || c == "static-delta");
     let is_admin = cmd.as_ref().is_some_and(|c| c == "admin");
     out.extend(cmd);
     if nested {

@@ -222,3 +222,59 @@ fn deltas_do_not_bypass_signatures() {
     assert!(err.contains("signature"), "{err}");
     assert!(!ox(&["refs", &r]).contains("main"));
 }
+
+/// Deltas written by `oxtree static-delta generate` (and indexed by `oxtree summary -u`)
+/// are listed and used by real ostree, and by oxtree.
+#[test]
+fn oxtree_deltas_work_for_ostree() {
+    let f = fixture();
+    let src = f.dir.join("oxsrc");
+    let r = format!("--repo={}", s(&src));
+    ox(&["init", &r, "--mode=archive"]);
+    ox(&["pull-local", &r, s(&f.src), &f.c1, &f.c2]);
+    ox(&["refs", &r, "--create=main", &f.c1]);
+    ox(&[
+        "static-delta",
+        "generate",
+        &r,
+        "--empty",
+        &format!("--to={}", f.c1),
+    ]);
+    // Without --from: from the parent of --to.
+    ox(&["static-delta", "generate", &r, &format!("--to={}", f.c2)]);
+    ox(&["summary", &r, "-u"]);
+    let pair = format!("{}-{}", f.c1, f.c2);
+    let listed = ostree(&["static-delta", "list", &r]);
+    assert!(listed.contains(&pair) && listed.contains(&f.c1), "{listed}");
+    let sorted = |t: &str| {
+        let mut v: Vec<String> = t.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&ox(&["static-delta", "list", &r])), sorted(&listed));
+    ostree(&["static-delta", "show", &r, &pair]);
+    let server = Server::start(&src);
+    // ostree: a fresh pull of v1, then the update to v2, both via the deltas.
+    let o = format!("--repo={}", s(&f.dir.join("ostree-client")));
+    ostree(&["init", &o, "--mode=bare-user"]);
+    ostree(&["remote", "add", &o, "--no-gpg-verify", "o", &server.url]);
+    assert!(ostree(&["pull", &o, "o", "main"]).contains("1 delta parts"));
+    let move_main = |c: &str| {
+        ox(&["refs", &r, "--delete", "main"]);
+        ox(&["refs", &r, "--create=main", c]);
+        ox(&["summary", &r, "-u"]);
+    };
+    move_main(&f.c2);
+    assert!(ostree(&["pull", &o, "o", "main"]).contains("1 delta parts"));
+    ostree(&["fsck", &o]);
+    let co = f.dir.join("co-ostree");
+    ostree(&["checkout", &o, "o:main", s(&co)]);
+    assert_eq!(snapshot(&co), snapshot(&f.tree));
+    // oxtree, the same way.
+    move_main(&f.c1);
+    let x = client(&f.dir, "ox-client", "bare-user", &server.url);
+    assert!(json_field(&ox(&["pull", &x, "--json", "o", "main"]), "deltas").contains(&f.c1));
+    move_main(&f.c2);
+    assert!(json_field(&ox(&["pull", &x, "--json", "o", "main"]), "deltas").contains(&pair));
+    assert!(ox(&["fsck", &x]).contains("no errors"));
+}

@@ -4,6 +4,7 @@
 
 mod checkout;
 mod commit;
+mod delta_gen;
 mod fsck;
 mod prune;
 mod pull_local;
@@ -16,6 +17,7 @@ mod txn;
 
 pub use checkout::{CheckoutOptions, PathEntry};
 pub use commit::{CommitOptions, CommitResult, StatOverride};
+pub use delta_gen::{DeltaOptions, DeltaReport};
 pub use fsck::{FsckOptions, FsckReport};
 pub use prune::{PruneOptions, PruneReport};
 pub use pull_local::PullLocalOptions;

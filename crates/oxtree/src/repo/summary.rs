@@ -72,6 +72,16 @@ impl Repo {
         if let Some(cid) = self.config().get("core", "collection-id") {
             metadata.push(("ostree.summary.collection-id".to_string(), Value::str(cid)));
         }
+        // Static deltas: indexed per target, and listed here too unless the repo says not.
+        let deltas = self.reindex_static_deltas()?;
+        if !deltas.is_empty()
+            && !self
+                .config()
+                .get_bool("core", "no-deltas-in-summary")
+                .unwrap_or(false)
+        {
+            metadata.push(("ostree.static-deltas".to_string(), Value::dict_sv(deltas)));
+        }
         let summary = Summary { refs, metadata };
         if self.config().get("core", "indexed-deltas") != Some("true") {
             let mut kf = self.config().clone();
