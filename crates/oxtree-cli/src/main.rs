@@ -307,6 +307,10 @@ enum StaticDeltaCmd {
         /// A new part starts after this many MiB.
         #[arg(long, value_name = "MB", default_value_t = 32)]
         max_chunk_size: u64,
+        /// Files replacing one at the same path are sent as bsdiff patches up to this many
+        /// MiB (0: never; costs ~9× the old file's size in memory).
+        #[arg(long, value_name = "MB", default_value_t = 32)]
+        max_bsdiff_size: u64,
     },
     /// List the static deltas: FROM-TO, or TO for scratch deltas.
     List {
@@ -780,6 +784,7 @@ fn cmd_static_delta(cmd: StaticDeltaCmd) -> Result<()> {
             to,
             min_fallback_size,
             max_chunk_size,
+            max_bsdiff_size,
         } => {
             let repo = open(&repo)?;
             let to = repo.resolve_rev(&to)?;
@@ -796,12 +801,14 @@ fn cmd_static_delta(cmd: StaticDeltaCmd) -> Result<()> {
                 &oxtree::repo::DeltaOptions {
                     max_chunk_size: max_chunk_size.max(1) << 20,
                     min_fallback_size: min_fallback_size << 20,
+                    max_bsdiff_size: max_bsdiff_size << 20,
                 },
             )?;
             println!(
-                "Generated static delta {}: {} objects in {} part(s), {} ({} uncompressed), {} fallback(s)",
+                "Generated static delta {}: {} objects ({} as bsdiff patches) in {} part(s), {} ({} uncompressed), {} fallback(s)",
                 r.name,
                 r.objects,
+                r.patched,
                 r.parts,
                 human_size(r.size),
                 human_size(r.uncompressed_size),

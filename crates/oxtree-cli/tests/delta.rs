@@ -240,8 +240,10 @@ fn oxtree_deltas_work_for_ostree() {
         "--empty",
         &format!("--to={}", f.c1),
     ]);
-    // Without --from: from the parent of --to.
-    ox(&["static-delta", "generate", &r, &format!("--to={}", f.c2)]);
+    // Without --from: from the parent of --to. The two modified binaries go as bsdiff
+    // patches, which ostree applies.
+    let out = ox(&["static-delta", "generate", &r, &format!("--to={}", f.c2)]);
+    assert!(out.contains("(2 as bsdiff patches)"), "{out}");
     ox(&["summary", &r, "-u"]);
     let pair = format!("{}-{}", f.c1, f.c2);
     let listed = ostree(&["static-delta", "list", &r]);
@@ -275,6 +277,9 @@ fn oxtree_deltas_work_for_ostree() {
     let x = client(&f.dir, "ox-client", "bare-user", &server.url);
     assert!(json_field(&ox(&["pull", &x, "--json", "o", "main"]), "deltas").contains(&f.c1));
     move_main(&f.c2);
-    assert!(json_field(&ox(&["pull", &x, "--json", "o", "main"]), "deltas").contains(&pair));
+    let out = ox(&["pull", &x, "--json", "o", "main"]);
+    assert!(json_field(&out, "deltas").contains(&pair), "{out}");
+    let bytes: u64 = json_field(&out, "bytes").parse().expect("n");
+    assert!(bytes < 60_000, "the update is a small delta: {out}");
     assert!(ox(&["fsck", &x]).contains("no errors"));
 }

@@ -632,6 +632,18 @@ mod tests {
     }
 
     #[test]
+    fn bspatch_reads_what_bsdiff_writes() {
+        let old: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut new = old.clone();
+        new[100..110].copy_from_slice(b"0123456789");
+        new.splice(3000..3000, b"inserted".iter().copied());
+        new.truncate(45_000);
+        let mut patch = Vec::new();
+        bsdiff::diff(&old, &new, &mut patch).expect("diff");
+        assert_eq!(bspatch(&old, &patch, new.len()).expect("patch"), new);
+    }
+
+    #[test]
     fn varints_and_bad_ops_are_errors() {
         let mut pos = 0;
         assert_eq!(read_varint(&[0x96, 0x01], &mut pos, "t").expect("v"), 150);
