@@ -151,6 +151,14 @@ C1=$("$OSTREE" commit --repo="$SRV/v1" -b main -s v1 --timestamp="$TS" --tree=di
 cp -a "$SRV/v1" "$SRV/full"
 C2=$("$OSTREE" commit --repo="$SRV/full" -b main -s v2 --timestamp="$TS" "${V2_TREES[@]}")
 "$OSTREE" summary --repo="$SRV/full" -u
+# Static deltas, made by ostree so that both tools consume the same ones: srv/v1delta is
+# srv/v1 plus a scratch delta to v1; srv/delta is srv/full plus the v1→v2 delta.
+cp -a "$SRV/v1" "$SRV/v1delta"
+"$OSTREE" static-delta generate --repo="$SRV/v1delta" --empty --to="$C1" >/dev/null
+"$OSTREE" summary --repo="$SRV/v1delta" -u
+cp -a "$SRV/full" "$SRV/delta"
+"$OSTREE" static-delta generate --repo="$SRV/delta" --from="$C1" --to="$C2" >/dev/null
+"$OSTREE" summary --repo="$SRV/delta" -u
 N1=$(find "$SRV/v1/objects" -type f | wc -l)
 N2=$(( $(find "$SRV/full/objects" -type f | wc -l) - N1 ))
 B1=$(find "$SRV/v1/objects" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%.1f", s/1e6}')
@@ -336,13 +344,14 @@ kill_test() {
   FSCK_REPOS+=("$tool:$repo")
 }
 
-ALL_OPS=(scratch-bare-user scratch-archive update scratch-delay scratch-serve)
+ALL_OPS=(scratch-bare-user scratch-archive update scratch-delay scratch-serve delta-scratch delta-update)
 # shellcheck disable=SC2206
 OPS=(${PULL_OPS:-${ALL_OPS[*]}})
 for op in "${OPS[@]}"; do
   case " ${ALL_OPS[*]} " in *" $op "*) ;; *) die "unknown op $op in PULL_OPS (one of: ${ALL_OPS[*]})" ;; esac
 done
 case " ${OPS[*]} " in *" update "*) case " ${OPS[*]} " in *" scratch-bare-user "*) ;; *) die "update needs scratch-bare-user" ;; esac ;; esac
+case " ${OPS[*]} " in *" delta-update "*) case " ${OPS[*]} " in *" delta-scratch "*) ;; *) die "delta-update needs delta-scratch" ;; esac ;; esac
 # shellcheck disable=SC2206
 KILL_MODES=(${KILL_MODES-bare-user archive})
 declare -A LABEL=(
@@ -351,6 +360,8 @@ declare -A LABEL=(
   [update]="update v1 → v2 (bare-user)"
   [scratch-delay]="v1 from scratch → bare-user, +${DELAY_MS} ms each way"
   [scratch-serve]="v1 from scratch → bare-user, from \`oxtree serve\`"
+  [delta-scratch]="v1 from scratch → bare-user, scratch static delta"
+  [delta-update]="update v1 → v2 (bare-user), static delta"
 )
 FSCK_REPOS=()
 
@@ -381,6 +392,14 @@ for ROUND in $(seq 1 "$ROUNDS"); do
           FSCK_REPOS+=("$t:$R/$t-delay")
           proxy_stop
           echo "    proxy: $(tail -n1 "$WORK/proxy.err")" >&2 ;;
+        delta-scratch)
+          new_repo "$t" "$R/$t-delta" bare-user "$NGINX_URL/v1delta"
+          measure "$t" "$op" "$R/$t-delta" "$C1" log ;;
+        delta-update)  # the repo of delta-scratch, its remote now serving the v1→v2 delta
+          "$(bin "$t")" remote delete --repo="$R/$t-delta" origin
+          "$(bin "$t")" remote add --repo="$R/$t-delta" --no-gpg-verify origin "$NGINX_URL/delta"
+          measure "$t" "$op" "$R/$t-delta" "$C2" log
+          FSCK_REPOS+=("$t:$R/$t-delta") ;;
         scratch-serve)
           new_repo "$t" "$R/$t-serve" bare-user "$SERVE_URL"
           measure "$t" "$op" "$R/$t-serve" "$C1"
