@@ -304,9 +304,15 @@ pub fn open_part(stored: &[u8], h: &PartHeader, what: &str) -> Result<Payload> {
 
 pub fn parse_payload(raw: &[u8], what: &str) -> Result<Payload> {
     let v = gvariant::decode(raw, &Type::of(PAYLOAD_TYPE)).map_err(|e| bad(what, e))?;
-    let m = v.items().ok_or_else(|| bad(what, "bad payload"))?;
+    // Take the members by value: the blob is most of a part, and is not copied again.
+    let Value::Tuple(m) = v else {
+        return Err(bad(what, "bad payload"));
+    };
+    let Ok::<[Value; 4], _>([mode_table, xattr_table, blob, ops]) = m.try_into() else {
+        return Err(bad(what, "bad payload"));
+    };
     let mut modes = Vec::new();
-    for t in m.first().and_then(Value::items).unwrap_or_default() {
+    for t in mode_table.items().unwrap_or_default() {
         let f = t.items().unwrap_or_default();
         let u = |i: usize| {
             f.get(i)
@@ -317,20 +323,17 @@ pub fn parse_payload(raw: &[u8], what: &str) -> Result<Payload> {
         modes.push((u(0)?, u(1)?, u(2)?));
     }
     let mut xattrs = Vec::new();
-    for x in m.get(1).and_then(Value::items).unwrap_or_default() {
+    for x in xattr_table.items().unwrap_or_default() {
         xattrs.push(crate::object::parse_xattrs(x).map_err(|e| bad(what, e))?);
     }
-    let take = |i: usize| {
-        m.get(i)
-            .and_then(Value::as_bytes)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| bad(what, "bad payload"))
+    let (Value::Bytes(blob), Value::Bytes(ops)) = (blob, ops) else {
+        return Err(bad(what, "bad payload"));
     };
     Ok(Payload {
         modes,
         xattrs,
-        blob: take(2)?,
-        ops: take(3)?,
+        blob,
+        ops,
     })
 }
 

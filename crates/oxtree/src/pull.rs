@@ -853,10 +853,20 @@ impl Shared<'_> {
             repo: self.repo,
             txn: self.txn,
         };
-        for (i, part) in sb.parts.iter().enumerate() {
-            if part.objects.iter().all(|(t, c)| self.txn.has_object(*t, c)) {
-                continue;
-            }
+        // Parts are independent: two at a time (as ostree), each fetched, decompressed and
+        // executed by its own thread, which bounds memory to two parts.
+        let todo: Vec<usize> = (0..sb.parts.len())
+            .filter(|&i| {
+                !sb.parts[i]
+                    .objects
+                    .iter()
+                    .all(|(t, c)| self.txn.has_object(*t, c))
+            })
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed: Mutex<Option<Error>> = Mutex::new(None);
+        let run_part = |i: usize| -> Result<()> {
+            let part = &sb.parts[i];
             let path = format!("{dir}/{i}");
             let what = self.fetcher.describe(&path);
             let stored = fetch_retry(
@@ -873,6 +883,28 @@ impl Shared<'_> {
             self.progress
                 .objects_fetched
                 .fetch_add(n as u64, Ordering::Relaxed);
+            Ok(())
+        };
+        std::thread::scope(|s| {
+            for _ in 0..todo.len().min(2) {
+                s.spawn(|| loop {
+                    if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        return;
+                    };
+                    if let Err(e) = run_part(i) {
+                        if let Ok(mut f) = failed.lock() {
+                            f.get_or_insert(e);
+                        }
+                        return;
+                    }
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().ok().flatten() {
+            return Err(e);
         }
         if let Ok(mut p) = self.prefetched.lock() {
             p.insert(*to, (sb.commit, meta));
