@@ -417,7 +417,8 @@ fn sizes_value(sizes: &BTreeMap<Checksum, (u64, u64, ObjectType)>) -> Value {
     Value::Array(Type::of("ay"), items)
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
+/// An unsigned LEB128 varint (`ostree.sizes`, static delta op codes).
+pub(super) fn varint(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;

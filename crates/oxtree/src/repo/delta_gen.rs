@@ -6,6 +6,7 @@
 //! rollsum matching first; bsdiff covers the same cases, at some CPU cost here.) Files above
 //! `min_fallback_size` become fallbacks that clients fetch as plain objects.
 
+use super::commit::varint;
 use super::Repo;
 use crate::delta::{delta_dir, index_path, Fallback, PartHeader, Superblock};
 use crate::error::{Error, IoContext, Result};
@@ -46,18 +47,6 @@ pub struct DeltaReport {
     /// Bytes of the parts as stored, and of what they carry uncompressed.
     pub size: u64,
     pub uncompressed_size: u64,
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
 }
 
 /// One part being built.
