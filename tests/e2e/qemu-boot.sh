@@ -348,6 +348,9 @@ phase_image() {
     rm -f "$W/$n.img"
     mkfs.ext4 -q -L root -d "$W/$n" "$W/$n.img" 3G
   done
+  # ostree marks deployments immutable; clear that on the host copy, or `cargo clean` (and
+  # rm -rf target) fails on it. The image keeps what mkfs copied.
+  chattr -R -i "$W/sysroot-b" 2>/dev/null || true
   make_updates_disk
   log "images built"
 }
