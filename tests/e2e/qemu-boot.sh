@@ -423,7 +423,7 @@ boot() {
     -append "$opts console=ttyS0 e2e.step=$step" \
     -drive file="$img",format=raw,if=virtio \
     -drive file="$W/updates.img",format=raw,if=virtio,readonly=on \
-    "${extra[@]}" -nic none </dev/null >"$con" 2>&1 || true) &
+    "${extra[@]}" -nic none </dev/null >"$con" 2>&1 || true) 2>/dev/null &
   pid=$!
   if [ -n "$until" ]; then
     while kill -0 "$pid" 2>/dev/null; do
