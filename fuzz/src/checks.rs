@@ -70,12 +70,68 @@ pub fn check_keyfile(data: &[u8]) {
     }
 }
 
+/// Static deltas, the input read as (the first byte chooses): 0, a superblock; 1, a part
+/// payload executed against a stand-in repository; 2, a part file as stored (`0`/`x` and
+/// body); otherwise a bsdiff patch of a fixed old file.
+pub fn check_delta(data: &[u8]) {
+    use oxtree::delta;
+    use oxtree::object::{Checksum, ObjectType};
+    struct Sink;
+    impl delta::ObjectSink for Sink {
+        fn write_metadata(&self, _: ObjectType, _: &Checksum, _: &[u8]) -> oxtree::Result<()> {
+            Ok(())
+        }
+        fn write_content(&self, _: &FileHeader, _: &[u8], _: &Checksum) -> oxtree::Result<()> {
+            Ok(())
+        }
+        fn read_content(&self, _: &Checksum) -> oxtree::Result<Vec<u8>> {
+            Ok(b"the old content of a file".to_vec())
+        }
+    }
+    let Some((&kind, rest)) = data.split_first() else {
+        return;
+    };
+    // A part header listing objects of every kind, metadata and content alternating.
+    let objects: Vec<(ObjectType, Checksum)> = (0u8..8)
+        .map(|i| {
+            let ty = if i % 2 == 0 { ObjectType::File } else { ObjectType::DirTree };
+            (ty, Checksum([i; 32]))
+        })
+        .collect();
+    match kind {
+        0 => {
+            let _ = delta::Superblock::parse(rest, "fuzz");
+        }
+        1 => {
+            if let Ok(p) = delta::parse_payload(rest, "fuzz") {
+                let _ = delta::apply_part(&p, &objects, &Sink, "fuzz");
+            }
+        }
+        2 => {
+            let header = delta::PartHeader {
+                version: 0,
+                checksum: Checksum::digest(rest),
+                size: rest.len() as u64,
+                uncompressed_size: 4096,
+                objects,
+            };
+            if let Ok(p) = delta::open_part(rest, &header, "fuzz") {
+                let _ = delta::apply_part(&p, &header.objects, &Sink, "fuzz");
+            }
+        }
+        _ => {
+            let _ = delta::bspatch(b"the old content of a file", rest, u64::from(kind) * 64);
+        }
+    }
+}
+
 /// Dispatch by target name (the directory name under `fuzz/regressions/`).
 pub fn check(target: &str, data: &[u8]) -> Option<()> {
     match target {
         "gvariant" => check_gvariant(data),
         "objects" => check_objects(data),
         "keyfile" => check_keyfile(data),
+        "delta" => check_delta(data),
         _ => return None,
     }
     Some(())

@@ -465,7 +465,8 @@ pub fn apply_part(
                 open = Some(Open {
                     header: header_for(mi, xi)?,
                     size,
-                    data: Vec::with_capacity(size.min(MAX_PART_SIZE) as usize),
+                    // Grown by the writes (all bounded by the part's data), not by the claim.
+                    data: Vec::with_capacity(size.min(16 << 20) as usize),
                 });
             }
             OP_WRITE => {
@@ -495,7 +496,8 @@ pub fn apply_part(
                     .as_deref()
                     .ok_or_else(|| bad(what, "bspatch with no read source"))?;
                 let patch = slice(&p.blob, off, len, what)?;
-                let out = bspatch(old, patch, o.size as usize).map_err(|m| bad(what, m))?;
+                let want = o.size.saturating_sub(o.data.len() as u64);
+                let out = bspatch(old, patch, want).map_err(|m| bad(what, m))?;
                 o.data.extend_from_slice(&out);
             }
             OP_CLOSE => {
@@ -539,46 +541,45 @@ fn offtin(b: &[u8]) -> i64 {
 }
 
 /// Apply a bsdiff patch stream (mendsley/bsdiff: control triples, diff and extra bytes
-/// interleaved, no header) to `old`, producing `new_size` bytes.
-pub fn bspatch(old: &[u8], patch: &[u8], new_size: usize) -> std::result::Result<Vec<u8>, String> {
-    let mut out = vec![0u8; new_size];
+/// interleaved, no header) to `old`, producing `new_size` bytes. Every output byte comes out
+/// of the patch, so the output grows with the patch, whatever size is claimed.
+pub fn bspatch(old: &[u8], patch: &[u8], new_size: u64) -> std::result::Result<Vec<u8>, String> {
+    let mut out: Vec<u8> = Vec::with_capacity(new_size.min(patch.len() as u64) as usize);
     let mut p = 0usize;
-    let mut take = |n: usize| -> std::result::Result<&[u8], String> {
-        let s = patch
-            .get(p..p.checked_add(n).ok_or("patch too long")?)
+    let mut take = |n: u64| -> std::result::Result<&[u8], String> {
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| p.checked_add(n))
+            .filter(|&e| e <= patch.len())
             .ok_or("bsdiff patch ends early")?;
-        p += n;
+        let s = &patch[p..end];
+        p = end;
         Ok(s)
     };
-    let (mut oldpos, mut newpos): (i64, usize) = (0, 0);
-    while newpos < new_size {
+    let mut oldpos: i64 = 0;
+    while (out.len() as u64) < new_size {
         let ctrl = take(24)?;
-        let (c0, c1, c2) = (
-            offtin(&ctrl[0..8]),
-            offtin(&ctrl[8..16]),
-            offtin(&ctrl[16..24]),
-        );
+        let (c0, c1, c2) = (offtin(&ctrl[0..8]), offtin(&ctrl[8..16]), offtin(&ctrl[16..24]));
         if c0 < 0 || c1 < 0 {
             return Err("bsdiff control data is negative".into());
         }
-        let (c0, c1) = (c0 as usize, c1 as usize);
-        if newpos.checked_add(c0).is_none_or(|e| e > new_size) {
+        let (c0, c1) = (c0 as u64, c1 as u64);
+        if (out.len() as u64).saturating_add(c0) > new_size {
             return Err("bsdiff patch writes past the new file".into());
         }
-        out[newpos..newpos + c0].copy_from_slice(take(c0)?);
-        for i in 0..c0 {
+        let start = out.len();
+        out.extend_from_slice(take(c0)?);
+        for (i, b) in out[start..].iter_mut().enumerate() {
             let o = oldpos.wrapping_add(i as i64);
-            if o >= 0 && (o as usize) < old.len() {
-                out[newpos + i] = out[newpos + i].wrapping_add(old[o as usize]);
+            if o >= 0 && (o as u64) < old.len() as u64 {
+                *b = b.wrapping_add(old[o as usize]);
             }
         }
-        newpos += c0;
         oldpos = oldpos.wrapping_add(c0 as i64);
-        if newpos.checked_add(c1).is_none_or(|e| e > new_size) {
+        if (out.len() as u64).saturating_add(c1) > new_size {
             return Err("bsdiff patch writes past the new file".into());
         }
-        out[newpos..newpos + c1].copy_from_slice(take(c1)?);
-        newpos += c1;
+        out.extend_from_slice(take(c1)?);
         oldpos = oldpos.wrapping_add(c2);
     }
     Ok(out)
@@ -643,7 +644,7 @@ mod tests {
         new.truncate(45_000);
         let mut patch = Vec::new();
         bsdiff::diff(&old, &new, &mut patch).expect("diff");
-        assert_eq!(bspatch(&old, &patch, new.len()).expect("patch"), new);
+        assert_eq!(bspatch(&old, &patch, new.len() as u64).expect("patch"), new);
     }
 
     #[test]
