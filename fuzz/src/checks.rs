@@ -94,7 +94,11 @@ pub fn check_delta(data: &[u8]) {
     // A part header listing objects of every kind, metadata and content alternating.
     let objects: Vec<(ObjectType, Checksum)> = (0u8..8)
         .map(|i| {
-            let ty = if i % 2 == 0 { ObjectType::File } else { ObjectType::DirTree };
+            let ty = if i % 2 == 0 {
+                ObjectType::File
+            } else {
+                ObjectType::DirTree
+            };
             (ty, Checksum([i; 32]))
         })
         .collect();

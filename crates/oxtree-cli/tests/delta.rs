@@ -149,6 +149,15 @@ fn pulls_use_ostree_static_deltas() {
     let r = client(&f.dir, "nodelta", "bare-user", &server.url);
     let out = ox(&["pull", &r, "--json", "--disable-static-deltas", "o", "main"]);
     assert_eq!(json_field(&out, "deltas"), "[]", "{out}");
+    // A server without a summary: the FROM-TO delta is asked for directly.
+    set_main(&f.src, &f.c2);
+    std::fs::remove_file(f.src.join("summary")).expect("rm summary");
+    let out = ox(&["pull", &r, "--json", "o", "main"]);
+    assert!(
+        json_field(&out, "deltas").contains(&format!("{}-{}", f.c1, f.c2)),
+        "{out}"
+    );
+    assert!(ox(&["fsck", &r]).contains("no errors"));
 }
 
 /// A corrupted part or superblock is not fatal: the objects are fetched one by one instead,

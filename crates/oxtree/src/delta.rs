@@ -559,7 +559,11 @@ pub fn bspatch(old: &[u8], patch: &[u8], new_size: u64) -> std::result::Result<V
     let mut oldpos: i64 = 0;
     while (out.len() as u64) < new_size {
         let ctrl = take(24)?;
-        let (c0, c1, c2) = (offtin(&ctrl[0..8]), offtin(&ctrl[8..16]), offtin(&ctrl[16..24]));
+        let (c0, c1, c2) = (
+            offtin(&ctrl[0..8]),
+            offtin(&ctrl[8..16]),
+            offtin(&ctrl[16..24]),
+        );
         if c0 < 0 || c1 < 0 {
             return Err("bsdiff control data is negative".into());
         }

@@ -383,10 +383,10 @@ impl Repo {
         let deltas_ok = !opts.disable_static_deltas
             && !opts.commit_metadata_only
             && self.mode() != crate::repo::RepoMode::Archive;
-        if let (true, Some(summary)) = (deltas_ok, summary.as_ref()) {
+        if deltas_ok {
             for (r, c) in &targets {
                 let Some(r) = r else { continue };
-                match shared.try_delta(summary, &ref_name(r), c) {
+                match shared.try_delta(summary.as_ref(), &ref_name(r), c) {
                     Ok(Some(name)) => result.deltas.push(name),
                     Ok(None) => {}
                     Err(e @ (Error::Signature { .. } | Error::Io { .. })) => return Err(e),
@@ -756,13 +756,14 @@ impl Shared<'_> {
 
     /// Pull `to` (for `refname`) with a static delta when the server lists one that fits:
     /// FROM-TO when the ref is at a complete FROM here, a scratch delta when the ref does not
-    /// exist here yet (as ostree chooses). Returns the delta's name, or `None` if none fits.
+    /// exist here yet (as ostree chooses). Without a summary, the FROM-TO delta is asked for
+    /// directly (as ostree does). Returns the delta's name, or `None` if none fits.
     /// The superblock is checked against the digest the summary (or delta index) gives,
     /// the embedded commit against `to` and its signatures, each part against the
     /// superblock and each object against its checksum.
     fn try_delta(
         &self,
-        summary: &Summary,
+        summary: Option<&Summary>,
         refname: &RefName,
         to: &Checksum,
     ) -> Result<Option<String>> {
@@ -773,6 +774,15 @@ impl Shared<'_> {
         }
         let current = self.repo.read_ref(refname)?;
         let from = current.filter(|f| f != to && complete(f));
+        let Some(summary) = summary else {
+            // No summary, so no digest: the embedded commit must still hash to `to`.
+            return match from {
+                Some(f) => {
+                    self.apply_delta(Some(f), to, crate::delta::delta_name(Some(&f), to), None)
+                }
+                None => Ok(None),
+            };
+        };
         let indexed = matches!(
             summary.meta("ostree.summary.indexed-deltas"),
             Some(crate::gvariant::Value::Bool(true))
@@ -822,6 +832,18 @@ impl Shared<'_> {
             },
             _ => return Ok(None),
         };
+        self.apply_delta(from, to, name, Some(digest))
+    }
+
+    /// Fetch and apply the delta `from` → `to` (see [`Self::try_delta`]); `None` if the
+    /// server has no such superblock.
+    fn apply_delta(
+        &self,
+        from: Option<Checksum>,
+        to: &Checksum,
+        name: String,
+        digest: Option<Checksum>,
+    ) -> Result<Option<String>> {
         let dir = crate::delta::delta_dir(from.as_ref(), to);
         let sb_path = format!("{dir}/superblock");
         let what = self.fetcher.describe(&sb_path);
@@ -836,7 +858,7 @@ impl Shared<'_> {
             return Ok(None);
         };
         let actual = Checksum::digest(&sb_bytes);
-        if actual != digest {
+        if let Some(digest) = digest.filter(|d| *d != actual) {
             return Err(Error::Other(format!(
                 "{what}: superblock hashes to {actual}, the summary says {digest}"
             )));
