@@ -312,6 +312,7 @@ kargs=(--karg=root=LABEL=root --karg=rw --karg=console=ttyS0)
 make_sysroot() { # DIR COMMIT: an oxtree-made sysroot with COMMIT deployed
   local s=$1 c
   c=$(cat "$W/$2.commit")
+  [ -d "$s" ] && chattr -R -i "$s" 2>/dev/null || true
   rm -rf "$s"
   mkdir -p "$s"
   ox admin init-fs "$s" >/dev/null
@@ -348,9 +349,9 @@ phase_image() {
     rm -f "$W/$n.img"
     mkfs.ext4 -q -L root -d "$W/$n" "$W/$n.img" 3G
   done
-  # ostree marks deployments immutable; clear that on the host copy, or `cargo clean` (and
-  # rm -rf target) fails on it. The image keeps what mkfs copied.
-  chattr -R -i "$W/sysroot-b" 2>/dev/null || true
+  # Both tools mark deployments immutable; clear that on the host copies, or `cargo clean`
+  # (and rm -rf target) fails on them. The images keep what mkfs copied.
+  chattr -R -i "$W/sysroot" "$W/sysroot-a" "$W/sysroot-b" 2>/dev/null || true
   make_updates_disk
   log "images built"
 }

@@ -21,7 +21,7 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
 }
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    _tmp: TestDir,
     dir: std::path::PathBuf,
     src: std::path::PathBuf,
     tree: std::path::PathBuf,

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 struct Pair {
-    _tmp: tempfile::TempDir,
+    _tmp: TestDir,
     tree: PathBuf,
     ostree: PathBuf,
     oxtree: PathBuf,
@@ -999,5 +999,43 @@ fn health_checks_retain_rollback_and_rollback_past_failures() {
     assert!(ox(&[&r, "refs"]).contains("testos/main"));
     assert!(ox(&[&r, "remote", "list"]).is_empty());
     // The real ostree still reads this sysroot.
+    ostree(&["admin", "status", &sa]);
+}
+
+/// Taking over a sysroot real ostree deployed: its deployments are immutable (`chattr +i`),
+/// and oxtree's cleanup still removes them; oxtree marks its own deployments the same way.
+#[test]
+fn oxtree_takes_over_an_ostree_sysroot() {
+    let p = pair();
+    let sr = &p.ostree; // deployed by ostree first
+    let sa = format!("--sysroot={}", s(sr));
+    commit(&p, "v1", "1.0");
+    ostree(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    let first = deployment_dir(sr, 0);
+    let lsattr = |d: &Path| run_ok(Path::new("lsattr"), &["-d", s(d)]);
+    let immutable = |d: &Path| {
+        lsattr(d)
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('i'))
+    };
+    if !immutable(&first) {
+        eprintln!("skipped: this filesystem has no immutable flag");
+        return;
+    }
+    write(&p.tree.join("usr/bin/v2"), b"v2\n", 0o755);
+    commit(&p, "v2", "2.0");
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    assert!(
+        immutable(&deployment_dir(sr, 0)),
+        "oxtree marks its deployment"
+    );
+    // Again: the ostree-made v1 deployment is no longer kept, and must go.
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    assert!(!first.exists(), "{} was not removed", first.display());
+    let d = oxtree::sysroot::Sysroot::new(sr)
+        .deployments()
+        .expect("deployments");
+    assert_eq!(d.len(), 2);
     ostree(&["admin", "status", &sa]);
 }

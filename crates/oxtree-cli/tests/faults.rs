@@ -7,7 +7,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    _tmp: TestDir,
     repo: PathBuf,
     arg: String,
     commit: String,

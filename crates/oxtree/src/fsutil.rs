@@ -117,6 +117,34 @@ pub fn tempfile_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
         .ctx("create temporary file in", dir)
 }
 
+/// Set or clear the immutable inode flag (`chattr +i`) of `path`, as ostree does on each
+/// deployment's top directory. Filesystems without inode flags are left alone; so is a lack
+/// of the privilege to change them when setting (marking is a safeguard, not a requirement).
+pub fn set_immutable(path: &Path, on: bool) -> Result<()> {
+    use rustix::fs::IFlags;
+    use rustix::io::Errno;
+    let f = File::open(path).ctx("open", path)?;
+    let flags = match rustix::fs::ioctl_getflags(&f) {
+        Ok(fl) => fl,
+        Err(Errno::NOTTY | Errno::OPNOTSUPP | Errno::INVAL) => return Ok(()),
+        Err(e) => return Err(std::io::Error::from(e)).ctx("read inode flags of", path),
+    };
+    let want = if on {
+        flags | IFlags::IMMUTABLE
+    } else {
+        flags - IFlags::IMMUTABLE
+    };
+    if want == flags {
+        return Ok(());
+    }
+    match rustix::fs::ioctl_setflags(&f, want) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOTTY | Errno::OPNOTSUPP | Errno::INVAL) => Ok(()),
+        Err(Errno::PERM) if on => Ok(()),
+        Err(e) => Err(std::io::Error::from(e)).ctx("change inode flags of", path),
+    }
+}
+
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).ctx("fsync", dir)
 }

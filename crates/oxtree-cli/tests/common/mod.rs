@@ -281,13 +281,39 @@ pub fn object_set(repo: &Path) -> Vec<String> {
     v
 }
 
-pub fn tempdir() -> tempfile::TempDir {
+pub fn tempdir() -> TestDir {
     // Under /var/tmp: a real disk filesystem with user xattrs (a tmpfs /tmp may lack them).
     std::fs::create_dir_all("/var/tmp").expect("mkdir /var/tmp");
-    tempfile::Builder::new()
-        .prefix("oxtree-test-")
-        .tempdir_in("/var/tmp")
-        .expect("tempdir")
+    TestDir(Some(
+        tempfile::Builder::new()
+            .prefix("oxtree-test-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir"),
+    ))
+}
+
+/// A test's scratch directory, removed on drop even when it holds deployments, which both
+/// tools mark immutable (`chattr +i`).
+pub struct TestDir(Option<tempfile::TempDir>);
+
+impl TestDir {
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("live").path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = Command::new("chattr")
+                .arg("-R")
+                .arg("-i")
+                .arg(t.path())
+                .stderr(std::process::Stdio::null())
+                .status();
+            drop(t);
+        }
+    }
 }
 
 /// A running `oxtree serve`, with its access log collected; killed on drop.

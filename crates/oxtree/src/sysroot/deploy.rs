@@ -381,6 +381,8 @@ impl Sysroot {
                 .map(|n| (n, 0)),
         }];
         Self::step(opts, "kernel")?;
+        // Complete: as ostree does, nothing may be added to or removed from its top directory.
+        crate::fsutil::set_immutable(&dir, true)?;
         for d in keep {
             plan.push(Planned::from_deployment(self, repo, d)?);
         }
@@ -449,6 +451,8 @@ impl Sysroot {
                 dir.display()
             )));
         }
+        // A finalize that failed after marking the deployment complete left it immutable.
+        crate::fsutil::set_immutable(&dir, false)?;
         let etc = dir.join("etc");
         if let (Some(md), true) = (merge, dir.join("usr/etc").is_dir()) {
             let mdir = self.deploy_dir(&md.stateroot, &md.checksum, md.deployserial);
@@ -706,6 +710,8 @@ impl Sysroot {
                 if !live.contains(&format!("{osname}/{base}")) {
                     let p = e.path();
                     if p.is_dir() {
+                        // Deployments are immutable at the top (ours and ostree's).
+                        crate::fsutil::set_immutable(&p, false)?;
                         std::fs::remove_dir_all(&p).ctx("remove", &p)?;
                     } else {
                         std::fs::remove_file(&p).ctx("remove", &p)?;
