@@ -285,6 +285,8 @@ phase_commit() {
   echo v2 >"$t/usr/share/oxtree-e2e/version"
   echo "new in v2" >"$t/usr/share/oxtree-e2e/v2-only"
   commit v2 "$REF"
+  # The update server also offers it as a static delta from v1 (its parent).
+  ox --repo="$W/updates/repo" static-delta generate --to="$(cat "$W/v2.commit")" >/dev/null
   ox --repo="$W/updates/repo" summary -u
   ox --repo="$W/updates/repo" fsck -q >/dev/null
 }
@@ -299,6 +301,7 @@ exit 1
 EOF
   chmod 0755 "$t/usr/etc/oxtree/health.d/50-v3-broken"
   commit v3 "$REF"
+  ox --repo="$W/updates/repo" static-delta generate --to="$(cat "$W/v3.commit")" >/dev/null
   ox --repo="$W/updates/repo" summary -u
   make_updates_disk
 }
@@ -474,6 +477,7 @@ phase_boot() {
   common_checks $n v1
   check $n "health checks passed, v1 marked good" eq "$(m $n HEALTH)" "success active"
   check $n "upgrade --stage ran" step_ok $n
+  check $n "v2 arrived as a signed static delta" grep -aq "via static delta" "$LOGS/$n.log"
   status_of $n AFTER | grep -q "$(csum v2).*staged" && pass "$n: v2 listed as staged" ||
     fail "$n: v2 listed as staged"
   check $n "the finalize was cut half-way" grep -aq 'E2E-POWER-CUT' "$LOGS/$n.log"
@@ -498,6 +502,7 @@ phase_boot() {
   check $n "health checks passed, v2 marked good" eq "$(m $n HEALTH)" "success active"
   check $n "v1 kept as rollback" sh -c "tr -d '\r' <'$LOGS/$n.log' | sed -n '/^E2E-STATUS-BEFORE/,/^E2E-STATUS-RC/p' | grep -q '$(csum v1)'"
   check $n "upgrade to v3 staged" step_ok $n
+  check $n "v3 arrived as a static delta" grep -aq "via static delta" "$LOGS/$n.log"
   log "  entries: $(entry_names "$img")"
 
   # 4, 5: v3 fails its health check on each of its tries.

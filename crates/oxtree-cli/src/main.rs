@@ -2130,24 +2130,43 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 retain_rollback,
                 ..test_hooks()
             };
-            match Sysroot::new(&sysroot.sysroot).upgrade(
+            let (deployed, pulled) = Sysroot::new(&sysroot.sysroot).upgrade(
                 pull_only,
                 deploy_only,
                 allow_downgrade,
                 &opts,
-            )? {
-                Some(d) => {
-                    println!(
-                        "Upgraded: {} {} is now the default; reboot to use it",
-                        d.stateroot,
-                        d.dirname()
-                    );
-                    if reboot {
-                        reboot_now()?;
-                    }
+            )?;
+            if let Some(p) = &pulled {
+                for w in &p.warnings {
+                    eprintln!("warning: {w}");
                 }
+                let how = match p.deltas.as_slice() {
+                    [] => String::new(),
+                    d => format!(" via static delta {}", d.join(", ")),
+                };
+                println!(
+                    "Fetched {} objects, {} in {} requests{how}",
+                    p.objects_fetched,
+                    human_size(p.bytes_fetched),
+                    p.requests
+                );
+            }
+            match &deployed {
+                Some(d) if stage => println!(
+                    "Staged {} {}: it becomes the default at shutdown; reboot to use it",
+                    d.stateroot,
+                    d.dirname()
+                ),
+                Some(d) => println!(
+                    "Upgraded: {} {} is now the default; reboot to use it",
+                    d.stateroot,
+                    d.dirname()
+                ),
                 None if pull_only => println!("Pulled."),
                 None => println!("No update available."),
+            }
+            if deployed.is_some() && reboot {
+                reboot_now()?;
             }
         }
         AdminCmd::Kargs {

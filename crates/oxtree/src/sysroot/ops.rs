@@ -243,14 +243,14 @@ impl Sysroot {
 
     /// `upgrade`: pull the default deployment's origin (when it names a remote), then deploy
     /// the new commit if it differs. Downgrades are refused unless `allow_downgrade`.
-    /// Returns the new deployment, or `None` when already up to date.
+    /// Returns the new deployment (`None` when already up to date) and what the pull did.
     pub fn upgrade(
         &self,
         pull_only: bool,
         deploy_only: bool,
         allow_downgrade: bool,
         opts: &DeployOptions,
-    ) -> Result<Option<Deployment>> {
+    ) -> Result<(Option<Deployment>, Option<crate::pull::PullResult>)> {
         let list = self.deployments()?;
         let current = list
             .iter()
@@ -265,26 +265,27 @@ impl Sysroot {
             })?
             .to_string();
         let repo = self.repo()?;
+        let mut pulled = None;
         if !deploy_only {
             if let Some((remote, r)) = refspec.split_once(':') {
                 let popts = crate::pull::PullOptions {
                     timestamp_check: !allow_downgrade,
                     ..Default::default()
                 };
-                repo.pull(
+                pulled = Some(repo.pull(
                     remote,
                     &[r.to_string()],
                     &popts,
                     &crate::pull::PullProgress::default(),
-                )?;
+                )?);
             }
         }
         if pull_only {
-            return Ok(None);
+            return Ok((None, pulled));
         }
         let new = repo.resolve_rev(&refspec)?;
         if new == current.checksum {
-            return Ok(None);
+            return Ok((None, pulled));
         }
         if !allow_downgrade {
             let (o, n) = (
@@ -301,6 +302,6 @@ impl Sysroot {
         }
         let mut o = opts.clone();
         o.os = Some(current.stateroot.clone());
-        self.deploy(&refspec, &o).map(Some)
+        Ok((Some(self.deploy(&refspec, &o)?), pulled))
     }
 }
