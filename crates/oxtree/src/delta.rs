@@ -28,6 +28,14 @@ pub fn mbase64(c: &Checksum) -> String {
         .replace('/', "_")
 }
 
+/// The checksum back from [`mbase64`] (`None` if `s` is not one).
+pub fn mbase64_decode(s: &str) -> Option<Checksum> {
+    let b = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(s.replace('_', "/"))
+        .ok()?;
+    Checksum::from_slice(&b)
+}
+
 /// The delta's directory on the server: `deltas/XX/REST[-TO]`.
 pub fn delta_dir(from: Option<&Checksum>, to: &Checksum) -> String {
     match from {
@@ -615,6 +623,8 @@ mod tests {
             "delta-indexes/aY/Je15sl2BZrGFsK_qNf3FEqI8sWg0UB3y6l0MawcE4.index"
         );
         assert_eq!(delta_name(Some(&from), &to), format!("{from}-{to}"));
+        assert_eq!(mbase64_decode(&mbase64(&from)), Some(from));
+        assert_eq!(mbase64_decode("not base64!"), None);
     }
 
     #[test]

@@ -37,6 +37,15 @@ pub enum ObjectType {
     FileXattrsLink = 9,
 }
 
+/// A loose object's identity from its place under `objects/`: the two-hex-digit directory
+/// and the file name `REST.EXT` (`None` for anything else).
+pub fn parse_loose_name(prefix: &str, name: &str) -> Option<(ObjectType, Checksum)> {
+    let (rest, ext) = name.split_once('.')?;
+    let ty = ObjectType::from_extension(ext)?;
+    let csum = format!("{prefix}{rest}").parse::<Checksum>().ok()?;
+    Some((ty, csum))
+}
+
 impl ObjectType {
     /// The loose-object file extension (without the archive-mode `z`).
     pub fn extension(self) -> &'static str {

@@ -375,16 +375,9 @@ impl Repo {
                 let e = e.ctx("read directory", &sub)?;
                 let name = e.file_name();
                 let Some(name) = name.to_str() else { continue };
-                let Some((rest, ext)) = name.split_once('.') else {
-                    continue;
-                };
-                let (Some(ty), Ok(csum)) = (
-                    ObjectType::from_extension(ext),
-                    format!("{prefix}{rest}").parse::<Checksum>(),
-                ) else {
-                    continue;
-                };
-                out.push((ty, csum));
+                if let Some(o) = crate::object::parse_loose_name(prefix, name) {
+                    out.push(o);
+                }
             }
         }
         out.sort();

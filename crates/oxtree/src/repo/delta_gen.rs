@@ -333,13 +333,7 @@ impl Repo {
         let Ok(rd) = std::fs::read_dir(&root) else {
             return Ok(out);
         };
-        let decode = |s: &str| -> Option<Checksum> {
-            use base64::Engine;
-            let b = base64::engine::general_purpose::STANDARD_NO_PAD
-                .decode(s.replace('_', "/"))
-                .ok()?;
-            Checksum::from_slice(&b)
-        };
+        let decode = crate::delta::mbase64_decode;
         for prefix in rd.flatten() {
             let p = prefix.file_name().to_string_lossy().into_owned();
             let Ok(inner) = std::fs::read_dir(prefix.path()) else {

@@ -39,13 +39,7 @@ impl Repo {
             };
             for f in files.flatten() {
                 let name = f.file_name().to_string_lossy().into_owned();
-                let Some((rest, ext)) = name.split_once('.') else {
-                    continue;
-                };
-                let (Some(ty), Ok(csum)) = (
-                    ObjectType::from_extension(ext),
-                    format!("{prefix}{rest}").parse::<Checksum>(),
-                ) else {
+                let Some((ty, csum)) = crate::object::parse_loose_name(&prefix, &name) else {
                     continue;
                 };
                 if self.has_object(ty, &csum) {
