@@ -1,0 +1,146 @@
+//! Before any object is fetched: the summary (checked against its signatures when the remote
+//! demands it), the server's mode, and the refs to pull resolved to commit checksums.
+
+use super::retry::fetch_retry;
+use super::verify::describe_gpg;
+use super::{Fetcher, PullOptions, PullProgress, MAX_METADATA_SIZE};
+use crate::error::{Error, Result};
+use crate::object::{Checksum, Summary};
+use crate::repo::Repo;
+
+/// A ref to pull (`None` for a bare commit checksum) and the commit it resolves to.
+pub(super) type Target = (Option<String>, Checksum);
+
+/// Fetch the summary, when the server has one, and verify its signatures as the options say.
+pub(super) fn fetch_summary(
+    fetcher: &dyn Fetcher,
+    opts: &PullOptions,
+    progress: &PullProgress,
+) -> Result<Option<Summary>> {
+    let get_small = |path: &str| fetch_retry(fetcher, path, opts, progress, MAX_METADATA_SIZE);
+    // The summary, when the server has one, resolves refs in one request.
+    let summary_bytes = get_small("summary")?;
+    if let Some(keys) = &opts.summary_keys {
+        let url = fetcher.describe("summary");
+        let bytes = summary_bytes
+            .as_deref()
+            .ok_or_else(|| Error::SummarySignature {
+                url: url.clone(),
+                msg: "no summary on the server, but the remote has sign-verify-summary on".into(),
+            })?;
+        let sig = get_small("summary.sig")?;
+        if sig.is_none() {
+            return Err(Error::SummarySignature {
+                url,
+                msg: "not signed (no summary.sig), but the remote has sign-verify-summary on"
+                    .into(),
+            });
+        }
+        if crate::sign::verify(sig.as_deref(), bytes, keys, &[])?.is_none() {
+            return Err(Error::SummarySignature {
+                url,
+                msg: "no signature in summary.sig verifies with the keys configured for the remote"
+                    .into(),
+            });
+        }
+    }
+    if let Some(keys) = &opts.gpg_summary_keys {
+        let url = fetcher.describe("summary");
+        let bytes = summary_bytes
+            .as_deref()
+            .ok_or_else(|| Error::SummarySignature {
+                url: url.clone(),
+                msg: "no summary on the server, but the remote has gpg-verify-summary on".into(),
+            })?;
+        let sig = get_small("summary.sig")?;
+        let report = crate::sign::gpg::verify_meta(sig.as_deref(), bytes, keys)?;
+        if !report
+            .iter()
+            .any(|r| r.status == crate::sign::gpg::GpgStatus::Good)
+        {
+            return Err(Error::SummarySignature {
+                url,
+                msg: format!("no good OpenPGP signature: {}", describe_gpg(&report)),
+            });
+        }
+    }
+    match summary_bytes {
+        Some(b) => Ok(Some(Summary::parse(&b).map_err(|e| {
+            Error::Other(format!(
+                "{}: invalid summary: {e}",
+                fetcher.describe("summary")
+            ))
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// Refuse to pull from a server whose repository is not an archive (its `config`, if served).
+pub(super) fn check_remote_mode(
+    fetcher: &dyn Fetcher,
+    opts: &PullOptions,
+    progress: &PullProgress,
+) -> Result<()> {
+    if let Some(cfg) = fetch_retry(fetcher, "config", opts, progress, MAX_METADATA_SIZE)? {
+        let text = String::from_utf8_lossy(&cfg);
+        let kf = crate::fsutil::keyfile::KeyFile::parse(&text)
+            .map_err(|e| Error::Other(format!("{}: {e}", fetcher.describe("config"))))?;
+        let mode = kf.get("core", "mode").unwrap_or("bare");
+        if !matches!(mode, "archive" | "archive-z2") {
+            return Err(Error::Other(format!("can't pull from a repository of mode {mode:?} ({}): pull from an archive repository, or copy a local one with `oxtree pull-local`", fetcher.describe("config"))));
+        }
+    }
+    Ok(())
+}
+
+/// The refs to pull (`refs`, or the remote's `branches=`), each resolved through the summary
+/// or, without one, through `refs/heads/REF` on the server.
+pub(super) fn targets(
+    repo: &Repo,
+    fetcher: &dyn Fetcher,
+    remote: &str,
+    refs: &[String],
+    summary: Option<&Summary>,
+    opts: &PullOptions,
+    progress: &PullProgress,
+) -> Result<Vec<Target>> {
+    let get_small = |path: &str| fetch_retry(fetcher, path, opts, progress, MAX_METADATA_SIZE);
+    let wanted: Vec<String> = if refs.is_empty() {
+        repo.remote_option(remote, "branches")
+            .map(|b| {
+                b.split(';')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        refs.to_vec()
+    };
+    if wanted.is_empty() {
+        return Err(Error::InvalidArgument(format!("no refs to pull: name them (oxtree pull {remote} REF) or set branches= for remote {remote}")));
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    for r in &wanted {
+        if let Ok(c) = r.parse::<Checksum>() {
+            targets.push((None, c));
+            continue;
+        }
+        crate::object::validate_ref(r).map_err(Error::InvalidArgument)?;
+        let c = match summary.and_then(|s| s.find(r)) {
+            Some(sr) => sr.checksum,
+            None => {
+                let b = get_small(&format!("refs/heads/{r}"))?
+                    .ok_or_else(|| Error::RefNotFound(format!("{remote}:{r}")))?;
+                String::from_utf8_lossy(&b).trim().parse().map_err(|_| {
+                    Error::Other(format!(
+                        "{}: not a checksum (is this an OSTree repository?)",
+                        fetcher.describe(&format!("refs/heads/{r}"))
+                    ))
+                })?
+            }
+        };
+        targets.push((Some(r.clone()), c));
+    }
+    Ok(targets)
+}

@@ -1,0 +1,354 @@
+//! The object walk: a pool of fetch threads works through a queue of objects, starting at
+//! the target commits and following dirtrees, verifying and storing each object it fetches,
+//! while the calling thread checkpoints finished objects into `objects/`.
+
+use super::content;
+use super::retry::fetch_retry;
+use super::{object_url_path, PullOptions, PullProgress, MAX_METADATA_SIZE};
+use crate::error::{Error, Result};
+use crate::object::{Checksum, Commit, DirTree, ObjectType};
+use crate::pull::Fetcher;
+use crate::repo::{Repo, Transaction};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A commit object and its detached metadata, fetched ahead of the object walk.
+pub(super) type Prefetched = (Vec<u8>, Option<Vec<u8>>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Task {
+    pub(super) ty: ObjectType,
+    pub(super) csum: Checksum,
+    /// Remaining parent depth, for commits.
+    pub(super) depth: i64,
+}
+
+struct Queue {
+    tasks: VecDeque<Task>,
+    in_flight: usize,
+    error: Option<Error>,
+}
+
+pub(super) struct Shared<'a> {
+    pub(super) repo: &'a Repo,
+    pub(super) txn: &'a Transaction<'a>,
+    pub(super) fetcher: &'a dyn Fetcher,
+    pub(super) opts: &'a PullOptions,
+    pub(super) progress: &'a PullProgress,
+    queue: Mutex<Queue>,
+    cv: Condvar,
+    seen: Mutex<HashSet<(ObjectType, Checksum)>>,
+    pub(super) partial_dir: PathBuf,
+    /// Commit objects already fetched (and verified) inside a static delta's superblock,
+    /// with their detached metadata.
+    pub(super) prefetched: Mutex<HashMap<Checksum, Prefetched>>,
+}
+impl<'a> Shared<'a> {
+    pub(super) fn new(
+        repo: &'a Repo,
+        txn: &'a Transaction<'a>,
+        fetcher: &'a dyn Fetcher,
+        opts: &'a PullOptions,
+        progress: &'a PullProgress,
+        partial_dir: PathBuf,
+    ) -> Self {
+        Shared {
+            repo,
+            txn,
+            fetcher,
+            opts,
+            progress,
+            queue: Mutex::new(Queue {
+                tasks: VecDeque::new(),
+                in_flight: 0,
+                error: None,
+            }),
+            cv: Condvar::new(),
+            seen: Mutex::new(HashSet::new()),
+            partial_dir,
+            prefetched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Walk from `commits` with the pool of fetch threads until every reachable object is
+    /// stored or one fails; checkpoints finished objects every couple of seconds, and once
+    /// more on failure, so a later pull resumes from them.
+    pub(super) fn run(&self, commits: impl Iterator<Item = Checksum>) -> Result<()> {
+        for c in commits {
+            self.push(Task {
+                ty: ObjectType::Commit,
+                csum: c,
+                depth: self.opts.depth,
+            });
+        }
+        let workers = self.opts.fetchers.max(1);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| self.worker());
+            }
+            // Checkpoint finished objects into objects/ while the workers run.
+            let mut last = Instant::now();
+            loop {
+                let Ok(q) = self.queue.lock() else { break };
+                let Ok((q, _)) = self.cv.wait_timeout(q, Duration::from_millis(200)) else {
+                    break;
+                };
+                let finished = q.error.is_some() || (q.tasks.is_empty() && q.in_flight == 0);
+                drop(q);
+                if finished {
+                    break;
+                }
+                if last.elapsed() > Duration::from_secs(2) {
+                    if let Err(e) = self.txn.checkpoint() {
+                        self.fail(e);
+                    }
+                    last = Instant::now();
+                }
+            }
+            self.cv.notify_all();
+        });
+        self.progress.done.store(true, Ordering::Relaxed);
+        let err = self.queue.lock().ok().and_then(|mut q| q.error.take());
+        if let Some(e) = err {
+            // Keep what was fetched: the next pull resumes from it.
+            let _ = self.txn.checkpoint();
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Shared<'_> {
+    pub(super) fn push(&self, t: Task) {
+        if let Ok(mut seen) = self.seen.lock() {
+            if !seen.insert((t.ty, t.csum)) {
+                return;
+            }
+        }
+        self.progress.objects_queued.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut q) = self.queue.lock() {
+            q.tasks.push_back(t);
+        }
+        self.cv.notify_one();
+    }
+
+    pub(super) fn fail(&self, e: Error) {
+        if let Ok(mut q) = self.queue.lock() {
+            if q.error.is_none() {
+                q.error = Some(e);
+            }
+        }
+        self.cv.notify_all();
+    }
+
+    fn worker(&self) {
+        loop {
+            let task = {
+                let Ok(mut q) = self.queue.lock() else { return };
+                loop {
+                    if q.error.is_some() {
+                        return;
+                    }
+                    if let Some(t) = q.tasks.pop_front() {
+                        q.in_flight += 1;
+                        break t;
+                    }
+                    if q.in_flight == 0 {
+                        self.cv.notify_all();
+                        return;
+                    }
+                    q = match self.cv.wait(q) {
+                        Ok(q) => q,
+                        Err(_) => return,
+                    };
+                }
+            };
+            let res = self.process(task);
+            if let Ok(mut q) = self.queue.lock() {
+                q.in_flight -= 1;
+                if let Err(e) = res {
+                    if q.error.is_none() {
+                        q.error = Some(e);
+                    }
+                }
+            }
+            self.cv.notify_all();
+        }
+    }
+
+    pub(super) fn fetch_meta(
+        &self,
+        ty: ObjectType,
+        c: &Checksum,
+        optional: bool,
+    ) -> Result<Option<Vec<u8>>> {
+        let path = object_url_path(ty, c);
+        match fetch_retry(
+            self.fetcher,
+            &path,
+            self.opts,
+            self.progress,
+            MAX_METADATA_SIZE,
+        )? {
+            Some(b) => Ok(Some(b)),
+            None if optional => Ok(None),
+            None => Err(Error::Other(format!(
+                "{}: object {c}.{ty} not found on the server",
+                self.fetcher.describe(&path)
+            ))),
+        }
+    }
+
+    fn process(&self, t: Task) -> Result<()> {
+        match t.ty {
+            ObjectType::Commit => self.process_commit(t),
+            ObjectType::DirTree => {
+                let have = self.repo.has_object(ObjectType::DirTree, &t.csum);
+                let bytes = if have {
+                    self.repo.load_metadata(ObjectType::DirTree, &t.csum)?
+                } else {
+                    let b = self
+                        .fetch_meta(ObjectType::DirTree, &t.csum, false)?
+                        .unwrap_or_default();
+                    self.verify_hash(ObjectType::DirTree, &t.csum, &b)?;
+                    b
+                };
+                let dt = DirTree::parse(&bytes).map_err(|e| {
+                    Error::corrupt(
+                        ObjectType::DirTree,
+                        t.csum,
+                        format!(
+                            "{e} (served by {})",
+                            self.fetcher
+                                .describe(&object_url_path(ObjectType::DirTree, &t.csum))
+                        ),
+                    )
+                })?;
+                if !have {
+                    self.txn
+                        .write_metadata_as(ObjectType::DirTree, &t.csum, &bytes)?;
+                    self.progress
+                        .objects_fetched
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                for (_, f) in &dt.files {
+                    if !self.txn.has_object(ObjectType::File, f) {
+                        self.push(Task {
+                            ty: ObjectType::File,
+                            csum: *f,
+                            depth: 0,
+                        });
+                    }
+                }
+                for (_, st, sm) in &dt.dirs {
+                    self.push(Task {
+                        ty: ObjectType::DirMeta,
+                        csum: *sm,
+                        depth: 0,
+                    });
+                    self.push(Task {
+                        ty: ObjectType::DirTree,
+                        csum: *st,
+                        depth: 0,
+                    });
+                }
+                Ok(())
+            }
+            ObjectType::DirMeta => {
+                if self.repo.has_object(ObjectType::DirMeta, &t.csum) {
+                    return Ok(());
+                }
+                let b = self
+                    .fetch_meta(ObjectType::DirMeta, &t.csum, false)?
+                    .unwrap_or_default();
+                self.verify_hash(ObjectType::DirMeta, &t.csum, &b)?;
+                crate::object::DirMeta::parse(&b)
+                    .map_err(|e| Error::corrupt(ObjectType::DirMeta, t.csum, e))?;
+                self.txn
+                    .write_metadata_as(ObjectType::DirMeta, &t.csum, &b)?;
+                self.progress
+                    .objects_fetched
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            ObjectType::File => content::process_file(self, &t.csum),
+            _ => Ok(()),
+        }
+    }
+
+    fn process_commit(&self, t: Task) -> Result<()> {
+        let c = t.csum;
+        let complete = self.repo.has_object(ObjectType::Commit, &c) && !self.repo.is_partial(&c);
+        let prefetched = self.prefetched.lock().ok().and_then(|mut p| p.remove(&c));
+        // Detached metadata (signatures) is re-fetched even for commits we have.
+        let meta = match &prefetched {
+            Some((_, m)) => m.clone(),
+            None => self.fetch_meta(ObjectType::CommitMeta, &c, true)?,
+        };
+        if let Some(meta) = &meta {
+            crate::gvariant::decode_normal(meta, &crate::gvariant::Type::of("a{sv}"))
+                .map_err(|e| Error::corrupt(ObjectType::CommitMeta, c, e))?;
+        }
+        let bytes = if self.repo.has_object(ObjectType::Commit, &c) {
+            self.repo.load_metadata(ObjectType::Commit, &c)?
+        } else if let Some((b, _)) = prefetched {
+            b
+        } else {
+            let b = match self.fetch_meta(ObjectType::Commit, &c, t.depth != self.opts.depth)? {
+                Some(b) => b,
+                None => return Ok(()), // a parent the server does not have: shallow history
+            };
+            self.verify_hash(ObjectType::Commit, &c, &b)?;
+            b
+        };
+        self.check_signatures(&c, meta.as_deref(), &bytes)?;
+        if let Some(meta) = &meta {
+            self.txn
+                .write_metadata_as(ObjectType::CommitMeta, &c, meta)?;
+        }
+        let commit = Commit::parse(&bytes).map_err(|e| Error::corrupt(ObjectType::Commit, c, e))?;
+        if !complete {
+            // Mark partial before the commit object can land in objects/.
+            let marker = self
+                .repo
+                .path()
+                .join("state")
+                .join(format!("{c}.commitpartial"));
+            if !marker.exists() {
+                crate::fsutil::write_atomic(&marker, b"", self.repo.fsync_enabled())?;
+            }
+            if !self.repo.has_object(ObjectType::Commit, &c) {
+                self.txn.write_metadata_as(ObjectType::Commit, &c, &bytes)?;
+                self.progress
+                    .objects_fetched
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(p) = commit.parent {
+            if t.depth != 0 {
+                self.push(Task {
+                    ty: ObjectType::Commit,
+                    csum: p,
+                    depth: if t.depth > 0 { t.depth - 1 } else { -1 },
+                });
+            }
+        }
+        if complete || self.opts.commit_metadata_only {
+            return Ok(());
+        }
+        self.push(Task {
+            ty: ObjectType::DirMeta,
+            csum: commit.root_meta,
+            depth: 0,
+        });
+        self.push(Task {
+            ty: ObjectType::DirTree,
+            csum: commit.root_tree,
+            depth: 0,
+        });
+        Ok(())
+    }
+}
