@@ -1,0 +1,67 @@
+//! One module per command family, each holding its clap arguments and its handler. Handlers
+//! take the global options ([`Global`]) and their own arguments, and print their output.
+
+pub mod admin;
+pub mod checkout;
+pub mod commit;
+pub mod pull;
+pub mod refs;
+pub mod remote;
+pub mod repo;
+pub mod serve;
+pub mod show;
+pub mod sign;
+pub mod static_delta;
+pub mod summary;
+
+use oxtree::Repo;
+use std::path::{Path, PathBuf};
+
+/// Options ostree accepts before or after any command (`ostree --repo=R refs`,
+/// `ostree refs --repo=R`, `ostree admin --sysroot=S status`).
+#[derive(Debug, Default, Clone)]
+pub struct Global {
+    pub repo: Option<PathBuf>,
+    pub sysroot: Option<PathBuf>,
+}
+
+impl Global {
+    /// `--repo`, else `$OSTREE_REPO`, else the current directory if it is a repository, else
+    /// the system repository (as ostree).
+    pub fn repo_path(&self) -> PathBuf {
+        if let Some(p) = &self.repo {
+            return p.clone();
+        }
+        if let Some(p) = std::env::var_os("OSTREE_REPO") {
+            return PathBuf::from(p);
+        }
+        if Path::new("objects").is_dir() && Path::new("config").is_file() {
+            return PathBuf::from(".");
+        }
+        PathBuf::from("/sysroot/ostree/repo")
+    }
+
+    pub fn open(&self) -> anyhow::Result<Repo> {
+        Ok(Repo::open(&self.repo_path())?)
+    }
+
+    /// `--sysroot`, else `$OSTREE_SYSROOT`, else `/`.
+    pub fn sysroot_path(&self) -> PathBuf {
+        self.sysroot
+            .clone()
+            .or_else(|| std::env::var_os("OSTREE_SYSROOT").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/"))
+    }
+}
+
+/// An error that has already been reported: exit with this code and print nothing more.
+#[derive(Debug)]
+pub struct Exit(pub i32);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}

@@ -1,0 +1,191 @@
+use crate::cmd::Global;
+use crate::output::human_size;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use oxtree::sysroot::Sysroot;
+use std::path::PathBuf;
+
+/// Create a stateroot (an OS name with its own /var).
+#[derive(Args)]
+pub struct OsInitArgs {
+    pub stateroot: String,
+}
+
+pub fn os_init(g: &Global, a: OsInitArgs) -> Result<()> {
+    let OsInitArgs { stateroot } = a;
+    Sysroot::new(&g.sysroot_path()).os_init(&stateroot)?;
+    println!("ostree/deploy/{stateroot} initialized as OSTree root");
+    Ok(())
+}
+
+/// Boot counting: run the health checks, and if all pass mark the booted deployment
+/// good (its entry stops counting down). A failing check leaves it unconfirmed, exits 1,
+/// and the bootloader falls back once its tries run out.
+#[derive(Args)]
+pub struct BootCompleteArgs {
+    /// The deployment to mark, when not running on the sysroot (tests, image builds).
+    #[arg(long)]
+    pub index: Option<usize>,
+    /// Directory of health checks: executables run in name order; any failing one
+    /// means the boot is not good.
+    #[arg(long, value_name = "DIR", default_value = "/etc/oxtree/health.d")]
+    pub health_dir: PathBuf,
+    /// Mark good without running the health checks.
+    #[arg(long)]
+    pub skip_health_checks: bool,
+}
+
+pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
+    let BootCompleteArgs {
+        index,
+        health_dir,
+        skip_health_checks,
+    } = a;
+    warn_finalize_failure(&Sysroot::new(&g.sysroot_path()));
+    if !skip_health_checks {
+        let failed = Sysroot::run_health_checks(&health_dir)?;
+        if !failed.is_empty() {
+            for (check, why) in &failed {
+                eprintln!("health check failed: {check}: {why}");
+            }
+            bail!(
+                "{} health check(s) failed: this boot is not marked good; the bootloader \
+                 counts it down and boots the previous deployment when its tries run out",
+                failed.len()
+            );
+        }
+    }
+    match Sysroot::new(&g.sysroot_path()).boot_complete(index)? {
+        Some(d) => println!("Marked {} as good", d.dirname()),
+        None => println!("Deployment already marked good."),
+    }
+    Ok(())
+}
+
+/// Switch to the staged deployment (run at shutdown by the finalize service).
+#[derive(Args)]
+pub struct FinalizeStagedArgs {
+    /// Only wait until stopped (ostree's ostree-finalize-staged-hold.service runs this
+    /// to keep /boot busy until the finalize is done).
+    #[arg(long)]
+    pub hold: bool,
+}
+
+pub fn finalize_staged(g: &Global, a: FinalizeStagedArgs) -> Result<()> {
+    let FinalizeStagedArgs { hold } = a;
+    if hold {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    let opts = test_hooks();
+    match Sysroot::new(&g.sysroot_path()).finalize_staged(&opts)? {
+        Some(d) => println!(
+            "Finalized staged deployment {} {}",
+            d.stateroot,
+            d.dirname()
+        ),
+        None => println!("No staged deployment."),
+    }
+    Ok(())
+}
+
+/// Remove deployments and boot files no longer in the boot configuration.
+#[derive(Args)]
+pub struct CleanupArgs {}
+
+pub fn cleanup(g: &Global, _a: CleanupArgs) -> Result<()> {
+    let rep = Sysroot::new(&g.sysroot_path()).cleanup_and_prune()?;
+    if rep.deleted > 0 {
+        println!("Freed objects: {}", human_size(rep.freed_bytes));
+    }
+    Ok(())
+}
+
+/// Early boot (initramfs): make the deployment named by `ostree=` the new root at
+/// --sysroot (also run as `ostree-prepare-root SYSROOT`).
+#[derive(Args)]
+pub struct PrepareRootArgs {
+    /// Kernel command line to read instead of /proc/cmdline.
+    #[arg(long)]
+    pub cmdline: Option<String>,
+    /// Directory for the ostree-booted marker.
+    #[arg(long, default_value = "/run")]
+    pub run_dir: PathBuf,
+}
+
+pub fn prepare_root_cmd(g: &Global, a: PrepareRootArgs) -> Result<()> {
+    let sysroot = g
+        .sysroot
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/sysroot"));
+    prepare_root(sysroot, a.cmdline, a.run_dir)
+}
+
+pub fn remount() -> Result<()> {
+    match oxtree::sysroot::remount::setup_var()? {
+        Some(v) => println!("Mounted {} on /var", v.display()),
+        None => println!("/var is already mounted."),
+    }
+    Ok(())
+}
+
+/// `--reboot`: hand over to systemd (or plain `reboot` without it).
+pub fn reboot_now() -> Result<()> {
+    let ok = std::process::Command::new("systemctl")
+        .arg("reboot")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+        || std::process::Command::new("reboot")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    if !ok {
+        bail!("the deployment is ready, but rebooting failed: reboot by hand to use it");
+    }
+    Ok(())
+}
+
+/// Say so when the last staged deployment failed to finalize (pain point: a failure at
+/// shutdown is otherwise invisible; the machine just boots the old deployment again).
+pub fn warn_finalize_failure(sr: &oxtree::sysroot::Sysroot) {
+    if let Some(why) = sr.finalize_failure() {
+        eprintln!(
+            "warning: the last staged deployment failed to finalize at shutdown, so the \
+             upgrade did not happen: {why}\n  (journal: journalctl -b -1 -u \
+             oxtree-finalize-staged; stage it again with `oxtree admin upgrade --stage`)"
+        );
+    }
+}
+
+/// An error with its causes, without repeating a cause that a message already quotes.
+/// Deploy options carrying the fault-injection test hooks (`OXTREE_FAIL_AFTER`,
+/// `OXTREE_HANG_AFTER`, each naming a deploy step).
+pub fn test_hooks() -> oxtree::sysroot::DeployOptions {
+    oxtree::sysroot::DeployOptions {
+        fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
+        hang_after: std::env::var("OXTREE_HANG_AFTER").ok(),
+        ..Default::default()
+    }
+}
+
+pub fn prepare_root(sysroot: PathBuf, cmdline: Option<String>, run_dir: PathBuf) -> Result<()> {
+    let cmdline = match cmdline {
+        Some(c) => c,
+        None => std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?,
+    };
+    let d = oxtree::sysroot::prepare_root::prepare_root(
+        &oxtree::sysroot::prepare_root::PrepareRootOptions {
+            sysroot: sysroot.clone(),
+            cmdline,
+            run_dir,
+        },
+    )?;
+    println!(
+        "oxtree: booting deployment {} as the root at {}",
+        d.display(),
+        sysroot.display()
+    );
+    Ok(())
+}

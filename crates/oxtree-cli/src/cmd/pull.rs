@@ -1,0 +1,173 @@
+//! `pull` (over HTTP or file://) and `pull-local`.
+
+use super::Global;
+use crate::output::{human_size, json_str};
+use crate::progress::progress_loop;
+use anyhow::{bail, Result};
+use clap::Args;
+use oxtree::repo::PullLocalOptions;
+use oxtree::Repo;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// Parent commits to fetch too (-1 = all history).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub depth: i64,
+    /// Fetch only the commit objects (history), not their trees.
+    #[arg(long)]
+    pub commit_metadata_only: bool,
+    /// Write refs/heads/REF instead of refs/remotes/REMOTE/REF.
+    #[arg(long)]
+    pub mirror: bool,
+    /// Only resolve refs and show what would change.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Fetch objects one by one even where the server has a static delta (by default a
+    /// listed delta is used: a few requests instead of one per changed file).
+    #[arg(long)]
+    pub disable_static_deltas: bool,
+    /// Only this subpath of the tree (not supported yet).
+    #[arg(long)]
+    pub subpath: Option<String>,
+    /// Concurrent requests.
+    #[arg(long, default_value_t = 32)]
+    pub fetchers: usize,
+    /// Seconds without progress before a request is retried.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Refuse commits older than the ref's current commit.
+    #[arg(long, short = 'T')]
+    pub timestamp_check: bool,
+    /// With --timestamp-check: accept an older commit anyway.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// REMOTE or REMOTE:REF.
+    pub remote: String,
+    pub refs: Vec<String>,
+}
+
+pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
+    if a.subpath.is_some() {
+        bail!("--subpath is not supported by oxtree pull yet; pull the whole commit and use `checkout --subpath`");
+    }
+    let repo = g.open()?;
+    let (remote, mut refs) = match a.remote.split_once(':') {
+        Some((r, first)) => (r.to_string(), vec![first.to_string()]),
+        None => (a.remote.clone(), Vec::new()),
+    };
+    refs.extend(a.refs.iter().cloned());
+    let opts = oxtree::pull::PullOptions {
+        depth: a.depth,
+        commit_metadata_only: a.commit_metadata_only,
+        mirror: a.mirror,
+        dry_run: a.dry_run,
+        fetchers: a.fetchers,
+        timeout: std::time::Duration::from_secs(a.timeout),
+        timestamp_check: a.timestamp_check && !a.allow_downgrade,
+        disable_static_deltas: a.disable_static_deltas,
+        ..Default::default()
+    };
+    let progress = oxtree::pull::PullProgress::default();
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let res = std::thread::scope(|s| {
+        s.spawn(|| progress_loop(&progress, tty));
+        let r = repo.pull(&remote, &refs, &opts, &progress);
+        progress
+            .done
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    })?;
+    for w in &res.warnings {
+        eprintln!("warning: {w}");
+    }
+    if a.json {
+        let refs: Vec<String> = res
+            .refs
+            .iter()
+            .map(|(r, old, new)| {
+                format!(
+                    "{{\"ref\":{},\"old\":{},\"new\":\"{new}\"}}",
+                    json_str(&r.to_string()),
+                    old.map(|o| format!("\"{o}\"")).unwrap_or("null".into())
+                )
+            })
+            .collect();
+        println!(
+            "{{\"refs\":[{}],\"deltas\":[{}],\"objects\":{},\"bytes\":{},\"requests\":{},\"seconds\":{:.3}}}",
+            refs.join(","),
+            res.deltas
+                .iter()
+                .map(|d| json_str(d))
+                .collect::<Vec<_>>()
+                .join(","),
+            res.objects_fetched,
+            res.bytes_fetched,
+            res.requests,
+            res.elapsed.as_secs_f64()
+        );
+    } else {
+        for (r, old, new) in &res.refs {
+            match old {
+                Some(o) if o == new => println!("{r}: {new} (unchanged)"),
+                Some(o) => println!("{r}: {o} -> {new}"),
+                None => println!("{r}: {new}"),
+            }
+        }
+        for d in &res.deltas {
+            println!("static delta {d}");
+        }
+        println!(
+            "{} objects, {} in {:.1} s ({} requests){}",
+            res.objects_fetched,
+            human_size(res.bytes_fetched),
+            res.elapsed.as_secs_f64(),
+            res.requests,
+            if a.dry_run {
+                " (dry run: nothing fetched)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Copy commits from another local repository.
+#[derive(Args)]
+pub struct PullLocalArgs {
+    /// Write refs as refs/remotes/REMOTE/… instead of refs/heads/….
+    #[arg(long)]
+    pub remote: Option<String>,
+    /// History depth to copy (-1 = all).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub depth: i64,
+    pub src_repo: PathBuf,
+    pub refs: Vec<String>,
+}
+
+pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
+    let PullLocalArgs {
+        remote,
+        depth,
+        src_repo,
+        refs,
+    } = a;
+    let repo = g.open()?;
+    let src = Repo::open(&src_repo)?;
+    let refs = if refs.is_empty() {
+        src.list_refs()?
+            .into_keys()
+            .filter(|r| r.remote.is_none())
+            .map(|r| r.name)
+            .collect()
+    } else {
+        refs
+    };
+    let n = repo.pull_local(&src, &refs, &PullLocalOptions { depth, remote })?;
+    println!("{n} objects copied");
+    Ok(())
+}
