@@ -1,0 +1,103 @@
+//! Every command and option of ostree's CLI (`tests/data/ostree-cli.tsv`, a copy of the
+//! project's spec table) must be offered by oxtree: `oxtree CMD --help` lists the command and
+//! each option (with its short form). Rows not done yet are listed in
+//! `tests/data/cli-missing.txt`; the test fails on any other missing row, and on a listed row
+//! that now exists (so the list only shrinks).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+struct Row {
+    cmd: String,
+    opt: String,
+    short: String,
+}
+
+fn rows() -> Vec<Row> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ostree-cli.tsv"),
+    )
+    .expect("read ostree-cli.tsv");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut f = l.split('\t');
+            Row {
+                cmd: f.next().unwrap_or_default().to_string(),
+                opt: f.next().unwrap_or_default().to_string(),
+                short: f.next().unwrap_or_default().to_string(),
+            }
+        })
+        .collect()
+}
+
+fn key(r: &Row) -> String {
+    if r.opt.is_empty() {
+        r.cmd.clone()
+    } else {
+        format!("{} {}", r.cmd, r.opt)
+    }
+}
+
+/// Whether `help` (clap's `--help` text) lists `--opt` (and `-s, --opt` with a short form).
+fn offers(help: &str, opt: &str, short: &str) -> bool {
+    help.lines().any(|l| {
+        let l = l.trim_start();
+        let long = l
+            .split(|c: char| c == ' ' || c == '=' || c == ',' || c == '[' || c == '<')
+            .any(|w| w == opt);
+        let short_ok = short.is_empty() || l.starts_with(&format!("-{short}, "));
+        long && short_ok
+    })
+}
+
+#[test]
+fn every_ostree_command_and_option_is_offered() {
+    let missing_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cli-missing.txt");
+    let allowed: BTreeSet<String> = std::fs::read_to_string(&missing_file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut help: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut missing = BTreeSet::new();
+    let rows = rows();
+    for r in &rows {
+        let h = help.entry(r.cmd.clone()).or_insert_with(|| {
+            let mut args: Vec<&str> = r.cmd.split(' ').collect();
+            args.push("--help");
+            let o = common::run_raw(&common::oxtree_bin(), &args);
+            o.status
+                .success()
+                .then(|| String::from_utf8_lossy(&o.stdout).to_string())
+        });
+        let ok = match h {
+            None => false,
+            Some(_) if r.opt.is_empty() => true,
+            Some(h) => offers(h, &r.opt, &r.short),
+        };
+        if !ok {
+            missing.insert(key(r));
+        }
+    }
+    let unexpected: Vec<_> = missing.difference(&allowed).collect();
+    let done: Vec<_> = allowed.difference(&missing).collect();
+    let total = rows.len();
+    eprintln!(
+        "ostree CLI rows offered: {}/{} ({} listed as not done yet)",
+        total - missing.len(),
+        total,
+        allowed.len()
+    );
+    assert!(
+        unexpected.is_empty(),
+        "ostree commands/options oxtree does not offer: {unexpected:#?}"
+    );
+    assert!(
+        done.is_empty(),
+        "now offered, remove from tests/data/cli-missing.txt: {done:#?}"
+    );
+}
