@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod checkout;
+pub mod checksum;
 pub mod commit;
 pub mod pull;
 pub mod refs;
@@ -65,3 +66,19 @@ impl std::fmt::Display for Exit {
 }
 
 impl std::error::Error for Exit {}
+
+/// An error with ostree's exact message (which scripts match) and a hint of ours, printed
+/// on a line of its own after it.
+#[derive(Debug)]
+pub struct Hinted {
+    pub msg: String,
+    pub hint: String,
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Hinted {}

@@ -47,6 +47,8 @@ enum Cmd {
     Commit(Box<cmd::commit::CommitArgs>),
     /// Check out a commit into a directory.
     Checkout(cmd::checkout::CheckoutArgs),
+    /// Print the object checksum of a file or directory on disk.
+    Checksum(cmd::checksum::ChecksumArgs),
     /// List refs, or create and delete them.
     Refs(cmd::refs::RefsArgs),
     /// Print the commit checksum a ref or revision resolves to.
@@ -136,6 +138,9 @@ fn main() {
             if let Some(h) = lib.and_then(oxtree::Error::hint) {
                 eprintln!("hint: {h}");
             }
+            if let Some(h) = e.downcast_ref::<cmd::Hinted>() {
+                eprintln!("hint: {}", h.hint);
+            }
             if lib.is_some_and(oxtree::Error::is_not_found) {
                 EXIT_NOT_FOUND
             } else if lib.is_some_and(oxtree::Error::is_verification) {
@@ -175,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Init(a) => cmd::repo::init(g, a),
         Cmd::Commit(a) => cmd::commit::run(g, *a),
         Cmd::Checkout(a) => cmd::checkout::run(g, a),
+        Cmd::Checksum(a) => cmd::checksum::run(g, a),
         Cmd::Refs(a) => cmd::refs::refs(g, a),
         Cmd::RevParse(a) => cmd::refs::rev_parse(g, a),
         Cmd::Log(a) => cmd::show::log(g, a),

@@ -46,7 +46,7 @@ fn offers(help: &str, opt: &str, short: &str) -> bool {
     help.lines().any(|l| {
         let l = l.trim_start();
         let long = l
-            .split(|c: char| c == ' ' || c == '=' || c == ',' || c == '[' || c == '<')
+            .split([' ', '=', ',', '[', '<'])
             .any(|w| w == opt);
         let short_ok = short.is_empty() || l.starts_with(&format!("-{short}, "));
         long && short_ok

@@ -29,8 +29,12 @@ pub enum Error {
         csum: Checksum,
         reason: String,
     },
-    #[error("refspec {0:?} not found")]
+    /// ostree's wording, which scripts match.
+    #[error("Refspec '{0}' not found")]
     RefNotFound(String),
+    /// Something else that was asked for does not exist (a path in a commit, a parent).
+    #[error("{0}")]
+    NotFound(String),
     #[error("{path}: {msg}")]
     Config { path: PathBuf, msg: String },
     #[error("{0}")]
@@ -98,7 +102,10 @@ impl Error {
 
     /// True for "the thing asked for does not exist" errors (exit code 3 in the CLI).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::RefNotFound(_) | Error::ObjectMissing { .. })
+        matches!(
+            self,
+            Error::RefNotFound(_) | Error::NotFound(_) | Error::ObjectMissing { .. }
+        )
     }
 
     pub(crate) fn corrupt(ty: ObjectType, csum: Checksum, reason: impl std::fmt::Display) -> Error {

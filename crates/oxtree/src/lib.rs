@@ -18,4 +18,6 @@ pub mod sysroot;
 
 pub use error::{Error, Result};
 pub use object::{Checksum, Commit, DirMeta, DirTree, FileHeader, ObjectType};
+/// The OpenPGP crate (rpgp) whose key types appear in `sign::gpg`'s API.
+pub use pgp;
 pub use repo::{Repo, RepoMode};

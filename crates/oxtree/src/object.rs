@@ -13,10 +13,11 @@ mod names;
 mod summary;
 
 pub use checksum::{Checksum, ParseChecksumError};
-pub use commit::Commit;
+pub use commit::{Commit, ObjectSize};
 pub use dirmeta::DirMeta;
 pub use dirtree::DirTree;
-pub(crate) use file::{parse_xattrs, xattrs_value};
+pub(crate) use file::parse_xattrs;
+pub use file::xattrs_value;
 pub use file::{FileHeader, Xattrs, ARCHIVE_HEADER_TYPE, CONTENT_HEADER_TYPE};
 pub use names::{validate_filename, validate_ref, validate_remote_name};
 pub use summary::{Summary, SummaryRef, SUMMARY_TYPE};

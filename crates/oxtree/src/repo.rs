@@ -5,6 +5,7 @@
 mod checkout;
 mod commit;
 mod delta_gen;
+mod diff;
 mod fsck;
 mod prune;
 mod pull_local;
@@ -18,6 +19,7 @@ mod txn;
 pub use checkout::{CheckoutOptions, PathEntry};
 pub use commit::{CommitOptions, CommitResult, StatOverride};
 pub use delta_gen::{DeltaOptions, DeltaReport};
+pub use diff::{checksum_local, Diff, DiffSide, LocalChecksumOptions};
 pub use fsck::{FsckOptions, FsckReport};
 pub use prune::{PruneOptions, PruneReport};
 pub use pull_local::PullLocalOptions;

@@ -1,6 +1,7 @@
 //! Reading commits: log, show, ls, cat, diff.
 
 use super::Global;
+use crate::output::human_size;
 use crate::{gvtext, timefmt};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -8,10 +9,14 @@ use oxtree::object::{Checksum, ObjectType};
 use oxtree::repo::PathEntry;
 use oxtree::Repo;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Show the history of a ref.
 #[derive(Args)]
 pub struct LogArgs {
+    /// Show raw variant data.
+    #[arg(long)]
+    pub raw: bool,
     /// Also show each commit's OpenPGP signatures, checked with this remote's keys.
     #[arg(long, value_name = "REMOTE")]
     pub gpg_verify_remote: Option<String>,
@@ -19,18 +24,19 @@ pub struct LogArgs {
 }
 
 pub fn log(g: &Global, a: LogArgs) -> Result<()> {
-    let LogArgs {
-        gpg_verify_remote,
-        rev,
-    } = a;
     let repo = g.open()?;
-    let mut cur = Some(repo.resolve_rev(&rev)?);
+    let mut cur = Some(repo.resolve_rev(&a.rev)?);
     while let Some(c) = cur {
         match repo.load_commit(&c) {
             Ok(cm) => {
-                print_commit(&c, &cm);
-                if let Some(remote) = &gpg_verify_remote {
-                    print_gpg_report(&repo, &c, remote)?;
+                if a.raw {
+                    println!("commit {c}");
+                    dump_variant(&repo, ObjectType::Commit, &c, true)?;
+                } else {
+                    print_commit(&c, &cm);
+                }
+                if let Some(remote) = &a.gpg_verify_remote {
+                    print_gpg_report(&repo, &c, &GpgKeys::Remote(remote))?;
                     println!();
                 }
                 cur = cm.parent;
@@ -45,44 +51,200 @@ pub fn log(g: &Global, a: LogArgs) -> Result<()> {
     Ok(())
 }
 
-/// Show a commit.
+/// Output a metadata object: a commit (by ref or checksum), or with --print-variant-type any
+/// file read as a GVariant of that type.
 #[derive(Args)]
 pub struct ShowArgs {
-    /// Print only the value of this commit metadata key.
+    /// Show the "related" commits.
+    #[arg(long)]
+    pub print_related: bool,
+    /// Memory map OBJECT (in this case a filename) to the GVariant type string.
+    #[arg(long, value_name = "TYPE")]
+    pub print_variant_type: Option<String>,
+    /// Print the value of a commit metadata key.
     #[arg(long, value_name = "KEY")]
     pub print_metadata_key: Option<String>,
+    /// Print the value of a detached metadata key.
+    #[arg(long, value_name = "KEY")]
+    pub print_detached_metadata_key: Option<String>,
+    /// List the keys of the commit metadata.
+    #[arg(long)]
+    pub list_metadata_keys: bool,
+    /// List the keys of the detached metadata.
+    #[arg(long)]
+    pub list_detached_metadata_keys: bool,
+    /// With --print-(detached-)metadata-key: print a byte-string value as hex.
+    #[arg(long)]
+    pub print_hex: bool,
+    /// Show the commit size metadata (ostree.sizes).
+    #[arg(long)]
+    pub print_sizes: bool,
+    /// Show raw variant data.
+    #[arg(long)]
+    pub raw: bool,
+    /// Do not automatically convert variant data from big endian.
+    #[arg(short = 'B', long)]
+    pub no_byteswap: bool,
+    /// GnuPG home directory whose keyrings (*.gpg) check the commit's signatures.
+    #[arg(long, value_name = "HOMEDIR")]
+    pub gpg_homedir: Option<PathBuf>,
     /// Verify the commit's OpenPGP signatures with this remote's keys and print them.
     #[arg(long, value_name = "REMOTE")]
     pub gpg_verify_remote: Option<String>,
-    pub rev: String,
+    /// The commit (REV), or a file with --print-variant-type.
+    pub object: Option<String>,
 }
 
 pub fn show(g: &Global, a: ShowArgs) -> Result<()> {
-    let ShowArgs {
-        print_metadata_key,
-        gpg_verify_remote,
-        rev,
-    } = a;
+    let Some(object) = a.object.as_deref() else {
+        bail!("An object argument is required");
+    };
+    let swap = !a.no_byteswap;
+    if let Some(ty) = &a.print_variant_type {
+        let ty =
+            oxtree::gvariant::Type::parse(ty).map_err(|e| anyhow!("invalid type {ty:?}: {e}"))?;
+        let data = std::fs::read(object).with_context(|| format!("reading {object}"))?;
+        let v = oxtree::gvariant::decode(&data, &ty)
+            .map_err(|e| anyhow!("{object}: not a valid {ty} variant: {e}"))?;
+        println!("{}", gvtext::print(&if swap { v.byteswap() } else { v }));
+        return Ok(());
+    }
     let repo = g.open()?;
-    let c = repo.resolve_rev(&rev)?;
+    let c = repo.resolve_rev(object)?;
     let cm = repo.load_commit(&c)?;
-    if let Some(k) = print_metadata_key {
+    let print_value = |v: &oxtree::gvariant::Value| match (a.print_hex, v) {
+        (true, oxtree::gvariant::Value::Bytes(b)) => {
+            println!(
+                "{}",
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            )
+        }
+        _ => println!(
+            "{}",
+            gvtext::print(&if swap { v.byteswap() } else { v.clone() })
+        ),
+    };
+    if let Some(k) = &a.print_metadata_key {
         let v = cm
-            .meta(&k)
-            .ok_or_else(|| anyhow!("no such metadata key {k:?} in commit {c}"))?;
-        println!("{}", gvtext::print(v));
-    } else {
-        print_commit(&c, &cm);
-        if let Some(remote) = gpg_verify_remote {
-            if !print_gpg_report(&repo, &c, &remote)? {
-                return Err(oxtree::Error::Signature {
-                    commit: c,
-                    msg: "no good OpenPGP signature".into(),
-                }
-                .into());
+            .meta(k)
+            .ok_or_else(|| anyhow!("No such metadata key '{k}'"))?;
+        print_value(v);
+        return Ok(());
+    }
+    if a.list_metadata_keys {
+        for (k, _) in &cm.metadata {
+            println!("{k}");
+        }
+        return Ok(());
+    }
+    if a.print_detached_metadata_key.is_some() || a.list_detached_metadata_keys {
+        let meta = repo
+            .load_commitmeta_bytes(&c)?
+            .ok_or_else(|| anyhow!("No detached metadata for commit {c}"))?;
+        let meta = oxtree::gvariant::decode(&meta, &oxtree::gvariant::Type::of("a{sv}"))
+            .map_err(|e| anyhow!("commit {c}: invalid detached metadata: {e}"))?;
+        let entries = meta.sv_entries().unwrap_or_default();
+        if let Some(k) = &a.print_detached_metadata_key {
+            let v = entries
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| anyhow!("No such detached metadata key '{k}'"))?;
+            print_value(v);
+        } else {
+            for (k, _) in entries {
+                println!("{k}");
             }
         }
+        return Ok(());
     }
+    if a.print_sizes {
+        return print_sizes(&repo, &cm);
+    }
+    if a.print_related {
+        for (name, rc) in &cm.related {
+            println!("{name} {rc}");
+        }
+        return Ok(());
+    }
+    if a.no_byteswap {
+        // As ostree's ot_dump_object: the variant as stored, then the usual fields.
+        println!("commit {c}");
+        dump_variant(&repo, ObjectType::Commit, &c, false)?;
+        print_commit_fields(&cm);
+    } else if a.raw {
+        println!("commit {c}");
+        dump_variant(&repo, ObjectType::Commit, &c, true)?;
+    } else {
+        print_commit(&c, &cm);
+    }
+    let keys = match (&a.gpg_verify_remote, &a.gpg_homedir) {
+        (Some(r), _) => GpgKeys::Remote(r),
+        (None, Some(h)) => GpgKeys::Homedir(h),
+        (None, None) => GpgKeys::Global,
+    };
+    // Like ostree: signatures are listed when the commit has any (or a remote was named).
+    let signed = repo
+        .load_commitmeta_bytes(&c)?
+        .and_then(|m| oxtree::gvariant::decode(&m, &oxtree::gvariant::Type::of("a{sv}")).ok())
+        .is_some_and(|m| m.lookup("ostree.gpgsigs").is_some());
+    if (signed || a.gpg_verify_remote.is_some())
+        && !print_gpg_report(&repo, &c, &keys)?
+        && a.gpg_verify_remote.is_some()
+    {
+        return Err(oxtree::Error::Signature {
+            commit: c,
+            msg: "no good OpenPGP signature".into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// `commit CSUM` already printed; the object as `g_variant_print` shows it, byteswapped
+/// from big endian unless `swap` is off (as ostree's `ot_dump_variant`).
+fn dump_variant(repo: &Repo, ty: ObjectType, c: &Checksum, swap: bool) -> Result<()> {
+    let bytes = repo.load_metadata(ty, c)?;
+    let vty = oxtree::gvariant::Type::of(match ty {
+        ObjectType::Commit => "(a{sv}aya(say)sstayay)",
+        ObjectType::DirTree => "(a(say)a(sayay))",
+        ObjectType::DirMeta => "(uuua(ayay))",
+        _ => "a{sv}",
+    });
+    let v = oxtree::gvariant::decode(&bytes, &vty)
+        .map_err(|e| anyhow!("{c}.{ty}: invalid object: {e}"))?;
+    println!("{}", gvtext::print(&if swap { v.byteswap() } else { v }));
+    Ok(())
+}
+
+/// `--print-sizes`: what the commit's objects take, and what of that this repo still lacks.
+fn print_sizes(repo: &Repo, cm: &oxtree::Commit) -> Result<()> {
+    let sizes = cm
+        .object_sizes()
+        .map_err(|e| anyhow!("Invalid ostree.sizes metadata: {e}"))?
+        .ok_or_else(|| anyhow!("No metadata key ostree.sizes in commit"))?;
+    let (mut arch, mut unp, mut new_arch, mut new_unp, mut new_n) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for s in &sizes {
+        arch += s.archived;
+        unp += s.unpacked;
+        let ty = s.ty.unwrap_or(ObjectType::File);
+        if !repo.has_object(ty, &s.csum) {
+            new_arch += s.archived;
+            new_unp += s.unpacked;
+            new_n += 1;
+        }
+    }
+    println!(
+        "Compressed size (needed/total): {}/{}",
+        human_size(new_arch),
+        human_size(arch)
+    );
+    println!(
+        "Unpacked size (needed/total): {}/{}",
+        human_size(new_unp),
+        human_size(unp)
+    );
+    println!("Number of objects (needed/total): {new_n}/{}", sizes.len());
     Ok(())
 }
 
@@ -98,28 +260,35 @@ pub struct LsArgs {
     /// Print object checksums.
     #[arg(short = 'C', long)]
     pub checksum: bool,
+    /// Print extended attributes.
+    #[arg(short = 'X', long)]
+    pub xattrs: bool,
+    /// Print only the file names, each followed by a NUL byte.
+    #[arg(long)]
+    pub nul_filenames_only: bool,
     pub rev: String,
     pub paths: Vec<String>,
 }
 
 pub fn ls(g: &Global, a: LsArgs) -> Result<()> {
-    let LsArgs {
-        recursive,
-        dironly,
-        checksum,
-        rev,
-        paths,
-    } = a;
     let repo = g.open()?;
-    let c = repo.resolve_rev(&rev)?;
-    let paths = if paths.is_empty() {
+    let c = repo.resolve_rev(&a.rev)?;
+    let paths = if a.paths.is_empty() {
         vec!["/".to_string()]
     } else {
-        paths
+        a.paths.clone()
     };
+    let mut out = std::io::stdout().lock();
     for p in paths {
-        cmd_ls(&repo, &c, &p, recursive, dironly, checksum)?;
+        let (ty, csum, meta) =
+            lookup_path(&repo, &c, &p).with_context(|| format!("Inspecting path '{p}'"))?;
+        let norm = p.trim_end_matches('/');
+        ls_line(&repo, &a, &mut out, norm, ty, &csum, &meta)?;
+        if ty == ObjectType::DirTree && !a.dironly {
+            ls_dir(&repo, &a, &mut out, &csum, norm)?;
+        }
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -138,7 +307,11 @@ pub fn cat(g: &Global, a: CatArgs) -> Result<()> {
     for p in paths {
         let (ty, csum, _) = lookup_path(&repo, &c, &p)?;
         if ty != ObjectType::File {
-            bail!("{p}: is a directory");
+            return Err(super::Hinted {
+                msg: "Can't open directory".into(),
+                hint: format!("{p} is a directory; list it with `oxtree ls {rev} {p}`"),
+            }
+            .into());
         }
         let mut fc = repo.read_file(&csum)?;
         std::io::copy(&mut fc.payload, &mut out).with_context(|| format!("reading {p}"))?;
@@ -147,34 +320,121 @@ pub fn cat(g: &Global, a: CatArgs) -> Result<()> {
     Ok(())
 }
 
-/// Compare two commits: A added, D deleted, M modified.
+/// Compare two commits, or a commit and a directory: M modified, D removed, A added.
 #[derive(Args)]
 pub struct DiffArgs {
-    pub rev1: String,
-    pub rev2: String,
+    /// Print object statistics of the two commits.
+    #[arg(long)]
+    pub stats: bool,
+    /// Print the file differences (the default without --stats).
+    #[arg(long)]
+    pub fs_diff: bool,
+    /// Leave extended attributes out of the checksums of files on disk.
+    #[arg(long)]
+    pub no_xattrs: bool,
+    /// Take files on disk as owned by this user id.
+    #[arg(long, value_name = "UID")]
+    pub owner_uid: Option<u32>,
+    /// Take files on disk as owned by this group id.
+    #[arg(long, value_name = "GID")]
+    pub owner_gid: Option<u32>,
+    /// REV, or a directory (starting with / or ./); alone, REV is compared with its parent.
+    #[arg(value_name = "REV_OR_DIR")]
+    pub args: Vec<String>,
 }
 
 pub fn diff(g: &Global, a: DiffArgs) -> Result<()> {
-    let DiffArgs { rev1, rev2 } = a;
     let repo = g.open()?;
-    let a = repo.load_commit(&repo.resolve_rev(&rev1)?)?;
-    let b = repo.load_commit(&repo.resolve_rev(&rev2)?)?;
-    let mut out = Vec::new();
-    diff_dirs(
-        &repo,
-        Some((a.root_tree, a.root_meta)),
-        Some((b.root_tree, b.root_meta)),
-        "",
-        &mut out,
-    )?;
-    for (k, p) in out {
-        println!("{k}    {p}");
+    let (src, dst) = match a.args.as_slice() {
+        [] => bail!("REV must be specified"),
+        [one] => (format!("{one}^"), one.clone()),
+        [x, y, ..] => (x.clone(), y.clone()),
+    };
+    if a.fs_diff || !a.stats {
+        let side = |r: &str| -> Result<oxtree::repo::DiffSide> {
+            if r.starts_with('/') || r.starts_with("./") {
+                let p = PathBuf::from(r);
+                if let Err(e) = std::fs::symlink_metadata(&p) {
+                    let abs = std::path::absolute(&p).unwrap_or(p);
+                    bail!(
+                        "Error when getting information for file \u{201c}{}\u{201d}: {}",
+                        abs.display(),
+                        io_message(&e)
+                    );
+                }
+                Ok(oxtree::repo::DiffSide::Dir(PathBuf::from(r)))
+            } else {
+                Ok(oxtree::repo::DiffSide::Commit(repo.resolve_rev(r)?))
+            }
+        };
+        let d = repo.diff(
+            &side(&src)?,
+            &side(&dst)?,
+            &oxtree::repo::LocalChecksumOptions {
+                ignore_xattrs: a.no_xattrs,
+                owner_uid: a.owner_uid,
+                owner_gid: a.owner_gid,
+            },
+        )?;
+        let mut out = std::io::stdout().lock();
+        for p in &d.modified {
+            writeln!(out, "M    {p}")?;
+        }
+        for p in &d.removed {
+            writeln!(out, "D    {p}")?;
+        }
+        for p in &d.added {
+            writeln!(out, "A    {p}")?;
+        }
+        out.flush()?;
+    }
+    if a.stats {
+        let resolve = |r: &str| {
+            repo.resolve_rev(r)
+                .map_err(|_| anyhow!("Invalid refspec {r}"))
+        };
+        let (ca, cb) = (resolve(&src)?, resolve(&dst)?);
+        let objects = |c: &Checksum| -> Result<std::collections::HashSet<(ObjectType, Checksum)>> {
+            let mut r = oxtree::repo::Reachable::default();
+            repo.traverse_commit(c, 0, &mut r, false)?;
+            Ok(r.objects
+                .into_iter()
+                .filter(|(t, _)| *t != ObjectType::CommitMeta)
+                .collect())
+        };
+        let (oa, ob) = (objects(&ca)?, objects(&cb)?);
+        let mut common_size = 0u64;
+        let common: Vec<_> = oa.intersection(&ob).collect();
+        for (t, c) in &common {
+            let p = repo.object_path(*t, c);
+            common_size += std::fs::symlink_metadata(&p)
+                .with_context(|| format!("stat {}", p.display()))?
+                .len();
+        }
+        println!("[A] Object Count: {}", oa.len());
+        println!("[B] Object Count: {}", ob.len());
+        println!("Common Object Count: {}", common.len());
+        println!("Common Object Size: {}", human_size(common_size));
     }
     Ok(())
 }
 
+/// An I/O error as GLib words it (`strerror` without Rust's " (os error N)").
+pub fn io_message(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
 fn print_commit(c: &Checksum, cm: &oxtree::Commit) {
     println!("commit {c}");
+    print_commit_fields(cm);
+}
+
+/// What `ostree show` prints of a commit after its `commit CSUM` line.
+fn print_commit_fields(cm: &oxtree::Commit) {
     if let Some(p) = cm.parent {
         println!("Parent:  {p}");
     }
@@ -210,18 +470,30 @@ fn lookup_path(
 
 fn ls_line(
     repo: &Repo,
+    a: &LsArgs,
+    out: &mut dyn Write,
     path: &str,
     ty: ObjectType,
     csum: &Checksum,
     meta: &Checksum,
-    show_csum: bool,
 ) -> Result<()> {
     let p = if path.is_empty() { "/" } else { path };
+    if a.nul_filenames_only {
+        write!(out, "{p}\0")?;
+        return Ok(());
+    }
+    let xattrs = |x: &oxtree::object::Xattrs| {
+        if a.xattrs {
+            format!("{{ {} }} ", gvtext::print(&oxtree::object::xattrs_value(x)))
+        } else {
+            String::new()
+        }
+    };
     if ty == ObjectType::File {
         let fc = repo.read_file(csum)?;
         let h = &fc.header;
         let c = if h.is_symlink() { 'l' } else { '-' };
-        let cs = if show_csum {
+        let cs = if a.checksum {
             format!("{csum} ")
         } else {
             String::new()
@@ -231,128 +503,53 @@ fn ls_line(
         } else {
             String::new()
         };
-        println!(
-            "{c}0{:04o} {} {} {:6} {cs}{p}{tgt}",
+        writeln!(
+            out,
+            "{c}0{:04o} {} {} {:6} {cs}{}{p}{tgt}",
             h.mode & 0o7777,
             h.uid,
             h.gid,
-            fc.size
-        );
+            fc.size,
+            xattrs(&h.xattrs)
+        )?;
     } else {
         let dm = repo.load_dirmeta(meta)?;
-        let cs = if show_csum {
+        let cs = if a.checksum {
             format!("{csum} {meta} ")
         } else {
             String::new()
         };
-        println!(
-            "d0{:04o} {} {} {:6} {cs}{p}",
+        writeln!(
+            out,
+            "d0{:04o} {} {} {:6} {cs}{}{p}",
             dm.mode & 0o7777,
             dm.uid,
             dm.gid,
-            0
-        );
-    }
-    Ok(())
-}
-
-fn cmd_ls(
-    repo: &Repo,
-    commit: &Checksum,
-    path: &str,
-    recursive: bool,
-    dironly: bool,
-    show_csum: bool,
-) -> Result<()> {
-    let (ty, csum, meta) = lookup_path(repo, commit, path)?;
-    let norm = path.trim_end_matches('/');
-    ls_line(repo, norm, ty, &csum, &meta, show_csum)?;
-    if ty == ObjectType::DirTree && !dironly {
-        ls_dir(repo, &csum, norm, recursive, show_csum)?;
+            0,
+            xattrs(&dm.xattrs)
+        )?;
     }
     Ok(())
 }
 
 fn ls_dir(
     repo: &Repo,
+    a: &LsArgs,
+    out: &mut dyn Write,
     tree: &Checksum,
     prefix: &str,
-    recursive: bool,
-    show_csum: bool,
 ) -> Result<()> {
     let dt = repo.load_dirtree(tree)?;
     // ostree lists a directory's files, then its subdirectories, each in dirtree order.
     for (name, c) in &dt.files {
-        ls_line(
-            repo,
-            &format!("{prefix}/{name}"),
-            ObjectType::File,
-            c,
-            &Checksum::default(),
-            show_csum,
-        )?;
+        let p = format!("{prefix}/{name}");
+        ls_line(repo, a, out, &p, ObjectType::File, c, &Checksum::default())?;
     }
     for (name, t, m) in &dt.dirs {
         let p = format!("{prefix}/{name}");
-        ls_line(repo, &p, ObjectType::DirTree, t, m, show_csum)?;
-        if recursive {
-            ls_dir(repo, t, &p, true, show_csum)?;
-        }
-    }
-    Ok(())
-}
-
-type DirRef = Option<(Checksum, Checksum)>;
-
-fn diff_dirs(
-    repo: &Repo,
-    a: DirRef,
-    b: DirRef,
-    prefix: &str,
-    out: &mut Vec<(char, String)>,
-) -> Result<()> {
-    let load = |d: DirRef| -> Result<oxtree::DirTree> {
-        Ok(match d {
-            Some((t, _)) => repo.load_dirtree(&t)?,
-            None => oxtree::DirTree::default(),
-        })
-    };
-    let (da, db) = (load(a)?, load(b)?);
-    let mut names: Vec<&str> = da
-        .files
-        .iter()
-        .map(|f| f.0.as_str())
-        .chain(da.dirs.iter().map(|d| d.0.as_str()))
-        .collect();
-    names.extend(
-        db.files
-            .iter()
-            .map(|f| f.0.as_str())
-            .chain(db.dirs.iter().map(|d| d.0.as_str())),
-    );
-    names.sort_unstable();
-    names.dedup();
-    for n in names {
-        let p = format!("{prefix}/{n}");
-        let fa = da.files.iter().find(|f| f.0 == n).map(|f| f.1);
-        let fb = db.files.iter().find(|f| f.0 == n).map(|f| f.1);
-        let sa = da.dirs.iter().find(|d| d.0 == n).map(|d| (d.1, d.2));
-        let sb = db.dirs.iter().find(|d| d.0 == n).map(|d| (d.1, d.2));
-        match (fa, fb, sa, sb) {
-            (Some(x), Some(y), _, _) if x != y => out.push(('M', p)),
-            (Some(_), Some(_), _, _) => {}
-            (None, None, Some(x), Some(y)) => {
-                if x.1 != y.1 {
-                    out.push(('M', p.clone()));
-                }
-                if x.0 != y.0 {
-                    diff_dirs(repo, Some(x), Some(y), &p, out)?;
-                }
-            }
-            (Some(_), None, None, Some(_)) | (None, Some(_), Some(_), None) => out.push(('M', p)),
-            (Some(_), None, None, None) | (None, None, Some(_), None) => out.push(('D', p)),
-            (None, Some(_), None, None) | (None, None, None, Some(_)) => out.push(('A', p)),
-            _ => {}
+        ls_line(repo, a, out, &p, ObjectType::DirTree, t, m)?;
+        if a.recursive {
+            ls_dir(repo, a, out, t, &p)?;
         }
     }
     Ok(())
@@ -360,9 +557,9 @@ fn diff_dirs(
 
 /// Print a commit's OpenPGP signatures as `ostree show --gpg-verify-remote` does; whether
 /// one of them is good.
-fn print_gpg_report(repo: &Repo, c: &Checksum, remote: &str) -> Result<bool> {
+fn print_gpg_report(repo: &Repo, c: &Checksum, keys: &GpgKeys) -> Result<bool> {
     use oxtree::sign::gpg::GpgStatus;
-    let keys = repo.remote_gpg_keys(remote)?;
+    let keys = keys.load(repo)?;
     let meta = repo.load_commitmeta_bytes(c)?;
     let data = repo.load_metadata(oxtree::ObjectType::Commit, c)?;
     let report = oxtree::sign::gpg::verify_meta(meta.as_deref(), &data, &keys)?;
@@ -395,4 +592,38 @@ fn print_gpg_report(repo: &Repo, c: &Checksum, remote: &str) -> Result<bool> {
         println!("  {status}");
     }
     Ok(report.iter().any(|r| r.status == GpgStatus::Good))
+}
+
+/// Where the keys that check a commit's OpenPGP signatures come from.
+enum GpgKeys<'a> {
+    /// A remote's keyring (and the global one), as pull uses.
+    Remote(&'a str),
+    /// The keyrings (`*.gpg`) of a GnuPG home directory, and the global keyring.
+    Homedir(&'a Path),
+    /// Only `/usr/share/ostree/trusted.gpg.d`.
+    Global,
+}
+
+impl GpgKeys<'_> {
+    fn load(&self, repo: &Repo) -> Result<Vec<oxtree::pgp::composed::SignedPublicKey>> {
+        let mut keys = Vec::new();
+        let dirs: &[&Path] = match self {
+            GpgKeys::Remote(r) => return Ok(repo.remote_gpg_keys(r)?),
+            GpgKeys::Homedir(h) => &[h, Path::new("/usr/share/ostree/trusted.gpg.d")],
+            GpgKeys::Global => &[Path::new("/usr/share/ostree/trusted.gpg.d")],
+        };
+        for d in dirs {
+            let Ok(entries) = std::fs::read_dir(d) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            files.sort();
+            for f in files {
+                if f.is_file() && f.extension().is_some_and(|x| x == "gpg" || x == "asc") {
+                    keys.extend(oxtree::sign::gpg::load_keyring(&f)?);
+                }
+            }
+        }
+        Ok(keys)
+    }
 }

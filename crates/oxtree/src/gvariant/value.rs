@@ -134,6 +134,29 @@ impl Value {
             })
             .collect()
     }
+    /// Every number with its bytes reversed (`g_variant_byteswap`): what a big-endian value
+    /// (commit timestamps, dirmeta uid/gid/mode) reads as on this little-endian encoding.
+    pub fn byteswap(&self) -> Value {
+        match self {
+            Value::I16(x) => Value::I16(x.swap_bytes()),
+            Value::U16(x) => Value::U16(x.swap_bytes()),
+            Value::I32(x) => Value::I32(x.swap_bytes()),
+            Value::Handle(x) => Value::Handle(x.swap_bytes()),
+            Value::U32(x) => Value::U32(x.swap_bytes()),
+            Value::I64(x) => Value::I64(x.swap_bytes()),
+            Value::U64(x) => Value::U64(x.swap_bytes()),
+            Value::Double(x) => Value::Double(f64::from_bits(x.to_bits().swap_bytes())),
+            Value::Variant(v) => Value::Variant(Box::new(v.byteswap())),
+            Value::Array(t, items) => {
+                Value::Array(t.clone(), items.iter().map(Value::byteswap).collect())
+            }
+            Value::Tuple(items) => Value::Tuple(items.iter().map(Value::byteswap).collect()),
+            Value::DictEntry(k, v) => {
+                Value::DictEntry(Box::new(k.byteswap()), Box::new(v.byteswap()))
+            }
+            v => v.clone(),
+        }
+    }
     /// Linear key lookup in an `a{sv}` (OSTree writes some dicts in hash order).
     pub fn lookup(&self, key: &str) -> Option<&Value> {
         self.sv_entries()?

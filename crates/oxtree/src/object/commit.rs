@@ -107,6 +107,43 @@ impl Commit {
     }
 
     /// `version` metadata, if a string.
+    /// The `ostree.sizes` metadata (`--generate-sizes`): each object's stored (archived) and
+    /// unpacked size. `Ok(None)` when the commit has none.
+    pub fn object_sizes(&self) -> Result<Option<Vec<ObjectSize>>, ObjectError> {
+        let Some(v) = self.meta("ostree.sizes") else {
+            return Ok(None);
+        };
+        let items = v
+            .items()
+            .ok_or_else(|| invalid("ostree.sizes is not an array of byte strings"))?;
+        let mut out = Vec::with_capacity(items.len());
+        for it in items {
+            let b = it
+                .as_bytes()
+                .ok_or_else(|| invalid("ostree.sizes entry is not a byte string"))?;
+            let (csum, mut rest) = b
+                .split_first_chunk::<32>()
+                .ok_or_else(|| invalid("ostree.sizes entry shorter than a checksum"))?;
+            let archived = read_varint(&mut rest)?;
+            let unpacked = read_varint(&mut rest)?;
+            // Older ostree wrote no object type (all entries were content objects).
+            let ty = match rest.first() {
+                Some(&t) => Some(
+                    super::ObjectType::from_u8(t)
+                        .ok_or_else(|| invalid("ostree.sizes entry has an unknown object type"))?,
+                ),
+                None => None,
+            };
+            out.push(ObjectSize {
+                csum: Checksum(*csum),
+                archived,
+                unpacked,
+                ty,
+            });
+        }
+        Ok(Some(out))
+    }
+
     pub fn version(&self) -> Option<&str> {
         self.meta("version").and_then(Value::as_str)
     }
@@ -118,4 +155,29 @@ impl Commit {
         b.extend_from_slice(&self.root_meta.0);
         Checksum::digest(&b)
     }
+}
+
+/// One entry of `ostree.sizes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSize {
+    pub csum: Checksum,
+    /// Bytes as stored in an archive repo (compressed).
+    pub archived: u64,
+    pub unpacked: u64,
+    pub ty: Option<super::ObjectType>,
+}
+
+fn read_varint(b: &mut &[u8]) -> Result<u64, ObjectError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = b
+            .split_first()
+            .ok_or_else(|| invalid("ostree.sizes entry: truncated varint"))?;
+        *b = rest;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(invalid("ostree.sizes entry: varint too long"))
 }

@@ -28,7 +28,7 @@ pub struct FileHeader {
     pub xattrs: Xattrs,
 }
 
-pub(crate) fn xattrs_value(x: &Xattrs) -> Value {
+pub fn xattrs_value(x: &Xattrs) -> Value {
     let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = x.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     Value::Array(

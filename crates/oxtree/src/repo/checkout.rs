@@ -55,7 +55,9 @@ impl Repo {
                 }
                 return Ok(PathEntry::File(*f));
             } else {
-                return Err(Error::RefNotFound(format!("{path} in commit {commit}")));
+                return Err(Error::NotFound(format!(
+                    "No such file or directory: {path}"
+                )));
             }
         }
         Ok(PathEntry::Dir { tree, meta })

@@ -145,7 +145,7 @@ impl Repo {
             c = self
                 .load_commit(&c)?
                 .parent
-                .ok_or_else(|| Error::RefNotFound(format!("{rev}: commit {c} has no parent")))?;
+                .ok_or_else(|| Error::NotFound(format!("Commit {c} has no parent")))?;
         }
         Ok(c)
     }
