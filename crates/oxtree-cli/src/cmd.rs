@@ -5,6 +5,8 @@ pub mod admin;
 pub mod checkout;
 pub mod checksum;
 pub mod commit;
+pub mod config;
+pub mod export;
 pub mod pull;
 pub mod refs;
 pub mod remote;

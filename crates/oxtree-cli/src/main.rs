@@ -45,6 +45,10 @@ enum Cmd {
     Init(cmd::repo::InitArgs),
     /// Commit a directory (or a tar archive) as a new revision.
     Commit(Box<cmd::commit::CommitArgs>),
+    /// Read and change the repository configuration: get KEY | set KEY VALUE | unset KEY.
+    Config(cmd::config::ConfigArgs),
+    /// Write a commit as a tar archive.
+    Export(cmd::export::ExportArgs),
     /// Check out a commit into a directory.
     Checkout(cmd::checkout::CheckoutArgs),
     /// Print the object checksum of a file or directory on disk.
@@ -179,6 +183,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match c {
         Cmd::Init(a) => cmd::repo::init(g, a),
         Cmd::Commit(a) => cmd::commit::run(g, *a),
+        Cmd::Config(a) => cmd::config::run(g, a),
+        Cmd::Export(a) => cmd::export::run(g, a),
         Cmd::Checkout(a) => cmd::checkout::run(g, a),
         Cmd::Checksum(a) => cmd::checksum::run(g, a),
         Cmd::Refs(a) => cmd::refs::refs(g, a),

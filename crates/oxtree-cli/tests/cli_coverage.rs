@@ -45,9 +45,7 @@ fn key(r: &Row) -> String {
 fn offers(help: &str, opt: &str, short: &str) -> bool {
     help.lines().any(|l| {
         let l = l.trim_start();
-        let long = l
-            .split([' ', '=', ',', '[', '<'])
-            .any(|w| w == opt);
+        let long = l.split([' ', '=', ',', '[', '<']).any(|w| w == opt);
         let short_ok = short.is_empty() || l.starts_with(&format!("-{short}, "));
         long && short_ok
     })

@@ -188,3 +188,107 @@ fn diff_and_checksum_as_ostree() {
     let listed = ox(&[r, "ls", "-C", "main", "/new"]);
     assert!(listed.contains(c.trim()), "{listed} vs {c}");
 }
+
+#[test]
+fn export_is_byte_identical_to_ostree() {
+    require_ostree();
+    let t = tempdir();
+    fixture(t.path());
+    let d = t.path();
+    // Long names and link targets go through GNU long-link entries.
+    let long = d.join("lt").join("d".repeat(60)).join("e".repeat(60));
+    write(&long.join("f".repeat(70)), b"x\n", 0o644);
+    std::os::unix::fs::symlink("T".repeat(150), d.join("lt/longlink")).expect("symlink");
+    let repo = format!("--repo={}", s(&d.join("repo")));
+    ostree(&["commit", &repo, "-b", "lt", s(&d.join("lt"))]);
+    for extra in [
+        vec!["main"],
+        vec!["u2"],
+        vec!["lt"],
+        vec!["main", "--subpath=/a", "--prefix=pre"],
+        vec!["u1", "--prefix=x/y/"],
+    ] {
+        let (o, x) = (d.join("o.tar"), d.join("x.tar"));
+        let mut a = vec![repo.as_str(), "export"];
+        a.extend(&extra);
+        let oo = format!("--output={}", s(&o));
+        let xo = format!("--output={}", s(&x));
+        ostree(&[a.as_slice(), &[oo.as_str()]].concat());
+        ox(&[a.as_slice(), &[xo.as_str()]].concat());
+        assert!(
+            std::fs::read(&o).expect("read") == std::fs::read(&x).expect("read"),
+            "export {extra:?}: the tar streams differ"
+        );
+    }
+    // Refused input: nothing written.
+    let out = d.join("none.tar");
+    let (_, err) = ox_fail(&[&repo, "export", "nosuch", &format!("--output={}", s(&out))]);
+    assert!(err.contains("Refspec 'nosuch' not found"), "{err}");
+    assert!(!out.exists());
+    // A failed export into an existing file leaves it there (it may be /dev/null).
+    let keep = d.join("keep.tar");
+    std::fs::write(&keep, b"old").expect("write");
+    same(
+        d,
+        &[
+            &repo,
+            "export",
+            "main",
+            "--subpath=/nope",
+            &format!("--output={}", s(&keep)),
+        ],
+    );
+    assert!(keep.exists());
+}
+
+#[test]
+fn config_as_ostree() {
+    require_ostree();
+    let t = tempdir();
+    let d = t.path();
+    // Two repos, one changed by each tool: the same answers and the same files.
+    for r in ["ro", "rx"] {
+        ostree(&[
+            "init",
+            &format!("--repo={}", s(&d.join(r))),
+            "--mode=bare-user",
+        ]);
+    }
+    let steps: Vec<Vec<&str>> = vec![
+        vec!["config", "get", "core.mode"],
+        vec!["config", "get", "core.nope"],
+        vec!["config", "get", "nosect.key"],
+        vec!["config", "get", "nodot"],
+        vec!["config", "set", "core.foo", "bar"],
+        vec!["config", "get", "core.foo"],
+        vec!["config", "set", "--group=remote \"x\"", "url", "http://a"],
+        vec!["config", "get", "--group=remote \"x\"", "url"],
+        vec!["config", "unset", "core.foo"],
+        vec!["config", "unset", "core.foo"],
+        vec!["config", "unset", "nosect.foo"],
+        vec!["config", "get"],
+        vec!["config", "bogus"],
+    ];
+    for st in &steps {
+        let ro = format!("--repo={}", s(&d.join("ro")));
+        let rx = format!("--repo={}", s(&d.join("rx")));
+        let o = run_raw(
+            Path::new("ostree"),
+            &[&[ro.as_str()], st.as_slice()].concat(),
+        );
+        let x = run_raw(&oxtree_bin(), &[&[rx.as_str()], st.as_slice()].concat());
+        assert_eq!(o.status.success(), x.status.success(), "{st:?}");
+        assert_eq!(o.stdout, x.stdout, "{st:?}");
+        let first = |e: &[u8]| {
+            String::from_utf8_lossy(e)
+                .lines()
+                .find(|l| l.starts_with("error:"))
+                .map(str::to_string)
+        };
+        assert_eq!(first(&o.stderr), first(&x.stderr), "{st:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.join("ro/config")).expect("config"),
+        std::fs::read_to_string(d.join("rx/config")).expect("config")
+    );
+}
