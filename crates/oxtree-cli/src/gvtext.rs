@@ -105,6 +105,14 @@ pub fn print(v: &Value) -> String {
     out
 }
 
+/// `g_variant_print (value, FALSE)`: no annotation at the top level (a variant's child is
+/// still annotated, as GLib does).
+pub fn print_unannotated(v: &Value) -> String {
+    let mut out = String::new();
+    print_into(v, false, &mut out);
+    out
+}
+
 fn print_into(v: &Value, annotate: bool, out: &mut String) {
     use std::fmt::Write;
     let num = |prefix: &str, n: &dyn std::fmt::Display, out: &mut String| {

@@ -11,7 +11,8 @@ pub fn human_size(b: u64) -> String {
     if u == 0 {
         format!("{b} bytes")
     } else {
-        format!("{v:.1} {}", UNITS[u])
+        // GLib puts a no-break space between the number and a unit (but not before "bytes").
+        format!("{v:.1}\u{a0}{}", UNITS[u])
     }
 }
 

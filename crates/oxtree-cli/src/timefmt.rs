@@ -114,6 +114,12 @@ pub fn format(t: u64) -> String {
     )
 }
 
+/// `2020-01-02T00:00:00+00`, as ostree prints summary timestamps (GLib's `%FT%T%:::z`).
+pub fn iso8601(t: u64) -> String {
+    let f = format(t);
+    format!("{}T{}+00", &f[..10], &f[11..19])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +130,7 @@ mod tests {
         assert_eq!(parse("2020-01-01T02:00:00+02:00"), Ok(1577836800));
         assert_eq!(parse("1577836800"), Ok(1577836800));
         assert_eq!(format(1577923200), "2020-01-02 00:00:00 +0000");
+        assert_eq!(iso8601(1577923200), "2020-01-02T00:00:00+00");
         assert!(parse("yesterday").is_err());
         assert_eq!(
             parse_relative("2 days ago", 1_000_000),

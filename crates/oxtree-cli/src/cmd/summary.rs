@@ -1,6 +1,7 @@
 //! `summary`: regenerate (-u, optionally signed) or show the summary file.
 
 use super::Global;
+use crate::output::human_size;
 use crate::{gvtext, timefmt};
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
@@ -11,9 +12,18 @@ pub struct SummaryArgs {
     /// Regenerate the summary file.
     #[arg(short = 'u', long)]
     pub update: bool,
-    /// Print the summary.
-    #[arg(long)]
+    /// View the local summary file.
+    #[arg(short = 'v', long)]
     pub view: bool,
+    /// View the raw bytes of the summary file (as a GVariant).
+    #[arg(long)]
+    pub raw: bool,
+    /// List the keys of the summary's metadata.
+    #[arg(long)]
+    pub list_metadata_keys: bool,
+    /// Print the value of a summary metadata key.
+    #[arg(long, value_name = "KEY")]
+    pub print_metadata_key: Option<String>,
     /// Sign the summary with this base64 ed25519 secret key (writes summary.sig).
     #[arg(long, value_name = "KEY")]
     pub sign: Vec<String>,
@@ -23,57 +33,117 @@ pub struct SummaryArgs {
 }
 
 pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
-    let SummaryArgs {
-        update,
-        view,
-        sign,
-        sign_type,
-    } = a;
     let mut repo = g.open()?;
-    if !sign.is_empty() && sign_type != "ed25519" {
-        bail!("--sign-type={sign_type}: only ed25519 is supported");
+    if !a.sign.is_empty() && a.sign_type != "ed25519" {
+        bail!("--sign-type={}: only ed25519 is supported", a.sign_type);
     }
-    if update {
-        let keys = sign
+    let shows = a.view || a.raw || a.list_metadata_keys || a.print_metadata_key.is_some();
+    if a.update {
+        let keys = a
+            .sign
             .iter()
             .map(|k| oxtree::sign::parse_secret_key(k))
             .collect::<oxtree::Result<Vec<_>>>()?;
         repo.regenerate_summary_signed(&keys)?;
-    } else if !sign.is_empty() {
+    } else if !a.sign.is_empty() {
         bail!("--sign goes with -u (the summary is signed when it is regenerated)");
+    } else if !shows {
+        bail!("No option specified; use -u to update summary");
     }
-    if view || !update {
-        let s = repo
-            .read_summary()?
-            .ok_or_else(|| anyhow!("no summary file; generate one with `oxtree summary -u`"))?;
+    if !shows {
+        return Ok(());
+    }
+    let path = repo.path().join("summary");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => bail!("openat(summary): {}", super::show::io_message(&e)),
+    };
+    show(&bytes, &a, &path.display().to_string())
+}
+
+/// What `--view`, `--raw`, `--list-metadata-keys` and `--print-metadata-key` print of a
+/// summary (the local one, or a remote's).
+pub fn show(bytes: &[u8], a: &SummaryArgs, what: &str) -> Result<()> {
+    let s = oxtree::object::Summary::parse(bytes)
+        .map_err(|e| anyhow!("{what}: invalid summary: {e}"))?;
+    if a.raw {
+        let v = oxtree::gvariant::decode(
+            bytes,
+            &oxtree::gvariant::Type::of(oxtree::object::SUMMARY_TYPE),
+        )
+        .map_err(|e| anyhow!("{what}: invalid summary: {e}"))?;
+        println!("{}", gvtext::print(&v.byteswap()));
+    } else if a.list_metadata_keys {
+        for (k, _) in &s.metadata {
+            println!("{k}");
+        }
+    } else if let Some(k) = &a.print_metadata_key {
+        let v = s
+            .metadata
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v)
+            .ok_or_else(|| anyhow!("No such metadata key '{k}'"))?;
+        println!("{}", gvtext::print(&v.byteswap()));
+    } else {
         print_summary(&s);
     }
     Ok(())
 }
 
+/// `--view`, as ostree's `ot_dump_summary_bytes`.
 pub fn print_summary(s: &oxtree::object::Summary) {
+    use oxtree::gvariant::Value;
+    let cid = s
+        .metadata
+        .iter()
+        .find(|(k, _)| k == "ostree.summary.collection-id")
+        .and_then(|(_, v)| v.as_str());
+    if let Some(c) = cid {
+        println!("Collection ID (ostree.summary.collection-id): {c}");
+    }
     for r in &s.refs {
-        println!("* {}", r.name);
-        println!("    Latest Commit ({} bytes):", r.commit_size);
-        println!("      {}", r.checksum);
-        if let Some(v) = r.version() {
-            println!("    Version (ostree.commit.version): {v}");
+        match cid {
+            Some(c) => println!("* ({c}, {})", r.name),
+            None => println!("* {}", r.name),
         }
-        if let Some(t) = r.timestamp() {
-            println!(
-                "    Timestamp (ostree.commit.timestamp): {}",
-                timefmt::format(t)
-            );
+        println!("    Latest Commit ({}):", human_size(r.commit_size));
+        println!("      {}", r.checksum);
+        for (k, v) in &r.metadata {
+            match (k.as_str(), v) {
+                ("ostree.commit.timestamp", Value::U64(t)) => println!(
+                    "    Timestamp (ostree.commit.timestamp): {}",
+                    timefmt::iso8601(u64::from_be(*t))
+                ),
+                ("ostree.commit.version", Value::Str(v)) => {
+                    println!("    Version (ostree.commit.version): {v}")
+                }
+                _ => println!("    {k}: {}", gvtext::print_unannotated(v)),
+            }
         }
         println!();
     }
     for (k, v) in &s.metadata {
-        let shown = match (k.as_str(), v) {
-            ("ostree.summary.last-modified", oxtree::gvariant::Value::U64(t)) => {
-                timefmt::format(u64::from_be(*t))
+        let time = |v: &Value| v.as_u64().map(|t| timefmt::iso8601(u64::from_be(t)));
+        let (pretty, shown) = match (k.as_str(), v) {
+            ("ostree.summary.collection-id", _) | ("ostree.summary.collection-map", _) => continue,
+            ("ostree.summary.last-modified", v) if time(v).is_some() => {
+                (Some("Last-Modified"), time(v).unwrap_or_default())
             }
-            _ => gvtext::print(v),
+            ("ostree.summary.expires", v) if time(v).is_some() => {
+                (Some("Expires"), time(v).unwrap_or_default())
+            }
+            ("ostree.summary.tombstone-commits", Value::Bool(b)) => (
+                Some("Has Tombstone Commits"),
+                if *b { "Yes" } else { "No" }.to_string(),
+            ),
+            ("ostree.summary.mode", Value::Str(m)) => (Some("Repository Mode"), m.clone()),
+            ("ostree.static-deltas", v) => (Some("Static Deltas"), gvtext::print_unannotated(v)),
+            (_, v) => (None, gvtext::print_unannotated(v)),
         };
-        println!("{k}: {shown}");
+        match pretty {
+            Some(p) => println!("{p} ({k}): {shown}"),
+            None => println!("{k}: {shown}"),
+        }
     }
 }
