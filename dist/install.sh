@@ -2,7 +2,8 @@
 # dist/install.sh ROOT [BINARY]: install oxtree into the OS tree at ROOT (a tree being
 # built into an image, or / on a running system): the binary, also as `ostree` (the name
 # the stock ostree units and scripts call) and as ostree-prepare-root; the initramfs-tools
-# hook and script; the systemd units, enabled; /etc/oxtree/health.d for health checks.
+# hook and script; the systemd units, enabled; /etc/oxtree/health.d for health checks; man
+# pages and bash/zsh/fish completions, generated from the binary's own option tables.
 # Regenerate the initramfs afterwards (update-initramfs -u).
 set -eu
 ROOT=${1:?usage: install.sh ROOT [BINARY]}
@@ -26,3 +27,9 @@ wants multi-user.target oxtree-finalize-staged.path
 wants multi-user.target oxtree-boot-complete.service
 wants local-fs.target oxtree-remount.service
 mkdir -p "$ROOT/etc/oxtree/health.d"
+"$BIN" generate man "$ROOT/usr/share/man/man1"
+mkdir -p "$ROOT/usr/share/bash-completion/completions" "$ROOT/usr/share/zsh/vendor-completions" \
+  "$ROOT/usr/share/fish/vendor_completions.d"
+"$BIN" generate completions bash >"$ROOT/usr/share/bash-completion/completions/oxtree"
+"$BIN" generate completions zsh >"$ROOT/usr/share/zsh/vendor-completions/_oxtree"
+"$BIN" generate completions fish >"$ROOT/usr/share/fish/vendor_completions.d/oxtree.fish"

@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod commit;
 pub mod config;
 pub mod export;
+pub mod generate;
 pub mod pull;
 pub mod refs;
 pub mod remote;

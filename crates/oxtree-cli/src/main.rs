@@ -95,6 +95,9 @@ enum Cmd {
     GpgSign(cmd::sign::GpgSignArgs),
     /// Manage bootable deployments: deploy, upgrade, rollback, status, …
     Admin(cmd::admin::AdminArgs),
+    /// Man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(cmd::generate::GenerateArgs),
 }
 
 fn main() {
@@ -157,11 +160,22 @@ fn main() {
     std::process::exit(code);
 }
 
+/// `--version` in ostree's format. Scripts test the feature list (`ostree --version | grep
+/// -q gpgme`), so it names, under ostree's feature names, only what oxtree really has:
+/// HTTP(S) pulls (`libcurl`), OpenPGP verification and signing (`gpgme`), ed25519 signatures
+/// (`sign-ed25519`), tar commit/export (`libarchive`), the systemd units (`systemd`).
 fn print_version() {
     println!("oxtree:");
     println!(" Version: '{}'", env!("CARGO_PKG_VERSION"));
     println!(" Features:");
-    for f in ["libarchive", "release"] {
+    for f in [
+        "libcurl",
+        "gpgme",
+        "sign-ed25519",
+        "libarchive",
+        "systemd",
+        "release",
+    ] {
         println!("  - {f}");
     }
 }
@@ -205,6 +219,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Sign(a) => cmd::sign::sign(g, a),
         Cmd::GpgSign(a) => cmd::sign::gpg_sign_cmd(g, a),
         Cmd::Admin(a) => cmd::admin::run(g, a),
+        Cmd::Generate(a) => {
+            use clap::CommandFactory;
+            cmd::generate::run(a, Cli::command())
+        }
     }?;
     Ok(0)
 }

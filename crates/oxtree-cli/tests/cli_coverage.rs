@@ -99,3 +99,30 @@ fn every_ostree_command_and_option_is_offered() {
         "now offered, remove from tests/data/cli-missing.txt: {done:#?}"
     );
 }
+
+#[test]
+fn man_pages_and_completions_cover_every_command() {
+    let t = common::tempdir();
+    let man = t.path().join("man");
+    common::ox(&["generate", "man", common::s(&man)]);
+    // One page per command in the table that oxtree offers.
+    let missing_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cli-missing.txt");
+    let not_yet = std::fs::read_to_string(missing_file).unwrap_or_default();
+    for r in rows().iter().filter(|r| r.opt.is_empty()) {
+        if not_yet.lines().any(|l| l.trim() == r.cmd) {
+            continue;
+        }
+        let page = man.join(format!("oxtree-{}.1", r.cmd.replace(' ', "-")));
+        assert!(page.is_file(), "no man page {}", page.display());
+    }
+    let bash = common::ox(&["generate", "completions", "bash"]);
+    let f = t.path().join("oxtree.bash");
+    std::fs::write(&f, &bash).expect("write");
+    let o = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&f)
+        .output()
+        .expect("bash");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(bash.contains("pull-local") && bash.contains("--timestamp-check"));
+}
