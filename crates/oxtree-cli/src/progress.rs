@@ -1,80 +1,85 @@
-//! Progress on stderr while long work runs: a status line rewritten in place on a TTY, a
-//! plain line every 5 s otherwise. The library only counts (`oxtree::progress`).
+//! Progress on stderr while long work runs. On a terminal, an indicatif bar (with a rate and
+//! an ETA once the total is known); otherwise a plain line every 5 s, which logs and CI
+//! output can keep. The library only counts (`oxtree::progress`, `PullProgress`).
 
 use crate::output::human_size;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
-/// Draw `line(elapsed)` on stderr until `done`: rewritten in place on a TTY, a plain line
-/// every 5 s otherwise; `None` draws nothing (yet).
-pub fn status_loop(
-    done: &std::sync::atomic::AtomicBool,
-    tty: bool,
-    line: impl Fn(std::time::Duration) -> Option<String>,
-) {
-    let start = std::time::Instant::now();
+/// A snapshot of the counters: items done, items known, bytes.
+struct Counts {
+    done: u64,
+    total: u64,
+    bytes: u64,
+}
+
+/// Draw `counts()` under `label` until `finished`; nothing for work that ends within a
+/// second.
+fn draw(label: &str, finished: &AtomicBool, counts: impl Fn() -> Counts) {
+    let start = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {prefix} ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
     let mut last_plain = start;
     let mut shown = false;
-    while !done.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let Some(line) = line(start.elapsed()) else {
+    while !finished.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if start.elapsed() < Duration::from_secs(1) {
             continue;
-        };
+        }
+        let c = counts();
         if tty {
-            eprint!("\r\x1b[K{line}");
+            bar.set_length(c.total.max(c.done));
+            bar.set_position(c.done);
+            bar.set_prefix(human_size(c.bytes));
             shown = true;
-        } else if last_plain.elapsed().as_secs() >= 5 {
-            eprintln!("{line}");
-            last_plain = std::time::Instant::now();
+        } else if last_plain.elapsed() >= Duration::from_secs(5) {
+            let rate = c.bytes as f64 / start.elapsed().as_secs_f64().max(0.001);
+            eprintln!(
+                "{label}: {}/{}  {}  {}/s",
+                c.done,
+                c.total,
+                human_size(c.bytes),
+                human_size(rate as u64)
+            );
+            last_plain = Instant::now();
         }
     }
     if shown {
-        eprint!("\r\x1b[K");
+        bar.finish_and_clear();
     }
 }
 
-/// Pull progress: objects, bytes and rate.
-pub fn progress_loop(p: &oxtree::pull::PullProgress, tty: bool) {
-    use std::sync::atomic::Ordering::Relaxed;
-    status_loop(&p.done, tty, |el| {
-        let (f, q, b) = (
-            p.objects_fetched.load(Relaxed),
-            p.objects_queued.load(Relaxed),
-            p.bytes_fetched.load(Relaxed),
-        );
-        let rate = (b as f64 / el.as_secs_f64().max(0.001)) as u64;
-        Some(format!(
-            "receiving objects: {f}/{q}  {}  {}/s",
-            human_size(b),
-            human_size(rate)
-        ))
+/// Pull progress: objects fetched of those found so far, bytes and rate.
+pub fn progress_loop(p: &oxtree::pull::PullProgress, _tty: bool) {
+    draw("receiving objects", &p.done, || Counts {
+        done: p.objects_fetched.load(Relaxed),
+        total: p.objects_queued.load(Relaxed),
+        bytes: p.bytes_fetched.load(Relaxed),
     });
 }
 
-/// Run `f` while a status line shows `p` (nothing for operations that end within a second).
+/// Run `f` while a progress bar shows `p`.
 pub fn with_progress<T>(
     label: &str,
     p: &oxtree::progress::Progress,
     show: bool,
     f: impl FnOnce() -> T,
 ) -> T {
-    use std::sync::atomic::Ordering::Relaxed;
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     std::thread::scope(|s| {
         if show {
             s.spawn(|| {
-                status_loop(&p.finished, tty, |el| {
-                    if el.as_secs() < 1 {
-                        return None;
-                    }
-                    let (d, t, b) = (
-                        p.done.load(Relaxed),
-                        p.total.load(Relaxed),
-                        p.bytes.load(Relaxed),
-                    );
-                    let mut line = format!("{label}: {d}/{t}");
-                    if b > 0 {
-                        line.push_str(&format!("  {}", human_size(b)));
-                    }
-                    Some(line)
+                draw(label, &p.finished, || Counts {
+                    done: p.done.load(Relaxed),
+                    total: p.total.load(Relaxed),
+                    bytes: p.bytes.load(Relaxed),
                 })
             });
         }
