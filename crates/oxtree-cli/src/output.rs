@@ -29,3 +29,9 @@ pub fn json_str(s: &str) -> String {
     o.push('"');
     o
 }
+
+/// Print `v` as one line of JSON on stdout (`--json`).
+pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(v)?);
+    Ok(())
+}

@@ -2,7 +2,7 @@
 
 use super::Global;
 use crate::cmd::Exit;
-use crate::output::{human_size, json_str};
+use crate::output::human_size;
 use crate::progress::with_progress;
 use crate::timefmt;
 use anyhow::{anyhow, Result};
@@ -61,15 +61,22 @@ pub fn fsck(g: &Global, a: FsckArgs) -> Result<()> {
         })
     })?;
     if json {
-        let errs: Vec<String> = rep.errors.iter().map(|e| json_str(e)).collect();
-        println!(
-            "{{\"objects\":{},\"commits\":{},\"partial_commits\":{},\"ok\":{},\"errors\":[{}]}}",
-            rep.objects_checked,
-            rep.commits,
-            rep.partial_commits,
-            rep.ok(),
-            errs.join(",")
-        );
+        /// `fsck --json`: one object per run (keys are stable; new ones may be added).
+        #[derive(serde::Serialize)]
+        struct FsckJson<'a> {
+            objects: u64,
+            commits: u64,
+            partial_commits: u64,
+            ok: bool,
+            errors: &'a [String],
+        }
+        crate::output::print_json(&FsckJson {
+            objects: rep.objects_checked as u64,
+            commits: rep.commits as u64,
+            partial_commits: rep.partial_commits as u64,
+            ok: rep.ok(),
+            errors: &rep.errors,
+        })?;
     } else {
         for e in &rep.errors {
             eprintln!("error: {e}");
