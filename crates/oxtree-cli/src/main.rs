@@ -35,6 +35,9 @@ struct Cli {
     /// else /sysroot/ostree/repo).
     #[arg(long, global = true, value_name = "PATH")]
     repo: Option<PathBuf>,
+    /// Print debug information during command processing.
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -101,6 +104,12 @@ enum Cmd {
 }
 
 fn main() {
+    // Like ostree (and every C program), die quietly of SIGPIPE when the reader goes away
+    // (`oxtree refs | head`); Rust ignores it by default and println! would then panic.
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let argv0 = std::env::args_os().next().map(PathBuf::from);
     let personality = argv0.as_deref().and_then(Path::file_name);
     // Installed as ostree's `ostree-remount` (run by the stock ostree-remount.service).
@@ -190,6 +199,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cli::command().print_help()?;
         return Ok(2);
     };
+    // `summary` keeps -v for --view, as ostree; its --verbose is its own flag.
+    let verbose = cli.verbose || matches!(&c, Cmd::Summary(a) if a.verbose);
+    if verbose {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .without_time()
+            .init();
+    }
     let g = &Global {
         repo: cli.repo,
         sysroot: None,

@@ -332,3 +332,41 @@ fn summary_view_as_ostree() {
     b.sort();
     assert_eq!(a, b);
 }
+
+#[test]
+fn closed_pipe_and_verbose_as_ostree() {
+    require_ostree();
+    let t = tempdir();
+    fixture(t.path());
+    let d = t.path();
+    // A reader that goes away ends the command quietly (SIGPIPE), as it does ostree.
+    let sh = format!(
+        "{} --repo={} ls -R main | head -c1 >/dev/null",
+        s(&oxtree_bin()),
+        s(&d.join("repo"))
+    );
+    let o = std::process::Command::new("sh")
+        .args(["-c", &sh])
+        .output()
+        .expect("sh");
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // --verbose/-v before or after the command: debug lines on stderr, the same stdout.
+    let repo = format!("--repo={}", s(&d.join("repo")));
+    let plain = ox(&[&repo, "rev-parse", "main"]);
+    for args in [
+        vec!["-v", &repo, "rev-parse", "main"],
+        vec![&repo, "rev-parse", "main", "--verbose"],
+    ] {
+        let o = run_raw(&oxtree_bin(), &args);
+        assert!(o.status.success());
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), plain.trim());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("DEBUG"));
+    }
+    // summary: -v is --view.
+    ox(&[&repo, "summary", "-u"]);
+    assert!(ox(&[&repo, "summary", "-v"]).contains("* main"));
+}

@@ -188,6 +188,7 @@ impl Repo {
             .ok_or_else(|| cerr(format!("unsupported repo mode {mode_str:?}")))?;
         let fsync = config.get_bool("core", "fsync").unwrap_or(true);
         let disable_xattrs = config.get_bool("core", "disable-xattrs").unwrap_or(false);
+        tracing::debug!("opened repository {} (mode {mode_str})", path.display());
         Ok(Repo {
             path: path.to_path_buf(),
             mode,

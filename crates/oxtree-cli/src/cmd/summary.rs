@@ -30,6 +30,10 @@ pub struct SummaryArgs {
     /// Signature type for --sign (only ed25519).
     #[arg(long, default_value = "ed25519")]
     pub sign_type: String,
+    /// Print debug information during command processing (-v is --view here, as in
+    /// ostree).
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
