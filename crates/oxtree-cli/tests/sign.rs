@@ -464,3 +464,67 @@ fn downgrade_is_refused() {
     ]);
     assert_eq!(ox(&["rev-parse", &d, "origin:main"]), old);
 }
+
+/// C2: with a summary, refs resolve only through it. A ref the (signed) summary does not
+/// list is "No such branch" (exit 3, as ostree), and the unauthenticated refs/heads/REF is
+/// never asked for, so an unsigned commit planted there is not fetched. Without any summary
+/// the refs/heads/ lookup stays (as ostree).
+#[test]
+fn ref_missing_from_signed_summary_is_refused() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("usr/bin/app"), b"genuine\n", 0o755);
+    let (_, _, secret, public) = openssl_key(t, "k");
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    ox(&["commit", &sa, "-b", "other", "-s", "genuine", TS, s(&tree)]);
+    ox(&["summary", &sa, "-u", &format!("--sign={secret}")]);
+    // The attacker's commit: only in refs/heads/, not in the signed summary.
+    write(&tree.join("usr/bin/evil"), b"evil payload\n", 0o755);
+    let evil = ox(&["commit", &sa, "-b", "os/main", "-s", "EVIL", TS, s(&tree)]);
+    let server = hostile::HostileServer::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=bare-user"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "--set=sign-verify-summary=true",
+        &format!("--set=verification-ed25519-key={public}"),
+        "origin",
+        &server.url,
+    ]);
+    ox(&["remote", "add", &d, "--no-gpg-verify", "plain", &server.url]);
+    for remote in ["origin", "plain"] {
+        server.clear_log();
+        let (code, err) = ox_fail(&["pull", &d, remote, "os/main"]);
+        assert_eq!(code, 3, "{remote}: {err}");
+        assert!(
+            err.contains("No such branch 'os/main' in repository summary"),
+            "{remote}: {err}"
+        );
+        let asked = server.requests();
+        assert!(
+            !asked
+                .iter()
+                .any(|p| p.starts_with("refs/") || p.contains(&evil[2..])),
+            "{remote}: fetched unauthenticated refs or the planted commit: {asked:?}"
+        );
+        let scan = assert_repo_clean(&dst);
+        assert!(!scan.has(&evil), "{remote}: the planted commit was stored");
+        assert!(!dst.join(format!("refs/remotes/{remote}/os/main")).exists());
+    }
+    ox(&["pull", &d, "origin", "other"]);
+    // No summary at all: a remote that demands a signed one refuses; otherwise refs/heads/
+    // resolves the ref, as in ostree.
+    std::fs::remove_file(src.join("summary")).expect("rm summary");
+    std::fs::remove_file(src.join("summary.sig")).expect("rm summary.sig");
+    let (code, err) = ox_fail(&["pull", &d, "origin", "os/main"]);
+    assert_eq!(code, 4, "{err}");
+    ox(&["pull", &d, "plain", "os/main"]);
+    assert_eq!(ox(&["rev-parse", &d, "plain:os/main"]), evil);
+}

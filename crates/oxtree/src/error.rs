@@ -47,6 +47,10 @@ pub enum Error {
         old: Checksum,
         new: Checksum,
     },
+    /// The server's summary does not list the ref (ostree's wording); refs are never looked
+    /// up unauthenticated in `refs/heads/` when there is a summary.
+    #[error("No such branch '{refname}' in repository summary")]
+    RefNotInSummary { remote: String, refname: String },
     #[error("{0}")]
     Other(String),
 }
@@ -63,6 +67,9 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::RefNotInSummary { remote, .. } => Some(format!(
+                "`oxtree remote refs {remote}` lists the refs the server's summary offers"
+            )),
             Error::SummarySignature { .. } => Some(
                 "the server's summary is not signed by a key this remote trusts: check verification-ed25519-key/-file, \
                  or ask the publisher to run `oxtree summary -u --sign=KEY`"
@@ -98,7 +105,10 @@ impl Error {
 
     /// True for "the thing asked for does not exist" errors (exit code 3 in the CLI).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::RefNotFound(_) | Error::ObjectMissing { .. })
+        matches!(
+            self,
+            Error::RefNotFound(_) | Error::RefNotInSummary { .. } | Error::ObjectMissing { .. }
+        )
     }
 
     pub(crate) fn corrupt(ty: ObjectType, csum: Checksum, reason: impl std::fmt::Display) -> Error {

@@ -94,7 +94,7 @@ pub(super) fn check_remote_mode(
 }
 
 /// The refs to pull (`refs`, or the remote's `branches=`), each resolved through the summary
-/// or, without one, through `refs/heads/REF` on the server.
+/// or, only when the server has none, through `refs/heads/REF` on the server.
 pub(super) fn targets(
     repo: &Repo,
     fetcher: &dyn Fetcher,
@@ -127,8 +127,16 @@ pub(super) fn targets(
             continue;
         }
         crate::object::validate_ref(r).map_err(Error::InvalidArgument)?;
-        let c = match summary.and_then(|s| s.find(r)) {
-            Some(sr) => sr.checksum,
+        // With a summary, refs resolve only through it (it may be signed, refs/heads/ never
+        // is): a ref the summary does not list does not exist, as in ostree.
+        let c = match summary.map(|s| s.find(r)) {
+            Some(Some(sr)) => sr.checksum,
+            Some(None) => {
+                return Err(Error::RefNotInSummary {
+                    remote: remote.to_string(),
+                    refname: r.clone(),
+                })
+            }
             None => {
                 let b = get_small(&format!("refs/heads/{r}"))?
                     .ok_or_else(|| Error::RefNotFound(format!("{remote}:{r}")))?;
