@@ -590,6 +590,10 @@ struct PullArgs {
     /// listed delta is used: a few requests instead of one per changed file).
     #[arg(long)]
     disable_static_deltas: bool,
+    /// Do not check that commits are bound to the requested ref (`ostree.ref-binding`) and
+    /// to the remote's collection ID (`ostree.collection-binding`).
+    #[arg(long)]
+    disable_verify_bindings: bool,
     /// Only this subpath of the tree (not supported yet).
     #[arg(long)]
     subpath: Option<String>,
@@ -1784,6 +1788,7 @@ fn cmd_pull(a: PullArgs) -> Result<()> {
         timeout: std::time::Duration::from_secs(a.timeout),
         timestamp_check: a.timestamp_check && !a.allow_downgrade,
         disable_static_deltas: a.disable_static_deltas,
+        disable_verify_bindings: a.disable_verify_bindings,
         ..Default::default()
     };
     let progress = oxtree::pull::PullProgress::default();

@@ -528,3 +528,208 @@ fn ref_missing_from_signed_summary_is_refused() {
     ox(&["pull", &d, "plain", "os/main"]);
     assert_eq!(ox(&["rev-parse", &d, "plain:os/main"]), evil);
 }
+
+/// H1: mix-and-match. Two channels signed with one key; the server points os/stable at the
+/// os/devel commit. Its `ostree.ref-binding` says os/devel, so the pull refuses it (exit 4)
+/// before storing anything, by objects and by static delta alike, and the ref stays.
+#[test]
+fn commit_for_another_ref_is_refused() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (_, _, secret, public) = openssl_key(t, "k");
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    let tree = t.join("tree");
+    write(&tree.join("usr/bin/app"), b"stable\n", 0o755);
+    let sign = format!("--sign={secret}");
+    let stable = ox(&[
+        "commit",
+        &sa,
+        "-b",
+        "os/stable",
+        "-s",
+        "s",
+        TS,
+        &sign,
+        s(&tree),
+    ]);
+    write(&tree.join("usr/bin/devel-only"), b"devel build\n", 0o755);
+    let devel = ox(&[
+        "commit",
+        &sa,
+        "-b",
+        "os/devel",
+        "-s",
+        "d",
+        TS,
+        &sign,
+        s(&tree),
+    ]);
+    ox(&["static-delta", "generate", &sa, "--empty", "--to=os/devel"]);
+    ox(&["summary", &sa, "-u"]);
+    let server = hostile::HostileServer::start(&src);
+    let add = |d: &str| {
+        ox(&[
+            "remote",
+            "add",
+            d,
+            "--no-gpg-verify",
+            "--set=sign-verify=true",
+            &format!("--set=verification-ed25519-key={public}"),
+            "origin",
+            &server.url,
+        ])
+    };
+    let c1 = t.join("c1");
+    let d1 = format!("--repo={}", s(&c1));
+    ox(&["init", &d1, "--mode=bare-user"]);
+    add(&d1);
+    ox(&["pull", &d1, "origin", "os/stable"]);
+    // The attack: os/stable now names the (validly signed) devel commit.
+    ox(&["refs", &sa, "--delete", "os/stable"]);
+    ox(&["refs", &sa, &format!("--create=os/stable"), &devel]);
+    ox(&["summary", &sa, "-u"]);
+    let c2 = t.join("c2");
+    let d2 = format!("--repo={}", s(&c2));
+    ox(&["init", &d2, "--mode=bare-user"]);
+    add(&d2);
+    let devel_only = ox(&["ls", &sa, "-C", "os/devel", "/usr/bin/devel-only"])
+        .split_whitespace()
+        .nth(4)
+        .expect("checksum")
+        .to_string();
+    for (dir, d, before) in [(&c1, &d1, Some(&stable)), (&c2, &d2, None)] {
+        server.clear_log();
+        let (code, err) = ox_fail(&["pull", d, "origin", "os/stable"]);
+        assert_eq!(code, 4, "{err}");
+        assert!(
+            err.contains(&format!(
+                "Commit {devel}: Commit has no requested ref ‘os/stable’ in ref binding metadata (‘os/devel’)"
+            )) && err.contains("hint:"),
+            "{err}"
+        );
+        let scan = assert_repo_clean(dir);
+        assert!(
+            !scan.has(&devel) && !scan.has(&devel_only),
+            "{:?}",
+            scan.objects
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("refs/remotes/origin/os/stable"))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .as_ref(),
+            before,
+            "the ref moved"
+        );
+        // The fresh client found the scratch delta: refused at its superblock, no part fetched.
+        assert_eq!(
+            server.requests().iter().any(|p| p.ends_with("superblock")),
+            before.is_none(),
+            "{:?}",
+            server.requests()
+        );
+        assert!(
+            !server
+                .requests()
+                .iter()
+                .any(|p| p.starts_with("deltas/") && !p.ends_with("superblock")),
+            "{:?}",
+            server.requests()
+        );
+    }
+    // --disable-verify-bindings accepts it (the signature is good).
+    ox(&[
+        "pull",
+        &d2,
+        "--disable-verify-bindings",
+        "origin",
+        "os/stable",
+    ]);
+    assert_eq!(ox(&["rev-parse", &d2, "origin:os/stable"]), devel);
+}
+
+/// H1: ref and collection bindings on commits real ostree made, refused with the same
+/// words as real ostree's pull, which runs beside oxtree against the same server.
+#[test]
+fn binding_errors_match_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ostree(&[
+        "init",
+        &sa,
+        "--mode=archive",
+        "--collection-id=org.example.Os",
+    ]);
+    let main = ostree(&["commit", &sa, "-b", "main", "-s", "m", TS, s(&tree)]);
+    ostree(&[
+        "commit",
+        &sa,
+        "-b",
+        "nobind",
+        "--no-bindings",
+        "-s",
+        "n",
+        TS,
+        s(&tree),
+    ]);
+    ostree(&["refs", &sa, "--create=evil", &main]);
+    ostree(&["summary", &sa, "-u"]);
+    let server = hostile::HostileServer::start(&src);
+    // (remote collection ID, ref, accepted)
+    let cases = [
+        (None, "evil", false),
+        (Some("org.other.Os"), "main", false),
+        (Some("org.example.Os"), "nobind", false),
+        (Some("org.example.Os"), "main", true),
+        (None, "nobind", true),
+    ];
+    for (i, (cid, r, ok)) in cases.into_iter().enumerate() {
+        let mut msgs = Vec::new();
+        for tool in ["ostree", "oxtree"] {
+            let dst = t.join(format!("{tool}{i}"));
+            let d = format!("--repo={}", s(&dst));
+            let mut add = vec!["remote", "add", &d, "--no-gpg-verify"];
+            let set;
+            if let Some(cid) = cid {
+                set = if tool == "ostree" {
+                    format!("--collection-id={cid}")
+                } else {
+                    format!("--set=collection-id={cid}")
+                };
+                add.push(&set);
+            }
+            add.extend(["origin", &server.url]);
+            let run = |args: &[&str]| {
+                if tool == "ostree" {
+                    run_raw(Path::new("ostree"), args)
+                } else {
+                    run_raw(&oxtree_bin(), args)
+                }
+            };
+            assert!(run(&["init", &d, "--mode=archive"]).status.success());
+            assert!(run(&add).status.success(), "{tool} remote add");
+            let o = run(&["pull", &d, "origin", r]);
+            assert_eq!(o.status.success(), ok, "{tool} case {i}: {o:?}");
+            let err = String::from_utf8_lossy(&o.stderr).to_string();
+            msgs.push(
+                err.lines()
+                    .find_map(|l| l.strip_prefix("error: "))
+                    .unwrap_or("")
+                    .to_string(),
+            );
+            if !ok {
+                assert_eq!(o.status.code(), Some(if tool == "ostree" { 1 } else { 4 }));
+                assert!(!dst.join("refs/remotes/origin").join(r).exists());
+            }
+        }
+        assert_eq!(msgs[0], msgs[1], "case {i}: ostree and oxtree differ");
+        assert_eq!(msgs[0].is_empty(), ok, "case {i}: {msgs:?}");
+    }
+}

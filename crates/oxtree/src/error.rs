@@ -39,6 +39,10 @@ pub enum Error {
     Unsupported { path: PathBuf, msg: String },
     #[error("commit {commit}: {msg}")]
     Signature { commit: Checksum, msg: String },
+    /// The commit's `ostree.ref-binding` / `ostree.collection-binding` do not match what
+    /// was asked for (ostree's `verify_bindings`; its wording).
+    #[error("Commit {commit}: {msg}")]
+    Binding { commit: Checksum, msg: String },
     #[error("summary {url}: {msg}")]
     SummarySignature { url: String, msg: String },
     #[error("commit {new} is older than {old} (the current {refname}); pass --allow-downgrade to accept it")]
@@ -80,6 +84,11 @@ impl Error {
                  if that is intended, pull again with --allow-downgrade"
                     .into(),
             ),
+            Error::Binding { .. } => Some(
+                "the server offers a commit made for another branch or collection (a mix-and-match \
+                 attack, or a misconfigured server); --disable-verify-bindings skips this check"
+                    .into(),
+            ),
             Error::Signature { .. } => Some(
                 "the commit is not signed by a key this remote trusts: check verification-ed25519-key/-file in the remote's config, \
                  or ask the publisher to sign it (oxtree sign --sign-type=ed25519 COMMIT SECRET-KEY)"
@@ -95,11 +104,15 @@ impl Error {
         }
     }
 
-    /// True for signature verification failures (exit code 4 in the CLI).
+    /// True for verification failures: signatures, bindings, downgrades (exit code 4 in the
+    /// CLI).
     pub fn is_verification(&self) -> bool {
         matches!(
             self,
-            Error::Signature { .. } | Error::SummarySignature { .. } | Error::Downgrade { .. }
+            Error::Signature { .. }
+                | Error::SummarySignature { .. }
+                | Error::Downgrade { .. }
+                | Error::Binding { .. }
         )
     }
 

@@ -73,6 +73,12 @@ pub struct PullOptions {
     pub gpg_summary_keys: Option<Vec<pgp::composed::SignedPublicKey>>,
     /// Fetch objects one by one even when the server has a static delta.
     pub disable_static_deltas: bool,
+    /// The remote's collection ID (`collection-id`): commits must be bound to it
+    /// (`ostree.collection-binding`), as ostree checks.
+    pub collection_id: Option<String>,
+    /// Skip the `ostree.ref-binding` / `ostree.collection-binding` checks
+    /// (`--disable-verify-bindings`).
+    pub disable_verify_bindings: bool,
 }
 
 impl Default for PullOptions {
@@ -91,6 +97,8 @@ impl Default for PullOptions {
             gpg_keys: None,
             gpg_summary_keys: None,
             disable_static_deltas: false,
+            collection_id: None,
+            disable_verify_bindings: false,
         }
     }
 }
@@ -178,8 +186,16 @@ impl Repo {
 
         let partial_dir = self.path().join("tmp/pull-partial");
         std::fs::create_dir_all(&partial_dir).ctx("create directory", &partial_dir)?;
+        let mut wanted: std::collections::HashMap<Checksum, Vec<verify::Wanted>> =
+            std::collections::HashMap::new();
+        for (r, c) in &targets {
+            wanted
+                .entry(*c)
+                .or_default()
+                .push(verify::Wanted { refname: r.clone() });
+        }
         let txn = self.begin()?;
-        let shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir);
+        let shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir, wanted);
         // Static deltas first: each applied one leaves little or nothing for the object
         // walk below, which then only confirms the commit is complete.
         let deltas_ok = !opts.disable_static_deltas
@@ -191,7 +207,10 @@ impl Repo {
                 match shared.try_delta(summary.as_ref(), &ref_name(r), c) {
                     Ok(Some(name)) => result.deltas.push(name),
                     Ok(None) => {}
-                    Err(e @ (Error::Signature { .. } | Error::Io { .. })) => return Err(e),
+                    // A refused commit is refused whichever way it comes.
+                    Err(e) if e.is_verification() || matches!(e, Error::Io { .. }) => {
+                        return Err(e)
+                    }
                     Err(e) => result.warnings.push(format!(
                         "static delta to {c} not used ({e}); fetching its objects instead"
                     )),

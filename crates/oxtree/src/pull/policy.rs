@@ -1,5 +1,6 @@
 //! What a remote's configuration demands of a pull: which keys must have signed the commits
-//! and the summary (`sign-verify`, `gpg-verify`, `…-summary`), and which transport to use.
+//! and the summary (`sign-verify`, `gpg-verify`, `…-summary`), which collection commits
+//! must be bound to (`collection-id`), and which transport to use.
 
 use super::fetch::{FileFetcher, HttpFetcher};
 use super::{PullOptions, PullProgress, PullResult};
@@ -64,6 +65,22 @@ impl Repo {
             if gpg_verify_summary {
                 opts.gpg_summary_keys = Some(keys);
             }
+        }
+        // Commits must be bound to the remote's collection, if it has one; for a local
+        // repository without `collection-id` in the remote, that repository's own (as ostree).
+        if opts.collection_id.is_none() {
+            opts.collection_id = self
+                .remote_option(remote, "collection-id")
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .or_else(|| {
+                    let path = url.strip_prefix("file://")?;
+                    Repo::open(std::path::Path::new(path))
+                        .ok()?
+                        .config()
+                        .get("core", "collection-id")
+                        .map(str::to_string)
+                });
         }
         let opts = &opts;
         if let Some(path) = url.strip_prefix("file://") {

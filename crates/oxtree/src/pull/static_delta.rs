@@ -128,7 +128,7 @@ impl Shared<'_> {
             )));
         }
         let meta = self.fetch_meta(ObjectType::CommitMeta, to, true)?;
-        self.check_signatures(to, meta.as_deref(), &sb.commit)?;
+        self.verify_commit(to, meta.as_deref(), &sb.commit)?;
         let sink = DeltaSink {
             repo: self.repo,
             txn: self.txn,

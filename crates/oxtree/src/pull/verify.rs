@@ -1,8 +1,29 @@
-//! Verification before storage: object hashes, commit signatures (ed25519 and OpenPGP).
+//! Verification before storage: object hashes, then everything a commit must satisfy before
+//! it is stored: its signatures (ed25519 and OpenPGP) and its bindings
+//! (`ostree.ref-binding`, `ostree.collection-binding`, as ostree's `verify_bindings`).
+//! Every path that stores a commit — the object walk, a static delta's superblock,
+//! `pull-local` — runs [`verify_commit`] on the hash-verified bytes first, so a commit that
+//! fails any check never enters the repository and no ref moves.
 
 use super::walk::Shared;
+use super::PullOptions;
 use crate::error::{Error, Result};
-use crate::object::{Checksum, ObjectType};
+use crate::gvariant::Value;
+use crate::object::{Checksum, Commit, ObjectType};
+use crate::repo::Repo;
+
+/// Commit metadata naming the refs a commit was made for (`as`; `ostree commit -b` adds it).
+const REF_BINDING: &str = "ostree.ref-binding";
+/// Commit metadata naming the collection a commit was made for (`s`).
+const COLLECTION_BINDING: &str = "ostree.collection-binding";
+
+/// What a commit is pulled for: the ref it was asked for (checked against its ref binding).
+/// Parent commits fetched for `--depth` are wanted for nothing in particular.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Wanted {
+    /// The ref as named on the remote (`None` for a commit asked for by checksum).
+    pub(crate) refname: Option<String>,
+}
 
 impl Shared<'_> {
     pub(super) fn verify_hash(&self, ty: ObjectType, c: &Checksum, b: &[u8]) -> Result<()> {
@@ -17,48 +38,146 @@ impl Shared<'_> {
         Ok(())
     }
 
-    /// Signatures are checked before the commit (or its metadata) is stored, so an
-    /// unsigned or tampered commit never enters the repo and no ref moves.
-    pub(super) fn check_signatures(
+    /// [`verify_commit`] for a commit of this pull: wanted for the refs it was asked for,
+    /// or (a parent) for nothing in particular.
+    pub(super) fn verify_commit(
         &self,
         c: &Checksum,
         meta: Option<&[u8]>,
         bytes: &[u8],
-    ) -> Result<()> {
-        if let Some(keys) = &self.opts.ed25519_keys {
-            if crate::sign::verify(meta, bytes, keys, &[])?.is_none() {
-                let n = meta
-                    .map(crate::sign::signatures)
-                    .transpose()?
-                    .map_or(0, |s| s.len());
-                let msg = if n == 0 {
-                    "no ed25519 signature (ostree.sign.ed25519) in its detached metadata, and the remote has sign-verify on".to_string()
-                } else {
-                    format!(
-                        "none of its {n} ed25519 signature(s) verifies with the {} key(s) configured for the remote (verification-ed25519-key/-file)",
-                        keys.len()
-                    )
-                };
-                return Err(Error::Signature { commit: *c, msg });
-            }
-        }
-        if let Some(keys) = &self.opts.gpg_keys {
-            let report = crate::sign::gpg::verify_meta(meta, bytes, keys)?;
-            if !report
-                .iter()
-                .any(|r| r.status == crate::sign::gpg::GpgStatus::Good)
-            {
-                return Err(Error::Signature {
-                    commit: *c,
-                    msg: format!(
-                        "no good OpenPGP signature (gpg-verify is on): {}",
-                        describe_gpg(&report)
-                    ),
-                });
-            }
-        }
-        Ok(())
+    ) -> Result<Commit> {
+        let wanted = self.targets.get(c).map(Vec::as_slice).unwrap_or(&[]);
+        verify_commit(self.repo, self.opts, c, meta, bytes, wanted)
     }
+}
+
+/// Check commit `c` (whose `bytes` already hash to `c`) against everything `opts` demands
+/// before it may be stored: signatures in its detached metadata `meta`, then its bindings
+/// for each of `wanted` (for none in particular if empty). Returns the parsed commit.
+pub(crate) fn verify_commit(
+    _repo: &Repo,
+    opts: &PullOptions,
+    c: &Checksum,
+    meta: Option<&[u8]>,
+    bytes: &[u8],
+    wanted: &[Wanted],
+) -> Result<Commit> {
+    check_signatures(opts, c, meta, bytes)?;
+    let commit = Commit::parse(bytes).map_err(|e| Error::corrupt(ObjectType::Commit, *c, e))?;
+    if wanted.is_empty() {
+        check_bindings(opts, c, &commit, None)?;
+    }
+    for w in wanted {
+        check_bindings(opts, c, &commit, w.refname.as_deref())?;
+    }
+    Ok(commit)
+}
+
+/// Signatures are checked over the exact commit bytes, before the commit (or its metadata)
+/// is stored.
+pub(crate) fn check_signatures(
+    opts: &PullOptions,
+    c: &Checksum,
+    meta: Option<&[u8]>,
+    bytes: &[u8],
+) -> Result<()> {
+    if let Some(keys) = &opts.ed25519_keys {
+        if crate::sign::verify(meta, bytes, keys, &[])?.is_none() {
+            let n = meta
+                .map(crate::sign::signatures)
+                .transpose()?
+                .map_or(0, |s| s.len());
+            let msg = if n == 0 {
+                "no ed25519 signature (ostree.sign.ed25519) in its detached metadata, and the remote has sign-verify on".to_string()
+            } else {
+                format!(
+                    "none of its {n} ed25519 signature(s) verifies with the {} key(s) configured for the remote (verification-ed25519-key/-file)",
+                    keys.len()
+                )
+            };
+            return Err(Error::Signature { commit: *c, msg });
+        }
+    }
+    if let Some(keys) = &opts.gpg_keys {
+        let report = crate::sign::gpg::verify_meta(meta, bytes, keys)?;
+        if !report
+            .iter()
+            .any(|r| r.status == crate::sign::gpg::GpgStatus::Good)
+        {
+            return Err(Error::Signature {
+                commit: *c,
+                msg: format!(
+                    "no good OpenPGP signature (gpg-verify is on): {}",
+                    describe_gpg(&report)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// ostree's `verify_bindings`: a commit that names the refs it was made for
+/// (`ostree.ref-binding`) must name the requested one; a remote with a collection ID only
+/// accepts commits bound to that collection (`ostree.collection-binding`). Commits without
+/// bindings (made before ostree wrote them) pass unless the remote has a collection ID.
+/// The texts are ostree's.
+pub(crate) fn check_bindings(
+    opts: &PullOptions,
+    c: &Checksum,
+    commit: &Commit,
+    refname: Option<&str>,
+) -> Result<()> {
+    if opts.disable_verify_bindings {
+        return Ok(());
+    }
+    let fail = |msg: String| Error::Binding { commit: *c, msg };
+    // A value of another type counts as absent (ostree's typed lookup does the same).
+    let bound_refs: Option<Vec<&str>> = commit.meta(REF_BINDING).and_then(|v| match v {
+        Value::Array(_, items) => items.iter().map(Value::as_str).collect(),
+        _ => None,
+    });
+    match (&bound_refs, refname) {
+        (None, _) if opts.collection_id.is_none() => return Ok(()),
+        (None, _) => {
+            return Err(fail(
+                "Expected commit metadata to have ref binding information, found none".into(),
+            ))
+        }
+        (Some(refs), Some(r)) if !refs.contains(&r) => {
+            let listed = if refs.is_empty() {
+                "no refs".to_string()
+            } else {
+                refs.iter()
+                    .map(|r| format!("‘{r}’"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(fail(format!(
+                "Commit has no requested ref ‘{r}’ in ref binding metadata ({listed})"
+            )));
+        }
+        _ => {}
+    }
+    if let Some(cid) = &opts.collection_id {
+        match commit
+            .meta(COLLECTION_BINDING)
+            .and_then(Value::as_str)
+        {
+            None => {
+                return Err(fail(
+                    "Expected commit metadata to have collection ID binding information, found none"
+                        .into(),
+                ))
+            }
+            Some(b) if b != cid => {
+                return Err(fail(format!(
+                    "Commit has collection ID ‘{b}’ in collection binding metadata, while the remote it came from has collection ID ‘{cid}’"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// One line about each signature, for refusals.
