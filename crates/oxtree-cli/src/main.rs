@@ -609,7 +609,10 @@ struct PullArgs {
     /// Refuse commits older than the ref's current commit.
     #[arg(long, short = 'T')]
     timestamp_check: bool,
-    /// With --timestamp-check: accept an older commit anyway.
+    /// Refuse commits older than REV (a local commit), as an upgrade does.
+    #[arg(long, value_name = "REV")]
+    timestamp_check_from_rev: Option<String>,
+    /// With --timestamp-check / --timestamp-check-from-rev: accept an older commit anyway.
     #[arg(long)]
     allow_downgrade: bool,
     /// REMOTE or REMOTE:REF.
@@ -1787,6 +1790,10 @@ fn cmd_pull(a: PullArgs) -> Result<()> {
         fetchers: a.fetchers,
         timeout: std::time::Duration::from_secs(a.timeout),
         timestamp_check: a.timestamp_check && !a.allow_downgrade,
+        timestamp_check_from_rev: match &a.timestamp_check_from_rev {
+            Some(rev) if !a.allow_downgrade => Some(repo.resolve_rev(rev)?),
+            _ => None,
+        },
         disable_static_deltas: a.disable_static_deltas,
         disable_verify_bindings: a.disable_verify_bindings,
         ..Default::default()

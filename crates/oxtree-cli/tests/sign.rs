@@ -733,3 +733,137 @@ fn binding_errors_match_ostree() {
         assert_eq!(msgs[0].is_empty(), ok, "case {i}: {msgs:?}");
     }
 }
+
+/// M4: with --timestamp-check (or --timestamp-check-from-rev) an older, validly signed
+/// commit is refused as soon as it is fetched and verified: before its tree is fetched,
+/// before a static delta's parts are, before anything is stored. The message is real
+/// ostree's, compared with its own pull of the same server.
+#[test]
+fn downgrade_is_refused_before_anything_is_stored() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (_, _, secret, public) = openssl_key(t, "k");
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    let sign = format!("--sign={secret}");
+    let tree = t.join("tree");
+    write(
+        &tree.join("usr/bin/old-only"),
+        b"vulnerable old build\n",
+        0o755,
+    );
+    let old = ox(&[
+        "commit",
+        &sa,
+        "-b",
+        "main",
+        "-s",
+        "old",
+        "--timestamp=2020-01-01T00:00:00Z",
+        &sign,
+        s(&tree),
+    ]);
+    std::fs::remove_file(tree.join("usr/bin/old-only")).expect("rm");
+    write(&tree.join("usr/bin/app"), b"new build\n", 0o755);
+    let new = ox(&[
+        "commit",
+        &sa,
+        "-b",
+        "main",
+        "-s",
+        "new",
+        "--timestamp=2021-01-01T00:00:00Z",
+        &sign,
+        s(&tree),
+    ]);
+    let old_only = ox(&["ls", &sa, "-C", &old, "/usr/bin/old-only"])
+        .split_whitespace()
+        .nth(4)
+        .expect("checksum")
+        .to_string();
+    let server = hostile::HostileServer::start(&src);
+    let client = |name: &str| {
+        let dir = t.join(name);
+        let d = format!("--repo={}", s(&dir));
+        ox(&["init", &d, "--mode=bare-user"]);
+        ox(&[
+            "remote",
+            "add",
+            &d,
+            "--no-gpg-verify",
+            "--set=sign-verify=true",
+            &format!("--set=verification-ed25519-key={public}"),
+            "origin",
+            &server.url,
+        ]);
+        ox(&["pull", &d, "origin", "main"]);
+        (dir, d)
+    };
+    let (c1, d1) = client("c1");
+    let (c2, d2) = client("c2");
+    let os = t.join("os");
+    let dos = format!("--repo={}", s(&os));
+    ostree(&["init", &dos, "--mode=archive"]);
+    ostree(&[
+        "remote",
+        "add",
+        &dos,
+        "--no-gpg-verify",
+        "origin",
+        &server.url,
+    ]);
+    ostree(&["pull", &dos, "origin", "main"]);
+    // The replay: the server offers the old commit again, with a delta to it from new.
+    ox(&["refs", &sa, "--delete", "main"]);
+    ox(&["refs", &sa, "--create=main", &old]);
+    ox(&[
+        "static-delta",
+        "generate",
+        &sa,
+        &format!("--from={new}"),
+        &format!("--to={old}"),
+    ]);
+    ox(&["summary", &sa, "-u"]);
+    let want = format!(
+        "Upgrade target revision '{old}' with timestamp 'Wed Jan \u{2007}1 00:00:00 2020' is chronologically older than current revision '{new}' with timestamp 'Fri Jan \u{2007}1 00:00:00 2021'; use --allow-downgrade to permit"
+    );
+    let o = run_raw(Path::new("ostree"), &["pull", &dos, "-T", "origin", "main"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("error: {want}")),
+        "real ostree says: {o:?}"
+    );
+    for (dir, args) in [
+        (&c1, vec![d1.as_str(), "-T"]),
+        (&c1, vec![d1.as_str(), "-T", "--disable-static-deltas"]),
+        (&c2, vec![d2.as_str(), "--timestamp-check-from-rev", &new]),
+    ] {
+        server.clear_log();
+        let mut argv = vec!["pull"];
+        argv.extend(args.iter().copied());
+        argv.extend(["origin", "main"]);
+        let (code, err) = ox_fail(&argv);
+        assert_eq!(code, 4, "{argv:?}: {err}");
+        assert!(err.contains(&format!("error: {want}")), "{argv:?}: {err}");
+        // Nothing of the old commit was fetched beyond the commit (or superblock) itself.
+        let asked = server.requests();
+        assert!(
+            !asked.iter().any(|p| p.ends_with(".dirtree")
+                || p.ends_with(".filez")
+                || (p.starts_with("deltas/") && !p.ends_with("superblock"))),
+            "{argv:?}: {asked:?}"
+        );
+        let scan = assert_repo_clean(dir);
+        assert!(
+            !scan.has(&old) && !scan.has(&old_only),
+            "{argv:?}: {:?}",
+            scan.objects
+        );
+        assert_eq!(ox(&["rev-parse", &d1, "origin:main"]), new, "the ref moved");
+        assert_eq!(ox(&["rev-parse", &d2, "origin:main"]), new, "the ref moved");
+    }
+    // Without the check (ostree's default for pull) the old commit is accepted.
+    ox(&["pull", &d1, "origin", "main"]);
+    assert_eq!(ox(&["rev-parse", &d1, "origin:main"]), old);
+}

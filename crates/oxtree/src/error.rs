@@ -55,6 +55,19 @@ pub enum Error {
     /// up unauthenticated in `refs/heads/` when there is a summary.
     #[error("No such branch '{refname}' in repository summary")]
     RefNotInSummary { remote: String, refname: String },
+    /// The timestamp (downgrade) check of a pull, in ostree's words: the new commit is
+    /// older than the one the ref points at (or than `--timestamp-check-from-rev`).
+    #[error(
+        "Upgrade target revision '{new}' with timestamp '{}' is chronologically older than current revision '{old}' with timestamp '{}'; use --allow-downgrade to permit",
+        ctime(*new_timestamp),
+        ctime(*old_timestamp)
+    )]
+    TimestampCheck {
+        new: Checksum,
+        new_timestamp: u64,
+        old: Checksum,
+        old_timestamp: u64,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -79,7 +92,7 @@ impl Error {
                  or ask the publisher to run `oxtree summary -u --sign=KEY`"
                     .into(),
             ),
-            Error::Downgrade { .. } => Some(
+            Error::Downgrade { .. } | Error::TimestampCheck { .. } => Some(
                 "the server offers an older commit than the one you have (a rollback or a replay attack); \
                  if that is intended, pull again with --allow-downgrade"
                     .into(),
@@ -112,6 +125,7 @@ impl Error {
             Error::Signature { .. }
                 | Error::SummarySignature { .. }
                 | Error::Downgrade { .. }
+                | Error::TimestampCheck { .. }
                 | Error::Binding { .. }
         )
     }
@@ -131,6 +145,38 @@ impl Error {
             reason: reason.to_string(),
         }
     }
+}
+
+/// A UTC time as GLib's `g_date_time_format("%c")` in the C locale, which is how ostree's
+/// messages show commit timestamps: "Fri Jan 1 00:00:00 2021" where GLib pads a one-digit
+/// day with a FIGURE SPACE (U+2007), not an ASCII space.
+fn ctime(t: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = t / 86400;
+    let secs = t % 86400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{} {} {}{d} {:02}:{:02}:{:02} {}",
+        DAYS.get((days % 7) as usize).copied().unwrap_or("?"),
+        MONTHS.get((m - 1) as usize).copied().unwrap_or("?"),
+        if d < 10 { "\u{2007}" } else { "" },
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        y
+    )
 }
 
 /// Attach an operation and path to an `io::Error`.
@@ -155,5 +201,19 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
             path: path.into(),
             source: e.into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ctime_is_c_locale_percent_c() {
+        assert_eq!(
+            super::ctime(1_609_459_200),
+            "Fri Jan \u{2007}1 00:00:00 2021"
+        );
+        assert_eq!(super::ctime(0), "Thu Jan \u{2007}1 00:00:00 1970");
+        assert_eq!(super::ctime(951_825_599), "Tue Feb 29 11:59:59 2000");
+        assert_eq!(super::ctime(1_767_225_599), "Wed Dec 31 23:59:59 2025");
     }
 }

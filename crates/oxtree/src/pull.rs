@@ -64,8 +64,13 @@ pub struct PullOptions {
     /// With `Some`, the summary must be signed (`summary.sig`) by one of these keys
     /// (`sign-verify-summary`).
     pub summary_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
-    /// Refuse a commit older (by timestamp) than the one the ref has now.
+    /// Refuse a commit older (by timestamp) than the one its ref points at here now
+    /// (`--timestamp-check`); checked as soon as the commit is fetched and verified, before
+    /// anything is stored.
     pub timestamp_check: bool,
+    /// Refuse a commit older than this local commit (`--timestamp-check-from-rev`; what an
+    /// upgrade passes: the deployed commit), checked at the same point.
+    pub timestamp_check_from_rev: Option<Checksum>,
     /// With `Some`, every commit must carry a good OpenPGP signature (`ostree.gpgsigs`) by
     /// one of these keys (`gpg-verify`, on by default).
     pub gpg_keys: Option<Vec<pgp::composed::SignedPublicKey>>,
@@ -94,6 +99,7 @@ impl Default for PullOptions {
             ed25519_keys: None,
             summary_keys: None,
             timestamp_check: false,
+            timestamp_check_from_rev: None,
             gpg_keys: None,
             gpg_summary_keys: None,
             disable_static_deltas: false,
@@ -189,10 +195,13 @@ impl Repo {
         let mut wanted: std::collections::HashMap<Checksum, Vec<verify::Wanted>> =
             std::collections::HashMap::new();
         for (r, c) in &targets {
-            wanted
-                .entry(*c)
-                .or_default()
-                .push(verify::Wanted { refname: r.clone() });
+            wanted.entry(*c).or_default().push(verify::Wanted {
+                refname: r.clone(),
+                current: match r {
+                    Some(r) => self.read_ref(&ref_name(r))?,
+                    None => None,
+                },
+            });
         }
         let txn = self.begin()?;
         let shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir, wanted);
@@ -229,22 +238,6 @@ impl Repo {
                 let _ = std::fs::remove_file(
                     self.path().join("state").join(format!("{c}.commitpartial")),
                 );
-            }
-        }
-        if opts.timestamp_check {
-            for (r, c) in &targets {
-                let Some(r) = r else { continue };
-                let name = ref_name(r);
-                if let Some(old) = self.read_ref(&name)? {
-                    let (o, n) = (self.load_commit(&old)?, self.load_commit(c)?);
-                    if n.timestamp < o.timestamp {
-                        return Err(Error::Downgrade {
-                            refname: name.to_string(),
-                            old,
-                            new: *c,
-                        });
-                    }
-                }
             }
         }
         for (r, c) in &targets {

@@ -1,6 +1,7 @@
 //! Verification before storage: object hashes, then everything a commit must satisfy before
-//! it is stored: its signatures (ed25519 and OpenPGP) and its bindings
-//! (`ostree.ref-binding`, `ostree.collection-binding`, as ostree's `verify_bindings`).
+//! it is stored: its signatures (ed25519 and OpenPGP), its bindings (`ostree.ref-binding`,
+//! `ostree.collection-binding`, as ostree's `verify_bindings`) and its age (the timestamp
+//! or downgrade check, as ostree's `timestamp-check`).
 //! Every path that stores a commit — the object walk, a static delta's superblock,
 //! `pull-local` — runs [`verify_commit`] on the hash-verified bytes first, so a commit that
 //! fails any check never enters the repository and no ref moves.
@@ -17,12 +18,15 @@ const REF_BINDING: &str = "ostree.ref-binding";
 /// Commit metadata naming the collection a commit was made for (`s`).
 const COLLECTION_BINDING: &str = "ostree.collection-binding";
 
-/// What a commit is pulled for: the ref it was asked for (checked against its ref binding).
+/// What a commit is pulled for: the ref it was asked for (checked against its ref binding)
+/// and the commit that ref points at here now (the timestamp check compares with it).
 /// Parent commits fetched for `--depth` are wanted for nothing in particular.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Wanted {
     /// The ref as named on the remote (`None` for a commit asked for by checksum).
     pub(crate) refname: Option<String>,
+    /// The local ref's commit before the pull.
+    pub(crate) current: Option<Checksum>,
 }
 
 impl Shared<'_> {
@@ -53,9 +57,10 @@ impl Shared<'_> {
 
 /// Check commit `c` (whose `bytes` already hash to `c`) against everything `opts` demands
 /// before it may be stored: signatures in its detached metadata `meta`, then its bindings
-/// for each of `wanted` (for none in particular if empty). Returns the parsed commit.
+/// for each of `wanted` (for none in particular if empty), then — for a commit that was asked
+/// for, not a parent — the timestamp checks. Returns the parsed commit.
 pub(crate) fn verify_commit(
-    _repo: &Repo,
+    repo: &Repo,
     opts: &PullOptions,
     c: &Checksum,
     meta: Option<&[u8]>,
@@ -70,7 +75,65 @@ pub(crate) fn verify_commit(
     for w in wanted {
         check_bindings(opts, c, &commit, w.refname.as_deref())?;
     }
+    if !wanted.is_empty() {
+        check_timestamp(repo, opts, c, &commit, wanted)?;
+    }
     Ok(commit)
+}
+
+/// ostree's `timestamp-check` (the commit is no older than the one each ref points at
+/// now) and `timestamp-check-from-rev` (no older than that commit).
+fn check_timestamp(
+    repo: &Repo,
+    opts: &PullOptions,
+    c: &Checksum,
+    commit: &Commit,
+    wanted: &[Wanted],
+) -> Result<()> {
+    let compare = |old: &Checksum, reading: &dyn Fn() -> String| -> Result<()> {
+        let o = repo
+            .load_commit(old)
+            .map_err(|e| Error::Other(format!("{}: {e}", reading())))?;
+        compare_timestamps(old, o.timestamp, c, commit.timestamp)
+    };
+    if opts.timestamp_check {
+        for w in wanted {
+            if let Some(old) = w.current.filter(|o| o != c) {
+                let r = w.refname.clone().unwrap_or_default();
+                compare(&old, &|| format!("Reading {r} for timestamp-check"))?;
+            }
+        }
+    }
+    if let Some(rev) = opts.timestamp_check_from_rev.filter(|r| r != c) {
+        compare(&rev, &|| {
+            format!("Reading {rev} for timestamp-check-from-rev")
+        })?;
+    }
+    Ok(())
+}
+
+/// Newer commits must not have an older timestamp (equal is fine), as ostree compares.
+fn compare_timestamps(old: &Checksum, old_ts: u64, new: &Checksum, new_ts: u64) -> Result<()> {
+    if new_ts >= old_ts {
+        return Ok(());
+    }
+    Err(Error::TimestampCheck {
+        new: *new,
+        new_timestamp: new_ts,
+        old: *old,
+        old_timestamp: old_ts,
+    })
+}
+
+impl Repo {
+    /// The timestamp (downgrade) check on its own, for callers that move a deployable ref
+    /// or deployment to a commit already in the repository: `new` may not be older than
+    /// `current` (ostree's `ostree_sysroot_upgrader_check_timestamps`). Pulls run the same
+    /// check before storing anything, with `PullOptions::timestamp_check(_from_rev)`.
+    pub fn check_timestamps(&self, current: &Checksum, new: &Checksum) -> Result<()> {
+        let (o, n) = (self.load_commit(current)?, self.load_commit(new)?);
+        compare_timestamps(current, o.timestamp, new, n.timestamp)
+    }
 }
 
 /// Signatures are checked over the exact commit bytes, before the commit (or its metadata)
