@@ -2,41 +2,10 @@
 //! Debian's ostree 2022.7 is built without ed25519, so OpenSSL is the oracle here.
 
 mod common;
-use base64::Engine;
 use common::*;
 use std::path::Path;
 
 const TS: &str = "--timestamp=2020-01-01T00:00:00Z";
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-/// A key pair made by OpenSSL: (PEM path, public PEM path, secret b64 (seed‖pub), public b64).
-fn openssl_key(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, String, String) {
-    let pem = dir.join(format!("{name}.pem"));
-    let pubpem = dir.join(format!("{name}.pub.pem"));
-    run_ok(
-        Path::new("openssl"),
-        &["genpkey", "-algorithm", "ed25519", "-out", s(&pem)],
-    );
-    run_ok(
-        Path::new("openssl"),
-        &["pkey", "-in", s(&pem), "-pubout", "-out", s(&pubpem)],
-    );
-    let der = std::process::Command::new("openssl")
-        .args(["pkey", "-in", s(&pem), "-outform", "DER"])
-        .output()
-        .expect("openssl")
-        .stdout;
-    let pubder = std::process::Command::new("openssl")
-        .args(["pkey", "-in", s(&pem), "-pubout", "-outform", "DER"])
-        .output()
-        .expect("openssl")
-        .stdout;
-    let seed = &der[der.len() - 32..];
-    let public = &pubder[pubder.len() - 32..];
-    let mut secret = seed.to_vec();
-    secret.extend_from_slice(public);
-    (pem, pubpem, B64.encode(secret), B64.encode(public))
-}
 
 fn commit_bytes(repo: &Path, c: &str) -> Vec<u8> {
     std::fs::read(repo.join(format!("objects/{}/{}.commit", &c[..2], &c[2..])))

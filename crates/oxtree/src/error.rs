@@ -43,6 +43,11 @@ pub enum Error {
     /// was asked for (ostree's `verify_bindings`; its wording).
     #[error("Commit {commit}: {msg}")]
     Binding { commit: Checksum, msg: String },
+    /// A static delta that does not match its signed commit (parts writing objects the
+    /// commit does not reference, or commit objects), or whose signed superblock does not
+    /// verify: refused, never fallen back from.
+    #[error("static delta {delta}: {msg}")]
+    DeltaRefused { delta: String, msg: String },
     #[error("summary {url}: {msg}")]
     SummarySignature { url: String, msg: String },
     #[error("commit {new} is older than {old} (the current {refname}); pass --allow-downgrade to accept it")]
@@ -102,6 +107,12 @@ impl Error {
                  attack, or a misconfigured server); --disable-verify-bindings skips this check"
                     .into(),
             ),
+            Error::DeltaRefused { .. } => Some(
+                "the server's static delta does not match the commit it claims to deliver (an attack, \
+                 or a broken delta); nothing of it was kept. --disable-static-deltas fetches the \
+                 commit's objects one by one, each verified against the signed tree"
+                    .into(),
+            ),
             Error::Signature { .. } => Some(
                 "the commit is not signed by a key this remote trusts: check verification-ed25519-key/-file in the remote's config, \
                  or ask the publisher to sign it (oxtree sign --sign-type=ed25519 COMMIT SECRET-KEY)"
@@ -127,6 +138,7 @@ impl Error {
                 | Error::Downgrade { .. }
                 | Error::TimestampCheck { .. }
                 | Error::Binding { .. }
+                | Error::DeltaRefused { .. }
         )
     }
 

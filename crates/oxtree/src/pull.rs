@@ -61,6 +61,8 @@ pub struct PullOptions {
     /// With `Some`, every commit must carry an ed25519 signature by one of these keys
     /// (`sign-verify`); checked before the commit is stored or any ref moves.
     pub ed25519_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
+    /// ed25519 keys whose signatures never count (ostree's `revoked.ed25519` lists).
+    pub ed25519_revoked: Vec<ed25519_dalek::VerifyingKey>,
     /// With `Some`, the summary must be signed (`summary.sig`) by one of these keys
     /// (`sign-verify-summary`).
     pub summary_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
@@ -97,6 +99,7 @@ impl Default for PullOptions {
             retries: 5,
             timeout: Duration::from_secs(30),
             ed25519_keys: None,
+            ed25519_revoked: Vec::new(),
             summary_keys: None,
             timestamp_check: false,
             timestamp_check_from_rev: None,

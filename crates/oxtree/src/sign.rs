@@ -112,7 +112,12 @@ pub fn append_to_aay(existing: Option<&[u8]>, name: &str, sig: Vec<u8>) -> Resul
 pub fn signatures(meta: &[u8]) -> Result<Vec<[u8; 64]>> {
     let v = gvariant::decode_normal(meta, &Type::of("a{sv}"))
         .map_err(|e| Error::Other(format!("detached metadata is invalid: {e}")))?;
-    Ok(v.lookup(ED25519_KEY)
+    Ok(signatures_in(&v))
+}
+
+/// The ed25519 signatures in a decoded `a{sv}` (detached metadata, a signed delta's).
+pub fn signatures_in(meta: &Value) -> Vec<[u8; 64]> {
+    meta.lookup(ED25519_KEY)
         .and_then(Value::items)
         .map(|items| {
             items
@@ -120,7 +125,7 @@ pub fn signatures(meta: &[u8]) -> Result<Vec<[u8; 64]>> {
                 .filter_map(|s| s.as_bytes().and_then(|b| <[u8; 64]>::try_from(b).ok()))
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// Does any signature in `meta` verify `data` with any of `keys` (none of them revoked)?
@@ -131,15 +136,25 @@ pub fn verify(
     revoked: &[VerifyingKey],
 ) -> Result<Option<VerifyingKey>> {
     let Some(meta) = meta else { return Ok(None) };
-    for sig in signatures(meta)? {
-        let sig = ed25519_dalek::Signature::from_bytes(&sig);
+    Ok(verify_sigs(&signatures(meta)?, data, keys, revoked))
+}
+
+/// Does any of `sigs` verify `data` with any of `keys` (none of them revoked)?
+pub fn verify_sigs(
+    sigs: &[[u8; 64]],
+    data: &[u8],
+    keys: &[VerifyingKey],
+    revoked: &[VerifyingKey],
+) -> Option<VerifyingKey> {
+    for sig in sigs {
+        let sig = ed25519_dalek::Signature::from_bytes(sig);
         for k in keys.iter().filter(|k| !revoked.contains(k)) {
             if k.verify_strict(data, &sig).is_ok() {
-                return Ok(Some(*k));
+                return Some(*k);
             }
         }
     }
-    Ok(None)
+    None
 }
 
 /// Base64 of a public key, as ostree prints and reads it.

@@ -660,3 +660,41 @@ pub fn assert_repo_clean(repo: &Path) -> RepoScan {
     ox(&["fsck", &format!("--repo={}", s(repo))]);
     scan
 }
+
+/// An ed25519 key pair made by OpenSSL (independent of the code under test): (PEM path, public PEM path, secret b64 (seed‖pub), public b64).
+pub fn openssl_key(
+    dir: &Path,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, String, String) {
+    use base64::Engine;
+    let pem = dir.join(format!("{name}.pem"));
+    let pubpem = dir.join(format!("{name}.pub.pem"));
+    run_ok(
+        Path::new("openssl"),
+        &["genpkey", "-algorithm", "ed25519", "-out", s(&pem)],
+    );
+    run_ok(
+        Path::new("openssl"),
+        &["pkey", "-in", s(&pem), "-pubout", "-out", s(&pubpem)],
+    );
+    let der = std::process::Command::new("openssl")
+        .args(["pkey", "-in", s(&pem), "-outform", "DER"])
+        .output()
+        .expect("openssl")
+        .stdout;
+    let pubder = std::process::Command::new("openssl")
+        .args(["pkey", "-in", s(&pem), "-pubout", "-outform", "DER"])
+        .output()
+        .expect("openssl")
+        .stdout;
+    let seed = &der[der.len() - 32..];
+    let public = &pubder[pubder.len() - 32..];
+    let mut secret = seed.to_vec();
+    secret.extend_from_slice(public);
+    (
+        pem,
+        pubpem,
+        base64::engine::general_purpose::STANDARD.encode(secret),
+        base64::engine::general_purpose::STANDARD.encode(public),
+    )
+}
