@@ -373,13 +373,13 @@ enum RemoteCmd {
         repo: RepoArg,
         name: String,
     },
-    /// List the refs a remote's summary offers.
+    /// List the refs a remote's summary offers (verified as a pull verifies it).
     Refs {
         #[command(flatten)]
         repo: RepoArg,
         name: String,
     },
-    /// Show a remote's summary.
+    /// Show a remote's summary (verified as a pull verifies it).
     Summary {
         #[command(flatten)]
         repo: RepoArg,
@@ -1716,33 +1716,14 @@ fn cmd_remote(cmd: RemoteCmd) -> Result<()> {
         }
         RemoteCmd::ShowUrl { repo, name } => println!("{}", open(&repo)?.remote_url(&name)?),
         RemoteCmd::Refs { repo, name } => {
-            let s = fetch_remote_summary(&open(&repo)?, &name)?;
+            let s = open(&repo)?.remote_summary(&name)?;
             for r in &s.refs {
                 println!("{name}:{}", r.name);
             }
         }
-        RemoteCmd::Summary { repo, name } => {
-            print_summary(&fetch_remote_summary(&open(&repo)?, &name)?)
-        }
+        RemoteCmd::Summary { repo, name } => print_summary(&open(&repo)?.remote_summary(&name)?),
     }
     Ok(())
-}
-
-fn fetch_remote_summary(repo: &Repo, name: &str) -> Result<oxtree::object::Summary> {
-    use oxtree::pull::Fetcher;
-    let url = repo.remote_url(name)?;
-    let f = oxtree::pull::HttpFetcher::new(&url, std::time::Duration::from_secs(30))?;
-    let mut resp = f
-        .fetch("summary", 0)
-        .map_err(|e| anyhow!("{}: {e:?}", f.describe("summary")))?
-        .ok_or_else(|| anyhow!("remote {name} has no summary file ({}); its owner can create one with `oxtree summary -u`", f.describe("summary")))?;
-    let mut b = Vec::new();
-    use std::io::Read;
-    (&mut resp.body)
-        .take(oxtree::pull::MAX_METADATA_SIZE)
-        .read_to_end(&mut b)?;
-    oxtree::object::Summary::parse(&b)
-        .map_err(|e| anyhow!("{}: invalid summary: {e}", f.describe("summary")))
 }
 
 fn print_summary(s: &oxtree::object::Summary) {

@@ -836,3 +836,55 @@ fn downgrade_is_refused_before_anything_is_stored() {
     ox(&["pull", &d1, "origin", "main"]);
     assert_eq!(ox(&["rev-parse", &d1, "origin:main"]), old);
 }
+
+/// `remote refs` and `remote summary` show only a summary that verifies as a pull would
+/// verify it (sign-verify-summary), over HTTP and from file:// remotes alike.
+#[test]
+fn remote_refs_verify_the_summary() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let (_, _, secret, public) = openssl_key(t, "k");
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    ox(&["commit", &sa, "-b", "main", "-s", "v1", TS, s(&tree)]);
+    ox(&["summary", &sa, "-u", &format!("--sign={secret}")]);
+    let good_sig = std::fs::read(src.join("summary.sig")).expect("sig");
+    let server = hostile::HostileServer::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=archive"]);
+    let file_url = format!("file://{}", s(&src));
+    for (name, url, verify) in [
+        ("http", server.url.as_str(), true),
+        ("file", file_url.as_str(), true),
+        ("plainfile", file_url.as_str(), false),
+    ] {
+        let mut args = vec!["remote", "add", &d, "--no-gpg-verify"];
+        let key = format!("--set=verification-ed25519-key={public}");
+        if verify {
+            args.extend(["--set=sign-verify-summary=true", &key]);
+        }
+        args.extend([name, url]);
+        ox(&args);
+        assert_eq!(ox(&["remote", "refs", &d, name]), format!("{name}:main"));
+        assert!(ox(&["remote", "summary", &d, name]).contains("* main"));
+    }
+    // The server adds a ref and publishes an unsigned summary with the old signature.
+    ox(&["commit", &sa, "-b", "evil", "-s", "evil", TS, s(&tree)]);
+    ox(&["summary", &sa, "-u"]);
+    std::fs::write(src.join("summary.sig"), &good_sig).expect("stale sig");
+    for name in ["http", "file"] {
+        for cmd in ["refs", "summary"] {
+            let (code, err) = ox_fail(&["remote", cmd, &d, name]);
+            assert_eq!(code, 4, "{name} {cmd}: {err}");
+            assert!(err.contains("summary") && !err.contains("evil"), "{err}");
+        }
+    }
+    assert!(ox(&["remote", "refs", &d, "plainfile"]).contains("plainfile:evil"));
+    std::fs::remove_file(src.join("summary")).expect("rm");
+    let (_, err) = ox_fail(&["remote", "refs", &d, "plainfile"]);
+    assert!(err.contains("Remote refs not available"), "{err}");
+}
