@@ -274,9 +274,23 @@ enum Cmd {
     PullLocal {
         #[command(flatten)]
         repo: RepoArg,
-        /// Write refs as refs/remotes/REMOTE/… instead of refs/heads/….
+        /// Write refs as refs/remotes/REMOTE/… instead of refs/heads/…; the commits must then
+        /// pass REMOTE's signature checks (sign-verify, gpg-verify, …) as a pull would.
         #[arg(long)]
         remote: Option<String>,
+        /// Verify OpenPGP signatures with --remote's keyring.
+        #[arg(long)]
+        gpg_verify: bool,
+        /// Resolve refs through the source's summary, its signature verified with
+        /// --remote's keyring.
+        #[arg(long)]
+        gpg_verify_summary: bool,
+        /// Do not check the commits' ref and collection bindings.
+        #[arg(long)]
+        disable_verify_bindings: bool,
+        /// Refuse commits older than the ref's current commit.
+        #[arg(long, short = 'T')]
+        timestamp_check: bool,
         /// History depth to copy (-1 = all).
         #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         depth: i64,
@@ -1240,6 +1254,10 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::PullLocal {
             repo,
             remote,
+            gpg_verify,
+            gpg_verify_summary,
+            disable_verify_bindings,
+            timestamp_check,
             depth,
             src_repo,
             refs,
@@ -1255,7 +1273,18 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 refs
             };
-            let n = repo.pull_local(&src, &refs, &PullLocalOptions { depth, remote })?;
+            let n = repo.pull_local(
+                &src,
+                &refs,
+                &PullLocalOptions {
+                    depth,
+                    remote,
+                    gpg_verify,
+                    gpg_verify_summary,
+                    disable_verify_bindings,
+                    timestamp_check,
+                },
+            )?;
             println!("{n} objects copied");
         }
     }

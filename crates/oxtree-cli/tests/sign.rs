@@ -888,3 +888,187 @@ fn remote_refs_verify_the_summary() {
     let (_, err) = ox_fail(&["remote", "refs", &d, "plainfile"]);
     assert!(err.contains("Remote refs not available"), "{err}");
 }
+
+/// M5: offline update media. `pull-local --remote R` applies R's signature policy, so an
+/// unsigned commit never lands under refs/remotes/R/ (exit 4, nothing stored);
+/// `--gpg-verify` uses R's keyring (and needs --remote, in ostree's words);
+/// sign-verify-summary makes refs resolve only through the media's verified summary.
+#[test]
+fn pull_local_verifies_signatures() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (_, _, secret, public) = openssl_key(t, "k");
+    // An OpenPGP publisher key made by GnuPG.
+    let home = t.join("gnupg");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let gpg = |args: &[&str]| {
+        let mut a = vec!["--homedir", s(&home), "--batch", "--yes", "--pinentry-mode"];
+        a.extend(["loopback", "--passphrase", ""]);
+        a.extend_from_slice(args);
+        run_ok(Path::new("gpg"), &a)
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "pub <pub@example.com>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let fpr = gpg(&["--list-keys", "--with-colons"])
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .expect("fingerprint")
+        .to_string();
+    let asc = t.join("pub.asc");
+    gpg(&["--armor", "--output", s(&asc), "--export", &fpr]);
+
+    let usb = t.join("usb");
+    let ua = format!("--repo={}", s(&usb));
+    ox(&["init", &ua, "--mode=archive"]);
+    let tree = t.join("tree");
+    write(&tree.join("usr/bin/app"), b"signed\n", 0o755);
+    let signed = ox(&[
+        "commit",
+        &ua,
+        "-b",
+        "os/signed",
+        "-s",
+        "s",
+        TS,
+        &format!("--sign={secret}"),
+        s(&tree),
+    ]);
+    let gpgsigned = ox(&[
+        "commit",
+        &ua,
+        "-b",
+        "os/gpg",
+        "-s",
+        "g",
+        TS,
+        &format!("--gpg-sign={fpr}"),
+        &format!("--gpg-homedir={}", s(&home)),
+        s(&tree),
+    ]);
+    ox(&["summary", &ua, "-u", &format!("--sign={secret}")]);
+    write(&tree.join("usr/bin/unsigned-only"), b"unsigned\n", 0o755);
+    let unsigned = ox(&["commit", &ua, "-b", "os/main", "-s", "u", TS, s(&tree)]);
+    let unsigned_only = ox(&["ls", &ua, "-C", "os/main", "/usr/bin/unsigned-only"])
+        .split_whitespace()
+        .nth(4)
+        .expect("checksum")
+        .to_string();
+
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=bare-user"]);
+    let key = format!("--set=verification-ed25519-key={public}");
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "--set=sign-verify=true",
+        &key,
+        "origin",
+        "http://127.0.0.1:1/",
+    ]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        &format!("--gpg-import={}", s(&asc)),
+        "gorigin",
+        "http://127.0.0.1:1/",
+    ]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "loose",
+        "http://127.0.0.1:1/",
+    ]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "--set=sign-verify-summary=true",
+        &key,
+        "sorigin",
+        "http://127.0.0.1:1/",
+    ]);
+    let refused = |args: &[&str], code: i32, expect: &str| {
+        let mut argv = vec!["pull-local", &d];
+        argv.extend_from_slice(args);
+        let (c, err) = ox_fail(&argv);
+        assert_eq!(c, code, "{argv:?}: {err}");
+        assert!(err.contains(expect), "{argv:?}: {err}");
+        let scan = assert_repo_clean(&dst);
+        assert!(
+            !scan.has(&unsigned) && !scan.has(&unsigned_only),
+            "{argv:?}: stored"
+        );
+        err
+    };
+    let usb_s = s(&usb);
+    refused(
+        &["--remote=origin", usb_s, "os/main"],
+        4,
+        "no ed25519 signature",
+    );
+    assert!(!dst.join("refs/remotes/origin/os/main").exists());
+    refused(
+        &["--remote=gorigin", usb_s, "os/main"],
+        4,
+        "no good OpenPGP signature",
+    );
+    refused(
+        &["--remote=loose", "--gpg-verify", usb_s, "os/gpg"],
+        1,
+        "no OpenPGP keys",
+    );
+    let err = refused(
+        &["--gpg-verify", usb_s, "os/gpg"],
+        1,
+        "Must specify remote name",
+    );
+    let o = run_raw(
+        Path::new("ostree"),
+        &["pull-local", &d, "--gpg-verify", usb_s, "os/gpg"],
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("error: Must specify remote name to enable gpg verification")
+            && err.contains("error: Must specify remote name to enable gpg verification"),
+        "ostree: {o:?}\noxtree: {err}"
+    );
+    // Not in the media's signed summary: no such branch (the media's refs/ are not trusted).
+    refused(
+        &["--remote=sorigin", usb_s, "os/main"],
+        3,
+        "No such branch 'os/main'",
+    );
+    // What the policies accept.
+    ox(&["pull-local", &d, "--remote=origin", usb_s, "os/signed"]);
+    assert_eq!(ox(&["rev-parse", &d, "origin:os/signed"]), signed);
+    ox(&[
+        "pull-local",
+        &d,
+        "--remote=gorigin",
+        "--gpg-verify",
+        usb_s,
+        "os/gpg",
+    ]);
+    assert_eq!(ox(&["rev-parse", &d, "gorigin:os/gpg"]), gpgsigned);
+    ox(&["pull-local", &d, "--remote=sorigin", usb_s, "os/signed"]);
+    // Without a remote, as ostree: no verification.
+    ox(&["pull-local", &d, usb_s, "os/main"]);
+    assert_eq!(ox(&["rev-parse", &d, "os/main"]), unsigned);
+    assert_repo_clean(&dst);
+}

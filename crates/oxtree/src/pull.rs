@@ -29,6 +29,8 @@ mod static_delta;
 mod verify;
 mod walk;
 
+pub(crate) use verify::LocalCheck;
+
 pub use fetch::{FetchError, Fetcher, FileFetcher, HttpFetcher, Response};
 
 use crate::error::{Error, IoContext, Result};

@@ -266,3 +266,142 @@ pub(super) fn describe_gpg(report: &[crate::sign::gpg::GpgSignature]) -> String 
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// `pull-local`'s verification: the pull's own checks, over commits read from another
+/// local repository. With `--remote R` the commits must satisfy R's policy (sign-verify,
+/// gpg-verify, sign-/gpg-verify-summary), so unsigned commits never land under
+/// `refs/remotes/R/`; `--gpg-verify`/`--gpg-verify-summary` demand R's OpenPGP keyring as
+/// in ostree. Bindings are checked against the source's collection ID (as ostree's local
+/// pulls do), and everything before the copy starts.
+pub(crate) struct LocalCheck {
+    opts: PullOptions,
+    summary: Option<crate::object::Summary>,
+    /// Where the refs go: `refs/remotes/R/` with `--remote R`.
+    remote: Option<String>,
+}
+
+impl LocalCheck {
+    pub(crate) fn new(
+        dst: &Repo,
+        src: &Repo,
+        o: &crate::repo::PullLocalOptions,
+    ) -> Result<LocalCheck> {
+        let mut opts = PullOptions {
+            disable_verify_bindings: o.disable_verify_bindings,
+            timestamp_check: o.timestamp_check,
+            ..Default::default()
+        };
+        match &o.remote {
+            None if o.gpg_verify || o.gpg_verify_summary => {
+                return Err(Error::InvalidArgument(
+                    "Must specify remote name to enable gpg verification".into(),
+                ))
+            }
+            None => {}
+            Some(r) => {
+                // A remote name that is not configured is just a ref namespace, as in ostree.
+                if dst.remote_url(r).is_ok() {
+                    dst.remote_policy(r, &mut opts, super::policy::Verify::All)?;
+                }
+                if o.gpg_verify || o.gpg_verify_summary {
+                    let keys = dst.remote_gpg_keys(r)?;
+                    if keys.is_empty() {
+                        return Err(Error::Config {
+                            path: dst.path().join("config"),
+                            msg: format!("--gpg-verify: remote {r:?} has no OpenPGP keys: import the publisher's key with `oxtree remote gpg-import {r} --keyring=FILE`"),
+                        });
+                    }
+                    if o.gpg_verify && opts.gpg_keys.is_none() {
+                        opts.gpg_keys = Some(keys.clone());
+                    }
+                    if o.gpg_verify_summary && opts.gpg_summary_keys.is_none() {
+                        opts.gpg_summary_keys = Some(keys);
+                    }
+                }
+            }
+        }
+        opts.collection_id = src
+            .config()
+            .get("core", "collection-id")
+            .map(str::to_string);
+        // A summary that must verify is read (and checked) as a pull reads a server's.
+        let summary = if opts.summary_keys.is_some() || opts.gpg_summary_keys.is_some() {
+            super::resolve::fetch_summary(
+                &super::FileFetcher::new(src.path()),
+                &opts,
+                &super::PullProgress::default(),
+            )?
+        } else {
+            None
+        };
+        Ok(LocalCheck {
+            opts,
+            summary,
+            remote: o.remote.clone(),
+        })
+    }
+
+    /// Resolve `rev` in `src`: through the verified summary when there must be one.
+    pub(crate) fn resolve(&self, src: &Repo, rev: &str) -> Result<Checksum> {
+        match &self.summary {
+            Some(s) if rev.parse::<Checksum>().is_err() => {
+                let name = crate::repo::RefName::parse(rev)?.name;
+                s.find(&name)
+                    .map(|r| r.checksum)
+                    .ok_or_else(|| Error::RefNotInSummary {
+                        remote: src.path().display().to_string(),
+                        refname: name,
+                    })
+            }
+            _ => src.resolve_rev(rev),
+        }
+    }
+
+    /// Verify each target (refs as given, and their commits) and every other commit about
+    /// to be copied (`reach` minus what `dst` has), reading them from `src`.
+    pub(crate) fn verify(
+        &self,
+        dst: &Repo,
+        src: &Repo,
+        targets: &[(String, Checksum)],
+        reach: &crate::repo::Reachable,
+    ) -> Result<()> {
+        let mut wanted: std::collections::HashMap<Checksum, Vec<Wanted>> =
+            std::collections::HashMap::new();
+        for (r, c) in targets {
+            let refname = match r.parse::<Checksum>() {
+                Ok(_) => None,
+                Err(_) => Some(crate::repo::RefName::parse(r)?.name),
+            };
+            let current = match &refname {
+                Some(name) => dst.read_ref(&crate::repo::RefName {
+                    remote: self.remote.clone(),
+                    name: name.clone(),
+                })?,
+                None => None,
+            };
+            wanted
+                .entry(*c)
+                .or_default()
+                .push(Wanted { refname, current });
+        }
+        for (ty, c) in &reach.objects {
+            if *ty != ObjectType::Commit || (!wanted.contains_key(c) && dst.has_object(*ty, c)) {
+                continue;
+            }
+            let bytes = src.load_metadata(ObjectType::Commit, c)?;
+            let actual = Checksum::digest(&bytes);
+            if actual != *c {
+                return Err(Error::ChecksumMismatch {
+                    ty: ObjectType::Commit,
+                    csum: *c,
+                    actual,
+                });
+            }
+            let meta = src.load_commitmeta_bytes(c)?;
+            let w = wanted.get(c).map(Vec::as_slice).unwrap_or(&[]);
+            verify_commit(dst, &self.opts, c, meta.as_deref(), &bytes, w)?;
+        }
+        Ok(())
+    }
+}
