@@ -1072,3 +1072,122 @@ fn pull_local_verifies_signatures() {
     assert_eq!(ox(&["rev-parse", &d, "os/main"]), unsigned);
     assert_repo_clean(&dst);
 }
+
+/// Run oxtree with `dir` mounted over the system key directory ostree reads revocation
+/// lists from (/etc/ostree, or /usr/share/ostree), in a private mount namespace: the real
+/// lookup, without touching the host's configuration. Returns (exit code, stderr).
+fn ox_with_system_keys(dir: &Path, args: &[&str]) -> (i32, String) {
+    let target = ["/etc/ostree", "/usr/share/ostree"]
+        .into_iter()
+        .find(|p| Path::new(p).is_dir())
+        .expect("neither /etc/ostree nor /usr/share/ostree exists (is ostree installed?)");
+    let o = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"")
+        .arg("sh")
+        .arg(dir)
+        .arg(target)
+        .arg(oxtree_bin())
+        .args(args)
+        .output()
+        .expect("unshare (the tests run as root)");
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        !err.contains("unshare:") && !err.contains("mount:"),
+        "{err}"
+    );
+    (o.status.code().unwrap_or(-1), err)
+}
+
+/// L4: a signature by a key listed in ostree's revocation lists (revoked.ed25519 and
+/// revoked.ed25519.d/ in /etc/ostree or /usr/share/ostree) does not count, for commits and
+/// for summaries, although the remote still lists the key as trusted.
+#[test]
+fn revoked_keys_do_not_count() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (_, _, secret, public) = openssl_key(t, "k");
+    let (_, _, _, other_public) = openssl_key(t, "other");
+    let tree = t.join("tree");
+    write(
+        &tree.join("usr/bin/app"),
+        b"signed with a key since revoked\n",
+        0o755,
+    );
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    let c = ox(&[
+        "commit",
+        &sa,
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        TS,
+        &format!("--sign={secret}"),
+        s(&tree),
+    ]);
+    let app = ox(&["ls", &sa, "-C", "main", "/usr/bin/app"])
+        .split_whitespace()
+        .nth(4)
+        .expect("checksum")
+        .to_string();
+    ox(&["summary", &sa, "-u", &format!("--sign={secret}")]);
+    let server = hostile::HostileServer::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=bare-user"]);
+    let key = format!("--set=verification-ed25519-key={public}");
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "--set=sign-verify=true",
+        &key,
+        "commits",
+        &server.url,
+    ]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "--set=sign-verify-summary=true",
+        &key,
+        "summary",
+        &server.url,
+    ]);
+    // The revocation list: another key in revoked.ed25519, ours in revoked.ed25519.d/.
+    let keys = t.join("system-keys");
+    write(
+        &keys.join("revoked.ed25519"),
+        format!("{other_public}\n").as_bytes(),
+        0o644,
+    );
+    let revoked = keys.join("revoked.ed25519.d/compromised");
+    write(&revoked, format!("{public}\n").as_bytes(), 0o644);
+    let (code, err) = ox_with_system_keys(&keys, &["pull", &d, "commits", "main"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("revoked key") && err.contains(&public),
+        "{err}"
+    );
+    let (code, err) = ox_with_system_keys(&keys, &["pull", &d, "summary", "main"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("summary"), "{err}");
+    let scan = assert_repo_clean(&dst);
+    assert!(!scan.has(&c) && !scan.has(&app), "{:?}", scan.objects);
+    assert!(!dst.join("refs/remotes/commits/main").exists());
+    assert!(!dst.join("refs/remotes/summary/main").exists());
+    // Only the other key revoked: accepted.
+    std::fs::remove_file(&revoked).expect("rm");
+    let (code, err) = ox_with_system_keys(&keys, &["pull", &d, "commits", "main"]);
+    assert_eq!(code, 0, "{err}");
+    // An unreadable revocation list is an error, not an empty list.
+    write(&revoked, b"not a key\n", 0o644);
+    let (code, err) = ox_with_system_keys(&keys, &["pull", &d, "summary", "main"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("compromised:1"), "{err}");
+}

@@ -115,6 +115,12 @@ impl Repo {
                 opts.gpg_summary_keys = Some(keys);
             }
         }
+        // Signatures by revoked keys never count (ostree's system revocation lists).
+        if (opts.ed25519_keys.is_some() || opts.summary_keys.is_some())
+            && opts.ed25519_revoked.is_empty()
+        {
+            opts.ed25519_revoked = crate::sign::system_revoked_keys()?;
+        }
         // Commits must be bound to the remote's collection, if it has one.
         if commits && opts.collection_id.is_none() {
             opts.collection_id = self

@@ -36,7 +36,7 @@ pub(super) fn fetch_summary(
                     .into(),
             });
         }
-        if crate::sign::verify(sig.as_deref(), bytes, keys, &[])?.is_none() {
+        if crate::sign::verify(sig.as_deref(), bytes, keys, &opts.ed25519_revoked)?.is_none() {
             return Err(Error::SummarySignature {
                 url,
                 msg: "no signature in summary.sig verifies with the keys configured for the remote"

@@ -145,12 +145,19 @@ pub(crate) fn check_signatures(
     bytes: &[u8],
 ) -> Result<()> {
     if let Some(keys) = &opts.ed25519_keys {
-        if crate::sign::verify(meta, bytes, keys, &[])?.is_none() {
+        if crate::sign::verify(meta, bytes, keys, &opts.ed25519_revoked)?.is_none() {
             let n = meta
                 .map(crate::sign::signatures)
                 .transpose()?
                 .map_or(0, |s| s.len());
-            let msg = if n == 0 {
+            let by_revoked = crate::sign::verify(meta, bytes, keys, &[])?;
+            let msg = if let Some(k) = by_revoked {
+                format!(
+                    "its only valid ed25519 signature is by the revoked key {} (revoked.ed25519 in {})",
+                    crate::sign::public_key_base64(&k),
+                    crate::sign::SYSTEM_KEY_DIRS.join(" or ")
+                )
+            } else if n == 0 {
                 "no ed25519 signature (ostree.sign.ed25519) in its detached metadata, and the remote has sign-verify on".to_string()
             } else {
                 format!(
