@@ -1191,3 +1191,57 @@ fn revoked_keys_do_not_count() {
     assert_ne!(code, 0);
     assert!(err.contains("compromised:1"), "{err}");
 }
+
+/// S4, client side: a summary.sig that does not match the summary (a publisher between its
+/// two renames) is fetched again, with the summary, once before the pull gives up; a
+/// mismatch that persists is refused after that one retry.
+#[test]
+fn mismatched_summary_signature_is_fetched_again_once() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (_, _, secret, public) = openssl_key(t, "k");
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    ox(&["commit", &sa, "-b", "main", "-s", "v1", TS, s(&tree)]);
+    ox(&["summary", &sa, "-u", &format!("--sign={secret}")]);
+    let old_sig = std::fs::read(src.join("summary.sig")).expect("sig");
+    let c2 = ox(&["commit", &sa, "-b", "main", "-s", "v2", TS, s(&tree)]);
+    ox(&["summary", &sa, "-u", &format!("--sign={secret}")]);
+    let server = hostile::HostileServer::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=archive"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "--set=sign-verify-summary=true",
+        &format!("--set=verification-ed25519-key={public}"),
+        "origin",
+        &server.url,
+    ]);
+    let count = |p: &str| server.requests().iter().filter(|r| *r == p).count();
+    server.attack_once("summary.sig", hostile::Attack::Body(old_sig.clone()));
+    ox(&["pull", &d, "origin", "main"]);
+    assert_eq!(ox(&["rev-parse", &d, "origin:main"]), c2);
+    assert_eq!(
+        (count("summary"), count("summary.sig")),
+        (2, 2),
+        "{:?}",
+        server.requests()
+    );
+    server.clear_log();
+    server.swap("summary.sig", old_sig);
+    let (code, err) = ox_fail(&["pull", &d, "origin", "main"]);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(
+        (count("summary"), count("summary.sig")),
+        (2, 2),
+        "{:?}",
+        server.requests()
+    );
+}

@@ -49,7 +49,8 @@ pub struct Request {
 
 struct State {
     root: PathBuf,
-    attacks: Mutex<HashMap<String, Attack>>,
+    /// Attacks by path, and whether each is for the next request only.
+    attacks: Mutex<HashMap<String, (Attack, bool)>>,
     log: Mutex<Vec<Request>>,
     stop: AtomicBool,
 }
@@ -96,7 +97,16 @@ impl HostileServer {
             .attacks
             .lock()
             .expect("attacks")
-            .insert(path.trim_start_matches('/').to_string(), a);
+            .insert(path.trim_start_matches('/').to_string(), (a, false));
+    }
+
+    /// Attack only the next request for `path`; later ones are served honestly.
+    pub fn attack_once(&self, path: &str, a: Attack) {
+        self.state
+            .attacks
+            .lock()
+            .expect("attacks")
+            .insert(path.trim_start_matches('/').to_string(), (a, true));
     }
 
     /// Serve `bytes` for `path`.
@@ -277,7 +287,17 @@ fn serve_connection(mut c: TcpStream, st: &State) {
             record(405, 0, true);
             continue;
         }
-        let attack = st.attacks.lock().expect("attacks").get(&path).cloned();
+        let attack = {
+            let mut attacks = st.attacks.lock().expect("attacks");
+            match attacks.get(&path).cloned() {
+                Some((a, true)) => {
+                    attacks.remove(&path);
+                    Some(a)
+                }
+                Some((a, false)) => Some(a),
+                None => None,
+            }
+        };
         let real = || -> Option<Vec<u8>> {
             if path.split('/').any(|p| p == "..") {
                 return None;

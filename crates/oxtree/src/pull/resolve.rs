@@ -12,7 +12,21 @@ use crate::repo::Repo;
 pub(super) type Target = (Option<String>, Checksum);
 
 /// Fetch the summary, when the server has one, and verify its signatures as the options say.
-pub(super) fn fetch_summary(
+/// A publisher replaces `summary` and `summary.sig` with two renames, so a client between
+/// them sees a pair that does not match: a summary whose signature does not verify is
+/// fetched once more (both files) before it is refused.
+pub(crate) fn fetch_summary(
+    fetcher: &dyn Fetcher,
+    opts: &PullOptions,
+    progress: &PullProgress,
+) -> Result<Option<Summary>> {
+    match fetch_summary_once(fetcher, opts, progress) {
+        Err(Error::SummarySignature { .. }) => fetch_summary_once(fetcher, opts, progress),
+        r => r,
+    }
+}
+
+fn fetch_summary_once(
     fetcher: &dyn Fetcher,
     opts: &PullOptions,
     progress: &PullProgress,
