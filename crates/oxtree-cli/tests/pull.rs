@@ -907,3 +907,71 @@ fn swapped_setuid_object_never_lands_anywhere() {
     let scan = assert_repo_clean(&dst);
     assert!(!scan.has(&evil_csum));
 }
+
+/// H3: a small object served with a huge declared length and a body that does not end (or
+/// with no length at all) is refused: the download stops near the size the verified commit
+/// declares for it (`ostree.sizes`), nothing large is left in tmp/, and the ref stays.
+#[test]
+#[ignore = "needs the download bounds (H3)"]
+fn endless_object_is_cut_off() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = t.join("src");
+    ox(&["init", &repo_arg(&src), "--mode=archive"]);
+    let tree = t.join("tree");
+    write(&tree.join("small"), b"abc", 0o644);
+    write(&tree.join("other"), b"other\n", 0o644);
+    ox(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        "--generate-sizes",
+        TS,
+        s(&tree),
+    ]);
+    let (small, small_csum) = filez_path(&src, "main", "/small");
+    let server = hostile::HostileServer::start(&src);
+    for (mode, declared) in [("bare-user", Some(1u64 << 40)), ("archive", None)] {
+        server.clear_log();
+        server.stretch(&small, declared, 64 << 20);
+        let dst = t.join(format!("dst-{mode}"));
+        let d = repo_arg(&dst);
+        ox(&["init", &d, &format!("--mode={mode}")]);
+        ox(&[
+            "remote",
+            "add",
+            &d,
+            "--no-gpg-verify",
+            "origin",
+            &server.url,
+        ]);
+        let o = wait_or_kill(spawn_ox(&["pull", &d, "origin", "main"]), 120, mode);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{mode}: the pull succeeded");
+        assert!(
+            err.contains(&small_csum) || err.contains(&small),
+            "{mode}: {err}"
+        );
+        let sent: u64 = server
+            .log()
+            .iter()
+            .filter(|r| r.path == small)
+            .map(|r| r.sent)
+            .sum();
+        assert!(
+            sent < 16 << 20,
+            "{mode}: the client read {sent} bytes of a 3-byte object"
+        );
+        assert!(
+            dir_size(&dst.join("tmp")) < 1 << 20,
+            "{mode}: tmp/ holds {} bytes",
+            dir_size(&dst.join("tmp"))
+        );
+        let scan = assert_repo_clean(&dst);
+        assert!(!scan.has(&small_csum), "{mode}");
+        assert!(!dst.join("refs/remotes/origin/main").exists());
+    }
+}
