@@ -975,3 +975,62 @@ fn endless_object_is_cut_off() {
         assert!(!dst.join("refs/remotes/origin/main").exists());
     }
 }
+
+/// M1: a server that trickles an object (one byte per 200 ms: a slow-retrieval / freeze
+/// attack that never trips a per-read timeout) makes the pull fail under the low-speed
+/// limit, instead of holding it open for days; nothing partial stays and the ref stays.
+#[test]
+#[ignore = "needs the low-speed limits (M1)"]
+fn trickled_object_fails_the_pull() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = t.join("src");
+    ox(&["init", &repo_arg(&src), "--mode=archive"]);
+    let tree = t.join("tree");
+    write(&tree.join("data"), &vec![3u8; 64 << 10], 0o644);
+    ox(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        TS,
+        s(&tree),
+    ]);
+    let (data, data_csum) = filez_path(&src, "main", "/data");
+    let server = hostile::HostileServer::start(&src);
+    server.trickle(&data, std::time::Duration::from_millis(200));
+    let dst = t.join("dst");
+    let d = repo_arg(&dst);
+    ox(&["init", &d, "--mode=bare-user"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "origin",
+        &server.url,
+    ]);
+    let o = wait_or_kill(
+        spawn_ox(&[
+            "pull",
+            &d,
+            "--low-speed-limit-bytes=1000",
+            "--low-speed-time-seconds=2",
+            "origin",
+            "main",
+        ]),
+        120,
+        "trickled pull",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the pull succeeded");
+    assert!(
+        err.contains(&server.url) && !err.contains("panicked"),
+        "{err}"
+    );
+    let scan = assert_repo_clean(&dst);
+    assert!(!scan.has(&data_csum));
+    assert!(!dst.join("refs/remotes/origin/main").exists());
+}
