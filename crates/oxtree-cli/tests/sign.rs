@@ -557,7 +557,7 @@ fn commit_for_another_ref_is_refused() {
     ox(&["pull", &d1, "origin", "os/stable"]);
     // The attack: os/stable now names the (validly signed) devel commit.
     ox(&["refs", &sa, "--delete", "os/stable"]);
-    ox(&["refs", &sa, &format!("--create=os/stable"), &devel]);
+    ox(&["refs", &sa, "--create=os/stable", &devel]);
     ox(&["summary", &sa, "-u"]);
     let c2 = t.join("c2");
     let d2 = format!("--repo={}", s(&c2));

@@ -17,8 +17,13 @@
 //! validated (no `..`, `/`, empty or NUL), and a `.filez` may not inflate past its declared
 //! size. With `gpg-verify` (on by default) every commit needs a good OpenPGP signature by a
 //! key in the remote's keyring; with `sign-verify`, an ed25519 signature by a key from
-//! `verification-ed25519-key`/`-file`. Both are checked before the commit is stored, and
-//! the summary likewise with `gpg-verify-summary`/`sign-verify-summary`.
+//! `verification-ed25519-key`/`-file` that no revocation list names. Both are checked before
+//! the commit is stored, and the summary likewise with `gpg-verify-summary`/
+//! `sign-verify-summary`; with a summary, refs resolve only through it. Before a commit is
+//! stored its bindings (`ostree.ref-binding`/`collection-binding`) must match what was asked
+//! for, and with `timestamp_check(_from_rev)` it may not be older than the current one
+//! (`verify`). A static delta's parts may only deliver objects the verified commit reaches
+//! (`static_delta`).
 
 mod content;
 mod fetch;

@@ -362,17 +362,19 @@ impl Quarantine {
         Repo::open(&path)
     }
 
-    /// Quarantines of killed pulls (nobody holds their lock).
+    /// Quarantines of killed pulls (nobody holds their lock). One without its repository
+    /// yet may be one another pull has just made and not locked yet: it is left alone
+    /// (its creator locks it before it creates the repository).
     fn remove_stale(tmp: &std::path::Path) {
         let Ok(rd) = std::fs::read_dir(tmp) else {
             return;
         };
         for e in rd.flatten() {
-            if !e
+            let ours = e
                 .file_name()
                 .to_string_lossy()
-                .starts_with(QUARANTINE_PREFIX)
-            {
+                .starts_with(QUARANTINE_PREFIX);
+            if !ours || !e.path().join("repo/config").exists() {
                 continue;
             }
             let Ok(d) = std::fs::File::open(e.path()) else {
