@@ -2,7 +2,9 @@
 //! scripts written for ostree run unchanged.
 //!
 //! Exit codes: 0 success; 1 failure (including fsck finding problems); 2 usage error;
-//! 3 a ref or object that was asked for does not exist; 4 signature verification failed.
+//! 3 a ref or object that was asked for does not exist (also a ref the remote's summary
+//! does not list); 4 verification failed: a signature, a commit binding, the timestamp
+//! (downgrade) check, or a static delta that does not match its signed commit.
 
 mod cmd;
 mod gvtext;

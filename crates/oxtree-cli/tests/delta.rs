@@ -292,3 +292,316 @@ fn oxtree_deltas_work_for_ostree() {
     assert!(bytes < 60_000, "the update is a small delta: {out}");
     assert!(ox(&["fsck", &x]).contains("no errors"));
 }
+
+/// LEB128, as delta op codes encode numbers.
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// An uncompressed delta part (compression byte 0) that writes one object out of `blob`
+/// with `ops`, given its mode table; with its part header.
+fn raw_part(
+    modes: &[(u32, u32, u32)],
+    blob: &[u8],
+    ops: &[u8],
+    objects: Vec<(oxtree::ObjectType, oxtree::Checksum)>,
+) -> (Vec<u8>, oxtree::delta::PartHeader) {
+    use oxtree::gvariant::{encode, Type, Value};
+    let payload = encode(&Value::Tuple(vec![
+        Value::Array(
+            Type::of("(uuu)"),
+            modes
+                .iter()
+                .map(|(u, g, m)| {
+                    Value::Tuple(vec![
+                        Value::U32(u.to_be()),
+                        Value::U32(g.to_be()),
+                        Value::U32(m.to_be()),
+                    ])
+                })
+                .collect(),
+        ),
+        Value::Array(
+            Type::of("a(ayay)"),
+            vec![Value::Array(Type::of("(ayay)"), vec![])],
+        ),
+        Value::Bytes(blob.to_vec()),
+        Value::Bytes(ops.to_vec()),
+    ]));
+    let mut file = vec![0u8];
+    file.extend_from_slice(&payload);
+    let header = oxtree::delta::PartHeader {
+        version: 0,
+        checksum: oxtree::Checksum::digest(&file),
+        size: file.len() as u64,
+        uncompressed_size: blob.len() as u64,
+        objects,
+    };
+    (file, header)
+}
+
+/// The one delta directory under `repo/deltas/` (a test repo with one delta).
+fn only_delta_dir(repo: &Path) -> std::path::PathBuf {
+    let mut dirs = Vec::new();
+    for d in std::fs::read_dir(repo.join("deltas"))
+        .expect("deltas")
+        .flatten()
+    {
+        for e in std::fs::read_dir(d.path()).expect("dir").flatten() {
+            dirs.push(e.path());
+        }
+    }
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.remove(0)
+}
+
+/// H2: a static delta's parts may only write objects reachable from the verified commit.
+/// A server that appends a part planting a setuid-root file (into a bare repo, pulled as
+/// root) is refused after the parts ran, with nothing of the delta kept; a part carrying a
+/// commit object is refused before any part is fetched. The genuine delta still works.
+#[test]
+fn delta_parts_cannot_plant_objects() {
+    use oxtree::{Checksum, FileHeader, ObjectType};
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (_, _, secret, public) = openssl_key(t, "k");
+    let tree = t.join("tree");
+    write(&tree.join("usr/bin/app"), b"genuine app\n", 0o755);
+    write(&tree.join("usr/share/doc"), b"docs\n", 0o644);
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    let c = ox(&[
+        "commit",
+        &sa,
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        &format!("--sign={secret}"),
+        s(&tree),
+    ]);
+    let evil_commit = ox(&[
+        "commit",
+        &sa,
+        "-b",
+        "evil",
+        "-s",
+        "EVIL",
+        "--no-bindings",
+        s(&tree),
+    ]);
+    ox(&["static-delta", "generate", &sa, "--empty", "--to=main"]);
+    let dir = only_delta_dir(&src);
+    let genuine = std::fs::read(dir.join("superblock")).expect("superblock");
+    let sb = oxtree::delta::Superblock::parse(&genuine, "test").expect("parse");
+    // Attack A: one more part, writing a setuid-root shell script nothing references.
+    let evil_data = b"#!/bin/sh\nexec /bin/sh -p\n";
+    let evil_header = FileHeader {
+        uid: 0,
+        gid: 0,
+        mode: 0o104755,
+        ..Default::default()
+    };
+    let mut stream = evil_header.content_stream_prefix();
+    stream.extend_from_slice(evil_data);
+    let evil_file = Checksum::digest(&stream);
+    let mut ops = vec![b'S'];
+    for v in [0, 0, evil_data.len() as u64, 0] {
+        varint(v, &mut ops);
+    }
+    let (part_a, header_a) = raw_part(
+        &[(0, 0, 0o104755)],
+        evil_data,
+        &ops,
+        vec![(ObjectType::File, evil_file)],
+    );
+    // Attack B: a part carrying an unsigned commit object.
+    let commit_bytes = std::fs::read(src.join(format!(
+        "objects/{}/{}.commit",
+        &evil_commit[..2],
+        &evil_commit[2..]
+    )))
+    .expect("commit");
+    let mut ops = vec![b'S'];
+    varint(commit_bytes.len() as u64, &mut ops);
+    varint(0, &mut ops);
+    let (part_b, header_b) = raw_part(
+        &[],
+        &commit_bytes,
+        &ops,
+        vec![(ObjectType::Commit, evil_commit.parse().expect("csum"))],
+    );
+    let n = sb.parts.len();
+    let part_path = format!("{}/{n}", dir.strip_prefix(&src).expect("in src").display());
+    let server = hostile::HostileServer::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=bare"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "--set=sign-verify=true",
+        &format!("--set=verification-ed25519-key={public}"),
+        "origin",
+        &server.url,
+    ]);
+    for (attack, part, header) in [
+        ("setuid file", &part_a, &header_a),
+        ("commit", &part_b, &header_b),
+    ] {
+        let mut evil_sb = sb.clone();
+        evil_sb.parts.push(header.clone());
+        std::fs::write(dir.join(n.to_string()), part).expect("write part");
+        std::fs::write(dir.join("superblock"), evil_sb.encode().expect("encode")).expect("write");
+        ox(&["summary", &sa, "-u"]);
+        server.clear_log();
+        let (code, err) = ox_fail(&["pull", &d, "origin", "main"]);
+        assert_eq!(code, 4, "{attack}: {err}");
+        assert!(
+            err.contains("static delta") && err.contains("hint:"),
+            "{attack}: {err}"
+        );
+        if attack == "commit" {
+            assert!(err.contains("may only carry"), "{err}");
+            assert!(!server.requested(&part_path), "{:?}", server.requests());
+        } else {
+            assert!(
+                err.contains("does not reference") && err.contains(&evil_file.to_hex()),
+                "{err}"
+            );
+            assert!(server.served(&part_path), "{:?}", server.requests());
+        }
+        let scan = assert_repo_clean(&dst);
+        assert!(
+            !scan.has(&evil_file.to_hex()) && !scan.has(&evil_commit),
+            "{attack}"
+        );
+        assert!(
+            !dst.join("refs/remotes/origin/main").exists(),
+            "{attack}: ref written"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dst.join("tmp"))
+            .expect("tmp")
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().starts_with("oxtree-delta-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    // The genuine delta is used and complete.
+    std::fs::remove_file(dir.join(n.to_string())).expect("rm part");
+    std::fs::write(dir.join("superblock"), &genuine).expect("restore");
+    ox(&["summary", &sa, "-u"]);
+    let out = ox(&["pull", &d, "--json", "origin", "main"]);
+    assert!(json_field(&out, "deltas").contains(&c), "{out}");
+    assert_eq!(ox(&["rev-parse", &d, "origin:main"]), c);
+    assert_repo_clean(&dst);
+}
+
+/// S3: signed superblocks (ostree's `static-delta generate --sign`: `(taya{sv})`, magic
+/// OSTSGNDT). The wrapper is made by real ostree (with its dummy engine, as Debian's build
+/// has no ed25519) and re-signed with ed25519 over the same bytes. A remote with sign-verify
+/// uses the delta when a configured key signed it and refuses it (exit 4, before any part,
+/// nothing stored) when none did; a remote without sign-verify just uses it.
+#[test]
+fn signed_superblocks() {
+    use oxtree::gvariant::{decode, decode_normal, encode, Type, Value};
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (_, _, secret, public) = openssl_key(t, "k");
+    let (_, _, wrong, _) = openssl_key(t, "wrong");
+    let tree = t.join("tree");
+    write(&tree.join("usr/bin/app"), b"app\n", 0o755);
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ostree(&["init", &sa, "--mode=archive"]);
+    let c = ostree(&["commit", &sa, "-b", "main", "-s", "v1", s(&tree)]);
+    ox(&["sign", &sa, "main", &secret]);
+    let o = std::process::Command::new("ostree")
+        .env("OSTREE_DUMMY_SIGN_ENABLED", "1")
+        .args(["static-delta", "generate", &sa, "--empty", "--to=main"])
+        .args(["--sign-type=dummy", "--sign=dummykey"])
+        .output()
+        .expect("ostree");
+    assert!(o.status.success(), "{o:?}");
+    let dir = only_delta_dir(&src);
+    let dummy = std::fs::read(dir.join("superblock")).expect("superblock");
+    assert!(
+        dummy.starts_with(b"OSTSGNDT"),
+        "ostree wrote no signed superblock"
+    );
+    let w = decode(&dummy, &Type::of("(taya{sv})")).expect("signed superblock");
+    let items = w.items().expect("tuple");
+    let inner = items[1].as_bytes().expect("ay").to_vec();
+    let resign = |key: &str| {
+        let sk = oxtree::sign::parse_secret_key(key).expect("key");
+        let sigs = oxtree::sign::append_signature(None, &inner, &sk).expect("sign");
+        let sigs = decode_normal(&sigs, &Type::of("a{sv}")).expect("a{sv}");
+        std::fs::write(
+            dir.join("superblock"),
+            encode(&Value::Tuple(vec![
+                items[0].clone(),
+                Value::Bytes(inner.clone()),
+                sigs,
+            ])),
+        )
+        .expect("write");
+        ostree(&["summary", &sa, "-u"]);
+    };
+    resign(&secret);
+    let server = hostile::HostileServer::start(&src);
+    let client = |name: &str, verify: bool| {
+        let dir = t.join(name);
+        let d = format!("--repo={}", s(&dir));
+        ox(&["init", &d, "--mode=bare-user"]);
+        let mut args = vec![
+            "remote".to_string(),
+            "add".into(),
+            d.clone(),
+            "--no-gpg-verify".into(),
+        ];
+        if verify {
+            args.push("--set=sign-verify=true".into());
+            args.push(format!("--set=verification-ed25519-key={public}"));
+        }
+        args.extend(["origin".into(), server.url.clone()]);
+        ox(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        (dir, d)
+    };
+    for (name, verify) in [("verified", true), ("unverified", false)] {
+        let (_, d) = client(name, verify);
+        let out = ox(&["pull", &d, "--json", "origin", "main"]);
+        assert!(json_field(&out, "deltas").contains(&c), "{name}: {out}");
+        assert_eq!(ox(&["rev-parse", &d, "origin:main"]), c);
+    }
+    // Signed by a key the remote does not trust: refused, not fallen back from.
+    resign(&wrong);
+    let (dst, d) = client("wrongkey", true);
+    server.clear_log();
+    let (code, err) = ox_fail(&["pull", &d, "origin", "main"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("Delta signature verification failed"), "{err}");
+    assert!(
+        !server
+            .requests()
+            .iter()
+            .any(|p| p.starts_with("deltas/") && !p.ends_with("superblock")),
+        "{:?}",
+        server.requests()
+    );
+    let scan = assert_repo_clean(&dst);
+    assert!(!scan.has(&c));
+    assert!(!dst.join("refs/remotes/origin/main").exists());
+}

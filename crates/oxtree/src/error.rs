@@ -43,6 +43,15 @@ pub enum Error {
     Unsupported { path: PathBuf, msg: String },
     #[error("commit {commit}: {msg}")]
     Signature { commit: Checksum, msg: String },
+    /// The commit's `ostree.ref-binding` / `ostree.collection-binding` do not match what
+    /// was asked for (ostree's `verify_bindings`; its wording).
+    #[error("Commit {commit}: {msg}")]
+    Binding { commit: Checksum, msg: String },
+    /// A static delta that does not match its signed commit (parts writing objects the
+    /// commit does not reference, or commit objects), or whose signed superblock does not
+    /// verify: refused, never fallen back from.
+    #[error("static delta {delta}: {msg}")]
+    DeltaRefused { delta: String, msg: String },
     #[error("summary {url}: {msg}")]
     SummarySignature { url: String, msg: String },
     #[error("commit {new} is older than {old} (the current {refname}); pass --allow-downgrade to accept it")]
@@ -50,6 +59,23 @@ pub enum Error {
         refname: String,
         old: Checksum,
         new: Checksum,
+    },
+    /// The server's summary does not list the ref (ostree's wording); refs are never looked
+    /// up unauthenticated in `refs/heads/` when there is a summary.
+    #[error("No such branch '{refname}' in repository summary")]
+    RefNotInSummary { remote: String, refname: String },
+    /// The timestamp (downgrade) check of a pull, in ostree's words: the new commit is
+    /// older than the one the ref points at (or than `--timestamp-check-from-rev`).
+    #[error(
+        "Upgrade target revision '{new}' with timestamp '{}' is chronologically older than current revision '{old}' with timestamp '{}'; use --allow-downgrade to permit",
+        ctime(*new_timestamp),
+        ctime(*old_timestamp)
+    )]
+    TimestampCheck {
+        new: Checksum,
+        new_timestamp: u64,
+        old: Checksum,
+        old_timestamp: u64,
     },
     #[error("{0}")]
     Other(String),
@@ -67,14 +93,28 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::RefNotInSummary { remote, .. } => Some(format!(
+                "`oxtree remote refs {remote}` lists the refs the server's summary offers"
+            )),
             Error::SummarySignature { .. } => Some(
                 "the server's summary is not signed by a key this remote trusts: check verification-ed25519-key/-file, \
                  or ask the publisher to run `oxtree summary -u --sign=KEY`"
                     .into(),
             ),
-            Error::Downgrade { .. } => Some(
+            Error::Downgrade { .. } | Error::TimestampCheck { .. } => Some(
                 "the server offers an older commit than the one you have (a rollback or a replay attack); \
                  if that is intended, pull again with --allow-downgrade"
+                    .into(),
+            ),
+            Error::Binding { .. } => Some(
+                "the server offers a commit made for another branch or collection (a mix-and-match \
+                 attack, or a misconfigured server); --disable-verify-bindings skips this check"
+                    .into(),
+            ),
+            Error::DeltaRefused { .. } => Some(
+                "the server's static delta does not match the commit it claims to deliver (an attack, \
+                 or a broken delta); nothing of it was kept. --disable-static-deltas fetches the \
+                 commit's objects one by one, each verified against the signed tree"
                     .into(),
             ),
             Error::Signature { .. } => Some(
@@ -92,11 +132,17 @@ impl Error {
         }
     }
 
-    /// True for signature verification failures (exit code 4 in the CLI).
+    /// True for verification failures: signatures, bindings, downgrades (exit code 4 in the
+    /// CLI).
     pub fn is_verification(&self) -> bool {
         matches!(
             self,
-            Error::Signature { .. } | Error::SummarySignature { .. } | Error::Downgrade { .. }
+            Error::Signature { .. }
+                | Error::SummarySignature { .. }
+                | Error::Downgrade { .. }
+                | Error::TimestampCheck { .. }
+                | Error::Binding { .. }
+                | Error::DeltaRefused { .. }
         )
     }
 
@@ -104,7 +150,10 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Error::RefNotFound(_) | Error::NotFound(_) | Error::ObjectMissing { .. }
+            Error::RefNotFound(_)
+                | Error::NotFound(_)
+                | Error::RefNotInSummary { .. }
+                | Error::ObjectMissing { .. }
         )
     }
 
@@ -115,6 +164,38 @@ impl Error {
             reason: reason.to_string(),
         }
     }
+}
+
+/// A UTC time as GLib's `g_date_time_format("%c")` in the C locale, which is how ostree's
+/// messages show commit timestamps: "Fri Jan 1 00:00:00 2021" where GLib pads a one-digit
+/// day with a FIGURE SPACE (U+2007), not an ASCII space.
+fn ctime(t: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = t / 86400;
+    let secs = t % 86400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{} {} {}{d} {:02}:{:02}:{:02} {}",
+        DAYS.get((days % 7) as usize).copied().unwrap_or("?"),
+        MONTHS.get((m - 1) as usize).copied().unwrap_or("?"),
+        if d < 10 { "\u{2007}" } else { "" },
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        y
+    )
 }
 
 /// Attach an operation and path to an `io::Error`.
@@ -139,5 +220,19 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
             path: path.into(),
             source: e.into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ctime_is_c_locale_percent_c() {
+        assert_eq!(
+            super::ctime(1_609_459_200),
+            "Fri Jan \u{2007}1 00:00:00 2021"
+        );
+        assert_eq!(super::ctime(0), "Thu Jan \u{2007}1 00:00:00 1970");
+        assert_eq!(super::ctime(951_825_599), "Tue Feb 29 11:59:59 2000");
+        assert_eq!(super::ctime(1_767_225_599), "Wed Dec 31 23:59:59 2025");
     }
 }

@@ -17,8 +17,13 @@
 //! validated (no `..`, `/`, empty or NUL), and a `.filez` may not inflate past its declared
 //! size. With `gpg-verify` (on by default) every commit needs a good OpenPGP signature by a
 //! key in the remote's keyring; with `sign-verify`, an ed25519 signature by a key from
-//! `verification-ed25519-key`/`-file`. Both are checked before the commit is stored, and
-//! the summary likewise with `gpg-verify-summary`/`sign-verify-summary`.
+//! `verification-ed25519-key`/`-file` that no revocation list names. Both are checked before
+//! the commit is stored, and the summary likewise with `gpg-verify-summary`/
+//! `sign-verify-summary`; with a summary, refs resolve only through it. Before a commit is
+//! stored its bindings (`ostree.ref-binding`/`collection-binding`) must match what was asked
+//! for, and with `timestamp_check(_from_rev)` it may not be older than the current one
+//! (`verify`). A static delta's parts may only deliver objects the verified commit reaches
+//! (`static_delta`).
 
 mod content;
 mod fetch;
@@ -28,6 +33,8 @@ mod retry;
 mod static_delta;
 mod verify;
 mod walk;
+
+pub(crate) use verify::LocalCheck;
 
 pub use fetch::{FetchError, Fetcher, FileFetcher, HttpFetcher, Response};
 
@@ -61,11 +68,18 @@ pub struct PullOptions {
     /// With `Some`, every commit must carry an ed25519 signature by one of these keys
     /// (`sign-verify`); checked before the commit is stored or any ref moves.
     pub ed25519_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
+    /// ed25519 keys whose signatures never count (ostree's `revoked.ed25519` lists).
+    pub ed25519_revoked: Vec<ed25519_dalek::VerifyingKey>,
     /// With `Some`, the summary must be signed (`summary.sig`) by one of these keys
     /// (`sign-verify-summary`).
     pub summary_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
-    /// Refuse a commit older (by timestamp) than the one the ref has now.
+    /// Refuse a commit older (by timestamp) than the one its ref points at here now
+    /// (`--timestamp-check`); checked as soon as the commit is fetched and verified, before
+    /// anything is stored.
     pub timestamp_check: bool,
+    /// Refuse a commit older than this local commit (`--timestamp-check-from-rev`; what an
+    /// upgrade passes: the deployed commit), checked at the same point.
+    pub timestamp_check_from_rev: Option<Checksum>,
     /// With `Some`, every commit must carry a good OpenPGP signature (`ostree.gpgsigs`) by
     /// one of these keys (`gpg-verify`, on by default).
     pub gpg_keys: Option<Vec<pgp::composed::SignedPublicKey>>,
@@ -73,6 +87,12 @@ pub struct PullOptions {
     pub gpg_summary_keys: Option<Vec<pgp::composed::SignedPublicKey>>,
     /// Fetch objects one by one even when the server has a static delta.
     pub disable_static_deltas: bool,
+    /// The remote's collection ID (`collection-id`): commits must be bound to it
+    /// (`ostree.collection-binding`), as ostree checks.
+    pub collection_id: Option<String>,
+    /// Skip the `ostree.ref-binding` / `ostree.collection-binding` checks
+    /// (`--disable-verify-bindings`).
+    pub disable_verify_bindings: bool,
 }
 
 impl Default for PullOptions {
@@ -86,11 +106,15 @@ impl Default for PullOptions {
             retries: 5,
             timeout: Duration::from_secs(30),
             ed25519_keys: None,
+            ed25519_revoked: Vec::new(),
             summary_keys: None,
             timestamp_check: false,
+            timestamp_check_from_rev: None,
             gpg_keys: None,
             gpg_summary_keys: None,
             disable_static_deltas: false,
+            collection_id: None,
+            disable_verify_bindings: false,
         }
     }
 }
@@ -178,8 +202,19 @@ impl Repo {
 
         let partial_dir = self.path().join("tmp/pull-partial");
         std::fs::create_dir_all(&partial_dir).ctx("create directory", &partial_dir)?;
+        let mut wanted: std::collections::HashMap<Checksum, Vec<verify::Wanted>> =
+            std::collections::HashMap::new();
+        for (r, c) in &targets {
+            wanted.entry(*c).or_default().push(verify::Wanted {
+                refname: r.clone(),
+                current: match r {
+                    Some(r) => self.read_ref(&ref_name(r))?,
+                    None => None,
+                },
+            });
+        }
         let txn = self.begin()?;
-        let shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir);
+        let shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir, wanted);
         // Static deltas first: each applied one leaves little or nothing for the object
         // walk below, which then only confirms the commit is complete.
         let deltas_ok = !opts.disable_static_deltas
@@ -191,7 +226,10 @@ impl Repo {
                 match shared.try_delta(summary.as_ref(), &ref_name(r), c) {
                     Ok(Some(name)) => result.deltas.push(name),
                     Ok(None) => {}
-                    Err(e @ (Error::Signature { .. } | Error::Io { .. })) => return Err(e),
+                    // A refused commit is refused whichever way it comes.
+                    Err(e) if e.is_verification() || matches!(e, Error::Io { .. }) => {
+                        return Err(e)
+                    }
                     Err(e) => result.warnings.push(format!(
                         "static delta to {c} not used ({e}); fetching its objects instead"
                     )),
@@ -210,22 +248,6 @@ impl Repo {
                 let _ = std::fs::remove_file(
                     self.path().join("state").join(format!("{c}.commitpartial")),
                 );
-            }
-        }
-        if opts.timestamp_check {
-            for (r, c) in &targets {
-                let Some(r) = r else { continue };
-                let name = ref_name(r);
-                if let Some(old) = self.read_ref(&name)? {
-                    let (o, n) = (self.load_commit(&old)?, self.load_commit(c)?);
-                    if n.timestamp < o.timestamp {
-                        return Err(Error::Downgrade {
-                            refname: name.to_string(),
-                            old,
-                            new: *c,
-                        });
-                    }
-                }
             }
         }
         for (r, c) in &targets {

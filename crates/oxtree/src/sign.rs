@@ -3,6 +3,9 @@
 //! metadata (`.commitmeta`) or `summary.sig`. Keys use OSTree's base64 formats: a public key
 //! is 32 bytes, a secret key 64 bytes (seed ‖ public key, libsodium's layout).
 //!
+//! Revoked keys (`revoked.ed25519[.d]` in /etc/ostree and /usr/share/ostree, as
+//! `ostree-sign(1)` lists them) never count, wherever a signature is checked on pull.
+//!
 //! Why ed25519-dalek: a pure-Rust, audited implementation; `verify_strict` rejects the
 //! malleable and small-order encodings libsodium also rejects.
 
@@ -78,6 +81,58 @@ pub fn read_key_lines(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Where ostree looks for ed25519 key lists (`trusted.ed25519`, `revoked.ed25519` and their
+/// `.d` directories): the administrator's, then the OS vendor's.
+pub const SYSTEM_KEY_DIRS: [&str; 2] = ["/etc/ostree", "/usr/share/ostree"];
+
+/// The revoked ed25519 keys listed under `bases`: `BASE/revoked.ed25519` and every file in
+/// `BASE/revoked.ed25519.d/`, one base64 public key per line (ostree's layout; blank lines
+/// are skipped). An entry that is not a key is an error naming it: a revocation list that
+/// cannot be read must not be silently ignored.
+pub fn revoked_keys_in(bases: &[&Path]) -> Result<Vec<VerifyingKey>> {
+    let mut files = Vec::new();
+    for base in bases {
+        let single = base.join("revoked.ed25519");
+        if single.is_file() {
+            files.push(single);
+        }
+        let dir = base.join("revoked.ed25519.d");
+        match std::fs::read_dir(&dir) {
+            Ok(rd) => {
+                let mut v: Vec<_> = rd
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<std::io::Result<_>>()
+                    .ctx("read directory", &dir)?;
+                v.retain(|p| p.is_file());
+                v.sort();
+                files.extend(v);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx("read directory", &dir),
+        }
+    }
+    let mut keys = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).ctx("read revoked keys", &f)?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            keys.push(
+                parse_public_key(line).map_err(|e| {
+                    Error::InvalidArgument(format!("{}:{}: {e}", f.display(), i + 1))
+                })?,
+            );
+        }
+    }
+    Ok(keys)
+}
+
+/// The system's revoked ed25519 keys ([`SYSTEM_KEY_DIRS`]).
+pub fn system_revoked_keys() -> Result<Vec<VerifyingKey>> {
+    revoked_keys_in(&SYSTEM_KEY_DIRS.map(Path::new))
+}
+
 /// Sign `data` and append the signature under `ostree.sign.ed25519` in the `a{sv}`
 /// `existing` (other keys and earlier signatures are kept, in order). Returns the new bytes.
 pub fn append_signature(existing: Option<&[u8]>, data: &[u8], key: &SigningKey) -> Result<Vec<u8>> {
@@ -112,7 +167,12 @@ pub fn append_to_aay(existing: Option<&[u8]>, name: &str, sig: Vec<u8>) -> Resul
 pub fn signatures(meta: &[u8]) -> Result<Vec<[u8; 64]>> {
     let v = gvariant::decode_normal(meta, &Type::of("a{sv}"))
         .map_err(|e| Error::Other(format!("detached metadata is invalid: {e}")))?;
-    Ok(v.lookup(ED25519_KEY)
+    Ok(signatures_in(&v))
+}
+
+/// The ed25519 signatures in a decoded `a{sv}` (detached metadata, a signed delta's).
+pub fn signatures_in(meta: &Value) -> Vec<[u8; 64]> {
+    meta.lookup(ED25519_KEY)
         .and_then(Value::items)
         .map(|items| {
             items
@@ -120,7 +180,7 @@ pub fn signatures(meta: &[u8]) -> Result<Vec<[u8; 64]>> {
                 .filter_map(|s| s.as_bytes().and_then(|b| <[u8; 64]>::try_from(b).ok()))
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// Does any signature in `meta` verify `data` with any of `keys` (none of them revoked)?
@@ -131,15 +191,25 @@ pub fn verify(
     revoked: &[VerifyingKey],
 ) -> Result<Option<VerifyingKey>> {
     let Some(meta) = meta else { return Ok(None) };
-    for sig in signatures(meta)? {
-        let sig = ed25519_dalek::Signature::from_bytes(&sig);
+    Ok(verify_sigs(&signatures(meta)?, data, keys, revoked))
+}
+
+/// Does any of `sigs` verify `data` with any of `keys` (none of them revoked)?
+pub fn verify_sigs(
+    sigs: &[[u8; 64]],
+    data: &[u8],
+    keys: &[VerifyingKey],
+    revoked: &[VerifyingKey],
+) -> Option<VerifyingKey> {
+    for sig in sigs {
+        let sig = ed25519_dalek::Signature::from_bytes(sig);
         for k in keys.iter().filter(|k| !revoked.contains(k)) {
             if k.verify_strict(data, &sig).is_ok() {
-                return Ok(Some(*k));
+                return Some(*k);
             }
         }
     }
-    Ok(None)
+    None
 }
 
 /// Base64 of a public key, as ostree prints and reads it.
@@ -215,5 +285,31 @@ mod tests {
             "revoked key"
         );
         assert!(parse_public_key("AAAA").is_err());
+    }
+
+    #[test]
+    fn revocation_lists() {
+        let d = tempfile::tempdir().expect("tmp");
+        let k = |b: u8| SigningKey::from_bytes(&[b; 32]).verifying_key();
+        std::fs::create_dir_all(d.path().join("a/revoked.ed25519.d")).expect("mkdir");
+        std::fs::write(
+            d.path().join("a/revoked.ed25519"),
+            format!("{}\n\n", public_key_base64(&k(1))),
+        )
+        .expect("write");
+        std::fs::write(
+            d.path().join("a/revoked.ed25519.d/x"),
+            format!(
+                "{}\n{}\n",
+                public_key_base64(&k(2)),
+                public_key_base64(&k(3))
+            ),
+        )
+        .expect("write");
+        let got = revoked_keys_in(&[&d.path().join("a"), &d.path().join("missing")]).expect("read");
+        assert_eq!(got, vec![k(1), k(2), k(3)]);
+        std::fs::write(d.path().join("a/revoked.ed25519.d/y"), "not a key\n").expect("write");
+        let e = revoked_keys_in(&[&d.path().join("a")]).expect_err("bad entry");
+        assert!(e.to_string().contains("revoked.ed25519.d/y:1"), "{e}");
     }
 }

@@ -27,6 +27,10 @@ pub struct PullArgs {
     /// listed delta is used: a few requests instead of one per changed file).
     #[arg(long)]
     pub disable_static_deltas: bool,
+    /// Do not check that commits are bound to the requested ref (`ostree.ref-binding`) and
+    /// to the remote's collection ID (`ostree.collection-binding`).
+    #[arg(long)]
+    pub disable_verify_bindings: bool,
     /// Only this subpath of the tree (not supported yet).
     #[arg(long)]
     pub subpath: Option<String>,
@@ -42,7 +46,10 @@ pub struct PullArgs {
     /// Refuse commits older than the ref's current commit.
     #[arg(long, short = 'T')]
     pub timestamp_check: bool,
-    /// With --timestamp-check: accept an older commit anyway.
+    /// Refuse commits older than REV (a local commit), as an upgrade does.
+    #[arg(long, value_name = "REV")]
+    pub timestamp_check_from_rev: Option<String>,
+    /// With --timestamp-check / --timestamp-check-from-rev: accept an older commit anyway.
     #[arg(long)]
     pub allow_downgrade: bool,
     /// REMOTE or REMOTE:REF.
@@ -68,7 +75,12 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         fetchers: a.fetchers,
         timeout: std::time::Duration::from_secs(a.timeout),
         timestamp_check: a.timestamp_check && !a.allow_downgrade,
+        timestamp_check_from_rev: match &a.timestamp_check_from_rev {
+            Some(rev) if !a.allow_downgrade => Some(repo.resolve_rev(rev)?),
+            _ => None,
+        },
         disable_static_deltas: a.disable_static_deltas,
+        disable_verify_bindings: a.disable_verify_bindings,
         ..Default::default()
     };
     let progress = oxtree::pull::PullProgress::default();
@@ -139,9 +151,23 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
 /// Copy commits from another local repository.
 #[derive(Args)]
 pub struct PullLocalArgs {
-    /// Write refs as refs/remotes/REMOTE/… instead of refs/heads/….
+    /// Write refs as refs/remotes/REMOTE/… instead of refs/heads/…; the commits must then
+    /// pass REMOTE's signature checks (sign-verify, gpg-verify, …) as a pull would.
     #[arg(long)]
     pub remote: Option<String>,
+    /// Verify OpenPGP signatures with --remote's keyring.
+    #[arg(long)]
+    pub gpg_verify: bool,
+    /// Resolve refs through the source's summary, its signature verified with
+    /// --remote's keyring.
+    #[arg(long)]
+    pub gpg_verify_summary: bool,
+    /// Do not check the commits' ref and collection bindings.
+    #[arg(long)]
+    pub disable_verify_bindings: bool,
+    /// Refuse commits older than the ref's current commit.
+    #[arg(long, short = 'T')]
+    pub timestamp_check: bool,
     /// History depth to copy (-1 = all).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub depth: i64,
@@ -150,24 +176,29 @@ pub struct PullLocalArgs {
 }
 
 pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
-    let PullLocalArgs {
-        remote,
-        depth,
-        src_repo,
-        refs,
-    } = a;
     let repo = g.open()?;
-    let src = Repo::open(&src_repo)?;
-    let refs = if refs.is_empty() {
+    let src = Repo::open(&a.src_repo)?;
+    let refs = if a.refs.is_empty() {
         src.list_refs()?
             .into_keys()
             .filter(|r| r.remote.is_none())
             .map(|r| r.name)
             .collect()
     } else {
-        refs
+        a.refs
     };
-    let n = repo.pull_local(&src, &refs, &PullLocalOptions { depth, remote })?;
+    let n = repo.pull_local(
+        &src,
+        &refs,
+        &PullLocalOptions {
+            depth: a.depth,
+            remote: a.remote,
+            gpg_verify: a.gpg_verify,
+            gpg_verify_summary: a.gpg_verify_summary,
+            disable_verify_bindings: a.disable_verify_bindings,
+            timestamp_check: a.timestamp_check,
+        },
+    )?;
     println!("{n} objects copied");
     Ok(())
 }

@@ -4,7 +4,6 @@ use super::Global;
 use crate::cmd::summary::print_summary;
 use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
-use oxtree::Repo;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -159,7 +158,7 @@ pub struct ShowUrlArgs {
     pub name: String,
 }
 
-/// List the refs a remote's summary offers.
+/// List the refs a remote's summary offers (verified as a pull verifies it).
 #[derive(Args)]
 pub struct RefsArgs {
     pub name: String,
@@ -167,14 +166,14 @@ pub struct RefsArgs {
 
 pub fn refs(g: &Global, a: RefsArgs) -> Result<()> {
     let RefsArgs { name } = a;
-    let s = fetch_remote_summary(&g.open()?, &name)?;
+    let s = g.open()?.remote_summary(&name)?;
     for r in &s.refs {
         println!("{name}:{}", r.name);
     }
     Ok(())
 }
 
-/// Show a remote's summary.
+/// Show a remote's summary (verified as a pull verifies it).
 #[derive(Args)]
 pub struct SummaryArgs {
     pub name: String,
@@ -182,23 +181,6 @@ pub struct SummaryArgs {
 
 pub fn summary(g: &Global, a: SummaryArgs) -> Result<()> {
     let SummaryArgs { name } = a;
-    print_summary(&fetch_remote_summary(&g.open()?, &name)?);
+    print_summary(&g.open()?.remote_summary(&name)?);
     Ok(())
-}
-
-fn fetch_remote_summary(repo: &Repo, name: &str) -> Result<oxtree::object::Summary> {
-    use oxtree::pull::Fetcher;
-    let url = repo.remote_url(name)?;
-    let f = oxtree::pull::HttpFetcher::new(&url, std::time::Duration::from_secs(30))?;
-    let mut resp = f
-        .fetch("summary", 0)
-        .map_err(|e| anyhow!("{}: {e:?}", f.describe("summary")))?
-        .ok_or_else(|| anyhow!("remote {name} has no summary file ({}); its owner can create one with `oxtree summary -u`", f.describe("summary")))?;
-    let mut b = Vec::new();
-    use std::io::Read;
-    (&mut resp.body)
-        .take(oxtree::pull::MAX_METADATA_SIZE)
-        .read_to_end(&mut b)?;
-    oxtree::object::Summary::parse(&b)
-        .map_err(|e| anyhow!("{}: invalid summary: {e}", f.describe("summary")))
 }

@@ -2,8 +2,10 @@
 //! of entry OSTree stores, and snapshot a directory for comparison.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use sha2::Digest;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -507,4 +509,192 @@ pub fn os_tree(tree: &Path) {
     }
     write(&tree.join("usr/etc/sub/nested"), b"n\n", 0o644);
     write(&tree.join("var/lib/initial"), b"copied once\n", 0o644);
+}
+
+/// What [`assert_repo_clean`] found.
+#[derive(Debug, Default)]
+pub struct RepoScan {
+    /// Every loose object under objects/, as `CHECKSUM.EXT`.
+    pub objects: BTreeSet<String>,
+    /// Object-named files left under tmp/ (staging of an interrupted transaction).
+    pub staged: BTreeSet<String>,
+}
+
+impl RepoScan {
+    /// Whether any object (of any type) named `csum` is in objects/.
+    pub fn has(&self, csum: &str) -> bool {
+        self.objects
+            .iter()
+            .any(|o| o.starts_with(&format!("{csum}.")))
+    }
+}
+
+/// Every regular file below `dir` whose mode has setuid or setgid (symlinks not followed).
+pub fn setid_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(st) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if st.is_dir() {
+            out.extend(setid_files(&e.path()));
+        } else if st.is_file() && st.mode() & 0o6000 != 0 {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// Bytes in regular files below `dir`.
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match std::fs::symlink_metadata(e.path()) {
+            Ok(st) if st.is_dir() => dir_size(&e.path()),
+            Ok(st) if st.is_file() => st.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// After an attack, the repository holds nothing the attack brought in unverified:
+/// - no setuid or setgid file anywhere in it (objects/, tmp/ and its staging directories,
+///   state/): the trees these tests pull carry none, so any such file is the attacker's;
+/// - every loose object under objects/ verifies against its name (content objects by
+///   rebuilding their checksum from the stored form);
+/// - every object-named file left in tmp/ (the staging of an interrupted transaction, which
+///   the next transaction would adopt) verifies too;
+/// - `oxtree fsck` passes.
+///
+/// Returns what it found, for assertions about particular objects.
+pub fn assert_repo_clean(repo: &Path) -> RepoScan {
+    use oxtree::object::{parse_loose_name, ObjectType};
+    let setid = setid_files(repo);
+    assert!(
+        setid.is_empty(),
+        "setuid/setgid files in {}: {setid:?}",
+        repo.display()
+    );
+    let r = oxtree::Repo::open(repo).expect("open repo");
+    let mut scan = RepoScan::default();
+    for d in std::fs::read_dir(repo.join("objects"))
+        .expect("objects")
+        .flatten()
+    {
+        let prefix = d.file_name().to_string_lossy().into_owned();
+        for e in std::fs::read_dir(d.path()).expect("objects/XX").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (ty, c) = parse_loose_name(&prefix, &name)
+                .unwrap_or_else(|| panic!("stray file objects/{prefix}/{name}"));
+            if ty != ObjectType::CommitMeta {
+                r.verify_object(ty, &c)
+                    .unwrap_or_else(|e| panic!("objects/{prefix}/{name} does not verify: {e}"));
+            }
+            scan.objects.insert(format!("{c}.{}", ty.extension()));
+        }
+    }
+    // Staged objects: metadata by their hash; content objects by hardlinking them into a
+    // scratch repository of the same mode and verifying them there.
+    let mut scratch: Option<(tempfile::TempDir, oxtree::Repo)> = None;
+    let mut staged_files = Vec::new();
+    fn find_staged(dir: &Path, out: &mut Vec<(String, String, PathBuf)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(st) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if st.is_dir() {
+                find_staged(&p, out);
+            } else if let Some(prefix) = p
+                .parent()
+                .and_then(Path::file_name)
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|n| n.len() == 2)
+            {
+                out.push((prefix, e.file_name().to_string_lossy().into_owned(), p));
+            }
+        }
+    }
+    find_staged(&repo.join("tmp"), &mut staged_files);
+    for (prefix, name, path) in staged_files {
+        let Some((ty, c)) = parse_loose_name(&prefix, &name) else {
+            continue;
+        };
+        scan.staged.insert(format!("{c}.{}", ty.extension()));
+        match ty {
+            ObjectType::CommitMeta => {}
+            ObjectType::File => {
+                let (_, sr) = scratch.get_or_insert_with(|| {
+                    let d = tempfile::Builder::new()
+                        .prefix(".scan-")
+                        .tempdir_in(repo.parent().expect("parent"))
+                        .expect("scratch dir");
+                    let sr = oxtree::Repo::create(&d.path().join("r"), r.mode()).expect("scratch");
+                    (d, sr)
+                });
+                let dest = sr.object_path(ty, &c);
+                std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+                std::fs::hard_link(&path, &dest).expect("hardlink staged object");
+                sr.verify_object(ty, &c)
+                    .unwrap_or_else(|e| panic!("staged {} does not verify: {e}", path.display()));
+            }
+            _ => {
+                let b = std::fs::read(&path).expect("read staged");
+                assert_eq!(
+                    oxtree::Checksum::digest(&b),
+                    c,
+                    "staged {} does not hash to its name",
+                    path.display()
+                );
+            }
+        }
+    }
+    ox(&["fsck", &format!("--repo={}", s(repo))]);
+    scan
+}
+
+/// An ed25519 key pair made by OpenSSL (independent of the code under test): (PEM path, public PEM path, secret b64 (seed‖pub), public b64).
+pub fn openssl_key(
+    dir: &Path,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, String, String) {
+    use base64::Engine;
+    let pem = dir.join(format!("{name}.pem"));
+    let pubpem = dir.join(format!("{name}.pub.pem"));
+    run_ok(
+        Path::new("openssl"),
+        &["genpkey", "-algorithm", "ed25519", "-out", s(&pem)],
+    );
+    run_ok(
+        Path::new("openssl"),
+        &["pkey", "-in", s(&pem), "-pubout", "-out", s(&pubpem)],
+    );
+    let der = std::process::Command::new("openssl")
+        .args(["pkey", "-in", s(&pem), "-outform", "DER"])
+        .output()
+        .expect("openssl")
+        .stdout;
+    let pubder = std::process::Command::new("openssl")
+        .args(["pkey", "-in", s(&pem), "-pubout", "-outform", "DER"])
+        .output()
+        .expect("openssl")
+        .stdout;
+    let seed = &der[der.len() - 32..];
+    let public = &pubder[pubder.len() - 32..];
+    let mut secret = seed.to_vec();
+    secret.extend_from_slice(public);
+    (
+        pem,
+        pubpem,
+        base64::engine::general_purpose::STANDARD.encode(secret),
+        base64::engine::general_purpose::STANDARD.encode(public),
+    )
 }

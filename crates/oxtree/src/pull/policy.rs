@@ -1,10 +1,25 @@
 //! What a remote's configuration demands of a pull: which keys must have signed the commits
-//! and the summary (`sign-verify`, `gpg-verify`, `…-summary`), and which transport to use.
+//! and the summary (`sign-verify`, `gpg-verify`, `…-summary`), which keys are revoked, which
+//! collection commits must be bound to (`collection-id`), and which transport to use. The
+//! same policy serves `pull`, `remote refs`/`remote summary` (the summary only) and
+//! `pull-local --remote` (the commits only).
 
 use super::fetch::{FileFetcher, HttpFetcher};
-use super::{PullOptions, PullProgress, PullResult};
+use super::{Fetcher, PullOptions, PullProgress, PullResult};
 use crate::error::{Error, Result};
+use crate::object::Summary;
 use crate::repo::Repo;
+
+/// Which parts of a remote's policy an operation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verify {
+    /// Commits and summary (a pull).
+    All,
+    /// The summary only (`remote refs`, `remote summary`).
+    Summary,
+    /// Commits only (`pull-local`, whose source has no served summary to speak of).
+    Commits,
+}
 
 impl Repo {
     /// Pull `refs` (or the remote's configured `branches`) from `remote`.
@@ -15,16 +30,48 @@ impl Repo {
         opts: &PullOptions,
         progress: &PullProgress,
     ) -> Result<PullResult> {
-        let url = self.remote_url(remote)?;
+        let mut opts = opts.clone();
+        self.remote_policy(remote, &mut opts, Verify::All)?;
+        let fetcher = self.remote_fetcher(remote, &mut opts)?;
+        self.pull_with(&*fetcher, remote, refs, &opts, progress)
+    }
+
+    /// The summary `remote` serves, fetched and verified exactly as a pull does
+    /// (`sign-verify-summary`, `gpg-verify-summary`), over HTTP or from a `file://` remote:
+    /// what `remote refs` and `remote summary` show.
+    pub fn remote_summary(&self, remote: &str) -> Result<Summary> {
+        let mut opts = PullOptions::default();
+        self.remote_policy(remote, &mut opts, Verify::Summary)?;
+        let fetcher = self.remote_fetcher(remote, &mut opts)?;
+        super::resolve::fetch_summary(&*fetcher, &opts, &PullProgress::default())?.ok_or_else(
+            || {
+                Error::Other(format!(
+                    "Remote refs not available; server has no summary file ({}): its owner can create one with `oxtree summary -u`",
+                    fetcher.describe("summary")
+                ))
+            },
+        )
+    }
+
+    /// Fill `opts` with what `remote`'s configuration demands (keeping anything the caller
+    /// already demanded): commit keys, summary keys, revoked keys, the collection ID.
+    pub(crate) fn remote_policy(
+        &self,
+        remote: &str,
+        opts: &mut PullOptions,
+        what: Verify,
+    ) -> Result<()> {
+        self.remote_url(remote)?; // the remote must exist
+        let commits = what != Verify::Summary;
+        let summary = what != Verify::Commits;
         if let Some(state) = self.remote_option(remote, "unconfigured-state") {
             return Err(Error::InvalidArgument(format!("remote {remote}: {state}")));
         }
-        let mut opts = opts.clone();
         let sign_verify = self
             .remote_option(remote, "sign-verify")
             .map(|v| v.trim() != "false")
             .unwrap_or(false);
-        if sign_verify {
+        if commits && sign_verify && opts.ed25519_keys.is_none() {
             let keys = self.remote_ed25519_keys(remote)?;
             if keys.is_empty() {
                 return Err(Error::Config {
@@ -34,7 +81,10 @@ impl Repo {
             }
             opts.ed25519_keys = Some(keys);
         }
-        if self.remote_bool(remote, "sign-verify-summary", false) {
+        if summary
+            && self.remote_bool(remote, "sign-verify-summary", false)
+            && opts.summary_keys.is_none()
+        {
             let keys = self.remote_ed25519_keys(remote)?;
             if keys.is_empty() {
                 return Err(Error::Config {
@@ -44,8 +94,8 @@ impl Repo {
             }
             opts.summary_keys = Some(keys);
         }
-        let gpg_verify = self.remote_bool(remote, "gpg-verify", true);
-        let gpg_verify_summary = self.remote_bool(remote, "gpg-verify-summary", false);
+        let gpg_verify = commits && self.remote_bool(remote, "gpg-verify", true);
+        let gpg_verify_summary = summary && self.remote_bool(remote, "gpg-verify-summary", false);
         if gpg_verify || gpg_verify_summary {
             let keys = self.remote_gpg_keys(remote)?;
             if keys.is_empty() {
@@ -58,20 +108,43 @@ impl Repo {
                     ),
                 });
             }
-            if gpg_verify {
+            if gpg_verify && opts.gpg_keys.is_none() {
                 opts.gpg_keys = Some(keys.clone());
             }
-            if gpg_verify_summary {
+            if gpg_verify_summary && opts.gpg_summary_keys.is_none() {
                 opts.gpg_summary_keys = Some(keys);
             }
         }
-        let opts = &opts;
-        if let Some(path) = url.strip_prefix("file://") {
-            // A local archive repo: the same pull (and the same verification) over files.
-            let fetcher = FileFetcher::new(std::path::Path::new(path));
-            return self.pull_with(&fetcher, remote, refs, opts, progress);
+        // Signatures by revoked keys never count (ostree's system revocation lists).
+        if (opts.ed25519_keys.is_some() || opts.summary_keys.is_some())
+            && opts.ed25519_revoked.is_empty()
+        {
+            opts.ed25519_revoked = crate::sign::system_revoked_keys()?;
         }
-        let fetcher = HttpFetcher::new(&url, opts.timeout)?;
-        self.pull_with(&fetcher, remote, refs, opts, progress)
+        // Commits must be bound to the remote's collection, if it has one.
+        if commits && opts.collection_id.is_none() {
+            opts.collection_id = self
+                .remote_option(remote, "collection-id")
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty());
+        }
+        Ok(())
+    }
+
+    /// The transport for `remote`'s URL. For a local repository without `collection-id` in
+    /// the remote, commits must be bound to that repository's own collection (as ostree).
+    fn remote_fetcher(&self, remote: &str, opts: &mut PullOptions) -> Result<Box<dyn Fetcher>> {
+        let url = self.remote_url(remote)?;
+        if let Some(path) = url.strip_prefix("file://") {
+            let path = std::path::Path::new(path);
+            if opts.collection_id.is_none() {
+                opts.collection_id = Repo::open(path)
+                    .ok()
+                    .and_then(|r| r.config().get("core", "collection-id").map(str::to_string));
+            }
+            // A local archive repo: the same pull (and the same verification) over files.
+            return Ok(Box::new(FileFetcher::new(path)));
+        }
+        Ok(Box::new(HttpFetcher::new(&url, opts.timeout)?))
     }
 }

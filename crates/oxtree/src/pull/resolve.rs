@@ -12,7 +12,21 @@ use crate::repo::Repo;
 pub(super) type Target = (Option<String>, Checksum);
 
 /// Fetch the summary, when the server has one, and verify its signatures as the options say.
-pub(super) fn fetch_summary(
+/// A publisher replaces `summary` and `summary.sig` with two renames, so a client between
+/// them sees a pair that does not match: a summary whose signature does not verify is
+/// fetched once more (both files) before it is refused.
+pub(crate) fn fetch_summary(
+    fetcher: &dyn Fetcher,
+    opts: &PullOptions,
+    progress: &PullProgress,
+) -> Result<Option<Summary>> {
+    match fetch_summary_once(fetcher, opts, progress) {
+        Err(Error::SummarySignature { .. }) => fetch_summary_once(fetcher, opts, progress),
+        r => r,
+    }
+}
+
+fn fetch_summary_once(
     fetcher: &dyn Fetcher,
     opts: &PullOptions,
     progress: &PullProgress,
@@ -36,7 +50,7 @@ pub(super) fn fetch_summary(
                     .into(),
             });
         }
-        if crate::sign::verify(sig.as_deref(), bytes, keys, &[])?.is_none() {
+        if crate::sign::verify(sig.as_deref(), bytes, keys, &opts.ed25519_revoked)?.is_none() {
             return Err(Error::SummarySignature {
                 url,
                 msg: "no signature in summary.sig verifies with the keys configured for the remote"
@@ -94,7 +108,7 @@ pub(super) fn check_remote_mode(
 }
 
 /// The refs to pull (`refs`, or the remote's `branches=`), each resolved through the summary
-/// or, without one, through `refs/heads/REF` on the server.
+/// or, only when the server has none, through `refs/heads/REF` on the server.
 pub(super) fn targets(
     repo: &Repo,
     fetcher: &dyn Fetcher,
@@ -127,8 +141,16 @@ pub(super) fn targets(
             continue;
         }
         crate::object::validate_ref(r).map_err(Error::InvalidArgument)?;
-        let c = match summary.and_then(|s| s.find(r)) {
-            Some(sr) => sr.checksum,
+        // With a summary, refs resolve only through it (it may be signed, refs/heads/ never
+        // is): a ref the summary does not list does not exist, as in ostree.
+        let c = match summary.map(|s| s.find(r)) {
+            Some(Some(sr)) => sr.checksum,
+            Some(None) => {
+                return Err(Error::RefNotInSummary {
+                    remote: remote.to_string(),
+                    refname: r.clone(),
+                })
+            }
             None => {
                 let b = get_small(&format!("refs/heads/{r}"))?
                     .ok_or_else(|| Error::RefNotFound(format!("{remote}:{r}")))?;

@@ -1,15 +1,39 @@
-//! Static deltas in a pull: choose a delta that fits, fetch its superblock and parts, and
-//! execute them into the pull's transaction.
+//! Static deltas in a pull: choose a delta that fits, fetch its superblock (checking its
+//! signature when it is a signed one), fetch and execute its parts — into a quarantine, not
+//! into the pull's transaction — and keep what they wrote only when every object is
+//! reachable from the verified to-commit.
+//!
+//! Why a quarantine: parts are bound to the superblock by their checksums, but the superblock
+//! is bound to the signed commit only by a digest in the summary or a delta index, which are
+//! usually unsigned, or by nothing (no summary). So a server can add parts that write any
+//! object whose bytes hash to its name: a setuid-root file, a commit no signature covers.
+//! Parts therefore write into a throwaway repository of the same mode under
+//! `tmp/oxtree-delta-*` (mode 0700; never adopted into `objects/` by a later transaction as
+//! an interrupted transaction's staging is; removed by the next pull if a killed one left
+//! it). Once all parts ran, the to-commit's tree is complete and is walked; only if every
+//! object the parts wrote is reachable from it do the objects move into `objects/`.
+//! Otherwise all of them are deleted and the pull fails. Commit objects in parts are refused
+//! outright: the to-commit travels in the superblock.
 
 use super::retry::fetch_retry;
 use super::walk::Shared;
 use super::MAX_METADATA_SIZE;
 use crate::error::{Error, IoContext, Result};
+use crate::gvariant::{Type, Value};
 use crate::object::{Checksum, Commit, DirTree, ObjectType, Summary};
 use crate::repo::{RefName, Repo, Transaction};
+use std::collections::HashSet;
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
+
+/// Quarantine directories under `tmp/`.
+const QUARANTINE_PREFIX: &str = "oxtree-delta-";
+/// A signed superblock (`static-delta generate --sign`) starts with this big-endian magic
+/// and is `(taya{sv})`: magic, the superblock bytes, signatures over them (spec §6.2).
+const SIGNED_MAGIC: &[u8; 8] = b"OSTSGNDT";
+const SIGNED_TYPE: &str = "(taya{sv})";
 
 impl Shared<'_> {
     /// Pull `to` (for `refname`) with a static delta when the server lists one that fits:
@@ -115,23 +139,45 @@ impl Shared<'_> {
         else {
             return Ok(None);
         };
+        // The digest covers the file as served (a signed superblock with its signatures).
         let actual = Checksum::digest(&sb_bytes);
         if let Some(digest) = digest.filter(|d| *d != actual) {
             return Err(Error::Other(format!(
                 "{what}: superblock hashes to {actual}, the summary says {digest}"
             )));
         }
-        let sb = crate::delta::Superblock::parse(&sb_bytes, &what)?;
+        let refused = |msg: String| Error::DeltaRefused {
+            delta: format!("{name} ({what})"),
+            msg,
+        };
+        let inner = self.unwrap_signed(&sb_bytes, &refused)?;
+        let sb = crate::delta::Superblock::parse(&inner, &what)?;
         if sb.to != *to || sb.from != from {
             return Err(Error::Other(format!(
                 "{what}: the superblock is for another pair of commits"
             )));
         }
         let meta = self.fetch_meta(ObjectType::CommitMeta, to, true)?;
-        self.check_signatures(to, meta.as_deref(), &sb.commit)?;
+        let commit = self.verify_commit(to, meta.as_deref(), &sb.commit)?;
+        // Only tree objects may come out of parts.
+        for (i, p) in sb.parts.iter().enumerate() {
+            if let Some((t, c)) = p.objects.iter().find(|(t, _)| {
+                !matches!(
+                    t,
+                    ObjectType::File | ObjectType::DirTree | ObjectType::DirMeta
+                )
+            }) {
+                return Err(refused(format!(
+                    "part {i} would write {c}.{t}: a static delta part may only carry files, \
+                     dirtrees and dirmetas (the commit travels in the superblock)"
+                )));
+            }
+        }
+        let quarantine = Quarantine::new(self.repo)?;
+        let qtxn = quarantine.repo.begin()?;
         let sink = DeltaSink {
             repo: self.repo,
-            txn: self.txn,
+            txn: &qtxn,
         };
         // Parts are independent: two at a time (as ostree), each fetched, decompressed and
         // executed by its own thread, which bounds memory to two parts.
@@ -186,6 +232,26 @@ impl Shared<'_> {
         if let Some(e) = failed.into_inner().ok().flatten() {
             return Err(e);
         }
+        qtxn.commit()?;
+        let written = quarantine.repo.list_objects()?;
+        let reachable = reachable_tree(&commit, &[&quarantine.repo, self.repo])?;
+        let stray: Vec<&(ObjectType, Checksum)> =
+            written.iter().filter(|o| !reachable.contains(o)).collect();
+        if !stray.is_empty() {
+            let shown: Vec<String> = stray
+                .iter()
+                .take(3)
+                .map(|(t, c)| format!("{c}.{t}"))
+                .collect();
+            return Err(refused(format!(
+                "its parts wrote {} object(s) that commit {to} does not reference ({}{}); \
+                 all objects of the delta were discarded",
+                stray.len(),
+                shown.join(", "),
+                if stray.len() > 3 { ", …" } else { "" }
+            )));
+        }
+        quarantine.release_into(self.repo, &written)?;
         if let Ok(mut p) = self.prefetched.lock() {
             p.insert(*to, (sb.commit, meta));
         }
@@ -193,7 +259,167 @@ impl Shared<'_> {
     }
 }
 
-/// Objects executed out of a static delta part go into the pull's transaction.
+impl Shared<'_> {
+    /// The superblock inside a signed one, its signatures checked against the remote's
+    /// ed25519 keys when the remote has `sign-verify` on; an unsigned superblock as is.
+    fn unwrap_signed<'b>(
+        &self,
+        raw: &'b [u8],
+        refused: &dyn Fn(String) -> Error,
+    ) -> Result<std::borrow::Cow<'b, [u8]>> {
+        if !raw.starts_with(SIGNED_MAGIC) {
+            return Ok(std::borrow::Cow::Borrowed(raw));
+        }
+        let v = crate::gvariant::decode(raw, &Type::of(SIGNED_TYPE))
+            .map_err(|e| refused(format!("invalid signed superblock: {e}")))?;
+        let (Some(Value::Bytes(inner)), Some(sigs)) = (
+            v.items().and_then(|m| m.get(1)),
+            v.items().and_then(|m| m.get(2)),
+        ) else {
+            return Err(refused("invalid signed superblock".into()));
+        };
+        if let Some(keys) = &self.opts.ed25519_keys {
+            let found = crate::sign::signatures_in(sigs);
+            if found.is_empty() {
+                return Err(refused(
+                    "its signed superblock carries no ed25519 signature, and the remote has sign-verify on"
+                        .into(),
+                ));
+            }
+            if crate::sign::verify_sigs(&found, inner, keys, &self.opts.ed25519_revoked).is_none() {
+                return Err(refused(format!(
+                    "none of the {} ed25519 signature(s) of its superblock verifies with the keys configured for the remote (Delta signature verification failed)",
+                    found.len()
+                )));
+            }
+        }
+        Ok(std::borrow::Cow::Owned(inner.clone()))
+    }
+}
+
+/// Every tree object reachable from `commit`: its root dirmeta and dirtree and, through each
+/// dirtree found in the first of `repos` that has it, all below. Dirtrees nobody has are
+/// skipped (what they reference counts as unreachable).
+fn reachable_tree(commit: &Commit, repos: &[&Repo]) -> Result<HashSet<(ObjectType, Checksum)>> {
+    let mut out = HashSet::new();
+    let mut todo = vec![(commit.root_tree, commit.root_meta)];
+    while let Some((tree, meta)) = todo.pop() {
+        out.insert((ObjectType::DirMeta, meta));
+        if !out.insert((ObjectType::DirTree, tree)) {
+            continue;
+        }
+        let Some(repo) = repos
+            .iter()
+            .find(|r| r.has_object(ObjectType::DirTree, &tree))
+        else {
+            continue;
+        };
+        let dt = repo.load_dirtree(&tree)?;
+        out.extend(dt.files.iter().map(|(_, f)| (ObjectType::File, *f)));
+        todo.extend(dt.dirs.iter().map(|(_, t, m)| (*t, *m)));
+    }
+    Ok(out)
+}
+
+/// A throwaway repository (same mode) where a delta's parts write, in a 0700 directory
+/// under `tmp/` locked while in use; removed on drop.
+struct Quarantine {
+    dir: PathBuf,
+    repo: Repo,
+    _lock: std::fs::File,
+}
+
+impl Quarantine {
+    fn new(main: &Repo) -> Result<Quarantine> {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = main.path().join("tmp");
+        Self::remove_stale(&tmp);
+        let dir = tempfile::Builder::new()
+            .prefix(QUARANTINE_PREFIX)
+            .rand_bytes(8)
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(&tmp)
+            .ctx("create quarantine directory in", &tmp)?
+            .keep();
+        let lock = std::fs::File::open(&dir).ctx("open", &dir)?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).ctx("lock", &dir)?;
+        let q = Quarantine {
+            repo: Self::create_repo(&dir, main)?,
+            dir,
+            _lock: lock,
+        };
+        Ok(q)
+    }
+
+    fn create_repo(dir: &std::path::Path, main: &Repo) -> Result<Repo> {
+        let path = dir.join("repo");
+        Repo::create(&path, main.mode())?;
+        // Durability is handled when objects leave the quarantine (release_into).
+        let cfg = path.join("config");
+        let mut text = std::fs::read_to_string(&cfg).ctx("read", &cfg)?;
+        text.push_str("fsync=false\n");
+        std::fs::write(&cfg, text).ctx("write", &cfg)?;
+        Repo::open(&path)
+    }
+
+    /// Quarantines of killed pulls (nobody holds their lock). One without its repository
+    /// yet may be one another pull has just made and not locked yet: it is left alone
+    /// (its creator locks it before it creates the repository).
+    fn remove_stale(tmp: &std::path::Path) {
+        let Ok(rd) = std::fs::read_dir(tmp) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let ours = e
+                .file_name()
+                .to_string_lossy()
+                .starts_with(QUARANTINE_PREFIX);
+            if !ours || !e.path().join("repo/config").exists() {
+                continue;
+            }
+            let Ok(d) = std::fs::File::open(e.path()) else {
+                continue;
+            };
+            if rustix::fs::flock(&d, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// Move `objects` (verified reachable) into `main`'s `objects/`, durably: data flushed
+    /// before the renames make them visible, the renames flushed after.
+    fn release_into(&self, main: &Repo, objects: &[(ObjectType, Checksum)]) -> Result<()> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        if main.fsync_enabled() {
+            crate::fsutil::syncfs(&self.dir)?;
+        }
+        for (ty, c) in objects {
+            let dest = main.object_path(*ty, c);
+            if main.has_object(*ty, c) {
+                continue;
+            }
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).ctx("create directory", parent)?;
+            }
+            std::fs::rename(self.repo.object_path(*ty, c), &dest).ctx("rename", &dest)?;
+        }
+        if main.fsync_enabled() {
+            crate::fsutil::syncfs(main.path())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Quarantine {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Objects executed out of a static delta part go into the quarantine's transaction; file
+/// contents a part reads (`r` ops) come from the pull's repository.
 struct DeltaSink<'a> {
     repo: &'a Repo,
     txn: &'a Transaction<'a>,
@@ -209,9 +435,6 @@ impl crate::delta::ObjectSink for DeltaSink<'_> {
             }
             ObjectType::DirMeta => {
                 crate::object::DirMeta::parse(data).map_err(|e| Error::corrupt(ty, *csum, e))?;
-            }
-            ObjectType::Commit => {
-                Commit::parse(data).map_err(|e| Error::corrupt(ty, *csum, e))?;
             }
             _ => {
                 return Err(Error::corrupt(

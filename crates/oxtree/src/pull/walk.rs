@@ -4,9 +4,10 @@
 
 use super::content;
 use super::retry::fetch_retry;
+use super::verify::Wanted;
 use super::{object_url_path, PullOptions, PullProgress, MAX_METADATA_SIZE};
 use crate::error::{Error, Result};
-use crate::object::{Checksum, Commit, DirTree, ObjectType};
+use crate::object::{Checksum, DirTree, ObjectType};
 use crate::pull::Fetcher;
 use crate::repo::{Repo, Transaction};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -45,6 +46,8 @@ pub(super) struct Shared<'a> {
     /// Commit objects already fetched (and verified) inside a static delta's superblock,
     /// with their detached metadata.
     pub(super) prefetched: Mutex<HashMap<Checksum, Prefetched>>,
+    /// The commits asked for, and what for (the refs they were asked for by).
+    pub(super) targets: HashMap<Checksum, Vec<Wanted>>,
 }
 impl<'a> Shared<'a> {
     pub(super) fn new(
@@ -54,6 +57,7 @@ impl<'a> Shared<'a> {
         opts: &'a PullOptions,
         progress: &'a PullProgress,
         partial_dir: PathBuf,
+        targets: HashMap<Checksum, Vec<Wanted>>,
     ) -> Self {
         Shared {
             repo,
@@ -70,6 +74,7 @@ impl<'a> Shared<'a> {
             seen: Mutex::new(HashSet::new()),
             partial_dir,
             prefetched: Mutex::new(HashMap::new()),
+            targets,
         }
     }
 
@@ -304,12 +309,12 @@ impl Shared<'_> {
             self.verify_hash(ObjectType::Commit, &c, &b)?;
             b
         };
-        self.check_signatures(&c, meta.as_deref(), &bytes)?;
+        // Everything about the commit is checked before any of it is stored.
+        let commit = self.verify_commit(&c, meta.as_deref(), &bytes)?;
         if let Some(meta) = &meta {
             self.txn
                 .write_metadata_as(ObjectType::CommitMeta, &c, meta)?;
         }
-        let commit = Commit::parse(&bytes).map_err(|e| Error::corrupt(ObjectType::Commit, c, e))?;
         if !complete {
             // Mark partial before the commit object can land in objects/.
             let marker = self

@@ -12,8 +12,18 @@ use rayon::prelude::*;
 pub struct PullLocalOptions {
     /// Parent depth to copy (0 = just the commit, -1 = all history).
     pub depth: i64,
-    /// Write `refs/remotes/REMOTE/REF` instead of `refs/heads/REF`.
+    /// Write `refs/remotes/REMOTE/REF` instead of `refs/heads/REF`; commits must then
+    /// satisfy REMOTE's verification policy (sign-verify, gpg-verify, …), as a pull would.
     pub remote: Option<String>,
+    /// Verify OpenPGP signatures with `remote`'s keyring (`--gpg-verify`).
+    pub gpg_verify: bool,
+    /// Resolve refs through the source's summary, verified with `remote`'s keyring
+    /// (`--gpg-verify-summary`).
+    pub gpg_verify_summary: bool,
+    /// Skip the ref/collection binding checks (`--disable-verify-bindings`).
+    pub disable_verify_bindings: bool,
+    /// Refuse a commit older than the one its ref points at here (`--timestamp-check`).
+    pub timestamp_check: bool,
 }
 
 impl Repo {
@@ -24,15 +34,18 @@ impl Repo {
         refs: &[String],
         opts: &PullLocalOptions,
     ) -> Result<usize> {
+        // Verified as a pull verifies, before anything is copied.
+        let check = crate::pull::LocalCheck::new(self, src, opts)?;
         let mut targets = Vec::new();
         for r in refs {
-            let c = src.resolve_rev(r)?;
+            let c = check.resolve(src, r)?;
             targets.push((r.clone(), c));
         }
         let mut reach = Reachable::default();
         for (_, c) in &targets {
             src.traverse_commit(c, opts.depth, &mut reach, false)?;
         }
+        check.verify(self, src, &targets, &reach)?;
         let txn = self.begin()?;
         let todo: Vec<(ObjectType, Checksum)> = reach
             .objects
