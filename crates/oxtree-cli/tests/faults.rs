@@ -396,3 +396,59 @@ fn full_disk_fails_cleanly() {
     ox(&["commit", &arg, "-b", "main", "-s", "fits", s(&tree)]);
     ox(&["fsck", &arg]);
 }
+
+/// Files under `objects/` and `tmp/` that must never be there after refused content: setuid
+/// or setgid files, files owned by someone else (tests run as root), and objects that do
+/// not verify (checked by fsck).
+fn setid_or_foreign(repo: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![repo.join("objects"), repo.join("tmp")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = std::fs::symlink_metadata(e.path()).expect("lstat");
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if !m.file_type().is_symlink() && (m.mode() & 0o6000 != 0 || m.uid() != 0) {
+                out.push(format!(
+                    "{} mode {:o} uid {}",
+                    e.path().display(),
+                    m.mode(),
+                    m.uid()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A source repo whose setuid object holds other bytes than its name says: pull-local
+/// refuses it naming the object, and the destination (bare, i.e. with real owners and
+/// setuid bits, and bare-user-only) holds no setuid or foreign-owned file anywhere in
+/// objects/ or tmp/, and stays fsck-clean.
+#[test]
+fn pull_local_of_a_corrupt_setuid_object_stores_nothing() {
+    let f = fixture("bare");
+    let (csum, p) = file_object(&f, "/bin/suid");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&p).expect("stat").mode() & 0o7777, 0o4755);
+    // Same size, other bytes; root writing keeps the setuid bit.
+    std::fs::write(&p, b"evil  binary\n\n").expect("write");
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o4755))
+        .expect("chmod");
+    for mode in ["bare", "bare-user-only"] {
+        let dst = f.repo.join(format!("../dst-{mode}"));
+        let darg = format!("--repo={}", s(&dst));
+        ox(&["init", &darg, &format!("--mode={mode}")]);
+        let (_, err) = ox_fail(&["pull-local", &darg, s(&f.repo), "main"]);
+        // bare-user-only may refuse another setuid/setgid object of the tree first.
+        assert!(
+            err.contains(&csum) || (mode == "bare-user-only" && err.contains("invalid mode")),
+            "{mode}: {err}"
+        );
+        let bad = setid_or_foreign(&dst);
+        assert!(bad.is_empty(), "{mode}: {bad:#?}");
+        assert!(!dst.join("refs/heads/main").exists(), "{mode}: ref written");
+        ox(&["fsck", &darg]);
+    }
+}

@@ -1,7 +1,19 @@
-//! Write transactions: objects are staged in `tmp/staging-<bootid>-<random>/`, flushed with
-//! one `syncfs`, then renamed into `objects/` (spec §3.6). An interrupted transaction leaves
-//! only debris under `tmp/`, never a half-written object under `objects/`, and refs are
-//! written only after the objects they name are durable.
+//! Write transactions: objects are staged in `tmp/oxtree-staging-<bootid>-<random>/`, flushed
+//! with one `syncfs`, then renamed into `objects/` (spec §3.6). An interrupted transaction
+//! leaves only debris under `tmp/`, never a half-written object under `objects/`.
+//!
+//! Nothing unverified gets a name, an owner or a mode. A content object is written into an
+//! anonymous `O_TMPFILE` (or a 0600 random name, unlinked on drop, where the filesystem has
+//! no `O_TMPFILE`) owned by us, hashed as it is written, and only when its checksum matches
+//! does it get its owner, mode (setuid included), xattrs and mtime 0 and is it linked under
+//! its name; on a mismatch or any error the file just goes away. Staging directories are
+//! 0700, so even a verified setuid object is out of reach until it lands in `objects/`. This
+//! is what makes a hostile server unable to plant a setuid file by serving wrong bytes for
+//! a genuine checksum (as ostree, which writes through `O_TMPFILE` the same way).
+//!
+//! bare-user-only repositories refuse content whose mode has bits outside 0775 (setuid,
+//! setgid, sticky, world-writable), as ostree's `_ostree_validate_bareuseronly_mode` does:
+//! this is the one point commit, pull-local and pull all write through.
 
 use super::{Repo, RepoMode};
 use crate::error::{Error, IoContext, Result};
@@ -9,12 +21,24 @@ use crate::object::{Checksum, FileHeader, ObjectType};
 use sha2::Digest;
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 /// Our staging directories (ostree's are `staging-…`; we never touch those).
 const STAGING_PREFIX: &str = "oxtree-staging-";
+
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+
+/// Try-lock a directory (flock, exclusive): `Ok(None)` if another process holds it.
+fn try_lock_dir(p: &Path) -> Option<std::fs::File> {
+    let d = std::fs::File::open(p).ok()?;
+    rustix::fs::flock(&d, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .ok()
+        .map(|()| d)
+}
 
 impl Repo {
     /// Remove staging directories left by killed oxtree processes (nobody holds their lock).
@@ -46,10 +70,13 @@ impl Repo {
                     continue;
                 }
                 let ok = match ty {
-                    ObjectType::File => self
-                        .checksum_file_at(f.path(), &csum)
-                        .map(|c| c == csum)
-                        .unwrap_or(false),
+                    ObjectType::File => {
+                        self.adoptable_mode(&f.path())
+                            && self
+                                .checksum_file_at(f.path(), &csum)
+                                .map(|c| c == csum)
+                                .unwrap_or(false)
+                    }
                     ObjectType::DirTree | ObjectType::DirMeta => std::fs::read(f.path())
                         .map(|b| Checksum::digest(&b) == csum)
                         .unwrap_or(false),
@@ -64,6 +91,15 @@ impl Repo {
                 if !ok {
                     continue;
                 }
+                if ty == ObjectType::File {
+                    // Objects carry mtime 0; one staged by an older version may not yet.
+                    let _ = rustix::fs::utimensat(
+                        rustix::fs::CWD,
+                        f.path(),
+                        &zero_times(),
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    );
+                }
                 let dest = self.object_path(ty, &csum);
                 if let Some(parent) = dest.parent() {
                     let _ = std::fs::create_dir_all(parent);
@@ -71,6 +107,14 @@ impl Repo {
                 let _ = std::fs::rename(f.path(), &dest);
             }
         }
+    }
+
+    /// bare-user-only objects must have a valid mode even when their bytes verify (an
+    /// older version, or another tool, may have staged a setuid one).
+    fn adoptable_mode(&self, p: &Path) -> bool {
+        self.mode != RepoMode::BareUserOnly
+            || std::fs::symlink_metadata(p)
+                .is_ok_and(|m| m.file_type().is_symlink() || bareuseronly_mode_bits(m.mode()) == 0)
     }
 
     fn clean_stale_staging(&self, tmp: &Path) {
@@ -82,14 +126,44 @@ impl Repo {
                 continue;
             }
             let p = e.path();
-            let Ok(d) = std::fs::File::open(&p) else {
-                continue;
-            };
-            if rustix::fs::flock(&d, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            if let Some(_held) = try_lock_dir(&p) {
                 self.adopt_staged(&p);
                 let _ = std::fs::remove_dir_all(&p);
             }
         }
+    }
+
+    /// A fresh 0700 staging directory, locked for the transaction's life.
+    fn new_staging_dir(&self, tmp: &Path) -> Result<(PathBuf, std::fs::File)> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{STAGING_PREFIX}{}-", boot_id()))
+            .rand_bytes(8)
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(tmp)
+            .ctx("create staging directory in", tmp)?
+            .keep();
+        let lock = std::fs::File::open(&dir).ctx("open", &dir)?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).ctx("lock", &dir)?;
+        Ok((dir, lock))
+    }
+}
+
+/// Mode bits a bare-user-only repo refuses on regular files (outside 0775: setuid, setgid,
+/// sticky, world-writable).
+fn bareuseronly_mode_bits(mode: u32) -> u32 {
+    mode & !S_IFMT & !0o775
+}
+
+fn zero_times() -> rustix::fs::Timestamps {
+    rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
     }
 }
 
@@ -101,6 +175,8 @@ pub enum RawObject<'a> {
 
 pub struct Transaction<'r> {
     _lock: super::RepoLock,
+    /// flock on the staging directory, held for the transaction's life: a staging dir
+    /// nobody holds belongs to a dead process.
     _staging_lock: std::fs::File,
     repo: &'r Repo,
     staging: PathBuf,
@@ -111,9 +187,6 @@ pub struct Transaction<'r> {
     made_dirs: [std::sync::atomic::AtomicBool; 256],
     done: bool,
 }
-
-const S_IFMT: u32 = 0o170000;
-const S_IFREG: u32 = 0o100000;
 
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -126,16 +199,7 @@ impl Repo {
         let lock = self.lock(false)?;
         let tmp = self.path.join("tmp");
         self.clean_stale_staging(&tmp);
-        let staging = tempfile::Builder::new()
-            .prefix(&format!("{STAGING_PREFIX}{}-", boot_id()))
-            .rand_bytes(8)
-            .tempdir_in(&tmp)
-            .ctx("create staging directory in", &tmp)?
-            .keep();
-        // Held for the transaction's life: a staging dir nobody holds belongs to a dead process.
-        let staging_lock = std::fs::File::open(&staging).ctx("open", &staging)?;
-        rustix::fs::flock(&staging_lock, rustix::fs::FlockOperation::LockExclusive)
-            .ctx("lock", &staging)?;
+        let (staging, staging_lock) = self.new_staging_dir(&tmp)?;
         Ok(Transaction {
             _lock: lock,
             _staging_lock: staging_lock,
@@ -165,7 +229,7 @@ impl Transaction<'_> {
 
     /// Create the staging subdirectory for `csum`'s prefix once.
     fn ensure_staging_dir(&self, csum: &Checksum) -> Result<()> {
-        use std::sync::atomic::Ordering;
+        use std::os::unix::fs::DirBuilderExt;
         let i = usize::from(csum.0[0]);
         if self
             .made_dirs
@@ -175,7 +239,7 @@ impl Transaction<'_> {
             return Ok(());
         }
         let d = self.staging_dir(csum);
-        match std::fs::create_dir(&d) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&d) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).ctx("create directory", &d),
@@ -210,17 +274,26 @@ impl Transaction<'_> {
         if !self.claim(ObjectType::File, csum) {
             return Ok(());
         }
-        self.ensure_staging_dir(csum)?;
-        let dest = self.staged_name(ObjectType::File, csum);
-        let res = match raw {
-            RawObject::Bytes(b) => std::fs::write(&dest, b).ctx("write", &dest),
-            RawObject::File(p) => std::fs::rename(p, &dest)
-                .or_else(|_| std::fs::copy(p, &dest).map(|_| ()))
-                .ctx("store", &dest),
-        }
-        .and_then(|()| {
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))
-                .ctx("chmod", &dest)
+        let res = self.ensure_staging_dir(csum).and_then(|()| {
+            let dest = self.staged_name(ObjectType::File, csum);
+            match raw {
+                RawObject::Bytes(b) => {
+                    let mut tmp = crate::fsutil::TmpFile::new_in(&self.staging_dir(csum))?;
+                    let tp = tmp.display_path();
+                    tmp.file().write_all(b).ctx("write", &tp)?;
+                    tmp.file()
+                        .set_permissions(std::fs::Permissions::from_mode(0o644))
+                        .ctx("chmod", &tp)?;
+                    tmp.link_to(&dest)
+                }
+                RawObject::File(p) => {
+                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644))
+                        .ctx("chmod", p)?;
+                    std::fs::rename(p, &dest)
+                        .or_else(|_| std::fs::copy(p, &dest).map(|_| ()))
+                        .ctx("store", &dest)
+                }
+            }
         });
         match res {
             Ok(()) => {
@@ -270,6 +343,21 @@ impl Transaction<'_> {
         }
     }
 
+    /// bare-user-only stores no setuid, setgid, sticky or world-writable content (ostree's
+    /// `_ostree_validate_bareuseronly_mode`, with its message).
+    fn check_bareuseronly(&self, header: &FileHeader, csum: &Checksum) -> Result<()> {
+        if self.repo.mode != RepoMode::BareUserOnly || header.is_symlink() {
+            return Ok(());
+        }
+        match bareuseronly_mode_bits(header.mode) {
+            0 => Ok(()),
+            bits => Err(Error::InvalidArgument(format!(
+                "Content object {csum}: invalid mode 0{:o} with bits 0{bits:04o} (a bare-user-only repository refuses setuid, setgid, sticky and world-writable files)",
+                header.mode
+            ))),
+        }
+    }
+
     /// Write a hashed metadata object (commit, dirtree, dirmeta) and return its checksum.
     pub fn write_metadata(&self, ty: ObjectType, data: &[u8]) -> Result<Checksum> {
         let csum = Checksum::digest(data);
@@ -278,32 +366,45 @@ impl Transaction<'_> {
     }
 
     /// Write a metadata object under a given name (commitmeta is named by its commit).
-    /// Commitmeta is replaced if it exists; others are written once.
+    /// Commitmeta is replaced if it exists; the others are written once, and only if their
+    /// bytes hash to `csum`.
     pub fn write_metadata_as(&self, ty: ObjectType, csum: &Checksum, data: &[u8]) -> Result<()> {
         if ty == ObjectType::CommitMeta {
             self.staged.lock().map(|mut s| s.insert((ty, *csum))).ok();
-        } else if !self.claim(ty, csum) {
-            return Ok(());
+        } else {
+            let actual = Checksum::digest(data);
+            if actual != *csum {
+                return Err(Error::ChecksumMismatch {
+                    ty,
+                    csum: *csum,
+                    actual,
+                });
+            }
+            if !self.claim(ty, csum) {
+                return Ok(());
+            }
         }
-        self.ensure_staging_dir(csum)?;
-        let dest = self.staged_name(ty, csum);
-        let res = (|| {
-            // Staging is private to this transaction: write straight to the final name.
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&dest)
-                .ctx("create", &dest)?;
-            f.write_all(data).ctx("write", &dest)?;
-            self.mark_finished(ty, csum);
-            Ok(())
-        })();
-        if res.is_err() {
-            self.unclaim(ty, csum);
+        let res = self.ensure_staging_dir(csum).and_then(|()| {
+            let mut tmp = crate::fsutil::TmpFile::new_in(&self.staging_dir(csum))?;
+            let tp = tmp.display_path();
+            tmp.file().write_all(data).ctx("write", &tp)?;
+            tmp.file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .ctx("chmod", &tp)?;
+            tmp.link_to(&self.staged_name(ty, csum))
+        });
+        match res {
+            Ok(()) => {
+                self.mark_finished(ty, csum);
+                Ok(())
+            }
+            Err(e) => {
+                if ty != ObjectType::CommitMeta {
+                    self.unclaim(ty, csum);
+                }
+                Err(e)
+            }
         }
-        res
     }
 
     /// Write a file object from its header and payload, hashing as it goes. If `expected`
@@ -320,6 +421,7 @@ impl Transaction<'_> {
             .validate()
             .map_err(|e| Error::InvalidArgument(format!("file object: {e}")))?;
         if let Some(c) = expected {
+            self.check_bareuseronly(header, c)?;
             if !self.claim(ObjectType::File, c) {
                 return Ok(*c);
             }
@@ -334,8 +436,6 @@ impl Transaction<'_> {
     }
 
     /// Store a file whose content the caller has just hashed to `csum` from this very
-    /// buffer (commit of small files): the bytes are not hashed a second time.
-    /// Store a file whose content the caller has just hashed to `csum` from this very
     /// buffer (commit of small files): the bytes are not hashed a second time. Returns
     /// whether it was written (false: the repo or this transaction already has it).
     pub fn write_file_prehashed(
@@ -347,6 +447,7 @@ impl Transaction<'_> {
         header
             .validate()
             .map_err(|e| Error::InvalidArgument(format!("file object: {e}")))?;
+        self.check_bareuseronly(header, csum)?;
         if !self.claim(ObjectType::File, csum) {
             return Ok(false);
         }
@@ -358,6 +459,8 @@ impl Transaction<'_> {
         res.map(|_| true)
     }
 
+    /// The content goes into an anonymous file owned by us (0600) and is hashed on the way;
+    /// owner, mode, xattrs and name come only once the checksum is known to be right.
     fn write_file_inner(
         &self,
         header: &FileHeader,
@@ -368,37 +471,18 @@ impl Transaction<'_> {
     ) -> Result<Checksum> {
         let mut hasher_state = sha2::Sha256::new();
         hasher_state.update(header.content_stream_prefix());
-        let mut hasher = (!trusted).then_some(&mut hasher_state);
         let mode = self.repo.mode;
         if header.is_symlink() && matches!(mode, RepoMode::Bare | RepoMode::BareUserOnly) {
+            // A symlink's whole content is its header: verified before anything is made.
             let csum = Checksum(hasher_state.finalize().into());
             check_expected(expected, &csum)?;
-            let tmpname = self.staging.join(format!("tmp-link-{}", csum.to_hex()));
-            let _ = std::fs::remove_file(&tmpname);
-            std::os::unix::fs::symlink(&header.symlink_target, &tmpname)
-                .ctx("symlink", &tmpname)?;
-            if mode == RepoMode::Bare {
-                std::os::unix::fs::lchown(&tmpname, Some(header.uid), Some(header.gid))
-                    .ctx("chown", &tmpname)?;
-                for (k, v) in &header.xattrs {
-                    crate::fsutil::lset_xattr(&tmpname, k, v)?;
-                }
-            }
-            return self.finish_staged(&tmpname, &csum, expected.is_none());
+            return self.write_symlink(header, &csum, expected.is_none());
         }
-        // The name is known only once hashed (unless expected): stage under the expected
-        // checksum's prefix, or any prefix, and link to the final name at the end.
-        let mut tmp = match expected {
-            // Named after the object it will be: created once, no rename inside staging.
-            Some(c) => {
-                self.ensure_staging_dir(c)?;
-                crate::fsutil::TmpFile::create_at(&self.staged_name(ObjectType::File, c))?
-            }
-            None => {
-                self.ensure_staging_dir(&Checksum::default())?;
-                crate::fsutil::TmpFile::new_in(&self.staging_dir(&Checksum::default()))?
-            }
-        };
+        let mut hasher = (!trusted).then_some(&mut hasher_state);
+        // Unnamed until verified; an expected checksum's prefix directory saves a lookup.
+        let dir_csum = expected.copied().unwrap_or_default();
+        self.ensure_staging_dir(&dir_csum)?;
+        let mut tmp = crate::fsutil::TmpFile::new_in(&self.staging_dir(&dir_csum))?;
         let tmppath = tmp.display_path();
         {
             let file = tmp.file();
@@ -421,86 +505,120 @@ impl Transaction<'_> {
                             enc.finish().ctx("write", &tmppath)
                         })?;
                     }
-                    file.set_permissions(std::fs::Permissions::from_mode(0o644))
-                        .ctx("chmod", &tmppath)?;
                 }
-                RepoMode::BareUser => {
-                    if header.is_symlink() {
-                        file.write_all(header.symlink_target.as_bytes())
-                            .ctx("write", &tmppath)?;
-                        file.write_all(&[0]).ctx("write", &tmppath)?;
-                    } else {
-                        copy_to_file(payload, file, hasher.as_deref_mut(), size, &tmppath)?;
-                    }
-                    crate::fsutil::fset_xattr(
-                        file,
-                        b"user.ostreemeta",
-                        &header.to_filemeta(),
-                        &tmppath,
-                    )?;
-                    let m = if header.is_symlink() {
-                        0o644
-                    } else {
-                        (header.mode & (S_IFREG | 0o775)) | 0o400
-                    };
-                    file.set_permissions(std::fs::Permissions::from_mode(m & 0o7777))
-                        .ctx("chmod", &tmppath)?;
+                RepoMode::BareUser if header.is_symlink() => {
+                    file.write_all(header.symlink_target.as_bytes())
+                        .ctx("write", &tmppath)?;
+                    file.write_all(&[0]).ctx("write", &tmppath)?;
                 }
-                RepoMode::Bare | RepoMode::BareUserOnly => {
+                RepoMode::BareUser | RepoMode::Bare | RepoMode::BareUserOnly => {
                     copy_to_file(payload, file, hasher, size, &tmppath)?;
-                    if mode == RepoMode::Bare {
-                        rustix::fs::fchown(
-                            &*file,
-                            Some(rustix::fs::Uid::from_raw(header.uid)),
-                            Some(rustix::fs::Gid::from_raw(header.gid)),
-                        )
-                        .ctx("chown", &tmppath)?;
-                        for (k, v) in &header.xattrs {
-                            crate::fsutil::fset_xattr(file, k, v, &tmppath)?;
-                        }
-                    }
-                    // chmod after chown: chown clears setuid bits.
-                    file.set_permissions(std::fs::Permissions::from_mode(header.mode & !S_IFMT))
-                        .ctx("chmod", &tmppath)?;
                 }
             }
-            // Objects carry mtime 0 (OSTREE_TIMESTAMP), so hardlinked checkouts do too.
-            let zero = rustix::fs::Timestamps {
-                last_access: rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-                last_modification: rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-            };
-            rustix::fs::futimens(&*file, &zero).ctx("set times of", &tmppath)?;
         }
         let csum = match (trusted, expected) {
             (true, Some(c)) => *c,
             _ => Checksum(hasher_state.finalize().into()),
         };
+        // A mismatch drops `tmp`: the unverified bytes never had a name, owner or mode.
         check_expected(expected, &csum)?;
+        self.check_bareuseronly(header, &csum)?;
         if expected.is_none() && !self.claim(ObjectType::File, &csum) {
             return Ok(csum); // already stored, or another thread is storing it
         }
-        if expected.is_none() {
-            self.ensure_staging_dir(&csum)?;
-            tmp.link_to(&self.staged_name(ObjectType::File, &csum))?;
+        let res = self
+            .apply_file_metadata(tmp.file(), header, &tmppath)
+            .and_then(|()| self.ensure_staging_dir(&csum))
+            .and_then(|()| tmp.link_to(&self.staged_name(ObjectType::File, &csum)));
+        if let Err(e) = res {
+            if expected.is_none() {
+                self.unclaim(ObjectType::File, &csum);
+            }
+            return Err(e);
         }
         self.mark_finished(ObjectType::File, &csum);
         Ok(csum)
     }
 
-    fn finish_staged(&self, tmp: &Path, csum: &Checksum, need_claim: bool) -> Result<Checksum> {
+    /// Give verified content its stored form's metadata: owner and xattrs (bare), the
+    /// `user.ostreemeta` xattr (bare-user), the mode, and mtime 0.
+    fn apply_file_metadata(
+        &self,
+        file: &mut std::fs::File,
+        header: &FileHeader,
+        tmppath: &Path,
+    ) -> Result<()> {
+        let m = match self.repo.mode {
+            RepoMode::Archive => 0o644,
+            RepoMode::BareUser => {
+                crate::fsutil::fset_xattr(
+                    file,
+                    b"user.ostreemeta",
+                    &header.to_filemeta(),
+                    tmppath,
+                )?;
+                if header.is_symlink() {
+                    0o644
+                } else {
+                    (header.mode & (S_IFREG | 0o775)) | 0o400
+                }
+            }
+            RepoMode::Bare => {
+                rustix::fs::fchown(
+                    &*file,
+                    Some(rustix::fs::Uid::from_raw(header.uid)),
+                    Some(rustix::fs::Gid::from_raw(header.gid)),
+                )
+                .ctx("chown", tmppath)?;
+                for (k, v) in &header.xattrs {
+                    crate::fsutil::fset_xattr(file, k, v, tmppath)?;
+                }
+                header.mode
+            }
+            RepoMode::BareUserOnly => header.mode,
+        };
+        // chmod after chown: chown clears setuid bits.
+        file.set_permissions(std::fs::Permissions::from_mode(m & 0o7777))
+            .ctx("chmod", tmppath)?;
+        // Objects carry mtime 0 (OSTREE_TIMESTAMP), so hardlinked checkouts do too.
+        rustix::fs::futimens(&*file, &zero_times()).ctx("set times of", tmppath)
+    }
+
+    /// A bare or bare-user-only symlink object: made under a random name in the (0700)
+    /// staging directory, then renamed to its name.
+    fn write_symlink(
+        &self,
+        header: &FileHeader,
+        csum: &Checksum,
+        need_claim: bool,
+    ) -> Result<Checksum> {
         if need_claim && !self.claim(ObjectType::File, csum) {
-            let _ = std::fs::remove_file(tmp);
             return Ok(*csum);
         }
-        self.ensure_staging_dir(csum)?;
-        let dest = self.staged_name(ObjectType::File, csum);
-        std::fs::rename(tmp, &dest).ctx("rename", &dest)?;
+        let tmpname = self
+            .staging
+            .join(format!("tmp-link-{:016x}", rand::random::<u64>()));
+        let res = (|| {
+            std::os::unix::fs::symlink(&header.symlink_target, &tmpname)
+                .ctx("symlink", &tmpname)?;
+            if self.repo.mode == RepoMode::Bare {
+                std::os::unix::fs::lchown(&tmpname, Some(header.uid), Some(header.gid))
+                    .ctx("chown", &tmpname)?;
+                for (k, v) in &header.xattrs {
+                    crate::fsutil::lset_xattr(&tmpname, k, v)?;
+                }
+            }
+            self.ensure_staging_dir(csum)?;
+            let dest = self.staged_name(ObjectType::File, csum);
+            std::fs::rename(&tmpname, &dest).ctx("rename", &dest)
+        })();
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(&tmpname);
+            if need_claim {
+                self.unclaim(ObjectType::File, csum);
+            }
+            return Err(e);
+        }
         self.mark_finished(ObjectType::File, csum);
         Ok(*csum)
     }
