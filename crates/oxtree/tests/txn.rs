@@ -237,3 +237,31 @@ fn bare_user_only_refuses_setuid_setgid_sticky_and_world_writable() {
     assert!(violations(repo.path()).is_empty());
     all_objects_verify(&repo);
 }
+
+/// Transactions begun concurrently clean each other's dead staging directories while they
+/// create their own: none loses its directory to another's cleanup (the review's S5: a
+/// spurious ENOENT) and every object lands.
+#[test]
+fn concurrent_transactions_keep_their_staging_dirs() {
+    let tmp = tempdir();
+    let path = tmp.path().join("repo");
+    Repo::create(&path, RepoMode::BareUserOnly).expect("init");
+    std::thread::scope(|sc| {
+        for t in 0..6u32 {
+            let path = &path;
+            sc.spawn(move || {
+                let repo = Repo::open(path).expect("open");
+                for i in 0..60u32 {
+                    let txn = repo.begin().expect("begin");
+                    let data = format!("thread {t} round {i}").into_bytes();
+                    let c = txn
+                        .write_metadata(ObjectType::DirMeta, &data)
+                        .unwrap_or_else(|e| panic!("thread {t} round {i}: {e}"));
+                    txn.commit()
+                        .unwrap_or_else(|e| panic!("thread {t} round {i}: {e}"));
+                    assert!(repo.has_object(ObjectType::DirMeta, &c));
+                }
+            });
+        }
+    });
+}

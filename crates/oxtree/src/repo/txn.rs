@@ -133,18 +133,32 @@ impl Repo {
         }
     }
 
-    /// A fresh 0700 staging directory, locked for the transaction's life.
+    /// A fresh 0700 staging directory, locked for the transaction's life. A concurrent
+    /// cleanup may lock, empty and remove a directory between its creation and our lock:
+    /// then we find it held or gone and take another, as ostree does with its own.
     fn new_staging_dir(&self, tmp: &Path) -> Result<(PathBuf, std::fs::File)> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{STAGING_PREFIX}{}-", boot_id()))
-            .rand_bytes(8)
-            .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir_in(tmp)
-            .ctx("create staging directory in", tmp)?
-            .keep();
-        let lock = std::fs::File::open(&dir).ctx("open", &dir)?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).ctx("lock", &dir)?;
-        Ok((dir, lock))
+        for _ in 0..64 {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("{STAGING_PREFIX}{}-", boot_id()))
+                .rand_bytes(8)
+                .permissions(std::fs::Permissions::from_mode(0o700))
+                .tempdir_in(tmp)
+                .ctx("create staging directory in", tmp)?
+                .keep();
+            let Some(lock) = try_lock_dir(&dir) else {
+                continue; // a cleanup holds it, and removes it
+            };
+            let ours = lock.metadata().ctx("stat", &dir)?;
+            let still_there = std::fs::symlink_metadata(&dir)
+                .is_ok_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev());
+            if still_there && ours.nlink() > 0 {
+                return Ok((dir, lock));
+            }
+        }
+        Err(Error::Other(format!(
+            "{}: could not create a staging directory (each one was removed by a concurrent cleanup)",
+            tmp.display()
+        )))
     }
 }
 
