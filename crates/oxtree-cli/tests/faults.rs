@@ -452,3 +452,108 @@ fn pull_local_of_a_corrupt_setuid_object_stores_nothing() {
         ox(&["fsck", &darg]);
     }
 }
+
+/// `prune --refs-only` running over and over while commits and pull-locals move refs: a
+/// ref never names a commit that is not there (refs move inside the transaction, under the
+/// repo lock that prune takes exclusively), and the repo is fsck-clean at the end, for
+/// both tools. Bounded: about 10 s.
+#[test]
+fn concurrent_prune_never_leaves_a_dangling_ref() {
+    require_ostree();
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempdir();
+    let t = tmp.path().to_path_buf();
+    let src = t.join("src");
+    let sarg = format!("--repo={}", s(&src));
+    ox(&["init", &sarg, "--mode=archive"]);
+    for k in 0..4 {
+        let tree = t.join(format!("stree{k}"));
+        for i in 0..40 {
+            write(
+                &tree.join(format!("f{i}")),
+                format!("source {k} file {i}\n").as_bytes(),
+                0o644,
+            );
+        }
+        ox(&["commit", &sarg, "-b", &format!("s{k}"), s(&tree)]);
+    }
+    let dst = t.join("dst");
+    let darg = format!("--repo={}", s(&dst));
+    ox(&["init", &darg, "--mode=archive"]);
+    let commit_of = |r: &str| -> Option<String> {
+        std::fs::read_to_string(dst.join("refs/heads").join(r))
+            .ok()
+            .map(|c| c.trim().to_string())
+    };
+    let present = |c: &str| {
+        dst.join(format!("objects/{}/{}.commit", &c[..2], &c[2..]))
+            .exists()
+    };
+    let stop = AtomicBool::new(false);
+    // Stops the pruner when a worker ends, also by a failed assertion.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (commits, pulls, prunes) = std::thread::scope(|sc| {
+        let pruner = sc.spawn(|| {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                ox(&["prune", &darg, "--refs-only"]);
+                n += 1;
+            }
+            n
+        });
+        let committer = sc.spawn(|| {
+            let _stop = StopOnDrop(&stop);
+            let tree = t.join("ctree");
+            for i in 0..30 {
+                write(&tree.join("shared"), b"in every commit\n", 0o644);
+                write(
+                    &tree.join("changing"),
+                    format!("round {i}\n").as_bytes(),
+                    0o644,
+                );
+                let c = ox(&["commit", &darg, "-b", "c", "--parent=none", s(&tree)]);
+                assert_eq!(commit_of("c").as_deref(), Some(c.as_str()));
+                assert!(present(&c), "round {i}: ref c names missing commit {c}");
+                if std::time::Instant::now() > deadline {
+                    return i + 1;
+                }
+            }
+            30
+        });
+        let puller = sc.spawn(|| {
+            let _stop = StopOnDrop(&stop);
+            for i in 0..40 {
+                let r = format!("s{}", i % 4);
+                if commit_of(&r).is_some() {
+                    ox(&["refs", &darg, "--delete", &r]);
+                }
+                ox(&["pull-local", &darg, s(&src), &r]);
+                let c = commit_of(&r).expect("pulled ref");
+                assert!(present(&c), "round {i}: ref {r} names missing commit {c}");
+                if std::time::Instant::now() > deadline {
+                    return i + 1;
+                }
+            }
+            40
+        });
+        let commits = committer.join().expect("committer");
+        let pulls = puller.join().expect("puller");
+        stop.store(true, Ordering::Relaxed);
+        (commits, pulls, pruner.join().expect("pruner"))
+    });
+    assert!(commits > 0 && pulls > 0 && prunes > 0);
+    for (r, c) in ox(&["refs", &darg])
+        .lines()
+        .map(|r| (r.to_string(), ox(&["rev-parse", &darg, r])))
+    {
+        assert!(present(&c), "ref {r} names missing commit {c}");
+    }
+    ox(&["fsck", &darg]);
+    ostree(&["fsck", &darg]);
+}

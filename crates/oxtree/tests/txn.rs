@@ -265,3 +265,47 @@ fn concurrent_transactions_keep_their_staging_dirs() {
         }
     });
 }
+
+/// Refs and `.commitpartial` removals queued in a transaction happen only when it commits.
+#[test]
+fn queued_refs_and_markers_apply_on_commit_only() {
+    use oxtree::repo::RefName;
+    let tmp = tempdir();
+    let repo = Repo::create(&tmp.path().join("repo"), RepoMode::Archive).expect("init");
+    let main = RefName::parse("os/main").expect("ref");
+    let txn = repo.begin().expect("begin");
+    let c = txn
+        .write_metadata(ObjectType::DirMeta, b"not really a commit")
+        .expect("write");
+    txn.set_ref(&main, Some(&c)).expect("queue");
+    drop(txn);
+    assert_eq!(
+        repo.read_ref(&main).expect("read"),
+        None,
+        "dropped txn moved a ref"
+    );
+    let marker = repo.path().join(format!("state/{c}.commitpartial"));
+    std::fs::write(&marker, b"").expect("marker");
+    let txn = repo.begin().expect("begin");
+    txn.write_metadata(ObjectType::DirMeta, b"not really a commit")
+        .expect("write");
+    txn.set_ref(&main, Some(&Checksum::default()))
+        .expect("queue");
+    txn.set_ref(&main, Some(&c)).expect("the later one wins");
+    txn.set_ref(&RefName::parse("gone").expect("ref"), None)
+        .expect("deleting a missing ref is fine");
+    txn.remove_commitpartial(&c);
+    assert!(txn
+        .set_ref(
+            &RefName {
+                remote: None,
+                name: ".tmp-x".into()
+            },
+            Some(&c)
+        )
+        .is_err());
+    assert!(marker.exists() && repo.read_ref(&main).expect("read").is_none());
+    txn.commit().expect("commit");
+    assert_eq!(repo.read_ref(&main).expect("read"), Some(c));
+    assert!(!marker.exists());
+}

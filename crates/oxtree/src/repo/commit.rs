@@ -152,7 +152,7 @@ const SMALL_FILE: u64 = 4 << 20;
 
 impl Repo {
     /// Commit `root` and, if `branch` is given, point it at the new commit once the
-    /// objects are durable. The parent is `opts.parent` (the CLI reads the branch head
+    /// objects are durable, in the same transaction (under the repo lock). The parent is `opts.parent` (the CLI reads the branch head
     /// first, as `ostree commit` does).
     pub fn commit_dir(
         &self,
@@ -162,10 +162,12 @@ impl Repo {
     ) -> Result<CommitResult> {
         let txn = self.begin()?;
         let res = commit_in_txn(&txn, root, opts)?;
-        txn.commit()?;
         if let Some(b) = branch {
-            self.set_ref(b, Some(&res.commit))?;
+            // Moved inside the transaction, before the repo lock is released: a prune
+            // waiting for it then sees the new commit referenced.
+            txn.set_ref(b, Some(&res.commit))?;
         }
+        txn.commit()?;
         Ok(res)
     }
 }

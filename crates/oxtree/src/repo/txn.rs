@@ -14,7 +14,15 @@
 //! bare-user-only repositories refuse content whose mode has bits outside 0775 (setuid,
 //! setgid, sticky, world-writable), as ostree's `_ostree_validate_bareuseronly_mode` does:
 //! this is the one point commit, pull-local and pull all write through.
+//!
+//! Refs and `.commitpartial` marker removals queued with [`Transaction::set_ref`] and
+//! [`Transaction::remove_commitpartial`] are applied by [`Transaction::commit`] after the
+//! objects are durable and before the repository lock is released, as ostree applies a
+//! transaction's refs: a prune (which takes the lock exclusively) never runs between a
+//! commit's objects landing and its ref naming them, so it never deletes them as
+//! unreachable.
 
+use super::refs::RefName;
 use super::{Repo, RepoMode};
 use crate::error::{Error, IoContext, Result};
 use crate::object::{Checksum, FileHeader, ObjectType};
@@ -187,6 +195,13 @@ pub enum RawObject<'a> {
     File(&'a Path),
 }
 
+/// What `commit()` applies once the objects are in `objects/`, under the repo lock.
+#[derive(Default)]
+struct Pending {
+    refs: Vec<(RefName, Option<Checksum>)>,
+    complete: Vec<Checksum>,
+}
+
 pub struct Transaction<'r> {
     _lock: super::RepoLock,
     /// flock on the staging directory, held for the transaction's life: a staging dir
@@ -199,6 +214,7 @@ pub struct Transaction<'r> {
     finished: Mutex<Vec<(ObjectType, Checksum)>>,
     /// Which `XX/` staging subdirectories exist (created on first use).
     made_dirs: [std::sync::atomic::AtomicBool; 256],
+    pending: Mutex<Pending>,
     done: bool,
 }
 
@@ -222,6 +238,7 @@ impl Repo {
             staged: Mutex::new(HashSet::new()),
             finished: Mutex::new(Vec::new()),
             made_dirs: std::array::from_fn(|_| std::sync::atomic::AtomicBool::new(false)),
+            pending: Mutex::new(Pending::default()),
             done: false,
         })
     }
@@ -230,6 +247,33 @@ impl Repo {
 impl Transaction<'_> {
     pub fn repo(&self) -> &Repo {
         self.repo
+    }
+
+    /// Point `r` at `target` (`None`: delete it) when this transaction commits: after every
+    /// object is durable in `objects/`, before the repository lock is released (ostree's
+    /// `transaction_set_ref`). A later call for the same ref replaces an earlier one. Nothing
+    /// happens if the transaction is dropped without `commit()`. Deleting a ref that does
+    /// not exist is not an error.
+    pub fn set_ref(&self, r: &RefName, target: Option<&Checksum>) -> Result<()> {
+        crate::object::validate_ref(&r.name).map_err(Error::InvalidArgument)?;
+        if let Some(rem) = &r.remote {
+            crate::object::validate_remote_name(rem).map_err(Error::InvalidArgument)?;
+        }
+        let mut p = self
+            .pending
+            .lock()
+            .map_err(|_| Error::Other("internal: pending refs lock poisoned".into()))?;
+        p.refs.retain(|(n, _)| n != r);
+        p.refs.push((r.clone(), target.copied()));
+        Ok(())
+    }
+
+    /// Remove `state/<commit>.commitpartial` when this transaction commits (the commit is
+    /// complete): after the objects are durable, before any queued ref moves.
+    pub fn remove_commitpartial(&self, commit: &Checksum) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.complete.push(*commit);
+        }
     }
 
     /// Staged objects mirror `objects/XX/` so no single directory takes every entry.
@@ -679,11 +723,39 @@ impl Transaction<'_> {
         Ok(batch.len())
     }
 
-    /// Make every staged object durable and move it into `objects/`.
+    /// Make every staged object durable and move it into `objects/`; then, still holding
+    /// the repository lock, remove the queued `.commitpartial` markers and apply the queued
+    /// refs.
     pub fn commit(mut self) -> Result<()> {
         self.checkpoint()?;
         self.done = true;
         let _ = std::fs::remove_dir_all(&self.staging);
+        let pending = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        let repo = self.repo;
+        if !pending.complete.is_empty() {
+            let state = repo.path.join("state");
+            for c in &pending.complete {
+                let m = state.join(format!("{c}.commitpartial"));
+                match std::fs::remove_file(&m) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).ctx("remove", m),
+                }
+            }
+            if repo.fsync {
+                crate::fsutil::fsync_dir(&state)?;
+            }
+        }
+        for (r, target) in &pending.refs {
+            match repo.set_ref(r, target.as_ref()) {
+                Err(Error::RefNotFound(_)) if target.is_none() => {}
+                res => res?,
+            }
+        }
         Ok(())
     }
 }
