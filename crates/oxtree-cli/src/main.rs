@@ -1336,6 +1336,7 @@ fn cmd_commit(a: CommitArgs) -> Result<()> {
         generate_sizes: a.generate_sizes,
         progress: Some(std::sync::Arc::new(oxtree::progress::Progress::default())),
         ed25519_keys: Vec::new(),
+        gpg_keys: Vec::new(),
         skip_list: HashSet::new(),
         statoverride: HashMap::new(),
     };
@@ -1382,6 +1383,15 @@ fn cmd_commit(a: CommitArgs) -> Result<()> {
         .iter()
         .map(|k| oxtree::sign::parse_secret_key(k))
         .collect::<oxtree::Result<_>>()?;
+    // OpenPGP keys are loaded first and the signature is made inside the commit's
+    // transaction, before the branch moves (as ostree): a bad key id fails the commit and
+    // leaves the branch where it was.
+    for id in &a.gpg_sign {
+        opts.gpg_keys.push((
+            id.clone(),
+            load_gpg_secret_keys(id, a.gpg_homedir.as_deref(), a.gpg_key_file.as_deref())?,
+        ));
+    }
     let bind = if a.orphan { None } else { branch.as_ref() };
     // Like ostree: without --parent, a commit to an existing branch follows its head.
     if parent.is_none() {
@@ -1399,15 +1409,6 @@ fn cmd_commit(a: CommitArgs) -> Result<()> {
             bail!("--tree={tree}: expected dir=PATH or tar=FILE");
         }
     })?;
-    if !a.gpg_sign.is_empty() {
-        gpg_sign(
-            &repo,
-            &res.commit,
-            &a.gpg_sign,
-            a.gpg_homedir.as_deref(),
-            a.gpg_key_file.as_deref(),
-        )?;
-    }
     if a.table_output {
         println!("Commit: {}", res.commit);
         println!("Metadata Total: {}", res.files + 2);
@@ -1941,19 +1942,28 @@ fn gpg_sign(
     key_file: Option<&Path>,
 ) -> Result<()> {
     for id in key_ids {
-        let keys = match key_file {
-            Some(f) => oxtree::sign::gpg::load_secret_keys(
-                &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
-                &f.display().to_string(),
-            )?,
-            None => oxtree::sign::gpg::load_secret_keys(
-                &oxtree::sign::gpg::export_from_homedir(homedir, id)?,
-                id,
-            )?,
-        };
+        let keys = load_gpg_secret_keys(id, homedir, key_file)?;
         repo.gpg_sign_commit(commit, &keys, id)?;
     }
     Ok(())
+}
+
+/// The OpenPGP secret keys to sign with as `id`: from a key file, or exported from GnuPG.
+fn load_gpg_secret_keys(
+    id: &str,
+    homedir: Option<&Path>,
+    key_file: Option<&Path>,
+) -> Result<oxtree::repo::GpgSecretKeys> {
+    Ok(match key_file {
+        Some(f) => oxtree::sign::gpg::load_secret_keys(
+            &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+            &f.display().to_string(),
+        )?,
+        None => oxtree::sign::gpg::load_secret_keys(
+            &oxtree::sign::gpg::export_from_homedir(homedir, id)?,
+            id,
+        )?,
+    })
 }
 
 fn cmd_admin(cmd: AdminCmd) -> Result<()> {

@@ -16,7 +16,7 @@ mod traverse;
 mod txn;
 
 pub use checkout::{CheckoutOptions, PathEntry};
-pub use commit::{CommitOptions, CommitResult, StatOverride};
+pub use commit::{CommitOptions, CommitResult, GpgSecretKeys, StatOverride};
 pub use delta_gen::{DeltaOptions, DeltaReport};
 pub use fsck::{FsckOptions, FsckReport};
 pub use prune::{PruneOptions, PruneReport};

@@ -50,7 +50,14 @@ pub struct CommitOptions {
     pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
     /// Sign the commit with these keys (ed25519, in the same transaction, before the ref).
     pub ed25519_keys: Vec<ed25519_dalek::SigningKey>,
+    /// OpenPGP signatures to add, after the ed25519 ones and likewise before the ref moves
+    /// (as `ostree commit --gpg-sign`): a key id (fingerprint suffix) and the secret keys
+    /// to find it among. A signing failure fails the commit and leaves the ref alone.
+    pub gpg_keys: Vec<(String, GpgSecretKeys)>,
 }
+
+/// OpenPGP secret keys as [`crate::sign::gpg::load_secret_keys`] returns them.
+pub type GpgSecretKeys = Vec<pgp::composed::SignedSecretKey>;
 
 impl Repo {
     /// Commit the tree in a tar archive. The archive is unpacked (ownership, modes and
@@ -299,6 +306,14 @@ fn commit_in_txn(txn: &Transaction<'_>, root: &Path, opts: &CommitOptions) -> Re
     let mut meta: Option<Vec<u8>> = None;
     for k in &opts.ed25519_keys {
         meta = Some(crate::sign::append_signature(meta.as_deref(), &bytes, k)?);
+    }
+    for (id, keys) in &opts.gpg_keys {
+        let sig = crate::sign::gpg::sign_detached(keys, id, &bytes)?;
+        meta = Some(crate::sign::append_to_aay(
+            meta.as_deref(),
+            crate::sign::gpg::GPGSIGS_KEY,
+            sig,
+        )?);
     }
     if let Some(m) = meta {
         txn.write_metadata_as(ObjectType::CommitMeta, &csum, &m)?;
