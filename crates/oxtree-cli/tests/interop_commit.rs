@@ -480,3 +480,42 @@ fn user_checkout_never_hardlinks_a_setuid_object() {
     ]);
     assert!(err.contains(csum) && err.contains("setuid"), "{err}");
 }
+
+/// A `.tmp-XXXXXX` file beside the refs (what an atomic ref write killed between its write
+/// and its rename leaves) is not a ref: `refs` does not list it, `prune --refs-only` does not
+/// keep what it names, `summary -u` does not publish it, and real ostree reads our summary.
+#[test]
+fn temp_files_in_refs_are_not_refs() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let repo = t.join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    ox(&["init", &arg, "--mode=archive"]);
+    let main = ox(&["commit", &arg, "-b", "main", TS, s(&tree)]);
+    write(&tree.join("b"), b"only in the orphan\n", 0o644);
+    let orphan = ox(&["commit", &arg, "--orphan", TS, s(&tree)]);
+    write(
+        &repo.join("refs/heads/.tmp-abc123"),
+        format!("{orphan}\n").as_bytes(),
+        0o600,
+    );
+    write(
+        &repo.join("refs/remotes/origin/.tmp-def456"),
+        format!("{orphan}\n").as_bytes(),
+        0o600,
+    );
+    assert_eq!(ox(&["refs", &arg]), "main");
+    ox(&["summary", &arg, "-u"]);
+    let view = ostree(&["summary", &arg, "--view"]);
+    assert!(view.contains(&main) && !view.contains(&orphan), "{view}");
+    assert!(!view.contains(".tmp"), "{view}");
+    assert!(!ox(&["summary", &arg, "--view"]).contains(".tmp"));
+    ox(&["prune", &arg, "--refs-only"]);
+    let c = repo.join(format!("objects/{}/{}.commit", &orphan[..2], &orphan[2..]));
+    assert!(!c.exists(), "the temp file pinned the orphan commit");
+    ox(&["fsck", &arg]);
+    ostree(&["fsck", &arg]);
+}

@@ -102,7 +102,7 @@ impl Repo {
                 let e = e.ctx("read directory", &remotes)?;
                 let remote = e.file_name().to_string_lossy().into_owned();
                 let base = e.path();
-                if base.is_dir() {
+                if base.is_dir() && validate_remote_name(&remote).is_ok() {
                     walk_refs(&base, &base, &mut |name, c| {
                         out.insert(
                             RefName {
@@ -151,6 +151,10 @@ impl Repo {
     }
 }
 
+/// Every ref file under `dir`, named relative to `base`. Names that are not valid refs are
+/// skipped, as ostree skips them: among them the `.tmp-XXXXXX` files `write_atomic` leaves
+/// beside a ref when killed mid-write, which hold a full checksum but must never be listed,
+/// pin objects in prune, or be published in a summary (which every client would reject).
 fn walk_refs(base: &Path, dir: &Path, f: &mut dyn FnMut(String, Checksum)) -> Result<()> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -163,9 +167,17 @@ fn walk_refs(base: &Path, dir: &Path, f: &mut dyn FnMut(String, Checksum)) -> Re
         let ft = e.file_type().ctx("stat", &p)?;
         if ft.is_dir() {
             walk_refs(base, &p, f)?;
-        } else if let Ok(s) = std::fs::read_to_string(&p) {
-            if let (Ok(c), Ok(rel)) = (s.trim().parse::<Checksum>(), p.strip_prefix(base)) {
-                f(rel.to_string_lossy().into_owned(), c);
+        } else {
+            let Some(name) = p
+                .strip_prefix(base)
+                .ok()
+                .and_then(|rel| rel.to_str())
+                .filter(|n| validate_ref(n).is_ok())
+            else {
+                continue;
+            };
+            if let Ok(Ok(c)) = std::fs::read_to_string(&p).map(|s| s.trim().parse::<Checksum>()) {
+                f(name.to_string(), c);
             }
         }
     }
