@@ -385,5 +385,22 @@ impl Repo {
     }
 }
 
+/// A crash point for tests: a unit test names a step (`FAIL_AT`) and the operation stops
+/// there with an error, leaving the disk as a crash at that step would. Compiled into test
+/// builds only; the shipped library has no hook.
+pub(crate) fn fail_point(name: &'static str) -> Result<()> {
+    #[cfg(test)]
+    if FAIL_AT.with(|f| f.get()) == Some(name) {
+        return Err(Error::Other(format!("failpoint {name}")));
+    }
+    let _ = name;
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    pub(crate) static FAIL_AT: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
 #[cfg(test)]
 mod tests;
