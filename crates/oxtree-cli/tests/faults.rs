@@ -557,3 +557,68 @@ fn concurrent_prune_never_leaves_a_dangling_ref() {
     ox(&["fsck", &darg]);
     ostree(&["fsck", &darg]);
 }
+
+/// `tmp/` expires as ostree's does (`tmp-expiry-secs`, default one day): a transaction
+/// removes old partial downloads, tar imports and temp files, and dead staging dirs; it
+/// keeps recent ones, anything whose lock is held (live staging and tar-import dirs),
+/// and what is not ours (ostree's staging dirs, its cache).
+#[test]
+fn tmp_expires_but_live_dirs_stay() {
+    let f = fixture("bare-user");
+    let tmp = f.repo.join("tmp");
+    let mk_dir = |n: &str| {
+        let d = tmp.join(n);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("content"), b"x").expect("write");
+        d
+    };
+    let mk_file = |n: &str| {
+        let p = tmp.join(n);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, b"partial").expect("write");
+        p
+    };
+    let age = |p: &Path, when: &str| run_ok(Path::new("touch"), &["-h", "-d", when, s(p)]);
+    let lock = |p: &Path| {
+        let d = std::fs::File::open(p).expect("open");
+        rustix::fs::flock(&d, rustix::fs::FlockOperation::NonBlockingLockExclusive).expect("flock");
+        d
+    };
+    let old_partial = mk_file("pull-partial/0123.filez");
+    let new_partial = mk_file("pull-partial/4567.filez");
+    let old_tmpfile = mk_file(".tmp-Ab12Cd");
+    let dead_tar = mk_dir("tar-import-dead");
+    let live_tar = mk_dir("tar-import-live");
+    let dead_staging = mk_dir("oxtree-staging-00000000-0000-0000-0000-000000000000-dead");
+    let live_staging = mk_dir("oxtree-staging-00000000-0000-0000-0000-000000000000-live");
+    let ostree_staging = mk_dir("staging-00000000-0000-0000-0000-000000000000-abc");
+    for p in [
+        &old_partial,
+        &old_tmpfile,
+        &dead_tar,
+        &live_tar,
+        &dead_staging,
+        &live_staging,
+        &ostree_staging,
+    ] {
+        age(p, "3 days ago");
+    }
+    age(&new_partial, "1 hour ago");
+    let _held = (lock(&live_tar), lock(&live_staging));
+    let tree = f.repo.join("../tree");
+    ox(&["commit", &f.arg, "-b", "other", s(&tree)]);
+    for gone in [&old_partial, &old_tmpfile, &dead_tar, &dead_staging] {
+        assert!(!gone.exists(), "{} not expired", gone.display());
+    }
+    for kept in [&new_partial, &live_tar, &live_staging, &ostree_staging] {
+        assert!(kept.exists(), "{} removed", kept.display());
+    }
+    // A shorter tmp-expiry-secs expires the hour-old download too.
+    let mut kf = std::fs::read_to_string(f.repo.join("config")).expect("config");
+    kf.push_str("tmp-expiry-secs=600\n");
+    std::fs::write(f.repo.join("config"), kf).expect("config");
+    ox(&["commit", &f.arg, "-b", "other", s(&tree)]);
+    assert!(!new_partial.exists());
+    assert!(live_tar.exists() && live_staging.exists());
+    ox(&["fsck", &f.arg]);
+}

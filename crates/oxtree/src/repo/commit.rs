@@ -71,9 +71,14 @@ impl Repo {
     ) -> Result<CommitResult> {
         let tmp = self.path().join("tmp");
         let dir = tempfile::Builder::new()
-            .prefix("tar-import-")
+            .prefix(super::txn::TAR_IMPORT_PREFIX)
             .tempdir_in(&tmp)
             .ctx("create directory in", &tmp)?;
+        // Held while in use: tmp/ cleanup removes an expired tar-import dir only when
+        // nobody holds it (one left by a killed commit).
+        let held = std::fs::File::open(dir.path()).ctx("open", dir.path())?;
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive)
+            .ctx("lock", dir.path())?;
         let f = std::fs::File::open(tarfile).ctx("open", tarfile)?;
         let mut ar = tar::Archive::new(std::io::BufReader::new(f));
         ar.set_preserve_permissions(true);

@@ -21,6 +21,12 @@
 //! transaction's refs: a prune (which takes the lock exclusively) never runs between a
 //! commit's objects landing and its ref naming them, so it never deletes them as
 //! unreachable.
+//!
+//! `tmp/` is cleaned when a transaction begins: staging directories nobody holds the lock of
+//! belong to dead processes (their finished objects are adopted, the rest removed), and
+//! `pull-partial/*` downloads, `tar-import-*` directories and `.tmp-*` files older than
+//! `[core] tmp-expiry-secs` (default 86400, as ostree) are removed. A directory whose lock is
+//! held (a live staging or tar-import directory) is never removed.
 
 use super::refs::RefName;
 use super::{Repo, RepoMode};
@@ -36,6 +42,8 @@ use std::sync::Mutex;
 
 /// Our staging directories (ostree's are `staging-…`; we never touch those).
 const STAGING_PREFIX: &str = "oxtree-staging-";
+/// Directories `commit --tree=tar=…` unpacks into (locked while in use).
+pub(super) const TAR_IMPORT_PREFIX: &str = "tar-import-";
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
@@ -125,18 +133,61 @@ impl Repo {
                 .is_ok_and(|m| m.file_type().is_symlink() || bareuseronly_mode_bits(m.mode()) == 0)
     }
 
-    fn clean_stale_staging(&self, tmp: &Path) {
+    /// `[core] tmp-expiry-secs`, as ostree (default one day).
+    fn tmp_expiry(&self) -> std::time::Duration {
+        let secs = self
+            .config
+            .get("core", "tmp-expiry-secs")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(86400);
+        std::time::Duration::from_secs(secs)
+    }
+
+    /// Clean `tmp/`: dead staging directories (adopting what they finished), and expired
+    /// downloads, tar imports and temp files. Best effort.
+    fn clean_tmp(&self, tmp: &Path) {
         let Ok(rd) = std::fs::read_dir(tmp) else {
             return;
         };
+        let expiry = self.tmp_expiry();
+        let now = std::time::SystemTime::now();
+        let expired = |m: &std::fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= expiry)
+        };
         for e in rd.flatten() {
-            if !e.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
-                continue;
-            }
+            let name = e.file_name().to_string_lossy().into_owned();
             let p = e.path();
-            if let Some(_held) = try_lock_dir(&p) {
-                self.adopt_staged(&p);
-                let _ = std::fs::remove_dir_all(&p);
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if name.starts_with(STAGING_PREFIX) && meta.is_dir() {
+                // Whatever its age or boot id: nobody holding its lock means its process died.
+                if let Some(_held) = try_lock_dir(&p) {
+                    self.adopt_staged(&p);
+                    let _ = std::fs::remove_dir_all(&p);
+                }
+            } else if name.starts_with(TAR_IMPORT_PREFIX) && meta.is_dir() {
+                if expired(&meta) {
+                    if let Some(_held) = try_lock_dir(&p) {
+                        let _ = std::fs::remove_dir_all(&p);
+                    }
+                }
+            } else if name.starts_with(".tmp-") && meta.is_file() {
+                if expired(&meta) {
+                    let _ = std::fs::remove_file(&p);
+                }
+            } else if name == "pull-partial" && meta.is_dir() {
+                let Ok(parts) = std::fs::read_dir(&p) else {
+                    continue;
+                };
+                for part in parts.flatten() {
+                    if part.metadata().is_ok_and(|m| m.is_file() && expired(&m)) {
+                        let _ = std::fs::remove_file(part.path());
+                    }
+                }
             }
         }
     }
@@ -206,7 +257,7 @@ pub struct Transaction<'r> {
     _lock: super::RepoLock,
     /// flock on the staging directory, held for the transaction's life: a staging dir
     /// nobody holds belongs to a dead process.
-    _staging_lock: std::fs::File,
+    staging_lock: std::fs::File,
     repo: &'r Repo,
     staging: PathBuf,
     staged: Mutex<HashSet<(ObjectType, Checksum)>>,
@@ -228,11 +279,11 @@ impl Repo {
     pub fn begin(&self) -> Result<Transaction<'_>> {
         let lock = self.lock(false)?;
         let tmp = self.path.join("tmp");
-        self.clean_stale_staging(&tmp);
+        self.clean_tmp(&tmp);
         let (staging, staging_lock) = self.new_staging_dir(&tmp)?;
         Ok(Transaction {
             _lock: lock,
-            _staging_lock: staging_lock,
+            staging_lock,
             repo: self,
             staging,
             staged: Mutex::new(HashSet::new()),
@@ -691,6 +742,19 @@ impl Transaction<'_> {
     /// interrupted long operation (a pull) keeps them. Objects being written concurrently
     /// stay staged. Callers must already have marked the commit partial.
     pub fn checkpoint(&self) -> Result<usize> {
+        // Keep the staging dir's mtime fresh: ostree removes unknown tmp/ entries older
+        // than its tmp-expiry-secs, and a pull can outlast a day.
+        let now = rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        };
+        let _ = rustix::fs::futimens(
+            &self.staging_lock,
+            &rustix::fs::Timestamps {
+                last_access: now,
+                last_modification: now,
+            },
+        );
         let batch: Vec<(ObjectType, Checksum)> = self
             .finished
             .lock()
