@@ -622,3 +622,23 @@ fn tmp_expires_but_live_dirs_stay() {
     assert!(live_tar.exists() && live_staging.exists());
     ox(&["fsck", &f.arg]);
 }
+
+/// A stray `.file` in an archive repo (alone, or beside the `.filez` of the same object)
+/// is not an object there, as in ostree: prune and fsck neither trip over it nor act on it.
+#[test]
+fn stray_file_objects_in_an_archive_repo_do_not_break_prune() {
+    let f = fixture("archive");
+    let tree = f.repo.join("../tree");
+    write(&tree.join("orphan-only"), b"orphan\n", 0o644);
+    ox(&["commit", &f.arg, "--orphan", s(&tree)]);
+    let (_, filez) = file_object(&f, "/etc/conf");
+    let beside = filez.with_extension("file");
+    std::fs::write(&beside, b"stray").expect("write");
+    let alone = f.repo.join(format!("objects/ab/{}.file", "c".repeat(62)));
+    write(&alone, b"stray", 0o644);
+    ox(&["fsck", &f.arg]);
+    ox(&["prune", &f.arg, "--refs-only"]);
+    ox(&["prune", &f.arg]);
+    assert!(beside.exists() && alone.exists() && filez.exists());
+    ox(&["fsck", &f.arg]);
+}

@@ -360,6 +360,28 @@ impl Repo {
             .exists()
     }
 
+    /// Parse a loose object's file name as this repo stores it: file objects are `.filez`
+    /// in archive repos and `.file` in the others; a stray one of the other kind is not an
+    /// object here (ostree lists objects the same way), so prune and fsck never act on it.
+    pub(crate) fn parse_object_name(
+        &self,
+        prefix: &str,
+        name: &str,
+    ) -> Option<(ObjectType, Checksum)> {
+        let (ty, c) = crate::object::parse_loose_name(prefix, name)?;
+        if ty == ObjectType::File {
+            let want = if self.mode == RepoMode::Archive {
+                "filez"
+            } else {
+                "file"
+            };
+            if name.rsplit_once('.').map(|(_, ext)| ext) != Some(want) {
+                return None;
+            }
+        }
+        Some((ty, c))
+    }
+
     /// Every loose object in the repository.
     pub fn list_objects(&self) -> Result<Vec<(ObjectType, Checksum)>> {
         let objdir = self.path.join("objects");
@@ -375,7 +397,7 @@ impl Repo {
                 let e = e.ctx("read directory", &sub)?;
                 let name = e.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if let Some(o) = crate::object::parse_loose_name(prefix, name) {
+                if let Some(o) = self.parse_object_name(prefix, name) {
                     out.push(o);
                 }
             }

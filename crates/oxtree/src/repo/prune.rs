@@ -88,7 +88,12 @@ impl Repo {
             rep.deleted += 1;
             rep.freed_bytes += size;
             if !opts.no_prune {
-                std::fs::remove_file(&p).ctx("remove", &p)?;
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    // Gone already (another prune, fsck --delete): nothing to do.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).ctx("remove", &p),
+                }
                 if *ty == ObjectType::Commit {
                     let _ = std::fs::remove_file(
                         self.path().join("state").join(format!("{c}.commitpartial")),

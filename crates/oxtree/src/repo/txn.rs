@@ -79,7 +79,7 @@ impl Repo {
             };
             for f in files.flatten() {
                 let name = f.file_name().to_string_lossy().into_owned();
-                let Some((ty, csum)) = crate::object::parse_loose_name(&prefix, &name) else {
+                let Some((ty, csum)) = self.parse_object_name(&prefix, &name) else {
                     continue;
                 };
                 if self.has_object(ty, &csum) {
