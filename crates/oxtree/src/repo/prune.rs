@@ -68,6 +68,7 @@ impl Repo {
                 }
             }
         }
+        let mut markers_removed = false;
         let mut rep = PruneReport {
             total: objects.len(),
             ..Default::default()
@@ -95,11 +96,17 @@ impl Repo {
                     Err(e) => return Err(e).ctx("remove", &p),
                 }
                 if *ty == ObjectType::Commit {
-                    let _ = std::fs::remove_file(
+                    markers_removed |= std::fs::remove_file(
                         self.path().join("state").join(format!("{c}.commitpartial")),
-                    );
+                    )
+                    .is_ok();
                 }
             }
+        }
+        if markers_removed && self.fsync_enabled() {
+            // A marker that reappeared after a crash would only make a deleted commit
+            // look partial, but keep state/ as durable as the refs.
+            crate::fsutil::fsync_dir(&self.path().join("state"))?;
         }
         Ok(rep)
     }

@@ -68,18 +68,30 @@ impl Repo {
         }
     }
 
-    /// Point a ref at `target`, or delete it with `None`. Atomic: tmp, fsync, rename.
+    /// Point a ref at `target`, or delete it with `None`. Atomic: tmp, fsync, rename, fsync
+    /// of the directory (and of the parents of directories it had to create); a deletion
+    /// fsyncs the directory too, so a deleted ref does not come back after a crash.
     pub fn set_ref(&self, r: &RefName, target: Option<&Checksum>) -> Result<()> {
         validate_ref(&r.name).map_err(Error::InvalidArgument)?;
         let p = self.ref_path(r);
+        let parent = p.parent().unwrap_or(&self.path);
         match target {
             Some(c) => {
-                if let Some(parent) = p.parent() {
+                if !parent.is_dir() {
                     std::fs::create_dir_all(parent).ctx("create directory", parent)?;
+                    if self.fsync {
+                        let refs = self.path.join("refs");
+                        let mut d = parent.parent();
+                        while let Some(dir) = d.filter(|d| d.starts_with(&refs)) {
+                            crate::fsutil::fsync_dir(dir)?;
+                            d = dir.parent();
+                        }
+                    }
                 }
                 crate::fsutil::write_atomic(&p, format!("{c}\n").as_bytes(), self.fsync)
             }
             None => match std::fs::remove_file(&p) {
+                Ok(()) if self.fsync => crate::fsutil::fsync_dir(parent),
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     Err(Error::RefNotFound(r.to_string()))
