@@ -578,3 +578,47 @@ fn failed_gpg_sign_leaves_the_branch_alone() {
     let out = ox(&["show", &arg, "main", "--gpg-verify-remote=self"]);
     assert!(out.contains("Good signature"), "{out}");
 }
+
+/// Signers racing on one commit: each `sign` reads the detached metadata, appends its
+/// signature and writes it back; they are serialised on the commit, so no signature is
+/// lost (durability D4).
+#[test]
+fn concurrent_signers_keep_every_signature() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let repo = t.join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    ox(&["init", &arg, "--mode=archive"]);
+    let keys: Vec<(String, String)> = (0..6)
+        .map(|i| {
+            let (_, _, secret, public) = openssl_key(t, &format!("k{i}"));
+            (secret, public)
+        })
+        .collect();
+    for round in 0..4 {
+        write(
+            &tree.join("a"),
+            format!("round {round}\n").as_bytes(),
+            0o644,
+        );
+        let c = ox(&["commit", &arg, "-b", "main", TS, s(&tree)]);
+        let children: Vec<_> = keys
+            .iter()
+            .map(|(secret, _)| {
+                std::process::Command::new(oxtree_bin())
+                    .args(["sign", &arg, &c, secret])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("spawn sign")
+            })
+            .collect();
+        for mut ch in children {
+            assert!(ch.wait().expect("wait").success());
+        }
+        for (_, public) in &keys {
+            ox(&["sign", &arg, "--verify", &c, public]);
+        }
+    }
+}

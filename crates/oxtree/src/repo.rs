@@ -347,9 +347,41 @@ impl Repo {
 
     /// Replace a commit's detached metadata (when signatures are added), atomically.
     pub fn write_commitmeta(&self, commit: &Checksum, meta: &[u8]) -> Result<()> {
+        self.update_commitmeta(commit, |_, _| Ok(meta.to_vec()))
+    }
+
+    /// Read-modify-write a commit's detached metadata: `f` gets the commit object's bytes
+    /// (verified) and the current detached metadata, if any, and returns the new metadata,
+    /// which replaces it atomically in a transaction. Two updaters of the same commit (two
+    /// `sign` runs) are serialised by an exclusive flock on the commit object, held from
+    /// the read to the replacement, so neither's signature is lost (ostree does not lock
+    /// here and can lose one); the transaction's shared repo lock keeps prune away.
+    pub fn update_commitmeta(
+        &self,
+        commit: &Checksum,
+        f: impl FnOnce(&[u8], Option<&[u8]>) -> Result<Vec<u8>>,
+    ) -> Result<()> {
         let txn = self.begin()?;
-        txn.write_metadata_as(ObjectType::CommitMeta, commit, meta)?;
-        txn.commit()
+        let p = self.object_path(ObjectType::Commit, commit);
+        let obj = std::fs::File::open(&p).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::ObjectMissing {
+                ty: ObjectType::Commit,
+                csum: *commit,
+            },
+            _ => Error::Io {
+                op: "open",
+                path: p.clone(),
+                source: e,
+            },
+        })?;
+        rustix::fs::flock(&obj, rustix::fs::FlockOperation::LockExclusive).ctx("lock", &p)?;
+        let data = self.load_verified(ObjectType::Commit, commit)?;
+        let existing = self.load_commitmeta_bytes(commit)?;
+        let meta = f(&data, existing.as_deref())?;
+        txn.write_metadata_as(ObjectType::CommitMeta, commit, &meta)?;
+        txn.commit()?;
+        drop(obj); // unlocked once the new metadata is in objects/
+        Ok(())
     }
 
     /// Whether `state/<csum>.commitpartial` marks this commit as incomplete.
