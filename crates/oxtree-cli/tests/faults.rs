@@ -382,6 +382,10 @@ fn full_disk_fails_cleanly() {
     let repo = mnt.join("repo");
     let arg = format!("--repo={}", s(&repo));
     ox(&["init", &arg, "--mode=bare-user-only"]);
+    // The free-space reserve (min_free_space_is_kept_like_ostree) would refuse first.
+    let mut kf = std::fs::read_to_string(repo.join("config")).expect("config");
+    kf.push_str("min-free-space-percent=0\n");
+    std::fs::write(repo.join("config"), kf).expect("config");
     let (code, err) = ox_fail(&["commit", &arg, "-b", "main", "-s", "too big", s(&tree)]);
     assert_eq!(code, 1);
     assert!(
@@ -641,4 +645,87 @@ fn stray_file_objects_in_an_archive_repo_do_not_break_prune() {
     ox(&["prune", &f.arg]);
     assert!(beside.exists() && alone.exists() && filez.exists());
     ox(&["fsck", &f.arg]);
+}
+
+/// `min-free-space-percent` (default 3) and `min-free-space-size` are kept as ostree keeps
+/// them, with its messages: a commit that would eat into the reserve fails before writing,
+/// exit non-zero, no ref, fsck-clean; one that fits passes; invalid values are refused
+/// when the repo is opened. Each case is run by real ostree on the same 4 MiB tmpfs first.
+#[test]
+fn min_free_space_is_kept_like_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4M", "tmpfs", s(&mnt)])
+        .status()
+        .expect("mount");
+    assert!(
+        mounted.success(),
+        "could not mount a tmpfs (tests need root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let tree = |size: usize| {
+        let d = tmp.path().join(format!("tree-{size}"));
+        // Incompressible: archive repos store about this much too.
+        let data: Vec<u8> = (0..size as u32)
+            .map(|j| (j.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        write(&d.join("big"), &data, 0o644);
+        d
+    };
+    let repo = mnt.join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    // (mode, extra config, file size, expected: Ok or the message after ostree's prefix)
+    let cases: [(&str, &str, usize, Option<&str>); 5] = [
+        ("bare-user-only", "", 4_100_000, Some("min-free-space-percent '3%' would be exceeded, at least 4.1 MB requested")),
+        ("archive", "min-free-space-size=2MB\n", 3_000_000, Some("min-free-space-size 2MB would be exceeded, at least 3.0 MB requested")),
+        ("bare-user-only", "", 1_000_000, None),
+        ("archive", "min-free-space-size=2mb\n", 1000, Some("Invalid min-free-space-size '2mb': It should be of the format '123MB', '123GB' or '123TB'")),
+        ("archive", "min-free-space-percent=100\n", 1000, Some("Invalid min-free-space-percent '100'")),
+    ];
+    for (mode, extra, size, want) in cases {
+        let t = tree(size);
+        for real_ostree in [true, false] {
+            let _ = std::fs::remove_dir_all(&repo);
+            if real_ostree {
+                ostree(&["init", &arg, &format!("--mode={mode}")]);
+            } else {
+                ox(&["init", &arg, &format!("--mode={mode}")]);
+            }
+            let mut kf = std::fs::read_to_string(repo.join("config")).expect("config");
+            kf.push_str(extra);
+            std::fs::write(repo.join("config"), kf).expect("config");
+            let args = ["commit", &arg, "-b", "main", s(&t)];
+            let o = if real_ostree {
+                run_raw(Path::new("ostree"), &args)
+            } else {
+                run_raw(&oxtree_bin(), &args)
+            };
+            let who = if real_ostree { "ostree" } else { "oxtree" };
+            // GLib's g_format_size puts a no-break space between number and unit.
+            let err = String::from_utf8_lossy(&o.stderr).replace('\u{a0}', " ");
+            match want {
+                None => assert!(o.status.success(), "{who} {mode} {extra}: {err}"),
+                Some(msg) => {
+                    assert!(
+                        !o.status.success(),
+                        "{who} {mode} {extra}: commit succeeded"
+                    );
+                    assert!(err.contains(msg), "{who} {mode} {extra}: {err}");
+                    assert!(!repo.join("refs/heads/main").exists());
+                    if !msg.starts_with("Invalid") {
+                        ox(&["fsck", &arg]);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -90,6 +90,7 @@ pub struct Repo {
     config: KeyFile,
     fsync: bool,
     disable_xattrs: bool,
+    min_free_space: txn::MinFreeSpace,
 }
 
 const REPO_DIRS: &[&str] = &[
@@ -184,12 +185,14 @@ impl Repo {
             .ok_or_else(|| cerr(format!("unsupported repo mode {mode_str:?}")))?;
         let fsync = config.get_bool("core", "fsync").unwrap_or(true);
         let disable_xattrs = config.get_bool("core", "disable-xattrs").unwrap_or(false);
+        let min_free_space = txn::min_free_space(&config).map_err(cerr)?;
         Ok(Repo {
             path: path.to_path_buf(),
             mode,
             config,
             fsync,
             disable_xattrs,
+            min_free_space,
         })
     }
 

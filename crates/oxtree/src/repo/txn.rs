@@ -15,6 +15,15 @@
 //! setgid, sticky, world-writable), as ostree's `_ostree_validate_bareuseronly_mode` does:
 //! this is the one point commit, pull-local and pull all write through.
 //!
+//! Free space: like ostree, a transaction keeps `[core] min-free-space-percent` (default 3)
+//! of the filesystem free, or `min-free-space-size` (`123MB`, `GB`, `TB`; it wins over the
+//! percentage) when set; 0 turns the check off. The budget is the free blocks at `begin()`
+//! minus the reserve (`f_bfree` as root, `f_bavail` otherwise); each content object takes its
+//! uncompressed size from it before anything is written, and one that does not fit fails
+//! with ostree's message ("min-free-space-percent '3%' would be exceeded, at least 4.1 MB
+//! requested"). Metadata objects are exempt, as in ostree: they are small and keep a repo
+//! manageable (prune and fsck need them).
+//!
 //! Refs and `.commitpartial` marker removals queued with [`Transaction::set_ref`] and
 //! [`Transaction::remove_commitpartial`] are applied by [`Transaction::commit`] after the
 //! objects are durable and before the repository lock is released, as ostree applies a
@@ -31,13 +40,14 @@
 use super::refs::RefName;
 use super::{Repo, RepoMode};
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::keyfile::KeyFile;
 use crate::object::{Checksum, FileHeader, ObjectType};
 use sha2::Digest;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Our staging directories (ostree's are `staging-…`; we never touch those).
@@ -47,6 +57,69 @@ pub(super) const TAR_IMPORT_PREFIX: &str = "tar-import-";
 
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
+
+/// The space a transaction must leave free (`[core] min-free-space-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MinFreeSpace {
+    Percent(u32),
+    /// MiB, as ostree counts `min-free-space-size` (`1GB` = 1024 MB).
+    Mb(u64),
+}
+
+/// Read `min-free-space-size` / `min-free-space-percent` as ostree does, with its messages
+/// for invalid values (ostree refuses to open such a repo, and so do we).
+pub(super) fn min_free_space(config: &KeyFile) -> std::result::Result<MinFreeSpace, String> {
+    if let Some(v) = config.get("core", "min-free-space-size") {
+        let bad = || {
+            format!("Invalid min-free-space-size '{v}': It should be of the format '123MB', '123GB' or '123TB'")
+        };
+        let split = v.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (num, unit) = v.split_at(split);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let mult: u64 = match unit {
+            "MB" => 1,
+            "GB" => 1024,
+            "TB" => 1024 * 1024,
+            _ => return Err(bad()),
+        };
+        return n.checked_mul(mult).map(MinFreeSpace::Mb).ok_or_else(bad);
+    }
+    match config.get("core", "min-free-space-percent") {
+        None => Ok(MinFreeSpace::Percent(3)),
+        Some(v) => match v.parse::<u32>() {
+            Ok(p) if p <= 99 => Ok(MinFreeSpace::Percent(p)),
+            _ => Err(format!("Invalid min-free-space-percent '{v}'")),
+        },
+    }
+}
+
+/// A size as GLib's `g_format_size` prints it (SI units, one decimal), so our messages
+/// read like ostree's.
+fn format_size(n: u64) -> String {
+    if n < 1000 {
+        return if n == 1 {
+            "1 byte".into()
+        } else {
+            format!("{n} bytes")
+        };
+    }
+    let units = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = n as f64 / 1000.0;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", units.get(i).copied().unwrap_or("EB"))
+}
+
+/// Blocks a transaction may still fill before the filesystem drops below the reserve.
+struct SpaceBudget {
+    max_blocks: AtomicU64,
+    block_size: u64,
+    /// How the limit is named in errors (`min-free-space-percent '3%'`).
+    limit: String,
+}
 
 /// Try-lock a directory (flock, exclusive): `Ok(None)` if another process holds it.
 fn try_lock_dir(p: &Path) -> Option<std::fs::File> {
@@ -219,6 +292,32 @@ impl Repo {
             tmp.display()
         )))
     }
+    /// The free-space budget of a new transaction, or `None` when the check is off.
+    fn space_budget(&self) -> Result<Option<SpaceBudget>> {
+        let st = rustix::fs::statvfs(&self.path).ctx("statvfs", &self.path)?;
+        let block_size = st.f_frsize.max(1);
+        let (reserved, limit) = match self.min_free_space {
+            MinFreeSpace::Percent(0) | MinFreeSpace::Mb(0) => return Ok(None),
+            MinFreeSpace::Percent(p) => (
+                st.f_blocks.saturating_mul(u64::from(p)) / 100,
+                format!("min-free-space-percent '{p}%'"),
+            ),
+            MinFreeSpace::Mb(mb) => (
+                mb.saturating_mul(1 << 20) / block_size,
+                format!("min-free-space-size {mb}MB"),
+            ),
+        };
+        let free = if rustix::process::geteuid().is_root() {
+            st.f_bfree
+        } else {
+            st.f_bavail
+        };
+        Ok(Some(SpaceBudget {
+            max_blocks: AtomicU64::new(free.saturating_sub(reserved)),
+            block_size,
+            limit,
+        }))
+    }
 }
 
 /// Mode bits a bare-user-only repo refuses on regular files (outside 0775: setuid, setgid,
@@ -265,6 +364,7 @@ pub struct Transaction<'r> {
     finished: Mutex<Vec<(ObjectType, Checksum)>>,
     /// Which `XX/` staging subdirectories exist (created on first use).
     made_dirs: [std::sync::atomic::AtomicBool; 256],
+    space: Option<SpaceBudget>,
     pending: Mutex<Pending>,
     done: bool,
 }
@@ -281,6 +381,7 @@ impl Repo {
         let tmp = self.path.join("tmp");
         self.clean_tmp(&tmp);
         let (staging, staging_lock) = self.new_staging_dir(&tmp)?;
+        let space = self.space_budget()?;
         Ok(Transaction {
             _lock: lock,
             staging_lock,
@@ -289,6 +390,7 @@ impl Repo {
             staged: Mutex::new(HashSet::new()),
             finished: Mutex::new(Vec::new()),
             made_dirs: std::array::from_fn(|_| std::sync::atomic::AtomicBool::new(false)),
+            space,
             pending: Mutex::new(Pending::default()),
             done: false,
         })
@@ -383,27 +485,34 @@ impl Transaction<'_> {
         if !self.claim(ObjectType::File, csum) {
             return Ok(());
         }
-        let res = self.ensure_staging_dir(csum).and_then(|()| {
-            let dest = self.staged_name(ObjectType::File, csum);
-            match raw {
-                RawObject::Bytes(b) => {
-                    let mut tmp = crate::fsutil::TmpFile::new_in(&self.staging_dir(csum))?;
-                    let tp = tmp.display_path();
-                    tmp.file().write_all(b).ctx("write", &tp)?;
-                    tmp.file()
-                        .set_permissions(std::fs::Permissions::from_mode(0o644))
-                        .ctx("chmod", &tp)?;
-                    tmp.link_to(&dest)
+        let stored = match raw {
+            RawObject::Bytes(b) => Ok(b.len() as u64),
+            RawObject::File(p) => std::fs::metadata(p).ctx("stat", p).map(|m| m.len()),
+        };
+        let res = stored
+            .and_then(|n| self.reserve_space(n, Some(csum)))
+            .and_then(|()| self.ensure_staging_dir(csum))
+            .and_then(|()| {
+                let dest = self.staged_name(ObjectType::File, csum);
+                match raw {
+                    RawObject::Bytes(b) => {
+                        let mut tmp = crate::fsutil::TmpFile::new_in(&self.staging_dir(csum))?;
+                        let tp = tmp.display_path();
+                        tmp.file().write_all(b).ctx("write", &tp)?;
+                        tmp.file()
+                            .set_permissions(std::fs::Permissions::from_mode(0o644))
+                            .ctx("chmod", &tp)?;
+                        tmp.link_to(&dest)
+                    }
+                    RawObject::File(p) => {
+                        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644))
+                            .ctx("chmod", p)?;
+                        std::fs::rename(p, &dest)
+                            .or_else(|_| std::fs::copy(p, &dest).map(|_| ()))
+                            .ctx("store", &dest)
+                    }
                 }
-                RawObject::File(p) => {
-                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644))
-                        .ctx("chmod", p)?;
-                    std::fs::rename(p, &dest)
-                        .or_else(|_| std::fs::copy(p, &dest).map(|_| ()))
-                        .ctx("store", &dest)
-                }
-            }
-        });
+            });
         match res {
             Ok(()) => {
                 self.mark_finished(ObjectType::File, csum);
@@ -450,6 +559,29 @@ impl Transaction<'_> {
         if let Ok(mut s) = self.staged.lock() {
             s.remove(&(ty, *csum));
         }
+    }
+
+    /// Take `size` bytes of content from the free-space budget, or fail as ostree does.
+    fn reserve_space(&self, size: u64, csum: Option<&Checksum>) -> Result<()> {
+        let Some(b) = &self.space else {
+            return Ok(());
+        };
+        let blocks = size.div_ceil(b.block_size);
+        if b.max_blocks
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |m| {
+                m.checked_sub(blocks)
+            })
+            .is_ok()
+        {
+            return Ok(());
+        }
+        Err(Error::Other(format!(
+            "writing content object{}: {} would be exceeded, at least {} requested (free some space, or lower it in {})",
+            csum.map(|c| format!(" {c}")).unwrap_or_default(),
+            b.limit,
+            format_size(size),
+            self.repo.path.join("config").display()
+        )))
     }
 
     /// bare-user-only stores no setuid, setgid, sticky or world-writable content (ostree's
@@ -587,6 +719,7 @@ impl Transaction<'_> {
             check_expected(expected, &csum)?;
             return self.write_symlink(header, &csum, expected.is_none());
         }
+        self.reserve_space(if header.is_symlink() { 0 } else { size }, expected)?;
         let mut hasher = (!trusted).then_some(&mut hasher_state);
         // Unnamed until verified; an expected checksum's prefix directory saves a lookup.
         let dir_csum = expected.copied().unwrap_or_default();
