@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use sha2::Digest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A statoverride entry (`--statoverride` file line `+MODE PATH` or `=MODE PATH`).
@@ -72,6 +72,8 @@ impl Repo {
         let tmp = self.path().join("tmp");
         let dir = tempfile::Builder::new()
             .prefix(super::txn::TAR_IMPORT_PREFIX)
+            // 0700: the unpacked tree keeps its owners and setuid bits until committed.
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&tmp)
             .ctx("create directory in", &tmp)?;
         // Held while in use: tmp/ cleanup removes an expired tar-import dir only when
@@ -79,6 +81,15 @@ impl Repo {
         let held = std::fs::File::open(dir.path()).ctx("open", dir.path())?;
         rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive)
             .ctx("lock", dir.path())?;
+        // The tree's root: a plain 0755 directory (its metadata is the commit's root
+        // dirmeta, as before), inside the private one.
+        let root = dir.path().join("root");
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&root)
+            .ctx("create directory", &root)?;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
+            .ctx("chmod", &root)?;
         let f = std::fs::File::open(tarfile).ctx("open", tarfile)?;
         let mut ar = tar::Archive::new(std::io::BufReader::new(f));
         ar.set_preserve_permissions(true);
@@ -113,10 +124,10 @@ impl Repo {
                 }
             }
             // unpack_in refuses paths that would escape the directory.
-            entry.unpack_in(dir.path()).map_err(terr)?;
+            entry.unpack_in(&root).map_err(terr)?;
         }
         for (rel, xs) in dir_xattrs {
-            let target = dir.path().join(&rel);
+            let target = root.join(&rel);
             if target.is_dir()
                 && !rel
                     .components()
@@ -127,7 +138,7 @@ impl Repo {
                 }
             }
         }
-        self.commit_dir(dir.path(), branch, opts)
+        self.commit_dir(&root, branch, opts)
     }
 }
 
