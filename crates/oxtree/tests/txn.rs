@@ -292,7 +292,7 @@ fn queued_refs_and_markers_apply_on_commit_only() {
     txn.set_ref(&main, Some(&Checksum::default()))
         .expect("queue");
     txn.set_ref(&main, Some(&c)).expect("the later one wins");
-    txn.set_ref(&RefName::parse("gone").expect("ref"), None)
+    txn.delete_ref(&RefName::parse("gone").expect("ref"))
         .expect("deleting a missing ref is fine");
     txn.remove_commitpartial(&c);
     assert!(txn
@@ -308,4 +308,8 @@ fn queued_refs_and_markers_apply_on_commit_only() {
     txn.commit().expect("commit");
     assert_eq!(repo.read_ref(&main).expect("read"), Some(c));
     assert!(!marker.exists());
+    let txn = repo.begin().expect("begin");
+    txn.delete_ref(&main).expect("queue");
+    txn.commit().expect("commit");
+    assert_eq!(repo.read_ref(&main).expect("read"), None);
 }

@@ -421,6 +421,11 @@ impl Transaction<'_> {
         Ok(())
     }
 
+    /// Delete `r` when this transaction commits: `set_ref(r, None)`.
+    pub fn delete_ref(&self, r: &RefName) -> Result<()> {
+        self.set_ref(r, None)
+    }
+
     /// Remove `state/<commit>.commitpartial` when this transaction commits (the commit is
     /// complete): after the objects are durable, before any queued ref moves.
     pub fn remove_commitpartial(&self, commit: &Checksum) {
