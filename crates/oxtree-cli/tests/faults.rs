@@ -382,6 +382,10 @@ fn full_disk_fails_cleanly() {
     let repo = mnt.join("repo");
     let arg = format!("--repo={}", s(&repo));
     ox(&["init", &arg, "--mode=bare-user-only"]);
+    // The free-space reserve (min_free_space_is_kept_like_ostree) would refuse first.
+    let mut kf = std::fs::read_to_string(repo.join("config")).expect("config");
+    kf.push_str("min-free-space-percent=0\n");
+    std::fs::write(repo.join("config"), kf).expect("config");
     let (code, err) = ox_fail(&["commit", &arg, "-b", "main", "-s", "too big", s(&tree)]);
     assert_eq!(code, 1);
     assert!(
@@ -395,4 +399,333 @@ fn full_disk_fails_cleanly() {
     write(&tree.join("small"), b"fits\n", 0o644);
     ox(&["commit", &arg, "-b", "main", "-s", "fits", s(&tree)]);
     ox(&["fsck", &arg]);
+}
+
+/// Files under `objects/` and `tmp/` that must never be there after refused content: setuid
+/// or setgid files, files owned by someone else (tests run as root), and objects that do
+/// not verify (checked by fsck).
+fn setid_or_foreign(repo: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![repo.join("objects"), repo.join("tmp")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = std::fs::symlink_metadata(e.path()).expect("lstat");
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if !m.file_type().is_symlink() && (m.mode() & 0o6000 != 0 || m.uid() != 0) {
+                out.push(format!(
+                    "{} mode {:o} uid {}",
+                    e.path().display(),
+                    m.mode(),
+                    m.uid()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A source repo whose setuid object holds other bytes than its name says: pull-local
+/// refuses it naming the object, and the destination (bare, i.e. with real owners and
+/// setuid bits, and bare-user-only) holds no setuid or foreign-owned file anywhere in
+/// objects/ or tmp/, and stays fsck-clean.
+#[test]
+fn pull_local_of_a_corrupt_setuid_object_stores_nothing() {
+    let f = fixture("bare");
+    let (csum, p) = file_object(&f, "/bin/suid");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&p).expect("stat").mode() & 0o7777, 0o4755);
+    // Same size, other bytes; root writing keeps the setuid bit.
+    std::fs::write(&p, b"evil  binary\n\n").expect("write");
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o4755))
+        .expect("chmod");
+    for mode in ["bare", "bare-user-only"] {
+        let dst = f.repo.join(format!("../dst-{mode}"));
+        let darg = format!("--repo={}", s(&dst));
+        ox(&["init", &darg, &format!("--mode={mode}")]);
+        let (_, err) = ox_fail(&["pull-local", &darg, s(&f.repo), "main"]);
+        // bare-user-only may refuse another setuid/setgid object of the tree first.
+        assert!(
+            err.contains(&csum) || (mode == "bare-user-only" && err.contains("invalid mode")),
+            "{mode}: {err}"
+        );
+        let bad = setid_or_foreign(&dst);
+        assert!(bad.is_empty(), "{mode}: {bad:#?}");
+        assert!(!dst.join("refs/heads/main").exists(), "{mode}: ref written");
+        ox(&["fsck", &darg]);
+    }
+}
+
+/// `prune --refs-only` running over and over while commits and pull-locals move refs: a
+/// ref never names a commit that is not there (refs move inside the transaction, under the
+/// repo lock that prune takes exclusively), and the repo is fsck-clean at the end, for
+/// both tools. Bounded: about 10 s.
+#[test]
+fn concurrent_prune_never_leaves_a_dangling_ref() {
+    require_ostree();
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempdir();
+    let t = tmp.path().to_path_buf();
+    let src = t.join("src");
+    let sarg = format!("--repo={}", s(&src));
+    ox(&["init", &sarg, "--mode=archive"]);
+    for k in 0..4 {
+        let tree = t.join(format!("stree{k}"));
+        for i in 0..40 {
+            write(
+                &tree.join(format!("f{i}")),
+                format!("source {k} file {i}\n").as_bytes(),
+                0o644,
+            );
+        }
+        ox(&["commit", &sarg, "-b", &format!("s{k}"), s(&tree)]);
+    }
+    let dst = t.join("dst");
+    let darg = format!("--repo={}", s(&dst));
+    ox(&["init", &darg, "--mode=archive"]);
+    let commit_of = |r: &str| -> Option<String> {
+        std::fs::read_to_string(dst.join("refs/heads").join(r))
+            .ok()
+            .map(|c| c.trim().to_string())
+    };
+    let present = |c: &str| {
+        dst.join(format!("objects/{}/{}.commit", &c[..2], &c[2..]))
+            .exists()
+    };
+    let stop = AtomicBool::new(false);
+    // Stops the pruner when a worker ends, also by a failed assertion.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (commits, pulls, prunes) = std::thread::scope(|sc| {
+        let pruner = sc.spawn(|| {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                ox(&["prune", &darg, "--refs-only"]);
+                n += 1;
+            }
+            n
+        });
+        let committer = sc.spawn(|| {
+            let _stop = StopOnDrop(&stop);
+            let tree = t.join("ctree");
+            for i in 0..30 {
+                write(&tree.join("shared"), b"in every commit\n", 0o644);
+                write(
+                    &tree.join("changing"),
+                    format!("round {i}\n").as_bytes(),
+                    0o644,
+                );
+                let c = ox(&["commit", &darg, "-b", "c", "--parent=none", s(&tree)]);
+                assert_eq!(commit_of("c").as_deref(), Some(c.as_str()));
+                assert!(present(&c), "round {i}: ref c names missing commit {c}");
+                if std::time::Instant::now() > deadline {
+                    return i + 1;
+                }
+            }
+            30
+        });
+        let puller = sc.spawn(|| {
+            let _stop = StopOnDrop(&stop);
+            for i in 0..40 {
+                let r = format!("s{}", i % 4);
+                if commit_of(&r).is_some() {
+                    ox(&["refs", &darg, "--delete", &r]);
+                }
+                ox(&["pull-local", &darg, s(&src), &r]);
+                let c = commit_of(&r).expect("pulled ref");
+                assert!(present(&c), "round {i}: ref {r} names missing commit {c}");
+                if std::time::Instant::now() > deadline {
+                    return i + 1;
+                }
+            }
+            40
+        });
+        let commits = committer.join().expect("committer");
+        let pulls = puller.join().expect("puller");
+        stop.store(true, Ordering::Relaxed);
+        (commits, pulls, pruner.join().expect("pruner"))
+    });
+    assert!(commits > 0 && pulls > 0 && prunes > 0);
+    for (r, c) in ox(&["refs", &darg])
+        .lines()
+        .map(|r| (r.to_string(), ox(&["rev-parse", &darg, r])))
+    {
+        assert!(present(&c), "ref {r} names missing commit {c}");
+    }
+    ox(&["fsck", &darg]);
+    ostree(&["fsck", &darg]);
+}
+
+/// `tmp/` expires as ostree's does (`tmp-expiry-secs`, default one day): a transaction
+/// removes old partial downloads, tar imports and temp files, and dead staging dirs; it
+/// keeps recent ones, anything whose lock is held (live staging and tar-import dirs),
+/// and what is not ours (ostree's staging dirs, its cache).
+#[test]
+fn tmp_expires_but_live_dirs_stay() {
+    let f = fixture("bare-user");
+    let tmp = f.repo.join("tmp");
+    let mk_dir = |n: &str| {
+        let d = tmp.join(n);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("content"), b"x").expect("write");
+        d
+    };
+    let mk_file = |n: &str| {
+        let p = tmp.join(n);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, b"partial").expect("write");
+        p
+    };
+    let age = |p: &Path, when: &str| run_ok(Path::new("touch"), &["-h", "-d", when, s(p)]);
+    let lock = |p: &Path| {
+        let d = std::fs::File::open(p).expect("open");
+        rustix::fs::flock(&d, rustix::fs::FlockOperation::NonBlockingLockExclusive).expect("flock");
+        d
+    };
+    let old_partial = mk_file("pull-partial/0123.filez");
+    let new_partial = mk_file("pull-partial/4567.filez");
+    let old_tmpfile = mk_file(".tmp-Ab12Cd");
+    let dead_tar = mk_dir("tar-import-dead");
+    let live_tar = mk_dir("tar-import-live");
+    let dead_staging = mk_dir("oxtree-staging-00000000-0000-0000-0000-000000000000-dead");
+    let live_staging = mk_dir("oxtree-staging-00000000-0000-0000-0000-000000000000-live");
+    let ostree_staging = mk_dir("staging-00000000-0000-0000-0000-000000000000-abc");
+    for p in [
+        &old_partial,
+        &old_tmpfile,
+        &dead_tar,
+        &live_tar,
+        &dead_staging,
+        &live_staging,
+        &ostree_staging,
+    ] {
+        age(p, "3 days ago");
+    }
+    age(&new_partial, "1 hour ago");
+    let _held = (lock(&live_tar), lock(&live_staging));
+    let tree = f.repo.join("../tree");
+    ox(&["commit", &f.arg, "-b", "other", s(&tree)]);
+    for gone in [&old_partial, &old_tmpfile, &dead_tar, &dead_staging] {
+        assert!(!gone.exists(), "{} not expired", gone.display());
+    }
+    for kept in [&new_partial, &live_tar, &live_staging, &ostree_staging] {
+        assert!(kept.exists(), "{} removed", kept.display());
+    }
+    // A shorter tmp-expiry-secs expires the hour-old download too.
+    let mut kf = std::fs::read_to_string(f.repo.join("config")).expect("config");
+    kf.push_str("tmp-expiry-secs=600\n");
+    std::fs::write(f.repo.join("config"), kf).expect("config");
+    ox(&["commit", &f.arg, "-b", "other", s(&tree)]);
+    assert!(!new_partial.exists());
+    assert!(live_tar.exists() && live_staging.exists());
+    ox(&["fsck", &f.arg]);
+}
+
+/// A stray `.file` in an archive repo (alone, or beside the `.filez` of the same object)
+/// is not an object there, as in ostree: prune and fsck neither trip over it nor act on it.
+#[test]
+fn stray_file_objects_in_an_archive_repo_do_not_break_prune() {
+    let f = fixture("archive");
+    let tree = f.repo.join("../tree");
+    write(&tree.join("orphan-only"), b"orphan\n", 0o644);
+    ox(&["commit", &f.arg, "--orphan", s(&tree)]);
+    let (_, filez) = file_object(&f, "/etc/conf");
+    let beside = filez.with_extension("file");
+    std::fs::write(&beside, b"stray").expect("write");
+    let alone = f.repo.join(format!("objects/ab/{}.file", "c".repeat(62)));
+    write(&alone, b"stray", 0o644);
+    ox(&["fsck", &f.arg]);
+    ox(&["prune", &f.arg, "--refs-only"]);
+    ox(&["prune", &f.arg]);
+    assert!(beside.exists() && alone.exists() && filez.exists());
+    ox(&["fsck", &f.arg]);
+}
+
+/// `min-free-space-percent` (default 3) and `min-free-space-size` are kept as ostree keeps
+/// them, with its messages: a commit that would eat into the reserve fails before writing,
+/// exit non-zero, no ref, fsck-clean; one that fits passes; invalid values are refused
+/// when the repo is opened. Each case is run by real ostree on the same 4 MiB tmpfs first.
+#[test]
+fn min_free_space_is_kept_like_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4M", "tmpfs", s(&mnt)])
+        .status()
+        .expect("mount");
+    assert!(
+        mounted.success(),
+        "could not mount a tmpfs (tests need root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let tree = |size: usize| {
+        let d = tmp.path().join(format!("tree-{size}"));
+        // Incompressible: archive repos store about this much too.
+        let data: Vec<u8> = (0..size as u32)
+            .map(|j| (j.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        write(&d.join("big"), &data, 0o644);
+        d
+    };
+    let repo = mnt.join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    // (mode, extra config, file size, expected: Ok or the message after ostree's prefix)
+    let cases: [(&str, &str, usize, Option<&str>); 5] = [
+        ("bare-user-only", "", 4_100_000, Some("min-free-space-percent '3%' would be exceeded, at least 4.1 MB requested")),
+        ("archive", "min-free-space-size=2MB\n", 3_000_000, Some("min-free-space-size 2MB would be exceeded, at least 3.0 MB requested")),
+        ("bare-user-only", "", 1_000_000, None),
+        ("archive", "min-free-space-size=2mb\n", 1000, Some("Invalid min-free-space-size '2mb': It should be of the format '123MB', '123GB' or '123TB'")),
+        ("archive", "min-free-space-percent=100\n", 1000, Some("Invalid min-free-space-percent '100'")),
+    ];
+    for (mode, extra, size, want) in cases {
+        let t = tree(size);
+        for real_ostree in [true, false] {
+            let _ = std::fs::remove_dir_all(&repo);
+            if real_ostree {
+                ostree(&["init", &arg, &format!("--mode={mode}")]);
+            } else {
+                ox(&["init", &arg, &format!("--mode={mode}")]);
+            }
+            let mut kf = std::fs::read_to_string(repo.join("config")).expect("config");
+            kf.push_str(extra);
+            std::fs::write(repo.join("config"), kf).expect("config");
+            let args = ["commit", &arg, "-b", "main", s(&t)];
+            let o = if real_ostree {
+                run_raw(Path::new("ostree"), &args)
+            } else {
+                run_raw(&oxtree_bin(), &args)
+            };
+            let who = if real_ostree { "ostree" } else { "oxtree" };
+            // GLib's g_format_size puts a no-break space between number and unit.
+            let err = String::from_utf8_lossy(&o.stderr).replace('\u{a0}', " ");
+            match want {
+                None => assert!(o.status.success(), "{who} {mode} {extra}: {err}"),
+                Some(msg) => {
+                    assert!(
+                        !o.status.success(),
+                        "{who} {mode} {extra}: commit succeeded"
+                    );
+                    assert!(err.contains(msg), "{who} {mode} {extra}: {err}");
+                    assert!(!repo.join("refs/heads/main").exists());
+                    if !msg.starts_with("Invalid") {
+                        ox(&["fsck", &arg]);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -382,3 +382,140 @@ fn checkout_subpath_matches_ostree() {
     ]);
     assert_eq!(code, 3, "{err}");
 }
+
+/// bare-user-only refuses setuid, setgid, sticky and world-writable content with ostree's
+/// message. A commit canonicalises modes first (0755 at most), as ostree's does, so both
+/// tools give the same commit; pull-local of such content from a bare repo is refused by
+/// both, naming the same object and bits.
+#[test]
+fn bare_user_only_refuses_setuid_like_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("suid"), b"setuid\n", 0o4755);
+    write(&tree.join("ww"), b"world-writable\n", 0o666);
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    let (ro_arg, rx_arg) = (format!("--repo={}", s(&ro)), format!("--repo={}", s(&rx)));
+    ostree(&["init", &ro_arg, "--mode=bare-user-only"]);
+    ox(&["init", &rx_arg, "--mode=bare-user-only"]);
+    let co = ostree(&["commit", &ro_arg, "-b", "main", TS, s(&tree)]);
+    let cx = ox(&["commit", &rx_arg, "-b", "main", TS, s(&tree)]);
+    assert_eq!(co, cx);
+    assert!(ox(&["ls", &rx_arg, "main", "/suid"]).starts_with("-00755 "));
+    // A bare source keeps the setuid bit; pulling it into bare-user-only fails in both.
+    let bare = t.join("bare");
+    let bare_arg = format!("--repo={}", s(&bare));
+    ostree(&["init", &bare_arg, "--mode=bare"]);
+    write(&tree.join("ww"), b"world-writable\n", 0o644);
+    ostree(&["commit", &bare_arg, "-b", "main", TS, s(&tree)]);
+    let ro2 = t.join("ro2");
+    ostree(&[
+        "init",
+        &format!("--repo={}", s(&ro2)),
+        "--mode=bare-user-only",
+    ]);
+    let o = run_raw(
+        Path::new("ostree"),
+        &[
+            "pull-local",
+            &format!("--repo={}", s(&ro2)),
+            s(&bare),
+            "main",
+        ],
+    );
+    assert!(!o.status.success());
+    let oerr = String::from_utf8_lossy(&o.stderr);
+    let want = oerr
+        .split("Content object ")
+        .nth(1)
+        .map(|rest| format!("Content object {}", rest.trim()))
+        .unwrap_or_else(|| panic!("unexpected ostree message: {oerr}"));
+    let rx2 = t.join("rx2");
+    let rx2_arg = format!("--repo={}", s(&rx2));
+    ox(&["init", &rx2_arg, "--mode=bare-user-only"]);
+    let (_, err) = ox_fail(&["pull-local", &rx2_arg, s(&bare), "main"]);
+    assert!(err.contains(&want), "oxtree: {err}\nostree: {oerr}");
+    assert!(!rx2.join("refs/heads/main").exists());
+    ox(&["fsck", &rx2_arg]);
+}
+
+/// `checkout -U` never hardlinks a setuid/setgid object (one an older version stored in a
+/// bare-user-only repo): it is copied, without those bits; other files stay hardlinked.
+#[test]
+fn user_checkout_never_hardlinks_a_setuid_object() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("suid"), b"setuid\n", 0o755);
+    write(&tree.join("plain"), b"plain\n", 0o755);
+    let rx = t.join("rx");
+    let rx_arg = format!("--repo={}", s(&rx));
+    ox(&["init", &rx_arg, "--mode=bare-user-only"]);
+    ox(&["commit", &rx_arg, "-b", "main", TS, s(&tree)]);
+    let line = ox(&["ls", &rx_arg, "-C", "main", "/suid"]);
+    let csum = line.split_whitespace().nth(4).expect("checksum");
+    let obj = rx.join(format!("objects/{}/{}.file", &csum[..2], &csum[2..]));
+    std::fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o4755))
+        .expect("chmod");
+    let dest = t.join("co");
+    ox(&["checkout", &rx_arg, "-U", "main", s(&dest)]);
+    let st = std::fs::metadata(dest.join("suid")).expect("stat");
+    assert_ne!(
+        st.ino(),
+        std::fs::metadata(&obj).expect("stat").ino(),
+        "hardlinked"
+    );
+    assert_eq!(st.mode() & 0o7777, 0o755);
+    assert_eq!(std::fs::read(dest.join("suid")).expect("read"), b"setuid\n");
+    assert!(std::fs::metadata(dest.join("plain")).expect("stat").nlink() > 1);
+    let (_, err) = ox_fail(&[
+        "checkout",
+        &rx_arg,
+        "-U",
+        "--require-hardlinks",
+        "main",
+        s(&t.join("co2")),
+    ]);
+    assert!(err.contains(csum) && err.contains("setuid"), "{err}");
+}
+
+/// A `.tmp-XXXXXX` file beside the refs (what an atomic ref write killed between its write
+/// and its rename leaves) is not a ref: `refs` does not list it, `prune --refs-only` does not
+/// keep what it names, `summary -u` does not publish it, and real ostree reads our summary.
+#[test]
+fn temp_files_in_refs_are_not_refs() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let repo = t.join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    ox(&["init", &arg, "--mode=archive"]);
+    let main = ox(&["commit", &arg, "-b", "main", TS, s(&tree)]);
+    write(&tree.join("b"), b"only in the orphan\n", 0o644);
+    let orphan = ox(&["commit", &arg, "--orphan", TS, s(&tree)]);
+    write(
+        &repo.join("refs/heads/.tmp-abc123"),
+        format!("{orphan}\n").as_bytes(),
+        0o600,
+    );
+    write(
+        &repo.join("refs/remotes/origin/.tmp-def456"),
+        format!("{orphan}\n").as_bytes(),
+        0o600,
+    );
+    assert_eq!(ox(&["refs", &arg]), "main");
+    ox(&["summary", &arg, "-u"]);
+    let view = ostree(&["summary", &arg, "--view"]);
+    assert!(view.contains(&main) && !view.contains(&orphan), "{view}");
+    assert!(!view.contains(".tmp"), "{view}");
+    assert!(!ox(&["summary", &arg, "--view"]).contains(".tmp"));
+    ox(&["prune", &arg, "--refs-only"]);
+    let c = repo.join(format!("objects/{}/{}.commit", &orphan[..2], &orphan[2..]));
+    assert!(!c.exists(), "the temp file pinned the orphan commit");
+    ox(&["fsck", &arg]);
+    ostree(&["fsck", &arg]);
+}

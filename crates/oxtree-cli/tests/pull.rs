@@ -830,7 +830,6 @@ fn filez_path(repo: &Path, rev: &str, path: &str) -> (String, String) {
 /// next transaction — is there a setuid file in the repository (objects/, tmp/, staging),
 /// nor a staged object that fails its hash; the ref does not move.
 #[test]
-#[ignore = "needs the staging fix (C1)"]
 fn swapped_setuid_object_never_lands_anywhere() {
     let tmp = tempdir();
     let t = tmp.path();

@@ -1245,3 +1245,161 @@ fn mismatched_summary_signature_is_fetched_again_once() {
         server.requests()
     );
 }
+
+/// A GnuPG home with one ed25519 signing key and its secret key exported to a file:
+/// (home, fingerprint, secret key file, public key file).
+fn gpg_key_files(
+    dir: &Path,
+) -> (
+    std::path::PathBuf,
+    String,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let home = dir.join("gnupg");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let gpg = |args: &[&str]| {
+        let mut a = vec!["--homedir", s(&home), "--batch", "--yes", "--pinentry-mode"];
+        a.extend_from_slice(&["loopback", "--passphrase", ""]);
+        a.extend_from_slice(args);
+        run_ok(Path::new("gpg"), &a)
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "signer <signer@example.com>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let fpr = gpg(&["--list-keys", "--with-colons"])
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .expect("fingerprint")
+        .to_string();
+    let (secret, public) = (dir.join("secret.asc"), dir.join("public.gpg"));
+    gpg(&[
+        "--armor",
+        "--output",
+        s(&secret),
+        "--export-secret-keys",
+        &fpr,
+    ]);
+    gpg(&["--output", s(&public), "--export", &fpr]);
+    (home, fpr, secret, public)
+}
+
+/// `commit --gpg-sign` signs inside the commit's transaction, before the branch moves: a
+/// key id that matches no key (in a key file or a GnuPG home) fails the commit, leaves the
+/// branch where it was and stores nothing; a good one moves it to a signed commit.
+#[test]
+fn failed_gpg_sign_leaves_the_branch_alone() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let (home, fpr, secret, public) = gpg_key_files(t);
+    let repo = t.join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    ox(&["init", &arg, "--mode=archive"]);
+    let c0 = ox(&["commit", &arg, "-b", "main", "-s", "base", TS, s(&tree)]);
+    let objects = object_set(&repo);
+    write(
+        &tree.join("new-file"),
+        b"only in the failed commits\n",
+        0o644,
+    );
+    let key_file = format!("--gpg-key-file={}", s(&secret));
+    let homedir = format!("--gpg-homedir={}", s(&home));
+    for source in [&key_file, &homedir] {
+        let (code, err) = ox_fail(&[
+            "commit",
+            &arg,
+            "-b",
+            "main",
+            "-s",
+            "unsigned",
+            TS,
+            "--gpg-sign=0123456789ABCDEF",
+            source,
+            s(&tree),
+        ]);
+        assert_ne!(code, 0);
+        assert!(err.contains("0123456789ABCDEF"), "{err}");
+        assert_eq!(
+            ox(&["rev-parse", &arg, "main"]),
+            c0,
+            "{source}: branch moved"
+        );
+        assert_eq!(object_set(&repo), objects, "{source}: objects stored");
+    }
+    let c1 = ox(&[
+        "commit",
+        &arg,
+        "-b",
+        "main",
+        "-s",
+        "signed",
+        TS,
+        &format!("--gpg-sign={fpr}"),
+        &key_file,
+        s(&tree),
+    ]);
+    assert_eq!(ox(&["rev-parse", &arg, "main"]), c1);
+    ox(&[
+        "remote",
+        "add",
+        &arg,
+        &format!("--gpg-import={}", s(&public)),
+        "self",
+        "http://127.0.0.1:1/",
+    ]);
+    let out = ox(&["show", &arg, "main", "--gpg-verify-remote=self"]);
+    assert!(out.contains("Good signature"), "{out}");
+}
+
+/// Signers racing on one commit: each `sign` reads the detached metadata, appends its
+/// signature and writes it back; they are serialised on the commit, so no signature is
+/// lost (durability D4).
+#[test]
+fn concurrent_signers_keep_every_signature() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let repo = t.join("repo");
+    let arg = format!("--repo={}", s(&repo));
+    ox(&["init", &arg, "--mode=archive"]);
+    let keys: Vec<(String, String)> = (0..6)
+        .map(|i| {
+            let (_, _, secret, public) = openssl_key(t, &format!("k{i}"));
+            (secret, public)
+        })
+        .collect();
+    for round in 0..4 {
+        write(
+            &tree.join("a"),
+            format!("round {round}\n").as_bytes(),
+            0o644,
+        );
+        let c = ox(&["commit", &arg, "-b", "main", TS, s(&tree)]);
+        let children: Vec<_> = keys
+            .iter()
+            .map(|(secret, _)| {
+                std::process::Command::new(oxtree_bin())
+                    .args(["sign", &arg, &c, secret])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("spawn sign")
+            })
+            .collect();
+        for mut ch in children {
+            assert!(ch.wait().expect("wait").success());
+        }
+        for (_, public) in &keys {
+            ox(&["sign", &arg, "--verify", &c, public]);
+        }
+    }
+}

@@ -155,11 +155,15 @@ pub fn syncfs(path: &Path) -> Result<()> {
     rustix::fs::syncfs(&f).ctx("syncfs", path)
 }
 
-/// A temporary file that gets a name only once it is complete: `O_TMPFILE` where the
-/// filesystem supports it (no directory entry is created until `link_to`, which spares the
-/// directory lock and a rename per object), else a named temp file that is renamed.
+/// A file that gets a name only once it is complete and checked: an anonymous `O_TMPFILE`
+/// where the filesystem supports it (it has no directory entry until `link_to`, and vanishes
+/// with its descriptor if the process dies or the caller drops it), else a 0600 file with a
+/// random `.tmp-` name that is unlinked on drop unless it was given its name. Writers of
+/// repository objects hash the content before they give it an owner, a mode or a name, so
+/// nothing unverified is ever visible under an object's name.
 pub struct TmpFile {
     file: File,
+    /// The fallback's path; `TempPath` unlinks it when dropped.
     named: Option<tempfile::TempPath>,
     dir: std::path::PathBuf,
 }
@@ -180,6 +184,7 @@ impl TmpFile {
             Err(
                 rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL,
             ) => {
+                // tempfile creates 0600 files with O_EXCL under a random name.
                 let (file, path) = tempfile_in(dir)?.into_parts();
                 Ok(TmpFile {
                     file,
@@ -189,25 +194,6 @@ impl TmpFile {
             }
             Err(e) => Err(e).ctx("create temporary file in", dir),
         }
-    }
-
-    /// A file created directly at `path` (inside a private staging directory): `link_to`
-    /// is then not needed.
-    pub fn create_at(path: &Path) -> Result<TmpFile> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .ctx("create", path)?;
-        Ok(TmpFile {
-            file,
-            named: None,
-            dir: path.to_path_buf(),
-        })
     }
 
     pub fn file(&mut self) -> &mut File {
@@ -222,7 +208,8 @@ impl TmpFile {
             .unwrap_or_else(|| self.dir.join("(unnamed)"))
     }
 
-    /// Give the file its final name, replacing an existing file there.
+    /// Give the file its final name. A file already there is replaced atomically (the new
+    /// one is linked under a random name beside it, then renamed over it).
     pub fn link_to(self, dest: &Path) -> Result<()> {
         match self.named {
             Some(p) => p.persist(dest).map_err(|e| Error::Io {
@@ -230,27 +217,45 @@ impl TmpFile {
                 path: dest.to_path_buf(),
                 source: e.error,
             }),
-            None => {
-                use std::os::fd::AsRawFd;
-                let proc = format!("/proc/self/fd/{}", self.file.as_raw_fd());
-                let link = || {
-                    rustix::fs::linkat(
-                        rustix::fs::CWD,
-                        proc.as_str(),
-                        rustix::fs::CWD,
-                        dest,
-                        rustix::fs::AtFlags::SYMLINK_FOLLOW,
-                    )
-                };
-                match link() {
-                    Err(rustix::io::Errno::EXIST) => {
-                        std::fs::remove_file(dest).ctx("replace", dest)?;
-                        link().ctx("link", dest)
-                    }
-                    r => r.ctx("link", dest),
+            None => match link_fd(&self.file, dest) {
+                Err(rustix::io::Errno::EXIST) => {
+                    let dir = dest.parent().unwrap_or(Path::new("."));
+                    let tmp = dir.join(format!(".tmp-link-{:016x}", rand::random::<u64>()));
+                    link_fd(&self.file, &tmp).ctx("link", &tmp)?;
+                    std::fs::rename(&tmp, dest).or_else(|e| {
+                        let _ = std::fs::remove_file(&tmp);
+                        Err(e).ctx("rename", dest)
+                    })
                 }
-            }
+                r => r.ctx("link", dest),
+            },
         }
+    }
+}
+
+/// Link an `O_TMPFILE` descriptor into the filesystem: through `/proc/self/fd` (any user,
+/// as libglnx does), or with `AT_EMPTY_PATH` where `/proc` is not mounted (needs
+/// CAP_DAC_READ_SEARCH).
+fn link_fd(file: &File, dest: &Path) -> rustix::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match rustix::fs::linkat(
+        rustix::fs::CWD,
+        proc.as_str(),
+        rustix::fs::CWD,
+        dest,
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    ) {
+        Err(rustix::io::Errno::NOENT) if !Path::new("/proc/self/fd").exists() => {
+            rustix::fs::linkat(
+                file,
+                "",
+                rustix::fs::CWD,
+                dest,
+                rustix::fs::AtFlags::EMPTY_PATH,
+            )
+        }
+        r => r,
     }
 }
 

@@ -241,20 +241,18 @@ impl Repo {
         }
         shared.run(targets.iter().map(|(_, c)| *c))?;
         drop(shared);
-        txn.commit()?;
-        // Everything is durable: clear partial markers of complete commits, move refs.
-        for (_, c) in &targets {
-            if !opts.commit_metadata_only {
-                let _ = std::fs::remove_file(
-                    self.path().join("state").join(format!("{c}.commitpartial")),
-                );
-            }
-        }
+        // Partial markers of complete commits go and refs move inside the transaction: once
+        // its objects are durable and before the repo lock is released, so a concurrent
+        // prune never sees the new commits unreachable (durability D1).
         for (r, c) in &targets {
+            if !opts.commit_metadata_only {
+                txn.remove_commitpartial(c);
+            }
             if let Some(r) = r {
-                self.set_ref(&ref_name(r), Some(c))?;
+                txn.set_ref(&ref_name(r), Some(c))?;
             }
         }
+        txn.commit()?;
         result.objects_fetched = progress.objects_fetched.load(Ordering::Relaxed);
         result.bytes_fetched = progress.bytes_fetched.load(Ordering::Relaxed);
         result.requests = progress.requests.load(Ordering::Relaxed);

@@ -18,7 +18,7 @@ mod traverse;
 mod txn;
 
 pub use checkout::{CheckoutOptions, PathEntry};
-pub use commit::{CommitOptions, CommitResult, StatOverride};
+pub use commit::{CommitOptions, CommitResult, GpgSecretKeys, StatOverride};
 pub use delta_gen::{DeltaOptions, DeltaReport};
 pub use diff::{checksum_local, Diff, DiffSide, LocalChecksumOptions};
 pub use export::ExportOptions;
@@ -94,6 +94,7 @@ pub struct Repo {
     config: KeyFile,
     fsync: bool,
     disable_xattrs: bool,
+    min_free_space: txn::MinFreeSpace,
 }
 
 const REPO_DIRS: &[&str] = &[
@@ -188,6 +189,7 @@ impl Repo {
             .ok_or_else(|| cerr(format!("unsupported repo mode {mode_str:?}")))?;
         let fsync = config.get_bool("core", "fsync").unwrap_or(true);
         let disable_xattrs = config.get_bool("core", "disable-xattrs").unwrap_or(false);
+        let min_free_space = txn::min_free_space(&config).map_err(cerr)?;
         tracing::debug!("opened repository {} (mode {mode_str})", path.display());
         Ok(Repo {
             path: path.to_path_buf(),
@@ -195,6 +197,7 @@ impl Repo {
             config,
             fsync,
             disable_xattrs,
+            min_free_space,
         })
     }
 
@@ -352,9 +355,41 @@ impl Repo {
 
     /// Replace a commit's detached metadata (when signatures are added), atomically.
     pub fn write_commitmeta(&self, commit: &Checksum, meta: &[u8]) -> Result<()> {
+        self.update_commitmeta(commit, |_, _| Ok(meta.to_vec()))
+    }
+
+    /// Read-modify-write a commit's detached metadata: `f` gets the commit object's bytes
+    /// (verified) and the current detached metadata, if any, and returns the new metadata,
+    /// which replaces it atomically in a transaction. Two updaters of the same commit (two
+    /// `sign` runs) are serialised by an exclusive flock on the commit object, held from
+    /// the read to the replacement, so neither's signature is lost (ostree does not lock
+    /// here and can lose one); the transaction's shared repo lock keeps prune away.
+    pub fn update_commitmeta(
+        &self,
+        commit: &Checksum,
+        f: impl FnOnce(&[u8], Option<&[u8]>) -> Result<Vec<u8>>,
+    ) -> Result<()> {
         let txn = self.begin()?;
-        txn.write_metadata_as(ObjectType::CommitMeta, commit, meta)?;
-        txn.commit()
+        let p = self.object_path(ObjectType::Commit, commit);
+        let obj = std::fs::File::open(&p).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::ObjectMissing {
+                ty: ObjectType::Commit,
+                csum: *commit,
+            },
+            _ => Error::Io {
+                op: "open",
+                path: p.clone(),
+                source: e,
+            },
+        })?;
+        rustix::fs::flock(&obj, rustix::fs::FlockOperation::LockExclusive).ctx("lock", &p)?;
+        let data = self.load_verified(ObjectType::Commit, commit)?;
+        let existing = self.load_commitmeta_bytes(commit)?;
+        let meta = f(&data, existing.as_deref())?;
+        txn.write_metadata_as(ObjectType::CommitMeta, commit, &meta)?;
+        txn.commit()?;
+        drop(obj); // unlocked once the new metadata is in objects/
+        Ok(())
     }
 
     /// Whether `state/<csum>.commitpartial` marks this commit as incomplete.
@@ -363,6 +398,28 @@ impl Repo {
             .join("state")
             .join(format!("{csum}.commitpartial"))
             .exists()
+    }
+
+    /// Parse a loose object's file name as this repo stores it: file objects are `.filez`
+    /// in archive repos and `.file` in the others; a stray one of the other kind is not an
+    /// object here (ostree lists objects the same way), so prune and fsck never act on it.
+    pub(crate) fn parse_object_name(
+        &self,
+        prefix: &str,
+        name: &str,
+    ) -> Option<(ObjectType, Checksum)> {
+        let (ty, c) = crate::object::parse_loose_name(prefix, name)?;
+        if ty == ObjectType::File {
+            let want = if self.mode == RepoMode::Archive {
+                "filez"
+            } else {
+                "file"
+            };
+            if name.rsplit_once('.').map(|(_, ext)| ext) != Some(want) {
+                return None;
+            }
+        }
+        Some((ty, c))
     }
 
     /// Every loose object in the repository.
@@ -380,7 +437,7 @@ impl Repo {
                 let e = e.ctx("read directory", &sub)?;
                 let name = e.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if let Some(o) = crate::object::parse_loose_name(prefix, name) {
+                if let Some(o) = self.parse_object_name(prefix, name) {
                     out.push(o);
                 }
             }
@@ -388,6 +445,23 @@ impl Repo {
         out.sort();
         Ok(out)
     }
+}
+
+/// A crash point for tests: a unit test names a step (`FAIL_AT`) and the operation stops
+/// there with an error, leaving the disk as a crash at that step would. Compiled into test
+/// builds only; the shipped library has no hook.
+pub(crate) fn fail_point(name: &'static str) -> Result<()> {
+    #[cfg(test)]
+    if FAIL_AT.with(|f| f.get()) == Some(name) {
+        return Err(Error::Other(format!("failpoint {name}")));
+    }
+    let _ = name;
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    pub(crate) static FAIL_AT: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
 }
 
 #[cfg(test)]

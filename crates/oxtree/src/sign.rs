@@ -219,11 +219,12 @@ pub fn public_key_base64(k: &VerifyingKey) -> String {
 
 impl Repo {
     /// Sign a commit: append an ed25519 signature over the commit object to its detached
-    /// metadata (replaced atomically through a transaction).
+    /// metadata (replaced atomically through a transaction; concurrent signers of the same
+    /// commit are serialised, see [`Repo::update_commitmeta`]).
     pub fn sign_commit(&self, commit: &Checksum, key: &SigningKey) -> Result<()> {
-        let data = self.load_metadata(ObjectType::Commit, commit)?;
-        let existing = self.load_commitmeta_bytes(commit)?;
-        self.write_commitmeta(commit, &append_signature(existing.as_deref(), &data, key)?)
+        self.update_commitmeta(commit, |data, existing| {
+            append_signature(existing, data, key)
+        })
     }
 
     /// Verify a commit's ed25519 signatures; the key that verified, if any.

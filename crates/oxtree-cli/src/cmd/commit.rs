@@ -1,7 +1,7 @@
 //! `commit`: a directory or tar archive as a new commit.
 
 use super::Global;
-use crate::cmd::sign::gpg_sign;
+use crate::cmd::sign::load_gpg_secret_keys;
 use crate::progress::with_progress;
 use crate::{gvtext, timefmt};
 use anyhow::{anyhow, bail, Context, Result};
@@ -175,6 +175,7 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
         generate_sizes: a.generate_sizes,
         progress: Some(std::sync::Arc::new(oxtree::progress::Progress::default())),
         ed25519_keys: Vec::new(),
+        gpg_keys: Vec::new(),
         skip_list: HashSet::new(),
         statoverride: HashMap::new(),
     };
@@ -221,6 +222,15 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
         .iter()
         .map(|k| oxtree::sign::parse_secret_key(k))
         .collect::<oxtree::Result<_>>()?;
+    // OpenPGP keys are loaded first and the signature is made inside the commit's
+    // transaction, before the branch moves (as ostree): a bad key id fails the commit and
+    // leaves the branch where it was.
+    for id in &a.gpg_sign {
+        opts.gpg_keys.push((
+            id.clone(),
+            load_gpg_secret_keys(id, a.gpg_homedir.as_deref(), a.gpg_key_file.as_deref())?,
+        ));
+    }
     let bind = if a.orphan { None } else { branch.as_ref() };
     // Like ostree: without --parent, a commit to an existing branch follows its head.
     if parent.is_none() {
@@ -238,15 +248,6 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
             bail!("--tree={tree}: expected dir=PATH or tar=FILE");
         }
     })?;
-    if !a.gpg_sign.is_empty() {
-        gpg_sign(
-            &repo,
-            &res.commit,
-            &a.gpg_sign,
-            a.gpg_homedir.as_deref(),
-            a.gpg_key_file.as_deref(),
-        )?;
-    }
     if a.table_output {
         println!("Commit: {}", res.commit);
         println!("Metadata Total: {}", res.files + 2);

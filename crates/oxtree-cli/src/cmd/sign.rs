@@ -123,17 +123,26 @@ pub fn gpg_sign(
     key_file: Option<&Path>,
 ) -> Result<()> {
     for id in key_ids {
-        let keys = match key_file {
-            Some(f) => oxtree::sign::gpg::load_secret_keys(
-                &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
-                &f.display().to_string(),
-            )?,
-            None => oxtree::sign::gpg::load_secret_keys(
-                &oxtree::sign::gpg::export_from_homedir(homedir, id)?,
-                id,
-            )?,
-        };
+        let keys = load_gpg_secret_keys(id, homedir, key_file)?;
         repo.gpg_sign_commit(commit, &keys, id)?;
     }
     Ok(())
+}
+
+/// The OpenPGP secret keys to sign with as `id`: from a key file, or exported from GnuPG.
+pub fn load_gpg_secret_keys(
+    id: &str,
+    homedir: Option<&Path>,
+    key_file: Option<&Path>,
+) -> Result<oxtree::repo::GpgSecretKeys> {
+    Ok(match key_file {
+        Some(f) => oxtree::sign::gpg::load_secret_keys(
+            &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+            &f.display().to_string(),
+        )?,
+        None => oxtree::sign::gpg::load_secret_keys(
+            &oxtree::sign::gpg::export_from_homedir(homedir, id)?,
+            id,
+        )?,
+    })
 }

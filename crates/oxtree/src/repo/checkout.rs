@@ -10,7 +10,7 @@ use crate::object::{Checksum, DirMeta, FileHeader, ObjectType};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -218,7 +218,13 @@ impl Repo {
             }
         }
         let obj = self.object_path(ObjectType::File, csum);
-        let link = self.can_hardlink(opts);
+        // A user-mode checkout never shares a setuid/setgid inode: bare-user-only repos
+        // refuse such objects now, but one written by an older version (or by hand) must
+        // not become a setuid file in the user's tree. It is copied, without those bits.
+        let setid = opts.user_mode
+            && self.mode() == RepoMode::BareUserOnly
+            && std::fs::symlink_metadata(&obj).is_ok_and(|m| m.is_file() && m.mode() & 0o6000 != 0);
+        let link = self.can_hardlink(opts) && !setid;
         if link && self.mode() != RepoMode::BareUser && self.try_hardlink(&obj, csum, dest, opts)? {
             return Ok(());
         }
@@ -229,6 +235,12 @@ impl Repo {
                 && self.try_hardlink(&obj, csum, dest, opts)?
             {
                 return Ok(());
+            }
+            if opts.require_hardlinks && setid {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: object {csum} is setuid/setgid, which a user-mode checkout does not hardlink (--require-hardlinks)",
+                    dest.display()
+                )));
             }
             if opts.require_hardlinks && !link {
                 return Err(Error::InvalidArgument(format!(

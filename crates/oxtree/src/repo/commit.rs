@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use sha2::Digest;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A statoverride entry (`--statoverride` file line `+MODE PATH` or `=MODE PATH`).
@@ -50,7 +50,14 @@ pub struct CommitOptions {
     pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
     /// Sign the commit with these keys (ed25519, in the same transaction, before the ref).
     pub ed25519_keys: Vec<ed25519_dalek::SigningKey>,
+    /// OpenPGP signatures to add, after the ed25519 ones and likewise before the ref moves
+    /// (as `ostree commit --gpg-sign`): a key id (fingerprint suffix) and the secret keys
+    /// to find it among. A signing failure fails the commit and leaves the ref alone.
+    pub gpg_keys: Vec<(String, GpgSecretKeys)>,
 }
+
+/// OpenPGP secret keys as [`crate::sign::gpg::load_secret_keys`] returns them.
+pub type GpgSecretKeys = Vec<pgp::composed::SignedSecretKey>;
 
 impl Repo {
     /// Commit the tree in a tar archive. The archive is unpacked (ownership, modes and
@@ -64,9 +71,25 @@ impl Repo {
     ) -> Result<CommitResult> {
         let tmp = self.path().join("tmp");
         let dir = tempfile::Builder::new()
-            .prefix("tar-import-")
+            .prefix(super::txn::TAR_IMPORT_PREFIX)
+            // 0700: the unpacked tree keeps its owners and setuid bits until committed.
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&tmp)
             .ctx("create directory in", &tmp)?;
+        // Held while in use: tmp/ cleanup removes an expired tar-import dir only when
+        // nobody holds it (one left by a killed commit).
+        let held = std::fs::File::open(dir.path()).ctx("open", dir.path())?;
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive)
+            .ctx("lock", dir.path())?;
+        // The tree's root: a plain 0755 directory (its metadata is the commit's root
+        // dirmeta, as before), inside the private one.
+        let root = dir.path().join("root");
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&root)
+            .ctx("create directory", &root)?;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
+            .ctx("chmod", &root)?;
         let f = std::fs::File::open(tarfile).ctx("open", tarfile)?;
         let mut ar = tar::Archive::new(std::io::BufReader::new(f));
         ar.set_preserve_permissions(true);
@@ -101,10 +124,10 @@ impl Repo {
                 }
             }
             // unpack_in refuses paths that would escape the directory.
-            entry.unpack_in(dir.path()).map_err(terr)?;
+            entry.unpack_in(&root).map_err(terr)?;
         }
         for (rel, xs) in dir_xattrs {
-            let target = dir.path().join(&rel);
+            let target = root.join(&rel);
             if target.is_dir()
                 && !rel
                     .components()
@@ -115,7 +138,7 @@ impl Repo {
                 }
             }
         }
-        self.commit_dir(dir.path(), branch, opts)
+        self.commit_dir(&root, branch, opts)
     }
 }
 
@@ -152,7 +175,7 @@ const SMALL_FILE: u64 = 4 << 20;
 
 impl Repo {
     /// Commit `root` and, if `branch` is given, point it at the new commit once the
-    /// objects are durable. The parent is `opts.parent` (the CLI reads the branch head
+    /// objects are durable, in the same transaction (under the repo lock). The parent is `opts.parent` (the CLI reads the branch head
     /// first, as `ostree commit` does).
     pub fn commit_dir(
         &self,
@@ -162,10 +185,12 @@ impl Repo {
     ) -> Result<CommitResult> {
         let txn = self.begin()?;
         let res = commit_in_txn(&txn, root, opts)?;
-        txn.commit()?;
         if let Some(b) = branch {
-            self.set_ref(b, Some(&res.commit))?;
+            // Moved inside the transaction, before the repo lock is released: a prune
+            // waiting for it then sees the new commit referenced.
+            txn.set_ref(b, Some(&res.commit))?;
         }
+        txn.commit()?;
         Ok(res)
     }
 }
@@ -297,6 +322,14 @@ fn commit_in_txn(txn: &Transaction<'_>, root: &Path, opts: &CommitOptions) -> Re
     let mut meta: Option<Vec<u8>> = None;
     for k in &opts.ed25519_keys {
         meta = Some(crate::sign::append_signature(meta.as_deref(), &bytes, k)?);
+    }
+    for (id, keys) in &opts.gpg_keys {
+        let sig = crate::sign::gpg::sign_detached(keys, id, &bytes)?;
+        meta = Some(crate::sign::append_to_aay(
+            meta.as_deref(),
+            crate::sign::gpg::GPGSIGS_KEY,
+            sig,
+        )?);
     }
     if let Some(m) = meta {
         txn.write_metadata_as(ObjectType::CommitMeta, &csum, &m)?;

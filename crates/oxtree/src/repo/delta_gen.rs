@@ -376,10 +376,11 @@ impl Repo {
             by_target.entry(to).or_default().push(entry.clone());
             map.push(entry);
         }
+        // Each index is replaced in place, then only indexes no delta needs any more are
+        // unlinked (as ostree): a reader or a crash never meets a missing index for a
+        // delta that has one (there was an rm -rf window here).
         let idx_root = self.path().join("delta-indexes");
-        if idx_root.exists() {
-            std::fs::remove_dir_all(&idx_root).ctx("remove", &idx_root)?;
-        }
+        let mut written = std::collections::HashSet::new();
         for (to, entries) in by_target {
             let p = self.path().join(index_path(&to));
             if let Some(d) = p.parent() {
@@ -390,6 +391,30 @@ impl Repo {
                 Value::dict_sv(entries),
             )]);
             crate::fsutil::write_atomic(&p, &gvariant::encode(&index), self.fsync_enabled())?;
+            super::fail_point("delta-index-written")?;
+            written.insert(p);
+        }
+        let Ok(prefixes) = std::fs::read_dir(&idx_root) else {
+            return Ok(map);
+        };
+        for pd in prefixes {
+            let pd = pd.ctx("read directory", &idx_root)?;
+            let dir = pd.path();
+            if !pd.file_type().ctx("stat", &dir)?.is_dir() {
+                continue;
+            }
+            for e in std::fs::read_dir(&dir).ctx("read directory", &dir)? {
+                let p = e.ctx("read directory", &dir)?.path();
+                let stale = p.extension().is_some_and(|x| x == "index") && !written.contains(&p);
+                if stale {
+                    match std::fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e).ctx("remove stale", p),
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&dir); // only if now empty
         }
         Ok(map)
     }

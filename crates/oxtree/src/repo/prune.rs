@@ -68,6 +68,7 @@ impl Repo {
                 }
             }
         }
+        let mut markers_removed = false;
         let mut rep = PruneReport {
             total: objects.len(),
             ..Default::default()
@@ -88,13 +89,24 @@ impl Repo {
             rep.deleted += 1;
             rep.freed_bytes += size;
             if !opts.no_prune {
-                std::fs::remove_file(&p).ctx("remove", &p)?;
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    // Gone already (another prune, fsck --delete): nothing to do.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).ctx("remove", &p),
+                }
                 if *ty == ObjectType::Commit {
-                    let _ = std::fs::remove_file(
+                    markers_removed |= std::fs::remove_file(
                         self.path().join("state").join(format!("{c}.commitpartial")),
-                    );
+                    )
+                    .is_ok();
                 }
             }
+        }
+        if markers_removed && self.fsync_enabled() {
+            // A marker that reappeared after a crash would only make a deleted commit
+            // look partial, but keep state/ as durable as the refs.
+            crate::fsutil::fsync_dir(&self.path().join("state"))?;
         }
         Ok(rep)
     }

@@ -79,13 +79,12 @@ impl Repo {
             }
             Ok(())
         })?;
-        txn.commit()?;
         for (r, c) in &targets {
             if r.parse::<Checksum>().is_ok() {
                 continue;
             }
             let name = RefName::parse(r)?;
-            self.set_ref(
+            txn.set_ref(
                 &RefName {
                     remote: opts.remote.clone(),
                     name: name.name,
@@ -93,6 +92,8 @@ impl Repo {
                 Some(c),
             )?;
         }
+        // Refs move inside the transaction, under the repo lock (see Transaction::set_ref).
+        txn.commit()?;
         Ok(todo.len())
     }
 }

@@ -68,18 +68,30 @@ impl Repo {
         }
     }
 
-    /// Point a ref at `target`, or delete it with `None`. Atomic: tmp, fsync, rename.
+    /// Point a ref at `target`, or delete it with `None`. Atomic: tmp, fsync, rename, fsync
+    /// of the directory (and of the parents of directories it had to create); a deletion
+    /// fsyncs the directory too, so a deleted ref does not come back after a crash.
     pub fn set_ref(&self, r: &RefName, target: Option<&Checksum>) -> Result<()> {
         validate_ref(&r.name).map_err(Error::InvalidArgument)?;
         let p = self.ref_path(r);
+        let parent = p.parent().unwrap_or(&self.path);
         match target {
             Some(c) => {
-                if let Some(parent) = p.parent() {
+                if !parent.is_dir() {
                     std::fs::create_dir_all(parent).ctx("create directory", parent)?;
+                    if self.fsync {
+                        let refs = self.path.join("refs");
+                        let mut d = parent.parent();
+                        while let Some(dir) = d.filter(|d| d.starts_with(&refs)) {
+                            crate::fsutil::fsync_dir(dir)?;
+                            d = dir.parent();
+                        }
+                    }
                 }
                 crate::fsutil::write_atomic(&p, format!("{c}\n").as_bytes(), self.fsync)
             }
             None => match std::fs::remove_file(&p) {
+                Ok(()) if self.fsync => crate::fsutil::fsync_dir(parent),
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     Err(Error::RefNotFound(r.to_string()))
@@ -102,7 +114,7 @@ impl Repo {
                 let e = e.ctx("read directory", &remotes)?;
                 let remote = e.file_name().to_string_lossy().into_owned();
                 let base = e.path();
-                if base.is_dir() {
+                if base.is_dir() && validate_remote_name(&remote).is_ok() {
                     walk_refs(&base, &base, &mut |name, c| {
                         out.insert(
                             RefName {
@@ -151,6 +163,10 @@ impl Repo {
     }
 }
 
+/// Every ref file under `dir`, named relative to `base`. Names that are not valid refs are
+/// skipped, as ostree skips them: among them the `.tmp-XXXXXX` files `write_atomic` leaves
+/// beside a ref when killed mid-write, which hold a full checksum but must never be listed,
+/// pin objects in prune, or be published in a summary (which every client would reject).
 fn walk_refs(base: &Path, dir: &Path, f: &mut dyn FnMut(String, Checksum)) -> Result<()> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -163,9 +179,17 @@ fn walk_refs(base: &Path, dir: &Path, f: &mut dyn FnMut(String, Checksum)) -> Re
         let ft = e.file_type().ctx("stat", &p)?;
         if ft.is_dir() {
             walk_refs(base, &p, f)?;
-        } else if let Ok(s) = std::fs::read_to_string(&p) {
-            if let (Ok(c), Ok(rel)) = (s.trim().parse::<Checksum>(), p.strip_prefix(base)) {
-                f(rel.to_string_lossy().into_owned(), c);
+        } else {
+            let Some(name) = p
+                .strip_prefix(base)
+                .ok()
+                .and_then(|rel| rel.to_str())
+                .filter(|n| validate_ref(n).is_ok())
+            else {
+                continue;
+            };
+            if let Ok(Ok(c)) = std::fs::read_to_string(&p).map(|s| s.trim().parse::<Checksum>()) {
+                f(name.to_string(), c);
             }
         }
     }

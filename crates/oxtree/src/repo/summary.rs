@@ -1,10 +1,22 @@
 //! Writing the repository's `summary` (`ostree summary -u`): the index a pull reads first.
+//!
+//! `summary` and `summary.sig` are two files, and no rename replaces both at once. They are
+//! written in ostree's order: the summary first, then its signature (each atomically
+//! replaced), then the summary's mtime is set to the signature's so HTTP caches see the two
+//! change together. So a reader can meet a new summary with the previous signature, for
+//! the moment between the two renames, or for good if the writer died there; the pair
+//! then fails verification (a signature covers exact bytes), so it is never accepted.
+//! The client rule: on a summary signature mismatch, fetch both files again once before
+//! failing. The next `summary -u` repairs a pair left by a crash. Unsigned summaries remove
+//! a stale `summary.sig` after the new summary is in place. The repository lock is held
+//! (shared, as ostree) while the refs are read and the files written.
 
 use super::Repo;
 use crate::error::{IoContext, Result};
 use crate::gvariant::Value;
 use crate::object::ObjectType;
 use crate::object::{Summary, SummaryRef};
+use std::os::unix::fs::MetadataExt;
 
 impl Repo {
     /// Regenerate `summary` from the local branches (`refs/heads`), as ostree does: delete
@@ -14,12 +26,13 @@ impl Repo {
     }
 
     /// Regenerate the summary and, with `keys`, sign it into `summary.sig` (`a{sv}` with
-    /// `ostree.sign.ed25519`, over the exact summary bytes). The summary is renamed into
-    /// place after its signature, so a reader never sees a new summary with an old sig.
+    /// `ostree.sign.ed25519`, over the exact summary bytes); see the module doc for the
+    /// order of the two writes.
     pub fn regenerate_summary_signed(
         &mut self,
         keys: &[ed25519_dalek::SigningKey],
     ) -> Result<Summary> {
+        let _lock = self.lock(false)?;
         let mut refs = Vec::new();
         for (r, c) in self.list_refs()? {
             if r.remote.is_some() {
@@ -90,20 +103,50 @@ impl Repo {
         }
         let sig = self.path().join("summary.sig");
         let bytes = summary.encode();
-        if keys.is_empty() {
-            match std::fs::remove_file(&sig) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).ctx("remove stale", sig),
-            }
+        let signature = if keys.is_empty() {
+            None
         } else {
             let mut meta: Option<Vec<u8>> = None;
             for k in keys {
                 meta = Some(crate::sign::append_signature(meta.as_deref(), &bytes, k)?);
             }
-            crate::fsutil::write_atomic(&sig, &meta.unwrap_or_default(), self.fsync_enabled())?;
+            meta
+        };
+        let fsync = self.fsync_enabled();
+        let summary_path = self.path().join("summary");
+        crate::fsutil::write_atomic(&summary_path, &bytes, fsync)?;
+        super::fail_point("summary-before-sig")?;
+        match signature {
+            Some(m) => {
+                crate::fsutil::write_atomic(&sig, &m, fsync)?;
+                // HTTP caches key on Last-Modified: the pair changes as one (ostree does
+                // the same).
+                let mtime = std::fs::metadata(&sig).ctx("stat", &sig)?;
+                let ts = rustix::fs::Timespec {
+                    tv_sec: mtime.mtime(),
+                    tv_nsec: mtime.mtime_nsec(),
+                };
+                rustix::fs::utimensat(
+                    rustix::fs::CWD,
+                    &summary_path,
+                    &rustix::fs::Timestamps {
+                        last_access: ts,
+                        last_modification: ts,
+                    },
+                    rustix::fs::AtFlags::empty(),
+                )
+                .ctx("set times of", &summary_path)?;
+            }
+            None => match std::fs::remove_file(&sig) {
+                Ok(()) => {
+                    if fsync {
+                        crate::fsutil::fsync_dir(self.path())?;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).ctx("remove stale", sig),
+            },
         }
-        crate::fsutil::write_atomic(&self.path().join("summary"), &bytes, self.fsync_enabled())?;
         Ok(summary)
     }
 

@@ -1,20 +1,133 @@
-//! Write transactions: objects are staged in `tmp/staging-<bootid>-<random>/`, flushed with
-//! one `syncfs`, then renamed into `objects/` (spec §3.6). An interrupted transaction leaves
-//! only debris under `tmp/`, never a half-written object under `objects/`, and refs are
-//! written only after the objects they name are durable.
+//! Write transactions: objects are staged in `tmp/oxtree-staging-<bootid>-<random>/`, flushed
+//! with one `syncfs`, then renamed into `objects/` (spec §3.6). An interrupted transaction
+//! leaves only debris under `tmp/`, never a half-written object under `objects/`.
+//!
+//! Nothing unverified gets a name, an owner or a mode. A content object is written into an
+//! anonymous `O_TMPFILE` (or a 0600 random name, unlinked on drop, where the filesystem has
+//! no `O_TMPFILE`) owned by us, hashed as it is written, and only when its checksum matches
+//! does it get its owner, mode (setuid included), xattrs and mtime 0 and is it linked under
+//! its name; on a mismatch or any error the file just goes away. Staging directories are
+//! 0700, so even a verified setuid object is out of reach until it lands in `objects/`. This
+//! is what makes a hostile server unable to plant a setuid file by serving wrong bytes for
+//! a genuine checksum (as ostree, which writes through `O_TMPFILE` the same way).
+//!
+//! bare-user-only repositories refuse content whose mode has bits outside 0775 (setuid,
+//! setgid, sticky, world-writable), as ostree's `_ostree_validate_bareuseronly_mode` does:
+//! this is the one point commit, pull-local and pull all write through.
+//!
+//! Free space: like ostree, a transaction keeps `[core] min-free-space-percent` (default 3)
+//! of the filesystem free, or `min-free-space-size` (`123MB`, `GB`, `TB`; it wins over the
+//! percentage) when set; 0 turns the check off. The budget is the free blocks at `begin()`
+//! minus the reserve (`f_bfree` as root, `f_bavail` otherwise); each content object takes its
+//! uncompressed size from it before anything is written, and one that does not fit fails
+//! with ostree's message ("min-free-space-percent '3%' would be exceeded, at least 4.1 MB
+//! requested"). Metadata objects are exempt, as in ostree: they are small and keep a repo
+//! manageable (prune and fsck need them).
+//!
+//! Refs and `.commitpartial` marker removals queued with [`Transaction::set_ref`] and
+//! [`Transaction::remove_commitpartial`] are applied by [`Transaction::commit`] after the
+//! objects are durable and before the repository lock is released, as ostree applies a
+//! transaction's refs: a prune (which takes the lock exclusively) never runs between a
+//! commit's objects landing and its ref naming them, so it never deletes them as
+//! unreachable.
+//!
+//! `tmp/` is cleaned when a transaction begins: staging directories nobody holds the lock of
+//! belong to dead processes (their finished objects are adopted, the rest removed), and
+//! `pull-partial/*` downloads, `tar-import-*` directories and `.tmp-*` files older than
+//! `[core] tmp-expiry-secs` (default 86400, as ostree) are removed. A directory whose lock is
+//! held (a live staging or tar-import directory) is never removed.
 
+use super::refs::RefName;
 use super::{Repo, RepoMode};
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::keyfile::KeyFile;
 use crate::object::{Checksum, FileHeader, ObjectType};
 use sha2::Digest;
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Our staging directories (ostree's are `staging-…`; we never touch those).
 const STAGING_PREFIX: &str = "oxtree-staging-";
+/// Directories `commit --tree=tar=…` unpacks into (locked while in use).
+pub(super) const TAR_IMPORT_PREFIX: &str = "tar-import-";
+
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+
+/// The space a transaction must leave free (`[core] min-free-space-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MinFreeSpace {
+    Percent(u32),
+    /// MiB, as ostree counts `min-free-space-size` (`1GB` = 1024 MB).
+    Mb(u64),
+}
+
+/// Read `min-free-space-size` / `min-free-space-percent` as ostree does, with its messages
+/// for invalid values (ostree refuses to open such a repo, and so do we).
+pub(super) fn min_free_space(config: &KeyFile) -> std::result::Result<MinFreeSpace, String> {
+    if let Some(v) = config.get("core", "min-free-space-size") {
+        let bad = || {
+            format!("Invalid min-free-space-size '{v}': It should be of the format '123MB', '123GB' or '123TB'")
+        };
+        let split = v.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (num, unit) = v.split_at(split);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let mult: u64 = match unit {
+            "MB" => 1,
+            "GB" => 1024,
+            "TB" => 1024 * 1024,
+            _ => return Err(bad()),
+        };
+        return n.checked_mul(mult).map(MinFreeSpace::Mb).ok_or_else(bad);
+    }
+    match config.get("core", "min-free-space-percent") {
+        None => Ok(MinFreeSpace::Percent(3)),
+        Some(v) => match v.parse::<u32>() {
+            Ok(p) if p <= 99 => Ok(MinFreeSpace::Percent(p)),
+            _ => Err(format!("Invalid min-free-space-percent '{v}'")),
+        },
+    }
+}
+
+/// A size as GLib's `g_format_size` prints it (SI units, one decimal), so our messages
+/// read like ostree's.
+fn format_size(n: u64) -> String {
+    if n < 1000 {
+        return if n == 1 {
+            "1 byte".into()
+        } else {
+            format!("{n} bytes")
+        };
+    }
+    let units = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = n as f64 / 1000.0;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", units.get(i).copied().unwrap_or("EB"))
+}
+
+/// Blocks a transaction may still fill before the filesystem drops below the reserve.
+struct SpaceBudget {
+    max_blocks: AtomicU64,
+    block_size: u64,
+    /// How the limit is named in errors (`min-free-space-percent '3%'`).
+    limit: String,
+}
+
+/// Try-lock a directory (flock, exclusive): `Ok(None)` if another process holds it.
+fn try_lock_dir(p: &Path) -> Option<std::fs::File> {
+    let d = std::fs::File::open(p).ok()?;
+    rustix::fs::flock(&d, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .ok()
+        .map(|()| d)
+}
 
 impl Repo {
     /// Remove staging directories left by killed oxtree processes (nobody holds their lock).
@@ -39,17 +152,20 @@ impl Repo {
             };
             for f in files.flatten() {
                 let name = f.file_name().to_string_lossy().into_owned();
-                let Some((ty, csum)) = crate::object::parse_loose_name(&prefix, &name) else {
+                let Some((ty, csum)) = self.parse_object_name(&prefix, &name) else {
                     continue;
                 };
                 if self.has_object(ty, &csum) {
                     continue;
                 }
                 let ok = match ty {
-                    ObjectType::File => self
-                        .checksum_file_at(f.path(), &csum)
-                        .map(|c| c == csum)
-                        .unwrap_or(false),
+                    ObjectType::File => {
+                        self.adoptable_mode(&f.path())
+                            && self
+                                .checksum_file_at(f.path(), &csum)
+                                .map(|c| c == csum)
+                                .unwrap_or(false)
+                    }
                     ObjectType::DirTree | ObjectType::DirMeta => std::fs::read(f.path())
                         .map(|b| Checksum::digest(&b) == csum)
                         .unwrap_or(false),
@@ -64,6 +180,15 @@ impl Repo {
                 if !ok {
                     continue;
                 }
+                if ty == ObjectType::File {
+                    // Objects carry mtime 0; one staged by an older version may not yet.
+                    let _ = rustix::fs::utimensat(
+                        rustix::fs::CWD,
+                        f.path(),
+                        &zero_times(),
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    );
+                }
                 let dest = self.object_path(ty, &csum);
                 if let Some(parent) = dest.parent() {
                     let _ = std::fs::create_dir_all(parent);
@@ -73,23 +198,144 @@ impl Repo {
         }
     }
 
-    fn clean_stale_staging(&self, tmp: &Path) {
+    /// bare-user-only objects must have a valid mode even when their bytes verify (an
+    /// older version, or another tool, may have staged a setuid one).
+    fn adoptable_mode(&self, p: &Path) -> bool {
+        self.mode != RepoMode::BareUserOnly
+            || std::fs::symlink_metadata(p)
+                .is_ok_and(|m| m.file_type().is_symlink() || bareuseronly_mode_bits(m.mode()) == 0)
+    }
+
+    /// `[core] tmp-expiry-secs`, as ostree (default one day).
+    fn tmp_expiry(&self) -> std::time::Duration {
+        let secs = self
+            .config
+            .get("core", "tmp-expiry-secs")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(86400);
+        std::time::Duration::from_secs(secs)
+    }
+
+    /// Clean `tmp/`: dead staging directories (adopting what they finished), and expired
+    /// downloads, tar imports and temp files. Best effort.
+    fn clean_tmp(&self, tmp: &Path) {
         let Ok(rd) = std::fs::read_dir(tmp) else {
             return;
         };
+        let expiry = self.tmp_expiry();
+        let now = std::time::SystemTime::now();
+        let expired = |m: &std::fs::Metadata| {
+            m.modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= expiry)
+        };
         for e in rd.flatten() {
-            if !e.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
-                continue;
-            }
+            let name = e.file_name().to_string_lossy().into_owned();
             let p = e.path();
-            let Ok(d) = std::fs::File::open(&p) else {
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
                 continue;
             };
-            if rustix::fs::flock(&d, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
-                self.adopt_staged(&p);
-                let _ = std::fs::remove_dir_all(&p);
+            if name.starts_with(STAGING_PREFIX) && meta.is_dir() {
+                // Whatever its age or boot id: nobody holding its lock means its process died.
+                if let Some(_held) = try_lock_dir(&p) {
+                    self.adopt_staged(&p);
+                    let _ = std::fs::remove_dir_all(&p);
+                }
+            } else if name.starts_with(TAR_IMPORT_PREFIX) && meta.is_dir() {
+                if expired(&meta) {
+                    if let Some(_held) = try_lock_dir(&p) {
+                        let _ = std::fs::remove_dir_all(&p);
+                    }
+                }
+            } else if name.starts_with(".tmp-") && meta.is_file() {
+                if expired(&meta) {
+                    let _ = std::fs::remove_file(&p);
+                }
+            } else if name == "pull-partial" && meta.is_dir() {
+                let Ok(parts) = std::fs::read_dir(&p) else {
+                    continue;
+                };
+                for part in parts.flatten() {
+                    if part.metadata().is_ok_and(|m| m.is_file() && expired(&m)) {
+                        let _ = std::fs::remove_file(part.path());
+                    }
+                }
             }
         }
+    }
+
+    /// A fresh 0700 staging directory, locked for the transaction's life. A concurrent
+    /// cleanup may lock, empty and remove a directory between its creation and our lock:
+    /// then we find it held or gone and take another, as ostree does with its own.
+    fn new_staging_dir(&self, tmp: &Path) -> Result<(PathBuf, std::fs::File)> {
+        for _ in 0..64 {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("{STAGING_PREFIX}{}-", boot_id()))
+                .rand_bytes(8)
+                .permissions(std::fs::Permissions::from_mode(0o700))
+                .tempdir_in(tmp)
+                .ctx("create staging directory in", tmp)?
+                .keep();
+            let Some(lock) = try_lock_dir(&dir) else {
+                continue; // a cleanup holds it, and removes it
+            };
+            let ours = lock.metadata().ctx("stat", &dir)?;
+            let still_there = std::fs::symlink_metadata(&dir)
+                .is_ok_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev());
+            if still_there && ours.nlink() > 0 {
+                return Ok((dir, lock));
+            }
+        }
+        Err(Error::Other(format!(
+            "{}: could not create a staging directory (each one was removed by a concurrent cleanup)",
+            tmp.display()
+        )))
+    }
+    /// The free-space budget of a new transaction, or `None` when the check is off.
+    fn space_budget(&self) -> Result<Option<SpaceBudget>> {
+        let st = rustix::fs::statvfs(&self.path).ctx("statvfs", &self.path)?;
+        let block_size = st.f_frsize.max(1);
+        let (reserved, limit) = match self.min_free_space {
+            MinFreeSpace::Percent(0) | MinFreeSpace::Mb(0) => return Ok(None),
+            MinFreeSpace::Percent(p) => (
+                st.f_blocks.saturating_mul(u64::from(p)) / 100,
+                format!("min-free-space-percent '{p}%'"),
+            ),
+            MinFreeSpace::Mb(mb) => (
+                mb.saturating_mul(1 << 20) / block_size,
+                format!("min-free-space-size {mb}MB"),
+            ),
+        };
+        let free = if rustix::process::geteuid().is_root() {
+            st.f_bfree
+        } else {
+            st.f_bavail
+        };
+        Ok(Some(SpaceBudget {
+            max_blocks: AtomicU64::new(free.saturating_sub(reserved)),
+            block_size,
+            limit,
+        }))
+    }
+}
+
+/// Mode bits a bare-user-only repo refuses on regular files (outside 0775: setuid, setgid,
+/// sticky, world-writable).
+fn bareuseronly_mode_bits(mode: u32) -> u32 {
+    mode & !S_IFMT & !0o775
+}
+
+fn zero_times() -> rustix::fs::Timestamps {
+    rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
     }
 }
 
@@ -99,9 +345,18 @@ pub enum RawObject<'a> {
     File(&'a Path),
 }
 
+/// What `commit()` applies once the objects are in `objects/`, under the repo lock.
+#[derive(Default)]
+struct Pending {
+    refs: Vec<(RefName, Option<Checksum>)>,
+    complete: Vec<Checksum>,
+}
+
 pub struct Transaction<'r> {
     _lock: super::RepoLock,
-    _staging_lock: std::fs::File,
+    /// flock on the staging directory, held for the transaction's life: a staging dir
+    /// nobody holds belongs to a dead process.
+    staging_lock: std::fs::File,
     repo: &'r Repo,
     staging: PathBuf,
     staged: Mutex<HashSet<(ObjectType, Checksum)>>,
@@ -109,11 +364,10 @@ pub struct Transaction<'r> {
     finished: Mutex<Vec<(ObjectType, Checksum)>>,
     /// Which `XX/` staging subdirectories exist (created on first use).
     made_dirs: [std::sync::atomic::AtomicBool; 256],
+    space: Option<SpaceBudget>,
+    pending: Mutex<Pending>,
     done: bool,
 }
-
-const S_IFMT: u32 = 0o170000;
-const S_IFREG: u32 = 0o100000;
 
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -125,25 +379,19 @@ impl Repo {
     pub fn begin(&self) -> Result<Transaction<'_>> {
         let lock = self.lock(false)?;
         let tmp = self.path.join("tmp");
-        self.clean_stale_staging(&tmp);
-        let staging = tempfile::Builder::new()
-            .prefix(&format!("{STAGING_PREFIX}{}-", boot_id()))
-            .rand_bytes(8)
-            .tempdir_in(&tmp)
-            .ctx("create staging directory in", &tmp)?
-            .keep();
-        // Held for the transaction's life: a staging dir nobody holds belongs to a dead process.
-        let staging_lock = std::fs::File::open(&staging).ctx("open", &staging)?;
-        rustix::fs::flock(&staging_lock, rustix::fs::FlockOperation::LockExclusive)
-            .ctx("lock", &staging)?;
+        self.clean_tmp(&tmp);
+        let (staging, staging_lock) = self.new_staging_dir(&tmp)?;
+        let space = self.space_budget()?;
         Ok(Transaction {
             _lock: lock,
-            _staging_lock: staging_lock,
+            staging_lock,
             repo: self,
             staging,
             staged: Mutex::new(HashSet::new()),
             finished: Mutex::new(Vec::new()),
             made_dirs: std::array::from_fn(|_| std::sync::atomic::AtomicBool::new(false)),
+            space,
+            pending: Mutex::new(Pending::default()),
             done: false,
         })
     }
@@ -152,6 +400,38 @@ impl Repo {
 impl Transaction<'_> {
     pub fn repo(&self) -> &Repo {
         self.repo
+    }
+
+    /// Point `r` at `target` (`None`: delete it) when this transaction commits: after every
+    /// object is durable in `objects/`, before the repository lock is released (ostree's
+    /// `transaction_set_ref`). A later call for the same ref replaces an earlier one. Nothing
+    /// happens if the transaction is dropped without `commit()`. Deleting a ref that does
+    /// not exist is not an error.
+    pub fn set_ref(&self, r: &RefName, target: Option<&Checksum>) -> Result<()> {
+        crate::object::validate_ref(&r.name).map_err(Error::InvalidArgument)?;
+        if let Some(rem) = &r.remote {
+            crate::object::validate_remote_name(rem).map_err(Error::InvalidArgument)?;
+        }
+        let mut p = self
+            .pending
+            .lock()
+            .map_err(|_| Error::Other("internal: pending refs lock poisoned".into()))?;
+        p.refs.retain(|(n, _)| n != r);
+        p.refs.push((r.clone(), target.copied()));
+        Ok(())
+    }
+
+    /// Delete `r` when this transaction commits: `set_ref(r, None)`.
+    pub fn delete_ref(&self, r: &RefName) -> Result<()> {
+        self.set_ref(r, None)
+    }
+
+    /// Remove `state/<commit>.commitpartial` when this transaction commits (the commit is
+    /// complete): after the objects are durable, before any queued ref moves.
+    pub fn remove_commitpartial(&self, commit: &Checksum) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.complete.push(*commit);
+        }
     }
 
     /// Staged objects mirror `objects/XX/` so no single directory takes every entry.
@@ -165,7 +445,7 @@ impl Transaction<'_> {
 
     /// Create the staging subdirectory for `csum`'s prefix once.
     fn ensure_staging_dir(&self, csum: &Checksum) -> Result<()> {
-        use std::sync::atomic::Ordering;
+        use std::os::unix::fs::DirBuilderExt;
         let i = usize::from(csum.0[0]);
         if self
             .made_dirs
@@ -175,7 +455,7 @@ impl Transaction<'_> {
             return Ok(());
         }
         let d = self.staging_dir(csum);
-        match std::fs::create_dir(&d) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&d) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).ctx("create directory", &d),
@@ -210,18 +490,34 @@ impl Transaction<'_> {
         if !self.claim(ObjectType::File, csum) {
             return Ok(());
         }
-        self.ensure_staging_dir(csum)?;
-        let dest = self.staged_name(ObjectType::File, csum);
-        let res = match raw {
-            RawObject::Bytes(b) => std::fs::write(&dest, b).ctx("write", &dest),
-            RawObject::File(p) => std::fs::rename(p, &dest)
-                .or_else(|_| std::fs::copy(p, &dest).map(|_| ()))
-                .ctx("store", &dest),
-        }
-        .and_then(|()| {
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))
-                .ctx("chmod", &dest)
-        });
+        let stored = match raw {
+            RawObject::Bytes(b) => Ok(b.len() as u64),
+            RawObject::File(p) => std::fs::metadata(p).ctx("stat", p).map(|m| m.len()),
+        };
+        let res = stored
+            .and_then(|n| self.reserve_space(n, Some(csum)))
+            .and_then(|()| self.ensure_staging_dir(csum))
+            .and_then(|()| {
+                let dest = self.staged_name(ObjectType::File, csum);
+                match raw {
+                    RawObject::Bytes(b) => {
+                        let mut tmp = crate::fsutil::TmpFile::new_in(&self.staging_dir(csum))?;
+                        let tp = tmp.display_path();
+                        tmp.file().write_all(b).ctx("write", &tp)?;
+                        tmp.file()
+                            .set_permissions(std::fs::Permissions::from_mode(0o644))
+                            .ctx("chmod", &tp)?;
+                        tmp.link_to(&dest)
+                    }
+                    RawObject::File(p) => {
+                        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644))
+                            .ctx("chmod", p)?;
+                        std::fs::rename(p, &dest)
+                            .or_else(|_| std::fs::copy(p, &dest).map(|_| ()))
+                            .ctx("store", &dest)
+                    }
+                }
+            });
         match res {
             Ok(()) => {
                 self.mark_finished(ObjectType::File, csum);
@@ -270,6 +566,44 @@ impl Transaction<'_> {
         }
     }
 
+    /// Take `size` bytes of content from the free-space budget, or fail as ostree does.
+    fn reserve_space(&self, size: u64, csum: Option<&Checksum>) -> Result<()> {
+        let Some(b) = &self.space else {
+            return Ok(());
+        };
+        let blocks = size.div_ceil(b.block_size);
+        if b.max_blocks
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |m| {
+                m.checked_sub(blocks)
+            })
+            .is_ok()
+        {
+            return Ok(());
+        }
+        Err(Error::Other(format!(
+            "writing content object{}: {} would be exceeded, at least {} requested (free some space, or lower it in {})",
+            csum.map(|c| format!(" {c}")).unwrap_or_default(),
+            b.limit,
+            format_size(size),
+            self.repo.path.join("config").display()
+        )))
+    }
+
+    /// bare-user-only stores no setuid, setgid, sticky or world-writable content (ostree's
+    /// `_ostree_validate_bareuseronly_mode`, with its message).
+    fn check_bareuseronly(&self, header: &FileHeader, csum: &Checksum) -> Result<()> {
+        if self.repo.mode != RepoMode::BareUserOnly || header.is_symlink() {
+            return Ok(());
+        }
+        match bareuseronly_mode_bits(header.mode) {
+            0 => Ok(()),
+            bits => Err(Error::InvalidArgument(format!(
+                "Content object {csum}: invalid mode 0{:o} with bits 0{bits:04o} (a bare-user-only repository refuses setuid, setgid, sticky and world-writable files)",
+                header.mode
+            ))),
+        }
+    }
+
     /// Write a hashed metadata object (commit, dirtree, dirmeta) and return its checksum.
     pub fn write_metadata(&self, ty: ObjectType, data: &[u8]) -> Result<Checksum> {
         let csum = Checksum::digest(data);
@@ -278,32 +612,45 @@ impl Transaction<'_> {
     }
 
     /// Write a metadata object under a given name (commitmeta is named by its commit).
-    /// Commitmeta is replaced if it exists; others are written once.
+    /// Commitmeta is replaced if it exists; the others are written once, and only if their
+    /// bytes hash to `csum`.
     pub fn write_metadata_as(&self, ty: ObjectType, csum: &Checksum, data: &[u8]) -> Result<()> {
         if ty == ObjectType::CommitMeta {
             self.staged.lock().map(|mut s| s.insert((ty, *csum))).ok();
-        } else if !self.claim(ty, csum) {
-            return Ok(());
+        } else {
+            let actual = Checksum::digest(data);
+            if actual != *csum {
+                return Err(Error::ChecksumMismatch {
+                    ty,
+                    csum: *csum,
+                    actual,
+                });
+            }
+            if !self.claim(ty, csum) {
+                return Ok(());
+            }
         }
-        self.ensure_staging_dir(csum)?;
-        let dest = self.staged_name(ty, csum);
-        let res = (|| {
-            // Staging is private to this transaction: write straight to the final name.
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&dest)
-                .ctx("create", &dest)?;
-            f.write_all(data).ctx("write", &dest)?;
-            self.mark_finished(ty, csum);
-            Ok(())
-        })();
-        if res.is_err() {
-            self.unclaim(ty, csum);
+        let res = self.ensure_staging_dir(csum).and_then(|()| {
+            let mut tmp = crate::fsutil::TmpFile::new_in(&self.staging_dir(csum))?;
+            let tp = tmp.display_path();
+            tmp.file().write_all(data).ctx("write", &tp)?;
+            tmp.file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .ctx("chmod", &tp)?;
+            tmp.link_to(&self.staged_name(ty, csum))
+        });
+        match res {
+            Ok(()) => {
+                self.mark_finished(ty, csum);
+                Ok(())
+            }
+            Err(e) => {
+                if ty != ObjectType::CommitMeta {
+                    self.unclaim(ty, csum);
+                }
+                Err(e)
+            }
         }
-        res
     }
 
     /// Write a file object from its header and payload, hashing as it goes. If `expected`
@@ -320,6 +667,7 @@ impl Transaction<'_> {
             .validate()
             .map_err(|e| Error::InvalidArgument(format!("file object: {e}")))?;
         if let Some(c) = expected {
+            self.check_bareuseronly(header, c)?;
             if !self.claim(ObjectType::File, c) {
                 return Ok(*c);
             }
@@ -334,8 +682,6 @@ impl Transaction<'_> {
     }
 
     /// Store a file whose content the caller has just hashed to `csum` from this very
-    /// buffer (commit of small files): the bytes are not hashed a second time.
-    /// Store a file whose content the caller has just hashed to `csum` from this very
     /// buffer (commit of small files): the bytes are not hashed a second time. Returns
     /// whether it was written (false: the repo or this transaction already has it).
     pub fn write_file_prehashed(
@@ -347,6 +693,7 @@ impl Transaction<'_> {
         header
             .validate()
             .map_err(|e| Error::InvalidArgument(format!("file object: {e}")))?;
+        self.check_bareuseronly(header, csum)?;
         if !self.claim(ObjectType::File, csum) {
             return Ok(false);
         }
@@ -358,6 +705,8 @@ impl Transaction<'_> {
         res.map(|_| true)
     }
 
+    /// The content goes into an anonymous file owned by us (0600) and is hashed on the way;
+    /// owner, mode, xattrs and name come only once the checksum is known to be right.
     fn write_file_inner(
         &self,
         header: &FileHeader,
@@ -368,37 +717,19 @@ impl Transaction<'_> {
     ) -> Result<Checksum> {
         let mut hasher_state = sha2::Sha256::new();
         hasher_state.update(header.content_stream_prefix());
-        let mut hasher = (!trusted).then_some(&mut hasher_state);
         let mode = self.repo.mode;
         if header.is_symlink() && matches!(mode, RepoMode::Bare | RepoMode::BareUserOnly) {
+            // A symlink's whole content is its header: verified before anything is made.
             let csum = Checksum(hasher_state.finalize().into());
             check_expected(expected, &csum)?;
-            let tmpname = self.staging.join(format!("tmp-link-{}", csum.to_hex()));
-            let _ = std::fs::remove_file(&tmpname);
-            std::os::unix::fs::symlink(&header.symlink_target, &tmpname)
-                .ctx("symlink", &tmpname)?;
-            if mode == RepoMode::Bare {
-                std::os::unix::fs::lchown(&tmpname, Some(header.uid), Some(header.gid))
-                    .ctx("chown", &tmpname)?;
-                for (k, v) in &header.xattrs {
-                    crate::fsutil::lset_xattr(&tmpname, k, v)?;
-                }
-            }
-            return self.finish_staged(&tmpname, &csum, expected.is_none());
+            return self.write_symlink(header, &csum, expected.is_none());
         }
-        // The name is known only once hashed (unless expected): stage under the expected
-        // checksum's prefix, or any prefix, and link to the final name at the end.
-        let mut tmp = match expected {
-            // Named after the object it will be: created once, no rename inside staging.
-            Some(c) => {
-                self.ensure_staging_dir(c)?;
-                crate::fsutil::TmpFile::create_at(&self.staged_name(ObjectType::File, c))?
-            }
-            None => {
-                self.ensure_staging_dir(&Checksum::default())?;
-                crate::fsutil::TmpFile::new_in(&self.staging_dir(&Checksum::default()))?
-            }
-        };
+        self.reserve_space(if header.is_symlink() { 0 } else { size }, expected)?;
+        let mut hasher = (!trusted).then_some(&mut hasher_state);
+        // Unnamed until verified; an expected checksum's prefix directory saves a lookup.
+        let dir_csum = expected.copied().unwrap_or_default();
+        self.ensure_staging_dir(&dir_csum)?;
+        let mut tmp = crate::fsutil::TmpFile::new_in(&self.staging_dir(&dir_csum))?;
         let tmppath = tmp.display_path();
         {
             let file = tmp.file();
@@ -421,86 +752,120 @@ impl Transaction<'_> {
                             enc.finish().ctx("write", &tmppath)
                         })?;
                     }
-                    file.set_permissions(std::fs::Permissions::from_mode(0o644))
-                        .ctx("chmod", &tmppath)?;
                 }
-                RepoMode::BareUser => {
-                    if header.is_symlink() {
-                        file.write_all(header.symlink_target.as_bytes())
-                            .ctx("write", &tmppath)?;
-                        file.write_all(&[0]).ctx("write", &tmppath)?;
-                    } else {
-                        copy_to_file(payload, file, hasher.as_deref_mut(), size, &tmppath)?;
-                    }
-                    crate::fsutil::fset_xattr(
-                        file,
-                        b"user.ostreemeta",
-                        &header.to_filemeta(),
-                        &tmppath,
-                    )?;
-                    let m = if header.is_symlink() {
-                        0o644
-                    } else {
-                        (header.mode & (S_IFREG | 0o775)) | 0o400
-                    };
-                    file.set_permissions(std::fs::Permissions::from_mode(m & 0o7777))
-                        .ctx("chmod", &tmppath)?;
+                RepoMode::BareUser if header.is_symlink() => {
+                    file.write_all(header.symlink_target.as_bytes())
+                        .ctx("write", &tmppath)?;
+                    file.write_all(&[0]).ctx("write", &tmppath)?;
                 }
-                RepoMode::Bare | RepoMode::BareUserOnly => {
+                RepoMode::BareUser | RepoMode::Bare | RepoMode::BareUserOnly => {
                     copy_to_file(payload, file, hasher, size, &tmppath)?;
-                    if mode == RepoMode::Bare {
-                        rustix::fs::fchown(
-                            &*file,
-                            Some(rustix::fs::Uid::from_raw(header.uid)),
-                            Some(rustix::fs::Gid::from_raw(header.gid)),
-                        )
-                        .ctx("chown", &tmppath)?;
-                        for (k, v) in &header.xattrs {
-                            crate::fsutil::fset_xattr(file, k, v, &tmppath)?;
-                        }
-                    }
-                    // chmod after chown: chown clears setuid bits.
-                    file.set_permissions(std::fs::Permissions::from_mode(header.mode & !S_IFMT))
-                        .ctx("chmod", &tmppath)?;
                 }
             }
-            // Objects carry mtime 0 (OSTREE_TIMESTAMP), so hardlinked checkouts do too.
-            let zero = rustix::fs::Timestamps {
-                last_access: rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-                last_modification: rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-            };
-            rustix::fs::futimens(&*file, &zero).ctx("set times of", &tmppath)?;
         }
         let csum = match (trusted, expected) {
             (true, Some(c)) => *c,
             _ => Checksum(hasher_state.finalize().into()),
         };
+        // A mismatch drops `tmp`: the unverified bytes never had a name, owner or mode.
         check_expected(expected, &csum)?;
+        self.check_bareuseronly(header, &csum)?;
         if expected.is_none() && !self.claim(ObjectType::File, &csum) {
             return Ok(csum); // already stored, or another thread is storing it
         }
-        if expected.is_none() {
-            self.ensure_staging_dir(&csum)?;
-            tmp.link_to(&self.staged_name(ObjectType::File, &csum))?;
+        let res = self
+            .apply_file_metadata(tmp.file(), header, &tmppath)
+            .and_then(|()| self.ensure_staging_dir(&csum))
+            .and_then(|()| tmp.link_to(&self.staged_name(ObjectType::File, &csum)));
+        if let Err(e) = res {
+            if expected.is_none() {
+                self.unclaim(ObjectType::File, &csum);
+            }
+            return Err(e);
         }
         self.mark_finished(ObjectType::File, &csum);
         Ok(csum)
     }
 
-    fn finish_staged(&self, tmp: &Path, csum: &Checksum, need_claim: bool) -> Result<Checksum> {
+    /// Give verified content its stored form's metadata: owner and xattrs (bare), the
+    /// `user.ostreemeta` xattr (bare-user), the mode, and mtime 0.
+    fn apply_file_metadata(
+        &self,
+        file: &mut std::fs::File,
+        header: &FileHeader,
+        tmppath: &Path,
+    ) -> Result<()> {
+        let m = match self.repo.mode {
+            RepoMode::Archive => 0o644,
+            RepoMode::BareUser => {
+                crate::fsutil::fset_xattr(
+                    file,
+                    b"user.ostreemeta",
+                    &header.to_filemeta(),
+                    tmppath,
+                )?;
+                if header.is_symlink() {
+                    0o644
+                } else {
+                    (header.mode & (S_IFREG | 0o775)) | 0o400
+                }
+            }
+            RepoMode::Bare => {
+                rustix::fs::fchown(
+                    &*file,
+                    Some(rustix::fs::Uid::from_raw(header.uid)),
+                    Some(rustix::fs::Gid::from_raw(header.gid)),
+                )
+                .ctx("chown", tmppath)?;
+                for (k, v) in &header.xattrs {
+                    crate::fsutil::fset_xattr(file, k, v, tmppath)?;
+                }
+                header.mode
+            }
+            RepoMode::BareUserOnly => header.mode,
+        };
+        // chmod after chown: chown clears setuid bits.
+        file.set_permissions(std::fs::Permissions::from_mode(m & 0o7777))
+            .ctx("chmod", tmppath)?;
+        // Objects carry mtime 0 (OSTREE_TIMESTAMP), so hardlinked checkouts do too.
+        rustix::fs::futimens(&*file, &zero_times()).ctx("set times of", tmppath)
+    }
+
+    /// A bare or bare-user-only symlink object: made under a random name in the (0700)
+    /// staging directory, then renamed to its name.
+    fn write_symlink(
+        &self,
+        header: &FileHeader,
+        csum: &Checksum,
+        need_claim: bool,
+    ) -> Result<Checksum> {
         if need_claim && !self.claim(ObjectType::File, csum) {
-            let _ = std::fs::remove_file(tmp);
             return Ok(*csum);
         }
-        self.ensure_staging_dir(csum)?;
-        let dest = self.staged_name(ObjectType::File, csum);
-        std::fs::rename(tmp, &dest).ctx("rename", &dest)?;
+        let tmpname = self
+            .staging
+            .join(format!("tmp-link-{:016x}", rand::random::<u64>()));
+        let res = (|| {
+            std::os::unix::fs::symlink(&header.symlink_target, &tmpname)
+                .ctx("symlink", &tmpname)?;
+            if self.repo.mode == RepoMode::Bare {
+                std::os::unix::fs::lchown(&tmpname, Some(header.uid), Some(header.gid))
+                    .ctx("chown", &tmpname)?;
+                for (k, v) in &header.xattrs {
+                    crate::fsutil::lset_xattr(&tmpname, k, v)?;
+                }
+            }
+            self.ensure_staging_dir(csum)?;
+            let dest = self.staged_name(ObjectType::File, csum);
+            std::fs::rename(&tmpname, &dest).ctx("rename", &dest)
+        })();
+        if let Err(e) = res {
+            let _ = std::fs::remove_file(&tmpname);
+            if need_claim {
+                self.unclaim(ObjectType::File, csum);
+            }
+            return Err(e);
+        }
         self.mark_finished(ObjectType::File, csum);
         Ok(*csum)
     }
@@ -515,6 +880,19 @@ impl Transaction<'_> {
     /// interrupted long operation (a pull) keeps them. Objects being written concurrently
     /// stay staged. Callers must already have marked the commit partial.
     pub fn checkpoint(&self) -> Result<usize> {
+        // Keep the staging dir's mtime fresh: ostree removes unknown tmp/ entries older
+        // than its tmp-expiry-secs, and a pull can outlast a day.
+        let now = rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        };
+        let _ = rustix::fs::futimens(
+            &self.staging_lock,
+            &rustix::fs::Timestamps {
+                last_access: now,
+                last_modification: now,
+            },
+        );
         let batch: Vec<(ObjectType, Checksum)> = self
             .finished
             .lock()
@@ -547,11 +925,39 @@ impl Transaction<'_> {
         Ok(batch.len())
     }
 
-    /// Make every staged object durable and move it into `objects/`.
+    /// Make every staged object durable and move it into `objects/`; then, still holding
+    /// the repository lock, remove the queued `.commitpartial` markers and apply the queued
+    /// refs.
     pub fn commit(mut self) -> Result<()> {
         self.checkpoint()?;
         self.done = true;
         let _ = std::fs::remove_dir_all(&self.staging);
+        let pending = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        let repo = self.repo;
+        if !pending.complete.is_empty() {
+            let state = repo.path.join("state");
+            for c in &pending.complete {
+                let m = state.join(format!("{c}.commitpartial"));
+                match std::fs::remove_file(&m) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).ctx("remove", m),
+                }
+            }
+            if repo.fsync {
+                crate::fsutil::fsync_dir(&state)?;
+            }
+        }
+        for (r, target) in &pending.refs {
+            match repo.set_ref(r, target.as_ref()) {
+                Err(Error::RefNotFound(_)) if target.is_none() => {}
+                res => res?,
+            }
+        }
         Ok(())
     }
 }

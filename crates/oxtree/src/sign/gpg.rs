@@ -359,20 +359,16 @@ pub fn sign_detached(keys: &[SignedSecretKey], keyid: &str, data: &[u8]) -> Resu
 }
 
 impl Repo {
-    /// Append an OpenPGP signature over the commit object to its detached metadata.
+    /// Append an OpenPGP signature over the commit object to its detached metadata
+    /// (concurrent signers are serialised, see [`Repo::update_commitmeta`]).
     pub fn gpg_sign_commit(
         &self,
         commit: &crate::object::Checksum,
         keys: &[SignedSecretKey],
         keyid: &str,
     ) -> Result<()> {
-        use crate::object::ObjectType;
-        let data = self.load_metadata(ObjectType::Commit, commit)?;
-        let existing = self.load_commitmeta_bytes(commit)?;
-        let sig = sign_detached(keys, keyid, &data)?;
-        self.write_commitmeta(
-            commit,
-            &crate::sign::append_to_aay(existing.as_deref(), GPGSIGS_KEY, sig)?,
-        )
+        self.update_commitmeta(commit, |data, existing| {
+            crate::sign::append_to_aay(existing, GPGSIGS_KEY, sign_detached(keys, keyid, data)?)
+        })
     }
 }
