@@ -7,46 +7,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-/// Run `args` with both tools; compare stdout and success, and for failures the first
-/// `error:` line of stderr (oxtree may add `hint:` lines after it).
-fn same(dir: &Path, args: &[&str]) -> String {
-    let o = run_in(dir, Path::new("ostree"), args);
-    let x = run_in(dir, &oxtree_bin(), args);
-    let err_line = |o: &std::process::Output| {
-        String::from_utf8_lossy(&o.stderr)
-            .lines()
-            .find(|l| l.starts_with("error:"))
-            .map(str::to_string)
-    };
-    assert_eq!(
-        o.status.success(),
-        x.status.success(),
-        "{args:?}: ostree {:?} vs oxtree {:?}\nostree stderr: {}\noxtree stderr: {}",
-        o.status,
-        x.status,
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&x.stderr)
-    );
-    let (so, sx) = (
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&x.stdout).to_string(),
-    );
-    assert_eq!(so, sx, "{args:?}: stdout differs");
-    if !o.status.success() {
-        assert_eq!(err_line(&o), err_line(&x), "{args:?}: error line differs");
-    }
-    so
-}
-
-fn run_in(dir: &Path, prog: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(prog)
-        .args(args)
-        .current_dir(dir)
-        .env("LC_ALL", "C.UTF-8")
-        .output()
-        .expect("run")
-}
-
 /// A repository with two commits of a small tree (xattrs, a symlink, sizes metadata) and two
 /// more trees that differ in every way `diff` reports.
 fn fixture(t: &Path) {
