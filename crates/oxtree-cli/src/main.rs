@@ -230,6 +230,16 @@ enum Cmd {
         /// Do not print an access-log line per request.
         #[arg(long)]
         quiet: bool,
+        /// Connections served at once; more wait until one ends.
+        #[arg(long, default_value_t = 512)]
+        max_connections: usize,
+        /// Seconds a client has to send a request's headers (also how long an idle
+        /// keep-alive connection is kept).
+        #[arg(long, default_value_t = 30)]
+        header_timeout: u64,
+        /// Seconds after which a connection on which nothing moves is closed.
+        #[arg(long, default_value_t = 60)]
+        idle_timeout: u64,
     },
     /// Sign a commit with ed25519 keys, or verify its signatures (--verify).
     Sign {
@@ -1213,6 +1223,9 @@ fn run(cli: Cli) -> Result<i32> {
             bind,
             port,
             quiet,
+            max_connections,
+            header_timeout,
+            idle_timeout,
         } => {
             let path = repo_path(&repo);
             oxtree::serve::serve(
@@ -1221,6 +1234,9 @@ fn run(cli: Cli) -> Result<i32> {
                     bind,
                     port,
                     log: !quiet,
+                    max_connections,
+                    header_timeout: std::time::Duration::from_secs(header_timeout),
+                    idle_timeout: std::time::Duration::from_secs(idle_timeout),
                 },
                 |addr| {
                     eprintln!(

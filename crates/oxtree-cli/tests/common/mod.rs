@@ -330,13 +330,16 @@ impl Server {
     }
 
     pub fn start_on(repo: &Path, port: u16) -> Server {
+        Server::start_args(repo, &[&format!("--port={port}")])
+    }
+
+    /// `oxtree serve --repo=REPO ARGS…` (give `--port=0` for a free port).
+    pub fn start_args(repo: &Path, args: &[&str]) -> Server {
         use std::io::BufRead;
         let mut child = Command::new(oxtree_bin())
-            .args([
-                "serve",
-                &format!("--repo={}", s(repo)),
-                &format!("--port={port}"),
-            ])
+            .arg("serve")
+            .arg(format!("--repo={}", s(repo)))
+            .args(args)
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
