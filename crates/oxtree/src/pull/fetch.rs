@@ -160,15 +160,17 @@ impl<R: Read> Read for Guarded<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use std::io::{Error as IoError, ErrorKind};
         let past_deadline = |deadline: Option<(Instant, Duration)>, url: &str| {
-            deadline.filter(|(at, _)| Instant::now() >= *at).map(|(_, d)| {
-                IoError::new(
-                    ErrorKind::TimedOut,
-                    format!(
-                        "{url}: the request took longer than its {} s deadline",
-                        d.as_secs()
-                    ),
-                )
-            })
+            deadline
+                .filter(|(at, _)| Instant::now() >= *at)
+                .map(|(_, d)| {
+                    IoError::new(
+                        ErrorKind::TimedOut,
+                        format!(
+                            "{url}: the request took longer than its {} s deadline",
+                            d.as_secs()
+                        ),
+                    )
+                })
         };
         if let Some(e) = past_deadline(self.deadline, &self.url) {
             return Err(e);
