@@ -72,17 +72,39 @@ pub fn check_keyfile(data: &[u8]) {
 
 /// Static deltas, the input read as (the first byte chooses): 0, a superblock; 1, a part
 /// payload executed against a stand-in repository; 2, a part file as stored (`0`/`x` and
-/// body); otherwise a bsdiff patch of a fixed old file.
+/// body); otherwise a bsdiff patch of a fixed old file. Executing a part must stay within
+/// its output bound (`Payload::max_output`, security review M3): the stand-in sink counts
+/// what reaches it, reading streamed objects through a small buffer as a real sink would.
 pub fn check_delta(data: &[u8]) {
     use oxtree::delta;
     use oxtree::object::{Checksum, ObjectType};
-    struct Sink;
+    use std::cell::Cell;
+    use std::io::Read;
+    struct Sink(Cell<u64>);
     impl delta::ObjectSink for Sink {
-        fn write_metadata(&self, _: ObjectType, _: &Checksum, _: &[u8]) -> oxtree::Result<()> {
+        fn write_metadata(&self, _: ObjectType, _: &Checksum, d: &[u8]) -> oxtree::Result<()> {
+            self.0.set(self.0.get() + d.len() as u64);
             Ok(())
         }
-        fn write_content(&self, _: &FileHeader, _: &[u8], _: &Checksum) -> oxtree::Result<()> {
+        fn write_content(&self, _: &FileHeader, d: &[u8], _: &Checksum) -> oxtree::Result<()> {
+            self.0.set(self.0.get() + d.len() as u64);
             Ok(())
+        }
+        fn write_content_stream(
+            &self,
+            _: &FileHeader,
+            _: u64,
+            data: &mut dyn Read,
+            _: &Checksum,
+        ) -> oxtree::Result<()> {
+            let mut buf = [0u8; 4096];
+            loop {
+                match data.read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => self.0.set(self.0.get() + n as u64),
+                    Err(e) => return Err(oxtree::Error::Other(e.to_string())),
+                }
+            }
         }
         fn read_content(&self, _: &Checksum) -> oxtree::Result<Vec<u8>> {
             Ok(b"the old content of a file".to_vec())
@@ -102,13 +124,23 @@ pub fn check_delta(data: &[u8]) {
             (ty, Checksum([i; 32]))
         })
         .collect();
+    let execute = |p: &delta::Payload, objects: &[(ObjectType, Checksum)]| {
+        let sink = Sink(Cell::new(0));
+        let _ = delta::apply_part(p, objects, &sink, "fuzz");
+        assert!(
+            sink.0.get() <= p.max_output,
+            "a part produced {} bytes, its bound is {}",
+            sink.0.get(),
+            p.max_output
+        );
+    };
     match kind {
         0 => {
             let _ = delta::Superblock::parse(rest, "fuzz");
         }
         1 => {
             if let Ok(p) = delta::parse_payload(rest, "fuzz") {
-                let _ = delta::apply_part(&p, &objects, &Sink, "fuzz");
+                execute(&p, &objects);
             }
         }
         2 => {
@@ -120,7 +152,7 @@ pub fn check_delta(data: &[u8]) {
                 objects,
             };
             if let Ok(p) = delta::open_part(rest, &header, "fuzz") {
-                let _ = delta::apply_part(&p, &header.objects, &Sink, "fuzz");
+                execute(&p, &header.objects);
             }
         }
         _ => {

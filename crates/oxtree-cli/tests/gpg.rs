@@ -328,3 +328,578 @@ fn oxtree_gpg_signatures_verify_in_ostree() {
     assert_eq!(ostree(&["rev-parse", &d, "origin:fromfile"]), c2);
     ostree(&["fsck", &d]);
 }
+
+/// The OpenPGP packets of a binary keyring, as (tag, whole packet with its header): enough
+/// of RFC 4880 §4.2 (old and new headers, no partial lengths) to cut and splice keys.
+fn packets(b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    let be = |s: &[u8]| s.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x));
+    while i < b.len() {
+        let (start, c) = (i, b[i]);
+        assert!(c & 0x80 != 0, "not an OpenPGP packet at {i}");
+        let (tag, len);
+        if c & 0x40 != 0 {
+            tag = c & 0x3f;
+            let l = b[i + 1];
+            (len, i) = match l {
+                0..=191 => (usize::from(l), i + 2),
+                192..=223 => (
+                    (usize::from(l - 192) << 8) + usize::from(b[i + 2]) + 192,
+                    i + 3,
+                ),
+                255 => (be(&b[i + 2..i + 6]), i + 6),
+                _ => panic!("partial body length in a keyring"),
+            };
+        } else {
+            tag = (c >> 2) & 0x0f;
+            let n = [1, 2, 4][usize::from(c & 3)];
+            len = be(&b[i + 1..i + 1 + n]);
+            i += 1 + n;
+        }
+        out.push((tag, b[start..i + len].to_vec()));
+        i += len;
+    }
+    out
+}
+
+const TAG_SIGNATURE: u8 = 2;
+const TAG_PUBLIC_SUBKEY: u8 = 14;
+
+/// Fingerprints of a home's keys: the primary first, then its subkeys in creation order.
+fn fingerprints(home: &Path) -> Vec<String> {
+    gpg(
+        home,
+        &["--list-keys", "--with-colons", "--with-subkey-fingerprints"],
+    )
+    .lines()
+    .filter(|l| l.starts_with("fpr:"))
+    .filter_map(|l| l.split(':').nth(9).map(str::to_string))
+    .collect()
+}
+
+fn add_signing_subkey(home: &Path, fpr: &str, extra: &[&str], expiry: &str) -> String {
+    let before = fingerprints(home);
+    let mut args = extra.to_vec();
+    args.extend_from_slice(&["--quick-add-key", fpr, "ed25519", "sign", expiry]);
+    gpg(home, &args);
+    fingerprints(home)
+        .into_iter()
+        .find(|f| !before.contains(f))
+        .expect("new subkey")
+}
+
+fn ostree_gpg_commit(repo: &str, branch: &str, keyid: &str, home: &Path, tree: &Path) -> String {
+    ostree(&[
+        "commit",
+        repo,
+        "-b",
+        branch,
+        "-s",
+        branch,
+        TS,
+        &format!("--gpg-sign={keyid}"),
+        &format!("--gpg-homedir={}", s(home)),
+        s(tree),
+    ])
+}
+
+/// Security review M2: anyone can append a subkey to a published key file. A subkey with no
+/// binding signature, or with a binding signature the publisher's primary key did not make,
+/// must not be trusted: a commit it signs is refused (real ostree refuses it too), while a
+/// commit signed by the publisher's own, properly bound, signing subkey is accepted.
+#[test]
+fn appended_attacker_subkeys_are_not_trusted() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let (home, fpr) = gpg_key(t, "publisher", "never");
+    let good_sub = add_signing_subkey(&home, &fpr, &[], "never");
+    let (ahome, afpr) = gpg_key(t, "attacker", "never");
+    let evil_sub = add_signing_subkey(&ahome, &afpr, &[], "never");
+    // A second attacker key, without subkeys, whose primary key packet is appended as a
+    // subkey of the publisher's.
+    let (a2home, a2fpr) = gpg_key(t, "attacker2", "never");
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ostree(&["init", &sa, "--mode=archive"]);
+    // gpg signs with a key's newest signing subkey: `bysub` by the publisher's subkey,
+    // `evil` by the attacker's.
+    let bysub = ostree_gpg_commit(&sa, "bysub", &fpr, &home, &tree);
+    ostree_gpg_commit(&sa, "evil", &afpr, &ahome, &tree);
+    ostree_gpg_commit(&sa, "evilprimary", &a2fpr, &a2home, &tree);
+
+    export(&home, &fpr, &t.join("publisher.gpg"), false);
+    export(&ahome, &afpr, &t.join("attacker.gpg"), false);
+    export(&a2home, &a2fpr, &t.join("attacker2.gpg"), false);
+    let publisher = std::fs::read(t.join("publisher.gpg")).expect("read");
+    let attacker = packets(&std::fs::read(t.join("attacker.gpg")).expect("read"));
+    let attacker2 = packets(&std::fs::read(t.join("attacker2.gpg")).expect("read"));
+    let pubpk = packets(&publisher);
+    let pos = attacker
+        .iter()
+        .position(|(tag, _)| *tag == TAG_PUBLIC_SUBKEY)
+        .expect("attacker subkey");
+    let evil_subkey = attacker[pos].1.clone();
+    let attacker_binding = attacker[pos + 1].1.clone();
+    assert_eq!(attacker[pos + 1].0, TAG_SIGNATURE);
+    let ppos = pubpk
+        .iter()
+        .position(|(tag, _)| *tag == TAG_PUBLIC_SUBKEY)
+        .expect("publisher subkey");
+    let publisher_binding = pubpk[ppos + 1].1.clone();
+    // The second attacker key's primary key packet, re-tagged as a public subkey
+    // (old-format header: tag 6 → 14, same length type), followed by a binding signature
+    // (made by another key).
+    let mut primary_as_sub = attacker2[0].1.clone();
+    assert_eq!(
+        primary_as_sub[0] & 0xfc,
+        0x98,
+        "old-format public key header"
+    );
+    primary_as_sub[0] = 0x80 | (TAG_PUBLIC_SUBKEY << 2) | (primary_as_sub[0] & 3);
+    let variants: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("nosig", [&publisher[..], &evil_subkey].concat(), "evil"),
+        (
+            "ownbinding",
+            [&publisher[..], &evil_subkey, &attacker_binding].concat(),
+            "evil",
+        ),
+        (
+            "copiedbinding",
+            [&publisher[..], &evil_subkey, &publisher_binding].concat(),
+            "evil",
+        ),
+        (
+            "primaryassub",
+            [&publisher[..], &primary_as_sub, &attacker_binding].concat(),
+            "evilprimary",
+        ),
+    ];
+
+    let server = Server::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=archive"]);
+    for (name, keyring, branch) in &variants {
+        let file = t.join(format!("{name}.gpg"));
+        std::fs::write(&file, keyring).expect("write keyring");
+        ox(&[
+            "remote",
+            "add",
+            &d,
+            &format!("--gpg-import={}", s(&file)),
+            name,
+            &server.url,
+        ]);
+        let (code, err) = ox_fail(&["pull", &d, name, branch]);
+        assert_eq!(code, 4, "{name}: {err}");
+        assert!(
+            err.contains("not in the remote's keyring") && !err.contains("good signature"),
+            "{name}: {err}"
+        );
+        assert!(!dst.join(format!("refs/remotes/{name}/{branch}")).exists());
+        // The publisher's own subkey still verifies through the same keyring.
+        ox(&["pull", &d, name, "bysub"]);
+        assert_eq!(ox(&["rev-parse", &d, &format!("{name}:bysub")]), bysub);
+    }
+    let shown = ox(&["show", &d, &bysub, "--gpg-verify-remote=nosig"]);
+    assert!(
+        shown.contains(&good_sub) && shown.contains("Good signature"),
+        "{shown}"
+    );
+    // `show` says why the appended subkey was ignored (gpg drops it on import, so the
+    // keyring here is written by oxtree, which keeps what it was given).
+    let evil = ostree(&["rev-parse", &sa, "evil"]);
+    for tool in [oxtree_bin(), PathBuf::from("ostree")] {
+        let name = if tool == oxtree_bin() {
+            "self"
+        } else {
+            "oself"
+        };
+        run_ok(
+            &tool,
+            &[
+                "remote",
+                "add",
+                &sa,
+                &format!("--gpg-import={}", s(&t.join("ownbinding.gpg"))),
+                name,
+                "http://127.0.0.1:1/",
+            ],
+        );
+    }
+    let o = run_raw(
+        &oxtree_bin(),
+        &["show", &sa, &evil, "--gpg-verify-remote=self"],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains(&evil_sub)
+            && out.contains("public key not found")
+            && out.contains("no valid binding signature"),
+        "{out}"
+    );
+    // Real ostree (gpg) refuses the same commit with the same key file.
+    let o = run_raw(
+        Path::new("ostree"),
+        &["show", &sa, &evil, "--gpg-verify-remote=oself"],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("public key not found") && !out.contains("Good signature"),
+        "{out}"
+    );
+}
+
+/// A revoked signing subkey and an expired one sign nothing, though the primary key is
+/// fine (ostree: "Key revoked" / "Key expired"), while a third subkey of the same key does.
+/// The expired subkey is made and used with gpg's faked clock in 2020, so the test waits
+/// for nothing.
+#[test]
+fn revoked_and_expired_subkeys_are_refused() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let home = t.join("gnupg-pub");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    let past = "--faked-system-time=20200101T000000";
+    gpg(
+        &home,
+        &[
+            past,
+            "--quick-gen-key",
+            "pub <pub@example.com>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    );
+    let fpr = fingerprints(&home).remove(0);
+    let expired = add_signing_subkey(&home, &fpr, &[past], "1d");
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ostree(&["init", &sa, "--mode=archive"]);
+    // gpg signs with the newest signing subkey, here the one that expires. gpgme has no
+    // clock option: the home's gpg.conf fakes it while the subkey is valid.
+    std::fs::write(home.join("gpg.conf"), "faked-system-time 20200101T120000\n").expect("conf");
+    ostree_gpg_commit(&sa, "byexpired", &fpr, &home, &tree);
+    std::fs::remove_file(home.join("gpg.conf")).expect("rm conf");
+    // Two more subkeys, made in the same second: sign with each by name (oxtree gpg-sign
+    // picks the subkey it is given; gpg would pick either).
+    let revoked = add_signing_subkey(&home, &fpr, &[], "never");
+    let good = add_signing_subkey(&home, &fpr, &[], "never");
+    let secret = t.join("secret.asc");
+    gpg(
+        &home,
+        &[
+            "--armor",
+            "--output",
+            s(&secret),
+            "--export-secret-keys",
+            &fpr,
+        ],
+    );
+    let key_file = format!("--gpg-key-file={}", s(&secret));
+    ostree(&["commit", &sa, "-b", "byrevoked", "-s", "r", TS, s(&tree)]);
+    ox(&["gpg-sign", &sa, &key_file, "byrevoked", &revoked]);
+    let bygood = ostree(&["commit", &sa, "-b", "bygood", "-s", "g", TS, s(&tree)]);
+    ox(&["gpg-sign", &sa, &key_file, "bygood", &good]);
+    // Revoke that subkey (selected by fingerprint), reason 0, empty description.
+    let o = std::process::Command::new("gpg")
+        .args([
+            "--homedir",
+            s(&home),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--command-fd",
+            "0",
+            "--edit-key",
+            &fpr,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("key {revoked}\nrevkey\ny\n0\n\ny\nsave\n").as_bytes())?;
+            c.wait()
+        })
+        .expect("gpg --edit-key");
+    assert!(o.success());
+    let listing = gpg(
+        &home,
+        &["--list-keys", "--with-colons", "--with-subkey-fingerprints"],
+    );
+    assert_eq!(
+        listing.matches("sub:r:").count(),
+        1,
+        "one subkey revoked:\n{listing}"
+    );
+    export(&home, &fpr, &t.join("pub.gpg"), false);
+
+    let server = Server::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=archive"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        &format!("--gpg-import={}", s(&t.join("pub.gpg"))),
+        "origin",
+        &server.url,
+    ]);
+    let (code, err) = ox_fail(&["pull", &d, "origin", "byrevoked"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains(&format!("revoked key {revoked}")), "{err}");
+    let (code, err) = ox_fail(&["pull", &d, "origin", "byexpired"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains(&format!("expired key {expired}")), "{err}");
+    ox(&["pull", &d, "origin", "bygood"]);
+    assert_eq!(ox(&["rev-parse", &d, "origin:bygood"]), bygood);
+    for r in ["byrevoked", "byexpired"] {
+        assert!(!dst.join(format!("refs/remotes/origin/{r}")).exists());
+    }
+    // The oracle agrees on all three.
+    let od = t.join("odst");
+    let oa = format!("--repo={}", s(&od));
+    ostree(&["init", &oa, "--mode=archive"]);
+    ostree(&[
+        "remote",
+        "add",
+        &oa,
+        &format!("--gpg-import={}", s(&t.join("pub.gpg"))),
+        "origin",
+        &server.url,
+    ]);
+    ostree(&["pull", &oa, "origin", "bygood"]);
+    for r in ["byrevoked", "byexpired"] {
+        let o = run_raw(Path::new("ostree"), &["pull", &oa, "origin", r]);
+        assert!(!o.status.success(), "ostree pulled {r}");
+    }
+}
+
+/// Data signatures made with SHA-1 are refused with a message that says so (gpg 2.2, and
+/// so ostree, still accept them).
+#[test]
+fn sha1_signatures_are_refused() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let (home, fpr) = gpg_key(t, "publisher", "never");
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ostree(&["init", &sa, "--mode=archive"]);
+    let sha256 = ostree_gpg_commit(&sa, "sha256", &fpr, &home, &tree);
+    std::fs::write(home.join("gpg.conf"), "digest-algo SHA1\n").expect("conf");
+    let sha1 = ostree_gpg_commit(&sa, "sha1", &fpr, &home, &tree);
+    export(&home, &fpr, &t.join("pub.gpg"), false);
+    ostree(&[
+        "remote",
+        "add",
+        &sa,
+        &format!("--gpg-import={}", s(&t.join("pub.gpg"))),
+        "self",
+        "http://127.0.0.1:1/",
+    ]);
+    let o = run_raw(
+        &oxtree_bin(),
+        &["show", &sa, &sha1, "--gpg-verify-remote=self"],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains("BAD signature") && out.contains("made with SHA1"),
+        "{out}"
+    );
+    assert!(ox(&["show", &sa, &sha256, "--gpg-verify-remote=self"]).contains("Good signature"));
+    let server = Server::start(&src);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=archive"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        &format!("--gpg-import={}", s(&t.join("pub.gpg"))),
+        "origin",
+        &server.url,
+    ]);
+    let (code, err) = ox_fail(&["pull", &d, "origin", "sha1"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("BAD signature"), "{err}");
+    assert!(!dst.join("refs/remotes/origin/sha1").exists());
+    ox(&["pull", &d, "origin", "sha256"]);
+}
+
+/// A key's expiry comes from its verified self-signatures only: a copy of the user-id
+/// self-signature with the key-expiration subpacket pushed to 2088, appended to an expired
+/// key, does not bring it back (the copy no longer verifies).
+#[test]
+fn forged_self_signatures_do_not_extend_a_key() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let home = t.join("gnupg-old");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    gpg(
+        &home,
+        &[
+            "--faked-system-time=20200101T000000",
+            "--quick-gen-key",
+            "old <old@example.com>",
+            "ed25519",
+            "sign",
+            "1d",
+        ],
+    );
+    let fpr = fingerprints(&home).remove(0);
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ostree(&["init", &sa, "--mode=archive"]);
+    std::fs::write(home.join("gpg.conf"), "faked-system-time 20200101T120000\n").expect("conf");
+    let c = ostree_gpg_commit(&sa, "old", &fpr, &home, &tree);
+    std::fs::remove_file(home.join("gpg.conf")).expect("rm conf");
+    export(&home, &fpr, &t.join("old.gpg"), false);
+    let pk = packets(&std::fs::read(t.join("old.gpg")).expect("read"));
+    let uid = pk.iter().position(|(tag, _)| *tag == 13).expect("user id");
+    let (tag, sig) = &pk[uid + 1];
+    assert_eq!(*tag, TAG_SIGNATURE);
+    // v4 signature: header, version, type, algorithms, 2-byte hashed length, subpackets
+    // (1-byte length, type, data); key expiration is type 9 with 4 bytes.
+    let hdr = if sig[0] & 0x40 != 0 {
+        2
+    } else {
+        1 + [1, 2, 4][usize::from(sig[0] & 3)]
+    };
+    assert_eq!(sig[hdr], 4, "v4 signature");
+    let hashed = usize::from(sig[hdr + 4]) << 8 | usize::from(sig[hdr + 5]);
+    let mut forged = sig.clone();
+    let mut i = hdr + 6;
+    let mut found = false;
+    while i < hdr + 6 + hashed {
+        let len = usize::from(forged[i]);
+        assert!(len < 192, "short subpackets only");
+        if forged[i + 1] & 0x7f == 9 {
+            forged[i + 2..i + 6].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
+            found = true;
+        }
+        i += 1 + len;
+    }
+    assert!(found, "key expiration subpacket");
+    let mut keyring: Vec<u8> = Vec::new();
+    for (j, (_, p)) in pk.iter().enumerate() {
+        keyring.extend_from_slice(p);
+        if j == uid + 1 {
+            keyring.extend_from_slice(&forged);
+        }
+    }
+    std::fs::write(t.join("forged.gpg"), &keyring).expect("write");
+    ox(&[
+        "remote",
+        "add",
+        &sa,
+        &format!("--gpg-import={}", s(&t.join("forged.gpg"))),
+        "self",
+        "http://127.0.0.1:1/",
+    ]);
+    let o = run_raw(
+        &oxtree_bin(),
+        &["show", &sa, &c, "--gpg-verify-remote=self"],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains("EXPIRED key") && out.contains("expired at 2020-01-02 00:00:00 UTC"),
+        "{out}"
+    );
+}
+
+/// `gpg-sign` with an RSA key that has an RSA encryption subkey signs with the primary key
+/// (it used to sign with the encryption subkey, which gpg — so ostree — reports as BAD).
+#[test]
+fn oxtree_never_signs_with_an_encryption_subkey() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let home = t.join("gnupg-rsa");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    gpg(
+        &home,
+        &[
+            "--quick-gen-key",
+            "rsa <rsa@example.com>",
+            "rsa2048",
+            "sign",
+            "never",
+        ],
+    );
+    let fpr = fingerprints(&home).remove(0);
+    gpg(
+        &home,
+        &["--quick-add-key", &fpr, "rsa2048", "encr", "never"],
+    );
+    let secret = t.join("secret.asc");
+    gpg(
+        &home,
+        &[
+            "--armor",
+            "--output",
+            s(&secret),
+            "--export-secret-keys",
+            &fpr,
+        ],
+    );
+    export(&home, &fpr, &t.join("pub.gpg"), false);
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    ox(&["commit", &sa, "-b", "main", "-s", "x", TS, s(&tree)]);
+    ox(&[
+        "gpg-sign",
+        &sa,
+        &format!("--gpg-key-file={}", s(&secret)),
+        "main",
+        &fpr,
+    ]);
+    ostree(&[
+        "remote",
+        "add",
+        &sa,
+        &format!("--gpg-import={}", s(&t.join("pub.gpg"))),
+        "self",
+        "http://127.0.0.1:1/",
+    ]);
+    let out = ostree(&["show", &sa, "main", "--gpg-verify-remote=self"]);
+    assert!(out.contains("Good signature"), "{out}");
+    let out = ox(&["show", &sa, "main", "--gpg-verify-remote=self"]);
+    assert!(
+        out.contains("Good signature") && out.contains(&fpr),
+        "{out}"
+    );
+}

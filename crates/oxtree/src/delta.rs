@@ -4,7 +4,10 @@
 //!
 //! This module reads the formats and executes parts: the op bytecode (`S`, `o`, `w`, `r`,
 //! `R`, `c`, `B`) writes objects through an [`ObjectSink`], which verifies each one against
-//! its checksum. Parts are xz (LZMA2) streams; `liblzma` (the xz library, built from source)
+//! its checksum. Execution is bounded by what the part declares, not by what its op codes
+//! claim (security review M3): a part is at most [`MAX_PART_SIZE`] stored and decompressed,
+//! its objects together at most its header's uncompressed size (plus [`OUTPUT_SLACK`]), and
+//! objects assembled by several ops stream to the sink as they are produced. Parts are xz (LZMA2) streams; `liblzma` (the xz library, built from source)
 //! decodes them — the same code ostree uses, and far faster than a pure-Rust LZMA decoder.
 //! `bspatch` is written here: ostree stores bare mendsley/bsdiff streams (no header), which
 //! the bsdiff crates do not read.
@@ -15,8 +18,12 @@ use crate::object::{Checksum, FileHeader, ObjectType, Xattrs};
 use base64::Engine;
 use std::io::Read;
 
-/// The largest part (compressed or not) accepted from a server.
-pub const MAX_PART_SIZE: u64 = 1 << 30;
+/// The largest part (as stored, and decompressed) accepted from a server. ostree cuts parts
+/// at 32 MiB of objects by default (`--max-chunk-size`), plus one object that does not fit
+/// (new files above 4 MiB are fallbacks, bsdiff patches stay below `max-bsdiff-size`): real
+/// parts are far below this. A pull executes two parts at a time, each holding its stored
+/// bytes and its payload while it decompresses: at most 1 GiB together.
+pub const MAX_PART_SIZE: u64 = 256 << 20;
 
 const SUPERBLOCK_TYPE: &str = "(a{sv}tayay(a{sv}aya(say)sstayay)aya(uayttay)a(yaytt))";
 const PAYLOAD_TYPE: &str = "(a(uuu)aa(ayay)ayay)";
@@ -261,6 +268,23 @@ pub struct Payload {
     pub xattrs: Vec<Xattrs>,
     pub blob: Vec<u8>,
     pub ops: Vec<u8>,
+    /// The most bytes executing the part may produce, all objects together (see
+    /// [`apply_part`]): from the part header's uncompressed size when the part was opened
+    /// with [`open_part`], else [`default_max_output`] of the payload.
+    pub max_output: u64,
+}
+
+/// Slack over a part header's declared uncompressed size before its output is refused.
+/// ostree and oxtree declare exactly the bytes of the objects a part writes; the slack only
+/// absorbs a generator that counts a little differently.
+pub const OUTPUT_SLACK: u64 = 1 << 20;
+
+/// The output bound of a payload whose header is not known (fuzzing, tests): what its data
+/// can produce without reusing any byte more than 16 times.
+pub fn default_max_output(blob_len: usize) -> u64 {
+    (blob_len as u64)
+        .saturating_mul(16)
+        .saturating_add(OUTPUT_SLACK)
 }
 
 /// Verify a part as stored against its header, decompress and parse it.
@@ -307,7 +331,9 @@ pub fn open_part(stored: &[u8], h: &PartHeader, what: &str) -> Result<Payload> {
             ),
         ));
     }
-    parse_payload(&raw, what)
+    let mut p = parse_payload(&raw, what)?;
+    p.max_output = h.uncompressed_size.saturating_add(OUTPUT_SLACK);
+    Ok(p)
 }
 
 pub fn parse_payload(raw: &[u8], what: &str) -> Result<Payload> {
@@ -340,6 +366,7 @@ pub fn parse_payload(raw: &[u8], what: &str) -> Result<Payload> {
     Ok(Payload {
         modes,
         xattrs,
+        max_output: default_max_output(blob.len()),
         blob,
         ops,
     })
@@ -351,6 +378,23 @@ pub trait ObjectSink {
     fn write_metadata(&self, ty: ObjectType, csum: &Checksum, data: &[u8]) -> Result<()>;
     /// Store a content object, which must hash to `csum`.
     fn write_content(&self, header: &FileHeader, data: &[u8], csum: &Checksum) -> Result<()>;
+    /// Store a content object of `size` bytes read from `data` (to its end), which must
+    /// hash to `csum`. Objects assembled by `o`…`c` ops come this way, produced as they are
+    /// read, so a sink that streams them to disk holds none of them in memory. This default
+    /// collects them and calls [`ObjectSink::write_content`].
+    fn write_content_stream(
+        &self,
+        header: &FileHeader,
+        size: u64,
+        data: &mut dyn Read,
+        csum: &Checksum,
+    ) -> Result<()> {
+        let mut buf = Vec::with_capacity(size.min(16 << 20) as usize);
+        data.take(size)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::Other(format!("content object {csum}: {e}")))?;
+        self.write_content(header, &buf, csum)
+    }
     /// The content (payload) of a file object already in the repository.
     fn read_content(&self, csum: &Checksum) -> Result<Vec<u8>>;
 }
@@ -379,31 +423,216 @@ fn read_varint(ops: &[u8], pos: &mut usize, what: &str) -> Result<u64> {
     Err(bad(what, "number too long in op codes"))
 }
 
-fn slice<'a>(blob: &'a [u8], off: u64, len: u64, what: &str) -> Result<&'a [u8]> {
+fn range_of(len: usize, off: u64, n: u64, what: &str) -> Result<std::ops::Range<usize>> {
     let end = off
-        .checked_add(len)
-        .filter(|&e| e <= blob.len() as u64)
-        .ok_or_else(|| bad(what, format!("range {off}+{len} is outside the data")))?;
-    Ok(&blob[off as usize..end as usize])
+        .checked_add(n)
+        .filter(|&e| e <= len as u64)
+        .ok_or_else(|| bad(what, format!("range {off}+{n} is outside the data")))?;
+    Ok(off as usize..end as usize)
 }
 
-struct Open {
-    header: FileHeader,
+fn slice<'a>(blob: &'a [u8], off: u64, len: u64, what: &str) -> Result<&'a [u8]> {
+    Ok(&blob[range_of(blob.len(), off, len, what)?])
+}
+
+/// Bytes of an open object produced by one op and not yet read by the sink.
+enum Pending {
+    None,
+    Blob(std::ops::Range<usize>),
+    Source(std::ops::Range<usize>),
+    Patched(Vec<u8>, usize),
+}
+
+/// The state of a part being executed.
+struct Exec<'a> {
+    p: &'a Payload,
+    sink: &'a dyn ObjectSink,
+    what: &'a str,
+    pos: usize,
+    source: Option<Vec<u8>>,
+    /// Bytes produced so far, all objects together, against `p.max_output`.
+    produced: u64,
+}
+
+impl Exec<'_> {
+    fn varint(&mut self) -> Result<u64> {
+        read_varint(&self.p.ops, &mut self.pos, self.what)
+    }
+
+    /// Account for `n` more bytes of output.
+    fn produce(&mut self, n: u64) -> Result<()> {
+        self.produced = self.produced.saturating_add(n);
+        if self.produced > self.p.max_output {
+            return Err(bad(
+                self.what,
+                format!(
+                    "the part writes more than the {} bytes its header declares (ops reuse their data)",
+                    self.p.max_output.saturating_sub(OUTPUT_SLACK)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn set_source(&mut self) -> Result<()> {
+        let off = self.varint()?;
+        let c = Checksum::from_slice(slice(&self.p.blob, off, 32, self.what)?)
+            .ok_or_else(|| bad(self.what, "bad read source"))?;
+        // The old object is the client's own, verified content: its size is what it is.
+        self.source = Some(self.sink.read_content(&c)?);
+        Ok(())
+    }
+}
+
+/// An object opened by `o`: produces its bytes by executing the following ops as the sink
+/// reads them, up to its `c`.
+struct OpenObject<'e, 'a> {
+    ex: &'e mut Exec<'a>,
+    id: Checksum,
     size: u64,
-    data: Vec<u8>,
+    written: u64,
+    pending: Pending,
+    closed: bool,
+    /// The real error behind an `io::Error` the sink saw.
+    error: Option<Error>,
+}
+
+impl OpenObject<'_, '_> {
+    /// Run ops until one produces bytes, or the `c` that closes the object.
+    fn step(&mut self) -> Result<()> {
+        let what = self.ex.what;
+        let op = *self
+            .ex
+            .p
+            .ops
+            .get(self.ex.pos)
+            .ok_or_else(|| bad(what, format!("object {} is never closed", self.id)))?;
+        self.ex.pos += 1;
+        let room = self.size - self.written;
+        match op {
+            OP_WRITE => {
+                let (len, off) = (self.ex.varint()?, self.ex.varint()?);
+                if len > room {
+                    return Err(bad(
+                        what,
+                        format!("object {} written past its size", self.id),
+                    ));
+                }
+                self.ex.produce(len)?;
+                self.pending = match &self.ex.source {
+                    Some(s) => Pending::Source(range_of(s.len(), off, len, what)?),
+                    None => Pending::Blob(range_of(self.ex.p.blob.len(), off, len, what)?),
+                };
+                self.written += len;
+            }
+            OP_BSPATCH => {
+                let (off, len) = (self.ex.varint()?, self.ex.varint()?);
+                let old = self
+                    .ex
+                    .source
+                    .as_deref()
+                    .ok_or_else(|| bad(what, "bspatch with no read source"))?;
+                let patch = slice(&self.ex.p.blob, off, len, what)?;
+                // bspatch output grows with the patch (each byte comes out of it), so
+                // one op holds at most a patch's worth in memory.
+                let out = bspatch(old, patch, room).map_err(|m| bad(what, m))?;
+                self.ex.produce(out.len() as u64)?;
+                self.written += out.len() as u64;
+                self.pending = Pending::Patched(out, 0);
+            }
+            OP_SET_READ_SOURCE => self.ex.set_source()?,
+            OP_UNSET_READ_SOURCE => self.ex.source = None,
+            OP_CLOSE => {
+                if self.written != self.size {
+                    return Err(bad(
+                        what,
+                        format!(
+                            "object {} has {} of its {} bytes",
+                            self.id, self.written, self.size
+                        ),
+                    ));
+                }
+                self.closed = true;
+            }
+            OP_OPEN | OP_OPEN_SPLICE_AND_CLOSE => {
+                return Err(bad(what, "open inside an open object"))
+            }
+            op => return Err(bad(what, format!("unknown op code {op:#04x}"))),
+        }
+        Ok(())
+    }
+}
+
+impl OpenObject<'_, '_> {
+    /// Copy what the last op produced and the sink has not read yet.
+    fn copy_pending(&mut self, buf: &mut [u8]) -> usize {
+        fn take(data: &[u8], buf: &mut [u8], at: &mut usize) -> usize {
+            let n = buf.len().min(data.len());
+            if let (Some(to), Some(from)) = (buf.get_mut(..n), data.get(..n)) {
+                to.copy_from_slice(from);
+            }
+            *at += n;
+            n
+        }
+        let blob = &self.ex.p.blob;
+        let source = self.ex.source.as_deref().unwrap_or_default();
+        match &mut self.pending {
+            Pending::None => 0,
+            Pending::Blob(r) => take(blob.get(r.clone()).unwrap_or_default(), buf, &mut r.start),
+            Pending::Source(r) => {
+                take(source.get(r.clone()).unwrap_or_default(), buf, &mut r.start)
+            }
+            Pending::Patched(v, i) => take(v.get(*i..).unwrap_or_default(), buf, i),
+        }
+    }
+}
+
+impl Read for OpenObject<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = self.copy_pending(buf);
+            if n > 0 {
+                return Ok(n);
+            }
+            self.pending = Pending::None;
+            if self.closed {
+                return Ok(0);
+            }
+            if let Err(e) = self.step() {
+                let msg = e.to_string();
+                self.error = Some(e);
+                return Err(std::io::Error::other(msg));
+            }
+        }
+    }
 }
 
 /// Execute a part: write each object of `objects` through `sink`. Returns how many.
+///
+/// Bounded by the data, whatever the op codes claim: all objects together may produce at
+/// most `p.max_output` bytes — the part header's declared uncompressed size, which `w` and
+/// `B` ops reusing the same data could otherwise multiply without end (security review
+/// M3) — so an object's size (`o`) may not exceed what is left of it either; objects
+/// assembled by `o`…`c` are produced as the sink reads them
+/// ([`ObjectSink::write_content_stream`]), and a bspatch op holds at most its own output.
 pub fn apply_part(
     p: &Payload,
     objects: &[(ObjectType, Checksum)],
     sink: &dyn ObjectSink,
     what: &str,
 ) -> Result<usize> {
-    let mut pos = 0usize;
+    let mut ex = Exec {
+        p,
+        sink,
+        what,
+        pos: 0,
+        source: None,
+        produced: 0,
+    };
     let mut next = 0usize;
-    let mut open: Option<Open> = None;
-    let mut source: Option<Vec<u8>> = None;
     let current = |next: usize| -> Result<(ObjectType, Checksum)> {
         objects
             .get(next)
@@ -411,13 +640,13 @@ pub fn apply_part(
             .ok_or_else(|| bad(what, "more objects in the op codes than in the part header"))
     };
     let header_for = |mode_i: u64, xattr_i: u64| -> Result<FileHeader> {
-        let (uid, gid, mode) = *p
-            .modes
-            .get(mode_i as usize)
+        let (uid, gid, mode) = *usize::try_from(mode_i)
+            .ok()
+            .and_then(|i| p.modes.get(i))
             .ok_or_else(|| bad(what, "mode index out of range"))?;
-        let xattrs = p
-            .xattrs
-            .get(xattr_i as usize)
+        let xattrs = usize::try_from(xattr_i)
+            .ok()
+            .and_then(|i| p.xattrs.get(i))
             .ok_or_else(|| bad(what, "xattr index out of range"))?
             .clone();
         Ok(FileHeader {
@@ -428,16 +657,15 @@ pub fn apply_part(
             xattrs,
         })
     };
-    while pos < p.ops.len() {
-        let op = p.ops[pos];
-        pos += 1;
-        let mut v = || read_varint(&p.ops, &mut pos, what);
+    while let Some(&op) = p.ops.get(ex.pos) {
+        ex.pos += 1;
         match op {
             OP_OPEN_SPLICE_AND_CLOSE => {
                 let (ty, c) = current(next)?;
                 if ty.is_meta() {
-                    let (len, off) = (v()?, v()?);
+                    let (len, off) = (ex.varint()?, ex.varint()?);
                     let data = slice(&p.blob, off, len, what)?;
+                    ex.produce(len)?;
                     let actual = Checksum::digest(data);
                     if actual != c {
                         return Err(Error::ChecksumMismatch {
@@ -448,9 +676,11 @@ pub fn apply_part(
                     }
                     sink.write_metadata(ty, &c, data)?;
                 } else {
-                    let (mi, xi, size, off) = (v()?, v()?, v()?, v()?);
+                    let (mi, xi, size, off) =
+                        (ex.varint()?, ex.varint()?, ex.varint()?, ex.varint()?);
                     let mut h = header_for(mi, xi)?;
                     let data = slice(&p.blob, off, size, what)?;
+                    ex.produce(size)?;
                     if h.is_symlink() {
                         h.symlink_target = String::from_utf8(data.to_vec())
                             .map_err(|_| bad(what, "symlink target is not UTF-8"))?;
@@ -462,70 +692,60 @@ pub fn apply_part(
                 next += 1;
             }
             OP_OPEN => {
-                let (mi, xi, size) = (v()?, v()?, v()?);
-                if open.is_some() {
-                    return Err(bad(what, "open inside an open object"));
-                }
-                let (ty, _) = current(next)?;
+                let (mi, xi, size) = (ex.varint()?, ex.varint()?, ex.varint()?);
+                let (ty, c) = current(next)?;
                 if ty.is_meta() {
                     return Err(bad(what, "open of a metadata object"));
                 }
-                open = Some(Open {
-                    header: header_for(mi, xi)?,
-                    size,
-                    // Grown by the writes (all bounded by the part's data), not by the claim.
-                    data: Vec::with_capacity(size.min(16 << 20) as usize),
-                });
-            }
-            OP_WRITE => {
-                let (len, off) = (v()?, v()?);
-                let o = open
-                    .as_mut()
-                    .ok_or_else(|| bad(what, "write with no open object"))?;
-                let src = source.as_deref().unwrap_or(&p.blob);
-                o.data.extend_from_slice(slice(src, off, len, what)?);
-                if o.data.len() as u64 > o.size {
-                    return Err(bad(what, "object written past its size"));
-                }
-            }
-            OP_SET_READ_SOURCE => {
-                let off = v()?;
-                let c = Checksum::from_slice(slice(&p.blob, off, 32, what)?)
-                    .ok_or_else(|| bad(what, "bad read source"))?;
-                source = Some(sink.read_content(&c)?);
-            }
-            OP_UNSET_READ_SOURCE => source = None,
-            OP_BSPATCH => {
-                let (off, len) = (v()?, v()?);
-                let o = open
-                    .as_mut()
-                    .ok_or_else(|| bad(what, "bspatch with no open object"))?;
-                let old = source
-                    .as_deref()
-                    .ok_or_else(|| bad(what, "bspatch with no read source"))?;
-                let patch = slice(&p.blob, off, len, what)?;
-                let want = o.size.saturating_sub(o.data.len() as u64);
-                let out = bspatch(old, patch, want).map_err(|m| bad(what, m))?;
-                o.data.extend_from_slice(&out);
-            }
-            OP_CLOSE => {
-                let (_, c) = current(next)?;
-                let o = open
-                    .take()
-                    .ok_or_else(|| bad(what, "close with no open object"))?;
-                if o.data.len() as u64 != o.size {
+                let left = p.max_output.saturating_sub(ex.produced);
+                if size > left {
                     return Err(bad(
                         what,
-                        format!("object {c} has {} of its {} bytes", o.data.len(), o.size),
+                        format!(
+                            "object {c} claims {size} bytes, more than the {left} left of what the part header declares"
+                        ),
                     ));
                 }
-                sink.write_content(&o.header, &o.data, &c)?;
+                let h = header_for(mi, xi)?;
+                let mut o = OpenObject {
+                    ex: &mut ex,
+                    id: c,
+                    size,
+                    written: 0,
+                    pending: Pending::None,
+                    closed: false,
+                    error: None,
+                };
+                let res = sink.write_content_stream(&h, size, &mut o, &c);
+                // The sink may stop early (a wrong hash, a full disk): the executor's own
+                // error, if it had one, says more than the sink's.
+                if let Some(e) = o.error.take() {
+                    return Err(e);
+                }
+                res?;
+                // The sink read `size` bytes; run the ops up to the object's `c` (which
+                // checks nothing more was written).
+                let mut rest = [0u8; 64];
+                while !o.closed {
+                    match o.read(&mut rest) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            return Err(o.error.take().unwrap_or_else(|| bad(what, e.to_string())))
+                        }
+                    }
+                }
                 next += 1;
             }
+            OP_SET_READ_SOURCE => ex.set_source()?,
+            OP_UNSET_READ_SOURCE => ex.source = None,
+            OP_WRITE => return Err(bad(what, "write with no open object")),
+            OP_BSPATCH => return Err(bad(what, "bspatch with no open object")),
+            OP_CLOSE => return Err(bad(what, "close with no open object")),
             op => return Err(bad(what, format!("unknown op code {op:#04x}"))),
         }
     }
-    if open.is_some() || next != objects.len() {
+    if next != objects.len() {
         return Err(bad(
             what,
             format!("the op codes wrote {next} of {} objects", objects.len()),
@@ -671,6 +891,7 @@ mod tests {
             xattrs: vec![],
             blob: vec![],
             ops: vec![b'Z'],
+            max_output: 0,
         };
         struct Nothing;
         impl ObjectSink for Nothing {
@@ -685,5 +906,147 @@ mod tests {
             }
         }
         assert!(apply_part(&p, &[], &Nothing, "t").is_err());
+    }
+
+    /// Streams objects through a small buffer, keeping only a count.
+    struct Counting(std::cell::Cell<u64>);
+
+    impl ObjectSink for Counting {
+        fn write_metadata(&self, _: ObjectType, _: &Checksum, d: &[u8]) -> Result<()> {
+            self.0.set(self.0.get() + d.len() as u64);
+            Ok(())
+        }
+        fn write_content(&self, _: &FileHeader, d: &[u8], _: &Checksum) -> Result<()> {
+            self.0.set(self.0.get() + d.len() as u64);
+            Ok(())
+        }
+        fn write_content_stream(
+            &self,
+            _: &FileHeader,
+            _: u64,
+            data: &mut dyn Read,
+            _: &Checksum,
+        ) -> Result<()> {
+            let mut buf = [0u8; 64 << 10];
+            loop {
+                let n = data
+                    .read(&mut buf)
+                    .map_err(|e| Error::Other(e.to_string()))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                self.0.set(self.0.get() + n as u64);
+            }
+        }
+        fn read_content(&self, _: &Checksum) -> Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    /// The M3 amplification payload: 4 KiB of zeros, one file object opened with `size`
+    /// bytes and written by `writes` `w` ops over the same 4 KiB (the `c` never comes).
+    pub(crate) fn amplification_payload(size: u64, writes: usize) -> Vec<u8> {
+        let mut ops = vec![OP_OPEN, 0, 0];
+        push_varint(&mut ops, size);
+        for _ in 0..writes {
+            ops.push(OP_WRITE);
+            push_varint(&mut ops, 4096);
+            ops.push(0);
+        }
+        ops.push(OP_CLOSE);
+        gvariant::encode(&Value::Tuple(vec![
+            Value::Array(
+                Type::of("(uuu)"),
+                vec![Value::Tuple(vec![
+                    Value::U32(0),
+                    Value::U32(0),
+                    Value::U32(0o100644u32.to_be()),
+                ])],
+            ),
+            Value::Array(
+                Type::of("a(ayay)"),
+                vec![Value::Array(Type::of("(ayay)"), vec![])],
+            ),
+            Value::Bytes(vec![0; 4096]),
+            Value::Bytes(ops),
+        ]))
+    }
+
+    #[test]
+    fn reused_data_cannot_amplify_a_part() {
+        // A part of a few KB that would write 4 GiB (a million `w` over the same 4 KiB),
+        // declaring 64 KiB: refused once its output passes the declaration, having streamed
+        // no more than that through the sink.
+        let raw = amplification_payload(4 << 30, 1 << 20);
+        let mut stored = vec![b'x'];
+        let mut enc = liblzma::write::XzEncoder::new(&mut stored, 9);
+        std::io::Write::write_all(&mut enc, &raw).expect("xz");
+        enc.finish().expect("xz");
+        assert!(stored.len() < 16 << 10, "{} bytes", stored.len());
+        let objects = vec![(ObjectType::File, Checksum([1; 32]))];
+        let header = PartHeader {
+            version: 0,
+            checksum: Checksum::digest(&stored),
+            size: stored.len() as u64,
+            uncompressed_size: 64 << 10,
+            objects: objects.clone(),
+        };
+        let p = open_part(&stored, &header, "part 0").expect("open");
+        assert_eq!(p.max_output, (64 << 10) + OUTPUT_SLACK);
+        let sink = Counting(std::cell::Cell::new(0));
+        let e = apply_part(&p, &objects, &sink, "part 0").expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains("claims 4294967296 bytes, more than the"),
+            "{e}"
+        );
+        assert_eq!(sink.0.get(), 0);
+        // An object that claims no more than the declaration is held to its own size.
+        let raw = amplification_payload(p.max_output, 1 << 20);
+        let mut p = parse_payload(&raw, "part 0").expect("parse");
+        p.max_output = (64 << 10) + OUTPUT_SLACK;
+        let e = apply_part(&p, &objects, &sink, "part 0").expect_err("refused");
+        assert!(e.to_string().contains("written past its size"), "{e}");
+        assert!(sink.0.get() <= p.max_output, "{}", sink.0.get());
+        // Many objects spliced (`S`) out of the same 4 KiB: refused once they add up to
+        // more than the declaration.
+        let many: Vec<(ObjectType, Checksum)> = (0..1000u32)
+            .map(|i| {
+                let mut c = [0u8; 32];
+                c[..4].copy_from_slice(&i.to_be_bytes());
+                (ObjectType::File, Checksum(c))
+            })
+            .collect();
+        let mut ops = Vec::new();
+        for _ in 0..many.len() {
+            ops.extend_from_slice(&[OP_OPEN_SPLICE_AND_CLOSE, 0, 0]);
+            push_varint(&mut ops, 4096);
+            ops.push(0);
+        }
+        p.ops = ops;
+        sink.0.set(0);
+        let e = apply_part(&p, &many, &sink, "part 0").expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains("writes more than the 65536 bytes its header declares"),
+            "{e}"
+        );
+        assert!(sink.0.get() <= p.max_output, "{}", sink.0.get());
+        // Without a header, a payload may reuse its data at most 16 times.
+        let p = parse_payload(&amplification_payload(1 << 30, 1 << 20), "p").expect("parse");
+        assert_eq!(p.max_output, default_max_output(4096));
+        assert!(apply_part(&p, &objects, &sink, "p").is_err());
     }
 }

@@ -47,7 +47,12 @@ impl Read for Body {
 }
 
 impl Fetcher for FlakyFiles {
-    fn fetch(&self, path: &str, from: u64) -> Result<Option<Response>, FetchError> {
+    fn fetch_bounded(
+        &self,
+        path: &str,
+        from: u64,
+        _max_size: u64,
+    ) -> Result<Option<Response>, FetchError> {
         let Ok(mut data) = std::fs::read(self.root.join(path)) else {
             return Ok(None);
         };

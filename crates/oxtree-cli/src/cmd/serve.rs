@@ -3,6 +3,7 @@
 use super::Global;
 use anyhow::Result;
 use clap::Args;
+use std::time::Duration;
 
 /// Serve a repository over HTTP for pulls (a static file server).
 #[derive(Args)]
@@ -16,17 +17,29 @@ pub struct ServeArgs {
     /// Do not print an access-log line per request.
     #[arg(long)]
     pub quiet: bool,
+    /// Connections served at once; more wait until one ends.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (also how long an idle
+    /// keep-alive connection is kept).
+    #[arg(long, default_value_t = 30)]
+    pub header_timeout: u64,
+    /// Seconds after which a connection on which nothing moves is closed.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
 }
 
 pub fn run(g: &Global, a: ServeArgs) -> Result<()> {
-    let ServeArgs { bind, port, quiet } = a;
     let path = g.repo_path();
     oxtree::serve::serve(
         &path,
         &oxtree::serve::ServeOptions {
-            bind,
-            port,
-            log: !quiet,
+            bind: a.bind,
+            port: a.port,
+            log: !a.quiet,
+            max_connections: a.max_connections,
+            header_timeout: Duration::from_secs(a.header_timeout),
+            idle_timeout: Duration::from_secs(a.idle_timeout),
         },
         |addr| {
             eprintln!(

@@ -590,6 +590,9 @@ fn print_gpg_report(repo: &Repo, c: &Checksum, keys: &GpgKeys) -> Result<bool> {
             GpgStatus::UnknownKey => "Can't check signature: public key not found".to_string(),
         };
         println!("  {status}");
+        if let Some(d) = &r.detail {
+            println!("  ({d})");
+        }
     }
     Ok(report.iter().any(|r| r.status == GpgStatus::Good))
 }

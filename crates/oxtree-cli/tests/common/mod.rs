@@ -332,13 +332,16 @@ impl Server {
     }
 
     pub fn start_on(repo: &Path, port: u16) -> Server {
+        Server::start_args(repo, &[&format!("--port={port}")])
+    }
+
+    /// `oxtree serve --repo=REPO ARGS…` (give `--port=0` for a free port).
+    pub fn start_args(repo: &Path, args: &[&str]) -> Server {
         use std::io::BufRead;
         let mut child = Command::new(oxtree_bin())
-            .args([
-                "serve",
-                &format!("--repo={}", s(repo)),
-                &format!("--port={port}"),
-            ])
+            .arg("serve")
+            .arg(format!("--repo={}", s(repo)))
+            .args(args)
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -738,4 +741,3 @@ pub fn run_in(dir: &Path, prog: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("run")
 }
-

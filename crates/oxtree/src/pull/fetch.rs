@@ -2,10 +2,23 @@
 //! independent of the transport (tests inject faults through it); [`HttpFetcher`] is the
 //! HTTP(S) implementation over one shared `ureq` agent, whose connection pool keeps
 //! connections alive across the worker threads.
+//!
+//! A hostile or broken server must not be able to hold a pull forever or fill memory
+//! (security review M1, H3), so every HTTP response is guarded:
+//! - each read of the body has a timeout ([`FetchOptions::timeout`]);
+//! - ostree's low-speed rule: a transfer that averages less than
+//!   `low-speed-limit-bytes` per second over `low-speed-time-seconds` (1000 B/s over 30 s
+//!   by default) is aborted — a server trickling one byte every two seconds never trips a
+//!   per-read timeout;
+//! - a whole request, headers and body, has a deadline ([`FetchOptions::request_deadline`]);
+//! - a body is never longer than the `max_size` the caller gives [`Fetcher::fetch_bounded`]
+//!   (the size it knows from verified metadata, or its own limit): a larger
+//!   `Content-Length` fails before any byte is read, and a body without one fails as soon
+//!   as it passes the bound (one byte past it is read, no more).
 
 use crate::error::Error;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A successful GET.
 pub struct Response {
@@ -20,55 +33,274 @@ pub struct Response {
 pub enum FetchError {
     /// Worth retrying: connection refused/reset, timeout, 5xx, 429.
     Transient(String),
-    /// Retrying will not help (4xx other than 404, bad URL).
+    /// Retrying will not help (4xx other than 404, bad URL, a body larger than allowed).
     Fatal(Error),
     /// HTTP 416 for a `Range` request: the bytes already on disk are the whole object (or
     /// more); the caller verifies them, and starts over if they are wrong.
     RangeNotSatisfiable,
 }
 
+/// No bound: what [`Fetcher::fetch`] passes.
+pub const UNBOUNDED: u64 = u64::MAX;
+
 pub trait Fetcher: Sync {
     /// GET `path` (relative to the repository URL). `from > 0` asks for the bytes from that
-    /// offset on (`Range`). `Ok(None)` means 404.
-    fn fetch(&self, path: &str, from: u64) -> Result<Option<Response>, FetchError>;
+    /// offset on (`Range`). The file is at most `max_size` bytes long: a response that says
+    /// or turns out otherwise fails (its body errors once past the bound). `Ok(None)`
+    /// means 404.
+    fn fetch_bounded(
+        &self,
+        path: &str,
+        from: u64,
+        max_size: u64,
+    ) -> Result<Option<Response>, FetchError>;
+
+    /// [`Fetcher::fetch_bounded`] with no bound. Kept while callers move to the bounded
+    /// form; every caller knows a bound and should pass it.
+    fn fetch(&self, path: &str, from: u64) -> Result<Option<Response>, FetchError> {
+        self.fetch_bounded(path, from, UNBOUNDED)
+    }
+
     /// The full URL of `path`, for messages.
     fn describe(&self, path: &str) -> String;
+}
+
+/// How HTTP requests are bounded in time (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// Connecting, waiting for the response headers, and every read of the body.
+    pub timeout: Duration,
+    /// ostree's `low-speed-limit-bytes`: the average rate, in bytes per second, below which
+    /// a transfer is aborted (0 turns the rule off).
+    pub low_speed_limit_bytes: u64,
+    /// ostree's `low-speed-time-seconds`: the window over which the rate is averaged.
+    pub low_speed_time: Duration,
+    /// The most a single request may take, headers and body (`None`: no deadline). A large
+    /// object cut off by it resumes where it stopped on the next attempt.
+    pub request_deadline: Option<Duration>,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            timeout: Duration::from_secs(30),
+            low_speed_limit_bytes: 1000,
+            low_speed_time: Duration::from_secs(30),
+            request_deadline: Some(Duration::from_secs(3600)),
+        }
+    }
+}
+
+impl FetchOptions {
+    /// The defaults with `timeout`, and a remote's `low-speed-limit-bytes` and
+    /// `low-speed-time-seconds` from the repository config when it sets them (ostree's
+    /// names for the same rule).
+    pub fn for_remote(
+        repo: &crate::repo::Repo,
+        remote: &str,
+        timeout: Duration,
+    ) -> crate::Result<FetchOptions> {
+        let mut o = FetchOptions {
+            timeout,
+            ..FetchOptions::default()
+        };
+        let num = |key: &str| -> crate::Result<Option<u64>> {
+            repo.remote_option(remote, key)
+                .map(|v| {
+                    v.trim().parse::<u64>().map_err(|_| Error::Config {
+                        path: repo.path().join("config"),
+                        msg: format!(
+                            "remote {remote:?}: {key}={v:?} is not a non-negative integer"
+                        ),
+                    })
+                })
+                .transpose()
+        };
+        if let Some(v) = num("low-speed-limit-bytes")? {
+            o.low_speed_limit_bytes = v;
+        }
+        if let Some(v) = num("low-speed-time-seconds")? {
+            o.low_speed_time = Duration::from_secs(v.max(1));
+        }
+        Ok(o)
+    }
+}
+
+/// A response body held to the request's bounds: its size, the low-speed rule and the
+/// deadline. Errors name the URL and the rule.
+struct Guarded<R> {
+    inner: R,
+    url: String,
+    max: u64,
+    read: u64,
+    low_speed_limit: u64,
+    low_speed_time: Duration,
+    window_start: Instant,
+    window_bytes: u64,
+    deadline: Option<(Instant, Duration)>,
+}
+
+impl<R: Read> Guarded<R> {
+    fn new(inner: R, url: String, max: u64, opts: &FetchOptions, started: Instant) -> Self {
+        Guarded {
+            inner,
+            url,
+            max,
+            read: 0,
+            low_speed_limit: opts.low_speed_limit_bytes,
+            low_speed_time: opts.low_speed_time,
+            window_start: Instant::now(),
+            window_bytes: 0,
+            deadline: opts.request_deadline.map(|d| (started + d, d)),
+        }
+    }
+}
+
+impl<R: Read> Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::{Error as IoError, ErrorKind};
+        let past_deadline = |deadline: Option<(Instant, Duration)>, url: &str| {
+            deadline
+                .filter(|(at, _)| Instant::now() >= *at)
+                .map(|(_, d)| {
+                    IoError::new(
+                        ErrorKind::TimedOut,
+                        format!(
+                            "{url}: the request took longer than its {} s deadline",
+                            d.as_secs()
+                        ),
+                    )
+                })
+        };
+        if let Some(e) = past_deadline(self.deadline, &self.url) {
+            return Err(e);
+        }
+        // Ask for at most one byte past the bound: enough to know the body is too long.
+        let room = self.max.saturating_sub(self.read).saturating_add(1);
+        let cap = usize::try_from(room).unwrap_or(usize::MAX).min(buf.len());
+        let n = match self.inner.read(buf.get_mut(..cap).unwrap_or_default()) {
+            Ok(n) => n,
+            // The transport enforces the deadline too (during a read): say which rule.
+            Err(e) => return Err(past_deadline(self.deadline, &self.url).unwrap_or(e)),
+        };
+        self.read = self.read.saturating_add(n as u64);
+        if self.read > self.max {
+            return Err(IoError::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "{}: the response is longer than the {} bytes expected",
+                    self.url, self.max
+                ),
+            ));
+        }
+        if self.low_speed_limit > 0 && n > 0 {
+            self.window_bytes = self.window_bytes.saturating_add(n as u64);
+            let elapsed = self.window_start.elapsed();
+            if elapsed >= self.low_speed_time {
+                let secs = elapsed.as_secs_f64();
+                if (self.window_bytes as f64) < self.low_speed_limit as f64 * secs {
+                    return Err(IoError::new(
+                        ErrorKind::TimedOut,
+                        format!(
+                            "{}: the transfer averaged {:.0} bytes/s over {:.0} s, below the low-speed limit of {} bytes/s (low-speed-limit-bytes, low-speed-time-seconds)",
+                            self.url,
+                            self.window_bytes as f64 / secs,
+                            secs,
+                            self.low_speed_limit
+                        ),
+                    ));
+                }
+                self.window_start = Instant::now();
+                self.window_bytes = 0;
+            }
+        }
+        Ok(n)
+    }
 }
 
 pub struct HttpFetcher {
     base: String,
     agent: ureq::Agent,
+    opts: FetchOptions,
 }
 
 impl HttpFetcher {
-    /// `timeout` bounds connecting, waiting for a response, and every read of the body (a
-    /// server that stalls mid-transfer — slowloris — fails the request, which is retried).
+    /// [`HttpFetcher::with_options`] with the default low-speed rule and deadline.
     pub fn new(url: &str, timeout: Duration) -> crate::Result<HttpFetcher> {
+        HttpFetcher::with_options(
+            url,
+            FetchOptions {
+                timeout,
+                ..FetchOptions::default()
+            },
+        )
+    }
+
+    pub fn with_options(url: &str, opts: FetchOptions) -> crate::Result<HttpFetcher> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(Error::InvalidArgument(format!(
                 "unsupported remote URL {url:?}: oxtree pulls over http://, https:// and file://"
             )));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(timeout))
-            .timeout_recv_response(Some(timeout))
-            .timeout_per_read(Some(timeout))
-            .max_idle_connections(256)
-            .max_idle_connections_per_host(128)
-            .user_agent(concat!("oxtree/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         Ok(HttpFetcher {
             base: url.trim_end_matches('/').to_string(),
-            agent,
+            agent: agent(&opts),
+            opts,
         })
+    }
+
+    /// Set the low-speed rule: abort a transfer averaging below `bytes_per_second` over
+    /// `window` (0 bytes turns it off).
+    pub fn low_speed_limit(mut self, bytes_per_second: u64, window: Duration) -> Self {
+        self.opts.low_speed_limit_bytes = bytes_per_second;
+        self.opts.low_speed_time = window.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Set the deadline of a whole request (`None`: none).
+    pub fn request_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.opts.request_deadline = deadline;
+        self.agent = agent(&self.opts);
+        self
+    }
+
+    /// Apply a remote's `low-speed-limit-bytes` / `low-speed-time-seconds` from the
+    /// repository config (see [`FetchOptions::for_remote`]).
+    pub fn remote_options(mut self, repo: &crate::repo::Repo, remote: &str) -> crate::Result<Self> {
+        let o = FetchOptions::for_remote(repo, remote, self.opts.timeout)?;
+        self.opts.low_speed_limit_bytes = o.low_speed_limit_bytes;
+        self.opts.low_speed_time = o.low_speed_time;
+        Ok(self)
+    }
+
+    pub fn options(&self) -> &FetchOptions {
+        &self.opts
     }
 }
 
+fn agent(opts: &FetchOptions) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(opts.timeout))
+        .timeout_recv_response(Some(opts.timeout))
+        .timeout_per_read(Some(opts.timeout))
+        .timeout_per_call(opts.request_deadline)
+        .max_idle_connections(256)
+        .max_idle_connections_per_host(128)
+        .user_agent(concat!("oxtree/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
 impl Fetcher for HttpFetcher {
-    fn fetch(&self, path: &str, from: u64) -> Result<Option<Response>, FetchError> {
+    fn fetch_bounded(
+        &self,
+        path: &str,
+        from: u64,
+        max_size: u64,
+    ) -> Result<Option<Response>, FetchError> {
         let url = self.describe(path);
+        let started = Instant::now();
         let mut req = self.agent.get(&url);
         if from > 0 {
             req = req.header("Range", format!("bytes={from}-"));
@@ -80,7 +312,7 @@ impl Fetcher for HttpFetcher {
                     "{url}: bad URL: {m}"
                 ))))
             }
-            Err(e) => return Err(FetchError::Transient(e.to_string())),
+            Err(e) => return Err(FetchError::Transient(format!("{url}: {e}"))),
         };
         let status = resp.status().as_u16();
         let len = resp.body().content_length();
@@ -95,11 +327,23 @@ impl Fetcher for HttpFetcher {
                 return Err(FetchError::Fatal(Error::Other(format!("{url}: HTTP {s}"))));
             }
         }
+        let restarted = from > 0 && status == 200;
+        // A 206 carries the file from `from` on; a 200 the whole file.
+        let max_body = if from > 0 && !restarted {
+            max_size.saturating_sub(from)
+        } else {
+            max_size
+        };
+        if let Some(l) = len.filter(|&l| l > max_body) {
+            return Err(FetchError::Fatal(Error::Other(format!(
+                "{url}: the server announces {l} bytes, more than the {max_body} expected"
+            ))));
+        }
         let body = resp.into_body().into_with_config().limit(u64::MAX).reader();
         Ok(Some(Response {
-            body: Box::new(body),
+            body: Box::new(Guarded::new(body, url, max_body, &self.opts, started)),
             len,
-            restarted: from > 0 && status == 200,
+            restarted,
         }))
     }
 
@@ -123,7 +367,12 @@ impl FileFetcher {
 }
 
 impl Fetcher for FileFetcher {
-    fn fetch(&self, path: &str, from: u64) -> Result<Option<Response>, FetchError> {
+    fn fetch_bounded(
+        &self,
+        path: &str,
+        from: u64,
+        max_size: u64,
+    ) -> Result<Option<Response>, FetchError> {
         use std::io::Seek;
         // Object paths come from our own formatting; still refuse anything that climbs out.
         if path.split('/').any(|c| c == "..") {
@@ -144,6 +393,12 @@ impl Fetcher for FileFetcher {
             }
         };
         let len = f.metadata().map(|m| m.len()).ok();
+        if let Some(l) = len.filter(|&l| l > max_size) {
+            return Err(FetchError::Fatal(Error::Other(format!(
+                "{}: {l} bytes, more than the {max_size} expected",
+                self.describe(path)
+            ))));
+        }
         if from > 0 {
             if len.is_some_and(|l| from >= l) {
                 return Err(FetchError::RangeNotSatisfiable);
@@ -156,8 +411,20 @@ impl Fetcher for FileFetcher {
                 })
             })?;
         }
+        // A file that grows while it is read is held to the bound too.
+        let max_body = max_size.saturating_sub(from);
         Ok(Some(Response {
-            body: Box::new(f),
+            body: Box::new(Guarded::new(
+                f,
+                self.describe(path),
+                max_body,
+                &FetchOptions {
+                    low_speed_limit_bytes: 0,
+                    request_deadline: None,
+                    ..FetchOptions::default()
+                },
+                Instant::now(),
+            )),
             len: len.map(|l| l.saturating_sub(from)),
             restarted: false,
         }))

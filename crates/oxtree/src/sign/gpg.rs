@@ -5,13 +5,30 @@
 //! `/usr/share/ostree/trusted.gpg.d/`.
 //!
 //! Why rpgp (`pgp`): pure Rust (no gpgme/gpg-agent, no C build), and it verifies signatures
-//! made by subkeys. Expired and revoked keys are reported as such and never count as valid.
+//! made by subkeys. rpgp parses a keyring without judging it, so this module does what gpg
+//! does when it imports a key (ostree verifies through gpg): a keyring file is only trusted
+//! for what its primary key signed. Concretely —
+//! - the primary key's expiry comes from its newest *verified* self-signature (a user-id
+//!   certification or direct-key signature made by the primary key itself), and only a
+//!   verified revocation revokes it; a key with no valid self-signature is not used;
+//! - a subkey is used only with a valid binding signature by the primary key; a signing
+//!   subkey also needs the binding's embedded back-signature made by the subkey ("cross
+//!   certification", which gpg has required since 2.0), and key flags that allow signing.
+//!   Anyone can append a subkey to a published key file; without these checks it would be
+//!   trusted like the publisher (security review M2);
+//! - subkey revocations and subkey expiry count, and so do the primary key's;
+//! - data signatures made with MD5, SHA-1 or RIPEMD-160 are refused (practical collisions
+//!   for the first two; the same 160-bit strength for the third), which gpg 2.2 still
+//!   accepts. Self-signatures inside keys may still use SHA-1 (many long-lived keys have
+//!   them), but not MD5.
 
 use crate::error::{Error, IoContext, Result};
 use crate::gvariant::{self, Type, Value};
 use crate::repo::Repo;
 use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedSecretKey};
-use pgp::types::KeyDetails;
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::packet::{PublicKey, PublicSubkey, Signature, SignatureType, SubpacketData};
+use pgp::types::{KeyDetails, Tag};
 use std::path::{Path, PathBuf};
 
 /// The detached-metadata key for OpenPGP signatures.
@@ -20,33 +37,132 @@ pub const GPGSIGS_KEY: &str = "ostree.gpgsigs";
 /// What one signature turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpgSignature {
-    /// Fingerprint (upper-case hex) of the key that made it, when known.
+    /// Fingerprint (upper-case hex) of the key that made it, when known (else the issuer's
+    /// fingerprint or key id the signature names).
     pub key: Option<String>,
     /// Primary user id of that key, when it is in the keyring.
     pub user: Option<String>,
     /// Seconds since the epoch.
     pub created: Option<u64>,
     pub status: GpgStatus,
+    /// Why a signature is not good, when there is more to say than the status (a refused
+    /// hash algorithm, a subkey without a valid binding, which key expired and when).
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpgStatus {
     Good,
-    /// Made by a key we have, but the key expired before now.
+    /// Made by a key we have, but the key (or the subkey that signed) expired before now.
     ExpiredKey,
-    /// Made by a key that carries a revocation.
+    /// Made by a key (or subkey) that carries a valid revocation.
     RevokedKey,
-    /// Does not verify with any key we have.
+    /// Does not verify with any key we have, or is refused (weak hash, expired signature).
     Bad,
-    /// Made by a key that is not in the keyring.
+    /// Made by a key that is not in the keyring (or a subkey that is not validly bound to a
+    /// key in it).
     UnknownKey,
+}
+
+impl std::fmt::Display for GpgSignature {
+    /// One line, for refusals: `good signature by FPR`, `signature by revoked key FPR: …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = self.key.as_deref().unwrap_or("unknown key");
+        match self.status {
+            GpgStatus::Good => write!(f, "good signature by {key}")?,
+            GpgStatus::ExpiredKey => write!(f, "signature by expired key {key}")?,
+            GpgStatus::RevokedKey => write!(f, "signature by revoked key {key}")?,
+            GpgStatus::Bad => write!(f, "BAD signature (key {key})")?,
+            GpgStatus::UnknownKey => write!(
+                f,
+                "signature by {key}, which is not in the remote's keyring"
+            )?,
+        }
+        if let Some(d) = &self.detail {
+            write!(f, ": {d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every signature of a report on one line (`; ` between them), for error messages.
+pub fn describe(report: &[GpgSignature]) -> String {
+    if report.is_empty() {
+        return "no ostree.gpgsigs signature".into();
+    }
+    report
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// GnuPG keyring files (`pubring.gpg`, and the `*.trustedkeys.gpg` ostree writes through
+/// gpgme) put a trust packet (tag 12) after each user id and its signatures. rpgp expects
+/// the signatures right after the user id, so it would drop them — and with them every
+/// self-signature this module checks. Trust packets carry local trust settings only, never
+/// anything signed: leave them out. Input this walk does not understand (armor, partial
+/// lengths) is returned as it is.
+fn strip_trust_packets(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const TRUST: u8 = 12;
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0usize;
+    let mut stripped = false;
+    let be = |s: &[u8]| s.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x));
+    while let Some(&ctb) = data.get(i) {
+        if ctb & 0x80 == 0 {
+            return data.into();
+        }
+        let (tag, body) = if ctb & 0x40 != 0 {
+            let tag = ctb & 0x3f;
+            match data.get(i + 1).copied() {
+                Some(l @ 0..=191) => (tag, Some((i + 2, usize::from(l)))),
+                Some(l @ 192..=223) => (
+                    tag,
+                    data.get(i + 2)
+                        .map(|&b| (i + 3, (usize::from(l - 192) << 8) + usize::from(b) + 192)),
+                ),
+                Some(255) => (tag, data.get(i + 2..i + 6).map(|b| (i + 6, be(b)))),
+                _ => (tag, None),
+            }
+        } else {
+            let n = match ctb & 3 {
+                0 => 1,
+                1 => 2,
+                2 => 4,
+                _ => return data.into(),
+            };
+            (
+                (ctb >> 2) & 0x0f,
+                data.get(i + 1..i + 1 + n).map(|b| (i + 1 + n, be(b))),
+            )
+        };
+        let Some(end) = body
+            .and_then(|(start, len)| start.checked_add(len))
+            .filter(|&e| e <= data.len())
+        else {
+            return data.into();
+        };
+        if tag == TRUST {
+            stripped = true;
+        } else {
+            out.extend_from_slice(&data[i..end]);
+        }
+        i = end;
+    }
+    if stripped {
+        out.into()
+    } else {
+        data.into()
+    }
 }
 
 /// Read every public key in a keyring file (binary or ASCII-armored; several concatenated).
 pub fn load_keyring(path: &Path) -> Result<Vec<SignedPublicKey>> {
-    let data = std::fs::read(path).ctx("read keyring", path)?;
+    let raw = std::fs::read(path).ctx("read keyring", path)?;
+    let data = strip_trust_packets(&raw);
     let parsed: Vec<SignedPublicKey> =
-        SignedPublicKey::from_reader_many(std::io::Cursor::new(&data))
+        SignedPublicKey::from_reader_many(std::io::Cursor::new(&*data))
             .map_err(|e| {
                 Error::InvalidArgument(format!("{}: not an OpenPGP keyring: {e}", path.display()))
             })?
@@ -71,21 +187,329 @@ fn fingerprint(k: &impl KeyDetails) -> String {
     format!("{:X}", k.fingerprint())
 }
 
-fn revoked(k: &SignedPublicKey) -> bool {
-    !k.details.revocation_signatures.is_empty()
+/// Hashes refused for data signatures (see the module doc).
+fn weak_for_data(h: HashAlgorithm) -> bool {
+    matches!(
+        h,
+        HashAlgorithm::Md5 | HashAlgorithm::Sha1 | HashAlgorithm::Ripemd160
+    )
 }
 
-/// Key expiry (seconds since the epoch) from the newest self-signature that sets one.
-fn expires(k: &SignedPublicKey) -> Option<u64> {
-    let created = u64::from(k.primary_key.created_at().as_secs());
-    k.details
-        .users
+/// Self-signatures and bindings made with MD5 are ignored, as gpg does.
+fn usable_self_sig(s: &Signature) -> bool {
+    s.hash_alg().is_some_and(|h| h != HashAlgorithm::Md5)
+}
+
+fn secs(s: &Signature) -> u64 {
+    s.created().map(|t| u64::from(t.as_secs())).unwrap_or(0)
+}
+
+/// `created + key expiration time` of a self-signature or binding (0 means none).
+fn expiry_from(created: u64, s: &Signature) -> Option<u64> {
+    s.key_expiration_time()
+        .map(|d| u64::from(d.as_secs()))
+        .filter(|&d| d > 0)
+        .map(|d| created.saturating_add(d))
+}
+
+/// The key material that verifies a data signature.
+#[derive(Clone, Copy)]
+enum KeyRef<'a> {
+    Primary(&'a PublicKey),
+    Sub(&'a PublicSubkey),
+}
+
+/// A key that may have made a data signature, as its certificate's verified
+/// self-signatures describe it.
+struct Signer<'a> {
+    fpr: String,
+    key: KeyRef<'a>,
+    user: Option<String>,
+    /// `Good`, `ExpiredKey` or `RevokedKey` as of `now` (the primary's state included).
+    status: GpgStatus,
+    detail: Option<String>,
+}
+
+/// A subkey (or primary key) in the keyring that is not used, and why.
+struct Ignored {
+    fpr: String,
+    why: String,
+}
+
+/// What a keyring says once its self-signatures are checked: the keys that may sign and
+/// the ones that were ignored.
+struct Validated<'a> {
+    signers: Vec<Signer<'a>>,
+    ignored: Vec<Ignored>,
+}
+
+fn validate<'a>(keys: &'a [SignedPublicKey], now: u64) -> Validated<'a> {
+    let mut v = Validated {
+        signers: Vec::new(),
+        ignored: Vec::new(),
+    };
+    for k in keys {
+        validate_cert(k, now, &mut v);
+    }
+    v
+}
+
+/// Seconds since the epoch as a UTC date (the civil-from-days algorithm), for messages.
+fn when(t: u64) -> String {
+    let (days, rem) = ((t / 86400) as i64, t % 86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn validate_cert<'a>(k: &'a SignedPublicKey, now: u64, v: &mut Validated<'a>) {
+    let primary = &k.primary_key;
+    let pfpr = fingerprint(primary);
+    // Newest verified self-signature: it says when the primary key expires.
+    let mut newest: Option<(u64, &Signature)> = None;
+    let mut user: Option<(bool, String)> = None;
+    for u in &k.details.users {
+        for s in u.signatures.iter().filter(|s| usable_self_sig(s)) {
+            if s.typ() == Some(SignatureType::CertRevocation)
+                || s.verify_certification(primary, Tag::UserId, &u.id).is_err()
+            {
+                continue;
+            }
+            if newest.is_none_or(|(t, _)| secs(s) >= t) {
+                newest = Some((secs(s), s));
+            }
+            let name = String::from_utf8_lossy(u.id.id()).into_owned();
+            // The user id flagged primary, else the first certified one.
+            if user.as_ref().is_none_or(|(p, _)| !p && s.is_primary()) {
+                user = Some((s.is_primary(), name));
+            }
+        }
+    }
+    for s in k
+        .details
+        .direct_signatures
         .iter()
-        .flat_map(|u| u.signatures.iter())
-        .chain(k.details.direct_signatures.iter())
-        .filter_map(|s| s.key_expiration_time())
-        .map(|d| created + u64::from(d.as_secs()))
-        .max()
+        .filter(|s| usable_self_sig(s))
+    {
+        if s.typ() == Some(SignatureType::Key)
+            && s.verify_key(primary).is_ok()
+            && newest.is_none_or(|(t, _)| secs(s) >= t)
+        {
+            newest = Some((secs(s), s));
+        }
+    }
+    let Some((_, selfsig)) = newest else {
+        v.ignored.push(Ignored {
+            fpr: pfpr.clone(),
+            why: format!("key {pfpr} has no valid self-signature, so nothing in it is used"),
+        });
+        for sk in &k.public_subkeys {
+            v.ignored.push(Ignored {
+                fpr: fingerprint(&sk.key),
+                why: format!("its primary key {pfpr} has no valid self-signature"),
+            });
+        }
+        return;
+    };
+    let user = user.map(|(_, n)| n);
+    let revoked = k.details.revocation_signatures.iter().any(|s| {
+        s.typ() == Some(SignatureType::KeyRevocation)
+            && usable_self_sig(s)
+            && s.verify_key(primary).is_ok()
+    });
+    let created = u64::from(primary.created_at().as_secs());
+    let expires = expiry_from(created, selfsig);
+    let (pstatus, pdetail) = if revoked {
+        (
+            GpgStatus::RevokedKey,
+            Some(format!("key {pfpr} is revoked")),
+        )
+    } else if let Some(e) = expires.filter(|&e| e <= now) {
+        (
+            GpgStatus::ExpiredKey,
+            Some(format!("key {pfpr} expired at {}", when(e))),
+        )
+    } else {
+        (GpgStatus::Good, None)
+    };
+    v.signers.push(Signer {
+        fpr: pfpr.clone(),
+        key: KeyRef::Primary(primary),
+        user: user.clone(),
+        status: pstatus,
+        detail: pdetail.clone(),
+    });
+    for sk in &k.public_subkeys {
+        let sfpr = fingerprint(&sk.key);
+        let mut ignore = |why: String| {
+            v.ignored.push(Ignored {
+                fpr: sfpr.clone(),
+                why,
+            })
+        };
+        let binding = sk
+            .signatures
+            .iter()
+            .filter(|s| {
+                s.typ() == Some(SignatureType::SubkeyBinding)
+                    && usable_self_sig(s)
+                    && s.verify_subkey_binding(primary, &sk.key).is_ok()
+            })
+            .max_by_key(|s| secs(s));
+        let Some(binding) = binding else {
+            ignore(format!(
+                "subkey {sfpr} has no valid binding signature by its primary key {pfpr}"
+            ));
+            continue;
+        };
+        // Key flags, when present, must allow signing (an encryption subkey does not sign).
+        let has_flags = binding.config().is_some_and(|c| {
+            c.hashed_subpackets()
+                .any(|p| matches!(p.data, SubpacketData::KeyFlags(_)))
+        });
+        if has_flags && !binding.key_flags().sign() {
+            ignore(format!("subkey {sfpr} of {pfpr} is not a signing key"));
+            continue;
+        }
+        let backsig = binding.embedded_signature().is_some_and(|b| {
+            usable_self_sig(b) && b.verify_primary_key_binding(&sk.key, primary).is_ok()
+        });
+        if !backsig {
+            ignore(format!(
+                "signing subkey {sfpr} of {pfpr} has no valid back-signature (it is not cross-certified)"
+            ));
+            continue;
+        }
+        let revoked = sk.signatures.iter().any(|s| {
+            s.typ() == Some(SignatureType::SubkeyRevocation)
+                && usable_self_sig(s)
+                && s.verify_subkey_binding(primary, &sk.key).is_ok()
+        });
+        let expires = expiry_from(u64::from(sk.key.created_at().as_secs()), binding);
+        let (status, detail) = if pstatus != GpgStatus::Good {
+            (pstatus, pdetail.clone())
+        } else if revoked {
+            (
+                GpgStatus::RevokedKey,
+                Some(format!("subkey {sfpr} of {pfpr} is revoked")),
+            )
+        } else if let Some(e) = expires.filter(|&e| e <= now) {
+            (
+                GpgStatus::ExpiredKey,
+                Some(format!("subkey {sfpr} of {pfpr} expired at {}", when(e))),
+            )
+        } else {
+            (GpgStatus::Good, None)
+        };
+        v.signers.push(Signer {
+            fpr: sfpr.clone(),
+            key: KeyRef::Sub(&sk.key),
+            user: user.clone(),
+            status,
+            detail,
+        });
+    }
+}
+
+fn key_id_hex(id: &pgp::types::KeyId) -> String {
+    id.as_ref().iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Does `fpr` name the issuer `sig` claims (by fingerprint, or by 64-bit key id)?
+fn names_issuer(sig: &Signature, fpr: &str) -> bool {
+    sig.issuer_fingerprint()
+        .iter()
+        .any(|f| format!("{f:X}") == fpr)
+        || sig
+            .issuer_key_id()
+            .iter()
+            .any(|id| fpr.ends_with(&key_id_hex(id)))
+}
+
+fn verify_one(raw: &[u8], data: &[u8], keys: &Validated<'_>, now: u64) -> GpgSignature {
+    let Ok(sig) = DetachedSignature::from_bytes(std::io::Cursor::new(raw)) else {
+        return GpgSignature {
+            key: None,
+            user: None,
+            created: None,
+            status: GpgStatus::Bad,
+            detail: Some("not an OpenPGP signature packet".into()),
+        };
+    };
+    let s = &sig.signature;
+    let created = s.created().map(|t| u64::from(t.as_secs()));
+    let issuer = s
+        .issuer_fingerprint()
+        .first()
+        .map(|f| format!("{f:X}"))
+        .or_else(|| s.issuer_key_id().first().map(|id| key_id_hex(id)));
+    let known = keys.signers.iter().find(|k| names_issuer(s, &k.fpr));
+    let refuse = |detail: String| GpgSignature {
+        key: known.map(|k| k.fpr.clone()).or(issuer.clone()),
+        user: known.and_then(|k| k.user.clone()),
+        created,
+        status: GpgStatus::Bad,
+        detail: Some(detail),
+    };
+    if !matches!(s.typ(), Some(SignatureType::Binary | SignatureType::Text)) {
+        return refuse(format!(
+            "a {:?} signature is not a signature over data",
+            s.typ()
+        ));
+    }
+    match s.hash_alg() {
+        Some(h) if weak_for_data(h) => {
+            return refuse(format!(
+                "made with {h}, which oxtree refuses for signatures (collisions): re-sign with SHA-256 or stronger (gpg --digest-algo SHA256)"
+            ))
+        }
+        None => return refuse("unknown hash algorithm".into()),
+        Some(_) => {}
+    }
+    if let (Some(c), Some(d)) = (created, s.signature_expiration_time()) {
+        let end = c.saturating_add(u64::from(d.as_secs()));
+        if d.as_secs() > 0 && end <= now {
+            return refuse(format!("the signature expired at {}", when(end)));
+        }
+    }
+    for k in &keys.signers {
+        let ok = match k.key {
+            KeyRef::Primary(p) => sig.verify(p, data).is_ok(),
+            KeyRef::Sub(p) => sig.verify(p, data).is_ok(),
+        };
+        if ok {
+            return GpgSignature {
+                key: Some(k.fpr.clone()),
+                user: k.user.clone(),
+                created,
+                status: k.status,
+                detail: k.detail.clone(),
+            };
+        }
+    }
+    if known.is_some() {
+        return refuse("it does not verify with the key it names".into());
+    }
+    let ignored = keys.ignored.iter().find(|k| names_issuer(s, &k.fpr));
+    GpgSignature {
+        key: issuer,
+        user: None,
+        created,
+        status: GpgStatus::UnknownKey,
+        detail: ignored.map(|i| format!("the keyring has it, but ignores it: {}", i.why)),
+    }
 }
 
 /// Check each signature in `sigs` (binary detached signature packets) over `data`.
@@ -95,71 +519,13 @@ pub fn verify_all(
     keys: &[SignedPublicKey],
     now: u64,
 ) -> Vec<GpgSignature> {
-    let mut out = Vec::new();
-    for raw in sigs {
-        let Ok(sig) = DetachedSignature::from_bytes(std::io::Cursor::new(raw)) else {
-            out.push(GpgSignature {
-                key: None,
-                user: None,
-                created: None,
-                status: GpgStatus::Bad,
-            });
-            continue;
-        };
-        let created = sig.signature.created().map(|t| u64::from(t.as_secs()));
-        let issuers: Vec<String> = sig
-            .signature
-            .issuer_fingerprint()
-            .iter()
-            .map(|f| format!("{f:X}"))
-            .collect();
-        let mut found = None;
-        let mut known = false;
-        'keys: for k in keys {
-            let user = k
-                .details
-                .users
-                .first()
-                .map(|u| String::from_utf8_lossy(u.id.id()).into_owned());
-            let mut candidates: Vec<(String, bool)> =
-                vec![(fingerprint(&k.primary_key), sig.verify(k, data).is_ok())];
-            for sk in &k.public_subkeys {
-                candidates.push((fingerprint(&sk.key), sig.verify(sk, data).is_ok()));
-            }
-            for (fp, ok) in candidates {
-                if issuers.contains(&fp) {
-                    known = true;
-                }
-                if ok {
-                    let status = if revoked(k) {
-                        GpgStatus::RevokedKey
-                    } else if expires(k).is_some_and(|e| e <= now) {
-                        GpgStatus::ExpiredKey
-                    } else {
-                        GpgStatus::Good
-                    };
-                    found = Some(GpgSignature {
-                        key: Some(fp),
-                        user,
-                        created,
-                        status,
-                    });
-                    break 'keys;
-                }
-            }
-        }
-        out.push(found.unwrap_or(GpgSignature {
-            key: issuers.first().cloned(),
-            user: None,
-            created,
-            status: if known {
-                GpgStatus::Bad
-            } else {
-                GpgStatus::UnknownKey
-            },
-        }));
+    if sigs.is_empty() {
+        return Vec::new();
     }
-    out
+    let valid = validate(keys, now);
+    sigs.iter()
+        .map(|raw| verify_one(raw, data, &valid, now))
+        .collect()
 }
 
 /// The `ostree.gpgsigs` entries of detached metadata bytes.
@@ -315,7 +681,7 @@ pub fn export_from_homedir(homedir: Option<&Path>, keyid: &str) -> Result<Vec<u8
 }
 
 /// A detached binary signature over `data` by the key whose fingerprint (or key id) ends
-/// with `keyid` (any key when empty): a signing subkey if it has one, as gpg does.
+/// with `keyid` (any key when empty): its newest signing subkey if it has one, as gpg does.
 pub fn sign_detached(keys: &[SignedSecretKey], keyid: &str, data: &[u8]) -> Result<Vec<u8>> {
     use pgp::ser::Serialize;
     let want = keyid.trim_start_matches("0x").to_ascii_uppercase();
@@ -328,7 +694,19 @@ pub fn sign_detached(keys: &[SignedSecretKey], keyid: &str, data: &[u8]) -> Resu
     for k in keys {
         let primary = fingerprint(&k.primary_key);
         let key_matches = want.is_empty() || primary.ends_with(&want);
-        for sk in &k.secret_subkeys {
+        // Only subkeys bound for signing (an RSA encryption subkey could make a signature,
+        // which gpg — and `verify_all` — refuse), the newest first, as gpg picks.
+        let mut signing: Vec<_> = k
+            .secret_subkeys
+            .iter()
+            .filter(|sk| {
+                sk.signatures
+                    .iter()
+                    .any(|s| s.typ() == Some(SignatureType::SubkeyBinding) && s.key_flags().sign())
+            })
+            .collect();
+        signing.sort_by_key(|sk| std::cmp::Reverse(sk.key.created_at()));
+        for sk in signing {
             if key_matches || fingerprint(&sk.key).ends_with(&want) {
                 if let Ok(sig) = DetachedSignature::sign_binary_data(
                     rand::thread_rng(),
@@ -370,5 +748,33 @@ impl Repo {
         self.update_commitmeta(commit, |data, existing| {
             crate::sign::append_to_aay(existing, GPGSIGS_KEY, sign_detached(keys, keyid, data)?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_in_messages_are_utc() {
+        assert_eq!(when(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(when(1_577_923_200), "2020-01-02 00:00:00 UTC");
+        assert_eq!(when(951_827_696), "2000-02-29 12:34:56 UTC");
+    }
+
+    #[test]
+    fn trust_packets_are_left_out_of_keyrings() {
+        // user id "a" (new header), a trust packet (old header, tag 12), a signature stub.
+        let uid = [0xcd, 0x01, b'a'];
+        let trust = [0xb0, 0x02, 0x00, 0x00];
+        let sig = [0xc2, 0x03, 4, 0x13, 22];
+        let ring = [&uid[..], &trust, &sig].concat();
+        assert_eq!(&*strip_trust_packets(&ring), &[&uid[..], &sig].concat()[..]);
+        // Nothing to strip, armor, or a truncated packet: the input as it is.
+        let plain = [&uid[..], &sig].concat();
+        assert_eq!(&*strip_trust_packets(&plain), &plain[..]);
+        let armor = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n";
+        assert_eq!(&*strip_trust_packets(armor), &armor[..]);
+        assert_eq!(&*strip_trust_packets(&ring[..6]), &ring[..6]);
     }
 }
