@@ -36,7 +36,7 @@ mod walk;
 
 pub(crate) use verify::LocalCheck;
 
-pub use fetch::{FetchError, Fetcher, FileFetcher, HttpFetcher, Response};
+pub use fetch::{FetchError, FetchOptions, Fetcher, FileFetcher, HttpFetcher, Response, UNBOUNDED};
 
 use crate::error::{Error, IoContext, Result};
 use crate::object::{Checksum, ObjectType};
@@ -65,6 +65,11 @@ pub struct PullOptions {
     pub retries: u32,
     /// Per-request timeout (no progress for this long fails the request).
     pub timeout: Duration,
+    /// ostree's low-speed rule, overriding the remote's `low-speed-limit-bytes` (a transfer
+    /// averaging fewer bytes per second than this over `low_speed_time` is aborted).
+    pub low_speed_limit_bytes: Option<u64>,
+    /// Overrides the remote's `low-speed-time-seconds`.
+    pub low_speed_time: Option<Duration>,
     /// With `Some`, every commit must carry an ed25519 signature by one of these keys
     /// (`sign-verify`); checked before the commit is stored or any ref moves.
     pub ed25519_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
@@ -105,6 +110,8 @@ impl Default for PullOptions {
             fetchers: 32,
             retries: 5,
             timeout: Duration::from_secs(30),
+            low_speed_limit_bytes: None,
+            low_speed_time: None,
             ed25519_keys: None,
             ed25519_revoked: Vec::new(),
             summary_keys: None,

@@ -37,6 +37,14 @@ pub struct PullArgs {
     /// Concurrent requests.
     #[arg(long, default_value_t = 32)]
     pub fetchers: usize,
+    /// Abort a transfer slower than this many bytes per second (over
+    /// --low-speed-time-seconds; default: the remote's low-speed-limit-bytes, else 1000).
+    #[arg(long, value_name = "N")]
+    pub low_speed_limit_bytes: Option<u64>,
+    /// The window for --low-speed-limit-bytes (default: the remote's low-speed-time-seconds,
+    /// else 30).
+    #[arg(long, value_name = "N")]
+    pub low_speed_time_seconds: Option<u64>,
     /// Seconds without progress before a request is retried.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
@@ -74,6 +82,8 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         dry_run: a.dry_run,
         fetchers: a.fetchers,
         timeout: std::time::Duration::from_secs(a.timeout),
+        low_speed_limit_bytes: a.low_speed_limit_bytes,
+        low_speed_time: a.low_speed_time_seconds.map(std::time::Duration::from_secs),
         timestamp_check: a.timestamp_check && !a.allow_downgrade,
         timestamp_check_from_rev: match &a.timestamp_check_from_rev {
             Some(rev) if !a.allow_downgrade => Some(repo.resolve_rev(rev)?),

@@ -1,14 +1,25 @@
 //! Content objects: fetch a `.filez` (into memory, or into `tmp/pull-partial/` with `Range`
 //! resumption when large), verify it and store it.
+//!
+//! Bounds (security review H3): when the verified commit lists the object in `ostree.sizes`,
+//! its download may not exceed what that size allows — the stored size, or what any DEFLATE
+//! stream of the unpacked size can take (a mirror may have recompressed it) — and a longer
+//! response is cut off and its partial file removed. Without sizes, a download that lands on
+//! disk stops before the filesystem drops below `min-free-space-percent`/`-size`, as the
+//! transaction's own writes do. A partial download is flocked for as long as a pull uses it
+//! (download, verification, store), so two pulls of one object never interleave their bytes
+//! and a verified file is the one stored (durability D3). An archive object must end where
+//! its compressed stream ends: trailing bytes are refused, not kept and served on (L5).
 
 use super::retry::backoff;
 use super::walk::Shared;
-use super::{object_url_path, FetchError, Fetcher, PullOptions, PullProgress};
+use super::{object_url_path, FetchError, Fetcher, PullOptions, PullProgress, UNBOUNDED};
 use super::{MAX_METADATA_SIZE, RESUME_THRESHOLD};
 use crate::error::{Error, IoContext, Result};
 use crate::object::{Checksum, ObjectType};
+use crate::repo::Repo;
 use std::io::{BufReader, Read, Seek, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 pub(super) fn process_file(sh: &Shared<'_>, c: &Checksum) -> Result<()> {
@@ -18,17 +29,52 @@ pub(super) fn process_file(sh: &Shared<'_>, c: &Checksum) -> Result<()> {
     let path = object_url_path(ObjectType::File, c);
     let described = || sh.fetcher.describe(&path);
     let partial = sh.partial_dir.join(format!("{}.filez", c.to_hex()));
-    let fetched = fetch_file_object(sh.fetcher, &path, &partial, sh.opts, sh.progress)?;
-    let on_disk = matches!(fetched, Fetched::Disk(_));
+    let bound = sh
+        .sizes
+        .lock()
+        .ok()
+        .and_then(|m| m.get(c).copied())
+        .map_or(UNBOUNDED, |(stored, unpacked)| {
+            download_bound(stored, unpacked)
+        });
+    let get = Get {
+        fetcher: sh.fetcher,
+        path: &path,
+        partial: &partial,
+        bound,
+        opts: sh.opts,
+        progress: sh.progress,
+        repo: sh.repo,
+        csum: c,
+    };
+    let (fetched, lock) = get.fetch()?;
     let res = sh.store_filez(c, fetched, &partial, &described);
-    // A partial download is used once: verified and stored, or found bad and dropped so
-    // the next attempt starts over.
-    if on_disk {
-        let _ = std::fs::remove_file(&partial);
+    // A partial download is used once: verified and stored (renamed away), or found bad and
+    // dropped (still under our lock) so the next attempt starts over. Only our file: once
+    // ours was stored, another pull may have made a new one at the same path.
+    if let Some(l) = &lock {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(ours), Ok(now)) = (l.metadata(), std::fs::symlink_metadata(&partial)) {
+            if ours.ino() == now.ino() && ours.dev() == now.dev() {
+                let _ = std::fs::remove_file(&partial);
+            }
+        }
     }
+    drop(lock);
     res?;
     sh.progress.objects_fetched.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// The most a `.filez` listed in `ostree.sizes` may take: the stored size, or a DEFLATE
+/// stream of the unpacked size in stored blocks (5 bytes per 64 KiB) after a file header
+/// (xattrs included) of up to 1 MiB, whichever is larger.
+fn download_bound(stored: u64, unpacked: u64) -> u64 {
+    stored.max(
+        unpacked
+            .saturating_add(unpacked / 8192)
+            .saturating_add(1 << 20),
+    )
 }
 
 impl Shared<'_> {
@@ -53,10 +99,20 @@ impl Shared<'_> {
             Fetched::Memory(b) => (Some(b), None),
             Fetched::Disk(f) => (None, Some(f)),
         };
-        let mut r: Box<dyn std::io::BufRead + Send + '_> = match (&bytes, file) {
+        let total = match (&bytes, &file) {
+            (Some(b), _) => b.len() as u64,
+            (None, Some(f)) => f.metadata().ctx("stat", partial)?.len(),
+            (None, None) => return Err(Error::Other("internal: nothing fetched".into())),
+        };
+        let consumed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let inner: Box<dyn std::io::BufRead + Send + '_> = match (&bytes, file) {
             (Some(b), _) => Box::new(std::io::Cursor::new(b.as_slice())),
             (None, Some(f)) => Box::new(BufReader::with_capacity(64 * 1024, f)),
             (None, None) => return Err(Error::Other("internal: nothing fetched".into())),
+        };
+        let mut r = Counted {
+            inner,
+            count: consumed.clone(),
         };
         let (header, size) = crate::repo::read::read_archive_header(&mut r).map_err(|e| bad(&e))?;
         let archive = self.repo.mode() == crate::repo::RepoMode::Archive;
@@ -87,11 +143,32 @@ impl Shared<'_> {
             } => Error::corrupt(ObjectType::File, *c, source),
             e => e,
         };
+        let whole = |consumed: &std::sync::atomic::AtomicU64| {
+            let used = consumed.load(Ordering::Relaxed);
+            if used == total {
+                Ok(())
+            } else {
+                Err(bad(&format!(
+                    "{} bytes after the end of the compressed content",
+                    total.saturating_sub(used)
+                )))
+            }
+        };
+        // The decoder stops at the end of the DEFLATE stream; one more read finds anything
+        // after it (an error for more content, and `whole` counts bytes past the stream).
+        let end_of_stream = |payload: &mut Box<dyn Read + Send>| -> Result<()> {
+            let mut probe = [0u8; 1];
+            match payload.read(&mut probe) {
+                Ok(0) => whole(&consumed),
+                Ok(_) => Err(bad(&"content longer than its header says")),
+                Err(e) => Err(Error::corrupt(ObjectType::File, *c, e)),
+            }
+        };
         if !archive {
             self.txn
                 .write_file(&header, &mut payload, size, Some(c))
                 .map_err(map_err)?;
-            return Ok(());
+            return end_of_stream(&mut payload);
         }
         // Archive: verify by hashing the inflated stream, then keep the served bytes.
         use sha2::Digest;
@@ -118,6 +195,7 @@ impl Shared<'_> {
         if actual != *c {
             return Err(bad(&format!("content hashes to {actual}")));
         }
+        end_of_stream(&mut payload)?;
         drop(payload);
         match &bytes {
             Some(b) => self
@@ -135,107 +213,243 @@ enum Fetched {
     Disk(std::fs::File),
 }
 
-/// Small objects come into memory; large ones into `partial` on disk, continuing a previous
-/// cut-off download with `Range` (the final checksum verifies the joined bytes).
-fn fetch_file_object(
-    fetcher: &dyn Fetcher,
-    path: &str,
-    partial: &std::path::Path,
-    opts: &PullOptions,
-    progress: &PullProgress,
-) -> Result<Fetched> {
-    let mut attempt = 0;
+/// A `BufRead` that counts the bytes its reader consumed (to find trailing data).
+struct Counted<R> {
+    inner: R,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::BufRead> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<R: std::io::BufRead> std::io::BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.count.fetch_add(amt as u64, Ordering::Relaxed);
+        self.inner.consume(amt);
+    }
+}
+
+/// Open and flock `partial` (exclusive, waiting for another pull that holds it), making
+/// sure the locked file is still the one at that path (the holder may have stored it away).
+fn lock_partial(partial: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
     loop {
-        attempt += 1;
-        progress.requests.fetch_add(1, Ordering::Relaxed);
-        let have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
-        let res = fetcher.fetch(path, have);
-        let mut resp = match res {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                return Err(Error::Other(format!(
-                    "object {}.file not found on the server ({})",
-                    path.trim_start_matches("objects/")
-                        .replace('/', "")
-                        .split('.')
-                        .next()
-                        .unwrap_or(path),
-                    fetcher.describe(path)
-                )))
-            }
-            Err(FetchError::Fatal(e)) => return Err(e),
-            // The partial download is already complete: use it (its checksum decides).
-            Err(FetchError::RangeNotSatisfiable) => {
-                let f = std::fs::File::open(partial).ctx("open", partial)?;
-                return Ok(Fetched::Disk(f));
-            }
-            Err(FetchError::Transient(m)) => {
-                if attempt > opts.retries {
-                    return Err(Error::Other(format!(
-                        "{}: {m} (gave up after {attempt} attempts)",
-                        fetcher.describe(path)
-                    )));
-                }
-                std::thread::sleep(backoff(attempt));
-                continue;
-            }
-        };
-        let big = have > 0 || resp.len.unwrap_or(0) >= RESUME_THRESHOLD;
-        if !big {
-            let mut b = Vec::new();
-            match (&mut resp.body)
-                .take(MAX_METADATA_SIZE.max(RESUME_THRESHOLD * 64))
-                .read_to_end(&mut b)
-            {
-                Ok(n) => {
-                    progress
-                        .bytes_fetched
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    return Ok(Fetched::Memory(b));
-                }
-                Err(e) => {
-                    if attempt > opts.retries {
-                        return Err(Error::Other(format!(
-                            "{}: {e} (gave up after {attempt} attempts)",
-                            fetcher.describe(path)
-                        )));
-                    }
-                    std::thread::sleep(backoff(attempt));
-                    continue;
-                }
-            }
-        }
-        let mut f = std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .create(true)
-            .append(!resp.restarted)
-            .write(true)
-            .truncate(resp.restarted)
+            .truncate(false)
             .read(true)
+            .write(true)
             .open(partial)
             .ctx("open", partial)?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let copied: std::io::Result<()> = (|| loop {
-            let n = resp.body.read(&mut buf)?;
-            if n == 0 {
-                return Ok(());
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).ctx("lock", partial)?;
+        let ours = f.metadata().ctx("stat", partial)?;
+        match std::fs::symlink_metadata(partial) {
+            Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => return Ok(f),
+            _ => continue,
+        }
+    }
+}
+
+/// One content object's download.
+struct Get<'a> {
+    fetcher: &'a dyn Fetcher,
+    path: &'a str,
+    partial: &'a Path,
+    /// The most the `.filez` may take ([`UNBOUNDED`] without `ostree.sizes`).
+    bound: u64,
+    opts: &'a PullOptions,
+    progress: &'a PullProgress,
+    repo: &'a Repo,
+    csum: &'a Checksum,
+}
+
+/// Free space is checked this often while a download of unknown size grows on disk.
+const SPACE_CHECK_EVERY: u64 = 8 << 20;
+
+impl Get<'_> {
+    fn too_big(&self, e: impl std::fmt::Display) -> Error {
+        Error::corrupt(
+            ObjectType::File,
+            *self.csum,
+            format!("{e} (served by {})", self.fetcher.describe(self.path)),
+        )
+    }
+
+    /// Small objects come into memory; large ones (or ones of unknown size) into the
+    /// partial file on disk, continuing a previous cut-off download with `Range` (the final
+    /// checksum verifies the joined bytes). With a disk download, the partial's lock comes
+    /// back too: hold it until the object is stored or the partial removed.
+    fn fetch(&self) -> Result<(Fetched, Option<std::fs::File>)> {
+        let mut lock: Option<std::fs::File> = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.progress.requests.fetch_add(1, Ordering::Relaxed);
+            if lock.is_none() && std::fs::symlink_metadata(self.partial).is_ok() {
+                lock = Some(lock_partial(self.partial)?);
             }
-            f.write_all(&buf[..n])?;
-            progress
-                .bytes_fetched
-                .fetch_add(n as u64, Ordering::Relaxed);
-        })();
-        match copied {
-            Ok(()) => {
-                f.flush().ctx("write", partial)?;
-                f.seek(std::io::SeekFrom::Start(0)).ctx("seek", partial)?;
-                return Ok(Fetched::Disk(f));
-            }
-            Err(e) => {
-                if attempt > opts.retries {
-                    return Err(Error::Other(format!("{}: {e} (gave up after {attempt} attempts; the bytes so far are kept for the next pull)", fetcher.describe(path))));
+            let mut have = match &lock {
+                Some(f) => f.metadata().ctx("stat", self.partial)?.len(),
+                None => 0,
+            };
+            if have > self.bound {
+                // Left by an earlier, unbounded pull: start over.
+                if let Some(f) = &lock {
+                    f.set_len(0).ctx("truncate", self.partial)?;
                 }
-                std::thread::sleep(backoff(attempt));
+                have = 0;
+            }
+            let resp = match self.fetcher.fetch_bounded(self.path, have, self.bound) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    return Err(Error::Other(format!(
+                        "object {}.file not found on the server ({})",
+                        self.csum,
+                        self.fetcher.describe(self.path)
+                    )))
+                }
+                Err(FetchError::Fatal(e)) => return Err(self.fatal(e, lock)),
+                // The partial download is already complete: use it (its checksum decides).
+                Err(FetchError::RangeNotSatisfiable) => {
+                    let f = std::fs::File::open(self.partial).ctx("open", self.partial)?;
+                    return Ok((Fetched::Disk(f), lock));
+                }
+                Err(FetchError::Transient(m)) => {
+                    self.retry_or_fail(attempt, &m)?;
+                    continue;
+                }
+            };
+            let small = have == 0 && resp.len.is_some_and(|l| l < RESUME_THRESHOLD);
+            if small {
+                match self.to_memory(resp) {
+                    Ok(b) => return Ok((Fetched::Memory(b), lock)),
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Err(self.fatal(self.too_big(e), lock))
+                    }
+                    Err(e) => {
+                        self.retry_or_fail(attempt, &e.to_string())?;
+                        continue;
+                    }
+                }
+            }
+            let f = match lock.take() {
+                Some(f) => f,
+                None => lock_partial(self.partial)?,
+            };
+            match self.to_disk(&f, resp, have) {
+                Ok(Some(file)) => return Ok((Fetched::Disk(file), Some(f))),
+                // The partial changed under a ranged request we made before locking it.
+                Ok(None) => {
+                    lock = Some(f);
+                    continue;
+                }
+                Err(e) if matches!(e, Error::Corrupt { .. } | Error::Other(_)) => {
+                    return Err(self.fatal(e, Some(f)))
+                }
+                Err(Error::Io { source, .. }) => {
+                    lock = Some(f);
+                    self.retry_or_fail(
+                        attempt,
+                        &format!("{source} (the bytes so far are kept for the next pull)"),
+                    )?;
+                }
+                Err(e) => return Err(self.fatal(e, Some(f))),
             }
         }
+    }
+
+    /// A failure retrying cannot fix: the partial (if any) goes, under its lock.
+    fn fatal(&self, e: Error, lock: Option<std::fs::File>) -> Error {
+        if lock.is_some() {
+            let _ = std::fs::remove_file(self.partial);
+        }
+        e
+    }
+
+    fn retry_or_fail(&self, attempt: u32, why: &str) -> Result<()> {
+        if attempt > self.opts.retries {
+            return Err(Error::Other(format!(
+                "{}: {why} (gave up after {attempt} attempts)",
+                self.fetcher.describe(self.path)
+            )));
+        }
+        std::thread::sleep(backoff(attempt));
+        Ok(())
+    }
+
+    fn to_memory(&self, mut resp: super::Response) -> std::io::Result<Vec<u8>> {
+        let mut b = Vec::new();
+        // The fetcher bounds the body; RESUME_THRESHOLD bounds what is announced as small.
+        (&mut resp.body)
+            .take(RESUME_THRESHOLD.max(MAX_METADATA_SIZE))
+            .read_to_end(&mut b)?;
+        self.progress
+            .bytes_fetched
+            .fetch_add(b.len() as u64, Ordering::Relaxed);
+        Ok(b)
+    }
+
+    /// Append (or, for a full response, write from the start) to the locked partial file.
+    /// `Ok(None)`: the file is not at the offset the ranged request assumed; ask again.
+    fn to_disk(
+        &self,
+        f: &std::fs::File,
+        mut resp: super::Response,
+        have: u64,
+    ) -> Result<Option<std::fs::File>> {
+        let p = self.partial;
+        let len = f.metadata().ctx("stat", p)?.len();
+        let full = have == 0 || resp.restarted;
+        if full {
+            f.set_len(0).ctx("truncate", p)?;
+        } else if len != have {
+            return Ok(None);
+        }
+        let mut w = f.try_clone().ctx("open", p)?;
+        w.seek(std::io::SeekFrom::End(0)).ctx("seek", p)?;
+        let mut written = if full { 0 } else { have };
+        let mut next_check = written + SPACE_CHECK_EVERY;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match resp.body.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(self.too_big(e))
+                }
+                Err(e) => return Err(e).ctx("download", p),
+            };
+            if n == 0 {
+                break;
+            }
+            w.write_all(&buf[..n]).ctx("write", p)?;
+            written += n as u64;
+            self.progress
+                .bytes_fetched
+                .fetch_add(n as u64, Ordering::Relaxed);
+            if self.bound == UNBOUNDED && written >= next_check {
+                next_check = written + SPACE_CHECK_EVERY;
+                if let Some((left, limit)) = self.repo.space_left()? {
+                    if left < SPACE_CHECK_EVERY {
+                        return Err(Error::Other(format!(
+                            "{}: downloading object {} ({written} bytes so far) would exceed {limit}",
+                            self.fetcher.describe(self.path),
+                            self.csum
+                        )));
+                    }
+                }
+            }
+        }
+        w.flush().ctx("write", p)?;
+        let mut r = f.try_clone().ctx("open", p)?;
+        r.seek(std::io::SeekFrom::Start(0)).ctx("seek", p)?;
+        Ok(Some(r))
     }
 }

@@ -40,7 +40,7 @@ pub enum FetchError {
     RangeNotSatisfiable,
 }
 
-/// No bound: what [`Fetcher::fetch`] passes.
+/// No bound (a content object whose size no verified metadata gives).
 pub const UNBOUNDED: u64 = u64::MAX;
 
 pub trait Fetcher: Sync {
@@ -54,12 +54,6 @@ pub trait Fetcher: Sync {
         from: u64,
         max_size: u64,
     ) -> Result<Option<Response>, FetchError>;
-
-    /// [`Fetcher::fetch_bounded`] with no bound. Kept while callers move to the bounded
-    /// form; every caller knows a bound and should pass it.
-    fn fetch(&self, path: &str, from: u64) -> Result<Option<Response>, FetchError> {
-        self.fetch_bounded(path, from, UNBOUNDED)
-    }
 
     /// The full URL of `path`, for messages.
     fn describe(&self, path: &str) -> String;

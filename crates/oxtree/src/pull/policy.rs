@@ -145,6 +145,14 @@ impl Repo {
             // A local archive repo: the same pull (and the same verification) over files.
             return Ok(Box::new(FileFetcher::new(path)));
         }
-        Ok(Box::new(HttpFetcher::new(&url, opts.timeout)?))
+        // The remote's low-speed rule (ostree's keys), overridden by the pull's options.
+        let mut fo = super::FetchOptions::for_remote(self, remote, opts.timeout)?;
+        if let Some(b) = opts.low_speed_limit_bytes {
+            fo.low_speed_limit_bytes = b;
+        }
+        if let Some(t) = opts.low_speed_time {
+            fo.low_speed_time = t.max(std::time::Duration::from_secs(1));
+        }
+        Ok(Box::new(HttpFetcher::with_options(&url, fo)?))
     }
 }

@@ -2,7 +2,6 @@
 //! demands it), the server's mode, and the refs to pull resolved to commit checksums.
 
 use super::retry::fetch_retry;
-use super::verify::describe_gpg;
 use super::{Fetcher, PullOptions, PullProgress, MAX_METADATA_SIZE};
 use crate::error::{Error, Result};
 use crate::object::{Checksum, Summary};
@@ -74,7 +73,10 @@ fn fetch_summary_once(
         {
             return Err(Error::SummarySignature {
                 url,
-                msg: format!("no good OpenPGP signature: {}", describe_gpg(&report)),
+                msg: format!(
+                    "no good OpenPGP signature: {}",
+                    crate::sign::gpg::describe(&report)
+                ),
             });
         }
     }

@@ -22,7 +22,7 @@ pub(super) fn fetch_retry(
     loop {
         attempt += 1;
         progress.requests.fetch_add(1, Ordering::Relaxed);
-        let err = match fetcher.fetch(path, 0) {
+        let err = match fetcher.fetch_bounded(path, 0, cap) {
             Ok(None) => return Ok(None),
             Ok(Some(mut r)) => {
                 let mut b = Vec::new();

@@ -459,6 +459,19 @@ impl crate::delta::ObjectSink for DeltaSink<'_> {
             .map(|_| ())
     }
 
+    /// Objects assembled by several ops stream straight into the transaction's temp file.
+    fn write_content_stream(
+        &self,
+        header: &crate::object::FileHeader,
+        size: u64,
+        data: &mut dyn Read,
+        csum: &Checksum,
+    ) -> Result<()> {
+        self.txn
+            .write_file(header, data, size, Some(csum))
+            .map(|_| ())
+    }
+
     fn read_content(&self, csum: &Checksum) -> Result<Vec<u8>> {
         let mut f = self.repo.read_file(csum)?;
         let mut out = Vec::with_capacity(f.size.min(crate::delta::MAX_PART_SIZE) as usize);

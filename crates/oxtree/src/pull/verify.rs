@@ -178,7 +178,7 @@ pub(crate) fn check_signatures(
                 commit: *c,
                 msg: format!(
                     "no good OpenPGP signature (gpg-verify is on): {}",
-                    describe_gpg(&report)
+                    crate::sign::gpg::describe(&report)
                 ),
             });
         }
@@ -248,30 +248,6 @@ pub(crate) fn check_bindings(
         }
     }
     Ok(())
-}
-
-/// One line about each signature, for refusals.
-pub(super) fn describe_gpg(report: &[crate::sign::gpg::GpgSignature]) -> String {
-    use crate::sign::gpg::GpgStatus;
-    if report.is_empty() {
-        return "no ostree.gpgsigs signature".into();
-    }
-    report
-        .iter()
-        .map(|r| {
-            let key = r.key.as_deref().unwrap_or("unknown key");
-            match r.status {
-                GpgStatus::Good => format!("good signature by {key}"),
-                GpgStatus::ExpiredKey => format!("signature by expired key {key}"),
-                GpgStatus::RevokedKey => format!("signature by revoked key {key}"),
-                GpgStatus::Bad => format!("BAD signature (key {key})"),
-                GpgStatus::UnknownKey => {
-                    format!("signature by {key}, which is not in the remote's keyring")
-                }
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// `pull-local`'s verification: the pull's own checks, over commits read from another

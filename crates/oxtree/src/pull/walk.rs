@@ -43,6 +43,9 @@ pub(super) struct Shared<'a> {
     cv: Condvar,
     seen: Mutex<HashSet<(ObjectType, Checksum)>>,
     pub(super) partial_dir: PathBuf,
+    /// Sizes of content objects from the verified commits' `ostree.sizes` (stored, unpacked):
+    /// what bounds their downloads.
+    pub(super) sizes: Mutex<HashMap<Checksum, (u64, u64)>>,
     /// Commit objects already fetched (and verified) inside a static delta's superblock,
     /// with their detached metadata.
     pub(super) prefetched: Mutex<HashMap<Checksum, Prefetched>>,
@@ -73,6 +76,7 @@ impl<'a> Shared<'a> {
             cv: Condvar::new(),
             seen: Mutex::new(HashSet::new()),
             partial_dir,
+            sizes: Mutex::new(HashMap::new()),
             prefetched: Mutex::new(HashMap::new()),
             targets,
         }
@@ -311,6 +315,17 @@ impl Shared<'_> {
         };
         // Everything about the commit is checked before any of it is stored.
         let commit = self.verify_commit(&c, meta.as_deref(), &bytes)?;
+        // A signed commit's sizes bound what each of its files may take to download.
+        if let Ok(Some(sizes)) = commit.object_sizes() {
+            if let Ok(mut m) = self.sizes.lock() {
+                for s in sizes
+                    .into_iter()
+                    .filter(|s| matches!(s.ty, None | Some(ObjectType::File)))
+                {
+                    m.insert(s.csum, (s.archived, s.unpacked));
+                }
+            }
+        }
         if let Some(meta) = &meta {
             self.txn
                 .write_metadata_as(ObjectType::CommitMeta, &c, meta)?;

@@ -292,6 +292,21 @@ impl Repo {
             tmp.display()
         )))
     }
+    /// Bytes that may still be written before the filesystem drops below
+    /// `min-free-space-percent`/`-size` (`None` when the check is off), and the setting's
+    /// name for messages. Downloads that land outside a transaction (`tmp/pull-partial`)
+    /// check this as they grow.
+    pub(crate) fn space_left(&self) -> Result<Option<(u64, String)>> {
+        Ok(self.space_budget()?.map(|b| {
+            (
+                b.max_blocks
+                    .load(Ordering::Relaxed)
+                    .saturating_mul(b.block_size),
+                b.limit,
+            )
+        }))
+    }
+
     /// The free-space budget of a new transaction, or `None` when the check is off.
     fn space_budget(&self) -> Result<Option<SpaceBudget>> {
         let st = rustix::fs::statvfs(&self.path).ctx("statvfs", &self.path)?;
