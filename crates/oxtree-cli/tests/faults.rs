@@ -501,6 +501,21 @@ fn concurrent_prune_never_leaves_a_dangling_ref() {
             self.0.store(true, Ordering::Relaxed);
         }
     }
+    // Pulls over HTTP too (refs/remotes/origin/…).
+    let server = Server::start(&src);
+    ox(&[
+        "remote",
+        "add",
+        &darg,
+        "--no-gpg-verify",
+        "origin",
+        &server.url,
+    ]);
+    let remote_commit_of = |r: &str| -> Option<String> {
+        std::fs::read_to_string(dst.join("refs/remotes/origin").join(r))
+            .ok()
+            .map(|c| c.trim().to_string())
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let (commits, pulls, prunes) = std::thread::scope(|sc| {
         let pruner = sc.spawn(|| {
@@ -546,8 +561,27 @@ fn concurrent_prune_never_leaves_a_dangling_ref() {
             }
             40
         });
+        let http_puller = sc.spawn(|| {
+            let _stop = StopOnDrop(&stop);
+            for i in 0..40 {
+                let r = format!("s{}", i % 4);
+                if remote_commit_of(&r).is_some() {
+                    ox(&["refs", &darg, "--delete", &format!("origin:{r}")]);
+                }
+                ox(&["pull", &darg, "origin", &r]);
+                let c = remote_commit_of(&r).expect("pulled ref");
+                assert!(
+                    present(&c),
+                    "round {i}: ref origin:{r} names missing commit {c}"
+                );
+                if std::time::Instant::now() > deadline {
+                    return i + 1;
+                }
+            }
+            40
+        });
         let commits = committer.join().expect("committer");
-        let pulls = puller.join().expect("puller");
+        let pulls = puller.join().expect("puller") + http_puller.join().expect("http puller");
         stop.store(true, Ordering::Relaxed);
         (commits, pulls, pruner.join().expect("pruner"))
     });
