@@ -8,6 +8,7 @@ pub mod commit;
 pub mod config;
 pub mod export;
 pub mod generate;
+pub mod graph;
 pub mod pull;
 pub mod refs;
 pub mod remote;

@@ -98,6 +98,11 @@ enum Cmd {
     GpgSign(cmd::sign::GpgSignArgs),
     /// Manage bootable deployments: deploy, upgrade, rollback, status, …
     Admin(cmd::admin::AdminArgs),
+    /// Write, edit and sign a static update graph (read by `oxtree agent`).
+    Graph {
+        #[command(subcommand)]
+        cmd: cmd::graph::GraphCmd,
+    },
     /// Man pages and shell completions (for packaging).
     #[command(hide = true)]
     Generate(cmd::generate::GenerateArgs),
@@ -238,6 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Sign(a) => cmd::sign::sign(g, a),
         Cmd::GpgSign(a) => cmd::sign::gpg_sign_cmd(g, a),
         Cmd::Admin(a) => cmd::admin::run(g, a),
+        Cmd::Graph { cmd } => cmd::graph::run(g, cmd),
         Cmd::Generate(a) => {
             use clap::CommandFactory;
             cmd::generate::run(a, Cli::command())
