@@ -11,6 +11,8 @@
 //! `stage`, never a write of deployment files of its own.
 
 pub mod decide;
+pub mod gates;
 pub mod graph;
 pub mod rollout;
 pub mod source;
+pub mod windows;
