@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod commit;
 pub mod config;
 pub mod export;
+pub mod fleetlock;
 pub mod generate;
 pub mod graph;
 pub mod pull;

@@ -98,6 +98,11 @@ enum Cmd {
     GpgSign(cmd::sign::GpgSignArgs),
     /// Manage bootable deployments: deploy, upgrade, rollback, status, …
     Admin(cmd::admin::AdminArgs),
+    /// FleetLock reboot coordination: `serve` (semaphores in etcd), lock, unlock, status.
+    Fleetlock {
+        #[command(subcommand)]
+        cmd: cmd::fleetlock::FleetlockCmd,
+    },
     /// Write, edit and sign a static update graph (read by `oxtree agent`).
     Graph {
         #[command(subcommand)]
@@ -243,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Sign(a) => cmd::sign::sign(g, a),
         Cmd::GpgSign(a) => cmd::sign::gpg_sign_cmd(g, a),
         Cmd::Admin(a) => cmd::admin::run(g, a),
+        Cmd::Fleetlock { cmd } => cmd::fleetlock::run(cmd),
         Cmd::Graph { cmd } => cmd::graph::run(g, cmd),
         Cmd::Generate(a) => {
             use clap::CommandFactory;

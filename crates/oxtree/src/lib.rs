@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod delta;
 pub mod error;
+pub mod fleetlock;
 pub mod fsutil;
 pub mod gvariant;
 pub mod object;
