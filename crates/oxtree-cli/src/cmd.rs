@@ -2,6 +2,7 @@
 //! take the global options ([`Global`]) and their own arguments, and print their output.
 
 pub mod admin;
+pub mod agent;
 pub mod checkout;
 pub mod checksum;
 pub mod commit;

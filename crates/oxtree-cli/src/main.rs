@@ -98,6 +98,8 @@ enum Cmd {
     GpgSign(cmd::sign::GpgSignArgs),
     /// Manage bootable deployments: deploy, upgrade, rollback, status, …
     Admin(cmd::admin::AdminArgs),
+    /// The update agent: `oxtree agent` runs it; status, check-now, reboot-now, hold, skip, unblock.
+    Agent(cmd::agent::AgentArgs),
     /// FleetLock reboot coordination: `serve` (semaphores in etcd), lock, unlock, status.
     Fleetlock {
         #[command(subcommand)]
@@ -248,6 +250,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Sign(a) => cmd::sign::sign(g, a),
         Cmd::GpgSign(a) => cmd::sign::gpg_sign_cmd(g, a),
         Cmd::Admin(a) => cmd::admin::run(g, a),
+        Cmd::Agent(a) => cmd::agent::run(a),
         Cmd::Fleetlock { cmd } => cmd::fleetlock::run(cmd),
         Cmd::Graph { cmd } => cmd::graph::run(g, cmd),
         Cmd::Generate(a) => {

@@ -80,7 +80,8 @@ fn ten_clients_two_slots_never_more_than_two_holders_in_etcd_history() {
     );
     assert!(max_seen.load(Ordering::SeqCst) <= 2);
     // Every revision of the key, from its creation on, as etcd kept it.
-    let e = EtcdClient::new(std::slice::from_ref(&etcd.url), Duration::from_secs(10)).expect("etcd");
+    let e =
+        EtcdClient::new(std::slice::from_ref(&etcd.url), Duration::from_secs(10)).expect("etcd");
     let now = e.get(KEY, None).expect("get").expect("semaphore exists");
     let mut revisions = 0;
     let mut max_holders = 0;
