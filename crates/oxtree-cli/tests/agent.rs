@@ -628,6 +628,9 @@ fn preflight_hooks_hold_and_skip() {
         "{st}"
     );
     assert_eq!(f.staged(), None);
+    // One agent at a time.
+    let (_, e) = ox_fail(&["agent", &f.cd(), "run"]);
+    assert!(e.contains("another oxtree agent is running"), "{e}");
     f.kill9();
     std::fs::remove_file(&big).expect("rm");
     // A pre-reboot hook asks to retry later twice, then lets the reboot go.

@@ -1093,6 +1093,22 @@ pub fn run_daemon(loaded: Loaded, opts: Options) -> Result<()> {
     }
     let run_dir = loaded.config.agent.run_dir.clone();
     std::fs::create_dir_all(&run_dir).ctx("create directory", &run_dir)?;
+    // One agent per machine: a second one would drive the same state machine.
+    let state_dir = loaded.config.agent.state_dir.clone();
+    std::fs::create_dir_all(&state_dir).ctx("create directory", &state_dir)?;
+    let lockp = state_dir.join("agent.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lockp)
+        .ctx("open", &lockp)?;
+    if !crate::fsutil::ofd_lock(&lock, true, false).ctx("lock", &lockp)? {
+        return Err(Error::Other(format!(
+            "another oxtree agent is running (it holds {})",
+            lockp.display()
+        )));
+    }
     let mut agent = Agent::new(loaded, opts)?;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let control = bind(&control_socket(&run_dir), 0o600)?;
