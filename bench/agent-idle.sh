@@ -44,7 +44,8 @@ mkdir -p "$W/srv/graph/os"
 ox graph init "$W/srv/graph/os/stable.json" --stream os/stable
 ox --repo="$W/srv" graph add "$W/srv/graph/os/stable.json" "$C" >/dev/null
 ox graph sign "$W/srv/graph/os/stable.json" "$SK" --expires "30 days" >/dev/null
-ox serve --repo="$W/srv" --port 0 2>"$W/serve.log" &
+# Started directly (not through the `ox` function) so $! is oxtree's own pid.
+"$OXTREE" serve --repo="$W/srv" --port 0 2>"$W/serve.log" &
 SERVE=$!
 for _ in $(seq 50); do grep -q 'http://' "$W/serve.log" 2>/dev/null && break; sleep 0.1; done
 URL=$(grep -o 'http://[0-9.:]*' "$W/serve.log" | head -1)
@@ -71,7 +72,7 @@ node_uuid = "bench"
 command = ["/bin/true"]
 motd_path = "$W/motd"
 EOF
-ox agent --config-dir="$W/agent.d" run 2>"$W/agent.log" &
+"$OXTREE" agent --config-dir="$W/agent.d" run 2>"$W/agent.log" &
 AGENT=$!
 sleep 5
 ox agent --config-dir="$W/agent.d" status | head -3
@@ -86,6 +87,7 @@ for _ in $(seq "$SECS"); do
   sleep 1
 done
 c1=$(cpu)
+grep -E 'VmRSS|RssAnon|RssFile' "/proc/$AGENT/status" | tr -s ' \t' ' ' | paste -sd' '
 awk -v c="$((c1 - c0))" -v t="$ticks" -v s="$SECS" -v p="$peak" 'BEGIN {
-  printf "oxtree agent idle over %d s: peak RSS %.1f MiB, CPU %.3f %% (%.2f s of CPU)\n", s, p / 1024, 100 * c / t / s, c / t }'
+  printf "oxtree agent idle over %d s: peak RSS %.1f MiB, CPU %.4f %% (%.2f s of CPU)\n", s, p / 1024, 100 * c / t / s, c / t }'
 grep -c 'checking' "$W/agent.log" | sed 's/^/update checks during the run (incl. the first): /'
