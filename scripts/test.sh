@@ -16,6 +16,9 @@ if [ "${OXTREE_E2E:-1}" != 0 ]; then
 fi
 command -v gpg >/dev/null || need+=(gnupg)
 command -v openssl >/dev/null || need+=(openssl)
+# The update agent's FleetLock tests run a real etcd (v3 JSON gateway).
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -2,12 +2,15 @@
 //! take the global options ([`Global`]) and their own arguments, and print their output.
 
 pub mod admin;
+pub mod agent;
 pub mod checkout;
 pub mod checksum;
 pub mod commit;
 pub mod config;
 pub mod export;
+pub mod fleetlock;
 pub mod generate;
+pub mod graph;
 pub mod pull;
 pub mod refs;
 pub mod remote;

@@ -100,6 +100,18 @@ enum Cmd {
     GpgSign(cmd::sign::GpgSignArgs),
     /// Manage bootable deployments: deploy, upgrade, rollback, status, …
     Admin(cmd::admin::AdminArgs),
+    /// The update agent: `oxtree agent` runs it; status, check-now, reboot-now, hold, skip, unblock.
+    Agent(cmd::agent::AgentArgs),
+    /// FleetLock reboot coordination: `serve` (semaphores in etcd), lock, unlock, status.
+    Fleetlock {
+        #[command(subcommand)]
+        cmd: cmd::fleetlock::FleetlockCmd,
+    },
+    /// Write, edit and sign a static update graph (read by `oxtree agent`).
+    Graph {
+        #[command(subcommand)]
+        cmd: cmd::graph::GraphCmd,
+    },
     /// Man pages and shell completions (for packaging).
     #[command(hide = true)]
     Generate(cmd::generate::GenerateArgs),
@@ -240,6 +252,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Sign(a) => cmd::sign::sign(g, a),
         Cmd::GpgSign(a) => cmd::sign::gpg_sign_cmd(g, a),
         Cmd::Admin(a) => cmd::admin::run(g, a),
+        Cmd::Agent(a) => cmd::agent::run(a),
+        Cmd::Fleetlock { cmd } => cmd::fleetlock::run(cmd),
+        Cmd::Graph { cmd } => cmd::graph::run(g, cmd),
         Cmd::Generate(a) => {
             use clap::CommandFactory;
             cmd::generate::run(a, Cli::command())

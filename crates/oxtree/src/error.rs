@@ -77,6 +77,10 @@ pub enum Error {
         old: Checksum,
         old_timestamp: u64,
     },
+    /// An update graph (the agent's) that must not be trusted: unsigned, tampered, expired,
+    /// replayed, for another stream, or malformed.
+    #[error("update graph {url}: {msg}")]
+    UpdateGraph { url: String, msg: String },
     #[error("{0}")]
     Other(String),
 }
@@ -122,6 +126,11 @@ impl Error {
                  or ask the publisher to sign it (oxtree sign --sign-type=ed25519 COMMIT SECRET-KEY)"
                     .into(),
             ),
+            Error::UpdateGraph { .. } => Some(
+                "the graph is refused and nothing is staged: the publisher re-signs it with `oxtree graph sign` \
+                 (a higher serial, a later expiry); check the remote's verification-ed25519-key"
+                    .into(),
+            ),
             Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
                 Some("the disk is full: free space (e.g. `oxtree prune`) and try again".into())
             }
@@ -143,6 +152,7 @@ impl Error {
                 | Error::TimestampCheck { .. }
                 | Error::Binding { .. }
                 | Error::DeltaRefused { .. }
+                | Error::UpdateGraph { .. }
         )
     }
 

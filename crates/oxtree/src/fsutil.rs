@@ -89,7 +89,11 @@ pub fn lset_xattr(path: &Path, name: &[u8], value: &[u8]) -> Result<()> {
 /// file gets mode 0644, as ostree's config, refs and summaries have.
 pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name has the parent "": that is the current directory.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile_in(dir)?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))

@@ -4,8 +4,10 @@
 //! formats and checksums), [`fsutil`] (the only code that talks to the kernel), [`repo`]
 //! (the repository: modes, objects, refs, commit, checkout, fsck, prune).
 
+pub mod agent;
 pub mod delta;
 pub mod error;
+pub mod fleetlock;
 pub mod fsutil;
 pub mod gvariant;
 pub mod object;

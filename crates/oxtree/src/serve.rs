@@ -6,7 +6,8 @@
 //!   what a client expects to download and can point anywhere on the server.
 //! - Only what a client reads: `config`, `summary`, `summary.sig`, and files under
 //!   `objects/`, `refs/heads/`, `refs/remotes/`, `refs/mirrors/`, `deltas/`,
-//!   `delta-indexes/` and `extensions/`. Nothing under `tmp/` or `state/`, not the `.lock`,
+//!   `delta-indexes/`, `extensions/` and `graph/` (the update agent's signed update graphs,
+//!   published beside the repo). Nothing under `tmp/` or `state/`, not the `.lock`,
 //!   no directory listings (404).
 //! - Every file is opened with [`crate::fsutil::beneath::open_beneath`]: a symlink anywhere
 //!   in the requested path — a file, a directory, or a whole `objects/` — is a 404, checked
@@ -77,7 +78,7 @@ const CHUNK: usize = 256 << 10;
 
 /// The repository files a client reads (see the module doc); `rel` has no leading `/`.
 fn servable(rel: &str) -> bool {
-    const DIRS: [&str; 7] = [
+    const DIRS: [&str; 8] = [
         "objects/",
         "refs/heads/",
         "refs/remotes/",
@@ -85,6 +86,7 @@ fn servable(rel: &str) -> bool {
         "deltas/",
         "delta-indexes/",
         "extensions/",
+        "graph/",
     ];
     matches!(rel, "config" | "summary" | "summary.sig") || DIRS.iter().any(|d| rel.starts_with(d))
 }
