@@ -700,6 +700,11 @@ struct CommitArgs {
 }
 
 fn main() {
+    #[cfg(feature = "failpoints")]
+    if let Err(e) = configure_failpoints() {
+        eprintln!("error: {e:#}");
+        std::process::exit(EXIT_FAILURE);
+    }
     // Installed as `ostree-prepare-root` in an initramfs, behave as that program does.
     let argv0 = std::env::args_os().next().map(PathBuf::from);
     let personality = argv0.as_deref().and_then(Path::file_name);
@@ -1996,7 +2001,6 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 retain,
                 retain_rollback,
                 stage,
-                ..test_hooks()
             };
             let d = sr.deploy(&refspec, &opts)?;
             if stage {
@@ -2031,7 +2035,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
                 }
             }
-            let opts = test_hooks();
+            let opts = oxtree::sysroot::DeployOptions::default();
             match Sysroot::new(&sysroot.sysroot).finalize_staged(&opts)? {
                 Some(d) => println!(
                     "Finalized staged deployment {} {}",
@@ -2105,7 +2109,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             reboot,
             refspec,
         } => {
-            let opts = test_hooks();
+            let opts = oxtree::sysroot::DeployOptions::default();
             let d = Sysroot::new(&sysroot.sysroot).switch(&refspec, &opts)?;
             println!(
                 "Switched to {refspec}: {} {} is now the default",
@@ -2128,7 +2132,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             let opts = oxtree::sysroot::DeployOptions {
                 stage,
                 retain_rollback,
-                ..test_hooks()
+                ..Default::default()
             };
             let (deployed, pulled) = Sysroot::new(&sysroot.sysroot).upgrade(
                 pull_only,
@@ -2402,14 +2406,21 @@ fn hoist_global_options(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     out
 }
 
-/// Deploy options carrying the fault-injection test hooks (`OXTREE_FAIL_AFTER`,
-/// `OXTREE_HANG_AFTER`, each naming a deploy step).
-fn test_hooks() -> oxtree::sysroot::DeployOptions {
-    oxtree::sysroot::DeployOptions {
-        fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
-        hang_after: std::env::var("OXTREE_HANG_AFTER").ok(),
-        ..Default::default()
+/// Test builds (feature `failpoints`) only: configure the library's failpoints from
+/// `FAILPOINTS` (`NAME=ACTIONS;...`, the `fail` crate's syntax, as zincati reads it). The
+/// shipped binary has no such code and ignores the variable.
+#[cfg(feature = "failpoints")]
+fn configure_failpoints() -> Result<()> {
+    let Ok(spec) = std::env::var("FAILPOINTS") else {
+        return Ok(());
+    };
+    for item in spec.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, actions) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow!("FAILPOINTS: {item:?} is not NAME=ACTIONS"))?;
+        fail::cfg(name, actions).map_err(|e| anyhow!("FAILPOINTS: {name}: {e}"))?;
     }
+    Ok(())
 }
 
 fn prepare_root(sysroot: PathBuf, cmdline: Option<String>, run_dir: PathBuf) -> Result<()> {

@@ -103,6 +103,13 @@ fn boot_files(sr: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// Tests that inject failures need a binary built with the `failpoints` feature.
+fn require_failpoints() {
+    if !cfg!(feature = "failpoints") {
+        panic!("this test injects failures: run it with `--features oxtree-cli/failpoints` (scripts/test.sh does)");
+    }
+}
+
 fn deployment_dir(sr: &Path, index: usize) -> PathBuf {
     let d = oxtree::sysroot::Sysroot::new(sr)
         .deployments()
@@ -265,6 +272,7 @@ fn etc_merge_matches_ostree() {
 
 #[test]
 fn failed_deploy_keeps_the_previous_boot_configuration() {
+    require_failpoints();
     let p = pair();
     commit(&p, "v1", "1.0");
     deploy_both(&p, &["--karg=root=LABEL=root"]);
@@ -276,7 +284,7 @@ fn failed_deploy_keeps_the_previous_boot_configuration() {
     for step in ["checkout", "etc", "kernel", "entries", "bootlinks", "swap"] {
         let out = std::process::Command::new(oxtree_bin())
             .args(["admin", "deploy", &sa, "--os=testos", "testos/main"])
-            .env("OXTREE_FAIL_AFTER", step)
+            .env("FAILPOINTS", format!("deploy::{step}=return"))
             .output()
             .expect("run");
         assert!(
@@ -603,6 +611,7 @@ fn deploy_on_a_full_disk_is_refused() {
 /// failed finalization leaves the old configuration and can be run again.
 #[test]
 fn staged_deploy_and_finalize() {
+    require_failpoints();
     let p = pair();
     let c1 = commit(&p, "v1", "1.0");
     let sa = format!("--sysroot={}", s(&p.oxtree));
@@ -652,7 +661,7 @@ fn staged_deploy_and_finalize() {
     // A failed finalization (say, at shutdown) changes nothing and can be retried.
     let out = std::process::Command::new(oxtree_bin())
         .args(["admin", "finalize-staged", &sa])
-        .env("OXTREE_FAIL_AFTER", "entries")
+        .env("FAILPOINTS", "deploy::entries=return")
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -660,7 +669,7 @@ fn staged_deploy_and_finalize() {
     let stamp = p.oxtree.join("boot/ostree/finalize-failure.stamp");
     assert!(std::fs::read_to_string(&stamp)
         .expect("stamp")
-        .contains("OXTREE_FAIL_AFTER"));
+        .contains("injected failure at failpoint deploy::entries"));
     let st = run_raw(&oxtree_bin(), &["admin", "status", &sa]);
     assert!(String::from_utf8_lossy(&st.stderr).contains("failed to finalize"));
     let live = |b: &[(String, String)]| {

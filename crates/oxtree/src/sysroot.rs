@@ -11,6 +11,36 @@ pub mod remount;
 
 pub use deploy::DeployOptions;
 
+/// A fault-injection point at a crash-relevant step, for the crash tests (zincati's
+/// pattern: the `fail` crate, compiled in only with the `failpoints` feature and configured
+/// from the `FAILPOINTS` environment variable by the CLI). `NAME=return` fails the operation
+/// there, as a crash at that point would leave it; `NAME=return(hang)` stops there for good
+/// after saying so on stderr, so a test can kill the process (or cut a VM's power) exactly
+/// there. In a build without the feature this is a no-op and FAILPOINTS is never read.
+pub(crate) fn failpoint(name: &str) -> Result<()> {
+    fail::fail_point!(name, |arg: Option<String>| failpoint_hit(
+        name,
+        arg.as_deref()
+    ));
+    let _ = name;
+    Ok(())
+}
+
+#[cfg(feature = "failpoints")]
+fn failpoint_hit(name: &str, arg: Option<&str>) -> Result<()> {
+    if arg == Some("hang") {
+        // Test builds only (the shipped library has no failpoints): the e2e test watches the
+        // console for this line to cut the power at this step.
+        eprintln!("oxtree: failpoint {name}: hanging here (test build)");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    Err(Error::Other(format!(
+        "injected failure at failpoint {name}"
+    )))
+}
+
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::keyfile::KeyFile;
 use crate::object::Checksum;

@@ -31,12 +31,6 @@ pub struct DeployOptions {
     /// Prepare the deployment now but switch to it only at `finalize_staged` (run at
     /// shutdown by the finalize service), with the /etc merge done then.
     pub stage: bool,
-    /// Test hook: fail right after the named step (`checkout`, `etc`, `kernel`, `entries`,
-    /// `bootlinks`, `swap`), as a crash there would.
-    pub fail_after: Option<String>,
-    /// Test hook: stop right after the named step, report it on stderr and wait forever,
-    /// so a test can cut the power (kill the VM) at that point.
-    pub hang_after: Option<String>,
 }
 
 /// The kernel of a deployment, found as ostree finds it.
@@ -153,21 +147,6 @@ impl Sysroot {
             .join(format!("{c}.{serial}"))
     }
 
-    fn step(opts: &DeployOptions, name: &str) -> Result<()> {
-        if opts.hang_after.as_deref() == Some(name) {
-            eprintln!("oxtree: test hook: hanging after step {name} (OXTREE_HANG_AFTER)");
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            }
-        }
-        if opts.fail_after.as_deref() == Some(name) {
-            return Err(Error::Other(format!(
-                "injected failure after step {name:?} (OXTREE_FAIL_AFTER)"
-            )));
-        }
-        Ok(())
-    }
-
     /// Deploy `refspec` (a ref in the system repo, or a commit checksum) as the new default.
     pub fn deploy(&self, refspec: &str, opts: &DeployOptions) -> Result<Deployment> {
         let repo = self.repo()?;
@@ -225,7 +204,7 @@ impl Sysroot {
         let dir = self.deploy_dir(&os, &checksum, serial);
         self.check_free_space()?;
         repo.checkout(&checksum, &dir, &CheckoutOptions::default())?;
-        Self::step(opts, "checkout")?;
+        super::failpoint("deploy::checkout")?;
 
         // 2. /etc: usr/etc holds the defaults; etc is a real copy, then the 3-way merge.
         let (etc, usr_etc) = (dir.join("etc"), dir.join("usr/etc"));
@@ -251,7 +230,7 @@ impl Sysroot {
                 etc_merge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &etc)?;
             }
         }
-        Self::step(opts, "etc")?;
+        super::failpoint("deploy::etc")?;
 
         // 3. /var: copied from the tree into the stateroot once, like a volume.
         let var = os_dir.join("var");
@@ -380,13 +359,13 @@ impl Sysroot {
                 .filter(|n| *n > 0)
                 .map(|n| (n, 0)),
         }];
-        Self::step(opts, "kernel")?;
+        super::failpoint("deploy::kernel")?;
         // Complete: as ostree does, nothing may be added to or removed from its top directory.
         crate::fsutil::set_immutable(&dir, true)?;
         for d in keep {
             plan.push(Planned::from_deployment(self, repo, d)?);
         }
-        self.write_deployments(repo, &plan, opts)?;
+        self.write_deployments(repo, &plan)?;
         self.cleanup()?;
         self.deployments()?
             .into_iter()
@@ -506,7 +485,6 @@ impl Sysroot {
         &self,
         repo: &crate::repo::Repo,
         plan: &[Planned],
-        opts: &DeployOptions,
     ) -> Result<()> {
         let old = self.bootversion()?.unwrap_or(0);
         let new = 1 - old;
@@ -606,17 +584,17 @@ impl Sysroot {
             ));
             crate::fsutil::write_atomic(&name, e.to_string().as_bytes(), false)?;
         }
-        Self::step(opts, "entries")?;
+        super::failpoint("deploy::entries")?;
         // Swap ostree/boot.N' to the new farm.
         replace_symlink(&link, &format!("boot.{new}.{new_sub}"))?;
-        Self::step(opts, "bootlinks")?;
+        super::failpoint("deploy::bootlinks")?;
         let bb = boot.join("boot");
         if std::fs::symlink_metadata(&bb).is_err() {
             std::os::unix::fs::symlink(".", &bb).ctx("symlink", &bb)?;
         }
         crate::fsutil::syncfs(&self.path)?;
         crate::fsutil::syncfs(&boot)?;
-        Self::step(opts, "swap")?;
+        super::failpoint("deploy::swap")?;
         // The switch: one rename.
         replace_symlink(&boot.join("loader"), &format!("loader.{new}"))?;
         crate::fsutil::fsync_dir(&boot)?;

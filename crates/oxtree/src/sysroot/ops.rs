@@ -31,7 +31,7 @@ impl Sysroot {
             }
             plan.push(p);
         }
-        self.write_deployments(&repo, &plan, &DeployOptions::default())?;
+        self.write_deployments(&repo, &plan)?;
         self.cleanup()
     }
 
