@@ -375,6 +375,56 @@ fn bad_deploy_input_changes_nothing() {
     assert!(err.contains("os-init"), "{err}");
 }
 
+/// `boot/loader` may only name loader.0 or loader.1 (ostree refuses the rest): anything else
+/// is a clear error for every command, never arithmetic on it; and a deployment serial that
+/// cannot grow is refused instead of wrapping around.
+#[test]
+fn bad_bootversion_and_serial_overflow_are_refused() {
+    let p = pair();
+    let c = commit(&p, "v1", "1.0");
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    let loader = p.oxtree.join("boot/loader");
+    let good = std::fs::read_link(&loader).expect("loader");
+    for bad in [
+        "loader.2",
+        "loader.4294967295",
+        "loader.-1",
+        "loader.01",
+        "../x",
+    ] {
+        std::fs::remove_file(&loader).expect("rm");
+        std::os::unix::fs::symlink(bad, &loader).expect("symlink");
+        for args in [
+            vec!["admin", "status", &sa],
+            vec!["admin", "deploy", &sa, "--os=testos", "testos/main"],
+            vec!["admin", "cleanup", &sa],
+            vec!["admin", "rollback", &sa],
+        ] {
+            let (_, err) = ox_fail(&args);
+            assert!(
+                err.contains("must point to loader.0 or loader.1") && err.contains(bad),
+                "{bad} {args:?}: {err}"
+            );
+        }
+    }
+    std::fs::remove_file(&loader).expect("rm");
+    std::os::unix::fs::symlink(&good, &loader).expect("symlink");
+    // The last serial is taken: deploying the same commit again cannot pick the next one.
+    let last = p
+        .oxtree
+        .join(format!("ostree/deploy/testos/deploy/{c}.4294967295"));
+    std::fs::create_dir(&last).expect("mkdir");
+    let before = boot_files(&p.oxtree);
+    let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    assert!(err.contains("serials"), "{err}");
+    assert_eq!(boot_files(&p.oxtree), before);
+    ox(&["admin", "cleanup", &sa]);
+    assert!(!last.exists(), "cleanup removes the stray directory");
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    ostree(&["admin", "status", &sa]);
+}
+
 /// Upgrade v1→v2 from an HTTP remote, then roll back; /var is untouched throughout, and real
 /// ostree reads every state. Pin, undeploy, kargs and downgrade refusal too.
 #[test]

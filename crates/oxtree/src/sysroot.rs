@@ -176,18 +176,20 @@ impl Sysroot {
     }
 
     /// The active boot version N (`boot/loader -> loader.N`), if any deployment was written.
+    /// Only `loader.0` and `loader.1` exist (the swap alternates between them), so anything
+    /// else is refused, as ostree refuses it, instead of being computed with.
     pub fn bootversion(&self) -> Result<Option<u32>> {
         let l = self.path.join("boot/loader");
         match std::fs::read_link(&l) {
-            Ok(t) => t
-                .to_string_lossy()
-                .strip_prefix("loader.")
-                .and_then(|n| n.parse().ok())
-                .map(Some)
-                .ok_or_else(|| Error::Config {
-                    path: l,
-                    msg: "boot/loader must point to loader.0 or loader.1".into(),
-                }),
+            Ok(t) if t == Path::new("loader.0") => Ok(Some(0)),
+            Ok(t) if t == Path::new("loader.1") => Ok(Some(1)),
+            Ok(t) => Err(Error::Config {
+                path: l,
+                msg: format!(
+                    "points to {:?}; it must point to loader.0 or loader.1",
+                    t.display().to_string()
+                ),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).ctx("readlink", l),
         }

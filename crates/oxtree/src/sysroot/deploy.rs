@@ -200,7 +200,13 @@ impl Sysroot {
                     .flatten()
             })
             .max()
-            .map_or(0, |m| m + 1);
+            .map_or(Some(0), |m| m.checked_add(1))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{}: deployment serials of {checksum} are used up (remove old deployment directories)",
+                    deploy_root.display()
+                ))
+            })?;
         let dir = self.deploy_dir(&os, &checksum, serial);
         self.check_free_space()?;
         repo.checkout(&checksum, &dir, &CheckoutOptions::default())?;
