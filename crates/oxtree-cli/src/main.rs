@@ -2002,6 +2002,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 retain_rollback,
                 stage,
             };
+            let _lock = lock_sysroot(&sr)?;
             let d = sr.deploy(&refspec, &opts)?;
             if stage {
                 println!(
@@ -2024,7 +2025,9 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             run_dir,
         } => prepare_root(sysroot, cmdline, run_dir)?,
         AdminCmd::Cleanup { sysroot } => {
-            let rep = Sysroot::new(&sysroot.sysroot).cleanup_and_prune()?;
+            let sr = Sysroot::new(&sysroot.sysroot);
+            let _lock = lock_sysroot(&sr)?;
+            let rep = sr.cleanup_and_prune()?;
             if rep.deleted > 0 {
                 println!("Freed objects: {}", human_size(rep.freed_bytes));
             }
@@ -2036,7 +2039,9 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 }
             }
             let opts = oxtree::sysroot::DeployOptions::default();
-            match Sysroot::new(&sysroot.sysroot).finalize_staged(&opts)? {
+            let sr = Sysroot::new(&sysroot.sysroot);
+            let _lock = lock_sysroot(&sr)?;
+            match sr.finalize_staged(&opts)? {
                 Some(d) => println!(
                     "Finalized staged deployment {} {}",
                     d.stateroot,
@@ -2047,6 +2052,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
         }
         AdminCmd::Rollback { sysroot, if_failed } => {
             let sr = Sysroot::new(&sysroot.sysroot);
+            let _lock = lock_sysroot(&sr)?;
             if if_failed {
                 match sr.rollback_if_failed()? {
                     Some(d) => println!(
@@ -2080,7 +2086,9 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                     );
                 }
             }
-            match Sysroot::new(&sysroot.sysroot).boot_complete(index)? {
+            let sr = Sysroot::new(&sysroot.sysroot);
+            let _lock = lock_sysroot(&sr)?;
+            match sr.boot_complete(index)? {
                 Some(d) => println!("Marked {} as good", d.dirname()),
                 None => println!("Deployment already marked good."),
             }
@@ -2090,7 +2098,9 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             None => println!("/var is already mounted."),
         },
         AdminCmd::Undeploy { sysroot, index } => {
-            let d = Sysroot::new(&sysroot.sysroot).undeploy(index)?;
+            let sr = Sysroot::new(&sysroot.sysroot);
+            let _lock = lock_sysroot(&sr)?;
+            let d = sr.undeploy(index)?;
             println!("Deleted deployment {}", d.dirname());
         }
         AdminCmd::Pin {
@@ -2098,7 +2108,9 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             unpin,
             index,
         } => {
-            Sysroot::new(&sysroot.sysroot).pin(index, !unpin)?;
+            let sr = Sysroot::new(&sysroot.sysroot);
+            let _lock = lock_sysroot(&sr)?;
+            sr.pin(index, !unpin)?;
             println!(
                 "Deployment {index} is now {}",
                 if unpin { "unpinned" } else { "pinned" }
@@ -2110,7 +2122,10 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
             refspec,
         } => {
             let opts = oxtree::sysroot::DeployOptions::default();
-            let d = Sysroot::new(&sysroot.sysroot).switch(&refspec, &opts)?;
+            let sr = Sysroot::new(&sysroot.sysroot);
+            let lock = lock_sysroot(&sr)?;
+            let d = sr.switch(&refspec, &opts)?;
+            drop(lock);
             println!(
                 "Switched to {refspec}: {} {} is now the default",
                 d.stateroot,
@@ -2134,12 +2149,10 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 retain_rollback,
                 ..Default::default()
             };
-            let (deployed, pulled) = Sysroot::new(&sysroot.sysroot).upgrade(
-                pull_only,
-                deploy_only,
-                allow_downgrade,
-                &opts,
-            )?;
+            // Held across the pull and the deploy, as ostree holds it.
+            let sr = Sysroot::new(&sysroot.sysroot);
+            let lock = lock_sysroot(&sr)?;
+            let (deployed, pulled) = sr.upgrade(pull_only, deploy_only, allow_downgrade, &opts)?;
             if let Some(p) = &pulled {
                 for w in &p.warnings {
                     eprintln!("warning: {w}");
@@ -2169,6 +2182,7 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                 None if pull_only => println!("Pulled."),
                 None => println!("No update available."),
             }
+            drop(lock);
             if deployed.is_some() && reboot {
                 reboot_now()?;
             }
@@ -2182,7 +2196,9 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                     replace,
                 },
         } => {
-            let k = Sysroot::new(&sysroot.sysroot).kargs_edit(&append, &delete, &replace)?;
+            let sr = Sysroot::new(&sysroot.sysroot);
+            let _lock = lock_sysroot(&sr)?;
+            let k = sr.kargs_edit(&append, &delete, &replace)?;
             println!("{}", k.join(" "));
         }
         AdminCmd::OsInit { sysroot, stateroot } => {
@@ -2275,6 +2291,13 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Take the sysroot lock for a command that changes the sysroot, saying so on stderr when
+/// another process (oxtree, ostree, rpm-ostree) holds it, as `ostree admin` does, and
+/// waiting for it.
+fn lock_sysroot(sr: &oxtree::sysroot::Sysroot) -> Result<oxtree::sysroot::SysrootLock<'_>> {
+    Ok(sr.lock(|| eprintln!("Waiting for sysroot lock..."))?)
 }
 
 /// Print a commit's OpenPGP signatures as `ostree show --gpg-verify-remote` does; whether

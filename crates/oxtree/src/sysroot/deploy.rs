@@ -149,6 +149,7 @@ impl Sysroot {
 
     /// Deploy `refspec` (a ref in the system repo, or a commit checksum) as the new default.
     pub fn deploy(&self, refspec: &str, opts: &DeployOptions) -> Result<Deployment> {
+        let _lock = self.lock(|| {})?;
         let repo = self.repo()?;
         let checksum = repo.resolve_rev(refspec)?;
         repo.load_commit(&checksum)?; // must exist and parse before anything is written
@@ -389,6 +390,7 @@ impl Sysroot {
     /// next boot can say why the upgrade did not happen instead of failing silently; the
     /// next successful finalize removes it.
     pub fn finalize_staged(&self, opts: &DeployOptions) -> Result<Option<Deployment>> {
+        let _lock = self.lock(|| {})?;
         let stamp = self.finalize_failure_path();
         match self.finalize_staged_inner(opts) {
             Ok(d) => {
@@ -492,6 +494,7 @@ impl Sysroot {
         repo: &crate::repo::Repo,
         plan: &[Planned],
     ) -> Result<()> {
+        let _lock = self.lock(|| {})?;
         let old = self.bootversion()?.unwrap_or(0);
         let new = 1 - old;
         let boot = self.path.join("boot");
@@ -626,6 +629,7 @@ impl Sysroot {
     /// `admin cleanup`: [`Self::cleanup`], then prune the system repo of every object that
     /// no ref (including the `ostree/N/M/I` deployment refs) reaches, as ostree does.
     pub fn cleanup_and_prune(&self) -> Result<crate::repo::PruneReport> {
+        let _lock = self.lock(|| {})?;
         self.cleanup()?;
         self.repo()?.prune(&crate::repo::PruneOptions {
             refs_only: true,
@@ -637,6 +641,7 @@ impl Sysroot {
     /// Remove what no deployment uses: old loader/link-farm generations, deployment
     /// directories not in the boot configuration, unused kernels.
     pub fn cleanup(&self) -> Result<()> {
+        let _lock = self.lock(|| {})?;
         let Some(cur) = self.bootversion()? else {
             return Ok(());
         };

@@ -1,0 +1,468 @@
+//! `oxtree admin` under concurrency and crashes: mutating commands exclude each other and
+//! real ostree through the sysroot lock, and a deploy stopped at any durable step leaves
+//! either the old or the new boot configuration, which the next run repairs. After every
+//! round the sysroot must boot its default: see [`check_bootable`].
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A sysroot with stateroot `testos` and a commit `testos/main` (with a kernel) in its repo.
+struct Sr {
+    _tmp: TestDir,
+    tree: PathBuf,
+    path: PathBuf,
+}
+
+impl Sr {
+    fn arg(&self) -> String {
+        format!("--sysroot={}", s(&self.path))
+    }
+    fn repo(&self) -> PathBuf {
+        self.path.join("ostree/repo")
+    }
+    fn commit(&self, version: &str) -> String {
+        write(
+            &self.tree.join("usr/share/version"),
+            version.as_bytes(),
+            0o644,
+        );
+        ostree(&[
+            "commit",
+            &format!("--repo={}", s(&self.repo())),
+            "-b",
+            "testos/main",
+            "-s",
+            version,
+            &format!("--add-metadata-string=version={version}"),
+            s(&self.tree),
+        ])
+    }
+}
+
+fn sysroot() -> Sr {
+    require_ostree();
+    let tmp = tempdir();
+    let tree = tmp.path().join("tree");
+    os_tree(&tree);
+    let path = tmp.path().join("sr");
+    std::fs::create_dir_all(&path).expect("mkdir");
+    ox(&["admin", "init-fs", s(&path)]);
+    ox(&[
+        "admin",
+        "os-init",
+        &format!("--sysroot={}", s(&path)),
+        "testos",
+    ]);
+    let sr = Sr {
+        _tmp: tmp,
+        tree,
+        path,
+    };
+    sr.commit("1.0");
+    sr
+}
+
+/// The refs in `repo` as (name, checksum), from the files under refs/heads.
+fn heads(repo: &Path) -> Vec<(String, String)> {
+    let base = repo.join("refs/heads");
+    let mut out = Vec::new();
+    let mut stack = vec![base.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("readdir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(t) = std::fs::read_to_string(&p) {
+                let name = p.strip_prefix(&base).expect("prefix");
+                out.push((name.to_string_lossy().into_owned(), t.trim().to_string()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What a bootloader and the initramfs need, checked as they would: `boot/loader` names
+/// `loader.0` or `loader.1`; every entry there has its kernel and initramfs; its `ostree=`
+/// argument resolves (through `ostree/boot.N` and the link farm) to a deployment directory
+/// of the sysroot that holds `usr/`; the deployment has its origin, its commit is in the
+/// repository and a deployment ref (`ostree/N/M/I`) keeps it there.
+fn check_bootable(sr: &Path) -> Result<(), String> {
+    let loader =
+        std::fs::read_link(sr.join("boot/loader")).map_err(|e| format!("boot/loader: {e}"))?;
+    let loader = loader.to_string_lossy().into_owned();
+    if loader != "loader.0" && loader != "loader.1" {
+        return Err(format!("boot/loader -> {loader}"));
+    }
+    let entries = sr.join("boot").join(&loader).join("entries");
+    let mut confs: Vec<PathBuf> = std::fs::read_dir(&entries)
+        .map_err(|e| format!("{}: {e}", entries.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+        .collect();
+    confs.sort();
+    if confs.is_empty() {
+        return Err(format!("{}: no entries", entries.display()));
+    }
+    let repo = sr.join("ostree/repo");
+    let deployment_refs: Vec<String> = heads(&repo)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("ostree/") && n.split('/').count() == 4)
+        .map(|(_, c)| c)
+        .collect();
+    let deploy_base = std::fs::canonicalize(sr.join("ostree/deploy")).expect("deploy dir");
+    for conf in confs {
+        let text = std::fs::read_to_string(&conf).map_err(|e| format!("{conf:?}: {e}"))?;
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(' ')))
+                .map(str::trim)
+        };
+        let name = conf
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        for k in ["linux", "initrd"] {
+            let f = get(k).ok_or_else(|| format!("{name}: no {k}"))?;
+            if !sr.join("boot").join(f.trim_start_matches('/')).is_file() {
+                return Err(format!("{name}: {k} {f} is missing"));
+            }
+        }
+        let options = get("options").ok_or_else(|| format!("{name}: no options"))?;
+        let arg = options
+            .split_whitespace()
+            .find_map(|a| a.strip_prefix("ostree="))
+            .ok_or_else(|| format!("{name}: no ostree= argument"))?;
+        let dir = std::fs::canonicalize(sr.join(arg.trim_start_matches('/')))
+            .map_err(|e| format!("{name}: ostree={arg} does not resolve: {e}"))?;
+        if !dir.starts_with(&deploy_base) || !dir.join("usr").is_dir() {
+            return Err(format!(
+                "{name}: ostree={arg} -> {} is not a deployment",
+                dir.display()
+            ));
+        }
+        let dirname = dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let origin = dir.with_file_name(format!("{dirname}.origin"));
+        let origin = std::fs::read_to_string(&origin)
+            .map_err(|e| format!("{name}: {}: {e}", origin.display()))?;
+        if !origin.contains("refspec=") {
+            return Err(format!("{name}: origin without refspec: {origin}"));
+        }
+        let csum = dirname.split('.').next().expect("checksum");
+        let obj = repo.join(format!("objects/{}/{}.commit", &csum[..2], &csum[2..]));
+        if !obj.is_file() {
+            return Err(format!("{name}: commit {csum} is not in the repository"));
+        }
+        if !deployment_refs.iter().any(|c| c == csum) {
+            return Err(format!("{name}: no ostree/N/M/I ref keeps commit {csum}"));
+        }
+    }
+    Ok(())
+}
+
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(oxtree_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn oxtree")
+}
+
+fn finish(name: &str, c: std::process::Child) -> Result<(), String> {
+    let o = c.wait_with_output().expect("wait");
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} failed ({:?}): {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        ))
+    }
+}
+
+/// `admin deploy`, a second `admin deploy` and `admin cleanup` at the same time, 20 times:
+/// each must succeed and leave a sysroot that boots its default, which real ostree reads.
+#[test]
+fn concurrent_deploys_and_cleanup_keep_the_sysroot_bootable() {
+    let sr = sysroot();
+    let a = sr.arg();
+    ox(&[
+        "admin",
+        "deploy",
+        &a,
+        "--os=testos",
+        "--karg=root=LABEL=root",
+        "testos/main",
+    ]);
+    for round in 0..20 {
+        if round % 5 == 4 {
+            sr.commit(&format!("1.{round}"));
+        }
+        let d1 = spawn(&["admin", "deploy", &a, "--os=testos", "testos/main"]);
+        let d2 = spawn(&["admin", "deploy", &a, "--os=testos", "testos/main"]);
+        let c = spawn(&["admin", "cleanup", &a]);
+        let results = [
+            finish("deploy 1", d1),
+            finish("deploy 2", d2),
+            finish("cleanup", c),
+        ];
+        for r in results {
+            if let Err(e) = r {
+                panic!("round {round}: {e}");
+            }
+        }
+        if let Err(e) = check_bootable(&sr.path) {
+            panic!("round {round}: the sysroot does not boot its default: {e}");
+        }
+        ostree(&["admin", "status", &a]);
+    }
+}
+
+/// An HTTP server that accepts connections and never answers until released, then
+/// answers 404 to everything: a pull from it blocks, so `admin upgrade` (which holds the
+/// sysroot lock across its pull, in oxtree as in ostree) holds the lock for as long as the
+/// test wants, then fails at once.
+struct StallServer {
+    url: String,
+    accepted: std::sync::mpsc::Receiver<()>,
+    release: Option<std::sync::mpsc::Sender<()>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StallServer {
+    fn start() -> StallServer {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", l.local_addr().expect("addr"));
+        let (acc_tx, accepted) = std::sync::mpsc::channel();
+        let (release, rel_rx) = std::sync::mpsc::channel::<()>();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            const NOT_FOUND: &[u8] =
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            let mut held = None;
+            if let Ok((c, _)) = l.accept() {
+                held = Some(c);
+                let _ = acc_tx.send(());
+            }
+            let _ = rel_rx.recv();
+            if let Some(mut c) = held {
+                let _ = c.write_all(NOT_FOUND);
+            }
+            let _ = l.set_nonblocking(true);
+            while !stop2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let mut buf = [0u8; 4096];
+                        let _ = std::io::Read::read(&mut c, &mut buf);
+                        let _ = c.write_all(NOT_FOUND);
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        StallServer {
+            url,
+            accepted,
+            release: Some(release),
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Blocks until a client is connected (and so stuck in its pull).
+    fn wait_connected(&self) {
+        self.accepted
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("no client connected to the stalling server");
+    }
+
+    /// From now on, answer (404).
+    fn release(&mut self) {
+        if self.release.take().is_some() {
+            // A server nobody connected to is still in accept(): connect to move it on.
+            let _ = std::net::TcpStream::connect(self.url.trim_start_matches("http://"));
+        }
+    }
+}
+
+impl Drop for StallServer {
+    fn drop(&mut self) {
+        self.release();
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A running process whose output (stdout and stderr: ostree says it waits for the lock
+/// on stdout, oxtree on stderr) is collected line by line.
+struct Watched {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watched {
+    fn start(prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Watched {
+        let mut cmd = Command::new(prog);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        let (tx, lines) = std::sync::mpsc::channel();
+        fn pump(r: impl std::io::Read + Send + 'static, tx: std::sync::mpsc::Sender<String>) {
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for l in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        pump(child.stdout.take().expect("stdout"), tx.clone());
+        pump(child.stderr.take().expect("stderr"), tx);
+        Watched {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Blocks until an output line contains `text` (fails if the process ends first).
+    fn wait_for(&mut self, text: &str) {
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(l) => {
+                    let hit = l.contains(text);
+                    self.seen.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "never printed {text:?}; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits for the end; returns whether it succeeded, and all of its output.
+    fn finish(mut self) -> (bool, String) {
+        let ok = self.child.wait().expect("wait").success();
+        while let Ok(l) = self.lines.recv_timeout(std::time::Duration::from_secs(10)) {
+            self.seen.push(l);
+        }
+        (ok, self.seen.join("\n"))
+    }
+}
+
+/// Point the sysroot's deployments at a remote that stalls: `admin upgrade` then holds
+/// the sysroot lock in its pull until the server is released.
+fn stalling_origin(sr: &Sr, server: &StallServer) {
+    let repo = format!("--repo={}", s(&sr.repo()));
+    ostree(&[
+        "remote",
+        "add",
+        &repo,
+        "--no-gpg-verify",
+        "stall",
+        &server.url,
+        "testos/main",
+    ]);
+    if !sr.repo().join("refs/remotes/stall/testos/main").exists() {
+        let c = ostree(&["rev-parse", &repo, "testos/main"]);
+        ostree(&["refs", &repo, "--create=stall:testos/main", &c]);
+    }
+}
+
+/// oxtree and real ostree take the same sysroot lock: each waits while the other holds
+/// it (each says "Waiting for sysroot lock..."), and goes on once it is released.
+#[test]
+fn oxtree_and_ostree_wait_for_each_others_sysroot_lock() {
+    let sr = sysroot();
+    let a = sr.arg();
+    // ostree holds the lock (its upgrade is stuck pulling); oxtree's deploy waits.
+    let mut server = StallServer::start();
+    stalling_origin(&sr, &server);
+    ox(&["admin", "deploy", &a, "--os=testos", "stall:testos/main"]);
+    let holder = Watched::start(
+        Path::new("ostree"),
+        &["admin", "upgrade", &a, "--os=testos"],
+        &[],
+    );
+    server.wait_connected();
+    let mut waiter = Watched::start(
+        &oxtree_bin(),
+        &["admin", "deploy", &a, "--os=testos", "testos/main"],
+        &[],
+    );
+    waiter.wait_for("Waiting for sysroot lock");
+    assert!(
+        waiter.running(),
+        "oxtree went on while ostree held the lock"
+    );
+    server.release();
+    let (ok, err) = holder.finish();
+    assert!(
+        !ok,
+        "ostree's upgrade was to fail at the released server: {err}"
+    );
+    let (ok, err) = waiter.finish();
+    assert!(ok, "oxtree deploy after ostree released the lock: {err}");
+    check_bootable(&sr.path).expect("bootable after oxtree's deploy");
+
+    // oxtree holds the lock (its upgrade is stuck pulling); ostree's deploy waits.
+    let mut server = StallServer::start();
+    let repo = format!("--repo={}", s(&sr.repo()));
+    ostree(&["remote", "delete", &repo, "stall"]);
+    stalling_origin(&sr, &server);
+    ox(&["admin", "deploy", &a, "--os=testos", "stall:testos/main"]);
+    let holder = Watched::start(&oxtree_bin(), &["admin", "upgrade", &a], &[]);
+    server.wait_connected();
+    let mut waiter = Watched::start(
+        Path::new("ostree"),
+        &["admin", "deploy", &a, "--os=testos", "testos/main"],
+        &[],
+    );
+    waiter.wait_for("Waiting for sysroot lock");
+    assert!(
+        waiter.running(),
+        "ostree went on while oxtree held the lock"
+    );
+    server.release();
+    let (ok, err) = holder.finish();
+    assert!(
+        !ok,
+        "oxtree's upgrade was to fail at the released server: {err}"
+    );
+    let (ok, err) = waiter.finish();
+    assert!(ok, "ostree deploy after oxtree released the lock: {err}");
+    check_bootable(&sr.path).expect("bootable after ostree's deploy");
+    ox(&["admin", "status", &a]);
+}
