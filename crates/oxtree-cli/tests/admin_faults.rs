@@ -466,3 +466,197 @@ fn oxtree_and_ostree_wait_for_each_others_sysroot_lock() {
     check_bootable(&sr.path).expect("bootable after ostree's deploy");
     ox(&["admin", "status", &a]);
 }
+
+/// Tests that inject failures need a binary built with the `failpoints` feature.
+fn require_failpoints() {
+    if !cfg!(feature = "failpoints") {
+        panic!("this test injects failures: run it with `--features oxtree-cli/failpoints` (scripts/test.sh does)");
+    }
+}
+
+/// The deployments' commits, default first.
+fn deployed(sr: &Path) -> Vec<String> {
+    oxtree::sysroot::Sysroot::new(sr)
+        .deployments()
+        .expect("deployments")
+        .iter()
+        .map(|d| d.checksum.to_hex())
+        .collect()
+}
+
+/// What a complete `admin cleanup` leaves: besides a bootable default, exactly one
+/// deployment ref per deployment, all under the live `ostree/N/M/` prefix; no deployment
+/// directory, loader or link farm that the boot configuration does not use.
+fn check_clean(sr: &Path) -> Result<(), String> {
+    check_bootable(sr)?;
+    let deps = oxtree::sysroot::Sysroot::new(sr)
+        .deployments()
+        .map_err(|e| e.to_string())?;
+    let loader = std::fs::read_link(sr.join("boot/loader")).map_err(|e| e.to_string())?;
+    let n = loader
+        .to_string_lossy()
+        .trim_start_matches("loader.")
+        .to_string();
+    let farm = std::fs::read_link(sr.join(format!("ostree/boot.{n}")))
+        .map_err(|e| e.to_string())?
+        .to_string_lossy()
+        .into_owned();
+    let prefix = format!(
+        "ostree/{}/",
+        farm.trim_start_matches("boot.").replace('.', "/")
+    );
+    let mut refs: Vec<(String, String)> = heads(&sr.join("ostree/repo"))
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("ostree/") && n.split('/').count() == 4)
+        .collect();
+    refs.sort_by(|a, b| a.0.cmp(&b.0));
+    let want: Vec<(String, String)> = deps
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("{prefix}{i}"), d.checksum.to_hex()))
+        .collect();
+    if refs != want {
+        return Err(format!("deployment refs {refs:?}, expected {want:?}"));
+    }
+    let mut dirs: Vec<String> = std::fs::read_dir(sr.join("ostree/deploy/testos/deploy"))
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    let mut live: Vec<String> = deps
+        .iter()
+        .flat_map(|d| [d.dirname(), format!("{}.origin", d.dirname())])
+        .collect();
+    live.sort();
+    if dirs != live {
+        return Err(format!(
+            "deployment directories {dirs:?}, expected {live:?}"
+        ));
+    }
+    let mut boots: Vec<String> = std::fs::read_dir(sr.join("ostree"))
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("boot."))
+        .collect();
+    boots.sort();
+    if boots != [format!("boot.{n}"), farm.clone()] {
+        return Err(format!(
+            "link farms {boots:?}, expected boot.{n} and {farm}"
+        ));
+    }
+    let other = if n == "0" { "loader.1" } else { "loader.0" };
+    if sr.join("boot").join(other).exists() {
+        return Err(format!("stale boot/{other}"));
+    }
+    Ok(())
+}
+
+/// A deploy stopped at each durable step, by an injected failure or by kill -9 while it
+/// waits there: the sysroot boots the old default (before the loader swap) or the new one
+/// (after it), never a mix; real ostree reads it; `admin cleanup` then repairs every
+/// leftover (deployment refs, directories, link farms), and the next deploy works.
+#[test]
+fn a_deploy_stopped_at_any_step_leaves_old_or_new_and_cleanup_repairs_it() {
+    require_failpoints();
+    let sr = sysroot();
+    let a = sr.arg();
+    ox(&["admin", "deploy", &a, "--os=testos", "testos/main"]);
+    let mut version = 1;
+    for kill in [false, true] {
+        for step in [
+            "checkout",
+            "etc",
+            "kernel",
+            "entries",
+            "bootlinks",
+            "refs",
+            "swap",
+            "swapped",
+            "cleanup",
+        ] {
+            let what = format!(
+                "{} at deploy::{step}",
+                if kill { "kill -9" } else { "failure" }
+            );
+            version += 1;
+            let c = sr.commit(&format!("{version}.0"));
+            let before = deployed(&sr.path);
+            let args = ["admin", "deploy", &a, "--os=testos", "testos/main"];
+            if kill {
+                let fp = format!("deploy::{step}=return(hang)");
+                let mut p = Watched::start(&oxtree_bin(), &args, &[("FAILPOINTS", &fp)]);
+                p.wait_for(&format!("failpoint deploy::{step}: hanging"));
+                p.child.kill().expect("kill -9");
+                let _ = p.finish();
+            } else {
+                let o = Command::new(oxtree_bin())
+                    .args(args)
+                    .env("FAILPOINTS", format!("deploy::{step}=return"))
+                    .output()
+                    .expect("run");
+                let err = String::from_utf8_lossy(&o.stderr);
+                assert!(
+                    !o.status.success()
+                        && err.contains(&format!("injected failure at failpoint deploy::{step}")),
+                    "{what}: {err}"
+                );
+            }
+            if let Err(e) = check_bootable(&sr.path) {
+                panic!("{what}: the sysroot does not boot its default: {e}");
+            }
+            let now = deployed(&sr.path);
+            let swapped = matches!(step, "swapped" | "cleanup");
+            let expected = if swapped {
+                vec![c.clone(), before[0].clone()]
+            } else {
+                before.clone()
+            };
+            assert_eq!(now, expected, "{what}: neither the old nor the new list");
+            ostree(&["admin", "status", &a]);
+            ox(&["admin", "cleanup", &a]);
+            if let Err(e) = check_clean(&sr.path) {
+                panic!("{what}: admin cleanup did not repair: {e}");
+            }
+            assert_eq!(
+                deployed(&sr.path),
+                expected,
+                "{what}: cleanup changed the list"
+            );
+        }
+    }
+    ox(&["admin", "deploy", &a, "--os=testos", "testos/main"]);
+    check_clean(&sr.path).expect("clean after a complete deploy");
+    ostree(&["admin", "status", &a]);
+}
+
+/// `admin cleanup` prunes, but never a deployed commit, even one no ref reaches any more
+/// (here: the deployment refs lost, as the old unfixed deploy could lose them): it
+/// regenerates the refs and keeps every deployment's commit, run after run.
+#[test]
+fn admin_cleanup_keeps_every_deployed_commit() {
+    let sr = sysroot();
+    let a = sr.arg();
+    let c1 = sr.commit("1.0");
+    ox(&["admin", "deploy", &a, "--os=testos", "testos/main"]);
+    let c2 = sr.commit("2.0");
+    ox(&["admin", "deploy", &a, "--os=testos", "testos/main"]);
+    assert_eq!(deployed(&sr.path), [c2.clone(), c1.clone()]);
+    // testos/main is at c2: only the deployment refs keep c1.
+    std::fs::remove_dir_all(sr.repo().join("refs/heads/ostree")).expect("rm refs");
+    for _ in 0..2 {
+        ox(&["admin", "cleanup", &a]);
+        for c in [&c1, &c2] {
+            let obj = sr
+                .repo()
+                .join(format!("objects/{}/{}.commit", &c[..2], &c[2..]));
+            assert!(obj.is_file(), "admin cleanup deleted deployed commit {c}");
+        }
+        check_clean(&sr.path).expect("clean");
+    }
+    let status = ox(&["admin", "status", &a]);
+    assert!(status.contains("Version: 1.0"), "{status}");
+    ostree(&["admin", "status", &a]);
+    ostree(&["fsck", &format!("--repo={}", s(&sr.repo()))]);
+}

@@ -373,6 +373,7 @@ impl Sysroot {
             plan.push(Planned::from_deployment(self, repo, d)?);
         }
         self.write_deployments(repo, &plan)?;
+        super::failpoint("deploy::cleanup")?;
         self.cleanup()?;
         self.deployments()?
             .into_iter()
@@ -505,16 +506,7 @@ impl Sysroot {
         let entries = loader_new.join("entries");
         std::fs::create_dir_all(&entries).ctx("create directory", &entries)?;
         let link = self.path.join(format!("ostree/boot.{new}"));
-        let cur_sub = std::fs::read_link(&link)
-            .ok()
-            .and_then(|t| {
-                t.to_string_lossy()
-                    .rsplit('.')
-                    .next()
-                    .and_then(|s| s.parse::<u32>().ok())
-            })
-            .unwrap_or(0);
-        let new_sub = 1 - cur_sub.min(1);
+        let new_sub = 1 - self.subbootversion(new);
         let farm = self.path.join(format!("ostree/boot.{new}.{new_sub}"));
         if farm.exists() {
             std::fs::remove_dir_all(&farm).ctx("remove", &farm)?;
@@ -597,6 +589,11 @@ impl Sysroot {
         // Swap ostree/boot.N' to the new farm.
         replace_symlink(&link, &format!("boot.{new}.{new_sub}"))?;
         super::failpoint("deploy::bootlinks")?;
+        // The refs of the new list, beside the old list's: from here on both lists' commits
+        // are kept, whichever of them the next boot uses.
+        let commits: Vec<Checksum> = plan.iter().map(|p| p.checksum).collect();
+        self.write_deployment_refs(repo, new, new_sub, &commits, false)?;
+        super::failpoint("deploy::refs")?;
         let bb = boot.join("boot");
         if std::fs::symlink_metadata(&bb).is_err() {
             std::os::unix::fs::symlink(".", &bb).ctx("symlink", &bb)?;
@@ -607,35 +604,101 @@ impl Sysroot {
         // The switch: one rename.
         replace_symlink(&boot.join("loader"), &format!("loader.{new}"))?;
         crate::fsutil::fsync_dir(&boot)?;
-        // Refs that keep the deployed commits from being pruned, as ostree writes them.
-        for (r, _) in repo.list_refs()? {
-            if r.remote.is_none() && r.name.starts_with("ostree/") && r.name.split('/').count() == 4
-            {
-                let _ = repo.set_ref(&r, None);
+        super::failpoint("deploy::swapped")?;
+        // Only now may the old list's refs go.
+        self.write_deployment_refs(repo, new, new_sub, &commits, true)
+    }
+
+    /// The sub-bootversion M of `ostree/boot.N -> boot.N.M` (0 when there is no link yet).
+    fn subbootversion(&self, bootversion: u32) -> u32 {
+        std::fs::read_link(self.path.join(format!("ostree/boot.{bootversion}")))
+            .ok()
+            .and_then(|t| {
+                t.to_string_lossy()
+                    .rsplit('.')
+                    .next()
+                    .and_then(|s| s.parse::<u32>().ok())
+            })
+            .unwrap_or(0)
+            .min(1)
+    }
+
+    /// The deployment refs `ostree/N/M/I` (bootversion N, sub-bootversion M, index I) that
+    /// keep the deployed commits (and a staged one) from being pruned, as ostree names
+    /// them. New before old: the new set is written (and flushed, whatever `core.fsync`
+    /// says) before, with `remove_stale`, every other `ostree/N/M/I` ref is deleted, so at
+    /// no point does a deployed commit lack a ref.
+    fn write_deployment_refs(
+        &self,
+        repo: &crate::repo::Repo,
+        bootversion: u32,
+        subbootversion: u32,
+        commits: &[Checksum],
+        remove_stale: bool,
+    ) -> Result<()> {
+        let mut want: Vec<(String, Checksum)> = commits
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("ostree/{bootversion}/{subbootversion}/{i}"), *c))
+            .collect();
+        if let Some(m) = self.read_staged()? {
+            if !commits.contains(&m.checksum) {
+                let i = want.len();
+                want.push((
+                    format!("ostree/{bootversion}/{subbootversion}/{i}"),
+                    m.checksum,
+                ));
             }
         }
-        for (i, p) in plan.iter().enumerate() {
-            repo.set_ref(
-                &RefName {
-                    remote: None,
-                    name: format!("ostree/{new}/{new_sub}/{i}"),
-                },
-                Some(&p.checksum),
-            )?;
+        let existing = repo.list_refs()?;
+        for (name, c) in &want {
+            let r = RefName {
+                remote: None,
+                name: name.clone(),
+            };
+            if existing.get(&r) != Some(c) {
+                repo.set_ref(&r, Some(c))?;
+            }
+        }
+        crate::fsutil::syncfs(repo.path())?;
+        if remove_stale {
+            for r in existing.keys() {
+                let deployment_ref = r.remote.is_none()
+                    && r.name.starts_with("ostree/")
+                    && r.name.split('/').count() == 4;
+                if deployment_ref && !want.iter().any(|(n, _)| *n == r.name) {
+                    match repo.set_ref(r, None) {
+                        Ok(()) | Err(Error::RefNotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
         }
         Ok(())
     }
 
     /// `admin cleanup`: [`Self::cleanup`], then prune the system repo of every object that
     /// no ref (including the `ostree/N/M/I` deployment refs) reaches, as ostree does.
+    ///
+    /// Every deployment's commit (and a staged one's) is kept whatever the refs say: the
+    /// prune adds them to what the refs reach, under its exclusive repository lock, as
+    /// ostree's `ostree_sysroot_cleanup_prune_repo` does; the sysroot lock keeps the list
+    /// from changing meanwhile.
     pub fn cleanup_and_prune(&self) -> Result<crate::repo::PruneReport> {
         let _lock = self.lock(|| {})?;
         self.cleanup()?;
-        self.repo()?.prune(&crate::repo::PruneOptions {
-            refs_only: true,
-            depth: 0,
-            ..Default::default()
-        })
+        let mut keep: Vec<Checksum> = self.deployments()?.iter().map(|d| d.checksum).collect();
+        if let Some(m) = self.read_staged()? {
+            keep.push(m.checksum);
+        }
+        self.repo()?.prune_keeping(
+            &crate::repo::PruneOptions {
+                refs_only: true,
+                depth: 0,
+                ..Default::default()
+            },
+            &keep,
+        )
     }
 
     /// Remove what no deployment uses: old loader/link-farm generations, deployment
@@ -646,6 +709,9 @@ impl Sysroot {
             return Ok(());
         };
         let deps = self.deployments()?;
+        // The deployment refs follow the live list, whatever an interrupted deploy left.
+        let commits: Vec<Checksum> = deps.iter().map(|d| d.checksum).collect();
+        self.write_deployment_refs(&self.repo()?, cur, self.subbootversion(cur), &commits, true)?;
         let other = 1 - cur;
         let stale_loader = self.path.join(format!("boot/loader.{other}"));
         if stale_loader.exists() {
