@@ -660,3 +660,189 @@ fn admin_cleanup_keeps_every_deployed_commit() {
     ostree(&["admin", "status", &a]);
     ostree(&["fsck", &format!("--repo={}", s(&sr.repo()))]);
 }
+
+/// A filesystem mounted over a test sysroot's `boot/`, as a separate /boot partition is;
+/// unmounted (and thawed, should a test fail while it is frozen) on drop.
+struct BootMount {
+    dir: PathBuf,
+    _img: TestDir,
+}
+
+fn run_tool(cmd: &str, args: &[&str]) -> std::process::Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e} (util-linux and e2fsprogs are needed)"))
+}
+
+impl BootMount {
+    /// `kind` is "ext4" (an image on a loop device: can be frozen) or "tmpfs" (cannot).
+    fn new(sr: &Sr, kind: &str) -> BootMount {
+        let img = tempdir();
+        let dir = sr.path.join("boot");
+        let o = if kind == "ext4" {
+            let f = img.path().join("boot.img");
+            assert!(run_tool("truncate", &["-s", "32M", s(&f)]).status.success());
+            let o = run_tool("mkfs.ext4", &["-q", "-F", s(&f)]);
+            assert!(o.status.success(), "mkfs.ext4: {o:?}");
+            run_tool("mount", &["-o", "loop", s(&f), s(&dir)])
+        } else {
+            run_tool("mount", &["-t", "tmpfs", "none", s(&dir)])
+        };
+        assert!(
+            o.status.success(),
+            "mounting a {kind} /boot failed (root and loop devices are needed): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        BootMount { dir, _img: img }
+    }
+
+    /// Whether it is frozen, asked without blocking: freezing a frozen filesystem fails
+    /// with EBUSY; one that was not frozen is thawed again at once.
+    fn frozen(&self) -> bool {
+        let o = run_tool("fsfreeze", &["--freeze", s(&self.dir)]);
+        if o.status.success() {
+            assert!(run_tool("fsfreeze", &["--unfreeze", s(&self.dir)])
+                .status
+                .success());
+            return false;
+        }
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("busy"), "fsfreeze --freeze: {err}");
+        true
+    }
+}
+
+impl Drop for BootMount {
+    fn drop(&mut self) {
+        let _ = run_tool("fsfreeze", &["--unfreeze", s(&self.dir)]);
+        if !run_tool("umount", &[s(&self.dir)]).status.success() {
+            let _ = run_tool("umount", &["-l", s(&self.dir)]);
+        }
+    }
+}
+
+/// The child processes of `pid` (from /proc/*/stat).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(n) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Blocks until process `pid` has exited (gone, or a zombie nobody reaps).
+fn wait_exit(pid: u32) {
+    let stat = format!("/proc/{pid}/stat");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match std::fs::read_to_string(&stat) {
+            Err(_) => return,
+            Ok(s)
+                if s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z')) =>
+            {
+                return
+            }
+            Ok(_) => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A /boot of its own is frozen and thawed around the loader swap, as ostree does; killed
+/// (-9) while it is frozen, before or after the swap, the deploy's watchdog thaws it, and
+/// the sysroot boots the old or the new default; a failure while frozen thaws it too.
+#[test]
+fn boot_is_frozen_around_the_swap_and_always_thawed() {
+    require_failpoints();
+    let sr = sysroot();
+    let boot = BootMount::new(&sr, "ext4");
+    let a = sr.arg();
+    ox(&["admin", "deploy", &a, "--os=testos", "testos/main"]);
+    check_clean(&sr.path).expect("deployed on a /boot of its own");
+    let mut version = 1;
+    for (fp, kill, swapped) in [
+        ("deploy::frozen-before-swap", true, false),
+        ("deploy::frozen-after-swap", true, true),
+        ("deploy::frozen-before-swap", false, false),
+        ("deploy::frozen-after-swap", false, true),
+    ] {
+        let what = format!("{} at {fp}", if kill { "kill -9" } else { "failure" });
+        version += 1;
+        let c = sr.commit(&format!("{version}.0"));
+        let before = deployed(&sr.path);
+        let args = ["admin", "deploy", &a, "--os=testos", "testos/main"];
+        if kill {
+            let spec = format!("{fp}=return(hang)");
+            let mut p = Watched::start(&oxtree_bin(), &args, &[("FAILPOINTS", &spec)]);
+            p.wait_for(&format!("failpoint {fp}: hanging"));
+            assert!(boot.frozen(), "{what}: /boot is not frozen at {fp}");
+            let watchdogs = children(p.child.id());
+            assert_eq!(watchdogs.len(), 1, "{what}: one watchdog: {watchdogs:?}");
+            p.child.kill().expect("kill -9");
+            let _ = p.finish();
+            wait_exit(watchdogs[0]);
+        } else {
+            let o = Command::new(oxtree_bin())
+                .args(args)
+                .env("FAILPOINTS", format!("{fp}=return"))
+                .output()
+                .expect("run");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                !o.status.success() && err.contains(&format!("injected failure at failpoint {fp}")),
+                "{what}: {err}"
+            );
+        }
+        assert!(!boot.frozen(), "{what}: /boot was left frozen");
+        if let Err(e) = check_bootable(&sr.path) {
+            panic!("{what}: the sysroot does not boot its default: {e}");
+        }
+        let expected = if swapped {
+            vec![c, before[0].clone()]
+        } else {
+            before
+        };
+        assert_eq!(deployed(&sr.path), expected, "{what}");
+        ox(&["admin", "cleanup", &a]);
+        if let Err(e) = check_clean(&sr.path) {
+            panic!("{what}: admin cleanup did not repair: {e}");
+        }
+    }
+    ostree(&["admin", "status", &a]);
+}
+
+/// A /boot that cannot be frozen (tmpfs: EOPNOTSUPP) is flushed with syncfs: deploys,
+/// rollbacks and cleanups work as on one filesystem.
+#[test]
+fn boot_that_cannot_be_frozen_is_synced() {
+    let sr = sysroot();
+    let _boot = BootMount::new(&sr, "tmpfs");
+    let a = sr.arg();
+    ox(&["admin", "deploy", &a, "--os=testos", "testos/main"]);
+    sr.commit("2.0");
+    ox(&["admin", "deploy", &a, "--os=testos", "testos/main"]);
+    check_clean(&sr.path).expect("deployed on a tmpfs /boot");
+    ox(&["admin", "rollback", &a]);
+    ox(&["admin", "cleanup", &a]);
+    check_clean(&sr.path).expect("rolled back on a tmpfs /boot");
+    ostree(&["admin", "status", &a]);
+}

@@ -2,6 +2,7 @@
 //! atomic replace (tmp → fsync → rename), syncfs — and the GLib keyfile format that OSTree
 //! uses for `config`, `.origin` and remotes.
 
+pub mod freeze;
 pub mod keyfile;
 
 use crate::error::{Error, IoContext, Result};

@@ -599,14 +599,37 @@ impl Sysroot {
             std::os::unix::fs::symlink(".", &bb).ctx("symlink", &bb)?;
         }
         crate::fsutil::syncfs(&self.path)?;
-        crate::fsutil::syncfs(&boot)?;
+        self.flush_boot("deploy::frozen-before-swap")?;
         super::failpoint("deploy::swap")?;
         // The switch: one rename.
         replace_symlink(&boot.join("loader"), &format!("loader.{new}"))?;
         crate::fsutil::fsync_dir(&boot)?;
+        self.flush_boot("deploy::frozen-after-swap")?;
         super::failpoint("deploy::swapped")?;
         // Only now may the old list's refs go.
         self.write_deployment_refs(repo, new, new_sub, &commits, true)
+    }
+
+    /// Flush `/boot` around the loader swap, as ostree's `full_system_sync` (before) and
+    /// `swap_bootloader` (after) do: a freeze/thaw cycle, so that a bootloader that does not
+    /// replay the journal (GRUB on XFS) sees the new entries and kernels in place; `syncfs`
+    /// where the filesystem cannot be frozen. Only a `/boot` that is a filesystem of its own
+    /// (a mount point: another device than the sysroot's, and not the one of `/`) is ever
+    /// frozen; on the sysroot's own filesystem (one partition, and every test sysroot) the
+    /// sysroot's `syncfs` covers it and `/boot` gets a `syncfs`. `failpoint` runs while the
+    /// filesystem is frozen.
+    fn flush_boot(&self, failpoint: &str) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let boot = self.path.join("boot");
+        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ctx("stat", p);
+        let boot_dev = dev(&boot)?;
+        let own_fs = boot_dev != dev(&self.path)? && boot_dev != dev(Path::new("/"))?;
+        if own_fs {
+            crate::fsutil::freeze::freeze_thaw_cycle(&boot, || super::failpoint(failpoint))?;
+            Ok(())
+        } else {
+            crate::fsutil::syncfs(&boot)
+        }
     }
 
     /// The sub-bootversion M of `ostree/boot.N -> boot.N.M` (0 when there is no link yet).
