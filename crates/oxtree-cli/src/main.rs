@@ -2270,7 +2270,8 @@ fn cmd_admin(cmd: AdminCmd) -> Result<()> {
                         d.dirname()
                     );
                     if let Some(v) = version(&d.checksum) {
-                        println!("    Version: {v}");
+                        // Commit metadata: no control characters reach the terminal.
+                        println!("    Version: {}", v.escape_debug());
                     }
                     if d.pinned() {
                         println!("    Pinned: yes");

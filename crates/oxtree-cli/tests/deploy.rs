@@ -425,6 +425,145 @@ fn bad_bootversion_and_serial_overflow_are_refused() {
     ostree(&["admin", "status", &sa]);
 }
 
+/// Commit metadata and tree contents that reach a boot entry cannot add lines to it (M6):
+/// a `version` with a newline stays in the title line; a kernel directory name or a kernel
+/// argument with control characters is refused; status, deploy and rollback keep working,
+/// for oxtree and real ostree.
+#[test]
+fn boot_entries_take_no_injected_lines() {
+    let p = pair();
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    commit(&p, "v1", "1.0\noptions init=/bin/sh");
+    ox(&[
+        "admin",
+        "deploy",
+        &sa,
+        "--os=testos",
+        "--karg=root=LABEL=root",
+        "testos/main",
+    ]);
+    let entries = || -> Vec<(String, String)> {
+        boot_files(&p.oxtree)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("boot/loader/entries/"))
+            .collect()
+    };
+    for (name, text) in entries() {
+        let options: Vec<&str> = text.lines().filter(|l| l.starts_with("options")).collect();
+        assert_eq!(options.len(), 1, "{name}: {text}");
+        assert!(!options[0].contains("init=/bin/sh"), "{name}: {text}");
+        assert!(text.lines().count() == 5, "{name}: {text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("title ") && l.contains("1.0 options init=/bin/sh")),
+            "{name}: {text}"
+        );
+    }
+    let status = ox(&["admin", "status", &sa]);
+    assert!(status.contains("Version: 1.0\\noptions"), "{status}");
+    ostree(&["admin", "status", &sa]);
+    write(&p.tree.join("usr/bin/v2"), b"2\n", 0o755);
+    commit(&p, "v2", "2.0");
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    ox(&["admin", "rollback", &sa]);
+    ox(&["admin", "status", &sa]);
+    ostree(&["admin", "status", &sa]);
+
+    let before = boot_files(&p.oxtree);
+    let (_, err) = ox_fail(&[
+        "admin",
+        "deploy",
+        &sa,
+        "--os=testos",
+        "--karg=quiet\ninit=/bin/sh",
+        "testos/main",
+    ]);
+    assert!(err.contains("control characters"), "{err}");
+    assert_eq!(boot_files(&p.oxtree), before);
+    // A kernel directory whose name would end the `linux` line.
+    let evil = p.tree.join("../evil-kver");
+    os_tree(&evil);
+    std::fs::rename(
+        evil.join("usr/lib/modules/6.1.0"),
+        evil.join("usr/lib/modules/6.1.0\noptions init=sh"),
+    )
+    .expect("rename");
+    ostree(&[
+        "commit",
+        &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
+        "-b",
+        "testos/evil",
+        "-s",
+        "evil",
+        s(&evil),
+    ]);
+    let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=testos", "testos/evil"]);
+    assert!(err.contains("kernel version directory name"), "{err}");
+    ox(&["admin", "cleanup", &sa]);
+    assert_eq!(boot_files(&p.oxtree), before);
+    ostree(&["admin", "status", &sa]);
+}
+
+/// prepare-root (and remount) boot only a boot link inside the sysroot (L3): `ostree=` must
+/// be a symbolic link, as ostree-prepare-root checks, that resolves into ostree/deploy;
+/// nothing is mounted otherwise.
+#[test]
+fn prepare_root_refuses_an_ostree_argument_that_is_no_boot_link() {
+    let p = pair();
+    commit(&p, "v1", "1.0");
+    ox(&[
+        "admin",
+        "deploy",
+        &format!("--sysroot={}", s(&p.oxtree)),
+        "--os=testos",
+        "testos/main",
+    ]);
+    let sr = &p.oxtree;
+    let d = oxtree::sysroot::Sysroot::new(sr)
+        .deployments()
+        .expect("deployments");
+    let good = d[0].entry.karg("ostree").expect("ostree=").to_string();
+    let dir = format!("/ostree/deploy/testos/deploy/{}", d[0].dirname());
+    let farm = sr
+        .join("ostree")
+        .join(std::fs::read_link(sr.join("ostree/boot.1")).expect("boot.1"))
+        .join("testos");
+    std::os::unix::fs::symlink("/", farm.join("to-root")).expect("symlink");
+    std::os::unix::fs::symlink("../../../../..", farm.join("up")).expect("symlink");
+    std::os::unix::fs::symlink("../../deploy/testos/var", farm.join("var")).expect("symlink");
+    for (arg, why) in [
+        ("/../..".to_string(), "not a plain path"),
+        ("/ostree/boot.1/../../..".to_string(), "not a plain path"),
+        (dir, "not a symbolic link"),
+        (
+            "/ostree/boot.1/testos/to-root".to_string(),
+            "not a deployment",
+        ),
+        ("/ostree/boot.1/testos/up".to_string(), "not a deployment"),
+        ("/ostree/boot.1/testos/var".to_string(), "not a deployment"),
+    ] {
+        // In a private mount namespace: were the check missing, nothing leaks out.
+        let script = format!(
+            "{ox} admin prepare-root --sysroot={sr} --cmdline='rw ostree={arg}' --run-dir={sr}/../run-x",
+            ox = s(&oxtree_bin()),
+            sr = s(sr),
+        );
+        let o = run_raw(
+            Path::new("unshare"),
+            &["-m", "--propagation", "private", "sh", "-c", &script],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(why),
+            "ostree={arg}: {err}"
+        );
+    }
+    let var = oxtree::sysroot::remount::stateroot_var(sr, &format!("ostree={good}"))
+        .expect("the real boot link");
+    assert!(var.ends_with("ostree/deploy/testos/var"));
+    assert!(oxtree::sysroot::remount::stateroot_var(sr, "ostree=/../..").is_err());
+}
+
 /// Upgrade v1→v2 from an HTTP remote, then roll back; /var is untouched throughout, and real
 /// ostree reads every state. Pin, undeploy, kargs and downgrade refusal too.
 #[test]

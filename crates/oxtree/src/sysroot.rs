@@ -326,6 +326,9 @@ impl Sysroot {
             let [_, _, stateroot, bootcsum, bootserial] = parts.as_slice() else {
                 return Err(bad("malformed ostree= argument"));
             };
+            if crate::object::validate_remote_name(stateroot).is_err() {
+                return Err(bad("invalid stateroot in the ostree= argument"));
+            }
             let link = self.path.join(ostree_arg.trim_start_matches('/'));
             let target = std::fs::read_link(&link).ctx("readlink", &link)?;
             let name = target

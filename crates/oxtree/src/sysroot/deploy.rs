@@ -54,6 +54,17 @@ fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
     kvers.sort();
     for kver in kvers {
         let dir = modules.join(&kver);
+        // The name goes into file names under /boot and into the entry's linux/initrd
+        // lines: nothing that could end a line or split a value.
+        if kver.is_empty()
+            || kver.starts_with('.')
+            || kver.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{}: kernel version directory name {kver:?} has whitespace or control characters",
+                modules.display()
+            )));
+        }
         let vmlinuz = dir.join("vmlinuz");
         if !vmlinuz.is_file() {
             continue;
@@ -560,6 +571,11 @@ impl Sysroot {
                 String::new()
             };
             title = format!("{title} (ostree:{osname}{i})");
+            if let Some(bad) = p.kargs.iter().find(|a| a.chars().any(char::is_control)) {
+                return Err(Error::InvalidArgument(format!(
+                    "kernel argument {bad:?} has control characters"
+                )));
+            }
             let mut options: Vec<String> = p
                 .kargs
                 .iter()
