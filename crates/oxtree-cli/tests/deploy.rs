@@ -564,6 +564,134 @@ fn prepare_root_refuses_an_ostree_argument_that_is_no_boot_link() {
     assert!(oxtree::sysroot::remount::stateroot_var(sr, "ostree=/../..").is_err());
 }
 
+/// A commit's symlinks never lead deploy or the /etc merge to the host's files (L2): an
+/// `etc` or `usr/etc` that is a link is refused; kernel links resolve inside the tree (a
+/// link to a host file or /dev/zero finds nothing, an absolute link within the tree works);
+/// an /etc change under a directory that the new tree made a link to a host directory is
+/// refused, and a deletion there does not reach through it.
+#[test]
+fn deploy_and_etc_merge_do_not_follow_the_trees_links_to_the_host() {
+    let p = pair();
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    commit(&p, "v1", "1.0");
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    let host = p.tree.join("../host");
+    write(&host.join("secret"), b"host secret\n", 0o600);
+    write(&host.join("nested"), b"host file\n", 0o644);
+    let snapshot_host = || {
+        let mut v: Vec<(String, String)> = std::fs::read_dir(&host)
+            .expect("host dir")
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let host_before = snapshot_host();
+    let commit_tree = |name: &str, tree: &Path| {
+        ostree(&[
+            "commit",
+            &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
+            "-b",
+            &format!("testos/{name}"),
+            "-s",
+            name,
+            s(tree),
+        ]);
+    };
+    let variant = |name: &str, edit: &dyn Fn(&Path)| {
+        let t = p.tree.join(format!("../{name}"));
+        os_tree(&t);
+        edit(&t);
+        commit_tree(name, &t);
+    };
+    let link = |target: &Path, at: &Path| {
+        let _ = std::fs::remove_dir_all(at);
+        let _ = std::fs::remove_file(at);
+        std::os::unix::fs::symlink(target, at).expect("symlink");
+    };
+    // etc (and usr/etc) as links to a host directory.
+    variant("etc-link", &|t| {
+        std::fs::remove_dir_all(t.join("usr/etc")).expect("rm");
+        link(&host, &t.join("etc"));
+    });
+    variant("usr-etc-link", &|t| link(&host, &t.join("usr/etc")));
+    // Kernels linked to host files.
+    variant("vmlinuz-host", &|t| {
+        link(
+            &host.join("secret"),
+            &t.join("usr/lib/modules/6.1.0/vmlinuz"),
+        )
+    });
+    variant("vmlinuz-zero", &|t| {
+        link(
+            Path::new("/dev/zero"),
+            &t.join("usr/lib/modules/6.1.0/vmlinuz"),
+        )
+    });
+    let before = boot_files(&p.oxtree);
+    for (name, why) in [
+        ("etc-link", "/etc is not a directory (a symbolic link)"),
+        (
+            "usr-etc-link",
+            "/usr/etc is not a directory (a symbolic link)",
+        ),
+        ("vmlinuz-host", "no kernel found"),
+        ("vmlinuz-zero", "no kernel found"),
+    ] {
+        let (_, err) = ox_fail(&[
+            "admin",
+            "deploy",
+            &sa,
+            "--os=testos",
+            &format!("testos/{name}"),
+        ]);
+        assert!(err.contains(why), "{name}: {err}");
+        ox(&["admin", "cleanup", &sa]);
+        assert_eq!(boot_files(&p.oxtree), before, "{name}");
+        assert_eq!(snapshot_host(), host_before, "{name}");
+    }
+    assert!(!boot_files(&p.oxtree)
+        .iter()
+        .any(|(_, text)| text.contains("host secret")));
+    // An absolute link inside the tree is the tree's own file (as the deployment sees it).
+    variant("vmlinuz-abs", &|t| {
+        std::fs::rename(
+            t.join("usr/lib/modules/6.1.0/vmlinuz"),
+            t.join("usr/lib/modules/6.1.0/vmlinuz.real"),
+        )
+        .expect("mv");
+        link(
+            Path::new("/usr/lib/modules/6.1.0/vmlinuz.real"),
+            &t.join("usr/lib/modules/6.1.0/vmlinuz"),
+        );
+    });
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/vmlinuz-abs"]);
+    let kernel = boot_files(&p.oxtree)
+        .into_iter()
+        .find(|(k, _)| k.contains("vmlinuz-6.1.0"))
+        .expect("kernel copied");
+    assert_eq!(kernel.1.len(), 4096, "the tree's kernel was copied");
+    // The /etc merge: the admin changed etc/sub/nested; the new defaults make etc/sub a
+    // link to a host directory.
+    let dep = deployment_dir(&p.oxtree, 0);
+    std::fs::write(dep.join("etc/sub/nested"), "admin edit\n").expect("edit");
+    variant("sub-link", &|t| link(&host, &t.join("usr/etc/sub")));
+    let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=testos", "testos/sub-link"]);
+    assert!(err.contains("cannot merge /etc/sub/nested"), "{err}");
+    assert_eq!(snapshot_host(), host_before);
+    // The admin deleted it instead: nothing to delete through the link either.
+    std::fs::remove_file(dep.join("etc/sub/nested")).expect("rm");
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/sub-link"]);
+    assert_eq!(snapshot_host(), host_before);
+    ostree(&["admin", "status", &sa]);
+}
+
 /// Upgrade v1→v2 from an HTTP remote, then roll back; /var is untouched throughout, and real
 /// ostree reads every state. Pin, undeploy, kargs and downgrade refusal too.
 #[test]

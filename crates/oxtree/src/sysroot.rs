@@ -10,6 +10,7 @@ mod etc_merge;
 mod ops;
 pub mod prepare_root;
 pub mod remount;
+mod tree;
 
 pub use deploy::DeployOptions;
 

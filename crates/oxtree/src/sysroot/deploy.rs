@@ -7,6 +7,7 @@
 //! over `boot/loader` switch to them. Until that rename the old entries stay in force.
 
 use super::bls::BlsEntry;
+use super::tree::is_real_dir;
 use super::{etc_merge, Deployment, Sysroot};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::keyfile::KeyFile;
@@ -33,27 +34,23 @@ pub struct DeployOptions {
     pub stage: bool,
 }
 
-/// The kernel of a deployment, found as ostree finds it.
+/// The kernel of a deployment, found as ostree finds it. Its files are read inside the
+/// deployment tree (see `tree`): a symlink in the commit never reaches the host's files.
 #[derive(Debug, Clone)]
 struct Kernel {
+    /// The deployment directory; `vmlinuz` and `initramfs` are relative to it.
+    root: PathBuf,
     kver: String,
-    vmlinuz: PathBuf,
-    initramfs: Option<PathBuf>,
+    vmlinuz: String,
+    initramfs: Option<String>,
     bootcsum: String,
 }
 
 fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
     let modules = deploy_dir.join("usr/lib/modules");
-    let mut kvers: Vec<String> = match std::fs::read_dir(&modules) {
-        Ok(rd) => rd
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let mut kvers = super::tree::list_dir(deploy_dir, "usr/lib/modules")?;
     kvers.sort();
     for kver in kvers {
-        let dir = modules.join(&kver);
         // The name goes into file names under /boot and into the entry's linux/initrd
         // lines: nothing that could end a line or split a value.
         if kver.is_empty()
@@ -65,24 +62,29 @@ fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
                 modules.display()
             )));
         }
-        let vmlinuz = dir.join("vmlinuz");
-        if !vmlinuz.is_file() {
+        let vmlinuz = format!("usr/lib/modules/{kver}/vmlinuz");
+        let Some(mut kernel) = super::tree::open_file(deploy_dir, &vmlinuz)? else {
             continue;
+        };
+        let mut initramfs = None;
+        for name in ["initramfs.img", "initramfs"] {
+            let rel = format!("usr/lib/modules/{kver}/{name}");
+            if let Some(f) = super::tree::open_file(deploy_dir, &rel)? {
+                initramfs = Some((rel, f));
+                break;
+            }
         }
-        let initramfs = ["initramfs.img", "initramfs"]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.is_file());
         let mut h = sha2::Sha256::new();
-        for p in std::iter::once(&vmlinuz).chain(initramfs.iter()) {
-            let mut f = std::fs::File::open(p).ctx("open", p)?;
-            std::io::copy(&mut f, &mut h).ctx("read", p)?;
+        std::io::copy(&mut kernel, &mut h).ctx("read", deploy_dir.join(&vmlinuz))?;
+        if let Some((rel, f)) = &mut initramfs {
+            std::io::copy(f, &mut h).ctx("read", deploy_dir.join(&*rel))?;
         }
         let bootcsum = Checksum(h.finalize().into()).to_hex();
         return Ok(Kernel {
+            root: deploy_dir.to_path_buf(),
             kver,
             vmlinuz,
-            initramfs,
+            initramfs: initramfs.map(|(rel, _)| rel),
             bootcsum,
         });
     }
@@ -95,7 +97,11 @@ fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
 fn os_release_pretty_name(deploy_dir: &Path) -> Result<String> {
     for p in ["usr/lib/os-release", "etc/os-release"] {
         let path = deploy_dir.join(p);
-        if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(f) = super::tree::open_file(deploy_dir, p)? {
+            let mut text = String::new();
+            // A few lines of KEY=value: no need to read more than this of whatever it is.
+            std::io::Read::read_to_string(&mut std::io::Read::take(f, 64 << 10), &mut text)
+                .ctx("read", &path)?;
             let get = |k: &str| {
                 text.lines()
                     .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
@@ -225,7 +231,27 @@ impl Sysroot {
         super::failpoint("deploy::checkout")?;
 
         // 2. /etc: usr/etc holds the defaults; etc is a real copy, then the 3-way merge.
+        // Both must be real directories: the merge writes into etc, and a link there
+        // (etc -> /etc) would make it write into the host's files.
         let (etc, usr_etc) = (dir.join("etc"), dir.join("usr/etc"));
+        for (p, name) in [
+            (&etc, "/etc"),
+            (&usr_etc, "/usr/etc"),
+            (&dir.join("usr"), "/usr"),
+        ] {
+            if let Ok(m) = std::fs::symlink_metadata(p) {
+                if !m.is_dir() {
+                    return Err(Error::InvalidArgument(format!(
+                        "commit {checksum}: {name} is not a directory ({}); refusing to deploy it",
+                        if m.file_type().is_symlink() {
+                            "a symbolic link"
+                        } else {
+                            "a file"
+                        }
+                    )));
+                }
+            }
+        }
         if etc.is_dir() && !usr_etc.exists() {
             std::fs::rename(&etc, &usr_etc).ctx("rename", &usr_etc)?;
         } else if etc.is_dir() && usr_etc.exists() {
@@ -244,15 +270,19 @@ impl Sysroot {
         }
         if let (Some(m), false) = (&merge, opts.stage) {
             let mdir = self.deploy_dir(&m.stateroot, &m.checksum, m.deployserial);
-            if mdir.join("usr/etc").is_dir() && mdir.join("etc").is_dir() && etc.is_dir() {
+            if is_real_dir(&mdir.join("usr/etc"))
+                && is_real_dir(&mdir.join("etc"))
+                && is_real_dir(&etc)
+            {
                 etc_merge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &etc)?;
             }
         }
         super::failpoint("deploy::etc")?;
 
-        // 3. /var: copied from the tree into the stateroot once, like a volume.
+        // 3. /var: copied from the tree into the stateroot once, like a volume (a link
+        // there is not followed: nothing of the host is copied).
         let var = os_dir.join("var");
-        if dir.join("var").is_dir()
+        if is_real_dir(&dir.join("var"))
             && std::fs::read_dir(&var)
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(false)
@@ -453,13 +483,17 @@ impl Sysroot {
         // A finalize that failed after marking the deployment complete left it immutable.
         crate::fsutil::set_immutable(&dir, false)?;
         let etc = dir.join("etc");
-        if let (Some(md), true) = (merge, dir.join("usr/etc").is_dir()) {
+        if let (Some(md), true) = (merge, is_real_dir(&dir.join("usr/etc"))) {
             let mdir = self.deploy_dir(&md.stateroot, &md.checksum, md.deployserial);
-            if etc.exists() {
-                std::fs::remove_dir_all(&etc).ctx("remove", &etc)?;
+            if let Ok(m) = std::fs::symlink_metadata(&etc) {
+                if m.is_dir() {
+                    std::fs::remove_dir_all(&etc).ctx("remove", &etc)?;
+                } else {
+                    std::fs::remove_file(&etc).ctx("remove", &etc)?;
+                }
             }
             etc_merge::copy_tree(&dir.join("usr/etc"), &etc)?;
-            if mdir.join("usr/etc").is_dir() && mdir.join("etc").is_dir() {
+            if is_real_dir(&mdir.join("usr/etc")) && is_real_dir(&mdir.join("etc")) {
                 etc_merge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &etc)?;
             }
         }
@@ -543,10 +577,10 @@ impl Sysroot {
             let kdir = boot.join(&kdir_rel);
             std::fs::create_dir_all(&kdir).ctx("create directory", &kdir)?;
             let vmlinuz_name = format!("vmlinuz-{}", k.kver);
-            copy_if_missing(&k.vmlinuz, &kdir.join(&vmlinuz_name))?;
+            copy_if_missing(&k.root, &k.vmlinuz, &kdir.join(&vmlinuz_name))?;
             let initrd_name = format!("initramfs-{}.img", k.kver);
             if let Some(i) = &k.initramfs {
-                copy_if_missing(i, &kdir.join(&initrd_name))?;
+                copy_if_missing(&k.root, i, &kdir.join(&initrd_name))?;
             }
             // The link farm entry: boot.N'.M'/<os>/<bootcsum>/<bootserial> -> the deployment.
             let fdir = farm.join(&p.stateroot).join(&k.bootcsum);
@@ -843,15 +877,22 @@ fn kargs_of(e: &BlsEntry) -> Vec<String> {
         .collect()
 }
 
-fn copy_if_missing(src: &Path, dst: &Path) -> Result<()> {
-    if dst.exists() {
+/// Copy `rel` of the deployment tree `root` (read inside the tree) to `dst` under /boot,
+/// unless a copy is there already: tmp file, fsync, rename.
+fn copy_if_missing(root: &Path, rel: &str, dst: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(dst).is_ok() {
         return Ok(());
     }
+    let src = root.join(rel);
+    let mut from = super::tree::open_file(root, rel)?.ok_or_else(|| Error::Io {
+        op: "open",
+        path: src.clone(),
+        source: std::io::ErrorKind::NotFound.into(),
+    })?;
     let tmp = dst.with_extension("tmp");
-    std::fs::copy(src, &tmp).ctx("copy kernel to", &tmp)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .ctx("fsync", &tmp)?;
+    let mut to = std::fs::File::create(&tmp).ctx("create", &tmp)?;
+    std::io::copy(&mut from, &mut to).ctx("copy kernel to", &tmp)?;
+    to.sync_all().ctx("fsync", &tmp)?;
     std::fs::rename(&tmp, dst).ctx("rename", dst)
 }
 
