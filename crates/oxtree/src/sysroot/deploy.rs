@@ -2,9 +2,13 @@
 //! bootloader configuration atomically (spec §8.2–§8.3).
 //!
 //! Crash safety comes from the order of the writes: the deployment directory, kernel copies,
-//! the new `boot/loader.N'` entries and the `ostree/boot.N'.M'` link farm are all built next
-//! to the live configuration, flushed, and only then does one `rename` of `boot/loader.tmp`
-//! over `boot/loader` switch to them. Until that rename the old entries stay in force.
+//! the new `boot/loader.N'` entries, the `ostree/boot.N'.M'` link farm and the new list's
+//! deployment refs are all built next to the live configuration, flushed (`/boot` frozen and
+//! thawed when it is a filesystem of its own), and only then does one `rename` of
+//! `boot/loader.tmp` over `boot/loader` switch to them. Until that rename the old entries
+//! stay in force; after it, the old list's refs and directories go. Everything runs under
+//! the sysroot lock, so no other oxtree, ostree or rpm-ostree changes the sysroot meanwhile;
+//! whatever a crash leaves, the next `cleanup` removes or regenerates.
 
 use super::bls::BlsEntry;
 use super::tree::is_real_dir;
