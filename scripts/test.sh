@@ -29,15 +29,24 @@ fi
 if command -v systemctl >/dev/null; then systemctl stop nginx 2>/dev/null || true; fi
 ostree --version | head -2
 rc=0
+# The tests inject failures at crash-relevant steps: they need the `failpoints` feature,
+# which only test builds have.
+features=(--features oxtree-cli/failpoints)
 if command -v cargo-nextest >/dev/null; then
-  cargo nextest run --workspace --no-fail-fast || rc=$?
+  cargo nextest run --workspace --no-fail-fast "${features[@]}" || rc=$?
 else
-  cargo test --workspace --no-fail-fast || rc=$?
+  cargo test --workspace --no-fail-fast "${features[@]}" || rc=$?
 fi
+# The shipped binary: built without features, it ignores FAILPOINTS and the old
+# OXTREE_FAIL_AFTER/OXTREE_HANG_AFTER (control: the test build above honours FAILPOINTS).
+cargo build --release -p oxtree-cli
+CONTROL=target/debug/oxtree tests/shipped-binary-ignores-failpoints.sh || rc=$?
 # End to end: a Debian image built and updated by oxtree alone boots in QEMU, upgrades,
-# falls back by itself and rolls back (serial logs kept in target/e2e-logs).
+# falls back by itself and rolls back (serial logs kept in target/e2e-logs). The guest runs
+# a release build with failpoints (kept apart from the shipped binary) so that the test
+# can cut the power in the middle of a finalize.
 if [ "${OXTREE_E2E:-1}" != 0 ]; then
-  cargo build --release -p oxtree-cli
+  cargo build --release -p oxtree-cli --features failpoints --target-dir target/failpoints
   tests/e2e/qemu-boot.sh || rc=$?
 fi
 exit "$rc"

@@ -26,7 +26,12 @@
 # sorted after all the others, so the newest good entry boots instead. `oxtree admin
 # boot-complete` (after the health checks pass) drops the counter from the name.
 #
-# Env: OXTREE (binary; default target/release/oxtree), E2E_WORK (target/e2e), E2E_LOGS
+# The host side runs the shipped binary (OXTREE); the guest gets a release build with the
+# `failpoints` feature (OXTREE_GUEST), the only kind that can be stopped at a deploy step
+# (FAILPOINTS=deploy::entries=return(hang)) for the power cut.
+# Env: OXTREE (binary; default target/release/oxtree), OXTREE_GUEST (default
+# target/failpoints/release/oxtree: cargo build --release -p oxtree-cli --features failpoints
+# --target-dir target/failpoints), E2E_WORK (target/e2e), E2E_LOGS
 # (serial logs and the summary; target/e2e-logs), E2E_CACHE (debootstrap cache;
 # /var/cache/oxtree-e2e), BOOT_TIMEOUT (300 s per boot), SMP, MEM, MIRROR.
 # Needs root (debootstrap, chroot, root-owned files). Packages: qemu-system-x86
@@ -35,6 +40,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OXTREE=${OXTREE:-$ROOT/target/release/oxtree}
+OXTREE_GUEST=${OXTREE_GUEST:-$ROOT/target/failpoints/release/oxtree}
 W=${E2E_WORK:-$ROOT/target/e2e}
 LOGS=${E2E_LOGS:-$ROOT/target/e2e-logs}
 CACHE=${E2E_CACHE:-/var/cache/oxtree-e2e}
@@ -121,7 +127,7 @@ case "$step" in
     mkdir -p /var/lib/e2e && echo "written-in-v1" >/var/lib/e2e/persist
     # Make the finalize at shutdown stop half-way, so the host can cut the power there.
     mkdir -p /run/systemd/system/oxtree-finalize-staged.service.d
-    printf '[Service]\nEnvironment=OXTREE_HANG_AFTER=entries\n' \
+    printf '[Service]\nEnvironment=FAILPOINTS=deploy::entries=return(hang)\n' \
       >/run/systemd/system/oxtree-finalize-staged.service.d/e2e-hang.conf
     systemctl daemon-reload
     updates && oxtree admin upgrade --stage --retain-rollback || rc=$? ;;
@@ -178,7 +184,7 @@ phase_tree() {
       drivers/staging sound net/wireless net/mac80211 drivers/bluetooth \
       drivers/iio drivers/hid drivers/isdn drivers/scsi/lpfc drivers/scsi/qla2xxx)
   chroot "$t" depmod "$kver"
-  "$ROOT/dist/install.sh" "$t" "$OXTREE"
+  "$ROOT/dist/install.sh" "$t" "$OXTREE_GUEST"
   # A small initramfs: only the modules a virtio VM needs.
   sed -i 's/^MODULES=.*/MODULES=list/' "$t/etc/initramfs-tools/initramfs.conf"
   printf '%s\n' virtio_pci virtio_blk ext4 >>"$t/etc/initramfs-tools/modules"
@@ -412,7 +418,7 @@ boot() {
   debugfs -R "dump /boot$(field "$img" "$e" linux) $W/vmlinuz" "$img" 2>/dev/null
   debugfs -R "dump /boot$(field "$img" "$e" initrd) $W/initrd" "$img" 2>/dev/null
   case "$mode" in
-    cut) until='hanging after step' ;;
+    cut) until='failpoint deploy::entries: hanging' ;;
     bad-arg)
       until='(initramfs)'
       extra=(-snapshot)
@@ -566,6 +572,7 @@ main() {
   W=$(cd "$W" && pwd)
   LOGS=$(cd "$LOGS" && pwd)
   [ -x "$OXTREE" ] || { echo "no oxtree binary at $OXTREE (cargo build --release)" >&2; exit 1; }
+  [ -x "$OXTREE_GUEST" ] || { echo "no oxtree binary for the guest at $OXTREE_GUEST (cargo build --release -p oxtree-cli --features failpoints --target-dir target/failpoints)" >&2; exit 1; }
   local p
   for p in ${E2E_PHASES:-rootfs tree commit sysroot image boot}; do
     log "== $p"

@@ -118,6 +118,11 @@ enum Cmd {
 }
 
 fn main() {
+    #[cfg(feature = "failpoints")]
+    if let Err(e) = configure_failpoints() {
+        eprintln!("error: {e:#}");
+        std::process::exit(EXIT_FAILURE);
+    }
     // Like ostree (and every C program), die quietly of SIGPIPE when the reader goes away
     // (`oxtree refs | head`); Rust ignores it by default and println! would then panic.
     // SAFETY: called first thing in main, before any other thread exists.
@@ -261,6 +266,24 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     }?;
     Ok(0)
+}
+
+/// Test builds (feature `failpoints`) only: configure the library's failpoints from
+/// `FAILPOINTS` (`NAME=ACTIONS;...`, the `fail` crate's syntax, as zincati reads it). The
+/// shipped binary has no such code and ignores the variable.
+#[cfg(feature = "failpoints")]
+fn configure_failpoints() -> anyhow::Result<()> {
+    use anyhow::anyhow;
+    let Ok(spec) = std::env::var("FAILPOINTS") else {
+        return Ok(());
+    };
+    for item in spec.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, actions) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow!("FAILPOINTS: {item:?} is not NAME=ACTIONS"))?;
+        fail::cfg(name, actions).map_err(|e| anyhow!("FAILPOINTS: {name}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// An error with its causes, without repeating a cause that a message already quotes.

@@ -103,6 +103,13 @@ fn boot_files(sr: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// Tests that inject failures need a binary built with the `failpoints` feature.
+fn require_failpoints() {
+    if !cfg!(feature = "failpoints") {
+        panic!("this test injects failures: run it with `--features oxtree-cli/failpoints` (scripts/test.sh does)");
+    }
+}
+
 fn deployment_dir(sr: &Path, index: usize) -> PathBuf {
     let d = oxtree::sysroot::Sysroot::new(sr)
         .deployments()
@@ -265,6 +272,7 @@ fn etc_merge_matches_ostree() {
 
 #[test]
 fn failed_deploy_keeps_the_previous_boot_configuration() {
+    require_failpoints();
     let p = pair();
     commit(&p, "v1", "1.0");
     deploy_both(&p, &["--karg=root=LABEL=root"]);
@@ -276,7 +284,7 @@ fn failed_deploy_keeps_the_previous_boot_configuration() {
     for step in ["checkout", "etc", "kernel", "entries", "bootlinks", "swap"] {
         let out = std::process::Command::new(oxtree_bin())
             .args(["admin", "deploy", &sa, "--os=testos", "testos/main"])
-            .env("OXTREE_FAIL_AFTER", step)
+            .env("FAILPOINTS", format!("deploy::{step}=return"))
             .output()
             .expect("run");
         assert!(
@@ -365,6 +373,323 @@ fn bad_deploy_input_changes_nothing() {
     assert_eq!(boot_files(&p.oxtree), before);
     let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=nosuchos", "testos/main"]);
     assert!(err.contains("os-init"), "{err}");
+}
+
+/// `boot/loader` may only name loader.0 or loader.1 (ostree refuses the rest): anything else
+/// is a clear error for every command, never arithmetic on it; and a deployment serial that
+/// cannot grow is refused instead of wrapping around.
+#[test]
+fn bad_bootversion_and_serial_overflow_are_refused() {
+    let p = pair();
+    let c = commit(&p, "v1", "1.0");
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    let loader = p.oxtree.join("boot/loader");
+    let good = std::fs::read_link(&loader).expect("loader");
+    for bad in [
+        "loader.2",
+        "loader.4294967295",
+        "loader.-1",
+        "loader.01",
+        "../x",
+    ] {
+        std::fs::remove_file(&loader).expect("rm");
+        std::os::unix::fs::symlink(bad, &loader).expect("symlink");
+        for args in [
+            vec!["admin", "status", &sa],
+            vec!["admin", "deploy", &sa, "--os=testos", "testos/main"],
+            vec!["admin", "cleanup", &sa],
+            vec!["admin", "rollback", &sa],
+        ] {
+            let (_, err) = ox_fail(&args);
+            assert!(
+                err.contains("must point to loader.0 or loader.1") && err.contains(bad),
+                "{bad} {args:?}: {err}"
+            );
+        }
+    }
+    std::fs::remove_file(&loader).expect("rm");
+    std::os::unix::fs::symlink(&good, &loader).expect("symlink");
+    // The last serial is taken: deploying the same commit again cannot pick the next one.
+    let last = p
+        .oxtree
+        .join(format!("ostree/deploy/testos/deploy/{c}.4294967295"));
+    std::fs::create_dir(&last).expect("mkdir");
+    let before = boot_files(&p.oxtree);
+    let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    assert!(err.contains("serials"), "{err}");
+    assert_eq!(boot_files(&p.oxtree), before);
+    ox(&["admin", "cleanup", &sa]);
+    assert!(!last.exists(), "cleanup removes the stray directory");
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    ostree(&["admin", "status", &sa]);
+}
+
+/// Commit metadata and tree contents that reach a boot entry cannot add lines to it (M6):
+/// a `version` with a newline stays in the title line; a kernel directory name or a kernel
+/// argument with control characters is refused; status, deploy and rollback keep working,
+/// for oxtree and real ostree.
+#[test]
+fn boot_entries_take_no_injected_lines() {
+    let p = pair();
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    commit(&p, "v1", "1.0\noptions init=/bin/sh");
+    ox(&[
+        "admin",
+        "deploy",
+        &sa,
+        "--os=testos",
+        "--karg=root=LABEL=root",
+        "testos/main",
+    ]);
+    let entries = || -> Vec<(String, String)> {
+        boot_files(&p.oxtree)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("boot/loader/entries/"))
+            .collect()
+    };
+    for (name, text) in entries() {
+        let options: Vec<&str> = text.lines().filter(|l| l.starts_with("options")).collect();
+        assert_eq!(options.len(), 1, "{name}: {text}");
+        assert!(!options[0].contains("init=/bin/sh"), "{name}: {text}");
+        assert!(text.lines().count() == 5, "{name}: {text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("title ") && l.contains("1.0 options init=/bin/sh")),
+            "{name}: {text}"
+        );
+    }
+    let status = ox(&["admin", "status", &sa]);
+    assert!(status.contains("Version: 1.0\\noptions"), "{status}");
+    ostree(&["admin", "status", &sa]);
+    write(&p.tree.join("usr/bin/v2"), b"2\n", 0o755);
+    commit(&p, "v2", "2.0");
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    ox(&["admin", "rollback", &sa]);
+    ox(&["admin", "status", &sa]);
+    ostree(&["admin", "status", &sa]);
+
+    let before = boot_files(&p.oxtree);
+    let (_, err) = ox_fail(&[
+        "admin",
+        "deploy",
+        &sa,
+        "--os=testos",
+        "--karg=quiet\ninit=/bin/sh",
+        "testos/main",
+    ]);
+    assert!(err.contains("control characters"), "{err}");
+    assert_eq!(boot_files(&p.oxtree), before);
+    // A kernel directory whose name would end the `linux` line.
+    let evil = p.tree.join("../evil-kver");
+    os_tree(&evil);
+    std::fs::rename(
+        evil.join("usr/lib/modules/6.1.0"),
+        evil.join("usr/lib/modules/6.1.0\noptions init=sh"),
+    )
+    .expect("rename");
+    ostree(&[
+        "commit",
+        &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
+        "-b",
+        "testos/evil",
+        "-s",
+        "evil",
+        s(&evil),
+    ]);
+    let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=testos", "testos/evil"]);
+    assert!(err.contains("kernel version directory name"), "{err}");
+    ox(&["admin", "cleanup", &sa]);
+    assert_eq!(boot_files(&p.oxtree), before);
+    ostree(&["admin", "status", &sa]);
+}
+
+/// prepare-root (and remount) boot only a boot link inside the sysroot (L3): `ostree=` must
+/// be a symbolic link, as ostree-prepare-root checks, that resolves into ostree/deploy;
+/// nothing is mounted otherwise.
+#[test]
+fn prepare_root_refuses_an_ostree_argument_that_is_no_boot_link() {
+    let p = pair();
+    commit(&p, "v1", "1.0");
+    ox(&[
+        "admin",
+        "deploy",
+        &format!("--sysroot={}", s(&p.oxtree)),
+        "--os=testos",
+        "testos/main",
+    ]);
+    let sr = &p.oxtree;
+    let d = oxtree::sysroot::Sysroot::new(sr)
+        .deployments()
+        .expect("deployments");
+    let good = d[0].entry.karg("ostree").expect("ostree=").to_string();
+    let dir = format!("/ostree/deploy/testos/deploy/{}", d[0].dirname());
+    let farm = sr
+        .join("ostree")
+        .join(std::fs::read_link(sr.join("ostree/boot.1")).expect("boot.1"))
+        .join("testos");
+    std::os::unix::fs::symlink("/", farm.join("to-root")).expect("symlink");
+    std::os::unix::fs::symlink("../../../../..", farm.join("up")).expect("symlink");
+    std::os::unix::fs::symlink("../../deploy/testos/var", farm.join("var")).expect("symlink");
+    for (arg, why) in [
+        ("/../..".to_string(), "not a plain path"),
+        ("/ostree/boot.1/../../..".to_string(), "not a plain path"),
+        (dir, "not a symbolic link"),
+        (
+            "/ostree/boot.1/testos/to-root".to_string(),
+            "not a deployment",
+        ),
+        ("/ostree/boot.1/testos/up".to_string(), "not a deployment"),
+        ("/ostree/boot.1/testos/var".to_string(), "not a deployment"),
+    ] {
+        // In a private mount namespace: were the check missing, nothing leaks out.
+        let script = format!(
+            "{ox} admin prepare-root --sysroot={sr} --cmdline='rw ostree={arg}' --run-dir={sr}/../run-x",
+            ox = s(&oxtree_bin()),
+            sr = s(sr),
+        );
+        let o = run_raw(
+            Path::new("unshare"),
+            &["-m", "--propagation", "private", "sh", "-c", &script],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(why),
+            "ostree={arg}: {err}"
+        );
+    }
+    let var = oxtree::sysroot::remount::stateroot_var(sr, &format!("ostree={good}"))
+        .expect("the real boot link");
+    assert!(var.ends_with("ostree/deploy/testos/var"));
+    assert!(oxtree::sysroot::remount::stateroot_var(sr, "ostree=/../..").is_err());
+}
+
+/// A commit's symlinks never lead deploy or the /etc merge to the host's files (L2): an
+/// `etc` or `usr/etc` that is a link is refused; kernel links resolve inside the tree (a
+/// link to a host file or /dev/zero finds nothing, an absolute link within the tree works);
+/// an /etc change under a directory that the new tree made a link to a host directory is
+/// refused, and a deletion there does not reach through it.
+#[test]
+fn deploy_and_etc_merge_do_not_follow_the_trees_links_to_the_host() {
+    let p = pair();
+    let sa = format!("--sysroot={}", s(&p.oxtree));
+    commit(&p, "v1", "1.0");
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/main"]);
+    let host = p.tree.join("../host");
+    write(&host.join("secret"), b"host secret\n", 0o600);
+    write(&host.join("nested"), b"host file\n", 0o644);
+    let snapshot_host = || {
+        let mut v: Vec<(String, String)> = std::fs::read_dir(&host)
+            .expect("host dir")
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let host_before = snapshot_host();
+    let commit_tree = |name: &str, tree: &Path| {
+        ostree(&[
+            "commit",
+            &format!("--repo={}", s(&p.oxtree.join("ostree/repo"))),
+            "-b",
+            &format!("testos/{name}"),
+            "-s",
+            name,
+            s(tree),
+        ]);
+    };
+    let variant = |name: &str, edit: &dyn Fn(&Path)| {
+        let t = p.tree.join(format!("../{name}"));
+        os_tree(&t);
+        edit(&t);
+        commit_tree(name, &t);
+    };
+    let link = |target: &Path, at: &Path| {
+        let _ = std::fs::remove_dir_all(at);
+        let _ = std::fs::remove_file(at);
+        std::os::unix::fs::symlink(target, at).expect("symlink");
+    };
+    // etc (and usr/etc) as links to a host directory.
+    variant("etc-link", &|t| {
+        std::fs::remove_dir_all(t.join("usr/etc")).expect("rm");
+        link(&host, &t.join("etc"));
+    });
+    variant("usr-etc-link", &|t| link(&host, &t.join("usr/etc")));
+    // Kernels linked to host files.
+    variant("vmlinuz-host", &|t| {
+        link(
+            &host.join("secret"),
+            &t.join("usr/lib/modules/6.1.0/vmlinuz"),
+        )
+    });
+    variant("vmlinuz-zero", &|t| {
+        link(
+            Path::new("/dev/zero"),
+            &t.join("usr/lib/modules/6.1.0/vmlinuz"),
+        )
+    });
+    let before = boot_files(&p.oxtree);
+    for (name, why) in [
+        ("etc-link", "/etc is not a directory (a symbolic link)"),
+        (
+            "usr-etc-link",
+            "/usr/etc is not a directory (a symbolic link)",
+        ),
+        ("vmlinuz-host", "no kernel found"),
+        ("vmlinuz-zero", "no kernel found"),
+    ] {
+        let (_, err) = ox_fail(&[
+            "admin",
+            "deploy",
+            &sa,
+            "--os=testos",
+            &format!("testos/{name}"),
+        ]);
+        assert!(err.contains(why), "{name}: {err}");
+        ox(&["admin", "cleanup", &sa]);
+        assert_eq!(boot_files(&p.oxtree), before, "{name}");
+        assert_eq!(snapshot_host(), host_before, "{name}");
+    }
+    assert!(!boot_files(&p.oxtree)
+        .iter()
+        .any(|(_, text)| text.contains("host secret")));
+    // An absolute link inside the tree is the tree's own file (as the deployment sees it).
+    variant("vmlinuz-abs", &|t| {
+        std::fs::rename(
+            t.join("usr/lib/modules/6.1.0/vmlinuz"),
+            t.join("usr/lib/modules/6.1.0/vmlinuz.real"),
+        )
+        .expect("mv");
+        link(
+            Path::new("/usr/lib/modules/6.1.0/vmlinuz.real"),
+            &t.join("usr/lib/modules/6.1.0/vmlinuz"),
+        );
+    });
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/vmlinuz-abs"]);
+    let kernel = boot_files(&p.oxtree)
+        .into_iter()
+        .find(|(k, _)| k.contains("vmlinuz-6.1.0"))
+        .expect("kernel copied");
+    assert_eq!(kernel.1.len(), 4096, "the tree's kernel was copied");
+    // The /etc merge: the admin changed etc/sub/nested; the new defaults make etc/sub a
+    // link to a host directory.
+    let dep = deployment_dir(&p.oxtree, 0);
+    std::fs::write(dep.join("etc/sub/nested"), "admin edit\n").expect("edit");
+    variant("sub-link", &|t| link(&host, &t.join("usr/etc/sub")));
+    let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=testos", "testos/sub-link"]);
+    assert!(err.contains("cannot merge /etc/sub/nested"), "{err}");
+    assert_eq!(snapshot_host(), host_before);
+    // The admin deleted it instead: nothing to delete through the link either.
+    std::fs::remove_file(dep.join("etc/sub/nested")).expect("rm");
+    ox(&["admin", "deploy", &sa, "--os=testos", "testos/sub-link"]);
+    assert_eq!(snapshot_host(), host_before);
+    ostree(&["admin", "status", &sa]);
 }
 
 /// Upgrade v1→v2 from an HTTP remote, then roll back; /var is untouched throughout, and real
@@ -603,6 +928,7 @@ fn deploy_on_a_full_disk_is_refused() {
 /// failed finalization leaves the old configuration and can be run again.
 #[test]
 fn staged_deploy_and_finalize() {
+    require_failpoints();
     let p = pair();
     let c1 = commit(&p, "v1", "1.0");
     let sa = format!("--sysroot={}", s(&p.oxtree));
@@ -652,7 +978,7 @@ fn staged_deploy_and_finalize() {
     // A failed finalization (say, at shutdown) changes nothing and can be retried.
     let out = std::process::Command::new(oxtree_bin())
         .args(["admin", "finalize-staged", &sa])
-        .env("OXTREE_FAIL_AFTER", "entries")
+        .env("FAILPOINTS", "deploy::entries=return")
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -660,7 +986,7 @@ fn staged_deploy_and_finalize() {
     let stamp = p.oxtree.join("boot/ostree/finalize-failure.stamp");
     assert!(std::fs::read_to_string(&stamp)
         .expect("stamp")
-        .contains("OXTREE_FAIL_AFTER"));
+        .contains("injected failure at failpoint deploy::entries"));
     let st = run_raw(&oxtree_bin(), &["admin", "status", &sa]);
     assert!(String::from_utf8_lossy(&st.stderr).contains("failed to finalize"));
     let live = |b: &[(String, String)]| {

@@ -3,6 +3,7 @@
 //! uses for `config`, `.origin` and remotes.
 
 pub mod beneath;
+pub mod freeze;
 pub mod keyfile;
 
 use crate::error::{Error, IoContext, Result};

@@ -1,6 +1,8 @@
 //! The sysroot: a physical root holding bootable deployments (`ostree admin`, spec §8).
-//! This first part lays out a sysroot (`init-fs`, `os-init`) and reads its deployments from
-//! the active Boot Loader Spec entries, as `ostree admin status` does; deploying comes next.
+//! This part lays out a sysroot (`init-fs`, `os-init`), reads its deployments from the
+//! active Boot Loader Spec entries, as `ostree admin status` does, and holds the sysroot
+//! lock ([`SysrootLock`], shared with ostree and rpm-ostree) that every operation changing
+//! the deployments takes; `deploy` and `ops` change them.
 
 pub mod bls;
 mod deploy;
@@ -8,8 +10,39 @@ mod etc_merge;
 mod ops;
 pub mod prepare_root;
 pub mod remount;
+mod tree;
 
 pub use deploy::DeployOptions;
+
+/// A fault-injection point at a crash-relevant step, for the crash tests (zincati's
+/// pattern: the `fail` crate, compiled in only with the `failpoints` feature and configured
+/// from the `FAILPOINTS` environment variable by the CLI). `NAME=return` fails the operation
+/// there, as a crash at that point would leave it; `NAME=return(hang)` stops there for good
+/// after saying so on stderr, so a test can kill the process (or cut a VM's power) exactly
+/// there. In a build without the feature this is a no-op and FAILPOINTS is never read.
+pub(crate) fn failpoint(name: &str) -> Result<()> {
+    fail::fail_point!(name, |arg: Option<String>| failpoint_hit(
+        name,
+        arg.as_deref()
+    ));
+    let _ = name;
+    Ok(())
+}
+
+#[cfg(feature = "failpoints")]
+fn failpoint_hit(name: &str, arg: Option<&str>) -> Result<()> {
+    if arg == Some("hang") {
+        // Test builds only (the shipped library has no failpoints): the e2e test watches the
+        // console for this line to cut the power at this step.
+        eprintln!("oxtree: failpoint {name}: hanging here (test build)");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    Err(Error::Other(format!(
+        "injected failure at failpoint {name}"
+    )))
+}
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::keyfile::KeyFile;
@@ -64,6 +97,41 @@ impl Deployment {
 #[derive(Debug)]
 pub struct Sysroot {
     path: PathBuf,
+    /// The sysroot lock while this process holds it, shared by nested guards (an upgrade
+    /// locks, then deploys, which locks, then cleans up, which locks).
+    lock: std::sync::Mutex<HeldLock>,
+}
+
+#[derive(Debug, Default)]
+struct HeldLock {
+    file: Option<std::fs::File>,
+    guards: usize,
+}
+
+/// The sysroot lock, held until the last guard of this process is dropped.
+///
+/// It is ostree's lock: an exclusive OFD (open file description) `fcntl` write lock on the
+/// whole of `ostree/lock`, the lock `ostree admin` and rpm-ostree take (libglnx's
+/// `glnx_make_lock_file`; ostree 2022.7 was seen taking `F_OFD_SETLK` `F_WRLCK` there, and
+/// an `flock` on the file does not stop it). Every operation that changes the deployments
+/// or the boot configuration holds it from its first read of the sysroot to its last
+/// write, so oxtree, ostree and rpm-ostree exclude one another; reading (`status`) takes
+/// none. Guards in one process share the lock: it excludes other processes, not threads.
+#[derive(Debug)]
+#[must_use = "the sysroot lock is released when the guard is dropped"]
+pub struct SysrootLock<'a> {
+    sysroot: &'a Sysroot,
+}
+
+impl Drop for SysrootLock<'_> {
+    fn drop(&mut self) {
+        let mut held = self.sysroot.lock.lock().unwrap_or_else(|e| e.into_inner());
+        held.guards = held.guards.saturating_sub(1);
+        if held.guards == 0 {
+            // Closing the only descriptor of the open file description releases the lock.
+            held.file = None;
+        }
+    }
 }
 
 fn mkdir_mode(p: &Path, mode: u32) -> Result<()> {
@@ -80,7 +148,61 @@ impl Sysroot {
     pub fn new(path: &Path) -> Sysroot {
         Sysroot {
             path: path.to_path_buf(),
+            lock: std::sync::Mutex::new(HeldLock::default()),
         }
+    }
+
+    /// Take the sysroot lock (see [`SysrootLock`]), waiting for as long as another process
+    /// holds it, as ostree does. `waiting` is called once, before blocking, when the lock
+    /// is busy: the CLI says "Waiting for sysroot lock..." then, as `ostree admin` does.
+    pub fn lock(&self, waiting: impl FnOnce()) -> Result<SysrootLock<'_>> {
+        let mut held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if held.file.is_none() {
+            let p = self.path.join("ostree/lock");
+            let f = self.open_lock_file(&p)?;
+            if !crate::fsutil::ofd_lock(&f, true, false).ctx("lock", &p)? {
+                waiting();
+                crate::fsutil::ofd_lock(&f, true, true).ctx("lock", &p)?;
+            }
+            held.file = Some(f);
+        }
+        held.guards += 1;
+        Ok(SysrootLock { sysroot: self })
+    }
+
+    /// Take the sysroot lock if no other process holds it; `None` if one does.
+    pub fn try_lock(&self) -> Result<Option<SysrootLock<'_>>> {
+        let mut held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if held.file.is_none() {
+            let p = self.path.join("ostree/lock");
+            let f = self.open_lock_file(&p)?;
+            if !crate::fsutil::ofd_lock(&f, true, false).ctx("lock", &p)? {
+                return Ok(None);
+            }
+            held.file = Some(f);
+        }
+        held.guards += 1;
+        Ok(Some(SysrootLock { sysroot: self }))
+    }
+
+    /// `ostree/lock`, opened as ostree opens it (created 0600, never through a symlink).
+    fn open_lock_file(&self, p: &Path) -> Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if !self.path.join("ostree").is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: not an OSTree sysroot (no ostree/ directory; run `oxtree admin init-fs` first)",
+                self.path.display()
+            )));
+        }
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
+            .open(p)
+            .ctx("open", p)
     }
 
     pub fn path(&self) -> &Path {
@@ -130,6 +252,8 @@ impl Sysroot {
                 self.path.display()
             )));
         }
+        // No sysroot lock, as with ostree: creating the directories is idempotent, and
+        // os-init leaves the layout exactly as ostree's does (no ostree/lock yet).
         let base = self.path.join("ostree/deploy").join(stateroot);
         mkdir_mode(&base, 0o755)?;
         mkdir_mode(&base.join("var"), 0o755)?;
@@ -146,18 +270,20 @@ impl Sysroot {
     }
 
     /// The active boot version N (`boot/loader -> loader.N`), if any deployment was written.
+    /// Only `loader.0` and `loader.1` exist (the swap alternates between them), so anything
+    /// else is refused, as ostree refuses it, instead of being computed with.
     pub fn bootversion(&self) -> Result<Option<u32>> {
         let l = self.path.join("boot/loader");
         match std::fs::read_link(&l) {
-            Ok(t) => t
-                .to_string_lossy()
-                .strip_prefix("loader.")
-                .and_then(|n| n.parse().ok())
-                .map(Some)
-                .ok_or_else(|| Error::Config {
-                    path: l,
-                    msg: "boot/loader must point to loader.0 or loader.1".into(),
-                }),
+            Ok(t) if t == Path::new("loader.0") => Ok(Some(0)),
+            Ok(t) if t == Path::new("loader.1") => Ok(Some(1)),
+            Ok(t) => Err(Error::Config {
+                path: l,
+                msg: format!(
+                    "points to {:?}; it must point to loader.0 or loader.1",
+                    t.display().to_string()
+                ),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).ctx("readlink", l),
         }
@@ -201,6 +327,9 @@ impl Sysroot {
             let [_, _, stateroot, bootcsum, bootserial] = parts.as_slice() else {
                 return Err(bad("malformed ostree= argument"));
             };
+            if crate::object::validate_remote_name(stateroot).is_err() {
+                return Err(bad("invalid stateroot in the ostree= argument"));
+            }
             let link = self.path.join(ostree_arg.trim_start_matches('/'));
             let target = std::fs::read_link(&link).ctx("readlink", &link)?;
             let name = target

@@ -666,6 +666,11 @@ impl Agent {
     /// Pull the payload, check it is the signed commit the graph names, and stage it with
     /// the sysroot's own deploy (never writing deployment files here).
     fn stage(&self, booted: &Booted, target: &Target) -> Result<()> {
+        // The sysroot lock (ostree's), held from the pull to the staged deploy, as `admin
+        // upgrade` holds it: no other admin command or ostree runs in between.
+        let _lock = self
+            .sysroot
+            .lock(|| tracing::info!("agent: waiting for the sysroot lock"))?;
         let repo = self.sysroot.repo()?;
         let payload: crate::Checksum = target.payload.parse().map_err(|_| {
             Error::InvalidArgument(format!(

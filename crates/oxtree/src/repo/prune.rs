@@ -3,7 +3,7 @@
 
 use super::{Reachable, Repo};
 use crate::error::{IoContext, Result};
-use crate::object::ObjectType;
+use crate::object::{Checksum, ObjectType};
 use std::os::unix::fs::MetadataExt;
 
 #[derive(Debug, Clone)]
@@ -37,6 +37,13 @@ pub struct PruneReport {
 
 impl Repo {
     pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport> {
+        self.prune_keeping(opts, &[])
+    }
+
+    /// [`Self::prune`] that also keeps the commits `keep` (with what they reach, as for a
+    /// ref at depth 0) whatever the refs say: the sysroot's deployments, which ostree adds
+    /// to the reachable set under the same exclusive lock.
+    pub fn prune_keeping(&self, opts: &PruneOptions, keep: &[Checksum]) -> Result<PruneReport> {
         // Exclusive: no commit or pull may add objects that point at what we delete.
         let _lock = self.lock(true)?;
         let objects = self.list_objects()?;
@@ -69,6 +76,9 @@ impl Repo {
             }
         }
         let mut markers_removed = false;
+        for c in keep {
+            self.traverse_commit(c, 0, &mut reach, true)?;
+        }
         let mut rep = PruneReport {
             total: objects.len(),
             ..Default::default()

@@ -35,10 +35,17 @@ impl BlsEntry {
             .find_map(|a| a.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
     }
 
+    /// Set `key` to `value`. An entry is one `key value` per line, so a control character
+    /// (a newline above all) in a value would start a line of the attacker's choosing
+    /// (`options init=/bin/sh`): every control character becomes a space. Values that must
+    /// not change (paths, kernel arguments) are validated before they get here; this is the
+    /// last line of defence, and what makes free text (the title) safe.
     pub fn set(&mut self, key: &str, value: &str) {
-        match self.lines.iter_mut().find(|(k, _)| k == key) {
-            Some((_, v)) => *v = value.to_string(),
-            None => self.lines.push((key.to_string(), value.to_string())),
+        let value = one_line(value);
+        let key = one_line(key).replace(' ', "_");
+        match self.lines.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.lines.push((key, value)),
         }
     }
 }
@@ -50,6 +57,13 @@ impl std::fmt::Display for BlsEntry {
         }
         Ok(())
     }
+}
+
+/// `s` with every control character replaced by a space.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Boot counting in an entry file stem: `name+LEFT` or `name+LEFT-DONE` → (LEFT, DONE).
@@ -116,5 +130,20 @@ mod tests {
         assert_eq!(e.to_string(), text);
         assert_eq!(version_cmp("10", "9"), std::cmp::Ordering::Greater);
         assert_eq!(version_cmp("2", "2"), std::cmp::Ordering::Equal);
+    }
+
+    #[test]
+    fn values_cannot_add_lines() {
+        let mut e = BlsEntry::default();
+        e.set("title", "TestOS 1.0\noptions init=/bin/sh\r\x1b[2J");
+        e.set("version", "1");
+        let text = e.to_string();
+        assert_eq!(text.lines().count(), 2, "{text:?}");
+        let back = BlsEntry::parse(&text);
+        assert_eq!(back.get("options"), None);
+        assert_eq!(
+            back.get("title"),
+            Some("TestOS 1.0 options init=/bin/sh  [2J")
+        );
     }
 }

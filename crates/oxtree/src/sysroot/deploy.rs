@@ -2,11 +2,16 @@
 //! bootloader configuration atomically (spec §8.2–§8.3).
 //!
 //! Crash safety comes from the order of the writes: the deployment directory, kernel copies,
-//! the new `boot/loader.N'` entries and the `ostree/boot.N'.M'` link farm are all built next
-//! to the live configuration, flushed, and only then does one `rename` of `boot/loader.tmp`
-//! over `boot/loader` switch to them. Until that rename the old entries stay in force.
+//! the new `boot/loader.N'` entries, the `ostree/boot.N'.M'` link farm and the new list's
+//! deployment refs are all built next to the live configuration, flushed (`/boot` frozen and
+//! thawed when it is a filesystem of its own), and only then does one `rename` of
+//! `boot/loader.tmp` over `boot/loader` switch to them. Until that rename the old entries
+//! stay in force; after it, the old list's refs and directories go. Everything runs under
+//! the sysroot lock, so no other oxtree, ostree or rpm-ostree changes the sysroot meanwhile;
+//! whatever a crash leaves, the next `cleanup` removes or regenerates.
 
 use super::bls::BlsEntry;
+use super::tree::is_real_dir;
 use super::{etc_merge, Deployment, Sysroot};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::keyfile::KeyFile;
@@ -31,53 +36,59 @@ pub struct DeployOptions {
     /// Prepare the deployment now but switch to it only at `finalize_staged` (run at
     /// shutdown by the finalize service), with the /etc merge done then.
     pub stage: bool,
-    /// Test hook: fail right after the named step (`checkout`, `etc`, `kernel`, `entries`,
-    /// `bootlinks`, `swap`), as a crash there would.
-    pub fail_after: Option<String>,
-    /// Test hook: stop right after the named step, report it on stderr and wait forever,
-    /// so a test can cut the power (kill the VM) at that point.
-    pub hang_after: Option<String>,
 }
 
-/// The kernel of a deployment, found as ostree finds it.
+/// The kernel of a deployment, found as ostree finds it. Its files are read inside the
+/// deployment tree (see `tree`): a symlink in the commit never reaches the host's files.
 #[derive(Debug, Clone)]
 struct Kernel {
+    /// The deployment directory; `vmlinuz` and `initramfs` are relative to it.
+    root: PathBuf,
     kver: String,
-    vmlinuz: PathBuf,
-    initramfs: Option<PathBuf>,
+    vmlinuz: String,
+    initramfs: Option<String>,
     bootcsum: String,
 }
 
 fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
     let modules = deploy_dir.join("usr/lib/modules");
-    let mut kvers: Vec<String> = match std::fs::read_dir(&modules) {
-        Ok(rd) => rd
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let mut kvers = super::tree::list_dir(deploy_dir, "usr/lib/modules")?;
     kvers.sort();
     for kver in kvers {
-        let dir = modules.join(&kver);
-        let vmlinuz = dir.join("vmlinuz");
-        if !vmlinuz.is_file() {
-            continue;
+        // The name goes into file names under /boot and into the entry's linux/initrd
+        // lines: nothing that could end a line or split a value.
+        if kver.is_empty()
+            || kver.starts_with('.')
+            || kver.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{}: kernel version directory name {kver:?} has whitespace or control characters",
+                modules.display()
+            )));
         }
-        let initramfs = ["initramfs.img", "initramfs"]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.is_file());
+        let vmlinuz = format!("usr/lib/modules/{kver}/vmlinuz");
+        let Some(mut kernel) = super::tree::open_file(deploy_dir, &vmlinuz)? else {
+            continue;
+        };
+        let mut initramfs = None;
+        for name in ["initramfs.img", "initramfs"] {
+            let rel = format!("usr/lib/modules/{kver}/{name}");
+            if let Some(f) = super::tree::open_file(deploy_dir, &rel)? {
+                initramfs = Some((rel, f));
+                break;
+            }
+        }
         let mut h = sha2::Sha256::new();
-        for p in std::iter::once(&vmlinuz).chain(initramfs.iter()) {
-            let mut f = std::fs::File::open(p).ctx("open", p)?;
-            std::io::copy(&mut f, &mut h).ctx("read", p)?;
+        std::io::copy(&mut kernel, &mut h).ctx("read", deploy_dir.join(&vmlinuz))?;
+        if let Some((rel, f)) = &mut initramfs {
+            std::io::copy(f, &mut h).ctx("read", deploy_dir.join(&*rel))?;
         }
         let bootcsum = Checksum(h.finalize().into()).to_hex();
         return Ok(Kernel {
+            root: deploy_dir.to_path_buf(),
             kver,
             vmlinuz,
-            initramfs,
+            initramfs: initramfs.map(|(rel, _)| rel),
             bootcsum,
         });
     }
@@ -90,7 +101,11 @@ fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
 fn os_release_pretty_name(deploy_dir: &Path) -> Result<String> {
     for p in ["usr/lib/os-release", "etc/os-release"] {
         let path = deploy_dir.join(p);
-        if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(f) = super::tree::open_file(deploy_dir, p)? {
+            let mut text = String::new();
+            // A few lines of KEY=value: no need to read more than this of whatever it is.
+            std::io::Read::read_to_string(&mut std::io::Read::take(f, 64 << 10), &mut text)
+                .ctx("read", &path)?;
             let get = |k: &str| {
                 text.lines()
                     .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
@@ -153,23 +168,9 @@ impl Sysroot {
             .join(format!("{c}.{serial}"))
     }
 
-    fn step(opts: &DeployOptions, name: &str) -> Result<()> {
-        if opts.hang_after.as_deref() == Some(name) {
-            eprintln!("oxtree: test hook: hanging after step {name} (OXTREE_HANG_AFTER)");
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            }
-        }
-        if opts.fail_after.as_deref() == Some(name) {
-            return Err(Error::Other(format!(
-                "injected failure after step {name:?} (OXTREE_FAIL_AFTER)"
-            )));
-        }
-        Ok(())
-    }
-
     /// Deploy `refspec` (a ref in the system repo, or a commit checksum) as the new default.
     pub fn deploy(&self, refspec: &str, opts: &DeployOptions) -> Result<Deployment> {
+        let _lock = self.lock(|| {})?;
         let repo = self.repo()?;
         let checksum = repo.resolve_rev(refspec)?;
         repo.load_commit(&checksum)?; // must exist and parse before anything is written
@@ -221,14 +222,40 @@ impl Sysroot {
                     .flatten()
             })
             .max()
-            .map_or(0, |m| m + 1);
+            .map_or(Some(0), |m| m.checked_add(1))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{}: deployment serials of {checksum} are used up (remove old deployment directories)",
+                    deploy_root.display()
+                ))
+            })?;
         let dir = self.deploy_dir(&os, &checksum, serial);
         self.check_free_space()?;
         repo.checkout(&checksum, &dir, &CheckoutOptions::default())?;
-        Self::step(opts, "checkout")?;
+        super::failpoint("deploy::checkout")?;
 
         // 2. /etc: usr/etc holds the defaults; etc is a real copy, then the 3-way merge.
+        // Both must be real directories: the merge writes into etc, and a link there
+        // (etc -> /etc) would make it write into the host's files.
         let (etc, usr_etc) = (dir.join("etc"), dir.join("usr/etc"));
+        for (p, name) in [
+            (&etc, "/etc"),
+            (&usr_etc, "/usr/etc"),
+            (&dir.join("usr"), "/usr"),
+        ] {
+            if let Ok(m) = std::fs::symlink_metadata(p) {
+                if !m.is_dir() {
+                    return Err(Error::InvalidArgument(format!(
+                        "commit {checksum}: {name} is not a directory ({}); refusing to deploy it",
+                        if m.file_type().is_symlink() {
+                            "a symbolic link"
+                        } else {
+                            "a file"
+                        }
+                    )));
+                }
+            }
+        }
         if etc.is_dir() && !usr_etc.exists() {
             std::fs::rename(&etc, &usr_etc).ctx("rename", &usr_etc)?;
         } else if etc.is_dir() && usr_etc.exists() {
@@ -247,15 +274,19 @@ impl Sysroot {
         }
         if let (Some(m), false) = (&merge, opts.stage) {
             let mdir = self.deploy_dir(&m.stateroot, &m.checksum, m.deployserial);
-            if mdir.join("usr/etc").is_dir() && mdir.join("etc").is_dir() && etc.is_dir() {
+            if is_real_dir(&mdir.join("usr/etc"))
+                && is_real_dir(&mdir.join("etc"))
+                && is_real_dir(&etc)
+            {
                 etc_merge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &etc)?;
             }
         }
-        Self::step(opts, "etc")?;
+        super::failpoint("deploy::etc")?;
 
-        // 3. /var: copied from the tree into the stateroot once, like a volume.
+        // 3. /var: copied from the tree into the stateroot once, like a volume (a link
+        // there is not followed: nothing of the host is copied).
         let var = os_dir.join("var");
-        if dir.join("var").is_dir()
+        if is_real_dir(&dir.join("var"))
             && std::fs::read_dir(&var)
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(false)
@@ -380,13 +411,14 @@ impl Sysroot {
                 .filter(|n| *n > 0)
                 .map(|n| (n, 0)),
         }];
-        Self::step(opts, "kernel")?;
+        super::failpoint("deploy::kernel")?;
         // Complete: as ostree does, nothing may be added to or removed from its top directory.
         crate::fsutil::set_immutable(&dir, true)?;
         for d in keep {
             plan.push(Planned::from_deployment(self, repo, d)?);
         }
-        self.write_deployments(repo, &plan, opts)?;
+        self.write_deployments(repo, &plan)?;
+        super::failpoint("deploy::cleanup")?;
         self.cleanup()?;
         self.deployments()?
             .into_iter()
@@ -404,6 +436,7 @@ impl Sysroot {
     /// next boot can say why the upgrade did not happen instead of failing silently; the
     /// next successful finalize removes it.
     pub fn finalize_staged(&self, opts: &DeployOptions) -> Result<Option<Deployment>> {
+        let _lock = self.lock(|| {})?;
         let stamp = self.finalize_failure_path();
         match self.finalize_staged_inner(opts) {
             Ok(d) => {
@@ -454,13 +487,17 @@ impl Sysroot {
         // A finalize that failed after marking the deployment complete left it immutable.
         crate::fsutil::set_immutable(&dir, false)?;
         let etc = dir.join("etc");
-        if let (Some(md), true) = (merge, dir.join("usr/etc").is_dir()) {
+        if let (Some(md), true) = (merge, is_real_dir(&dir.join("usr/etc"))) {
             let mdir = self.deploy_dir(&md.stateroot, &md.checksum, md.deployserial);
-            if etc.exists() {
-                std::fs::remove_dir_all(&etc).ctx("remove", &etc)?;
+            if let Ok(m) = std::fs::symlink_metadata(&etc) {
+                if m.is_dir() {
+                    std::fs::remove_dir_all(&etc).ctx("remove", &etc)?;
+                } else {
+                    std::fs::remove_file(&etc).ctx("remove", &etc)?;
+                }
             }
             etc_merge::copy_tree(&dir.join("usr/etc"), &etc)?;
-            if mdir.join("usr/etc").is_dir() && mdir.join("etc").is_dir() {
+            if is_real_dir(&mdir.join("usr/etc")) && is_real_dir(&mdir.join("etc")) {
                 etc_merge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &etc)?;
             }
         }
@@ -506,8 +543,8 @@ impl Sysroot {
         &self,
         repo: &crate::repo::Repo,
         plan: &[Planned],
-        opts: &DeployOptions,
     ) -> Result<()> {
+        let _lock = self.lock(|| {})?;
         let old = self.bootversion()?.unwrap_or(0);
         let new = 1 - old;
         let boot = self.path.join("boot");
@@ -518,16 +555,7 @@ impl Sysroot {
         let entries = loader_new.join("entries");
         std::fs::create_dir_all(&entries).ctx("create directory", &entries)?;
         let link = self.path.join(format!("ostree/boot.{new}"));
-        let cur_sub = std::fs::read_link(&link)
-            .ok()
-            .and_then(|t| {
-                t.to_string_lossy()
-                    .rsplit('.')
-                    .next()
-                    .and_then(|s| s.parse::<u32>().ok())
-            })
-            .unwrap_or(0);
-        let new_sub = 1 - cur_sub.min(1);
+        let new_sub = 1 - self.subbootversion(new);
         let farm = self.path.join(format!("ostree/boot.{new}.{new_sub}"));
         if farm.exists() {
             std::fs::remove_dir_all(&farm).ctx("remove", &farm)?;
@@ -553,10 +581,10 @@ impl Sysroot {
             let kdir = boot.join(&kdir_rel);
             std::fs::create_dir_all(&kdir).ctx("create directory", &kdir)?;
             let vmlinuz_name = format!("vmlinuz-{}", k.kver);
-            copy_if_missing(&k.vmlinuz, &kdir.join(&vmlinuz_name))?;
+            copy_if_missing(&k.root, &k.vmlinuz, &kdir.join(&vmlinuz_name))?;
             let initrd_name = format!("initramfs-{}.img", k.kver);
             if let Some(i) = &k.initramfs {
-                copy_if_missing(i, &kdir.join(&initrd_name))?;
+                copy_if_missing(&k.root, i, &kdir.join(&initrd_name))?;
             }
             // The link farm entry: boot.N'.M'/<os>/<bootcsum>/<bootserial> -> the deployment.
             let fdir = farm.join(&p.stateroot).join(&k.bootcsum);
@@ -581,6 +609,11 @@ impl Sysroot {
                 String::new()
             };
             title = format!("{title} (ostree:{osname}{i})");
+            if let Some(bad) = p.kargs.iter().find(|a| a.chars().any(char::is_control)) {
+                return Err(Error::InvalidArgument(format!(
+                    "kernel argument {bad:?} has control characters"
+                )));
+            }
             let mut options: Vec<String> = p
                 .kargs
                 .iter()
@@ -606,57 +639,156 @@ impl Sysroot {
             ));
             crate::fsutil::write_atomic(&name, e.to_string().as_bytes(), false)?;
         }
-        Self::step(opts, "entries")?;
+        super::failpoint("deploy::entries")?;
         // Swap ostree/boot.N' to the new farm.
         replace_symlink(&link, &format!("boot.{new}.{new_sub}"))?;
-        Self::step(opts, "bootlinks")?;
+        super::failpoint("deploy::bootlinks")?;
+        // The refs of the new list, beside the old list's: from here on both lists' commits
+        // are kept, whichever of them the next boot uses.
+        let commits: Vec<Checksum> = plan.iter().map(|p| p.checksum).collect();
+        self.write_deployment_refs(repo, new, new_sub, &commits, false)?;
+        super::failpoint("deploy::refs")?;
         let bb = boot.join("boot");
         if std::fs::symlink_metadata(&bb).is_err() {
             std::os::unix::fs::symlink(".", &bb).ctx("symlink", &bb)?;
         }
         crate::fsutil::syncfs(&self.path)?;
-        crate::fsutil::syncfs(&boot)?;
-        Self::step(opts, "swap")?;
+        self.flush_boot("deploy::frozen-before-swap")?;
+        super::failpoint("deploy::swap")?;
         // The switch: one rename.
         replace_symlink(&boot.join("loader"), &format!("loader.{new}"))?;
         crate::fsutil::fsync_dir(&boot)?;
-        // Refs that keep the deployed commits from being pruned, as ostree writes them.
-        for (r, _) in repo.list_refs()? {
-            if r.remote.is_none() && r.name.starts_with("ostree/") && r.name.split('/').count() == 4
-            {
-                let _ = repo.set_ref(&r, None);
+        self.flush_boot("deploy::frozen-after-swap")?;
+        super::failpoint("deploy::swapped")?;
+        // Only now may the old list's refs go.
+        self.write_deployment_refs(repo, new, new_sub, &commits, true)
+    }
+
+    /// Flush `/boot` around the loader swap, as ostree's `full_system_sync` (before) and
+    /// `swap_bootloader` (after) do: a freeze/thaw cycle, so that a bootloader that does not
+    /// replay the journal (GRUB on XFS) sees the new entries and kernels in place; `syncfs`
+    /// where the filesystem cannot be frozen. Only a `/boot` that is a filesystem of its own
+    /// (a mount point: another device than the sysroot's, and not the one of `/`) is ever
+    /// frozen; on the sysroot's own filesystem (one partition, and every test sysroot) the
+    /// sysroot's `syncfs` covers it and `/boot` gets a `syncfs`. `failpoint` runs while the
+    /// filesystem is frozen.
+    fn flush_boot(&self, failpoint: &str) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let boot = self.path.join("boot");
+        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ctx("stat", p);
+        let boot_dev = dev(&boot)?;
+        let own_fs = boot_dev != dev(&self.path)? && boot_dev != dev(Path::new("/"))?;
+        if own_fs {
+            crate::fsutil::freeze::freeze_thaw_cycle(&boot, || super::failpoint(failpoint))?;
+            Ok(())
+        } else {
+            crate::fsutil::syncfs(&boot)
+        }
+    }
+
+    /// The sub-bootversion M of `ostree/boot.N -> boot.N.M` (0 when there is no link yet).
+    fn subbootversion(&self, bootversion: u32) -> u32 {
+        std::fs::read_link(self.path.join(format!("ostree/boot.{bootversion}")))
+            .ok()
+            .and_then(|t| {
+                t.to_string_lossy()
+                    .rsplit('.')
+                    .next()
+                    .and_then(|s| s.parse::<u32>().ok())
+            })
+            .unwrap_or(0)
+            .min(1)
+    }
+
+    /// The deployment refs `ostree/N/M/I` (bootversion N, sub-bootversion M, index I) that
+    /// keep the deployed commits (and a staged one) from being pruned, as ostree names
+    /// them. New before old: the new set is written (and flushed, whatever `core.fsync`
+    /// says) before, with `remove_stale`, every other `ostree/N/M/I` ref is deleted, so at
+    /// no point does a deployed commit lack a ref.
+    fn write_deployment_refs(
+        &self,
+        repo: &crate::repo::Repo,
+        bootversion: u32,
+        subbootversion: u32,
+        commits: &[Checksum],
+        remove_stale: bool,
+    ) -> Result<()> {
+        let mut want: Vec<(String, Checksum)> = commits
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("ostree/{bootversion}/{subbootversion}/{i}"), *c))
+            .collect();
+        if let Some(m) = self.read_staged()? {
+            if !commits.contains(&m.checksum) {
+                let i = want.len();
+                want.push((
+                    format!("ostree/{bootversion}/{subbootversion}/{i}"),
+                    m.checksum,
+                ));
             }
         }
-        for (i, p) in plan.iter().enumerate() {
-            repo.set_ref(
-                &RefName {
-                    remote: None,
-                    name: format!("ostree/{new}/{new_sub}/{i}"),
-                },
-                Some(&p.checksum),
-            )?;
+        let existing = repo.list_refs()?;
+        for (name, c) in &want {
+            let r = RefName {
+                remote: None,
+                name: name.clone(),
+            };
+            if existing.get(&r) != Some(c) {
+                repo.set_ref(&r, Some(c))?;
+            }
+        }
+        crate::fsutil::syncfs(repo.path())?;
+        if remove_stale {
+            for r in existing.keys() {
+                let deployment_ref = r.remote.is_none()
+                    && r.name.starts_with("ostree/")
+                    && r.name.split('/').count() == 4;
+                if deployment_ref && !want.iter().any(|(n, _)| *n == r.name) {
+                    match repo.set_ref(r, None) {
+                        Ok(()) | Err(Error::RefNotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
         }
         Ok(())
     }
 
     /// `admin cleanup`: [`Self::cleanup`], then prune the system repo of every object that
     /// no ref (including the `ostree/N/M/I` deployment refs) reaches, as ostree does.
+    ///
+    /// Every deployment's commit (and a staged one's) is kept whatever the refs say: the
+    /// prune adds them to what the refs reach, under its exclusive repository lock, as
+    /// ostree's `ostree_sysroot_cleanup_prune_repo` does; the sysroot lock keeps the list
+    /// from changing meanwhile.
     pub fn cleanup_and_prune(&self) -> Result<crate::repo::PruneReport> {
+        let _lock = self.lock(|| {})?;
         self.cleanup()?;
-        self.repo()?.prune(&crate::repo::PruneOptions {
-            refs_only: true,
-            depth: 0,
-            ..Default::default()
-        })
+        let mut keep: Vec<Checksum> = self.deployments()?.iter().map(|d| d.checksum).collect();
+        if let Some(m) = self.read_staged()? {
+            keep.push(m.checksum);
+        }
+        self.repo()?.prune_keeping(
+            &crate::repo::PruneOptions {
+                refs_only: true,
+                depth: 0,
+                ..Default::default()
+            },
+            &keep,
+        )
     }
 
     /// Remove what no deployment uses: old loader/link-farm generations, deployment
     /// directories not in the boot configuration, unused kernels.
     pub fn cleanup(&self) -> Result<()> {
+        let _lock = self.lock(|| {})?;
         let Some(cur) = self.bootversion()? else {
             return Ok(());
         };
         let deps = self.deployments()?;
+        // The deployment refs follow the live list, whatever an interrupted deploy left.
+        let commits: Vec<Checksum> = deps.iter().map(|d| d.checksum).collect();
+        self.write_deployment_refs(&self.repo()?, cur, self.subbootversion(cur), &commits, true)?;
         let other = 1 - cur;
         let stale_loader = self.path.join(format!("boot/loader.{other}"));
         if stale_loader.exists() {
@@ -749,15 +881,22 @@ fn kargs_of(e: &BlsEntry) -> Vec<String> {
         .collect()
 }
 
-fn copy_if_missing(src: &Path, dst: &Path) -> Result<()> {
-    if dst.exists() {
+/// Copy `rel` of the deployment tree `root` (read inside the tree) to `dst` under /boot,
+/// unless a copy is there already: tmp file, fsync, rename.
+fn copy_if_missing(root: &Path, rel: &str, dst: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(dst).is_ok() {
         return Ok(());
     }
+    let src = root.join(rel);
+    let mut from = super::tree::open_file(root, rel)?.ok_or_else(|| Error::Io {
+        op: "open",
+        path: src.clone(),
+        source: std::io::ErrorKind::NotFound.into(),
+    })?;
     let tmp = dst.with_extension("tmp");
-    std::fs::copy(src, &tmp).ctx("copy kernel to", &tmp)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .ctx("fsync", &tmp)?;
+    let mut to = std::fs::File::create(&tmp).ctx("create", &tmp)?;
+    std::io::copy(&mut from, &mut to).ctx("copy kernel to", &tmp)?;
+    to.sync_all().ctx("fsync", &tmp)?;
     std::fs::rename(&tmp, dst).ctx("rename", dst)
 }
 

@@ -3,6 +3,11 @@
 //! (a fresh copy of the new defaults). What the admin changed between O and M is replayed
 //! onto N: deletions delete, modifications and additions overwrite. Xattrs are ignored when
 //! comparing, as ostree does.
+//!
+//! N comes from the new commit, so it is not trusted to be well-formed: nothing is written
+//! through a symlink of N (a change under `/etc/sub` when the new `/etc/sub` is a link to
+//! `/` or anywhere else is refused, not followed), and file contents are compared by their
+//! SHA-256, streamed, not read into memory.
 
 use crate::error::{Error, IoContext, Result};
 use std::collections::BTreeMap;
@@ -11,7 +16,8 @@ use std::path::Path;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Kind {
-    File(Vec<u8>),
+    /// A regular file, by the SHA-256 of its content.
+    File([u8; 32]),
     Link(std::path::PathBuf),
     Dir,
     Other,
@@ -38,7 +44,7 @@ fn scan(root: &Path, rel: &Path, out: &mut BTreeMap<std::path::PathBuf, Node>) -
         } else if ft.is_dir() {
             Kind::Dir
         } else if ft.is_file() {
-            Kind::File(std::fs::read(&p).ctx("read", &p)?)
+            Kind::File(digest(&p)?)
         } else {
             Kind::Other
         };
@@ -59,6 +65,37 @@ fn scan(root: &Path, rel: &Path, out: &mut BTreeMap<std::path::PathBuf, Node>) -
     Ok(())
 }
 
+/// The SHA-256 of the regular file `p` (opened without following a symlink), streamed.
+fn digest(p: &Path) -> Result<[u8; 32]> {
+    use sha2::Digest;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)
+        .ctx("open", p)?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).ctx("read", p)?;
+    Ok(h.finalize().into())
+}
+
+/// The first directory on the way to `root/rel` (below `root`) that is not a real
+/// directory (a symbolic link or a file), if any: writing or deleting through a symlink of
+/// the new tree could reach any file of the host.
+fn blocked_ancestor(root: &Path, rel: &Path) -> Option<std::path::PathBuf> {
+    let mut cur = std::path::PathBuf::new();
+    for c in rel.parent()?.components() {
+        cur.push(c);
+        match std::fs::symlink_metadata(root.join(&cur)) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Some(cur),
+            // Missing: created as a real directory on the way.
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 /// Copy `src` to `dst` (which must not exist) preserving type, mode, ownership and xattrs.
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     let m = std::fs::symlink_metadata(src).ctx("stat", src)?;
@@ -72,7 +109,9 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     if ft.is_dir() {
         match std::fs::create_dir(dst) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dst.is_dir() => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AlreadyExists
+                    && std::fs::symlink_metadata(dst).is_ok_and(|m| m.is_dir()) => {}
             Err(e) => return Err(e).ctx("create directory", dst),
         }
         for e in std::fs::read_dir(src).ctx("read directory", src)? {
@@ -113,7 +152,10 @@ pub fn merge(old_defaults: &Path, old_etc: &Path, new_etc: &Path) -> Result<()> 
         if last.is_some_and(|l| r.starts_with(l)) {
             continue;
         }
-        remove_any(&new_etc.join(r))?;
+        // Under a link of the new tree the path is not in its /etc: nothing to delete.
+        if blocked_ancestor(new_etc, r).is_none() {
+            remove_any(&new_etc.join(r))?;
+        }
         last = Some(r);
     }
     // Added or modified: copied from M over N (M wins), parents first.
@@ -134,6 +176,14 @@ pub fn merge(old_defaults: &Path, old_etc: &Path, new_etc: &Path) -> Result<()> 
         }
         let src = old_etc.join(path);
         let dst = new_etc.join(path);
+        if let Some(a) = blocked_ancestor(new_etc, path) {
+            return Err(Error::Other(format!(
+                "cannot merge /etc/{}: /etc/{} is not a directory in the new deployment (a symbolic link or a file); move your /etc/{} aside and deploy again",
+                path.display(),
+                a.display(),
+                path.display()
+            )));
+        }
         if let Some(parent) = dst.parent() {
             std::fs::create_dir_all(parent).ctx("create directory", parent)?;
         }

@@ -31,7 +31,7 @@ impl Sysroot {
             }
             plan.push(p);
         }
-        self.write_deployments(&repo, &plan, &DeployOptions::default())?;
+        self.write_deployments(&repo, &plan)?;
         self.cleanup()
     }
 
@@ -39,6 +39,7 @@ impl Sysroot {
     /// (or after the first one when nothing is booted: a sysroot being prepared) that has
     /// not failed to boot.
     pub fn rollback(&self) -> Result<Deployment> {
+        let _lock = self.lock(|| {})?;
         let mut list = self.deployments()?;
         let from = list.iter().position(|d| d.booted).unwrap_or(0);
         let Some(target) = (from + 1..list.len()).find(|&i| !list[i].failed()) else {
@@ -57,6 +58,7 @@ impl Sysroot {
     /// `boot-complete`: the health checks passed, so the deployment at `index` (the booted
     /// one by default) stops being counted: its entry loses the `+LEFT-DONE` suffix.
     pub fn boot_complete(&self, index: Option<usize>) -> Result<Option<Deployment>> {
+        let _lock = self.lock(|| {})?;
         let list = self.deployments()?;
         let i = match index.or_else(|| list.iter().position(|d| d.booted)) {
             Some(i) => i,
@@ -95,6 +97,7 @@ impl Sysroot {
     /// come first, in their order (the newest good one becomes the default), and the failed
     /// ones go last, kept for inspection. Returns the new default, or `None` if nothing to do.
     pub fn rollback_if_failed(&self) -> Result<Option<Deployment>> {
+        let _lock = self.lock(|| {})?;
         let list = self.deployments()?;
         // A deployment on its last try (LEFT=0) that is running right now has not failed yet.
         if !list.first().is_some_and(|d| d.failed() && !d.booted) {
@@ -142,6 +145,7 @@ impl Sysroot {
 
     /// Remove the deployment at `index` (refused for the booted one).
     pub fn undeploy(&self, index: usize) -> Result<Deployment> {
+        let _lock = self.lock(|| {})?;
         let mut list = self.deployments()?;
         if index >= list.len() {
             return Err(Error::InvalidArgument(format!(
@@ -161,6 +165,7 @@ impl Sysroot {
 
     /// Pin (or unpin) the deployment at `index`: pinned deployments are never dropped.
     pub fn pin(&self, index: usize, pinned: bool) -> Result<()> {
+        let _lock = self.lock(|| {})?;
         let list = self.deployments()?;
         let d = list
             .get(index)
@@ -191,6 +196,7 @@ impl Sysroot {
         delete: &[String],
         replace: &[String],
     ) -> Result<Vec<String>> {
+        let _lock = self.lock(|| {})?;
         let list = self.deployments()?;
         let d = list
             .first()
@@ -221,6 +227,7 @@ impl Sysroot {
     /// `switch`: deploy `refspec` (pulled first when it names a remote) in the default
     /// deployment's stateroot; its origin becomes `refspec`, so later upgrades follow it.
     pub fn switch(&self, refspec: &str, opts: &DeployOptions) -> Result<Deployment> {
+        let _lock = self.lock(|| {})?;
         let list = self.deployments()?;
         let current = list
             .iter()
@@ -251,6 +258,7 @@ impl Sysroot {
         allow_downgrade: bool,
         opts: &DeployOptions,
     ) -> Result<(Option<Deployment>, Option<crate::pull::PullResult>)> {
+        let _lock = self.lock(|| {})?;
         let list = self.deployments()?;
         let current = list
             .iter()

@@ -20,6 +20,12 @@ pub struct PrepareRootOptions {
 
 /// The deployment directory that `ostree=` on `cmdline` names (its `boot.N` link resolved),
 /// with the physical root at `sysroot`.
+///
+/// As ostree-prepare-root checks: the path must be a symbolic link (`lstat`, `S_ISLNK`), not
+/// a directory or anything else the command line can name; and, beyond ostree, it must
+/// resolve to a deployment directory of the sysroot (`ostree/deploy/STATEROOT/deploy/NAME`),
+/// with no `..` in the argument: `ostree=/../..` or a link to `/` would otherwise make the
+/// initramfs' own root (or any directory) the new root.
 pub fn booted_deployment(sysroot: &Path, cmdline: &str) -> Result<PathBuf> {
     let arg = cmdline
         .split_whitespace()
@@ -27,8 +33,40 @@ pub fn booted_deployment(sysroot: &Path, cmdline: &str) -> Result<PathBuf> {
         .ok_or_else(|| {
             Error::InvalidArgument("no ostree= argument on the kernel command line".into())
         })?;
-    let link = sysroot.join(arg.trim_start_matches('/'));
-    std::fs::canonicalize(&link).ctx("resolve the ostree= boot link", &link)
+    let rel = Path::new(arg.trim_start_matches('/'));
+    if rel
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "ostree={arg}: not a plain path below the sysroot (no `..` or `.`)"
+        )));
+    }
+    let link = sysroot.join(rel);
+    let m = std::fs::symlink_metadata(&link).ctx("find the ostree= boot link", &link)?;
+    if !m.file_type().is_symlink() {
+        return Err(Error::InvalidArgument(format!(
+            "ostree={arg}: {} is not a symbolic link (a boot link of ostree/boot.N)",
+            link.display()
+        )));
+    }
+    let target = std::fs::canonicalize(&link).ctx("resolve the ostree= boot link", &link)?;
+    let deploy = sysroot.join("ostree/deploy");
+    let deploy = std::fs::canonicalize(&deploy).ctx("resolve", &deploy)?;
+    // <deploy>/<stateroot>/deploy/<checksum>.<serial>
+    let stateroot_deploy = target.parent().filter(|p| p.ends_with("deploy"));
+    let base = stateroot_deploy
+        .and_then(Path::parent)
+        .and_then(Path::parent);
+    if base != Some(deploy.as_path()) || !target.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "ostree={arg}: {} resolves to {}, which is not a deployment in {}",
+            link.display(),
+            target.display(),
+            deploy.display()
+        )));
+    }
+    Ok(target)
 }
 
 /// Switch `opts.sysroot` to the deployment; returns the deployment directory it resolved.

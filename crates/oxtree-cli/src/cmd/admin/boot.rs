@@ -55,7 +55,9 @@ pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
             );
         }
     }
-    match Sysroot::new(&g.sysroot_path()).boot_complete(index)? {
+    let sr = Sysroot::new(&g.sysroot_path());
+    let _lock = lock_sysroot(&sr)?;
+    match sr.boot_complete(index)? {
         Some(d) => println!("Marked {} as good", d.dirname()),
         None => println!("Deployment already marked good."),
     }
@@ -78,8 +80,10 @@ pub fn finalize_staged(g: &Global, a: FinalizeStagedArgs) -> Result<()> {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
-    let opts = test_hooks();
-    match Sysroot::new(&g.sysroot_path()).finalize_staged(&opts)? {
+    let opts = oxtree::sysroot::DeployOptions::default();
+    let sr = Sysroot::new(&g.sysroot_path());
+    let _lock = lock_sysroot(&sr)?;
+    match sr.finalize_staged(&opts)? {
         Some(d) => println!(
             "Finalized staged deployment {} {}",
             d.stateroot,
@@ -95,7 +99,9 @@ pub fn finalize_staged(g: &Global, a: FinalizeStagedArgs) -> Result<()> {
 pub struct CleanupArgs {}
 
 pub fn cleanup(g: &Global, _a: CleanupArgs) -> Result<()> {
-    let rep = Sysroot::new(&g.sysroot_path()).cleanup_and_prune()?;
+    let sr = Sysroot::new(&g.sysroot_path());
+    let _lock = lock_sysroot(&sr)?;
+    let rep = sr.cleanup_and_prune()?;
     if rep.deleted > 0 {
         println!("Freed objects: {}", human_size(rep.freed_bytes));
     }
@@ -159,15 +165,11 @@ pub fn warn_finalize_failure(sr: &oxtree::sysroot::Sysroot) {
     }
 }
 
-/// An error with its causes, without repeating a cause that a message already quotes.
-/// Deploy options carrying the fault-injection test hooks (`OXTREE_FAIL_AFTER`,
-/// `OXTREE_HANG_AFTER`, each naming a deploy step).
-pub fn test_hooks() -> oxtree::sysroot::DeployOptions {
-    oxtree::sysroot::DeployOptions {
-        fail_after: std::env::var("OXTREE_FAIL_AFTER").ok(),
-        hang_after: std::env::var("OXTREE_HANG_AFTER").ok(),
-        ..Default::default()
-    }
+/// Take the sysroot lock for a command that changes the sysroot, saying so on stderr when
+/// another process (oxtree, ostree, rpm-ostree) holds it, as `ostree admin` does, and
+/// waiting for it.
+pub fn lock_sysroot(sr: &Sysroot) -> Result<oxtree::sysroot::SysrootLock<'_>> {
+    Ok(sr.lock(|| eprintln!("Waiting for sysroot lock..."))?)
 }
 
 pub fn prepare_root(sysroot: PathBuf, cmdline: Option<String>, run_dir: PathBuf) -> Result<()> {

@@ -1,4 +1,4 @@
-use super::boot::{reboot_now, test_hooks};
+use super::boot::{lock_sysroot, reboot_now};
 use crate::cmd::Global;
 use crate::output::human_size;
 use anyhow::{Context, Result};
@@ -67,8 +67,8 @@ pub fn deploy(g: &Global, a: DeployArgs) -> Result<()> {
         retain,
         retain_rollback,
         stage,
-        ..test_hooks()
     };
+    let _lock = lock_sysroot(&sr)?;
     let d = sr.deploy(&refspec, &opts)?;
     if stage {
         println!(
@@ -123,10 +123,12 @@ pub fn upgrade(g: &Global, a: UpgradeArgs) -> Result<()> {
     let opts = oxtree::sysroot::DeployOptions {
         stage,
         retain_rollback,
-        ..test_hooks()
+        ..Default::default()
     };
-    let (deployed, pulled) =
-        Sysroot::new(&g.sysroot_path()).upgrade(pull_only, deploy_only, allow_downgrade, &opts)?;
+    // Held across the pull and the deploy, as ostree holds it.
+    let sr = Sysroot::new(&g.sysroot_path());
+    let lock = lock_sysroot(&sr)?;
+    let (deployed, pulled) = sr.upgrade(pull_only, deploy_only, allow_downgrade, &opts)?;
     if let Some(p) = &pulled {
         for w in &p.warnings {
             eprintln!("warning: {w}");
@@ -156,6 +158,7 @@ pub fn upgrade(g: &Global, a: UpgradeArgs) -> Result<()> {
         None if pull_only => println!("Pulled."),
         None => println!("No update available."),
     }
+    drop(lock);
     if deployed.is_some() && reboot {
         reboot_now()?;
     }
@@ -173,8 +176,11 @@ pub struct SwitchArgs {
 
 pub fn switch(g: &Global, a: SwitchArgs) -> Result<()> {
     let SwitchArgs { reboot, refspec } = a;
-    let opts = test_hooks();
-    let d = Sysroot::new(&g.sysroot_path()).switch(&refspec, &opts)?;
+    let opts = oxtree::sysroot::DeployOptions::default();
+    let sr = Sysroot::new(&g.sysroot_path());
+    let lock = lock_sysroot(&sr)?;
+    let d = sr.switch(&refspec, &opts)?;
+    drop(lock);
     println!(
         "Switched to {refspec}: {} {} is now the default",
         d.stateroot,
@@ -198,6 +204,7 @@ pub struct RollbackArgs {
 pub fn rollback(g: &Global, a: RollbackArgs) -> Result<()> {
     let RollbackArgs { if_failed } = a;
     let sr = Sysroot::new(&g.sysroot_path());
+    let _lock = lock_sysroot(&sr)?;
     if if_failed {
         match sr.rollback_if_failed()? {
             Some(d) => println!(
@@ -221,7 +228,9 @@ pub struct UndeployArgs {
 
 pub fn undeploy(g: &Global, a: UndeployArgs) -> Result<()> {
     let UndeployArgs { index } = a;
-    let d = Sysroot::new(&g.sysroot_path()).undeploy(index)?;
+    let sr = Sysroot::new(&g.sysroot_path());
+    let _lock = lock_sysroot(&sr)?;
+    let d = sr.undeploy(index)?;
     println!("Deleted deployment {}", d.dirname());
     Ok(())
 }
@@ -236,7 +245,9 @@ pub struct PinArgs {
 
 pub fn pin(g: &Global, a: PinArgs) -> Result<()> {
     let PinArgs { unpin, index } = a;
-    Sysroot::new(&g.sysroot_path()).pin(index, !unpin)?;
+    let sr = Sysroot::new(&g.sysroot_path());
+    let _lock = lock_sysroot(&sr)?;
+    sr.pin(index, !unpin)?;
     println!(
         "Deployment {index} is now {}",
         if unpin { "unpinned" } else { "pinned" }
@@ -264,7 +275,9 @@ pub fn kargs_edit(g: &Global, a: KargsEditArgs) -> Result<()> {
         delete,
         replace,
     } = a;
-    let k = Sysroot::new(&g.sysroot_path()).kargs_edit(&append, &delete, &replace)?;
+    let sr = Sysroot::new(&g.sysroot_path());
+    let _lock = lock_sysroot(&sr)?;
+    let k = sr.kargs_edit(&append, &delete, &replace)?;
     println!("{}", k.join(" "));
     Ok(())
 }

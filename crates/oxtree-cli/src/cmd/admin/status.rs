@@ -80,7 +80,8 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<()> {
                 d.dirname()
             );
             if let Some(v) = version(&d.checksum) {
-                println!("    Version: {v}");
+                // Commit metadata: no control characters reach the terminal.
+                println!("    Version: {}", v.escape_debug());
             }
             if d.pinned() {
                 println!("    Pinned: yes");
