@@ -418,6 +418,17 @@ fn collection_refs_as_ostree() {
     ok(&["refs", "-c", "--create=org.own.C:viaown", "main"]);
     ok(&["refs"]);
     ok(&["refs", "-c", "org.own.C"]);
+    // A remote with a collection ID contributes its refs.
+    ok(&[
+        "remote",
+        "add",
+        "--no-gpg-verify",
+        "--collection-id=org.rem.D",
+        "rem",
+        "http://127.0.0.1:9/",
+    ]);
+    ok(&["refs", "--create=rem:fromremote", "main"]);
+    ok(&["refs", "-c"]);
     ok(&["refs", "-c", "--delete", "org.a.B"]);
     ok(&["refs", "-c"]);
     // --revision (newer than ostree 2022.7).
@@ -430,4 +441,673 @@ fn collection_refs_as_ostree() {
             .any(|l| l == format!("(org.own.C, main)\t{main}")),
         "{listed}"
     );
+}
+
+#[test]
+fn remote_add_delete_options_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let r = t.join("repo");
+    ostree(&["init", &format!("--repo={}", s(&r))]);
+    let tw = Twins::new(t, &r, &["config"]);
+    let ok = |args: &[&str]| tw.run(args);
+    ok(&["remote", "add", "a", "http://a"]);
+    ok(&["remote", "add", "--no-sign-verify", "b", "http://b"]);
+    ok(&[
+        "remote",
+        "add",
+        "--collection-id=org.a.B",
+        "--custom-backend=foo",
+        "--contenturl=http://y/",
+        "--set=a=b",
+        "--no-gpg-verify",
+        "--sign-verify=dummy=inline:k",
+        "--set=c=d",
+        "g",
+        "http://x/g",
+        "m1",
+        "m2",
+    ]);
+    ok(&["remote", "add", "a", "http://a2"]);
+    ok(&["remote", "add", "--force", "a", "http://a3", "br"]);
+    ok(&["remote", "add", "--if-not-exists", "a", "http://a4"]);
+    ok(&[
+        "remote",
+        "add",
+        "--if-not-exists",
+        "--force",
+        "a",
+        "http://a4",
+    ]);
+    ok(&["remote", "add", "bad name", "http://x"]);
+    ok(&["remote", "add", "p4", "metalink=http://x"]);
+    ok(&["remote", "add", "p5", "mirrorlist=http://x"]);
+    ok(&["remote", "add", "--set=novalue", "p6", "http://x"]);
+    ok(&[
+        "remote",
+        "add",
+        "--sign-verify=dummy=inline:foo",
+        "h",
+        "http://x/h",
+        "main",
+    ]);
+    ok(&[
+        "remote",
+        "add",
+        "--sign-verify=dummy=file:/tmp/foo",
+        "--sign-verify=dummy=inline:bar",
+        "i",
+        "http://x/i",
+    ]);
+    ok(&[
+        "remote",
+        "add",
+        "--sign-verify=dummy=bogus:foo",
+        "j",
+        "http://x/j",
+    ]);
+    ok(&["remote", "add", "--sign-verify=dummy", "j", "http://x/j"]);
+    ok(&[
+        "remote",
+        "add",
+        "--sign-verify=nope=inline:x",
+        "j",
+        "http://x/j",
+    ]);
+    ok(&[
+        "remote",
+        "add",
+        "--sign-verify=dummy=inline:a:b",
+        "l",
+        "http://x/l",
+    ]);
+    ok(&[
+        "remote",
+        "add",
+        "--sign-verify=dummy=inline:a",
+        "--no-sign-verify",
+        "m",
+        "http://x/m",
+    ]);
+    ok(&[
+        "remote",
+        "add",
+        "--sign-verify=dummy=inline:a",
+        "--set=sign-verify=false",
+        "n",
+        "http://x/n",
+    ]);
+    ok(&[
+        "remote",
+        "add",
+        "--set=sign-verify=false",
+        "--no-sign-verify",
+        "--no-gpg-verify",
+        "--set=gpg-verify=true",
+        "o",
+        "http://x/o",
+    ]);
+    ok(&["remote", "add", "onlyname"]);
+    ok(&["remote", "add"]);
+    ok(&["remote", "list"]);
+    ok(&["remote", "show-url", "a"]);
+    ok(&["remote", "show-url", "nosuch"]);
+    ok(&["remote", "show-url", "p4"]);
+    ok(&["remote", "show-url"]);
+    ok(&["remote", "delete", "nosuch"]);
+    ok(&["remote", "delete", "--if-exists", "nosuch"]);
+    ok(&["remote", "delete"]);
+    ok(&["remote", "delete", "p4"]);
+    ok(&["remote", "list", "-u"]);
+    // ed25519 is compiled out of Debian's ostree 2022.7; oxtree has it and writes ostree's
+    // keys for it.
+    let rb = format!("--repo={}", s(&tw.b));
+    ox(&[
+        "remote",
+        "add",
+        &rb,
+        "--sign-verify=ed25519=inline:KEY",
+        "e",
+        "http://e",
+    ]);
+    let cfg = std::fs::read_to_string(tw.b.join("config")).expect("config");
+    assert!(
+        cfg.contains(
+            "[remote \"e\"]\nurl=http://e\nverification-ed25519-key=KEY\nsign-verify=ed25519\n"
+        ),
+        "{cfg}"
+    );
+
+    // --sysroot: the sysroot's repository.
+    let (sa, sb) = (t.join("sysroot-a"), t.join("sysroot-b"));
+    for sr in [&sa, &sb] {
+        std::fs::create_dir_all(sr).expect("mkdir");
+        ostree(&["admin", "init-fs", s(sr)]);
+        ostree(&["admin", "os-init", &format!("--sysroot={}", s(sr)), "os"]);
+    }
+    for (tool, sr) in [("ostree", &sa), ("oxtree", &sb)] {
+        let bin = if tool == "ostree" {
+            PathBuf::from("ostree")
+        } else {
+            oxtree_bin()
+        };
+        let sysroot = format!("--sysroot={}", s(sr));
+        run_ok(
+            &bin,
+            &[
+                "remote",
+                "add",
+                &sysroot,
+                "--no-gpg-verify",
+                "sr",
+                "http://sr",
+                "os/main",
+            ],
+        );
+        run_ok(&bin, &["remote", "add", &sysroot, "gone", "http://g"]);
+        run_ok(&bin, &["remote", "delete", &sysroot, "gone"]);
+    }
+    assert_eq!(
+        std::fs::read_to_string(sa.join("ostree/repo/config")).expect("config"),
+        std::fs::read_to_string(sb.join("ostree/repo/config")).expect("config")
+    );
+    let (_, err) = ox_fail(&[
+        "remote",
+        "add",
+        "--sysroot=/nonexistent/sysroot",
+        "x",
+        "http://x",
+    ]);
+    assert!(err.contains("/nonexistent/sysroot"), "{err}");
+}
+
+/// Run gpg in a private home.
+fn gpg(home: &Path, args: &[&str]) -> String {
+    let mut a = vec![
+        "--homedir",
+        s(home),
+        "--batch",
+        "--yes",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ];
+    a.extend_from_slice(args);
+    run_ok(Path::new("gpg"), &a)
+}
+
+fn fingerprint_of(home: &Path, who: &str) -> String {
+    gpg(home, &["--list-keys", "--with-colons", who])
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .expect("fingerprint")
+        .to_string()
+}
+
+/// Keys of every kind gpg-list-keys shows: a plain ed25519 key; an RSA key with an
+/// encryption subkey, extra user IDs (no e-mail, mixed case, one revoked); a key that
+/// expired (made in the past with gpg's faked clock); a revoked key. Returns the GnuPG home
+/// and (plain, rich, expired, revoked) fingerprints.
+fn gpg_keys(t: &Path) -> (PathBuf, [String; 4]) {
+    let home = t.join("gnupg");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    gpg(
+        &home,
+        &[
+            "--quick-gen-key",
+            "Plain <plain@example.com>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    );
+    let plain = fingerprint_of(&home, "plain@example.com");
+    gpg(
+        &home,
+        &[
+            "--quick-gen-key",
+            "Rich <rich@example.org>",
+            "rsa2048",
+            "sign",
+            "2y",
+        ],
+    );
+    let rich = fingerprint_of(&home, "rich@example.org");
+    gpg(&home, &["--quick-add-key", &rich, "rsa2048", "encr", "1y"]);
+    gpg(&home, &["--quick-add-uid", &rich, "No Mail Person"]);
+    gpg(
+        &home,
+        &["--quick-add-uid", &rich, "Upper <Mixed.Case+x@Example.ORG>"],
+    );
+    gpg(
+        &home,
+        &["--quick-add-uid", &rich, "Gone <gone@example.org>"],
+    );
+    gpg(
+        &home,
+        &["--quick-revoke-uid", &rich, "Gone <gone@example.org>"],
+    );
+    let past = "--faked-system-time=20200101T000000!";
+    gpg(
+        &home,
+        &[
+            past,
+            "--quick-gen-key",
+            "Old <old@example.net>",
+            "ed25519",
+            "sign",
+            "1y",
+        ],
+    );
+    let expired = fingerprint_of(&home, "old@example.net");
+    gpg(
+        &home,
+        &[
+            "--quick-gen-key",
+            "Revoked <rev@example.com>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    );
+    let revoked = fingerprint_of(&home, "rev@example.com");
+    let rev = std::fs::read_to_string(home.join(format!("openpgp-revocs.d/{revoked}.rev")))
+        .expect("revocation certificate");
+    let cert: String = rev
+        .lines()
+        .map(|l| l.strip_prefix(':').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(t.join("rev.asc"), cert).expect("write");
+    gpg(&home, &["--import", s(&t.join("rev.asc"))]);
+    (home, [plain, rich, expired, revoked])
+}
+
+#[test]
+fn remote_gpg_import_and_list_keys_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (home, [plain, rich, expired, revoked]) = gpg_keys(t);
+    let all = t.join("all.gpg");
+    gpg(&home, &["--output", s(&all), "--export"]);
+    let armored = t.join("all.asc");
+    gpg(&home, &["--output", s(&armored), "--armor", "--export"]);
+    std::fs::write(t.join("garbage"), b"not a key\n").expect("write");
+    let r = t.join("repo");
+    ostree(&["init", &format!("--repo={}", s(&r))]);
+    for name in ["a", "b", "c", "d"] {
+        ostree(&[
+            "remote",
+            "add",
+            &format!("--repo={}", s(&r)),
+            name,
+            "http://x",
+        ]);
+    }
+    let tw = Twins::new(t, &r, &["config"]);
+    let ok = |args: &[&str]| tw.run(args);
+    ok(&["remote", "gpg-list-keys", "a"]);
+    ok(&["remote", "gpg-import", "a", "-k", s(&all)]);
+    ok(&["remote", "gpg-list-keys", "a"]);
+    ok(&["remote", "gpg-import", "a", "-k", s(&all)]);
+    ok(&[
+        "remote",
+        "gpg-import",
+        "b",
+        "-k",
+        s(&all),
+        &plain[32..],
+        &revoked,
+    ]);
+    ok(&["remote", "gpg-list-keys", "b"]);
+    ok(&["remote", "gpg-import", "c", "-k", s(&all), "DEADBEEF"]);
+    ok(&["remote", "gpg-import", "c", "-k", "/nonexistent.gpg"]);
+    ok(&["remote", "gpg-import", "c", "-k", s(&t.join("garbage"))]);
+    ok(&["remote", "gpg-import", "c", "--stdin", "-k", s(&all)]);
+    ok(&["remote", "gpg-import", "nosuch", "-k", s(&all)]);
+    ok(&["remote", "gpg-import"]);
+    ok(&["remote", "gpg-list-keys", "nosuch"]);
+    ok(&["remote", "gpg-list-keys"]);
+    // --stdin, armored.
+    let stdin_import = |bin: &Path, repo: &Path| {
+        let out = std::process::Command::new(bin)
+            .args([
+                "remote",
+                "gpg-import",
+                &format!("--repo={}", s(repo)),
+                "d",
+                "--stdin",
+                &rich,
+            ])
+            .stdin(std::fs::File::open(&armored).expect("open"))
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        stdin_import(Path::new("ostree"), &tw.a),
+        stdin_import(&oxtree_bin(), &tw.b)
+    );
+    ok(&["remote", "gpg-list-keys", "d"]);
+    // Each tool reads the keyring the other wrote (GnuPG's carry trust packets).
+    for name in ["a", "b", "d"] {
+        let ra = format!("--repo={}", s(&tw.a));
+        let rb = format!("--repo={}", s(&tw.b));
+        assert_eq!(
+            ostree(&["remote", "gpg-list-keys", &rb, name]),
+            ox(&["remote", "gpg-list-keys", &ra, name])
+        );
+    }
+    let listed = ox(&[
+        "remote",
+        "gpg-list-keys",
+        &format!("--repo={}", s(&tw.a)),
+        "a",
+    ]);
+    assert!(
+        listed.contains(&format!("Key: {revoked} (revoked)")),
+        "{listed}"
+    );
+    assert!(listed.contains("  Expired: "), "{listed}");
+    assert!(
+        listed.contains(&expired) && listed.contains("  Subkey: "),
+        "{listed}"
+    );
+    // Deleting the remote deletes its keyring.
+    ok(&["remote", "delete", "a"]);
+    assert!(!tw.a.join("a.trustedkeys.gpg").exists());
+    assert!(!tw.b.join("a.trustedkeys.gpg").exists());
+}
+
+/// A keyring written by ostree (GnuPG's format, with trust packets) still tells oxtree that
+/// a key is revoked: a commit it signed is refused.
+#[test]
+fn revoked_key_in_an_ostree_written_keyring_is_refused() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (home, [plain, _, _, _]) = gpg_keys(t);
+    // A second home that signs with `plain` and does not know it was revoked later.
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ostree(&["init", &sa, "--mode=archive"]);
+    ostree(&[
+        "commit",
+        &sa,
+        "-b",
+        "main",
+        &format!("--gpg-sign={plain}"),
+        &format!("--gpg-homedir={}", s(&home)),
+        s(&small_tree(t)),
+    ]);
+    // Revoke `plain` and hand the revoked key to ostree's gpg-import.
+    let rev = std::fs::read_to_string(home.join(format!("openpgp-revocs.d/{plain}.rev")))
+        .expect("revocation certificate");
+    let cert: String = rev
+        .lines()
+        .map(|l| l.strip_prefix(':').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(t.join("plain-rev.asc"), cert).expect("write");
+    gpg(&home, &["--import", s(&t.join("plain-rev.asc"))]);
+    let key = t.join("plain.gpg");
+    gpg(&home, &["--output", s(&key), "--export", &plain]);
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ostree(&["init", &d, "--mode=archive"]);
+    ostree(&[
+        "remote",
+        "add",
+        &d,
+        "origin",
+        &format!("file://{}", s(&src)),
+    ]);
+    ostree(&["remote", "gpg-import", &d, "origin", "-k", s(&key)]);
+    let (code, err) = ox_fail(&["pull", &d, "origin", "main"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("revoked key"), "{err}");
+    assert!(ox(&["refs", &d]).is_empty());
+}
+
+#[test]
+fn remote_cookies_as_ostree_and_sent_with_pulls() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let r = t.join("repo");
+    ostree(&["init", &format!("--repo={}", s(&r))]);
+    let tw = Twins::new(t, &r, &[]);
+    // ostree 2022.7's list-cookies reads the jar relative to the current directory, so
+    // both run inside their repository.
+    let both = |args: &[&str]| {
+        let o = ostree_out(&tw.a, &[&["--repo=."], args].concat());
+        let x = oxtree_out(&tw.b, &[&["--repo=."], args].concat());
+        assert_same_outputs(&format!("{args:?}"), &o, &x);
+        // Same jars, up to the second the expiry was computed from.
+        let jar = |repo: &Path| -> Vec<Vec<String>> {
+            let name = args.get(1).copied().unwrap_or("");
+            std::fs::read_to_string(repo.join(format!("{name}.cookies.txt")))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| {
+                    let mut f: Vec<String> = l.split('\t').map(str::to_string).collect();
+                    if let Some(e) = f.get_mut(4) {
+                        *e = e.len().to_string();
+                    }
+                    f
+                })
+                .collect()
+        };
+        assert_eq!(jar(&tw.a), jar(&tw.b), "{args:?}: the jars differ");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    both(&["remote", "add", "origin", "http://x"]);
+    both(&[
+        "remote",
+        "add-cookie",
+        "origin",
+        "example.com",
+        "/",
+        "name1",
+        "val1",
+    ]);
+    both(&[
+        "remote",
+        "add-cookie",
+        "origin",
+        ".example.org",
+        "/sub",
+        "n2",
+        "v 2",
+    ]);
+    both(&[
+        "remote",
+        "add-cookie",
+        "origin",
+        "h",
+        "/",
+        "extra",
+        "v",
+        "ignored",
+    ]);
+    both(&["remote", "add-cookie", "origin", "h", "/", "novalue"]);
+    let listed = both(&["remote", "list-cookies", "origin"]);
+    assert!(listed.contains("Domain: .example.org\nPath: /sub\nName: n2\nSecure: FALSE\n"));
+    both(&[
+        "remote",
+        "delete-cookie",
+        "origin",
+        "example.com",
+        "/",
+        "name1",
+    ]);
+    both(&[
+        "remote",
+        "delete-cookie",
+        "origin",
+        "example.com",
+        "/",
+        "name1",
+    ]);
+    both(&["remote", "delete-cookie", "origin", "example.com", "/"]);
+    both(&["remote", "list-cookies", "origin"]);
+    both(&["remote", "list-cookies", "nosuch"]);
+    both(&["remote", "list-cookies"]);
+
+    // Pulls send the jar's cookies for the server's host and path, as ostree does.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for conn in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(&conn);
+            let mut cookie = String::from("(none)");
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("cookie:") {
+                    cookie = line[line.len() - v.len()..].trim().to_string();
+                }
+                line.clear();
+            }
+            seen2.lock().expect("lock").push(cookie);
+            let _ = (&conn).write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/repo");
+    for (bin, repo) in [(PathBuf::from("ostree"), &tw.a), (oxtree_bin(), &tw.b)] {
+        let ra = format!("--repo={}", s(repo));
+        run_ok(
+            &bin,
+            &["remote", "add", &ra, "--no-gpg-verify", "srv", &url],
+        );
+        run_ok(
+            &bin,
+            &[
+                "remote",
+                "add-cookie",
+                &ra,
+                "srv",
+                "127.0.0.1",
+                "/repo",
+                "session",
+                "s3cret",
+            ],
+        );
+        run_ok(
+            &bin,
+            &[
+                "remote",
+                "add-cookie",
+                &ra,
+                "srv",
+                "127.0.0.1",
+                "/elsewhere",
+                "other",
+                "no",
+            ],
+        );
+        let out = run_raw(&bin, &["pull", &ra, "srv", "main"]);
+        assert!(!out.status.success());
+        let got = std::mem::take(&mut *seen.lock().expect("lock"));
+        assert!(!got.is_empty(), "{bin:?} made no request");
+        assert!(
+            got.iter().all(|c| c == "session=s3cret"),
+            "{bin:?} sent {got:?}"
+        );
+    }
+}
+
+#[test]
+fn remote_refs_and_summary_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = refs_fixture(t);
+    let sa = format!("--repo={}", s(&src));
+    ostree(&["summary", &sa, "-u"]);
+    let r = t.join("client");
+    let ra = format!("--repo={}", s(&r));
+    ostree(&["init", &ra]);
+    ostree(&[
+        "remote",
+        "add",
+        &ra,
+        "--no-gpg-verify",
+        "origin",
+        &format!("file://{}", s(&src)),
+    ]);
+    ostree(&[
+        "remote",
+        "add",
+        &ra,
+        "--no-gpg-verify",
+        "nosummary",
+        "file:///nonexistent/repo",
+    ]);
+    let cache = t.join("cache");
+    std::fs::create_dir_all(&cache).expect("mkdir");
+    let cd = format!("--cache-dir={}", s(&cache));
+    for args in [
+        vec![ra.as_str(), "remote", "refs", "origin"],
+        vec![&ra, "remote", "refs", &cd, "origin"],
+        vec![
+            &ra,
+            "remote",
+            "refs",
+            "--cache-dir=/nonexistent/cache",
+            "origin",
+        ],
+        vec![&ra, "remote", "refs", "nosuch"],
+        vec![&ra, "remote", "refs"],
+        vec![&ra, "remote", "summary", "origin"],
+        vec![&ra, "remote", "summary", "--raw", "origin"],
+        vec![&ra, "remote", "summary", &cd, "origin"],
+        vec![&ra, "remote", "summary", "nosuch"],
+        vec![&ra, "remote", "summary"],
+    ] {
+        same(t, &args);
+    }
+    // Newer than ostree 2022.7: --revision, --list-metadata-keys, --print-metadata-key.
+    let main = ostree(&["rev-parse", &sa, "main"]);
+    let refs = ox(&[&ra, "remote", "refs", "--revision", "origin"]);
+    assert!(
+        refs.lines().any(|l| l == format!("origin:main\t{main}")),
+        "{refs}"
+    );
+    let keys = ox(&[&ra, "remote", "summary", "--list-metadata-keys", "origin"]);
+    assert_eq!(keys, ox(&[&sa, "summary", "--list-metadata-keys"]));
+    assert!(keys.lines().any(|k| k == "ostree.summary.mode"), "{keys}");
+    assert_eq!(
+        ox(&[
+            &ra,
+            "remote",
+            "summary",
+            "--print-metadata-key=ostree.summary.mode",
+            "origin"
+        ]),
+        "'archive-z2'"
+    );
+    let (_, err) = ox_fail(&[
+        &ra,
+        "remote",
+        "summary",
+        "--print-metadata-key=nope",
+        "origin",
+    ]);
+    assert!(err.contains("nope"), "{err}");
 }

@@ -38,6 +38,8 @@ pub trait Fetcher: Sync {
 pub struct HttpFetcher {
     base: String,
     agent: ureq::Agent,
+    /// Sent with every request (the remote's cookies).
+    headers: Vec<(String, String)>,
 }
 
 impl HttpFetcher {
@@ -62,7 +64,14 @@ impl HttpFetcher {
         Ok(HttpFetcher {
             base: url.trim_end_matches('/').to_string(),
             agent,
+            headers: Vec::new(),
         })
+    }
+
+    /// Send `name: value` with every request.
+    pub fn with_header(mut self, name: &str, value: &str) -> HttpFetcher {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 }
 
@@ -70,6 +79,9 @@ impl Fetcher for HttpFetcher {
     fn fetch(&self, path: &str, from: u64) -> Result<Option<Response>, FetchError> {
         let url = self.describe(path);
         let mut req = self.agent.get(&url);
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
         if from > 0 {
             req = req.header("Range", format!("bytes={from}-"));
         }

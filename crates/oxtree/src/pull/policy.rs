@@ -145,6 +145,11 @@ impl Repo {
             // A local archive repo: the same pull (and the same verification) over files.
             return Ok(Box::new(FileFetcher::new(path)));
         }
-        Ok(Box::new(HttpFetcher::new(&url, opts.timeout)?))
+        let mut fetcher = HttpFetcher::new(&url, opts.timeout)?;
+        // The remote's cookie jar (`remote add-cookie`), as ostree's libcurl backend sends it.
+        if let Some(c) = self.remote_cookie_header(remote, &url)? {
+            fetcher = fetcher.with_header("Cookie", &c);
+        }
+        Ok(Box::new(fetcher))
     }
 }

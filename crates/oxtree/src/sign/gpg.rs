@@ -45,8 +45,9 @@ pub enum GpgStatus {
 /// Read every public key in a keyring file (binary or ASCII-armored; several concatenated).
 pub fn load_keyring(path: &Path) -> Result<Vec<SignedPublicKey>> {
     let data = std::fs::read(path).ctx("read keyring", path)?;
+    let data = without_trust_packets(&data);
     let parsed: Vec<SignedPublicKey> =
-        SignedPublicKey::from_reader_many(std::io::Cursor::new(&data))
+        SignedPublicKey::from_reader_many(std::io::Cursor::new(&data[..]))
             .map_err(|e| {
                 Error::InvalidArgument(format!("{}: not an OpenPGP keyring: {e}", path.display()))
             })?
@@ -54,6 +55,78 @@ pub fn load_keyring(path: &Path) -> Result<Vec<SignedPublicKey>> {
             .filter_map(|k| k.ok())
             .collect();
     Ok(parsed)
+}
+
+/// A binary keyring without its trust packets (tag 12). GnuPG's keyring files — and so
+/// every `NAME.trustedkeys.gpg` that ostree's `remote gpg-import` writes — put one after
+/// each key, user ID and signature; the OpenPGP parser stops attaching signatures to a user
+/// ID at them, which loses the self-signatures that carry expiry and the revocations: an
+/// expired or revoked key would then verify. Armored input (never has them) and anything
+/// that does not frame as packets is returned unchanged.
+pub(crate) fn without_trust_packets(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0usize;
+    let mut dropped = false;
+    while i < data.len() {
+        let Some(&ctb) = data.get(i) else { break };
+        if ctb & 0x80 == 0 {
+            return Cow::Borrowed(data);
+        }
+        let (tag, header, body) = if ctb & 0x40 != 0 {
+            let tag = ctb & 0x3f;
+            let Some(&l0) = data.get(i + 1) else {
+                return Cow::Borrowed(data);
+            };
+            let l0 = usize::from(l0);
+            match l0 {
+                0..=191 => (tag, 2, l0),
+                192..=223 => match data.get(i + 2) {
+                    Some(&l1) => (tag, 3, ((l0 - 192) << 8) + usize::from(l1) + 192),
+                    None => return Cow::Borrowed(data),
+                },
+                255 => match data.get(i + 2..i + 6) {
+                    Some(b) => (
+                        tag,
+                        6,
+                        usize::try_from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                            .unwrap_or(usize::MAX),
+                    ),
+                    None => return Cow::Borrowed(data),
+                },
+                // Partial body lengths never occur in keyrings.
+                _ => return Cow::Borrowed(data),
+            }
+        } else {
+            let tag = (ctb >> 2) & 0x0f;
+            let n = match ctb & 3 {
+                0 => 1,
+                1 => 2,
+                2 => 4,
+                _ => return Cow::Borrowed(data),
+            };
+            let Some(b) = data.get(i + 1..i + 1 + n) else {
+                return Cow::Borrowed(data);
+            };
+            let len = b.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x));
+            (tag, 1 + n, len)
+        };
+        let end = i.saturating_add(header).saturating_add(body);
+        let Some(packet) = data.get(i..end) else {
+            return Cow::Borrowed(data);
+        };
+        if tag == 12 {
+            dropped = true;
+        } else {
+            out.extend_from_slice(packet);
+        }
+        i = end;
+    }
+    if dropped {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(data)
+    }
 }
 
 /// Serialize keys as a binary keyring (the format of `*.trustedkeys.gpg`).
