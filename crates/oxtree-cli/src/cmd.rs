@@ -8,6 +8,7 @@ pub mod commit;
 pub mod config;
 pub mod export;
 pub mod generate;
+pub mod p2p;
 pub mod pull;
 pub mod refs;
 pub mod remote;

@@ -1111,3 +1111,362 @@ fn remote_refs_and_summary_as_ostree() {
     ]);
     assert!(err.contains("nope"), "{err}");
 }
+
+/// Run `body` (sh) in a private mount namespace with a fresh tmpfs on `/run` and, for each
+/// name in `mounts`, a `ramfs` at `/run/media/NAME` — filesystems a desktop (and so ostree's
+/// mount finder, through GIO) shows. Nothing outside the namespace sees them; they vanish
+/// with it. `$OX` is oxtree, `$T` the test directory; stdout and stderr are returned.
+fn in_mount_namespace(t: &Path, mounts: &[&str], body: &str) -> Output {
+    let mut script =
+        String::from("set -e\nmount --make-rprivate /\nmount -t tmpfs oxtree-test-run /run\n");
+    for m in mounts {
+        script.push_str(&format!(
+            "mkdir -p /run/media/{m}\nmount -t ramfs oxtree-test-{m} /run/media/{m}\n"
+        ));
+    }
+    script.push_str(body);
+    std::fs::write(t.join("ns.sh"), &script).expect("write script");
+    std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            s(&t.join("ns.sh")),
+        ])
+        .env("OX", oxtree_bin())
+        .env("T", t)
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("unshare (tests run as root)")
+}
+
+fn must(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "script failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A source repository with collection ID org.example.Os and GPG-signed commits on `main`
+/// and `os/amd64`, its summary made; a second key's public part (untrusted) is returned
+/// too. Returns (repo, signer's public keyring, home, fingerprint).
+fn p2p_source(t: &Path) -> (PathBuf, PathBuf, PathBuf, String) {
+    let (home, [plain, ..]) = gpg_keys(t);
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ostree(&[
+        "init",
+        &sa,
+        "--mode=archive",
+        "--collection-id=org.example.Os",
+    ]);
+    let tree = small_tree(t);
+    for b in ["main", "os/amd64"] {
+        ostree(&[
+            "commit",
+            &sa,
+            "-b",
+            b,
+            "-s",
+            b,
+            &format!("--gpg-sign={plain}"),
+            &format!("--gpg-homedir={}", s(&home)),
+            s(&tree),
+        ]);
+    }
+    ostree(&["summary", &sa, "-u"]);
+    let key = t.join("signer.gpg");
+    gpg(&home, &["--output", s(&key), "--export", &plain]);
+    (src, key, home, plain)
+}
+
+/// A local repository whose remote `myremote` serves collection org.example.Os with the
+/// signer's key (the keyring find-remotes verifies with).
+fn p2p_client(t: &Path, name: &str, key: &Path) -> PathBuf {
+    let r = t.join(name);
+    let ra = format!("--repo={}", s(&r));
+    ostree(&["init", &ra, "--mode=bare-user"]);
+    ostree(&[
+        "remote",
+        "add",
+        &ra,
+        &format!("--gpg-import={}", s(key)),
+        "--collection-id=org.example.Os",
+        "myremote",
+        "http://127.0.0.1:9/unreachable",
+    ]);
+    r
+}
+
+/// The lines of find-remotes output with each result's ref lines sorted (ostree lists them
+/// in hash-table order).
+fn normalise_results(out: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut refs: Vec<String> = Vec::new();
+    for l in out.lines() {
+        if l.starts_with("    - ") {
+            refs.push(l.to_string());
+            continue;
+        }
+        refs.sort();
+        lines.append(&mut refs);
+        lines.push(l.to_string());
+    }
+    refs.sort();
+    lines.append(&mut refs);
+    lines.join("\n")
+}
+
+#[test]
+fn create_usb_and_find_remotes_interoperate_with_ostree_both_ways() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (src, key, _, _) = p2p_source(t);
+    let clients: Vec<PathBuf> = ["o1", "x1", "o2", "x2"]
+        .iter()
+        .map(|n| p2p_client(t, n, &key))
+        .collect();
+    let out = in_mount_namespace(
+        t,
+        &["byostree", "byoxtree"],
+        &format!(
+            r#"
+S={src}
+ostree create-usb --repo=$S /run/media/byostree org.example.Os main org.example.Os os/amd64 > $T/create-ostree.out
+$OX create-usb --repo=$S /run/media/byoxtree org.example.Os main org.example.Os os/amd64 > $T/create-oxtree.out
+for m in byostree byoxtree; do
+  R=/run/media/$m/.ostree/repo
+  ostree refs --repo=$R -c | sort > $T/$m.refs
+  ostree summary --repo=$R --view | grep -v Last-Modified > $T/$m.view
+  cat $R/config > $T/$m.config
+  (cd $R/objects && find . -type f | sort) > $T/$m.objects
+  ostree fsck --repo=$R > /dev/null
+  $OX fsck --repo=$R > /dev/null
+done
+# The stick ostree made: found and pulled by oxtree (and by ostree, to compare).
+umount /run/media/byoxtree
+ostree find-remotes --repo=$T/o1 --finders=mount --pull org.example.Os main org.example.Os os/amd64 org.example.Os nosuch > $T/find-o1.out
+$OX find-remotes --repo=$T/x1 --finders=mount --pull org.example.Os main org.example.Os os/amd64 org.example.Os nosuch > $T/find-x1.out
+# The stick oxtree made: found and pulled by ostree (and by oxtree), as mirrors.
+umount /run/media/byostree
+mkdir -p /run/media/again && mount -t ramfs oxtree-test-again /run/media/again
+$OX create-usb --repo=$S /run/media/again org.example.Os main org.example.Os os/amd64 > /dev/null
+ostree find-remotes --repo=$T/o2 --finders=mount --pull --mirror org.example.Os main org.example.Os os/amd64 > $T/find-o2.out
+$OX find-remotes --repo=$T/x2 --finders=mount --pull --mirror org.example.Os main org.example.Os os/amd64 > $T/find-x2.out
+"#,
+            src = s(&src)
+        ),
+    );
+    must(&out);
+    let read = |n: &str| std::fs::read_to_string(t.join(n)).expect(n);
+    assert_eq!(
+        read("create-ostree.out").replace("byostree", "X"),
+        read("create-oxtree.out").replace("byoxtree", "X")
+    );
+    for part in ["refs", "view", "config", "objects"] {
+        assert_eq!(
+            read(&format!("byostree.{part}")),
+            read(&format!("byoxtree.{part}")),
+            "the two sticks' {part} differ"
+        );
+    }
+    assert!(read("byoxtree.refs").contains("(org.example.Os, os/amd64)"));
+    for (o, x) in [
+        ("find-o1.out", "find-x1.out"),
+        ("find-o2.out", "find-x2.out"),
+    ] {
+        let (o, x) = (read(o), read(x));
+        assert_eq!(normalise_results(&o), normalise_results(&x));
+        assert!(x.contains(" - Finder: OstreeRepoFinderMount\n"), "{x}");
+        assert!(x.contains("Pulled "), "{x}");
+    }
+    assert!(read("find-x1.out")
+        .contains("Refs not found in any remote:\n - (org.example.Os, nosuch)\n"));
+    // Same refs, same commits, complete.
+    for (a, b) in [(&clients[0], &clients[1]), (&clients[2], &clients[3])] {
+        assert_eq!(tree_state(&a.join("refs")), tree_state(&b.join("refs")));
+        ostree(&["fsck", &format!("--repo={}", s(b))]);
+    }
+    let main = ostree(&["rev-parse", &format!("--repo={}", s(&src)), "main"]);
+    assert_eq!(
+        ox(&[
+            "rev-parse",
+            &format!("--repo={}", s(&clients[1])),
+            "myremote:main"
+        ]),
+        main
+    );
+    let mirrored = ox(&[&format!("--repo={}", s(&clients[3])), "refs", "-c"]);
+    assert!(
+        mirrored.contains("(org.example.Os, os/amd64)"),
+        "{mirrored}"
+    );
+}
+
+#[test]
+fn find_remotes_pull_refuses_wrong_bindings_and_unsigned_commits() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (src, key, home, plain) = p2p_source(t);
+    let sa = format!("--repo={}", s(&src));
+    // A commit of another collection, signed by the same key, and an unsigned one.
+    let other = t.join("other");
+    let oa = format!("--repo={}", s(&other));
+    ostree(&[
+        "init",
+        &oa,
+        "--mode=archive",
+        "--collection-id=org.other.Os",
+    ]);
+    ostree(&[
+        "commit",
+        &oa,
+        "-b",
+        "foreign",
+        &format!("--gpg-sign={plain}"),
+        &format!("--gpg-homedir={}", s(&home)),
+        s(&small_tree(t)),
+    ]);
+    ostree(&["commit", &sa, "-b", "unsigned", s(&small_tree(t))]);
+    ostree(&["summary", &sa, "-u"]);
+    let client = p2p_client(t, "client", &key);
+    let ca = format!("--repo={}", s(&client));
+    let out = in_mount_namespace(
+        t,
+        &["stick"],
+        &format!(
+            r#"
+R=/run/media/stick/.ostree/repo
+$OX create-usb --repo={src} /run/media/stick org.example.Os main org.example.Os unsigned > /dev/null
+# A ref the commit was not made for, and a commit of another collection, put there by hand.
+cp $R/refs/mirrors/org.example.Os/main $R/refs/mirrors/org.example.Os/evil
+ostree pull-local --repo=$R {other} foreign > /dev/null
+mv $R/refs/heads/foreign $R/refs/mirrors/org.example.Os/foreign
+ostree summary --repo=$R -u
+for r in evil foreign unsigned main; do
+  set +e
+  $OX find-remotes --repo={client} --finders=mount --pull org.example.Os $r > $T/$r.out 2> $T/$r.err
+  echo $? > $T/$r.code
+  set -e
+done
+
+"#,
+            src = s(&src),
+            other = s(&other),
+            client = s(&client)
+        ),
+    );
+    must(&out);
+    let read = |n: &str| std::fs::read_to_string(t.join(n)).unwrap_or_default();
+    for (r, why) in [
+        ("evil", "ref binding"),
+        ("foreign", "collection ID ‘org.other.Os’"),
+        ("unsigned", "OpenPGP"),
+    ] {
+        let err = read(&format!("{r}.err"));
+        assert_eq!(read(&format!("{r}.code")).trim(), "4", "{r}: {err}");
+        assert!(
+            err.starts_with(&format!(
+                "error: Failed to pull some refs from the remotes: (org.example.Os, {r})\n"
+            )),
+            "{r}: {err}"
+        );
+        assert!(err.contains(why), "{r}: {err}");
+        assert!(read(&format!("{r}.out")).contains(&format!("(org.example.Os, {r}) = ")));
+    }
+    // Nothing of the refused commits was stored or referenced; the good one pulled.
+    assert_eq!(read("main.code").trim(), "0", "{}", read("main.err"));
+    let refs = ox(&[&ca, "refs"]);
+    assert_eq!(refs, "myremote:main");
+    let main = ostree(&["rev-parse", &sa, "main"]);
+    let commits = commits_in(&client);
+    assert_eq!(commits, vec![main], "only the verified commit is stored");
+}
+
+#[test]
+fn create_usb_bad_input_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (src, _, _, _) = p2p_source(t);
+    let sa = format!("--repo={}", s(&src));
+    let os_amd64 = ostree(&["rev-parse", &sa, "os/amd64"]);
+    let (a, b) = (t.join("stick-a"), t.join("stick-b"));
+    std::fs::create_dir_all(&a).expect("mkdir");
+    std::fs::create_dir_all(&b).expect("mkdir");
+    let run = |args: &[&str]| {
+        let mut oa = vec![sa.as_str(), "create-usb", s(&a)];
+        oa.extend_from_slice(args);
+        let mut xa = vec![sa.as_str(), "create-usb", s(&b)];
+        xa.extend_from_slice(args);
+        let o = ostree_out(t, &oa);
+        let x = oxtree_out(t, &xa);
+        assert_same_outputs(&format!("{args:?}"), &o, &x);
+        // (ostree may leave an empty repository behind; oxtree checks everything first.)
+        assert!(tree_state(&b).is_empty(), "{args:?}: {:?}", tree_state(&b));
+    };
+    run(&[]);
+    run(&["org.example.Os"]);
+    run(&["bad", "main"]);
+    run(&["org.example.Os", "../bad"]);
+    run(&["org.example.Os", "nosuch"]);
+    run(&["org.other.Os", "main"]);
+    run(&[
+        "--commit=main",
+        "org.example.Os",
+        "main",
+        "org.example.Os",
+        "os/amd64",
+    ]);
+    run(&[&format!("--commit={os_amd64}"), "org.example.Os", "main"]);
+    // Without a summary the refs are looked up directly, with ostree's other message.
+    std::fs::remove_file(src.join("summary")).expect("rm summary");
+    run(&["org.example.Os", "nosuch"]);
+    let missing = format!("{}/nonexistent", s(t));
+    same(t, &[&sa, "create-usb", &missing, "org.example.Os", "main"]);
+    // --destination-repo: the repository elsewhere, linked from .ostree/repos.d.
+    for (bin, d) in [(PathBuf::from("ostree"), &a), (oxtree_bin(), &b)] {
+        run_ok(
+            &bin,
+            &[
+                &sa,
+                "create-usb",
+                "--destination-repo=my/repo",
+                s(d),
+                "org.example.Os",
+                "main",
+            ],
+        );
+        run_ok(
+            &bin,
+            &[
+                &sa,
+                "create-usb",
+                "--destination-repo=my/repo",
+                s(d),
+                "org.example.Os",
+                "os/amd64",
+            ],
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(b.join(".ostree/repos.d/00-generated")).expect("link"),
+        PathBuf::from("../../my/repo")
+    );
+    // One link however often the repository is written (ostree 2022.7 adds 01-generated
+    // the second time, to the same place).
+    assert_eq!(
+        tree_state(&b.join(".ostree")),
+        ["repos.d/", "repos.d/00-generated -> ../../my/repo"]
+    );
+    assert_eq!(
+        tree_state(&a.join("my/repo/refs")),
+        tree_state(&b.join("my/repo/refs"))
+    );
+}

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fsutil;
 pub mod gvariant;
 pub mod object;
+pub mod p2p;
 pub mod progress;
 pub mod pull;
 pub mod repo;

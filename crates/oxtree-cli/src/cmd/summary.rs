@@ -48,6 +48,9 @@ pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
             .iter()
             .map(|k| oxtree::sign::parse_secret_key(k))
             .collect::<oxtree::Result<Vec<_>>>()?;
+        // With a collection ID, ostree first commits the repository metadata on the
+        // `ostree-metadata` ref, which the summary then lists.
+        repo.commit_metadata_ref(&[])?;
         repo.regenerate_summary_signed(&keys)?;
     } else if !a.sign.is_empty() {
         bail!("--sign goes with -u (the summary is signed when it is regenerated)");

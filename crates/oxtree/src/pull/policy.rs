@@ -133,7 +133,11 @@ impl Repo {
 
     /// The transport for `remote`'s URL. For a local repository without `collection-id` in
     /// the remote, commits must be bound to that repository's own collection (as ostree).
-    fn remote_fetcher(&self, remote: &str, opts: &mut PullOptions) -> Result<Box<dyn Fetcher>> {
+    pub(crate) fn remote_fetcher(
+        &self,
+        remote: &str,
+        opts: &mut PullOptions,
+    ) -> Result<Box<dyn Fetcher>> {
         let url = self.remote_url(remote)?;
         if let Some(path) = url.strip_prefix("file://") {
             let path = std::path::Path::new(path);
