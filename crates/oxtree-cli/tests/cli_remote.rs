@@ -647,11 +647,8 @@ fn fingerprint_of(home: &Path, who: &str) -> String {
         .to_string()
 }
 
-/// Keys of every kind gpg-list-keys shows: a plain ed25519 key; an RSA key with an
-/// encryption subkey, extra user IDs (no e-mail, mixed case, one revoked); a key that
-/// expired (made in the past with gpg's faked clock); a revoked key. Returns the GnuPG home
-/// and (plain, rich, expired, revoked) fingerprints.
-fn gpg_keys(t: &Path) -> (PathBuf, [String; 4]) {
+/// A GnuPG home with one ed25519 signing key (fast to make); returns (home, fingerprint).
+fn gpg_plain_key(t: &Path) -> (PathBuf, String) {
     let home = t.join("gnupg");
     std::fs::create_dir_all(&home).expect("mkdir");
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -667,6 +664,15 @@ fn gpg_keys(t: &Path) -> (PathBuf, [String; 4]) {
         ],
     );
     let plain = fingerprint_of(&home, "plain@example.com");
+    (home, plain)
+}
+
+/// Keys of every kind gpg-list-keys shows: a plain ed25519 key; an RSA key with an
+/// encryption subkey, extra user IDs (no e-mail, mixed case, one revoked); a key that
+/// expired (made in the past with gpg's faked clock); a revoked key. Returns the GnuPG home
+/// and (plain, rich, expired, revoked) fingerprints.
+fn gpg_keys(t: &Path) -> (PathBuf, [String; 4]) {
+    let (home, plain) = gpg_plain_key(t);
     gpg(
         &home,
         &[
@@ -837,7 +843,7 @@ fn revoked_key_in_an_ostree_written_keyring_is_refused() {
     require_ostree();
     let tmp = tempdir();
     let t = tmp.path();
-    let (home, [plain, _, _, _]) = gpg_keys(t);
+    let (home, plain) = gpg_plain_key(t);
     // A second home that signs with `plain` and does not know it was revoked later.
     let src = t.join("src");
     let sa = format!("--repo={}", s(&src));
@@ -1155,7 +1161,7 @@ fn must(o: &Output) -> String {
 /// and `os/amd64`, its summary made; a second key's public part (untrusted) is returned
 /// too. Returns (repo, signer's public keyring, home, fingerprint).
 fn p2p_source(t: &Path) -> (PathBuf, PathBuf, PathBuf, String) {
-    let (home, [plain, ..]) = gpg_keys(t);
+    let (home, plain) = gpg_plain_key(t);
     let src = t.join("src");
     let sa = format!("--repo={}", s(&src));
     ostree(&[
@@ -1469,4 +1475,83 @@ fn create_usb_bad_input_as_ostree() {
         tree_state(&a.join("my/repo/refs")),
         tree_state(&b.join("my/repo/refs"))
     );
+}
+
+#[test]
+fn find_remotes_config_finder_and_errors_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (src, key, _, _) = p2p_source(t);
+    let (a, b) = (p2p_client(t, "a", &key), p2p_client(t, "b", &key));
+    let url = format!("file://{}", s(&src));
+    for c in [&a, &b] {
+        let ca = format!("--repo={}", s(c));
+        ostree(&["remote", "delete", &ca, "myremote"]);
+        ostree(&[
+            "remote",
+            "add",
+            &ca,
+            &format!("--gpg-import={}", s(&key)),
+            "--collection-id=org.example.Os",
+            "myremote",
+            &url,
+        ]);
+        // A remote of another collection is not asked.
+        ostree(&[
+            "remote",
+            "add",
+            &ca,
+            "--no-gpg-verify",
+            "--collection-id=org.other.Os",
+            "other",
+            "file:///nonexistent/other",
+        ]);
+    }
+    let run = |args: &[&str], pull: bool| {
+        let mut oa = vec!["find-remotes", "--finders=config"];
+        let mut xa = oa.clone();
+        let (ra, rb) = (format!("--repo={}", s(&a)), format!("--repo={}", s(&b)));
+        oa.push(&ra);
+        xa.push(&rb);
+        if pull {
+            oa.push("--pull");
+            xa.push("--pull");
+        }
+        oa.extend_from_slice(args);
+        xa.extend_from_slice(args);
+        let o = ostree_out(t, &oa);
+        let x = oxtree_out(t, &xa);
+        assert_same_outputs(&format!("{args:?}"), &o, &x);
+        assert_eq!(
+            normalise_results(&String::from_utf8_lossy(&o.stdout)),
+            normalise_results(&String::from_utf8_lossy(&x.stdout))
+        );
+    };
+    run(
+        &["org.example.Os", "main", "org.example.Os", "nosuch"],
+        false,
+    );
+    run(&["org.other.Os", "main"], false);
+    run(
+        &["org.example.Os", "main", "org.example.Os", "os/amd64"],
+        true,
+    );
+    run(&["org.example.Os"], false);
+    run(&["org.example.Os", "main", "org.example.Os"], false);
+    run(&["bad", "main"], false);
+    run(&["org.example.Os", "../bad"], false);
+    run(&["--finders=", "org.example.Os", "main"], false);
+    run(&["--finders=foo", "org.example.Os", "main"], false);
+    run(&["--finders=mount,mount", "org.example.Os", "main"], false);
+    run(&["--mirror", "org.example.Os", "main"], false);
+    run(
+        &["--cache-dir=/nonexistent/cache", "org.example.Os", "main"],
+        false,
+    );
+    assert_eq!(tree_state(&a.join("refs")), tree_state(&b.join("refs")));
+    assert!(tree_state(&b.join("refs"))
+        .iter()
+        .any(|l| l.starts_with("remotes/myremote/os/amd64 = ")));
+    ostree(&["fsck", &format!("--repo={}", s(&b))]);
 }

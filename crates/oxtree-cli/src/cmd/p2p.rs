@@ -77,8 +77,8 @@ pub struct FindRemotesArgs {
     #[arg(long)]
     pub disable_fsync: bool,
     /// Use the specified comma separated list of finders (e.g. config,lan,mount).
-    #[arg(long, value_name = "FINDERS")]
-    pub finders: Option<String>,
+    #[arg(long, value_name = "FINDERS", action = clap::ArgAction::Append)]
+    pub finders: Vec<String>,
     /// Pull the updates after finding them.
     #[arg(long)]
     pub pull: bool,
@@ -97,7 +97,8 @@ fn utc_z(t: u64) -> String {
 }
 
 pub fn find_remotes(g: &Global, a: FindRemotesArgs) -> Result<()> {
-    let finders = match &a.finders {
+    // As GLib's option parser: the last one counts.
+    let finders = match a.finders.last() {
         None => vec![Finder::Config, Finder::Mount],
         Some(list) => {
             if list.split(',').all(str::is_empty) {
