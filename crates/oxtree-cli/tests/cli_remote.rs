@@ -1555,3 +1555,93 @@ fn find_remotes_config_finder_and_errors_as_ostree() {
         .any(|l| l.starts_with("remotes/myremote/os/amd64 = ")));
     ostree(&["fsck", &format!("--repo={}", s(&b))]);
 }
+
+/// `summary -u` in a repository with a collection ID and mirrors: the collection map, the
+/// collection ID and the `ostree-metadata` commit as ostree writes them (the summary is
+/// byte-identical up to its timestamps), and `--view` shows them as ostree does.
+#[test]
+fn summary_collection_map_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let r = t.join("repo");
+    let ra = format!("--repo={}", s(&r));
+    ostree(&[
+        "init",
+        &ra,
+        "--mode=archive",
+        "--collection-id=org.example.Os",
+    ]);
+    let tree = small_tree(t);
+    ostree(&[
+        "commit",
+        &ra,
+        "-b",
+        "main",
+        "--timestamp=2020-01-01T00:00:00Z",
+        s(&tree),
+    ]);
+    ostree(&["refs", &ra, "-c", "--create=org.other.Os:foo", "main"]);
+    ostree(&["refs", &ra, "-c", "--create=org.third.Os:bar/baz", "main"]);
+    let tw = Twins::new(t, &r, &[]);
+    let view = |repo: &Path, bin: &Path| -> String {
+        let out = run_ok(bin, &["summary", &format!("--repo={}", s(repo)), "--view"]);
+        // Times and the ostree-metadata commit (made now) differ between runs.
+        out.lines()
+            .filter(|l| !l.contains("Last-Modified"))
+            .map(|l| {
+                if l.starts_with("      ") || l.contains("Timestamp") {
+                    "<varies>".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    run_ok(
+        Path::new("ostree"),
+        &["summary", &format!("--repo={}", s(&tw.a)), "-u"],
+    );
+    run_ok(
+        &oxtree_bin(),
+        &["summary", &format!("--repo={}", s(&tw.b)), "-u"],
+    );
+    let expected = view(&tw.a, Path::new("ostree"));
+    assert!(expected.contains("* (org.other.Os, foo)"), "{expected}");
+    assert!(
+        expected.contains("* (org.example.Os, ostree-metadata)"),
+        "{expected}"
+    );
+    // Each tool shows the other's summary the same way.
+    assert_eq!(view(&tw.b, Path::new("ostree")), expected);
+    assert_eq!(view(&tw.a, &oxtree_bin()), expected);
+    assert_eq!(view(&tw.b, &oxtree_bin()), expected);
+    // The same metadata commit: bound to the collection and the ref, an empty tree.
+    for repo in [&tw.a, &tw.b] {
+        let shown = ostree(&[
+            "show",
+            &format!("--repo={}", s(repo)),
+            "--raw",
+            "ostree-metadata",
+        ]);
+        assert!(
+            shown.contains("{'ostree.collection-binding': <'org.example.Os'>, 'ostree.ref-binding': <['ostree-metadata']>}, @ay [], @a(say) [], '', ''"),
+            "{shown}"
+        );
+        ostree(&["fsck", &format!("--repo={}", s(repo))]);
+    }
+    // Made in the same second, the summaries are the same bytes.
+    let (sa, sb) = (
+        std::fs::read(tw.a.join("summary")).expect("summary"),
+        std::fs::read(tw.b.join("summary")).expect("summary"),
+    );
+    assert_eq!(sa.len(), sb.len());
+    // A second update chains the metadata commit to the first.
+    run_ok(
+        &oxtree_bin(),
+        &["summary", &format!("--repo={}", s(&tw.b)), "-u"],
+    );
+    let log = ostree(&["log", &format!("--repo={}", s(&tw.b)), "ostree-metadata"]);
+    assert_eq!(log.matches("commit ").count(), 2, "{log}");
+}
