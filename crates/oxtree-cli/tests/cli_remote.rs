@@ -1645,3 +1645,56 @@ fn summary_collection_map_as_ostree() {
     let log = ostree(&["log", &format!("--repo={}", s(&tw.b)), "ostree-metadata"]);
     assert_eq!(log.matches("commit ").count(), 2, "{log}");
 }
+
+/// Two sticks with different versions of `main`: only the newer one is offered for it (and
+/// pulled), as ostree decides, and the results come in ostree's order.
+#[test]
+fn find_remotes_prefers_the_newest_commit_across_mounts() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (src, key, home, plain) = p2p_source(t);
+    let sa = format!("--repo={}", s(&src));
+    let (o, x) = (p2p_client(t, "o", &key), p2p_client(t, "x", &key));
+    std::fs::write(t.join("commit-v2.sh"), format!(
+        "ostree commit {sa} -b main -s v2 --gpg-sign={plain} --gpg-homedir={} {} > /dev/null && ostree summary {sa} -u\n",
+        s(&home),
+        s(&small_tree(t))
+    ))
+    .expect("write");
+    let out = in_mount_namespace(
+        t,
+        &["old", "new"],
+        &format!(
+            r#"
+$OX create-usb --repo={src} /run/media/old org.example.Os main org.example.Os os/amd64 > /dev/null
+sleep 1
+sh $T/commit-v2.sh
+ostree create-usb --repo={src} /run/media/new org.example.Os main > /dev/null
+ostree find-remotes --repo={o} --finders=mount --pull org.example.Os main org.example.Os os/amd64 > $T/o.out
+$OX find-remotes --repo={x} --finders=mount --pull org.example.Os main org.example.Os os/amd64 > $T/x.out
+"#,
+            src = s(&src),
+            o = s(&o),
+            x = s(&x)
+        ),
+    );
+    must(&out);
+    let read = |n: &str| std::fs::read_to_string(t.join(n)).expect(n);
+    let (oo, xo) = (read("o.out"), read("x.out"));
+    assert_eq!(normalise_results(&oo), normalise_results(&xo));
+    let main = ostree(&["rev-parse", &sa, "main"]);
+    assert!(
+        xo.contains("Result 1: file:///run/media/new/.ostree/repo"),
+        "{xo}"
+    );
+    assert!(
+        xo.contains("    - (org.example.Os, main) = (not found)\n"),
+        "{xo}"
+    );
+    assert_eq!(
+        ox(&["rev-parse", &format!("--repo={}", s(&x)), "myremote:main"]),
+        main
+    );
+    assert_eq!(tree_state(&o.join("refs")), tree_state(&x.join("refs")));
+}

@@ -443,9 +443,7 @@ impl Repo {
         }
         // Newest commit per ref, by the summaries' commit timestamps.
         let mut newest: BTreeMap<&CollectionRef, (u64, Checksum)> = BTreeMap::new();
-        let mut stamps: Vec<Vec<Option<u64>>> = Vec::new();
         for res in &results {
-            let mut st = Vec::new();
             for (r, c) in &res.refs {
                 let ts = c.and_then(|_| {
                     res.summary
@@ -457,7 +455,6 @@ impl Repo {
                         })
                         .and_then(|e| e.timestamp())
                 });
-                st.push(ts);
                 if let (Some(c), ts) = (c, ts) {
                     let ts = ts.unwrap_or(0);
                     let e = newest.entry(r).or_insert((ts, *c));
@@ -466,7 +463,6 @@ impl Repo {
                     }
                 }
             }
-            stamps.push(st);
         }
         let newest: BTreeMap<CollectionRef, Checksum> = newest
             .into_iter()
