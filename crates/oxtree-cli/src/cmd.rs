@@ -11,6 +11,7 @@ pub mod export;
 pub mod fleetlock;
 pub mod generate;
 pub mod graph;
+pub mod p2p;
 pub mod pull;
 pub mod refs;
 pub mod remote;

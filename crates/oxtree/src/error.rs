@@ -81,6 +81,12 @@ pub enum Error {
     /// replayed, for another stream, or malformed.
     #[error("update graph {url}: {msg}")]
     UpdateGraph { url: String, msg: String },
+    /// No remote of that name is configured (ostree's wording).
+    #[error("Remote \"{0}\" not found")]
+    RemoteNotFound(String),
+    /// `remote add` of a remote that exists (ostree's wording).
+    #[error("Remote configuration for \"{0}\" already exists: (in config)")]
+    RemoteExists(String),
     #[error("{0}")]
     Other(String),
 }
@@ -97,6 +103,12 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::RemoteNotFound(_) => {
+                Some("list the configured remotes with `oxtree remote list`".into())
+            }
+            Error::RemoteExists(r) => Some(format!(
+                "replace it with `oxtree remote add --force {r} …`, or keep it with --if-not-exists"
+            )),
             Error::RefNotInSummary { remote, .. } => Some(format!(
                 "`oxtree remote refs {remote}` lists the refs the server's summary offers"
             )),

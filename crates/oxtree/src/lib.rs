@@ -11,6 +11,7 @@ pub mod fleetlock;
 pub mod fsutil;
 pub mod gvariant;
 pub mod object;
+pub mod p2p;
 pub mod progress;
 pub mod pull;
 pub mod repo;

@@ -26,7 +26,7 @@ pub use fsck::{FsckOptions, FsckReport};
 pub use prune::{PruneOptions, PruneReport};
 pub use pull_local::PullLocalOptions;
 pub use read::FileContent;
-pub use refs::RefName;
+pub use refs::{CollectionRef, ListRefsOptions, RefName, RefTarget};
 pub use remote::RemoteAddOptions;
 pub use traverse::Reachable;
 pub use txn::{RawObject, Transaction};

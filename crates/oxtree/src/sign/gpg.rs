@@ -103,7 +103,7 @@ pub fn describe(report: &[GpgSignature]) -> String {
 /// self-signature this module checks. Trust packets carry local trust settings only, never
 /// anything signed: leave them out. Input this walk does not understand (armor, partial
 /// lengths) is returned as it is.
-fn strip_trust_packets(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub(crate) fn strip_trust_packets(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     const TRUST: u8 = 12;
     let mut out = Vec::with_capacity(data.len());
     let mut i = 0usize;
