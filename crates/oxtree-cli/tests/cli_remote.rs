@@ -622,22 +622,6 @@ fn remote_add_delete_options_as_ostree() {
     assert!(err.contains("/nonexistent/sysroot"), "{err}");
 }
 
-/// Run gpg in a private home.
-fn gpg(home: &Path, args: &[&str]) -> String {
-    let mut a = vec![
-        "--homedir",
-        s(home),
-        "--batch",
-        "--yes",
-        "--pinentry-mode",
-        "loopback",
-        "--passphrase",
-        "",
-    ];
-    a.extend_from_slice(args);
-    run_ok(Path::new("gpg"), &a)
-}
-
 fn fingerprint_of(home: &Path, who: &str) -> String {
     gpg(home, &["--list-keys", "--with-colons", who])
         .lines()
