@@ -19,7 +19,7 @@ pub use dirtree::DirTree;
 pub(crate) use file::parse_xattrs;
 pub use file::xattrs_value;
 pub use file::{FileHeader, Xattrs, ARCHIVE_HEADER_TYPE, CONTENT_HEADER_TYPE};
-pub use names::{validate_filename, validate_ref, validate_remote_name};
+pub use names::{validate_collection_id, validate_filename, validate_ref, validate_remote_name};
 pub use summary::{Summary, SummaryRef, SUMMARY_TYPE};
 
 use crate::gvariant::DecodeError;

@@ -122,6 +122,23 @@ impl Repo {
             }
             return Ok(r);
         }
+        Repo::create_new(path, mode, None)
+    }
+
+    /// `ostree init [--collection-id=ID]`: create a repository; an existing one is opened and
+    /// left exactly as it is (ostree neither fails nor changes its mode or collection ID).
+    /// The collection ID is written as `core.collection-id`, after `mode`, as ostree does.
+    pub fn init(path: &Path, mode: RepoMode, collection_id: Option<&str>) -> Result<Repo> {
+        if let Some(id) = collection_id {
+            crate::object::validate_collection_id(id).map_err(Error::InvalidArgument)?;
+        }
+        if path.join("objects").is_dir() && path.join("config").is_file() {
+            return Repo::open(path);
+        }
+        Repo::create_new(path, mode, collection_id)
+    }
+
+    fn create_new(path: &Path, mode: RepoMode, collection_id: Option<&str>) -> Result<Repo> {
         std::fs::create_dir_all(path).ctx("create directory", path)?;
         for d in REPO_DIRS {
             let p = path.join(d);
@@ -130,6 +147,9 @@ impl Repo {
         let mut kf = KeyFile::new();
         kf.set("core", "repo_version", "1");
         kf.set("core", "mode", mode.config_name());
+        if let Some(id) = collection_id {
+            kf.set("core", "collection-id", id);
+        }
         let cfg = path.join("config");
         crate::fsutil::write_atomic(&cfg, kf.to_string().as_bytes(), true)?;
         let lock = path.join(".lock");

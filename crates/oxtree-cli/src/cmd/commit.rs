@@ -151,6 +151,13 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
                 ),
             ));
         }
+        // After the ref binding, as ostree adds them.
+        if let Some(cid) = repo.config().get("core", "collection-id") {
+            metadata.push((
+                "ostree.collection-binding".into(),
+                oxtree::gvariant::Value::str(cid),
+            ));
+        }
     }
     let parent = match a.parent.as_deref() {
         None => None,

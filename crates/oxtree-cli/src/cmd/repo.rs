@@ -1,7 +1,7 @@
 //! Repository-wide commands: init, fsck, prune.
 
 use super::Global;
-use crate::cmd::Exit;
+use crate::cmd::{Exit, Hinted};
 use crate::output::human_size;
 use crate::progress::with_progress;
 use crate::timefmt;
@@ -16,14 +16,23 @@ pub struct InitArgs {
     /// Repository mode: bare, bare-user, bare-user-only or archive (archive-z2).
     #[arg(long, default_value = "bare")]
     pub mode: String,
+    /// Globally unique ID for this repository as a collection of refs for redistribution
+    /// to other repositories (written as core.collection-id).
+    #[arg(long, value_name = "COLLECTION-ID")]
+    pub collection_id: Option<String>,
 }
 
 pub fn init(g: &Global, a: InitArgs) -> Result<()> {
-    let InitArgs { mode } = a;
-    let m = RepoMode::parse(&mode).ok_or_else(|| {
-        anyhow!("invalid mode {mode:?}: use bare, bare-user, bare-user-only or archive")
+    let InitArgs {
+        mode,
+        collection_id,
+    } = a;
+    let m = RepoMode::parse(&mode).ok_or_else(|| Hinted {
+        msg: format!("Invalid mode '{mode}' in repository configuration"),
+        hint: "use --mode=bare, bare-user, bare-user-only or archive".into(),
     })?;
-    Repo::create(&g.repo_path(), m)?;
+    // Like ostree, an existing repository is left as it is.
+    Repo::init(&g.repo_path(), m, collection_id.as_deref())?;
     Ok(())
 }
 

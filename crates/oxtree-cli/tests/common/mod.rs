@@ -738,4 +738,3 @@ pub fn run_in(dir: &Path, prog: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("run")
 }
-
