@@ -1,14 +1,16 @@
 //! Output helpers shared by the commands: sizes as GLib prints them, JSON strings.
 
 pub fn human_size(b: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    const UNITS: [&str; 7] = ["bytes", "kB", "MB", "GB", "TB", "PB", "EB"];
     let mut v = b as f64;
     let mut u = 0;
     while v >= 1000.0 && u + 1 < UNITS.len() {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 {
+    if b == 1 {
+        "1 byte".to_string()
+    } else if u == 0 {
         format!("{b} bytes")
     } else {
         // GLib puts a no-break space between the number and a unit (but not before "bytes").

@@ -164,3 +164,155 @@ fn init_collection_id_and_refused_input() {
         "{shown}"
     );
 }
+
+/// `cp -a src dst`.
+fn copy_tree(src: &Path, dst: &Path) {
+    let _ = std::fs::remove_dir_all(dst);
+    run_ok(Path::new("cp"), &["-a", s(src), s(dst)]);
+}
+
+/// Every file and directory below `repo`'s objects/ and deltas/, with the bytes of
+/// metadata-like files (tombstones, commitmeta) so their encoding is compared too.
+fn repo_files(repo: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).expect("prefix").display().to_string();
+            if p.is_dir() {
+                out.push(format!("{rel}/"));
+                walk(base, &p, out);
+            } else if rel.ends_with(".tombstone-commit") || rel.ends_with(".commitmeta") {
+                out.push(format!("{rel} {:?}", std::fs::read(&p).expect("read")));
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    walk(repo, &repo.join("objects"), &mut out);
+    walk(repo, &repo.join("deltas"), &mut out);
+    out.sort();
+    out
+}
+
+/// A repository made by ostree: `main` with four commits, `b2` with two, two orphan commits
+/// (one recent, one old) and static deltas (one to a commit that prune deletes).
+fn prune_fixture(t: &Path) -> PathBuf {
+    let r = t.join("fixture");
+    let ra = format!("--repo={}", s(&r));
+    ostree(&["init", &ra, "--mode=archive"]);
+    let tree = t.join("ptree");
+    for i in 1..=4 {
+        write(
+            &tree.join(format!("f{i}")),
+            &vec![b'a' + i as u8; 3000],
+            0o644,
+        );
+        let ts = format!("--timestamp=2020-0{i}-01T00:00:00Z");
+        ostree(&["commit", &ra, "-b", "main", "-s", "c", &ts, s(&tree)]);
+    }
+    for i in 1..=2 {
+        write(&tree.join(format!("g{i}")), b"g\n", 0o644);
+        let ts = format!("--timestamp=2020-0{i}-15T00:00:00Z");
+        ostree(&["commit", &ra, "-b", "b2", "-s", "d", &ts, s(&tree)]);
+    }
+    write(&tree.join("orph"), b"o\n", 0o644);
+    ostree(&[
+        "commit",
+        &ra,
+        "--orphan",
+        "--timestamp=2020-06-01T00:00:00Z",
+        s(&tree),
+    ]);
+    write(&tree.join("orph2"), b"o2\n", 0o644);
+    ostree(&[
+        "commit",
+        &ra,
+        "--orphan",
+        "--timestamp=2019-06-01T00:00:00Z",
+        s(&tree),
+    ]);
+    ostree(&[
+        "static-delta",
+        "generate",
+        &ra,
+        "--from=main^^",
+        "--to=main^",
+    ]);
+    ostree(&["static-delta", "generate", &ra, "--to=main"]);
+    ostree(&["static-delta", "generate", &ra, "--empty", "--to=main^^^"]);
+    r
+}
+
+#[test]
+fn prune_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let fixture = prune_fixture(t);
+    let fa = format!("--repo={}", s(&fixture));
+    let head = ostree(&["rev-parse", &fa, "main"]);
+    let oldest = ostree(&["rev-parse", &fa, "main^^^"]);
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    let variants: Vec<Vec<String>> = [
+        vec![],
+        vec!["--refs-only"],
+        vec!["--refs-only", "--depth=0"],
+        vec!["--refs-only", "--depth=1", "--no-prune"],
+        vec!["--keep-younger-than=2020-03-10"],
+        vec!["--keep-younger-than=2020-03-10", "--no-prune", "--depth=3"],
+        vec!["--commit-only", "--refs-only", "--depth=0"],
+        vec!["--commit-only", "--no-prune"],
+        vec!["--only-branch=main", "--depth=0"],
+        vec!["--only-branch=main"],
+        vec!["--retain-branch-depth=main=1", "--depth=0"],
+        // ostree reads a retained depth of 0 as "none given".
+        vec!["--retain-branch-depth=main=0", "--depth=0"],
+        vec!["--retain-branch-depth=main=1x", "--depth=0"],
+        vec!["--static-deltas-only", &format!("--delete-commit={head}")],
+        vec![&format!("--delete-commit={oldest}")],
+        vec!["--refs-only", "--depth=-1"],
+        // Refused input: same error, nothing changed.
+        vec!["--only-branch=nosuch"],
+        vec!["--retain-branch-depth=main"],
+        vec!["--retain-branch-depth=main=x"],
+        vec!["--depth=x"],
+        vec!["--static-deltas-only"],
+        vec!["--keep-younger-than=garbage"],
+        vec![&format!("--delete-commit={head}")],
+        vec![&format!("--delete-commit={head}"), "--no-prune"],
+        vec!["--delete-commit=main"],
+    ]
+    .iter()
+    .map(|v| v.iter().map(|s| s.to_string()).collect())
+    .collect();
+    for v in &variants {
+        copy_tree(&fixture, &ro);
+        copy_tree(&fixture, &rx);
+        let mut args = vec!["prune"];
+        args.extend(v.iter().map(String::as_str));
+        let (o, _) = both(t, &ro, &rx, &args);
+        if o.status.success() {
+            assert_eq!(
+                repo_files(&ro),
+                repo_files(&rx),
+                "{v:?}: repositories differ"
+            );
+            assert_eq!(
+                std::fs::read(ro.join("config")).expect("config"),
+                std::fs::read(rx.join("config")).expect("config"),
+                "{v:?}: config differs"
+            );
+            ostree(&["fsck", &format!("--repo={}", s(&rx))]);
+        } else {
+            assert_eq!(
+                repo_files(&fixture),
+                repo_files(&rx),
+                "{v:?} changed the repo"
+            );
+        }
+    }
+}

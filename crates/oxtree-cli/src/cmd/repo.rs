@@ -5,7 +5,7 @@ use crate::cmd::{Exit, Hinted};
 use crate::output::human_size;
 use crate::progress::with_progress;
 use crate::timefmt;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use oxtree::repo::{FsckOptions, PruneOptions};
 use oxtree::{Repo, RepoMode};
@@ -115,50 +115,122 @@ pub fn fsck(g: &Global, a: FsckArgs) -> Result<()> {
     Ok(())
 }
 
-/// Delete unreachable objects.
+/// Search for unreachable objects and delete them.
 #[derive(Args)]
 pub struct PruneArgs {
-    /// Only keep what refs reach (by default every commit is kept).
-    #[arg(long)]
-    pub refs_only: bool,
-    /// History depth to keep from each ref (-1 = all).
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    pub depth: i64,
-    /// Keep commits newer than DATE (e.g. "2020-01-01" or "7 days ago"); implies --refs-only.
-    #[arg(long, value_name = "DATE")]
-    pub keep_younger_than: Option<String>,
-    /// Only report what would be deleted.
+    /// Only display unreachable objects; don't delete.
     #[arg(long)]
     pub no_prune: bool,
+    /// Only compute reachability via refs.
+    #[arg(long)]
+    pub refs_only: bool,
+    /// Only traverse DEPTH parents for each commit (default: -1=infinite).
+    #[arg(long, value_name = "DEPTH", allow_hyphen_values = true)]
+    pub depth: Option<String>,
+    /// Specify a commit to delete.
+    #[arg(long, value_name = "COMMIT")]
+    pub delete_commit: Option<String>,
+    /// Prune all commits older than the specified date (e.g. "2020-01-01" or "7 days ago").
+    #[arg(long, value_name = "DATE")]
+    pub keep_younger_than: Option<String>,
+    /// Change the behavior of delete-commit and keep-younger-than to prune only static deltas.
+    #[arg(long)]
+    pub static_deltas_only: bool,
+    /// Additionally retain BRANCH=DEPTH commits.
+    #[arg(long, value_name = "BRANCH=DEPTH")]
+    pub retain_branch_depth: Vec<String>,
+    /// Only prune BRANCH (may be specified multiple times).
+    #[arg(long = "only-branch", value_name = "BRANCH")]
+    pub only_branch: Vec<String>,
+    /// Only traverse and delete commit objects.
+    #[arg(long)]
+    pub commit_only: bool,
+}
+
+/// GOption's integer parsing, with its message.
+fn goption_int(v: &str, opt: &str) -> Result<i64> {
+    v.trim()
+        .parse::<i64>()
+        .map_err(|_| anyhow!("Cannot parse integer value \u{201c}{v}\u{201d} for {opt}"))
+}
+
+/// `g_ascii_strtoll(s, &end, 10)`: leading blanks, a sign, digits, the rest ignored; `None`
+/// when no digit was read.
+fn strtoll(s: &str) -> Option<i64> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let n = digits.bytes().take_while(u8::is_ascii_digit).count();
+    if n == 0 {
+        return None;
+    }
+    let v = digits[..n].parse::<i64>().unwrap_or(i64::MAX);
+    Some(if neg { -v } else { v })
 }
 
 pub fn prune(g: &Global, a: PruneArgs) -> Result<()> {
-    let PruneArgs {
-        refs_only,
-        depth,
-        keep_younger_than,
-        no_prune,
-    } = a;
-    let repo = g.open()?;
+    let mut repo = g.open()?;
+    let depth = match &a.depth {
+        Some(d) => goption_int(d, "--depth")?,
+        None => -1,
+    };
+    // Checked before anything is deleted (ostree reads these after --delete-commit).
+    let mut retain = Vec::new();
+    for bd in &a.retain_branch_depth {
+        let (branch, d) = bd
+            .split_once('=')
+            .ok_or_else(|| anyhow!("Invalid value {bd}, must specify BRANCH=DEPTH"))?;
+        let d = strtoll(d).ok_or_else(|| anyhow!("Invalid depth {d}"))?;
+        // ostree keeps the depth as a C int.
+        retain.push((branch.to_string(), i64::from(d as i32)));
+    }
+    for b in &a.only_branch {
+        repo.resolve_rev(b)?;
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let keep = keep_younger_than
-        .map(|s| timefmt::parse_relative(&s, now))
+    let keep = a
+        .keep_younger_than
+        .as_deref()
+        .map(|s| timefmt::parse_relative(s, now))
         .transpose()
         .map_err(|e| anyhow!(e))?;
+    if let Some(c) = &a.delete_commit {
+        if a.no_prune {
+            bail!("Cannot specify both --delete-commit and --no-prune");
+        }
+        if a.static_deltas_only {
+            repo.prune_static_deltas(Some(c))?;
+        } else {
+            repo.delete_commit(c)?;
+        }
+    } else if a.static_deltas_only {
+        bail!("--static-deltas-only requires --delete-commit; see https://github.com/ostreedev/ostree/issues/1479");
+    }
     let rep = repo.prune(&PruneOptions {
-        refs_only,
+        refs_only: a.refs_only,
         depth,
         keep_younger_than: keep,
-        no_prune,
+        no_prune: a.no_prune,
+        commit_only: a.commit_only,
+        only_branches: a.only_branch.clone(),
+        retain_branch_depth: retain,
     })?;
-    println!("Total objects: {}", rep.total);
+    // ostree's lines, word for word (scripts parse them).
+    if a.commit_only {
+        println!("Total (commit only) objects: {}", rep.total);
+    } else {
+        println!("Total objects: {}", rep.total);
+    }
     if rep.deleted == 0 {
         println!("No unreachable objects");
-    } else if no_prune {
+    } else if a.no_prune {
         println!(
-            "Would delete: {} objects, would free: {}",
+            "Would delete: {} objects, freeing {}",
             rep.deleted,
             human_size(rep.freed_bytes)
         );
