@@ -316,3 +316,191 @@ fn prune_as_ostree() {
         }
     }
 }
+
+/// stderr without oxtree's additions (`hint:` lines, the names of deleted objects, what
+/// commits marked partial by an earlier fsck still lack).
+fn ostree_stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| {
+            !l.starts_with("hint:")
+                && !l.starts_with("deleted corrupt object")
+                && !l.starts_with("Still missing in commit")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The loose object file of `csum` with extension `ext` in `repo`.
+fn obj(repo: &Path, csum: &str, ext: &str) -> PathBuf {
+    repo.join(format!("objects/{}/{}.{ext}", &csum[..2], &csum[2..]))
+}
+
+/// Run `fsck ARGS` with both tools on copies of `fixture`; stdout (with `norm`), every
+/// stderr line and the resulting objects, markers and config must be the same.
+fn fsck_both(t: &Path, fixture: &Path, args: &[&str], drop_progress: bool) -> (Output, Output) {
+    let (ro, rx) = (t.join("fo"), t.join("fx"));
+    copy_tree(fixture, &ro);
+    copy_tree(fixture, &rx);
+    let mut a = vec!["fsck"];
+    a.extend_from_slice(args);
+    // In a failed run the progress lines depend on where in ostree's hash-table order the
+    // bad object came.
+    let norm = |s: &str| -> String {
+        s.lines()
+            .filter(|l| !(drop_progress && l.starts_with("fsck objects (")))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let (o, x) = both_norm(t, &ro, &rx, &a, &norm);
+    assert_eq!(
+        ostree_stderr(&o),
+        ostree_stderr(&x),
+        "fsck {args:?}: stderr differs"
+    );
+    let state = |r: &Path| {
+        let mut v = repo_files(r);
+        for e in std::fs::read_dir(r.join("state")).expect("state").flatten() {
+            v.push(format!(
+                "state/{} {:?}",
+                e.file_name().to_string_lossy(),
+                std::fs::read(e.path()).expect("read")
+            ));
+        }
+        v.sort();
+        v.push(std::fs::read_to_string(r.join("config")).expect("config"));
+        v
+    };
+    assert_eq!(state(&ro), state(&rx), "fsck {args:?}: repositories differ");
+    (o, x)
+}
+
+#[test]
+fn fsck_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"hello\n", 0o644);
+    write(&tree.join("d/b"), b"world\n", 0o644);
+    // One commit per branch, so ostree's hash-table order cannot change which error comes
+    // first.
+    let good = t.join("good");
+    let ga = format!("--repo={}", s(&good));
+    ostree(&["init", &ga, "--mode=bare-user"]);
+    let c = ostree(&["commit", &ga, "-b", "main", TS, s(&tree)]);
+    write(&tree.join("n"), b"other\n", 0o644);
+    ostree(&["commit", &ga, "-b", "nob", "--no-bindings", TS, s(&tree)]);
+    for args in [
+        vec![],
+        vec!["-q"],
+        vec!["--all"],
+        vec!["--verify-bindings"],
+        vec!["--verify-back-refs"],
+    ] {
+        fsck_both(t, &good, &args, false);
+    }
+    // A ref to a commit bound to another ref; a commit bound to a ref that does not exist.
+    let binds = t.join("binds");
+    copy_tree(&good, &binds);
+    let ba = format!("--repo={}", s(&binds));
+    ostree(&["refs", &ba, "--create=other", "main"]);
+    fsck_both(t, &binds, &[], false);
+    fsck_both(t, &binds, &["--verify-bindings"], false);
+    let ghost = t.join("ghost");
+    copy_tree(&good, &ghost);
+    let gha = format!("--repo={}", s(&ghost));
+    ostree(&["commit", &gha, "-b", "x1", "--bind-ref=ghost", TS, s(&tree)]);
+    fsck_both(t, &ghost, &["--verify-back-refs"], false);
+
+    let a_obj = {
+        let line = ostree(&["ls", &ga, "-C", "main", "/a"]);
+        line.split_whitespace()
+            .nth(4)
+            .expect("checksum")
+            .to_string()
+    };
+    let d_tree = {
+        let line = ostree(&["ls", &ga, "-dC", "main", "/d"]);
+        line.split_whitespace()
+            .nth(4)
+            .expect("checksum")
+            .to_string()
+    };
+    // A missing content object: reported, the commit marked partial; the next run refuses
+    // the commit an earlier fsck marked.
+    let missing = t.join("missing");
+    copy_tree(&good, &missing);
+    std::fs::remove_file(obj(&missing, &a_obj, "file")).expect("rm");
+    let (_, x) = fsck_both(t, &missing, &[], false);
+    assert!(String::from_utf8_lossy(&x.stderr).contains("Marking commit as partial"));
+    let marked = t.join("marked");
+    copy_tree(&t.join("fx"), &marked);
+    fsck_both(t, &marked, &[], false);
+    // Corrupt content: the first error stops fsck; --all reports and goes on; --delete
+    // removes it and marks the commit partial.
+    let corrupt = t.join("corrupt");
+    copy_tree(&good, &corrupt);
+    let p = obj(&corrupt, &a_obj, "file");
+    run_ok(Path::new("chmod"), &["u+w", s(&p)]);
+    std::fs::write(&p, b"XXXXX\n").expect("write");
+    for args in [vec![], vec!["--all"], vec!["--delete"]] {
+        fsck_both(t, &corrupt, &args, true);
+    }
+    // A corrupt dirtree; a missing dirtree; a ref whose commit is gone.
+    let badtree = t.join("badtree");
+    copy_tree(&good, &badtree);
+    let p = obj(&badtree, &d_tree, "dirtree");
+    let mut b = std::fs::read(&p).expect("read");
+    b.extend_from_slice(b"junk");
+    std::fs::write(&p, b).expect("write");
+    fsck_both(t, &badtree, &["--all"], true);
+    fsck_both(t, &badtree, &["--delete"], true);
+    let notree = t.join("notree");
+    copy_tree(&good, &notree);
+    std::fs::remove_file(obj(&notree, &d_tree, "dirtree")).expect("rm");
+    fsck_both(t, &notree, &[], false);
+    let nocommit = t.join("nocommit");
+    copy_tree(&good, &nocommit);
+    std::fs::remove_file(obj(&nocommit, &c, "commit")).expect("rm");
+    fsck_both(t, &nocommit, &[], false);
+}
+
+/// `--add-tombstones` as ostree documents it ("Add tombstones for missing commits"): the
+/// missing parent gets a tombstone and tombstones are enabled. (ostree 2022.7 deletes the
+/// child commit instead, leaving its ref dangling; oxtree does not.)
+#[test]
+fn fsck_add_tombstones_marks_missing_parents() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    let r = t.join("repo");
+    let ra = format!("--repo={}", s(&r));
+    ostree(&["init", &ra, "--mode=archive"]);
+    write(&tree.join("a"), b"1\n", 0o644);
+    ostree(&["commit", &ra, "-b", "main", TS, s(&tree)]);
+    write(&tree.join("a"), b"2\n", 0o644);
+    let head = ostree(&["commit", &ra, "-b", "main", TS, s(&tree)]);
+    let parent = ostree(&["rev-parse", &ra, "main^"]);
+    std::fs::remove_file(obj(&r, &parent, "commit")).expect("rm");
+    // Without the option a missing parent is fine (shallow history), as in ostree.
+    assert!(ox(&["fsck", &ra]).ends_with("no errors found."));
+    let out = ox(&["fsck", &ra, "--add-tombstones"]);
+    assert!(
+        out.contains(&format!("Adding tombstone for commit {parent}\n")),
+        "{out}"
+    );
+    assert!(obj(&r, &parent, "tombstone-commit").is_file());
+    assert!(
+        obj(&r, &head, "commit").is_file(),
+        "the child commit must stay"
+    );
+    assert!(std::fs::read_to_string(r.join("config"))
+        .expect("config")
+        .contains("tombstone-commits=true"));
+    // ostree reads the tombstone and the repository is consistent for both tools.
+    ostree(&["fsck", &ra]);
+    ox(&["fsck", &ra]);
+    assert_eq!(ostree(&["rev-parse", &ra, "main"]), head);
+}

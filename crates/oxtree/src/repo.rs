@@ -22,7 +22,10 @@ pub use commit::{CommitOptions, CommitResult, GpgSecretKeys, StatOverride};
 pub use delta_gen::{DeltaOptions, DeltaReport};
 pub use diff::{checksum_local, Diff, DiffSide, LocalChecksumOptions};
 pub use export::ExportOptions;
-pub use fsck::{FsckOptions, FsckReport};
+pub use fsck::{
+    in_commits as fsck_in_commits, missing_text as fsck_missing_text, FsckEvent, FsckOptions,
+    FsckReport, FsckStage,
+};
 pub use prune::{PruneOptions, PruneReport};
 pub use pull_local::PullLocalOptions;
 pub use read::FileContent;

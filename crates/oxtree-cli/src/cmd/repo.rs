@@ -36,82 +36,131 @@ pub fn init(g: &Global, a: InitArgs) -> Result<()> {
     Ok(())
 }
 
-/// Verify every object, ref and reference between objects.
+/// Check the repository for consistency.
 #[derive(Args)]
 pub struct FsckArgs {
-    /// Remove corrupt objects.
+    /// Add tombstones for missing commits.
     #[arg(long)]
-    pub delete: bool,
-    /// Only print errors.
+    pub add_tombstones: bool,
+    /// Only print error messages.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Don't stop on first error.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Remove corrupted objects.
+    #[arg(long)]
+    pub delete: bool,
+    /// Verify ref bindings.
+    #[arg(long)]
+    pub verify_bindings: bool,
+    /// Verify back-references (implies --verify-bindings).
+    #[arg(long)]
+    pub verify_back_refs: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn fsck(g: &Global, a: FsckArgs) -> Result<()> {
-    let FsckArgs {
-        delete,
-        quiet,
-        json,
-    } = a;
+    use oxtree::repo::{fsck_in_commits, fsck_missing_text, FsckEvent, FsckStage};
+    use std::io::IsTerminal;
     let repo = g.open()?;
-    if !quiet && !json {
-        println!("Validating refs...");
-        println!("Enumerating objects...");
-    }
     let progress = std::sync::Arc::new(oxtree::progress::Progress::default());
-    let show = !quiet && !json;
-    let rep = with_progress("verifying objects", &progress, show, || {
+    let tty = std::io::stdout().is_terminal();
+    let rep = with_progress("fsck objects", &progress, tty && !a.json, || {
         repo.fsck(&FsckOptions {
-            delete,
+            delete: a.delete,
+            all: a.all,
+            verify_bindings: a.verify_bindings,
+            verify_back_refs: a.verify_back_refs,
+            add_tombstones: a.add_tombstones,
             progress: Some(progress.clone()),
         })
     })?;
-    if json {
+    if a.json {
         /// `fsck --json`: one object per run (keys are stable; new ones may be added).
         #[derive(serde::Serialize)]
-        struct FsckJson<'a> {
+        struct FsckJson {
             objects: u64,
             commits: u64,
             partial_commits: u64,
             ok: bool,
-            errors: &'a [String],
+            errors: Vec<String>,
         }
         crate::output::print_json(&FsckJson {
             objects: rep.objects_checked as u64,
             commits: rep.commits as u64,
             partial_commits: rep.partial_commits as u64,
             ok: rep.ok(),
-            errors: &rep.errors,
+            errors: rep.problems(),
         })?;
-    } else {
-        for e in &rep.errors {
-            eprintln!("error: {e}");
+        if !rep.ok() {
+            return Err(Exit(crate::EXIT_FAILURE).into());
         }
-        for (ty, c) in &rep.deleted {
-            eprintln!("deleted corrupt object {c}.{ty}");
+        return Ok(());
+    }
+    // ostree's lines: stages on stdout (not with -q), problems on stderr, in order.
+    let say = |line: String| {
+        if !a.quiet {
+            println!("{line}");
         }
-        if !quiet {
-            if rep.partial_commits > 0 {
-                println!("{} partial commits not verified", rep.partial_commits);
+    };
+    for e in &rep.events {
+        match e {
+            FsckEvent::Stage(FsckStage::ValidatingRefs) => say("Validating refs...".into()),
+            FsckEvent::Stage(FsckStage::ValidatingCollectionRefs) => {
+                say("Validating refs in collections...".into())
             }
-            if rep.ok() {
-                println!(
-                    "object fsck of {} commits completed successfully - no errors found.",
-                    rep.commits
-                );
+            FsckEvent::Stage(FsckStage::EnumeratingCommits) => say("Enumerating commits...".into()),
+            FsckEvent::Stage(FsckStage::VerifyingContent(n)) => {
+                say(format!(
+                    "Verifying content integrity of {n} commit objects..."
+                ));
+            }
+            FsckEvent::ObjectMissing { ty, csum, commits } => {
+                eprintln!("{}", fsck_missing_text(*ty, csum, commits))
+            }
+            FsckEvent::Corrupt { msg, commits } => eprintln!("{}", fsck_in_commits(msg, commits)),
+            // Not an ostree line (it deletes silently); on stderr, so stdout stays ostree's.
+            FsckEvent::Deleted { ty, csum } => eprintln!("deleted corrupt object {csum}.{ty}"),
+            FsckEvent::MarkedPartial(c) => eprintln!("Marking commit as partial: {c}"),
+            FsckEvent::Tombstone(c) => println!("Adding tombstone for commit {c}"),
+            FsckEvent::StillMissing { ty, csum, commit } => eprintln!(
+                "Still missing in commit {commit} (marked partial by an earlier fsck): {csum}.{ty}"
+            ),
+        }
+        // Without a terminal ostree prints its progress as lines (the first item, then
+        // every 200 ms, then 100 %), even with -q; oxtree prints the first and the last.
+        if matches!(e, FsckEvent::Stage(FsckStage::VerifyingContent(_))) && !tty {
+            let (done, total) = (rep.objects_checked, rep.objects_total);
+            if done >= 1 {
+                let pct = if total == 1 { 100 } else { 100 / total };
+                println!("fsck objects (1/{total}) {pct}%");
+            }
+            if done == total && total > 1 {
+                println!("fsck objects ({total}/{total}) 100%");
             }
         }
     }
-    if !rep.ok() {
-        if !json {
-            eprintln!("error: fsck found {} problem(s)", rep.errors.len());
-            eprintln!("hint: `oxtree fsck --delete` removes corrupt objects; pull or commit again to restore them");
-        }
-        return Err(Exit(crate::EXIT_FAILURE).into());
+    if !a.add_tombstones && rep.partial_commits > 0 {
+        println!("{} partial commits not verified", rep.partial_commits);
     }
+    if let Some(f) = &rep.fatal {
+        if !rep.corruption {
+            bail!("{f}");
+        }
+        return Err(Hinted {
+            msg: f.clone(),
+            hint: "`oxtree fsck --delete` removes corrupt objects; pull or commit again to restore them"
+                .into(),
+        }
+        .into());
+    }
+    println!(
+        "object fsck of {} commits completed successfully - no errors found.",
+        rep.commits
+    );
     Ok(())
 }
 

@@ -258,7 +258,7 @@ impl Repo {
 
     /// `CHECKSUM.tombstone-commit`: `{'commit': <b'CHECKSUM'>}` (the hex as a bytestring,
     /// with its NUL, as ostree writes it).
-    fn write_tombstone(&self, c: &Checksum) -> Result<()> {
+    pub(super) fn write_tombstone(&self, c: &Checksum) -> Result<()> {
         let mut hex = c.to_hex().into_bytes();
         hex.push(0);
         let v = Value::dict_sv(vec![("commit".to_string(), Value::Bytes(hex))]);
