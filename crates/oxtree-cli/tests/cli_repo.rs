@@ -504,3 +504,258 @@ fn fsck_add_tombstones_marks_missing_parents() {
     ox(&["fsck", &ra]);
     assert_eq!(ostree(&["rev-parse", &ra, "main"]), head);
 }
+
+/// Detached metadata bytes of `commit` in `repo` (empty if none).
+fn commitmeta(repo: &Path, commit: &str) -> Vec<u8> {
+    std::fs::read(obj(repo, commit, "commitmeta")).unwrap_or_default()
+}
+
+#[test]
+fn sign_dummy_and_refusals_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"1\n", 0o644);
+    let fixture = t.join("fixture");
+    let fa = format!("--repo={}", s(&fixture));
+    ostree(&["init", &fa, "--mode=archive"]);
+    // Detached metadata that is not a signature: signing rebuilds the dictionary in GLib's
+    // hash order, which must come out byte for byte.
+    let c = ostree(&[
+        "commit",
+        &fa,
+        "-b",
+        "main",
+        TS,
+        "--add-detached-metadata-string=zz=1",
+        "--add-detached-metadata-string=aa=2",
+        s(&tree),
+    ]);
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    copy_tree(&fixture, &ro);
+    copy_tree(&fixture, &rx);
+    both(t, &ro, &rx, &["sign", "-s", "dummy", "main", "k1", "k2"]);
+    both(t, &ro, &rx, &["sign", "--sign-type=dummy", &c, "k3"]);
+    assert_eq!(
+        commitmeta(&ro, &c),
+        commitmeta(&rx, &c),
+        "detached metadata differs"
+    );
+    for args in [
+        vec!["sign", "-s", "dummy", "--verify", "main", "k2"],
+        vec!["sign", "-s", "dummy", "--verify", "main", "nope", "k3"],
+        vec!["sign", "-s", "dummy", "--verify", "main", "nope"],
+        vec!["sign", "-s", "dummy", "--verify", "main"],
+        vec!["sign", "-s", "dummy", "main"],
+        vec!["sign", "-s", "dummy"],
+        vec!["sign", "-s", "foo", "main", "k"],
+        vec!["sign", "-s", "dummy", "nosuch", "k"],
+        vec!["gpg-sign", "main"],
+        vec!["gpg-sign"],
+        vec!["gpg-sign", "nosuch", "KEY"],
+    ] {
+        both(t, &ro, &rx, &args);
+        assert_eq!(
+            commitmeta(&ro, &c),
+            commitmeta(&rx, &c),
+            "{args:?} changed it"
+        );
+    }
+    // Without OSTREE_DUMMY_SIGN_ENABLED the test type is refused by both.
+    for (prog, repo) in [(PathBuf::from("ostree"), &ro), (oxtree_bin(), &rx)] {
+        let o = std::process::Command::new(prog)
+            .args([
+                "sign",
+                &format!("--repo={}", s(repo)),
+                "-s",
+                "dummy",
+                "main",
+                "k9",
+            ])
+            .env_remove("OSTREE_DUMMY_SIGN_ENABLED")
+            .output()
+            .expect("run");
+        assert!(!o.status.success());
+        assert_eq!(
+            err_line(&o).as_deref(),
+            Some("error: dummy signature type is only for ostree testing")
+        );
+    }
+    // --delete removes the signatures made with the given keys (ostree 2022.7 signs again
+    // instead, contrary to its help text).
+    let ra = format!("--repo={}", s(&rx));
+    let run = |args: &[&str]| {
+        std::process::Command::new(oxtree_bin())
+            .args(args)
+            .env("OSTREE_DUMMY_SIGN_ENABLED", "1")
+            .output()
+            .expect("run")
+    };
+    let o = run(&["sign", &ra, "-s", "dummy", "--delete", "main", "k1", "k3"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o), "Signatures deleted: 2\n");
+    assert!(
+        !run(&["sign", &ra, "-s", "dummy", "--verify", "main", "k1"])
+            .status
+            .success()
+    );
+    assert!(run(&["sign", &ra, "-s", "dummy", "--verify", "main", "k2"])
+        .status
+        .success());
+    // ostree still reads the result, other keys included.
+    assert!(ostree(&["show", &ra, "--print-detached-metadata-key=zz", "main"]).contains("'1'"));
+}
+
+#[test]
+fn sign_ed25519_verify_and_delete() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (_, _, sk, pk) = openssl_key(t, "k");
+    let (_, _, sk2, pk2) = openssl_key(t, "k2");
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"1\n", 0o644);
+    let r = t.join("repo");
+    let ra = format!("--repo={}", s(&r));
+    ox(&["init", &ra, "--mode=archive"]);
+    let c = ox(&["commit", &ra, "-b", "main", TS, s(&tree)]);
+    ox(&["sign", &ra, "main", &sk, &sk2]);
+    let hex = |b64: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("b64")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(
+        ox(&["sign", &ra, "--verify", "main", &pk]),
+        format!(
+            "ed25519: Signature verified successfully with key '{}'",
+            hex(&pk)
+        )
+    );
+    // Keys from a directory laid out as /etc/ostree is (trusted.ed25519.d/).
+    let kd = t.join("keys");
+    write(
+        &kd.join("trusted.ed25519.d/vendor"),
+        format!("{pk2}\n").as_bytes(),
+        0o644,
+    );
+    assert!(ox(&["sign", &ra, "--verify", "--keys-dir", s(&kd), "main"]).contains(&hex(&pk2)));
+    // Revoked there: no longer accepted.
+    write(
+        &kd.join("revoked.ed25519"),
+        format!("{pk2}\n").as_bytes(),
+        0o644,
+    );
+    let (code, err) = ox_fail(&["sign", &ra, "--verify", "--keys-dir", s(&kd), "main"]);
+    assert_eq!(code, 4);
+    assert!(err.starts_with("error: No valid signatures found"), "{err}");
+    // --delete by public (or secret) key.
+    assert_eq!(
+        ox(&["sign", &ra, "--delete", "main", &pk]),
+        "Signatures deleted: 1"
+    );
+    let (code, _) = ox_fail(&["sign", &ra, "--verify", "main", &pk]);
+    assert_eq!(code, 4);
+    ox(&["sign", &ra, "--verify", "main", &pk2]);
+    assert_eq!(
+        ox(&["sign", &ra, "-d", "main", &sk2]),
+        "Signatures deleted: 1"
+    );
+    assert_eq!(
+        ox(&["sign", &ra, "-d", "main", &sk2]),
+        "Signatures deleted: 0"
+    );
+    ostree(&["fsck", &ra]);
+    assert!(commitmeta(&r, &c).len() < 16, "signatures left behind");
+}
+
+fn gpg(home: &Path, args: &[&str]) -> String {
+    let mut a = vec![
+        "--homedir",
+        s(home),
+        "--batch",
+        "--yes",
+        "--pinentry-mode",
+        "loopback",
+    ];
+    a.extend_from_slice(&["--passphrase", ""]);
+    a.extend_from_slice(args);
+    run_ok(Path::new("gpg"), &a)
+}
+
+/// A signing key in GnuPG home `home`; its fingerprint.
+fn gpg_key(home: &Path, name: &str) -> String {
+    std::fs::create_dir_all(home).expect("mkdir");
+    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    gpg(
+        home,
+        &[
+            "--quick-gen-key",
+            &format!("{name} <{name}@example.com>"),
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    );
+    gpg(home, &["--list-keys", "--with-colons", name])
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .expect("fingerprint")
+        .to_string()
+}
+
+#[test]
+fn gpg_sign_delete_removes_the_keys_signatures() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let home = t.join("gnupg");
+    let k1 = gpg_key(&home, "one");
+    let k2 = gpg_key(&home, "two");
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"1\n", 0o644);
+    let r = t.join("repo");
+    let ra = format!("--repo={}", s(&r));
+    let hd = format!("--gpg-homedir={}", s(&home));
+    ostree(&["init", &ra, "--mode=archive"]);
+    // Signed by real ostree with both keys.
+    ostree(&[
+        "commit",
+        &ra,
+        "-b",
+        "main",
+        TS,
+        &format!("--gpg-sign={k1}"),
+        &format!("--gpg-sign={k2}"),
+        &hd,
+        s(&tree),
+    ]);
+    assert!(ostree(&["show", &ra, "main"]).contains("Found 2 signatures"));
+    // By long key id (the fingerprint's last 16 digits), lower case.
+    let id1 = k1[k1.len() - 16..].to_ascii_lowercase();
+    assert_eq!(
+        ox(&["gpg-sign", &ra, "--delete", "main", &id1]),
+        "Signatures deleted: 1"
+    );
+    let shown = ostree(&["show", &ra, "main"]);
+    assert!(shown.contains("Found 1 signature"), "{shown}");
+    assert!(shown.contains(&k2[k2.len() - 16..]) && !shown.contains(&k1[k1.len() - 16..]));
+    assert_eq!(
+        ox(&["gpg-sign", &ra, "-d", "main", &k1, &hd]),
+        "Signatures deleted: 0"
+    );
+    assert_eq!(
+        ox(&["gpg-sign", &ra, "-d", "main", &k2]),
+        "Signatures deleted: 1"
+    );
+    assert!(!ostree(&["show", &ra, "main"]).contains("Found"));
+    // And gpg-sign adds one again that ostree reads.
+    ox(&["gpg-sign", &ra, "main", &k1, &hd]);
+    assert!(ostree(&["show", &ra, "main"]).contains("Found 1 signature"));
+}
