@@ -759,3 +759,369 @@ fn gpg_sign_delete_removes_the_keys_signatures() {
     ox(&["gpg-sign", &ra, "main", &k1, &hd]);
     assert!(ostree(&["show", &ra, "main"]).contains("Found 1 signature"));
 }
+
+/// A tree as checkout leaves it: path, type (devices with their numbers), mode, owner,
+/// content digest or link target, and for directories whether their mtime is 0 (ostree
+/// gives that to the directories it creates). File mtimes are left out: ostree copies get
+/// the time of the copy.
+fn tree_state(root: &Path) -> Vec<String> {
+    use sha2::Digest;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let st = std::fs::symlink_metadata(&p).expect("lstat");
+        let rel = p.strip_prefix(root).expect("prefix").display().to_string();
+        let ft = st.file_type();
+        let what = if ft.is_dir() {
+            for e in std::fs::read_dir(&p).expect("readdir").flatten() {
+                stack.push(e.path());
+            }
+            format!("d mtime0={}", st.mtime() == 0)
+        } else if ft.is_symlink() {
+            format!("l {}", std::fs::read_link(&p).expect("readlink").display())
+        } else if ft.is_char_device() {
+            format!("c {}", st.rdev())
+        } else {
+            let data = std::fs::read(&p).expect("read");
+            format!("f {:x}", sha2::Sha256::digest(&data))
+        };
+        let mode = if ft.is_symlink() {
+            0
+        } else {
+            st.mode() & 0o7777
+        };
+        out.push(format!("{rel} {what} {mode:o} {}:{}", st.uid(), st.gid()));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn checkout_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let r = t.join("repo");
+    let ra = format!("--repo={}", s(&r));
+    ostree(&["init", &ra, "--mode=bare-user"]);
+    let commit = |b: &str, tree: &Path| {
+        ostree(&[
+            "commit",
+            &ra,
+            "-b",
+            b,
+            TS,
+            &format!("--tree=dir={}", s(tree)),
+        ]);
+    };
+    let main = t.join("main");
+    write(&main.join("a"), b"hello\n", 0o644);
+    write(&main.join("d/b"), b"world\n", 0o755);
+    write(&main.join("z"), b"", 0o644);
+    commit("main", &main);
+    // Docker whiteouts, an opaque directory, an overlayfs passthrough whiteout.
+    let wh = t.join("wh");
+    write(&wh.join(".wh.a"), b"x\n", 0o644);
+    write(&wh.join("d/.wh.b"), b"y\n", 0o644);
+    write(&wh.join("keep"), b"z\n", 0o644);
+    write(&wh.join("e/.wh..wh..opq"), b"", 0o644);
+    write(&wh.join("e/new"), b"n\n", 0o644);
+    write(&wh.join(".ostree-wh.pw"), b"p\n", 0o640);
+    commit("wh", &wh);
+    let modes = t.join("modes");
+    for (d, m) in [("sticky", 0o1777), ("sgid", 0o2755), ("ww", 0o777)] {
+        std::fs::create_dir_all(modes.join(d)).expect("mkdir");
+        std::fs::set_permissions(
+            modes.join(d),
+            std::os::unix::fs::PermissionsExt::from_mode(m),
+        )
+        .expect("chmod");
+    }
+    commit("modes", &modes);
+    let sym = t.join("sym");
+    std::fs::create_dir_all(&sym).expect("mkdir");
+    std::os::unix::fs::symlink("target", sym.join("l")).expect("symlink");
+    commit("sym", &sym);
+    let lists = t.join("lists");
+    write(&lists.join("skip-files"), b"/d/b\n/a\n", 0o644);
+    write(&lists.join("skip-dir"), b"/d/\n", 0o644);
+    // A directory without its slash does not match (as in ostree).
+    write(&lists.join("skip-noslash"), b"/d\n", 0o644);
+    write(&lists.join("skip-sub"), b"/b\n", 0o644);
+    std::fs::write(lists.join("many"), b"main\0/d\0wh\0/e\0").expect("write");
+    let many = s(&lists.join("many")).to_string();
+    std::fs::write(lists.join("empty-subpath"), b"main\0\0").expect("write");
+    std::fs::write(lists.join("nosub"), b"main\0/nope\0").expect("write");
+    let l = |n: &str| s(&lists.join(n)).to_string();
+
+    type Prep = fn(&Path);
+    let none: Prep = |_| {};
+    let cases: Vec<(Prep, Vec<String>)> = vec![
+        (none, vec!["-U", "main", "dest"]),
+        (
+            |d| std::fs::create_dir_all(d.join("dest")).expect("mkdir"),
+            vec!["-U", "main", "dest"],
+        ),
+        (none, vec!["main", "dest"]),
+        (none, vec!["-U", "-C", "main", "dest"]),
+        (none, vec!["-U", "-H", "main", "dest"]),
+        (none, vec!["-U", "--subpath=/d", "main", "dest"]),
+        (none, vec!["-U", "--subpath=d", "main", "dest"]),
+        (none, vec!["-U", "--subpath=/d/b", "main", "dest"]),
+        (
+            |d| std::fs::create_dir_all(d.join("dest")).expect("mkdir"),
+            vec!["-U", "--subpath=/d/b", "main", "dest"],
+        ),
+        (
+            none,
+            vec!["-U", "--subpath=/nope", "--allow-noent", "main", "dest"],
+        ),
+        (none, vec!["-U", "--subpath=/nope", "main", "dest"]),
+        (none, vec!["-U", "--subpath=/d/", "main", "dest"]),
+        (
+            |d| {
+                write(&d.join("dest/d"), b"k\n", 0o644);
+                std::fs::create_dir_all(d.join("dest/a")).expect("mkdir");
+            },
+            vec!["-U", "--union-add", "main", "dest"],
+        ),
+        (
+            |d| {
+                std::fs::create_dir_all(d.join("dest")).expect("mkdir");
+                std::os::unix::fs::symlink("foo", d.join("dest/a")).expect("symlink");
+            },
+            vec!["-U", "--union", "main", "dest"],
+        ),
+        (
+            |d| {
+                std::fs::create_dir_all(d.join("dest")).expect("mkdir");
+                std::os::unix::fs::symlink("foo", d.join("dest/a")).expect("symlink");
+            },
+            vec!["-U", "--union-add", "main", "dest"],
+        ),
+        (
+            |d| write(&d.join("dest/a"), b"hello\n", 0o644),
+            vec!["-U", "-H", "--union-identical", "main", "dest"],
+        ),
+        (
+            |d| write(&d.join("dest/a"), b"hellx\n", 0o644),
+            vec!["-U", "-H", "--union-identical", "main", "dest"],
+        ),
+        (
+            |d| {
+                std::fs::create_dir_all(d.join("dest")).expect("mkdir");
+                std::os::unix::fs::symlink("other", d.join("dest/l")).expect("symlink");
+            },
+            vec!["-U", "-H", "--union-identical", "sym", "dest"],
+        ),
+        (
+            |d| {
+                std::fs::create_dir_all(d.join("dest")).expect("mkdir");
+                std::os::unix::fs::symlink("target", d.join("dest/l")).expect("symlink");
+            },
+            vec!["-U", "-H", "--union-identical", "sym", "dest"],
+        ),
+        (none, vec!["-U", "--whiteouts", "wh", "dest"]),
+        (
+            |d| {
+                write(&d.join("dest/a"), b"1\n", 0o644);
+                write(&d.join("dest/d/b"), b"2\n", 0o644);
+                write(&d.join("dest/e/old/deep"), b"3\n", 0o644);
+            },
+            vec!["-U", "--union", "--whiteouts", "wh", "dest"],
+        ),
+        (
+            none,
+            vec!["-U", "--process-passthrough-whiteouts", "wh", "dest"],
+        ),
+        (
+            none,
+            vec![
+                "--whiteouts",
+                "--process-passthrough-whiteouts",
+                "wh",
+                "dest",
+            ],
+        ),
+        (none, vec!["-U", "-M", "modes", "dest"]),
+        (none, vec!["modes", "dest"]),
+        (
+            none,
+            vec![
+                "-U",
+                &format!("--skip-list={}", l("skip-files")),
+                "main",
+                "dest",
+            ],
+        ),
+        (
+            none,
+            vec![
+                "-U",
+                &format!("--skip-list={}", l("skip-dir")),
+                "main",
+                "dest",
+            ],
+        ),
+        (
+            none,
+            vec![
+                "-U",
+                &format!("--skip-list={}", l("skip-noslash")),
+                "main",
+                "dest",
+            ],
+        ),
+        (
+            none,
+            vec![
+                "-U",
+                "--subpath=/d",
+                &format!("--skip-list={}", l("skip-sub")),
+                "main",
+                "dest",
+            ],
+        ),
+        (none, vec!["-U", "--skip-list=/nonexistent", "main", "dest"]),
+        (
+            none,
+            vec!["-U", "--union", &format!("--from-file={many}"), "dest"],
+        ),
+        (none, vec!["-U", &format!("--from-file={many}"), "dest"]),
+        (
+            none,
+            vec!["-U", &format!("--from-file={}", l("empty-subpath")), "dest"],
+        ),
+        (
+            none,
+            vec!["-U", &format!("--from-file={}", l("nosub")), "dest"],
+        ),
+        (
+            none,
+            vec![
+                "-U",
+                "--allow-noent",
+                &format!("--from-file={}", l("nosub")),
+                "dest",
+            ],
+        ),
+        (none, vec!["-U", "--from-file=/nonexistent", "dest"]),
+        (
+            none,
+            vec!["-U", "--fsync=TRUE", "--disable-cache", "main", "dest"],
+        ),
+        // Refused input.
+        (none, vec!["-H", "main", "dest"]),
+        (none, vec!["-U", "--union", "--union-add", "main", "dest"]),
+        (
+            none,
+            vec!["-U", "--union", "--union-identical", "main", "dest"],
+        ),
+        (
+            none,
+            vec!["-U", "--union-add", "--union-identical", "main", "dest"],
+        ),
+        (none, vec!["-U", "-H", "-C", "main", "dest"]),
+        (none, vec!["-U", "--union-identical", "main", "dest"]),
+        (none, vec!["-U", "--fsync=maybe", "main", "dest"]),
+        (none, vec!["-U", "--selinux-prefix=/x", "main", "dest"]),
+        (none, vec!["-U", "nosuch", "dest"]),
+        (none, vec!["-U"]),
+    ]
+    .into_iter()
+    .map(|(p, v)| (p, v.into_iter().map(|s| s.to_string()).collect()))
+    .collect();
+    for (prep, args) in &cases {
+        let (wo, wx) = (t.join("wo"), t.join("wx"));
+        for w in [&wo, &wx] {
+            let _ = std::fs::remove_dir_all(w);
+            std::fs::create_dir_all(w).expect("mkdir");
+            prep(w);
+        }
+        let mut a = vec!["checkout".to_string()];
+        a.extend(args.iter().cloned());
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        // Both run against the same repository, each in its own directory.
+        let run = |prog: &Path, dir: &Path| {
+            std::process::Command::new(prog)
+                .args(&a)
+                .arg(&ra)
+                .current_dir(dir)
+                .output()
+                .expect("run")
+        };
+        let (o, x) = (run(Path::new("ostree"), &wo), run(&oxtree_bin(), &wx));
+        assert_eq!(
+            o.status.success(),
+            x.status.success(),
+            "{a:?}\nostree: {o:?}\noxtree: {x:?}"
+        );
+        assert_eq!(stdout(&o), stdout(&x), "{a:?}");
+        assert_eq!(err_line(&o), err_line(&x), "{a:?}");
+        if o.status.success() {
+            assert_eq!(tree_state(&wo), tree_state(&wx), "{a:?}: trees differ");
+        }
+    }
+}
+
+/// Options ostree 2022.7 lacks or that oxtree refuses: -z, --from-stdin, and the SELinux
+/// and composefs rows (parsed, refused with a message naming why, nothing written).
+#[test]
+fn checkout_zerosized_stdin_and_refused_rows() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempdir();
+    let t = tmp.path();
+    let r = t.join("repo");
+    let ra = format!("--repo={}", s(&r));
+    ox(&["init", &ra, "--mode=bare-user-only"]);
+    let tree = t.join("tree");
+    write(&tree.join("empty"), b"", 0o644);
+    write(&tree.join("full"), b"data\n", 0o644);
+    write(&tree.join("sub/x"), b"x\n", 0o644);
+    ox(&["commit", &ra, "-b", "main", TS, s(&tree)]);
+    let d = t.join("z");
+    ox(&["checkout", &ra, "-U", "-z", "main", s(&d)]);
+    assert_eq!(std::fs::metadata(d.join("empty")).expect("stat").nlink(), 1);
+    assert!(std::fs::metadata(d.join("full")).expect("stat").nlink() > 1);
+    // --from-stdin: NUL-separated REV/SUBPATH pairs into one destination.
+    let d2 = t.join("stdin");
+    let mut child = std::process::Command::new(oxtree_bin())
+        .args(["checkout", &ra, "-U", "--union", "--from-stdin", s(&d2)])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"main\0/sub\0main\0/full\0")
+        .expect("write");
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(std::fs::read(d2.join("x")).expect("x"), b"x\n");
+    assert_eq!(std::fs::read(d2.join("full")).expect("full"), b"data\n");
+    for (args, msg) in [
+        (
+            vec!["--selinux-policy=/"],
+            "error: --selinux-policy: SELinux labelling is not supported by oxtree",
+        ),
+        (
+            vec!["--composefs"],
+            "error: --composefs: composefs images are not supported by oxtree yet",
+        ),
+        (
+            vec!["--composefs-noverity"],
+            "error: --composefs-noverity: composefs images are not supported",
+        ),
+    ] {
+        let dest = t.join("refused");
+        let mut a = vec!["checkout", &ra, "-U"];
+        a.extend(args);
+        a.extend(["main", s(&dest)]);
+        let (code, err) = ox_fail(&a);
+        assert_eq!(code, 1);
+        assert!(err.starts_with(msg), "{err}");
+        assert!(!dest.exists());
+    }
+}

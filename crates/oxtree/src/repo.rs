@@ -17,7 +17,7 @@ mod summary;
 mod traverse;
 mod txn;
 
-pub use checkout::{CheckoutOptions, PathEntry};
+pub use checkout::{CheckoutOptions, Overwrite, PathEntry};
 pub use commit::{CommitOptions, CommitResult, GpgSecretKeys, StatOverride};
 pub use delta_gen::{DeltaOptions, DeltaReport};
 pub use diff::{checksum_local, Diff, DiffSide, LocalChecksumOptions};
