@@ -97,14 +97,24 @@ fn pair(t: &Path, init_args: &[&str]) -> (PathBuf, PathBuf) {
     (ro, rx)
 }
 
-/// Refs (name → checksum) of a repository, as ostree lists them.
+/// Local refs (name → checksum) of a repository, read from refs/heads.
 fn refs_of(repo: &Path) -> String {
-    let r = format!("--repo={}", s(repo));
-    let mut out = String::new();
-    for name in ostree(&["refs", &r]).lines() {
-        out.push_str(&format!("{name} {}\n", ostree(&["rev-parse", &r, name])));
+    let mut out = Vec::new();
+    let mut stack = vec![repo.join("refs/heads")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("refs").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let name = p.strip_prefix(repo.join("refs/heads")).expect("prefix");
+                let c = std::fs::read_to_string(&p).expect("ref");
+                out.push(format!("{} {}", name.display(), c.trim()));
+            }
+        }
     }
-    out
+    out.sort();
+    out.join("\n")
 }
 
 #[test]
@@ -1124,4 +1134,545 @@ fn checkout_zerosized_stdin_and_refused_rows() {
         assert!(err.starts_with(msg), "{err}");
         assert!(!dest.exists());
     }
+}
+
+/// The inputs of the commit tests: trees, tar archives and a repository (one of each mode
+/// that matters) with `main` committed from `t` by ostree.
+fn commit_fixture(t: &Path) -> PathBuf {
+    let f = t.join("in");
+    write(&f.join("t/a"), b"a\n", 0o644);
+    write(&f.join("t/sub/b"), b"b\n", 0o644);
+    write(&f.join("o/a"), b"A\n", 0o644);
+    write(&f.join("o/c"), b"c\n", 0o644);
+    write(&f.join("o/sub/d"), b"d\n", 0o644);
+    write(&f.join("o2/z"), b"z\n", 0o644);
+    std::fs::set_permissions(
+        f.join("o2"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    write(&f.join("o4/sub"), b"file where a dir was\n", 0o644);
+    write(&f.join("o5/a/x"), b"dir where a file was\n", 0o644);
+    std::fs::create_dir_all(f.join("o9")).expect("mkdir");
+    std::os::unix::fs::symlink("x", f.join("o9/a")).expect("symlink");
+    write(&f.join("ro/exe"), b"e\n", 0o755);
+    write(&f.join("ro/gexe"), b"g\n", 0o775);
+    write(&f.join("ro/plain"), b"p\n", 0o644);
+    write(&f.join("boot/usr/lib/modules/6.1.0/vmlinuz"), b"k\n", 0o644);
+    write(
+        &f.join("boot/usr/lib/modules/5.0.0/initramfs.img"),
+        b"i\n",
+        0o644,
+    );
+    write(&f.join("noboot/usr/x"), b"x\n", 0o644);
+    write(&f.join("nokernel/usr/lib/modules/6.1.0/foo"), b"x\n", 0o644);
+    write(&f.join("tt/usr/bin/e"), b"e\n", 0o644);
+    std::os::unix::fs::symlink("e", f.join("tt/usr/bin/l")).expect("symlink");
+    std::fs::hard_link(f.join("tt/usr/bin/e"), f.join("tt/usr/bin/h")).expect("hardlink");
+    let tar = |name: &str, args: &[&str]| {
+        let mut a = vec!["-C", s(&f), "-cf"];
+        let out = f.join(name);
+        let out = s(&out).to_string();
+        a.push(&out);
+        a.extend_from_slice(args);
+        run_ok(Path::new("tar"), &a);
+    };
+    // Members only (no directory entries), with another owner, with the root entry, and
+    // with a hardlink.
+    tar("np.tar", &["-C", "tt", "usr/bin/e", "usr/bin/l"]);
+    tar(
+        "owned.tar",
+        &["--owner=1000", "--group=1001", "-C", "tt", "usr/bin/e"],
+    );
+    tar(
+        "full.tar",
+        &["--owner=1000", "--group=1001", "-C", "tt", "."],
+    );
+    tar(
+        "nodirs.tar",
+        &["--no-recursion", "-C", "tt", "usr", "usr/bin", "usr/bin/e"],
+    );
+    tar("o.tar", &["-C", "o", "."]);
+    let r = f.join("repo");
+    let ra = format!("--repo={}", s(&r));
+    ostree(&["init", &ra, "--mode=archive"]);
+    ostree(&[
+        "commit",
+        &ra,
+        "-b",
+        "main",
+        TS,
+        "--add-metadata-string=kept=yes",
+        s(&f.join("t")),
+    ]);
+    f
+}
+
+#[test]
+fn commit_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let f = commit_fixture(t);
+    let p = |n: &str| s(&f.join(n)).to_string();
+    let cases: Vec<Vec<String>> = [
+        vec!["-b", "out", "-s", "msg", &p("t")],
+        // Layering: later trees overlay earlier ones; the last directory's metadata wins.
+        vec![
+            "-b",
+            "out",
+            "--tree=ref=main",
+            &format!("--tree=dir={}", p("o")),
+        ],
+        vec![
+            "-b",
+            "out",
+            &format!("--tree=dir={}", p("t")),
+            &format!("--tree=tar={}", p("o.tar")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--tree=ref=main",
+            &format!("--tree=dir={}", p("o2")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--tree=ref=main",
+            &format!("--tree=dir={}", p("o9")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--tree=ref=main",
+            &format!("--tree=dir={}", p("o4")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--tree=ref=main",
+            &format!("--tree=dir={}", p("o5")),
+        ],
+        // With --tree the PATH argument is ignored.
+        vec!["-b", "out", &format!("--tree=dir={}", p("o5")), &p("t")],
+        vec![
+            "-b",
+            "out",
+            "--base=main",
+            &format!("--tree=dir={}", p("o2")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--base=main",
+            "--owner-uid=5",
+            &format!("--tree=dir={}", p("o2")),
+        ],
+        vec!["-b", "out", "--owner-uid=5", "--tree=ref=main"],
+        vec![
+            "-b",
+            "out",
+            "--owner-uid=5",
+            &format!("--tree=dir={}", p("o2")),
+            "--tree=ref=main",
+        ],
+        // Tar archives.
+        vec!["-b", "out", &format!("--tree=tar={}", p("np.tar"))],
+        vec![
+            "-b",
+            "out",
+            "--tar-autocreate-parents",
+            &format!("--tree=tar={}", p("np.tar")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--tar-autocreate-parents",
+            &format!("--tree=tar={}", p("owned.tar")),
+        ],
+        vec!["-b", "out", &format!("--tree=tar={}", p("full.tar"))],
+        vec!["-b", "out", &format!("--tree=tar={}", p("nodirs.tar"))],
+        vec![
+            "-b",
+            "out",
+            "--tree=ref=main",
+            &format!("--tree=tar={}", p("nodirs.tar")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--tar-autocreate-parents",
+            "--tar-pathname-filter=^usr/,opt/",
+            &format!("--tree=tar={}", p("np.tar")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--tar-autocreate-parents",
+            "--tar-pathname-filter=^(u)(sr),\\2\\1",
+            &format!("--tree=tar={}", p("np.tar")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--tar-autocreate-parents",
+            "--tar-pathname-filter=[a-z],X",
+            &format!("--tree=tar={}", p("np.tar")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--tar-pathname-filter=^usr/",
+            &format!("--tree=tar={}", p("np.tar")),
+        ],
+        // Modifiers and metadata.
+        vec!["-b", "out", "--mode-ro-executables", &p("ro")],
+        vec!["-b", "out", "--bootable", &p("boot")],
+        vec![
+            "-b",
+            "out",
+            "--bootable",
+            "--add-metadata-string=zz=1",
+            "--add-metadata=aa=2",
+            "--add-metadata-string=version=3",
+            &p("boot"),
+        ],
+        vec!["-b", "out", "--bootable", &p("noboot")],
+        vec!["-b", "out", "--bootable", &p("nokernel")],
+        vec![
+            "-b",
+            "main",
+            "--keep-metadata=kept",
+            "--add-metadata-string=c=1",
+            &p("o"),
+        ],
+        vec![
+            "-b",
+            "main",
+            "--add-metadata=b=1",
+            "--keep-metadata=kept",
+            "--keep-metadata=kept",
+            "--add-metadata-string=b=1",
+            &p("o"),
+        ],
+        vec!["-b", "main", "--keep-metadata=nokey", &p("o")],
+        vec!["-b", "fresh", "--keep-metadata=kept", &p("o")],
+        vec!["-b", "main", "--skip-if-unchanged", &p("t")],
+        vec!["-b", "main", "--skip-if-unchanged", &p("o")],
+        vec!["-b", "out", "--table-output", &p("tt")],
+        vec!["-b", "out", "--table-output", "--tree=ref=main"],
+        vec![
+            "-b",
+            "out",
+            "--table-output",
+            "--tree=ref=main",
+            "--owner-uid=3",
+        ],
+        vec![
+            "-b",
+            "out",
+            "--add-detached-metadata-string=zz=1",
+            "--add-detached-metadata-string=aa=2",
+            "--sign-type=dummy",
+            "--sign=k1",
+            "--sign=k2",
+            &p("t"),
+        ],
+        vec!["-b", "out", "--fsync=no", "--generate-sizes", &p("tt")],
+        // Refused input: same error, no ref moved.
+        vec!["-b", "out", "--tree=ref=nosuch"],
+        vec!["-b", "out", "--tree=foo=bar"],
+        vec!["-b", "out", "--tree=nothing"],
+        vec!["-b", "out", "--tree=dir=/nonexistent"],
+        vec!["-b", "out", "--tree=tar=/nonexistent"],
+        vec![
+            "-b",
+            "out",
+            "--tar-pathname-filter=nocomma",
+            &format!("--tree=tar={}", p("np.tar")),
+        ],
+        vec!["-b", "out", "--add-detached-metadata-string=zz", &p("t")],
+        vec!["-b", "out", "--sign-type=foo", "--sign=x", &p("t")],
+        vec![&p("t")],
+        vec!["-b", "x", "--parent=nosuch", &p("t")],
+        vec!["-b", "x", "--owner-uid=abc", &p("t")],
+        vec!["-b", "bad ref", &p("t")],
+        vec!["-b", "x", "--statoverride=/nonexistent", &p("t")],
+        vec!["-b", "x", "--skip-list=/nonexistent", &p("t")],
+        vec!["-b", "x", "-F", "/nonexistent", &p("t")],
+        vec!["-b", "x", "--add-metadata=a", &p("t")],
+        vec!["-b", "x", "--fsync=bar", &p("t")],
+    ]
+    .iter()
+    .map(|v| {
+        let mut a = vec!["commit".to_string(), TS.to_string()];
+        a.extend(v.iter().map(|s| s.to_string()));
+        a
+    })
+    .collect();
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    for args in &cases {
+        copy_tree(&f.join("repo"), &ro);
+        copy_tree(&f.join("repo"), &rx);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (o, _) = both(t, &ro, &rx, &a);
+        assert_eq!(refs_of(&ro), refs_of(&rx), "{a:?}: refs differ");
+        if o.status.success() {
+            let c = stdout(&o)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("Commit: ")
+                .to_string();
+            assert_eq!(
+                commitmeta(&ro, &c),
+                commitmeta(&rx, &c),
+                "{a:?}: detached metadata differs"
+            );
+            let ls = |r: &Path| ostree(&["ls", &format!("--repo={}", s(r)), "-R", "-X", &c]);
+            assert_eq!(ls(&ro), ls(&rx), "{a:?}");
+        }
+    }
+    ostree(&["fsck", &format!("--repo={}", s(&rx))]);
+}
+
+/// Run `args` in `cwd` with the given extra environment; the output.
+fn run_env(prog: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = std::process::Command::new(prog);
+    c.args(args).current_dir(cwd);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run")
+}
+
+/// Commit with no PATH (the current directory), --consume, --editor, and
+/// --link-checkout-speedup / -I over a checkout made by hardlinks: the same commits,
+/// output and leftovers as ostree.
+#[test]
+fn commit_cwd_consume_editor_devino_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (ro, rx) = pair(t, &["--mode=bare-user"]);
+    let (ra_o, ra_x) = (format!("--repo={}", s(&ro)), format!("--repo={}", s(&rx)));
+    let mk = |d: &Path| {
+        write(&d.join("a"), b"a\n", 0o644);
+        write(&d.join("sub/b"), b"b\n", 0o755);
+    };
+    // No PATH: the current directory, consumed (its contents; "." itself stays).
+    let (co, cx) = (t.join("co"), t.join("cx"));
+    mk(&co);
+    mk(&cx);
+    let args = ["commit", "-b", "cwd", TS, "--consume"];
+    let o = run_env(
+        Path::new("ostree"),
+        &co,
+        &[&args[..], &[ra_o.as_str()]].concat(),
+        &[],
+    );
+    let x = run_env(
+        &oxtree_bin(),
+        &cx,
+        &[&args[..], &[ra_x.as_str()]].concat(),
+        &[],
+    );
+    assert!(o.status.success() && x.status.success(), "{o:?}\n{x:?}");
+    assert_eq!(stdout(&o), stdout(&x));
+    assert_eq!(std::fs::read_dir(&cx).expect("dir").count(), 0);
+    assert!(co.is_dir() && cx.is_dir());
+    // A PATH argument is consumed whole.
+    mk(&co);
+    mk(&cx);
+    let o = run_env(
+        Path::new("ostree"),
+        t,
+        &["commit", &ra_o, "-b", "p", TS, "--consume", s(&co)],
+        &[],
+    );
+    let x = run_env(
+        &oxtree_bin(),
+        t,
+        &["commit", &ra_x, "-b", "p", TS, "--consume", s(&cx)],
+        &[],
+    );
+    assert_eq!(stdout(&o), stdout(&x));
+    assert!(!co.exists() && !cx.exists());
+
+    // --editor: ostree's template goes to the editor; its first line is the subject.
+    let tree = t.join("tree");
+    mk(&tree);
+    let ed = t.join("ed.sh");
+    write(
+        &ed,
+        format!(
+            "#!/bin/sh\ncat \"$1\" >> {}/template\nprintf 'My subject\\n\\nBody 1\\nBody 2\\n\\n' > \"$1\"\n",
+            s(t)
+        )
+        .as_bytes(),
+        0o755,
+    );
+    for (prog, ra) in [(PathBuf::from("ostree"), &ra_o), (oxtree_bin(), &ra_x)] {
+        let _ = std::fs::remove_file(t.join("template"));
+        let out = run_env(
+            &prog,
+            t,
+            &["commit", ra, "-b", "ed", TS, "-e", s(&tree)],
+            &[("EDITOR", s(&ed))],
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert!(std::fs::read_to_string(t.join("template"))
+            .expect("template")
+            .ends_with("aborts the commit.\n#\n# Branch: ed\n"));
+    }
+    assert_eq!(
+        ostree(&["rev-parse", &ra_o, "ed"]),
+        ostree(&["rev-parse", &ra_x, "ed"])
+    );
+    assert!(ostree(&["log", &ra_x, "ed"]).contains("My subject\n\n    Body 1\n    Body 2"));
+    let empty = t.join("empty.sh");
+    write(
+        &empty,
+        b"#!/bin/sh\nprintf '# nothing\\n\\n' > \"$1\"\n",
+        0o755,
+    );
+    for (ed, env_unset) in [
+        (s(&empty).to_string(), false),
+        ("false".to_string(), false),
+        (String::new(), true),
+    ] {
+        let run = |prog: &Path, ra: &str| {
+            let mut c = std::process::Command::new(prog);
+            c.args(["commit", ra, "-b", "ed2", "-e", s(&tree)])
+                .current_dir(t);
+            if env_unset {
+                c.env_remove("EDITOR")
+                    .env_remove("VISUAL")
+                    .env("TERM", "dumb");
+            } else {
+                c.env("EDITOR", &ed);
+            }
+            c.output().expect("run")
+        };
+        let (o, x) = (run(Path::new("ostree"), &ra_o), run(&oxtree_bin(), &ra_x));
+        assert!(!o.status.success() && !x.status.success());
+        assert_eq!(err_line(&o), err_line(&x));
+    }
+
+    // A checkout made by hardlinks, committed again: with the devino cache the objects are
+    // reused (or re-stamped by a modifier from their stored metadata), as ostree does.
+    for extra in [
+        vec!["--link-checkout-speedup"],
+        vec!["-I", "--owner-uid=7"],
+        vec!["--link-checkout-speedup", "--owner-uid=7"],
+        vec![],
+    ] {
+        let (ro2, rx2) = (t.join("dvo"), t.join("dvx"));
+        copy_tree(&ro, &ro2);
+        copy_tree(&ro, &rx2);
+        let (d_o, d_x) = (t.join("d_o"), t.join("d_x"));
+        let _ = std::fs::remove_dir_all(&d_o);
+        let _ = std::fs::remove_dir_all(&d_x);
+        ostree(&[
+            "checkout",
+            &format!("--repo={}", s(&ro2)),
+            "-U",
+            "ed",
+            s(&d_o),
+        ]);
+        ostree(&[
+            "checkout",
+            &format!("--repo={}", s(&rx2)),
+            "-U",
+            "ed",
+            s(&d_x),
+        ]);
+        write(&d_o.join("new"), b"n\n", 0o644);
+        write(&d_x.join("new"), b"n\n", 0o644);
+        let mut a = vec!["commit", "-b", "dv", TS, "--table-output"];
+        a.extend(extra.iter());
+        let o = run_env(
+            Path::new("ostree"),
+            t,
+            &[&a[..], &[&format!("--repo={}", s(&ro2)), s(&d_o)]].concat(),
+            &[],
+        );
+        let x = run_env(
+            &oxtree_bin(),
+            t,
+            &[&a[..], &[&format!("--repo={}", s(&rx2)), s(&d_x)]].concat(),
+            &[],
+        );
+        assert!(o.status.success() && x.status.success(), "{x:?}");
+        assert_eq!(stdout(&o), stdout(&x), "{extra:?}");
+    }
+}
+
+/// SELinux and composefs rows: parsed, refused with a message naming why, nothing written;
+/// ostree's boolean and fsync options; signing keys from a file.
+#[test]
+fn commit_refused_rows_and_newer_options() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let r = t.join("repo");
+    let ra = format!("--repo={}", s(&r));
+    ox(&["init", &ra, "--mode=archive"]);
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    for (args, msg) in [
+        (
+            vec!["--selinux-policy=/"],
+            "error: --selinux-policy: SELinux labelling is not supported by oxtree",
+        ),
+        (
+            vec!["-P"],
+            "error: --selinux-policy-from-base: SELinux labelling is not supported",
+        ),
+        (
+            vec!["--generate-composefs-metadata"],
+            "error: --generate-composefs-metadata: composefs is not supported by oxtree yet",
+        ),
+        (
+            vec!["--selinux-labeling-epoch=7"],
+            "error: Unknown SELinux labeling epoch 7",
+        ),
+    ] {
+        let mut a = vec!["commit", &ra, "-b", "x"];
+        a.extend(args);
+        a.push(s(&tree));
+        let (code, err) = ox_fail(&a);
+        assert_eq!(code, 1);
+        assert!(err.starts_with(msg), "{err}");
+    }
+    assert!(std::fs::read_dir(r.join("refs/heads"))
+        .expect("refs")
+        .next()
+        .is_none());
+    // Without a policy the labeling epoch changes nothing.
+    let c1 = ox(&[
+        "commit",
+        &ra,
+        "-b",
+        "x",
+        TS,
+        "--selinux-labeling-epoch=1",
+        "--disable-fsync",
+        s(&tree),
+    ]);
+    let c2 = ox(&["commit", &ra, "--orphan", TS, "--parent", &c1, s(&tree)]);
+    assert_ne!(c1, c2);
+    // --sign-from-file: ed25519 secret keys, one per line.
+    let (_, _, sk, pk) = openssl_key(t, "k");
+    write(&t.join("keys"), format!("{sk}\n").as_bytes(), 0o600);
+    ox(&[
+        "commit",
+        &ra,
+        "-b",
+        "signed",
+        TS,
+        &format!("--sign-from-file={}", s(&t.join("keys"))),
+        s(&tree),
+    ]);
+    ox(&["sign", &ra, "--verify", "signed", &pk]);
 }

@@ -18,7 +18,9 @@ mod traverse;
 mod txn;
 
 pub use checkout::{CheckoutOptions, Overwrite, PathEntry};
-pub use commit::{CommitOptions, CommitResult, GpgSecretKeys, StatOverride};
+pub use commit::{
+    CommitOptions, CommitResult, CommitStats, Devino, GpgSecretKeys, StatOverride, TreeSource,
+};
 pub use delta_gen::{DeltaOptions, DeltaReport};
 pub use diff::{checksum_local, Diff, DiffSide, LocalChecksumOptions};
 pub use export::ExportOptions;

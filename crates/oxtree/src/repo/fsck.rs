@@ -531,15 +531,13 @@ impl Repo {
             self.fsck_one(ObjectType::CommitMeta, c, verdict, &[*c], opts, rep)?;
         }
 
-        if opts.add_tombstones {
-            if !tombstones.is_empty() {
-                let mut me = Repo::open(self.path()).map_err(s)?;
-                me.enable_tombstone_commits().map_err(s)?;
-                let _lock = me.lock(true).map_err(s)?;
-                for t in &tombstones {
-                    rep.events.push(FsckEvent::Tombstone(*t));
-                    me.write_tombstone(t).map_err(s)?;
-                }
+        if opts.add_tombstones && !tombstones.is_empty() {
+            let mut me = Repo::open(self.path()).map_err(s)?;
+            me.enable_tombstone_commits().map_err(s)?;
+            let _lock = me.lock(true).map_err(s)?;
+            for t in &tombstones {
+                rep.events.push(FsckEvent::Tombstone(*t));
+                me.write_tombstone(t).map_err(s)?;
             }
         }
         if rep.fsck_partial_commits > 0 {
