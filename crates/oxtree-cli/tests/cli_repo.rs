@@ -1193,6 +1193,17 @@ fn commit_fixture(t: &Path) -> PathBuf {
         &["--no-recursion", "-C", "tt", "usr", "usr/bin", "usr/bin/e"],
     );
     tar("o.tar", &["-C", "o", "."]);
+    // xattrs (files and directories), setuid, a hardlink and a symlink.
+    write(&f.join("xt/d/f"), b"x\n", 0o644);
+    set_xattr(&f.join("xt/d/f"), "user.foo", b"bar");
+    set_xattr(&f.join("xt/d"), "user.dir", b"1");
+    write(&f.join("xt/suid"), b"s\n", 0o4755);
+    std::fs::hard_link(f.join("xt/d/f"), f.join("xt/hl")).expect("hardlink");
+    std::os::unix::fs::symlink("d/f", f.join("xt/sl")).expect("symlink");
+    tar("xt.tar", &["--xattrs", "-C", "xt", "."]);
+    write(&f.join("skip-file"), b"/d/f\n", 0o644);
+    write(&f.join("skip-sub"), b"/sub/b\n", 0o644);
+    write(&f.join("statoverride"), b"+2048 /suid\n=420 /d/f\n", 0o644);
     let r = f.join("repo");
     let ra = format!("--repo={}", s(&r));
     ostree(&["init", &ra, "--mode=archive"]);
@@ -1380,6 +1391,51 @@ fn commit_as_ostree() {
             &p("t"),
         ],
         vec!["-b", "out", "--fsync=no", "--generate-sizes", &p("tt")],
+        vec!["-b", "out", &format!("--tree=tar={}", p("xt.tar"))],
+        vec![
+            "-b",
+            "out",
+            "--canonical-permissions",
+            &format!("--tree=tar={}", p("xt.tar")),
+        ],
+        vec![
+            "-b",
+            "out",
+            "--no-xattrs",
+            &format!("--tree=tar={}", p("xt.tar")),
+        ],
+        vec!["-b", "out", "--canonical-permissions", "--tree=ref=main"],
+        vec![
+            "-b",
+            "out",
+            &format!("--statoverride={}", p("statoverride")),
+            &format!("--tree=tar={}", p("xt.tar")),
+        ],
+        vec![
+            "-b",
+            "out",
+            &format!("--skip-list={}", p("skip-file")),
+            &format!("--tree=tar={}", p("xt.tar")),
+        ],
+        vec![
+            "-b",
+            "out",
+            &format!("--skip-list={}", p("skip-sub")),
+            "--tree=ref=main",
+        ],
+        // A skip-list path that names nothing: refused, each one listed.
+        vec![
+            "-b",
+            "out",
+            &format!("--skip-list={}", p("skip-file")),
+            "--tree=ref=main",
+        ],
+        vec![
+            "-b",
+            "out",
+            &format!("--skip-list={}", p("skip-sub")),
+            &p("xt"),
+        ],
         // Refused input: same error, no ref moved.
         vec!["-b", "out", "--tree=ref=nosuch"],
         vec!["-b", "out", "--tree=foo=bar"],
@@ -1416,7 +1472,12 @@ fn commit_as_ostree() {
         copy_tree(&f.join("repo"), &ro);
         copy_tree(&f.join("repo"), &rx);
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (o, _) = both(t, &ro, &rx, &a);
+        let (o, x) = both(t, &ro, &rx, &a);
+        assert_eq!(
+            ostree_stderr(&o),
+            ostree_stderr(&x),
+            "{a:?}: stderr differs"
+        );
         assert_eq!(refs_of(&ro), refs_of(&rx), "{a:?}: refs differ");
         if o.status.success() {
             let c = stdout(&o)

@@ -551,6 +551,14 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
     let progress = opts.progress.clone().unwrap_or_default();
     let res = with_progress("committing files", &progress, true, || {
         repo.commit_trees(&sources, bind, &opts)
+    })
+    .inspect_err(|e| {
+        // ostree lists each one before its error line.
+        if let oxtree::Error::UnmatchedSkipList(paths) = e {
+            for p in paths {
+                eprintln!("Unmatched skip-list path: {p}");
+            }
+        }
     })?;
     if a.consume {
         consume(&sources)?;

@@ -300,7 +300,12 @@ struct Builder<'a, 't> {
     /// Sizes of every object written or re-written (`ostree.sizes`): stored, unpacked.
     sizes: BTreeMap<Checksum, (u64, u64, ObjectType)>,
     devino: Option<HashMap<(u64, u64), Checksum>>,
+    /// The skip-list paths some source had (ostree refuses a list with others).
+    skipped: Skipped,
 }
+
+/// The skip-list paths met so far (shared with the parallel directory scan).
+type Skipped = std::sync::Arc<std::sync::Mutex<HashSet<String>>>;
 
 fn commit_in_txn(
     txn: &Transaction<'_>,
@@ -318,6 +323,7 @@ fn commit_in_txn(
         stats: CommitStats::default(),
         sizes: BTreeMap::new(),
         devino: None,
+        skipped: Skipped::default(),
     };
     if opts.devino != Devino::Off && repo.mode() != RepoMode::Archive {
         b.devino = Some(repo.devino_map()?);
@@ -337,12 +343,25 @@ fn commit_in_txn(
                     canonical,
                     xattrs: b.xattrs,
                     devino: b.devino.as_ref(),
+                    skipped: b.skipped.clone(),
                 };
                 let node = scan.root(p)?;
                 b.merge_dir(node, &mut root)?;
             }
             TreeSource::Tar(p) => b.import_tar(p, &mut root)?,
             TreeSource::Ref(c) => b.import_ref(c, &mut root)?,
+        }
+    }
+    if let Ok(matched) = b.skipped.lock() {
+        let mut unmatched: Vec<String> = opts
+            .skip_list
+            .iter()
+            .filter(|p| !matched.contains(*p))
+            .cloned()
+            .collect();
+        if !unmatched.is_empty() {
+            unmatched.sort();
+            return Err(Error::UnmatchedSkipList(unmatched));
         }
     }
     let csums = b.store_pending()?;
@@ -612,6 +631,7 @@ impl Builder<'_, '_> {
             canonical: self.canonical,
             xattrs: self.xattrs,
             devino: None,
+            skipped: self.skipped.clone(),
         };
         let (uid, gid, mode) = scan.modify(rel, dm.uid, dm.gid, dm.mode);
         let xattrs = if self.xattrs { dm.xattrs } else { Vec::new() };
@@ -624,7 +644,7 @@ impl Builder<'_, '_> {
         let dt = repo.load_dirtree(tree)?;
         for (name, f) in &dt.files {
             let path = child_path(rel, name);
-            if self.opts.skip_list.contains(&path) {
+            if scan.skip(&path) {
                 continue;
             }
             let mut fc = repo.read_file(f)?;
@@ -657,7 +677,7 @@ impl Builder<'_, '_> {
         }
         for (name, st, sm) in &dt.dirs {
             let path = child_path(rel, name);
-            if self.opts.skip_list.contains(&path) {
+            if scan.skip(&path) {
                 continue;
             }
             let child = into.ensure_dir(repo, name)?;
@@ -742,7 +762,13 @@ impl Builder<'_, '_> {
             canonical: self.canonical,
             xattrs: self.xattrs,
             devino: None,
+            skipped: self.skipped.clone(),
         };
+        // ostree's archive import keeps xattrs under --canonical-permissions (only
+        // --no-xattrs and bare-user-only repositories drop them).
+        let tar_xattrs = !(self.opts.no_xattrs
+            || repo.mode() == RepoMode::BareUserOnly
+            || repo.xattrs_disabled());
         for entry in ar.entries().map_err(terr)? {
             let mut entry = entry.map_err(terr)?;
             let raw = String::from_utf8(entry.path_bytes().into_owned()).map_err(|_| {
@@ -757,7 +783,7 @@ impl Builder<'_, '_> {
             };
             let comps = relative_components(&path)?;
             let rel = format!("/{}", comps.join("/"));
-            if self.opts.skip_list.contains(&rel) {
+            if scan.skip(&rel) {
                 continue;
             }
             let hdr = entry.header();
@@ -767,7 +793,7 @@ impl Builder<'_, '_> {
             let perm = hdr.mode().map_err(terr)? & 0o7777;
             let etype = hdr.entry_type();
             let mut xattrs = Vec::new();
-            if self.xattrs {
+            if tar_xattrs {
                 if let Some(exts) = entry.pax_extensions().map_err(terr)? {
                     for ext in exts {
                         let ext = ext.map_err(terr)?;
@@ -1147,6 +1173,8 @@ pub(super) fn varint(out: &mut Vec<u8>, mut v: u64) {
 /// are a large share of a commit of many small files).
 struct Scanner<'a> {
     repo: &'a Repo,
+    /// Where the skip-list paths met are recorded.
+    skipped: Skipped,
     opts: &'a CommitOptions,
     canonical: bool,
     xattrs: bool,
@@ -1155,6 +1183,17 @@ struct Scanner<'a> {
 }
 
 impl Scanner<'_> {
+    /// Whether the skip list names `path` (recorded: ostree refuses unmatched entries).
+    fn skip(&self, path: &str) -> bool {
+        if !self.opts.skip_list.contains(path) {
+            return false;
+        }
+        if let Ok(mut m) = self.skipped.lock() {
+            m.insert(path.to_string());
+        }
+        true
+    }
+
     /// Apply --owner-uid/gid and statoverride (the CLI filter), then canonical permissions,
     /// in ostree's order.
     fn modify(&self, relpath: &str, uid: u32, gid: u32, mode: u32) -> (u32, u32, u32) {
@@ -1233,7 +1272,7 @@ impl Scanner<'_> {
             } else {
                 format!("{relpath}/{name}")
             };
-            if self.opts.skip_list.contains(&rel) {
+            if self.skip(&rel) {
                 continue;
             }
             let st = std::fs::symlink_metadata(&child).ctx("stat", &child)?;
