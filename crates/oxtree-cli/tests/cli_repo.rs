@@ -1737,3 +1737,62 @@ fn commit_refused_rows_and_newer_options() {
     ]);
     ox(&["sign", &ra, "--verify", "signed", &pk]);
 }
+
+/// Bad input to every command of the family: a malformed repository config, a malformed
+/// keys file, a path that is not there: a clear error naming it, a non-zero exit, nothing
+/// changed.
+#[test]
+fn bad_input_changes_nothing() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let r = t.join("repo");
+    let ra = format!("--repo={}", s(&r));
+    ox(&["init", &ra, "--mode=archive"]);
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    ox(&["commit", &ra, "-b", "main", TS, s(&tree)]);
+    let before = repo_files(&r);
+    let cfg = std::fs::read(r.join("config")).expect("config");
+    // A keys file with a line that is not a key.
+    write(&t.join("keys"), b"not base64 at all\n", 0o644);
+    let keys = format!("--keys-file={}", s(&t.join("keys")));
+    let dest = t.join("co");
+    for args in [
+        vec!["sign", "main", &keys],
+        vec!["sign", "--verify", "main", &keys],
+        vec!["sign", "main", "c2hvcnQ="],
+        vec!["checkout", "main", s(&dest), "--subpath=/nope"],
+        vec!["checkout", "nosuch", s(&dest)],
+        vec!["commit", "-b", "main", "/nonexistent/dir"],
+        vec!["prune", "--delete-commit=0123"],
+        vec!["fsck", "--verify-bindings", "--nosuch-option"],
+    ] {
+        let mut a = args.clone();
+        a.push(&ra);
+        let (code, err) = ox_fail(&a);
+        assert!(code == 1 || code == 2 || code == 3, "{a:?}: exit {code}");
+        assert!(err.starts_with("error"), "{a:?}: {err}");
+        assert!(!dest.exists(), "{a:?} created {}", dest.display());
+        assert_eq!(repo_files(&r), before, "{a:?} changed the repo");
+    }
+    // A malformed config: every command names it and stops.
+    std::fs::write(r.join("config"), b"[core\nrepo_version=1\n").expect("write");
+    for args in [
+        vec!["fsck"],
+        vec!["prune"],
+        vec!["commit", "-b", "x", s(&tree)],
+        vec!["checkout", "main", s(&dest)],
+        vec!["sign", "-s", "dummy", "main", "k"],
+        vec!["gpg-sign", "main", "KEY"],
+        vec!["init"],
+    ] {
+        let mut a = args.clone();
+        a.push(&ra);
+        let (code, err) = ox_fail(&a);
+        assert_eq!(code, 1, "{a:?}");
+        assert!(err.contains("config"), "{a:?}: {err}");
+        assert!(!dest.exists());
+        assert_eq!(repo_files(&r), before, "{a:?} changed the repo");
+    }
+    assert_ne!(std::fs::read(r.join("config")).expect("config"), cfg);
+}
