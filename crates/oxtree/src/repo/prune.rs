@@ -71,6 +71,13 @@ fn counted(ty: ObjectType, commit_only: bool) -> bool {
 
 impl Repo {
     pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport> {
+        self.prune_keeping(opts, &[])
+    }
+
+    /// [`Self::prune`] that also keeps the commits `keep` (with what they reach, as for a
+    /// ref at depth 0) whatever the refs say: the sysroot's deployments, which ostree adds
+    /// to the reachable set under the same exclusive lock.
+    pub fn prune_keeping(&self, opts: &PruneOptions, keep: &[Checksum]) -> Result<PruneReport> {
         // Exclusive: no commit or pull may add objects that point at what we delete.
         let _lock = self.lock(true)?;
         let objects = self.list_objects()?;
@@ -129,6 +136,9 @@ impl Repo {
                     walk(c, opts.depth, &mut reach)?;
                 }
             }
+        }
+        for c in keep {
+            walk(c, 0, &mut reach)?;
         }
         let mut markers_removed = false;
         let mut rep = PruneReport::default();
