@@ -39,6 +39,10 @@ pub enum Error {
     Config { path: PathBuf, msg: String },
     #[error("{0}")]
     InvalidArgument(String),
+    /// `commit --skip-list` paths that named nothing in the committed trees (ostree refuses
+    /// the commit; its message, the paths for the caller to list).
+    #[error("Unmatched skip-list paths")]
+    UnmatchedSkipList(Vec<String>),
     #[error("{path}: {msg}")]
     Unsupported { path: PathBuf, msg: String },
     #[error("commit {commit}: {msg}")]
