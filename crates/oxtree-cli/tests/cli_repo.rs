@@ -1796,3 +1796,37 @@ fn bad_input_changes_nothing() {
     }
     assert_ne!(std::fs::read(r.join("config")).expect("config"), cfg);
 }
+
+/// Security review L1: a union checkout never writes through a symlink an earlier commit
+/// planted where the new tree has a directory. `--union` replaces the link with the
+/// directory; `--union-add` refuses; the link's target is untouched either way.
+#[test]
+fn union_checkout_never_writes_through_a_planted_symlink() {
+    let t = tempdir();
+    let d = t.path();
+    let victim = d.join("victim");
+    std::fs::create_dir_all(&victim).expect("mkdir");
+    let (a, b) = (d.join("a"), d.join("b"));
+    std::fs::create_dir_all(&a).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, a.join("lib")).expect("symlink");
+    write(&b.join("lib/planted"), b"x\n", 0o644);
+    let repo = format!("--repo={}", s(&d.join("repo")));
+    ox(&["init", &repo, "--mode=bare-user"]);
+    ox(&["commit", &repo, "-b", "A", s(&a)]);
+    ox(&["commit", &repo, "-b", "B", s(&b)]);
+    let co = d.join("co");
+    ox(&["checkout", &repo, "-U", "A", s(&co)]);
+    ox(&["checkout", &repo, "-U", "--union", "B", s(&co)]);
+    assert!(std::fs::read_dir(&victim).expect("victim").next().is_none());
+    let lib = std::fs::symlink_metadata(co.join("lib")).expect("lib");
+    assert!(
+        lib.is_dir(),
+        "the link was not replaced by the tree's directory"
+    );
+    assert!(co.join("lib/planted").is_file());
+    let co2 = d.join("co2");
+    ox(&["checkout", &repo, "-U", "A", s(&co2)]);
+    let (_, err) = ox_fail(&["checkout", &repo, "-U", "--union-add", "B", s(&co2)]);
+    assert!(err.contains("symbolic link is in the way"), "{err}");
+    assert!(std::fs::read_dir(&victim).expect("victim").next().is_none());
+}

@@ -186,6 +186,22 @@ impl Repo {
         if opts.whiteouts && union && dt.files.iter().any(|(n, _)| n == OPAQUE_WHITEOUT) {
             remove_all(dest)?;
         }
+        // Below the top, a symlink where the tree has a directory is never followed (a
+        // union checkout would otherwise write through a link an earlier commit planted, to
+        // anywhere: security review L1). --union replaces it with the directory; the other
+        // union modes refuse, as for any non-directory in the way.
+        if union && !top {
+            if let Ok(m) = std::fs::symlink_metadata(dest) {
+                if m.file_type().is_symlink() && opts.overwrite == Overwrite::Union {
+                    std::fs::remove_file(dest).ctx("remove", dest)?;
+                } else if m.file_type().is_symlink() {
+                    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+                    return Err(Error::InvalidArgument(format!(
+                        "opendir({name}): Not a directory (a symbolic link is in the way; oxtree does not check out through it)"
+                    )));
+                }
+            }
+        }
         let existed = match std::fs::DirBuilder::new().mode(0o700).create(dest) {
             Ok(()) => false,
             Err(e)
