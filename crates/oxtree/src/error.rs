@@ -58,12 +58,6 @@ pub enum Error {
     DeltaRefused { delta: String, msg: String },
     #[error("summary {url}: {msg}")]
     SummarySignature { url: String, msg: String },
-    #[error("commit {new} is older than {old} (the current {refname}); pass --allow-downgrade to accept it")]
-    Downgrade {
-        refname: String,
-        old: Checksum,
-        new: Checksum,
-    },
     /// The server's summary does not list the ref (ostree's wording); refs are never looked
     /// up unauthenticated in `refs/heads/` when there is a summary.
     #[error("No such branch '{refname}' in repository summary")]
@@ -121,7 +115,7 @@ impl Error {
                  or ask the publisher to run `oxtree summary -u --sign=KEY`"
                     .into(),
             ),
-            Error::Downgrade { .. } | Error::TimestampCheck { .. } => Some(
+            Error::TimestampCheck { .. } => Some(
                 "the server offers an older commit than the one you have (a rollback or a replay attack); \
                  if that is intended, pull again with --allow-downgrade"
                     .into(),
@@ -164,7 +158,6 @@ impl Error {
             self,
             Error::Signature { .. }
                 | Error::SummarySignature { .. }
-                | Error::Downgrade { .. }
                 | Error::TimestampCheck { .. }
                 | Error::Binding { .. }
                 | Error::DeltaRefused { .. }
