@@ -1,10 +1,13 @@
 //! The `oxtree` command: a thin CLI over the `oxtree` library, spelled like `ostree` so that
 //! scripts written for ostree run unchanged.
 //!
-//! Exit codes: 0 success; 1 failure (including fsck finding problems); 2 usage error;
-//! 3 a ref or object that was asked for does not exist (also a ref the remote's summary
-//! does not list); 4 verification failed: a signature, a commit binding, the timestamp
-//! (downgrade) check, or a static delta that does not match its signed commit.
+//! Exit codes are ostree's: 0 success, 1 any failure (usage errors included; fsck finding
+//! problems too), so a script that tests `$? -eq 1` behaves the same. With
+//! `OXTREE_DETAILED_EXIT_CODES=1` in the environment oxtree tells failures apart: 2 usage
+//! error; 3 a ref or object that was asked for does not exist (also a ref the remote's
+//! summary does not list); 4 verification failed: a signature, a commit binding, the
+//! timestamp (downgrade) check, a static delta that does not match its signed commit, or an
+//! update graph.
 
 mod cmd;
 mod gvtext;
@@ -17,8 +20,21 @@ use cmd::{Exit, Global};
 use std::path::{Path, PathBuf};
 
 const EXIT_FAILURE: i32 = 1;
+const EXIT_USAGE: i32 = 2;
 const EXIT_NOT_FOUND: i32 = 3;
 const EXIT_VERIFICATION: i32 = 4;
+
+/// The exit code for a failure of this kind: ostree's 1, unless the user asked for detailed
+/// codes with `OXTREE_DETAILED_EXIT_CODES=1`.
+fn failure_code(detailed: i32) -> i32 {
+    let on =
+        std::env::var_os("OXTREE_DETAILED_EXIT_CODES").is_some_and(|v| !v.is_empty() && v != "0");
+    if on {
+        detailed
+    } else {
+        EXIT_FAILURE
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -165,12 +181,23 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help (exit 0) and usage errors (exit 1, as ostree; 2 with detailed codes).
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                failure_code(EXIT_USAGE)
+            } else {
+                0
+            });
+        }
+    };
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
             if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
-                std::process::exit(*code);
+                std::process::exit(if *code == 0 { 0 } else { failure_code(*code) });
             }
             eprintln!("error: {}", error_chain(&e));
             let lib = e.downcast_ref::<oxtree::Error>();
@@ -180,13 +207,13 @@ fn main() {
             if let Some(h) = e.downcast_ref::<cmd::Hinted>() {
                 eprintln!("hint: {}", h.hint);
             }
-            if lib.is_some_and(oxtree::Error::is_not_found) {
+            failure_code(if lib.is_some_and(oxtree::Error::is_not_found) {
                 EXIT_NOT_FOUND
             } else if lib.is_some_and(oxtree::Error::is_verification) {
                 EXIT_VERIFICATION
             } else {
                 EXIT_FAILURE
-            }
+            })
         }
     };
     std::process::exit(code);
@@ -222,7 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let Some(c) = cli.cmd else {
         use clap::CommandFactory;
         Cli::command().print_help()?;
-        return Ok(2);
+        return Ok(failure_code(EXIT_USAGE));
     };
     // `summary` keeps -v for --view, as ostree; its --verbose is its own flag.
     let verbose = cli.verbose || matches!(&c, Cmd::Summary(a) if a.verbose);

@@ -126,3 +126,68 @@ fn man_pages_and_completions_cover_every_command() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(bash.contains("pull-local") && bash.contains("--timestamp-check"));
 }
+
+/// The README's "Out of scope" table: each refused row prints exactly its message, exits 1
+/// and leaves the repository as it was; and the table stays under 5 % of the rows.
+#[test]
+fn out_of_scope_rows_are_refused_with_the_readme_message() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .expect("read README.md");
+    let section = readme
+        .split("### Out of scope")
+        .nth(1)
+        .expect("README has an Out of scope section");
+    let section = section.split("\n#").next().unwrap_or(section);
+    let table: Vec<(String, String)> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| {
+            let mut cells = l.split('|').map(str::trim).filter(|c| !c.is_empty());
+            let row = cells.next()?.trim_matches('`').to_string();
+            let msg = cells.next()?;
+            let msg = msg.strip_prefix('`')?.split('`').next()?.to_string();
+            Some((row, msg))
+        })
+        .collect();
+    assert!(!table.is_empty(), "the Out of scope table is empty");
+    let total = rows().len();
+    assert!(
+        table.len() * 100 < total * 5,
+        "{} refused rows of {total}",
+        table.len()
+    );
+    let t = common::tempdir();
+    let repo = t.path().join("repo");
+    let r = format!("--repo={}", common::s(&repo));
+    let tree = t.path().join("tree");
+    common::write(&tree.join("f"), b"x", 0o644);
+    common::ox(&["init", &r, "--mode=bare-user"]);
+    common::ox(&["commit", &r, "-b", "main", "-s", "m", common::s(&tree)]);
+    let before = common::snapshot(&repo);
+    for (row, msg) in &table {
+        let offered = rows().iter().any(|x| key(x) == *row);
+        assert!(offered, "{row}: not a row of ostree-cli.tsv");
+        let (cmd, opt) = row.split_once(' ').expect("a command and an option");
+        let opt_arg = match opt {
+            "--selinux-policy" => format!("{opt}={}", common::s(&tree)),
+            "--selinux-prefix" => format!("{opt}=/"),
+            _ => opt.to_string(),
+        };
+        let dest = t.path().join("co");
+        let args: Vec<&str> = match cmd {
+            "commit" => vec![cmd, &r, "-b", "other", &opt_arg, common::s(&tree)],
+            "checkout" => vec![cmd, &r, &opt_arg, "main", common::s(&dest)],
+            other => panic!("no invocation for {other}"),
+        };
+        let o = common::run_raw(&common::oxtree_bin(), &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{row}: {err}");
+        assert_eq!(err.lines().next(), Some(msg.as_str()), "{row}");
+        assert!(!dest.exists(), "{row}: nothing checked out");
+    }
+    assert!(
+        common::snapshot(&repo) == before,
+        "a refused row changed the repository"
+    );
+}

@@ -881,8 +881,20 @@ fn remote_cookies_as_ostree_and_sent_with_pulls() {
     // ostree 2022.7's list-cookies reads the jar relative to the current directory, so
     // both run inside their repository.
     let both = |args: &[&str]| {
-        let o = ostree_out(&tw.a, &[&["--repo=."], args].concat());
-        let x = oxtree_out(&tw.b, &[&["--repo=."], args].concat());
+        let mut o = ostree_out(&tw.a, &[&["--repo=."], args].concat());
+        let mut x = oxtree_out(&tw.b, &[&["--repo=."], args].concat());
+        // Expiry dates are computed from each tool's own clock: compare them to the day.
+        for out in [&mut o, &mut x] {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.stdout = text
+                .lines()
+                .map(|l| match l.strip_prefix("Expires: ") {
+                    Some(d) => format!("Expires: {}\n", d.get(..10).unwrap_or(d)),
+                    None => format!("{l}\n"),
+                })
+                .collect::<String>()
+                .into_bytes();
+        }
         assert_same_outputs(&format!("{args:?}"), &o, &x);
         // Same jars, up to the second the expiry was computed from.
         let jar = |repo: &Path| -> Vec<Vec<String>> {
@@ -1360,7 +1372,7 @@ done
         ("unsigned", "OpenPGP"),
     ] {
         let err = read(&format!("{r}.err"));
-        assert_eq!(read(&format!("{r}.code")).trim(), "4", "{r}: {err}");
+        assert_eq!(read(&format!("{r}.code")).trim(), "1", "{r}: {err}");
         assert!(
             err.starts_with(&format!(
                 "error: Failed to pull some refs from the remotes: (org.example.Os, {r})\n"

@@ -100,6 +100,10 @@ pub struct PullOptions {
     /// Skip the `ostree.ref-binding` / `ostree.collection-binding` checks
     /// (`--disable-verify-bindings`).
     pub disable_verify_bindings: bool,
+    /// Only these paths of each commit's tree (`--subpath`, repeatable): the directories
+    /// leading to them and everything below them. The commit stays marked partial, and no
+    /// static delta is used. Empty (or `/`) pulls the whole tree.
+    pub subpaths: Vec<String>,
 }
 
 impl Default for PullOptions {
@@ -124,6 +128,7 @@ impl Default for PullOptions {
             disable_static_deltas: false,
             collection_id: None,
             disable_verify_bindings: false,
+            subpaths: Vec::new(),
         }
     }
 }
@@ -283,8 +288,10 @@ impl Repo {
         let shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir, wanted);
         // Static deltas first: each applied one leaves little or nothing for the object
         // walk below, which then only confirms the commit is complete.
+        let subpath = walk::normalize_subpaths(&opts.subpaths).is_some();
         let deltas_ok = !opts.disable_static_deltas
             && !opts.commit_metadata_only
+            && !subpath
             && self.mode() != crate::repo::RepoMode::Archive;
         if deltas_ok {
             for (t, cur) in targets.iter().zip(&current) {
@@ -316,7 +323,8 @@ impl Repo {
         // written right after it, under a second shared lock taken before it commits.
         let mut collection = Vec::new();
         for t in targets {
-            if !opts.commit_metadata_only {
+            // A --subpath pull leaves the commit partial, as ostree.
+            if !opts.commit_metadata_only && !subpath {
                 txn.remove_commitpartial(&t.commit);
             }
             match &t.dest {

@@ -3,7 +3,7 @@
 use super::Global;
 use crate::output::{human_size, json_str};
 use crate::progress::progress_loop;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use oxtree::repo::PullLocalOptions;
 use oxtree::Repo;
@@ -31,9 +31,10 @@ pub struct PullArgs {
     /// to the remote's collection ID (`ostree.collection-binding`).
     #[arg(long)]
     pub disable_verify_bindings: bool,
-    /// Only this subpath of the tree (not supported yet).
-    #[arg(long)]
-    pub subpath: Option<String>,
+    /// Only this path of the tree (repeatable): the directories leading to it and everything
+    /// below it. The commit stays partial; `checkout --subpath` checks the part out.
+    #[arg(long, value_name = "SUBPATH")]
+    pub subpath: Vec<String>,
     /// Concurrent requests.
     #[arg(long, default_value_t = 32)]
     pub fetchers: usize,
@@ -66,9 +67,6 @@ pub struct PullArgs {
 }
 
 pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
-    if a.subpath.is_some() {
-        bail!("--subpath is not supported by oxtree pull yet; pull the whole commit and use `checkout --subpath`");
-    }
     let repo = g.open()?;
     let (remote, mut refs) = match a.remote.split_once(':') {
         Some((r, first)) => (r.to_string(), vec![first.to_string()]),
@@ -91,6 +89,7 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         },
         disable_static_deltas: a.disable_static_deltas,
         disable_verify_bindings: a.disable_verify_bindings,
+        subpaths: a.subpath.clone(),
         ..Default::default()
     };
     let progress = oxtree::pull::PullProgress::default();

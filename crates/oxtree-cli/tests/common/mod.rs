@@ -61,9 +61,15 @@ pub fn ostree(args: &[&str]) -> String {
     run_ok(Path::new("ostree"), args)
 }
 
-/// A command that must fail without panicking; returns (exit code, stderr).
+/// A command that must fail without panicking; returns (detailed exit code, stderr): run
+/// with `OXTREE_DETAILED_EXIT_CODES=1` so tests can tell not-found (3) and verification (4)
+/// apart (without it every failure exits 1, as ostree).
 pub fn ox_fail(args: &[&str]) -> (i32, String) {
-    let o = run_raw(&oxtree_bin(), args);
+    let o = Command::new(oxtree_bin())
+        .args(args)
+        .env("OXTREE_DETAILED_EXIT_CODES", "1")
+        .output()
+        .expect("run oxtree");
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(
         !o.status.success(),
@@ -702,7 +708,7 @@ pub fn openssl_key(
     )
 }
 
-/// Run `args` with both tools; compare stdout and success, and for failures the first
+/// Run `args` with both tools; compare stdout and the exit code, and for failures the first
 /// `error:` line of stderr (oxtree may add `hint:` lines after it).
 pub fn same(dir: &Path, args: &[&str]) -> String {
     let o = run_in(dir, Path::new("ostree"), args);
@@ -714,8 +720,8 @@ pub fn same(dir: &Path, args: &[&str]) -> String {
             .map(str::to_string)
     };
     assert_eq!(
-        o.status.success(),
-        x.status.success(),
+        o.status.code(),
+        x.status.code(),
         "{args:?}: ostree {:?} vs oxtree {:?}\nostree stderr: {}\noxtree stderr: {}",
         o.status,
         x.status,

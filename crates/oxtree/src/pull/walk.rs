@@ -13,18 +13,57 @@ use crate::repo::{Repo, Transaction};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// A commit object and its detached metadata, fetched ahead of the object walk.
 pub(super) type Prefetched = (Vec<u8>, Option<Vec<u8>>);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Task {
     pub(super) ty: ObjectType,
     pub(super) csum: Checksum,
     /// Remaining parent depth, for commits.
     pub(super) depth: i64,
+    /// For dirtrees of a `--subpath` pull: the paths still wanted below this directory
+    /// (relative, `/`-separated, never empty); `None` wants all of it.
+    pub(super) sub: Option<Arc<[String]>>,
+}
+
+/// An object already queued, with what of it a `--subpath` pull wants (a dirtree shared by
+/// two paths may be wanted whole at one and in part at the other).
+type Seen = (ObjectType, Checksum, Option<Arc<[String]>>);
+
+/// What a `--subpath` pull wants below the directory `name`, given what it wants below its
+/// parent (`sub`): `None` when the whole directory is wanted, `Some(rest)` for the paths
+/// below it, `Some([])` when nothing below it is.
+fn sub_for(sub: &[String], name: &str) -> Option<Vec<String>> {
+    let mut rest = Vec::new();
+    for p in sub {
+        match p.split_once('/') {
+            None if p == name => return None,
+            Some((first, r)) if first == name => rest.push(r.to_string()),
+            _ => {}
+        }
+    }
+    Some(rest)
+}
+
+/// `--subpath` arguments as the walk wants them: relative paths without empty components;
+/// `None` when one of them is the root (the whole tree is wanted) or there are none.
+pub(super) fn normalize_subpaths(paths: &[String]) -> Option<Arc<[String]>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let parts: Vec<&str> = p
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        if parts.is_empty() {
+            return None;
+        }
+        out.push(parts.join("/"));
+    }
+    (!out.is_empty()).then(|| out.into())
 }
 
 struct Queue {
@@ -41,7 +80,7 @@ pub(super) struct Shared<'a> {
     pub(super) progress: &'a PullProgress,
     queue: Mutex<Queue>,
     cv: Condvar,
-    seen: Mutex<HashSet<(ObjectType, Checksum)>>,
+    seen: Mutex<HashSet<Seen>>,
     pub(super) partial_dir: PathBuf,
     /// Sizes of content objects from the verified commits' `ostree.sizes` (stored, unpacked):
     /// what bounds their downloads.
@@ -91,6 +130,7 @@ impl<'a> Shared<'a> {
                 ty: ObjectType::Commit,
                 csum: c,
                 depth: self.opts.depth,
+                sub: None,
             });
         }
         let workers = self.opts.fetchers.max(1);
@@ -133,7 +173,7 @@ impl<'a> Shared<'a> {
 impl Shared<'_> {
     pub(super) fn push(&self, t: Task) {
         if let Ok(mut seen) = self.seen.lock() {
-            if !seen.insert((t.ty, t.csum)) {
+            if !seen.insert((t.ty, t.csum, t.sub.clone())) {
                 return;
             }
         }
@@ -243,25 +283,42 @@ impl Shared<'_> {
                         .objects_fetched
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                for (_, f) in &dt.files {
+                for (name, f) in &dt.files {
+                    // Below a --subpath's parents, only a file the subpath names.
+                    if let Some(sub) = &t.sub {
+                        if !sub.iter().any(|p| p == name) {
+                            continue;
+                        }
+                    }
                     if !self.txn.has_object(ObjectType::File, f) {
                         self.push(Task {
                             ty: ObjectType::File,
                             csum: *f,
                             depth: 0,
+                            sub: None,
                         });
                     }
                 }
-                for (_, st, sm) in &dt.dirs {
+                for (name, st, sm) in &dt.dirs {
+                    let sub = match &t.sub {
+                        None => None,
+                        Some(sub) => match sub_for(sub, name) {
+                            None => None,
+                            Some(rest) if rest.is_empty() => continue,
+                            Some(rest) => Some(rest.into()),
+                        },
+                    };
                     self.push(Task {
                         ty: ObjectType::DirMeta,
                         csum: *sm,
                         depth: 0,
+                        sub: None,
                     });
                     self.push(Task {
                         ty: ObjectType::DirTree,
                         csum: *st,
                         depth: 0,
+                        sub,
                     });
                 }
                 Ok(())
@@ -353,6 +410,7 @@ impl Shared<'_> {
                     ty: ObjectType::Commit,
                     csum: p,
                     depth: if t.depth > 0 { t.depth - 1 } else { -1 },
+                    sub: None,
                 });
             }
         }
@@ -363,11 +421,13 @@ impl Shared<'_> {
             ty: ObjectType::DirMeta,
             csum: commit.root_meta,
             depth: 0,
+            sub: None,
         });
         self.push(Task {
             ty: ObjectType::DirTree,
             csum: commit.root_tree,
             depth: 0,
+            sub: normalize_subpaths(&self.opts.subpaths),
         });
         Ok(())
     }
