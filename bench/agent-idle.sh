@@ -2,7 +2,8 @@
 # Idle cost of `oxtree agent`: a sysroot on v1 following a signed static graph served by
 # `oxtree serve` (no update offered), the agent with its default 300 s poll interval; after a
 # warm-up, sample its RSS (VmRSS) and CPU time (utime+stime from /proc/PID/stat) for
-# AGENT_IDLE_SECS (default 600). Prints peak RSS and average CPU %.
+# AGENT_IDLE_SECS (default 600). Prints peak RSS and average CPU %, and the kernel's
+# high-water mark (VmHWM: the most the agent ever had resident, startup and checks included).
 #
 #   bench/agent-idle.sh                       # builds the release binary first
 #   OXTREE=target/release/oxtree AGENT_IDLE_SECS=300 bench/agent-idle.sh
@@ -87,7 +88,7 @@ for _ in $(seq "$SECS"); do
   sleep 1
 done
 c1=$(cpu)
-grep -E 'VmRSS|RssAnon|RssFile' "/proc/$AGENT/status" | tr -s ' \t' ' ' | paste -sd' '
+grep -E 'VmHWM|VmRSS|RssAnon|RssFile' "/proc/$AGENT/status" | tr -s ' \t' ' ' | paste -sd' '
 awk -v c="$((c1 - c0))" -v t="$ticks" -v s="$SECS" -v p="$peak" 'BEGIN {
   printf "oxtree agent idle over %d s: peak RSS %.1f MiB, CPU %.4f %% (%.2f s of CPU)\n", s, p / 1024, 100 * c / t / s, c / t }'
 grep -c 'checking' "$W/agent.log" | sed 's/^/update checks during the run (incl. the first): /'
