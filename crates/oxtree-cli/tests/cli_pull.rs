@@ -202,3 +202,311 @@ fn reset_as_ostree() {
     );
     ox(&["fsck", &repo_arg(&rx)]);
 }
+
+/// `summary --raw` as real ostree prints it, with the last-modified time blanked.
+fn summary_raw(repo: &Path) -> String {
+    let raw = ostree(&["summary", &repo_arg(repo), "--raw"]);
+    let key = "'ostree.summary.last-modified': <uint64 ";
+    match raw.find(key) {
+        Some(i) => {
+            let rest = &raw[i + key.len()..];
+            let end = rest.find('>').unwrap_or(0);
+            format!("{}{key}T{}", &raw[..i], &rest[end..])
+        }
+        None => raw,
+    }
+}
+
+/// `summary -u --add-metadata`: values parsed as GLib parses GVariant text, stored in the
+/// summary in ostree's dictionary order (byte-identical `--raw`, the same `--view`), and
+/// refused input (ostree's texts) changes nothing.
+#[test]
+fn summary_add_metadata_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, _) = fixture(t);
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    copy_tree(&fx, &ro);
+    copy_tree(&fx, &rx);
+    let view_norm = |s: &str| {
+        s.lines()
+            .map(|l| {
+                if l.starts_with("Last-Modified") {
+                    "Last-Modified"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let sets: Vec<Vec<&str>> = vec![
+        vec!["summary", "-u"],
+        vec![
+            "summary",
+            "-u",
+            "-m",
+            "foo='bar'",
+            "-m",
+            "n=42",
+            "--add-metadata=b=true",
+            "-m",
+            "arr=['a', 'b']",
+            "-m",
+            "t=uint64 5",
+            "-m",
+            "d=[1, 2.5]",
+            "-m",
+            "foo=7",
+        ],
+        vec![
+            "summary",
+            "--update",
+            "-m",
+            "x=(1, 'a')",
+            "-m",
+            "y={'a': <1>}",
+            "-m",
+            "z=<'q'>",
+            "-m",
+            "w=@ay []",
+            "-m",
+            "bs=b'abc'",
+            "-m",
+            "e=",
+            "-m",
+            "=1",
+        ],
+        // ostree's own keys win over the user's.
+        vec![
+            "summary",
+            "-u",
+            "-m",
+            "ostree.summary.mode='x'",
+            "-m",
+            "a1=1",
+            "-m",
+            "a2=2",
+            "-m",
+            "a3=3",
+            "-m",
+            "a4=4",
+            "-m",
+            "a5=5",
+            "-m",
+            "a6=6",
+            "-m",
+            "a7=7",
+        ],
+    ];
+    for args in &sets {
+        // e= (an empty value) is an error in GLib: the set fails as a whole in both.
+        let (o, _) = both(t, &ro, &rx, args);
+        if o.status.success() {
+            assert_eq!(summary_raw(&ro), summary_raw(&rx), "{args:?}");
+            both_norm(t, &ro, &rx, &["summary", "--view"], &view_norm);
+        }
+    }
+    // Refused input: the same error line, nothing written.
+    let before = std::fs::read(rx.join("summary")).expect("summary");
+    for args in [
+        vec!["summary", "-u", "-m", "nokey"],
+        vec!["summary", "-u", "-m", "foo=bar"],
+        vec!["summary", "-u", "-m", "e=[]"],
+        vec!["summary", "-u", "-m", "a=[1, 'x']"],
+        vec!["summary", "-u", "-m", "a=byte 300"],
+        vec!["summary", "-u", "-m", "ok=1", "-m", "bad={1,"],
+        vec!["summary", "-m", "a=1"],
+        vec!["summary", "--gpg-sign=ABCDEF", "--gpg-homedir=/nonexistent"],
+    ] {
+        let (_, x) = both(t, &ro, &rx, &args);
+        assert!(!x.status.success(), "{args:?}");
+        assert_eq!(
+            std::fs::read(rx.join("summary")).expect("summary"),
+            before,
+            "{args:?} changed the summary"
+        );
+    }
+    // In a repository with a collection ID the metadata also goes into the ostree-metadata
+    // commit, in ostree's order.
+    let (co, cx) = (t.join("co"), t.join("cx"));
+    for r in [&co, &cx] {
+        ostree(&[
+            "init",
+            &repo_arg(r),
+            "--mode=archive",
+            "--collection-id=org.example.Os",
+        ]);
+    }
+    for args in [
+        vec!["summary", "-u"],
+        vec!["summary", "-u", "-m", "foo='bar'", "-m", "zz=1"],
+    ] {
+        both(t, &co, &cx, &args);
+        let meta = |r: &Path| {
+            let raw = ostree(&["show", &repo_arg(r), "--raw", "ostree-metadata"]);
+            let line = raw.lines().nth(1).unwrap_or("").to_string();
+            line.split(", @ay").next().unwrap_or("").to_string()
+        };
+        assert_eq!(meta(&co), meta(&cx), "{args:?}");
+        assert_eq!(summary_raw(&co).len(), summary_raw(&cx).len(), "{args:?}");
+    }
+}
+
+/// A fresh GnuPG home with one signing key; returns (home, fingerprint).
+fn gpg_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let home = dir.join(format!("gnupg-{name}"));
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    gpg(
+        &home,
+        &[
+            "--quick-gen-key",
+            &format!("{name} <{name}@example.com>"),
+            "ed25519",
+            "sign",
+            "never",
+        ],
+    );
+    let out = gpg(&home, &["--list-keys", "--with-colons"]);
+    let fpr = out
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .expect("fingerprint")
+        .to_string();
+    (home, fpr)
+}
+
+/// `summary -u --gpg-sign=KEY --gpg-homedir=DIR`: summary.sig in ostree's format, which real
+/// ostree verifies (`gpg-verify-summary`) and so does oxtree; the ostree-metadata commit of a
+/// collection repository is signed too; an unknown key is refused with ostree's text before
+/// anything is written (ostree would leave an unsigned summary).
+#[test]
+fn summary_gpg_sign_verifies_in_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, _) = fixture(t);
+    let (home, fpr) = gpg_key(t, "publisher");
+    let pubkey = t.join("publisher.gpg");
+    gpg(&home, &["--output", s(&pubkey), "--export", &fpr]);
+    let r = repo_arg(&fx);
+    ox(&[
+        "summary",
+        &r,
+        "-u",
+        &format!("--gpg-sign={fpr}"),
+        &format!("--gpg-homedir={}", s(&home)),
+        "-m",
+        "note='signed'",
+    ]);
+    let sig = std::fs::read(fx.join("summary.sig")).expect("summary.sig");
+    assert!(sig.starts_with(b"ostree.gpgsigs\0"), "{sig:?}");
+    // Real ostree verifies it, over file:// and over HTTP.
+    let server = Server::start(&fx);
+    for (name, url) in [
+        ("file", format!("file://{}", s(&fx))),
+        ("http", server.url.clone()),
+    ] {
+        let c = t.join(format!("client-{name}"));
+        let ca = repo_arg(&c);
+        ostree(&["init", &ca, "--mode=archive"]);
+        ostree(&[
+            "remote",
+            "add",
+            &ca,
+            &format!("--gpg-import={}", s(&pubkey)),
+            "--set=gpg-verify=false",
+            "--set=gpg-verify-summary=true",
+            "origin",
+            &url,
+        ]);
+        let refs = ostree(&["remote", "refs", &ca, "origin"]);
+        assert!(refs.contains("origin:main"), "{refs}");
+        ostree(&["pull", &ca, "origin", "main"]);
+        // And oxtree, with the same keyring.
+        let cx = t.join(format!("oxclient-{name}"));
+        let cxa = repo_arg(&cx);
+        ox(&["init", &cxa, "--mode=archive"]);
+        ox(&[
+            "remote",
+            "add",
+            &cxa,
+            &format!("--gpg-import={}", s(&pubkey)),
+            "--set=gpg-verify=false",
+            "--set=gpg-verify-summary=true",
+            "origin",
+            &url,
+        ]);
+        ox(&["pull", &cxa, "origin", "main"]);
+    }
+    // Two keys (the same one twice): two signatures, both verify.
+    ox(&[
+        "summary",
+        &r,
+        "-u",
+        &format!("--gpg-sign={fpr}"),
+        &format!("--gpg-sign={fpr}"),
+        &format!("--gpg-homedir={}", s(&home)),
+    ]);
+    assert!(std::fs::read(fx.join("summary.sig")).expect("sig").len() > sig.len() + 50);
+    // Unknown key: ostree's error line; the signed pair stays as it was.
+    let before = (
+        std::fs::read(fx.join("summary")).expect("summary"),
+        std::fs::read(fx.join("summary.sig")).expect("sig"),
+    );
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    copy_tree(&fx, &ro);
+    copy_tree(&fx, &rx);
+    let (_, x) = both(
+        t,
+        &ro,
+        &rx,
+        &[
+            "summary",
+            "-u",
+            "--gpg-sign=DEADBEEF",
+            &format!("--gpg-homedir={}", s(&home)),
+        ],
+    );
+    assert!(!x.status.success());
+    assert_eq!(
+        (
+            std::fs::read(rx.join("summary")).expect("summary"),
+            std::fs::read(rx.join("summary.sig")).expect("sig"),
+        ),
+        before
+    );
+    // A collection repository: the ostree-metadata commit carries the signature too.
+    let cr = t.join("coll");
+    let cra = repo_arg(&cr);
+    ox(&[
+        "init",
+        &cra,
+        "--mode=archive",
+        "--collection-id=org.example.Os",
+    ]);
+    ox(&[
+        "summary",
+        &cra,
+        "-u",
+        &format!("--gpg-sign={fpr}"),
+        &format!("--gpg-homedir={}", s(&home)),
+    ]);
+    let shown = ostree(&[
+        "show",
+        &cra,
+        "ostree-metadata",
+        &format!("--gpg-homedir={}", s(&home)),
+    ]);
+    assert!(
+        shown.contains("Found 1 signature") && shown.contains(&fpr[24..]),
+        "{shown}"
+    );
+    let _ = std::process::Command::new("gpgconf")
+        .args(["--homedir", s(&home), "--kill", "gpg-agent"])
+        .status();
+}

@@ -33,6 +33,7 @@ pub use pull_local::PullLocalOptions;
 pub use read::FileContent;
 pub use refs::{CollectionRef, ListRefsOptions, RefName, RefTarget};
 pub use remote::RemoteAddOptions;
+pub use summary::SummaryOptions;
 pub use traverse::Reachable;
 pub use txn::{RawObject, Transaction};
 
