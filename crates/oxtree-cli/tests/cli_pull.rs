@@ -39,12 +39,24 @@ fn show_output(o: &Output) -> String {
 
 /// Run `prog args… --repo=REPO` in `cwd`.
 fn run_repo(prog: &Path, cwd: &Path, repo: &Path, args: &[&str]) -> Output {
+    run_repo_env(prog, cwd, repo, args, &[])
+}
+
+/// [`run_repo`] with extra environment variables.
+fn run_repo_env(
+    prog: &Path,
+    cwd: &Path,
+    repo: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     a.push(format!("--repo={}", s(repo)));
     std::process::Command::new(prog)
         .args(&a)
         .current_dir(cwd)
         .env("LC_ALL", "C.UTF-8")
+        .envs(env.iter().copied())
         .output()
         .expect("run")
 }
@@ -58,8 +70,20 @@ fn both_norm(
     args: &[&str],
     norm: &dyn Fn(&str) -> String,
 ) -> (Output, Output) {
-    let o = run_repo(Path::new("ostree"), cwd, ro, args);
-    let x = run_repo(&oxtree_bin(), cwd, rx, args);
+    both_env_norm(cwd, ro, rx, args, &[], norm)
+}
+
+/// [`both_norm`] with extra environment variables for both tools.
+fn both_env_norm(
+    cwd: &Path,
+    ro: &Path,
+    rx: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    norm: &dyn Fn(&str) -> String,
+) -> (Output, Output) {
+    let o = run_repo_env(Path::new("ostree"), cwd, ro, args, env);
+    let x = run_repo_env(&oxtree_bin(), cwd, rx, args, env);
     assert_eq!(
         o.status.success(),
         x.status.success(),
@@ -509,4 +533,145 @@ fn summary_gpg_sign_verifies_in_ostree() {
     let _ = std::process::Command::new("gpgconf")
         .args(["--homedir", s(&home), "--kill", "gpg-agent"])
         .status();
+}
+
+/// An archive repository for deltas (made by ostree): `main` at v1, then v2 with a file
+/// modified in place (a bsdiff candidate), one added and a symlink. Returns (repo, v1, v2).
+fn delta_fixture(t: &Path) -> (PathBuf, String, String) {
+    let r = t.join("dfixture");
+    let ra = repo_arg(&r);
+    ostree(&["init", &ra, "--mode=archive"]);
+    let tree = t.join("dtree");
+    let mut data: Vec<u8> = (0..40_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    write(&tree.join("usr/lib/big"), &data, 0o644);
+    write(&tree.join("usr/bin/tool"), b"#!/bin/sh\necho v1\n", 0o755);
+    write(&tree.join("etc/conf"), b"a=1\n", 0o644);
+    let v1 = ostree(&["commit", &ra, "-b", "main", "-s", "v1", TS, s(&tree)]);
+    data[1000..1010].copy_from_slice(b"0123456789");
+    write(&tree.join("usr/lib/big"), &data, 0o644);
+    write(&tree.join("usr/bin/tool"), b"#!/bin/sh\necho v2\n", 0o755);
+    write(&tree.join("usr/share/new"), b"new file\n", 0o644);
+    std::os::unix::fs::symlink("../lib/big", tree.join("usr/bin/link")).expect("symlink");
+    let v2 = ostree(&[
+        "commit",
+        &ra,
+        "-b",
+        "main",
+        "-s",
+        "v2",
+        "--timestamp=2020-02-01T00:00:00Z",
+        s(&tree),
+    ]);
+    (r, v1, v2)
+}
+
+/// Lines sorted (for listings whose order is the directory's, in ostree).
+fn sorted_lines(s: &str) -> String {
+    let mut v: Vec<&str> = s.lines().collect();
+    v.sort();
+    v.join("\n")
+}
+
+/// `static-delta generate/list/indexes/reindex/show/delete`: the same stdout, success and
+/// error lines as ostree on copies of one repository; `show` prints what ostree prints for
+/// the same delta files, whichever tool made them.
+#[test]
+fn static_delta_commands_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, v1, v2) = delta_fixture(t);
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    copy_tree(&fx, &ro);
+    copy_tree(&fx, &rx);
+    let pair = format!("{v1}-{v2}");
+    let zeros = "0".repeat(64);
+    let to_v2 = format!("--to={v2}");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["static-delta", "list"],
+        vec!["static-delta", "indexes"],
+        // TO as an argument; FROM defaults to its parent.
+        vec!["static-delta", "generate", "main"],
+        vec!["static-delta", "generate", "main", "-n"],
+        vec!["static-delta", "generate", "--to=main", "--if-not-exists"],
+        vec!["static-delta", "generate", "--empty", "--to=main", "-n"],
+        vec!["static-delta", "generate", "--empty", "main", "-n"],
+        vec!["static-delta", "generate", "--from=main", "--to=main^", "ignored"],
+        vec!["static-delta", "generate", "--to=main^", "--empty", "--disable-bsdiff"],
+        // Refused.
+        vec!["static-delta", "generate"],
+        vec!["static-delta", "generate", "--to=main^"],
+        vec!["static-delta", "generate", "--to=nosuch"],
+        vec!["static-delta", "generate", "--from=nosuch", "--to=main"],
+        vec!["static-delta", "generate", "--from=main^", "--empty", "--to=main"],
+        vec!["static-delta", "generate", "--to=main", "--set-endianness=x"],
+        vec!["static-delta", "generate", "--to=main", "--sign-type=bogus", "--sign=k"],
+        vec!["static-delta", "indexes"],
+        vec!["static-delta", "reindex"],
+        vec!["static-delta", "reindex", "--to=main"],
+        vec!["static-delta", "reindex", "--to=abc"],
+        vec!["static-delta", "reindex", &to_v2],
+        vec!["static-delta", "show"],
+        vec!["static-delta", "show", "nosuch"],
+        vec!["static-delta", "show", "a", "b"],
+        vec!["static-delta", "show", &zeros],
+        vec!["static-delta", "delete"],
+        vec!["static-delta", "delete", "nosuch"],
+        vec!["static-delta", "delete", "3997653c-8afa84"],
+        vec!["static-delta", "delete", &zeros],
+    ];
+    for args in &cases {
+        let norm = |s: &str| {
+            if args.get(1) == Some(&"list") || args.get(1) == Some(&"indexes") {
+                sorted_lines(s)
+            } else {
+                s.to_string()
+            }
+        };
+        let (_, x) = both_norm(t, &ro, &rx, args, &norm);
+        if stdout(&x).starts_with("Generating") && x.status.success() {
+            assert!(
+                stderr(&x).contains("new reachable: metadata="),
+                "statistics on stderr: {}",
+                show_output(&x)
+            );
+        }
+    }
+    let listed = |r: &Path| sorted_lines(&ostree(&["static-delta", "list", &repo_arg(r)]));
+    assert_eq!(listed(&ro), listed(&rx));
+    assert!(listed(&rx).contains(&pair), "{}", listed(&rx));
+    // show: the same text from both tools, on the deltas each tool made.
+    let mut bsdiff_seen = false;
+    for r in [&ro, &rx] {
+        for name in ostree(&["static-delta", "list", &repo_arg(r)]).lines() {
+            let (o, _) = both(t, r, r, &["static-delta", "show", name]);
+            let out = stdout(&o);
+            assert!(out.contains(&format!("Delta: {name}")), "{out}");
+            if r == &rx && name == pair {
+                bsdiff_seen = !out.contains("bspatch=0");
+            }
+        }
+    }
+    assert!(
+        bsdiff_seen,
+        "oxtree sends the file modified in place as a bsdiff patch"
+    );
+    // --disable-bsdiff: none.
+    both(t, &ro, &rx, &["static-delta", "delete", &pair]);
+    both(t, &ro, &rx, &["static-delta", "generate", "--disable-bsdiff", "main"]);
+    let (o, _) = both(t, &rx, &rx, &["static-delta", "show", &pair]);
+    assert!(stdout(&o).contains("bspatch=0"), "{}", stdout(&o));
+    // delete: gone from the list, the rest kept, the index left for the next reindex.
+    both(t, &ro, &rx, &["static-delta", "delete", &v2]);
+    assert_eq!(listed(&ro), listed(&rx));
+    assert!(!listed(&rx).lines().any(|l| l == v2));
+    both(t, &ro, &rx, &["static-delta", "delete", &v2]);
+    both_norm(t, &ro, &rx, &["static-delta", "indexes"], &sorted_lines);
+    both(t, &ro, &rx, &["static-delta", "reindex"]);
+    both_norm(t, &ro, &rx, &["static-delta", "indexes"], &sorted_lines);
+    // Each tool's deltas pass the other's fsck, and oxtree's are used by ostree's pull.
+    ostree(&["fsck", &repo_arg(&rx)]);
+    ox(&["fsck", &repo_arg(&ro)]);
 }

@@ -58,6 +58,10 @@ pub enum Error {
     DeltaRefused { delta: String, msg: String },
     #[error("summary {url}: {msg}")]
     SummarySignature { url: String, msg: String },
+    /// A static delta's superblock signatures do not verify (`static-delta verify`,
+    /// `apply-offline` with keys); ostree's wording.
+    #[error("{0}")]
+    DeltaSignature(String),
     /// The server's summary does not list the ref (ostree's wording); refs are never looked
     /// up unauthenticated in `refs/heads/` when there is a summary.
     #[error("No such branch '{refname}' in repository summary")]
@@ -158,6 +162,7 @@ impl Error {
             self,
             Error::Signature { .. }
                 | Error::SummarySignature { .. }
+                | Error::DeltaSignature(_)
                 | Error::TimestampCheck { .. }
                 | Error::Binding { .. }
                 | Error::DeltaRefused { .. }

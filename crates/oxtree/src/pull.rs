@@ -35,6 +35,7 @@ mod verify;
 mod walk;
 
 pub(crate) use policy::Verify;
+pub(crate) use static_delta::execute_parts;
 pub(crate) use resolve::fetch_summary;
 pub(crate) use verify::{verify_commit, LocalCheck, Wanted};
 

@@ -21,7 +21,7 @@ pub use checkout::{CheckoutOptions, Overwrite, PathEntry};
 pub use commit::{
     CommitOptions, CommitResult, CommitStats, Devino, GpgSecretKeys, StatOverride, TreeSource,
 };
-pub use delta_gen::{DeltaOptions, DeltaReport};
+pub use delta_gen::{DeltaInfo, DeltaOptions, DeltaReport, DeltaSigner, DeltaVerify, PartInfo};
 pub use diff::{checksum_local, Diff, DiffSide, LocalChecksumOptions};
 pub use export::ExportOptions;
 pub use fsck::{
