@@ -598,16 +598,45 @@ fn static_delta_commands_as_ostree() {
         vec!["static-delta", "generate", "--to=main", "--if-not-exists"],
         vec!["static-delta", "generate", "--empty", "--to=main", "-n"],
         vec!["static-delta", "generate", "--empty", "main", "-n"],
-        vec!["static-delta", "generate", "--from=main", "--to=main^", "ignored"],
-        vec!["static-delta", "generate", "--to=main^", "--empty", "--disable-bsdiff"],
+        vec![
+            "static-delta",
+            "generate",
+            "--from=main",
+            "--to=main^",
+            "ignored",
+        ],
+        vec![
+            "static-delta",
+            "generate",
+            "--to=main^",
+            "--empty",
+            "--disable-bsdiff",
+        ],
         // Refused.
         vec!["static-delta", "generate"],
         vec!["static-delta", "generate", "--to=main^"],
         vec!["static-delta", "generate", "--to=nosuch"],
         vec!["static-delta", "generate", "--from=nosuch", "--to=main"],
-        vec!["static-delta", "generate", "--from=main^", "--empty", "--to=main"],
-        vec!["static-delta", "generate", "--to=main", "--set-endianness=x"],
-        vec!["static-delta", "generate", "--to=main", "--sign-type=bogus", "--sign=k"],
+        vec![
+            "static-delta",
+            "generate",
+            "--from=main^",
+            "--empty",
+            "--to=main",
+        ],
+        vec![
+            "static-delta",
+            "generate",
+            "--to=main",
+            "--set-endianness=x",
+        ],
+        vec![
+            "static-delta",
+            "generate",
+            "--to=main",
+            "--sign-type=bogus",
+            "--sign=k",
+        ],
         vec!["static-delta", "indexes"],
         vec!["static-delta", "reindex"],
         vec!["static-delta", "reindex", "--to=main"],
@@ -660,7 +689,12 @@ fn static_delta_commands_as_ostree() {
     );
     // --disable-bsdiff: none.
     both(t, &ro, &rx, &["static-delta", "delete", &pair]);
-    both(t, &ro, &rx, &["static-delta", "generate", "--disable-bsdiff", "main"]);
+    both(
+        t,
+        &ro,
+        &rx,
+        &["static-delta", "generate", "--disable-bsdiff", "main"],
+    );
     let (o, _) = both(t, &rx, &rx, &["static-delta", "show", &pair]);
     assert!(stdout(&o).contains("bspatch=0"), "{}", stdout(&o));
     // delete: gone from the list, the rest kept, the index left for the next reindex.

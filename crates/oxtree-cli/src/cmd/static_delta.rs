@@ -204,7 +204,9 @@ fn megabytes(s: &Option<String>, default: u64) -> u64 {
                 .chars()
                 .take_while(char::is_ascii_digit)
                 .collect();
-            digits.parse().unwrap_or(if digits.is_empty() { 0 } else { u64::MAX })
+            digits
+                .parse()
+                .unwrap_or(if digits.is_empty() { 0 } else { u64::MAX })
         }
     }
 }
@@ -275,7 +277,9 @@ fn generate(g: &Global, a: GenerateArgs) -> Result<()> {
         })
     };
     let opts = oxtree::repo::DeltaOptions {
-        max_chunk_size: megabytes(&a.max_chunk_size, 32).max(1).saturating_mul(1 << 20),
+        max_chunk_size: megabytes(&a.max_chunk_size, 32)
+            .max(1)
+            .saturating_mul(1 << 20),
         min_fallback_size: megabytes(&a.min_fallback_size, 4).saturating_mul(1 << 20),
         max_bsdiff_size: if a.disable_bsdiff {
             0
@@ -368,7 +372,10 @@ fn show(g: &Global, a: NameArgs) -> Result<()> {
         );
     }
     println!("Total Part Size: {size} ({})", human_size(size));
-    println!("Total Part Uncompressed Size: {usize} ({})", human_size(usize));
+    println!(
+        "Total Part Uncompressed Size: {usize} ({})",
+        human_size(usize)
+    );
     let (all, uall) = (size.saturating_add(fsize), usize.saturating_add(fusize));
     println!("Total Size: {all} ({})", human_size(all));
     println!("Total Uncompressed Size: {uall} ({})", human_size(uall));
@@ -443,8 +450,8 @@ fn verify(g: &Global, a: VerifyArgs) -> Result<()> {
         println!("Sign-type not supported");
         bail!("Requested signature type is not implemented");
     }
-    let how = delta_keys(&a.keys, &a.key_ids, true)?
-        .ok_or_else(|| anyhow!("no keys to verify with"))?;
+    let how =
+        delta_keys(&a.keys, &a.key_ids, true)?.ok_or_else(|| anyhow!("no keys to verify with"))?;
     let res = g
         .open()
         .and_then(|repo| Ok(repo.verify_static_delta(name, &how)?));

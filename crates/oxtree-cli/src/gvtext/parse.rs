@@ -672,8 +672,7 @@ fn coalesce(left: &[u8], right: &[u8]) -> Option<Vec<u8>> {
                 *oi += 1;
             } else if x == b'M' && y != b'm' && y != b'*' {
                 *oi += 1;
-            } else if (x == b'N' && b"ynqiuxthd".contains(&y))
-                || (x == b'S' && b"sog".contains(&y))
+            } else if (x == b'N' && b"ynqiuxthd".contains(&y)) || (x == b'S' && b"sog".contains(&y))
             {
                 out.push(y);
                 *ti += 1;

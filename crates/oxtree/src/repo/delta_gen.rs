@@ -354,7 +354,20 @@ impl Repo {
                     Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                     _ => std::path::PathBuf::from("."),
                 };
-                std::fs::read_dir(&parent).ctx("open directory", &parent)?;
+                std::fs::read_dir(&parent)
+                    .map_err(|e| quoted(format!("opendir({})", parent.display()), &e, &parent))?;
+                // ostree writes the parts, then fails to rename the superblock over a
+                // directory; refuse before anything is written.
+                if std::fs::symlink_metadata(f).is_ok_and(|m| m.is_dir()) {
+                    return Err(Error::Quoted {
+                        msg: format!(
+                            "renameat({}): Is a directory (--filename names the superblock \
+                             file; its parts are written beside it)",
+                            f.display()
+                        ),
+                        path: f.clone(),
+                    });
+                }
                 (parent, f.clone())
             }
             None => {
@@ -513,9 +526,8 @@ impl Repo {
             for e in std::fs::read_dir(&dir).ctx("read directory", &dir)? {
                 let p = e.ctx("read directory", &dir)?.path();
                 let mine = only.is_none_or(|o| p == self.path().join(index_path(o)));
-                let stale = mine
-                    && p.extension().is_some_and(|x| x == "index")
-                    && !written.contains(&p);
+                let stale =
+                    mine && p.extension().is_some_and(|x| x == "index") && !written.contains(&p);
                 if stale {
                     match std::fs::remove_file(&p) {
                         Ok(()) => {}
@@ -588,12 +600,7 @@ impl Repo {
         let (from, to) = crate::delta::parse_delta_name(name)?;
         let rel = format!("{}/superblock", delta_dir(from.as_ref(), &to));
         let path = self.path().join(&rel);
-        let raw = std::fs::read(&path).map_err(|e| {
-            Error::Other(format!(
-                "openat({rel}): {}",
-                strerror(&e)
-            ))
-        })?;
+        let raw = std::fs::read(&path).map_err(|e| quoted(format!("openat({rel})"), &e, &path))?;
         DeltaInfo::read(name, &raw, &path.display().to_string(), self.path())
     }
 
@@ -603,12 +610,8 @@ impl Repo {
         let sb = &info.superblock;
         let rel = format!("{}/{i}", delta_dir(sb.from.as_ref(), &sb.to));
         let path = self.path().join(&rel);
-        let stored = std::fs::read(&path).map_err(|e| {
-            Error::Other(format!(
-                "openat({rel}): {}",
-                strerror(&e)
-            ))
-        })?;
+        let stored =
+            std::fs::read(&path).map_err(|e| quoted(format!("openat({rel})"), &e, &path))?;
         let what = path.display().to_string();
         let payload = crate::delta::open_part_unchecked(&stored, &what)?;
         let objects = sb.parts.get(i).map(|p| p.objects.as_slice()).unwrap_or(&[]);
@@ -627,12 +630,7 @@ impl Repo {
         let (from, to) = crate::delta::parse_delta_name(name)?;
         let rel = format!("{}/superblock", delta_dir(from.as_ref(), &to));
         let path = self.path().join(&rel);
-        let raw = std::fs::read(&path).map_err(|e| {
-            Error::Other(format!(
-                "openat({rel}): {}",
-                strerror(&e)
-            ))
-        })?;
+        let raw = std::fs::read(&path).map_err(|e| quoted(format!("openat({rel})"), &e, &path))?;
         verify_superblock(&raw, how, &path.display().to_string())
     }
 
@@ -691,7 +689,9 @@ impl Repo {
                 return Ok(b);
             }
             let p = dir.join(i.to_string());
-            let size = std::fs::metadata(&p).ctx("stat", &p)?.len();
+            let size = std::fs::metadata(&p)
+                .map_err(|e| quoted(format!("Opening deltapart '{i}'"), &e, &p))?
+                .len();
             if size > crate::delta::MAX_PART_SIZE {
                 return Err(Error::Other(format!(
                     "{}: delta part larger than {} MiB",
@@ -883,6 +883,14 @@ pub struct PartInfo {
     pub ops_size: usize,
     /// Ops run, in ostree's order (see [`crate::delta::count_ops`]).
     pub ops: [u32; 7],
+}
+
+/// ostree's `WHAT: strerror` for a failed system call on `path`.
+fn quoted(what: String, e: &std::io::Error, path: &std::path::Path) -> Error {
+    Error::Quoted {
+        msg: format!("{what}: {}", strerror(e)),
+        path: path.to_path_buf(),
+    }
 }
 
 /// An I/O error as C's `strerror` words it, for messages that quote ostree's.
