@@ -101,6 +101,19 @@ pub struct PullOptions {
     /// Skip the `ostree.ref-binding` / `ostree.collection-binding` checks
     /// (`--disable-verify-bindings`).
     pub disable_verify_bindings: bool,
+    /// Every commit must come by a static delta (`--require-static-deltas`): fail, before
+    /// any object is fetched, where the server has none, instead of fetching objects.
+    pub require_static_deltas: bool,
+    /// Fetch from this URL instead of the remote's `url` (`--url`); the remote's keys and
+    /// policy still apply.
+    pub url: Option<String>,
+    /// Extra headers sent with every HTTP request (`--http-header=NAME=VALUE`).
+    pub http_headers: Vec<(String, String)>,
+    /// Appended to the User-Agent (`--append-user-agent`).
+    pub append_user_agent: Option<String>,
+    /// Local repositories objects are copied from before the server is asked
+    /// (`--localcache-repo`); each copy is verified against its checksum as a download is.
+    pub localcache_repos: Vec<std::path::PathBuf>,
 }
 
 impl Default for PullOptions {
@@ -125,6 +138,11 @@ impl Default for PullOptions {
             disable_static_deltas: false,
             collection_id: None,
             disable_verify_bindings: false,
+            require_static_deltas: false,
+            url: None,
+            http_headers: Vec::new(),
+            append_user_agent: None,
+            localcache_repos: Vec::new(),
         }
     }
 }
@@ -280,8 +298,14 @@ impl Repo {
                 current: *cur,
             });
         }
+        let caches = opts
+            .localcache_repos
+            .iter()
+            .map(|p| Repo::open(p))
+            .collect::<Result<Vec<_>>>()?;
         let txn = self.begin()?;
-        let shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir, wanted);
+        let mut shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir, wanted);
+        shared.caches = caches;
         // Static deltas first: each applied one leaves little or nothing for the object
         // walk below, which then only confirms the commit is complete.
         let deltas_ok = !opts.disable_static_deltas
@@ -289,15 +313,31 @@ impl Repo {
             && self.mode() != crate::repo::RepoMode::Archive;
         if deltas_ok {
             for (t, cur) in targets.iter().zip(&current) {
-                if t.dest.is_none() {
+                // With --require-static-deltas a checksum pull needs its delta too.
+                if t.dest.is_none() && !opts.require_static_deltas {
                     continue;
                 }
                 let c = &t.commit;
                 match shared.try_delta(summary, *cur, c) {
                     Ok(Some(name)) => result.deltas.push(name),
+                    Ok(None)
+                        if opts.require_static_deltas
+                            && !(self.has_object(ObjectType::Commit, c)
+                                && !self.is_partial(c)) =>
+                    {
+                        return Err(Error::NotFound(format!(
+                            "Static deltas required, but none found for {} to {c}",
+                            t.remote_ref.as_deref().unwrap_or("")
+                        )))
+                    }
                     Ok(None) => {}
-                    // A refused commit is refused whichever way it comes.
-                    Err(e) if e.is_verification() || matches!(e, Error::Io { .. }) => {
+                    // A refused commit is refused whichever way it comes; with
+                    // --require-static-deltas so is a delta that cannot be used.
+                    Err(e)
+                        if opts.require_static_deltas
+                            || e.is_verification()
+                            || matches!(e, Error::Io { .. }) =>
+                    {
                         return Err(e)
                     }
                     Err(e) => result.warnings.push(format!(

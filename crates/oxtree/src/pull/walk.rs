@@ -51,6 +51,8 @@ pub(super) struct Shared<'a> {
     pub(super) prefetched: Mutex<HashMap<Checksum, Prefetched>>,
     /// The commits asked for, and what for (the refs they were asked for by).
     pub(super) targets: HashMap<Checksum, Vec<Wanted>>,
+    /// `--localcache-repo` repositories, asked before the server.
+    pub(super) caches: Vec<Repo>,
 }
 impl<'a> Shared<'a> {
     pub(super) fn new(
@@ -79,6 +81,7 @@ impl<'a> Shared<'a> {
             sizes: Mutex::new(HashMap::new()),
             prefetched: Mutex::new(HashMap::new()),
             targets,
+            caches: Vec::new(),
         }
     }
 
@@ -194,6 +197,13 @@ impl Shared<'_> {
         c: &Checksum,
         optional: bool,
     ) -> Result<Option<Vec<u8>>> {
+        // A local cache's copy: the callers verify it as they verify a download (hash,
+        // structure, signatures).
+        for cache in &self.caches {
+            if cache.has_object(ty, c) {
+                return cache.load_metadata(ty, c).map(Some);
+            }
+        }
         let path = object_url_path(ty, c);
         match fetch_retry(
             self.fetcher,
