@@ -709,3 +709,344 @@ fn static_delta_commands_as_ostree() {
     ostree(&["fsck", &repo_arg(&rx)]);
     ox(&["fsck", &repo_arg(&ro)]);
 }
+
+/// Run `args` (`--repo=` appended) with ostree against `ro` and oxtree against `rx`; assert
+/// the same success and, for failures, the same first `error:` line (stdout is each tool's
+/// own summary line for a pull, so it is not compared). Returns (ostree, oxtree).
+fn both_status(cwd: &Path, ro: &Path, rx: &Path, args: &[&str]) -> (Output, Output) {
+    let o = run_repo(Path::new("ostree"), cwd, ro, args);
+    let x = run_repo(&oxtree_bin(), cwd, rx, args);
+    assert_eq!(
+        o.status.success(),
+        x.status.success(),
+        "{args:?}\nostree: {}\noxtree: {}",
+        show_output(&o),
+        show_output(&x)
+    );
+    assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+    if !o.status.success() {
+        assert_eq!(
+            err_line(&o),
+            err_line(&x),
+            "{args:?}: error line differs\noxtree: {}",
+            show_output(&x)
+        );
+    }
+    (o, x)
+}
+
+/// What a repository holds that a command may change: its objects, refs and partial
+/// markers.
+fn repo_state(r: &Path) -> String {
+    let mut partial: Vec<String> = std::fs::read_dir(r.join("state"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    partial.sort();
+    format!(
+        "objects:\n{}\nrefs:\n{}\nstate:\n{}",
+        object_set(r).join("\n"),
+        all_refs(r),
+        partial.join("\n")
+    )
+}
+
+/// An empty bare-user repository with `v1` of `src` pulled into it (the delta source).
+fn bare_user_with(t: &Path, name: &str, src: &Path, rev: &str) -> PathBuf {
+    let r = t.join(name);
+    let _ = std::fs::remove_dir_all(&r);
+    ostree(&["init", &repo_arg(&r), "--mode=bare-user"]);
+    if !rev.is_empty() {
+        ostree(&["pull-local", &repo_arg(&r), s(src), rev]);
+    }
+    r
+}
+
+/// The delta directory of the only delta under `repo/deltas`.
+fn the_delta_dir(repo: &Path) -> PathBuf {
+    let mut found = Vec::new();
+    for p in std::fs::read_dir(repo.join("deltas")).expect("deltas").flatten() {
+        for d in std::fs::read_dir(p.path()).expect("deltas/XX").flatten() {
+            found.push(d.path());
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.pop().expect("one delta")
+}
+
+/// Deltas made by each tool — plain, `--inline`, big-endian (`--set-endianness=B`,
+/// `--swap-endianness`), written elsewhere with `--filename`, dummy-signed — are applied by
+/// the other tool's `apply-offline` (and its own) with the same result, `show` prints the
+/// same text for them in both tools, and `verify` agrees; bad input (a missing part, a
+/// malformed superblock, a missing path, a wrong key, a malformed keys file, an unknown
+/// delta) fails with ostree's error line and leaves the repository as it was, fsck clean.
+#[test]
+fn static_delta_apply_offline_and_show_interop() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, v1, v2) = delta_fixture(t);
+    let pair = format!("{v1}-{v2}");
+    let dummy = [("OSTREE_DUMMY_SIGN_ENABLED", "1")];
+    let variants: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["--inline", "--swap-endianness"],
+        vec!["--disable-bsdiff", "--set-endianness=B"],
+        vec!["--sign-type=dummy", "--sign=secret"],
+    ];
+    for extra in &variants {
+        for (maker, made) in [("ostree", "do"), ("oxtree", "dx")] {
+            let r = t.join(made);
+            copy_tree(&fx, &r);
+            let mut args = vec!["static-delta", "generate", "main"];
+            args.extend(extra.iter().copied());
+            let prog = if maker == "ostree" {
+                PathBuf::from("ostree")
+            } else {
+                oxtree_bin()
+            };
+            let g = run_repo_env(&prog, t, &r, &args, &dummy);
+            assert!(g.status.success(), "{maker} {args:?}: {}", show_output(&g));
+            // show: the same text from both tools.
+            let (o, _) = both(t, &r, &r, &["static-delta", "show", &pair]);
+            if extra.contains(&"--inline") {
+                assert!(!o.status.success(), "ostree's show stops at an inline part");
+            }
+            if extra.iter().any(|a| a.contains("endianness")) {
+                assert!(stdout(&o).contains("Endianness: big"), "{}", stdout(&o));
+            }
+            // verify (dummy): the same verdict from both tools.
+            if extra.contains(&"--sign-type=dummy") {
+                for key in ["secret", "wrong"] {
+                    both_env_norm(
+                        t,
+                        &r,
+                        &r,
+                        &["static-delta", "verify", "--sign-type=dummy", &pair, key],
+                        &dummy,
+                        &|s| s.to_string(),
+                    );
+                }
+            }
+            // apply-offline by both tools, into repositories holding v1.
+            let dir = the_delta_dir(&r);
+            let ao = bare_user_with(t, "apply-o", &fx, &v1);
+            let ax = bare_user_with(t, "apply-x", &fx, &v1);
+            let mut args = vec!["static-delta", "apply-offline", s(&dir)];
+            if extra.contains(&"--sign-type=dummy") {
+                args.extend(["--sign-type=dummy", "secret"]);
+            }
+            let (o, _) = both_env_norm(t, &ao, &ax, &args, &dummy, &|s| s.to_string());
+            assert!(o.status.success(), "{maker} {extra:?}: {}", show_output(&o));
+            assert_eq!(repo_state(&ao), repo_state(&ax), "{maker} {extra:?}");
+            let commit_file = format!("{}/{}.commit", &v2[..2], &v2[2..]);
+            assert!(object_set(&ax).contains(&commit_file), "{maker} {extra:?}");
+            ostree(&["fsck", &repo_arg(&ax)]);
+            // A wrong key: refused by both, nothing written.
+            if extra.contains(&"--sign-type=dummy") {
+                let bo = bare_user_with(t, "bad-o", &fx, &v1);
+                let bx = bare_user_with(t, "bad-x", &fx, &v1);
+                let before = repo_state(&bx);
+                let a = [
+                    "static-delta",
+                    "apply-offline",
+                    s(&dir),
+                    "--sign-type=dummy",
+                    "wrong",
+                ];
+                let (o, _) = both_env_norm(t, &bo, &bx, &a, &dummy, &|s| s.to_string());
+                assert!(!o.status.success());
+                assert_eq!(before, repo_state(&bx));
+            }
+        }
+    }
+    // --filename: the superblock where asked, its parts beside it; applied from there by
+    // both tools (a superblock file as PATH).
+    for (maker, name) in [("ostree", "fo"), ("oxtree", "fx")] {
+        let out = t.join(format!("out-{name}"));
+        std::fs::create_dir_all(&out).expect("mkdir");
+        let sb = out.join("delta.sb");
+        let prog = if maker == "ostree" {
+            PathBuf::from("ostree")
+        } else {
+            oxtree_bin()
+        };
+        let fname = format!("--filename={}", s(&sb));
+        let g = run_repo(&prog, t, &fx, &["static-delta", "generate", "main", &fname]);
+        assert!(g.status.success(), "{}", show_output(&g));
+        assert!(sb.is_file() && out.join("0").is_file(), "{maker}: {:?}", out);
+        let ao = bare_user_with(t, "fapply-o", &fx, &v1);
+        let ax = bare_user_with(t, "fapply-x", &fx, &v1);
+        let (o, _) = both(t, &ao, &ax, &["static-delta", "apply-offline", s(&sb)]);
+        assert!(o.status.success());
+        assert_eq!(repo_state(&ao), repo_state(&ax));
+    }
+    assert!(!fx.join("deltas").exists(), "--filename wrote into the repository");
+    // --filename into a directory that does not exist: ostree's error, nothing written.
+    let (ro, rx) = (t.join("fro"), t.join("frx"));
+    copy_tree(&fx, &ro);
+    copy_tree(&fx, &rx);
+    let (o, _) = both(
+        t,
+        &ro,
+        &rx,
+        &["static-delta", "generate", "main", "--filename=nodir/sb"],
+    );
+    assert!(!o.status.success());
+    assert!(!t.join("nodir").exists() && !rx.join("deltas").exists());
+    // Bad input to apply-offline: each refused, the repository unchanged and fsck clean.
+    let good = t.join("good");
+    copy_tree(&fx, &good);
+    ox(&["static-delta", "generate", &repo_arg(&good), "main"]);
+    let gdir = the_delta_dir(&good);
+    let no_part = t.join("no-part");
+    std::fs::create_dir_all(&no_part).expect("mkdir");
+    std::fs::copy(gdir.join("superblock"), no_part.join("superblock")).expect("copy");
+    let garbage = t.join("garbage");
+    write(&garbage.join("superblock"), b"not a superblock", 0o644);
+    let missing = t.join("missing");
+    let bad_keys = t.join("bad-keys");
+    write(&bad_keys, b"this is not base64!\n", 0o644);
+    let keys_arg = format!("--keys-file={}", s(&bad_keys));
+    let cases: Vec<(Vec<&str>, bool)> = vec![
+        // (args, compare with ostree)
+        (vec!["static-delta", "apply-offline", s(&no_part)], true),
+        (vec!["static-delta", "apply-offline", s(&missing)], true),
+        (vec!["static-delta", "apply-offline"], true),
+        (vec!["static-delta", "apply-offline", s(&garbage)], false),
+        (
+            vec!["static-delta", "apply-offline", s(&gdir), &keys_arg],
+            false,
+        ),
+    ];
+    for (args, compare) in &cases {
+        let bo = bare_user_with(t, "bi-o", &fx, &v1);
+        let bx = bare_user_with(t, "bi-x", &fx, &v1);
+        let before = repo_state(&bx);
+        let x = if *compare {
+            both(t, &bo, &bx, args).1
+        } else {
+            run_repo(&oxtree_bin(), t, &bx, args)
+        };
+        assert!(!x.status.success(), "{args:?}: {}", show_output(&x));
+        assert!(err_line(&x).is_some(), "{args:?}: {}", show_output(&x));
+        assert_eq!(before, repo_state(&bx), "{args:?} changed the repository");
+        ostree(&["fsck", &repo_arg(&bx)]);
+    }
+    // The source commit missing: ostree's message.
+    let empty_o = bare_user_with(t, "e-o", &fx, "");
+    let empty_x = bare_user_with(t, "e-x", &fx, "");
+    let (o, _) = both(
+        t,
+        &empty_o,
+        &empty_x,
+        &["static-delta", "apply-offline", s(&gdir)],
+    );
+    assert!(!o.status.success());
+    assert!(object_set(&empty_x).is_empty());
+}
+
+/// ed25519-signed deltas (oxtree's sign-ed25519; Debian's ostree is built without it):
+/// `generate --sign` / `--keys-file`, `verify` with KEY-IDs, `--keys-file` and
+/// `--keys-dir` (trusted and revoked lists), `apply-offline` with keys; a malformed keys
+/// file and a revoked key are refused, nothing applied.
+#[test]
+fn static_delta_ed25519_sign_verify() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, v1, _v2) = delta_fixture(t);
+    let (_, _, secret, public) = openssl_key(t, "delta");
+    let (_, _, _, other_public) = openssl_key(t, "other");
+    let r = t.join("signed");
+    copy_tree(&fx, &r);
+    let ra = repo_arg(&r);
+    let sec_file = t.join("secret.keys");
+    write(&sec_file, format!("{secret}\n").as_bytes(), 0o600);
+    ox(&[
+        "static-delta",
+        "generate",
+        &ra,
+        "main",
+        &format!("--keys-file={}", s(&sec_file)),
+    ]);
+    let name = ostree(&["static-delta", "list", &ra]).trim().to_string();
+    // ostree reads the signed superblock.
+    assert!(ostree(&["static-delta", "show", &ra, &name]).contains("Signed: yes"));
+    let pub_file = t.join("public.keys");
+    write(&pub_file, format!("{public}\n").as_bytes(), 0o644);
+    let keys_dir = t.join("keys");
+    write(
+        &keys_dir.join("trusted.ed25519.d/publisher"),
+        format!("{public}\n").as_bytes(),
+        0o644,
+    );
+    let ok_cases: Vec<Vec<String>> = vec![
+        vec![public.clone()],
+        vec![other_public.clone(), public.clone()],
+        vec![format!("--keys-file={}", s(&pub_file))],
+        vec![format!("--keys-dir={}", s(&keys_dir))],
+    ];
+    for extra in &ok_cases {
+        let mut args = vec!["static-delta", "verify", &ra, &name];
+        args.extend(extra.iter().map(String::as_str));
+        let out = ox(&args);
+        assert!(out.contains("Verification OK"), "{extra:?}: {out}");
+    }
+    // Refused: another key, a revoked key, a malformed keys file.
+    write(
+        &keys_dir.join("revoked.ed25519"),
+        format!("{public}\n").as_bytes(),
+        0o644,
+    );
+    let bad_keys = t.join("bad.keys");
+    write(&bad_keys, b"not-a-key\n", 0o644);
+    let bad_cases: Vec<Vec<String>> = vec![
+        vec![other_public.clone()],
+        vec![format!("--keys-dir={}", s(&keys_dir))],
+        vec![format!("--keys-file={}", s(&bad_keys))],
+        vec![format!("--keys-file={}", s(&t.join("nosuch")))],
+    ];
+    for extra in &bad_cases {
+        let mut args = vec!["static-delta", "verify", &ra, &name];
+        args.extend(extra.iter().map(String::as_str));
+        let (code, err) = ox_fail(&args);
+        assert_ne!(code, 0, "{extra:?}");
+        assert!(err.contains("error:"), "{extra:?}: {err}");
+        // apply-offline with the same keys: refused, nothing written.
+        let c = bare_user_with(t, "target", &fx, &v1);
+        let before = repo_state(&c);
+        let dir = the_delta_dir(&r);
+        let mut a = vec!["static-delta", "apply-offline", s(&dir)];
+        a.extend(extra.iter().map(String::as_str));
+        let x = run_repo(&oxtree_bin(), t, &c, &a);
+        assert!(!x.status.success(), "{extra:?}: {}", show_output(&x));
+        assert_eq!(before, repo_state(&c), "{extra:?}");
+    }
+    // The right key applies it; ostree fscks the result.
+    let c = bare_user_with(t, "target", &fx, &v1);
+    let dir = the_delta_dir(&r);
+    let x = run_repo(
+        &oxtree_bin(),
+        t,
+        &c,
+        &["static-delta", "apply-offline", s(&dir), &public],
+    );
+    assert!(x.status.success(), "{}", show_output(&x));
+    ostree(&["fsck", &repo_arg(&c)]);
+    // A malformed secret keys file: refused before anything is generated.
+    let r2 = t.join("unsigned");
+    copy_tree(&fx, &r2);
+    let (code, _) = ox_fail(&[
+        "static-delta",
+        "generate",
+        &repo_arg(&r2),
+        "main",
+        &format!("--keys-file={}", s(&bad_keys)),
+    ]);
+    assert_ne!(code, 0);
+    assert!(!r2.join("deltas").exists());
+}
