@@ -40,7 +40,9 @@ fn draw_every(
     bar.set_message(label.to_string());
     let mut last_plain = start;
     let mut shown = false;
-    let tick = every.unwrap_or(Duration::from_millis(100)).min(Duration::from_millis(100));
+    let tick = every
+        .unwrap_or(Duration::from_millis(100))
+        .min(Duration::from_millis(100));
     let mut last_tty = start;
     while !finished.load(Relaxed) {
         std::thread::sleep(tick);

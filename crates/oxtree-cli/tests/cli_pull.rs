@@ -768,7 +768,10 @@ fn bare_user_with(t: &Path, name: &str, src: &Path, rev: &str) -> PathBuf {
 /// The delta directory of the only delta under `repo/deltas`.
 fn the_delta_dir(repo: &Path) -> PathBuf {
     let mut found = Vec::new();
-    for p in std::fs::read_dir(repo.join("deltas")).expect("deltas").flatten() {
+    for p in std::fs::read_dir(repo.join("deltas"))
+        .expect("deltas")
+        .flatten()
+    {
         for d in std::fs::read_dir(p.path()).expect("deltas/XX").flatten() {
             found.push(d.path());
         }
@@ -877,14 +880,21 @@ fn static_delta_apply_offline_and_show_interop() {
         let fname = format!("--filename={}", s(&sb));
         let g = run_repo(&prog, t, &fx, &["static-delta", "generate", "main", &fname]);
         assert!(g.status.success(), "{}", show_output(&g));
-        assert!(sb.is_file() && out.join("0").is_file(), "{maker}: {:?}", out);
+        assert!(
+            sb.is_file() && out.join("0").is_file(),
+            "{maker}: {:?}",
+            out
+        );
         let ao = bare_user_with(t, "fapply-o", &fx, &v1);
         let ax = bare_user_with(t, "fapply-x", &fx, &v1);
         let (o, _) = both(t, &ao, &ax, &["static-delta", "apply-offline", s(&sb)]);
         assert!(o.status.success());
         assert_eq!(repo_state(&ao), repo_state(&ax));
     }
-    assert!(!fx.join("deltas").exists(), "--filename wrote into the repository");
+    assert!(
+        !fx.join("deltas").exists(),
+        "--filename wrote into the repository"
+    );
     // --filename into a directory that does not exist: ostree's error, nothing written.
     let (ro, rx) = (t.join("fro"), t.join("frx"));
     copy_tree(&fx, &ro);
@@ -1049,4 +1059,280 @@ fn static_delta_ed25519_sign_verify() {
     ]);
     assert_ne!(code, 0);
     assert!(!r2.join("deltas").exists());
+}
+
+/// A source for pulls: an archive repository (made by ostree) with `main` (v1, v2),
+/// `bad` (a setuid file) and a summary. Returns (repo, v1, v2).
+fn pull_source(t: &Path) -> (PathBuf, String, String) {
+    let (r, v1, v2) = delta_fixture(t);
+    let ra = repo_arg(&r);
+    let tree = t.join("badtree");
+    // One offending file: which of several a parallel copy meets first is not fixed.
+    write(&tree.join("suid"), b"s\n", 0o4755);
+    ostree(&["commit", &ra, "-b", "bad", "-s", "bad", TS, s(&tree)]);
+    ostree(&["summary", "-u", &ra]);
+    (r, v1, v2)
+}
+
+/// Two empty bare-user repositories (one per tool) with remote `o` at `url`.
+fn clients(t: &Path, name: &str, url: &str) -> (PathBuf, PathBuf) {
+    let (co, cx) = (t.join(format!("{name}-o")), t.join(format!("{name}-x")));
+    for c in [&co, &cx] {
+        let _ = std::fs::remove_dir_all(c);
+        ostree(&["init", &repo_arg(c), "--mode=bare-user"]);
+        ostree(&["remote", "add", &repo_arg(c), "--no-gpg-verify", "o", url]);
+    }
+    (co, cx)
+}
+
+/// `pull` options with ostree 2022.7's meaning, over file:// and HTTP (nginx): the same
+/// success, error line and repository afterwards; refused input changes nothing.
+#[test]
+fn pull_options_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (src, _, v2) = pull_source(t);
+    let file_url = format!("file://{}", s(&src));
+    let nginx = Nginx::start(&src, &t.join("nginx"));
+    // Accepted and honoured without changing the result.
+    let plain: Vec<Vec<&str>> = vec![
+        vec!["pull", "o", "main", "--disable-fsync"],
+        vec!["pull", "o", "main", "--per-object-fsync"],
+        vec!["pull", "o", "main", "--untrusted"],
+        vec!["pull", "o", "main", "--http-trusted"],
+        vec!["pull", "o", "main", "--network-retries=2"],
+        vec!["pull", "o", "main", "--update-frequency=100"],
+        vec!["pull", "o", "main", "--update-frequency=0"],
+        vec!["pull", "o", "main", "--http-header=X-Test=1"],
+        vec!["pull", "o", "main", "--depth=1", "--disable-static-deltas"],
+    ];
+    for url in [&file_url, &nginx.url] {
+        for args in &plain {
+            let (co, cx) = clients(t, "c", url);
+            let (o, _) = both_status(t, &co, &cx, args);
+            assert!(o.status.success(), "{url} {args:?}");
+            assert_eq!(repo_state(&co), repo_state(&cx), "{url} {args:?}");
+            assert_repo_clean(&cx);
+        }
+    }
+    // Options newer than ostree 2022.7: oxtree alone, same result as a plain pull.
+    for args in [
+        vec!["pull", "o", "main", "--disable-retry-on-network-errors"],
+        vec!["pull", "o", "main", "--max-outstanding-fetcher-requests=1"],
+        vec!["pull", "o", "main", "--append-user-agent=tester/1"],
+    ] {
+        let (co, cx) = clients(t, "n", &nginx.url);
+        ostree(&["pull", &repo_arg(&co), "o", "main"]);
+        let x = run_repo(&oxtree_bin(), t, &cx, &args);
+        assert!(x.status.success(), "{args:?}: {}", show_output(&x));
+        assert_eq!(repo_state(&co), repo_state(&cx), "{args:?}");
+    }
+    // --append-user-agent reaches the server (nginx logs the User-Agent).
+    let log = std::fs::read_to_string(&nginx.access_log).expect("access log");
+    assert!(log.contains("tester/1"), "{log}");
+    // --url: the remote's configured URL is wrong, --url names the right one.
+    let (co, cx) = clients(t, "u", "http://127.0.0.1:9/nothing");
+    let url_arg = format!("--url={}", nginx.url);
+    let (o, _) = both_status(t, &co, &cx, &["pull", "o", "main", &url_arg]);
+    assert!(o.status.success());
+    assert_eq!(repo_state(&co), repo_state(&cx));
+    // --localcache-repo: objects the cache has are not requested from the server.
+    let cache = t.join("cache");
+    ostree(&["init", &repo_arg(&cache), "--mode=archive"]);
+    ostree(&["pull-local", &repo_arg(&cache), s(&src), "main"]);
+    let (co, cx) = clients(t, "l", &nginx.url);
+    std::fs::write(&nginx.access_log, b"").expect("truncate log");
+    let l_arg = format!("--localcache-repo={}", s(&cache));
+    let (o, _) = both_status(t, &co, &cx, &["pull", "o", "main", &l_arg]);
+    assert!(o.status.success());
+    assert_eq!(repo_state(&co), repo_state(&cx));
+    let log = std::fs::read_to_string(&nginx.access_log).expect("access log");
+    // (Detached metadata, which the cache does not have, may still be asked for.)
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("/objects/") && !l.contains(".commitmeta ")),
+        "objects fetched despite the cache:\n{log}"
+    );
+    assert_repo_clean(&cx);
+    // --require-static-deltas: none on the server → ostree's error, nothing stored; with
+    // a delta → used.
+    let (co, cx) = clients(t, "d", &file_url);
+    for args in [
+        vec!["pull", "o", "main", "--require-static-deltas"],
+        vec!["pull", "o", &v2, "--require-static-deltas"],
+    ] {
+        let (o, x) = both_status(t, &co, &cx, &args);
+        assert!(!o.status.success());
+        assert!(err_line(&x).is_some_and(|l| l.contains("Static deltas required")));
+        assert!(object_set(&cx).is_empty());
+    }
+    // Bad input: the same error line, nothing stored.
+    let bad: Vec<Vec<&str>> = vec![
+        vec!["pull", "o", "bad", "--bareuseronly-files"],
+        vec!["pull", "o", "main", "--http-header=novalue"],
+        vec!["pull", "o", "main", "--update-frequency=soon"],
+        vec!["pull", "o", "main", "--network-retries=x"],
+        vec!["pull", "o", "main", "--cache-dir=/nonexistent-dir"],
+        vec!["pull", "o", "main", "--url=file:///nonexistent-dir"],
+        vec!["pull", "o", "nosuchref", "--bareuseronly-files"],
+    ];
+    for args in &bad {
+        let (co, cx) = clients(t, "b", &file_url);
+        let (o, _) = both_status(t, &co, &cx, args);
+        assert!(!o.status.success(), "{args:?}");
+        // No ref moves and no content lands; a refused pull may keep the verified
+        // metadata it fetched (the commit marked partial), for the next pull to resume.
+        assert_eq!(all_refs(&cx), "", "{args:?}");
+        assert!(
+            !object_set(&cx).iter().any(|o| o.ends_with(".file")),
+            "{args:?}"
+        );
+        ostree(&["fsck", &repo_arg(&cx)]);
+    }
+    // Without the option the same commit is accepted by both (bare-user stores it).
+    let (co, cx) = clients(t, "b", &file_url);
+    let (o, _) = both_status(t, &co, &cx, &["pull", "o", "bad"]);
+    assert!(o.status.success());
+    // With a delta on the server, --require-static-deltas pulls it.
+    ostree(&["static-delta", "generate", &repo_arg(&src), "main"]);
+    ostree(&[
+        "static-delta",
+        "generate",
+        &repo_arg(&src),
+        "--empty",
+        "main",
+    ]);
+    ostree(&["summary", "-u", &repo_arg(&src)]);
+    let (co, cx) = clients(t, "dd", &file_url);
+    let (o, x) = both_status(
+        t,
+        &co,
+        &cx,
+        &["pull", "o", "main", "--require-static-deltas"],
+    );
+    assert!(o.status.success());
+    assert!(stdout(&x).contains("static delta"), "{}", show_output(&x));
+    assert_eq!(repo_state(&co), repo_state(&cx));
+}
+
+/// `pull-local` options with ostree 2022.7's meaning: the same success, error line and
+/// repository afterwards (objects, refs, partial markers).
+#[test]
+fn pull_local_options_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (src, v1, _) = pull_source(t);
+    let fresh = |name: &str, mode: &str| -> (PathBuf, PathBuf) {
+        let (co, cx) = (t.join(format!("{name}-o")), t.join(format!("{name}-x")));
+        for c in [&co, &cx] {
+            let _ = std::fs::remove_dir_all(c);
+            ostree(&["init", &repo_arg(c), &format!("--mode={mode}")]);
+        }
+        (co, cx)
+    };
+    let ok: Vec<Vec<&str>> = vec![
+        vec!["pull-local", s(&src), "main", "--disable-fsync"],
+        vec!["pull-local", s(&src), "main", "--per-object-fsync"],
+        vec!["pull-local", s(&src), "main", "--untrusted"],
+        vec!["pull-local", s(&src), "main", "--commit-metadata-only"],
+        vec![
+            "pull-local",
+            s(&src),
+            "main",
+            "--commit-metadata-only",
+            "--depth=1",
+        ],
+        vec!["pull-local", s(&src), "main", "--bareuseronly-files"],
+        vec![
+            "pull-local",
+            s(&src),
+            "main",
+            "--require-static-deltas",
+            "--commit-metadata-only",
+        ],
+    ];
+    for args in &ok {
+        let (co, cx) = fresh("ok", "bare-user");
+        let (o, _) = both_status(t, &co, &cx, args);
+        assert!(o.status.success(), "{args:?}");
+        assert_eq!(repo_state(&co), repo_state(&cx), "{args:?}");
+        ostree(&["fsck", &repo_arg(&cx)]);
+    }
+    // After a metadata-only pull, a full one completes the commit (its marker goes).
+    let (co, cx) = fresh("meta", "bare-user");
+    for args in [
+        vec![
+            "pull-local",
+            s(&src),
+            "main",
+            "--commit-metadata-only",
+            "--depth=1",
+        ],
+        vec!["pull-local", s(&src), "main"],
+    ] {
+        both_status(t, &co, &cx, &args);
+        assert_eq!(repo_state(&co), repo_state(&cx), "{args:?}");
+    }
+    ostree(&["fsck", &repo_arg(&cx)]);
+    // Refused: the same error line, nothing copied.
+    let bad: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["pull-local", s(&src), "bad", "--bareuseronly-files"],
+            "bare-user",
+        ),
+        (
+            vec!["pull-local", s(&src), "main", "--require-static-deltas"],
+            "bare-user",
+        ),
+        (
+            vec!["pull-local", s(&src), "main", "--require-static-deltas"],
+            "archive",
+        ),
+    ];
+    for (args, mode) in &bad {
+        let (co, cx) = fresh("bad", mode);
+        let (o, _) = both_status(t, &co, &cx, args);
+        assert!(!o.status.success(), "{args:?}");
+        // ostree may leave a commitpartial marker behind (--bareuseronly-files); oxtree
+        // leaves nothing.
+        assert!(object_set(&co).is_empty(), "{args:?}");
+        assert_eq!(repo_state(&cx), "objects:\n\nrefs:\n\nstate:\n", "{args:?}");
+    }
+    // With the source's deltas: a scratch delta, then FROM-TO from the ref's commit.
+    let sa = repo_arg(&src);
+    ostree(&["static-delta", "generate", &sa, "--empty", &v1]);
+    ostree(&["static-delta", "generate", &sa, "main"]);
+    // ostree finds a source's deltas through its summary.
+    ostree(&["summary", "-u", &sa]);
+    let (co, cx) = fresh("delta", "bare-user");
+    // v1 by its scratch delta (a checksum: no ref moves), then main from the ref's v1.
+    ostree(&["refs", &repo_arg(&co), "--create=main", &v1]);
+    let (o, _) = both_status(
+        t,
+        &co,
+        &cx,
+        &["pull-local", s(&src), &v1, "--require-static-deltas"],
+    );
+    assert!(o.status.success());
+    ox(&["refs", &repo_arg(&cx), "--create=main", &v1]);
+    let (o, _) = both_status(
+        t,
+        &co,
+        &cx,
+        &["pull-local", s(&src), "main", "--require-static-deltas"],
+    );
+    assert!(o.status.success());
+    assert_eq!(repo_state(&co), repo_state(&cx));
+    ostree(&["fsck", &repo_arg(&cx)]);
+    // --disable-static-deltas is newer than ostree 2022.7: oxtree alone.
+    let (_, cx) = fresh("nd", "bare-user");
+    let x = run_repo(
+        &oxtree_bin(),
+        t,
+        &cx,
+        &["pull-local", s(&src), "main", "--disable-static-deltas"],
+    );
+    assert!(x.status.success(), "{}", show_output(&x));
 }

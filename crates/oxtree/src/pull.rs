@@ -322,8 +322,7 @@ impl Repo {
                     Ok(Some(name)) => result.deltas.push(name),
                     Ok(None)
                         if opts.require_static_deltas
-                            && !(self.has_object(ObjectType::Commit, c)
-                                && !self.is_partial(c)) =>
+                            && !(self.has_object(ObjectType::Commit, c) && !self.is_partial(c)) =>
                     {
                         return Err(Error::NotFound(format!(
                             "Static deltas required, but none found for {} to {c}",
@@ -350,7 +349,16 @@ impl Repo {
             }
         }
         shared.run(targets.iter().map(|t| t.commit))?;
+        // Parents walked in full (`--depth`) are complete too, as in ostree.
+        let completed = shared
+            .completed
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
         drop(shared);
+        for c in &completed {
+            txn.remove_commitpartial(c);
+        }
         // Partial markers of complete commits go and refs move inside the transaction: once
         // its objects are durable and before the repo lock is released, so a concurrent
         // prune never sees the new commits unreachable (durability D1). Collection refs are

@@ -194,9 +194,8 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         ..opts
     };
     // ostree: 0 means 1000 ms.
-    let every = update_frequency.map(|ms| {
-        std::time::Duration::from_millis(if ms <= 0 { 1000 } else { ms as u64 })
-    });
+    let every = update_frequency
+        .map(|ms| std::time::Duration::from_millis(if ms <= 0 { 1000 } else { ms as u64 }));
     let progress = oxtree::pull::PullProgress::default();
     let res = std::thread::scope(|s| {
         s.spawn(|| progress_loop(&progress, every));

@@ -53,6 +53,9 @@ pub(super) struct Shared<'a> {
     pub(super) targets: HashMap<Checksum, Vec<Wanted>>,
     /// `--localcache-repo` repositories, asked before the server.
     pub(super) caches: Vec<Repo>,
+    /// Commits whose trees this pull walks in full (not `--commit-metadata-only`): their
+    /// partial markers go when the pull succeeds, parents pulled by `--depth` too.
+    pub(super) completed: Mutex<Vec<Checksum>>,
 }
 impl<'a> Shared<'a> {
     pub(super) fn new(
@@ -82,6 +85,7 @@ impl<'a> Shared<'a> {
             prefetched: Mutex::new(HashMap::new()),
             targets,
             caches: Vec::new(),
+            completed: Mutex::new(Vec::new()),
         }
     }
 
@@ -325,6 +329,11 @@ impl Shared<'_> {
         };
         // Everything about the commit is checked before any of it is stored.
         let commit = self.verify_commit(&c, meta.as_deref(), &bytes)?;
+        if !self.opts.commit_metadata_only {
+            if let Ok(mut done) = self.completed.lock() {
+                done.push(c);
+            }
+        }
         // A signed commit's sizes bound what each of its files may take to download.
         if let Ok(Some(sizes)) = commit.object_sizes() {
             if let Ok(mut m) = self.sizes.lock() {

@@ -137,7 +137,12 @@ impl Repo {
 impl Repo {
     /// The commits from `commit` back `depth` parents (-1: all), with their detached
     /// metadata, but not their trees (`--commit-metadata-only`).
-    fn commit_chain_with_meta(&self, commit: &Checksum, depth: i64, out: &mut Reachable) -> Result<()> {
+    fn commit_chain_with_meta(
+        &self,
+        commit: &Checksum,
+        depth: i64,
+        out: &mut Reachable,
+    ) -> Result<()> {
         let mut cur = Some(*commit);
         let mut remaining = depth;
         while let Some(c) = cur {
@@ -193,7 +198,10 @@ impl Repo {
         }
         .filter(|f| f != to && self.has_object(ObjectType::Commit, f) && !self.is_partial(f));
         let candidates = [current, None];
-        for from in candidates.iter().take(if current.is_some() { 2 } else { 1 }) {
+        for from in candidates
+            .iter()
+            .take(if current.is_some() { 2 } else { 1 })
+        {
             let dir = src.path().join(crate::delta::delta_dir(from.as_ref(), to));
             if dir.join("superblock").is_file() {
                 self.apply_static_delta_offline(&dir, None)?;
