@@ -322,7 +322,7 @@ impl Repo {
                     Ok(Some(name)) => result.deltas.push(name),
                     Ok(None)
                         if opts.require_static_deltas
-                            && !(self.has_object(ObjectType::Commit, c) && !self.is_partial(c)) =>
+                            && (!self.has_object(ObjectType::Commit, c) || self.is_partial(c)) =>
                     {
                         return Err(Error::NotFound(format!(
                             "Static deltas required, but none found for {} to {c}",
