@@ -1214,6 +1214,42 @@ fn pull_options_as_ostree() {
     assert!(o.status.success());
     assert!(stdout(&x).contains("static delta"), "{}", show_output(&x));
     assert_eq!(repo_state(&co), repo_state(&cx));
+    // --cache-dir: a signed summary is cached as DIR/summaries/REMOTE (+ .sig) by both
+    // tools, and a second pull with an unchanged signature does not download it again.
+    let (_, _, secret, _) = openssl_key(t, "summary");
+    ox(&[
+        "summary",
+        "-u",
+        &repo_arg(&src),
+        &format!("--sign={secret}"),
+    ]);
+    for prog in [PathBuf::from("ostree"), oxtree_bin()] {
+        let (c, _) = clients(t, "cache", &nginx.url);
+        let dir = t.join("cache-dir");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let arg = format!("--cache-dir={}", s(&dir));
+        let pull = |c: &Path| {
+            let o = run_repo(&prog, t, c, &["pull", "o", "main", &arg]);
+            assert!(o.status.success(), "{prog:?}: {}", show_output(&o));
+        };
+        pull(&c);
+        assert_eq!(
+            std::fs::read(dir.join("summaries/o")).expect("cached summary"),
+            std::fs::read(src.join("summary")).expect("summary"),
+            "{prog:?}"
+        );
+        assert_eq!(
+            std::fs::read(dir.join("summaries/o.sig")).expect("cached signature"),
+            std::fs::read(src.join("summary.sig")).expect("summary.sig"),
+            "{prog:?}"
+        );
+        std::fs::write(&nginx.access_log, b"").expect("truncate log");
+        pull(&c);
+        let log = std::fs::read_to_string(&nginx.access_log).expect("access log");
+        assert!(log.contains("GET /summary.sig "), "{prog:?}: {log}");
+        assert!(!log.contains("GET /summary "), "{prog:?}: {log}");
+    }
 }
 
 /// `pull-local` options with ostree 2022.7's meaning: the same success, error line and

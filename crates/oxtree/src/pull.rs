@@ -114,6 +114,10 @@ pub struct PullOptions {
     /// Local repositories objects are copied from before the server is asked
     /// (`--localcache-repo`); each copy is verified against its checksum as a download is.
     pub localcache_repos: Vec<std::path::PathBuf>,
+    /// Where the remote's signed summary is cached (`--cache-dir=DIR`:
+    /// `DIR/summaries/REMOTE`, its signature beside it as `REMOTE.sig`): an unchanged
+    /// signature on the server means the cached summary is not downloaded again.
+    pub summary_cache: Option<std::path::PathBuf>,
 }
 
 impl Default for PullOptions {
@@ -143,6 +147,7 @@ impl Default for PullOptions {
             http_headers: Vec::new(),
             append_user_agent: None,
             localcache_repos: Vec::new(),
+            summary_cache: None,
         }
     }
 }

@@ -107,8 +107,8 @@ pub struct PullArgs {
     /// from it is verified as a download is).
     #[arg(short = 'L', long, value_name = "REPO")]
     pub localcache_repo: Vec<PathBuf>,
-    /// Use custom cache dir (oxtree keeps no summary cache: the directory is checked as
-    /// ostree checks it, and nothing is written there).
+    /// Use custom cache dir: a signed summary is kept as DIR/summaries/REMOTE (and
+    /// REMOTE.sig) and not downloaded again while the server's signature is the same.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// REMOTE or REMOTE:REF.
@@ -184,6 +184,10 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         http_headers,
         append_user_agent: a.append_user_agent.clone(),
         localcache_repos: a.localcache_repo.clone(),
+        summary_cache: a
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join("summaries").join(&remote)),
         ..Default::default()
     };
     let opts = oxtree::pull::PullOptions {
