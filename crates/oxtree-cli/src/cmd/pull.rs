@@ -163,7 +163,11 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         commit_metadata_only: a.commit_metadata_only,
         mirror: a.mirror,
         dry_run: a.dry_run,
-        fetchers: a.fetchers,
+        // --max-outstanding-fetcher-requests (ostree's newer name) wins over --fetchers.
+        fetchers: match outstanding {
+            Some(n) => usize::try_from(n.max(1)).unwrap_or(1),
+            None => a.fetchers,
+        },
         timeout: std::time::Duration::from_secs(a.timeout),
         low_speed_limit_bytes: a.low_speed_limit_bytes,
         low_speed_time: a.low_speed_time_seconds.map(std::time::Duration::from_secs),
@@ -189,13 +193,6 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             .as_ref()
             .map(|d| d.join("summaries").join(&remote)),
         ..Default::default()
-    };
-    let opts = oxtree::pull::PullOptions {
-        fetchers: match outstanding {
-            Some(n) => usize::try_from(n.max(1)).unwrap_or(1),
-            None => opts.fetchers,
-        },
-        ..opts
     };
     // ostree: 0 means 1000 ms.
     let every = update_frequency

@@ -383,9 +383,9 @@ fn show(g: &Global, a: NameArgs) -> Result<()> {
 }
 
 /// The keys a delta's signatures are checked with: `key_ids`, then --keys-file; for
-/// ed25519 without any, the trusted keys of --keys-dir or of the system directories.
-/// `None` when nothing asks for verification (no keys anywhere: apply-offline then applies
-/// without checking, as ostree).
+/// ed25519 without any, the trusted keys of --keys-dir or of the system directories
+/// (/etc/ostree, /usr/share/ostree). `None` when nothing asks for verification (no keys
+/// anywhere: apply-offline then applies without checking, as ostree).
 fn delta_keys(
     k: &VerifyKeyArgs,
     key_ids: &[String],
@@ -421,16 +421,20 @@ fn delta_keys(
                 .iter()
                 .map(|s| oxtree::sign::parse_public_key(s))
                 .collect::<oxtree::Result<Vec<_>>>()?;
-            if pks.is_empty() && (load_default || k.keys_dir.is_some()) {
+            if pks.is_empty() {
+                // No KEY-IDs: the trusted keys of --keys-dir or of the system directories,
+                // as ostree loads them. Where there are none, apply-offline applies
+                // without verification (ostree drops the engine then) unless --keys-dir
+                // was given; verify needs keys.
                 pks = oxtree::sign::trusted_keys_in(&bases)?;
                 if pks.is_empty() {
-                    bail!(
-                        "ed25519: no public keys: give KEY-IDs, --keys-file, or --keys-dir with a trusted.ed25519 list"
-                    );
+                    if load_default || k.keys_dir.is_some() {
+                        bail!(
+                            "ed25519: no public keys: give KEY-IDs, --keys-file, or --keys-dir with a trusted.ed25519 list"
+                        );
+                    }
+                    return Ok(None);
                 }
-            }
-            if pks.is_empty() {
-                return Ok(None);
             }
             let revoked = oxtree::sign::revoked_keys_in(&bases)?;
             Ok(Some(DeltaVerify::Ed25519 { keys: pks, revoked }))

@@ -601,7 +601,7 @@ impl Repo {
         let rel = format!("{}/superblock", delta_dir(from.as_ref(), &to));
         let path = self.path().join(&rel);
         let raw = std::fs::read(&path).map_err(|e| quoted(format!("openat({rel})"), &e, &path))?;
-        DeltaInfo::read(name, &raw, &path.display().to_string(), self.path())
+        DeltaInfo::read(name, &raw, &path.display().to_string())
     }
 
     /// The payload of part `i` of a delta in this repository (`static-delta show`): its
@@ -826,7 +826,7 @@ pub struct DeltaInfo {
 }
 
 impl DeltaInfo {
-    fn read(name: &str, raw: &[u8], what: &str, _repo: &std::path::Path) -> Result<DeltaInfo> {
+    fn read(name: &str, raw: &[u8], what: &str) -> Result<DeltaInfo> {
         let (inner, sigs) = crate::delta::unwrap_signed(raw, what)?;
         let mut sb = Superblock::parse(&inner, what)?;
         let parents = crate::delta::superblock_parents(&inner, what)?;
