@@ -1372,3 +1372,62 @@ fn pull_local_options_as_ostree() {
     );
     assert!(x.status.success(), "{}", show_output(&x));
 }
+
+/// `--disable-fsync` and `--per-object-fsync` of pull and pull-local, seen in the system
+/// calls oxtree makes (strace): by default one `syncfs` per transaction step and no
+/// per-object flush; `--per-object-fsync` flushes each object as it is written;
+/// `--disable-fsync` flushes nothing. The result is the same repository each time.
+#[test]
+fn fsync_options_change_the_flushes() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (src, _, _) = pull_source(t);
+    let file_url = format!("file://{}", s(&src));
+    let mut states = Vec::new();
+    for cmd in ["pull-local", "pull"] {
+        for opt in ["", "--per-object-fsync", "--disable-fsync"] {
+            let (_, c) = clients(t, "fs", &file_url);
+            let trace = t.join("strace.txt");
+            let ra = repo_arg(&c);
+            let mut args = vec![
+                "-f",
+                "-qq",
+                "-e",
+                "trace=fsync,fdatasync,syncfs",
+                "-o",
+                s(&trace),
+            ];
+            let bin = oxtree_bin();
+            args.push(s(&bin));
+            if cmd == "pull-local" {
+                args.extend(["pull-local", &ra, s(&src), "main"]);
+            } else {
+                args.extend(["pull", &ra, "o", "main"]);
+            }
+            if !opt.is_empty() {
+                args.push(opt);
+            }
+            run_ok(Path::new("strace"), &args);
+            let log = std::fs::read_to_string(&trace).expect("strace output");
+            let count = |call: &str| log.lines().filter(|l| l.contains(call)).count();
+            let objects = object_set(&c).len();
+            match opt {
+                "" => {
+                    assert!(count("syncfs(") > 0, "{cmd}: {log}");
+                    assert_eq!(count("fdatasync("), 0, "{cmd}: {log}");
+                }
+                "--per-object-fsync" => {
+                    assert!(count("fdatasync(") >= objects, "{cmd} {objects}: {log}");
+                }
+                _ => assert_eq!(
+                    count("fsync(") + count("fdatasync(") + count("syncfs("),
+                    0,
+                    "{cmd}: {log}"
+                ),
+            }
+            states.push(object_set(&c));
+        }
+    }
+    assert!(states.windows(2).all(|w| w[0] == w[1]));
+}
