@@ -1194,7 +1194,8 @@ fn pull_options_as_ostree() {
     let (co, cx) = clients(t, "b", &file_url);
     let (o, _) = both_status(t, &co, &cx, &["pull", "o", "bad"]);
     assert!(o.status.success());
-    // With a delta on the server, --require-static-deltas pulls it.
+    // With a delta on the server, --require-static-deltas pulls it (ostree's scratch delta,
+    // its part inlined and its sizes big-endian).
     ostree(&["static-delta", "generate", &repo_arg(&src), "main"]);
     ostree(&[
         "static-delta",
@@ -1202,6 +1203,8 @@ fn pull_options_as_ostree() {
         &repo_arg(&src),
         "--empty",
         "main",
+        "--inline",
+        "--set-endianness=B",
     ]);
     ostree(&["summary", "-u", &repo_arg(&src)]);
     let (co, cx) = clients(t, "dd", &file_url);
