@@ -5,6 +5,14 @@
 //! has ('r' 'o' 'B' 'c' 'R'), when the patch is clearly smaller. (ostree also tries rsync-like
 //! rollsum matching first; bsdiff covers the same cases, at some CPU cost here.) Files above
 //! `min_fallback_size` become fallbacks that clients fetch as plain objects.
+//!
+//! Also the rest of `static-delta`: the options of generate (parts inlined into the
+//! superblock's metadata under their `deltas/…/N` path, big-endian sizes, a signed
+//! `OSTSGNDT` superblock, a superblock written elsewhere with `--filename`), `show`'s
+//! reading of a delta (parts opened without their checksum, as ostree's dump does),
+//! `delete`, `indexes`, `reindex --to`, `verify` of the superblock's signatures, and
+//! `apply-offline`, which runs a delta from a directory through the same quarantine as a
+//! pull (`crate::pull::execute_parts`): only objects the delta's commit reaches are kept.
 
 use super::commit::varint;
 use super::Repo;
