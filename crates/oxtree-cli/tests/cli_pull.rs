@@ -1179,6 +1179,7 @@ fn pull_options_as_ostree() {
         vec!["pull", "o", "main", "--cache-dir=/nonexistent-dir"],
         vec!["pull", "o", "main", "--url=file:///nonexistent-dir"],
         vec!["pull", "o", "nosuchref", "--bareuseronly-files"],
+        vec!["pull", "o", "main", "-L", "/nonexistent-dir"],
     ];
     for args in &bad {
         let (co, cx) = clients(t, "b", &file_url);
@@ -1331,6 +1332,10 @@ fn pull_local_options_as_ostree() {
         (
             vec!["pull-local", s(&src), "main", "--require-static-deltas"],
             "archive",
+        ),
+        (
+            vec!["pull-local", "/nonexistent-dir", "main", "--untrusted"],
+            "bare-user",
         ),
     ];
     for (args, mode) in &bad {

@@ -306,7 +306,18 @@ impl Repo {
         let caches = opts
             .localcache_repos
             .iter()
-            .map(|p| Repo::open(p))
+            .map(|p| {
+                // ostree's words for a path that is not there.
+                if let Err(e) = std::fs::read_dir(p) {
+                    let s = e.to_string();
+                    let s = s.split(" (os error").next().unwrap_or(&s);
+                    return Err(Error::Quoted {
+                        msg: format!("opening repo: opendir({}): {s}", p.display()),
+                        path: p.clone(),
+                    });
+                }
+                Repo::open(p)
+            })
             .collect::<Result<Vec<_>>>()?;
         let txn = self.begin()?;
         let mut shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir, wanted);

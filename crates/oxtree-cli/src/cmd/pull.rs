@@ -323,6 +323,13 @@ pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
     }
     repo.set_per_object_fsync(a.per_object_fsync);
     repo.set_bareuseronly_files(a.bareuseronly_files);
+    if let Err(e) = std::fs::read_dir(&a.src_repo) {
+        bail!(
+            "opening repo: opendir({}): {}",
+            a.src_repo.display(),
+            crate::output::strerror(&e)
+        );
+    }
     let src = Repo::open(&a.src_repo)?;
     let refs = if a.refs.is_empty() {
         src.list_refs()?
