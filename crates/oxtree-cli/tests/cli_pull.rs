@@ -637,6 +637,14 @@ fn static_delta_commands_as_ostree() {
             "--sign-type=bogus",
             "--sign=k",
         ],
+        // The test type, not enabled (OSTREE_DUMMY_SIGN_ENABLED unset): refused.
+        vec![
+            "static-delta",
+            "generate",
+            "--to=main",
+            "--sign-type=dummy",
+            "--sign=k",
+        ],
         vec!["static-delta", "indexes"],
         vec!["static-delta", "reindex"],
         vec!["static-delta", "reindex", "--to=main"],
