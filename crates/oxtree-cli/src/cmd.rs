@@ -16,6 +16,7 @@ pub mod pull;
 pub mod refs;
 pub mod remote;
 pub mod repo;
+pub mod reset;
 pub mod serve;
 pub mod show;
 pub mod sign;

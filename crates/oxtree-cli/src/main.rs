@@ -101,6 +101,8 @@ enum Cmd {
     Pull(cmd::pull::PullArgs),
     /// Copy commits from another local repository.
     PullLocal(cmd::pull::PullLocalArgs),
+    /// Reset a REF to a previous COMMIT.
+    Reset(cmd::reset::ResetArgs),
     /// Static deltas: generate and list (clients pulling use them by themselves).
     StaticDelta {
         #[command(subcommand)]
@@ -284,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Remote { cmd } => cmd::remote::run(g, cmd),
         Cmd::Pull(a) => cmd::pull::pull(g, a),
         Cmd::PullLocal(a) => cmd::pull::pull_local(g, a),
+        Cmd::Reset(a) => cmd::reset::run(g, a),
         Cmd::StaticDelta { cmd } => cmd::static_delta::run(g, cmd),
         Cmd::Summary(a) => cmd::summary::run(g, a),
         Cmd::CreateUsb(a) => cmd::p2p::create_usb(g, a),

@@ -18,6 +18,17 @@ struct Counts {
 /// Draw `counts()` under `label` until `finished`; nothing for work that ends within a
 /// second.
 fn draw(label: &str, finished: &AtomicBool, counts: impl Fn() -> Counts) {
+    draw_every(label, finished, None, counts)
+}
+
+/// [`draw`], updating the bar (and printing the plain line) every `every` when given
+/// (`pull --update-frequency`), else every 100 ms (plain lines every 5 s).
+fn draw_every(
+    label: &str,
+    finished: &AtomicBool,
+    every: Option<Duration>,
+    counts: impl Fn() -> Counts,
+) {
     let start = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -29,18 +40,26 @@ fn draw(label: &str, finished: &AtomicBool, counts: impl Fn() -> Counts) {
     bar.set_message(label.to_string());
     let mut last_plain = start;
     let mut shown = false;
+    let tick = every
+        .unwrap_or(Duration::from_millis(100))
+        .min(Duration::from_millis(100));
+    let mut last_tty = start;
     while !finished.load(Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(tick);
         if start.elapsed() < Duration::from_secs(1) {
             continue;
         }
         let c = counts();
+        if tty && every.is_some_and(|e| last_tty.elapsed() < e) {
+            continue;
+        }
         if tty {
+            last_tty = Instant::now();
             bar.set_length(c.total.max(c.done));
             bar.set_position(c.done);
             bar.set_prefix(human_size(c.bytes));
             shown = true;
-        } else if last_plain.elapsed() >= Duration::from_secs(5) {
+        } else if last_plain.elapsed() >= every.unwrap_or(Duration::from_secs(5)) {
             let rate = c.bytes as f64 / start.elapsed().as_secs_f64().max(0.001);
             eprintln!(
                 "{label}: {}/{}  {}  {}/s",
@@ -58,8 +77,8 @@ fn draw(label: &str, finished: &AtomicBool, counts: impl Fn() -> Counts) {
 }
 
 /// Pull progress: objects fetched of those found so far, bytes and rate.
-pub fn progress_loop(p: &oxtree::pull::PullProgress, _tty: bool) {
-    draw("receiving objects", &p.done, || Counts {
+pub fn progress_loop(p: &oxtree::pull::PullProgress, every: Option<Duration>) {
+    draw_every("receiving objects", &p.done, every, || Counts {
         done: p.objects_fetched.load(Relaxed),
         total: p.objects_queued.load(Relaxed),
         bytes: p.bytes_fetched.load(Relaxed),

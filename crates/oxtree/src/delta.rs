@@ -217,6 +217,14 @@ impl Superblock {
 
     /// Serialize (ostree's layout; sizes little-endian with `ostree.endianness` = `l`).
     pub fn encode(&self) -> Result<Vec<u8>> {
+        self.encode_as(false)
+    }
+
+    /// Serialize with the part and fallback sizes in big-endian order when `big_endian`
+    /// (ostree's `--set-endianness=B`; `metadata` must then say `ostree.endianness` = `B`).
+    pub fn encode_as(&self, big_endian: bool) -> Result<Vec<u8>> {
+        let u32s = |x: u32| if big_endian { x.to_be() } else { x.to_le() };
+        let u64s = |x: u64| if big_endian { x.to_be() } else { x.to_le() };
         let commit = gvariant::decode_normal(&self.commit, &Type::of("(a{sv}aya(say)sstayay)"))
             .map_err(|e| Error::Other(format!("delta target commit: {e}")))?;
         let parts = self
@@ -229,10 +237,10 @@ impl Superblock {
                     objs.extend_from_slice(c.as_bytes());
                 }
                 Value::Tuple(vec![
-                    Value::U32(p.version),
+                    Value::U32(u32s(p.version)),
                     Value::Bytes(p.checksum.as_bytes().to_vec()),
-                    Value::U64(p.size),
-                    Value::U64(p.uncompressed_size),
+                    Value::U64(u64s(p.size)),
+                    Value::U64(u64s(p.uncompressed_size)),
                     Value::Bytes(objs),
                 ])
             })
@@ -244,8 +252,8 @@ impl Superblock {
                 Value::Tuple(vec![
                     Value::Byte(f.ty as u8),
                     Value::Bytes(f.checksum.as_bytes().to_vec()),
-                    Value::U64(f.size),
-                    Value::U64(f.uncompressed_size),
+                    Value::U64(u64s(f.size)),
+                    Value::U64(u64s(f.uncompressed_size)),
                 ])
             })
             .collect();
@@ -260,6 +268,156 @@ impl Superblock {
             Value::Array(Type::of("(yaytt)"), fallbacks),
         ])))
     }
+}
+
+/// A signed superblock (`static-delta generate --sign`) starts with this magic (a `t` whose
+/// bytes spell it) and is `(taya{sv})`: magic, the superblock bytes, signatures over them
+/// (spec §6.2).
+pub const SIGNED_MAGIC: &[u8; 8] = b"OSTSGNDT";
+/// The type of a signed superblock.
+pub const SIGNED_TYPE: &str = "(taya{sv})";
+
+/// A superblock file's contents: the superblock bytes, and the signatures dictionary when
+/// it is a signed one.
+pub fn unwrap_signed(raw: &[u8], what: &str) -> Result<(Vec<u8>, Option<Value>)> {
+    if !raw.starts_with(SIGNED_MAGIC) {
+        return Ok((raw.to_vec(), None));
+    }
+    let v = gvariant::decode(raw, &Type::of(SIGNED_TYPE))
+        .map_err(|e| bad(what, format!("invalid signed superblock: {e}")))?;
+    let Value::Tuple(m) = v else {
+        return Err(bad(what, "invalid signed superblock"));
+    };
+    match <[Value; 3]>::try_from(m) {
+        Ok([_, Value::Bytes(inner), sigs]) => Ok((inner, Some(sigs))),
+        _ => Err(bad(what, "invalid signed superblock")),
+    }
+}
+
+/// Wrap superblock bytes with their signatures (`a{sv}`, e.g. `ostree.sign.ed25519` →
+/// `aay`), as ostree writes a signed superblock.
+pub fn wrap_signed(inner: Vec<u8>, sigs: Value) -> Vec<u8> {
+    gvariant::encode(&Value::Tuple(vec![
+        Value::U64(u64::from_le_bytes(*SIGNED_MAGIC)),
+        Value::Bytes(inner),
+        sigs,
+    ]))
+}
+
+/// `FROM-TO` or `TO` back into checksums; anything else is refused with ostree's text
+/// (`Invalid rev X`, naming the first part that is not a full checksum).
+pub fn parse_delta_name(name: &str) -> Result<(Option<Checksum>, Checksum)> {
+    let parse = |s: &str| -> Result<Checksum> {
+        s.parse::<Checksum>()
+            .ok()
+            .filter(|_| s.len() == 64 && !s.bytes().any(|b| b.is_ascii_uppercase()))
+            .ok_or_else(|| Error::InvalidArgument(format!("Invalid rev {s}")))
+    };
+    match name.split_once('-') {
+        Some((f, t)) => {
+            let f = parse(f)?;
+            Ok((Some(f), parse(t)?))
+        }
+        None => Ok((None, parse(name)?)),
+    }
+}
+
+/// The superblock metadata key under which an inlined part is stored (`--inline`): its
+/// path relative to the repository, `deltas/XX/REST/N`; the value is `(yay)`, the part as
+/// stored (compression byte, then the compressed payload).
+pub fn inline_part_key(from: Option<&Checksum>, to: &Checksum, i: usize) -> String {
+    format!("{}/{i}", delta_dir(from, to))
+}
+
+/// The part bytes (as stored) inlined in a superblock's metadata, if part `i` is.
+pub fn inline_part(sb: &Superblock, i: usize) -> Option<Vec<u8>> {
+    let key = inline_part_key(sb.from.as_ref(), &sb.to, i);
+    match sb.metadata.lookup(&key)?.unboxed() {
+        Value::Tuple(m) => match m.as_slice() {
+            [Value::Byte(kind), Value::Bytes(body)] => {
+                let mut out = Vec::with_capacity(body.len() + 1);
+                out.push(*kind);
+                out.extend_from_slice(body);
+                Some(out)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// How many ops of each kind a part runs, in ostree's order (`static-delta show`):
+/// open-splice-and-close, open, write, set-read-source, unset-read-source, close, bspatch.
+/// Counted by walking the op codes as the executor reads them, without executing any.
+pub fn count_ops(p: &Payload, objects: &[(ObjectType, Checksum)], what: &str) -> Result<[u32; 7]> {
+    let mut n = [0u32; 7];
+    let mut pos = 0usize;
+    let mut next = 0usize;
+    let skip = |pos: &mut usize, k: usize| -> Result<()> {
+        for _ in 0..k {
+            read_varint(&p.ops, pos, what)?;
+        }
+        Ok(())
+    };
+    while let Some(&op) = p.ops.get(pos) {
+        pos += 1;
+        let (slot, args) = match op {
+            OP_OPEN_SPLICE_AND_CLOSE => {
+                let meta = objects.get(next).is_some_and(|(t, _)| t.is_meta());
+                next += 1;
+                (0, if meta { 2 } else { 4 })
+            }
+            OP_OPEN => {
+                next += 1;
+                (1, 3)
+            }
+            OP_WRITE => (2, 2),
+            OP_SET_READ_SOURCE => (3, 1),
+            OP_UNSET_READ_SOURCE => (4, 0),
+            OP_CLOSE => (5, 0),
+            OP_BSPATCH => (6, 2),
+            op => return Err(bad(what, format!("unknown op code {op:#04x}"))),
+        };
+        skip(&mut pos, args)?;
+        if let Some(c) = n.get_mut(slot) {
+            *c = c.saturating_add(1);
+        }
+    }
+    Ok(n)
+}
+
+/// How many parent commits a superblock lists (its `ay` of concatenated checksums, which
+/// ostree leaves empty).
+pub fn superblock_parents(data: &[u8], what: &str) -> Result<usize> {
+    let v = gvariant::decode(data, &Type::of(SUPERBLOCK_TYPE)).map_err(|e| bad(what, e))?;
+    Ok(v.items()
+        .and_then(|m| m.get(5))
+        .and_then(Value::as_bytes)
+        .map_or(0, |b| b.len() / 64))
+}
+
+/// Decompress and parse a part as stored without checking it against a header (what
+/// `static-delta show` reads: ostree opens parts with `SKIP_CHECKSUM` there).
+pub fn open_part_unchecked(stored: &[u8], what: &str) -> Result<Payload> {
+    let (&kind, body) = stored
+        .split_first()
+        .ok_or_else(|| bad(what, "empty part"))?;
+    let raw = match kind {
+        0 => body.to_vec(),
+        b'x' => {
+            let mut out = Vec::new();
+            liblzma::read::XzDecoder::new(body)
+                .take(MAX_PART_SIZE.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| bad(what, format!("xz: {e}")))?;
+            out
+        }
+        k => return Err(bad(what, format!("unknown compression {k:#04x}"))),
+    };
+    if raw.len() as u64 > MAX_PART_SIZE {
+        return Err(bad(what, "part inflates past the size limit"));
+    }
+    parse_payload(&raw, what)
 }
 
 /// A part's contents: (uid, gid, mode) and xattr tables, the data blob and the op codes.

@@ -58,6 +58,15 @@ pub enum Error {
     DeltaRefused { delta: String, msg: String },
     #[error("summary {url}: {msg}")]
     SummarySignature { url: String, msg: String },
+    /// A static delta's superblock signatures do not verify (`static-delta verify`,
+    /// `apply-offline` with keys); ostree's wording.
+    #[error("{0}")]
+    DeltaSignature(String),
+    /// A system call on a path failed, worded as ostree words it (`opendir(DIR): No such
+    /// file or directory`, `Opening deltapart '0': …`), which scripts match; `path` is the
+    /// full path, given as the hint where ostree's text does not name it.
+    #[error("{msg}")]
+    Quoted { msg: String, path: PathBuf },
     /// The server's summary does not list the ref (ostree's wording); refs are never looked
     /// up unauthenticated in `refs/heads/` when there is a summary.
     #[error("No such branch '{refname}' in repository summary")]
@@ -141,6 +150,7 @@ impl Error {
                  (a higher serial, a later expiry); check the remote's verification-ed25519-key"
                     .into(),
             ),
+            Error::Quoted { path, .. } => Some(format!("the path is {}", path.display())),
             Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
                 Some("the disk is full: free space (e.g. `oxtree prune`) and try again".into())
             }
@@ -158,6 +168,7 @@ impl Error {
             self,
             Error::Signature { .. }
                 | Error::SummarySignature { .. }
+                | Error::DeltaSignature(_)
                 | Error::TimestampCheck { .. }
                 | Error::Binding { .. }
                 | Error::DeltaRefused { .. }

@@ -36,6 +36,7 @@ mod walk;
 
 pub(crate) use policy::Verify;
 pub(crate) use resolve::fetch_summary;
+pub(crate) use static_delta::execute_parts;
 pub(crate) use verify::{verify_commit, LocalCheck, Wanted};
 
 pub use fetch::{FetchError, FetchOptions, Fetcher, FileFetcher, HttpFetcher, Response, UNBOUNDED};
@@ -104,6 +105,23 @@ pub struct PullOptions {
     /// leading to them and everything below them. The commit stays marked partial, and no
     /// static delta is used. Empty (or `/`) pulls the whole tree.
     pub subpaths: Vec<String>,
+    /// Every commit must come by a static delta (`--require-static-deltas`): fail, before
+    /// any object is fetched, where the server has none, instead of fetching objects.
+    pub require_static_deltas: bool,
+    /// Fetch from this URL instead of the remote's `url` (`--url`); the remote's keys and
+    /// policy still apply.
+    pub url: Option<String>,
+    /// Extra headers sent with every HTTP request (`--http-header=NAME=VALUE`).
+    pub http_headers: Vec<(String, String)>,
+    /// Appended to the User-Agent (`--append-user-agent`).
+    pub append_user_agent: Option<String>,
+    /// Local repositories objects are copied from before the server is asked
+    /// (`--localcache-repo`); each copy is verified against its checksum as a download is.
+    pub localcache_repos: Vec<std::path::PathBuf>,
+    /// Where the remote's signed summary is cached (`--cache-dir=DIR`:
+    /// `DIR/summaries/REMOTE`, its signature beside it as `REMOTE.sig`): an unchanged
+    /// signature on the server means the cached summary is not downloaded again.
+    pub summary_cache: Option<std::path::PathBuf>,
 }
 
 impl Default for PullOptions {
@@ -129,6 +147,12 @@ impl Default for PullOptions {
             collection_id: None,
             disable_verify_bindings: false,
             subpaths: Vec::new(),
+            require_static_deltas: false,
+            url: None,
+            http_headers: Vec::new(),
+            append_user_agent: None,
+            localcache_repos: Vec::new(),
+            summary_cache: None,
         }
     }
 }
@@ -284,8 +308,25 @@ impl Repo {
                 current: *cur,
             });
         }
+        let caches = opts
+            .localcache_repos
+            .iter()
+            .map(|p| {
+                // ostree's words for a path that is not there.
+                if let Err(e) = std::fs::read_dir(p) {
+                    let s = e.to_string();
+                    let s = s.split(" (os error").next().unwrap_or(&s);
+                    return Err(Error::Quoted {
+                        msg: format!("opening repo: opendir({}): {s}", p.display()),
+                        path: p.clone(),
+                    });
+                }
+                Repo::open(p)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let txn = self.begin()?;
-        let shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir, wanted);
+        let mut shared = Shared::new(self, &txn, fetcher, opts, progress, partial_dir, wanted);
+        shared.caches = caches;
         // Static deltas first: each applied one leaves little or nothing for the object
         // walk below, which then only confirms the commit is complete.
         let subpath = walk::normalize_subpaths(&opts.subpaths).is_some();
@@ -295,15 +336,30 @@ impl Repo {
             && self.mode() != crate::repo::RepoMode::Archive;
         if deltas_ok {
             for (t, cur) in targets.iter().zip(&current) {
-                if t.dest.is_none() {
+                // With --require-static-deltas a checksum pull needs its delta too.
+                if t.dest.is_none() && !opts.require_static_deltas {
                     continue;
                 }
                 let c = &t.commit;
                 match shared.try_delta(summary, *cur, c) {
                     Ok(Some(name)) => result.deltas.push(name),
+                    Ok(None)
+                        if opts.require_static_deltas
+                            && (!self.has_object(ObjectType::Commit, c) || self.is_partial(c)) =>
+                    {
+                        return Err(Error::NotFound(format!(
+                            "Static deltas required, but none found for {} to {c}",
+                            t.remote_ref.as_deref().unwrap_or("")
+                        )))
+                    }
                     Ok(None) => {}
-                    // A refused commit is refused whichever way it comes.
-                    Err(e) if e.is_verification() || matches!(e, Error::Io { .. }) => {
+                    // A refused commit is refused whichever way it comes; with
+                    // --require-static-deltas so is a delta that cannot be used.
+                    Err(e)
+                        if opts.require_static_deltas
+                            || e.is_verification()
+                            || matches!(e, Error::Io { .. }) =>
+                    {
                         return Err(e)
                     }
                     Err(e) => result.warnings.push(format!(
@@ -316,7 +372,16 @@ impl Repo {
             }
         }
         shared.run(targets.iter().map(|t| t.commit))?;
+        // Parents walked in full (`--depth`) are complete too, as in ostree.
+        let completed = shared
+            .completed
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
         drop(shared);
+        for c in &completed {
+            txn.remove_commitpartial(c);
+        }
         // Partial markers of complete commits go and refs move inside the transaction: once
         // its objects are durable and before the repo lock is released, so a concurrent
         // prune never sees the new commits unreachable (durability D1). Collection refs are

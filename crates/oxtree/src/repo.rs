@@ -21,7 +21,7 @@ pub use checkout::{CheckoutOptions, Overwrite, PathEntry};
 pub use commit::{
     CommitOptions, CommitResult, CommitStats, Devino, GpgSecretKeys, StatOverride, TreeSource,
 };
-pub use delta_gen::{DeltaOptions, DeltaReport};
+pub use delta_gen::{DeltaInfo, DeltaOptions, DeltaReport, DeltaSigner, DeltaVerify, PartInfo};
 pub use diff::{checksum_local, Diff, DiffSide, LocalChecksumOptions};
 pub use export::ExportOptions;
 pub use fsck::{
@@ -33,6 +33,7 @@ pub use pull_local::PullLocalOptions;
 pub use read::FileContent;
 pub use refs::{CollectionRef, ListRefsOptions, RefName, RefTarget};
 pub use remote::RemoteAddOptions;
+pub use summary::SummaryOptions;
 pub use traverse::Reachable;
 pub use txn::{RawObject, Transaction};
 
@@ -98,6 +99,12 @@ pub struct Repo {
     mode: RepoMode,
     config: KeyFile,
     fsync: bool,
+    /// fsync each object as it is written, not the whole staging directory at the end
+    /// (`--per-object-fsync`).
+    per_object_fsync: bool,
+    /// Refuse regular files with mode bits outside 0775 whatever the mode
+    /// (`--bareuseronly-files`).
+    bareuseronly_files: bool,
     disable_xattrs: bool,
     min_free_space: txn::MinFreeSpace,
 }
@@ -221,6 +228,8 @@ impl Repo {
             mode,
             config,
             fsync,
+            per_object_fsync: false,
+            bareuseronly_files: false,
             disable_xattrs,
             min_free_space,
         })
@@ -277,6 +286,20 @@ impl Repo {
     }
     pub fn fsync_enabled(&self) -> bool {
         self.fsync
+    }
+
+    /// fsync each object before it gets its staged name (ostree's `--per-object-fsync`:
+    /// many small flushes instead of one `syncfs` that stalls other writers of the
+    /// filesystem). Without fsync (`set_fsync(false)`) nothing is flushed either way.
+    pub fn set_per_object_fsync(&mut self, on: bool) {
+        self.per_object_fsync = on;
+    }
+
+    /// Refuse, in every write through this handle, regular files whose mode has bits outside
+    /// 0775 (setuid, setgid, sticky, world-writable), as a bare-user-only repository always
+    /// does (ostree's `--bareuseronly-files` for pull and pull-local).
+    pub fn set_bareuseronly_files(&mut self, on: bool) {
+        self.bareuseronly_files = on;
     }
     pub(crate) fn xattrs_disabled(&self) -> bool {
         self.disable_xattrs

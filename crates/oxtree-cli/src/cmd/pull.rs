@@ -3,7 +3,7 @@
 use super::Global;
 use crate::output::{human_size, json_str};
 use crate::progress::progress_loop;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use oxtree::repo::PullLocalOptions;
 use oxtree::Repo;
@@ -61,13 +61,96 @@ pub struct PullArgs {
     /// With --timestamp-check / --timestamp-check-from-rev: accept an older commit anyway.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Require static deltas: fail where the server has none for a commit (nothing is
+    /// fetched one by one).
+    #[arg(long)]
+    pub require_static_deltas: bool,
+    /// Reject regular files with mode outside of 0775 (world writable, suid, etc.).
+    #[arg(long)]
+    pub bareuseronly_files: bool,
+    /// Do not invoke fsync().
+    #[arg(long)]
+    pub disable_fsync: bool,
+    /// Perform writes in such a way that avoids stalling concurrent processes (each object
+    /// flushed as it is written).
+    #[arg(long)]
+    pub per_object_fsync: bool,
+    /// Verify checksums of local sources (always enabled: oxtree verifies every object it
+    /// pulls, from file:// as over HTTP).
+    #[arg(long)]
+    pub untrusted: bool,
+    /// Do not verify checksums of HTTP sources (accepted for ostree's scripts; oxtree still
+    /// verifies every object, which costs little and keeps a bad mirror out).
+    #[arg(long)]
+    pub http_trusted: bool,
+    /// Pull objects from this URL instead of the one from the remote config.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Add NAME=VALUE as HTTP header to all requests.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub http_header: Vec<String>,
+    /// Append S to the User-Agent header.
+    #[arg(long, value_name = "S")]
+    pub append_user_agent: Option<String>,
+    /// Sets the update frequency of the progress display, in milliseconds (0=1000ms).
+    #[arg(long, value_name = "FREQUENCY")]
+    pub update_frequency: Option<String>,
+    /// Specifies how many times each download should be retried upon error (default: 5).
+    #[arg(long, value_name = "N")]
+    pub network_retries: Option<String>,
+    /// Fail at once on a network error instead of retrying (--network-retries=0).
+    #[arg(long)]
+    pub disable_retry_on_network_errors: bool,
+    /// Requests in flight at once (oxtree's default 32; the same as --fetchers).
+    #[arg(long, value_name = "N")]
+    pub max_outstanding_fetcher_requests: Option<String>,
+    /// Add REPO as local cache source for objects during this pull (each object copied
+    /// from it is verified as a download is).
+    #[arg(short = 'L', long, value_name = "REPO")]
+    pub localcache_repo: Vec<PathBuf>,
+    /// Use custom cache dir: a signed summary is kept as DIR/summaries/REMOTE (and
+    /// REMOTE.sig) and not downloaded again while the server's signature is the same.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// REMOTE or REMOTE:REF.
     pub remote: String,
     pub refs: Vec<String>,
 }
 
 pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
-    let repo = g.open()?;
+    if a.require_static_deltas && a.disable_static_deltas {
+        // ostree aborts on an assertion here.
+        bail!("--require-static-deltas and --disable-static-deltas contradict each other");
+    }
+    let int = |v: &Option<String>, opt: &str| -> Result<Option<i64>> {
+        v.as_deref()
+            .map(|v| super::repo::goption_int(v, opt))
+            .transpose()
+    };
+    let update_frequency = int(&a.update_frequency, "--update-frequency")?;
+    let network_retries = int(&a.network_retries, "--network-retries")?;
+    let outstanding = int(
+        &a.max_outstanding_fetcher_requests,
+        "--max-outstanding-fetcher-requests",
+    )?;
+    let mut http_headers = Vec::new();
+    for h in &a.http_header {
+        let Some((k, v)) = h.split_once('=') else {
+            bail!("Missing '=' in --http-header");
+        };
+        http_headers.push((k.to_string(), v.to_string()));
+    }
+    if let Some(d) = &a.cache_dir {
+        std::fs::read_dir(d).map_err(|e| {
+            anyhow::anyhow!("opendir({}): {}", d.display(), crate::output::strerror(&e))
+        })?;
+    }
+    let mut repo = g.open()?;
+    if a.disable_fsync {
+        repo.set_fsync(false);
+    }
+    repo.set_per_object_fsync(a.per_object_fsync);
+    repo.set_bareuseronly_files(a.bareuseronly_files);
     let (remote, mut refs) = match a.remote.split_once(':') {
         Some((r, first)) => (r.to_string(), vec![first.to_string()]),
         None => (a.remote.clone(), Vec::new()),
@@ -78,7 +161,11 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         commit_metadata_only: a.commit_metadata_only,
         mirror: a.mirror,
         dry_run: a.dry_run,
-        fetchers: a.fetchers,
+        // --max-outstanding-fetcher-requests (ostree's newer name) wins over --fetchers.
+        fetchers: match outstanding {
+            Some(n) => usize::try_from(n.max(1)).unwrap_or(1),
+            None => a.fetchers,
+        },
         timeout: std::time::Duration::from_secs(a.timeout),
         low_speed_limit_bytes: a.low_speed_limit_bytes,
         low_speed_time: a.low_speed_time_seconds.map(std::time::Duration::from_secs),
@@ -90,12 +177,28 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         disable_static_deltas: a.disable_static_deltas,
         disable_verify_bindings: a.disable_verify_bindings,
         subpaths: a.subpath.clone(),
+        require_static_deltas: a.require_static_deltas,
+        retries: if a.disable_retry_on_network_errors {
+            0
+        } else {
+            network_retries.map_or(5, |n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+        },
+        url: a.url.clone(),
+        http_headers,
+        append_user_agent: a.append_user_agent.clone(),
+        localcache_repos: a.localcache_repo.clone(),
+        summary_cache: a
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join("summaries").join(&remote)),
         ..Default::default()
     };
+    // ostree: 0 means 1000 ms.
+    let every = update_frequency
+        .map(|ms| std::time::Duration::from_millis(if ms <= 0 { 1000 } else { ms as u64 }));
     let progress = oxtree::pull::PullProgress::default();
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let res = std::thread::scope(|s| {
-        s.spawn(|| progress_loop(&progress, tty));
+        s.spawn(|| progress_loop(&progress, every));
         let r = repo.pull(&remote, &refs, &opts, &progress);
         progress
             .done
@@ -180,12 +283,52 @@ pub struct PullLocalArgs {
     /// History depth to copy (-1 = all).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub depth: i64,
+    /// Fetch only the commit metadata (the commits are marked partial; refs still move).
+    #[arg(long)]
+    pub commit_metadata_only: bool,
+    /// Do not invoke fsync().
+    #[arg(long)]
+    pub disable_fsync: bool,
+    /// Perform writes in such a way that avoids stalling concurrent processes (each object
+    /// flushed as it is written).
+    #[arg(long)]
+    pub per_object_fsync: bool,
+    /// Verify checksums of local sources (always enabled: oxtree re-hashes every object it
+    /// copies).
+    #[arg(long)]
+    pub untrusted: bool,
+    /// Reject regular files with mode outside of 0775 (world writable, suid, etc.).
+    #[arg(long)]
+    pub bareuseronly_files: bool,
+    /// Require static deltas: each commit comes by one of SRC_REPO's deltas (from the
+    /// commit the ref has here, else from scratch); fail where it has none.
+    #[arg(long)]
+    pub require_static_deltas: bool,
+    /// Do not use static deltas (accepted for symmetry with pull; pull-local uses them only
+    /// with --require-static-deltas).
+    #[arg(long)]
+    pub disable_static_deltas: bool,
     pub src_repo: PathBuf,
     pub refs: Vec<String>,
 }
 
 pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
-    let repo = g.open()?;
+    if a.require_static_deltas && a.disable_static_deltas {
+        bail!("--require-static-deltas and --disable-static-deltas contradict each other");
+    }
+    let mut repo = g.open()?;
+    if a.disable_fsync {
+        repo.set_fsync(false);
+    }
+    repo.set_per_object_fsync(a.per_object_fsync);
+    repo.set_bareuseronly_files(a.bareuseronly_files);
+    if let Err(e) = std::fs::read_dir(&a.src_repo) {
+        bail!(
+            "opening repo: opendir({}): {}",
+            a.src_repo.display(),
+            crate::output::strerror(&e)
+        );
+    }
     let src = Repo::open(&a.src_repo)?;
     let refs = if a.refs.is_empty() {
         src.list_refs()?
@@ -206,6 +349,8 @@ pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
             gpg_verify_summary: a.gpg_verify_summary,
             disable_verify_bindings: a.disable_verify_bindings,
             timestamp_check: a.timestamp_check,
+            commit_metadata_only: a.commit_metadata_only,
+            require_static_deltas: a.require_static_deltas,
         },
     )?;
     println!("{n} objects copied");

@@ -197,7 +197,7 @@ pub struct PruneArgs {
 }
 
 /// GOption's integer parsing, with its message.
-fn goption_int(v: &str, opt: &str) -> Result<i64> {
+pub(crate) fn goption_int(v: &str, opt: &str) -> Result<i64> {
     v.trim()
         .parse::<i64>()
         .map_err(|_| anyhow!("Cannot parse integer value \u{201c}{v}\u{201d} for {opt}"))

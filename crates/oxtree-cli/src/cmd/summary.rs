@@ -30,6 +30,16 @@ pub struct SummaryArgs {
     /// Signature type for --sign (only ed25519).
     #[arg(long, default_value = "ed25519")]
     pub sign_type: String,
+    /// GPG Key ID to sign the summary with (writes `ostree.gpgsigs` into summary.sig).
+    #[arg(long, value_name = "KEY-ID")]
+    pub gpg_sign: Vec<String>,
+    /// GPG Homedir to use when looking for keyrings.
+    #[arg(long, value_name = "HOMEDIR")]
+    pub gpg_homedir: Option<std::path::PathBuf>,
+    /// Additional metadata field to add to the summary (VALUE in GVariant text format,
+    /// e.g. `'text'`, `42`, `uint64 7`, `['a', 'b']`).
+    #[arg(short = 'm', long, value_name = "KEY=VALUE")]
+    pub add_metadata: Vec<String>,
     /// Print debug information during command processing (-v is --view here, as in
     /// ostree).
     #[arg(long)]
@@ -43,15 +53,27 @@ pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
     }
     let shows = a.view || a.raw || a.list_metadata_keys || a.print_metadata_key.is_some();
     if a.update {
-        let keys = a
+        // Everything that can be refused is checked before anything is written.
+        let additional = additional_metadata(&a.add_metadata)?;
+        let ed25519_keys = a
             .sign
             .iter()
             .map(|k| oxtree::sign::parse_secret_key(k))
             .collect::<oxtree::Result<Vec<_>>>()?;
+        let gpg_keys = a
+            .gpg_sign
+            .iter()
+            .map(|id| Ok((gpg_secret_keys(id, a.gpg_homedir.as_deref())?, id.clone())))
+            .collect::<Result<Vec<_>>>()?;
+        let opts = oxtree::repo::SummaryOptions {
+            additional_metadata: additional,
+            ed25519_keys,
+            gpg_keys,
+        };
         // With a collection ID, ostree first commits the repository metadata on the
         // `ostree-metadata` ref, which the summary then lists.
-        repo.commit_metadata_ref(&[])?;
-        repo.regenerate_summary_signed(&keys)?;
+        repo.commit_metadata_ref_with(&opts)?;
+        repo.regenerate_summary_with(&opts)?;
     } else if !a.sign.is_empty() {
         bail!("--sign goes with -u (the summary is signed when it is regenerated)");
     } else if !shows {
@@ -66,6 +88,38 @@ pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
         Err(e) => bail!("openat(summary): {}", super::show::io_message(&e)),
     };
     show(&bytes, &a, &path.display().to_string())
+}
+
+/// `--add-metadata KEY=VALUE` arguments, VALUE parsed as GLib parses GVariant text; the
+/// errors are ostree's.
+fn additional_metadata(args: &[String]) -> Result<Vec<(String, oxtree::gvariant::Value)>> {
+    args.iter()
+        .map(|kv| {
+            let Some((k, v)) = kv.split_once('=') else {
+                bail!("Missing '=' in KEY=VALUE metadata '{kv}'");
+            };
+            let value =
+                gvtext::parse(v).map_err(|e| anyhow!("Error parsing variant ‘{v}’: : {e}"))?;
+            Ok((k.to_string(), value))
+        })
+        .collect()
+}
+
+/// The OpenPGP secret key `id` from GnuPG (`homedir` or its default), with ostree's error
+/// when there is none.
+fn gpg_secret_keys(
+    id: &str,
+    homedir: Option<&std::path::Path>,
+) -> Result<oxtree::repo::GpgSecretKeys> {
+    let exported =
+        oxtree::sign::gpg::export_from_homedir(homedir, id).map_err(|e| super::Hinted {
+            msg: format!(
+                "No gpg key found with ID {id} (homedir: {})",
+                homedir.map_or("<default>".to_string(), |h| h.display().to_string())
+            ),
+            hint: e.to_string(),
+        })?;
+    Ok(oxtree::sign::gpg::load_secret_keys(&exported, id)?)
 }
 
 /// What `--view`, `--raw`, `--list-metadata-keys` and `--print-metadata-key` print of a

@@ -27,6 +27,16 @@ pub(super) fn process_file(sh: &Shared<'_>, c: &Checksum) -> Result<()> {
     if sh.txn.has_object(ObjectType::File, c) {
         return Ok(());
     }
+    // A `--localcache-repo` copy, written with its checksum checked as for a download.
+    for cache in &sh.caches {
+        if cache.has_object(ObjectType::File, c) {
+            let mut f = cache.read_file(c)?;
+            sh.txn
+                .write_file(&f.header.clone(), &mut f.payload, f.size, Some(c))?;
+            sh.progress.objects_fetched.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+    }
     let path = object_url_path(ObjectType::File, c);
     let described = || sh.fetcher.describe(&path);
     let partial = sh.partial_dir.join(format!("{}.filez", c.to_hex()));

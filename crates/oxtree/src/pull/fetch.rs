@@ -72,6 +72,8 @@ pub struct FetchOptions {
     /// The most a single request may take, headers and body (`None`: no deadline). A large
     /// object cut off by it resumes where it stopped on the next attempt.
     pub request_deadline: Option<Duration>,
+    /// The User-Agent header (`pull --append-user-agent` adds to it).
+    pub user_agent: String,
 }
 
 impl Default for FetchOptions {
@@ -81,6 +83,7 @@ impl Default for FetchOptions {
             low_speed_limit_bytes: 1000,
             low_speed_time: Duration::from_secs(30),
             request_deadline: Some(Duration::from_secs(3600)),
+            user_agent: concat!("oxtree/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }
 }
@@ -290,7 +293,7 @@ fn agent(opts: &FetchOptions) -> ureq::Agent {
         .timeout_per_call(opts.request_deadline)
         .max_idle_connections(256)
         .max_idle_connections_per_host(128)
-        .user_agent(concat!("oxtree/", env!("CARGO_PKG_VERSION")))
+        .user_agent(opts.user_agent.as_str())
         .build()
         .into()
 }

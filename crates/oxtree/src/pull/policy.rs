@@ -138,9 +138,21 @@ impl Repo {
         remote: &str,
         opts: &mut PullOptions,
     ) -> Result<Box<dyn Fetcher>> {
-        let url = self.remote_url(remote)?;
+        let url = match &opts.url {
+            Some(u) => u.clone(),
+            None => self.remote_url(remote)?,
+        };
         if let Some(path) = url.strip_prefix("file://") {
             let path = std::path::Path::new(path);
+            // ostree's words for a local remote that is not there.
+            if let Err(e) = std::fs::read_dir(path) {
+                let s = e.to_string();
+                let s = s.split(" (os error").next().unwrap_or(&s);
+                return Err(Error::Quoted {
+                    msg: format!("opening repo: opendir({}): {s}", path.display()),
+                    path: path.to_path_buf(),
+                });
+            }
             if opts.collection_id.is_none() {
                 opts.collection_id = Repo::open(path)
                     .ok()
@@ -157,7 +169,13 @@ impl Repo {
         if let Some(t) = opts.low_speed_time {
             fo.low_speed_time = t.max(std::time::Duration::from_secs(1));
         }
+        if let Some(extra) = &opts.append_user_agent {
+            fo.user_agent = format!("{} {extra}", fo.user_agent);
+        }
         let mut fetcher = HttpFetcher::with_options(&url, fo)?;
+        for (name, value) in &opts.http_headers {
+            fetcher = fetcher.with_header(name, value);
+        }
         // The remote's cookie jar (`remote add-cookie`), as ostree's libcurl backend sends it.
         if let Some(c) = self.remote_cookie_header(remote, &url)? {
             fetcher = fetcher.with_header("Cookie", &c);

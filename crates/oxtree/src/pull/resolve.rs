@@ -3,7 +3,7 @@
 
 use super::retry::fetch_retry;
 use super::{Fetcher, PullOptions, PullProgress, MAX_METADATA_SIZE};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::object::{Checksum, Summary};
 use crate::repo::Repo;
 
@@ -30,9 +30,31 @@ fn fetch_summary_once(
     opts: &PullOptions,
     progress: &PullProgress,
 ) -> Result<Option<Summary>> {
-    let get_small = |path: &str| fetch_retry(fetcher, path, opts, progress, MAX_METADATA_SIZE);
+    let fetch_small = |path: &str| fetch_retry(fetcher, path, opts, progress, MAX_METADATA_SIZE);
+    // With a summary cache (`pull --cache-dir`), the signature comes first: when it is the
+    // cached one, the cached summary is the server's current one and is not downloaded
+    // (ostree's cache of signed summaries, `DIR/summaries/REMOTE` and `REMOTE.sig`).
+    let mut early_sig: Option<Option<Vec<u8>>> = None;
+    let mut cached = None;
+    if let Some(cache) = &opts.summary_cache {
+        let sig = fetch_small("summary.sig")?;
+        let sig_path = sig_path(cache);
+        if let (Some(sig), Ok(old_sig)) = (&sig, std::fs::read(&sig_path)) {
+            if *sig == old_sig {
+                cached = std::fs::read(cache).ok();
+            }
+        }
+        early_sig = Some(sig);
+    }
+    let get_small = |path: &str| match (&early_sig, path) {
+        (Some(sig), "summary.sig") => Ok(sig.clone()),
+        _ => fetch_small(path),
+    };
     // The summary, when the server has one, resolves refs in one request.
-    let summary_bytes = get_small("summary")?;
+    let summary_bytes = match cached {
+        Some(b) => Some(b),
+        None => get_small("summary")?,
+    };
     if let Some(keys) = &opts.summary_keys {
         let url = fetcher.describe("summary");
         let bytes = summary_bytes
@@ -80,15 +102,34 @@ fn fetch_summary_once(
             });
         }
     }
-    match summary_bytes {
-        Some(b) => Ok(Some(Summary::parse(&b).map_err(|e| {
+    let parsed = match &summary_bytes {
+        Some(b) => Some(Summary::parse(b).map_err(|e| {
             Error::Other(format!(
                 "{}: invalid summary: {e}",
                 fetcher.describe("summary")
             ))
-        })?)),
-        None => Ok(None),
+        })?),
+        None => None,
+    };
+    // Only a signed summary is cached (its signature tells whether it is current), and only
+    // once it has passed every check above.
+    if let (Some(cache), Some(Some(sig)), Some(b)) =
+        (&opts.summary_cache, &early_sig, &summary_bytes)
+    {
+        if let Some(dir) = cache.parent() {
+            std::fs::create_dir_all(dir).ctx("create directory", dir)?;
+        }
+        crate::fsutil::write_atomic(cache, b, false)?;
+        crate::fsutil::write_atomic(&sig_path(cache), sig, false)?;
     }
+    Ok(parsed)
+}
+
+/// `REMOTE.sig` beside a cached summary (a remote's name may contain dots).
+fn sig_path(cache: &std::path::Path) -> std::path::PathBuf {
+    let mut p = cache.as_os_str().to_owned();
+    p.push(".sig");
+    std::path::PathBuf::from(p)
 }
 
 /// Refuse to pull from a server whose repository is not an archive (its `config`, if served).

@@ -30,10 +30,7 @@ use std::sync::Mutex;
 
 /// Quarantine directories under `tmp/`.
 const QUARANTINE_PREFIX: &str = "oxtree-delta-";
-/// A signed superblock (`static-delta generate --sign`) starts with this big-endian magic
-/// and is `(taya{sv})`: magic, the superblock bytes, signatures over them (spec §6.2).
-const SIGNED_MAGIC: &[u8; 8] = b"OSTSGNDT";
-const SIGNED_TYPE: &str = "(taya{sv})";
+use crate::delta::{SIGNED_MAGIC, SIGNED_TYPE};
 
 impl Shared<'_> {
     /// Pull `to` (for `refname`) with a static delta when the server lists one that fits:
@@ -158,104 +155,137 @@ impl Shared<'_> {
         }
         let meta = self.fetch_meta(ObjectType::CommitMeta, to, true)?;
         let commit = self.verify_commit(to, meta.as_deref(), &sb.commit)?;
-        // Only tree objects may come out of parts.
-        for (i, p) in sb.parts.iter().enumerate() {
-            if let Some((t, c)) = p.objects.iter().find(|(t, _)| {
-                !matches!(
-                    t,
-                    ObjectType::File | ObjectType::DirTree | ObjectType::DirMeta
-                )
-            }) {
-                return Err(refused(format!(
-                    "part {i} would write {c}.{t}: a static delta part may only carry files, \
-                     dirtrees and dirmetas (the commit travels in the superblock)"
-                )));
+        let fetch_part = |i: usize| -> Result<Vec<u8>> {
+            // A part inlined in the (verified) superblock needs no request.
+            if let Some(b) = crate::delta::inline_part(&sb, i) {
+                return Ok(b);
             }
-        }
-        let quarantine = Quarantine::new(self.repo)?;
-        let qtxn = quarantine.repo.begin()?;
-        let sink = DeltaSink {
-            repo: self.repo,
-            txn: &qtxn,
-        };
-        // Parts are independent: two at a time (as ostree), each fetched, decompressed and
-        // executed by its own thread, which bounds memory to two parts.
-        let todo: Vec<usize> = (0..sb.parts.len())
-            .filter(|&i| {
-                !sb.parts[i]
-                    .objects
-                    .iter()
-                    .all(|(t, c)| self.txn.has_object(*t, c))
-            })
-            .collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let failed: Mutex<Option<Error>> = Mutex::new(None);
-        let run_part = |i: usize| -> Result<()> {
-            let part = &sb.parts[i];
             let path = format!("{dir}/{i}");
             let what = self.fetcher.describe(&path);
-            let stored = fetch_retry(
+            fetch_retry(
                 self.fetcher,
                 &path,
                 self.opts,
                 self.progress,
                 crate::delta::MAX_PART_SIZE,
             )?
-            .ok_or_else(|| Error::Other(format!("{what}: delta part not found on the server")))?;
-            let payload = crate::delta::open_part(&stored, part, &what)?;
-            drop(stored);
-            let n = crate::delta::apply_part(&payload, &part.objects, &sink, &what)?;
+            .ok_or_else(|| Error::Other(format!("{what}: delta part not found on the server")))
+        };
+        let done = |n: usize| {
             self.progress
                 .objects_fetched
                 .fetch_add(n as u64, Ordering::Relaxed);
-            Ok(())
         };
-        std::thread::scope(|s| {
-            for _ in 0..todo.len().min(2) {
-                s.spawn(|| loop {
-                    if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
-                        return;
-                    }
-                    let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        return;
-                    };
-                    if let Err(e) = run_part(i) {
-                        if let Ok(mut f) = failed.lock() {
-                            f.get_or_insert(e);
-                        }
-                        return;
-                    }
-                });
-            }
-        });
-        if let Some(e) = failed.into_inner().ok().flatten() {
-            return Err(e);
-        }
-        qtxn.commit()?;
-        let written = quarantine.repo.list_objects()?;
-        let reachable = reachable_tree(&commit, &[&quarantine.repo, self.repo])?;
-        let stray: Vec<&(ObjectType, Checksum)> =
-            written.iter().filter(|o| !reachable.contains(o)).collect();
-        if !stray.is_empty() {
-            let shown: Vec<String> = stray
-                .iter()
-                .take(3)
-                .map(|(t, c)| format!("{c}.{t}"))
-                .collect();
-            return Err(refused(format!(
-                "its parts wrote {} object(s) that commit {to} does not reference ({}{}); \
-                 all objects of the delta were discarded",
-                stray.len(),
-                shown.join(", "),
-                if stray.len() > 3 { ", …" } else { "" }
-            )));
-        }
-        quarantine.release_into(self.repo, &written)?;
+        execute_parts(
+            self.repo,
+            &sb,
+            &commit,
+            &|t, c| self.txn.has_object(t, c),
+            &fetch_part,
+            &|i| self.fetcher.describe(&format!("{dir}/{i}")),
+            &done,
+            &refused,
+        )?;
         if let Ok(mut p) = self.prefetched.lock() {
             p.insert(*to, (sb.commit, meta));
         }
         Ok(Some(name))
     }
+}
+
+/// Execute the parts of `sb` (whose to-commit `commit` is verified) into a quarantine next
+/// to `repo`, then move what they wrote into `repo` only if every object is reachable from
+/// `commit` (see the module doc). Parts whose objects `have` all are skipped; `part` gives
+/// a part's bytes as stored, `describe` names it in errors, `done` counts the objects each
+/// part wrote; `refused` makes the error for a delta that must not be used. Used by pulls
+/// and by `static-delta apply-offline`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn execute_parts(
+    repo: &Repo,
+    sb: &crate::delta::Superblock,
+    commit: &Commit,
+    have: &(dyn Fn(ObjectType, &Checksum) -> bool + Sync),
+    part: &(dyn Fn(usize) -> Result<Vec<u8>> + Sync),
+    describe: &(dyn Fn(usize) -> String + Sync),
+    done: &(dyn Fn(usize) + Sync),
+    refused: &dyn Fn(String) -> Error,
+) -> Result<()> {
+    let to = &sb.to;
+    // Only tree objects may come out of parts.
+    for (i, p) in sb.parts.iter().enumerate() {
+        if let Some((t, c)) = p.objects.iter().find(|(t, _)| {
+            !matches!(
+                t,
+                ObjectType::File | ObjectType::DirTree | ObjectType::DirMeta
+            )
+        }) {
+            return Err(refused(format!(
+                "part {i} would write {c}.{t}: a static delta part may only carry files, \
+                 dirtrees and dirmetas (the commit travels in the superblock)"
+            )));
+        }
+    }
+    let quarantine = Quarantine::new(repo)?;
+    let qtxn = quarantine.repo.begin()?;
+    let sink = DeltaSink { repo, txn: &qtxn };
+    // Parts are independent: two at a time (as ostree), each fetched, decompressed and
+    // executed by its own thread, which bounds memory to two parts.
+    let todo: Vec<usize> = (0..sb.parts.len())
+        .filter(|&i| !sb.parts[i].objects.iter().all(|(t, c)| have(*t, c)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let run_part = |i: usize| -> Result<()> {
+        let header = &sb.parts[i];
+        let what = describe(i);
+        let stored = part(i)?;
+        let payload = crate::delta::open_part(&stored, header, &what)?;
+        drop(stored);
+        let n = crate::delta::apply_part(&payload, &header.objects, &sink, &what)?;
+        done(n);
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        for _ in 0..todo.len().min(2) {
+            s.spawn(|| loop {
+                if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    return;
+                }
+                let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    return;
+                };
+                if let Err(e) = run_part(i) {
+                    if let Ok(mut f) = failed.lock() {
+                        f.get_or_insert(e);
+                    }
+                    return;
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    qtxn.commit()?;
+    let written = quarantine.repo.list_objects()?;
+    let reachable = reachable_tree(commit, &[&quarantine.repo, repo])?;
+    let stray: Vec<&(ObjectType, Checksum)> =
+        written.iter().filter(|o| !reachable.contains(o)).collect();
+    if !stray.is_empty() {
+        let shown: Vec<String> = stray
+            .iter()
+            .take(3)
+            .map(|(t, c)| format!("{c}.{t}"))
+            .collect();
+        return Err(refused(format!(
+            "its parts wrote {} object(s) that commit {to} does not reference ({}{}); \
+             all objects of the delta were discarded",
+            stray.len(),
+            shown.join(", "),
+            if stray.len() > 3 { ", …" } else { "" }
+        )));
+    }
+    quarantine.release_into(repo, &written)
 }
 
 impl Shared<'_> {

@@ -90,6 +90,11 @@ pub(super) struct Shared<'a> {
     pub(super) prefetched: Mutex<HashMap<Checksum, Prefetched>>,
     /// The commits asked for, and what for (the refs they were asked for by).
     pub(super) targets: HashMap<Checksum, Vec<Wanted>>,
+    /// `--localcache-repo` repositories, asked before the server.
+    pub(super) caches: Vec<Repo>,
+    /// Commits whose trees this pull walks in full (not `--commit-metadata-only`): their
+    /// partial markers go when the pull succeeds, parents pulled by `--depth` too.
+    pub(super) completed: Mutex<Vec<Checksum>>,
 }
 impl<'a> Shared<'a> {
     pub(super) fn new(
@@ -118,6 +123,8 @@ impl<'a> Shared<'a> {
             sizes: Mutex::new(HashMap::new()),
             prefetched: Mutex::new(HashMap::new()),
             targets,
+            caches: Vec::new(),
+            completed: Mutex::new(Vec::new()),
         }
     }
 
@@ -234,6 +241,13 @@ impl Shared<'_> {
         c: &Checksum,
         optional: bool,
     ) -> Result<Option<Vec<u8>>> {
+        // A local cache's copy: the callers verify it as they verify a download (hash,
+        // structure, signatures).
+        for cache in &self.caches {
+            if cache.has_object(ty, c) {
+                return cache.load_metadata(ty, c).map(Some);
+            }
+        }
         let path = object_url_path(ty, c);
         match fetch_retry(
             self.fetcher,
@@ -372,6 +386,12 @@ impl Shared<'_> {
         };
         // Everything about the commit is checked before any of it is stored.
         let commit = self.verify_commit(&c, meta.as_deref(), &bytes)?;
+        // A --subpath pull walks only part of the tree: the commit stays partial.
+        if !self.opts.commit_metadata_only && normalize_subpaths(&self.opts.subpaths).is_none() {
+            if let Ok(mut done) = self.completed.lock() {
+                done.push(c);
+            }
+        }
         // A signed commit's sizes bound what each of its files may take to download.
         if let Ok(Some(sizes)) = commit.object_sizes() {
             if let Ok(mut m) = self.sizes.lock() {

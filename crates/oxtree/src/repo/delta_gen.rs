@@ -5,6 +5,14 @@
 //! has ('r' 'o' 'B' 'c' 'R'), when the patch is clearly smaller. (ostree also tries rsync-like
 //! rollsum matching first; bsdiff covers the same cases, at some CPU cost here.) Files above
 //! `min_fallback_size` become fallbacks that clients fetch as plain objects.
+//!
+//! Also the rest of `static-delta`: the options of generate (parts inlined into the
+//! superblock's metadata under their `deltas/…/N` path, big-endian sizes, a signed
+//! `OSTSGNDT` superblock, a superblock written elsewhere with `--filename`), `show`'s
+//! reading of a delta (parts opened without their checksum, as ostree's dump does),
+//! `delete`, `indexes`, `reindex --to`, `verify` of the superblock's signatures, and
+//! `apply-offline`, which runs a delta from a directory through the same quarantine as a
+//! pull (`crate::pull::execute_parts`): only objects the delta's commit reaches are kept.
 
 use super::commit::varint;
 use super::Repo;
@@ -15,6 +23,15 @@ use crate::object::{Checksum, ObjectType};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
+/// How a delta's superblock is signed (`static-delta generate --sign-type=… --sign=…`).
+#[derive(Debug, Clone)]
+pub enum DeltaSigner {
+    /// `ostree.sign.ed25519` signatures by these secret keys.
+    Ed25519(Vec<ed25519_dalek::SigningKey>),
+    /// ostree's test type: the "signatures" are the key strings (`ostree.sign.dummy`).
+    Dummy(Vec<String>),
+}
+
 #[derive(Debug, Clone)]
 pub struct DeltaOptions {
     /// Start a new part once this much data is in the current one (ostree: 32 MiB).
@@ -22,8 +39,21 @@ pub struct DeltaOptions {
     /// Regular files larger than this are fallbacks (ostree: 4 MiB; 0 = none).
     pub min_fallback_size: u64,
     /// Modified files up to this size (old and new each) are sent as bsdiff patches; 0 =
-    /// never. bsdiff needs about 9 bytes of memory per byte of the old file.
+    /// never (`--disable-bsdiff`). bsdiff needs about 9 bytes of memory per byte of the old
+    /// file.
     pub max_bsdiff_size: u64,
+    /// Put the parts into the superblock (`--inline`) instead of files beside it.
+    pub inline: bool,
+    /// Part and fallback sizes in big-endian order (`--set-endianness=B`, or
+    /// `--swap-endianness` on a little-endian machine); readers swap them back by the
+    /// superblock's `ostree.endianness`.
+    pub big_endian: bool,
+    /// Sign the superblock.
+    pub sign: Option<DeltaSigner>,
+    /// Write the superblock to this file, and the parts (unless inline) as `0`, `1`, … in
+    /// its directory, instead of into the repository's `deltas/` (`--filename`; what
+    /// `static-delta apply-offline` reads).
+    pub filename: Option<std::path::PathBuf>,
 }
 
 impl Default for DeltaOptions {
@@ -32,6 +62,10 @@ impl Default for DeltaOptions {
             max_chunk_size: 32 << 20,
             min_fallback_size: 4 << 20,
             max_bsdiff_size: 32 << 20,
+            inline: false,
+            big_endian: false,
+            sign: None,
+            filename: None,
         }
     }
 }
@@ -44,9 +78,19 @@ pub struct DeltaReport {
     pub fallbacks: usize,
     /// Objects sent as bsdiff patches.
     pub patched: usize,
+    /// Files that replace one at the same path (bsdiff candidates).
+    pub modified: usize,
+    /// New objects the delta carries: metadata, regular files, symlinks.
+    pub new_metadata: usize,
+    pub new_regular: usize,
+    pub new_symlinks: usize,
     /// Bytes of the parts as stored, and of what they carry uncompressed.
     pub size: u64,
     pub uncompressed_size: u64,
+    /// What the carried objects take as loose objects in this repository.
+    pub loose_size: u64,
+    /// Per part: objects, stored size, uncompressed size.
+    pub part_sizes: Vec<(usize, u64, u64)>,
 }
 
 /// One part being built.
@@ -213,18 +257,34 @@ impl Repo {
         });
         let mut parts: Vec<(Vec<u8>, PartHeader)> = Vec::new();
         let mut fallbacks = Vec::new();
-        let mut patched = 0;
+        let mut report = DeltaReport {
+            name: crate::delta::delta_name(from, to),
+            modified: similar.len(),
+            // The commit counts as new metadata (it travels in the superblock), as ostree
+            // counts it.
+            new_metadata: 1,
+            ..Default::default()
+        };
         let mut cur = PartBuilder::default();
         for (ty, c) in objs {
             if cur.blob.len() as u64 >= opts.max_chunk_size {
                 parts.push(std::mem::take(&mut cur).finish()?);
             }
+            if let Ok(m) = std::fs::symlink_metadata(self.object_path(ty, &c)) {
+                report.loose_size += m.len();
+            }
             if ty.is_meta() {
                 let data = self.load_metadata(ty, &c)?;
                 cur.add_meta(ty, c, &data);
+                report.new_metadata += 1;
                 continue;
             }
             let mut f = self.read_file(&c)?;
+            if f.header.is_symlink() {
+                report.new_symlinks += 1;
+            } else {
+                report.new_regular += 1;
+            }
             if f.header.is_regular()
                 && opts.min_fallback_size > 0
                 && f.size > opts.min_fallback_size
@@ -245,7 +305,7 @@ impl Repo {
             if let Some(old) = similar.get(&c).filter(|_| f.header.is_regular()) {
                 if let Some(patch) = self.bsdiff_against(old, &data, opts.max_bsdiff_size)? {
                     cur.add_patched(c, &f.header, f.size, old, &patch);
-                    patched += 1;
+                    report.patched += 1;
                     continue;
                 }
             }
@@ -258,8 +318,22 @@ impl Repo {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        // ostree's superblock metadata: the endianness, then any inlined parts.
+        let mut metadata = vec![(
+            "ostree.endianness".to_string(),
+            Value::Byte(if opts.big_endian { b'B' } else { b'l' }),
+        )];
+        if opts.inline {
+            for (i, (stored, _)) in parts.iter().enumerate() {
+                let (kind, body) = stored.split_first().unwrap_or((&0, &[]));
+                metadata.push((
+                    crate::delta::inline_part_key(from, to, i),
+                    Value::Tuple(vec![Value::Byte(*kind), Value::Bytes(body.to_vec())]),
+                ));
+            }
+        }
         let sb = Superblock {
-            metadata: Value::dict_sv(vec![("ostree.endianness".into(), Value::Byte(b'l'))]),
+            metadata: Value::dict_sv(metadata),
             timestamp: now,
             from: from.copied(),
             to: *to,
@@ -267,25 +341,66 @@ impl Repo {
             parts: parts.iter().map(|(_, h)| h.clone()).collect(),
             fallbacks,
         };
-        let dir = self.path().join(delta_dir(from, to));
-        std::fs::create_dir_all(&dir).ctx("create directory", &dir)?;
-        let fsync = self.fsync_enabled();
-        let mut report = DeltaReport {
-            name: crate::delta::delta_name(from, to),
-            parts: parts.len(),
-            fallbacks: sb.fallbacks.len(),
-            patched,
-            ..Default::default()
-        };
-        // Parts before the superblock: a reader that finds the superblock finds its parts.
-        for (i, (stored, h)) in parts.iter().enumerate() {
-            crate::fsutil::write_atomic(&dir.join(i.to_string()), stored, fsync)?;
+        let mut superblock = sb.encode_as(opts.big_endian)?;
+        if let Some(signer) = &opts.sign {
+            superblock = sign_superblock(superblock, signer)?;
+        }
+        report.parts = parts.len();
+        report.fallbacks = sb.fallbacks.len();
+        for (_, h) in &parts {
             report.objects += h.objects.len();
             report.size += h.size;
             report.uncompressed_size += h.uncompressed_size;
+            report
+                .part_sizes
+                .push((h.objects.len(), h.size, h.uncompressed_size));
         }
-        crate::fsutil::write_atomic(&dir.join("superblock"), &sb.encode()?, fsync)?;
+        let fsync = self.fsync_enabled();
+        let (dir, superblock_path) = match &opts.filename {
+            Some(f) => {
+                let parent = match f.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => std::path::PathBuf::from("."),
+                };
+                std::fs::read_dir(&parent)
+                    .map_err(|e| quoted(format!("opendir({})", parent.display()), &e, &parent))?;
+                // ostree writes the parts, then fails to rename the superblock over a
+                // directory; refuse before anything is written.
+                if std::fs::symlink_metadata(f).is_ok_and(|m| m.is_dir()) {
+                    return Err(Error::Quoted {
+                        msg: format!(
+                            "renameat({}): Is a directory (--filename names the superblock \
+                             file; its parts are written beside it)",
+                            f.display()
+                        ),
+                        path: f.clone(),
+                    });
+                }
+                (parent, f.clone())
+            }
+            None => {
+                let dir = self.path().join(delta_dir(from, to));
+                std::fs::create_dir_all(&dir).ctx("create directory", &dir)?;
+                let sb = dir.join("superblock");
+                (dir, sb)
+            }
+        };
+        // Parts before the superblock: a reader that finds the superblock finds its parts.
+        if !opts.inline {
+            for (i, (stored, _)) in parts.iter().enumerate() {
+                crate::fsutil::write_atomic(&dir.join(i.to_string()), stored, fsync)?;
+            }
+        }
+        crate::fsutil::write_atomic(&superblock_path, &superblock, fsync)?;
         Ok(report)
+    }
+
+    /// Whether the delta `from` → `to` is in the repository (`generate --if-not-exists`).
+    pub fn has_static_delta(&self, from: Option<&Checksum>, to: &Checksum) -> bool {
+        self.path()
+            .join(delta_dir(from, to))
+            .join("superblock")
+            .is_file()
     }
 
     /// Regular files of a commit by path (the first path of each checksum's is enough).
@@ -361,6 +476,16 @@ impl Repo {
     /// `ostree.static-deltas` for the summary (name → digest of the superblock), and the
     /// per-target delta indexes (`delta-indexes/`), rewritten to match `deltas/`.
     pub(crate) fn reindex_static_deltas(&self) -> Result<Vec<(String, Value)>> {
+        self.reindex_static_deltas_for(None)
+    }
+
+    /// `static-delta reindex [--to=CHECKSUM]`: rewrite the delta indexes (only the one of
+    /// `only` when given) to match `deltas/`. Returns the summary's `ostree.static-deltas`
+    /// entries (of every delta, whatever `only` says).
+    pub fn reindex_static_deltas_for(
+        &self,
+        only: Option<&Checksum>,
+    ) -> Result<Vec<(String, Value)>> {
         let mut map = Vec::new();
         let mut by_target: HashMap<Checksum, Vec<(String, Value)>> = HashMap::new();
         for (from, to) in self.list_static_deltas()? {
@@ -382,6 +507,9 @@ impl Repo {
         let idx_root = self.path().join("delta-indexes");
         let mut written = std::collections::HashSet::new();
         for (to, entries) in by_target {
+            if only.is_some_and(|o| *o != to) {
+                continue;
+            }
             let p = self.path().join(index_path(&to));
             if let Some(d) = p.parent() {
                 std::fs::create_dir_all(d).ctx("create directory", d)?;
@@ -405,7 +533,9 @@ impl Repo {
             }
             for e in std::fs::read_dir(&dir).ctx("read directory", &dir)? {
                 let p = e.ctx("read directory", &dir)?.path();
-                let stale = p.extension().is_some_and(|x| x == "index") && !written.contains(&p);
+                let mine = only.is_none_or(|o| p == self.path().join(index_path(o)));
+                let stale =
+                    mine && p.extension().is_some_and(|x| x == "index") && !written.contains(&p);
                 if stale {
                     match std::fs::remove_file(&p) {
                         Ok(()) => {}
@@ -417,5 +547,365 @@ impl Repo {
             let _ = std::fs::remove_dir(&dir); // only if now empty
         }
         Ok(map)
+    }
+
+    /// The targets of the delta indexes in `delta-indexes/` (`static-delta indexes`),
+    /// sorted.
+    pub fn list_delta_indexes(&self) -> Result<Vec<Checksum>> {
+        let root = self.path().join("delta-indexes");
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(&root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).ctx("read directory", &root),
+        };
+        for prefix in rd {
+            let prefix = prefix.ctx("read directory", &root)?;
+            let p = prefix.file_name().to_string_lossy().into_owned();
+            let Ok(inner) = std::fs::read_dir(prefix.path()) else {
+                continue;
+            };
+            for e in inner.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(c) = name
+                    .strip_suffix(".index")
+                    .and_then(|rest| crate::delta::mbase64_decode(&format!("{p}{rest}")))
+                {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Remove the delta named `name` (`FROM-TO` or `TO`) from `deltas/`, as `static-delta
+    /// delete` (its index is left for the next `summary -u` or `reindex`, as ostree).
+    pub fn delete_static_delta(&self, name: &str) -> Result<()> {
+        let (from, to) = crate::delta::parse_delta_name(name)?;
+        let dir = self.path().join(delta_dir(from.as_ref(), &to));
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(format!("Can't find delta {name}")))
+            }
+            Err(e) => return Err(e).ctx("stat", dir),
+        }
+        let _lock = self.lock(false)?;
+        std::fs::remove_dir_all(&dir).ctx("remove", &dir)?;
+        if self.fsync_enabled() {
+            if let Some(parent) = dir.parent() {
+                crate::fsutil::fsync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What `static-delta show NAME` prints of a delta in this repository, down to the
+    /// parts (each part's payload is read by [`Repo::static_delta_part_info`]).
+    pub fn static_delta_info(&self, name: &str) -> Result<DeltaInfo> {
+        let (from, to) = crate::delta::parse_delta_name(name)?;
+        let rel = format!("{}/superblock", delta_dir(from.as_ref(), &to));
+        let path = self.path().join(&rel);
+        let raw = std::fs::read(&path).map_err(|e| quoted(format!("openat({rel})"), &e, &path))?;
+        DeltaInfo::read(name, &raw, &path.display().to_string())
+    }
+
+    /// The payload of part `i` of a delta in this repository (`static-delta show`): its
+    /// tables' sizes and how many ops of each kind it runs.
+    pub fn static_delta_part_info(&self, info: &DeltaInfo, i: usize) -> Result<PartInfo> {
+        let sb = &info.superblock;
+        let rel = format!("{}/{i}", delta_dir(sb.from.as_ref(), &sb.to));
+        let path = self.path().join(&rel);
+        let stored =
+            std::fs::read(&path).map_err(|e| quoted(format!("openat({rel})"), &e, &path))?;
+        let what = path.display().to_string();
+        let payload = crate::delta::open_part_unchecked(&stored, &what)?;
+        let objects = sb.parts.get(i).map(|p| p.objects.as_slice()).unwrap_or(&[]);
+        Ok(PartInfo {
+            modes: payload.modes.len(),
+            xattrs: payload.xattrs.len(),
+            blob_size: payload.blob.len(),
+            ops_size: payload.ops.len(),
+            ops: crate::delta::count_ops(&payload, objects, &what)?,
+        })
+    }
+
+    /// `static-delta verify NAME`: check the signatures of a delta's superblock. Returns
+    /// ostree's success message.
+    pub fn verify_static_delta(&self, name: &str, how: &DeltaVerify) -> Result<String> {
+        let (from, to) = crate::delta::parse_delta_name(name)?;
+        let rel = format!("{}/superblock", delta_dir(from.as_ref(), &to));
+        let path = self.path().join(&rel);
+        let raw = std::fs::read(&path).map_err(|e| quoted(format!("openat({rel})"), &e, &path))?;
+        verify_superblock(&raw, how, &path.display().to_string())
+    }
+
+    /// `static-delta apply-offline PATH`: execute a delta from a directory (its
+    /// `superblock` and parts `0`, `1`, …, as in `deltas/`) or from a superblock file (parts
+    /// beside it, or inlined), writing its objects and its commit, no ref. With `verify`,
+    /// the superblock must carry a signature that verifies (ostree 2022.7 also accepts an
+    /// unsigned one then; oxtree does not). The parts run into a quarantine and their
+    /// objects are kept only if the commit reaches every one, as in a pull.
+    pub fn apply_static_delta_offline(
+        &self,
+        path: &std::path::Path,
+        verify: Option<&DeltaVerify>,
+    ) -> Result<Checksum> {
+        let (sb_path, dir) = if path.is_dir() {
+            (path.join("superblock"), path.to_path_buf())
+        } else {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            (path.to_path_buf(), parent)
+        };
+        let what = sb_path.display().to_string();
+        let raw = std::fs::read(&sb_path).ctx("read", &sb_path)?;
+        if let Some(how) = verify {
+            verify_superblock(&raw, how, &what)?;
+        }
+        let (inner, _) = crate::delta::unwrap_signed(&raw, &what)?;
+        let sb = Superblock::parse(&inner, &what)?;
+        if let Some(f) = &sb.from {
+            if !self.has_object(ObjectType::Commit, f) || self.is_partial(f) {
+                return Err(Error::NotFound(format!(
+                    "Commit {f}, which is the delta source, is not in repository"
+                )));
+            }
+        }
+        let to = sb.to;
+        if self.has_object(ObjectType::Commit, &to) && !self.is_partial(&to) {
+            return Ok(to);
+        }
+        if !sb.fallbacks.is_empty() {
+            return Err(Error::InvalidArgument(
+                "Cannot execute delta offline: contains nonempty http fallback entries".into(),
+            ));
+        }
+        let commit = crate::object::Commit::parse(&sb.commit)
+            .map_err(|e| Error::corrupt(ObjectType::Commit, to, e))?;
+        let name = crate::delta::delta_name(sb.from.as_ref(), &to);
+        let refused = |msg: String| Error::DeltaRefused {
+            delta: format!("{name} ({what})"),
+            msg,
+        };
+        let part = |i: usize| -> Result<Vec<u8>> {
+            if let Some(b) = crate::delta::inline_part(&sb, i) {
+                return Ok(b);
+            }
+            let p = dir.join(i.to_string());
+            let size = std::fs::metadata(&p)
+                .map_err(|e| quoted(format!("Opening deltapart '{i}'"), &e, &p))?
+                .len();
+            if size > crate::delta::MAX_PART_SIZE {
+                return Err(Error::Other(format!(
+                    "{}: delta part larger than {} MiB",
+                    p.display(),
+                    crate::delta::MAX_PART_SIZE >> 20
+                )));
+            }
+            std::fs::read(&p).ctx("read", &p)
+        };
+        crate::pull::execute_parts(
+            self,
+            &sb,
+            &commit,
+            &|t, c| self.has_object(t, c),
+            &part,
+            &|i| dir.join(i.to_string()).display().to_string(),
+            &|_| {},
+            &refused,
+        )?;
+        // The commit last, once everything it reaches is in: a reader never meets it
+        // incomplete.
+        let txn = self.begin()?;
+        txn.write_metadata_as(ObjectType::Commit, &to, &sb.commit)?;
+        txn.remove_commitpartial(&to);
+        txn.commit()?;
+        Ok(to)
+    }
+}
+/// Wrap a superblock with signatures over it (ostree's `OSTSGNDT` format).
+fn sign_superblock(inner: Vec<u8>, signer: &DeltaSigner) -> Result<Vec<u8>> {
+    let mut sigs: Option<Vec<u8>> = None;
+    match signer {
+        DeltaSigner::Ed25519(keys) => {
+            for k in keys {
+                sigs = Some(crate::sign::append_signature(sigs.as_deref(), &inner, k)?);
+            }
+        }
+        DeltaSigner::Dummy(keys) => {
+            for k in keys {
+                sigs = Some(crate::sign::append_to_aay(
+                    sigs.as_deref(),
+                    crate::sign::DUMMY_KEY,
+                    k.as_bytes().to_vec(),
+                )?);
+            }
+        }
+    }
+    let sigs = match sigs {
+        Some(b) => gvariant::decode_normal(&b, &Type::of("a{sv}"))
+            .map_err(|e| Error::Other(format!("delta signatures: {e}")))?,
+        None => Value::dict_sv(Vec::new()),
+    };
+    Ok(crate::delta::wrap_signed(inner, sigs))
+}
+
+/// How a delta's signatures are checked (`static-delta verify`, `apply-offline` with keys).
+#[derive(Debug, Clone)]
+pub enum DeltaVerify {
+    /// Some `ostree.sign.ed25519` signature must verify with one of `keys`, none revoked.
+    Ed25519 {
+        keys: Vec<ed25519_dalek::VerifyingKey>,
+        revoked: Vec<ed25519_dalek::VerifyingKey>,
+    },
+    /// ostree's test type: some `ostree.sign.dummy` signature must equal the key (ostree
+    /// keeps only the last key given).
+    Dummy(String),
+}
+
+/// Check a superblock file's signatures; ostree's messages.
+fn verify_superblock(raw: &[u8], how: &DeltaVerify, what: &str) -> Result<String> {
+    let (inner, sigs) = crate::delta::unwrap_signed(raw, what)?;
+    let no_sigs = || Error::DeltaSignature("no signatures in static-delta".into());
+    let sigs = sigs.ok_or_else(no_sigs)?;
+    let fail = Error::DeltaSignature;
+    match how {
+        DeltaVerify::Dummy(key) => {
+            let found: Vec<&[u8]> = sigs
+                .lookup(crate::sign::DUMMY_KEY)
+                .and_then(Value::items)
+                .map(|i| i.iter().filter_map(Value::as_bytes).collect())
+                .unwrap_or_default();
+            if found.is_empty() {
+                return Err(no_sigs());
+            }
+            if found.contains(&key.as_bytes()) {
+                return Ok("dummy: Signature verified".into());
+            }
+            Err(fail(format!(
+                "signature: dummy: incorrect signatures found: {}",
+                found.len()
+            )))
+        }
+        DeltaVerify::Ed25519 { keys, revoked } => {
+            let found = crate::sign::signatures_in(&sigs);
+            if found.is_empty() {
+                return Err(no_sigs());
+            }
+            match crate::sign::verify_sigs(&found, &inner, keys, revoked) {
+                Some(k) => Ok(format!(
+                    "ed25519: Signature verified successfully with key '{}'",
+                    k.as_bytes()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                )),
+                None => Err(fail(format!(
+                    "ed25519: none of the {} signature(s) verifies with the {} key(s) given{}",
+                    found.len(),
+                    keys.len(),
+                    if revoked.is_empty() {
+                        ""
+                    } else {
+                        " (revoked keys do not count)"
+                    }
+                ))),
+            }
+        }
+    }
+}
+
+/// A delta's superblock as `static-delta show` prints it.
+#[derive(Debug, Clone)]
+pub struct DeltaInfo {
+    pub name: String,
+    pub signed: bool,
+    pub superblock: Superblock,
+    /// ostree's words: `little`, `big`, `host`, or `… (heuristic)` when the superblock
+    /// does not say.
+    pub endianness: String,
+    /// Parent commits the superblock lists (ostree writes none).
+    pub parents: usize,
+}
+
+impl DeltaInfo {
+    fn read(name: &str, raw: &[u8], what: &str) -> Result<DeltaInfo> {
+        let (inner, sigs) = crate::delta::unwrap_signed(raw, what)?;
+        let mut sb = Superblock::parse(&inner, what)?;
+        let parents = crate::delta::superblock_parents(&inner, what)?;
+        let endianness = match sb.metadata.lookup("ostree.endianness") {
+            Some(Value::Byte(b'l')) => "little".to_string(),
+            Some(Value::Byte(b'B')) => "big".to_string(),
+            Some(Value::Byte(_)) => "host".to_string(),
+            _ => {
+                // ostree's guess: sizes that make no sense read this way were written the
+                // other way round.
+                let swapped = sb.parts.iter().any(|p| {
+                    p.size > p.uncompressed_size
+                        && p.size as f64 / p.uncompressed_size.max(1) as f64 > 1.2
+                }) || {
+                    let objs: u64 = sb.parts.iter().map(|p| p.objects.len() as u64).sum();
+                    let total: u64 = sb.parts.iter().map(|p| p.size).sum();
+                    objs > 0 && total / objs > u64::from(u32::MAX)
+                };
+                if swapped {
+                    for p in &mut sb.parts {
+                        p.size = p.size.swap_bytes();
+                        p.uncompressed_size = p.uncompressed_size.swap_bytes();
+                    }
+                    for f in &mut sb.fallbacks {
+                        f.size = f.size.swap_bytes();
+                        f.uncompressed_size = f.uncompressed_size.swap_bytes();
+                    }
+                    if cfg!(target_endian = "little") {
+                        "big (heuristic)".to_string()
+                    } else {
+                        "little (heuristic)".to_string()
+                    }
+                } else {
+                    "host".to_string()
+                }
+            }
+        };
+        Ok(DeltaInfo {
+            name: name.to_string(),
+            signed: sigs.is_some(),
+            superblock: sb,
+            endianness,
+            parents,
+        })
+    }
+}
+
+/// A part's payload as `static-delta show` prints it.
+#[derive(Debug, Clone)]
+pub struct PartInfo {
+    pub modes: usize,
+    pub xattrs: usize,
+    pub blob_size: usize,
+    pub ops_size: usize,
+    /// Ops run, in ostree's order (see [`crate::delta::count_ops`]).
+    pub ops: [u32; 7],
+}
+
+/// ostree's `WHAT: strerror` for a failed system call on `path`.
+fn quoted(what: String, e: &std::io::Error, path: &std::path::Path) -> Error {
+    Error::Quoted {
+        msg: format!("{what}: {}", strerror(e)),
+        path: path.to_path_buf(),
+    }
+}
+
+/// An I/O error as C's `strerror` words it, for messages that quote ostree's.
+fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
     }
 }

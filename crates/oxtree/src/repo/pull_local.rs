@@ -24,6 +24,13 @@ pub struct PullLocalOptions {
     pub disable_verify_bindings: bool,
     /// Refuse a commit older than the one its ref points at here (`--timestamp-check`).
     pub timestamp_check: bool,
+    /// Copy only the commit objects (and their detached metadata), each marked partial, as
+    /// ostree's `--commit-metadata-only`; the refs still move.
+    pub commit_metadata_only: bool,
+    /// Each commit must come by a static delta of the source repository (from the commit
+    /// the ref has here, else a scratch delta), as ostree's pull-local uses the source's
+    /// deltas; fail where there is none (`--require-static-deltas`).
+    pub require_static_deltas: bool,
 }
 
 impl Repo {
@@ -41,11 +48,37 @@ impl Repo {
             let c = check.resolve(src, r)?;
             targets.push((r.clone(), c));
         }
+        // A metadata-only pull needs no delta (as ostree).
+        let deltas = opts.require_static_deltas && !opts.commit_metadata_only;
+        if deltas && self.mode() == super::RepoMode::Archive {
+            return Err(Error::InvalidArgument(
+                "Can't use static deltas in an archive repo".into(),
+            ));
+        }
         let mut reach = Reachable::default();
         for (_, c) in &targets {
-            src.traverse_commit(c, opts.depth, &mut reach, false)?;
+            if opts.commit_metadata_only {
+                src.commit_chain_with_meta(c, opts.depth, &mut reach)?;
+            } else {
+                src.traverse_commit(c, opts.depth, &mut reach, false)?;
+            }
         }
         check.verify(self, src, &targets, &reach)?;
+        if deltas {
+            for (r, c) in &targets {
+                self.pull_local_delta(src, r, c, opts)?;
+            }
+        }
+        if opts.commit_metadata_only {
+            // Marked partial before any commit object lands (as a metadata-only pull).
+            for (ty, c) in &reach.objects {
+                let complete = self.has_object(ObjectType::Commit, c) && !self.is_partial(c);
+                if *ty == ObjectType::Commit && !complete {
+                    let marker = self.path().join("state").join(format!("{c}.commitpartial"));
+                    crate::fsutil::write_atomic(&marker, b"", self.fsync_enabled())?;
+                }
+            }
+        }
         let txn = self.begin()?;
         let todo: Vec<(ObjectType, Checksum)> = reach
             .objects
@@ -80,6 +113,9 @@ impl Repo {
             Ok(())
         })?;
         for (r, c) in &targets {
+            if !opts.commit_metadata_only {
+                txn.remove_commitpartial(c);
+            }
             if r.parse::<Checksum>().is_ok() {
                 continue;
             }
@@ -95,5 +131,86 @@ impl Repo {
         // Refs move inside the transaction, under the repo lock (see Transaction::set_ref).
         txn.commit()?;
         Ok(todo.len())
+    }
+}
+
+impl Repo {
+    /// The commits from `commit` back `depth` parents (-1: all), with their detached
+    /// metadata, but not their trees (`--commit-metadata-only`).
+    fn commit_chain_with_meta(
+        &self,
+        commit: &Checksum,
+        depth: i64,
+        out: &mut Reachable,
+    ) -> Result<()> {
+        let mut cur = Some(*commit);
+        let mut remaining = depth;
+        while let Some(c) = cur {
+            if !out.objects.insert((ObjectType::Commit, c)) {
+                break;
+            }
+            if self.has_object(ObjectType::CommitMeta, &c) {
+                out.objects.insert((ObjectType::CommitMeta, c));
+            }
+            let parent = match self.load_commit(&c) {
+                Ok(cm) => cm.parent,
+                // History may be shallow below the first commit.
+                Err(Error::ObjectMissing { .. }) if c != *commit => {
+                    out.objects.remove(&(ObjectType::Commit, c));
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            if remaining == 0 {
+                break;
+            }
+            if remaining > 0 {
+                remaining -= 1;
+            }
+            cur = parent;
+        }
+        Ok(())
+    }
+
+    /// `pull-local --require-static-deltas`: apply the source's delta to `to` (from the
+    /// commit `refspec` has here when it is complete and the source has that delta, else
+    /// its scratch delta), as ostree's pull-local fetches it through the source's deltas.
+    fn pull_local_delta(
+        &self,
+        src: &Repo,
+        refspec: &str,
+        to: &Checksum,
+        opts: &PullLocalOptions,
+    ) -> Result<()> {
+        if self.has_object(ObjectType::Commit, to) && !self.is_partial(to) {
+            return Ok(());
+        }
+        let refname = match refspec.parse::<Checksum>() {
+            Ok(_) => None,
+            Err(_) => Some(RefName::parse(refspec)?.name),
+        };
+        let current = match &refname {
+            Some(name) => self.read_ref(&RefName {
+                remote: opts.remote.clone(),
+                name: name.clone(),
+            })?,
+            None => None,
+        }
+        .filter(|f| f != to && self.has_object(ObjectType::Commit, f) && !self.is_partial(f));
+        let candidates = [current, None];
+        for from in candidates
+            .iter()
+            .take(if current.is_some() { 2 } else { 1 })
+        {
+            let dir = src.path().join(crate::delta::delta_dir(from.as_ref(), to));
+            if dir.join("superblock").is_file() {
+                self.apply_static_delta_offline(&dir, None)?;
+                return Ok(());
+            }
+        }
+        Err(Error::NotFound(format!(
+            "Static deltas required, but none found for {} to {to}",
+            refname.as_deref().unwrap_or("")
+        )))
     }
 }

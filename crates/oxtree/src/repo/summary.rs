@@ -18,6 +18,18 @@ use crate::object::ObjectType;
 use crate::object::{Summary, SummaryRef};
 use std::os::unix::fs::MetadataExt;
 
+/// What `summary -u` adds to a plain regeneration.
+#[derive(Default)]
+pub struct SummaryOptions {
+    /// `--add-metadata` entries, in the order given (a repeated key keeps its first place
+    /// and its last value, as GLib's dictionary does). ostree's own keys win over these.
+    pub additional_metadata: Vec<(String, Value)>,
+    /// ed25519 keys to sign with (`--sign`).
+    pub ed25519_keys: Vec<ed25519_dalek::SigningKey>,
+    /// OpenPGP keys to sign with (`--gpg-sign`): the secret keys and the key ID asked for.
+    pub gpg_keys: Vec<(crate::repo::GpgSecretKeys, String)>,
+}
+
 impl Repo {
     /// Regenerate `summary` from the local branches (`refs/heads`), as ostree does: delete
     /// a stale `summary.sig`, set `core.indexed-deltas=true`, replace the file atomically.
@@ -32,6 +44,22 @@ impl Repo {
         &mut self,
         keys: &[ed25519_dalek::SigningKey],
     ) -> Result<Summary> {
+        self.regenerate_summary_with(&SummaryOptions {
+            ed25519_keys: keys.to_vec(),
+            ..Default::default()
+        })
+    }
+
+    /// Regenerate the summary with `opts`: additional metadata, then signatures into
+    /// `summary.sig` (ed25519 first, then OpenPGP `ostree.gpgsigs`, every one over the exact
+    /// summary bytes). Every signature is made before either file is written, so a key that
+    /// cannot sign leaves the previous pair as it was.
+    ///
+    /// The metadata is assembled as ostree assembles it, in a `GVariantDict` seeded with
+    /// the additional keys, then `ostree.static-deltas`, `last-modified`, `mode`,
+    /// `tombstone-commits`, `indexed-deltas`, `collection-id` and `collection-map`
+    /// inserted in that order, so the dictionary comes out in GLib's hash-table order.
+    pub fn regenerate_summary_with(&mut self, opts: &SummaryOptions) -> Result<Summary> {
         let _lock = self.lock(false)?;
         let entry = |name: String, c: crate::object::Checksum| -> Result<SummaryRef> {
             let bytes = self.load_metadata(ObjectType::Commit, &c)?;
@@ -72,24 +100,46 @@ impl Repo {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut metadata = vec![
-            (
-                "ostree.summary.mode".to_string(),
-                Value::str(self.mode().config_name()),
+        let mut metadata = opts.additional_metadata.clone();
+        // Static deltas: indexed per target, and listed here too unless the repo says not.
+        let deltas = self.reindex_static_deltas()?;
+        if !deltas.is_empty()
+            && !self
+                .config()
+                .get_bool("core", "no-deltas-in-summary")
+                .unwrap_or(false)
+        {
+            metadata.push((
+                "ostree.static-deltas".to_string(),
+                Value::dict_sv(crate::gvariant::glib_dict_order(deltas)),
+            ));
+        }
+        metadata.push((
+            "ostree.summary.last-modified".to_string(),
+            Value::U64(now.to_be()),
+        ));
+        metadata.push((
+            "ostree.summary.mode".to_string(),
+            Value::str(self.mode().config_name()),
+        ));
+        metadata.push((
+            "ostree.summary.tombstone-commits".to_string(),
+            Value::Bool(
+                self.config()
+                    .get_bool("core", "tombstone-commits")
+                    .unwrap_or(false),
             ),
-            (
-                "ostree.summary.last-modified".to_string(),
-                Value::U64(now.to_be()),
-            ),
-            (
-                "ostree.summary.tombstone-commits".to_string(),
-                Value::Bool(
-                    self.config()
-                        .get_bool("core", "tombstone-commits")
-                        .unwrap_or(false),
-                ),
-            ),
-        ];
+        ));
+        metadata.push((
+            "ostree.summary.indexed-deltas".to_string(),
+            Value::Bool(true),
+        ));
+        if let Some(cid) = &own {
+            metadata.push((
+                crate::object::COLLECTION_ID_KEY.to_string(),
+                Value::str(cid.clone()),
+            ));
+        }
         if !map.is_empty() {
             let entries = map
                 .into_iter()
@@ -106,26 +156,9 @@ impl Repo {
                 Value::Array(crate::gvariant::Type::of("{sa(s(taya{sv}))}"), entries),
             ));
         }
-        metadata.push((
-            "ostree.summary.indexed-deltas".to_string(),
-            Value::Bool(true),
-        ));
-        if let Some(cid) = &own {
-            metadata.push((
-                crate::object::COLLECTION_ID_KEY.to_string(),
-                Value::str(cid.clone()),
-            ));
-        }
-        // Static deltas: indexed per target, and listed here too unless the repo says not.
-        let deltas = self.reindex_static_deltas()?;
-        if !deltas.is_empty()
-            && !self
-                .config()
-                .get_bool("core", "no-deltas-in-summary")
-                .unwrap_or(false)
-        {
-            metadata.push(("ostree.static-deltas".to_string(), Value::dict_sv(deltas)));
-        }
+        // A user key that ostree also sets gets ostree's value (GVariantDict replaces the
+        // value and keeps the first place).
+        let metadata = crate::gvariant::glib_dict_order(metadata);
         let summary = Summary { refs, metadata };
         if self.config().get("core", "indexed-deltas") != Some("true") {
             let mut kf = self.config().clone();
@@ -134,15 +167,22 @@ impl Repo {
         }
         let sig = self.path().join("summary.sig");
         let bytes = summary.encode();
-        let signature = if keys.is_empty() {
-            None
-        } else {
-            let mut meta: Option<Vec<u8>> = None;
-            for k in keys {
-                meta = Some(crate::sign::append_signature(meta.as_deref(), &bytes, k)?);
-            }
-            meta
-        };
+        let mut signature: Option<Vec<u8>> = None;
+        for k in &opts.ed25519_keys {
+            signature = Some(crate::sign::append_signature(
+                signature.as_deref(),
+                &bytes,
+                k,
+            )?);
+        }
+        for (keys, id) in &opts.gpg_keys {
+            let sig = crate::sign::gpg::sign_detached(keys, id, &bytes)?;
+            signature = Some(crate::sign::append_to_aay(
+                signature.as_deref(),
+                crate::sign::gpg::GPGSIGS_KEY,
+                sig,
+            )?);
+        }
         let fsync = self.fsync_enabled();
         let summary_path = self.path().join("summary");
         crate::fsutil::write_atomic(&summary_path, &bytes, fsync)?;
@@ -210,7 +250,20 @@ impl Repo {
         &self,
         additional: &[(String, Value)],
     ) -> Result<Option<crate::object::Checksum>> {
+        self.commit_metadata_ref_with(&SummaryOptions {
+            additional_metadata: additional.to_vec(),
+            ..Default::default()
+        })
+    }
+
+    /// [`Repo::commit_metadata_ref`] with the additional metadata of `opts`, the commit
+    /// signed by its keys (as ostree signs it) before the ref moves.
+    pub fn commit_metadata_ref_with(
+        &self,
+        opts: &SummaryOptions,
+    ) -> Result<Option<crate::object::Checksum>> {
         use crate::object::{Commit, DirMeta, DirTree};
+        let additional = &opts.additional_metadata;
         let Some(cid) = self.collection_id().map(str::to_string) else {
             return Ok(None);
         };
@@ -219,18 +272,15 @@ impl Repo {
             name: METADATA_REF.to_string(),
         };
         let parent = self.read_ref(&r)?;
-        let mut metadata = vec![
-            ("ostree.collection-binding".to_string(), Value::str(cid)),
-            (
-                "ostree.ref-binding".to_string(),
-                Value::Array(crate::gvariant::Type::Str, vec![Value::str(METADATA_REF)]),
-            ),
-        ];
-        for (k, v) in additional {
-            if !metadata.iter().any(|(m, _)| m == k) {
-                metadata.push((k.clone(), v.clone()));
-            }
-        }
+        // A GVariantDict seeded with the additional keys, the bindings inserted after
+        // them (and winning over a user key of the same name): GLib's order, as ostree.
+        let mut metadata = additional.to_vec();
+        metadata.push(("ostree.collection-binding".to_string(), Value::str(cid)));
+        metadata.push((
+            "ostree.ref-binding".to_string(),
+            Value::Array(crate::gvariant::Type::Str, vec![Value::str(METADATA_REF)]),
+        ));
+        let metadata = crate::gvariant::glib_dict_order(metadata);
         let txn = self.begin()?;
         let root_meta = txn.write_metadata(
             ObjectType::DirMeta,
@@ -264,7 +314,27 @@ impl Repo {
             root_tree,
             root_meta,
         };
-        let c = txn.write_metadata(ObjectType::Commit, &commit.encode())?;
+        let bytes = commit.encode();
+        let c = txn.write_metadata(ObjectType::Commit, &bytes)?;
+        let mut detached: Option<Vec<u8>> = None;
+        for k in &opts.ed25519_keys {
+            detached = Some(crate::sign::append_signature(
+                detached.as_deref(),
+                &bytes,
+                k,
+            )?);
+        }
+        for (keys, id) in &opts.gpg_keys {
+            let sig = crate::sign::gpg::sign_detached(keys, id, &bytes)?;
+            detached = Some(crate::sign::append_to_aay(
+                detached.as_deref(),
+                crate::sign::gpg::GPGSIGS_KEY,
+                sig,
+            )?);
+        }
+        if let Some(meta) = &detached {
+            txn.write_metadata_as(ObjectType::CommitMeta, &c, meta)?;
+        }
         txn.set_ref(&r, Some(&c))?;
         txn.commit()?;
         Ok(Some(c))

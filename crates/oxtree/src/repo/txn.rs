@@ -612,16 +612,32 @@ impl Transaction<'_> {
     /// bare-user-only stores no setuid, setgid, sticky or world-writable content (ostree's
     /// `_ostree_validate_bareuseronly_mode`, with its message).
     fn check_bareuseronly(&self, header: &FileHeader, csum: &Checksum) -> Result<()> {
-        if self.repo.mode != RepoMode::BareUserOnly || header.is_symlink() {
+        let by_mode = self.repo.mode == RepoMode::BareUserOnly;
+        if !(by_mode || self.repo.bareuseronly_files) || header.is_symlink() {
             return Ok(());
         }
         match bareuseronly_mode_bits(header.mode) {
             0 => Ok(()),
+            // ostree's text; oxtree says why when the repository's mode is the reason.
             bits => Err(Error::InvalidArgument(format!(
-                "Content object {csum}: invalid mode 0{:o} with bits 0{bits:04o} (a bare-user-only repository refuses setuid, setgid, sticky and world-writable files)",
-                header.mode
+                "Content object {csum}: invalid mode 0{:o} with bits 0{bits:04o}{}",
+                header.mode,
+                if by_mode {
+                    " (a bare-user-only repository refuses setuid, setgid, sticky and world-writable files)"
+                } else {
+                    ""
+                }
             ))),
         }
+    }
+
+    /// With `--per-object-fsync`, flush an object's data before it is named (the
+    /// transaction's `syncfs` still runs at commit, for the renames).
+    fn sync_object(&self, file: &std::fs::File, path: &Path) -> Result<()> {
+        if self.repo.fsync && self.repo.per_object_fsync {
+            file.sync_data().ctx("fsync", path)?;
+        }
+        Ok(())
     }
 
     /// Write a hashed metadata object (commit, dirtree, dirmeta) and return its checksum.
@@ -657,6 +673,7 @@ impl Transaction<'_> {
             tmp.file()
                 .set_permissions(std::fs::Permissions::from_mode(0o644))
                 .ctx("chmod", &tp)?;
+            self.sync_object(tmp.file(), &tp)?;
             tmp.link_to(&self.staged_name(ty, csum))
         });
         match res {
@@ -795,6 +812,7 @@ impl Transaction<'_> {
         }
         let res = self
             .apply_file_metadata(tmp.file(), header, &tmppath)
+            .and_then(|()| self.sync_object(tmp.file(), &tmppath))
             .and_then(|()| self.ensure_staging_dir(&csum))
             .and_then(|()| tmp.link_to(&self.staged_name(ObjectType::File, &csum)));
         if let Err(e) = res {
