@@ -75,6 +75,20 @@ pub fn format(t: u64) -> String {
     utc(t).strftime("%Y-%m-%d %H:%M:%S +0000").to_string()
 }
 
+/// `Thu Jan \u{2007}2 00:00:00 2020` in the local time zone: GLib's `%c` in the C locale,
+/// as ostree prints when a signature was made (GLib pads the day with a figure space).
+pub fn ctime_local(t: u64) -> String {
+    let z = Timestamp::from_second(i64::try_from(t).unwrap_or(i64::MAX))
+        .unwrap_or(Timestamp::MAX)
+        .to_zoned(TimeZone::system());
+    format!(
+        "{} {:\u{2007}>2} {}",
+        z.strftime("%a %b"),
+        z.day(),
+        z.strftime("%H:%M:%S %Y")
+    )
+}
+
 /// `2020-01-02T00:00:00+00`, as ostree prints summary timestamps (GLib's `%FT%T%:::z`).
 pub fn iso8601(t: u64) -> String {
     utc(t).strftime("%Y-%m-%dT%H:%M:%S+00").to_string()

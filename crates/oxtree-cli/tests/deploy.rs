@@ -756,7 +756,7 @@ fn upgrade_rollback_pin_undeploy() {
         s(&tree),
     ]);
     let loader_before = std::fs::read_link(sr.join("boot/loader")).expect("loader");
-    assert!(ox(&["admin", "upgrade", &sa]).contains("Upgraded"));
+    assert!(ox(&["admin", "upgrade", &sa]).contains("Bootloader updated; bootconfig swap: yes"));
     let d = oxtree::sysroot::Sysroot::new(&sr)
         .deployments()
         .expect("deployments");
@@ -812,9 +812,12 @@ fn upgrade_rollback_pin_undeploy() {
         "--append=quiet",
         "--replace=root=LABEL=newroot",
     ]);
-    assert_eq!(k, "root=LABEL=newroot quiet");
+    assert_eq!(k.lines().last(), Some("root=LABEL=newroot quiet"), "{k}");
     let (_, err) = ox_fail(&["admin", "undeploy", &sa, "5"]);
-    assert!(err.contains("no deployment with index 5"), "{err}");
+    assert!(
+        err.contains("Out of range deployment index 5, expected < 2"),
+        "{err}"
+    );
     ox(&["admin", "undeploy", &sa, "1"]);
     assert_eq!(
         oxtree::sysroot::Sysroot::new(&sr)
@@ -943,15 +946,18 @@ fn staged_deploy_and_finalize() {
     write(&p.tree.join("usr/bin/v2"), b"2\n", 0o755);
     let c2 = commit(&p, "v2", "2.0");
     let before = boot_files(&p.oxtree);
-    assert!(ox(&[
-        "admin",
-        "deploy",
-        &sa,
-        "--os=testos",
-        "--stage",
-        "testos/main"
-    ])
-    .contains("Staged"));
+    // Staging writes no boot configuration, so ostree's journal lines do not appear.
+    assert_eq!(
+        ox(&[
+            "admin",
+            "deploy",
+            &sa,
+            "--os=testos",
+            "--stage",
+            "testos/main"
+        ]),
+        ""
+    );
     assert_eq!(
         boot_files(&p.oxtree),
         before,

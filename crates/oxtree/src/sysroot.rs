@@ -7,12 +7,46 @@
 pub mod bls;
 mod deploy;
 mod etc_merge;
+pub mod kargs;
+mod kexec;
+mod live;
 mod ops;
 pub mod prepare_root;
 pub mod remount;
 mod tree;
 
 pub use deploy::DeployOptions;
+pub use ops::{UpgradeOptions, UpgradeOutcome};
+
+/// What a sysroot operation reports as it goes: the messages ostree's library sends to the
+/// journal and `ostree admin` prints on stdout, where scripts read them. The library only
+/// reports them (to the sink given with [`Sysroot::with_events`]); the CLI words them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SysrootEvent {
+    /// The stateroot's `/var` had no `.ostree-selabeled` stamp: it was prepared (and the
+    /// stamp written) for the first deployment.
+    RelabelingVar,
+    /// The merge deployment's `/etc` changes (against its defaults) were copied into the
+    /// new deployment; counted as `ostree admin config-diff` lists them.
+    EtcMerged {
+        modified: usize,
+        removed: usize,
+        added: usize,
+    },
+    /// A new deployment list was written. `swapped`: the bootloader entries changed
+    /// (`boot/loader` now points at `loader.{bootversion}`); otherwise only the link farm
+    /// `ostree/boot.{bootversion}` moved to `.{subbootversion}`.
+    DeploymentsWritten {
+        swapped: bool,
+        bootversion: u32,
+        subbootversion: u32,
+        count_change: i64,
+    },
+}
+
+/// Where [`SysrootEvent`]s go.
+type EventSink = Box<dyn Fn(&SysrootEvent) + Send + Sync>;
 
 /// A fault-injection point at a crash-relevant step, for the crash tests (zincati's
 /// pattern: the `fail` crate, compiled in only with the `failpoints` feature and configured
@@ -69,6 +103,34 @@ pub struct Deployment {
     /// Boot counting state from the entry's file name (`+LEFT[-DONE]`, systemd-boot's boot
     /// assessment): `None` when the entry is not being counted (it is known good).
     pub tries: Option<(u32, u32)>,
+    /// Whether `/usr` has a writable overlay (`admin unlock`).
+    pub unlocked: Unlocked,
+}
+
+/// The `admin unlock` state of a deployment, with ostree's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unlocked {
+    #[default]
+    None,
+    /// A writable overlay on `/usr` until the next reboot (`/run` records it).
+    Development,
+    /// As development, but mounted read-only (`--transient`).
+    Transient,
+    /// A writable overlay kept across reboots, stored in the deployment (`--hotfix`; the
+    /// origin records it).
+    Hotfix,
+}
+
+impl Unlocked {
+    /// ostree's name (`ostree_deployment_unlocked_state_to_string`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unlocked::None => "none",
+            Unlocked::Development => "development",
+            Unlocked::Transient => "transient",
+            Unlocked::Hotfix => "hotfix",
+        }
+    }
 }
 
 impl Deployment {
@@ -94,12 +156,21 @@ impl Deployment {
     }
 }
 
-#[derive(Debug)]
 pub struct Sysroot {
     path: PathBuf,
     /// The sysroot lock while this process holds it, shared by nested guards (an upgrade
     /// locks, then deploys, which locks, then cleans up, which locks).
     lock: std::sync::Mutex<HeldLock>,
+    events: Option<EventSink>,
+}
+
+impl std::fmt::Debug for Sysroot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sysroot")
+            .field("path", &self.path)
+            .field("lock", &self.lock)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +220,19 @@ impl Sysroot {
         Sysroot {
             path: path.to_path_buf(),
             lock: std::sync::Mutex::new(HeldLock::default()),
+            events: None,
+        }
+    }
+
+    /// Report [`SysrootEvent`]s to `sink` as operations go.
+    pub fn with_events(mut self, sink: impl Fn(&SysrootEvent) + Send + Sync + 'static) -> Sysroot {
+        self.events = Some(Box::new(sink));
+        self
+    }
+
+    pub(crate) fn emit(&self, e: SysrootEvent) {
+        if let Some(sink) = &self.events {
+            sink(&e);
         }
     }
 
@@ -211,22 +295,33 @@ impl Sysroot {
 
     /// `admin init-fs`: the top-level directories of a physical root and a bare system repo.
     pub fn init_fs(path: &Path) -> Result<Sysroot> {
+        Sysroot::init_fs_with(path, false)
+    }
+
+    /// `admin init-fs [--modern]`: with `modern` (ostree's `--modern`, layout epoch 1) only
+    /// `boot/` and `ostree/`; otherwise also the legacy mount points and `/tmp`, `/root`.
+    pub fn init_fs_with(path: &Path, modern: bool) -> Result<Sysroot> {
         if !path.is_dir() {
             return Err(Error::InvalidArgument(format!(
                 "{}: not a directory (create it first)",
                 path.display()
             )));
         }
-        for (d, mode) in [
-            ("boot", 0o755),
-            ("dev", 0o755),
-            ("home", 0o755),
-            ("proc", 0o755),
-            ("run", 0o755),
-            ("sys", 0o755),
-            ("root", 0o700),
-            ("tmp", 0o1777),
-        ] {
+        let legacy: &[(&str, u32)] = if modern {
+            &[("boot", 0o755)]
+        } else {
+            &[
+                ("boot", 0o755),
+                ("dev", 0o755),
+                ("home", 0o755),
+                ("proc", 0o755),
+                ("run", 0o755),
+                ("sys", 0o755),
+                ("root", 0o700),
+                ("tmp", 0o1777),
+            ]
+        };
+        for &(d, mode) in legacy {
             mkdir_mode(&path.join(d), mode)?;
         }
         mkdir_mode(&path.join("ostree"), 0o755)?;
@@ -252,9 +347,15 @@ impl Sysroot {
                 self.path.display()
             )));
         }
-        // No sysroot lock, as with ostree: creating the directories is idempotent, and
-        // os-init leaves the layout exactly as ostree's does (no ostree/lock yet).
+        // No sysroot lock, as with ostree: os-init leaves the layout exactly as ostree's
+        // does (no ostree/lock yet). A stateroot that exists is refused, as ostree refuses
+        // it (its directory is made with mkdir, not mkdir -p).
         let base = self.path.join("ostree/deploy").join(stateroot);
+        if std::fs::symlink_metadata(&base).is_ok() {
+            return Err(Error::InvalidArgument(format!(
+                "Creating ostree/deploy/{stateroot}: File exists"
+            )));
+        }
         mkdir_mode(&base, 0o755)?;
         mkdir_mode(&base.join("var"), 0o755)?;
         for d in ["var/tmp", "var/lib", "var/log"] {
@@ -289,11 +390,17 @@ impl Sysroot {
         }
     }
 
-    /// Deployments in boot order (default first), from the active loader entries.
-    pub fn deployments(&self) -> Result<Vec<Deployment>> {
-        let Some(n) = self.bootversion()? else {
-            return Ok(Vec::new());
-        };
+    /// The Boot Loader Spec entries of `boot/loader.N` (none when it does not exist), in
+    /// boot order: by `version`, highest first.
+    pub fn bls_entries(&self, bootversion: u32) -> Result<Vec<bls::BlsEntry>> {
+        Ok(self
+            .bls_entry_files(bootversion)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    fn bls_entry_files(&self, n: u32) -> Result<Vec<(PathBuf, bls::BlsEntry)>> {
         let dir = self.path.join(format!("boot/loader.{n}/entries"));
         let mut entries = Vec::new();
         if dir.is_dir() {
@@ -311,6 +418,15 @@ impl Sysroot {
                 a.1.get("version").unwrap_or("0"),
             )
         });
+        Ok(entries)
+    }
+
+    /// Deployments in boot order (default first), from the active loader entries.
+    pub fn deployments(&self) -> Result<Vec<Deployment>> {
+        let Some(n) = self.bootversion()? else {
+            return Ok(Vec::new());
+        };
+        let entries = self.bls_entry_files(n)?;
         let root_ids = std::fs::metadata("/").ok().map(|m| (m.dev(), m.ino()));
         let mut out = Vec::new();
         for (i, (p, entry)) in entries.into_iter().enumerate() {
@@ -356,9 +472,15 @@ impl Sysroot {
                 .join("deploy")
                 .join(format!("{name}.origin"));
             let origin = match std::fs::read_to_string(&origin_path) {
-                Ok(t) => Some(KeyFile::parse(&t).map_err(|e| Error::Config {
-                    path: origin_path.clone(),
-                    msg: e.to_string(),
+                // ostree's words, GLib's for the line (it names the origin file).
+                Ok(t) => Some(KeyFile::parse(&t).map_err(|e| {
+                    let line = t.lines().nth(e.line.saturating_sub(1)).unwrap_or("");
+                    Error::Other(format!(
+                        "loading sysroot: Parsing deployment {ostree_arg} in stateroot \
+                         '{stateroot}': Parsing ostree/deploy/{stateroot}/deploy/{name}.origin: \
+                         Key file contains line \u{201c}{line}\u{201d} which is not a \
+                         key-value pair, group, or comment"
+                    ))
                 })?),
                 Err(_) => None,
             };
@@ -367,13 +489,15 @@ impl Sysroot {
                     .ok()
                     .map(|m| (m.dev(), m.ino()))
                     == root_ids;
+            let deployserial: u32 = serial
+                .parse()
+                .map_err(|_| bad("invalid deployment serial"))?;
+            let unlocked = self.unlocked_state(&checksum, deployserial, origin.as_ref());
             out.push(Deployment {
                 index: i,
                 stateroot: stateroot.to_string(),
                 checksum,
-                deployserial: serial
-                    .parse()
-                    .map_err(|_| bad("invalid deployment serial"))?,
+                deployserial,
                 bootcsum: bootcsum.to_string(),
                 bootserial: bootserial.parse().map_err(|_| bad("invalid boot serial"))?,
                 origin,
@@ -383,9 +507,74 @@ impl Sysroot {
                     .file_stem()
                     .and_then(|s| s.to_str())
                     .and_then(bls::parse_tries),
+                unlocked,
             });
         }
         Ok(out)
+    }
+
+    /// `/run` of the system this sysroot belongs to: the real one for `/`, else the
+    /// sysroot's own `run/` (a sysroot being prepared, tests).
+    pub(crate) fn run_dir(&self) -> PathBuf {
+        if self.path == Path::new("/") {
+            PathBuf::from("/run")
+        } else {
+            self.path.join("run")
+        }
+    }
+
+    /// ostree's per-deployment runtime state: `/run/ostree/deployment-state/CSUM.SERIAL/`.
+    pub(crate) fn runstate_dir(&self, c: &Checksum, serial: u32) -> PathBuf {
+        self.run_dir()
+            .join(format!("ostree/deployment-state/{c}.{serial}"))
+    }
+
+    fn unlocked_state(&self, c: &Checksum, serial: u32, origin: Option<&KeyFile>) -> Unlocked {
+        let rs = self.runstate_dir(c, serial);
+        if std::fs::symlink_metadata(rs.join("unlocked-development")).is_ok() {
+            Unlocked::Development
+        } else if std::fs::symlink_metadata(rs.join("unlocked-transient")).is_ok() {
+            Unlocked::Transient
+        } else if origin.and_then(|o| o.get("origin", "unlocked")) == Some("hotfix") {
+            Unlocked::Hotfix
+        } else {
+            Unlocked::None
+        }
+    }
+
+    /// The staged deployment as a [`Deployment`] (with its origin), if one is waiting. It
+    /// has no boot entry yet; `index` is 0, as ostree lists it first.
+    pub fn staged_deployment(&self) -> Result<Option<Deployment>> {
+        let Some(m) = self.read_staged()? else {
+            return Ok(None);
+        };
+        let origin_path = self
+            .path
+            .join("ostree/deploy")
+            .join(&m.stateroot)
+            .join("deploy")
+            .join(format!("{}.{}.origin", m.checksum, m.deployserial));
+        let origin = match std::fs::read_to_string(&origin_path) {
+            Ok(t) => Some(KeyFile::parse(&t).map_err(|e| Error::Config {
+                path: origin_path.clone(),
+                msg: e.to_string(),
+            })?),
+            Err(_) => None,
+        };
+        let unlocked = self.unlocked_state(&m.checksum, m.deployserial, origin.as_ref());
+        Ok(Some(Deployment {
+            index: 0,
+            stateroot: m.stateroot,
+            checksum: m.checksum,
+            deployserial: m.deployserial,
+            bootcsum: m.bootcsum,
+            bootserial: 0,
+            origin,
+            booted: false,
+            entry: bls::BlsEntry::default(),
+            tries: None,
+            unlocked,
+        }))
     }
 }
 
@@ -404,16 +593,24 @@ pub struct StagedMarker {
     pub karg_append: Vec<String>,
     /// Keep the rollback deployment when finalizing (`--retain-rollback` at staging).
     pub retain_rollback: bool,
+    /// Checksums of its overlay initramfs images (ostree's `overlay-initrds`).
+    pub overlay_initrds: Vec<String>,
 }
 
 impl Sysroot {
     fn staged_path(&self) -> PathBuf {
-        let run = if self.path == Path::new("/") {
-            PathBuf::from("/run")
-        } else {
-            self.path.join("run")
-        };
-        run.join("ostree/staged-deployment")
+        self.run_dir().join("ostree/staged-deployment")
+    }
+
+    /// ostree's finalization lock: while this file exists, `finalize-staged` leaves the
+    /// staged deployment alone (`deploy --lock-finalization`, `admin lock-finalization`).
+    pub(crate) fn staged_locked_path(&self) -> PathBuf {
+        self.run_dir().join("ostree/staged-deployment-locked")
+    }
+
+    /// Whether finalization of the staged deployment is locked.
+    pub fn finalization_locked(&self) -> bool {
+        std::fs::symlink_metadata(self.staged_locked_path()).is_ok()
     }
 
     pub(crate) fn write_staged(&self, m: &StagedMarker) -> Result<()> {
@@ -440,6 +637,9 @@ impl Sysroot {
         entries.push(("oxtree.karg-append".into(), strs(&m.karg_append)));
         if m.retain_rollback {
             entries.push(("oxtree.retain-rollback".into(), Value::Bool(true)));
+        }
+        if !m.overlay_initrds.is_empty() {
+            entries.push(("overlay-initrds".into(), strs(&m.overlay_initrds)));
         }
         let p = self.staged_path();
         if let Some(d) = p.parent() {
@@ -495,6 +695,12 @@ impl Sysroot {
                 .lookup("oxtree.retain-rollback")
                 .and_then(|x| x.as_bool())
                 .unwrap_or(false),
+            // Only checksums: they name files under /boot.
+            overlay_initrds: strs("overlay-initrds")
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c.parse::<Checksum>().is_ok())
+                .collect(),
         }))
     }
 

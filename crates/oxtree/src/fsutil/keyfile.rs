@@ -152,7 +152,8 @@ impl KeyFile {
         )
     }
 
-    pub fn set(&mut self, group: &str, key: &str, value: &str) {
+    /// Add an empty group at the end (nothing when it exists), as GLib adds one.
+    pub fn add_group(&mut self, group: &str) {
         if !self.has_group(group) {
             // GLib separates a new group from the previous one with a blank line.
             if let Some(last) = self.groups.last_mut() {
@@ -165,6 +166,10 @@ impl KeyFile {
                 lines: Vec::new(),
             });
         }
+    }
+
+    pub fn set(&mut self, group: &str, key: &str, value: &str) {
+        self.add_group(group);
         let Some(g) = self.groups.iter_mut().find(|g| g.name == group) else {
             return;
         };

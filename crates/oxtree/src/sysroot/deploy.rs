@@ -24,18 +24,41 @@ use std::path::{Path, PathBuf};
 pub struct DeployOptions {
     /// Stateroot; defaults to the only one, or the booted one.
     pub os: Option<String>,
-    /// Replace the kernel arguments (otherwise inherited from the merge deployment).
+    /// The kernel arguments to start from instead of the merge deployment's (`--karg-none`
+    /// gives an empty list, `--karg-proc-cmdline` the running kernel's).
     pub kargs: Option<Vec<String>>,
+    /// Set these kernel arguments (`--karg`: a key's value is replaced, ostree's rules in
+    /// [`super::kargs`]).
+    pub karg_replace: Vec<String>,
     /// Append these kernel arguments.
     pub karg_append: Vec<String>,
+    /// Delete these kernel arguments (`KEY` or `KEY=VALUE`); one that is not there fails
+    /// the deploy before anything is written.
+    pub karg_delete: Vec<String>,
     /// Keep every existing deployment instead of only the merge/booted and pinned ones.
     pub retain: bool,
+    /// Also keep the pending deployments (those before the booted, else the merge, one).
+    pub retain_pending: bool,
     /// Also keep the rollback deployment: the first one after the booted (or merge)
     /// deployment that has not failed to boot, so `admin rollback` still has a target.
     pub retain_rollback: bool,
     /// Prepare the deployment now but switch to it only at `finalize_staged` (run at
     /// shutdown by the finalize service), with the /etc merge done then.
     pub stage: bool,
+    /// With `stage`: leave it staged at shutdown until `lock-finalization --unlock`.
+    pub lock_finalization: bool,
+    /// No merge deployment: neither its /etc changes nor its kernel arguments are taken
+    /// over, and it is not kept.
+    pub no_merge: bool,
+    /// Put the new deployment after the booted (else the merge) one instead of first.
+    pub not_as_default: bool,
+    /// The origin to write instead of one made from the refspec (`--origin-file`, and
+    /// upgrades, which keep the merge deployment's). Its transient group (pinning) is
+    /// dropped, as ostree drops it.
+    pub origin: Option<KeyFile>,
+    /// Overlay initramfs images (checksums from [`Sysroot::stage_overlay_initrd`]) loaded
+    /// after the deployment's own.
+    pub overlay_initrds: Vec<String>,
 }
 
 /// The kernel of a deployment, found as ostree finds it. Its files are read inside the
@@ -133,6 +156,8 @@ pub(super) struct Planned {
     pretty: String,
     /// Boot counting state carried into the entry's file name.
     pub(super) tries: Option<(u32, u32)>,
+    /// Checksums of the overlay initramfs images of this deployment.
+    overlay_initrds: Vec<String>,
 }
 
 impl Planned {
@@ -155,6 +180,7 @@ impl Planned {
                 .and_then(|c| c.version().map(str::to_string)),
             pretty: os_release_pretty_name(&ddir)?,
             tries: d.tries,
+            overlay_initrds: overlays_of(&d.entry),
         })
     }
 }
@@ -170,6 +196,11 @@ impl Sysroot {
 
     /// Deploy `refspec` (a ref in the system repo, or a commit checksum) as the new default.
     pub fn deploy(&self, refspec: &str, opts: &DeployOptions) -> Result<Deployment> {
+        if opts.lock_finalization && !opts.stage {
+            return Err(Error::InvalidArgument(
+                "--lock-finalization requires --stage".into(),
+            ));
+        }
         let _lock = self.lock(|| {})?;
         let repo = self.repo()?;
         let checksum = repo.resolve_rev(refspec)?;
@@ -202,11 +233,25 @@ impl Sysroot {
                 "stateroot {os:?} does not exist; create it with `oxtree admin os-init {os}`"
             )));
         }
-        let merge = current
-            .iter()
-            .find(|d| d.booted && d.stateroot == os)
-            .or_else(|| current.iter().find(|d| d.stateroot == os))
-            .cloned();
+        let merge = if opts.no_merge {
+            None
+        } else {
+            current
+                .iter()
+                .find(|d| d.booted && d.stateroot == os)
+                .or_else(|| current.iter().find(|d| d.stateroot == os))
+                .cloned()
+        };
+        // The kernel arguments, settled before anything is written (a --karg-delete of an
+        // argument that is not there refuses the deploy).
+        let kargs = resolve_kargs(opts, merge.as_ref())?;
+        let opts = &DeployOptions {
+            kargs,
+            karg_replace: Vec::new(),
+            karg_append: Vec::new(),
+            karg_delete: Vec::new(),
+            ..opts.clone()
+        };
 
         // 1. Check out, by hardlinks, into deploy/<csum>.<serial>.
         let deploy_root = os_dir.join("deploy");
@@ -274,12 +319,7 @@ impl Sysroot {
         }
         if let (Some(m), false) = (&merge, opts.stage) {
             let mdir = self.deploy_dir(&m.stateroot, &m.checksum, m.deployserial);
-            if is_real_dir(&mdir.join("usr/etc"))
-                && is_real_dir(&mdir.join("etc"))
-                && is_real_dir(&etc)
-            {
-                etc_merge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &etc)?;
-            }
+            self.merge_etc(&repo, &mdir, &etc)?;
         }
         super::failpoint("deploy::etc")?;
 
@@ -298,12 +338,19 @@ impl Sysroot {
         // both tools treat the sysroot alike.
         let stamp = var.join(".ostree-selabeled");
         if !stamp.exists() {
+            self.emit(super::SysrootEvent::RelabelingVar);
             std::fs::write(&stamp, b"").ctx("create", &stamp)?;
         }
 
         // 4. The origin.
-        let mut origin = KeyFile::new();
-        origin.set("origin", "refspec", refspec);
+        let origin = match &opts.origin {
+            Some(o) => normalized_origin(o),
+            None => {
+                let mut o = KeyFile::new();
+                o.set("origin", "refspec", refspec);
+                o
+            }
+        };
         let origin_path = deploy_root.join(format!("{checksum}.{serial}.origin"));
         crate::fsutil::write_atomic(&origin_path, origin.to_string().as_bytes(), true)?;
 
@@ -318,10 +365,16 @@ impl Sysroot {
                     .as_ref()
                     .map(|m| (m.stateroot.clone(), m.checksum, m.deployserial)),
                 kargs: opts.kargs.clone(),
-                karg_append: opts.karg_append.clone(),
+                karg_append: Vec::new(),
                 retain_rollback: opts.retain_rollback,
+                overlay_initrds: opts.overlay_initrds.clone(),
             };
             self.write_staged(&marker)?;
+            if opts.lock_finalization {
+                self.set_finalization_locked(true)?;
+            } else {
+                self.set_finalization_locked(false)?;
+            }
             return Ok(Deployment {
                 index: 0,
                 stateroot: os,
@@ -333,6 +386,7 @@ impl Sysroot {
                 booted: false,
                 entry: BlsEntry::default(),
                 tries: None,
+                unlocked: super::Unlocked::None,
             });
         }
         self.finish_deploy(
@@ -377,24 +431,41 @@ impl Sysroot {
                 .skip(a + 1)
                 .find(|d| d.stateroot == os && !d.failed())
         });
-        let keep: Vec<&Deployment> = current
-            .iter()
-            .filter(|d| {
-                opts.retain
-                    || (opts.retain_rollback && rollback.is_some_and(|r| same(r, d)))
-                    || merge.is_some_and(|m| same(m, d))
-                    || d.booted
-                    || d.pinned()
-                    || d.stateroot != os
-            })
-            .collect();
+        // Which deployments stay, as ostree's `simple_write_deployment` decides: the booted
+        // and merge ones, pinned ones, other stateroots', and with the options the pending
+        // ones (before the booted, else the merge, deployment: the "crossover"), the
+        // rollback, or all. Without a crossover, keeping pending or rollback ones means
+        // keeping all, as in ostree.
+        let retain =
+            opts.retain || (anchor.is_none() && (opts.retain_pending || opts.retain_rollback));
+        let mut keep: Vec<&Deployment> = Vec::new();
+        // Where the new deployment goes: first, or (not as default) right after the
+        // crossover, or last when there is none.
+        let mut insert_at = (!opts.not_as_default).then_some(0);
+        for (i, d) in current.iter().enumerate() {
+            let passed_crossover = anchor.is_some_and(|a| i >= a);
+            if retain
+                || (opts.retain_pending && !passed_crossover)
+                || (opts.retain_rollback && rollback.is_some_and(|r| same(r, d)))
+                || merge.is_some_and(|m| same(m, d))
+                || d.booted
+                || d.pinned()
+                || d.stateroot != os
+            {
+                keep.push(d);
+            }
+            if insert_at.is_none() && passed_crossover {
+                insert_at = Some(keep.len());
+            }
+        }
+        let insert_at = insert_at.unwrap_or(keep.len());
         let mut kargs: Vec<String> = match (&opts.kargs, merge) {
             (Some(k), _) => k.clone(),
             (None, Some(m)) => kargs_of(&m.entry),
             (None, None) => Vec::new(),
         };
         kargs.extend(opts.karg_append.iter().cloned());
-        let mut plan = vec![Planned {
+        let new = Planned {
             stateroot: os.to_string(),
             checksum: *checksum,
             deployserial: serial,
@@ -410,14 +481,21 @@ impl Sysroot {
                 .and_then(|v| v.trim().parse::<u32>().ok())
                 .filter(|n| *n > 0)
                 .map(|n| (n, 0)),
-        }];
+            overlay_initrds: opts.overlay_initrds.clone(),
+        };
         super::failpoint("deploy::kernel")?;
         // Complete: as ostree does, nothing may be added to or removed from its top directory.
         crate::fsutil::set_immutable(&dir, true)?;
+        let mut plan = Vec::new();
         for d in keep {
             plan.push(Planned::from_deployment(self, repo, d)?);
         }
+        plan.insert(insert_at, new);
         self.write_deployments(repo, &plan)?;
+        // A deployment written now replaces a staged one, as ostree's write of a new list
+        // drops it (the cleanup below removes its directory); finalizing clears it anyway.
+        self.clear_staged()?;
+        self.set_finalization_locked(false)?;
         super::failpoint("deploy::cleanup")?;
         self.cleanup()?;
         self.deployments()?
@@ -437,6 +515,11 @@ impl Sysroot {
     /// next successful finalize removes it.
     pub fn finalize_staged(&self, opts: &DeployOptions) -> Result<Option<Deployment>> {
         let _lock = self.lock(|| {})?;
+        if self.finalization_locked() {
+            // Locked (`deploy --lock-finalization`): stays staged, as with ostree; /run
+            // forgets it at the reboot.
+            return Ok(None);
+        }
         let stamp = self.finalize_failure_path();
         match self.finalize_staged_inner(opts) {
             Ok(d) => {
@@ -497,13 +580,12 @@ impl Sysroot {
                 }
             }
             etc_merge::copy_tree(&dir.join("usr/etc"), &etc)?;
-            if is_real_dir(&mdir.join("usr/etc")) && is_real_dir(&mdir.join("etc")) {
-                etc_merge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &etc)?;
-            }
+            self.merge_etc(&repo, &mdir, &etc)?;
         }
         let o = DeployOptions {
             kargs: m.kargs.clone(),
             karg_append: m.karg_append.clone(),
+            overlay_initrds: m.overlay_initrds.clone(),
             retain_rollback: m.retain_rollback || opts.retain_rollback,
             stage: false,
             ..opts.clone()
@@ -519,6 +601,85 @@ impl Sysroot {
         )?;
         self.clear_staged()?;
         Ok(Some(d))
+    }
+
+    /// The /etc three-way merge from the merge deployment at `mdir` into `etc`, reported
+    /// with ostree's counts (its `config-diff` of the merge deployment). Skipped when any of
+    /// the three is not a real directory: a link there would make it write into the host.
+    fn merge_etc(&self, repo: &crate::repo::Repo, mdir: &Path, etc: &Path) -> Result<()> {
+        let (old_defaults, old_etc) = (mdir.join("usr/etc"), mdir.join("etc"));
+        if !(is_real_dir(&old_defaults) && is_real_dir(&old_etc) && is_real_dir(etc)) {
+            return Ok(());
+        }
+        let d = repo.diff(
+            &crate::repo::DiffSide::Dir(old_defaults.clone()),
+            &crate::repo::DiffSide::Dir(old_etc.clone()),
+            &crate::repo::LocalChecksumOptions {
+                ignore_xattrs: true,
+                ..Default::default()
+            },
+        )?;
+        self.emit(super::SysrootEvent::EtcMerged {
+            modified: d.modified.len(),
+            removed: d.removed.len(),
+            added: d.added.len(),
+        });
+        etc_merge::merge(&old_defaults, &old_etc, etc)
+    }
+
+    /// Lock (or unlock) finalization of the staged deployment: ostree's
+    /// `/run/ostree/staged-deployment-locked`, which `finalize-staged` respects.
+    pub(super) fn set_finalization_locked(&self, locked: bool) -> Result<()> {
+        let p = self.staged_locked_path();
+        if locked {
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d).ctx("create directory", d)?;
+            }
+            crate::fsutil::write_atomic(&p, b"", true)
+        } else {
+            match std::fs::remove_file(&p) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e).ctx("remove", p),
+            }
+        }
+    }
+
+    /// Copy an overlay initramfs image into `/boot/ostree/initramfs-overlays/SHA256.img`
+    /// (ostree's place and name) and return its checksum, for
+    /// [`DeployOptions::overlay_initrds`]. Copied through a temporary file, flushed, then
+    /// renamed: a crash leaves the image whole or absent.
+    pub fn stage_overlay_initrd(&self, file: &Path) -> Result<String> {
+        use std::io::{Read, Write};
+        let _lock = self.lock(|| {})?;
+        let mut f = std::fs::File::open(file).ctx("open", file)?;
+        if !f.metadata().ctx("stat", file)?.is_file() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: not a regular file",
+                file.display()
+            )));
+        }
+        let dir = self.path.join("boot/ostree/initramfs-overlays");
+        std::fs::create_dir_all(&dir).ctx("create directory", &dir)?;
+        let mut tmp = crate::fsutil::tempfile_in(&dir)?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = f.read(&mut buf).ctx("read", file)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).ctx("write", tmp.path())?;
+        }
+        tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
+        let sum = Checksum(h.finalize().into()).to_hex();
+        let dst = dir.join(format!("{sum}.img"));
+        tmp.persist(&dst).map_err(|e| e.error).ctx("rename", &dst)?;
+        std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .ctx("chmod", &dst)?;
+        crate::fsutil::fsync_dir(&dir)?;
+        Ok(sum)
     }
 
     /// Refuse cleanly when the filesystem cannot hold the new deployment's copies (/etc
@@ -538,15 +699,70 @@ impl Sysroot {
     }
 
     /// Write `plan` as the boot configuration: new `loader.N'` entries and `boot.N'.M'` link
-    /// farm next to the live ones, then one atomic rename of the `loader` symlink.
+    /// farm next to the live ones, then one atomic rename of the `loader` symlink. When the
+    /// entries would not change (same kernels, kernel arguments, titles, in the same order:
+    /// ostree's "bootconfig swap: no"), only a new link farm `boot.N.M'` is made and the
+    /// `ostree/boot.N` link renamed onto it; the bootloader's files are left alone.
     pub(super) fn write_deployments(
         &self,
         repo: &crate::repo::Repo,
         plan: &[Planned],
     ) -> Result<()> {
+        self.write_deployments_counted(repo, plan, 0)
+    }
+
+    /// [`Self::write_deployments`], reporting the change in the number of deployments
+    /// against `extra_old` more than the boot entries (a staged deployment the new list
+    /// drops, which ostree counts).
+    pub(super) fn write_deployments_counted(
+        &self,
+        repo: &crate::repo::Repo,
+        plan: &[Planned],
+        extra_old: usize,
+    ) -> Result<()> {
         let _lock = self.lock(|| {})?;
-        let old = self.bootversion()?.unwrap_or(0);
-        let new = 1 - old;
+        if let Some(bad) = plan
+            .iter()
+            .flat_map(|p| p.kargs.iter())
+            .find(|a| a.chars().any(char::is_control))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "kernel argument {bad:?} has control characters"
+            )));
+        }
+        let current = self.deployments()?;
+        let count_change = plan.len() as i64 - (current.len() + extra_old) as i64;
+        let multi_os = {
+            let mut roots: Vec<&str> = plan.iter().map(|p| p.stateroot.as_str()).collect();
+            roots.sort_unstable();
+            roots.dedup();
+            roots.len() > 1
+        };
+        let commits: Vec<Checksum> = plan.iter().map(|p| p.checksum).collect();
+        let old = self.bootversion()?;
+        if let Some(bv) = old.filter(|_| same_bootconfigs(&current, plan, multi_os)) {
+            let sub = 1 - self.subbootversion(bv);
+            self.build_link_farm(plan, bv, sub)?;
+            super::failpoint("deploy::entries")?;
+            crate::fsutil::syncfs(&self.path)?;
+            replace_symlink(
+                &self.path.join(format!("ostree/boot.{bv}")),
+                &format!("boot.{bv}.{sub}"),
+            )?;
+            crate::fsutil::fsync_dir(&self.path.join("ostree"))?;
+            super::failpoint("deploy::bootlinks")?;
+            self.write_deployment_refs(repo, bv, sub, &commits, false)?;
+            super::failpoint("deploy::refs")?;
+            self.write_deployment_refs(repo, bv, sub, &commits, true)?;
+            self.emit(super::SysrootEvent::DeploymentsWritten {
+                swapped: false,
+                bootversion: bv,
+                subbootversion: sub,
+                count_change,
+            });
+            return Ok(());
+        }
+        let new = 1 - old.unwrap_or(0);
         let boot = self.path.join("boot");
         let loader_new = boot.join(format!("loader.{new}"));
         if loader_new.exists() {
@@ -556,81 +772,34 @@ impl Sysroot {
         std::fs::create_dir_all(&entries).ctx("create directory", &entries)?;
         let link = self.path.join(format!("ostree/boot.{new}"));
         let new_sub = 1 - self.subbootversion(new);
-        let farm = self.path.join(format!("ostree/boot.{new}.{new_sub}"));
-        if farm.exists() {
-            std::fs::remove_dir_all(&farm).ctx("remove", &farm)?;
-        }
-        let multi_os = {
-            let mut roots: Vec<&str> = plan.iter().map(|p| p.stateroot.as_str()).collect();
-            roots.sort_unstable();
-            roots.dedup();
-            roots.len() > 1
-        };
+        let bootserials = self.build_link_farm(plan, new, new_sub)?;
         let n = plan.len();
-        let mut serials: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
-        for (i, p) in plan.iter().enumerate() {
+        for (i, (p, bootserial)) in plan.iter().zip(bootserials).enumerate() {
             let k = &p.kernel;
-            let bootserial = {
-                let s = serials.entry(k.bootcsum.clone()).or_insert(0);
-                let v = *s;
-                *s += 1;
-                v
-            };
-            // Kernel and initramfs, copied once per bootcsum.
             let kdir_rel = format!("ostree/{}-{}", p.stateroot, k.bootcsum);
-            let kdir = boot.join(&kdir_rel);
-            std::fs::create_dir_all(&kdir).ctx("create directory", &kdir)?;
-            let vmlinuz_name = format!("vmlinuz-{}", k.kver);
-            copy_if_missing(&k.root, &k.vmlinuz, &kdir.join(&vmlinuz_name))?;
-            let initrd_name = format!("initramfs-{}.img", k.kver);
-            if let Some(i) = &k.initramfs {
-                copy_if_missing(&k.root, i, &kdir.join(&initrd_name))?;
-            }
-            // The link farm entry: boot.N'.M'/<os>/<bootcsum>/<bootserial> -> the deployment.
-            let fdir = farm.join(&p.stateroot).join(&k.bootcsum);
-            std::fs::create_dir_all(&fdir).ctx("create directory", &fdir)?;
-            let target = format!(
-                "../../../deploy/{}/deploy/{}.{}",
-                p.stateroot, p.checksum, p.deployserial
-            );
-            let l = fdir.join(bootserial.to_string());
-            std::os::unix::fs::symlink(&target, &l).ctx("symlink", &l)?;
-            // The BLS entry.
             let version_no = n - i;
-            let mut title = p.pretty.clone();
-            if let Some(v) = &p.version {
-                if !title.contains(v.as_str()) {
-                    title = format!("{title} {v}");
-                }
-            }
-            let osname = if multi_os {
-                format!("{}:", p.stateroot)
-            } else {
-                String::new()
-            };
-            title = format!("{title} (ostree:{osname}{i})");
-            if let Some(bad) = p.kargs.iter().find(|a| a.chars().any(char::is_control)) {
-                return Err(Error::InvalidArgument(format!(
-                    "kernel argument {bad:?} has control characters"
-                )));
-            }
-            let mut options: Vec<String> = p
-                .kargs
-                .iter()
-                .filter(|a| !a.starts_with("ostree="))
-                .cloned()
-                .collect();
-            options.push(format!(
+            // The boot link replaces an inherited `ostree=` where it was, as ostree's
+            // kernel-argument replace does; otherwise it goes last.
+            let mut options = super::kargs::KernelArgs::from_args(&p.kargs);
+            options.replace(&format!(
                 "ostree=/ostree/boot.{new}/{}/{}/{bootserial}",
                 p.stateroot, k.bootcsum
             ));
+            let options = options.into_args();
             let mut e = BlsEntry::default();
-            e.set("title", &title);
+            e.set("title", &entry_title(p, i, multi_os));
             e.set("version", &version_no.to_string());
             e.set("options", &options.join(" "));
-            e.set("linux", &format!("/{kdir_rel}/{vmlinuz_name}"));
+            e.set("linux", &format!("/{kdir_rel}/vmlinuz-{}", k.kver));
             if k.initramfs.is_some() {
-                e.set("initrd", &format!("/{kdir_rel}/{initrd_name}"));
+                e.set("initrd", &format!("/{kdir_rel}/initramfs-{}.img", k.kver));
+            }
+            // Overlay images: more `initrd` lines, loaded after the deployment's own.
+            for o in &p.overlay_initrds {
+                e.lines.push((
+                    "initrd".into(),
+                    super::bls::one_line(&format!("/ostree/initramfs-overlays/{o}.img")),
+                ));
             }
             let name = entries.join(format!(
                 "ostree-{version_no}-{}{}.conf",
@@ -645,7 +814,6 @@ impl Sysroot {
         super::failpoint("deploy::bootlinks")?;
         // The refs of the new list, beside the old list's: from here on both lists' commits
         // are kept, whichever of them the next boot uses.
-        let commits: Vec<Checksum> = plan.iter().map(|p| p.checksum).collect();
         self.write_deployment_refs(repo, new, new_sub, &commits, false)?;
         super::failpoint("deploy::refs")?;
         let bb = boot.join("boot");
@@ -661,7 +829,57 @@ impl Sysroot {
         self.flush_boot("deploy::frozen-after-swap")?;
         super::failpoint("deploy::swapped")?;
         // Only now may the old list's refs go.
-        self.write_deployment_refs(repo, new, new_sub, &commits, true)
+        self.write_deployment_refs(repo, new, new_sub, &commits, true)?;
+        self.emit(super::SysrootEvent::DeploymentsWritten {
+            swapped: true,
+            bootversion: new,
+            subbootversion: new_sub,
+            count_change,
+        });
+        Ok(())
+    }
+
+    /// The kernels (copied into /boot once per bootcsum) and the link farm
+    /// `ostree/boot.N.M/<os>/<bootcsum>/<bootserial> -> deployment` of `plan`, made beside
+    /// the live one; returns each deployment's boot serial.
+    fn build_link_farm(&self, plan: &[Planned], bootversion: u32, sub: u32) -> Result<Vec<u32>> {
+        let boot = self.path.join("boot");
+        let farm = self.path.join(format!("ostree/boot.{bootversion}.{sub}"));
+        if farm.exists() {
+            std::fs::remove_dir_all(&farm).ctx("remove", &farm)?;
+        }
+        let mut serials: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for p in plan {
+            let k = &p.kernel;
+            let bootserial = {
+                let s = serials.entry(k.bootcsum.clone()).or_insert(0);
+                let v = *s;
+                *s += 1;
+                v
+            };
+            // Kernel and initramfs, copied once per bootcsum.
+            let kdir = boot.join(format!("ostree/{}-{}", p.stateroot, k.bootcsum));
+            std::fs::create_dir_all(&kdir).ctx("create directory", &kdir)?;
+            copy_if_missing(
+                &k.root,
+                &k.vmlinuz,
+                &kdir.join(format!("vmlinuz-{}", k.kver)),
+            )?;
+            if let Some(i) = &k.initramfs {
+                copy_if_missing(&k.root, i, &kdir.join(format!("initramfs-{}.img", k.kver)))?;
+            }
+            let fdir = farm.join(&p.stateroot).join(&k.bootcsum);
+            std::fs::create_dir_all(&fdir).ctx("create directory", &fdir)?;
+            let target = format!(
+                "../../../deploy/{}/deploy/{}.{}",
+                p.stateroot, p.checksum, p.deployserial
+            );
+            let l = fdir.join(bootserial.to_string());
+            std::os::unix::fs::symlink(&target, &l).ctx("symlink", &l)?;
+            out.push(bootserial);
+        }
+        Ok(out)
     }
 
     /// Flush `/boot` around the loader swap, as ostree's `full_system_sync` (before) and
@@ -764,6 +982,14 @@ impl Sysroot {
     pub fn cleanup_and_prune(&self) -> Result<crate::repo::PruneReport> {
         let _lock = self.lock(|| {})?;
         self.cleanup()?;
+        self.prune_repo()
+    }
+
+    /// The prune half of [`Self::cleanup_and_prune`] (what ostree does after writing a new
+    /// deployment list, unless `--no-prune`): every object no ref and no deployment (staged
+    /// or not) reaches goes.
+    pub fn prune_repo(&self) -> Result<crate::repo::PruneReport> {
+        let _lock = self.lock(|| {})?;
         let mut keep: Vec<Checksum> = self.deployments()?.iter().map(|d| d.checksum).collect();
         if let Some(m) = self.read_staged()? {
             keep.push(m.checksum);
@@ -868,17 +1094,155 @@ impl Sysroot {
                 }
             }
         }
+        // Overlay initramfs images no deployment (staged or not) loads.
+        let mut live_overlays: std::collections::HashSet<String> =
+            deps.iter().flat_map(|d| overlays_of(&d.entry)).collect();
+        if let Some(m) = self.read_staged()? {
+            live_overlays.extend(m.overlay_initrds);
+        }
+        let odir = kdir.join("initramfs-overlays");
+        if let Ok(rd) = std::fs::read_dir(&odir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let used = name
+                    .strip_suffix(".img")
+                    .is_some_and(|c| live_overlays.contains(c));
+                if !used {
+                    std::fs::remove_file(e.path()).ctx("remove", e.path())?;
+                }
+            }
+        }
         Ok(())
     }
 }
 
-fn kargs_of(e: &BlsEntry) -> Vec<String> {
-    e.get("options")
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter(|a| !a.starts_with("ostree="))
-        .map(str::to_string)
+/// The kernel arguments a deploy writes, as ostree's `admin deploy` settles them: from
+/// `opts.kargs` (`--karg-none`, `--karg-proc-cmdline`), else the merge deployment's when
+/// there are edits, then `--karg` (replace), `--karg-append`, `--karg-delete`. `None`: no
+/// option given, the merge deployment's are inherited.
+fn resolve_kargs(opts: &DeployOptions, merge: Option<&Deployment>) -> Result<Option<Vec<String>>> {
+    use super::kargs::KernelArgs;
+    // Refused as given: split on whitespace later, a newline would pass as a separator
+    // while ostree would write it into the entry (an injected `init=` line).
+    if let Some(bad) = opts
+        .kargs
+        .iter()
+        .flatten()
+        .chain(&opts.karg_replace)
+        .chain(&opts.karg_append)
+        .chain(&opts.karg_delete)
+        .find(|a| a.chars().any(char::is_control))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "kernel argument {bad:?} has control characters"
+        )));
+    }
+    let edits = !opts.karg_replace.is_empty()
+        || !opts.karg_append.is_empty()
+        || !opts.karg_delete.is_empty();
+    let mut k = match (&opts.kargs, merge) {
+        (Some(base), _) => Some(KernelArgs::from_args(base)),
+        (None, Some(m)) if edits => Some(KernelArgs::from_args(&kargs_of(&m.entry))),
+        _ => None,
+    };
+    if edits {
+        let k = k.get_or_insert_with(KernelArgs::new);
+        for a in &opts.karg_replace {
+            k.replace(a);
+        }
+        for a in &opts.karg_append {
+            k.append(a);
+        }
+        for a in &opts.karg_delete {
+            k.delete(a)?;
+        }
+    }
+    Ok(k.map(KernelArgs::into_args))
+}
+
+/// An origin as ostree writes it: what GLib's keyfile writer makes of it (comments and
+/// blank lines dropped, `key=value`, a blank line between groups), without the transient
+/// group (pinning belongs to the deployment it was set on).
+pub(super) fn normalized_origin(o: &KeyFile) -> KeyFile {
+    let mut out = glib_keyfile(o);
+    out.remove_group("libostree-transient");
+    out
+}
+
+/// `o` as GLib writes a keyfile it loaded without keeping comments: groups and keys in
+/// order, `key=value`, a blank line between groups (an empty group stays).
+pub(super) fn glib_keyfile(o: &KeyFile) -> KeyFile {
+    let mut out = KeyFile::new();
+    for g in o.groups() {
+        out.add_group(g);
+        for k in o.keys(g) {
+            if let Some(v) = o.get(g, k) {
+                out.set(g, k, v);
+            }
+        }
+    }
+    out
+}
+
+/// The `title` of a deployment's entry: the OS's pretty name, its version, and its place
+/// in the list (with the stateroot when there are several), as ostree writes it.
+fn entry_title(p: &Planned, i: usize, multi_os: bool) -> String {
+    let mut title = p.pretty.clone();
+    if let Some(v) = &p.version {
+        if !title.contains(v.as_str()) {
+            title = format!("{title} {v}");
+        }
+    }
+    let osname = if multi_os {
+        format!("{}:", p.stateroot)
+    } else {
+        String::new()
+    };
+    format!("{title} (ostree:{osname}{i})")
+}
+
+/// Whether writing `plan` would leave every bootloader entry as it is: the same number of
+/// deployments, each with the same stateroot, kernel, kernel arguments, overlay images,
+/// boot counting state and title (ostree compares kernel, arguments and version; the title
+/// holds the version).
+fn same_bootconfigs(current: &[Deployment], plan: &[Planned], multi_os: bool) -> bool {
+    current.len() == plan.len()
+        && current.iter().zip(plan).enumerate().all(|(i, (d, p))| {
+            let kdir = format!("/ostree/{}-{}", p.stateroot, p.kernel.bootcsum);
+            d.stateroot == p.stateroot
+                && d.bootcsum == p.kernel.bootcsum
+                && without_ostree_arg(&kargs_of(&d.entry)) == without_ostree_arg(&p.kargs)
+                && overlays_of(&d.entry) == p.overlay_initrds
+                && d.tries == p.tries
+                && d.entry.get("title") == Some(entry_title(p, i, multi_os).as_str())
+                && d.entry.get("linux")
+                    == Some(format!("{kdir}/vmlinuz-{}", p.kernel.kver).as_str())
+        })
+}
+
+/// Checksums of the overlay initramfs images an entry loads (`initrd` lines after the
+/// first, under `/ostree/initramfs-overlays/`).
+fn overlays_of(e: &BlsEntry) -> Vec<String> {
+    e.lines
+        .iter()
+        .filter(|(k, _)| k == "initrd")
+        .filter_map(|(_, v)| {
+            v.strip_prefix("/ostree/initramfs-overlays/")
+                .and_then(|n| n.strip_suffix(".img"))
+                .map(str::to_string)
+        })
         .collect()
+}
+
+/// An entry's kernel arguments, `ostree=` included: ostree keeps its place in the list when
+/// the arguments are carried over (the new value replaces it there).
+fn kargs_of(e: &BlsEntry) -> Vec<String> {
+    super::kargs::KernelArgs::parse(e.get("options").unwrap_or_default()).into_args()
+}
+
+/// `args` without ostree's own `ostree=`.
+fn without_ostree_arg(args: &[String]) -> Vec<&String> {
+    args.iter().filter(|a| !a.starts_with("ostree=")).collect()
 }
 
 /// Copy `rel` of the deployment tree `root` (read inside the tree) to `dst` under /boot,

@@ -98,11 +98,22 @@ pub fn prepare_root(opts: &PrepareRootOptions) -> Result<PathBuf> {
         Ok(())
     };
     bind(&deployment, &tmp)?;
-    // /usr read-only: a bind mount of itself, remounted read-only.
+    // /usr read-only: a bind mount of itself, remounted read-only; or, for a deployment
+    // unlocked with `admin unlock --hotfix`, its writable overlay (as ostree-prepare-root).
     let usr = tmp.join("usr");
-    bind(&usr, &usr)?;
-    rustix::mount::mount_remount(&usr, MountFlags::BIND | MountFlags::RDONLY, "")
-        .ctx("remount read-only", &usr)?;
+    if deployment.join(".usr-ovl-work").is_dir() {
+        super::live::mount_overlay(
+            &usr,
+            &deployment.join("usr"),
+            &deployment.join(".usr-ovl-upper"),
+            &deployment.join(".usr-ovl-work"),
+            false,
+        )?;
+    } else {
+        bind(&usr, &usr)?;
+        rustix::mount::mount_remount(&usr, MountFlags::BIND | MountFlags::RDONLY, "")
+            .ctx("remount read-only", &usr)?;
+    }
     // /var is the stateroot's, shared by all its deployments.
     let dst = tmp.join("var");
     ensure_dir(&dst)?;

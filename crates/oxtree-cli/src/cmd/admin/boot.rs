@@ -1,18 +1,60 @@
+//! `admin init-fs`, `os-init`, `boot-complete`, `finalize-staged`, `cleanup`, `remount`
+//! and `prepare-root`: setting up a sysroot and the steps around a boot.
+
 use crate::cmd::Global;
-use crate::output::human_size;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use oxtree::sysroot::Sysroot;
 use std::path::PathBuf;
 
+/// Create the top-level layout of a new physical root in PATH.
+#[derive(Args)]
+pub struct InitFsArgs {
+    /// Only create /boot and /ostree (layout epoch 1).
+    #[arg(long)]
+    pub modern: bool,
+    /// Layout epoch: 0 (the default) adds the legacy top-level directories, 1 is --modern.
+    #[arg(long, short = 'E', value_name = "VERSION")]
+    pub epoch: Option<u32>,
+    pub path: Option<PathBuf>,
+}
+
+pub fn init_fs(a: InitFsArgs) -> Result<()> {
+    let InitFsArgs {
+        modern,
+        epoch,
+        path,
+    } = a;
+    let Some(path) = path else {
+        bail!("PATH must be specified");
+    };
+    let modern = match epoch {
+        None | Some(0) => modern,
+        Some(1) => true,
+        Some(n) => bail!("Invalid epoch: {n}"),
+    };
+    if let Err(e) = std::fs::read_dir(&path) {
+        bail!(
+            "opendir({}): {}",
+            path.display(),
+            crate::output::strerror(&e)
+        );
+    }
+    Sysroot::init_fs_with(&path, modern)?;
+    Ok(())
+}
+
 /// Create a stateroot (an OS name with its own /var).
 #[derive(Args)]
 pub struct OsInitArgs {
-    pub stateroot: String,
+    pub stateroot: Option<String>,
 }
 
 pub fn os_init(g: &Global, a: OsInitArgs) -> Result<()> {
     let OsInitArgs { stateroot } = a;
+    let Some(stateroot) = stateroot else {
+        bail!("OSNAME must be specified");
+    };
     Sysroot::new(&g.sysroot_path()).os_init(&stateroot)?;
     println!("ostree/deploy/{stateroot} initialized as OSTree root");
     Ok(())
@@ -81,8 +123,13 @@ pub fn finalize_staged(g: &Global, a: FinalizeStagedArgs) -> Result<()> {
         }
     }
     let opts = oxtree::sysroot::DeployOptions::default();
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = super::sysroot(g);
     let _lock = lock_sysroot(&sr)?;
+    if sr.finalization_locked() && sr.read_staged()?.is_some() {
+        // ostree's message: the staged deployment stays (until the reboot forgets it).
+        println!("Not finalizing; found /run/ostree/staged-deployment-locked");
+        return Ok(());
+    }
     match sr.finalize_staged(&opts)? {
         Some(d) => println!(
             "Finalized staged deployment {} {}",
@@ -99,12 +146,9 @@ pub fn finalize_staged(g: &Global, a: FinalizeStagedArgs) -> Result<()> {
 pub struct CleanupArgs {}
 
 pub fn cleanup(g: &Global, _a: CleanupArgs) -> Result<()> {
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = super::sysroot(g);
     let _lock = lock_sysroot(&sr)?;
-    let rep = sr.cleanup_and_prune()?;
-    if rep.deleted > 0 {
-        println!("Freed objects: {}", human_size(rep.freed_bytes));
-    }
+    super::print_pruned(&sr.cleanup_and_prune()?);
     Ok(())
 }
 
@@ -136,8 +180,20 @@ pub fn remount() -> Result<()> {
     Ok(())
 }
 
-/// `--reboot`: hand over to systemd (or plain `reboot` without it).
-pub fn reboot_now() -> Result<()> {
+/// `--reboot`: hand over to systemd (or plain `reboot` without it); with `kexec`, into
+/// the kernel loaded by `--kexec` (`systemctl kexec`).
+pub fn reboot_now(kexec: bool) -> Result<()> {
+    if kexec {
+        let ok = std::process::Command::new("systemctl")
+            .arg("kexec")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            bail!("the new kernel is loaded, but `systemctl kexec` failed: run it, or reboot, by hand");
+        }
+        return Ok(());
+    }
     let ok = std::process::Command::new("systemctl")
         .arg("reboot")
         .status()
