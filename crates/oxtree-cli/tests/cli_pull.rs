@@ -1227,7 +1227,20 @@ fn pull_options_as_ostree() {
         &["pull", "o", "main", "--require-static-deltas"],
     );
     assert!(o.status.success());
-    assert!(stdout(&x).contains("static delta"), "{}", show_output(&x));
+    assert!(x.status.success(), "{}", show_output(&x));
+    let (_, cj) = clients(t, "dj", &file_url);
+    let json = ox(&[
+        "pull",
+        &repo_arg(&cj),
+        "--json",
+        "o",
+        "main",
+        "--require-static-deltas",
+    ]);
+    assert!(
+        json.contains("\"deltas\":[\""),
+        "the delta was used: {json}"
+    );
     assert_eq!(repo_state(&co), repo_state(&cx));
     // --cache-dir: a signed summary is cached as DIR/summaries/REMOTE (+ .sig) by both
     // tools, and a second pull with an unchanged signature does not download it again.

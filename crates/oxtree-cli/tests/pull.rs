@@ -252,6 +252,107 @@ fn pull_subpaths_as_ostree() {
     ostree(&["fsck", &repo_arg(&ox_dst)]);
 }
 
+/// The line a pull prints is ostree's, counters and all: fresh, up to date, history only,
+/// from a local cache, over file:// and by pull-local (seconds normalised).
+#[test]
+fn pull_prints_ostree_summary_line() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let src = t.join("src");
+    ostree(&["init", &repo_arg(&src), "--mode=archive"]);
+    ostree(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        TS,
+        s(&tree),
+    ]);
+    write(&tree.join("etc/conf"), b"v2\n", 0o644);
+    ostree(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "other",
+        "-s",
+        "v2",
+        TS,
+        s(&tree),
+    ]);
+    ostree(&["summary", &repo_arg(&src), "-u"]);
+    let nginx = Nginx::start(&src, &t.join("nginx"));
+    let file_url = format!("file://{}", s(&src));
+    let norm = |out: String| -> String {
+        // "in 0 seconds": the one figure that depends on the clock.
+        out.split("; ")
+            .map(|p| match p.find(" transferred in ") {
+                Some(i) => format!("{} transferred in N seconds", &p[..i]),
+                None => p.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    for tool in ["ostree", "oxtree"] {
+        let run = |args: &[&str]| {
+            norm(if tool == "ostree" {
+                ostree(args)
+            } else {
+                ox(args)
+            })
+        };
+        let base = t.join(tool);
+        std::fs::create_dir_all(&base).expect("mkdir");
+        let r = |n: &str| repo_arg(&base.join(n));
+        let mut out = Vec::new();
+        for n in ["a", "b", "c", "d"] {
+            run(&["init", &r(n), "--mode=archive"]);
+            run(&[
+                "remote",
+                "add",
+                &r(n),
+                "--no-gpg-verify",
+                "origin",
+                &nginx.url,
+            ]);
+            run(&[
+                "remote",
+                "add",
+                &r(n),
+                "--no-gpg-verify",
+                "local",
+                &file_url,
+            ]);
+        }
+        out.push(run(&["pull", &r("a"), "origin", "main"]));
+        out.push(run(&["pull", &r("a"), "origin", "main"]));
+        out.push(run(&["pull", &r("a"), "origin", "main", "other"]));
+        out.push(run(&[
+            "pull",
+            &r("b"),
+            "--commit-metadata-only",
+            "origin",
+            "other",
+        ]));
+        let cache = format!("--localcache-repo={}", s(&base.join("a")));
+        out.push(run(&["pull", &r("c"), &cache, "origin", "main"]));
+        out.push(run(&["pull", &r("d"), "local", "main"]));
+        out.push(run(&["pull-local", &r("d"), s(&src), "other"]));
+        lines.push(out);
+    }
+    assert_eq!(lines[1], lines[0], "oxtree's pull lines (left) vs ostree's");
+    assert!(
+        lines[0][0].contains("content objects fetched"),
+        "{:?}",
+        lines[0]
+    );
+}
+
 /// An update v1→v2 fetches exactly the objects that are new in v2.
 #[test]
 fn incremental_pull_fetches_only_new_objects() {

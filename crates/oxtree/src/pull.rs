@@ -161,6 +161,18 @@ impl Default for PullOptions {
 #[derive(Debug, Default)]
 pub struct PullProgress {
     pub objects_fetched: AtomicU64,
+    /// As ostree counts them for its summary line: metadata objects fetched (one per
+    /// detached-metadata request too, found or not), content objects fetched, static delta
+    /// parts fetched, objects copied from a `--localcache-repo`, and the (unpacked) bytes of
+    /// the content objects written.
+    pub metadata_fetched: AtomicU64,
+    pub content_fetched: AtomicU64,
+    pub deltaparts_fetched: AtomicU64,
+    pub localcache_metadata: AtomicU64,
+    pub localcache_content: AtomicU64,
+    pub content_bytes_written: AtomicU64,
+    /// Detached-metadata requests among `metadata_fetched` (an import does not count them).
+    pub detached_requests: AtomicU64,
     pub objects_queued: AtomicU64,
     pub bytes_fetched: AtomicU64,
     pub requests: AtomicU64,
@@ -175,6 +187,18 @@ pub struct PullResult {
     pub collection_refs: Vec<(crate::repo::CollectionRef, Option<Checksum>, Checksum)>,
     pub objects_fetched: u64,
     pub bytes_fetched: u64,
+    /// The counters of ostree's summary line (see [`PullProgress`]).
+    pub metadata_fetched: u64,
+    pub content_fetched: u64,
+    pub deltaparts_fetched: u64,
+    pub localcache_metadata: u64,
+    pub localcache_content: u64,
+    pub content_bytes_written: u64,
+    pub detached_requests: u64,
+    /// Bytes of the summary, its signature, the config and refs (in `bytes_fetched`).
+    pub setup_bytes: u64,
+    /// Bytes of the server's "not found" answers after those (not in `bytes_fetched`).
+    pub not_found_bytes: u64,
     pub requests: u64,
     pub elapsed: Duration,
     /// Static deltas applied, by name (`FROM-TO` or `TO`).
@@ -246,6 +270,10 @@ impl Repo {
             opts,
             progress,
         )?;
+        // ostree's "transferred" figure leaves out the summary, its signature, the config
+        // and the refs: what was fetched up to here.
+        let setup_bytes = progress.bytes_fetched.load(Ordering::Relaxed);
+        let setup_not_found = fetcher.not_found_bytes();
         let resolved = targets
             .into_iter()
             .map(|(r, c)| Resolved {
@@ -263,7 +291,11 @@ impl Repo {
                 commit: c,
             })
             .collect::<Vec<_>>();
-        self.pull_resolved(fetcher, summary.as_ref(), &resolved, opts, progress, start)
+        let mut res =
+            self.pull_resolved(fetcher, summary.as_ref(), &resolved, opts, progress, start)?;
+        res.setup_bytes = setup_bytes;
+        res.not_found_bytes = fetcher.not_found_bytes().saturating_sub(setup_not_found);
+        Ok(res)
     }
 
     /// The pull proper, once every target is resolved: fetch (static deltas first, then
@@ -409,6 +441,13 @@ impl Repo {
         }
         result.objects_fetched = progress.objects_fetched.load(Ordering::Relaxed);
         result.bytes_fetched = progress.bytes_fetched.load(Ordering::Relaxed);
+        result.metadata_fetched = progress.metadata_fetched.load(Ordering::Relaxed);
+        result.content_fetched = progress.content_fetched.load(Ordering::Relaxed);
+        result.deltaparts_fetched = progress.deltaparts_fetched.load(Ordering::Relaxed);
+        result.localcache_metadata = progress.localcache_metadata.load(Ordering::Relaxed);
+        result.localcache_content = progress.localcache_content.load(Ordering::Relaxed);
+        result.content_bytes_written = progress.content_bytes_written.load(Ordering::Relaxed);
+        result.detached_requests = progress.detached_requests.load(Ordering::Relaxed);
         result.requests = progress.requests.load(Ordering::Relaxed);
         result.elapsed = start.elapsed();
         Ok(result)

@@ -29,7 +29,7 @@ pub use fsck::{
     FsckReport, FsckStage,
 };
 pub use prune::{PruneOptions, PruneReport};
-pub use pull_local::PullLocalOptions;
+pub use pull_local::{PullLocalCounts, PullLocalOptions};
 pub use read::FileContent;
 pub use refs::{CollectionRef, ListRefsOptions, RefName, RefTarget};
 pub use remote::RemoteAddOptions;

@@ -233,7 +233,7 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             res.requests,
             res.elapsed.as_secs_f64()
         );
-    } else {
+    } else if a.dry_run {
         for (r, old, new) in &res.refs {
             match old {
                 Some(o) if o == new => println!("{r}: {new} (unchanged)"),
@@ -241,20 +241,27 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
                 None => println!("{r}: {new}"),
             }
         }
-        for d in &res.deltas {
-            println!("static delta {d}");
+        println!("(dry run: nothing fetched)");
+    } else {
+        // ostree's summary line, with its counters; oxtree's own figures go to --json and -v.
+        let url = a
+            .url
+            .clone()
+            .or_else(|| repo.remote_url(&remote).ok())
+            .unwrap_or_default();
+        println!("{}", summary_line(&res, url.starts_with("file://")));
+        for (r, old, new) in &res.refs {
+            tracing::debug!("{r}: {old:?} -> {new}");
         }
-        println!(
-            "{} objects, {} in {:.1} s ({} requests){}",
+        for d in &res.deltas {
+            tracing::debug!("static delta {d}");
+        }
+        tracing::debug!(
+            "{} objects, {} in {:.1} s ({} requests)",
             res.objects_fetched,
             human_size(res.bytes_fetched),
             res.elapsed.as_secs_f64(),
-            res.requests,
-            if a.dry_run {
-                " (dry run: nothing fetched)"
-            } else {
-                ""
-            }
+            res.requests
         );
     }
     Ok(())
@@ -339,7 +346,7 @@ pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
     } else {
         a.refs
     };
-    let n = repo.pull_local(
+    let counts = repo.pull_local(
         &src,
         &refs,
         &PullLocalOptions {
@@ -353,6 +360,61 @@ pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
             require_static_deltas: a.require_static_deltas,
         },
     )?;
-    println!("{n} objects copied");
+    println!(
+        "{} metadata, {} content objects imported; {} content written",
+        counts.metadata,
+        counts.content,
+        human_size(0)
+    );
     Ok(())
+}
+
+/// The line ostree prints at the end of a pull: `N metadata, M content objects fetched` (or
+/// `N delta parts, M loose fetched`), the objects a `--localcache-repo` gave, the bytes
+/// transferred (in B below 1024, else whole KiB, as ostree), and the unpacked content bytes
+/// written (as GLib's `g_format_size`). A `file://` remote is imported, as ostree does.
+pub(crate) fn summary_line(res: &oxtree::pull::PullResult, imported: bool) -> String {
+    if imported {
+        return format!(
+            "{} metadata, {} content objects imported; {} content written",
+            (res.metadata_fetched + res.localcache_metadata).saturating_sub(res.detached_requests),
+            res.content_fetched + res.localcache_content,
+            human_size(0)
+        );
+    }
+    let mut line = if res.deltaparts_fetched > 0 {
+        format!(
+            "{} delta parts, {} loose fetched",
+            res.deltaparts_fetched,
+            res.metadata_fetched + res.content_fetched
+        )
+    } else {
+        format!(
+            "{} metadata, {} content objects fetched",
+            res.metadata_fetched, res.content_fetched
+        )
+    };
+    if res.localcache_metadata + res.localcache_content > 0 {
+        line += &format!(
+            " ({} meta, {} content local)",
+            res.localcache_metadata, res.localcache_content
+        );
+    }
+    let transferred = res.bytes_fetched.saturating_sub(res.setup_bytes) + res.not_found_bytes;
+    if transferred > 0 {
+        let (n, unit) = if transferred < 1024 {
+            (transferred, "B")
+        } else {
+            (transferred / 1024, "KiB")
+        };
+        line += &format!(
+            "; {n} {unit} transferred in {} seconds",
+            res.elapsed.as_secs()
+        );
+    }
+    line += &format!(
+        "; {} content written",
+        human_size(res.content_bytes_written)
+    );
+    line
 }

@@ -34,6 +34,9 @@ pub(super) fn process_file(sh: &Shared<'_>, c: &Checksum) -> Result<()> {
             sh.txn
                 .write_file(&f.header.clone(), &mut f.payload, f.size, Some(c))?;
             sh.progress.objects_fetched.fetch_add(1, Ordering::Relaxed);
+            sh.progress
+                .localcache_content
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
     }
@@ -74,6 +77,7 @@ pub(super) fn process_file(sh: &Shared<'_>, c: &Checksum) -> Result<()> {
     drop(lock);
     res?;
     sh.progress.objects_fetched.fetch_add(1, Ordering::Relaxed);
+    sh.progress.content_fetched.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -181,6 +185,9 @@ impl Shared<'_> {
             self.txn
                 .write_file(&header, &mut payload, size, Some(c))
                 .map_err(map_err)?;
+            self.progress
+                .content_bytes_written
+                .fetch_add(size, Ordering::Relaxed);
             return Ok(());
         }
         // Archive: verify by hashing the inflated stream, then keep the served bytes.
@@ -213,11 +220,15 @@ impl Shared<'_> {
         match &bytes {
             Some(b) => self
                 .txn
-                .store_verified_archive_object(c, crate::repo::RawObject::Bytes(b)),
+                .store_verified_archive_object(c, crate::repo::RawObject::Bytes(b))?,
             None => self
                 .txn
-                .store_verified_archive_object(c, crate::repo::RawObject::File(partial)),
+                .store_verified_archive_object(c, crate::repo::RawObject::File(partial))?,
         }
+        self.progress
+            .content_bytes_written
+            .fetch_add(size, Ordering::Relaxed);
+        Ok(())
     }
 }
 

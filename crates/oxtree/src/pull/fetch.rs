@@ -57,6 +57,11 @@ pub trait Fetcher: Sync {
 
     /// The full URL of `path`, for messages.
     fn describe(&self, path: &str) -> String;
+
+    /// Bytes of the "not found" answers so far (their bodies are not otherwise counted).
+    fn not_found_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// How HTTP requests are bounded in time (see the module doc).
@@ -221,6 +226,8 @@ pub struct HttpFetcher {
     opts: FetchOptions,
     /// Sent with every request (the remote's cookies).
     headers: Vec<(String, String)>,
+    /// Bytes of 404 bodies (ostree counts them in its "transferred" figure).
+    not_found_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl HttpFetcher {
@@ -246,6 +253,7 @@ impl HttpFetcher {
             agent: agent(&opts),
             opts,
             headers: Vec::new(),
+            not_found_bytes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -299,6 +307,11 @@ fn agent(opts: &FetchOptions) -> ureq::Agent {
 }
 
 impl Fetcher for HttpFetcher {
+    fn not_found_bytes(&self) -> u64 {
+        self.not_found_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn fetch_bounded(
         &self,
         path: &str,
@@ -327,7 +340,11 @@ impl Fetcher for HttpFetcher {
         let len = resp.body().content_length();
         match status {
             200 | 206 => {}
-            404 | 410 => return Ok(None),
+            404 | 410 => {
+                self.not_found_bytes
+                    .fetch_add(len.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+                return Ok(None);
+            }
             416 if from > 0 => {
                 return Err(FetchError::RangeNotSatisfiable);
             }

@@ -135,6 +135,9 @@ impl Shared<'_> {
         else {
             return Ok(None);
         };
+        self.progress
+            .metadata_fetched
+            .fetch_add(1, Ordering::Relaxed);
         // The digest covers the file as served (a signed superblock with its signatures).
         let actual = Checksum::digest(&sb_bytes);
         if let Some(digest) = digest.filter(|d| *d != actual) {
@@ -162,14 +165,18 @@ impl Shared<'_> {
             }
             let path = format!("{dir}/{i}");
             let what = self.fetcher.describe(&path);
-            fetch_retry(
+            let part = fetch_retry(
                 self.fetcher,
                 &path,
                 self.opts,
                 self.progress,
                 crate::delta::MAX_PART_SIZE,
             )?
-            .ok_or_else(|| Error::Other(format!("{what}: delta part not found on the server")))
+            .ok_or_else(|| Error::Other(format!("{what}: delta part not found on the server")))?;
+            self.progress
+                .deltaparts_fetched
+                .fetch_add(1, Ordering::Relaxed);
+            Ok(part)
         };
         let done = |n: usize| {
             self.progress

@@ -245,17 +245,30 @@ impl Shared<'_> {
         // structure, signatures).
         for cache in &self.caches {
             if cache.has_object(ty, c) {
+                self.progress
+                    .localcache_metadata
+                    .fetch_add(1, Ordering::Relaxed);
                 return cache.load_metadata(ty, c).map(Some);
             }
         }
         let path = object_url_path(ty, c);
-        match fetch_retry(
+        let got = fetch_retry(
             self.fetcher,
             &path,
             self.opts,
             self.progress,
             MAX_METADATA_SIZE,
-        )? {
+        )?;
+        // Counted as ostree counts: every metadata request, found or not.
+        self.progress
+            .metadata_fetched
+            .fetch_add(1, Ordering::Relaxed);
+        if ty == ObjectType::CommitMeta {
+            self.progress
+                .detached_requests
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        match got {
             Some(b) => Ok(Some(b)),
             None if optional => Ok(None),
             None => Err(Error::Other(format!(
@@ -366,6 +379,27 @@ impl Shared<'_> {
         // Detached metadata (signatures) is re-fetched even for commits we have.
         let meta = match &prefetched {
             Some((_, m)) => m.clone(),
+            // A commit a `--localcache-repo` has comes with that repo's detached metadata
+            // or none, as in ostree (the server is not asked).
+            None if self
+                .caches
+                .iter()
+                .any(|r| r.has_object(ObjectType::Commit, &c)) =>
+            {
+                match self
+                    .caches
+                    .iter()
+                    .find(|r| r.has_object(ObjectType::CommitMeta, &c))
+                {
+                    Some(r) => {
+                        self.progress
+                            .localcache_metadata
+                            .fetch_add(1, Ordering::Relaxed);
+                        Some(r.load_metadata(ObjectType::CommitMeta, &c)?)
+                    }
+                    None => None,
+                }
+            }
             None => self.fetch_meta(ObjectType::CommitMeta, &c, true)?,
         };
         if let Some(meta) = &meta {

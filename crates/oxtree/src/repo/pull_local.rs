@@ -8,6 +8,17 @@ use crate::error::{Error, Result};
 use crate::object::{Checksum, ObjectType};
 use rayon::prelude::*;
 
+/// What a local pull copied, counted as ostree counts its imports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PullLocalCounts {
+    /// Commit, dirtree and dirmeta objects.
+    pub metadata: usize,
+    /// Content objects.
+    pub content: usize,
+    /// Detached metadata (signatures) copied beside commits.
+    pub detached: usize,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct PullLocalOptions {
     /// Parent depth to copy (0 = just the commit, -1 = all history).
@@ -34,13 +45,13 @@ pub struct PullLocalOptions {
 }
 
 impl Repo {
-    /// Pull `refs` (refs or checksums in `src`) into this repo. Returns the number of objects copied.
+    /// Pull `refs` (refs or checksums in `src`) into this repo. Returns what was copied.
     pub fn pull_local(
         &self,
         src: &Repo,
         refs: &[String],
         opts: &PullLocalOptions,
-    ) -> Result<usize> {
+    ) -> Result<PullLocalCounts> {
         // Verified as a pull verifies, before anything is copied.
         let check = crate::pull::LocalCheck::new(self, src, opts)?;
         let mut targets = Vec::new();
@@ -130,7 +141,19 @@ impl Repo {
         }
         // Refs move inside the transaction, under the repo lock (see Transaction::set_ref).
         txn.commit()?;
-        Ok(todo.len())
+        let content = todo
+            .iter()
+            .filter(|(ty, _)| *ty == ObjectType::File)
+            .count();
+        let detached = todo
+            .iter()
+            .filter(|(ty, _)| *ty == ObjectType::CommitMeta)
+            .count();
+        Ok(PullLocalCounts {
+            metadata: todo.len() - content - detached,
+            content,
+            detached,
+        })
     }
 }
 
