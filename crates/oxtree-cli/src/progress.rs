@@ -28,12 +28,19 @@ fn draw(label: &str, finished: &AtomicBool, counts: impl Fn() -> Counts) {
     );
     bar.set_message(label.to_string());
     let mut last_plain = start;
+    let mut last_draw = start;
     let mut shown = false;
+    // The caller joins this thread when the work is done: it looks at `finished` every
+    // 5 ms (a 100 ms sleep added 50 ms on average to every command, a third of a
+    // hardlink checkout), and draws every 100 ms.
     while !finished.load(Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if start.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(5));
+        if start.elapsed() < Duration::from_secs(1)
+            || last_draw.elapsed() < Duration::from_millis(100)
+        {
             continue;
         }
+        last_draw = Instant::now();
         let c = counts();
         if tty {
             bar.set_length(c.total.max(c.done));
