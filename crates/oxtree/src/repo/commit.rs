@@ -1128,18 +1128,18 @@ fn store_file(txn: &Transaction<'_>, t: &FileTask) -> Result<(Checksum, bool, u6
     if t.size <= SMALL_FILE {
         // Exactly the size the scan saw (one read, no size probing); a file that shrank
         // meanwhile fails here, one that grew is committed as it was when scanned.
-        let mut data = vec![0u8; t.size as usize];
-        open()?.read_exact(&mut data).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::Other(format!(
+        // Read into spare capacity: zeroing the buffer first was 1.2 % of a bare-user commit.
+        let mut data = Vec::with_capacity(t.size as usize);
+        open()?
+            .take(t.size)
+            .read_to_end(&mut data)
+            .ctx("read", &t.path)?;
+        if data.len() as u64 != t.size {
+            return Err(Error::Other(format!(
                 "{}: file changed size while being committed",
                 t.path.display()
-            )),
-            _ => Error::Io {
-                op: "read",
-                path: t.path.clone(),
-                source: e,
-            },
-        })?;
+            )));
+        }
         h.update(&data);
         let c = Checksum(h.finalize().into());
         let written = txn.write_file_prehashed(&t.header, &data, &c)?;
@@ -1419,6 +1419,9 @@ struct DirEntries {
     subdirs: Vec<(String, PathBuf, String, std::fs::Metadata)>,
 }
 
+/// A file with several links: (dev, ino) and the header it is committed with.
+type LinkKey = ((u64, u64), FileHeader);
+
 /// What the streamed commit of a directory source counts, from every thread.
 #[derive(Default)]
 struct Tally {
@@ -1443,7 +1446,7 @@ struct Streamer<'a, 't> {
     tally: std::sync::Mutex<Tally>,
     /// Files with several links, by inode and header: hashed once (unless two links are
     /// read at the same time), as ostree's devino cache does. Only multi-link files count.
-    links: std::sync::Mutex<HashMap<((u64, u64), FileHeader), Checksum>>,
+    links: std::sync::Mutex<HashMap<LinkKey, Checksum>>,
 }
 
 impl Streamer<'_, '_> {
