@@ -1506,6 +1506,9 @@ impl Streamer<'_, '_> {
         let t = match f {
             ScannedFile::Known(c) => {
                 self.tally()?.stats.content_cache_hits += 1;
+                if let Some(p) = self.progress {
+                    p.item(0);
+                }
                 return Ok(*c);
             }
             ScannedFile::Task(t) => t,
