@@ -14,6 +14,18 @@
 #   MAKE_ROOTFS=PATH   the rootfs script (default: ../shared/scripts/make-rootfs.sh beside the repo)
 #   OSTREE=PATH        ostree binary (default: ostree on PATH)
 #   OXTREE=PATH        oxtree binary; when unset it is built with `cargo build --release -p oxtree-cli`
+#   ROUNDS=N           rounds (default 3); the table shows medians, peak memory the maximum
+#   BENCH_MANY=N       files of the generated many-small-files tree for the memory row (default
+#                      50000, cached in BENCH_ROOTFS/many-N; 0 skips the row)
+#   NGINX=PATH         nginx for the `oxtree serve` vs nginx rows (default /usr/sbin/nginx; installed
+#                      if missing; SERVE=0 skips those rows)
+#
+# Also measured: commit of the many-files tree into bare-user (peak memory must stay flat as
+# trees grow), and `oxtree serve` against nginx serving the same archive repo (round 1's, as
+# oxtree committed it) to the same client, each client in turn (`ostree pull` and
+# `oxtree pull` into a fresh bare-user repo). Within a round the tools alternate who goes
+# first (odd rounds ostree, even rounds oxtree). After the table, one line per target of
+# issue 13 says met / not met; that does not change the exit status.
 #
 # Page caches cannot be dropped in a container, so every measurement is warm: the input is read
 # once (cat to /dev/null) right before a commit, and checkouts/fsck read repos that were just
@@ -68,14 +80,16 @@ TREE=$(cd "$TREE" && pwd)
 # inode allocation that follows (ext4 skips recently deleted inodes for a minute:
 # `recently_deleted()` showed as the top kernel symbol in perf), so the old work directory is
 # moved aside now and deleted only after the measurements.
+OLDWORK=
 if [ -e "$WORK" ]; then
-  mv "$WORK" "$WORK.old.$$"
-  trap 'rm -rf "$WORK.old.$$"' EXIT
+  OLDWORK=$WORK.old.$$
+  mv "$WORK" "$OLDWORK"
+  trap 'rm -rf "$OLDWORK"' EXIT
 fi
 mkdir -p "$WORK"
 
 # --- measurement -----------------------------------------------------------------------
-declare -A SECS MIB OUT
+declare -A SECS CPU MIB OUT
 PROBLEMS=()
 
 warm() { find "$1" -xdev -type f -print0 | xargs -0r cat >/dev/null 2>&1 || true; }
@@ -85,13 +99,15 @@ warm() { find "$1" -xdev -type f -print0 | xargs -0r cat >/dev/null 2>&1 || true
 measure() {
   local tool=$1 op=$2; shift 2
   local tf="$WORK/time.$tool.$op" log="$WORK/out.$tool.$op" err="$WORK/err.$tool.$op"
-  if /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$log" 2>"$err"; then
-    local s k
-    read -r s k < <(tail -n1 "$tf")
+  if /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$log" 2>"$err"; then
+    local s k u y
+    read -r s k u y < <(tail -n1 "$tf")
     SECS[$tool,$op]="${SECS[$tool,$op]:-} $s"
+    CPU[$tool,$op]="${CPU[$tool,$op]:-} $(awk -v u="$u" -v y="$y" 'BEGIN{printf "%.2f", u+y}')"
     MIB[$tool,$op]="${MIB[$tool,$op]:-} $(awk -v k="$k" 'BEGIN{printf "%.1f", k/1024}')"
   else
     SECS[$tool,$op]=FAIL
+    CPU[$tool,$op]=FAIL
     MIB[$tool,$op]=FAIL
     PROBLEMS+=("$tool $op failed: $*")
     echo "!!! $tool $op FAILED: $*" >&2
@@ -105,8 +121,32 @@ TOOLS=(ostree oxtree)
 bin() { if [ "$1" = ostree ]; then echo "$OSTREE"; else echo "$OXTREE"; fi; }
 
 
+# The many-small-files tree of the memory row: BENCH_MANY files of ~40 bytes, 250 per
+# directory, two levels deep (every file distinct, so each is an object).
+MANY=${BENCH_MANY:-50000}
+MANY_TREE=
+if [ "$MANY" -gt 0 ]; then
+  MANY_TREE=$ROOTFS/many-$MANY
+  if [ ! -f "$MANY_TREE.done" ]; then
+    echo "generating $MANY small files in $MANY_TREE ..." >&2
+    rm -rf "$MANY_TREE"
+    python3 - "$MANY_TREE" "$MANY" <<'PY'
+import os, sys
+base, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = f"{base}/d{i // 5000:03d}/sub{i // 250:05d}"
+    if i % 250 == 0:
+        os.makedirs(d)
+    with open(f"{d}/file-with-a-longish-name-{i:07d}.txt", "w") as f:
+        f.write(f"content {i}\n" * 4)
+PY
+    touch "$MANY_TREE.done"
+  fi
+fi
+
 COMMIT_ARGS=(-b main -s bench --timestamp="$TS" --tree=dir="$TREE")
 OPS=(commit-archive commit-bare-user recommit-archive checkout-bare-user checkout-archive fsck-archive)
+[ -z "$MANY_TREE" ] || OPS+=(commit-many-bare-user)
 declare -A LABEL=(
   [commit-archive]="commit v1 → fresh archive repo"
   [commit-bare-user]="commit v1 → fresh bare-user repo"
@@ -114,6 +154,9 @@ declare -A LABEL=(
   [checkout-bare-user]="checkout -U from bare-user (hardlinks)"
   [checkout-archive]="checkout -U from archive"
   [fsck-archive]="fsck archive repo"
+  [commit-many-bare-user]="commit $MANY small files → fresh bare-user repo (memory row)"
+  [pull-nginx]="pull round 1's archive repo from nginx → fresh bare-user repo"
+  [pull-serve]="the same pull from \`oxtree serve\`"
 )
 
 echo "tree: $TREE" >&2
@@ -127,9 +170,12 @@ mkdir -p "$WORK"
 for t in "${TOOLS[@]}"; do
   "$(bin "$t")" init --repo="$WORK/$t-archive" --mode=archive
   "$(bin "$t")" init --repo="$WORK/$t-bare-user" --mode=bare-user
+  "$(bin "$t")" init --repo="$WORK/$t-many" --mode=bare-user
 done
+# Alternate who goes first: a neighbour's load then weighs on both tools alike.
+if [ $((ROUND % 2)) = 1 ]; then ORDER=(ostree oxtree); else ORDER=(oxtree ostree); fi
 for op in "${OPS[@]}"; do
-  for t in "${TOOLS[@]}"; do
+  for t in "${ORDER[@]}"; do
     b=$(bin "$t")
     case $op in
       commit-archive|recommit-archive)
@@ -144,14 +190,79 @@ for op in "${OPS[@]}"; do
         measure "$t" "$op" "$b" checkout --repo="$WORK/$t-archive" -U main "$WORK/$t-co-archive" ;;
       fsck-archive)
         measure "$t" "$op" "$b" fsck --repo="$WORK/$t-archive" ;;
+      commit-many-bare-user)
+        warm "$MANY_TREE"
+        measure "$t" "$op" "$b" commit --repo="$WORK/$t-many" -b main -s bench --timestamp="$TS" --tree=dir="$MANY_TREE" ;;
     esac
   done
 done
 done
 
+# --- oxtree serve vs nginx ---------------------------------------------------------------
+# Both serve round 1's oxtree archive repo; each client pulls it into a fresh bare-user repo,
+# from nginx and from `oxtree serve` in turn. The ratio that matters is serve / nginx for
+# the same client.
+SERVE=${SERVE:-1}
+PIDS=()
+stop_servers() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+if [ "$SERVE" = 1 ]; then
+  NGINX=${NGINX:-/usr/sbin/nginx}
+  [ -x "$NGINX" ] || need_apt "$NGINX" nginx
+  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  wait_port() { local i; for i in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+  SRVREPO=$BASE/round1/oxtree-archive
+  "$OXTREE" summary --repo="$SRVREPO" -u
+  NG=$BASE/nginx
+  mkdir -p "$NG"
+  NGINX_PORT=$(free_port)
+  {
+    echo "daemon off; user root; worker_processes auto; pid $NG/nginx.pid; error_log $NG/error.log;"
+    echo "events { worker_connections 1024; }"
+    echo "http {"
+    echo "  access_log off; sendfile on; tcp_nopush on; default_type application/octet-stream;"
+    echo "  client_body_temp_path $NG; proxy_temp_path $NG; fastcgi_temp_path $NG; uwsgi_temp_path $NG; scgi_temp_path $NG;"
+    echo "  server { listen 127.0.0.1:$NGINX_PORT; root $BASE/round1; }"
+    echo "}"
+  } >"$NG/nginx.conf"
+  "$NGINX" -e "$NG/error.log" -c "$NG/nginx.conf" -p "$NG" &
+  PIDS+=($!)
+  trap 'stop_servers; [ -z "${OLDWORK:-}" ] || rm -rf "$OLDWORK"' EXIT
+  wait_port "$NGINX_PORT" || die "nginx did not start: $(cat "$NG/error.log")"
+  "$OXTREE" serve --repo="$SRVREPO" --port=0 --quiet >"$BASE/serve.out" 2>"$BASE/serve.err" &
+  PIDS+=($!)
+  SERVE_URL=
+  for _ in $(seq 100); do
+    SERVE_URL=$(cat "$BASE/serve.out" "$BASE/serve.err" 2>/dev/null | grep -o "http://127.0.0.1:[0-9]*" | head -n1 || true)
+    [ -n "$SERVE_URL" ] && break
+    sleep 0.1
+  done
+  [ -n "$SERVE_URL" ] || die "oxtree serve did not start: $(cat "$BASE/serve.err")"
+  declare -A URL=([pull-nginx]="http://127.0.0.1:$NGINX_PORT/oxtree-archive" [pull-serve]="$SERVE_URL")
+  for ROUND in $(seq 1 "$ROUNDS"); do
+    WORK=$BASE/round$ROUND
+    if [ $((ROUND % 2)) = 1 ]; then SRVS=(pull-nginx pull-serve); else SRVS=(pull-serve pull-nginx); fi
+    for t in "${TOOLS[@]}"; do
+      b=$(bin "$t")
+      for op in "${SRVS[@]}"; do
+        r=$WORK/$t-$op
+        "$b" init --repo="$r" --mode=bare-user
+        "$b" remote add --repo="$r" --no-gpg-verify origin "${URL[$op]}"
+        measure "$t" "$op" "$b" pull --repo="$r" origin main
+      done
+    done
+  done
+  stop_servers
+  OPS+=(pull-nginx pull-serve)
+fi
+
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END { if (NR==0) print "FAIL"; else if (NR%2) print v[(NR+1)/2]; else printf "%.2f\n", (v[NR/2]+v[NR/2+1])/2 }'; }
 for key in "${!SECS[@]}"; do
   case ${SECS[$key]} in *FAIL*) SECS[$key]=FAIL ;; *) SECS[$key]=$(echo "${SECS[$key]}" | median) ;; esac
+  case ${CPU[$key]:-FAIL} in *FAIL*) CPU[$key]=FAIL ;; *) CPU[$key]=$(echo "${CPU[$key]}" | median) ;; esac
   case ${MIB[$key]} in *FAIL*) MIB[$key]=FAIL ;; *) MIB[$key]=$(echo "${MIB[$key]}" | tr ' ' '\n' | sort -g | tail -n1) ;; esac
 done
 
@@ -185,15 +296,41 @@ echo "Tree: \`$TREE\` ($n_files files, $size apparent); median of $ROUNDS rounds
      "$("$OSTREE" --version | awk -F"'" '/Version/{print "ostree " $2; exit}'),"\
      "oxtree $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo
-echo "| operation | ostree s | oxtree s | ratio (ostree/oxtree) | ostree peak MiB | oxtree peak MiB |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| operation | ostree s | oxtree s | ratio (ostree/oxtree) | ostree CPU s | oxtree CPU s | ostree peak MiB | oxtree peak MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for op in "${OPS[@]}"; do
   so=${SECS[ostree,$op]} sx=${SECS[oxtree,$op]}
   ratio=$(awk -v a="$so" -v b="$sx" 'BEGIN{ if (a+0==a && b+0==b && b>0) printf "%.2f", a/b; else if (a+0==a && b+0==b) print "∞"; else print "n/a" }')
-  echo "| ${LABEL[$op]} | $so | $sx | $ratio | ${MIB[ostree,$op]} | ${MIB[oxtree,$op]} |"
+  echo "| ${LABEL[$op]} | $so | $sx | $ratio | ${CPU[ostree,$op]} | ${CPU[oxtree,$op]} | ${MIB[ostree,$op]} | ${MIB[oxtree,$op]} |"
 done
 echo
+echo "CPU s = user + system time (median); wall-time ratios on a shared 2-core VM mostly measure the neighbours."
+echo
 for c in "${CHECKS[@]}"; do echo "- $c"; done
+
+# --- targets (issue 13) --------------------------------------------------------------------
+quot() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0==a && b+0==b && b>0) printf "%.2f", a/b; else print "n/a" }'; }
+target() { # label value op threshold: met when "value op threshold" holds
+  local verdict
+  verdict=$(awk -v v="$2" -v t="$4" -v op="$3" 'BEGIN{ if (v !~ /^[0-9.]+$/) print "not measured"; else if ((op==">=" && v+0>=t+0) || (op=="<=" && v+0<=t+0)) print "met"; else print "NOT MET" }')
+  echo "- target $1: $2 (want $3 $4): $verdict"
+}
+echo
+echo "Targets (ratio = ostree s / oxtree s, medians of $ROUNDS):"
+target "commit → archive ≥ 5× ostree" "$(quot "${SECS[ostree,commit-archive]}" "${SECS[oxtree,commit-archive]}")" ">=" 5
+target "commit → bare-user ≥ 4× ostree" "$(quot "${SECS[ostree,commit-bare-user]}" "${SECS[oxtree,commit-bare-user]}")" ">=" 4
+target "checkout -U from bare-user ≥ 3× ostree" "$(quot "${SECS[ostree,checkout-bare-user]}" "${SECS[oxtree,checkout-bare-user]}")" ">=" 3
+target "fsck ≥ 8× ostree" "$(quot "${SECS[ostree,fsck-archive]}" "${SECS[oxtree,fsck-archive]}")" ">=" 8
+if [ -n "$MANY_TREE" ]; then
+  target "peak memory of the $MANY-file commit ≤ ostree's (oxtree MiB / ostree MiB)" \
+    "$(quot "${MIB[oxtree,commit-many-bare-user]}" "${MIB[ostree,commit-many-bare-user]}")" "<=" 1
+fi
+if [ "$SERVE" = 1 ]; then
+  for t in "${TOOLS[@]}"; do
+    target "\`oxtree serve\` ≤ 1.0× nginx's time, $t client (serve s / nginx s)" \
+      "$(quot "${SECS[$t,pull-serve]}" "${SECS[$t,pull-nginx]}")" "<=" 1.0
+  done
+fi
 if [ ${#PROBLEMS[@]} -gt 0 ]; then
   echo
   echo "PROBLEMS (${#PROBLEMS[@]}): logs in $WORK/err.*"

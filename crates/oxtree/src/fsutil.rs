@@ -74,6 +74,26 @@ pub fn fget_xattr(file: &File, name: &str, path: &Path) -> Result<Option<Vec<u8>
     }
 }
 
+/// One xattr of `path` itself (not following a symlink), without opening it: `None` when
+/// the file has no such attribute.
+pub fn lget_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    let mut val = vec![0u8; 512];
+    loop {
+        match rustix::fs::lgetxattr(path, name, &mut val[..]) {
+            Ok(l) => {
+                val.truncate(l);
+                return Ok(Some(val));
+            }
+            Err(rustix::io::Errno::RANGE) => {
+                let need = rustix::fs::lgetxattr_query(path, name).ctx("getxattr", path)?;
+                val.resize(need.max(val.len() * 2), 0);
+            }
+            Err(rustix::io::Errno::NODATA) => return Ok(None),
+            Err(e) => return Err(e).ctx("getxattr", path),
+        }
+    }
+}
+
 pub fn fset_xattr(file: &File, name: &[u8], value: &[u8], path: &Path) -> Result<()> {
     let name = std::str::from_utf8(name)
         .map_err(|_| Error::InvalidArgument(format!("{}: non-UTF-8 xattr name", path.display())))?;

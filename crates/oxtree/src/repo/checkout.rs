@@ -370,7 +370,12 @@ impl Repo {
     /// Check out one file entry, treating what is already at `dest` as `opts.overwrite`
     /// says.
     fn checkout_entry(&self, csum: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
-        let existing = std::fs::symlink_metadata(dest).ok();
+        // A plain checkout needs no look at the destination: the link or create fails
+        // with EEXIST if something is there (one syscall per file saved).
+        let existing = match opts.overwrite {
+            Overwrite::None => None,
+            _ => std::fs::symlink_metadata(dest).ok(),
+        };
         match (opts.overwrite, &existing) {
             (_, None) | (Overwrite::None, _) => {}
             (Overwrite::UnionAdd, Some(_)) => return Ok(()),
@@ -470,7 +475,15 @@ impl Repo {
         // A user-mode checkout never shares a setuid/setgid inode: bare-user-only repos
         // refuse such objects now, but one written by an older version (or by hand) must
         // not become a setuid file in the user's tree. It is copied, without those bits.
-        let obj_st = std::fs::symlink_metadata(&obj).ok();
+        // The object is stat'ed only when its mode or size decides something (bare-user-only
+        // in user mode, `-z`): a hardlink checkout of a large tree is bound by syscalls.
+        let need_st =
+            opts.user_mode && self.mode() == RepoMode::BareUserOnly || opts.force_copy_zerosized;
+        let obj_st = if need_st {
+            std::fs::symlink_metadata(&obj).ok()
+        } else {
+            None
+        };
         let setid = opts.user_mode
             && self.mode() == RepoMode::BareUserOnly
             && obj_st
@@ -481,6 +494,20 @@ impl Repo {
         let link = self.can_hardlink(opts) && !setid && !zerosized;
         if link && self.mode() != RepoMode::BareUser && self.try_hardlink(&obj, csum, dest, opts)? {
             return Ok(());
+        }
+        if link && self.mode() == RepoMode::BareUser {
+            // Only the object's type matters here (a bare-user symlink is a regular file
+            // holding its target): read it from the xattr by path, without opening the
+            // object, then link. Anything unusual (no xattr, a bad one, no object) takes
+            // the full read below, which reports it.
+            let regular = crate::fsutil::lget_xattr(&obj, "user.ostreemeta")
+                .ok()
+                .flatten()
+                .and_then(|m| FileHeader::from_filemeta(&m).ok())
+                .is_some_and(|h| h.validate().is_ok() && h.is_regular());
+            if regular && self.try_hardlink(&obj, csum, dest, opts)? {
+                return Ok(());
+            }
         }
         let mut fc = self.read_file(csum)?;
         if fc.header.is_regular() {

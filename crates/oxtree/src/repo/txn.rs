@@ -550,6 +550,26 @@ impl Transaction<'_> {
         }
     }
 
+    /// A dirtree staged in this transaction or already in the repo (verified either way).
+    pub fn load_dirtree(&self, csum: &Checksum) -> Result<crate::object::DirTree> {
+        let staged = self.staged_name(ObjectType::DirTree, csum);
+        match std::fs::read(&staged) {
+            Ok(b) => {
+                let actual = Checksum::digest(&b);
+                if actual != *csum {
+                    return Err(Error::ChecksumMismatch {
+                        ty: ObjectType::DirTree,
+                        csum: *csum,
+                        actual,
+                    });
+                }
+                crate::object::DirTree::parse(&b)
+                    .map_err(|e| Error::corrupt(ObjectType::DirTree, *csum, e))
+            }
+            Err(_) => self.repo.load_dirtree(csum),
+        }
+    }
+
     /// Size on disk of an object staged in this transaction or already in the repo.
     pub fn stored_size(&self, ty: ObjectType, csum: &Checksum) -> Result<u64> {
         let staged = self.staged_name(ty, csum);
@@ -651,6 +671,18 @@ impl Transaction<'_> {
     /// Commitmeta is replaced if it exists; the others are written once, and only if their
     /// bytes hash to `csum`.
     pub fn write_metadata_as(&self, ty: ObjectType, csum: &Checksum, data: &[u8]) -> Result<()> {
+        self.write_metadata_claimed(ty, csum, data).map(|_| ())
+    }
+
+    /// [`Transaction::write_metadata_as`], telling whether this call wrote the object
+    /// (false: the repo or this transaction had it). Exact under concurrency, which a
+    /// `has_object` check before the write is not (a commit's statistics count on it).
+    pub fn write_metadata_claimed(
+        &self,
+        ty: ObjectType,
+        csum: &Checksum,
+        data: &[u8],
+    ) -> Result<bool> {
         if ty == ObjectType::CommitMeta {
             self.staged.lock().map(|mut s| s.insert((ty, *csum))).ok();
         } else {
@@ -663,7 +695,7 @@ impl Transaction<'_> {
                 });
             }
             if !self.claim(ty, csum) {
-                return Ok(());
+                return Ok(false);
             }
         }
         let res = self.ensure_staging_dir(csum).and_then(|()| {
@@ -679,7 +711,7 @@ impl Transaction<'_> {
         match res {
             Ok(()) => {
                 self.mark_finished(ty, csum);
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 if ty != ObjectType::CommitMeta {
@@ -1071,12 +1103,21 @@ thread_local! {
     static DEFLATE: std::cell::RefCell<Option<flate2::Compress>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Run `f` with this thread's deflate state, reset, at ostree's level 6 (raw, no header).
+/// The deflate level of `.filez` objects. ostree uses 6; with zlib-rs (the flate2 backend
+/// here, a port of zlib-ng) level 4 compressed the Debian rootfs 3.4× faster on one core
+/// (5.4 s against 18.2 s, best of 3 on this loaded VM) for 1.3 % more bytes (65.2 MB
+/// against 64.4 MB), and a commit into an archive repo is bound by deflate. The stored
+/// bytes differ from ostree's anyway (as those of an ostree built on zlib-ng do); object
+/// and commit checksums do not depend on them, `ostree.sizes` records what is written.
+const DEFLATE_LEVEL: u32 = 4;
+
+/// Run `f` with this thread's deflate state, reset, at [`DEFLATE_LEVEL`] (raw, no header).
 fn with_deflate<R>(f: impl FnOnce(&mut flate2::Compress) -> R) -> R {
     DEFLATE.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let comp =
-            slot.get_or_insert_with(|| flate2::Compress::new(flate2::Compression::new(6), false));
+        let comp = slot.get_or_insert_with(|| {
+            flate2::Compress::new(flate2::Compression::new(DEFLATE_LEVEL), false)
+        });
         comp.reset();
         f(comp)
     })
