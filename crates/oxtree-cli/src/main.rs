@@ -187,12 +187,20 @@ fn main() {
         Ok(cli) => cli,
         // --help (exit 0) and usage errors (exit 1, as ostree; 2 with detailed codes).
         Err(e) => {
-            let _ = e.print();
-            std::process::exit(if e.use_stderr() {
-                failure_code(EXIT_USAGE)
-            } else {
-                0
-            });
+            if !e.use_stderr() {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            match ostree_usage_error(&e) {
+                Some(line) => {
+                    eprintln!("error: {line}");
+                    eprintln!("hint: see `oxtree --help` or `oxtree COMMAND --help`");
+                }
+                None => {
+                    let _ = e.print();
+                }
+            }
+            std::process::exit(failure_code(EXIT_USAGE));
         }
     };
     let code = match run(cli) {
@@ -335,4 +343,47 @@ fn error_chain(e: &anyhow::Error) -> String {
         }
     }
     msg
+}
+
+/// GLib's wording for the usage errors scripts meet most (ostree's option parser), where
+/// clap's differs: an unknown option or command, an option without its value.
+fn ostree_usage_error(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let ctx = |k: ContextKind| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    // "--name <VALUE>" or "--name=<VALUE>" -> "--name"
+    let option = |s: String| s.split([' ', '=']).next().map(str::to_string).unwrap_or(s);
+    match e.kind() {
+        ErrorKind::UnknownArgument => {
+            let arg = ctx(ContextKind::InvalidArg)?;
+            if arg.starts_with('-') {
+                Some(format!("Unknown option {arg}"))
+            } else {
+                None
+            }
+        }
+        ErrorKind::InvalidSubcommand => Some(format!(
+            "Unknown command '{}'",
+            ctx(ContextKind::InvalidSubcommand)?
+        )),
+        ErrorKind::InvalidValue if ctx(ContextKind::InvalidValue).is_some_and(|v| v.is_empty()) => {
+            Some(format!(
+                "Missing argument for {}",
+                option(ctx(ContextKind::InvalidArg)?)
+            ))
+        }
+        ErrorKind::ValueValidation
+            if std::error::Error::source(e)
+                .is_some_and(|s| s.downcast_ref::<std::num::ParseIntError>().is_some()) =>
+        {
+            Some(format!(
+                "Cannot parse integer value \u{201c}{}\u{201d} for {}",
+                ctx(ContextKind::InvalidValue)?,
+                option(ctx(ContextKind::InvalidArg)?)
+            ))
+        }
+        _ => None,
+    }
 }

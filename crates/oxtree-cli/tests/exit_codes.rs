@@ -59,6 +59,15 @@ fn failures_exit_as_ostree_and_detailed_codes_on_request() {
         let d = code(&oxtree_bin(), t, args, true);
         assert_eq!(d, Some(*detailed), "oxtree {args:?} with detailed codes");
     }
+    // GLib's words for the usage errors scripts meet most.
+    for args in [
+        vec!["refs", &r, "--no-such-option"],
+        vec!["no-such-command"],
+        vec!["commit", &r, "--timestamp"],
+        vec!["pull", &r, "--depth=abc", "origin"],
+    ] {
+        common::same(t, &args);
+    }
     // Help and version succeed for both.
     for args in [vec!["--help"], vec!["refs", "--help"], vec!["--version"]] {
         assert_eq!(code(Path::new("ostree"), t, &args, false), Some(0));
