@@ -14,6 +14,12 @@ if [ "${OXTREE_E2E:-1}" != 0 ]; then
   command -v debootstrap >/dev/null || need+=(debootstrap)
   [ -x /usr/sbin/debugfs ] || need+=(e2fsprogs)
 fi
+# `oxtree image build` is checked with the partition, FAT and qcow2 tools.
+command -v sfdisk >/dev/null || need+=(fdisk)
+command -v fsck.fat >/dev/null || need+=(dosfstools)
+command -v mtype >/dev/null || need+=(mtools)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+[ -x /usr/sbin/debugfs ] || need+=(e2fsprogs)
 command -v gpg >/dev/null || need+=(gnupg)
 command -v openssl >/dev/null || need+=(openssl)
 # The update agent's FleetLock tests run a real etcd (v3 JSON gateway).

@@ -6,11 +6,12 @@
 
 pub mod bls;
 mod deploy;
+pub mod esp;
 mod etc_merge;
 mod ops;
 pub mod prepare_root;
 pub mod remount;
-mod tree;
+pub(crate) mod tree;
 
 pub use deploy::DeployOptions;
 
@@ -100,6 +101,8 @@ pub struct Sysroot {
     /// The sysroot lock while this process holds it, shared by nested guards (an upgrade
     /// locks, then deploys, which locks, then cleans up, which locks).
     lock: std::sync::Mutex<HeldLock>,
+    /// The EFI system partition, when given (see [`Sysroot::esp`]).
+    esp: Option<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -149,7 +152,17 @@ impl Sysroot {
         Sysroot {
             path: path.to_path_buf(),
             lock: std::sync::Mutex::new(HeldLock::default()),
+            esp: None,
         }
+    }
+
+    /// Use `esp` as the EFI system partition (a mounted ESP, or the directory an image
+    /// build fills), instead of looking for one (see [`Sysroot::esp`]).
+    pub fn with_esp(mut self, esp: Option<PathBuf>) -> Sysroot {
+        if esp.is_some() {
+            self.esp = esp;
+        }
+        self
     }
 
     /// Take the sysroot lock (see [`SysrootLock`]), waiting for as long as another process
@@ -289,8 +302,22 @@ impl Sysroot {
         }
     }
 
-    /// Deployments in boot order (default first), from the active loader entries.
+    /// Deployments in boot order (default first), from the active loader entries. With
+    /// the systemd-boot backend, the boot counters are the ones on the ESP, which the
+    /// bootloader itself counts down (see [`esp`]).
     pub fn deployments(&self) -> Result<Vec<Deployment>> {
+        let mut out = self.bls_deployments()?;
+        if let Some(tries) = self.esp_tries()? {
+            for d in &mut out {
+                let base = esp::entry_base(&d.stateroot, &d.checksum, d.deployserial);
+                d.tries = tries.get(&base).copied().flatten();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deployments as the entries under `/boot` list them (counters from their names).
+    pub(crate) fn bls_deployments(&self) -> Result<Vec<Deployment>> {
         let Some(n) = self.bootversion()? else {
             return Ok(Vec::new());
         };

@@ -16,6 +16,11 @@ pub struct AdminArgs {
     /// Path to the physical root (default: $OSTREE_SYSROOT, else /).
     #[arg(long, global = true, value_name = "PATH")]
     pub sysroot: Option<PathBuf>,
+    /// The EFI system partition (mounted, or a directory), for the systemd-boot backend
+    /// (`[sysroot] bootloader=systemd-boot`); default: the FAT mount at /efi, /boot/efi or
+    /// /boot of the running system.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub esp: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: AdminCmd,
 }
@@ -72,6 +77,7 @@ pub enum KargsCmd {
 pub fn run(g: &Global, a: AdminArgs) -> Result<()> {
     let g = &Global {
         sysroot: a.sysroot,
+        esp: a.esp,
         ..g.clone()
     };
     match a.cmd {

@@ -545,6 +545,12 @@ impl Sysroot {
         plan: &[Planned],
     ) -> Result<()> {
         let _lock = self.lock(|| {})?;
+        // systemd-boot: first make the ESP name the live boot links (an earlier run may
+        // have stopped between its swap and its mirror update), since this run replaces
+        // the other ones (see `esp`).
+        self.sync_esp()?;
+        // Its boot counters live on the ESP, not in these entries' names.
+        let counters_here = self.bootloader()? != super::esp::Bootloader::SystemdBoot;
         let old = self.bootversion()?.unwrap_or(0);
         let new = 1 - old;
         let boot = self.path.join("boot");
@@ -635,7 +641,7 @@ impl Sysroot {
             let name = entries.join(format!(
                 "ostree-{version_no}-{}{}.conf",
                 p.stateroot,
-                super::bls::tries_suffix(p.tries)
+                super::bls::tries_suffix(p.tries.filter(|_| counters_here))
             ));
             crate::fsutil::write_atomic(&name, e.to_string().as_bytes(), false)?;
         }
@@ -660,6 +666,8 @@ impl Sysroot {
         crate::fsutil::fsync_dir(&boot)?;
         self.flush_boot("deploy::frozen-after-swap")?;
         super::failpoint("deploy::swapped")?;
+        // systemd-boot: the ESP follows the swap before anything old is removed.
+        self.sync_esp()?;
         // Only now may the old list's refs go.
         self.write_deployment_refs(repo, new, new_sub, &commits, true)
     }
@@ -786,6 +794,8 @@ impl Sysroot {
             return Ok(());
         };
         let deps = self.deployments()?;
+        // systemd-boot: the ESP entries must name the live boot links before the old ones go.
+        self.sync_esp()?;
         // The deployment refs follow the live list, whatever an interrupted deploy left.
         let commits: Vec<Checksum> = deps.iter().map(|d| d.checksum).collect();
         self.write_deployment_refs(&self.repo()?, cur, self.subbootversion(cur), &commits, true)?;

@@ -13,7 +13,7 @@ pub struct OsInitArgs {
 
 pub fn os_init(g: &Global, a: OsInitArgs) -> Result<()> {
     let OsInitArgs { stateroot } = a;
-    Sysroot::new(&g.sysroot_path()).os_init(&stateroot)?;
+    g.sysroot().os_init(&stateroot)?;
     println!("ostree/deploy/{stateroot} initialized as OSTree root");
     Ok(())
 }
@@ -41,7 +41,7 @@ pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
         health_dir,
         skip_health_checks,
     } = a;
-    warn_finalize_failure(&Sysroot::new(&g.sysroot_path()));
+    warn_finalize_failure(&g.sysroot());
     if !skip_health_checks {
         let failed = Sysroot::run_health_checks(&health_dir)?;
         if !failed.is_empty() {
@@ -55,7 +55,7 @@ pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
             );
         }
     }
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let _lock = lock_sysroot(&sr)?;
     match sr.boot_complete(index)? {
         Some(d) => println!("Marked {} as good", d.dirname()),
@@ -81,7 +81,7 @@ pub fn finalize_staged(g: &Global, a: FinalizeStagedArgs) -> Result<()> {
         }
     }
     let opts = oxtree::sysroot::DeployOptions::default();
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let _lock = lock_sysroot(&sr)?;
     match sr.finalize_staged(&opts)? {
         Some(d) => println!(
@@ -99,7 +99,7 @@ pub fn finalize_staged(g: &Global, a: FinalizeStagedArgs) -> Result<()> {
 pub struct CleanupArgs {}
 
 pub fn cleanup(g: &Global, _a: CleanupArgs) -> Result<()> {
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let _lock = lock_sysroot(&sr)?;
     let rep = sr.cleanup_and_prune()?;
     if rep.deleted > 0 {

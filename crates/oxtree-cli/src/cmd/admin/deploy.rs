@@ -3,7 +3,6 @@ use crate::cmd::Global;
 use crate::output::human_size;
 use anyhow::{Context, Result};
 use clap::Args;
-use oxtree::sysroot::Sysroot;
 
 /// Deploy a ref or commit of the system repo as the new default (checkout by hardlinks,
 /// /etc merge, kernel copy, Boot Loader Spec entries, atomic switch).
@@ -45,7 +44,7 @@ pub fn deploy(g: &Global, a: DeployArgs) -> Result<()> {
         stage,
         refspec,
     } = a;
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     if karg_proc_cmdline {
         let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
         // The bootloader's and ostree's own arguments are not the OS's to keep.
@@ -126,7 +125,7 @@ pub fn upgrade(g: &Global, a: UpgradeArgs) -> Result<()> {
         ..Default::default()
     };
     // Held across the pull and the deploy, as ostree holds it.
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let lock = lock_sysroot(&sr)?;
     let (deployed, pulled) = sr.upgrade(pull_only, deploy_only, allow_downgrade, &opts)?;
     if let Some(p) = &pulled {
@@ -177,7 +176,7 @@ pub struct SwitchArgs {
 pub fn switch(g: &Global, a: SwitchArgs) -> Result<()> {
     let SwitchArgs { reboot, refspec } = a;
     let opts = oxtree::sysroot::DeployOptions::default();
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let lock = lock_sysroot(&sr)?;
     let d = sr.switch(&refspec, &opts)?;
     drop(lock);
@@ -203,7 +202,7 @@ pub struct RollbackArgs {
 
 pub fn rollback(g: &Global, a: RollbackArgs) -> Result<()> {
     let RollbackArgs { if_failed } = a;
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let _lock = lock_sysroot(&sr)?;
     if if_failed {
         match sr.rollback_if_failed()? {
@@ -228,7 +227,7 @@ pub struct UndeployArgs {
 
 pub fn undeploy(g: &Global, a: UndeployArgs) -> Result<()> {
     let UndeployArgs { index } = a;
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let _lock = lock_sysroot(&sr)?;
     let d = sr.undeploy(index)?;
     println!("Deleted deployment {}", d.dirname());
@@ -245,7 +244,7 @@ pub struct PinArgs {
 
 pub fn pin(g: &Global, a: PinArgs) -> Result<()> {
     let PinArgs { unpin, index } = a;
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let _lock = lock_sysroot(&sr)?;
     sr.pin(index, !unpin)?;
     println!(
@@ -275,7 +274,7 @@ pub fn kargs_edit(g: &Global, a: KargsEditArgs) -> Result<()> {
         delete,
         replace,
     } = a;
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let _lock = lock_sysroot(&sr)?;
     let k = sr.kargs_edit(&append, &delete, &replace)?;
     println!("{}", k.join(" "));

@@ -4,7 +4,6 @@ use crate::output::json_str;
 use anyhow::Result;
 use clap::Args;
 use oxtree::object::Checksum;
-use oxtree::sysroot::Sysroot;
 
 /// List deployments: the default first, with their version and origin.
 #[derive(Args)]
@@ -16,7 +15,7 @@ pub struct StatusArgs {
 
 pub fn status(g: &Global, a: StatusArgs) -> Result<()> {
     let StatusArgs { json } = a;
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let deps = sr.deployments()?;
     let staged = sr.read_staged()?;
     warn_finalize_failure(&sr);
