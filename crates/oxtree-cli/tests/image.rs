@@ -397,3 +397,80 @@ fn efi_binary_comes_from_the_option_when_the_tree_has_none_and_qcow2_is_converte
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not an EFI (PE) binary"));
 }
+
+/// The Debian package (dist/deb/build.sh, which the OVMF e2e installs into its tree with
+/// dpkg): the binary under all of ostree's names, units, initramfs-tools hook, man pages,
+/// root-owned files with sane modes, and maintainer scripts that parse.
+#[test]
+fn the_debian_package_carries_oxtree_under_ostrees_names_with_its_units() {
+    let tmp = tempdir();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/deb/build.sh");
+    let o = Command::new(&script)
+        .arg(tmp.path())
+        .arg(oxtree_bin())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("DEB_COMPRESS", "none")
+        .output()
+        .expect("run build.sh");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let deb = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let info = tool("dpkg-deb", &["-I", &deb]);
+    for f in [
+        "Package: oxtree",
+        "Conflicts: ostree, ostree-boot",
+        "Provides: ostree",
+    ] {
+        assert!(info.contains(f), "{f}:\n{info}");
+    }
+    let list = tool("dpkg-deb", &["-c", &deb]);
+    let has = |mode: &str, path: &str| {
+        list.lines().any(|l| {
+            l.starts_with(mode)
+                && l.contains(" root/root ")
+                && l.split_whitespace().nth(5) == Some(path)
+        })
+    };
+    assert!(has("drwxr-xr-x", "./"), "{list}");
+    for (mode, path) in [
+        ("-rwxr-xr-x", "./usr/bin/oxtree"),
+        ("lrwxrwxrwx", "./usr/bin/ostree"),
+        ("lrwxrwxrwx", "./usr/lib/ostree/ostree-prepare-root"),
+        ("-rwxr-xr-x", "./usr/share/initramfs-tools/hooks/oxtree"),
+        (
+            "-rwxr-xr-x",
+            "./usr/share/initramfs-tools/scripts/local-bottom/oxtree",
+        ),
+        (
+            "-rw-r--r--",
+            "./usr/lib/systemd/system/oxtree-boot-complete.service",
+        ),
+        (
+            "-rw-r--r--",
+            "./usr/lib/systemd/system/oxtree-finalize-staged.service",
+        ),
+        ("-rw-r--r--", "./usr/share/man/man1/oxtree-image-build.1.gz"),
+        ("drwxr-xr-x", "./etc/oxtree/health.d/"),
+    ] {
+        assert!(has(mode, path), "{mode} {path} missing:\n{list}");
+    }
+    assert!(
+        !list.contains("./etc/systemd/"),
+        "units are enabled by postinst, not shipped as links"
+    );
+    let ctl = tmp.path().join("control");
+    tool("dpkg-deb", &["-e", &deb, s(&ctl)]);
+    for script in ["postinst", "postrm"] {
+        tool("sh", &["-n", s(&ctl.join(script))]);
+    }
+    // Reproducible: the same binary and SOURCE_DATE_EPOCH give the same package.
+    let again = tmp.path().join("again");
+    let o2 = Command::new(&script)
+        .arg(&again)
+        .arg(oxtree_bin())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("DEB_COMPRESS", "none")
+        .output()
+        .expect("run build.sh");
+    let deb2 = String::from_utf8_lossy(&o2.stdout).trim().to_string();
+    assert!(std::fs::read(&deb).expect("deb") == std::fs::read(&deb2).expect("deb"));
+}

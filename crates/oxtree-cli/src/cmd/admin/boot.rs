@@ -33,6 +33,22 @@ pub struct BootCompleteArgs {
     /// Mark good without running the health checks.
     #[arg(long)]
     pub skip_health_checks: bool,
+    /// When systemd-boot counts this boot (the bootloader backend is systemd-boot and
+    /// its LoaderBootCountPath variable is set) and systemd-bless-boot is installed, only
+    /// run the health checks: systemd-bless-boot.service marks the entry good once
+    /// boot-complete.target, which this unit is ordered before, is reached.
+    #[arg(long)]
+    pub leave_to_bless_boot: bool,
+}
+
+/// systemd-bless-boot, which Debian's `systemd-boot` package installs.
+fn bless_boot_installed() -> bool {
+    [
+        "/usr/lib/systemd/systemd-bless-boot",
+        "/lib/systemd/systemd-bless-boot",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).is_file())
 }
 
 pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
@@ -40,6 +56,7 @@ pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
         index,
         health_dir,
         skip_health_checks,
+        leave_to_bless_boot,
     } = a;
     warn_finalize_failure(&g.sysroot());
     if !skip_health_checks {
@@ -56,6 +73,17 @@ pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
         }
     }
     let sr = g.sysroot();
+    if leave_to_bless_boot
+        && index.is_none()
+        && sr.bootloader()? == oxtree::sysroot::esp::Bootloader::SystemdBoot
+        && oxtree::sysroot::esp::loader_variable("LoaderBootCountPath").is_some()
+        && bless_boot_installed()
+    {
+        println!(
+            "Health checks passed; systemd-bless-boot marks this boot good (boot-complete.target)."
+        );
+        return Ok(());
+    }
     let _lock = lock_sysroot(&sr)?;
     match sr.boot_complete(index)? {
         Some(d) => println!("Marked {} as good", d.dirname()),
