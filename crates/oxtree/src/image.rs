@@ -428,6 +428,7 @@ pub fn build(opts: &ImageOptions, step: &dyn Fn(&str)) -> Result<ImageReport> {
     steps.push(("sysroot", t.elapsed()));
 
     // 2. Sizes, checked before anything is written.
+    let t = Instant::now();
     let (sysroot_bytes, sysroot_inodes) = ext4::usage(&sysroot_dir)?;
     let root_min = ext4::min_size(sysroot_bytes, sysroot_inodes).div_ceil(MIB) * MIB;
     let esp_size = opts.esp_size / MIB * MIB;
@@ -465,6 +466,7 @@ pub fn build(opts: &ImageOptions, step: &dyn Fn(&str)) -> Result<ImageReport> {
         None => (2 * root_min).max(root_min + 512 * MIB),
     };
     let layout = Layout::new(esp_size, root_size);
+    steps.push(("sizes", t.elapsed()));
 
     // 3. The image.
     let raw_path = match opts.format {
@@ -535,6 +537,7 @@ pub fn build(opts: &ImageOptions, step: &dyn Fn(&str)) -> Result<ImageReport> {
             q
         }
     };
+    let t = Instant::now();
     std::fs::File::open(&final_tmp)
         .and_then(|f| f.sync_all())
         .ctx("fsync", &final_tmp)?;
@@ -549,6 +552,7 @@ pub fn build(opts: &ImageOptions, step: &dyn Fn(&str)) -> Result<ImageReport> {
             * 512
     };
     drop(work);
+    steps.push(("finish", t.elapsed()));
     steps.push(("total", t_all.elapsed()));
     Ok(ImageReport {
         output: opts.output.clone(),

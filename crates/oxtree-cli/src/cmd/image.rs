@@ -224,7 +224,7 @@ pub fn run(g: &Global, cmd: ImageCmd) -> Result<()> {
             ""
         }
     );
-    println!("  deployment {} ({})", r.deployment, r.commit);
+    println!("  deployment {}", r.deployment);
     println!("  kernel arguments: {}", r.kargs.join(" "));
     println!(
         "  time: {}",

@@ -168,7 +168,23 @@ fn write_file(path: &Path, data: &[u8]) -> Result<()> {
     f.write_all(data).ctx("write", &tmp)?;
     f.sync_all().ctx("fsync", &tmp)?;
     drop(f);
-    std::fs::rename(&tmp, path).ctx("rename", path)
+    rename_durably(&tmp, path)
+}
+
+/// Rename `from` to `to` and make the result durable on FAT. Linux's vfat writes the new
+/// directory entry with no first cluster and size 0 and fills them in only when the file's
+/// inode is written back: a power cut after a plain rename and a directory fsync left an
+/// empty entry file, which systemd-boot skips (seen in the OVMF e2e). So the renamed file
+/// itself is fsynced (that writes its entry), then the directory.
+fn rename_durably(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).ctx("rename", to)?;
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .ctx("fsync", to)?;
+    if let Some(dir) = to.parent() {
+        crate::fsutil::fsync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn tmp_name(path: &Path) -> PathBuf {
@@ -184,7 +200,7 @@ fn copy_file(src: &Path, dst: &Path) -> Result<u64> {
     let n = std::io::copy(&mut from, &mut to).ctx("copy to", &tmp)?;
     to.sync_all().ctx("fsync", &tmp)?;
     drop(to);
-    std::fs::rename(&tmp, dst).ctx("rename", dst)?;
+    rename_durably(&tmp, dst)?;
     Ok(n)
 }
 
@@ -205,12 +221,16 @@ fn boot_relpath(entry_file: &str, key: &str, v: &str) -> Result<String> {
     Ok(rel.to_string())
 }
 
-fn remove_tmp_files(dir: &Path) -> Result<()> {
+/// Remove the temporary files an interrupted update left in `dir` (only `ostree*` ones
+/// when `prefix`: the entries directory is shared with other operating systems).
+fn remove_tmp_files(dir: &Path, prefix: bool) -> Result<()> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Ok(());
     };
     for e in rd.flatten() {
-        if e.file_name().to_string_lossy().ends_with(".tmp") {
+        // Any case: after a power cut FAT may show only the short name (`OSTREE~1.TMP`).
+        let n = e.file_name().to_string_lossy().to_ascii_lowercase();
+        if n.ends_with(".tmp") && (!prefix || n.starts_with("ostree")) {
             let p = e.path();
             std::fs::remove_file(&p).ctx("remove", &p)?;
         }
@@ -320,14 +340,13 @@ impl Sysroot {
         let boot = self.path.join("boot");
         let entries_dir = esp.join("loader/entries");
         std::fs::create_dir_all(&entries_dir).ctx("create directory", &entries_dir)?;
-        remove_tmp_files(&entries_dir)?;
+        remove_tmp_files(&entries_dir, true)?;
 
         // 1. loader.conf.
         let conf = esp.join("loader/loader.conf");
         let want = loader_conf();
         if std::fs::read_to_string(&conf).ok().as_deref() != Some(want.as_str()) {
             write_file(&conf, want.as_bytes())?;
-            crate::fsutil::fsync_dir(&esp.join("loader"))?;
         }
         super::failpoint("esp::loader")?;
 
@@ -358,14 +377,11 @@ impl Sysroot {
                         std::fs::create_dir_all(parent).ctx("create directory", parent)?;
                         crate::fsutil::fsync_dir(parent.parent().unwrap_or(&esp))?;
                     }
-                    remove_tmp_files(parent)?;
+                    remove_tmp_files(parent, false)?;
                 }
                 if std::fs::symlink_metadata(&dst).is_err() {
                     rep.bytes_copied += copy_file(&boot.join(rel), &dst)?;
                     rep.kernels_copied += 1;
-                    if let Some(parent) = dst.parent() {
-                        crate::fsutil::fsync_dir(parent)?;
-                    }
                 }
             }
             plan.push(d);
@@ -404,6 +420,7 @@ impl Sysroot {
             let text = e.to_string();
             let path = entries_dir.join(&file);
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                // Each entry durable before the next (`rename_durably`).
                 write_file(&path, text.as_bytes())?;
                 rep.entries_written += 1;
                 super::failpoint("esp::entry")?;
@@ -464,9 +481,7 @@ impl Sysroot {
                 d.dirname()
             )));
         };
-        std::fs::rename(dir.join(&e.file), dir.join(format!("{base}.conf")))
-            .ctx("rename", dir.join(&e.file))?;
-        crate::fsutil::fsync_dir(&dir)?;
+        rename_durably(&dir.join(&e.file), &dir.join(format!("{base}.conf")))?;
         Ok(true)
     }
 }
