@@ -12,6 +12,7 @@ pub mod fleetlock;
 pub mod generate;
 pub mod graph;
 pub mod image;
+pub mod p2p;
 pub mod pull;
 pub mod refs;
 pub mod remote;

@@ -92,6 +92,10 @@ enum Cmd {
     },
     /// Regenerate (-u) or show (--view) the repository summary.
     Summary(cmd::summary::SummaryArgs),
+    /// Copy the refs to a USB stick: MOUNT-PATH COLLECTION-ID REF [COLLECTION-ID REF…].
+    CreateUsb(cmd::p2p::CreateUsbArgs),
+    /// Find remotes (mounted filesystems, configured remotes) to serve the given refs.
+    FindRemotes(cmd::p2p::FindRemotesArgs),
     /// Serve a repository over HTTP for pulls (a static file server).
     Serve(cmd::serve::ServeArgs),
     /// Sign a commit with ed25519 keys, or verify its signatures (--verify).
@@ -196,7 +200,8 @@ fn main() {
 /// `--version` in ostree's format. Scripts test the feature list (`ostree --version | grep
 /// -q gpgme`), so it names, under ostree's feature names, only what oxtree really has:
 /// HTTP(S) pulls (`libcurl`), OpenPGP verification and signing (`gpgme`), ed25519 signatures
-/// (`sign-ed25519`), tar commit/export (`libarchive`), the systemd units (`systemd`).
+/// (`sign-ed25519`), tar commit/export (`libarchive`), the systemd units (`systemd`),
+/// collection IDs with `create-usb` and `find-remotes` (`p2p`).
 fn print_version() {
     println!("oxtree:");
     println!(" Version: '{}'", env!("CARGO_PKG_VERSION"));
@@ -208,6 +213,7 @@ fn print_version() {
         "libarchive",
         "systemd",
         "release",
+        "p2p",
     ] {
         println!("  - {f}");
     }
@@ -259,6 +265,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::PullLocal(a) => cmd::pull::pull_local(g, a),
         Cmd::StaticDelta { cmd } => cmd::static_delta::run(g, cmd),
         Cmd::Summary(a) => cmd::summary::run(g, a),
+        Cmd::CreateUsb(a) => cmd::p2p::create_usb(g, a),
+        Cmd::FindRemotes(a) => cmd::p2p::find_remotes(g, a),
         Cmd::Serve(a) => cmd::serve::run(g, a),
         Cmd::Sign(a) => cmd::sign::sign(g, a),
         Cmd::GpgSign(a) => cmd::sign::gpg_sign_cmd(g, a),

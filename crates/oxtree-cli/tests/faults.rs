@@ -536,8 +536,9 @@ fn concurrent_prune_never_leaves_a_dangling_ref() {
                     format!("round {i}\n").as_bytes(),
                     0o644,
                 );
-                let c = ox(&["commit", &darg, "-b", "c", "--parent=none", s(&tree)]);
-                assert_eq!(commit_of("c").as_deref(), Some(c.as_str()));
+                // (Not a hex name: `rev-parse c` would look for commits starting with c.)
+                let c = ox(&["commit", &darg, "-b", "cmt", "--parent=none", s(&tree)]);
+                assert_eq!(commit_of("cmt").as_deref(), Some(c.as_str()));
                 assert!(present(&c), "round {i}: ref c names missing commit {c}");
                 if std::time::Instant::now() > deadline {
                     return i + 1;

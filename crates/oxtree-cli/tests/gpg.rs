@@ -8,21 +8,6 @@ use std::path::{Path, PathBuf};
 
 const TS: &str = "--timestamp=2020-01-01T00:00:00Z";
 
-fn gpg(home: &Path, args: &[&str]) -> String {
-    let mut a = vec![
-        "--homedir",
-        s(home),
-        "--batch",
-        "--yes",
-        "--pinentry-mode",
-        "loopback",
-        "--passphrase",
-        "",
-    ];
-    a.extend_from_slice(args);
-    run_ok(Path::new("gpg"), &a)
-}
-
 /// A fresh GnuPG home with one signing key; returns (home, fingerprint).
 fn gpg_key(dir: &Path, name: &str, expiry: &str) -> (PathBuf, String) {
     let home = dir.join(format!("gnupg-{name}"));

@@ -1104,3 +1104,83 @@ fn concurrent_pulls_of_one_large_object_do_not_mix_bytes() {
         );
     }
 }
+
+/// L5: bytes after a `.filez`'s compressed stream are refused by an archive repo (which keeps
+/// the served bytes and would serve them on to its own clients): nothing of the object is
+/// stored and the ref does not move; a clean server then works. A bare-user repo stores the
+/// inflated, verified content and never the extra bytes.
+#[test]
+fn trailing_bytes_after_compressed_content_are_refused() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = t.join("src");
+    ox(&["init", &repo_arg(&src), "--mode=archive"]);
+    let tree = t.join("tree");
+    write(&tree.join("small"), b"small file\n", 0o644);
+    write(&tree.join("large"), &vec![5u8; 512 << 10], 0o644);
+    ox(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        TS,
+        s(&tree),
+    ]);
+    let server = hostile::HostileServer::start(&src);
+    for (file, mode) in [("/small", "archive"), ("/large", "archive")] {
+        let (path, csum) = filez_path(&src, "main", file);
+        let mut bytes = std::fs::read(src.join(&path)).expect("read");
+        bytes.extend_from_slice(b"JUNK AFTER THE STREAM");
+        server.swap(&path, bytes);
+        let dst = t.join(format!("dst-{mode}{}", file.replace('/', "-")));
+        let d = repo_arg(&dst);
+        ox(&["init", &d, &format!("--mode={mode}")]);
+        ox(&[
+            "remote",
+            "add",
+            &d,
+            "--no-gpg-verify",
+            "origin",
+            &server.url,
+        ]);
+        let (_, err) = ox_fail(&["pull", &d, "origin", "main"]);
+        assert!(
+            err.contains("after the end of the compressed content"),
+            "{mode}: {err}"
+        );
+        let scan = assert_repo_clean(&dst);
+        assert!(!scan.has(&csum), "{mode}: the padded object was stored");
+        assert!(!dst.join("refs/remotes/origin/main").exists());
+        server.heal(&path);
+        ox(&["pull", &d, "origin", "main"]);
+        ox(&["fsck", &d]);
+        assert_eq!(
+            std::fs::read(dst.join(&path)).expect("stored"),
+            std::fs::read(src.join(&path)).expect("served")
+        );
+    }
+    let (path, _) = filez_path(&src, "main", "/large");
+    let mut bytes = std::fs::read(src.join(&path)).expect("read");
+    bytes.extend_from_slice(b"JUNK AFTER THE STREAM");
+    server.swap(&path, bytes);
+    let dst = t.join("dst-bare-user");
+    let d = repo_arg(&dst);
+    ox(&["init", &d, "--mode=bare-user"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "origin",
+        &server.url,
+    ]);
+    ox(&["pull", &d, "origin", "main"]);
+    assert_repo_clean(&dst);
+    ox(&["checkout", &d, "-U", "origin:main", s(&t.join("co"))]);
+    assert_eq!(
+        std::fs::read(t.join("co/large")).expect("co"),
+        vec![5u8; 512 << 10]
+    );
+}

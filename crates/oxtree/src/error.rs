@@ -39,6 +39,10 @@ pub enum Error {
     Config { path: PathBuf, msg: String },
     #[error("{0}")]
     InvalidArgument(String),
+    /// `commit --skip-list` paths that named nothing in the committed trees (ostree refuses
+    /// the commit; its message, the paths for the caller to list).
+    #[error("Unmatched skip-list paths")]
+    UnmatchedSkipList(Vec<String>),
     #[error("{path}: {msg}")]
     Unsupported { path: PathBuf, msg: String },
     #[error("commit {commit}: {msg}")]
@@ -54,12 +58,6 @@ pub enum Error {
     DeltaRefused { delta: String, msg: String },
     #[error("summary {url}: {msg}")]
     SummarySignature { url: String, msg: String },
-    #[error("commit {new} is older than {old} (the current {refname}); pass --allow-downgrade to accept it")]
-    Downgrade {
-        refname: String,
-        old: Checksum,
-        new: Checksum,
-    },
     /// The server's summary does not list the ref (ostree's wording); refs are never looked
     /// up unauthenticated in `refs/heads/` when there is a summary.
     #[error("No such branch '{refname}' in repository summary")]
@@ -81,6 +79,12 @@ pub enum Error {
     /// replayed, for another stream, or malformed.
     #[error("update graph {url}: {msg}")]
     UpdateGraph { url: String, msg: String },
+    /// No remote of that name is configured (ostree's wording).
+    #[error("Remote \"{0}\" not found")]
+    RemoteNotFound(String),
+    /// `remote add` of a remote that exists (ostree's wording).
+    #[error("Remote configuration for \"{0}\" already exists: (in config)")]
+    RemoteExists(String),
     #[error("{0}")]
     Other(String),
 }
@@ -97,6 +101,12 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::RemoteNotFound(_) => {
+                Some("list the configured remotes with `oxtree remote list`".into())
+            }
+            Error::RemoteExists(r) => Some(format!(
+                "replace it with `oxtree remote add --force {r} …`, or keep it with --if-not-exists"
+            )),
             Error::RefNotInSummary { remote, .. } => Some(format!(
                 "`oxtree remote refs {remote}` lists the refs the server's summary offers"
             )),
@@ -105,7 +115,7 @@ impl Error {
                  or ask the publisher to run `oxtree summary -u --sign=KEY`"
                     .into(),
             ),
-            Error::Downgrade { .. } | Error::TimestampCheck { .. } => Some(
+            Error::TimestampCheck { .. } => Some(
                 "the server offers an older commit than the one you have (a rollback or a replay attack); \
                  if that is intended, pull again with --allow-downgrade"
                     .into(),
@@ -148,7 +158,6 @@ impl Error {
             self,
             Error::Signature { .. }
                 | Error::SummarySignature { .. }
-                | Error::Downgrade { .. }
                 | Error::TimestampCheck { .. }
                 | Error::Binding { .. }
                 | Error::DeltaRefused { .. }

@@ -14,9 +14,11 @@
 //! swapped by the `object` layer, never by this module.
 #![deny(clippy::indexing_slicing)]
 
+mod dict;
 mod ty;
 mod value;
 
+pub use dict::glib_dict_order;
 pub use ty::Type;
 pub use value::Value;
 

@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod gvariant;
 pub mod image;
 pub mod object;
+pub mod p2p;
 pub mod progress;
 pub mod pull;
 pub mod repo;

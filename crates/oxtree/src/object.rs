@@ -19,8 +19,10 @@ pub use dirtree::DirTree;
 pub(crate) use file::parse_xattrs;
 pub use file::xattrs_value;
 pub use file::{FileHeader, Xattrs, ARCHIVE_HEADER_TYPE, CONTENT_HEADER_TYPE};
-pub use names::{validate_filename, validate_ref, validate_remote_name};
-pub use summary::{Summary, SummaryRef, SUMMARY_TYPE};
+pub use names::{validate_collection_id, validate_filename, validate_ref, validate_remote_name};
+pub use summary::{
+    refs_value, Summary, SummaryRef, COLLECTION_ID_KEY, COLLECTION_MAP_KEY, SUMMARY_TYPE,
+};
 
 use crate::gvariant::DecodeError;
 

@@ -34,7 +34,9 @@ mod static_delta;
 mod verify;
 mod walk;
 
-pub(crate) use verify::LocalCheck;
+pub(crate) use policy::Verify;
+pub(crate) use resolve::fetch_summary;
+pub(crate) use verify::{verify_commit, LocalCheck, Wanted};
 
 pub use fetch::{FetchError, FetchOptions, Fetcher, FileFetcher, HttpFetcher, Response, UNBOUNDED};
 
@@ -140,6 +142,8 @@ pub struct PullProgress {
 pub struct PullResult {
     /// (ref, old checksum, new checksum).
     pub refs: Vec<(RefName, Option<Checksum>, Checksum)>,
+    /// The same for collection refs (pulls of `(collection, ref)`, as `find-remotes`).
+    pub collection_refs: Vec<(crate::repo::CollectionRef, Option<Checksum>, Checksum)>,
     pub objects_fetched: u64,
     pub bytes_fetched: u64,
     pub requests: u64,
@@ -161,6 +165,33 @@ fn object_url_path(ty: ObjectType, c: &Checksum) -> String {
         ty.extension(),
         z
     )
+}
+
+/// Where a pulled ref is recorded here.
+#[derive(Debug, Clone)]
+pub(crate) enum Dest {
+    /// `refs/heads/REF` or `refs/remotes/REMOTE/REF`.
+    Ref(RefName),
+    /// A collection ref: `refs/mirrors/COLLECTION-ID/REF` (or `refs/heads/REF` for this
+    /// repository's own collection).
+    Collection(crate::repo::CollectionRef),
+}
+
+impl Dest {
+    fn read(&self, repo: &Repo) -> Result<Option<Checksum>> {
+        match self {
+            Dest::Ref(r) => repo.read_ref(r),
+            Dest::Collection(c) => repo.read_collection_ref(c),
+        }
+    }
+}
+
+/// A commit to pull: the ref it was asked for on the remote (`None` for a bare checksum),
+/// where that ref goes here, and the commit it resolved to.
+pub(crate) struct Resolved {
+    pub(crate) remote_ref: Option<String>,
+    pub(crate) dest: Option<Dest>,
+    pub(crate) commit: Checksum,
 }
 
 impl Repo {
@@ -186,20 +217,51 @@ impl Repo {
             opts,
             progress,
         )?;
-        let ref_name = |r: &str| RefName {
-            remote: if opts.mirror {
-                None
-            } else {
-                Some(remote.to_string())
-            },
-            name: r.to_string(),
-        };
+        let resolved = targets
+            .into_iter()
+            .map(|(r, c)| Resolved {
+                dest: r.as_ref().map(|r| {
+                    Dest::Ref(RefName {
+                        remote: if opts.mirror {
+                            None
+                        } else {
+                            Some(remote.to_string())
+                        },
+                        name: r.clone(),
+                    })
+                }),
+                remote_ref: r,
+                commit: c,
+            })
+            .collect::<Vec<_>>();
+        self.pull_resolved(fetcher, summary.as_ref(), &resolved, opts, progress, start)
+    }
+
+    /// The pull proper, once every target is resolved: fetch (static deltas first, then
+    /// objects), verify, store, and move the refs inside the transaction.
+    pub(crate) fn pull_resolved(
+        &self,
+        fetcher: &dyn Fetcher,
+        summary: Option<&crate::object::Summary>,
+        targets: &[Resolved],
+        opts: &PullOptions,
+        progress: &PullProgress,
+        start: Instant,
+    ) -> Result<PullResult> {
         let mut result = PullResult::default();
-        for (r, c) in &targets {
-            if let Some(r) = r {
-                result
-                    .refs
-                    .push((ref_name(r), self.read_ref(&ref_name(r))?, *c));
+        let mut current = Vec::with_capacity(targets.len());
+        for t in targets {
+            let cur = match &t.dest {
+                Some(d) => d.read(self)?,
+                None => None,
+            };
+            current.push(cur);
+            match &t.dest {
+                Some(Dest::Ref(r)) => result.refs.push((r.clone(), cur, t.commit)),
+                Some(Dest::Collection(c)) => {
+                    result.collection_refs.push((c.clone(), cur, t.commit))
+                }
+                None => {}
             }
         }
         if opts.dry_run {
@@ -211,13 +273,10 @@ impl Repo {
         std::fs::create_dir_all(&partial_dir).ctx("create directory", &partial_dir)?;
         let mut wanted: std::collections::HashMap<Checksum, Vec<verify::Wanted>> =
             std::collections::HashMap::new();
-        for (r, c) in &targets {
-            wanted.entry(*c).or_default().push(verify::Wanted {
-                refname: r.clone(),
-                current: match r {
-                    Some(r) => self.read_ref(&ref_name(r))?,
-                    None => None,
-                },
+        for (t, cur) in targets.iter().zip(&current) {
+            wanted.entry(t.commit).or_default().push(verify::Wanted {
+                refname: t.remote_ref.clone(),
+                current: *cur,
             });
         }
         let txn = self.begin()?;
@@ -228,9 +287,12 @@ impl Repo {
             && !opts.commit_metadata_only
             && self.mode() != crate::repo::RepoMode::Archive;
         if deltas_ok {
-            for (r, c) in &targets {
-                let Some(r) = r else { continue };
-                match shared.try_delta(summary.as_ref(), &ref_name(r), c) {
+            for (t, cur) in targets.iter().zip(&current) {
+                if t.dest.is_none() {
+                    continue;
+                }
+                let c = &t.commit;
+                match shared.try_delta(summary, *cur, c) {
                     Ok(Some(name)) => result.deltas.push(name),
                     Ok(None) => {}
                     // A refused commit is refused whichever way it comes.
@@ -246,20 +308,32 @@ impl Repo {
                 txn.checkpoint()?;
             }
         }
-        shared.run(targets.iter().map(|(_, c)| *c))?;
+        shared.run(targets.iter().map(|t| t.commit))?;
         drop(shared);
         // Partial markers of complete commits go and refs move inside the transaction: once
         // its objects are durable and before the repo lock is released, so a concurrent
-        // prune never sees the new commits unreachable (durability D1).
-        for (r, c) in &targets {
+        // prune never sees the new commits unreachable (durability D1). Collection refs are
+        // written right after it, under a second shared lock taken before it commits.
+        let mut collection = Vec::new();
+        for t in targets {
             if !opts.commit_metadata_only {
-                txn.remove_commitpartial(c);
+                txn.remove_commitpartial(&t.commit);
             }
-            if let Some(r) = r {
-                txn.set_ref(&ref_name(r), Some(c))?;
+            match &t.dest {
+                Some(Dest::Ref(r)) => txn.set_ref(r, Some(&t.commit))?,
+                Some(Dest::Collection(c)) => collection.push((c, t.commit)),
+                None => {}
             }
         }
+        let _lock = if collection.is_empty() {
+            None
+        } else {
+            Some(self.lock(false)?)
+        };
         txn.commit()?;
+        for (c, commit) in collection {
+            self.set_collection_ref(c, Some(&commit))?;
+        }
         result.objects_fetched = progress.objects_fetched.load(Ordering::Relaxed);
         result.bytes_fetched = progress.bytes_fetched.load(Ordering::Relaxed);
         result.requests = progress.requests.load(Ordering::Relaxed);

@@ -17,16 +17,21 @@ mod summary;
 mod traverse;
 mod txn;
 
-pub use checkout::{CheckoutOptions, PathEntry};
-pub use commit::{CommitOptions, CommitResult, GpgSecretKeys, StatOverride};
+pub use checkout::{CheckoutOptions, Overwrite, PathEntry};
+pub use commit::{
+    CommitOptions, CommitResult, CommitStats, Devino, GpgSecretKeys, StatOverride, TreeSource,
+};
 pub use delta_gen::{DeltaOptions, DeltaReport};
 pub use diff::{checksum_local, Diff, DiffSide, LocalChecksumOptions};
 pub use export::ExportOptions;
-pub use fsck::{FsckOptions, FsckReport};
+pub use fsck::{
+    in_commits as fsck_in_commits, missing_text as fsck_missing_text, FsckEvent, FsckOptions,
+    FsckReport, FsckStage,
+};
 pub use prune::{PruneOptions, PruneReport};
 pub use pull_local::PullLocalOptions;
 pub use read::FileContent;
-pub use refs::RefName;
+pub use refs::{CollectionRef, ListRefsOptions, RefName, RefTarget};
 pub use remote::RemoteAddOptions;
 pub use traverse::Reachable;
 pub use txn::{RawObject, Transaction};
@@ -122,6 +127,23 @@ impl Repo {
             }
             return Ok(r);
         }
+        Repo::create_new(path, mode, None)
+    }
+
+    /// `ostree init [--collection-id=ID]`: create a repository; an existing one is opened and
+    /// left exactly as it is (ostree neither fails nor changes its mode or collection ID).
+    /// The collection ID is written as `core.collection-id`, after `mode`, as ostree does.
+    pub fn init(path: &Path, mode: RepoMode, collection_id: Option<&str>) -> Result<Repo> {
+        if let Some(id) = collection_id {
+            crate::object::validate_collection_id(id).map_err(Error::InvalidArgument)?;
+        }
+        if path.join("objects").is_dir() && path.join("config").is_file() {
+            return Repo::open(path);
+        }
+        Repo::create_new(path, mode, collection_id)
+    }
+
+    fn create_new(path: &Path, mode: RepoMode, collection_id: Option<&str>) -> Result<Repo> {
         std::fs::create_dir_all(path).ctx("create directory", path)?;
         for d in REPO_DIRS {
             let p = path.join(d);
@@ -130,6 +152,9 @@ impl Repo {
         let mut kf = KeyFile::new();
         kf.set("core", "repo_version", "1");
         kf.set("core", "mode", mode.config_name());
+        if let Some(id) = collection_id {
+            kf.set("core", "collection-id", id);
+        }
         let cfg = path.join("config");
         crate::fsutil::write_atomic(&cfg, kf.to_string().as_bytes(), true)?;
         let lock = path.join(".lock");

@@ -128,6 +128,46 @@ pub fn revoked_keys_in(bases: &[&Path]) -> Result<Vec<VerifyingKey>> {
     Ok(keys)
 }
 
+/// The trusted ed25519 keys listed under `bases` (`BASE/trusted.ed25519` and the files of
+/// `BASE/trusted.ed25519.d/`, ostree's layout for `sign --verify` without keys and for
+/// `--keys-dir`), one base64 public key per line, blank lines skipped.
+pub fn trusted_keys_in(bases: &[&Path]) -> Result<Vec<VerifyingKey>> {
+    let mut keys = Vec::new();
+    for base in bases {
+        let mut files = Vec::new();
+        let single = base.join("trusted.ed25519");
+        if single.is_file() {
+            files.push(single);
+        }
+        let dir = base.join("trusted.ed25519.d");
+        match std::fs::read_dir(&dir) {
+            Ok(rd) => {
+                let mut v: Vec<_> = rd
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<std::io::Result<_>>()
+                    .ctx("read directory", &dir)?;
+                v.retain(|p| p.is_file());
+                v.sort();
+                files.extend(v);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx("read directory", &dir),
+        }
+        for f in files {
+            let text = std::fs::read_to_string(&f).ctx("read trusted keys", &f)?;
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                keys.push(parse_public_key(line).map_err(|e| {
+                    Error::InvalidArgument(format!("{}:{}: {e}", f.display(), i + 1))
+                })?);
+            }
+        }
+    }
+    Ok(keys)
+}
+
 /// The system's revoked ed25519 keys ([`SYSTEM_KEY_DIRS`]).
 pub fn system_revoked_keys() -> Result<Vec<VerifyingKey>> {
     revoked_keys_in(&SYSTEM_KEY_DIRS.map(Path::new))
@@ -139,10 +179,9 @@ pub fn append_signature(existing: Option<&[u8]>, data: &[u8], key: &SigningKey) 
     append_to_aay(existing, ED25519_KEY, key.sign(data).to_bytes().to_vec())
 }
 
-/// Append `sig` to the `aay` under `name` in an `a{sv}` (created if absent), keeping every
-/// other entry in order: how ostree adds signatures to detached metadata.
-pub fn append_to_aay(existing: Option<&[u8]>, name: &str, sig: Vec<u8>) -> Result<Vec<u8>> {
-    let mut entries: Vec<(String, Value)> = match existing {
+/// The entries of detached metadata bytes (an `a{sv}`), in stored order.
+pub fn meta_entries(existing: Option<&[u8]>) -> Result<Vec<(String, Value)>> {
+    Ok(match existing {
         Some(b) => gvariant::decode_normal(b, &Type::of("a{sv}"))
             .map_err(|e| Error::Other(format!("existing detached metadata is invalid: {e}")))?
             .sv_entries()
@@ -151,7 +190,15 @@ pub fn append_to_aay(existing: Option<&[u8]>, name: &str, sig: Vec<u8>) -> Resul
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
         None => Vec::new(),
-    };
+    })
+}
+
+/// Append `sig` to the `aay` under `name` in an `a{sv}` (created if absent), keeping every
+/// other entry: how ostree adds signatures to detached metadata. ostree rebuilds the
+/// dictionary through a `GVariantDict`, so the entries come out in GLib's hash-table order
+/// ([`gvariant::glib_dict_order`]), which this reproduces byte for byte.
+pub fn append_to_aay(existing: Option<&[u8]>, name: &str, sig: Vec<u8>) -> Result<Vec<u8>> {
+    let mut entries = meta_entries(existing)?;
     match entries.iter_mut().find(|(k, _)| k == name) {
         Some((_, Value::Array(_, sigs))) => sigs.push(Value::Bytes(sig)),
         Some((_, other)) => *other = Value::Array(Type::of("ay"), vec![Value::Bytes(sig)]),
@@ -160,7 +207,69 @@ pub fn append_to_aay(existing: Option<&[u8]>, name: &str, sig: Vec<u8>) -> Resul
             Value::Array(Type::of("ay"), vec![Value::Bytes(sig)]),
         )),
     }
-    Ok(gvariant::encode(&Value::dict_sv(entries)))
+    Ok(gvariant::encode(&Value::dict_sv(
+        gvariant::glib_dict_order(entries),
+    )))
+}
+
+/// Remove from the `aay` under `name` every signature `doomed` selects; the key goes when
+/// none is left. Returns the new bytes and how many were removed (ostree's gpg-sign
+/// `--delete` rebuilds the dictionary the same way, through a `GVariantDict`).
+pub fn remove_from_aay(
+    existing: Option<&[u8]>,
+    name: &str,
+    doomed: &dyn Fn(&[u8]) -> bool,
+) -> Result<(Vec<u8>, usize)> {
+    let mut entries = meta_entries(existing)?;
+    let mut removed = 0;
+    let mut now_empty = false;
+    if let Some((_, Value::Array(_, sigs))) = entries.iter_mut().find(|(k, _)| k == name) {
+        let before = sigs.len();
+        sigs.retain(|s| !s.as_bytes().is_some_and(doomed));
+        removed = before - sigs.len();
+        now_empty = sigs.is_empty();
+    }
+    if now_empty {
+        entries.retain(|(k, _)| k != name);
+    }
+    Ok((
+        gvariant::encode(&Value::dict_sv(gvariant::glib_dict_order(entries))),
+        removed,
+    ))
+}
+
+/// The detached-metadata key of the `dummy` signature type.
+pub const DUMMY_KEY: &str = "ostree.sign.dummy";
+
+/// The `dummy` signature type of `ostree sign` (for testing signing paths without keys):
+/// the "signature" is the key string itself, and it verifies when a signature equals a
+/// given key. ostree refuses it unless `OSTREE_DUMMY_SIGN_ENABLED` is set; so does oxtree.
+pub mod dummy {
+    use super::*;
+
+    /// ostree's refusal, when the environment does not enable the test type.
+    pub fn check_enabled() -> Result<()> {
+        if std::env::var_os("OSTREE_DUMMY_SIGN_ENABLED").is_some() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(
+                "dummy signature type is only for ostree testing".into(),
+            ))
+        }
+    }
+
+    /// Whether any dummy signature in the detached metadata equals one of `keys`.
+    pub fn verify(meta: Option<&[u8]>, keys: &[String]) -> Result<bool> {
+        let Some(meta) = meta else { return Ok(false) };
+        let v = gvariant::decode_normal(meta, &Type::of("a{sv}"))
+            .map_err(|e| Error::Other(format!("detached metadata is invalid: {e}")))?;
+        let sigs: Vec<&[u8]> = v
+            .lookup(DUMMY_KEY)
+            .and_then(Value::items)
+            .map(|i| i.iter().filter_map(Value::as_bytes).collect())
+            .unwrap_or_default();
+        Ok(keys.iter().any(|k| sigs.contains(&k.as_bytes())))
+    }
 }
 
 /// The ed25519 signatures stored in detached metadata bytes.
@@ -225,6 +334,40 @@ impl Repo {
         self.update_commitmeta(commit, |data, existing| {
             append_signature(existing, data, key)
         })
+    }
+
+    /// Add a `dummy` signature (the key string) to a commit's detached metadata.
+    pub fn sign_commit_dummy(&self, commit: &Checksum, key: &str) -> Result<()> {
+        dummy::check_enabled()?;
+        self.update_commitmeta(commit, |_, existing| {
+            append_to_aay(existing, DUMMY_KEY, key.as_bytes().to_vec())
+        })
+    }
+
+    /// Delete signatures of one type from a commit's detached metadata: those `doomed`
+    /// selects among the `aay` under `name`. Returns how many went.
+    pub fn delete_commit_signatures(
+        &self,
+        commit: &Checksum,
+        name: &str,
+        doomed: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<usize> {
+        let mut n = 0;
+        if self.load_commitmeta_bytes(commit)?.is_none() {
+            // Still verify the commit exists, as ostree does.
+            self.load_metadata(ObjectType::Commit, commit)?;
+            return Ok(0);
+        }
+        self.update_commitmeta(commit, |_, existing| {
+            let (bytes, removed) = remove_from_aay(existing, name, doomed)?;
+            n = removed;
+            // Nothing deleted: the metadata stays byte for byte as it was.
+            Ok(match (removed, existing) {
+                (0, Some(old)) => old.to_vec(),
+                _ => bytes,
+            })
+        })?;
+        Ok(n)
     }
 
     /// Verify a commit's ed25519 signatures; the key that verified, if any.

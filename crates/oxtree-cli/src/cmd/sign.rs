@@ -1,5 +1,6 @@
 //! `sign` (ed25519) and `gpg-sign` (OpenPGP).
 
+use super::Exit;
 use super::Global;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -7,103 +8,191 @@ use oxtree::object::Checksum;
 use oxtree::Repo;
 use std::path::{Path, PathBuf};
 
-/// Sign a commit with ed25519 keys, or verify its signatures (--verify).
+/// Sign a commit, verify its signatures (--verify) or delete some (--delete).
 #[derive(Args)]
 pub struct SignArgs {
-    /// Verify instead of sign: KEYs are base64 public keys.
+    /// Delete signatures having any of the KEY-IDs.
+    #[arg(short = 'd', long)]
+    pub delete: bool,
+    /// Verify signatures.
     #[arg(long)]
     pub verify: bool,
-    /// Signature type (only ed25519).
-    #[arg(short = 's', long, default_value = "ed25519")]
+    /// Signature type to use: ed25519 (default) or dummy (for tests; needs
+    /// OSTREE_DUMMY_SIGN_ENABLED in the environment, as in ostree).
+    #[arg(short = 's', long, value_name = "NAME", default_value = "ed25519")]
     pub sign_type: String,
-    /// Read keys (base64, one per line) from FILE.
-    #[arg(long, value_name = "FILE")]
+    /// Read key(s) from file (base64, one per line).
+    #[arg(long, value_name = "NAME")]
     pub keys_file: Option<PathBuf>,
+    /// Redefine system-wide directories with public and revoked keys for verification
+    /// (DIR/trusted.ed25519, DIR/trusted.ed25519.d/, DIR/revoked.ed25519{,.d}).
+    #[arg(long, value_name = "NAME")]
+    pub keys_dir: Option<PathBuf>,
     /// Revoked public keys (base64, one per line) never accepted by --verify.
     #[arg(long, value_name = "FILE")]
     pub revoked_file: Option<PathBuf>,
-    pub commit: String,
-    /// Base64 keys: secret keys (64 bytes) to sign, public keys (32 bytes) to verify.
+    pub commit: Option<String>,
+    /// Keys: for ed25519 base64 secret keys (64 bytes) to sign, public keys (32 bytes) to
+    /// verify or delete; for dummy any string.
     pub keys: Vec<String>,
 }
 
-pub fn sign(g: &Global, a: SignArgs) -> Result<()> {
-    let SignArgs {
-        verify,
-        sign_type,
-        keys_file,
-        revoked_file,
-        commit,
-        keys,
-    } = a;
-    if sign_type != "ed25519" {
-        bail!("signature type {sign_type:?} is not supported (only ed25519)");
+/// ostree's refusal of an unknown signature type.
+fn check_sign_type(name: &str) -> Result<()> {
+    if name != "ed25519" && name != "dummy" {
+        bail!("Requested signature type is not implemented");
     }
+    Ok(())
+}
+
+/// Verification failed: ostree's line, oxtree's exit code for verification failures.
+fn no_valid_signatures() -> anyhow::Error {
+    eprintln!("error: No valid signatures found");
+    Exit(crate::EXIT_VERIFICATION).into()
+}
+
+pub fn sign(g: &Global, a: SignArgs) -> Result<()> {
+    let Some(commit) = a.commit.as_deref() else {
+        bail!("Need a COMMIT to sign or verify");
+    };
+    check_sign_type(&a.sign_type)?;
     let repo = g.open()?;
-    let c = repo.resolve_rev(&commit)?;
-    let mut keys = keys;
-    if let Some(f) = &keys_file {
+    let mut keys = a.keys.clone();
+    if let Some(f) = &a.keys_file {
         keys.extend(oxtree::sign::read_key_lines(f)?);
     }
-    if keys.is_empty() {
-        bail!("no keys: give them as arguments or with --keys-file");
+    if keys.is_empty() && !a.verify {
+        bail!("Need at least one KEY-ID to sign with");
     }
-    if verify {
-        let pks = keys
+    let c = repo.resolve_rev(commit)?;
+    let dummy = a.sign_type == "dummy";
+    if a.verify {
+        if dummy {
+            if keys.is_empty() {
+                bail!("not implemented");
+            }
+            if oxtree::sign::dummy::check_enabled().is_ok()
+                && oxtree::sign::dummy::verify(repo.load_commitmeta_bytes(&c)?.as_deref(), &keys)?
+            {
+                println!("dummy: Signature verified");
+                return Ok(());
+            }
+            return Err(no_valid_signatures());
+        }
+        let mut pks = keys
             .iter()
             .map(|k| oxtree::sign::parse_public_key(k))
             .collect::<oxtree::Result<Vec<_>>>()?;
-        let revoked = match &revoked_file {
+        let mut revoked = match &a.revoked_file {
             Some(f) => oxtree::sign::read_key_lines(f)?
                 .iter()
                 .map(|k| oxtree::sign::parse_public_key(k))
                 .collect::<oxtree::Result<Vec<_>>>()?,
             None => Vec::new(),
         };
-        match repo.verify_commit_ed25519(&c, &pks, &revoked)? {
-            Some(k) => println!(
-                "Signature verified successfully with key '{}'",
-                oxtree::sign::public_key_base64(&k)
-            ),
-            None => {
-                return Err(oxtree::Error::Signature {
-                    commit: c,
-                    msg: "no valid ed25519 signature from the given keys".into(),
-                }
-                .into());
-            }
+        // Without keys on the command line, the trusted keys of --keys-dir or of the system
+        // directories, as ostree; their revocation lists always count.
+        let bases: Vec<&Path> = match &a.keys_dir {
+            Some(d) => vec![d.as_path()],
+            None => oxtree::sign::SYSTEM_KEY_DIRS
+                .iter()
+                .map(Path::new)
+                .collect(),
+        };
+        if pks.is_empty() {
+            pks = oxtree::sign::trusted_keys_in(&bases)?;
         }
+        revoked.extend(oxtree::sign::revoked_keys_in(&bases)?);
+        match repo.verify_commit_ed25519(&c, &pks, &revoked) {
+            Ok(Some(k)) => {
+                let hex: String = k.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+                println!("ed25519: Signature verified successfully with key '{hex}'");
+                Ok(())
+            }
+            Ok(None) | Err(oxtree::Error::ObjectMissing { .. }) => Err(no_valid_signatures()),
+            Err(e) => Err(e.into()),
+        }
+    } else if a.delete {
+        // As ostree documents it ("Delete signatures having any of the KEY-IDs"); ostree
+        // 2022.7 ignores --delete and signs instead. ed25519 keys may be given as public
+        // or secret keys: a signature goes when it verifies with one of them.
+        let n = if dummy {
+            oxtree::sign::dummy::check_enabled()?;
+            repo.delete_commit_signatures(&c, oxtree::sign::DUMMY_KEY, &|sig| {
+                keys.iter().any(|k| k.as_bytes() == sig)
+            })?
+        } else {
+            let pks = keys
+                .iter()
+                .map(|k| match oxtree::sign::parse_secret_key(k) {
+                    Ok(sk) => Ok(sk.verifying_key()),
+                    Err(_) => oxtree::sign::parse_public_key(k),
+                })
+                .collect::<oxtree::Result<Vec<_>>>()?;
+            let data = repo.load_metadata(oxtree::ObjectType::Commit, &c)?;
+            repo.delete_commit_signatures(&c, oxtree::sign::ED25519_KEY, &|sig| {
+                <[u8; 64]>::try_from(sig)
+                    .is_ok_and(|s| oxtree::sign::verify_sigs(&[s], &data, &pks, &[]).is_some())
+            })?
+        };
+        println!("Signatures deleted: {n}");
+        Ok(())
     } else {
         for k in &keys {
-            repo.sign_commit(&c, &oxtree::sign::parse_secret_key(k)?)?;
+            if dummy {
+                repo.sign_commit_dummy(&c, k)?;
+            } else {
+                repo.sign_commit(&c, &oxtree::sign::parse_secret_key(k)?)?;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
-/// Add OpenPGP signatures to a commit: `gpg-sign COMMIT KEY-ID…`.
+/// Add OpenPGP signatures to a commit (`gpg-sign COMMIT KEY-ID…`), or delete them (-d).
 #[derive(Args)]
 pub struct GpgSignArgs {
-    /// GnuPG home directory holding the keys.
+    /// Delete signatures having any of the GPG KEY-IDs.
+    #[arg(short = 'd', long)]
+    pub delete: bool,
+    /// GPG Homedir to use when looking for keyrings.
     #[arg(long, value_name = "HOMEDIR")]
     pub gpg_homedir: Option<PathBuf>,
     /// Read secret keys from this file (armored or binary) instead of GnuPG.
     #[arg(long, value_name = "FILE")]
     pub gpg_key_file: Option<PathBuf>,
-    pub commit: String,
-    #[arg(required = true)]
+    pub commit: Option<String>,
     pub key_ids: Vec<String>,
 }
 
 pub fn gpg_sign_cmd(g: &Global, a: GpgSignArgs) -> Result<()> {
     let GpgSignArgs {
+        delete,
         gpg_homedir,
         gpg_key_file,
         commit,
         key_ids,
     } = a;
+    let Some(commit) = commit else {
+        bail!("Need a COMMIT to sign");
+    };
+    if key_ids.is_empty() {
+        bail!("Need at least one GPG KEY-ID to sign with");
+    }
     let repo = g.open()?;
     let c = repo.resolve_rev(&commit)?;
+    if delete {
+        // Signatures are matched by the issuer recorded in them (fingerprint or key id
+        // suffix), so no public key is needed; ostree 2022.7 only finds those whose key is
+        // in its verification keyring.
+        let n = repo.delete_commit_signatures(&c, oxtree::sign::gpg::GPGSIGS_KEY, &|sig| {
+            key_ids
+                .iter()
+                .any(|k| oxtree::sign::gpg::signature_by(sig, k))
+        })?;
+        println!("Signatures deleted: {n}");
+        return Ok(());
+    }
     gpg_sign(
         &repo,
         &c,

@@ -48,6 +48,9 @@ pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
             .iter()
             .map(|k| oxtree::sign::parse_secret_key(k))
             .collect::<oxtree::Result<Vec<_>>>()?;
+        // With a collection ID, ostree first commits the repository metadata on the
+        // `ostree-metadata` ref, which the summary then lists.
+        repo.commit_metadata_ref(&[])?;
         repo.regenerate_summary_signed(&keys)?;
     } else if !a.sign.is_empty() {
         bail!("--sign goes with -u (the summary is signed when it is regenerated)");
@@ -68,20 +71,44 @@ pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
 /// What `--view`, `--raw`, `--list-metadata-keys` and `--print-metadata-key` print of a
 /// summary (the local one, or a remote's).
 pub fn show(bytes: &[u8], a: &SummaryArgs, what: &str) -> Result<()> {
+    if !a.raw && !a.list_metadata_keys && a.print_metadata_key.is_none() {
+        let s = oxtree::object::Summary::parse(bytes)
+            .map_err(|e| anyhow!("{what}: invalid summary: {e}"))?;
+        print_summary(&s);
+        return Ok(());
+    }
+    show_summary(
+        bytes,
+        a.raw,
+        a.list_metadata_keys,
+        a.print_metadata_key.as_deref(),
+        what,
+    )
+}
+
+/// `--raw`, `--list-metadata-keys` or `--print-metadata-key` of a summary (the local one,
+/// or a remote's).
+pub fn show_summary(
+    bytes: &[u8],
+    raw: bool,
+    list_metadata_keys: bool,
+    print_metadata_key: Option<&str>,
+    what: &str,
+) -> Result<()> {
     let s = oxtree::object::Summary::parse(bytes)
         .map_err(|e| anyhow!("{what}: invalid summary: {e}"))?;
-    if a.raw {
+    if raw {
         let v = oxtree::gvariant::decode(
             bytes,
             &oxtree::gvariant::Type::of(oxtree::object::SUMMARY_TYPE),
         )
         .map_err(|e| anyhow!("{what}: invalid summary: {e}"))?;
         println!("{}", gvtext::print(&v.byteswap()));
-    } else if a.list_metadata_keys {
+    } else if list_metadata_keys {
         for (k, _) in &s.metadata {
             println!("{k}");
         }
-    } else if let Some(k) = &a.print_metadata_key {
+    } else if let Some(k) = print_metadata_key {
         let v = s
             .metadata
             .iter()
@@ -95,18 +122,21 @@ pub fn show(bytes: &[u8], a: &SummaryArgs, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// `--view`, as ostree's `ot_dump_summary_bytes`.
+/// `--view`, as ostree's `ot_dump_summary_bytes`: the main refs, then those of each other
+/// collection (the collection map), then the metadata in stored order.
 pub fn print_summary(s: &oxtree::object::Summary) {
-    use oxtree::gvariant::Value;
-    let cid = s
-        .metadata
-        .iter()
-        .find(|(k, _)| k == "ostree.summary.collection-id")
-        .and_then(|(_, v)| v.as_str());
-    if let Some(c) = cid {
-        println!("Collection ID (ostree.summary.collection-id): {c}");
+    let cid = s.collection_id();
+    print_summary_refs(cid, &s.refs);
+    // A map that does not parse is shown only as metadata (as ostree skips it).
+    for (c, refs) in s.collection_map().unwrap_or_default() {
+        print_summary_refs(Some(&c), &refs);
     }
-    for r in &s.refs {
+    print_summary_metadata(s);
+}
+
+fn print_summary_refs(cid: Option<&str>, refs: &[oxtree::object::SummaryRef]) {
+    use oxtree::gvariant::Value;
+    for r in refs {
         match cid {
             Some(c) => println!("* ({c}, {})", r.name),
             None => println!("* {}", r.name),
@@ -127,10 +157,17 @@ pub fn print_summary(s: &oxtree::object::Summary) {
         }
         println!();
     }
+}
+
+fn print_summary_metadata(s: &oxtree::object::Summary) {
+    use oxtree::gvariant::Value;
     for (k, v) in &s.metadata {
         let time = |v: &Value| v.as_u64().map(|t| timefmt::iso8601(u64::from_be(t)));
         let (pretty, shown) = match (k.as_str(), v) {
-            ("ostree.summary.collection-id", _) | ("ostree.summary.collection-map", _) => continue,
+            ("ostree.summary.collection-id", Value::Str(c)) => (Some("Collection ID"), c.clone()),
+            ("ostree.summary.collection-map", _) => {
+                (Some("Collection Map"), "(printed above)".to_string())
+            }
             ("ostree.summary.last-modified", v) if time(v).is_some() => {
                 (Some("Last-Modified"), time(v).unwrap_or_default())
             }

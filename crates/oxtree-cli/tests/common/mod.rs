@@ -742,3 +742,19 @@ pub fn run_in(dir: &Path, prog: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("run")
 }
+
+/// Run gpg in a private home (batch mode, empty passphrase).
+pub fn gpg(home: &Path, args: &[&str]) -> String {
+    let mut a = vec![
+        "--homedir",
+        s(home),
+        "--batch",
+        "--yes",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ];
+    a.extend_from_slice(args);
+    run_ok(Path::new("gpg"), &a)
+}

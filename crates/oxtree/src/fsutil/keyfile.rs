@@ -213,6 +213,13 @@ impl KeyFile {
     pub fn remove_group(&mut self, group: &str) -> bool {
         let before = self.groups.len();
         self.groups.retain(|g| g.name != group);
+        // The blank line that separated the removed group from the one before it ends the
+        // file if that was the last group: GLib writes no blank line there.
+        if let Some(last) = self.groups.last_mut() {
+            while matches!(last.lines.last(), Some(Line::Other(s)) if s.trim().is_empty()) {
+                last.lines.pop();
+            }
+        }
         before != self.groups.len()
     }
 }

@@ -1,5 +1,5 @@
 //! Name validation: file names inside dirtrees (`ot_util_filename_validate`), ref names
-//! (`OSTREE_REF_REGEXP`) and remote names.
+//! (`OSTREE_REF_REGEXP`), remote names and collection IDs.
 
 /// A dirtree entry name must be a single, safe path component.
 pub fn validate_filename(name: &str) -> Result<(), String> {
@@ -40,5 +40,22 @@ pub fn validate_remote_name(r: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("invalid remote name {r:?}"))
+    }
+}
+
+/// A collection ID (`ostree_validate_collection_id`): a D-Bus interface name, i.e. at least
+/// two `.`-separated elements of `[A-Za-z_][A-Za-z0-9_]*`, 255 bytes at most. The error is
+/// ostree's text.
+pub fn validate_collection_id(id: &str) -> Result<(), String> {
+    let elem_ok = |e: &str| {
+        let mut cs = e.chars();
+        matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let elems: Vec<&str> = id.split('.').collect();
+    if id.len() <= 255 && elems.len() >= 2 && elems.iter().all(|e| elem_ok(e)) {
+        Ok(())
+    } else {
+        Err(format!("Invalid collection ID {id}"))
     }
 }

@@ -180,3 +180,25 @@ fn nested_variant_metadata_round_trips() {
     c.metadata.clear();
     assert_ne!(c.encode(), b);
 }
+
+#[test]
+fn collection_ids_follow_dbus_interface_names() {
+    use super::validate_collection_id as v;
+    for ok in ["org.example.Os", "org._x.y1", "a.b", "A_1.b_2.C"] {
+        assert!(v(ok).is_ok(), "{ok} should be valid");
+    }
+    for bad in [
+        "",
+        "org",
+        "1org.x",
+        "org..x",
+        ".org.x",
+        "org.x.",
+        "org.Ex_1.c-2",
+        "org.x/y",
+    ] {
+        assert_eq!(v(bad), Err(format!("Invalid collection ID {bad}")));
+    }
+    assert!(v(&format!("a.{}", "b".repeat(253))).is_ok());
+    assert!(v(&format!("a.{}", "b".repeat(254))).is_err());
+}

@@ -8,8 +8,9 @@
 //! disk stops before the filesystem drops below `min-free-space-percent`/`-size`, as the
 //! transaction's own writes do. A partial download is flocked for as long as a pull uses it
 //! (download, verification, store), so two pulls of one object never interleave their bytes
-//! and a verified file is the one stored (durability D3). An archive object must end where
-//! its compressed stream ends: trailing bytes are refused, not kept and served on (L5).
+//! and a verified file is the one stored (durability D3). An archive object (kept as
+//! served) must end where its compressed stream ends: trailing bytes are refused, not kept
+//! and served on to this repo's own clients (L5); other modes store the inflated content.
 
 use super::retry::backoff;
 use super::walk::Shared;
@@ -165,10 +166,12 @@ impl Shared<'_> {
             }
         };
         if !archive {
+            // The inflated, verified content is what is stored: bytes the server added after
+            // the stream are simply not read.
             self.txn
                 .write_file(&header, &mut payload, size, Some(c))
                 .map_err(map_err)?;
-            return end_of_stream(&mut payload);
+            return Ok(());
         }
         // Archive: verify by hashing the inflated stream, then keep the served bytes.
         use sha2::Digest;

@@ -216,6 +216,8 @@ pub struct HttpFetcher {
     base: String,
     agent: ureq::Agent,
     opts: FetchOptions,
+    /// Sent with every request (the remote's cookies).
+    headers: Vec<(String, String)>,
 }
 
 impl HttpFetcher {
@@ -240,7 +242,14 @@ impl HttpFetcher {
             base: url.trim_end_matches('/').to_string(),
             agent: agent(&opts),
             opts,
+            headers: Vec::new(),
         })
+    }
+
+    /// Send `name: value` with every request.
+    pub fn with_header(mut self, name: &str, value: &str) -> HttpFetcher {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Set the low-speed rule: abort a transfer averaging below `bytes_per_second` over
@@ -296,6 +305,9 @@ impl Fetcher for HttpFetcher {
         let url = self.describe(path);
         let started = Instant::now();
         let mut req = self.agent.get(&url);
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
         if from > 0 {
             req = req.header("Range", format!("bytes={from}-"));
         }

@@ -133,7 +133,11 @@ impl Repo {
 
     /// The transport for `remote`'s URL. For a local repository without `collection-id` in
     /// the remote, commits must be bound to that repository's own collection (as ostree).
-    fn remote_fetcher(&self, remote: &str, opts: &mut PullOptions) -> Result<Box<dyn Fetcher>> {
+    pub(crate) fn remote_fetcher(
+        &self,
+        remote: &str,
+        opts: &mut PullOptions,
+    ) -> Result<Box<dyn Fetcher>> {
         let url = self.remote_url(remote)?;
         if let Some(path) = url.strip_prefix("file://") {
             let path = std::path::Path::new(path);
@@ -153,6 +157,11 @@ impl Repo {
         if let Some(t) = opts.low_speed_time {
             fo.low_speed_time = t.max(std::time::Duration::from_secs(1));
         }
-        Ok(Box::new(HttpFetcher::with_options(&url, fo)?))
+        let mut fetcher = HttpFetcher::with_options(&url, fo)?;
+        // The remote's cookie jar (`remote add-cookie`), as ostree's libcurl backend sends it.
+        if let Some(c) = self.remote_cookie_header(remote, &url)? {
+            fetcher = fetcher.with_header("Cookie", &c);
+        }
+        Ok(Box::new(fetcher))
     }
 }

@@ -21,7 +21,7 @@ use super::MAX_METADATA_SIZE;
 use crate::error::{Error, IoContext, Result};
 use crate::gvariant::{Type, Value};
 use crate::object::{Checksum, Commit, DirTree, ObjectType, Summary};
-use crate::repo::{RefName, Repo, Transaction};
+use crate::repo::{Repo, Transaction};
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ const SIGNED_TYPE: &str = "(taya{sv})";
 
 impl Shared<'_> {
     /// Pull `to` (for `refname`) with a static delta when the server lists one that fits:
-    /// FROM-TO when the ref is at a complete FROM here, a scratch delta when the ref does not
+    /// FROM-TO when the ref is at a complete FROM here (`current`), a scratch delta when the ref does not
     /// exist here yet (as ostree chooses). Without a summary, the FROM-TO delta is asked for
     /// directly (as ostree does). Returns the delta's name, or `None` if none fits.
     /// The superblock is checked against the digest the summary (or delta index) gives,
@@ -46,7 +46,7 @@ impl Shared<'_> {
     pub(super) fn try_delta(
         &self,
         summary: Option<&Summary>,
-        refname: &RefName,
+        current: Option<Checksum>,
         to: &Checksum,
     ) -> Result<Option<String>> {
         let complete =
@@ -54,7 +54,6 @@ impl Shared<'_> {
         if complete(to) {
             return Ok(None);
         }
-        let current = self.repo.read_ref(refname)?;
         let from = current.filter(|f| f != to && complete(f));
         let Some(summary) = summary else {
             // No summary, so no digest: the embedded commit must still hash to `to`.

@@ -2,33 +2,71 @@
 //! objects where the object on disk is exactly what the checkout needs (bare in system
 //! mode, bare-user in user mode, bare-user-only), and otherwise copied (archive objects are
 //! inflated). Directories are created first, files in parallel, then directory modes are
-//! applied bottom-up so read-only directories can still be filled.
+//! applied bottom-up so read-only directories can still be filled; a directory this
+//! checkout created gets mtime 0, as ostree gives it (except with `force_copy`), and one
+//! that was already there (the union modes) is left as it is.
+//!
+//! Layering, as ostree does it: `Union` overwrites files, `UnionAdd` keeps what exists,
+//! `UnionIdentical` accepts an existing file only if it is the same (the same inode as the
+//! object, or the same content and mode). With `whiteouts`, `.wh.NAME` entries delete NAME
+//! from the destination and `.wh..wh..opq` empties the directory first (Docker/OCI layers);
+//! with `passthrough_whiteouts`, `.ostree-wh.NAME` becomes the overlayfs whiteout NAME (a
+//! character device 0:0).
 
 use super::{Repo, RepoMode};
 use crate::error::{Error, IoContext, Result};
 use crate::object::{Checksum, DirMeta, FileHeader, ObjectType};
 use rayon::prelude::*;
-use std::collections::HashMap;
-use std::io::Write;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Mutex;
+
+/// What to do with files and directories already in the destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// The destination must not exist (an empty top directory is accepted).
+    #[default]
+    None,
+    /// `--union`: keep existing directories, overwrite existing files.
+    Union,
+    /// `--union-add`: keep existing files and directories, only add new ones.
+    UnionAdd,
+    /// `--union-identical`: add new files; an existing file must be identical.
+    UnionIdentical,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct CheckoutOptions {
     /// `-U`: do not change ownership or set xattrs; strip setuid/setgid.
     pub user_mode: bool,
-    /// `--union`: overwrite existing files in the destination.
-    pub union: bool,
+    /// How existing destination content is treated.
+    pub overwrite: Overwrite,
     /// Check out only this path inside the commit.
     pub subpath: Option<String>,
     /// Fail instead of copying when a file cannot be hardlinked.
     pub require_hardlinks: bool,
     /// Never hardlink.
     pub force_copy: bool,
+    /// Copy empty regular files instead of hardlinking them (`-z`).
+    pub force_copy_zerosized: bool,
+    /// Process `.wh.` whiteout entries (`--whiteouts`).
+    pub whiteouts: bool,
+    /// `.ostree-wh.NAME` becomes a 0:0 character device NAME (`--process-passthrough-whiteouts`).
+    pub passthrough_whiteouts: bool,
+    /// Directory modes masked with 0775 (`-M`).
+    pub bareuseronly_dirs: bool,
+    /// Paths to leave out, relative to the checked-out root: files as `/a/b`, directories
+    /// with a trailing slash (`/a/`), as ostree's `--skip-list` matches them.
+    pub skip_list: HashSet<String>,
     /// Updated per file checked out (total grows as directories are read).
     pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+const PASSTHROUGH_PREFIX: &str = ".ostree-wh.";
 
 /// What a path inside a commit names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,29 +103,64 @@ impl Repo {
 
     /// Check out `commit` (a resolved checksum) into `dest`.
     pub fn checkout(&self, commit: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
-        let (tree, meta) = match self.lookup_path(commit, opts.subpath.as_deref().unwrap_or("/"))? {
+        if opts.require_hardlinks {
+            // ostree's refusals, before anything is written.
+            match self.mode() {
+                RepoMode::BareUser if !opts.user_mode => {
+                    return Err(Error::InvalidArgument(
+                        "User repository mode requires user checkout mode to hardlink".into(),
+                    ))
+                }
+                RepoMode::Archive => {
+                    return Err(Error::InvalidArgument(
+                        "Bare repository mode cannot hardlink in user checkout mode".into(),
+                    ))
+                }
+                RepoMode::Bare if opts.user_mode => {
+                    return Err(Error::InvalidArgument(
+                        "Bare repository mode cannot hardlink in user checkout mode".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let sub = opts.subpath.as_deref().unwrap_or("/");
+        // ostree resolves the subpath as a file path: a trailing slash names nothing.
+        if sub.len() > 1 && sub.ends_with('/') {
+            return Err(Error::NotFound(format!("No such file or directory: {sub}")));
+        }
+        let (tree, meta) = match self.lookup_path(commit, sub)? {
             // Like ostree, a file subpath lands inside the destination directory.
             PathEntry::File(f) => {
-                let sub = opts.subpath.as_deref().unwrap_or_default();
                 let name = sub.rsplit('/').find(|c| !c.is_empty()).unwrap_or(sub);
                 if !dest.is_dir() {
-                    std::fs::create_dir(dest).ctx("create directory", dest)?;
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(dest)
+                        .ctx("create directory", dest)?;
                 }
-                return self.checkout_file(&f, &dest.join(name), opts);
+                if opts.skip_list.contains(&format!("/{name}")) {
+                    return Ok(());
+                }
+                return self.checkout_entry(&f, &dest.join(name), opts);
             }
             PathEntry::Dir { tree, meta } => (tree, meta),
         };
         let cache = Mutex::new(HashMap::new());
-        self.checkout_dir(&tree, &meta, dest, opts, &cache, true)
+        self.checkout_dir(&tree, &meta, dest, "/", opts, &cache, true)
     }
 
-    /// Check out one directory: create it (owner-only while it is filled), its files and
-    /// subdirectories in parallel, then its final metadata, so metadata lands bottom-up.
+    /// Check out one directory (`rel`: its path from the checkout root, with a trailing
+    /// slash, as the skip list names directories): create it (owner-only while it is
+    /// filled), its files and subdirectories in parallel, then its final metadata, so
+    /// metadata lands bottom-up.
+    #[allow(clippy::too_many_arguments)]
     fn checkout_dir(
         &self,
         tree: &Checksum,
         meta: &Checksum,
         dest: &Path,
+        rel: &str,
         opts: &CheckoutOptions,
         cache: &Mutex<HashMap<Checksum, DirMeta>>,
         top: bool,
@@ -107,27 +180,75 @@ impl Repo {
                 dm
             }
         };
-        match std::fs::DirBuilder::new().mode(0o700).create(dest) {
-            Ok(()) => {}
-            Err(e)
-                if e.kind() == std::io::ErrorKind::AlreadyExists
-                    && (opts.union || top && is_empty_dir(dest)) =>
-            {
-                if !dest.is_dir() {
+        let union = opts.overwrite != Overwrite::None;
+        // An opaque whiteout replaces the directory: what was there goes, and the
+        // directory is made anew (so it gets its metadata, as in ostree).
+        if opts.whiteouts && union && dt.files.iter().any(|(n, _)| n == OPAQUE_WHITEOUT) {
+            remove_all(dest)?;
+        }
+        // Below the top, a symlink where the tree has a directory is never followed (a
+        // union checkout would otherwise write through a link an earlier commit planted, to
+        // anywhere: security review L1). --union replaces it with the directory; the other
+        // union modes refuse, as for any non-directory in the way.
+        if union && !top {
+            if let Ok(m) = std::fs::symlink_metadata(dest) {
+                if m.file_type().is_symlink() && opts.overwrite == Overwrite::Union {
+                    std::fs::remove_file(dest).ctx("remove", dest)?;
+                } else if m.file_type().is_symlink() {
+                    let name = dest.file_name().unwrap_or_default().to_string_lossy();
                     return Err(Error::InvalidArgument(format!(
-                        "{}: exists and is not a directory",
-                        dest.display()
+                        "opendir({name}): Not a directory (a symbolic link is in the way; oxtree does not check out through it)"
                     )));
                 }
-                std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o700))
-                    .ctx("chmod", dest)?;
+            }
+        }
+        let existed = match std::fs::DirBuilder::new().mode(0o700).create(dest) {
+            Ok(()) => false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AlreadyExists
+                    && (union || top && is_empty_dir(dest)) =>
+            {
+                if !dest.is_dir() {
+                    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+                    return Err(Error::InvalidArgument(format!(
+                        "opendir({name}): Not a directory"
+                    )));
+                }
+                if !union {
+                    // An empty top directory is filled as if it were new.
+                    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o700))
+                        .ctx("chmod", dest)?;
+                }
+                union
             }
             Err(e) => return Err(e).ctx("create directory", dest),
+        };
+        if opts.whiteouts {
+            for (name, _) in &dt.files {
+                if name == OPAQUE_WHITEOUT {
+                    continue;
+                }
+                if let Some(victim) = whiteout_target(name, WHITEOUT_PREFIX) {
+                    remove_all(&dest.join(victim))?;
+                }
+            }
         }
         let (files, dirs) = rayon::join(
             || {
                 dt.files.par_iter().try_for_each(|(name, c)| {
-                    let r = self.checkout_file(c, &dest.join(name), opts);
+                    let r = if opts.skip_list.contains(&format!("{rel}{name}"))
+                        || opts.whiteouts && name.starts_with(WHITEOUT_PREFIX)
+                    {
+                        Ok(())
+                    } else if let Some(target) = opts
+                        .passthrough_whiteouts
+                        .then(|| whiteout_target(name, PASSTHROUGH_PREFIX))
+                        .flatten()
+                    {
+                        self.make_whiteout(c, &dest.join(target), opts)
+                    } else {
+                        self.checkout_entry(c, &dest.join(name), opts)
+                    };
                     if let Some(p) = &opts.progress {
                         p.item(0);
                     }
@@ -136,12 +257,20 @@ impl Repo {
             },
             || {
                 dt.dirs.par_iter().try_for_each(|(name, t, m)| {
-                    self.checkout_dir(t, m, &dest.join(name), opts, cache, false)
+                    let sub = format!("{rel}{name}/");
+                    if opts.skip_list.contains(&sub) {
+                        return Ok(());
+                    }
+                    self.checkout_dir(t, m, &dest.join(name), &sub, opts, cache, false)
                 })
             },
         );
         files?;
         dirs?;
+        if existed {
+            // ostree leaves a directory that was already there as it is.
+            return Ok(());
+        }
         // Below the top, every directory is new and was created 0700 inside a 0700 parent
         // (no setgid inheritance), so it is owned by our euid/egid.
         self.apply_dirmeta(dest, &dm, opts, top)
@@ -155,20 +284,45 @@ impl Repo {
         force_chown: bool,
     ) -> Result<()> {
         let mut mode = dm.mode & 0o7777;
+        if opts.bareuseronly_dirs {
+            mode &= 0o775;
+        }
         if opts.user_mode {
             mode &= !0o6000;
         } else {
             // Skip the syscall when the directory already has the right owner (the usual case).
             let euid = rustix::process::geteuid().as_raw();
             let egid = rustix::process::getegid().as_raw();
-            if force_chown || opts.union || dm.uid != euid || dm.gid != egid {
+            if force_chown || dm.uid != euid || dm.gid != egid {
                 std::os::unix::fs::lchown(path, Some(dm.uid), Some(dm.gid)).ctx("chown", path)?;
             }
             for (k, v) in &dm.xattrs {
                 crate::fsutil::lset_xattr(path, k, v)?;
             }
         }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).ctx("chmod", path)
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).ctx("chmod", path)?;
+        if opts.force_copy {
+            return Ok(());
+        }
+        // The same mtime in every checkout (ostree's OSTREE_TIMESTAMP, atime untouched),
+        // set last; ostree skips it for --force-copy checkouts, meant to be modified.
+        let times = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            path,
+            &times,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .ctx("set times of", path)
     }
 
     /// Whether objects of this repo are already in the form this checkout needs.
@@ -199,32 +353,132 @@ impl Repo {
                     csum: *csum,
                 })
             }
+            // ostree's wording (the object relative to objects/, the name in its directory).
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::InvalidArgument(format!(
+                    "Hardlinking {} to {}: File exists",
+                    self.object_relpath(ObjectType::File, csum)
+                        .trim_start_matches("objects/"),
+                    dest.file_name().unwrap_or_default().to_string_lossy()
+                )))
+            }
             Err(e) if opts.require_hardlinks => Err(e).ctx("hardlink (--require-hardlinks)", dest),
             Err(_) => Ok(false), // e.g. EXDEV or EMLINK: copy instead
         }
     }
 
-    fn checkout_file(&self, csum: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
-        if opts.union {
-            match std::fs::symlink_metadata(dest) {
-                Ok(m) if m.is_dir() => {
-                    return Err(Error::InvalidArgument(format!(
-                        "{}: is a directory in the destination, a file in the commit",
-                        dest.display()
-                    )))
-                }
-                Ok(_) => std::fs::remove_file(dest).ctx("remove", dest)?,
-                Err(_) => {}
+    /// Check out one file entry, treating what is already at `dest` as `opts.overwrite`
+    /// says.
+    fn checkout_entry(&self, csum: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+        let existing = std::fs::symlink_metadata(dest).ok();
+        match (opts.overwrite, &existing) {
+            (_, None) | (Overwrite::None, _) => {}
+            (Overwrite::UnionAdd, Some(_)) => return Ok(()),
+            (Overwrite::Union, Some(m)) if m.is_dir() => {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: is a directory in the destination, a file in the commit",
+                    dest.display()
+                )))
+            }
+            (Overwrite::Union, Some(_)) => std::fs::remove_file(dest).ctx("remove", dest)?,
+            (Overwrite::UnionIdentical, Some(m)) => {
+                return self.check_identical(csum, dest, m, opts);
             }
         }
+        self.checkout_file(csum, dest, opts)
+    }
+
+    /// `--union-identical` with something at `dest`: fine if it is the object itself (a
+    /// hardlink to it) or has the same content and mode; else ostree's error.
+    fn check_identical(
+        &self,
+        csum: &Checksum,
+        dest: &Path,
+        st: &std::fs::Metadata,
+        opts: &CheckoutOptions,
+    ) -> Result<()> {
+        let obj = self.object_path(ObjectType::File, csum);
+        if std::fs::symlink_metadata(&obj).is_ok_and(|o| o.dev() == st.dev() && o.ino() == st.ino())
+        {
+            return Ok(());
+        }
+        let name = dest.file_name().unwrap_or_default().to_string_lossy();
+        let mut fc = self.read_file(csum)?;
+        if fc.header.is_symlink() {
+            let same = st.file_type().is_symlink()
+                && std::fs::read_link(dest)
+                    .is_ok_and(|t| t.as_os_str() == fc.header.symlink_target.as_str());
+            return if same {
+                Ok(())
+            } else {
+                Err(Error::InvalidArgument(format!(
+                    "Copy checkout of {csum} to {name}: symlinkat: File exists"
+                )))
+            };
+        }
+        let mut mode = fc.header.mode & 0o7777;
+        if opts.user_mode {
+            mode &= !0o6000;
+        }
+        let same = st.is_file() && st.len() == fc.size && st.mode() & 0o7777 == mode && {
+            let mut want = Vec::new();
+            let mut have = Vec::new();
+            fc.payload.read_to_end(&mut want).is_ok()
+                && std::fs::File::open(dest)
+                    .and_then(|mut f| f.read_to_end(&mut have))
+                    .is_ok()
+                && want == have
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "Hardlinking {} to {name}: File exists",
+                self.object_relpath(ObjectType::File, csum)
+                    .trim_start_matches("objects/")
+            )))
+        }
+    }
+
+    /// `.ostree-wh.NAME` → the overlayfs whiteout NAME: a 0:0 character device with the
+    /// entry's mode (and owner, outside user mode).
+    fn make_whiteout(&self, csum: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+        let h = self.read_file(csum)?.header;
+        match (opts.overwrite, std::fs::symlink_metadata(dest)) {
+            (Overwrite::UnionAdd, Ok(_)) => return Ok(()),
+            (Overwrite::Union, Ok(m)) if !m.is_dir() => {
+                std::fs::remove_file(dest).ctx("remove", dest)?
+            }
+            _ => {}
+        }
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dest,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(h.mode & 0o7777 & !0o6000),
+            rustix::fs::makedev(0, 0),
+        )
+        .ctx("mknod (overlayfs whiteout)", dest)?;
+        if !opts.user_mode {
+            std::os::unix::fs::lchown(dest, Some(h.uid), Some(h.gid)).ctx("chown", dest)?;
+        }
+        Ok(())
+    }
+
+    fn checkout_file(&self, csum: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
         let obj = self.object_path(ObjectType::File, csum);
         // A user-mode checkout never shares a setuid/setgid inode: bare-user-only repos
         // refuse such objects now, but one written by an older version (or by hand) must
         // not become a setuid file in the user's tree. It is copied, without those bits.
+        let obj_st = std::fs::symlink_metadata(&obj).ok();
         let setid = opts.user_mode
             && self.mode() == RepoMode::BareUserOnly
-            && std::fs::symlink_metadata(&obj).is_ok_and(|m| m.is_file() && m.mode() & 0o6000 != 0);
-        let link = self.can_hardlink(opts) && !setid;
+            && obj_st
+                .as_ref()
+                .is_some_and(|m| m.is_file() && m.mode() & 0o6000 != 0);
+        let zerosized = opts.force_copy_zerosized
+            && obj_st.as_ref().is_some_and(|m| m.is_file() && m.len() == 0);
+        let link = self.can_hardlink(opts) && !setid && !zerosized;
         if link && self.mode() != RepoMode::BareUser && self.try_hardlink(&obj, csum, dest, opts)? {
             return Ok(());
         }
@@ -242,7 +496,7 @@ impl Repo {
                     dest.display()
                 )));
             }
-            if opts.require_hardlinks && !link {
+            if opts.require_hardlinks && !link && !zerosized {
                 return Err(Error::InvalidArgument(format!(
                     "{}: cannot hardlink from a {} repository in this checkout mode (--require-hardlinks)",
                     dest.display(),
@@ -251,6 +505,35 @@ impl Repo {
             }
         }
         write_file_copy(&mut fc, dest, opts)
+    }
+}
+
+fn epoch() -> rustix::fs::Timestamps {
+    let zero = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::fs::Timestamps {
+        last_access: zero,
+        last_modification: zero,
+    }
+}
+
+/// The NAME a whiteout entry `PREFIXNAME` names, if it is a plain file name (never `.`,
+/// `..` or empty, so a hostile tree cannot delete the directory itself or its parent).
+fn whiteout_target<'a>(entry: &'a str, prefix: &str) -> Option<&'a str> {
+    entry
+        .strip_prefix(prefix)
+        .filter(|t| crate::object::validate_filename(t).is_ok())
+}
+
+/// Remove `p` whatever it is (nothing if absent); symlinks are not followed.
+fn remove_all(p: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p).ctx("remove", p),
+        Ok(_) => std::fs::remove_file(p).ctx("remove", p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).ctx("stat", p),
     }
 }
 
@@ -303,17 +586,7 @@ fn write_file_copy(fc: &mut super::FileContent, dest: &Path, opts: &CheckoutOpti
     }
     f.set_permissions(std::fs::Permissions::from_mode(mode))
         .ctx("chmod", dest)?;
-    let zero = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        },
-        last_modification: rustix::fs::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        },
-    };
-    rustix::fs::futimens(&f, &zero).ctx("set times of", dest)?;
+    rustix::fs::futimens(&f, &epoch()).ctx("set times of", dest)?;
     Ok(())
 }
 

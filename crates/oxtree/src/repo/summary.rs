@@ -33,11 +33,7 @@ impl Repo {
         keys: &[ed25519_dalek::SigningKey],
     ) -> Result<Summary> {
         let _lock = self.lock(false)?;
-        let mut refs = Vec::new();
-        for (r, c) in self.list_refs()? {
-            if r.remote.is_some() {
-                continue;
-            }
+        let entry = |name: String, c: crate::object::Checksum| -> Result<SummaryRef> {
             let bytes = self.load_metadata(ObjectType::Commit, &c)?;
             let commit = self.load_commit(&c)?;
             let mut metadata = Vec::new();
@@ -48,14 +44,30 @@ impl Repo {
                 "ostree.commit.timestamp".to_string(),
                 Value::U64(commit.timestamp.to_be()),
             ));
-            refs.push(SummaryRef {
-                name: r.name,
+            Ok(SummaryRef {
+                name,
                 commit_size: bytes.len() as u64,
                 checksum: c,
                 metadata,
-            });
+            })
+        };
+        let mut refs = Vec::new();
+        for (r, c) in self.list_refs()? {
+            if r.remote.is_none() {
+                refs.push(entry(r.name, c)?);
+            }
         }
         refs.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        // Refs of other collections (`refs/mirrors/`): the collection map, by collection ID.
+        let own = self.collection_id().map(str::to_string);
+        let mut map: std::collections::BTreeMap<String, Vec<SummaryRef>> = Default::default();
+        for (cr, c) in self.list_collection_refs(None, true)? {
+            if Some(&cr.collection_id) != own.as_ref() {
+                map.entry(cr.collection_id)
+                    .or_default()
+                    .push(entry(cr.ref_name, c)?);
+            }
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -77,13 +89,32 @@ impl Repo {
                         .unwrap_or(false),
                 ),
             ),
-            (
-                "ostree.summary.indexed-deltas".to_string(),
-                Value::Bool(true),
-            ),
         ];
-        if let Some(cid) = self.config().get("core", "collection-id") {
-            metadata.push(("ostree.summary.collection-id".to_string(), Value::str(cid)));
+        if !map.is_empty() {
+            let entries = map
+                .into_iter()
+                .map(|(cid, mut refs)| {
+                    refs.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+                    Value::DictEntry(
+                        Box::new(Value::str(cid)),
+                        Box::new(crate::object::refs_value(&refs)),
+                    )
+                })
+                .collect();
+            metadata.push((
+                crate::object::COLLECTION_MAP_KEY.to_string(),
+                Value::Array(crate::gvariant::Type::of("{sa(s(taya{sv}))}"), entries),
+            ));
+        }
+        metadata.push((
+            "ostree.summary.indexed-deltas".to_string(),
+            Value::Bool(true),
+        ));
+        if let Some(cid) = &own {
+            metadata.push((
+                crate::object::COLLECTION_ID_KEY.to_string(),
+                Value::str(cid.clone()),
+            ));
         }
         // Static deltas: indexed per target, and listed here too unless the repo says not.
         let deltas = self.reindex_static_deltas()?;
@@ -163,5 +194,79 @@ impl Repo {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).ctx("read", p),
         }
+    }
+}
+
+/// The ref of the repository-metadata commit (ostree's `OSTREE_REPO_METADATA_REF`).
+pub const METADATA_REF: &str = "ostree-metadata";
+
+impl Repo {
+    /// What `ostree summary -u` does first in a repository with a collection ID: commit the
+    /// repository's metadata (`additional`, the summary's `--add-metadata` keys) as an
+    /// empty tree on the `ostree-metadata` ref, bound to the collection and that ref, the
+    /// previous such commit as parent. Peers distribute it like any collection ref. `None`
+    /// (and nothing written) without a collection ID.
+    pub fn commit_metadata_ref(
+        &self,
+        additional: &[(String, Value)],
+    ) -> Result<Option<crate::object::Checksum>> {
+        use crate::object::{Commit, DirMeta, DirTree};
+        let Some(cid) = self.collection_id().map(str::to_string) else {
+            return Ok(None);
+        };
+        let r = super::RefName {
+            remote: None,
+            name: METADATA_REF.to_string(),
+        };
+        let parent = self.read_ref(&r)?;
+        let mut metadata = vec![
+            ("ostree.collection-binding".to_string(), Value::str(cid)),
+            (
+                "ostree.ref-binding".to_string(),
+                Value::Array(crate::gvariant::Type::Str, vec![Value::str(METADATA_REF)]),
+            ),
+        ];
+        for (k, v) in additional {
+            if !metadata.iter().any(|(m, _)| m == k) {
+                metadata.push((k.clone(), v.clone()));
+            }
+        }
+        let txn = self.begin()?;
+        let root_meta = txn.write_metadata(
+            ObjectType::DirMeta,
+            &DirMeta {
+                uid: 0,
+                gid: 0,
+                mode: 0o40755,
+                xattrs: Default::default(),
+            }
+            .encode(),
+        )?;
+        let root_tree = txn.write_metadata(
+            ObjectType::DirTree,
+            &DirTree {
+                files: Vec::new(),
+                dirs: Vec::new(),
+            }
+            .encode(),
+        )?;
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let commit = Commit {
+            metadata,
+            parent,
+            related: Vec::new(),
+            subject: String::new(),
+            body: String::new(),
+            timestamp,
+            root_tree,
+            root_meta,
+        };
+        let c = txn.write_metadata(ObjectType::Commit, &commit.encode())?;
+        txn.set_ref(&r, Some(&c))?;
+        txn.commit()?;
+        Ok(Some(c))
     }
 }

@@ -310,6 +310,11 @@ impl Repo {
     /// The free-space budget of a new transaction, or `None` when the check is off.
     fn space_budget(&self) -> Result<Option<SpaceBudget>> {
         let st = rustix::fs::statvfs(&self.path).ctx("statvfs", &self.path)?;
+        // A filesystem that reports no size (ramfs, some FUSE mounts) has no free space to
+        // keep: ostree writes to it, and so do we.
+        if st.f_blocks == 0 {
+            return Ok(None);
+        }
         let block_size = st.f_frsize.max(1);
         let (reserved, limit) = match self.min_free_space {
             MinFreeSpace::Percent(0) | MinFreeSpace::Mb(0) => return Ok(None),

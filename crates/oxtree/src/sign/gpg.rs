@@ -103,7 +103,7 @@ pub fn describe(report: &[GpgSignature]) -> String {
 /// self-signature this module checks. Trust packets carry local trust settings only, never
 /// anything signed: leave them out. Input this walk does not understand (armor, partial
 /// lengths) is returned as it is.
-fn strip_trust_packets(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub(crate) fn strip_trust_packets(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     const TRUST: u8 = 12;
     let mut out = Vec::with_capacity(data.len());
     let mut i = 0usize;
@@ -526,6 +526,37 @@ pub fn verify_all(
     sigs.iter()
         .map(|raw| verify_one(raw, data, &valid, now))
         .collect()
+}
+
+/// Who made a signature, by its issuer subpackets: fingerprints and key ids, upper-case hex.
+/// Empty when the packet does not parse.
+pub fn signature_issuers(raw: &[u8]) -> Vec<String> {
+    let Ok(sig) = DetachedSignature::from_bytes(std::io::Cursor::new(raw)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = sig
+        .signature
+        .issuer_fingerprint()
+        .iter()
+        .map(|f| format!("{f:X}"))
+        .collect();
+    out.extend(sig.signature.issuer_key_id().iter().map(|k| {
+        k.as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<String>()
+    }));
+    out
+}
+
+/// Whether a signature was made by `key_id` (a fingerprint, long or short key id; `0x` and
+/// case ignored): it is a suffix of one of the signature's issuers, as gpgme matches.
+pub fn signature_by(raw: &[u8], key_id: &str) -> bool {
+    let want = key_id.trim_start_matches("0x").to_ascii_uppercase();
+    !want.is_empty()
+        && signature_issuers(raw)
+            .iter()
+            .any(|i| i.ends_with(&want) || (want.len() > i.len() && want.ends_with(i.as_str())))
 }
 
 /// The `ostree.gpgsigs` entries of detached metadata bytes.

@@ -239,11 +239,16 @@ impl Sysroot {
             .or(list.first())
             .ok_or_else(|| Error::InvalidArgument("no deployments: use admin deploy".into()))?;
         if let Some((remote, r)) = refspec.split_once(':') {
+            // As ostree's upgrader: the new commit may not be older than the deployment it
+            // replaces (checked as soon as it is fetched, before anything is stored).
             let repo = self.repo()?;
             repo.pull(
                 remote,
                 &[r.to_string()],
-                &crate::pull::PullOptions::default(),
+                &crate::pull::PullOptions {
+                    timestamp_check_from_rev: Some(current.checksum),
+                    ..Default::default()
+                },
                 &crate::pull::PullProgress::default(),
             )?;
         }
@@ -280,8 +285,10 @@ impl Sysroot {
         let mut pulled = None;
         if !deploy_only {
             if let Some((remote, r)) = refspec.split_once(':') {
+                // Compared with the deployed commit (not the remote-tracking ref), before
+                // anything is stored.
                 let popts = crate::pull::PullOptions {
-                    timestamp_check: !allow_downgrade,
+                    timestamp_check_from_rev: (!allow_downgrade).then_some(current.checksum),
                     ..Default::default()
                 };
                 pulled = Some(repo.pull(
@@ -300,17 +307,7 @@ impl Sysroot {
             return Ok((None, pulled));
         }
         if !allow_downgrade {
-            let (o, n) = (
-                repo.load_commit(&current.checksum)?,
-                repo.load_commit(&new)?,
-            );
-            if n.timestamp < o.timestamp {
-                return Err(Error::Downgrade {
-                    refname: refspec,
-                    old: current.checksum,
-                    new,
-                });
-            }
+            repo.check_timestamps(&current.checksum, &new)?;
         }
         let mut o = opts.clone();
         o.os = Some(current.stateroot.clone());
