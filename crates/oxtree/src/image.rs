@@ -537,6 +537,7 @@ pub fn build(opts: &ImageOptions, step: &dyn Fn(&str)) -> Result<ImageReport> {
             q
         }
     };
+    // mkfs.ext4 leaves its writes in the page cache: most of this is writing them out.
     let t = Instant::now();
     std::fs::File::open(&final_tmp)
         .and_then(|f| f.sync_all())
@@ -544,6 +545,7 @@ pub fn build(opts: &ImageOptions, step: &dyn Fn(&str)) -> Result<ImageReport> {
     std::fs::rename(&final_tmp, &opts.output).ctx("rename", &opts.output)?;
     partial.0.take();
     crate::fsutil::fsync_dir(&out_dir)?;
+    steps.push(("fsync", t.elapsed()));
     let allocated = {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&opts.output)
@@ -551,8 +553,10 @@ pub fn build(opts: &ImageOptions, step: &dyn Fn(&str)) -> Result<ImageReport> {
             .blocks()
             * 512
     };
+    // The work directory (the sysroot that went into the image).
+    let t = Instant::now();
     drop(work);
-    steps.push(("finish", t.elapsed()));
+    steps.push(("cleanup", t.elapsed()));
     steps.push(("total", t_all.elapsed()));
     Ok(ImageReport {
         output: opts.output.clone(),
