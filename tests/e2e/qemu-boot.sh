@@ -397,7 +397,8 @@ boot() {
   log "boot $name: $(basename "$e") ($(field "$img" "$e" title)) step=$step${mode:+ mode=$mode}"
   s=$(date +%s)
   # (in a subshell that outlives QEMU: a hard kill is reported here, not by job control)
-  (timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m "$MEM" -smp "$SMP" \
+  rm -f "$W/qemu.pid"
+  (timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -pidfile "$W/qemu.pid" -accel tcg -m "$MEM" -smp "$SMP" \
     -display none -monitor none -serial stdio -serial file:"$logf" \
     -no-reboot -kernel "$W/vmlinuz" -initrd "$W/initrd" \
     -append "$opts console=ttyS0 e2e.step=$step" \
@@ -409,7 +410,7 @@ boot() {
     while kill -0 "$pid" 2>/dev/null; do
       if grep -aqF "$until" "$con" 2>/dev/null; then
         sleep 1
-        pkill -9 -f "^qemu-system-x86_64 .*$img" || true
+        kill -9 "$(cat "$W/qemu.pid")" || true
         log "  QEMU killed (power off) on seeing '$until'"
         echo "E2E-POWER-CUT" >>"$logf"
         break
