@@ -22,10 +22,17 @@ install -D -m 0755 "$D/initramfs-tools/scripts/local-bottom/oxtree" \
 for u in "$D"/systemd/*; do
   install -D -m 0644 "$u" "$ROOT/usr/lib/systemd/system/$(basename "$u")"
 done
-wants() { mkdir -p "$ROOT/etc/systemd/system/$1.wants"; ln -sf "/usr/lib/systemd/system/$2" "$ROOT/etc/systemd/system/$1.wants/$2"; }
-wants multi-user.target oxtree-finalize-staged.path
-wants multi-user.target oxtree-boot-complete.service
-wants local-fs.target oxtree-remount.service
+# Enabled here unless NO_ENABLE=1 (the Debian package enables them in its postinst).
+if [ "${NO_ENABLE:-0}" != 1 ]; then
+  wants() { mkdir -p "$ROOT/etc/systemd/system/$1.wants"; ln -sf "/usr/lib/systemd/system/$2" "$ROOT/etc/systemd/system/$1.wants/$2"; }
+  wants multi-user.target oxtree-finalize-staged.path
+  wants multi-user.target oxtree-boot-complete.service
+  wants local-fs.target oxtree-remount.service
+  # Health checks gate boot-complete.target (systemd-bless-boot marks the boot good after it).
+  mkdir -p "$ROOT/etc/systemd/system/boot-complete.target.requires"
+  ln -sf /usr/lib/systemd/system/oxtree-boot-complete.service \
+    "$ROOT/etc/systemd/system/boot-complete.target.requires/oxtree-boot-complete.service"
+fi
 mkdir -p "$ROOT/etc/oxtree/health.d"
 "$BIN" generate man "$ROOT/usr/share/man/man1"
 mkdir -p "$ROOT/usr/share/bash-completion/completions" "$ROOT/usr/share/zsh/vendor-completions" \

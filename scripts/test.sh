@@ -13,7 +13,15 @@ if [ "${OXTREE_E2E:-1}" != 0 ]; then
   command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
   command -v debootstrap >/dev/null || need+=(debootstrap)
   [ -x /usr/sbin/debugfs ] || need+=(e2fsprogs)
+  # The real-firmware boot (tests/e2e/ovmf-boot.sh): UEFI firmware for QEMU.
+  [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need+=(ovmf)
 fi
+# `oxtree image build` is checked with the partition, FAT and qcow2 tools.
+command -v sfdisk >/dev/null || need+=(fdisk)
+command -v fsck.fat >/dev/null || need+=(dosfstools)
+command -v mtype >/dev/null || need+=(mtools)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+[ -x /usr/sbin/debugfs ] || need+=(e2fsprogs)
 command -v gpg >/dev/null || need+=(gnupg)
 command -v openssl >/dev/null || need+=(openssl)
 # The update agent's FleetLock tests run a real etcd (v3 JSON gateway).
@@ -48,5 +56,8 @@ CONTROL=target/debug/oxtree tests/shipped-binary-ignores-failpoints.sh || rc=$?
 if [ "${OXTREE_E2E:-1}" != 0 ]; then
   cargo build --release -p oxtree-cli --features failpoints --target-dir target/failpoints
   tests/e2e/qemu-boot.sh || rc=$?
+  # Real firmware: a disk from `oxtree image build` boots through OVMF and systemd-boot,
+  # which counts the tries and falls back by itself (serial logs in target/ovmf-e2e-logs).
+  tests/e2e/ovmf-boot.sh || rc=$?
 fi
 exit "$rc"

@@ -9,12 +9,18 @@
 #
 #   boot 1  v1 (default)    /usr read-only, v1 marked good; edit /etc, write /var; stage v2;
 #                           power cut (QEMU killed) in the middle of the finalize at shutdown
-#   boot 2  v1 again        the cut upgrade left the old default in force; stage v2 again
+#   boot 2  v1 again        the cut upgrade left the old default in force; from here on the
+#                           update agent runs (oxtree-agent.service, strategy immediate): it
+#                           finds v2 in the signed graph on the update disk, stages it and
+#                           reboots the machine by itself
 #   boot 3  v2              /etc edit and /var file survived, health checks pass, marked
-#                           good; the update disk now carries v3: stage it
-#   boot 4,5 v3             its health check fails: not marked good; tries run out
+#                           good, the agent verifies v2; the update disk now carries v3 (and
+#                           the graph offers it): the agent stages it and reboots
+#   boot 4,5 v3             its health check fails: not marked good, the agent does not
+#                           start; tries run out
 #   boot 6  v2              chosen by the bootloader with no manual step; status shows v3
-#                           FAILED; `oxtree admin rollback`
+#                           FAILED; the agent reports v3 rolled back and does not stage it
+#                           again; `oxtree admin rollback`
 #   boot 7  v1              the rollback is the default
 #   cross-check A: a sysroot deployed by oxtree boots with Debian's ostree-prepare-root
 #   cross-check B: a sysroot deployed by real ostree boots with oxtree's root switcher
@@ -60,38 +66,8 @@ pass() { log "PASS $*"; }
 fail() { log "FAIL $*"; FAILS=$((FAILS + 1)); }
 ox() { "$OXTREE" "$@"; }
 
-find_mirror() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] && awk '/^URIs:/{print $2; exit}' "$f" | grep -v security && return 0
-  done
-  awk '$1=="deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null
-}
-
-# ------------------------------------------------------------------ rootfs (cached) ----
-phase_rootfs() {
-  local key="bookworm minbase $INCLUDE"
-  mkdir -p "$CACHE"
-  if [ -d "$CACHE/rootfs" ] && [ "$(cat "$CACHE/rootfs.key" 2>/dev/null)" = "$key" ]; then
-    log "rootfs: cached in $CACHE/rootfs"
-  else
-    local m=${MIRROR:-$(find_mirror | head -1)}
-    rm -rf "$CACHE/rootfs" "$CACHE/rootfs.new"
-    log "rootfs: debootstrap from $m"
-    debootstrap --variant=minbase --include="$INCLUDE" bookworm "$CACHE/rootfs.new" "$m" \
-      >"$LOGS/debootstrap.log" 2>&1 || { tail -20 "$LOGS/debootstrap.log"; exit 1; }
-    mv "$CACHE/rootfs.new" "$CACHE/rootfs"
-    echo "$key" >"$CACHE/rootfs.key"
-  fi
-  # Debian's real ostree-prepare-root, for cross-check A (ostree-boot pulls in dracut, so
-  # it is unpacked here rather than installed).
-  if [ ! -x "$CACHE/ostree-boot/usr/lib/ostree/ostree-prepare-root" ]; then
-    (cd "$CACHE" && rm -f ostree-boot_*.deb &&
-      { apt-get download ostree-boot >/dev/null 2>&1 ||
-        { apt-get update -qq && apt-get download ostree-boot >/dev/null; }; } &&
-      rm -rf ostree-boot && dpkg-deb -x ostree-boot_*.deb ostree-boot)
-  fi
-}
+# find_mirror, phase_rootfs (the debootstrap cache shared with tests/e2e/ovmf-boot.sh).
+. "$ROOT/tests/e2e/lib.sh"
 
 # -------------------------------------------------------------------------- tree ----
 write_driver() {
@@ -118,7 +94,11 @@ echo "E2E-HEALTH $(systemctl show -p Result --value oxtree-boot-complete.service
 echo "E2E-MOUNTS"; grep -E ' (/|/sysroot|/var|/etc|/usr|/boot) ' /proc/mounts
 echo "E2E-STATUS-BEFORE"; oxtree admin status; echo "E2E-STATUS-RC $?"
 step=$(sed -n 's/.*e2e\.step=\([^ ]*\).*/\1/p' /proc/cmdline)
-updates() { mkdir -p /run/oxtree-updates && mount -o ro /dev/vdb /run/oxtree-updates; }
+updates() { mountpoint -q /run/oxtree-updates || { mkdir -p /run/oxtree-updates && mount -o ro /dev/vdb /run/oxtree-updates; }; }
+# On the boots the host gives e2e.agent=, the update agent runs after this driver (its
+# drop-in): the update disk must be there for it.
+agent=$(sed -n 's/.*e2e\.agent=\([^ ]*\).*/\1/p' /proc/cmdline)
+[ -z "$agent" ] || updates
 rc=0
 case "$step" in
   edit-upgrade-cut)
@@ -132,9 +112,8 @@ case "$step" in
     systemctl daemon-reload
     updates && oxtree admin upgrade --stage --retain-rollback || rc=$? ;;
   upgrade) updates && oxtree admin upgrade --stage --retain-rollback || rc=$? ;;
-  fsck-upgrade)
-    oxtree fsck --repo=/ostree/repo; echo "E2E-FSCK rc=$?"
-    updates && oxtree admin upgrade --stage --retain-rollback || rc=$? ;;
+  fsck)
+    oxtree fsck --repo=/ostree/repo; echo "E2E-FSCK rc=$?" ;;
   rollback) oxtree admin rollback || rc=$? ;;
   none | "") ;;
   *) echo "unknown step $step"; rc=2 ;;
@@ -143,9 +122,11 @@ echo "E2E-STEP $step rc=$rc uptime=$(up)"
 echo "E2E-STATUS-AFTER"; oxtree admin status
 sync
 echo "E2E-END uptime=$(up)"
-systemctl poweroff --no-block
+# With the agent on, its reporter (oxtree-e2e-agent.service) ends the boot.
+[ -n "$agent" ] || systemctl poweroff --no-block
 EOF
   chmod 0755 "$t/usr/libexec/oxtree-e2e"
+  write_agent "$t"
   cat >"$t/usr/lib/systemd/system/oxtree-e2e.service" <<'EOF'
 [Unit]
 Description=oxtree e2e test driver
@@ -170,6 +151,96 @@ EOF
 test -e /run/ostree-booted
 EOF
   chmod 0755 "$t/etc/oxtree/health.d/10-booted"
+}
+
+# The update agent, as shipped (oxtree-agent.service: after the health checks passed),
+# enabled; in this test it runs on the boots where the host puts e2e.agent=WANT on the
+# kernel command line, after the driver (which mounts the update disk). Its reporter
+# prints the agent's state on the second serial port until WANT (STATE:VERSION, or
+# not-running), then leaves the reboot to the agent or powers off.
+write_agent() {
+  local t=$1
+  ln -sf /usr/lib/systemd/system/oxtree-agent.service "$t/etc/systemd/system/multi-user.target.wants/"
+  mkdir -p "$t/etc/systemd/system/oxtree-agent.service.d" "$t/etc/oxtree/agent.d"
+  cat >"$t/etc/systemd/system/oxtree-agent.service.d/50-e2e.conf" <<'EOF'
+[Unit]
+ConditionKernelCommandLine=e2e.agent
+After=oxtree-e2e.service
+EOF
+  # The graph's URL is the default, {remote url}/graph/{stream}.json (on the update disk).
+  cat >"$t/etc/oxtree/agent.d/50-e2e.toml" <<'EOF'
+[agent]
+steady_interval_secs = 10
+retry_secs = 5
+[identity]
+node_uuid = "e2e-vm"
+[updates]
+strategy = "immediate"
+[preflight]
+min_free_boot_mib = 1
+min_free_repo_mib = 16
+# The test image has no D-Bus (debootstrap minbase), so no logind to ask about inhibitor
+# locks or logged-in users: the agent would keep that gate closed.
+[reboot]
+respect_inhibitors = false
+warn_users = false
+EOF
+  cat >"$t/usr/libexec/oxtree-e2e-agent" <<'EOF'
+#!/bin/sh
+exec >/dev/ttyS1 2>&1
+up() { cut -d' ' -f1 /proc/uptime; }
+want=$(sed -n 's/.*e2e\.agent=\([^ ]*\).*/\1/p' /proc/cmdline)
+echo "E2E-AGENT-WANT $want"
+echo "E2E-AGENT-UNIT $(systemctl is-active oxtree-agent.service)"
+# STATE:VERSION from `oxtree agent status --json` (VERSION: the update it is about).
+now() {
+  j=$(oxtree agent status --json 2>/dev/null | tr -d ' \n')
+  st=$(echo "$j" | sed -n 's/.*"state":"\([a-z-]*\)".*/\1/p')
+  v=$(echo "$j" | sed -n 's/.*"detail":{[^}]*"target":{[^}]*"version":"\([^"]*\)".*/\1/p')
+  echo "$st:$v"
+}
+if [ "$want" != not-running ] && systemctl is-active -q oxtree-agent.service; then
+  # The agent's log (its state transitions), as it happens.
+  journalctl -b -f -n all -o cat -u oxtree-agent.service | sed -u 's/^/E2E-AGENT-LOG /' &
+  last= cur= i=0
+  while [ $i -lt 100 ]; do
+    cur=$(now)
+    [ "$cur" = "$last" ] || echo "E2E-AGENT-STATE $cur uptime=$(up)"
+    last=$cur
+    [ "$cur" = "$want" ] && break
+    sleep 2
+    i=$((i + 1))
+  done
+  [ "$cur" = "$want" ] || echo "E2E-AGENT-TIMEOUT"
+  case "$want" in rolled-back:*)
+    # Two more checks of the graph (10 s apart): the rolled-back release stays refused.
+    sleep 25
+    echo "E2E-AGENT-LATER $(now)" ;;
+  esac
+  echo "E2E-AGENT-STATUS"; oxtree agent status
+  echo "E2E-AGENT-JSON $(oxtree agent status --json | tr -d '\n')"
+  echo "E2E-AGENT-DEPLOYMENTS"; oxtree admin status
+fi
+echo "E2E-AGENT-END uptime=$(up)"
+case "$want" in
+  # The agent reboots the machine (a guest reboot ends QEMU: -no-reboot).
+  rebooting:*) sleep 120; echo "E2E-AGENT-NO-REBOOT" ;;
+esac
+systemctl poweroff --no-block
+EOF
+  chmod 0755 "$t/usr/libexec/oxtree-e2e-agent"
+  cat >"$t/usr/lib/systemd/system/oxtree-e2e-agent.service" <<'EOF'
+[Unit]
+Description=oxtree e2e: report the update agent
+ConditionKernelCommandLine=e2e.agent
+After=oxtree-e2e.service oxtree-agent.service
+[Service]
+Type=oneshot
+ExecStart=/usr/libexec/oxtree-e2e-agent
+[Install]
+WantedBy=multi-user.target
+EOF
+  ln -sf /usr/lib/systemd/system/oxtree-e2e-agent.service "$t/etc/systemd/system/multi-user.target.wants/"
 }
 
 phase_tree() {
@@ -274,6 +345,20 @@ commit() { # NAME BRANCH: commit the tree as version NAME, signed
     --sign="$(cat "$W/sign.secret")" --tree=dir="$W/tree" >"$W/$1.commit"
   log "commit $1: $(cut -c1-12 "$W/$1.commit") in $(awk -v a="$(date +%s.%N)" -v b="$s" 'BEGIN{printf "%.1f", a-b}') s"
 }
+# The update graph the agent reads ({remote url}/graph/{stream}.json), signed with the
+# commits' key: graph_release NAME adds the ref's commit (NAME) with a rollout to the whole
+# fleet from the start, so every older release gets an edge to it.
+GRAPH=graph/$REF.json
+graph_release() {
+  local g=$W/updates/repo/$GRAPH
+  if [ ! -f "$g" ]; then
+    mkdir -p "$(dirname "$g")"
+    ox graph init "$g" --stream "$REF" >/dev/null
+  fi
+  ox --repo="$W/updates/repo" graph add "$g" "$REF" >/dev/null
+  [ "$1" = v1 ] || ox graph rollout "$g" "$1" --start=@0 --start-fraction=1.0 >/dev/null
+  ox graph sign "$g" "$(cat "$W/sign.secret")" >/dev/null
+}
 phase_commit() {
   local t=$W/tree kver
   kver=$(cat "$W/kver")
@@ -282,6 +367,7 @@ phase_commit() {
   ox --repo="$W/updates/repo" init --mode=archive
   make_key
   commit v1 "$REF"
+  graph_release v1
   # Cross-check A: v1 with Debian's ostree-prepare-root in its initramfs.
   cp "$t/usr/lib/modules/$kver/initramfs.img" "$W/initrd-oxtree.img"
   cp "$W/initrd-ostree.img" "$t/usr/lib/modules/$kver/initramfs.img"
@@ -291,6 +377,7 @@ phase_commit() {
   echo v2 >"$t/usr/share/oxtree-e2e/version"
   echo "new in v2" >"$t/usr/share/oxtree-e2e/v2-only"
   commit v2 "$REF"
+  graph_release v2
   # The update server also offers it as a static delta from v1 (its parent).
   ox --repo="$W/updates/repo" static-delta generate --to="$(cat "$W/v2.commit")" >/dev/null
   ox --repo="$W/updates/repo" summary -u
@@ -307,6 +394,7 @@ exit 1
 EOF
   chmod 0755 "$t/usr/etc/oxtree/health.d/50-v3-broken"
   commit v3 "$REF"
+  graph_release v3
   ox --repo="$W/updates/repo" static-delta generate --to="$(cat "$W/v3.commit")" >/dev/null
   ox --repo="$W/updates/repo" summary -u
   make_updates_disk
@@ -405,13 +493,14 @@ pick_entry() {
 field() { debugfs -R "cat $2" "$1" 2>/dev/null | sed -n "s/^$3 //p"; }
 
 # -------------------------------------------------------------------------- boots ----
-# boot NAME IMG STEP [MODE]: boot the default entry of IMG. Serial logs: the console in
+# boot NAME IMG STEP [MODE [AGENT]]: boot the default entry of IMG (AGENT: what the update
+# agent must reach on this boot, e2e.agent= for the driver). Serial logs: the console in
 # $LOGS/NAME.console.log, the driver's markers in $LOGS/NAME.log. MODE:
 #   cut      kill QEMU (a hard power-off) as soon as the finalize reports it is half-way;
 #   bad-arg  boot with an ostree= that names no deployment, on a throw-away snapshot of
 #            IMG, and stop once the initramfs has dropped to its rescue shell.
 boot() {
-  local name=$1 img=$2 step=$3 mode=${4:-} e opts logf=$LOGS/$1.log con=$LOGS/$1.console.log
+  local name=$1 img=$2 step=$3 mode=${4:-} agent=${5:-} e opts logf=$LOGS/$1.log con=$LOGS/$1.console.log
   local pid s until= extra=()
   e=$(pick_entry "$img") || { fail "$name: no boot entry"; return 1; }
   opts=$(field "$img" "$e" options)
@@ -424,13 +513,14 @@ boot() {
       extra=(-snapshot)
       opts=$(echo "$opts" | sed 's|ostree=[^ ]*|ostree=/ostree/boot.1/debian/0000/9|') ;;
   esac
-  log "boot $name: $(basename "$e") ($(field "$img" "$e" title)) step=$step${mode:+ mode=$mode}"
+  log "boot $name: $(basename "$e") ($(field "$img" "$e" title)) step=$step${mode:+ mode=$mode}${agent:+ agent=$agent}"
   s=$(date +%s)
   # (in a subshell that outlives QEMU: a hard kill is reported here, not by job control)
-  (timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m "$MEM" -smp "$SMP" \
+  rm -f "$W/qemu.pid"
+  (timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -pidfile "$W/qemu.pid" -accel tcg -m "$MEM" -smp "$SMP" \
     -display none -monitor none -serial stdio -serial file:"$logf" \
     -no-reboot -kernel "$W/vmlinuz" -initrd "$W/initrd" \
-    -append "$opts console=ttyS0 e2e.step=$step" \
+    -append "$opts console=ttyS0 e2e.step=$step${agent:+ e2e.agent=$agent}" \
     -drive file="$img",format=raw,if=virtio \
     -drive file="$W/updates.img",format=raw,if=virtio,readonly=on \
     "${extra[@]}" -nic none </dev/null >"$con" 2>&1 || true) 2>/dev/null &
@@ -439,7 +529,7 @@ boot() {
     while kill -0 "$pid" 2>/dev/null; do
       if grep -aqF "$until" "$con" 2>/dev/null; then
         sleep 1
-        pkill -9 -f "^qemu-system-x86_64 .*$img" || true
+        kill -9 "$(cat "$W/qemu.pid")" || true
         log "  QEMU killed (power off) on seeing '$until'"
         echo "E2E-POWER-CUT" >>"$logf"
         break
@@ -481,6 +571,16 @@ common_checks() { # NAME VERSION [COMMIT-NAME]: booted VERSION (COMMIT-NAME's co
   check "$1" "the physical root is at /sysroot" eq "$(m "$1" SYSROOT-MOUNTED)" yes
 }
 step_ok() { m "$1" STEP | grep -q 'rc=0'; }
+not_active() { [ -n "$1" ] && [ "$1" != active ] || { echo "    agent unit: '$1'" >&2; return 1; }; }
+# agent_checks NAME VERSION: the agent staged VERSION on its own and rebooted the machine
+# (read in its log: the reboot comes faster than its reporter polls the state).
+agent_checks() {
+  check "$1" "the agent found $2 in the signed graph and staged it" \
+    sh -c "grep -aq '^E2E-AGENT-LOG .*agent: available -> staged' '$LOGS/$1.log' &&
+      grep -aq '^E2E-AGENT-LOG .*agent: rebooting into $2 ' '$LOGS/$1.log'"
+  check "$1" "the agent rebooted the machine (a guest reboot, not the host)" \
+    grep -aq "reboot: Restarting system" "$LOGS/$1.console.log"
+}
 entry_names() { list_entries "$1" | cut -d' ' -f3 | tr '\n' ' '; }
 
 phase_boot() {
@@ -497,43 +597,56 @@ phase_boot() {
   check $n "the finalize was cut half-way" grep -aq 'E2E-POWER-CUT' "$LOGS/$n.log"
   log "  entries after the power cut: $(entry_names "$img")"
 
-  # 2: the cut finalize never switched: v1 boots, in good order. Stage v2 again.
-  n=2-after-power-cut
-  boot $n "$img" fsck-upgrade
+  # 2: the cut finalize never switched: v1 boots, in good order. From here on the update
+  # agent runs: it finds v2 in the signed graph, stages it and reboots by itself.
+  n=2-after-power-cut-agent
+  boot $n "$img" fsck "" rebooting:v2
   common_checks $n v1
   check $n "the system repo is fsck-clean after the power cut" eq "$(m $n FSCK)" "rc=0"
   log "  FAULT RESULT: after the power cut mid-finalize the machine booted $(m $n VERSION) (the previous default), health $(m $n HEALTH)"
   check $n "local state from boot 1 intact (/etc edit)" eq "$(m $n ETC)" "setting=edited-in-v1"
-  check $n "upgrade --stage ran" step_ok $n
+  agent_checks $n v2
 
-  # 3: v2, with the /etc edit and /var file of v1; marked good; v3 is published: stage it.
-  n=3-v2
+  # 3: v2 (the agent's reboot), with the /etc edit and /var file of v1; marked good; v3 is
+  # published: the agent stages it and reboots.
+  n=3-v2-agent
   publish_v3
-  boot $n "$img" upgrade
+  boot $n "$img" none "" rebooting:v3
   common_checks $n v2
   check $n "/etc edit survived the upgrade (3-way merge)" eq "$(m $n ETC)" "setting=edited-in-v1"
   check $n "/var file survived the upgrade" eq "$(m $n VARFILE)" "written-in-v1"
   check $n "health checks passed, v2 marked good" eq "$(m $n HEALTH)" "success active"
   check $n "v1 kept as rollback" lists $n v1
-  check $n "upgrade to v3 staged" step_ok $n
-  check $n "v3 arrived as a static delta" grep -aq "via static delta" "$LOGS/$n.log"
+  check $n "the agent found v2 booted and verified it before looking further" \
+    grep -aq "^E2E-AGENT-LOG .*rebooting -> verifying" "$LOGS/$n.log"
+  agent_checks $n v3
   log "  entries: $(entry_names "$img")"
 
-  # 4, 5: v3 fails its health check on each of its tries.
+  # 4, 5: v3 fails its health check on each of its tries; the agent (which needs a good
+  # boot) does not start.
   for n in 4-v3-try1 5-v3-try2; do
-    boot $n "$img" none
+    boot $n "$img" none "" not-running
     common_checks $n v3
     check $n "health check fails, v3 not marked good" eq "$(m $n HEALTH)" "exit-code failed"
+    check $n "the agent did not start on a boot whose health checks failed" \
+      not_active "$(m $n AGENT-UNIT)"
     log "  entries: $(entry_names "$img")"
   done
 
-  # 6: tries used up: the bootloader boots v2 by itself; roll back to v1.
+  # 6: tries used up: the bootloader boots v2 by itself; roll back to v1. The agent reports
+  # v3 as rolled back and does not stage it again.
   n=6-fallback-v2
-  boot $n "$img" rollback
+  boot $n "$img" rollback "" rolled-back:v3
   common_checks $n v2
   check $n "the fallback is now the default (rollback --if-failed at boot)" default_is $n v2
   check $n "status reports v3 as failed" failed_in $n v3
   check $n "admin rollback ran" step_ok $n
+  check $n "the agent reports v3 rolled back" grep -aq "^E2E-AGENT-STATE rolled-back:v3 " "$LOGS/$n.log"
+  check $n "25 s (two graph checks) later: still rolled back, v3 not offered again" \
+    eq "$(m $n AGENT-LATER)" "rolled-back:v3"
+  check $n "the agent's status names v3 as never offered again" \
+    sh -c "tr -d '\r' <'$LOGS/$n.log' | grep -q '^Not offered: v3 .*rolled back'"
+  check $n "nothing staged" sh -c "! tr -d '\r' <'$LOGS/$n.log' | sed -n '/^E2E-AGENT-DEPLOYMENTS/,\$p' | grep -q staged"
 
   # 7: v1 is the default.
   n=7-rollback-v1

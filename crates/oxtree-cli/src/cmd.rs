@@ -11,6 +11,7 @@ pub mod export;
 pub mod fleetlock;
 pub mod generate;
 pub mod graph;
+pub mod image;
 pub mod p2p;
 pub mod pull;
 pub mod refs;
@@ -32,6 +33,8 @@ use std::path::{Path, PathBuf};
 pub struct Global {
     pub repo: Option<PathBuf>,
     pub sysroot: Option<PathBuf>,
+    /// `admin --esp`: the EFI system partition of the systemd-boot backend.
+    pub esp: Option<PathBuf>,
 }
 
 impl Global {
@@ -60,6 +63,11 @@ impl Global {
             .clone()
             .or_else(|| std::env::var_os("OSTREE_SYSROOT").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/"))
+    }
+
+    /// The sysroot (`--sysroot`), with the ESP given by `--esp`, if any.
+    pub fn sysroot(&self) -> oxtree::sysroot::Sysroot {
+        oxtree::sysroot::Sysroot::new(&self.sysroot_path()).with_esp(self.esp.clone())
     }
 }
 

@@ -134,6 +134,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd::graph::GraphCmd,
     },
+    /// Bootable disk images: `image build` (GPT, ESP with systemd-boot, ext4 sysroot).
+    Image {
+        #[command(subcommand)]
+        cmd: cmd::image::ImageCmd,
+    },
     /// Man pages and shell completions (for packaging).
     #[command(hide = true)]
     Generate(cmd::generate::GenerateArgs),
@@ -274,6 +279,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let g = &Global {
         repo: cli.repo,
         sysroot: None,
+        esp: None,
     };
     match c {
         Cmd::Init(a) => cmd::repo::init(g, a),
@@ -306,6 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Agent(a) => cmd::agent::run(a),
         Cmd::Fleetlock { cmd } => cmd::fleetlock::run(cmd),
         Cmd::Graph { cmd } => cmd::graph::run(g, cmd),
+        Cmd::Image { cmd } => cmd::image::run(g, cmd),
         Cmd::Generate(a) => {
             use clap::CommandFactory;
             cmd::generate::run(a, Cli::command())

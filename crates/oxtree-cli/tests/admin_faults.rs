@@ -846,3 +846,115 @@ fn boot_that_cannot_be_frozen_is_synced() {
     check_clean(&sr.path).expect("rolled back on a tmpfs /boot");
     ostree(&["admin", "status", &a]);
 }
+
+/// The systemd-boot ESP mirror stopped at each of its steps, by an injected failure or by
+/// kill -9 while it waits there, in the mirror update a deploy runs before it changes
+/// anything and in the one right after its loader swap (`1*off->`: the second time the
+/// step is reached), and around the swap itself: systemd-boot, reading only the ESP, still
+/// boots a deployment that is there and has tries left, and every entry on the ESP can
+/// boot (its kernel on the ESP, its `ostree=` resolving in the sysroot). The next `admin
+/// cleanup` makes the ESP mirror the boot configuration exactly, counters carried.
+#[test]
+fn an_esp_mirror_stopped_at_any_step_leaves_an_esp_that_systemd_boot_boots() {
+    use common::sdboot::{check_esp_boots, entries};
+    require_failpoints();
+    let sr = sysroot();
+    let esp = sr.path.with_file_name("esp");
+    std::fs::create_dir_all(&esp).expect("mkdir");
+    let cfg = sr.repo().join("config");
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str("\n[sysroot]\nbootloader=none\nboot-counting-tries=2\n\n[oxtree]\nbootloader=systemd-boot\n");
+    std::fs::write(&cfg, text).expect("config");
+    let (a, e) = (sr.arg(), format!("--esp={}", s(&esp)));
+    let deploy = ["admin", "deploy", &a, &e, "--os=testos", "testos/main"];
+    ox(&deploy);
+    let mut version = 1;
+    for kill in [false, true] {
+        for step in [
+            "esp::loader",
+            "esp::kernels",
+            "esp::entry",
+            "esp::entries",
+            "esp::stale",
+            "deploy::entries",
+            "deploy::swap",
+            "deploy::swapped",
+            "deploy::cleanup",
+        ] {
+            for skip in ["", "1*off->"] {
+                if step.starts_with("deploy::") && !skip.is_empty() {
+                    continue;
+                }
+                let what = format!(
+                    "{} at {skip}{step}",
+                    if kill { "kill -9" } else { "failure" }
+                );
+                version += 1;
+                // Each version has its own kernel: the ESP gains and loses kernel directories.
+                write(
+                    &sr.tree.join("usr/lib/modules/6.1.0/vmlinuz"),
+                    format!("kernel {version}").as_bytes(),
+                    0o644,
+                );
+                sr.commit(&format!("{version}.0"));
+                if kill {
+                    let fp = format!("{step}={skip}return(hang)");
+                    let mut p = Watched::start(&oxtree_bin(), &deploy, &[("FAILPOINTS", &fp)]);
+                    p.wait_for(&format!("failpoint {step}: hanging"));
+                    p.child.kill().expect("kill -9");
+                    let _ = p.finish();
+                } else {
+                    let o = Command::new(oxtree_bin())
+                        .args(deploy)
+                        .env("FAILPOINTS", format!("{step}={skip}return"))
+                        .output()
+                        .expect("run");
+                    let err = String::from_utf8_lossy(&o.stderr);
+                    assert!(
+                        !o.status.success()
+                            && err.contains(&format!("injected failure at failpoint {step}")),
+                        "{what}: {err}"
+                    );
+                }
+                if let Err(msg) = check_esp_boots(&esp, &sr.path) {
+                    panic!("{what}: systemd-boot cannot boot from the ESP: {msg}");
+                }
+                check_bootable(&sr.path).unwrap_or_else(|m| panic!("{what}: {m}"));
+                ox(&["admin", "cleanup", &a, &e]);
+                // Exactly the deployments, in their order, with no stray file.
+                let deps = oxtree::sysroot::Sysroot::new(&sr.path)
+                    .with_esp(Some(esp.clone()))
+                    .deployments()
+                    .expect("deployments");
+                let mut want: Vec<String> = deps
+                    .iter()
+                    .map(|d| format!("ostree-testos-{}.{}", d.checksum, d.deployserial))
+                    .collect();
+                let got: Vec<String> = entries(&esp).iter().map(|x| x.base().to_string()).collect();
+                assert_eq!(got, want, "{what}: the ESP after cleanup");
+                want.sort();
+                let mut kdirs: Vec<String> = std::fs::read_dir(esp.join("ostree"))
+                    .expect("readdir")
+                    .flatten()
+                    .map(|x| x.file_name().to_string_lossy().into_owned())
+                    .collect();
+                kdirs.sort();
+                let mut live: Vec<String> = deps
+                    .iter()
+                    .map(|d| format!("testos-{}", d.bootcsum))
+                    .collect();
+                live.sort();
+                live.dedup();
+                assert_eq!(kdirs, live, "{what}: kernel directories on the ESP");
+                for x in entries(&esp) {
+                    assert!(
+                        x.tries.is_some_and(|t| t.0 > 0),
+                        "{what}: {} lost its counter",
+                        x.file
+                    );
+                }
+                check_esp_boots(&esp, &sr.path).unwrap_or_else(|m| panic!("{what}: {m}"));
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fleetlock;
 pub mod fsutil;
 pub mod gvariant;
+pub mod image;
 pub mod object;
 pub mod p2p;
 pub mod progress;

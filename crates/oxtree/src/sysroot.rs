@@ -6,6 +6,7 @@
 
 pub mod bls;
 mod deploy;
+pub mod esp;
 mod etc_merge;
 pub mod kargs;
 mod kexec;
@@ -13,7 +14,7 @@ mod live;
 mod ops;
 pub mod prepare_root;
 pub mod remount;
-mod tree;
+pub(crate) mod tree;
 
 pub use deploy::DeployOptions;
 pub use ops::{UpgradeOptions, UpgradeOutcome};
@@ -162,6 +163,8 @@ pub struct Sysroot {
     /// locks, then deploys, which locks, then cleans up, which locks).
     lock: std::sync::Mutex<HeldLock>,
     events: Option<EventSink>,
+    /// The EFI system partition, when given (see [`Sysroot::esp`]).
+    esp: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Sysroot {
@@ -169,6 +172,7 @@ impl std::fmt::Debug for Sysroot {
         f.debug_struct("Sysroot")
             .field("path", &self.path)
             .field("lock", &self.lock)
+            .field("esp", &self.esp)
             .finish_non_exhaustive()
     }
 }
@@ -221,6 +225,7 @@ impl Sysroot {
             path: path.to_path_buf(),
             lock: std::sync::Mutex::new(HeldLock::default()),
             events: None,
+            esp: None,
         }
     }
 
@@ -234,6 +239,15 @@ impl Sysroot {
         if let Some(sink) = &self.events {
             sink(&e);
         }
+    }
+
+    /// Use `esp` as the EFI system partition (a mounted ESP, or the directory an image
+    /// build fills), instead of looking for one (see [`Sysroot::esp`]).
+    pub fn with_esp(mut self, esp: Option<PathBuf>) -> Sysroot {
+        if esp.is_some() {
+            self.esp = esp;
+        }
+        self
     }
 
     /// Take the sysroot lock (see [`SysrootLock`]), waiting for as long as another process
@@ -421,8 +435,22 @@ impl Sysroot {
         Ok(entries)
     }
 
-    /// Deployments in boot order (default first), from the active loader entries.
+    /// Deployments in boot order (default first), from the active loader entries. With
+    /// the systemd-boot backend, the boot counters are the ones on the ESP, which the
+    /// bootloader itself counts down (see [`esp`]).
     pub fn deployments(&self) -> Result<Vec<Deployment>> {
+        let mut out = self.bls_deployments()?;
+        if let Some(tries) = self.esp_tries()? {
+            for d in &mut out {
+                let base = esp::entry_base(&d.stateroot, &d.checksum, d.deployserial);
+                d.tries = tries.get(&base).copied().flatten();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deployments as the entries under `/boot` list them (counters from their names).
+    pub(crate) fn bls_deployments(&self) -> Result<Vec<Deployment>> {
         let Some(n) = self.bootversion()? else {
             return Ok(Vec::new());
         };

@@ -22,6 +22,11 @@ pub struct AdminArgs {
     /// Path to the physical root (default: $OSTREE_SYSROOT, else /).
     #[arg(long, global = true, value_name = "PATH")]
     pub sysroot: Option<PathBuf>,
+    /// The EFI system partition (mounted, or a directory), for the systemd-boot backend
+    /// (`[sysroot] bootloader=systemd-boot`); default: the FAT mount at /efi, /boot/efi or
+    /// /boot of the running system.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub esp: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: AdminCmd,
 }
@@ -104,6 +109,7 @@ pub enum KargsCmd {
 pub fn run(g: &Global, a: AdminArgs) -> Result<()> {
     let g = &Global {
         sysroot: a.sysroot,
+        esp: a.esp,
         ..g.clone()
     };
     match a.cmd {
@@ -139,7 +145,7 @@ pub fn run(g: &Global, a: AdminArgs) -> Result<()> {
 
 /// The sysroot of `g`, with its events printed on stdout as ostree prints them.
 pub(crate) fn sysroot(g: &Global) -> Sysroot {
-    Sysroot::new(&g.sysroot_path()).with_events(print_event)
+    g.sysroot().with_events(print_event)
 }
 
 /// A sysroot event in ostree's words (its journal messages, which `ostree admin` prints on

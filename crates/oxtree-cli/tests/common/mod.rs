@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+pub mod sdboot;
 
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};

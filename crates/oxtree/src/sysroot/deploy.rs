@@ -721,6 +721,12 @@ impl Sysroot {
         extra_old: usize,
     ) -> Result<()> {
         let _lock = self.lock(|| {})?;
+        // systemd-boot: first make the ESP name the live boot links (an earlier run may
+        // have stopped between its swap and its mirror update), since this run replaces
+        // the other ones (see `esp`).
+        self.sync_esp()?;
+        // Its boot counters live on the ESP, not in these entries' names.
+        let counters_here = self.bootloader()? != super::esp::Bootloader::SystemdBoot;
         if let Some(bad) = plan
             .iter()
             .flat_map(|p| p.kargs.iter())
@@ -751,6 +757,8 @@ impl Sysroot {
             )?;
             crate::fsutil::fsync_dir(&self.path.join("ostree"))?;
             super::failpoint("deploy::bootlinks")?;
+            // systemd-boot: the ESP follows the swap (its entries are per deployment).
+            self.sync_esp()?;
             self.write_deployment_refs(repo, bv, sub, &commits, false)?;
             super::failpoint("deploy::refs")?;
             self.write_deployment_refs(repo, bv, sub, &commits, true)?;
@@ -804,7 +812,7 @@ impl Sysroot {
             let name = entries.join(format!(
                 "ostree-{version_no}-{}{}.conf",
                 p.stateroot,
-                super::bls::tries_suffix(p.tries)
+                super::bls::tries_suffix(p.tries.filter(|_| counters_here))
             ));
             crate::fsutil::write_atomic(&name, e.to_string().as_bytes(), false)?;
         }
@@ -828,6 +836,8 @@ impl Sysroot {
         crate::fsutil::fsync_dir(&boot)?;
         self.flush_boot("deploy::frozen-after-swap")?;
         super::failpoint("deploy::swapped")?;
+        // systemd-boot: the ESP follows the swap before anything old is removed.
+        self.sync_esp()?;
         // Only now may the old list's refs go.
         self.write_deployment_refs(repo, new, new_sub, &commits, true)?;
         self.emit(super::SysrootEvent::DeploymentsWritten {
@@ -1012,6 +1022,8 @@ impl Sysroot {
             return Ok(());
         };
         let deps = self.deployments()?;
+        // systemd-boot: the ESP entries must name the live boot links before the old ones go.
+        self.sync_esp()?;
         // The deployment refs follow the live list, whatever an interrupted deploy left.
         let commits: Vec<Checksum> = deps.iter().map(|d| d.checksum).collect();
         self.write_deployment_refs(&self.repo()?, cur, self.subbootversion(cur), &commits, true)?;

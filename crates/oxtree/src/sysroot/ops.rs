@@ -78,6 +78,10 @@ impl Sysroot {
         if d.tries.is_none() {
             return Ok(None); // already known good
         }
+        if self.bootloader()? == super::esp::Bootloader::SystemdBoot {
+            // The counter is the ESP entry's, as systemd-bless-boot sees it.
+            return Ok(self.esp_mark_good(&d)?.then_some(d));
+        }
         let Some(n) = self.bootversion()? else {
             return Ok(None);
         };

@@ -13,7 +13,7 @@ use std::path::Path;
 
 /// Open the regular file `rel` of the tree at `root`, resolved inside the tree. `None` when
 /// it does not exist; an error when it is something else than a regular file.
-pub(super) fn open_file(root: &Path, rel: &str) -> Result<Option<File>> {
+pub(crate) fn open_file(root: &Path, rel: &str) -> Result<Option<File>> {
     let p = root.join(rel);
     let fd = match open_in(
         root,
@@ -36,7 +36,7 @@ pub(super) fn open_file(root: &Path, rel: &str) -> Result<Option<File>> {
 
 /// The names in the directory `rel` of the tree at `root` (resolved inside the tree);
 /// empty when it does not exist.
-pub(super) fn list_dir(root: &Path, rel: &str) -> Result<Vec<String>> {
+pub(crate) fn list_dir(root: &Path, rel: &str) -> Result<Vec<String>> {
     let p = root.join(rel);
     let Some(fd) = open_in(root, rel, OFlags::RDONLY | OFlags::DIRECTORY)? else {
         return Ok(Vec::new());

@@ -55,7 +55,7 @@ pub fn os_init(g: &Global, a: OsInitArgs) -> Result<()> {
     let Some(stateroot) = stateroot else {
         bail!("OSNAME must be specified");
     };
-    Sysroot::new(&g.sysroot_path()).os_init(&stateroot)?;
+    g.sysroot().os_init(&stateroot)?;
     println!("ostree/deploy/{stateroot} initialized as OSTree root");
     Ok(())
 }
@@ -75,6 +75,22 @@ pub struct BootCompleteArgs {
     /// Mark good without running the health checks.
     #[arg(long)]
     pub skip_health_checks: bool,
+    /// When systemd-boot counts this boot (the bootloader backend is systemd-boot and
+    /// its LoaderBootCountPath variable is set) and systemd-bless-boot is installed, only
+    /// run the health checks: systemd-bless-boot.service marks the entry good once
+    /// boot-complete.target, which this unit is ordered before, is reached.
+    #[arg(long)]
+    pub leave_to_bless_boot: bool,
+}
+
+/// systemd-bless-boot, which Debian's `systemd-boot` package installs.
+fn bless_boot_installed() -> bool {
+    [
+        "/usr/lib/systemd/systemd-bless-boot",
+        "/lib/systemd/systemd-bless-boot",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).is_file())
 }
 
 pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
@@ -82,8 +98,9 @@ pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
         index,
         health_dir,
         skip_health_checks,
+        leave_to_bless_boot,
     } = a;
-    warn_finalize_failure(&Sysroot::new(&g.sysroot_path()));
+    warn_finalize_failure(&g.sysroot());
     if !skip_health_checks {
         let failed = Sysroot::run_health_checks(&health_dir)?;
         if !failed.is_empty() {
@@ -97,7 +114,18 @@ pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
             );
         }
     }
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
+    if leave_to_bless_boot
+        && index.is_none()
+        && sr.bootloader()? == oxtree::sysroot::esp::Bootloader::SystemdBoot
+        && oxtree::sysroot::esp::loader_variable("LoaderBootCountPath").is_some()
+        && bless_boot_installed()
+    {
+        println!(
+            "Health checks passed; systemd-bless-boot marks this boot good (boot-complete.target)."
+        );
+        return Ok(());
+    }
     let _lock = lock_sysroot(&sr)?;
     match sr.boot_complete(index)? {
         Some(d) => println!("Marked {} as good", d.dirname()),

@@ -6,7 +6,7 @@ use super::{parse_index, print_pruned, sysroot};
 use crate::cmd::Global;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use oxtree::sysroot::{kargs::KernelArgs, Sysroot};
+use oxtree::sysroot::kargs::KernelArgs;
 use std::io::Write;
 
 /// Set the origin of a deployment to REMOTENAME:BRANCH, adding the remote.
@@ -57,7 +57,7 @@ pub struct DiffArgs {
 }
 
 pub fn diff(g: &Global, a: DiffArgs) -> Result<()> {
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let list = sr.deployments()?;
     let d = match &a.os {
         Some(os) => list
@@ -130,7 +130,7 @@ pub struct SelinuxArgs {
 }
 
 fn selinux_ensure_labeled(g: &Global, _a: SelinuxArgs) -> Result<()> {
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let list = sr.deployments()?;
     let Some(d) = list.first() else {
         bail!("Unable to find a deployment in sysroot");
@@ -254,7 +254,7 @@ pub struct Grub2Args {
 }
 
 fn grub2_generate(g: &Global, a: Grub2Args) -> Result<()> {
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let bootversion = match &a.bootversion {
         None => sr.bootversion()?.unwrap_or(0),
         Some(s) => match s.parse::<u32>() {

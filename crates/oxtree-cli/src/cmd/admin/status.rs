@@ -81,7 +81,7 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<()> {
         is_default,
         skip_signatures,
     } = a;
-    let sr = Sysroot::new(&g.sysroot_path());
+    let sr = g.sysroot();
     let deps = sr.deployments()?;
     let staged = sr.staged_deployment()?;
     if is_default {
