@@ -498,8 +498,8 @@ fn pin_undeploy_set_default_status_match_ostree() {
     // ostree 2022.7 reads INDEX with atoi: `undeploy x` removes deployment 0. oxtree
     // refuses what is not a number, as its `pin` does.
     refused_x(&p, &["admin", "undeploy", "x"], "Invalid index: x");
-    // ostree's option parser reads -1 as an option (its words differ from clap's).
-    refused_x(&p, &["admin", "pin", "-1"], "'-1'");
+    // ostree's option parser reads -1 as an option, and so does oxtree's, in its words.
+    refused_x(&p, &["admin", "pin", "-1"], "error: Unknown option -1");
     // A pinned deployment survives a deploy that drops the others.
     write(&p.tree.join("usr/etc/v4"), b"x\n", 0o644);
     commit(&p, "testos/main", "4.0", "2020-01-04T00:00:00Z");
@@ -1866,4 +1866,86 @@ fn upgrade_and_switch_from_a_remote_match_ostree() {
     );
     layout_same(&p);
     status_same(&p);
+}
+
+/// A sysroot's `etc/ostree/remotes.d/*.conf` configures remotes of its repo, as Fedora
+/// CoreOS ships its remote: `admin upgrade` pulls through one (and fails the same way
+/// without it), and `remote delete --sysroot` removes its file. Compared with ostree.
+#[test]
+fn remotes_d_of_the_sysroot_as_ostree() {
+    let p = pair();
+    // The update server: an archive repo with a newer commit of the same branch.
+    let srv = p.t.join("srv");
+    ostree(&["init", &format!("--repo={}", s(&srv)), "--mode=archive"]);
+    let v1 = commit(&p, "testos/main", "1.0", "2020-01-01T00:00:00Z");
+    let v2 = ostree(&[
+        "commit",
+        &format!("--repo={}", s(&srv)),
+        "-b",
+        "testos/main",
+        "-s",
+        "2.0",
+        "--timestamp=2021-01-01T00:00:00Z",
+        "--add-metadata-string=version=2.0",
+        s(&p.tree),
+    ]);
+    ostree(&["summary", "-u", &format!("--repo={}", s(&srv))]);
+    for sr in [&p.o, &p.x] {
+        let repo = format!("--repo={}", s(&sr.join("ostree/repo")));
+        // The deployment's origin names remote "fleet", which only remotes.d configures.
+        ostree(&["refs", &repo, &format!("--create=fleet:testos/main"), &v1]);
+    }
+    same(&p, &["admin", "deploy", "--os=testos", "fleet:testos/main"]);
+    // Without the remotes.d file: "Remote "fleet" not found", from both.
+    let (ok, _) = compare(&p, &["admin", "upgrade", "--os=testos", "--pull-only"]);
+    assert!(!ok);
+    for sr in [&p.o, &p.x] {
+        write(
+            &sr.join("etc/ostree/remotes.d/fleet.conf"),
+            format!(
+                "[remote \"fleet\"]\nurl=file://{}\ngpg-verify=false\n",
+                s(&srv)
+            )
+            .as_bytes(),
+            0o644,
+        );
+    }
+    let (ok, _) = compare(&p, &["admin", "upgrade", "--os=testos", "--pull-only"]);
+    assert!(ok, "both pull through the remotes.d remote");
+    for sr in [&p.o, &p.x] {
+        let repo = format!("--repo={}", s(&sr.join("ostree/repo")));
+        assert_eq!(ostree(&["rev-parse", &repo, "fleet:testos/main"]), v2);
+    }
+    // The repo opened by path does not see the sysroot's remotes.d (as ostree).
+    for sr in [&p.o, &p.x] {
+        let repo = format!("--repo={}", s(&sr.join("ostree/repo")));
+        assert_eq!(
+            ox(&["remote", "list", &repo]),
+            ostree(&["remote", "list", &repo])
+        );
+    }
+    // remote delete --sysroot removes the file.
+    let (ok, _) = compare(&p, &["remote", "delete", "fleet"]);
+    assert!(ok);
+    for sr in [&p.o, &p.x] {
+        assert!(
+            !sr.join("etc/ostree/remotes.d/fleet.conf").exists(),
+            "{}",
+            s(sr)
+        );
+    }
+    // A malformed remotes.d file is an error naming it.
+    write(
+        &p.x.join("etc/ostree/remotes.d/bad.conf"),
+        b"[remote \"x\"\nurl=\n",
+        0o644,
+    );
+    let o = run_tool(
+        &p,
+        true,
+        &p.x,
+        &["admin", "upgrade", "--os=testos", "--pull-only"],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("bad.conf"), "{}", text(&o.stderr));
 }

@@ -107,6 +107,10 @@ pub struct Repo {
     bareuseronly_files: bool,
     disable_xattrs: bool,
     min_free_space: txn::MinFreeSpace,
+    /// The `.conf` files of the system's remotes.d (`/etc/ostree/remotes.d`, or
+    /// `SYSROOT/etc/ostree/remotes.d` for a sysroot's repo), in name order: remotes
+    /// configured there count as this repo's, as in ostree (see [`Repo::set_remotes_d`]).
+    remotes_d_files: Vec<(PathBuf, KeyFile)>,
 }
 
 const REPO_DIRS: &[&str] = &[
@@ -223,7 +227,7 @@ impl Repo {
         let disable_xattrs = config.get_bool("core", "disable-xattrs").unwrap_or(false);
         let min_free_space = txn::min_free_space(&config).map_err(cerr)?;
         tracing::debug!("opened repository {} (mode {mode_str})", path.display());
-        Ok(Repo {
+        let repo = Repo {
             path: path.to_path_buf(),
             mode,
             config,
@@ -232,7 +236,47 @@ impl Repo {
             bareuseronly_files: false,
             disable_xattrs,
             min_free_space,
-        })
+            remotes_d_files: Vec::new(),
+        };
+        // A system repository (`/ostree/repo`, which `/sysroot/ostree/repo` is on a booted
+        // machine) also takes its remotes from `/etc/ostree/remotes.d`, as ostree's does.
+        let system = ["/ostree/repo", "/sysroot/ostree/repo"].iter().any(|p| {
+            match (std::fs::canonicalize(p), std::fs::canonicalize(path)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            }
+        });
+        let mut repo = repo;
+        if system {
+            repo.set_remotes_d(Path::new("/etc/ostree/remotes.d"))?;
+        }
+        Ok(repo)
+    }
+
+    /// Also read remotes from the `*.conf` files of `dir` (a sysroot's
+    /// `etc/ostree/remotes.d`), as ostree does for the repo of a sysroot; a missing `dir`
+    /// adds nothing, a malformed file is an error naming it.
+    pub fn set_remotes_d(&mut self, dir: &Path) -> Result<()> {
+        self.remotes_d_files.clear();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).ctx("read directory", dir),
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).ctx("read", &f)?;
+            let kf = KeyFile::parse(&text).map_err(|e| Error::Config {
+                path: f.clone(),
+                msg: e.to_string(),
+            })?;
+            self.remotes_d_files.push((f, kf));
+        }
+        Ok(())
     }
 
     /// Lock the repository as ostree does (`.lock`, OFD fcntl locks): shared for writers,

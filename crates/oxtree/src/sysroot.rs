@@ -346,8 +346,12 @@ impl Sysroot {
     }
 
     /// The system repository.
+    /// The sysroot's repository, with the remotes of its `etc/ostree/remotes.d` (as ostree
+    /// reads them for a sysroot's repo: Fedora CoreOS configures its remote there).
     pub fn repo(&self) -> Result<Repo> {
-        Repo::open(&self.path.join("ostree/repo"))
+        let mut repo = Repo::open(&self.path.join("ostree/repo"))?;
+        repo.set_remotes_d(&self.path.join("etc/ostree/remotes.d"))?;
+        Ok(repo)
     }
 
     /// `admin os-init STATEROOT`: `ostree/deploy/STATEROOT/{deploy,var}` with the legacy /var

@@ -76,7 +76,7 @@ fn open_repo(g: &Global, sysroot: Option<&PathBuf>) -> Result<Repo> {
             if !s.is_dir() {
                 bail!("opendir({}): No such file or directory", s.display());
             }
-            Ok(Repo::open(&s.join("ostree/repo"))?)
+            Ok(oxtree::sysroot::Sysroot::new(s).repo()?)
         }
         None => g.open(),
     }

@@ -7,6 +7,7 @@
 
 use super::Repo;
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::keyfile::KeyFile;
 use crate::object::validate_remote_name;
 use std::path::PathBuf;
 
@@ -157,10 +158,22 @@ pub struct GpgSubkey {
 }
 
 impl Repo {
+    /// The keyfile that configures `remote`: the repo's config, else a remotes.d file.
+    fn remote_keyfile(&self, remote: &str) -> Option<&KeyFile> {
+        let g = group(remote);
+        if self.config().has_group(&g) {
+            return Some(self.config());
+        }
+        self.remotes_d_files
+            .iter()
+            .map(|(_, kf)| kf)
+            .find(|kf| kf.has_group(&g))
+    }
+
     pub fn remote_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .config()
-            .groups()
+        let mut v: Vec<String> = std::iter::once(self.config())
+            .chain(self.remotes_d_files.iter().map(|(_, kf)| kf))
+            .flat_map(|kf| kf.groups())
             .filter_map(|g| {
                 g.strip_prefix("remote \"")
                     .and_then(|r| r.strip_suffix('"'))
@@ -168,22 +181,25 @@ impl Repo {
             })
             .collect();
         v.sort();
+        v.dedup();
         v
     }
 
     pub fn remote_option(&self, remote: &str, key: &str) -> Option<String> {
-        self.config().get(&group(remote), key).map(str::to_string)
+        self.remote_keyfile(remote)?
+            .get(&group(remote), key)
+            .map(str::to_string)
     }
 
     pub fn remote_bool(&self, remote: &str, key: &str, default: bool) -> bool {
-        self.config()
-            .get_bool(&group(remote), key)
+        self.remote_keyfile(remote)
+            .and_then(|kf| kf.get_bool(&group(remote), key))
             .unwrap_or(default)
     }
 
     /// `Remote "NAME" not found` (ostree's text) unless the remote is configured.
     pub fn require_remote(&self, remote: &str) -> Result<()> {
-        if self.config().has_group(&group(remote)) {
+        if self.remote_keyfile(remote).is_some() {
             Ok(())
         } else {
             Err(Error::RemoteNotFound(remote.to_string()))
@@ -224,6 +240,16 @@ impl Repo {
             .map(|s| parse_sign_verify(s))
             .collect::<Result<Vec<_>>>()?;
         let g = group(name);
+        if !self.config().has_group(&g) && self.remote_keyfile(name).is_some() {
+            // Configured in remotes.d: the same rules as for the repo's own remotes.
+            if opts.if_not_exists {
+                return Ok(());
+            }
+            if !opts.force {
+                return Err(Error::RemoteExists(name.to_string()));
+            }
+            self.remote_delete(name, true)?;
+        }
         let mut kf = self.config().clone();
         if kf.has_group(&g) {
             if opts.if_not_exists {
@@ -276,14 +302,32 @@ impl Repo {
     /// `ostree remote delete`: the group and the remote's keyring go (its cookies stay, as
     /// in ostree).
     pub fn remote_delete(&mut self, name: &str, if_exists: bool) -> Result<()> {
-        if !self.config().has_group(&group(name)) {
+        let g = group(name);
+        if !self.config().has_group(&g) {
+            // A remote of remotes.d: its group goes from its file (the file with it when
+            // nothing else is left in it), as ostree does.
+            if let Some(i) = self
+                .remotes_d_files
+                .iter()
+                .position(|(_, kf)| kf.has_group(&g))
+            {
+                let (path, kf) = &mut self.remotes_d_files[i];
+                kf.remove_group(&g);
+                if kf.groups().next().is_none() {
+                    std::fs::remove_file(&*path).ctx("remove", &*path)?;
+                    self.remotes_d_files.remove(i);
+                } else {
+                    crate::fsutil::write_atomic(path, kf.to_string().as_bytes(), true)?;
+                }
+                return Ok(());
+            }
             if if_exists {
                 return Ok(());
             }
             return self.require_remote(name);
         }
         let mut kf = self.config().clone();
-        kf.remove_group(&group(name));
+        kf.remove_group(&g);
         self.write_config(kf)?;
         let keyring = self.path().join(format!("{name}.trustedkeys.gpg"));
         match std::fs::remove_file(&keyring) {
