@@ -1893,7 +1893,7 @@ fn remotes_d_of_the_sysroot_as_ostree() {
     for sr in [&p.o, &p.x] {
         let repo = format!("--repo={}", s(&sr.join("ostree/repo")));
         // The deployment's origin names remote "fleet", which only remotes.d configures.
-        ostree(&["refs", &repo, &format!("--create=fleet:testos/main"), &v1]);
+        ostree(&["refs", &repo, "--create=fleet:testos/main", &v1]);
     }
     same(&p, &["admin", "deploy", "--os=testos", "fleet:testos/main"]);
     // Without the remotes.d file: "Remote "fleet" not found", from both.
