@@ -111,6 +111,9 @@ pub struct Repo {
     /// `SYSROOT/etc/ostree/remotes.d` for a sysroot's repo), in name order: remotes
     /// configured there count as this repo's, as in ostree (see [`Repo::set_remotes_d`]).
     remotes_d_files: Vec<(PathBuf, KeyFile)>,
+    /// For the system repository: where `remote add` writes (`/etc/ostree/remotes.d`,
+    /// unless `core.add-remotes-config-dir=false`), as ostree does.
+    system_remotes_d: Option<PathBuf>,
 }
 
 const REPO_DIRS: &[&str] = &[
@@ -237,6 +240,7 @@ impl Repo {
             disable_xattrs,
             min_free_space,
             remotes_d_files: Vec::new(),
+            system_remotes_d: None,
         };
         // A system repository (`/ostree/repo`, which `/sysroot/ostree/repo` is on a booted
         // machine) also takes its remotes from `/etc/ostree/remotes.d`, as ostree's does.
@@ -248,7 +252,11 @@ impl Repo {
         });
         let mut repo = repo;
         if system {
-            repo.set_remotes_d(Path::new("/etc/ostree/remotes.d"))?;
+            let dir = Path::new("/etc/ostree/remotes.d");
+            repo.set_remotes_d(dir)?;
+            if repo.config.get_bool("core", "add-remotes-config-dir") != Some(false) {
+                repo.system_remotes_d = Some(dir.to_path_buf());
+            }
         }
         Ok(repo)
     }

@@ -296,6 +296,23 @@ impl Repo {
         if let Some(c) = &opts.collection_id {
             kf.set(&g, "collection-id", c);
         }
+        // The system repo's new remotes go to /etc/ostree/remotes.d/NAME.conf, as ostree's.
+        if let Some(dir) = self.system_remotes_d.clone() {
+            let mut file = KeyFile::new();
+            for k in kf.keys(&g) {
+                if let Some(v) = kf.get(&g, k) {
+                    file.set(&g, k, v);
+                }
+            }
+            kf.remove_group(&g);
+            if self.config().has_group(&g) {
+                self.write_config(kf)?;
+            }
+            std::fs::create_dir_all(&dir).ctx("create directory", &dir)?;
+            let path = dir.join(format!("{name}.conf"));
+            crate::fsutil::write_atomic(&path, file.to_string().as_bytes(), true)?;
+            return self.set_remotes_d(&dir);
+        }
         self.write_config(kf)
     }
 
