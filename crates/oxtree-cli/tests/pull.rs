@@ -11,6 +11,25 @@ fn repo_arg(p: &Path) -> String {
     format!("--repo={}", s(p))
 }
 
+/// Run `args` with `tool` ("ostree" or "oxtree"); it must succeed. Returns its stdout.
+fn run_as(tool: &str, args: &[&str]) -> String {
+    if tool == "ostree" {
+        ostree(args)
+    } else {
+        ox(args)
+    }
+}
+
+/// An archive repo at `dst`, made by `tool`, with remote "origin" at `url` (no GPG).
+fn client(tool: &str, dst: &Path, url: &str) {
+    let d = repo_arg(dst);
+    run_as(tool, &["init", &d, "--mode=archive"]);
+    run_as(
+        tool,
+        &["remote", "add", &d, "--no-gpg-verify", "origin", url],
+    );
+}
+
 /// Real `ostree pull` from `oxtree serve` fetches a repo oxtree wrote; oxtree pulls it too.
 #[test]
 fn ostree_pulls_from_oxtree_serve() {
@@ -140,15 +159,8 @@ fn pull_from_nginx_serving_an_ostree_repo() {
     let os_dst = t.join("os");
     for (tool, dst) in [("oxtree", &ox_dst), ("ostree", &os_dst)] {
         let d = repo_arg(dst);
-        let run = |args: &[&str]| {
-            if tool == "ostree" {
-                ostree(args)
-            } else {
-                ox(args)
-            }
-        };
-        run(&["init", &d, "--mode=archive"]);
-        run(&["remote", "add", &d, "--no-gpg-verify", "origin", &nginx.url]);
+        let run = |args: &[&str]| run_as(tool, args);
+        client(tool, dst, &nginx.url);
         run(&["pull", &d, "--depth=-1", "origin", "main"]);
         assert_eq!(run(&["rev-parse", &d, "origin:main"]), c2);
         assert_eq!(run(&["rev-parse", &d, "origin:main^"]), c1);
@@ -204,15 +216,8 @@ fn pull_subpaths_as_ostree() {
     let os_dst = t.join("os");
     for (tool, dst) in [("oxtree", &ox_dst), ("ostree", &os_dst)] {
         let d = repo_arg(dst);
-        let run = |args: &[&str]| {
-            if tool == "ostree" {
-                ostree(args)
-            } else {
-                ox(args)
-            }
-        };
-        run(&["init", &d, "--mode=archive"]);
-        run(&["remote", "add", &d, "--no-gpg-verify", "origin", &nginx.url]);
+        let run = |args: &[&str]| run_as(tool, args);
+        client(tool, dst, &nginx.url);
         let mut args = vec!["pull", &d, "origin", "main"];
         args.extend(subs);
         run(&args);
@@ -299,13 +304,7 @@ fn pull_prints_ostree_summary_line() {
     };
     let mut lines: Vec<Vec<String>> = Vec::new();
     for tool in ["ostree", "oxtree"] {
-        let run = |args: &[&str]| {
-            norm(if tool == "ostree" {
-                ostree(args)
-            } else {
-                ox(args)
-            })
-        };
+        let run = |args: &[&str]| norm(run_as(tool, args));
         let base = t.join(tool);
         std::fs::create_dir_all(&base).expect("mkdir");
         let r = |n: &str| repo_arg(&base.join(n));
