@@ -198,7 +198,8 @@ impl PartBuilder {
             Value::Bytes(self.ops),
         ]));
         let mut stored = vec![b'x'];
-        let mut enc = liblzma::write::XzEncoder::new(&mut stored, 6);
+        let mut enc =
+            liblzma::write::XzEncoder::new_stream(&mut stored, xz_encoder(payload.len())?);
         enc.write_all(&payload)
             .and_then(|_| enc.finish().map(|_| ()))
             .map_err(|e| Error::Other(format!("xz compression of a delta part: {e}")))?;
@@ -211,6 +212,47 @@ impl PartBuilder {
         };
         Ok((stored, header))
     }
+}
+
+/// `path` with each run of digits replaced by `#`: the shape two versions of a file share.
+fn digit_stem(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_digits = false;
+    for ch in path.chars() {
+        if ch.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            out.push(ch);
+            in_digits = false;
+        }
+    }
+    out
+}
+
+/// The xz encoder of a part: preset 6 as before, on every core. A part (up to 32 MiB) is
+/// one xz block per core's share, so a single part — what most updates make — compresses on
+/// all of them; blocks of at least 4 MiB keep the ratio close to one block's. Any xz
+/// decoder reads a multi-block stream (ostree's does).
+fn xz_encoder(len: usize) -> Result<liblzma::stream::Stream> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let len = len as u64;
+    let block = len.div_ceil(cores.max(1)).max(4 << 20);
+    let threads = len.div_ceil(block).clamp(1, cores.max(1));
+    let err = |e: liblzma::stream::Error| Error::Other(format!("xz encoder: {e}"));
+    if threads <= 1 {
+        return liblzma::stream::Stream::new_easy_encoder(6, liblzma::stream::Check::Crc64)
+            .map_err(err);
+    }
+    liblzma::stream::MtStreamBuilder::new()
+        .preset(6)
+        .threads(threads as u32)
+        .block_size(block)
+        .check(liblzma::stream::Check::Crc64)
+        .encoder()
+        .map_err(err)
 }
 
 impl Repo {
@@ -233,15 +275,58 @@ impl Repo {
         // Files that replace one at the same path in FROM: bsdiff candidates.
         let mut similar: HashMap<Checksum, Checksum> = HashMap::new();
         if let (Some(f), true) = (from, opts.max_bsdiff_size > 0) {
-            let old: HashMap<String, Checksum> = self.file_paths(f)?.into_iter().collect();
+            let old_paths = self.file_paths(f)?;
+            // A package update renames versioned files (libfoo.so.1.2.3 -> 1.2.4,
+            // modules/6.1.0-13 -> 6.1.0-15): failing the same path, the same path with its
+            // digits blurred names the old file, when only one old file has that shape.
+            let mut stems: HashMap<String, Option<Checksum>> = HashMap::new();
+            for (path, c) in &old_paths {
+                stems
+                    .entry(digit_stem(path))
+                    .and_modify(|e| *e = None)
+                    .or_insert(Some(*c));
+            }
+            let old: HashMap<String, Checksum> = old_paths.into_iter().collect();
             for (path, new) in self.file_paths(to)? {
-                if let Some(o) = old.get(&path) {
-                    if *o != new && want.objects.contains(&(ObjectType::File, new)) {
-                        similar.entry(new).or_insert(*o);
-                    }
+                if !want.objects.contains(&(ObjectType::File, new)) {
+                    continue;
+                }
+                let o = old
+                    .get(&path)
+                    .copied()
+                    .or_else(|| stems.get(&digit_stem(&path)).copied().flatten());
+                if let Some(o) = o.filter(|o| *o != new) {
+                    similar.entry(new).or_insert(o);
                 }
             }
         }
+        // The bsdiff patches, on every core (bsdiff is the costly part of a modified file).
+        let patches: HashMap<Checksum, Vec<u8>> = {
+            use rayon::prelude::*;
+            let cands: Vec<(Checksum, Checksum)> = similar.iter().map(|(n, o)| (*n, *o)).collect();
+            cands
+                .par_iter()
+                .map(|(new, old)| -> Result<Option<(Checksum, Vec<u8>)>> {
+                    let mut f = self.read_file(new)?;
+                    if !f.header.is_regular()
+                        || f.size > opts.max_bsdiff_size
+                        || (opts.min_fallback_size > 0 && f.size > opts.min_fallback_size)
+                    {
+                        return Ok(None);
+                    }
+                    let mut data = Vec::with_capacity(f.size as usize);
+                    f.payload
+                        .read_to_end(&mut data)
+                        .ctx("read content for", f.path.clone())?;
+                    Ok(self
+                        .bsdiff_against(old, &data, opts.max_bsdiff_size)?
+                        .map(|p| (*new, p)))
+                })
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect()
+        };
         let mut objs: Vec<(ObjectType, Checksum)> = want
             .objects
             .into_iter()
@@ -298,17 +383,15 @@ impl Repo {
                 });
                 continue;
             }
+            if let (Some(old), Some(patch)) = (similar.get(&c), patches.get(&c)) {
+                cur.add_patched(c, &f.header, f.size, old, patch);
+                report.patched += 1;
+                continue;
+            }
             let mut data = Vec::with_capacity(f.size as usize);
             f.payload
                 .read_to_end(&mut data)
                 .ctx("read content for", f.path.clone())?;
-            if let Some(old) = similar.get(&c).filter(|_| f.header.is_regular()) {
-                if let Some(patch) = self.bsdiff_against(old, &data, opts.max_bsdiff_size)? {
-                    cur.add_patched(c, &f.header, f.size, old, &patch);
-                    report.patched += 1;
-                    continue;
-                }
-            }
             cur.add_content(c, &f.header, &data);
         }
         if !cur.objects.is_empty() || parts.is_empty() {
@@ -907,5 +990,22 @@ fn strerror(e: &std::io::Error) -> String {
     match s.rfind(" (os error ") {
         Some(i) if s.ends_with(')') => s[..i].to_string(),
         _ => s,
+    }
+}
+
+#[cfg(test)]
+mod stem_tests {
+    #[test]
+    fn versions_blur_to_one_shape() {
+        use super::digit_stem;
+        assert_eq!(
+            digit_stem("/usr/lib/x86_64-linux-gnu/libssl.so.3.0.11"),
+            digit_stem("/usr/lib/x86_64-linux-gnu/libssl.so.3.0.13")
+        );
+        assert_eq!(
+            digit_stem("/usr/lib/modules/6.1.0-13-amd64/vmlinuz"),
+            "/usr/lib/modules/#.#.#-#-amd#/vmlinuz"
+        );
+        assert_ne!(digit_stem("/etc/a.conf"), digit_stem("/etc/b.conf"));
     }
 }
