@@ -1363,3 +1363,47 @@ fn trailing_bytes_after_compressed_content_are_refused() {
         vec![5u8; 512 << 10]
     );
 }
+
+/// pull-local resolves refs through the source's summary when it has one, as ostree does: a
+/// stale summary gives its (older) commit, a ref it does not list is "No such branch".
+#[test]
+fn pull_local_resolves_refs_through_the_source_summary() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"1\n", 0o644);
+    let src = t.join("src");
+    ostree(&["init", &repo_arg(&src), "--mode=archive"]);
+    let c1 = ostree(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "1",
+        TS,
+        s(&tree),
+    ]);
+    ostree(&["summary", "-u", &repo_arg(&src)]);
+    write(&tree.join("a"), b"2\n", 0o644);
+    ostree(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "2",
+        TS,
+        s(&tree),
+    ]);
+    for tool in ["ostree", "oxtree"] {
+        let d = t.join(format!("d-{tool}"));
+        run_as(tool, &["init", &repo_arg(&d), "--mode=archive"]);
+        run_as(tool, &["pull-local", &repo_arg(&d), s(&src), "main"]);
+        assert_eq!(ostree(&["rev-parse", &repo_arg(&d), "main"]), c1, "{tool}");
+    }
+    let d = repo_arg(&t.join("d-oxtree"));
+    let out = same(t, &["pull-local", &d, s(&src), "nosuch"]);
+    assert!(out.is_empty());
+}

@@ -307,7 +307,9 @@ impl LocalCheck {
             .config()
             .get("core", "collection-id")
             .map(str::to_string);
-        // A summary that must verify is read (and checked) as a pull reads a server's.
+        // A summary that must verify is read (and checked) as a pull reads a server's; else
+        // the source's summary, when it has one, resolves refs as ostree's pull-local does
+        // (a ref it does not list: "No such branch … in repository summary").
         let summary = if opts.summary_keys.is_some() || opts.gpg_summary_keys.is_some() {
             super::resolve::fetch_summary(
                 &super::FileFetcher::new(src.path()),
@@ -315,7 +317,7 @@ impl LocalCheck {
                 &super::PullProgress::default(),
             )?
         } else {
-            None
+            src.read_summary()?
         };
         Ok(LocalCheck {
             opts,
