@@ -36,7 +36,7 @@ pub struct PullArgs {
     #[arg(long, value_name = "SUBPATH")]
     pub subpath: Vec<String>,
     /// Concurrent requests.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     pub fetchers: usize,
     /// Abort a transfer slower than this many bytes per second (over
     /// --low-speed-time-seconds; default: the remote's low-speed-limit-bytes, else 1000).
@@ -101,7 +101,7 @@ pub struct PullArgs {
     /// Fail at once on a network error instead of retrying (--network-retries=0).
     #[arg(long)]
     pub disable_retry_on_network_errors: bool,
-    /// Requests in flight at once (oxtree's default 32; the same as --fetchers).
+    /// Requests in flight at once (oxtree's default 64; the same as --fetchers).
     #[arg(long, value_name = "N")]
     pub max_outstanding_fetcher_requests: Option<String>,
     /// Add REPO as local cache source for objects during this pull (each object copied
