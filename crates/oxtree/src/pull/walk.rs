@@ -95,6 +95,8 @@ pub(super) struct Shared<'a> {
     /// Commits whose trees this pull walks in full (not `--commit-metadata-only`): their
     /// partial markers go when the pull succeeds, parents pulled by `--depth` too.
     pub(super) completed: Mutex<Vec<Checksum>>,
+    /// `opts.subpaths` as the walk wants them (see [`normalize_subpaths`]).
+    subpaths: Option<Arc<[String]>>,
 }
 impl<'a> Shared<'a> {
     pub(super) fn new(
@@ -125,6 +127,7 @@ impl<'a> Shared<'a> {
             targets,
             caches: Vec::new(),
             completed: Mutex::new(Vec::new()),
+            subpaths: normalize_subpaths(&opts.subpaths),
         }
     }
 
@@ -421,7 +424,7 @@ impl Shared<'_> {
         // Everything about the commit is checked before any of it is stored.
         let commit = self.verify_commit(&c, meta.as_deref(), &bytes)?;
         // A --subpath pull walks only part of the tree: the commit stays partial.
-        if !self.opts.commit_metadata_only && normalize_subpaths(&self.opts.subpaths).is_none() {
+        if !self.opts.commit_metadata_only && self.subpaths.is_none() {
             if let Ok(mut done) = self.completed.lock() {
                 done.push(c);
             }
@@ -481,7 +484,7 @@ impl Shared<'_> {
             ty: ObjectType::DirTree,
             csum: commit.root_tree,
             depth: 0,
-            sub: normalize_subpaths(&self.opts.subpaths),
+            sub: self.subpaths.clone(),
         });
         Ok(())
     }
