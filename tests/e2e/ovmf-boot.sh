@@ -304,6 +304,9 @@ boot() {
   log "boot $name: ESP entries before: $(esp_entries | short)"
   s=$(date +%s)
   rm -f "$W/qemu.pid"
+  # Empty the logs first: the watch below must not find its string in a previous run's.
+  : >"$con"
+  : >"$logf"
   (timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -pidfile "$W/qemu.pid" -machine q35 -accel tcg -m "$MEM" -smp "$SMP" \
     -nodefaults -display none -monitor none -serial stdio -serial file:"$logf" -no-reboot \
     -nic none \

@@ -200,8 +200,7 @@ now() {
   echo "$st:$v"
 }
 if [ "$want" != not-running ] && systemctl is-active -q oxtree-agent.service; then
-  # The agent's log (its state transitions), as it happens.
-  journalctl -b -f -n all -o cat -u oxtree-agent.service | sed -u 's/^/E2E-AGENT-LOG /' &
+  # (the agent's log reaches the port through oxtree-e2e-agent-log.service)
   last= cur= i=0
   while [ $i -lt 100 ]; do
     cur=$(now)
@@ -241,6 +240,22 @@ ExecStart=/usr/libexec/oxtree-e2e-agent
 WantedBy=multi-user.target
 EOF
   ln -sf /usr/lib/systemd/system/oxtree-e2e-agent.service "$t/etc/systemd/system/multi-user.target.wants/"
+  # The agent's log (its state transitions) on the second port, as it happens. A unit of
+  # its own, started before the agent and so stopped after it when the agent reboots the
+  # machine: its last line ("rebooting into ...") is copied before the follower stops
+  # (a follower inside the reporter, which is stopped first, lost it once in CI).
+  cat >"$t/usr/lib/systemd/system/oxtree-e2e-agent-log.service" <<'EOF'
+[Unit]
+Description=oxtree e2e: copy the update agent's log to the second serial port
+ConditionKernelCommandLine=e2e.agent
+After=systemd-journald.service
+Before=oxtree-agent.service
+[Service]
+ExecStart=/bin/sh -c "journalctl -b -f -n all -o cat -u oxtree-agent.service | sed -u 's/^/E2E-AGENT-LOG /' >/dev/ttyS1"
+[Install]
+WantedBy=multi-user.target
+EOF
+  ln -sf /usr/lib/systemd/system/oxtree-e2e-agent-log.service "$t/etc/systemd/system/multi-user.target.wants/"
 }
 
 phase_tree() {
@@ -517,6 +532,9 @@ boot() {
   s=$(date +%s)
   # (in a subshell that outlives QEMU: a hard kill is reported here, not by job control)
   rm -f "$W/qemu.pid"
+  # Empty the logs first: the watch below must not find its string in a previous run's.
+  : >"$con"
+  : >"$logf"
   (timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -pidfile "$W/qemu.pid" -accel tcg -m "$MEM" -smp "$SMP" \
     -display none -monitor none -serial stdio -serial file:"$logf" \
     -no-reboot -kernel "$W/vmlinuz" -initrd "$W/initrd" \
