@@ -26,6 +26,8 @@ use std::io::Read;
 pub const MAX_PART_SIZE: u64 = 256 << 20;
 
 const SUPERBLOCK_TYPE: &str = "(a{sv}tayay(a{sv}aya(say)sstayay)aya(uayttay)a(yaytt))";
+/// A payload's type (parsed from its framing by `payload_members`; tests decode it whole).
+#[cfg(test)]
 const PAYLOAD_TYPE: &str = "(a(uuu)aa(ayay)ayay)";
 
 /// ostree's "modified base64" of a checksum: `/` becomes `_`, no padding (43 characters).
@@ -355,11 +357,11 @@ pub fn count_ops(p: &Payload, objects: &[(ObjectType, Checksum)], what: &str) ->
     let mut next = 0usize;
     let skip = |pos: &mut usize, k: usize| -> Result<()> {
         for _ in 0..k {
-            read_varint(&p.ops, pos, what)?;
+            read_varint(p.ops(), pos, what)?;
         }
         Ok(())
     };
-    while let Some(&op) = p.ops.get(pos) {
+    while let Some(&op) = p.ops().get(pos) {
         pos += 1;
         let (slot, args) = match op {
             OP_OPEN_SPLICE_AND_CLOSE => {
@@ -399,37 +401,117 @@ pub fn superblock_parents(data: &[u8], what: &str) -> Result<usize> {
 /// Decompress and parse a part as stored without checking it against a header (what
 /// `static-delta show` reads: ostree opens parts with `SKIP_CHECKSUM` there).
 pub fn open_part_unchecked(stored: &[u8], what: &str) -> Result<Payload> {
-    let (&kind, body) = stored
-        .split_first()
-        .ok_or_else(|| bad(what, "empty part"))?;
-    let raw = match kind {
-        0 => body.to_vec(),
-        b'x' => {
-            let mut out = Vec::new();
-            liblzma::read::XzDecoder::new(body)
-                .take(MAX_PART_SIZE.saturating_add(1))
-                .read_to_end(&mut out)
-                .map_err(|e| bad(what, format!("xz: {e}")))?;
-            out
-        }
-        k => return Err(bad(what, format!("unknown compression {k:#04x}"))),
-    };
+    let raw = decompress_part(stored, MAX_PART_SIZE, what)?;
     if raw.len() as u64 > MAX_PART_SIZE {
         return Err(bad(what, "part inflates past the size limit"));
     }
-    parse_payload(&raw, what)
+    parse_payload_owned(raw, what)
+}
+
+/// A stored part decompressed, at most `limit` + 1 bytes of it (the caller refuses more).
+/// The buffer is reserved once at `limit` + 1: pages never written are never resident, and
+/// growing by doubling would copy the part and hold it twice for a moment.
+fn decompress_part(stored: &[u8], limit: u64, what: &str) -> Result<Vec<u8>> {
+    let (&kind, body) = stored
+        .split_first()
+        .ok_or_else(|| bad(what, "empty part"))?;
+    match kind {
+        0 => Ok(body.to_vec()),
+        b'x' => {
+            let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+            let mut out = Vec::with_capacity(cap);
+            liblzma::read::XzDecoder::new(body)
+                .take(limit.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| bad(what, format!("xz: {e}")))?;
+            out.shrink_to_fit();
+            Ok(out)
+        }
+        k => Err(bad(what, format!("unknown compression {k:#04x}"))),
+    }
 }
 
 /// A part's contents: (uid, gid, mode) and xattr tables, the data blob and the op codes.
+/// The blob stays where decompression put it: in memory (`data`, not copied again), or in
+/// an unlinked temporary file that ops read with `pread` ([`open_part_in`]), so executing
+/// a part holds only the object at hand, not the part.
 pub struct Payload {
     pub modes: Vec<(u32, u32, u32)>,
     pub xattrs: Vec<Xattrs>,
-    pub blob: Vec<u8>,
-    pub ops: Vec<u8>,
+    data: Data,
+    blob_at: std::ops::Range<usize>,
+    ops: Vec<u8>,
     /// The most bytes executing the part may produce, all objects together (see
     /// [`apply_part`]): from the part header's uncompressed size when the part was opened
     /// with [`open_part`], else [`default_max_output`] of the payload.
     pub max_output: u64,
+}
+
+/// Where a payload's bytes are.
+enum Data {
+    Mem(Vec<u8>),
+    File(std::fs::File),
+}
+
+impl Payload {
+    /// A payload of these parts (tests, tools).
+    pub fn new(
+        modes: Vec<(u32, u32, u32)>,
+        xattrs: Vec<Xattrs>,
+        blob: Vec<u8>,
+        ops: &[u8],
+    ) -> Payload {
+        Payload {
+            modes,
+            xattrs,
+            max_output: default_max_output(blob.len()),
+            blob_at: 0..blob.len(),
+            data: Data::Mem(blob),
+            ops: ops.to_vec(),
+        }
+    }
+    /// The op codes.
+    pub fn ops(&self) -> &[u8] {
+        &self.ops
+    }
+    /// The length of the data the op codes copy from.
+    pub fn blob_len(&self) -> usize {
+        self.blob_at.len()
+    }
+    /// Bytes `off..off + len` of the blob (an error naming `what` when outside it).
+    pub fn blob_range(&self, off: u64, len: u64, what: &str) -> Result<std::borrow::Cow<'_, [u8]>> {
+        let r = range_of(self.blob_len(), off, len, what)?;
+        match &self.data {
+            Data::Mem(v) => Ok(std::borrow::Cow::Borrowed(
+                &v[self.blob_at.start + r.start..self.blob_at.start + r.end],
+            )),
+            Data::File(f) => {
+                let mut out = vec![0u8; r.len()];
+                std::os::unix::fs::FileExt::read_exact_at(
+                    f,
+                    &mut out,
+                    (self.blob_at.start + r.start) as u64,
+                )
+                .map_err(|e| bad(what, format!("read the decompressed part: {e}")))?;
+                Ok(std::borrow::Cow::Owned(out))
+            }
+        }
+    }
+    /// Copy the start of blob range `r` (inside the blob) into `buf`; how many bytes.
+    fn copy_blob(&self, r: &std::ops::Range<usize>, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(r.len());
+        let at = self.blob_at.start + r.start;
+        match &self.data {
+            Data::Mem(v) => {
+                buf[..n].copy_from_slice(&v[at..at + n]);
+                Ok(n)
+            }
+            Data::File(f) => {
+                std::os::unix::fs::FileExt::read_exact_at(f, &mut buf[..n], at as u64)?;
+                Ok(n)
+            }
+        }
+    }
 }
 
 /// Slack over a part header's declared uncompressed size before its output is refused.
@@ -447,7 +529,23 @@ pub fn default_max_output(blob_len: usize) -> u64 {
 
 /// Verify a part as stored against its header, decompress and parse it.
 pub fn open_part(stored: &[u8], h: &PartHeader, what: &str) -> Result<Payload> {
-    let actual = Checksum::digest(stored);
+    let limit = check_part(stored, h, what)?;
+    let raw = decompress_part(stored, limit, what)?;
+    if raw.len() as u64 > limit {
+        return Err(too_large(limit, h, what));
+    }
+    let mut p = parse_payload_owned(raw, what)?;
+    p.max_output = h.uncompressed_size.saturating_add(OUTPUT_SLACK);
+    Ok(p)
+}
+
+/// Check a stored part against its header; the most bytes it may decompress to.
+fn check_part(stored: &[u8], h: &PartHeader, what: &str) -> Result<u64> {
+    check_digest(Checksum::digest(stored), h, what)?;
+    Ok(part_limit(h))
+}
+
+fn check_digest(actual: Checksum, h: &PartHeader, what: &str) -> Result<()> {
     if actual != h.checksum {
         return Err(bad(
             what,
@@ -457,52 +555,136 @@ pub fn open_part(stored: &[u8], h: &PartHeader, what: &str) -> Result<Payload> {
             ),
         ));
     }
-    let (&kind, body) = stored
-        .split_first()
-        .ok_or_else(|| bad(what, "empty part"))?;
-    // The header's "uncompressed size" is what the part's objects add up to, not the
-    // payload's length (tables, op codes and patches differ from it), so it only bounds
-    // the decompression, against a part that inflates without end.
-    let limit = h
-        .uncompressed_size
+    Ok(())
+}
+
+/// The most bytes a part may decompress to. The header's "uncompressed size" is what the
+/// part's objects add up to, not the payload's length (tables, op codes and patches differ
+/// from it), so it only bounds the decompression, against a part that inflates without end.
+fn part_limit(h: &PartHeader) -> u64 {
+    h.uncompressed_size
         .saturating_mul(2)
         .saturating_add(16 << 20)
-        .min(MAX_PART_SIZE);
-    let raw = match kind {
-        0 => body.to_vec(),
-        b'x' => {
-            let mut out = Vec::new();
-            liblzma::read::XzDecoder::new(body)
-                .take(limit.saturating_add(1))
-                .read_to_end(&mut out)
-                .map_err(|e| bad(what, format!("xz: {e}")))?;
-            out
+        .min(MAX_PART_SIZE)
+}
+
+fn too_large(limit: u64, h: &PartHeader, what: &str) -> Error {
+    bad(
+        what,
+        format!(
+            "part inflates past {limit} bytes (its objects total {})",
+            h.uncompressed_size
+        ),
+    )
+}
+
+/// A part as stored (its first byte the compression, then the body): in memory (inlined
+/// in a superblock), or in a file (a download, or a part of a local repository).
+pub enum StoredPart {
+    Mem(Vec<u8>),
+    File(std::fs::File),
+}
+
+/// As [`open_part`], reading the stored part from memory or a file and decompressing it
+/// into an unlinked temporary file in `dir` (a repository's `tmp/`): the blob is read back
+/// op by op, so two parts executing at once hold little more than an xz decoder each.
+pub fn open_part_in(
+    stored: StoredPart,
+    h: &PartHeader,
+    what: &str,
+    dir: &std::path::Path,
+) -> Result<Payload> {
+    use sha2::Digest;
+    let limit = part_limit(h);
+    let mut body: Box<dyn Read> = match stored {
+        StoredPart::Mem(v) => {
+            check_digest(Checksum::digest(&v), h, what)?;
+            Box::new(std::io::Cursor::new(v))
         }
-        k => return Err(bad(what, format!("unknown compression {k:#04x}"))),
+        StoredPart::File(mut f) => {
+            // (from the start: a download leaves the file at its end)
+            std::io::Seek::rewind(&mut f).map_err(|e| bad(what, format!("seek: {e}")))?;
+            let mut hasher = sha2::Sha256::new();
+            let mut buf = vec![0u8; 256 << 10];
+            loop {
+                match f.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => hasher.update(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(bad(what, format!("read: {e}"))),
+                }
+            }
+            check_digest(Checksum(hasher.finalize().into()), h, what)?;
+            std::io::Seek::rewind(&mut f).map_err(|e| bad(what, format!("seek: {e}")))?;
+            Box::new(std::io::BufReader::with_capacity(256 << 10, f))
+        }
     };
-    if raw.len() as u64 > limit {
-        return Err(bad(
-            what,
-            format!(
-                "part inflates past {limit} bytes (its objects total {})",
-                h.uncompressed_size
-            ),
-        ));
+    let mut kind = [0u8; 1];
+    body.read_exact(&mut kind)
+        .map_err(|_| bad(what, "empty part"))?;
+    let f = tempfile::tempfile_in(dir).map_err(|e| {
+        Error::Other(format!(
+            "{what}: a temporary file in {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let mut w = std::io::BufWriter::with_capacity(256 << 10, f);
+    let n = match kind[0] {
+        0 => std::io::copy(&mut body.take(limit.saturating_add(1)), &mut w),
+        b'x' => std::io::copy(
+            &mut liblzma::read::XzDecoder::new(body).take(limit.saturating_add(1)),
+            &mut w,
+        ),
+        k => return Err(bad(what, format!("unknown compression {k:#04x}"))),
     }
-    let mut p = parse_payload(&raw, what)?;
+    .map_err(|e| bad(what, format!("xz: {e}")))?;
+    if n > limit {
+        return Err(too_large(limit, h, what));
+    }
+    let f = w
+        .into_inner()
+        .map_err(|e| bad(what, format!("write the decompressed part: {}", e.error())))?;
+    let mut p = parse_payload_file(f, n as usize, what)?;
     p.max_output = h.uncompressed_size.saturating_add(OUTPUT_SLACK);
     Ok(p)
 }
 
+/// Parse a decompressed part (borrowed: copied once; see [`parse_payload_owned`]).
 pub fn parse_payload(raw: &[u8], what: &str) -> Result<Payload> {
-    let v = gvariant::decode(raw, &Type::of(PAYLOAD_TYPE)).map_err(|e| bad(what, e))?;
-    // Take the members by value: the blob is most of a part, and is not copied again.
-    let Value::Tuple(m) = v else {
-        return Err(bad(what, "bad payload"));
+    parse_payload_owned(raw.to_vec(), what)
+}
+
+/// The byte ranges of the four members of a payload, a `(a(uuu)aa(ayay)ayay)` tuple:
+/// GVariant ends a tuple with the end offsets of its variable-size members but the last,
+/// in reverse order, each as wide as the tuple's size needs (1, 2, 4 or 8 bytes). The
+/// first member is 4-aligned at 0, the others are byte arrays (alignment 1).
+fn payload_members(n: usize, tail: &[u8]) -> Option<[std::ops::Range<usize>; 4]> {
+    // `tail`: the payload's last bytes (at least 24 of them, or all when shorter).
+    let w = match n as u64 {
+        0 => return None,
+        1..=0xff => 1,
+        0x100..=0xffff => 2,
+        0x1_0000..=0xffff_ffff => 4,
+        _ => 8,
     };
-    let Ok::<[Value; 4], _>([mode_table, xattr_table, blob, ops]) = m.try_into() else {
-        return Err(bad(what, "bad payload"));
+    let frame = n.checked_sub(3 * w)?;
+    let offset = |k: usize| -> Option<usize> {
+        // the k-th member's end: k = 0 is stored last
+        let at = tail.len().checked_sub((k + 1) * w)?;
+        let mut v = [0u8; 8];
+        v[..w].copy_from_slice(tail.get(at..at + w)?);
+        usize::try_from(u64::from_le_bytes(v)).ok()
     };
+    let (e0, e1, e2) = (offset(0)?, offset(1)?, offset(2)?);
+    (e0 <= e1 && e1 <= e2 && e2 <= frame).then_some([0..e0, e0..e1, e1..e2, e2..frame])
+}
+
+/// The payload's tables, from their bytes.
+type Tables = (Vec<(u32, u32, u32)>, Vec<Xattrs>);
+fn parse_tables(modes_raw: &[u8], xattrs_raw: &[u8], what: &str) -> Result<Tables> {
+    let mode_table = gvariant::decode(modes_raw, &Type::of("a(uuu)")).map_err(|e| bad(what, e))?;
+    let xattr_table =
+        gvariant::decode(xattrs_raw, &Type::of("aa(ayay)")).map_err(|e| bad(what, e))?;
     let mut modes = Vec::new();
     for t in mode_table.items().unwrap_or_default() {
         let f = t.items().unwrap_or_default();
@@ -518,14 +700,48 @@ pub fn parse_payload(raw: &[u8], what: &str) -> Result<Payload> {
     for x in xattr_table.items().unwrap_or_default() {
         xattrs.push(crate::object::parse_xattrs(x).map_err(|e| bad(what, e))?);
     }
-    let (Value::Bytes(blob), Value::Bytes(ops)) = (blob, ops) else {
-        return Err(bad(what, "bad payload"));
+    Ok((modes, xattrs))
+}
+
+/// Parse a decompressed part held in an (unlinked) file of `n` bytes: the tables and op
+/// codes are read into memory, the blob stays in the file.
+fn parse_payload_file(f: std::fs::File, n: usize, what: &str) -> Result<Payload> {
+    use std::os::unix::fs::FileExt;
+    let read = |r: std::ops::Range<usize>| -> Result<Vec<u8>> {
+        let mut out = vec![0u8; r.len()];
+        f.read_exact_at(&mut out, r.start as u64)
+            .map_err(|e| bad(what, format!("read the decompressed part: {e}")))?;
+        Ok(out)
     };
+    let tail = read(n.saturating_sub(24)..n)?;
+    let [modes_at, xattrs_at, blob_at, ops_at] =
+        payload_members(n, &tail).ok_or_else(|| bad(what, "bad payload (framing)"))?;
+    let (modes, xattrs) = parse_tables(&read(modes_at)?, &read(xattrs_at)?, what)?;
+    let ops = read(ops_at)?;
     Ok(Payload {
         modes,
         xattrs,
-        max_output: default_max_output(blob.len()),
-        blob,
+        max_output: default_max_output(blob_at.len()),
+        data: Data::File(f),
+        blob_at,
+        ops,
+    })
+}
+
+/// Parse a decompressed part, keeping its blob and op codes in `raw` (no copy).
+pub fn parse_payload_owned(raw: Vec<u8>, what: &str) -> Result<Payload> {
+    let n = raw.len();
+    let [modes_at, xattrs_at, blob_at, ops_at] =
+        payload_members(n, &raw[n.saturating_sub(24)..])
+            .ok_or_else(|| bad(what, "bad payload (framing)"))?;
+    let (modes, xattrs) = parse_tables(&raw[modes_at], &raw[xattrs_at], what)?;
+    let ops = raw[ops_at].to_vec();
+    Ok(Payload {
+        modes,
+        xattrs,
+        max_output: default_max_output(blob_at.len()),
+        data: Data::Mem(raw),
+        blob_at,
         ops,
     })
 }
@@ -589,10 +805,6 @@ fn range_of(len: usize, off: u64, n: u64, what: &str) -> Result<std::ops::Range<
     Ok(off as usize..end as usize)
 }
 
-fn slice<'a>(blob: &'a [u8], off: u64, len: u64, what: &str) -> Result<&'a [u8]> {
-    Ok(&blob[range_of(blob.len(), off, len, what)?])
-}
-
 /// Bytes of an open object produced by one op and not yet read by the sink.
 enum Pending {
     None,
@@ -614,7 +826,7 @@ struct Exec<'a> {
 
 impl Exec<'_> {
     fn varint(&mut self) -> Result<u64> {
-        read_varint(&self.p.ops, &mut self.pos, self.what)
+        read_varint(self.p.ops(), &mut self.pos, self.what)
     }
 
     /// Account for `n` more bytes of output.
@@ -634,7 +846,7 @@ impl Exec<'_> {
 
     fn set_source(&mut self) -> Result<()> {
         let off = self.varint()?;
-        let c = Checksum::from_slice(slice(&self.p.blob, off, 32, self.what)?)
+        let c = Checksum::from_slice(&self.p.blob_range(off, 32, self.what)?)
             .ok_or_else(|| bad(self.what, "bad read source"))?;
         // The old object is the client's own, verified content: its size is what it is.
         self.source = Some(self.sink.read_content(&c)?);
@@ -662,7 +874,7 @@ impl OpenObject<'_, '_> {
         let op = *self
             .ex
             .p
-            .ops
+            .ops()
             .get(self.ex.pos)
             .ok_or_else(|| bad(what, format!("object {} is never closed", self.id)))?;
         self.ex.pos += 1;
@@ -679,7 +891,7 @@ impl OpenObject<'_, '_> {
                 self.ex.produce(len)?;
                 self.pending = match &self.ex.source {
                     Some(s) => Pending::Source(range_of(s.len(), off, len, what)?),
-                    None => Pending::Blob(range_of(self.ex.p.blob.len(), off, len, what)?),
+                    None => Pending::Blob(range_of(self.ex.p.blob_len(), off, len, what)?),
                 };
                 self.written += len;
             }
@@ -690,10 +902,10 @@ impl OpenObject<'_, '_> {
                     .source
                     .as_deref()
                     .ok_or_else(|| bad(what, "bspatch with no read source"))?;
-                let patch = slice(&self.ex.p.blob, off, len, what)?;
+                let patch = self.ex.p.blob_range(off, len, what)?;
                 // bspatch output grows with the patch (each byte comes out of it), so
                 // one op holds at most a patch's worth in memory.
-                let out = bspatch(old, patch, room).map_err(|m| bad(what, m))?;
+                let out = bspatch(old, &patch, room).map_err(|m| bad(what, m))?;
                 self.ex.produce(out.len() as u64)?;
                 self.written += out.len() as u64;
                 self.pending = Pending::Patched(out, 0);
@@ -723,7 +935,7 @@ impl OpenObject<'_, '_> {
 
 impl OpenObject<'_, '_> {
     /// Copy what the last op produced and the sink has not read yet.
-    fn copy_pending(&mut self, buf: &mut [u8]) -> usize {
+    fn copy_pending(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         fn take(data: &[u8], buf: &mut [u8], at: &mut usize) -> usize {
             let n = buf.len().min(data.len());
             if let (Some(to), Some(from)) = (buf.get_mut(..n), data.get(..n)) {
@@ -732,16 +944,19 @@ impl OpenObject<'_, '_> {
             *at += n;
             n
         }
-        let blob = &self.ex.p.blob;
         let source = self.ex.source.as_deref().unwrap_or_default();
-        match &mut self.pending {
+        Ok(match &mut self.pending {
             Pending::None => 0,
-            Pending::Blob(r) => take(blob.get(r.clone()).unwrap_or_default(), buf, &mut r.start),
+            Pending::Blob(r) => {
+                let n = self.ex.p.copy_blob(r, buf)?;
+                r.start += n;
+                n
+            }
             Pending::Source(r) => {
                 take(source.get(r.clone()).unwrap_or_default(), buf, &mut r.start)
             }
             Pending::Patched(v, i) => take(v.get(*i..).unwrap_or_default(), buf, i),
-        }
+        })
     }
 }
 
@@ -751,7 +966,7 @@ impl Read for OpenObject<'_, '_> {
             return Ok(0);
         }
         loop {
-            let n = self.copy_pending(buf);
+            let n = self.copy_pending(buf)?;
             if n > 0 {
                 return Ok(n);
             }
@@ -815,15 +1030,17 @@ pub fn apply_part(
             xattrs,
         })
     };
-    while let Some(&op) = p.ops.get(ex.pos) {
+    while let Some(&op) = p.ops().get(ex.pos) {
         ex.pos += 1;
         match op {
             OP_OPEN_SPLICE_AND_CLOSE => {
                 let (ty, c) = current(next)?;
                 if ty.is_meta() {
                     let (len, off) = (ex.varint()?, ex.varint()?);
-                    let data = slice(&p.blob, off, len, what)?;
+                    range_of(p.blob_len(), off, len, what)?;
                     ex.produce(len)?;
+                    let data = p.blob_range(off, len, what)?;
+                    let data = &data[..];
                     let actual = Checksum::digest(data);
                     if actual != c {
                         return Err(Error::ChecksumMismatch {
@@ -837,8 +1054,10 @@ pub fn apply_part(
                     let (mi, xi, size, off) =
                         (ex.varint()?, ex.varint()?, ex.varint()?, ex.varint()?);
                     let mut h = header_for(mi, xi)?;
-                    let data = slice(&p.blob, off, size, what)?;
+                    range_of(p.blob_len(), off, size, what)?;
                     ex.produce(size)?;
+                    let data = p.blob_range(off, size, what)?;
+                    let data = &data[..];
                     if h.is_symlink() {
                         h.symlink_target = String::from_utf8(data.to_vec())
                             .map_err(|_| bad(what, "symlink target is not UTF-8"))?;
@@ -1044,13 +1263,8 @@ mod tests {
         let mut pos = 0;
         assert_eq!(read_varint(&[0x96, 0x01], &mut pos, "t").expect("v"), 150);
         assert!(read_varint(&[0x80], &mut 0, "t").is_err());
-        let p = Payload {
-            modes: vec![],
-            xattrs: vec![],
-            blob: vec![],
-            ops: vec![b'Z'],
-            max_output: 0,
-        };
+        let mut p = Payload::new(vec![], vec![], vec![], b"Z");
+        p.max_output = 0;
         struct Nothing;
         impl ObjectSink for Nothing {
             fn write_metadata(&self, _: ObjectType, _: &Checksum, _: &[u8]) -> Result<()> {
@@ -1111,6 +1325,53 @@ mod tests {
             }
             out.push(b | 0x80);
         }
+    }
+
+    #[test]
+    fn payload_framing_matches_the_full_decode() {
+        // Payloads whose sizes need 1-, 2- and 4-byte framing offsets: the members found
+        // from the framing are the ones the GVariant decoder finds, and truncated or
+        // garbled framing is an error, never a panic.
+        for (blob_len, ops_len, modes) in [(0, 0, 0), (3, 1, 1), (200, 20, 2), (70_000, 900, 3)] {
+            let blob: Vec<u8> = (0..blob_len).map(|i| (i * 7 % 251) as u8).collect();
+            let ops: Vec<u8> = (0..ops_len).map(|i| (i % 13) as u8).collect();
+            let mode_rows = (0..modes)
+                .map(|i| Value::Tuple(vec![Value::U32(i), Value::U32(i + 1), Value::U32(0o100644)]))
+                .collect();
+            let xattr_rows = vec![Value::Array(
+                Type::of("(ayay)"),
+                vec![Value::Tuple(vec![
+                    Value::Bytes(b"user.a\0".to_vec()),
+                    Value::Bytes(b"v".to_vec()),
+                ])],
+            )];
+            let raw = gvariant::encode(&Value::Tuple(vec![
+                Value::Array(Type::of("(uuu)"), mode_rows),
+                Value::Array(Type::of("a(ayay)"), xattr_rows),
+                Value::Bytes(blob.clone()),
+                Value::Bytes(ops.clone()),
+            ]));
+            let p = parse_payload(&raw, "p").expect("parse");
+            let whole = gvariant::decode(&raw, &Type::of(PAYLOAD_TYPE)).expect("decode");
+            let m = whole.items().expect("tuple");
+            assert_eq!(m[2].as_bytes(), Some(&blob[..]));
+            assert_eq!(m[3].as_bytes(), Some(&ops[..]));
+            assert_eq!(
+                &p.blob_range(0, blob.len() as u64, "p").expect("blob")[..],
+                &blob[..]
+            );
+            assert_eq!(p.ops(), &ops[..]);
+            assert_eq!(p.modes.len(), modes as usize);
+            assert_eq!(p.xattrs.len(), 1);
+            for cut in [1, 2, raw.len() / 2, raw.len() - 1] {
+                let _ = parse_payload(&raw[..raw.len() - cut.min(raw.len())], "p");
+            }
+            let mut bad_frame = raw.clone();
+            let n = bad_frame.len();
+            bad_frame[n - 1] = 0xff;
+            let _ = parse_payload(&bad_frame, "p");
+        }
+        assert!(parse_payload(&[], "p").is_err());
     }
 
     /// The M3 amplification payload: 4 KiB of zeros, one file object opened with `size`
@@ -1193,7 +1454,13 @@ mod tests {
             push_varint(&mut ops, 4096);
             ops.push(0);
         }
-        p.ops = ops;
+        let max_output = p.max_output;
+        let blob = p
+            .blob_range(0, p.blob_len() as u64, "t")
+            .expect("blob")
+            .to_vec();
+        let mut p = Payload::new(p.modes, p.xattrs, blob, &ops);
+        p.max_output = max_output;
         sink.0.set(0);
         let e = apply_part(&p, &many, &sink, "part 0").expect_err("refused");
         assert!(

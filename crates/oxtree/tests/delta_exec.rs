@@ -105,7 +105,19 @@ fn execute(
     let mut sizes = Vec::new();
     for (i, part) in sb.parts.iter().enumerate() {
         let stored = std::fs::read(dir.join(i.to_string())).expect("part");
-        let payload = delta::open_part(&stored, part, "part").expect("open part");
+        // In memory and through an unlinked file (as pulls do): the same payload.
+        let in_mem = delta::open_part(&stored, part, "part").expect("open part");
+        // (positioned at its end, as a download leaves it)
+        let mut file = std::fs::File::open(dir.join(i.to_string())).expect("part");
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).expect("seek");
+        let payload = delta::open_part_in(delta::StoredPart::File(file), part, "part", src.path())
+            .expect("open part");
+        assert_eq!(in_mem.ops(), payload.ops());
+        let len = in_mem.blob_len() as u64;
+        assert_eq!(
+            in_mem.blob_range(0, len, "part").expect("blob"),
+            payload.blob_range(0, len, "part").expect("blob")
+        );
         let before = sink.bytes.get();
         let n = delta::apply_part(&payload, &part.objects, &sink, "part").expect("apply part");
         assert_eq!(n, part.objects.len());
@@ -197,7 +209,7 @@ fn real_ostree_deltas_stay_within_their_declared_output() {
         let mut ops = Vec::new();
         for (i, part) in sb.parts.iter().enumerate() {
             let stored = std::fs::read(dir.join(i.to_string())).expect("part");
-            ops.extend(delta::open_part(&stored, part, "p").expect("open").ops);
+            ops.extend_from_slice(delta::open_part(&stored, part, "p").expect("open").ops());
         }
         ops
     };

@@ -15,7 +15,7 @@
 //! Otherwise all of them are deleted and the pull fails. Commit objects in parts are refused
 //! outright: the to-commit travels in the superblock.
 
-use super::retry::fetch_retry;
+use super::retry::{fetch_retry, fetch_retry_into};
 use super::walk::Shared;
 use super::MAX_METADATA_SIZE;
 use crate::error::{Error, IoContext, Result};
@@ -158,25 +158,34 @@ impl Shared<'_> {
         }
         let meta = self.fetch_meta(ObjectType::CommitMeta, to, true)?;
         let commit = self.verify_commit(to, meta.as_deref(), &sb.commit)?;
-        let fetch_part = |i: usize| -> Result<Vec<u8>> {
+        let tmp = self.repo.path().join("tmp");
+        let fetch_part = |i: usize| -> Result<crate::delta::StoredPart> {
             // A part inlined in the (verified) superblock needs no request.
             if let Some(b) = crate::delta::inline_part(&sb, i) {
-                return Ok(b);
+                return Ok(crate::delta::StoredPart::Mem(b));
             }
+            // Downloaded into an unlinked file, not memory (see delta::open_part_in).
             let path = format!("{dir}/{i}");
             let what = self.fetcher.describe(&path);
-            let part = fetch_retry(
+            let mut f = tempfile::tempfile_in(&tmp).map_err(|e| {
+                Error::Other(format!(
+                    "{what}: a temporary file in {}: {e}",
+                    tmp.display()
+                ))
+            })?;
+            fetch_retry_into(
                 self.fetcher,
                 &path,
                 self.opts,
                 self.progress,
                 crate::delta::MAX_PART_SIZE,
+                &mut f,
             )?
             .ok_or_else(|| Error::Other(format!("{what}: delta part not found on the server")))?;
             self.progress
                 .deltaparts_fetched
                 .fetch_add(1, Ordering::Relaxed);
-            Ok(part)
+            Ok(crate::delta::StoredPart::File(f))
         };
         let done = |n: usize| {
             self.progress
@@ -212,7 +221,7 @@ pub(crate) fn execute_parts(
     sb: &crate::delta::Superblock,
     commit: &Commit,
     have: &(dyn Fn(ObjectType, &Checksum) -> bool + Sync),
-    part: &(dyn Fn(usize) -> Result<Vec<u8>> + Sync),
+    part: &(dyn Fn(usize) -> Result<crate::delta::StoredPart> + Sync),
     describe: &(dyn Fn(usize) -> String + Sync),
     done: &(dyn Fn(usize) + Sync),
     refused: &dyn Fn(String) -> Error,
@@ -236,18 +245,19 @@ pub(crate) fn execute_parts(
     let qtxn = quarantine.repo.begin()?;
     let sink = DeltaSink { repo, txn: &qtxn };
     // Parts are independent: two at a time (as ostree), each fetched, decompressed and
-    // executed by its own thread, which bounds memory to two parts.
+    // executed by its own thread; a thread holds its part as stored (compressed) and the
+    // object at hand, the decompressed part being on disk.
     let todo: Vec<usize> = (0..sb.parts.len())
         .filter(|&i| !sb.parts[i].objects.iter().all(|(t, c)| have(*t, c)))
         .collect();
+    // Decompressed parts go to unlinked files in the repository's tmp/ (see open_part_in).
+    let tmp = repo.path().join("tmp");
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let run_part = |i: usize| -> Result<()> {
         let header = &sb.parts[i];
         let what = describe(i);
-        let stored = part(i)?;
-        let payload = crate::delta::open_part(&stored, header, &what)?;
-        drop(stored);
+        let payload = crate::delta::open_part_in(part(i)?, header, &what, &tmp)?;
         let n = crate::delta::apply_part(&payload, &header.objects, &sink, &what)?;
         done(n);
         Ok(())

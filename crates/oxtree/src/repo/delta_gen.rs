@@ -709,8 +709,8 @@ impl Repo {
         Ok(PartInfo {
             modes: payload.modes.len(),
             xattrs: payload.xattrs.len(),
-            blob_size: payload.blob.len(),
-            ops_size: payload.ops.len(),
+            blob_size: payload.blob_len(),
+            ops_size: payload.ops().len(),
             ops: crate::delta::count_ops(&payload, objects, &what)?,
         })
     }
@@ -775,9 +775,9 @@ impl Repo {
             delta: format!("{name} ({what})"),
             msg,
         };
-        let part = |i: usize| -> Result<Vec<u8>> {
+        let part = |i: usize| -> Result<crate::delta::StoredPart> {
             if let Some(b) = crate::delta::inline_part(&sb, i) {
-                return Ok(b);
+                return Ok(crate::delta::StoredPart::Mem(b));
             }
             let p = dir.join(i.to_string());
             let size = std::fs::metadata(&p)
@@ -790,7 +790,9 @@ impl Repo {
                     crate::delta::MAX_PART_SIZE >> 20
                 )));
             }
-            std::fs::read(&p).ctx("read", &p)
+            Ok(crate::delta::StoredPart::File(
+                std::fs::File::open(&p).ctx("open", &p)?,
+            ))
         };
         crate::pull::execute_parts(
             self,
