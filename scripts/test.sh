@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v ostree >/dev/null || need+=(ostree)
 command -v setfattr >/dev/null || need+=(attr)
+# The pull latency test runs bench/delay-proxy.py.
+command -v python3 >/dev/null || need+=(python3)
 command -v setpriv >/dev/null || need+=(util-linux)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
 # The QEMU boot test (tests/e2e): skipped with OXTREE_E2E=0.

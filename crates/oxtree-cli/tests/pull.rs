@@ -1407,3 +1407,103 @@ fn pull_local_resolves_refs_through_the_source_summary() {
     let out = same(t, &["pull-local", &d, s(&src), "nosuch"]);
     assert!(out.is_empty());
 }
+
+/// The value of `"key":N` in a `pull --json` line.
+fn json_number(json: &str, key: &str) -> u64 {
+    let at = json
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {json}"));
+    json[at + key.len() + 3..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .expect("number")
+}
+
+/// `bench/delay-proxy.py` in front of `port`, adding `ms` each way; killed on drop.
+struct DelayProxy {
+    child: std::process::Child,
+    url: String,
+}
+
+impl DelayProxy {
+    fn start(port: u16, ms: u32) -> DelayProxy {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/delay-proxy.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .args(["0", &port.to_string(), &ms.to_string(), "300"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 bench/delay-proxy.py (the README's test command installs python3)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        let listen: u16 = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("delay-proxy said {line:?}"))
+            .parse()
+            .expect("port");
+        DelayProxy {
+            child,
+            url: format!("http://127.0.0.1:{listen}"),
+        }
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Requests in flight follow the round trip: 32 on loopback, more when each request takes
+/// +20 ms each way (Little's law), and exactly N with `--fetchers=N`. Every pull ends with the
+/// whole commit, fsck-clean for ostree.
+#[test]
+fn requests_in_flight_follow_the_round_trip() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    for i in 0..400 {
+        let d = tree.join(format!("d{}", i % 20));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(
+            d.join(format!("f{i}")),
+            format!("file {i}\n").repeat(i % 7 + 1),
+        )
+        .expect("write");
+    }
+    let src = t.join("src");
+    ox(&["init", &repo_arg(&src), "--mode=archive"]);
+    let c = ox(&["commit", &repo_arg(&src), "-b", "main", TS, s(&tree)]);
+    let c = c.trim();
+    ox(&["summary", &repo_arg(&src), "-u"]);
+    let server = Server::start(&src);
+    let proxy = DelayProxy::start(server.port, 20);
+    let pull = |name: &str, url: &str, extra: &[&str]| -> String {
+        let d = t.join(name);
+        let r = repo_arg(&d);
+        ox(&["init", &r, "--mode=bare-user"]);
+        ox(&["remote", "add", &r, "--no-gpg-verify", "origin", url]);
+        let mut args = vec!["pull", r.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["origin", "main"]);
+        let out = ox(&args);
+        assert_eq!(ox(&["rev-parse", &r, "origin:main"]).trim(), c);
+        ostree(&["fsck", &r]);
+        out
+    };
+    let near = pull("near", &server.url, &[]);
+    assert_eq!(json_number(&near, "fetchers"), 32, "{near}");
+    let far = pull("far", &proxy.url, &[]);
+    let n = json_number(&far, "fetchers");
+    assert!((64..=128).contains(&n), "at +20 ms each way: {far}");
+    let fixed = pull("fixed", &proxy.url, &["--fetchers=4"]);
+    assert_eq!(json_number(&fixed, "fetchers"), 4, "{fixed}");
+}

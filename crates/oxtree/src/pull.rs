@@ -1,9 +1,10 @@
 //! Pull over plain HTTP from an `archive` repository on any static server (spec §5).
 //!
 //! How it differs from ostree's pull, to fix what users complain about:
-//! - **Many requests in flight**: a pool of fetch threads over one keep-alive HTTP agent
-//!   (default 64 workers, so latency does not multiply with the object count: at +20 ms
-//!   each way 64 halve a 6,135-object pull against 32, and cost nothing on loopback).
+//! - **Many requests in flight**: a pool of fetch threads over one keep-alive HTTP agent,
+//!   32 to begin with and up to 128 as the measured round trip asks (Little's law, see
+//!   `walk::in_flight_for`), so latency does not multiply with the object count; on
+//!   loopback and LANs the pool stays small (more threads would only cost memory).
 //! - **Streaming**: each object is verified and written by the thread that fetched it while
 //!   the others keep downloading.
 //! - **Resumable**: the commit is marked partial first; finished objects are moved into
@@ -63,8 +64,12 @@ pub struct PullOptions {
     pub mirror: bool,
     /// Resolve refs and report what would be fetched, without fetching objects.
     pub dry_run: bool,
-    /// Concurrent requests.
+    /// The most requests in flight at once.
     pub fetchers: usize,
+    /// Requests in flight to begin with: a pull starts with this many and rises towards
+    /// `fetchers` as the round trip it measures asks for more (see `walk`). Equal to
+    /// `fetchers` (as `--fetchers=N` sets it), the count is fixed.
+    pub min_fetchers: usize,
     /// Attempts per request for transient errors.
     pub retries: u32,
     /// Per-request timeout (no progress for this long fails the request).
@@ -132,7 +137,8 @@ impl Default for PullOptions {
             commit_metadata_only: false,
             mirror: false,
             dry_run: false,
-            fetchers: 64,
+            fetchers: 128,
+            min_fetchers: 32,
             retries: 5,
             timeout: Duration::from_secs(30),
             low_speed_limit_bytes: None,
@@ -177,6 +183,8 @@ pub struct PullProgress {
     pub objects_queued: AtomicU64,
     pub bytes_fetched: AtomicU64,
     pub requests: AtomicU64,
+    /// The most requests the walk had in flight (fetch threads running).
+    pub fetchers: AtomicU64,
     pub done: AtomicBool,
 }
 
@@ -201,6 +209,8 @@ pub struct PullResult {
     /// Bytes of the server's "not found" answers after those (not in `bytes_fetched`).
     pub not_found_bytes: u64,
     pub requests: u64,
+    /// The most requests in flight (see [`PullOptions::min_fetchers`]).
+    pub fetchers: u64,
     pub elapsed: Duration,
     /// Static deltas applied, by name (`FROM-TO` or `TO`).
     pub deltas: Vec<String>,
@@ -450,6 +460,7 @@ impl Repo {
         result.content_bytes_written = progress.content_bytes_written.load(Ordering::Relaxed);
         result.detached_requests = progress.detached_requests.load(Ordering::Relaxed);
         result.requests = progress.requests.load(Ordering::Relaxed);
+        result.fetchers = progress.fetchers.load(Ordering::Relaxed);
         result.elapsed = start.elapsed();
         Ok(result)
     }

@@ -35,9 +35,11 @@ pub struct PullArgs {
     /// below it. The commit stays partial; `checkout --subpath` checks the part out.
     #[arg(long, value_name = "SUBPATH")]
     pub subpath: Vec<String>,
-    /// Concurrent requests.
-    #[arg(long, default_value_t = 64)]
-    pub fetchers: usize,
+    /// Requests in flight at once, fixed. By default a pull starts with 32 and, when the
+    /// round trip it measures is long, keeps up to 128 in flight (enough for about
+    /// 40 ms); ostree keeps 8.
+    #[arg(long, value_name = "N")]
+    pub fetchers: Option<usize>,
     /// Abort a transfer slower than this many bytes per second (over
     /// --low-speed-time-seconds; default: the remote's low-speed-limit-bytes, else 1000).
     #[arg(long, value_name = "N")]
@@ -101,7 +103,7 @@ pub struct PullArgs {
     /// Fail at once on a network error instead of retrying (--network-retries=0).
     #[arg(long)]
     pub disable_retry_on_network_errors: bool,
-    /// Requests in flight at once (oxtree's default 64; the same as --fetchers).
+    /// Requests in flight at once, fixed (the same as --fetchers).
     #[arg(long, value_name = "N")]
     pub max_outstanding_fetcher_requests: Option<String>,
     /// Add REPO as local cache source for objects during this pull (each object copied
@@ -133,6 +135,13 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         &a.max_outstanding_fetcher_requests,
         "--max-outstanding-fetcher-requests",
     )?;
+    // --max-outstanding-fetcher-requests (ostree's newer name) wins over --fetchers; either
+    // fixes the count.
+    let fixed = match outstanding {
+        Some(n) => Some(usize::try_from(n.max(1)).unwrap_or(1)),
+        None => a.fetchers.map(|n| n.max(1)),
+    };
+    let defaults = oxtree::pull::PullOptions::default();
     let mut http_headers = Vec::new();
     for h in &a.http_header {
         let Some((k, v)) = h.split_once('=') else {
@@ -161,11 +170,8 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         commit_metadata_only: a.commit_metadata_only,
         mirror: a.mirror,
         dry_run: a.dry_run,
-        // --max-outstanding-fetcher-requests (ostree's newer name) wins over --fetchers.
-        fetchers: match outstanding {
-            Some(n) => usize::try_from(n.max(1)).unwrap_or(1),
-            None => a.fetchers,
-        },
+        fetchers: fixed.unwrap_or(defaults.fetchers),
+        min_fetchers: fixed.unwrap_or(defaults.min_fetchers),
         timeout: std::time::Duration::from_secs(a.timeout),
         low_speed_limit_bytes: a.low_speed_limit_bytes,
         low_speed_time: a.low_speed_time_seconds.map(std::time::Duration::from_secs),
@@ -221,7 +227,7 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             })
             .collect();
         println!(
-            "{{\"refs\":[{}],\"deltas\":[{}],\"objects\":{},\"bytes\":{},\"requests\":{},\"seconds\":{:.3}}}",
+            "{{\"refs\":[{}],\"deltas\":[{}],\"objects\":{},\"bytes\":{},\"requests\":{},\"fetchers\":{},\"seconds\":{:.3}}}",
             refs.join(","),
             res.deltas
                 .iter()
@@ -231,6 +237,7 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             res.objects_fetched,
             res.bytes_fetched,
             res.requests,
+            res.fetchers,
             res.elapsed.as_secs_f64()
         );
     } else if a.dry_run {

@@ -62,6 +62,12 @@ pub trait Fetcher: Sync {
     fn not_found_bytes(&self) -> u64 {
         0
     }
+
+    /// The shortest wait for a response's headers so far (about one round trip on a
+    /// kept-alive connection), when the fetcher measures it.
+    fn round_trip(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// How HTTP requests are bounded in time (see the module doc).
@@ -228,6 +234,8 @@ pub struct HttpFetcher {
     headers: Vec<(String, String)>,
     /// Bytes of 404 bodies (ostree counts them in its "transferred" figure).
     not_found_bytes: std::sync::atomic::AtomicU64,
+    /// The shortest wait for response headers so far, in microseconds (u64::MAX: none yet).
+    min_wait_us: std::sync::atomic::AtomicU64,
 }
 
 impl HttpFetcher {
@@ -254,6 +262,7 @@ impl HttpFetcher {
             opts,
             headers: Vec::new(),
             not_found_bytes: std::sync::atomic::AtomicU64::new(0),
+            min_wait_us: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
     }
 
@@ -312,6 +321,13 @@ impl Fetcher for HttpFetcher {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    fn round_trip(&self) -> Option<Duration> {
+        match self.min_wait_us.load(std::sync::atomic::Ordering::Relaxed) {
+            u64::MAX => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
     fn fetch_bounded(
         &self,
         path: &str,
@@ -336,6 +352,9 @@ impl Fetcher for HttpFetcher {
             }
             Err(e) => return Err(FetchError::Transient(format!("{url}: {e}"))),
         };
+        let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.min_wait_us
+            .fetch_min(waited, std::sync::atomic::Ordering::Relaxed);
         let status = resp.status().as_u16();
         let len = resp.body().content_length();
         match status {
