@@ -207,21 +207,6 @@ fn in_flight_for(rtt: Duration) -> usize {
     usize::try_from(rtt.as_micros() * OBJECTS_PER_SEC / 1_000_000).unwrap_or(usize::MAX)
 }
 
-#[cfg(test)]
-mod in_flight_tests {
-    use super::in_flight_for;
-    use std::time::Duration;
-
-    #[test]
-    fn requests_in_flight_follow_the_round_trip() {
-        assert_eq!(in_flight_for(Duration::from_micros(300)), 0);
-        assert_eq!(in_flight_for(Duration::from_millis(1)), 3);
-        assert_eq!(in_flight_for(Duration::from_millis(40)), 120);
-        assert_eq!(in_flight_for(Duration::from_millis(100)), 300);
-        assert_eq!(in_flight_for(Duration::MAX), usize::MAX);
-    }
-}
-
 impl Shared<'_> {
     pub(super) fn push(&self, t: Task) {
         if let Ok(mut seen) = self.seen.lock() {
@@ -529,5 +514,20 @@ impl Shared<'_> {
             sub: self.subpaths.clone(),
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::in_flight_for;
+    use std::time::Duration;
+
+    #[test]
+    fn requests_in_flight_follow_the_round_trip() {
+        assert_eq!(in_flight_for(Duration::from_micros(300)), 0);
+        assert_eq!(in_flight_for(Duration::from_millis(1)), 3);
+        assert_eq!(in_flight_for(Duration::from_millis(40)), 120);
+        assert_eq!(in_flight_for(Duration::from_millis(100)), 300);
+        assert_eq!(in_flight_for(Duration::MAX), usize::MAX);
     }
 }
