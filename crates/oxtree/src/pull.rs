@@ -2,7 +2,7 @@
 //!
 //! How it differs from ostree's pull, to fix what users complain about:
 //! - **Many requests in flight**: a pool of fetch threads over one keep-alive HTTP agent,
-//!   32 to begin with and up to 128 as the measured round trip asks (Little's law, see
+//!   32 to begin with and up to 192 as the measured round trip asks (Little's law, see
 //!   `walk::in_flight_for`), so latency does not multiply with the object count; on
 //!   loopback and LANs the pool stays small (more threads would only cost memory).
 //! - **Streaming**: each object is verified and written by the thread that fetched it while
@@ -137,7 +137,7 @@ impl Default for PullOptions {
             commit_metadata_only: false,
             mirror: false,
             dry_run: false,
-            fetchers: 128,
+            fetchers: 192,
             min_fetchers: 32,
             retries: 5,
             timeout: Duration::from_secs(30),

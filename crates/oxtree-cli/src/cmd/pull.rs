@@ -36,8 +36,8 @@ pub struct PullArgs {
     #[arg(long, value_name = "SUBPATH")]
     pub subpath: Vec<String>,
     /// Requests in flight at once, fixed. By default a pull starts with 32 and, when the
-    /// round trip it measures is long, keeps up to 128 in flight (enough for about
-    /// 40 ms); ostree keeps 8.
+    /// round trip it measures is long, keeps up to 192 in flight (120 at 40 ms); ostree
+    /// keeps 8.
     #[arg(long, value_name = "N")]
     pub fetchers: Option<usize>,
     /// Abort a transfer slower than this many bytes per second (over
