@@ -176,6 +176,34 @@ fn broken_deltas_fall_back_to_objects() {
         }
         out
     };
+    // A part longer than its superblock says (1 MiB of junk after it): the download stops
+    // past the declared size, and the objects come one by one.
+    let originals: Vec<(std::path::PathBuf, Vec<u8>)> = find("0")
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).expect("part");
+            (p, b)
+        })
+        .collect();
+    for (p, b) in &originals {
+        let mut long = b.clone();
+        long.extend(std::iter::repeat_n(0x5a, 1 << 20));
+        std::fs::write(p, long).expect("write");
+    }
+    let r0 = client(&f.dir, "c0", "bare-user", &server.url);
+    let o = run_raw(&oxtree_bin(), &["pull", &r0, "--json", "o", "main"]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        // (refused on its Content-Length; a response without one stops at the bound)
+        (err.contains("more than the") || err.contains("bytes it may have"))
+            && err.contains("fetching its objects instead"),
+        "{err}"
+    );
+    assert!(ox(&["fsck", &r0]).contains("no errors"));
+    for (p, b) in &originals {
+        std::fs::write(p, b).expect("write");
+    }
     // Flip a byte in the middle of every part 0.
     for p in find("0") {
         let mut b = std::fs::read(&p).expect("part");

@@ -415,18 +415,21 @@ fn decompress_part(stored: &[u8], limit: u64, what: &str) -> Result<Vec<u8>> {
     let (&kind, body) = stored
         .split_first()
         .ok_or_else(|| bad(what, "empty part"))?;
+    let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(cap.min(if kind == 0 { body.len() } else { cap }));
+    decoder(kind, body, what)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| bad(what, format!("xz: {e}")))?;
+    out.shrink_to_fit();
+    Ok(out)
+}
+
+/// The bytes of a part's body, by its compression byte (0: stored as is, `x`: xz).
+fn decoder<'a>(kind: u8, body: impl Read + 'a, what: &str) -> Result<Box<dyn Read + 'a>> {
     match kind {
-        0 => Ok(body.to_vec()),
-        b'x' => {
-            let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
-            let mut out = Vec::with_capacity(cap);
-            liblzma::read::XzDecoder::new(body)
-                .take(limit.saturating_add(1))
-                .read_to_end(&mut out)
-                .map_err(|e| bad(what, format!("xz: {e}")))?;
-            out.shrink_to_fit();
-            Ok(out)
-        }
+        0 => Ok(Box::new(body)),
+        b'x' => Ok(Box::new(liblzma::read::XzDecoder::new(body))),
         k => Err(bad(what, format!("unknown compression {k:#04x}"))),
     }
 }
@@ -603,40 +606,24 @@ pub fn open_part_in(
         }
         StoredPart::File(mut f) => {
             // (from the start: a download leaves the file at its end)
-            std::io::Seek::rewind(&mut f).map_err(|e| bad(what, format!("seek: {e}")))?;
             let mut hasher = sha2::Sha256::new();
-            let mut buf = vec![0u8; 256 << 10];
-            loop {
-                match f.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => hasher.update(&buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(bad(what, format!("read: {e}"))),
-                }
-            }
+            std::io::Seek::rewind(&mut f)
+                .and_then(|()| std::io::copy(&mut f, &mut hasher))
+                .and_then(|_| std::io::Seek::rewind(&mut f))
+                .map_err(|e| bad(what, format!("read: {e}")))?;
             check_digest(Checksum(hasher.finalize().into()), h, what)?;
-            std::io::Seek::rewind(&mut f).map_err(|e| bad(what, format!("seek: {e}")))?;
             Box::new(std::io::BufReader::with_capacity(256 << 10, f))
         }
     };
     let mut kind = [0u8; 1];
     body.read_exact(&mut kind)
         .map_err(|_| bad(what, "empty part"))?;
-    let f = tempfile::tempfile_in(dir).map_err(|e| {
-        Error::Other(format!(
-            "{what}: a temporary file in {}: {e}",
-            dir.display()
-        ))
-    })?;
+    let f = crate::fsutil::anonymous_tempfile_in(dir)?;
     let mut w = std::io::BufWriter::with_capacity(256 << 10, f);
-    let n = match kind[0] {
-        0 => std::io::copy(&mut body.take(limit.saturating_add(1)), &mut w),
-        b'x' => std::io::copy(
-            &mut liblzma::read::XzDecoder::new(body).take(limit.saturating_add(1)),
-            &mut w,
-        ),
-        k => return Err(bad(what, format!("unknown compression {k:#04x}"))),
-    }
+    let n = std::io::copy(
+        &mut decoder(kind[0], body, what)?.take(limit.saturating_add(1)),
+        &mut w,
+    )
     .map_err(|e| bad(what, format!("xz: {e}")))?;
     if n > limit {
         return Err(too_large(limit, h, what));

@@ -136,6 +136,12 @@ pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
     Ok(())
 }
 
+/// A temporary file in `dir` with no name (O_TMPFILE where the filesystem has it, else
+/// unlinked at once): gone when closed, whatever kills the process.
+pub fn anonymous_tempfile_in(dir: &Path) -> Result<File> {
+    tempfile::tempfile_in(dir).ctx("create temporary file in", dir)
+}
+
 pub fn tempfile_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()
         .prefix(".tmp-")

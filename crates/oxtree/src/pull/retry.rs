@@ -68,9 +68,8 @@ pub(super) fn fetch_retry_into<D: Download>(
                 match got {
                     Ok(n) if n > cap => {
                         return Err(Error::Other(format!(
-                            "{}: larger than the {} MiB metadata limit",
+                            "{}: larger than the {cap} bytes it may have",
                             fetcher.describe(path),
-                            cap >> 20
                         )))
                     }
                     Ok(n) => {

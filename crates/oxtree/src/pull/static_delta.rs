@@ -167,18 +167,16 @@ impl Shared<'_> {
             // Downloaded into an unlinked file, not memory (see delta::open_part_in).
             let path = format!("{dir}/{i}");
             let what = self.fetcher.describe(&path);
-            let mut f = tempfile::tempfile_in(&tmp).map_err(|e| {
-                Error::Other(format!(
-                    "{what}: a temporary file in {}: {e}",
-                    tmp.display()
-                ))
-            })?;
+            let mut f = crate::fsutil::anonymous_tempfile_in(&tmp)?;
+            // No more than the (verified) superblock says the part is: a server cannot
+            // fill the disk through it.
+            let size = sb.parts.get(i).map_or(0, |p| p.size);
             fetch_retry_into(
                 self.fetcher,
                 &path,
                 self.opts,
                 self.progress,
-                crate::delta::MAX_PART_SIZE,
+                size.min(crate::delta::MAX_PART_SIZE),
                 &mut f,
             )?
             .ok_or_else(|| Error::Other(format!("{what}: delta part not found on the server")))?;
@@ -245,8 +243,8 @@ pub(crate) fn execute_parts(
     let qtxn = quarantine.repo.begin()?;
     let sink = DeltaSink { repo, txn: &qtxn };
     // Parts are independent: two at a time (as ostree), each fetched, decompressed and
-    // executed by its own thread; a thread holds its part as stored (compressed) and the
-    // object at hand, the decompressed part being on disk.
+    // executed by its own thread; the part, as stored and decompressed, is in unlinked
+    // files, so a thread holds little more than the object at hand.
     let todo: Vec<usize> = (0..sb.parts.len())
         .filter(|&i| !sb.parts[i].objects.iter().all(|(t, c)| have(*t, c)))
         .collect();

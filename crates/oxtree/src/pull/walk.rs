@@ -145,9 +145,6 @@ impl<'a> Shared<'a> {
         }
         let most = self.opts.fetchers.max(1);
         let mut workers = self.opts.min_fetchers.clamp(1, most);
-        self.progress
-            .fetchers
-            .fetch_max(workers as u64, Ordering::Relaxed);
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| self.worker());
@@ -163,9 +160,6 @@ impl<'a> Shared<'a> {
                             s.spawn(|| self.worker());
                         }
                         workers = want;
-                        self.progress
-                            .fetchers
-                            .fetch_max(workers as u64, Ordering::Relaxed);
                     }
                 }
                 let Ok(q) = self.queue.lock() else { break };
@@ -186,6 +180,9 @@ impl<'a> Shared<'a> {
             }
             self.cv.notify_all();
         });
+        self.progress
+            .fetchers
+            .fetch_max(workers as u64, Ordering::Relaxed);
         self.progress.done.store(true, Ordering::Relaxed);
         let err = self.queue.lock().ok().and_then(|mut q| q.error.take());
         if let Some(e) = err {
