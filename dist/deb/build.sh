@@ -36,6 +36,10 @@ License: LGPL-2.0+
  version 2 can be found in /usr/share/common-licenses/LGPL-2.
 COPYRIGHT
 UNITS="oxtree-finalize-staged.path oxtree-boot-complete.service oxtree-remount.service"
+# Installed-Size as dpkg-gencontrol counts it: each file's apparent size in KiB rounded up,
+# 1 for each directory or link. Not `du`, whose block counts vary with the file system
+# (speculative preallocation, delayed allocation), which made two builds differ.
+SIZE=$(find "$STAGE" -mindepth 1 -printf '%y %s\n' | awk '$1 == "f" { t += int(($2 + 1023) / 1024); next } { t += 1 } END { print t + 0 }')
 mkdir -p "$STAGE/DEBIAN"
 cat >"$STAGE/DEBIAN/control" <<CONTROL
 Package: oxtree
@@ -50,7 +54,7 @@ Suggests: e2fsprogs, qemu-utils
 Conflicts: ostree, ostree-boot
 Replaces: ostree, ostree-boot
 Provides: ostree
-Installed-Size: $(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)
+Installed-Size: $SIZE
 Description: image-based, atomic OS updates, compatible with OSTree
  oxtree stores operating-system trees in an OSTree-compatible content-addressed
  repository and deploys them as bootable, atomically switched deployments, with

@@ -507,5 +507,25 @@ fn the_debian_package_carries_oxtree_under_ostrees_names_with_its_units() {
         .output()
         .expect("run build.sh");
     let deb2 = String::from_utf8_lossy(&o2.stdout).trim().to_string();
-    assert!(std::fs::read(&deb).expect("deb") == std::fs::read(&deb2).expect("deb"));
+    if std::fs::read(&deb).expect("deb") != std::fs::read(&deb2).expect("deb") {
+        // Say what differs: the control fields or the members' list (sizes, modes, times).
+        let show = |d: &str| {
+            format!(
+                "{}{}",
+                tool("dpkg-deb", &["-I", d]),
+                tool("dpkg-deb", &["--verbose", "-c", d])
+            )
+        };
+        let (a, b) = (show(&deb), show(&deb2));
+        let differ: Vec<_> = a
+            .lines()
+            .zip(b.lines())
+            .filter(|(x, y)| x != y)
+            .map(|(x, y)| format!("- {x}\n+ {y}"))
+            .collect();
+        panic!(
+            "two builds of the package differ:\n{}\n(first build's listing:\n{a})",
+            differ.join("\n")
+        );
+    }
 }
