@@ -19,6 +19,8 @@
 #                      50000, cached in BENCH_ROOTFS/many-N; 0 skips the row)
 #   NGINX=PATH         nginx for the `oxtree serve` vs nginx rows (default /usr/sbin/nginx; installed
 #                      if missing; SERVE=0 skips those rows)
+#   LIMITS=PATH        the limits probe (crates/oxtree/examples/limits.rs; built with cargo when
+#                      unset; LIMITS=0 skips it)
 #
 # Also measured: commit of the many-files tree into bare-user (peak memory must stay flat as
 # trees grow), and `oxtree serve` against nginx serving the same archive repo (round 1's, as
@@ -26,6 +28,11 @@
 # `oxtree pull` into a fresh bare-user repo). Within a round the tools alternate who goes
 # first (odd rounds ostree, even rounds oxtree). After the table, one line per target of
 # issue 13 says met / not met; that does not change the exit status.
+#
+# Last, the limits probe measures on the same tree and disk what any tool must at least
+# spend on each row here (SHA-256, deflate, inflate on all cores; the creates, renames,
+# links and mkdirs on this file system), and prints per row the floor, oxtree's time over
+# it, and the best ratio to ostree this machine allows (ostree's time over the floor).
 #
 # Page caches cannot be dropped in a container, so every measurement is warm: the input is read
 # once (cat to /dev/null) right before a commit, and checkouts/fsck read repos that were just
@@ -331,6 +338,30 @@ if [ "$SERVE" = 1 ]; then
       "$(quot "${SECS[$t,pull-serve]}" "${SECS[$t,pull-nginx]}")" "<=" 1.0
   done
 fi
+# --- limits: the floor under each row on this machine ------------------------------------
+if [ "${LIMITS:-}" != 0 ]; then
+  if [ -z "${LIMITS:-}" ]; then
+    (cd "$ROOT" && cargo build --release -p oxtree --example limits >&2)
+    LIMITS=$ROOT/target/release/examples/limits
+  fi
+  if "$LIMITS" "$TREE" "$BASE" >"$BASE/limits.out" 2>&1; then
+    echo
+    echo "Limits of this machine on the same tree (best of 3 each; \`limits\` probe):"
+    echo
+    grep -v '^floor ' "$BASE/limits.out" | sed 's/^/    /'
+    echo
+    echo "| row | floor s | oxtree s / floor | ostree s / floor = best ratio possible | target |"
+    echo "|---|---:|---:|---:|---:|"
+    declare -A TGT=([commit-archive]=5 [commit-bare-user]=4 [checkout-bare-user]=3 [fsck-archive]=8)
+    while read -r _ row f; do
+      op=$row; [ "$row" = fsck ] && op=fsck-archive
+      echo "| ${LABEL[$op]} | $f | $(quot "${SECS[oxtree,$op]}" "$f") | $(quot "${SECS[ostree,$op]}" "$f") | ${TGT[$op]} |"
+    done < <(grep '^floor ' "$BASE/limits.out")
+  else
+    echo "limits probe failed: $(tail -n 3 "$BASE/limits.out")" >&2
+  fi
+fi
+
 if [ ${#PROBLEMS[@]} -gt 0 ]; then
   echo
   echo "PROBLEMS (${#PROBLEMS[@]}): logs in $WORK/err.*"

@@ -156,6 +156,18 @@ pub fn build_tree(root: &Path, big: bool) {
             f.seek(SeekFrom::Start(off)).expect("seek");
             f.write_all(data).expect("write");
         }
+        // Text of ~3.3 MiB, an odd size: an archive repo deflates it in chunks on all cores,
+        // with matches that cross the chunks' boundaries.
+        let mut text = Vec::new();
+        let mut x = 7u64;
+        while text.len() < 3_456_789 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text.extend_from_slice(format!("entry {} of {}\n", x >> 50, x >> 61).as_bytes());
+        }
+        text.truncate(3_456_789);
+        write(&root.join("big/text"), &text, 0o644);
     }
 }
 

@@ -1,0 +1,276 @@
+//! `limits TREE SCRATCH`: what this machine can do at best for the work `bench/bench.sh`
+//! times, measured on the same tree: the floor under each row, whatever the tool.
+//!
+//! - CPU: SHA-256 (the `sha2` crate oxtree hashes with; SHA-NI where the CPU has it), raw
+//!   deflate at oxtree's level 4 and inflate (zlib-rs through `flate2`, as oxtree), over
+//!   every regular file of TREE held in memory, on one thread and on all cores.
+//! - File system: in SCRATCH (put it on the disk the bench writes to), the calls a commit or
+//!   a checkout cannot avoid: create + write + close one file per regular file of TREE, rename
+//!   each into a directory of its own (the move from staging to `objects/`), hard-link each
+//!   into a new tree, one `mkdir` per directory and one `symlink` per symbolic link. Each on
+//!   all cores.
+//!
+//! It prints one `floor NAME SECONDS` line per bench row (the sum of the pieces that row must
+//! do, CPU on all cores) for `bench.sh` to set beside ostree's time: ostree's time over the
+//! floor is the best ratio any tool could reach here. Everything is warm (the tree is read
+//! once first); file-system figures include the kernel's work only, as nothing is synced.
+//! `cargo run --release -p oxtree --example limits -- TREE SCRATCH`.
+
+use rayon::prelude::*;
+use sha2::Digest;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What a tree holds: the regular files' bytes, and how many directories and symlinks.
+struct Tree {
+    files: Vec<Vec<u8>>,
+    dirs: usize,
+    links: usize,
+}
+
+fn walk(p: &Path, t: &mut Tree) -> std::io::Result<()> {
+    for e in std::fs::read_dir(p)? {
+        let e = e?;
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            t.dirs += 1;
+            walk(&e.path(), t)?;
+        } else if ft.is_symlink() {
+            t.links += 1;
+        } else if ft.is_file() {
+            t.files.push(std::fs::read(e.path())?);
+        }
+    }
+    Ok(())
+}
+
+/// Seconds `f` takes, best of three (the floor: the least the machine needed).
+fn best<R>(mut f: impl FnMut() -> R) -> f64 {
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f());
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn deflate(data: &[u8], comp: &mut flate2::Compress) -> Vec<u8> {
+    comp.reset();
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    loop {
+        let used = usize::try_from(comp.total_in()).unwrap_or(data.len());
+        let status = comp
+            .compress_vec(
+                data.get(used..).unwrap_or_default(),
+                &mut out,
+                flate2::FlushCompress::Finish,
+            )
+            .expect("deflate");
+        if status == flate2::Status::StreamEnd {
+            return out;
+        }
+        out.reserve(out.capacity().max(4096));
+    }
+}
+
+fn inflate(data: &[u8], size: usize, d: &mut flate2::Decompress) -> usize {
+    d.reset(false);
+    let mut out = Vec::with_capacity(size);
+    d.decompress_vec(data, &mut out, flate2::FlushDecompress::Finish)
+        .expect("inflate");
+    out.len()
+}
+
+fn level4() -> flate2::Compress {
+    flate2::Compress::new(flate2::Compression::new(4), false)
+}
+
+/// Seconds to run `f(i)` for every `i < n` on all cores.
+fn fs_rate(n: usize, f: impl Fn(usize) + Sync + Send) -> f64 {
+    let t = Instant::now();
+    (0..n).into_par_iter().for_each(f);
+    t.elapsed().as_secs_f64()
+}
+
+/// `i`'s place in a fan-out of 256 subdirectories of `base` (as objects/ is laid out).
+fn spread(base: &Path, i: usize) -> PathBuf {
+    base.join(format!("{:02x}", i % 256))
+        .join(format!("{i:08}"))
+}
+
+fn mkdirs(base: &Path) {
+    std::fs::create_dir_all(base).expect("mkdir");
+    for b in 0..256 {
+        std::fs::create_dir_all(base.join(format!("{b:02x}"))).expect("mkdir");
+    }
+}
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let [tree, scratch] = args.as_slice() else {
+        eprintln!("usage: limits TREE SCRATCH");
+        std::process::exit(2);
+    };
+    let (tree, scratch) = (Path::new(tree), Path::new(scratch));
+    let mut t = Tree {
+        files: Vec::new(),
+        dirs: 0,
+        links: 0,
+    };
+    walk(tree, &mut t).expect("read the tree");
+    let bytes: usize = t.files.iter().map(Vec::len).sum();
+    let cores = rayon::current_num_threads();
+    println!(
+        "tree: {} regular files ({:.1} MiB), {} directories, {} symlinks; {cores} cores",
+        t.files.len(),
+        bytes as f64 / 1048576.0,
+        t.dirs,
+        t.links
+    );
+
+    // CPU.
+    let sha1 = best(|| t.files.iter().map(|f| sha2::Sha256::digest(f)[0]).count());
+    let sha = best(|| {
+        t.files
+            .par_iter()
+            .map(|f| sha2::Sha256::digest(f)[0])
+            .count()
+    });
+    let comp1 = best(|| {
+        let mut c = level4();
+        t.files
+            .iter()
+            .map(|f| deflate(f, &mut c).len())
+            .sum::<usize>()
+    });
+    let comp = best(|| {
+        t.files
+            .par_iter()
+            .map_init(level4, |c, f| deflate(f, c).len())
+            .sum::<usize>()
+    });
+    let packed: Vec<Vec<u8>> = t
+        .files
+        .par_iter()
+        .map_init(level4, |c, f| deflate(f, c))
+        .collect();
+    let pairs: Vec<(&Vec<u8>, usize)> = packed.iter().zip(t.files.iter().map(Vec::len)).collect();
+    let inf1 = best(|| {
+        let mut d = flate2::Decompress::new(false);
+        pairs
+            .iter()
+            .map(|(z, n)| inflate(z, *n, &mut d))
+            .sum::<usize>()
+    });
+    let inf = best(|| {
+        pairs
+            .par_iter()
+            .map_init(
+                || flate2::Decompress::new(false),
+                |d, (z, n)| inflate(z, *n, d),
+            )
+            .sum::<usize>()
+    });
+    let mib = bytes as f64 / 1048576.0;
+    for (name, one, all) in [
+        ("SHA-256", sha1, sha),
+        ("deflate level 4", comp1, comp),
+        ("inflate", inf1, inf),
+    ] {
+        println!(
+            "{name}: {one:.3} s on one core ({:.0} MiB/s), {all:.3} s on {cores} ({:.0} MiB/s)",
+            mib / one,
+            mib / all
+        );
+    }
+
+    // File system, in fresh directories under SCRATCH; best of three rounds per call.
+    let n = t.files.len();
+    let dirs = t.dirs.max(1);
+    let mut fsb = [f64::INFINITY; 8];
+    for round in 0..3 {
+        let r = fs_round(
+            &scratch.join(format!("limits-{}-{round}", std::process::id())),
+            &t,
+            &packed,
+        );
+        for (b, x) in fsb.iter_mut().zip(r) {
+            *b = b.min(x);
+        }
+    }
+    let [create, read, createz, readz, rename, mkdir, link, symlink] = fsb;
+    for (name, s, count) in [
+        ("read (warm)", read, n),
+        ("create+write+close", create, n),
+        ("create+write+close, deflated", createz, n),
+        ("read (warm), deflated", readz, n),
+        ("rename", rename, n),
+        ("mkdir", mkdir, dirs),
+        ("link", link, n),
+        ("symlink", symlink, t.links),
+    ] {
+        println!(
+            "{name}: {count} in {s:.3} s on {cores} cores ({:.0}/s)",
+            count as f64 / s.max(1e-9)
+        );
+    }
+
+    // The floors: what each bench row must at least do here.
+    let floors = [
+        ("commit-archive", read + sha + comp + createz + rename),
+        ("commit-bare-user", read + sha + create + rename),
+        ("checkout-bare-user", mkdir + link + symlink),
+        ("fsck", readz + sha + inf),
+    ];
+    for (row, s) in floors {
+        println!("floor {row} {s:.3}");
+    }
+}
+
+/// One round of the file-system calls in a fresh `base` (removed after): the seconds each
+/// kind took on all cores, in the order `main` unpacks them.
+fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 8] {
+    let _ = std::fs::remove_dir_all(base);
+    let (made, madez) = (base.join("made"), base.join("madez"));
+    let (moved, linked) = (base.join("moved"), base.join("linked"));
+    mkdirs(&made);
+    mkdirs(&madez);
+    mkdirs(&moved);
+    let n = t.files.len();
+    let create = fs_rate(n, |i| {
+        std::fs::write(spread(&made, i), &t.files[i]).expect("create");
+    });
+    // Reading back (warm), as a commit reads its tree and fsck its objects.
+    let read = fs_rate(n, |i| {
+        std::hint::black_box(std::fs::read(spread(&made, i)).ok());
+    });
+    let createz = fs_rate(n, |i| {
+        std::fs::write(spread(&madez, i), &packed[i]).expect("create");
+    });
+    let readz = fs_rate(n, |i| {
+        std::hint::black_box(std::fs::read(spread(&madez, i)).ok());
+    });
+    let rename = fs_rate(n, |i| {
+        std::fs::rename(spread(&made, i), spread(&moved, i)).expect("rename");
+    });
+    // A checkout tree: the directories first (each with a share of the links), then the
+    // links and symlinks into them.
+    let dirs = t.dirs.max(1);
+    let sub = |i: usize| linked.join(format!("d{}", i % dirs));
+    std::fs::create_dir_all(&linked).expect("mkdir");
+    let mkdir = fs_rate(dirs, |d| {
+        std::fs::create_dir(linked.join(format!("d{d}"))).expect("mkdir");
+    });
+    let link = fs_rate(n, |i| {
+        std::fs::hard_link(spread(&moved, i), sub(i).join(format!("f{i}"))).expect("link");
+    });
+    let symlink = fs_rate(t.links, |i| {
+        let target = std::ffi::OsStr::from_bytes(b"../some/target");
+        std::os::unix::fs::symlink(target, sub(i).join(format!("l{i}"))).expect("symlink");
+    });
+    std::fs::remove_dir_all(base).expect("clean up");
+    [create, read, createz, readz, rename, mkdir, link, symlink]
+}
