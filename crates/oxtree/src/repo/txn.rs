@@ -1178,7 +1178,7 @@ fn deflate_in_chunks(
         let last = left == 0;
         if last {
             let mut more = [0u8; 1];
-            if (&mut *src).read(&mut more).ctx("read content for", path)? > 0 {
+            if src.read(&mut more).ctx("read content for", path)? > 0 {
                 return Err(Error::Other(format!(
                     "{}: expected {size} bytes of content, read more",
                     path.display()
