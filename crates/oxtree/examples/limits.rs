@@ -198,7 +198,7 @@ fn main() {
     // File system, in fresh directories under SCRATCH; best of three rounds per call.
     let n = t.files.len();
     let dirs = t.dirs.max(1);
-    let mut fsb = [f64::INFINITY; 9];
+    let mut fsb = [f64::INFINITY; 10];
     // Removed only at the end: ext4 skips inodes freed in the last minute when it allocates
     // (`recently_deleted()`), which would slow the rounds after the first.
     let bases: Vec<PathBuf> = (0..3)
@@ -213,7 +213,7 @@ fn main() {
     for base in &bases {
         std::fs::remove_dir_all(base).expect("clean up");
     }
-    let [create, read, createz, readz, rename, xattr, mkdir, link, symlink] = fsb;
+    let [create, read, createz, readz, rename, xattr, getxattr, mkdir, link, symlink] = fsb;
     for (name, s, count) in [
         ("read (warm)", read, n),
         ("create+write+close", create, n),
@@ -221,6 +221,7 @@ fn main() {
         ("read (warm), deflated", readz, n),
         ("rename", rename, n),
         ("setxattr", xattr, n),
+        ("lgetxattr", getxattr, n),
         ("mkdir", mkdir, dirs),
         ("link", link, n),
         ("symlink", symlink, t.links),
@@ -235,7 +236,7 @@ fn main() {
     let floors = [
         ("commit-archive", read + sha + comp + createz + rename),
         ("commit-bare-user", read + sha + create + rename + xattr),
-        ("checkout-bare-user", mkdir + link + symlink),
+        ("checkout-bare-user", getxattr + mkdir + link + symlink),
         ("fsck", readz + sha + inf),
     ];
     for (row, s) in floors {
@@ -245,7 +246,7 @@ fn main() {
 
 /// One round of the file-system calls in a fresh `base`: the seconds each
 /// kind took on all cores, in the order `main` unpacks them.
-fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 9] {
+fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 10] {
     let _ = std::fs::remove_dir_all(base);
     let (made, madez) = (base.join("made"), base.join("madez"));
     let (moved, linked) = (base.join("moved"), base.join("linked"));
@@ -279,6 +280,14 @@ fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 9] {
         )
         .expect("setxattr");
     });
+    // A bare-user checkout learns each object's type (symlinks are files there) from its
+    // xattr before it links it.
+    let getxattr = fs_rate(n, |i| {
+        let mut v = [0u8; 64];
+        std::hint::black_box(
+            rustix::fs::lgetxattr(spread(&moved, i), "user.ostreemeta", &mut v).ok(),
+        );
+    });
     // A checkout tree: the directories first (each with a share of the links), then the
     // links and symlinks into them.
     // They spread over 256 parents as a tree's do (all in one parent, they would queue on
@@ -296,5 +305,7 @@ fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 9] {
         let target = std::ffi::OsStr::from_bytes(b"../some/target");
         std::os::unix::fs::symlink(target, sub(i).join(format!("l{i}"))).expect("symlink");
     });
-    [create, read, createz, readz, rename, xattr, mkdir, link, symlink]
+    [
+        create, read, createz, readz, rename, xattr, getxattr, mkdir, link, symlink,
+    ]
 }
