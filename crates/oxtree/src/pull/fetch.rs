@@ -17,7 +17,9 @@
 //!   as it passes the bound (one byte past it is read, no more).
 
 use crate::error::Error;
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A successful GET.
@@ -302,7 +304,7 @@ impl HttpFetcher {
 }
 
 fn agent(opts: &FetchOptions) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(opts.timeout))
         .timeout_recv_response(Some(opts.timeout))
@@ -316,8 +318,53 @@ fn agent(opts: &FetchOptions) -> ureq::Agent {
         .input_buffer_size(64 << 10)
         .output_buffer_size(16 << 10)
         .user_agent(opts.user_agent.as_str())
-        .build()
-        .into()
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        CachingResolver::<ureq::unversioned::resolver::DefaultResolver>::default(),
+    )
+}
+
+/// How long a looked-up host's addresses are used before it is looked up again.
+const RESOLVE_TTL: Duration = Duration::from_secs(30);
+
+/// ureq's resolver, remembering each `scheme://host:port` for [`RESOLVE_TTL`]. ureq
+/// resolves the host of every request before it looks in its connection pool, and with a
+/// timeout set its default resolver runs each lookup on a new thread: a pull of 6,000
+/// objects made 6,000 threads and `getaddrinfo` calls (a third of its system time on
+/// loopback). A lookup that fails is not remembered.
+#[derive(Debug, Default)]
+struct CachingResolver<R = ureq::unversioned::resolver::DefaultResolver> {
+    inner: R,
+    cache: Mutex<HashMap<String, (Instant, ureq::unversioned::resolver::ResolvedSocketAddrs)>>,
+}
+
+impl<R: ureq::unversioned::resolver::Resolver> ureq::unversioned::resolver::Resolver
+    for CachingResolver<R>
+{
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> std::result::Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or_default(),
+            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+        );
+        if let Some((at, addrs)) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            if at.elapsed() < RESOLVE_TTL {
+                return Ok(addrs);
+            }
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(key, (Instant::now(), addrs.clone()));
+        }
+        Ok(addrs)
+    }
 }
 
 impl Fetcher for HttpFetcher {
@@ -486,5 +533,54 @@ impl Fetcher for FileFetcher {
             self.root.display(),
             path.trim_start_matches('/')
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use ureq::unversioned::resolver::{DefaultResolver, Resolver};
+
+    /// Counts lookups; fails those of hosts named "bad".
+    #[derive(Debug, Default)]
+    struct Counting(AtomicUsize);
+
+    impl Resolver for Counting {
+        fn resolve(
+            &self,
+            uri: &ureq::http::Uri,
+            config: &ureq::config::Config,
+            timeout: ureq::unversioned::transport::NextTimeout,
+        ) -> std::result::Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error>
+        {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            if uri.host() == Some("bad") {
+                return Err(ureq::Error::HostNotFound);
+            }
+            DefaultResolver::default().resolve(uri, config, timeout)
+        }
+    }
+
+    fn lookup(r: &CachingResolver<Counting>, url: &str) -> bool {
+        let uri: ureq::http::Uri = url.parse().expect("uri");
+        let config = ureq::config::Config::default();
+        let timeout = ureq::unversioned::transport::NextTimeout::default();
+        r.resolve(&uri, &config, timeout).is_ok()
+    }
+
+    #[test]
+    fn each_host_is_looked_up_once_and_failures_are_not_remembered() {
+        let r = CachingResolver::<Counting>::default();
+        for _ in 0..100 {
+            assert!(lookup(&r, "http://127.0.0.1:8080/objects/ab/cd.filez"));
+        }
+        assert_eq!(r.inner.0.load(Ordering::Relaxed), 1);
+        // Another port or scheme is another entry.
+        assert!(lookup(&r, "http://127.0.0.1:8081/config"));
+        assert_eq!(r.inner.0.load(Ordering::Relaxed), 2);
+        assert!(!lookup(&r, "http://bad:80/config"));
+        assert!(!lookup(&r, "http://bad:80/config"));
+        assert_eq!(r.inner.0.load(Ordering::Relaxed), 4);
     }
 }
