@@ -352,9 +352,11 @@ if [ "${LIMITS:-}" != 0 ]; then
     echo
     echo "| row | floor s | oxtree s / floor | ostree s / floor = best ratio possible | target |"
     echo "|---|---:|---:|---:|---:|"
-    declare -A TGT=([commit-archive]=5 [commit-bare-user]=4 [checkout-bare-user]=3 [fsck-archive]=8)
+    declare -A TGT=([commit-archive]=5 [commit-bare-user]=4 [checkout-bare-user]=3 [fsck-archive]=8 [pull-nginx]=5)
     while read -r _ row f; do
-      op=$row; [ "$row" = fsck ] && op=fsck-archive
+      op=$row
+      case $row in fsck) op=fsck-archive ;; pull-bare-user) op=pull-nginx ;; esac
+      [ -n "${SECS[oxtree,$op]:-}" ] || continue
       echo "| ${LABEL[$op]} | $f | $(quot "${SECS[oxtree,$op]}" "$f") | $(quot "${SECS[ostree,$op]}" "$f") | ${TGT[$op]} |"
     done < <(grep '^floor ' "$BASE/limits.out")
   else

@@ -35,6 +35,8 @@
 #                       scratch-bare-user scratch-archive update scratch-delay scratch-delay2
 #                       scratch-serve delta-scratch delta-update)
 #   PULL_TIMEOUT=S      a pull still running after S seconds is killed and counted as failed (default 600)
+#   LIMITS=PATH         the limits probe (crates/oxtree/examples/limits.rs) for the scratch row's
+#                       floor; built with cargo when unset; LIMITS=0 skips it
 #
 # Page caches cannot be dropped in a container: the served repo was just written and stays
 # warm, and every client writes into a fresh repo. fsync is at each tool's default (on).
@@ -527,6 +529,21 @@ for op in delta-scratch delta-update; do
   target "oxtree/ostree peak memory, ${LABEL[$op]}" "$(ratio "${MIB[oxtree,$op]:-}" "${MIB[ostree,$op]:-}")" "<=" 1
 done
 target "oxtree client: time from \`oxtree serve\` / time from nginx" "$(ratio "${SECS[oxtree,scratch-serve]:-}" "${SECS[oxtree,scratch-bare-user]:-}")" "<=" 1.0
+# The floor under the scratch pull into bare-user: what any client must spend on v1 here
+# (inflate, SHA-256, create, rename, xattr; bench.sh prints the probe's whole output).
+if [ "${LIMITS:-}" != 0 ] && [ -n "${SECS[oxtree,scratch-bare-user]:-}" ]; then
+  if [ -z "${LIMITS:-}" ]; then
+    (cd "$ROOT" && cargo build --release -p oxtree --example limits >&2)
+    LIMITS=$ROOT/target/release/examples/limits
+  fi
+  if "$LIMITS" "$TREE1" "$BASE" >"$BASE/limits.out" 2>&1; then
+    f=$(awk '$1 == "floor" && $2 == "pull-bare-user" { print $3 }' "$BASE/limits.out")
+    echo "- floor of the scratch pull → bare-user on this machine (\`limits\` probe, network not counted): $f s;" \
+      "oxtree at $(ratio "${SECS[oxtree,scratch-bare-user]}" "$f")× it, best ratio any client could reach: $(ratio "${SECS[ostree,scratch-bare-user]:-}" "$f")"
+  else
+    echo "limits probe failed: $(tail -n 3 "$BASE/limits.out")" >&2
+  fi
+fi
 echo
 for c in "${CHECKS[@]}"; do echo "- $c"; done
 if [ ${#PROBLEMS[@]} -gt 0 ]; then

@@ -238,6 +238,9 @@ fn main() {
         ("commit-bare-user", read + sha + create + rename + xattr),
         ("checkout-bare-user", getxattr + mkdir + link + symlink),
         ("fsck", readz + sha + inf),
+        // A pull of the archive repo into bare-user: every object inflated, hashed, written,
+        // named and given its xattr (the HTTP requests and the server not counted).
+        ("pull-bare-user", inf + sha + create + rename + xattr),
     ];
     for (row, s) in floors {
         println!("floor {row} {s:.3}");
