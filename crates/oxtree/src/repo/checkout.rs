@@ -19,6 +19,7 @@ use crate::object::{Checksum, DirMeta, FileHeader, ObjectType};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Mutex;
@@ -142,12 +143,15 @@ impl Repo {
                 if opts.skip_list.contains(&format!("/{name}")) {
                     return Ok(());
                 }
-                return self.checkout_entry(&f, &dest.join(name), opts);
+                return self.checkout_entry(&f, &dest.join(name), opts, None);
             }
             PathEntry::Dir { tree, meta } => (tree, meta),
         };
-        let cache = Mutex::new(HashMap::new());
-        self.checkout_dir(&tree, &meta, dest, "/", opts, &cache, true)
+        let ctx = Ctx {
+            dirmeta: Mutex::new(HashMap::new()),
+            objects: open_dir_path(&self.path.join("objects")),
+        };
+        self.checkout_dir(&tree, &meta, dest, "/", opts, &ctx, true)
     }
 
     /// Check out one directory (`rel`: its path from the checkout root, with a trailing
@@ -162,19 +166,19 @@ impl Repo {
         dest: &Path,
         rel: &str,
         opts: &CheckoutOptions,
-        cache: &Mutex<HashMap<Checksum, DirMeta>>,
+        ctx: &Ctx,
         top: bool,
     ) -> Result<()> {
         let dt = self.load_dirtree(tree)?;
         if let Some(p) = &opts.progress {
             p.add_total(dt.files.len() as u64);
         }
-        let cached = cache.lock().ok().and_then(|c| c.get(meta).cloned());
+        let cached = ctx.dirmeta.lock().ok().and_then(|c| c.get(meta).cloned());
         let dm = match cached {
             Some(dm) => dm,
             None => {
                 let dm = self.load_dirmeta(meta)?;
-                if let Ok(mut c) = cache.lock() {
+                if let Ok(mut c) = ctx.dirmeta.lock() {
                     c.insert(*meta, dm.clone());
                 }
                 dm
@@ -223,6 +227,10 @@ impl Repo {
             }
             Err(e) => return Err(e).ctx("create directory", dest),
         };
+        // Files are linked relative to the directory (a lookup of one name, not of the whole
+        // path, per file). Below the top this directory was just created by us; the top may
+        // be a symlink the user named.
+        let dir_fd = if existed { None } else { open_dir_path(dest) };
         if opts.whiteouts {
             for (name, _) in &dt.files {
                 if name == OPAQUE_WHITEOUT {
@@ -247,7 +255,12 @@ impl Repo {
                     {
                         self.make_whiteout(c, &dest.join(target), opts)
                     } else {
-                        self.checkout_entry(c, &dest.join(name), opts)
+                        let at = ctx.objects.as_ref().zip(dir_fd.as_ref()).map(|(o, d)| At {
+                            objects: o.as_fd(),
+                            dir: d.as_fd(),
+                            name,
+                        });
+                        self.checkout_entry(c, &dest.join(name), opts, at)
                     };
                     if let Some(p) = &opts.progress {
                         p.item(0);
@@ -261,7 +274,7 @@ impl Repo {
                     if opts.skip_list.contains(&sub) {
                         return Ok(());
                     }
-                    self.checkout_dir(t, m, &dest.join(name), &sub, opts, cache, false)
+                    self.checkout_dir(t, m, &dest.join(name), &sub, opts, ctx, false)
                 })
             },
         );
@@ -344,8 +357,24 @@ impl Repo {
         csum: &Checksum,
         dest: &Path,
         opts: &CheckoutOptions,
+        at: Option<At<'_>>,
     ) -> Result<bool> {
-        match std::fs::hard_link(obj, dest) {
+        let linked = match at {
+            Some(at) => {
+                let rel = self.object_relpath(ObjectType::File, csum);
+                let rel = rel.trim_start_matches("objects/");
+                rustix::fs::linkat(
+                    at.objects,
+                    rel,
+                    at.dir,
+                    at.name,
+                    rustix::fs::AtFlags::empty(),
+                )
+                .map_err(std::io::Error::from)
+            }
+            None => std::fs::hard_link(obj, dest),
+        };
+        match linked {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !obj.exists() => {
                 Err(Error::ObjectMissing {
@@ -369,7 +398,13 @@ impl Repo {
 
     /// Check out one file entry, treating what is already at `dest` as `opts.overwrite`
     /// says.
-    fn checkout_entry(&self, csum: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+    fn checkout_entry(
+        &self,
+        csum: &Checksum,
+        dest: &Path,
+        opts: &CheckoutOptions,
+        at: Option<At<'_>>,
+    ) -> Result<()> {
         // A plain checkout needs no look at the destination: the link or create fails
         // with EEXIST if something is there (one syscall per file saved).
         let existing = match opts.overwrite {
@@ -390,7 +425,7 @@ impl Repo {
                 return self.check_identical(csum, dest, m, opts);
             }
         }
-        self.checkout_file(csum, dest, opts)
+        self.checkout_file(csum, dest, opts, at)
     }
 
     /// `--union-identical` with something at `dest`: fine if it is the object itself (a
@@ -470,7 +505,13 @@ impl Repo {
         Ok(())
     }
 
-    fn checkout_file(&self, csum: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+    fn checkout_file(
+        &self,
+        csum: &Checksum,
+        dest: &Path,
+        opts: &CheckoutOptions,
+        at: Option<At<'_>>,
+    ) -> Result<()> {
         let obj = self.object_path(ObjectType::File, csum);
         // A user-mode checkout never shares a setuid/setgid inode: bare-user-only repos
         // refuse such objects now, but one written by an older version (or by hand) must
@@ -492,7 +533,10 @@ impl Repo {
         let zerosized = opts.force_copy_zerosized
             && obj_st.as_ref().is_some_and(|m| m.is_file() && m.len() == 0);
         let link = self.can_hardlink(opts) && !setid && !zerosized;
-        if link && self.mode() != RepoMode::BareUser && self.try_hardlink(&obj, csum, dest, opts)? {
+        if link
+            && self.mode() != RepoMode::BareUser
+            && self.try_hardlink(&obj, csum, dest, opts, at)?
+        {
             return Ok(());
         }
         if link && self.mode() == RepoMode::BareUser {
@@ -505,7 +549,7 @@ impl Repo {
                 .flatten()
                 .and_then(|m| FileHeader::from_filemeta(&m).ok())
                 .is_some_and(|h| h.validate().is_ok() && h.is_regular());
-            if regular && self.try_hardlink(&obj, csum, dest, opts)? {
+            if regular && self.try_hardlink(&obj, csum, dest, opts, at)? {
                 return Ok(());
             }
         }
@@ -513,7 +557,7 @@ impl Repo {
         if fc.header.is_regular() {
             if link
                 && self.mode() == RepoMode::BareUser
-                && self.try_hardlink(&obj, csum, dest, opts)?
+                && self.try_hardlink(&obj, csum, dest, opts, at)?
             {
                 return Ok(());
             }
@@ -533,6 +577,34 @@ impl Repo {
         }
         write_file_copy(&mut fc, dest, opts)
     }
+}
+
+/// What one checkout shares between its directories.
+struct Ctx {
+    /// Dirmeta objects already read (a tree has few distinct ones).
+    dirmeta: Mutex<HashMap<Checksum, DirMeta>>,
+    /// The repo's `objects/`, to link from without walking the repo's path each time.
+    objects: Option<OwnedFd>,
+}
+
+/// Where a file is linked, relative to open directories.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    objects: BorrowedFd<'a>,
+    dir: BorrowedFd<'a>,
+    name: &'a str,
+}
+
+/// An `O_PATH` descriptor of the directory `p` (not followed if it is a symlink), or None if
+/// it cannot be opened: callers then use paths.
+fn open_dir_path(p: &Path) -> Option<OwnedFd> {
+    use rustix::fs::OFlags;
+    rustix::fs::open(
+        p,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
 }
 
 fn epoch() -> rustix::fs::Timestamps {
