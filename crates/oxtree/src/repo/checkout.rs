@@ -149,7 +149,10 @@ impl Repo {
         };
         let ctx = Ctx {
             dirmeta: Mutex::new(HashMap::new()),
-            objects: open_dir_path(&self.path.join("objects")),
+            objects: self
+                .can_hardlink(opts)
+                .then(|| open_dir_path(&self.path.join("objects")))
+                .flatten(),
         };
         self.checkout_dir(&tree, &meta, dest, "/", opts, &ctx, true)
     }
@@ -228,9 +231,12 @@ impl Repo {
             Err(e) => return Err(e).ctx("create directory", dest),
         };
         // Files are linked relative to the directory (a lookup of one name, not of the whole
-        // path, per file). Below the top this directory was just created by us; the top may
-        // be a symlink the user named.
-        let dir_fd = if existed { None } else { open_dir_path(dest) };
+        // path, per file): opened only when this checkout links, and only a directory this
+        // checkout created.
+        let dir_fd = match ctx.objects {
+            Some(_) if !existed => open_dir_path(dest),
+            _ => None,
+        };
         if opts.whiteouts {
             for (name, _) in &dt.files {
                 if name == OPAQUE_WHITEOUT {

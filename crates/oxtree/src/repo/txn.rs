@@ -1090,12 +1090,17 @@ fn copy_hashing(
     // No flush here: on a deflate encoder that would emit a sync block and change the
     // stored bytes (ostree.sizes records them). Callers finish/flush their writers.
     if total != size {
-        return Err(Error::Other(format!(
-            "{}: expected {size} bytes of content, read {total}",
-            path.display()
-        )));
+        return Err(wrong_size(path, size, &total.to_string()));
     }
     Ok(())
+}
+
+/// Content that did not have the size its header gave (`read`: how much it had).
+fn wrong_size(path: &Path, size: u64, read: &str) -> Error {
+    Error::Other(format!(
+        "{}: expected {size} bytes of content, read {read}",
+        path.display()
+    ))
 }
 
 thread_local! {
@@ -1149,12 +1154,6 @@ fn deflate_in_chunks(
     path: &Path,
 ) -> Result<()> {
     use rayon::prelude::*;
-    let short = |read: u64| {
-        Error::Other(format!(
-            "{}: expected {size} bytes of content, read {read}",
-            path.display()
-        ))
-    };
     let batch = 2 * rayon::current_num_threads().max(1);
     let mut left = size;
     let mut dict: Vec<u8> = Vec::new();
@@ -1168,7 +1167,11 @@ fn deflate_in_chunks(
                 .read_to_end(&mut c)
                 .ctx("read content for", path)?;
             if (got as u64) < want {
-                return Err(short(size - left + got as u64));
+                return Err(wrong_size(
+                    path,
+                    size,
+                    &(size - left + got as u64).to_string(),
+                ));
             }
             if let Some(h) = hasher.as_deref_mut() {
                 h.update(&c);
@@ -1180,10 +1183,7 @@ fn deflate_in_chunks(
         if last {
             let mut more = [0u8; 1];
             if src.read(&mut more).ctx("read content for", path)? > 0 {
-                return Err(Error::Other(format!(
-                    "{}: expected {size} bytes of content, read more",
-                    path.display()
-                )));
+                return Err(wrong_size(path, size, "more"));
             }
         }
         let n = chunks.len();
