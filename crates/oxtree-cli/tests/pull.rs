@@ -1507,3 +1507,77 @@ fn requests_in_flight_follow_the_round_trip() {
     let fixed = pull("fixed", &proxy.url, &["--fetchers=4"]);
     assert_eq!(json_number(&fixed, "fetchers"), 4, "{fixed}");
 }
+
+/// A large object comes in `Range` slices, each starting where the one before ended, so
+/// that what the server has sent is never much more than what is on disk (a kill loses at
+/// most a slice); the whole is served once, and the pull is the same as in one piece.
+#[test]
+fn large_objects_come_in_contiguous_range_slices() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = t.join("src");
+    ox(&["init", &repo_arg(&src), "--mode=archive"]);
+    let tree = t.join("tree");
+    let mut data = Vec::with_capacity(3 << 20);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    while data.len() < 3 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    write(&tree.join("big"), &data, 0o644);
+    write(&tree.join("small"), b"small\n", 0o644);
+    ox(&[
+        "commit",
+        &repo_arg(&src),
+        "-b",
+        "main",
+        "-s",
+        "v1",
+        TS,
+        s(&tree),
+    ]);
+    let (big, _) = filez_path(&src, "main", "/big");
+    let size = std::fs::metadata(src.join(&big)).expect("stat").len();
+    let server = hostile::HostileServer::start(&src);
+    for mode in ["bare-user", "archive"] {
+        server.clear_log();
+        let dst = t.join(format!("dst-{mode}"));
+        let d = repo_arg(&dst);
+        ox(&["init", &d, &format!("--mode={mode}")]);
+        ox(&[
+            "remote",
+            "add",
+            &d,
+            "--no-gpg-verify",
+            "origin",
+            &server.url,
+        ]);
+        ox(&["pull", &d, "origin", "main"]);
+        ox(&["fsck", &d]);
+        let parts: Vec<_> = server.log().into_iter().filter(|r| r.path == big).collect();
+        assert!(parts.len() > 1, "{mode}: {parts:?}");
+        let mut next = 0;
+        for p in &parts {
+            assert_eq!(
+                (p.status, p.range_from),
+                (206, Some(next)),
+                "{mode}: {parts:?}"
+            );
+            next += p.sent;
+        }
+        assert_eq!(next, size, "{mode}: {parts:?}");
+        assert!(dir_size(&dst.join("tmp")) < 64 << 10, "{mode}");
+    }
+    // A checkout of what came in slices is the file.
+    let out = t.join("co");
+    ox(&[
+        "checkout",
+        &repo_arg(&t.join("dst-bare-user")),
+        "-U",
+        "origin:main",
+        s(&out),
+    ]);
+    assert!(std::fs::read(out.join("big")).expect("read") == data);
+}

@@ -185,3 +185,71 @@ fn low_speed_settings_come_from_the_remote_config() {
         "{e}"
     );
 }
+
+/// Accept one connection and answer its one request with `response`; the request head
+/// comes back through the channel.
+fn answer(response: &'static [u8]) -> (String, std::sync::mpsc::Receiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let mut r = BufReader::new(s.try_clone().expect("clone"));
+        let (mut head, mut line) = (String::new(), String::new());
+        while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+            head.push_str(&line);
+            line.clear();
+        }
+        let _ = tx.send(head);
+        let _ = s.write_all(response);
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    (format!("http://127.0.0.1:{port}"), rx)
+}
+
+#[test]
+fn a_slice_asks_for_a_byte_range_and_gets_the_total() {
+    let (url, head) =
+        answer(b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 100-109/5000\r\nContent-Length: 10\r\n\r\n0123456789");
+    let f = HttpFetcher::new(&url, Duration::from_secs(10)).expect("fetcher");
+    let Ok(Some(r)) = f.fetch_slice("objects/ab/cd.filez", 100, 10, 1 << 20) else {
+        panic!("fetch")
+    };
+    let head = head.recv().expect("head").to_ascii_lowercase();
+    assert!(head.contains("range: bytes=100-109\r\n"), "{head}");
+    assert_eq!((r.total, r.len, r.restarted), (Some(5000), Some(10), false));
+    let mut b = Vec::new();
+    let mut body = r.body;
+    body.read_to_end(&mut b).expect("read");
+    assert_eq!(b, b"0123456789");
+}
+
+#[test]
+fn a_part_from_another_offset_is_refused() {
+    // Bytes from 0 when 100 on were asked for: appended, they would land at the wrong place.
+    let (url, _head) =
+        answer(b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/5000\r\nContent-Length: 10\r\n\r\n0123456789");
+    let f = HttpFetcher::new(&url, Duration::from_secs(10)).expect("fetcher");
+    match f.fetch_slice("objects/ab/cd.filez", 100, 10, 1 << 20) {
+        Err(FetchError::Fatal(e)) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("objects/ab/cd.filez") && e.contains("bytes 0-9/5000"),
+                "{e}"
+            );
+        }
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("a part from offset 0 was taken for one from 100"),
+    }
+}
+
+#[test]
+fn a_server_without_ranges_sends_the_whole_file_for_a_slice() {
+    let (url, _head) = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n01234567890123456789");
+    let f = HttpFetcher::new(&url, Duration::from_secs(10)).expect("fetcher");
+    let Ok(Some(r)) = f.fetch_slice("objects/ab/cd.filez", 0, 10, 1 << 20) else {
+        panic!("fetch")
+    };
+    // From byte 0, a whole file is not a restart; its length is the total.
+    assert_eq!((r.total, r.restarted), (Some(20), false));
+}

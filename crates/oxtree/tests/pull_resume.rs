@@ -82,6 +82,7 @@ impl Fetcher for FlakyFiles {
             body: Box::new(body),
             len: Some(len),
             restarted: false,
+            total: None,
         }))
     }
 

@@ -254,16 +254,19 @@ fn serve_connection(mut c: TcpStream, st: &State) {
         let path = percent_decode(target.split('?').next().unwrap_or("/"))
             .trim_start_matches('/')
             .to_string();
-        let range_from = lines
+        // `bytes=A-` or `bytes=A-B`.
+        let range = lines
             .filter_map(|l| l.split_once(':'))
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("range"))
             .and_then(|(_, v)| {
-                v.trim()
-                    .strip_prefix("bytes=")?
-                    .trim_end_matches('-')
-                    .parse::<u64>()
-                    .ok()
+                let (a, b) = v.trim().strip_prefix("bytes=")?.split_once('-')?;
+                let last = match b.trim() {
+                    "" => None,
+                    b => Some(b.parse::<u64>().ok()?),
+                };
+                Some((a.trim().parse::<u64>().ok()?, last))
             });
+        let range_from = range.map(|(a, _)| a);
         let idx = {
             let mut log = st.log.lock().expect("log");
             log.push(Request {
@@ -309,8 +312,8 @@ fn serve_connection(mut c: TcpStream, st: &State) {
             std::fs::read(p).ok()
         };
         let keep_alive = match attack {
-            None => serve_bytes(&mut c, real(), range_from, &record),
-            Some(Attack::Body(b)) => serve_bytes(&mut c, Some(b), range_from, &record),
+            None => serve_bytes(&mut c, real(), range, &record),
+            Some(Attack::Body(b)) => serve_bytes(&mut c, Some(b), range, &record),
             Some(Attack::Status(s)) => {
                 let ok = respond_plain(&mut c, s, b"").is_ok();
                 record(s, 0, true);
@@ -389,12 +392,12 @@ fn respond_plain(c: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Result
     c.write_all(body)
 }
 
-/// Serve `bytes` (404 for `None`), honouring `Range: bytes=N-`; true to keep the
-/// connection alive.
+/// Serve `bytes` (404 for `None`), honouring `Range: bytes=A-` and `bytes=A-B`; true to
+/// keep the connection alive.
 fn serve_bytes(
     c: &mut TcpStream,
     bytes: Option<Vec<u8>>,
-    range_from: Option<u64>,
+    range: Option<(u64, Option<u64>)>,
     record: &dyn Fn(u16, u64, bool),
 ) -> bool {
     let Some(b) = bytes else {
@@ -402,8 +405,8 @@ fn serve_bytes(
         record(404, 0, true);
         return ok;
     };
-    let ok = match range_from {
-        Some(from) if from >= b.len() as u64 => {
+    let ok = match range {
+        Some((from, _)) if from >= b.len() as u64 => {
             let ok = c
                 .write_all(
                     format!(
@@ -416,13 +419,16 @@ fn serve_bytes(
             record(416, 0, true);
             return ok;
         }
-        Some(from) => {
-            let rest = &b[from as usize..];
+        Some((from, last)) => {
+            let end = last
+                .map_or(b.len(), |l| (l as usize).saturating_add(1).min(b.len()))
+                .max(from as usize + 1);
+            let rest = &b[from as usize..end];
             let ok = c
                 .write_all(
                     format!(
                         "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n\r\n",
-                        b.len() - 1,
+                        end - 1,
                         b.len(),
                         rest.len()
                     )

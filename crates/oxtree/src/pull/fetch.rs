@@ -29,6 +29,9 @@ pub struct Response {
     pub len: Option<u64>,
     /// The server sent the whole file although a range was asked for: start over.
     pub restarted: bool,
+    /// The size of the whole file, when the server said it (`Content-Range`'s total, or a
+    /// full response's length).
+    pub total: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -56,6 +59,21 @@ pub trait Fetcher: Sync {
         from: u64,
         max_size: u64,
     ) -> Result<Option<Response>, FetchError>;
+
+    /// GET at most `len` bytes of `path` from offset `from` on (a `Range: bytes=A-B`
+    /// slice), otherwise as [`Fetcher::fetch_bounded`]. The body may hold fewer bytes (the
+    /// file ends sooner) or, from a fetcher without slices (this default), the whole rest of
+    /// the file.
+    fn fetch_slice(
+        &self,
+        path: &str,
+        from: u64,
+        len: u64,
+        max_size: u64,
+    ) -> Result<Option<Response>, FetchError> {
+        let _ = len;
+        self.fetch_bounded(path, from, max_size)
+    }
 
     /// The full URL of `path`, for messages.
     fn describe(&self, path: &str) -> String;
@@ -386,14 +404,44 @@ impl Fetcher for HttpFetcher {
         from: u64,
         max_size: u64,
     ) -> Result<Option<Response>, FetchError> {
+        self.get(path, from, None, max_size)
+    }
+
+    fn fetch_slice(
+        &self,
+        path: &str,
+        from: u64,
+        len: u64,
+        max_size: u64,
+    ) -> Result<Option<Response>, FetchError> {
+        let last = from.saturating_add(len.max(1)).saturating_sub(1);
+        self.get(path, from, Some(last), max_size)
+    }
+
+    fn describe(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+}
+
+impl HttpFetcher {
+    /// GET `path` from byte `from` on, up to byte `last` when given (both inclusive).
+    fn get(
+        &self,
+        path: &str,
+        from: u64,
+        last: Option<u64>,
+        max_size: u64,
+    ) -> Result<Option<Response>, FetchError> {
         let url = self.describe(path);
         let started = Instant::now();
         let mut req = self.agent.get(&url);
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        if from > 0 {
-            req = req.header("Range", format!("bytes={from}-"));
+        match last {
+            Some(last) => req = req.header("Range", format!("bytes={from}-{last}")),
+            None if from > 0 => req = req.header("Range", format!("bytes={from}-")),
+            None => {}
         }
         let resp = match req.call() {
             Ok(r) => r,
@@ -425,6 +473,26 @@ impl Fetcher for HttpFetcher {
             }
         }
         let restarted = from > 0 && status == 200;
+        let total = if status == 206 {
+            // The part must begin where it was asked to: bytes from elsewhere would be
+            // appended at the wrong offset (the checksum would catch it, after the download).
+            let range = resp
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok());
+            match range.map(parse_content_range) {
+                Some(Some((start, total))) if start == from => total,
+                Some(_) => {
+                    return Err(FetchError::Fatal(Error::Other(format!(
+                        "{url}: asked for the bytes from {from} on, the server answered with Content-Range {:?}",
+                        range.unwrap_or_default()
+                    ))))
+                }
+                None => None,
+            }
+        } else {
+            len
+        };
         // A 206 carries the file from `from` on; a 200 the whole file.
         let max_body = if from > 0 && !restarted {
             max_size.saturating_sub(from)
@@ -441,12 +509,25 @@ impl Fetcher for HttpFetcher {
             body: Box::new(Guarded::new(body, url, max_body, &self.opts, started)),
             len,
             restarted,
+            total,
         }))
     }
+}
 
-    fn describe(&self, path: &str) -> String {
-        format!("{}/{}", self.base, path.trim_start_matches('/'))
-    }
+/// `Content-Range: bytes FIRST-LAST/TOTAL` (TOTAL may be `*`): the first byte and the total.
+/// `None` when the header is not of that form.
+fn parse_content_range(h: &str) -> Option<(u64, Option<u64>)> {
+    let rest = h.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.trim().split_once('-')?;
+    let first: u64 = first.trim().parse().ok()?;
+    let last: u64 = last.trim().parse().ok()?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    let fits = last >= first && total.is_none_or(|t| last < t);
+    fits.then_some((first, total))
 }
 
 /// `file://` remotes: the files of a local archive repository, read directly (with the same
@@ -524,6 +605,7 @@ impl Fetcher for FileFetcher {
             )),
             len: len.map(|l| l.saturating_sub(from)),
             restarted: false,
+            total: len,
         }))
     }
 
@@ -567,6 +649,27 @@ mod tests {
         let config = ureq::config::Config::default();
         let timeout = ureq::unversioned::transport::NextTimeout::default();
         r.resolve(&uri, &config, timeout).is_ok()
+    }
+
+    #[test]
+    fn content_ranges_give_their_first_byte_and_total() {
+        assert_eq!(
+            parse_content_range("bytes 0-262143/11800000"),
+            Some((0, Some(11_800_000)))
+        );
+        assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, None)));
+        assert_eq!(parse_content_range(" bytes  5-5/6 "), Some((5, Some(6))));
+        for bad in [
+            "bytes 10-5/100",
+            "bytes 0-100/100",
+            "bytes */100",
+            "items 0-1/2",
+            "bytes 0-1",
+            "bytes a-b/c",
+            "",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
     }
 
     #[test]
