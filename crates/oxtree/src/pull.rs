@@ -10,8 +10,10 @@
 //! - **Resumable**: the commit is marked partial first; finished objects are moved into
 //!   `objects/` every couple of seconds (`Transaction::checkpoint`), so a killed pull keeps
 //!   them and the next run fetches only what is missing. Objects larger than
-//!   [`RESUME_THRESHOLD`] are downloaded into `tmp/pull-partial/` and a cut-off transfer
-//!   continues with an HTTP `Range` request.
+//!   [`RESUME_THRESHOLD`] are downloaded into `tmp/pull-partial/` in `Range` slices (as
+//!   large as the round trip needs, within a budget shared by the whole pull), so a kill
+//!   loses little more than the slices in flight, and the next run continues each partial
+//!   file where it stopped.
 //! - **Retries** with exponential back-off for connection errors, timeouts and 5xx.
 //!
 //! Trust: every object is hashed before it enters the store (metadata by its bytes, content
@@ -50,8 +52,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use walk::Shared;
 
-/// Objects at least this large (compressed) are downloaded to disk and resumed with `Range`.
-pub const RESUME_THRESHOLD: u64 = 128 << 10;
+/// Objects at least this large (compressed) are downloaded to disk and resumed with `Range`;
+/// every object's first request asks for this many bytes (a smaller object comes whole).
+pub const RESUME_THRESHOLD: u64 = 64 << 10;
 /// Metadata objects and the summary may not exceed this (ostree's `max-metadata-size`).
 pub const MAX_METADATA_SIZE: u64 = 128 << 20;
 

@@ -61,6 +61,7 @@ pub(super) fn process_file(sh: &Shared<'_>, c: &Checksum) -> Result<()> {
         progress: sh.progress,
         repo: sh.repo,
         csum: c,
+        budget: &sh.slices,
     };
     let (fetched, lock) = get.fetch()?;
     let res = sh.store_filez(c, fetched, &partial, &described);
@@ -294,6 +295,7 @@ struct Get<'a> {
     progress: &'a PullProgress,
     repo: &'a Repo,
     csum: &'a Checksum,
+    budget: &'a SliceBudget,
 }
 
 /// Free space is checked this often while a download of unknown size grows on disk.
@@ -313,12 +315,13 @@ impl Get<'_> {
     /// checksum verifies the joined bytes). With a disk download, the partial's lock comes
     /// back too: hold it until the object is stored or the partial removed.
     ///
-    /// Every request asks for a slice ([`SLICE_MIN`] to begin with, doubled while a slice
-    /// takes less than a round trip to arrive, up to [`SLICE_MAX`]): the bytes a server has
-    /// sent of an object — counted as served once they are in its socket buffer, which the
-    /// kernel autotunes to megabytes — are then never much more than one round trip's
-    /// worth beyond what is on disk, and a killed pull loses at most that (issue 13: a
-    /// kill during an 11.8 MB object lost 4.9 MB in the two sockets' buffers).
+    /// Every request asks for a slice: the first [`RESUME_THRESHOLD`] bytes (a small
+    /// object whole), then [`SLICE_MIN`], doubled while a slice takes less than a round
+    /// trip to arrive, up to [`SLICE_MAX`]; and the slices of all large objects in flight
+    /// together stay within a [`SliceBudget`]. What a server has sent — counted as served
+    /// once it is in the socket's buffer, which the kernel autotunes to megabytes — is then
+    /// never much more than what is on disk, and a killed pull loses little of it (issue
+    /// 13: a kill during an 11.8 MB object lost 4.9 MB in the two sockets' buffers).
     fn fetch(&self) -> Result<(Fetched, Option<std::fs::File>)> {
         let mut lock: Option<std::fs::File> = None;
         let mut attempt = 0;
@@ -340,8 +343,12 @@ impl Get<'_> {
                 }
                 have = 0;
             }
+            let len = if have == 0 { RESUME_THRESHOLD } else { slice };
+            // The first slice of every object is small; a large object's next ones share
+            // the budget, held until they are on disk.
+            let held = (have > 0).then(|| self.budget.take(len));
             let asked = Instant::now();
-            let resp = match self.fetcher.fetch_slice(self.path, have, slice, self.bound) {
+            let resp = match self.fetcher.fetch_slice(self.path, have, len, self.bound) {
                 Ok(Some(r)) => r,
                 Ok(None) => {
                     return Err(Error::Other(format!(
@@ -357,11 +364,12 @@ impl Get<'_> {
                     return Ok((Fetched::Disk(f), lock));
                 }
                 Err(FetchError::Transient(m)) => {
+                    drop(held);
                     self.retry_or_fail(attempt, &m)?;
                     continue;
                 }
             };
-            // A small object comes whole in the first slice (SLICE_MIN > RESUME_THRESHOLD).
+            // A small object comes whole in the first slice.
             let small = have == 0
                 && resp
                     .total
@@ -383,7 +391,9 @@ impl Get<'_> {
                 Some(f) => f,
                 None => lock_partial(self.partial)?,
             };
-            match self.to_disk(&f, resp, have, slice) {
+            let written = self.to_disk(&f, resp, have, len);
+            drop(held);
+            match written {
                 Ok(Slice::Last(file)) => return Ok((Fetched::Disk(file), Some(f))),
                 Ok(Slice::More) => {
                     lock = Some(f);
@@ -391,7 +401,7 @@ impl Get<'_> {
                     // Arrived within two round trips (one of them the request's): the
                     // round trip, not the bandwidth, paces this object; ask for more.
                     let rtt = self.fetcher.round_trip().unwrap_or_default();
-                    if asked.elapsed() < rtt.saturating_mul(2) {
+                    if have > 0 && asked.elapsed() < rtt.saturating_mul(2) {
                         slice = slice.saturating_mul(2).min(SLICE_MAX);
                     }
                 }
@@ -523,8 +533,83 @@ enum Slice {
     Moved,
 }
 
-/// The first slice of an object: more than [`RESUME_THRESHOLD`], so a small object comes
-/// whole in one request, and little enough that a kill wastes little of a large one.
+/// A large object's slices after its first, to begin with.
 const SLICE_MIN: u64 = 256 << 10;
 /// The largest slice, however long the round trip.
 const SLICE_MAX: u64 = 64 << 20;
+/// The bytes of large objects' slices in flight at once, at least.
+const BUDGET_MIN: u64 = 2 * SLICE_MIN;
+
+/// The bytes of large objects asked for and not yet written, shared by a pull's fetch
+/// threads: a slice waits while the others in flight would take more than
+/// `max(BUDGET_MIN, twice its own length)` — a slice grown to the bandwidth-delay product
+/// still goes out (so a long round trip is still filled), and one alone always does.
+#[derive(Default)]
+pub(super) struct SliceBudget {
+    used: std::sync::Mutex<u64>,
+    cv: std::sync::Condvar,
+}
+
+impl SliceBudget {
+    fn take(&self, len: u64) -> SliceHeld<'_> {
+        let cap = BUDGET_MIN.max(len.saturating_mul(2));
+        if let Ok(mut used) = self.used.lock() {
+            while *used > 0 && used.saturating_add(len) > cap {
+                used = match self.cv.wait(used) {
+                    Ok(u) => u,
+                    Err(_) => {
+                        return SliceHeld {
+                            budget: self,
+                            len: 0,
+                        }
+                    }
+                };
+            }
+            *used = used.saturating_add(len);
+        }
+        SliceHeld { budget: self, len }
+    }
+}
+
+/// A slice's share of the [`SliceBudget`], given back on drop.
+struct SliceHeld<'a> {
+    budget: &'a SliceBudget,
+    len: u64,
+}
+
+impl Drop for SliceHeld<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut used) = self.budget.used.lock() {
+            *used = used.saturating_sub(self.len);
+        }
+        self.budget.cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn slices_past_the_budget_wait_until_one_is_on_disk() {
+        let b = SliceBudget::default();
+        let first = b.take(SLICE_MIN);
+        let second = b.take(SLICE_MIN);
+        let third_went = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _third = b.take(SLICE_MIN);
+                third_went.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(!third_went.load(Ordering::SeqCst), "a third slice went past the budget");
+            drop(first);
+        });
+        assert!(third_went.load(Ordering::SeqCst));
+        drop(second);
+        // One slice alone always goes, however large (grown to a long round trip's worth).
+        let _big = b.take(SLICE_MAX);
+        assert_eq!(*b.used.lock().expect("lock"), SLICE_MAX);
+    }
+}

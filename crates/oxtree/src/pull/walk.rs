@@ -97,6 +97,8 @@ pub(super) struct Shared<'a> {
     pub(super) completed: Mutex<Vec<Checksum>>,
     /// `opts.subpaths` as the walk wants them (see [`normalize_subpaths`]).
     subpaths: Option<Arc<[String]>>,
+    /// Bytes of large objects' slices asked for and not yet on disk.
+    pub(super) slices: super::content::SliceBudget,
 }
 impl<'a> Shared<'a> {
     pub(super) fn new(
@@ -128,6 +130,7 @@ impl<'a> Shared<'a> {
             caches: Vec::new(),
             completed: Mutex::new(Vec::new()),
             subpaths: normalize_subpaths(&opts.subpaths),
+            slices: super::content::SliceBudget::default(),
         }
     }
 
