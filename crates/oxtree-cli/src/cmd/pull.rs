@@ -204,11 +204,12 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         .map(|ms| std::time::Duration::from_millis(if ms <= 0 { 1000 } else { ms as u64 }));
     let progress = oxtree::pull::PullProgress::default();
     let res = std::thread::scope(|s| {
-        s.spawn(|| progress_loop(&progress, every));
+        let drawer = s.spawn(|| progress_loop(&progress, every));
         let r = repo.pull(&remote, &refs, &opts, &progress);
         progress
             .done
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        drawer.thread().unpark();
         r
     })?;
     for w in &res.warnings {

@@ -603,7 +603,10 @@ mod tests {
                 third_went.store(true, Ordering::SeqCst);
             });
             std::thread::sleep(std::time::Duration::from_millis(100));
-            assert!(!third_went.load(Ordering::SeqCst), "a third slice went past the budget");
+            assert!(
+                !third_went.load(Ordering::SeqCst),
+                "a third slice went past the budget"
+            );
             drop(first);
         });
         assert!(third_went.load(Ordering::SeqCst));

@@ -152,7 +152,6 @@ impl Repo {
                 let meta = crate::fsutil::fget_xattr(&f, "user.ostreemeta", &path)?
                     .ok_or_else(|| corrupt(&"bare-user object has no user.ostreemeta xattr"))?;
                 let mut header = FileHeader::from_filemeta(&meta).map_err(|e| corrupt(&e))?;
-                let len = f.metadata().ctx("stat", &path)?.len();
                 if header.is_symlink() {
                     let mut t = Vec::new();
                     (&f).take(1 << 16).read_to_end(&mut t).ctx("read", &path)?;
@@ -170,6 +169,7 @@ impl Repo {
                     });
                 }
                 header.validate().map_err(|e| corrupt(&e))?;
+                let len = f.metadata().ctx("stat", &path)?.len();
                 Ok(FileContent {
                     header,
                     size: len,
