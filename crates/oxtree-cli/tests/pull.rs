@@ -1461,7 +1461,7 @@ impl Drop for DelayProxy {
     }
 }
 
-/// Requests in flight follow the round trip: 32 on loopback, more when each request takes
+/// Requests in flight follow the round trip: 16 on loopback, more when each request takes
 /// +20 ms each way (Little's law), and exactly N with `--fetchers=N`. Every pull ends with the
 /// whole commit, fsck-clean for ostree.
 #[test]
@@ -1500,7 +1500,7 @@ fn requests_in_flight_follow_the_round_trip() {
         out
     };
     let near = pull("near", &server.url, &[]);
-    assert_eq!(json_number(&near, "fetchers"), 32, "{near}");
+    assert_eq!(json_number(&near, "fetchers"), 16, "{near}");
     let far = pull("far", &proxy.url, &[]);
     let n = json_number(&far, "fetchers");
     assert!((64..=192).contains(&n), "at +20 ms each way: {far}");

@@ -2,9 +2,10 @@
 //!
 //! How it differs from ostree's pull, to fix what users complain about:
 //! - **Many requests in flight**: a pool of fetch threads over one keep-alive HTTP agent,
-//!   32 to begin with and up to 192 as the measured round trip asks (Little's law, see
+//!   16 to begin with and up to 192 as the measured round trip asks (Little's law, see
 //!   `walk::in_flight_for`), so latency does not multiply with the object count; on
-//!   loopback and LANs the pool stays small (more threads would only cost memory).
+//!   loopback and LANs the pool stays small (more threads would only cost memory, and
+//!   hold more served but unread responses that a kill would waste).
 //! - **Streaming**: each object is verified and written by the thread that fetched it while
 //!   the others keep downloading.
 //! - **Resumable**: the commit is marked partial first; finished objects are moved into
@@ -141,7 +142,7 @@ impl Default for PullOptions {
             mirror: false,
             dry_run: false,
             fetchers: 192,
-            min_fetchers: 32,
+            min_fetchers: 16,
             retries: 5,
             timeout: Duration::from_secs(30),
             low_speed_limit_bytes: None,

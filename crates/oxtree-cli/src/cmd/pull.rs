@@ -35,7 +35,7 @@ pub struct PullArgs {
     /// below it. The commit stays partial; `checkout --subpath` checks the part out.
     #[arg(long, value_name = "SUBPATH")]
     pub subpath: Vec<String>,
-    /// Requests in flight at once, fixed. By default a pull starts with 32 and, when the
+    /// Requests in flight at once, fixed. By default a pull starts with 16 and, when the
     /// round trip it measures is long, keeps up to 192 in flight (120 at 40 ms); ostree
     /// keeps 8.
     #[arg(long, value_name = "N")]

@@ -543,7 +543,7 @@ enum Slice {
 }
 
 /// A large object's slices after its first, to begin with.
-const SLICE_MIN: u64 = 256 << 10;
+const SLICE_MIN: u64 = 128 << 10;
 /// The largest slice, however long the round trip.
 const SLICE_MAX: u64 = 64 << 20;
 /// The bytes of large objects' slices in flight at once, at least.
