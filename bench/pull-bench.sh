@@ -3,7 +3,8 @@
 #
 # Builds an archive repo with real ostree (v1 committed on `main`, then v2 on top of it), serves it
 # with nginx over loopback and measures, for each client tool, wall time and peak RSS
-# (/usr/bin/time -f '%e %M') plus the requests and body bytes nginx logged, of:
+# (/usr/bin/time -f '%e %M') plus the requests and body bytes nginx logged and nginx's own CPU
+# time (/proc/PID/stat of its master and workers), of:
 #   a pull of v1 from scratch into a fresh bare-user repo, and into a fresh archive repo;
 #   the v1→v2 update of that bare-user repo;
 #   the scratch pull through bench/delay-proxy.py adding DELAY_MS in each direction;
