@@ -1227,14 +1227,7 @@ fn concurrent_pulls_of_one_large_object_do_not_mix_bytes() {
     ox(&["init", &repo_arg(&src), "--mode=archive"]);
     let tree = t.join("tree");
     // Incompressible, so the .filez is large too.
-    let mut data = Vec::with_capacity(12 << 20);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    while data.len() < 12 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
+    let data = noise(12 << 20, 0x9e37_79b9_7f4a_7c15);
     write(&tree.join("big"), &data, 0o644);
     ox(&[
         "commit",
@@ -1518,14 +1511,7 @@ fn large_objects_come_in_contiguous_range_slices() {
     let src = t.join("src");
     ox(&["init", &repo_arg(&src), "--mode=archive"]);
     let tree = t.join("tree");
-    let mut data = Vec::with_capacity(3 << 20);
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    while data.len() < 3 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
+    let data = noise(3 << 20, 0x2545_f491_4f6c_dd1d);
     write(&tree.join("big"), &data, 0o644);
     write(&tree.join("small"), b"small\n", 0o644);
     ox(&[

@@ -85,6 +85,19 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }
 
+/// `len` bytes of incompressible noise (xorshift from `seed`): a `.filez` as large as the file.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = Vec::with_capacity(len + 8);
+    let mut x = seed;
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data
+}
+
 pub fn write(p: &Path, data: &[u8], mode: u32) {
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d).expect("mkdir");

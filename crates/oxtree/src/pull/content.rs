@@ -409,7 +409,6 @@ impl Get<'_> {
                     attempt = 0;
                     // Arrived within two round trips (one of them the request's): the
                     // round trip, not the bandwidth, paces this object; ask for more.
-                    let rtt = self.fetcher.round_trip().unwrap_or_default();
                     if have > 0 && asked.elapsed() < rtt.saturating_mul(2) {
                         slice = slice.saturating_mul(2).min(SLICE_MAX);
                     }
@@ -504,7 +503,7 @@ impl Get<'_> {
                 .bytes_fetched
                 .fetch_add(n as u64, Ordering::Relaxed);
             if self.bound == UNBOUNDED && written >= next_check {
-                next_check = written + SPACE_CHECK_EVERY;
+                next_check = (written / SPACE_CHECK_EVERY + 1) * SPACE_CHECK_EVERY;
                 if let Some((left, limit)) = self.repo.space_left()? {
                     if left < SPACE_CHECK_EVERY {
                         return Err(Error::Other(format!(
