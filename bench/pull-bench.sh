@@ -9,6 +9,9 @@
 #   the v1→v2 update of that bare-user repo;
 #   the scratch pull through bench/delay-proxy.py adding DELAY_MS in each direction;
 #   the scratch pull from `oxtree serve` instead of nginx (oxtree serve vs nginx);
+#   pulls through static deltas that ostree made (scratch to v1, update v1 → v2);
+#   `static-delta generate` v1 → v2 by each tool on a copy of the served repo: time, peak RSS,
+#   the delta's bytes (parts + superblock) and its fallback objects' bytes;
 #   a kill test, per repo mode: the scratch pull killed (-9) KILLS times at random points of its
 #   progress, rerun each time, then run to completion; reported as the body bytes nginx served in
 #   total / the bytes of one clean pull.
@@ -34,10 +37,11 @@
 #   KILL_MODES="..."    repo modes of the kill test (default "bare-user archive"; "" skips it)
 #   PULL_OPS="..."      a subset of the rows, for quick tries (default: all of
 #                       scratch-bare-user scratch-archive update scratch-delay scratch-delay2
-#                       scratch-serve delta-scratch delta-update)
+#                       scratch-serve delta-scratch delta-update delta-generate)
 #   PULL_TIMEOUT=S      a pull still running after S seconds is killed and counted as failed (default 600)
-#   LIMITS=PATH         the limits probe (crates/oxtree/examples/limits.rs) for the scratch row's
-#                       floor; built with cargo when unset; LIMITS=0 skips it
+#   LIMITS=PATH         the limits probe (crates/oxtree/examples/limits.rs) for the floors of the
+#                       scratch and update rows (and xz's for delta-generate); built with cargo when
+#                       unset; LIMITS=0 skips them
 #
 # Page caches cannot be dropped in a container: the served repo was just written and stays
 # warm, and every client writes into a fresh repo. fsync is at each tool's default (on).
@@ -76,6 +80,7 @@ command -v "$OSTREE" >/dev/null || need_apt ostree ostree
 [ -x "$NGINX" ] || need_apt "$NGINX" nginx
 command -v python3 >/dev/null || need_apt python3 python3
 command -v timeout >/dev/null || die "timeout (coreutils) missing"
+command -v xz >/dev/null || need_apt xz xz-utils
 
 if [ -z "${OXTREE:-}" ]; then
   OXTREE=$ROOT/target/release/oxtree
@@ -363,7 +368,38 @@ kill_test() {
   FSCK_REPOS+=("$tool:$repo")
 }
 
-ALL_OPS=(scratch-bare-user scratch-archive update scratch-delay scratch-delay2 scratch-serve delta-scratch delta-update)
+# gen_measure TOOL REPO: `static-delta generate --from=C1 --to=C2` in REPO (a copy of srv/full)
+# under /usr/bin/time; records seconds, MiB, the delta's bytes (superblock + parts, in deltas/)
+# and its fallback objects' bytes (as `ostree static-delta show` reads them: an interop check
+# of oxtree's superblock too).
+declare -A DPART DFALL
+gen_measure() {
+  local tool=$1 repo=$2 op=delta-generate
+  local tf="$WORK/time.$tool.$op" out="$WORK/out.$tool.$op" err="$WORK/err.$tool.$op"
+  if /usr/bin/time -f '%e %M' -o "$tf" timeout -k 10 "$PULL_TIMEOUT" \
+       "$(bin "$tool")" static-delta generate --repo="$repo" --from="$C1" --to="$C2" >"$out" 2>"$err" &&
+     "$OSTREE" static-delta show --repo="$repo" "$C1-$C2" >"$WORK/show.$tool" 2>>"$err"; then
+    local s k parts fall
+    read -r s k < <(tail -n1 "$tf")
+    parts=$(find "$repo/deltas" -type f -printf '%s\n' | awk '{b+=$1} END{print b+0}')
+    fall=$(awk -F'[:(]' '/^Total Fallback Size/{gsub(/ /,"",$2); print $2; exit}' "$WORK/show.$tool")
+    SECS[$tool,$op]="${SECS[$tool,$op]:-} $s"
+    MIB[$tool,$op]="${MIB[$tool,$op]:-} $(awk -v k="$k" 'BEGIN{printf "%.1f", k/1024}')"
+    DPART[$tool]="${DPART[$tool]:-} $parts"
+    DFALL[$tool]="${DFALL[$tool]:-} ${fall:-0}"
+    GEN_REPO[$tool]=$repo
+    echo "  round $ROUND $tool $op: $s s, $k KiB, delta $parts bytes, fallbacks ${fall:-0} bytes" >&2
+  else
+    SECS[$tool,$op]=FAIL
+    MIB[$tool,$op]=FAIL
+    PROBLEMS+=("$tool $op failed (stderr: $(tail -n3 "$err" | tr '\n' ' '))")
+    echo "!!! $tool $op FAILED" >&2
+    tail -n 20 "$err" >&2
+  fi
+}
+declare -A GEN_REPO
+
+ALL_OPS=(scratch-bare-user scratch-archive update scratch-delay scratch-delay2 scratch-serve delta-scratch delta-update delta-generate)
 # shellcheck disable=SC2206
 OPS=(${PULL_OPS:-${ALL_OPS[*]}})
 for op in "${OPS[@]}"; do
@@ -382,6 +418,7 @@ declare -A LABEL=(
   [scratch-serve]="v1 from scratch → bare-user, from \`oxtree serve\`"
   [delta-scratch]="v1 from scratch → bare-user, scratch static delta"
   [delta-update]="update v1 → v2 (bare-user), static delta"
+  [delta-generate]="static-delta generate v1 → v2 (archive repo)"
 )
 FSCK_REPOS=()
 
@@ -427,6 +464,10 @@ for ROUND in $(seq 1 "$ROUNDS"); do
           "$(bin "$t")" remote add --repo="$R/$t-delta" --no-gpg-verify origin "$NGINX_URL/delta"
           measure "$t" "$op" "$R/$t-delta" "$C2" log
           FSCK_REPOS+=("$t:$R/$t-delta") ;;
+        delta-generate)
+          cp -a "$SRV/full" "$R/$t-gen"
+          sync
+          gen_measure "$t" "$R/$t-gen" ;;
         scratch-serve)
           new_repo "$t" "$R/$t-serve" bare-user "$SERVE_URL"
           measure "$t" "$op" "$R/$t-serve" "$C1"
@@ -461,6 +502,8 @@ for key in "${!MB[@]}"; do MB[$key]=$(agg "${MB[$key]}"); done
 for key in "${!KILLR[@]}"; do KILLR[$key]=$(agg "${KILLR[$key]}"); done
 for key in "${!KILLN[@]}"; do KILLN[$key]=$(agg "${KILLN[$key]}"); done
 for key in "${!SRVCPU[@]}"; do SRVCPU[$key]=$(agg "${SRVCPU[$key]}"); done
+for key in "${!DPART[@]}"; do DPART[$key]=$(agg "${DPART[$key]}"); done
+for key in "${!DFALL[@]}"; do DFALL[$key]=$(agg "${DFALL[$key]}"); done
 
 # --- correctness cross-checks ----------------------------------------------------------------
 # Real ostree's fsck on every repo oxtree pulled (the others too: a cheap sanity check of the setup).
@@ -500,9 +543,21 @@ echo
 echo "| pull | ostree s | oxtree s | ratio (ostree/oxtree) | ostree requests | oxtree requests | ostree MB | oxtree MB | ostree peak MiB | oxtree peak MiB | nginx CPU s, ostree's pull | nginx CPU s, oxtree's pull |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for op in "${OPS[@]}"; do
+  [ "$op" != delta-generate ] || continue
   so=${SECS[ostree,$op]:-n/a} sx=${SECS[oxtree,$op]:-n/a}
   echo "| ${LABEL[$op]} | $so | $sx | $(ratio "$so" "$sx") | ${REQS[ostree,$op]:-n/a} | ${REQS[oxtree,$op]:-n/a} | ${MB[ostree,$op]:-n/a} | ${MB[oxtree,$op]:-n/a} | ${MIB[ostree,$op]:-n/a} | ${MIB[oxtree,$op]:-n/a} | ${SRVCPU[ostree,$op]:-n/a} | ${SRVCPU[oxtree,$op]:-n/a} |"
 done
+sum2() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0==a && b+0==b) print a+b; else print "n/a" }'; }
+mb() { awk -v b="$1" 'BEGIN{ if (b+0==b) printf "%.2f", b/1e6; else print "n/a" }'; }
+GEN=0
+case " ${OPS[*]} " in *" delta-generate "*) GEN=1 ;; esac
+if [ "$GEN" = 1 ]; then
+  echo
+  echo "| delta | ostree s | oxtree s | ratio (ostree/oxtree) | ostree delta MB | oxtree delta MB | ostree fallbacks MB | oxtree fallbacks MB | ostree peak MiB | oxtree peak MiB |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  so=${SECS[ostree,delta-generate]:-n/a} sx=${SECS[oxtree,delta-generate]:-n/a}
+  echo "| ${LABEL[delta-generate]} | $so | $sx | $(ratio "$so" "$sx") | $(mb "${DPART[ostree]:-}") | $(mb "${DPART[oxtree]:-}") | $(mb "${DFALL[ostree]:-}") | $(mb "${DFALL[oxtree]:-}") | ${MIB[ostree,delta-generate]:-n/a} | ${MIB[oxtree,delta-generate]:-n/a} |"
+fi
 if [ ${#KILL_MODES[@]} -gt 0 ]; then
 echo
 echo "Kill test: the scratch pull killed (SIGKILL) $KILLS times at random points (10–90 % of a clean pull's bytes, sorted), rerun each time, then run to completion:"
@@ -544,24 +599,116 @@ for op in delta-scratch delta-update; do
   target "oxtree/ostree peak memory, ${LABEL[$op]}" "$(ratio "${MIB[oxtree,$op]:-}" "${MIB[ostree,$op]:-}")" "<=" 1
 done
 target "oxtree client: time from \`oxtree serve\` / time from nginx" "$(ratio "${SECS[oxtree,scratch-serve]:-}" "${SECS[oxtree,scratch-bare-user]:-}")" "<=" 1.0
-# The floor under the scratch pull into bare-user: what any client must spend on v1 here
-# (inflate, SHA-256, create, rename, xattr; bench.sh prints the probe's whole output).
-if [ "${LIMITS:-}" != 0 ] && [ -n "${SECS[oxtree,scratch-bare-user]:-}" ]; then
+if [ "$GEN" = 1 ]; then
+  target "static-delta generate v1 → v2, ostree/oxtree time" "$(ratio "${SECS[ostree,delta-generate]:-}" "${SECS[oxtree,delta-generate]:-}")" ">=" 4
+  target "static-delta generate v1 → v2, oxtree/ostree delta bytes (parts + superblock)" "$(ratio "${DPART[oxtree]:-}" "${DPART[ostree]:-}")" "<=" 1
+  target "static-delta generate v1 → v2, oxtree/ostree bytes with the fallback objects" \
+    "$(ratio "$(sum2 "${DPART[oxtree]:-}" "${DFALL[oxtree]:-}")" "$(sum2 "${DPART[ostree]:-}" "${DFALL[ostree]:-}")")" "<=" 1
+fi
+# The floors under the pulls into bare-user: what any client must spend here on the objects
+# (inflate, SHA-256, create, rename, xattr; network and server not counted), from the limits
+# probe run on v1 for the scratch pull and on v2's new files for the update (bench.sh prints
+# the probe's whole output). Then the same with the server's share of the cores: nginx's CPU
+# time during oxtree's pull, spread over them, is time no client on this machine gets back.
+floor_lines() { # op tree what
+  local op=$1 out=$BASE/limits.$1.out f fs
+  [ -n "${SECS[oxtree,$op]:-}" ] && [ "${SECS[oxtree,$op]}" != FAIL ] || return 0
+  if ! "$LIMITS" "$2" "$BASE" >"$out" 2>&1; then
+    echo "limits probe failed on $2: $(tail -n 3 "$out")" >&2
+    return 0
+  fi
+  f=$(awk '$1 == "floor" && $2 == "pull-bare-user" { print $3 }' "$out")
+  echo "- floor of the $3 on this machine (\`limits\` probe on $(head -n1 "$out" | sed 's/^tree: //'), network not counted): $f s;" \
+    "oxtree at $(ratio "${SECS[oxtree,$op]}" "$f")× it, best ratio any client could reach: $(ratio "${SECS[ostree,$op]:-}" "$f")"
+  fs=$(awk -v f="$f" -v c="${SRVCPU[oxtree,$op]:-}" -v n="$(nproc)" 'BEGIN{ if (c+0==c) printf "%.3f", f + c/n; else print "n/a" }')
+  echo "- the same floor with nginx's CPU time during oxtree's pull (${SRVCPU[oxtree,$op]:-n/a} s) spread over the $(nproc) cores: $fs s;" \
+    "oxtree at $(ratio "${SECS[oxtree,$op]}" "$fs")× it, best ratio any client could reach: $(ratio "${SECS[ostree,$op]:-}" "$fs")"
+}
+# update_tree DIR: v2's new and changed files (one per distinct content) and symlinks, copied
+# from the v2 tree(s): what the update pull must store.
+update_tree() {
+  local roots=("$TREE2")
+  [ -n "$TREE2" ] || roots=("$WORK/extra" "$TREE1")
+  "$OSTREE" diff --repo="$SRV/full" "$C1" "$C2" | awk '$1 == "A" || $1 == "M" { sub(/^[AM] +/, ""); print }' |
+    python3 -c '
+import hashlib, os, shutil, sys
+dest, roots = sys.argv[1], sys.argv[2:]
+seen = set()
+for line in sys.stdin:
+    p = line.rstrip("\n").lstrip("/")
+    src = next((os.path.join(r, p) for r in roots if os.path.lexists(os.path.join(r, p))), None)
+    if src is None:
+        continue
+    d = os.path.join(dest, p)
+    if os.path.islink(src):
+        os.makedirs(os.path.dirname(d), exist_ok=True)
+        os.symlink(os.readlink(src), d)
+    elif os.path.isdir(src):
+        os.makedirs(d, exist_ok=True)
+    elif os.path.isfile(src):
+        h = hashlib.sha256(open(src, "rb").read()).digest()
+        if h in seen:
+            continue
+        seen.add(h)
+        os.makedirs(os.path.dirname(d), exist_ok=True)
+        shutil.copyfile(src, d)
+' "$1" "${roots[@]}"
+}
+if [ "${LIMITS:-}" != 0 ]; then
   if [ -z "${LIMITS:-}" ]; then
     (cd "$ROOT" && cargo build --release -p oxtree --example limits >&2)
     LIMITS=$ROOT/target/release/examples/limits
   fi
-  if "$LIMITS" "$TREE1" "$BASE" >"$BASE/limits.out" 2>&1; then
-    f=$(awk '$1 == "floor" && $2 == "pull-bare-user" { print $3 }' "$BASE/limits.out")
-    echo "- floor of the scratch pull → bare-user on this machine (\`limits\` probe, network not counted): $f s;" \
-      "oxtree at $(ratio "${SECS[oxtree,scratch-bare-user]}" "$f")× it, best ratio any client could reach: $(ratio "${SECS[ostree,scratch-bare-user]:-}" "$f")"
-    # The server shares the two cores: its CPU time during oxtree's pull, spread over them,
-    # is time no client on this machine gets back.
-    fs=$(awk -v f="$f" -v c="${SRVCPU[oxtree,scratch-bare-user]:-}" -v n="$(nproc)" 'BEGIN{ if (c+0==c) printf "%.3f", f + c/n; else print "n/a" }')
-    echo "- the same floor with nginx's CPU time during oxtree's pull (${SRVCPU[oxtree,scratch-bare-user]:-n/a} s) spread over the $(nproc) cores: $fs s;" \
-      "oxtree at $(ratio "${SECS[oxtree,scratch-bare-user]}" "$fs")× it, best ratio any client could reach: $(ratio "${SECS[ostree,scratch-bare-user]:-}" "$fs")"
-  else
-    echo "limits probe failed: $(tail -n 3 "$BASE/limits.out")" >&2
+  floor_lines scratch-bare-user "$TREE1" "scratch pull → bare-user"
+  # (limits.out: the scratch probe's whole output, as before)
+  [ ! -f "$BASE/limits.scratch-bare-user.out" ] || cp "$BASE/limits.scratch-bare-user.out" "$BASE/limits.out"
+  if [ -n "${SECS[oxtree,update]:-}" ]; then
+    rm -rf "$BASE/update-tree"
+    if update_tree "$BASE/update-tree"; then
+      floor_lines update "$BASE/update-tree" "update v1 → v2"
+    else
+      echo "could not gather v2's new files for the update floor" >&2
+    fi
+  fi
+  # Delta generation spends its time in xz. The floor: the part's bytes (oxtree's, unpacked)
+  # compressed by the xz tool at presets 4–6 on all cores (liblzma, one block per core, as
+  # oxtree does) and at 6 on one; the fastest preset whose output is no larger than ostree's
+  # part is the least any tool needs to meet the byte target here.
+  if [ "$GEN" = 1 ] && [ -n "${GEN_REPO[oxtree]:-}" ]; then
+    raw=$BASE/delta-part.raw
+    : >"$raw"
+    for part in $(find "${GEN_REPO[oxtree]}/deltas" -type f ! -name superblock | sort); do
+      case $(head -c1 "$part") in
+        x) tail -c +2 "$part" | xz -d >>"$raw" ;;
+        *) tail -c +2 "$part" >>"$raw" ;;
+      esac
+    done
+    len=$(stat -c %s "$raw") n=$(nproc)
+    opart=$(awk -F'[:(]' '/^Total Part Size/{gsub(/ /,"",$2); print $2; exit}' "$BASE/round$ROUNDS/show.ostree" 2>/dev/null || true)
+    xz_best() { # xz args...: "seconds bytes", best of 3
+      local i t0 t1 b best=
+      for i in 1 2 3; do
+        t0=$(date +%s.%N); b=$(xz -c "$@" "$raw" | wc -c); t1=$(date +%s.%N)
+        best=$(awk -v a="$best" -v d="$(awk -v x="$t0" -v y="$t1" 'BEGIN{print y-x}')" 'BEGIN{ if (a == "" || d < a) print d; else print a }')
+      done
+      printf '%.3f %s\n' "$best" "$b"
+    }
+    block=$(( (len + n - 1) / n ))
+    xzfloor=
+    echo "- xz on the delta's $(mb "$len") MB of part contents (ostree's part: $(mb "${opart:-}") MB compressed):"
+    for preset in 4 5 6; do
+      read -r xs xb < <(xz_best -"$preset" -T"$n" --block-size="$block")
+      fits=$(awk -v b="$xb" -v o="${opart:-0}" 'BEGIN{ print (o > 0 && b <= o) ? "yes" : "no" }')
+      echo "  - preset $preset on $n cores: $xs s, $(mb "$xb") MB (no larger than ostree's part: $fits)"
+      [ -n "$xzfloor" ] || [ "$fits" != yes ] || xzfloor=$xs
+    done
+    read -r xs xb < <(xz_best -6 -T1)
+    echo "  - preset 6 on one core (one block): $xs s, $(mb "$xb") MB"
+    if [ -n "$xzfloor" ]; then
+      echo "- floor of static-delta generate at no more bytes than ostree's part: $xzfloor s; oxtree at" \
+        "$(ratio "${SECS[oxtree,delta-generate]:-}" "$xzfloor")× it, best ratio any tool could reach: $(ratio "${SECS[ostree,delta-generate]:-}" "$xzfloor")"
+    fi
+    rm -f "$raw"
   fi
 fi
 echo
