@@ -8,12 +8,14 @@
 //!   a checkout cannot avoid: create + write + close one file per regular file of TREE, rename
 //!   each into a directory of its own (the move from staging to `objects/`), hard-link each
 //!   into a new tree, one `mkdir` per directory and one `symlink` per symbolic link. Each on
-//!   all cores.
+//!   all cores. And the write-back a durable commit or pull waits for (both tools `syncfs`
+//!   at the end of a transaction): a `syncfs` after the files are created (their data, raw
+//!   and deflated) and one after they are renamed and given their xattr (the metadata).
 //!
 //! It prints one `floor NAME SECONDS` line per bench row (the sum of the pieces that row must
 //! do, CPU on all cores) for `bench.sh` to set beside ostree's time: ostree's time over the
 //! floor is the best ratio any tool could reach here. Everything is warm (the tree is read
-//! once first); file-system figures include the kernel's work only, as nothing is synced.
+//! once first); file-system figures other than `syncfs` are the kernel's work only.
 //! `cargo run --release -p oxtree --example limits -- TREE SCRATCH`.
 
 use rayon::prelude::*;
@@ -198,7 +200,7 @@ fn main() {
     // File system, in fresh directories under SCRATCH; best of three rounds per call.
     let n = t.files.len();
     let dirs = t.dirs.max(1);
-    let mut fsb = [f64::INFINITY; 10];
+    let mut fsb = [f64::INFINITY; 13];
     // Removed only at the end: ext4 skips inodes freed in the last minute when it allocates
     // (`recently_deleted()`), which would slow the rounds after the first.
     let bases: Vec<PathBuf> = (0..3)
@@ -213,10 +215,18 @@ fn main() {
     for base in &bases {
         std::fs::remove_dir_all(base).expect("clean up");
     }
-    let [create, read, createz, readz, rename, xattr, getxattr, mkdir, link, symlink] = fsb;
+    let [create, read, createz, readz, rename, xattr, getxattr, mkdir, link, symlink, sync, syncz, syncmeta] =
+        fsb;
     for (name, s, count) in [
         ("read (warm)", read, n),
         ("create+write+close", create, n),
+        ("syncfs after creating them (data written back)", sync, n),
+        ("syncfs after creating them deflated", syncz, n),
+        (
+            "syncfs after renaming them and setting the xattr",
+            syncmeta,
+            n,
+        ),
         ("create+write+close, deflated", createz, n),
         ("read (warm), deflated", readz, n),
         ("rename", rename, n),
@@ -234,13 +244,22 @@ fn main() {
 
     // The floors: what each bench row must at least do here.
     let floors = [
-        ("commit-archive", read + sha + comp + createz + rename),
-        ("commit-bare-user", read + sha + create + rename + xattr),
+        (
+            "commit-archive",
+            read + sha + comp + createz + syncz + rename + syncmeta,
+        ),
+        (
+            "commit-bare-user",
+            read + sha + create + sync + rename + xattr + syncmeta,
+        ),
         ("checkout-bare-user", getxattr + mkdir + link + symlink),
         ("fsck", readz + sha + inf),
         // A pull of the archive repo into bare-user: every object inflated, hashed, written,
-        // named and given its xattr (the HTTP requests and the server not counted).
-        ("pull-bare-user", inf + sha + create + rename + xattr),
+        // named and given its xattr, and synced (the HTTP requests and the server not counted).
+        (
+            "pull-bare-user",
+            inf + sha + create + sync + rename + xattr + syncmeta,
+        ),
     ];
     for (row, s) in floors {
         println!("floor {row} {s:.3}");
@@ -249,7 +268,7 @@ fn main() {
 
 /// One round of the file-system calls in a fresh `base`: the seconds each
 /// kind took on all cores, in the order `main` unpacks them.
-fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 10] {
+fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 13] {
     let _ = std::fs::remove_dir_all(base);
     let (made, madez) = (base.join("made"), base.join("madez"));
     let (moved, linked) = (base.join("moved"), base.join("linked"));
@@ -257,9 +276,12 @@ fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 10] {
     mkdirs(&madez);
     mkdirs(&moved);
     let n = t.files.len();
+    // What others left dirty is not ours to time.
+    sync_secs(base);
     let create = fs_rate(n, |i| {
         std::fs::write(spread(&made, i), &t.files[i]).expect("create");
     });
+    let sync = sync_secs(base);
     // Reading back (warm), as a commit reads its tree and fsck its objects.
     let read = fs_rate(n, |i| {
         std::hint::black_box(std::fs::read(spread(&made, i)).ok());
@@ -267,6 +289,7 @@ fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 10] {
     let createz = fs_rate(n, |i| {
         std::fs::write(spread(&madez, i), &packed[i]).expect("create");
     });
+    let syncz = sync_secs(base);
     let readz = fs_rate(n, |i| {
         std::hint::black_box(std::fs::read(spread(&madez, i)).ok());
     });
@@ -283,6 +306,7 @@ fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 10] {
         )
         .expect("setxattr");
     });
+    let syncmeta = sync_secs(base);
     // A bare-user checkout learns each object's type (symlinks are files there) from its
     // xattr before it links it.
     let getxattr = fs_rate(n, |i| {
@@ -309,6 +333,15 @@ fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 10] {
         std::os::unix::fs::symlink(target, sub(i).join(format!("l{i}"))).expect("symlink");
     });
     [
-        create, read, createz, readz, rename, xattr, getxattr, mkdir, link, symlink,
+        create, read, createz, readz, rename, xattr, getxattr, mkdir, link, symlink, sync, syncz,
+        syncmeta,
     ]
+}
+
+/// Seconds a `syncfs` of the file system holding `base` takes.
+fn sync_secs(base: &Path) -> f64 {
+    let d = std::fs::File::open(base).expect("open scratch");
+    let t = Instant::now();
+    rustix::fs::syncfs(&d).expect("syncfs");
+    t.elapsed().as_secs_f64()
 }
