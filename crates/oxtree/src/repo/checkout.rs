@@ -550,13 +550,25 @@ impl Repo {
             // holding its target): read it from the xattr by path, without opening the
             // object, then link. Anything unusual (no xattr, a bad one, no object) takes
             // the full read below, which reports it.
-            let regular = crate::fsutil::lget_xattr(&obj, "user.ostreemeta")
+            let header = crate::fsutil::lget_xattr(&obj, "user.ostreemeta")
                 .ok()
                 .flatten()
-                .and_then(|m| FileHeader::from_filemeta(&m).ok())
-                .is_some_and(|h| h.validate().is_ok() && h.is_regular());
-            if regular && self.try_hardlink(&obj, csum, dest, opts, at)? {
-                return Ok(());
+                .and_then(|m| FileHeader::from_filemeta(&m).ok());
+            match header {
+                Some(h) if h.is_regular() && h.validate().is_ok() => {
+                    if self.try_hardlink(&obj, csum, dest, opts, at)? {
+                        return Ok(());
+                    }
+                }
+                // A symlink object: its target is its content, read without asking for the
+                // xattr again (one `fgetxattr` per symlink saved).
+                Some(h) if h.is_symlink() => {
+                    if let Ok(f) = std::fs::File::open(&obj) {
+                        let mut fc = super::read::bare_user_content(f, h, obj, csum)?;
+                        return write_file_copy(&mut fc, dest, opts);
+                    }
+                }
+                _ => {}
             }
         }
         let mut fc = self.read_file(csum)?;

@@ -103,6 +103,45 @@ pub(crate) fn archive_payload<'a, R: std::io::BufRead + Send + 'a>(
     })
 }
 
+/// The rest of a bare-user object `f` at `path` once its `user.ostreemeta` header is read:
+/// a symlink's target (the file's NUL-terminated content) or a regular file's payload.
+pub(crate) fn bare_user_content(
+    f: File,
+    mut header: FileHeader,
+    path: PathBuf,
+    csum: &Checksum,
+) -> Result<FileContent> {
+    let corrupt = |r: &dyn std::fmt::Display| Error::corrupt(ObjectType::File, *csum, r);
+    if header.is_symlink() {
+        let mut t = Vec::new();
+        (&f).take(1 << 16).read_to_end(&mut t).ctx("read", &path)?;
+        if t.pop() != Some(0) {
+            return Err(corrupt(&"bare-user symlink object is not NUL-terminated"));
+        }
+        header.symlink_target =
+            String::from_utf8(t).map_err(|_| corrupt(&"symlink target is not UTF-8"))?;
+        header.validate().map_err(|e| corrupt(&e))?;
+        return Ok(FileContent {
+            header,
+            size: 0,
+            payload: Box::new(std::io::empty()),
+            path,
+        });
+    }
+    header.validate().map_err(|e| corrupt(&e))?;
+    let len = f.metadata().ctx("stat", &path)?.len();
+    Ok(FileContent {
+        header,
+        size: len,
+        payload: Box::new(Limited {
+            inner: f,
+            remaining: len,
+            path: path.clone(),
+        }),
+        path,
+    })
+}
+
 impl Repo {
     /// Open a file object for reading.
     pub fn read_file(&self, csum: &Checksum) -> Result<FileContent> {
@@ -151,35 +190,8 @@ impl Repo {
                 let f = File::open(&path).map_err(missing)?;
                 let meta = crate::fsutil::fget_xattr(&f, "user.ostreemeta", &path)?
                     .ok_or_else(|| corrupt(&"bare-user object has no user.ostreemeta xattr"))?;
-                let mut header = FileHeader::from_filemeta(&meta).map_err(|e| corrupt(&e))?;
-                if header.is_symlink() {
-                    let mut t = Vec::new();
-                    (&f).take(1 << 16).read_to_end(&mut t).ctx("read", &path)?;
-                    if t.pop() != Some(0) {
-                        return Err(corrupt(&"bare-user symlink object is not NUL-terminated"));
-                    }
-                    header.symlink_target = String::from_utf8(t)
-                        .map_err(|_| corrupt(&"symlink target is not UTF-8"))?;
-                    header.validate().map_err(|e| corrupt(&e))?;
-                    return Ok(FileContent {
-                        header,
-                        size: 0,
-                        payload: Box::new(std::io::empty()),
-                        path,
-                    });
-                }
-                header.validate().map_err(|e| corrupt(&e))?;
-                let len = f.metadata().ctx("stat", &path)?.len();
-                Ok(FileContent {
-                    header,
-                    size: len,
-                    payload: Box::new(Limited {
-                        inner: f,
-                        remaining: len,
-                        path: path.clone(),
-                    }),
-                    path,
-                })
+                let header = FileHeader::from_filemeta(&meta).map_err(|e| corrupt(&e))?;
+                bare_user_content(f, header, path, csum)
             }
             RepoMode::Bare | RepoMode::BareUserOnly => {
                 let st = std::fs::symlink_metadata(&path).map_err(missing)?;
