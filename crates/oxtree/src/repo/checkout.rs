@@ -154,7 +154,7 @@ impl Repo {
                 .then(|| open_dir_path(&self.path.join("objects")))
                 .flatten(),
         };
-        self.checkout_dir(&tree, &meta, dest, "/", opts, &ctx, true)
+        self.checkout_dir(&tree, &meta, dest, "/", opts, &ctx, true, None)
     }
 
     /// Check out one directory (`rel`: its path from the checkout root, with a trailing
@@ -171,8 +171,12 @@ impl Repo {
         opts: &CheckoutOptions,
         ctx: &Ctx,
         top: bool,
+        parent: Option<(BorrowedFd<'_>, &str)>,
     ) -> Result<()> {
-        let dt = self.load_dirtree(tree)?;
+        let dt = match &ctx.objects {
+            Some(o) => self.load_dirtree_at(o.as_fd(), tree)?,
+            None => self.load_dirtree(tree)?,
+        };
         if let Some(p) = &opts.progress {
             p.add_total(dt.files.len() as u64);
         }
@@ -209,7 +213,17 @@ impl Repo {
                 }
             }
         }
-        let existed = match std::fs::DirBuilder::new().mode(0o700).create(dest) {
+        // A new directory inside one this checkout made is made, opened and given its
+        // metadata relative to its parent's descriptor (one name to look up, not the path).
+        let parent = parent.filter(|_| !union && !top);
+        let made = match parent {
+            Some((pfd, name)) => {
+                rustix::fs::mkdirat(pfd, name, rustix::fs::Mode::from_raw_mode(0o700))
+                    .map_err(std::io::Error::from)
+            }
+            None => std::fs::DirBuilder::new().mode(0o700).create(dest),
+        };
+        let existed = match made {
             Ok(()) => false,
             Err(e)
                 if e.kind() == std::io::ErrorKind::AlreadyExists
@@ -233,8 +247,9 @@ impl Repo {
         // Files are linked relative to the directory (a lookup of one name, not of the whole
         // path, per file): opened only when this checkout links, and only a directory this
         // checkout created.
-        let dir_fd = match ctx.objects {
-            Some(_) if !existed => open_dir_path(dest),
+        let dir_fd = match (&ctx.objects, parent) {
+            (Some(_), Some((pfd, name))) if !existed => open_dir_at(pfd, name),
+            (Some(_), _) if !existed => open_dir_path(dest),
             _ => None,
         };
         if opts.whiteouts {
@@ -280,7 +295,8 @@ impl Repo {
                     if opts.skip_list.contains(&sub) {
                         return Ok(());
                     }
-                    self.checkout_dir(t, m, &dest.join(name), &sub, opts, ctx, false)
+                    let at = dir_fd.as_ref().map(|d| (d.as_fd(), name.as_str()));
+                    self.checkout_dir(t, m, &dest.join(name), &sub, opts, ctx, false, at)
                 })
             },
         );
@@ -292,7 +308,7 @@ impl Repo {
         }
         // Below the top, every directory is new and was created 0700 inside a 0700 parent
         // (no setgid inheritance), so it is owned by our euid/egid.
-        self.apply_dirmeta(dest, &dm, opts, top)
+        self.apply_dirmeta(dest, &dm, opts, top, parent)
     }
 
     fn apply_dirmeta(
@@ -301,7 +317,14 @@ impl Repo {
         dm: &DirMeta,
         opts: &CheckoutOptions,
         force_chown: bool,
+        parent: Option<(BorrowedFd<'_>, &str)>,
     ) -> Result<()> {
+        use rustix::fs::{AtFlags, CWD};
+        // The directory as the *at calls name it: relative to its parent, or by path.
+        let (dirfd, name): (BorrowedFd<'_>, &Path) = match parent {
+            Some((pfd, n)) => (pfd, Path::new(n)),
+            None => (CWD, path),
+        };
         let mut mode = dm.mode & 0o7777;
         if opts.bareuseronly_dirs {
             mode &= 0o775;
@@ -313,13 +336,26 @@ impl Repo {
             let euid = rustix::process::geteuid().as_raw();
             let egid = rustix::process::getegid().as_raw();
             if force_chown || dm.uid != euid || dm.gid != egid {
-                std::os::unix::fs::lchown(path, Some(dm.uid), Some(dm.gid)).ctx("chown", path)?;
+                rustix::fs::chownat(
+                    dirfd,
+                    name,
+                    Some(rustix::fs::Uid::from_raw(dm.uid)),
+                    Some(rustix::fs::Gid::from_raw(dm.gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .ctx("chown", path)?;
             }
             for (k, v) in &dm.xattrs {
                 crate::fsutil::lset_xattr(path, k, v)?;
             }
         }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).ctx("chmod", path)?;
+        rustix::fs::chmodat(
+            dirfd,
+            name,
+            rustix::fs::Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )
+        .ctx("chmod", path)?;
         if opts.force_copy {
             return Ok(());
         }
@@ -335,13 +371,41 @@ impl Repo {
                 tv_nsec: 0,
             },
         };
-        rustix::fs::utimensat(
-            rustix::fs::CWD,
-            path,
-            &times,
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        rustix::fs::utimensat(dirfd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+            .ctx("set times of", path)
+    }
+
+    /// A dirtree read relative to `objects/`'s descriptor, without the `statx` that sizes
+    /// a whole-file read (dirtrees are small); any failure takes `load_dirtree`, which
+    /// reports it.
+    fn load_dirtree_at(
+        &self,
+        objects: BorrowedFd<'_>,
+        csum: &Checksum,
+    ) -> Result<crate::object::DirTree> {
+        let rel = self.object_relpath(ObjectType::DirTree, csum);
+        let rel = rel.trim_start_matches("objects/");
+        let mut b = Vec::with_capacity(4096);
+        let read = rustix::fs::openat(
+            objects,
+            rel,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
         )
-        .ctx("set times of", path)
+        .map_err(std::io::Error::from)
+        .and_then(|fd| std::fs::File::from(fd).take(u64::MAX).read_to_end(&mut b));
+        if read.is_err() {
+            return self.load_dirtree(csum);
+        }
+        let actual = Checksum::digest(&b);
+        if actual != *csum {
+            return Err(Error::ChecksumMismatch {
+                ty: ObjectType::DirTree,
+                csum: *csum,
+                actual,
+            });
+        }
+        crate::object::DirTree::parse(&b).map_err(|e| Error::corrupt(ObjectType::DirTree, *csum, e))
     }
 
     /// Whether objects of this repo are already in the form this checkout needs.
@@ -554,21 +618,17 @@ impl Repo {
                 .ok()
                 .flatten()
                 .and_then(|m| FileHeader::from_filemeta(&m).ok());
-            match header {
-                Some(h) if h.is_regular() && h.validate().is_ok() => {
-                    if self.try_hardlink(&obj, csum, dest, opts, at)? {
-                        return Ok(());
-                    }
+            let regular = matches!(&header, Some(h) if h.is_regular() && h.validate().is_ok());
+            if regular && self.try_hardlink(&obj, csum, dest, opts, at)? {
+                return Ok(());
+            }
+            // A symlink object: its target is its content, read without asking for the
+            // xattr again (one `fgetxattr` per symlink saved).
+            if let Some(h) = header.filter(|h| h.is_symlink()) {
+                if let Ok(f) = std::fs::File::open(&obj) {
+                    let mut fc = super::read::bare_user_content(f, h, obj, csum)?;
+                    return write_file_copy(&mut fc, dest, opts, at);
                 }
-                // A symlink object: its target is its content, read without asking for the
-                // xattr again (one `fgetxattr` per symlink saved).
-                Some(h) if h.is_symlink() => {
-                    if let Ok(f) = std::fs::File::open(&obj) {
-                        let mut fc = super::read::bare_user_content(f, h, obj, csum)?;
-                        return write_file_copy(&mut fc, dest, opts);
-                    }
-                }
-                _ => {}
             }
         }
         let mut fc = self.read_file(csum)?;
@@ -593,7 +653,7 @@ impl Repo {
                 )));
             }
         }
-        write_file_copy(&mut fc, dest, opts)
+        write_file_copy(&mut fc, dest, opts, at)
     }
 }
 
@@ -615,6 +675,18 @@ struct At<'a> {
 
 /// An `O_PATH` descriptor of the directory `p` (not followed if it is a symlink), or None if
 /// it cannot be opened: callers then use paths.
+/// The same for the directory `name` inside the directory `parent`.
+fn open_dir_at(parent: BorrowedFd<'_>, name: &str) -> Option<OwnedFd> {
+    use rustix::fs::OFlags;
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
+}
+
 fn open_dir_path(p: &Path) -> Option<OwnedFd> {
     use rustix::fs::OFlags;
     rustix::fs::open(
@@ -660,10 +732,21 @@ fn is_empty_dir(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn write_file_copy(fc: &mut super::FileContent, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+fn write_file_copy(
+    fc: &mut super::FileContent,
+    dest: &Path,
+    opts: &CheckoutOptions,
+    at: Option<At<'_>>,
+) -> Result<()> {
     let h: &FileHeader = &fc.header;
     if h.is_symlink() {
-        std::os::unix::fs::symlink(&h.symlink_target, dest).ctx("symlink", dest)?;
+        match at {
+            // Relative to the directory this checkout made: one name to look up.
+            Some(at) => rustix::fs::symlinkat(h.symlink_target.as_str(), at.dir, at.name)
+                .map_err(std::io::Error::from),
+            None => std::os::unix::fs::symlink(&h.symlink_target, dest),
+        }
+        .ctx("symlink", dest)?;
         if !opts.user_mode {
             std::os::unix::fs::lchown(dest, Some(h.uid), Some(h.gid)).ctx("chown", dest)?;
             for (k, v) in &h.xattrs {
