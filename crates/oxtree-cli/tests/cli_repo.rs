@@ -1095,6 +1095,35 @@ fn checkout_zerosized_stdin_and_refused_rows() {
     ox(&["checkout", &ra, "-U", "-z", "main", s(&d)]);
     assert_eq!(std::fs::metadata(d.join("empty")).expect("stat").nlink(), 1);
     assert!(std::fs::metadata(d.join("full")).expect("stat").nlink() > 1);
+    // Without -z too, and with --require-hardlinks: like ostree, a zero-sized file is
+    // copied, never hardlinked; and copies keep the time they were made (-C), as ostree's.
+    for (tool, name) in [("oxtree", "plain-ox"), ("ostree", "plain-os")] {
+        let dz = t.join(name);
+        let args = ["checkout", ra.as_str(), "-U", "-H", "main", s(&dz)];
+        if tool == "oxtree" {
+            ox(&args);
+        } else {
+            ostree(&args);
+        }
+        let st = |n: &str| std::fs::metadata(dz.join(n)).expect("stat");
+        assert_eq!(st("empty").nlink(), 1, "{tool}");
+        assert!(st("full").nlink() > 1, "{tool}");
+        assert_eq!(
+            st("full").mtime(),
+            0,
+            "{tool}: a hardlink has the object's mtime"
+        );
+        let dc = t.join(format!("{name}-copy"));
+        let args = ["checkout", ra.as_str(), "-U", "-C", "main", s(&dc)];
+        if tool == "oxtree" {
+            ox(&args);
+        } else {
+            ostree(&args);
+        }
+        let copy = std::fs::metadata(dc.join("full")).expect("stat");
+        assert_eq!(copy.nlink(), 1, "{tool}");
+        assert!(copy.mtime() > 0, "{tool}: a copy has the time it was made");
+    }
     // --from-stdin: NUL-separated REV/SUBPATH pairs into one destination.
     let d2 = t.join("stdin");
     let mut child = std::process::Command::new(oxtree_bin())

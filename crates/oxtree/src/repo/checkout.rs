@@ -586,23 +586,21 @@ impl Repo {
         // A user-mode checkout never shares a setuid/setgid inode: bare-user-only repos
         // refuse such objects now, but one written by an older version (or by hand) must
         // not become a setuid file in the user's tree. It is copied, without those bits.
-        // The object is stat'ed only when its mode or size decides something (bare-user-only
-        // in user mode, `-z`): a hardlink checkout of a large tree is bound by syscalls.
-        let need_st =
-            opts.user_mode && self.mode() == RepoMode::BareUserOnly || opts.force_copy_zerosized;
-        let obj_st = if need_st {
-            std::fs::symlink_metadata(&obj).ok()
+        // Like ostree, a zero-sized regular file is never hardlinked but copied: thousands of
+        // paths would share one inode (up to the link limit), and a lock file or log written
+        // in place would change the object under every checkout. So an object that could be
+        // linked is stat'ed (relative to `objects/` where it is open), as ostree does.
+        let can_link = self.can_hardlink(opts);
+        let obj_st = if can_link || opts.force_copy_zerosized {
+            object_stat(&obj, csum, self, at)
         } else {
             None
         };
         let setid = opts.user_mode
             && self.mode() == RepoMode::BareUserOnly
-            && obj_st
-                .as_ref()
-                .is_some_and(|m| m.is_file() && m.mode() & 0o6000 != 0);
-        let zerosized = opts.force_copy_zerosized
-            && obj_st.as_ref().is_some_and(|m| m.is_file() && m.len() == 0);
-        let link = self.can_hardlink(opts) && !setid && !zerosized;
+            && obj_st.is_some_and(|(file, _, mode)| file && mode & 0o6000 != 0);
+        let zerosized = obj_st.is_some_and(|(file, size, _)| file && size == 0);
+        let link = can_link && !setid && !zerosized;
         if link
             && self.mode() != RepoMode::BareUser
             && self.try_hardlink(&obj, csum, dest, opts, at)?
@@ -675,6 +673,27 @@ struct At<'a> {
 
 /// An `O_PATH` descriptor of the directory `p` (not followed if it is a symlink), or None if
 /// it cannot be opened: callers then use paths.
+/// Whether the object at `obj` is a regular file, its size and its mode bits (`lstat`,
+/// relative to `objects/` when the checkout has it open); None if it cannot be read, and
+/// the read that follows reports why.
+fn object_stat(
+    obj: &Path,
+    csum: &Checksum,
+    repo: &Repo,
+    at: Option<At<'_>>,
+) -> Option<(bool, u64, u32)> {
+    if let Some(at) = at {
+        let rel = repo.object_relpath(ObjectType::File, csum);
+        let rel = rel.trim_start_matches("objects/");
+        let st = rustix::fs::statat(at.objects, rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        let file =
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+        return Some((file, st.st_size as u64, st.st_mode));
+    }
+    let m = std::fs::symlink_metadata(obj).ok()?;
+    Some((m.is_file(), m.len(), m.mode()))
+}
+
 /// The same for the directory `name` inside the directory `parent`.
 fn open_dir_at(parent: BorrowedFd<'_>, name: &str) -> Option<OwnedFd> {
     use rustix::fs::OFlags;
@@ -695,17 +714,6 @@ fn open_dir_path(p: &Path) -> Option<OwnedFd> {
         rustix::fs::Mode::empty(),
     )
     .ok()
-}
-
-fn epoch() -> rustix::fs::Timestamps {
-    let zero = rustix::fs::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    rustix::fs::Timestamps {
-        last_access: zero,
-        last_modification: zero,
-    }
 }
 
 /// The NAME a whiteout entry `PREFIXNAME` names, if it is a plain file name (never `.`,
@@ -784,10 +792,10 @@ fn write_file_copy(
             crate::fsutil::fset_xattr(&f, k, v, dest)?;
         }
     }
+    // The copy keeps the time it was made, as ostree's copies do (hardlinks share the
+    // object's mtime 0).
     f.set_permissions(std::fs::Permissions::from_mode(mode))
-        .ctx("chmod", dest)?;
-    rustix::fs::futimens(&f, &epoch()).ctx("set times of", dest)?;
-    Ok(())
+        .ctx("chmod", dest)
 }
 
 trait Mode0600 {
