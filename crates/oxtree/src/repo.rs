@@ -408,14 +408,7 @@ impl Repo {
     /// Load a hashed metadata object and check that its bytes hash to its name.
     fn load_verified(&self, ty: ObjectType, csum: &Checksum) -> Result<Vec<u8>> {
         let b = self.load_metadata(ty, csum)?;
-        let actual = Checksum::digest(&b);
-        if actual != *csum {
-            return Err(Error::ChecksumMismatch {
-                ty,
-                csum: *csum,
-                actual,
-            });
-        }
+        check_digest(ty, csum, &b)?;
         Ok(b)
     }
 
@@ -425,8 +418,7 @@ impl Repo {
     }
 
     pub fn load_dirtree(&self, csum: &Checksum) -> Result<DirTree> {
-        let b = self.load_verified(ObjectType::DirTree, csum)?;
-        DirTree::parse(&b).map_err(|e| Error::corrupt(ObjectType::DirTree, *csum, e))
+        dirtree_from_bytes(csum, &self.load_metadata(ObjectType::DirTree, csum)?)
     }
 
     pub fn load_dirmeta(&self, csum: &Checksum) -> Result<DirMeta> {
@@ -566,3 +558,23 @@ thread_local! {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `b`, read as the object `ty` `csum`, hashes to its name.
+pub(crate) fn check_digest(ty: ObjectType, csum: &Checksum, b: &[u8]) -> Result<()> {
+    let actual = Checksum::digest(b);
+    if actual != *csum {
+        return Err(Error::ChecksumMismatch {
+            ty,
+            csum: *csum,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Bytes read as the dirtree `csum` (from the repo, from staging, relative to a descriptor):
+/// checked against their name, then parsed.
+pub(crate) fn dirtree_from_bytes(csum: &Checksum, b: &[u8]) -> Result<DirTree> {
+    check_digest(ObjectType::DirTree, csum, b)?;
+    DirTree::parse(b).map_err(|e| Error::corrupt(ObjectType::DirTree, *csum, e))
+}

@@ -375,6 +375,15 @@ impl Repo {
             .ctx("set times of", path)
     }
 
+    /// An object's path below `objects/` (`xx/rest.TYPE`), for calls relative to its
+    /// descriptor and for ostree's wording.
+    fn objects_rel(&self, ty: ObjectType, csum: &Checksum) -> String {
+        let rel = self.object_relpath(ty, csum);
+        rel.strip_prefix("objects/")
+            .map(str::to_string)
+            .unwrap_or(rel)
+    }
+
     /// A dirtree read relative to `objects/`'s descriptor, without the `statx` that sizes
     /// a whole-file read (dirtrees are small); any failure takes `load_dirtree`, which
     /// reports it.
@@ -383,29 +392,19 @@ impl Repo {
         objects: BorrowedFd<'_>,
         csum: &Checksum,
     ) -> Result<crate::object::DirTree> {
-        let rel = self.object_relpath(ObjectType::DirTree, csum);
-        let rel = rel.trim_start_matches("objects/");
         let mut b = Vec::with_capacity(4096);
         let read = rustix::fs::openat(
             objects,
-            rel,
+            self.objects_rel(ObjectType::DirTree, csum).as_str(),
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
         .map_err(std::io::Error::from)
         .and_then(|fd| std::fs::File::from(fd).take(u64::MAX).read_to_end(&mut b));
-        if read.is_err() {
-            return self.load_dirtree(csum);
+        match read {
+            Ok(_) => super::dirtree_from_bytes(csum, &b),
+            Err(_) => self.load_dirtree(csum),
         }
-        let actual = Checksum::digest(&b);
-        if actual != *csum {
-            return Err(Error::ChecksumMismatch {
-                ty: ObjectType::DirTree,
-                csum: *csum,
-                actual,
-            });
-        }
-        crate::object::DirTree::parse(&b).map_err(|e| Error::corrupt(ObjectType::DirTree, *csum, e))
     }
 
     /// Whether objects of this repo are already in the form this checkout needs.
@@ -430,18 +429,14 @@ impl Repo {
         at: Option<At<'_>>,
     ) -> Result<bool> {
         let linked = match at {
-            Some(at) => {
-                let rel = self.object_relpath(ObjectType::File, csum);
-                let rel = rel.trim_start_matches("objects/");
-                rustix::fs::linkat(
-                    at.objects,
-                    rel,
-                    at.dir,
-                    at.name,
-                    rustix::fs::AtFlags::empty(),
-                )
-                .map_err(std::io::Error::from)
-            }
+            Some(at) => rustix::fs::linkat(
+                at.objects,
+                self.objects_rel(ObjectType::File, csum).as_str(),
+                at.dir,
+                at.name,
+                rustix::fs::AtFlags::empty(),
+            )
+            .map_err(std::io::Error::from),
             None => std::fs::hard_link(obj, dest),
         };
         match linked {
@@ -456,8 +451,7 @@ impl Repo {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Err(Error::InvalidArgument(format!(
                     "Hardlinking {} to {}: File exists",
-                    self.object_relpath(ObjectType::File, csum)
-                        .trim_start_matches("objects/"),
+                    self.objects_rel(ObjectType::File, csum),
                     dest.file_name().unwrap_or_default().to_string_lossy()
                 )))
             }
@@ -673,29 +667,13 @@ struct At<'a> {
 
 /// An `O_PATH` descriptor of the directory `p` (not followed if it is a symlink), or None if
 /// it cannot be opened: callers then use paths.
-/// Whether the object at `obj` is a regular file, its size and its mode bits (`lstat`,
-/// relative to `objects/` when the checkout has it open); None if it cannot be read, and
-/// the read that follows reports why.
-fn object_stat(
-    obj: &Path,
-    csum: &Checksum,
-    repo: &Repo,
-    at: Option<At<'_>>,
-) -> Option<(bool, u64, u32)> {
-    if let Some(at) = at {
-        let rel = repo.object_relpath(ObjectType::File, csum);
-        let rel = rel.trim_start_matches("objects/");
-        let st = rustix::fs::statat(at.objects, rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
-        let file =
-            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
-        return Some((file, st.st_size as u64, st.st_mode));
-    }
-    let m = std::fs::symlink_metadata(obj).ok()?;
-    Some((m.is_file(), m.len(), m.mode()))
+fn open_dir_path(p: &Path) -> Option<OwnedFd> {
+    open_dir_at(rustix::fs::CWD, p)
 }
 
-/// The same for the directory `name` inside the directory `parent`.
-fn open_dir_at(parent: BorrowedFd<'_>, name: &str) -> Option<OwnedFd> {
+/// The same for the directory `name` inside the directory `parent`, without following a
+/// symlink there either.
+fn open_dir_at<P: rustix::path::Arg>(parent: BorrowedFd<'_>, name: P) -> Option<OwnedFd> {
     use rustix::fs::OFlags;
     rustix::fs::openat(
         parent,
@@ -706,14 +684,29 @@ fn open_dir_at(parent: BorrowedFd<'_>, name: &str) -> Option<OwnedFd> {
     .ok()
 }
 
-fn open_dir_path(p: &Path) -> Option<OwnedFd> {
-    use rustix::fs::OFlags;
-    rustix::fs::open(
-        p,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .ok()
+/// Whether the object at `obj` is a regular file, its size and its mode bits (`lstat`,
+/// relative to `objects/` when the checkout has it open); None if it cannot be read, and
+/// the read that follows reports why.
+fn object_stat(
+    obj: &Path,
+    csum: &Checksum,
+    repo: &Repo,
+    at: Option<At<'_>>,
+) -> Option<(bool, u64, u32)> {
+    if let Some(at) = at {
+        let rel = repo.objects_rel(ObjectType::File, csum);
+        let st = rustix::fs::statat(
+            at.objects,
+            rel.as_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .ok()?;
+        let file =
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+        return Some((file, st.st_size as u64, st.st_mode));
+    }
+    let m = std::fs::symlink_metadata(obj).ok()?;
+    Some((m.is_file(), m.len(), m.mode()))
 }
 
 /// The NAME a whiteout entry `PREFIXNAME` names, if it is a plain file name (never `.`,

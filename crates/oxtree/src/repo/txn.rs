@@ -554,18 +554,7 @@ impl Transaction<'_> {
     pub fn load_dirtree(&self, csum: &Checksum) -> Result<crate::object::DirTree> {
         let staged = self.staged_name(ObjectType::DirTree, csum);
         match std::fs::read(&staged) {
-            Ok(b) => {
-                let actual = Checksum::digest(&b);
-                if actual != *csum {
-                    return Err(Error::ChecksumMismatch {
-                        ty: ObjectType::DirTree,
-                        csum: *csum,
-                        actual,
-                    });
-                }
-                crate::object::DirTree::parse(&b)
-                    .map_err(|e| Error::corrupt(ObjectType::DirTree, *csum, e))
-            }
+            Ok(b) => super::dirtree_from_bytes(csum, &b),
             Err(_) => self.repo.load_dirtree(csum),
         }
     }
@@ -686,14 +675,7 @@ impl Transaction<'_> {
         if ty == ObjectType::CommitMeta {
             self.staged.lock().map(|mut s| s.insert((ty, *csum))).ok();
         } else {
-            let actual = Checksum::digest(data);
-            if actual != *csum {
-                return Err(Error::ChecksumMismatch {
-                    ty,
-                    csum: *csum,
-                    actual,
-                });
-            }
+            super::check_digest(ty, csum, data)?;
             if !self.claim(ty, csum) {
                 return Ok(false);
             }
