@@ -6,7 +6,8 @@
 //!   every regular file of TREE held in memory, on one thread and on all cores.
 //! - File system: in SCRATCH (put it on the disk the bench writes to), the calls a commit or
 //!   a checkout cannot avoid: create + write + close one file per regular file of TREE, rename
-//!   each into a directory of its own (the move from staging to `objects/`), hard-link each
+//!   each into a directory of its own (the move from staging to `objects/`), read each one's
+//!   xattr and size (a checkout's look at an object before it links it), hard-link each
 //!   into a new tree, one `mkdir` per directory and one `symlink` per symbolic link. Each on
 //!   all cores. And the write-back a durable commit or pull waits for (both tools `syncfs`
 //!   at the end of a transaction): a `syncfs` after the files are created (their data, raw
@@ -200,7 +201,7 @@ fn main() {
     // File system, in fresh directories under SCRATCH; best of three rounds per call.
     let n = t.files.len();
     let dirs = t.dirs.max(1);
-    let mut fsb = [f64::INFINITY; 13];
+    let mut fsb = [f64::INFINITY; 14];
     // Removed only at the end: ext4 skips inodes freed in the last minute when it allocates
     // (`recently_deleted()`), which would slow the rounds after the first.
     let bases: Vec<PathBuf> = (0..3)
@@ -215,7 +216,7 @@ fn main() {
     for base in &bases {
         std::fs::remove_dir_all(base).expect("clean up");
     }
-    let [create, read, createz, readz, rename, xattr, getxattr, mkdir, link, symlink, sync, syncz, syncmeta] =
+    let [create, read, createz, readz, rename, xattr, getxattr, stat, mkdir, link, symlink, sync, syncz, syncmeta] =
         fsb;
     for (name, s, count) in [
         ("read (warm)", read, n),
@@ -232,6 +233,7 @@ fn main() {
         ("rename", rename, n),
         ("setxattr", xattr, n),
         ("lgetxattr", getxattr, n),
+        ("lstat", stat, n),
         ("mkdir", mkdir, dirs),
         ("link", link, n),
         ("symlink", symlink, t.links),
@@ -252,7 +254,10 @@ fn main() {
             "commit-bare-user",
             read + sha + create + sync + rename + xattr + syncmeta,
         ),
-        ("checkout-bare-user", getxattr + mkdir + link + symlink),
+        (
+            "checkout-bare-user",
+            getxattr + stat + mkdir + link + symlink,
+        ),
         ("fsck", readz + sha + inf),
         // A pull of the archive repo into bare-user: every object inflated, hashed, written,
         // named and given its xattr, and synced (the HTTP requests and the server not counted).
@@ -268,7 +273,7 @@ fn main() {
 
 /// One round of the file-system calls in a fresh `base`: the seconds each
 /// kind took on all cores, in the order `main` unpacks them.
-fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 13] {
+fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 14] {
     let _ = std::fs::remove_dir_all(base);
     let (made, madez) = (base.join("made"), base.join("madez"));
     let (moved, linked) = (base.join("moved"), base.join("linked"));
@@ -315,6 +320,11 @@ fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 13] {
             rustix::fs::lgetxattr(spread(&moved, i), "user.ostreemeta", &mut v).ok(),
         );
     });
+    // ... and, as ostree, copies a zero-sized file instead of linking it: it learns each
+    // object's size.
+    let stat = fs_rate(n, |i| {
+        std::hint::black_box(std::fs::symlink_metadata(spread(&moved, i)).ok());
+    });
     // A checkout tree: the directories first (each with a share of the links), then the
     // links and symlinks into them.
     // They spread over 256 parents as a tree's do (all in one parent, they would queue on
@@ -333,8 +343,8 @@ fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 13] {
         std::os::unix::fs::symlink(target, sub(i).join(format!("l{i}"))).expect("symlink");
     });
     [
-        create, read, createz, readz, rename, xattr, getxattr, mkdir, link, symlink, sync, syncz,
-        syncmeta,
+        create, read, createz, readz, rename, xattr, getxattr, stat, mkdir, link, symlink, sync,
+        syncz, syncmeta,
     ]
 }
 

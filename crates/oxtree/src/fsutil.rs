@@ -74,6 +74,74 @@ pub fn fget_xattr(file: &File, name: &str, path: &Path) -> Result<Option<Vec<u8>
     }
 }
 
+/// One xattr of `rel` inside the open directory `dir` (not following a final symlink), with
+/// `getxattrat(2)` (Linux 6.13): the kernel walks the names below `dir` only, not the whole
+/// path. A kernel without the call (or a seccomp filter that refuses it) takes `path`, the
+/// same file by its whole name, through `lget_xattr`; so does any error, which that call
+/// then reports. libc and rustix do not wrap this call yet, hence the raw syscall.
+pub fn get_xattr_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    rel: &str,
+    name: &std::ffi::CStr,
+    path: &Path,
+) -> Result<Option<Vec<u8>>> {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Set once the kernel has said it lacks the call.
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+    /// `struct xattr_args` (include/uapi/linux/xattr.h), size version 0.
+    #[repr(C)]
+    struct XattrArgs {
+        value: u64,
+        size: u32,
+        flags: u32,
+    }
+    const SYS_GETXATTRAT: libc::c_long = 464; // the same number on every architecture
+    let fallback = || lget_xattr(path, name.to_str().unwrap_or_default());
+    if UNSUPPORTED.load(Ordering::Relaxed) {
+        return fallback();
+    }
+    // The name NUL-terminated on the stack, and the value read into the stack: one
+    // allocation per call, for the value returned. A longer value (ERANGE) or name takes
+    // the path call, which sizes its buffer.
+    let mut crel = [0u8; 256];
+    if rel.len() >= crel.len() || rel.contains('\0') {
+        return fallback();
+    }
+    crel[..rel.len()].copy_from_slice(rel.as_bytes());
+    let mut val = [0u8; 512];
+    let mut args = XattrArgs {
+        value: val.as_mut_ptr() as u64,
+        size: val.len() as u32,
+        flags: 0,
+    };
+    // SAFETY: every pointer is valid for the call: two NUL-terminated strings (`crel` is
+    // zero past `rel`), and `args` names `val`'s buffer with its length; the kernel writes
+    // at most that many bytes.
+    let r = unsafe {
+        libc::syscall(
+            SYS_GETXATTRAT,
+            dir.as_raw_fd(),
+            crel.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            name.as_ptr(),
+            &mut args as *mut XattrArgs,
+            std::mem::size_of::<XattrArgs>(),
+        )
+    };
+    if r >= 0 {
+        return Ok(Some(val[..r as usize].to_vec()));
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENODATA) => Ok(None),
+        Some(libc::ENOSYS | libc::EPERM) => {
+            UNSUPPORTED.store(true, Ordering::Relaxed);
+            fallback()
+        }
+        _ => fallback(),
+    }
+}
+
 /// One xattr of `path` itself (not following a symlink), without opening it: `None` when
 /// the file has no such attribute.
 pub fn lget_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
@@ -321,5 +389,49 @@ pub fn ofd_lock(file: &File, exclusive: bool, wait: bool) -> std::io::Result<boo
             Some(libc::EAGAIN) | Some(libc::EACCES) if !wait => return Ok(false),
             _ => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_xattr_at_reads_relative_to_the_directory() {
+        let d = tempfile::tempdir().expect("test setup or call");
+        std::fs::create_dir(d.path().join("ab")).expect("test setup or call");
+        let f = d.path().join("ab/obj.file");
+        std::fs::write(&f, b"x").expect("test setup or call");
+        lset_xattr(&f, b"user.ostreemeta", b"value").expect("test setup or call");
+        let dir = File::open(d.path()).expect("test setup or call");
+        use std::os::fd::AsFd;
+        let get = |rel: &str, path: &Path| get_xattr_at(dir.as_fd(), rel, c"user.ostreemeta", path);
+        assert_eq!(
+            get("ab/obj.file", &f).expect("test setup or call"),
+            Some(b"value".to_vec())
+        );
+        // A value longer than the stack buffer takes the path call, which sizes its own.
+        let long = vec![7u8; 3000];
+        lset_xattr(&f, b"user.ostreemeta", &long).expect("test setup or call");
+        assert_eq!(
+            get("ab/obj.file", &f).expect("test setup or call"),
+            Some(long)
+        );
+        // No such attribute; no such file (reported by the path call, naming the path).
+        let g = d.path().join("ab/plain");
+        std::fs::write(&g, b"").expect("test setup or call");
+        assert_eq!(get("ab/plain", &g).expect("test setup or call"), None);
+        let missing = d.path().join("ab/missing");
+        let e = get("ab/missing", &missing)
+            .expect_err("an error")
+            .to_string();
+        assert!(e.contains("ab/missing"), "{e}");
+        // A symlink is not followed (user xattrs cannot be on one: nothing to read).
+        std::os::unix::fs::symlink("obj.file", d.path().join("ab/link"))
+            .expect("test setup or call");
+        assert_eq!(
+            get("ab/link", &d.path().join("ab/link")).expect("test setup or call"),
+            None
+        );
     }
 }

@@ -370,19 +370,31 @@ impl Repo {
 
     /// `objects/XX/REST.EXT` relative to the repo.
     pub fn object_relpath(&self, ty: ObjectType, csum: &Checksum) -> String {
-        let hex = csum.to_hex();
+        self.object_path_in("objects/", ty, csum)
+    }
+
+    /// `PREFIXXX/REST.EXT`: an object's path after `prefix`, built in one allocation (a
+    /// checkout names every object it links).
+    pub(crate) fn object_path_in(&self, prefix: &str, ty: ObjectType, csum: &Checksum) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let z = if ty == ObjectType::File && self.mode == RepoMode::Archive {
             "z"
         } else {
             ""
         };
-        format!(
-            "objects/{}/{}.{}{}",
-            &hex[..2],
-            &hex[2..],
-            ty.extension(),
-            z
-        )
+        let mut s = String::with_capacity(prefix.len() + 80);
+        s.push_str(prefix);
+        for (i, b) in csum.as_bytes().iter().enumerate() {
+            if i == 1 {
+                s.push('/');
+            }
+            s.push(HEX[usize::from(b >> 4)] as char);
+            s.push(HEX[usize::from(b & 15)] as char);
+        }
+        s.push('.');
+        s.push_str(ty.extension());
+        s.push_str(z);
+        s
     }
 
     pub fn object_path(&self, ty: ObjectType, csum: &Checksum) -> PathBuf {

@@ -199,6 +199,18 @@ impl FileHeader {
 
     /// Parse `user.ostreemeta`; the symlink target (if any) is filled in by the caller.
     pub fn from_filemeta(data: &[u8]) -> Result<FileHeader, ObjectError> {
+        // Without xattrs (nearly every file), `(uuua(ayay))` is the three big-endian
+        // numbers and an empty array, which takes no bytes: read them as they are.
+        if let Ok(b) = <&[u8; 12]>::try_from(data) {
+            let u = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            return Ok(FileHeader {
+                uid: u(0),
+                gid: u(4),
+                mode: u(8),
+                symlink_target: String::new(),
+                xattrs: Vec::new(),
+            });
+        }
         let v = gvariant::decode(data, &types().2)?;
         let m = v.items().ok_or_else(|| invalid("bad user.ostreemeta"))?;
         let u = |i: usize| {

@@ -202,3 +202,30 @@ fn collection_ids_follow_dbus_interface_names() {
     assert!(v(&format!("a.{}", "b".repeat(253))).is_ok());
     assert!(v(&format!("a.{}", "b".repeat(254))).is_err());
 }
+
+#[test]
+fn filemeta_without_xattrs_reads_as_the_decoder_does() {
+    // The 12-byte fast path and the GVariant decoder agree: the bytes ostree writes for
+    // (uid, gid, mode, []) and those with one xattr both round-trip.
+    let mut h = FileHeader {
+        uid: 1000,
+        gid: 0x0102_0304,
+        mode: 0o100_755,
+        symlink_target: String::new(),
+        xattrs: Vec::new(),
+    };
+    let bytes = h.to_filemeta();
+    assert_eq!(bytes.len(), 12);
+    assert_eq!(&bytes[..4], &1000u32.to_be_bytes());
+    assert_eq!(
+        FileHeader::from_filemeta(&bytes).expect("test setup or call"),
+        h
+    );
+    h.xattrs = vec![(b"security.selinux".to_vec(), b"x\0".to_vec())];
+    assert_eq!(
+        FileHeader::from_filemeta(&h.to_filemeta()).expect("test setup or call"),
+        h
+    );
+    // Too short for the fixed part: refused, as before.
+    assert!(FileHeader::from_filemeta(&bytes[..11]).is_err());
+}

@@ -265,9 +265,10 @@ impl Repo {
         let (files, dirs) = rayon::join(
             || {
                 dt.files.par_iter().try_for_each(|(name, c)| {
-                    let r = if opts.skip_list.contains(&format!("{rel}{name}"))
-                        || opts.whiteouts && name.starts_with(WHITEOUT_PREFIX)
-                    {
+                    let skip = |n: &str| {
+                        !opts.skip_list.is_empty() && opts.skip_list.contains(&format!("{rel}{n}"))
+                    };
+                    let r = if skip(name) || opts.whiteouts && name.starts_with(WHITEOUT_PREFIX) {
                         Ok(())
                     } else if let Some(target) = opts
                         .passthrough_whiteouts
@@ -378,21 +379,20 @@ impl Repo {
     /// An object's path below `objects/` (`xx/rest.TYPE`), for calls relative to its
     /// descriptor and for ostree's wording.
     fn objects_rel(&self, ty: ObjectType, csum: &Checksum) -> String {
-        let rel = self.object_relpath(ty, csum);
-        rel.strip_prefix("objects/")
-            .map(str::to_string)
-            .unwrap_or(rel)
+        self.object_path_in("", ty, csum)
     }
 
     /// A dirtree read relative to `objects/`'s descriptor, without the `statx` that sizes
-    /// a whole-file read (dirtrees are small); any failure takes `load_dirtree`, which
-    /// reports it.
+    /// a whole-file read (dirtrees are small), and without the read that would only find
+    /// the end: a read that does not fill the buffer is taken as the whole object, which
+    /// its checksum then proves. Any failure (of the read or of the check) takes
+    /// `load_dirtree`, which reads the object whole and reports what is wrong.
     fn load_dirtree_at(
         &self,
         objects: BorrowedFd<'_>,
         csum: &Checksum,
     ) -> Result<crate::object::DirTree> {
-        let mut b = Vec::with_capacity(4096);
+        let mut b = vec![0u8; 4096];
         let read = rustix::fs::openat(
             objects,
             self.objects_rel(ObjectType::DirTree, csum).as_str(),
@@ -400,10 +400,21 @@ impl Repo {
             rustix::fs::Mode::empty(),
         )
         .map_err(std::io::Error::from)
-        .and_then(|fd| std::fs::File::from(fd).take(u64::MAX).read_to_end(&mut b));
-        match read {
-            Ok(_) => super::dirtree_from_bytes(csum, &b),
-            Err(_) => self.load_dirtree(csum),
+        .and_then(|fd| {
+            let f = std::fs::File::from(fd);
+            let mut n = 0;
+            loop {
+                let r = (&f).read(&mut b[n..])?;
+                n += r;
+                if r == 0 || n < b.len() {
+                    return Ok(n);
+                }
+                b.resize(b.len() * 2, 0);
+            }
+        });
+        match read.map(|n| super::dirtree_from_bytes(csum, &b[..n])) {
+            Ok(Ok(dt)) => Ok(dt),
+            _ => self.load_dirtree(csum),
         }
     }
 
@@ -426,12 +437,12 @@ impl Repo {
         csum: &Checksum,
         dest: &Path,
         opts: &CheckoutOptions,
-        at: Option<At<'_>>,
+        at: Option<(At<'_>, &str)>,
     ) -> Result<bool> {
         let linked = match at {
-            Some(at) => rustix::fs::linkat(
+            Some((at, rel)) => rustix::fs::linkat(
                 at.objects,
-                self.objects_rel(ObjectType::File, csum).as_str(),
+                rel,
                 at.dir,
                 at.name,
                 rustix::fs::AtFlags::empty(),
@@ -585,8 +596,10 @@ impl Repo {
         // in place would change the object under every checkout. So an object that could be
         // linked is stat'ed (relative to `objects/` where it is open), as ostree does.
         let can_link = self.can_hardlink(opts);
+        // The object's name below `objects/`, for the calls relative to it.
+        let rel = at.map(|_| self.objects_rel(ObjectType::File, csum));
         let obj_st = if can_link || opts.force_copy_zerosized {
-            object_stat(&obj, csum, self, at)
+            object_stat(&obj, at.zip(rel.as_deref()))
         } else {
             None
         };
@@ -597,7 +610,7 @@ impl Repo {
         let link = can_link && !setid && !zerosized;
         if link
             && self.mode() != RepoMode::BareUser
-            && self.try_hardlink(&obj, csum, dest, opts, at)?
+            && self.try_hardlink(&obj, csum, dest, opts, at.zip(rel.as_deref()))?
         {
             return Ok(());
         }
@@ -606,19 +619,37 @@ impl Repo {
             // holding its target): read it from the xattr by path, without opening the
             // object, then link. Anything unusual (no xattr, a bad one, no object) takes
             // the full read below, which reports it.
-            let header = crate::fsutil::lget_xattr(&obj, "user.ostreemeta")
-                .ok()
-                .flatten()
-                .and_then(|m| FileHeader::from_filemeta(&m).ok());
+            let header = match at.zip(rel.as_deref()) {
+                Some((at, rel)) => {
+                    crate::fsutil::get_xattr_at(at.objects, rel, c"user.ostreemeta", &obj)
+                }
+                None => crate::fsutil::lget_xattr(&obj, "user.ostreemeta"),
+            }
+            .ok()
+            .flatten()
+            .and_then(|m| FileHeader::from_filemeta(&m).ok());
             let regular = matches!(&header, Some(h) if h.is_regular() && h.validate().is_ok());
-            if regular && self.try_hardlink(&obj, csum, dest, opts, at)? {
+            if regular && self.try_hardlink(&obj, csum, dest, opts, at.zip(rel.as_deref()))? {
                 return Ok(());
             }
             // A symlink object: its target is its content, read without asking for the
-            // xattr again (one `fgetxattr` per symlink saved).
+            // xattr again (one `fgetxattr` per symlink saved), in one read of the size
+            // just stat'ed.
             if let Some(h) = header.filter(|h| h.is_symlink()) {
-                if let Ok(f) = std::fs::File::open(&obj) {
-                    let mut fc = super::read::bare_user_content(f, h, obj, csum)?;
+                let opened = match at.zip(rel.as_deref()) {
+                    Some((at, rel)) => rustix::fs::openat(
+                        at.objects,
+                        rel,
+                        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                        rustix::fs::Mode::empty(),
+                    )
+                    .map(std::fs::File::from)
+                    .map_err(std::io::Error::from),
+                    None => std::fs::File::open(&obj),
+                };
+                if let Ok(f) = opened {
+                    let size = obj_st.map(|(_, size, _)| size);
+                    let mut fc = super::read::bare_user_content(f, h, obj, csum, size)?;
                     return write_file_copy(&mut fc, dest, opts, at);
                 }
             }
@@ -627,7 +658,7 @@ impl Repo {
         if fc.header.is_regular() {
             if link
                 && self.mode() == RepoMode::BareUser
-                && self.try_hardlink(&obj, csum, dest, opts, at)?
+                && self.try_hardlink(&obj, csum, dest, opts, at.zip(rel.as_deref()))?
             {
                 return Ok(());
             }
@@ -687,20 +718,9 @@ fn open_dir_at<P: rustix::path::Arg>(parent: BorrowedFd<'_>, name: P) -> Option<
 /// Whether the object at `obj` is a regular file, its size and its mode bits (`lstat`,
 /// relative to `objects/` when the checkout has it open); None if it cannot be read, and
 /// the read that follows reports why.
-fn object_stat(
-    obj: &Path,
-    csum: &Checksum,
-    repo: &Repo,
-    at: Option<At<'_>>,
-) -> Option<(bool, u64, u32)> {
-    if let Some(at) = at {
-        let rel = repo.objects_rel(ObjectType::File, csum);
-        let st = rustix::fs::statat(
-            at.objects,
-            rel.as_str(),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .ok()?;
+fn object_stat(obj: &Path, at: Option<(At<'_>, &str)>) -> Option<(bool, u64, u32)> {
+    if let Some((at, rel)) = at {
+        let st = rustix::fs::statat(at.objects, rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
         let file =
             rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
         return Some((file, st.st_size as u64, st.st_mode));
