@@ -1075,6 +1075,89 @@ fn checkout_as_ostree() {
     }
 }
 
+/// A user-mode checkout from a bare-user repo, where symlinks are files holding their target
+/// and the header is in an xattr: empty files (of any mode) are copied, the others linked,
+/// symlinks made with their whole target (short, long, odd); the same tree and the same
+/// link counts as ostree's checkout of the same repo, also from a repo ostree committed.
+#[test]
+fn bare_user_checkout_copies_empty_files_links_the_rest_as_ostree() {
+    use std::os::unix::fs::MetadataExt;
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("empty"), b"", 0o644);
+    write(&tree.join("empty-exec"), b"", 0o755);
+    write(&tree.join("sub/empty"), b"", 0o600);
+    write(&tree.join("full"), b"data\n", 0o644);
+    write(&tree.join("sub/tool"), b"#!/bin/sh\n", 0o755);
+    std::fs::create_dir_all(tree.join("links")).expect("mkdir");
+    // The longest target a symlink can have (PATH_MAX less its NUL): with the NUL a
+    // bare-user object stores after it, 4,096 bytes.
+    let long: String = (0..4095)
+        .map(|i| if i % 200 == 199 { '/' } else { 'd' })
+        .collect();
+    for (name, target) in [
+        ("short", "full"),
+        ("up", "../sub/tool"),
+        ("abs", "/usr/lib/os-release"),
+        ("spaces", "a b\tc"),
+        ("long", long.as_str()),
+    ] {
+        std::os::unix::fs::symlink(target, tree.join("links").join(name)).expect("symlink");
+    }
+    for (committer, name) in [("oxtree", "ox-repo"), ("ostree", "os-repo")] {
+        let r = t.join(name);
+        let ra = format!("--repo={}", s(&r));
+        let commit = ["commit", ra.as_str(), "-b", "main", TS, s(&tree)];
+        if committer == "oxtree" {
+            ox(&["init", &ra, "--mode=bare-user"]);
+            ox(&commit);
+        } else {
+            ostree(&["init", &ra, "--mode=bare-user"]);
+            ostree(&commit);
+        }
+        let mut snaps = Vec::new();
+        for tool in ["oxtree", "ostree"] {
+            let d = t.join(format!("{name}-{tool}"));
+            let args = ["checkout", ra.as_str(), "-U", "main", s(&d)];
+            if tool == "oxtree" {
+                ox(&args);
+            } else {
+                ostree(&args);
+            }
+            let st = |n: &str| std::fs::symlink_metadata(d.join(n)).expect("stat");
+            for empty in ["empty", "empty-exec", "sub/empty"] {
+                assert_eq!(
+                    st(empty).nlink(),
+                    1,
+                    "{committer} repo, {tool}: {empty} is a copy"
+                );
+                assert_eq!(st(empty).len(), 0);
+            }
+            for full in ["full", "sub/tool"] {
+                assert!(
+                    st(full).nlink() > 1,
+                    "{committer} repo, {tool}: {full} is a link"
+                );
+            }
+            assert_eq!(
+                std::fs::read_link(d.join("links/long"))
+                    .expect("readlink")
+                    .to_string_lossy(),
+                long
+            );
+            snaps.push(snapshot(&d));
+        }
+        assert_eq!(
+            snaps[0],
+            snaps[1],
+            "{committer} repo: oxtree's checkout differs from ostree's:\n{}",
+            snapshot_diff(&snaps[0], &snaps[1])
+        );
+    }
+}
+
 /// Options ostree 2022.7 lacks or that oxtree refuses: -z, --from-stdin, and the SELinux
 /// and composefs rows (parsed, refused with a message naming why, nothing written).
 #[test]

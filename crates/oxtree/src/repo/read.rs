@@ -105,28 +105,16 @@ pub(crate) fn archive_payload<'a, R: std::io::BufRead + Send + 'a>(
 
 /// The rest of a bare-user object `f` at `path` once its `user.ostreemeta` header is read:
 /// a symlink's target (the file's NUL-terminated content) or a regular file's payload.
-/// `size`, when the caller has just stat'ed the object, sizes a symlink's one read.
-pub(crate) fn bare_user_content(
+fn bare_user_content(
     f: File,
     mut header: FileHeader,
     path: PathBuf,
     csum: &Checksum,
-    size: Option<u64>,
 ) -> Result<FileContent> {
     let corrupt = |r: &dyn std::fmt::Display| Error::corrupt(ObjectType::File, *csum, r);
     if header.is_symlink() {
-        const MAX: u64 = 1 << 16;
         let mut t = Vec::new();
-        match size.filter(|&n| n <= MAX) {
-            // The size the caller just stat'ed: one read, no probe for the end.
-            Some(n) => {
-                t.resize(n as usize, 0);
-                (&f).read_exact(&mut t).ctx("read", &path)?;
-            }
-            None => {
-                (&f).take(MAX).read_to_end(&mut t).ctx("read", &path)?;
-            }
-        }
+        (&f).take(1 << 16).read_to_end(&mut t).ctx("read", &path)?;
         if t.pop() != Some(0) {
             return Err(corrupt(&"bare-user symlink object is not NUL-terminated"));
         }
@@ -203,7 +191,7 @@ impl Repo {
                 let meta = crate::fsutil::fget_xattr(&f, "user.ostreemeta", &path)?
                     .ok_or_else(|| corrupt(&"bare-user object has no user.ostreemeta xattr"))?;
                 let header = FileHeader::from_filemeta(&meta).map_err(|e| corrupt(&e))?;
-                bare_user_content(f, header, path, csum, None)
+                bare_user_content(f, header, path, csum)
             }
             RepoMode::Bare | RepoMode::BareUserOnly => {
                 let st = std::fs::symlink_metadata(&path).map_err(missing)?;
