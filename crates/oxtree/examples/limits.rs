@@ -2,7 +2,8 @@
 //! times, measured on the same tree: the floor under each row, whatever the tool.
 //!
 //! - CPU: SHA-256 (the `sha2` crate oxtree hashes with; SHA-NI where the CPU has it), raw
-//!   deflate at oxtree's level 4 and inflate (zlib-rs through `flate2`, as oxtree), over
+//!   deflate as oxtree does it (libdeflate level 3 for files from 4 KiB to 2 MiB, zlib-rs
+//!   level 4 for the others) and inflate (zlib-rs through `flate2`, as oxtree), over
 //!   every regular file of TREE held in memory, on one thread and on all cores.
 //! - File system: in SCRATCH (put it on the disk the bench writes to), the calls a commit or
 //!   a checkout cannot avoid: create + write + close one file per regular file of TREE, rename
@@ -91,6 +92,36 @@ fn level4() -> flate2::Compress {
     flate2::Compress::new(flate2::Compression::new(4), false)
 }
 
+/// Files below this size oxtree deflates whole with libdeflate; larger ones in pieces with
+/// zlib-rs (`repo/txn.rs`: `PAR_DEFLATE_MIN`).
+const WHOLE_MAX: usize = 2 << 20;
+
+/// Both deflaters, as one thread of oxtree's commit holds them.
+struct Packer {
+    z: flate2::Compress,
+    ld: libdeflater::Compressor,
+}
+
+fn packer() -> Packer {
+    let level = libdeflater::CompressionLvl::new(3).expect("level 3");
+    Packer {
+        z: level4(),
+        ld: libdeflater::Compressor::new(level),
+    }
+}
+
+/// Deflate `data` as oxtree does for its size: whole with libdeflate level 3 below
+/// [`WHOLE_MAX`] (zlib-rs below 4 KiB), else (a large file's piece) with zlib-rs level 4.
+fn pack(data: &[u8], p: &mut Packer) -> Vec<u8> {
+    if data.len() >= WHOLE_MAX || data.len() < 4096 {
+        return deflate(data, &mut p.z);
+    }
+    let mut out = vec![0u8; p.ld.deflate_compress_bound(data.len())];
+    let n = p.ld.deflate_compress(data, &mut out).expect("deflate");
+    out.truncate(n);
+    out
+}
+
 /// Seconds to run `f(i)` for every `i < n` on all cores.
 fn fs_rate(n: usize, f: impl Fn(usize) + Sync + Send) -> f64 {
     let t = Instant::now();
@@ -148,25 +179,36 @@ fn main() {
             .sum::<u64>()
     });
     let comp1 = best(|| {
-        let mut c = level4();
-        t.files
-            .iter()
-            .map(|f| deflate(f, &mut c).len())
-            .sum::<usize>()
+        let mut c = packer();
+        t.files.iter().map(|f| pack(f, &mut c).len()).sum::<usize>()
     });
-    // On all cores, large files in 1 MiB pieces (as oxtree deflates them): the floor is
-    // the CPU's, not one file's.
-    let pieces: Vec<&[u8]> = t.files.iter().flat_map(|f| f.chunks(1 << 20)).collect();
+    // On all cores, large files in 1 MiB pieces with zlib-rs (as oxtree deflates them),
+    // the others whole with libdeflate: the floor is the CPU's, not one file's.
+    let pieces: Vec<(&[u8], bool)> = t
+        .files
+        .iter()
+        .flat_map(|f| {
+            let whole = f.len() < WHOLE_MAX;
+            f.chunks(if whole { WHOLE_MAX } else { 1 << 20 })
+                .map(move |c| (c, whole))
+        })
+        .collect();
     let comp = best(|| {
         pieces
             .par_iter()
-            .map_init(level4, |c, f| deflate(f, c).len())
+            .map_init(packer, |c, (f, whole)| {
+                if *whole {
+                    pack(f, c).len()
+                } else {
+                    deflate(f, &mut c.z).len()
+                }
+            })
             .sum::<usize>()
     });
     let packed: Vec<Vec<u8>> = t
         .files
         .par_iter()
-        .map_init(level4, |c, f| deflate(f, c))
+        .map_init(packer, |c, f| pack(f, c))
         .collect();
     let pairs: Vec<(&Vec<u8>, usize)> = packed.iter().zip(t.files.iter().map(Vec::len)).collect();
     let inf1 = best(|| {
@@ -188,7 +230,11 @@ fn main() {
     let mib = bytes as f64 / 1048576.0;
     for (name, one, all) in [
         ("SHA-256", sha1, sha),
-        ("deflate level 4", comp1, comp),
+        (
+            "deflate (libdeflate level 3 from 4 KiB to 2 MiB, zlib-rs level 4 else)",
+            comp1,
+            comp,
+        ),
         ("inflate", inf1, inf),
     ] {
         println!(
