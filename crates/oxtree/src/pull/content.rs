@@ -133,18 +133,6 @@ impl Shared<'_> {
         };
         let (header, size) = crate::repo::read::read_archive_header(&mut r).map_err(|e| bad(&e))?;
         let archive = self.repo.mode() == crate::repo::RepoMode::Archive;
-        let (mut payload, size): (Box<dyn Read + Send>, u64) = if header.is_symlink() {
-            (Box::new(std::io::empty()), 0)
-        } else {
-            (
-                crate::repo::read::archive_payload(
-                    r,
-                    size,
-                    PathBuf::from(format!("served by {}", described())),
-                ),
-                size,
-            )
-        };
         let map_err = |e: Error| match e {
             Error::ChecksumMismatch { actual, .. } => Error::corrupt(
                 ObjectType::File,
@@ -159,6 +147,35 @@ impl Shared<'_> {
                 ..
             } => Error::corrupt(ObjectType::File, *c, source),
             e => e,
+        };
+        // A small object held in memory, for a repo that stores it inflated: inflated whole
+        // (libdeflate), then verified and stored from memory. As below, bytes after the
+        // stream are not read.
+        if let (false, false, Some(b)) = (archive, header.is_symlink(), &bytes) {
+            let head = usize::try_from(consumed.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+            let packed = b.get(head..).unwrap_or_default();
+            if let Some(inflated) = crate::repo::read::inflate_whole(packed, size) {
+                let content = inflated.map_err(|e| bad(&e))?;
+                self.txn
+                    .write_file(&header, &mut content.as_slice(), size, Some(c))
+                    .map_err(map_err)?;
+                self.progress
+                    .content_bytes_written
+                    .fetch_add(size, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        let (mut payload, size): (Box<dyn Read + Send>, u64) = if header.is_symlink() {
+            (Box::new(std::io::empty()), 0)
+        } else {
+            (
+                crate::repo::read::archive_payload(
+                    r,
+                    size,
+                    PathBuf::from(format!("served by {}", described())),
+                ),
+                size,
+            )
         };
         let whole = |consumed: &std::sync::atomic::AtomicU64| {
             let used = consumed.load(Ordering::Relaxed);

@@ -103,6 +103,41 @@ pub(crate) fn archive_payload<'a, R: std::io::BufRead + Send + 'a>(
     })
 }
 
+thread_local! {
+    /// libdeflate's inflater for [`inflate_whole`], one per thread.
+    static WHOLE_INFLATER: std::cell::RefCell<libdeflater::Decompressor> =
+        std::cell::RefCell::new(libdeflater::Decompressor::new());
+}
+
+/// Inflate the raw DEFLATE stream `data` whole with libdeflate (faster than zlib-rs's
+/// streaming), to exactly `size` bytes (at most [`WHOLE_INFLATE`]): `None` for a larger
+/// size (the caller streams it), an error naming what is wrong with the content. Bytes
+/// after the end of the stream are not looked at.
+pub(crate) fn inflate_whole(
+    data: &[u8],
+    size: u64,
+) -> Option<std::result::Result<Vec<u8>, String>> {
+    if size > WHOLE_INFLATE {
+        return None;
+    }
+    // One byte of room past the declared size tells a longer content.
+    let mut out = vec![0u8; size as usize + 1];
+    let r = WHOLE_INFLATER.with(|d| d.borrow_mut().deflate_decompress(data, &mut out));
+    Some(match r {
+        Ok(n) if n as u64 == size => {
+            out.truncate(n);
+            Ok(out)
+        }
+        Ok(n) if (n as u64) < size => Err(format!(
+            "content is shorter than its declared size ({n} of {size} bytes)"
+        )),
+        Ok(_) | Err(libdeflater::DecompressionError::InsufficientSpace) => Err(format!(
+            "content is larger than its declared size ({size} bytes)"
+        )),
+        Err(e) => Err(format!("invalid deflate stream: {e}")),
+    })
+}
+
 /// The rest of a bare-user object `f` at `path` once its `user.ostreemeta` header is read:
 /// a symlink's target (the file's NUL-terminated content) or a regular file's payload.
 fn bare_user_content(
@@ -443,6 +478,32 @@ mod tests {
         enc.write_all(payload).expect("deflate");
         enc.finish().expect("deflate");
         v
+    }
+
+    /// A pull's whole inflate: exactly the declared size, or an error saying which way it
+    /// is off; a size past the limit is left to the streamed path.
+    #[test]
+    fn inflate_whole_holds_content_to_its_declared_size() {
+        let data = b"some content, some content, some content\n".repeat(100);
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+        enc.write_all(&data).expect("deflate");
+        let packed = enc.finish().expect("deflate");
+        let n = data.len() as u64;
+        let ok = inflate_whole(&packed, n).expect("small").expect("inflate");
+        assert!(ok == data);
+        let e = inflate_whole(&packed, n + 1)
+            .expect("small")
+            .expect_err("short");
+        assert!(e.contains("shorter than its declared size"), "{e}");
+        let e = inflate_whole(&packed, n - 1)
+            .expect("small")
+            .expect_err("long");
+        assert!(e.contains("larger than its declared size"), "{e}");
+        let e = inflate_whole(b"not deflate at all", n)
+            .expect("small")
+            .expect_err("bad");
+        assert!(e.contains("invalid deflate stream"), "{e}");
+        assert!(inflate_whole(&packed, WHOLE_INFLATE + 1).is_none());
     }
 
     /// The in-memory path fsck takes for small `.filez` objects accepts and refuses exactly
