@@ -1101,6 +1101,55 @@ fn clients(t: &Path, name: &str, url: &str) -> (PathBuf, PathBuf) {
     (co, cx)
 }
 
+/// `pull REMOTE REF@CHECKSUM` pins the ref to that commit (ostree's override), with or
+/// without --commit-metadata-only and --mirror, over HTTP; a later plain pull moves it on;
+/// a bad checksum or a ref the commit is not bound to fail as in ostree, storing nothing.
+#[test]
+fn pull_ref_at_commit_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (src, v1, v2) = pull_source(t);
+    let server = Server::start(&src);
+    let at_v1 = format!("main@{v1}");
+    for extra in [None, Some("--commit-metadata-only"), Some("--mirror")] {
+        let (co, cx) = clients(t, "at", &server.url);
+        let mut args = vec!["pull", "o", at_v1.as_str()];
+        args.extend(extra);
+        let (o, _) = both_status(t, &co, &cx, &args);
+        assert!(o.status.success(), "{args:?}");
+        assert_eq!(repo_state(&co), repo_state(&cx), "{args:?}");
+        let rev = if extra == Some("--mirror") {
+            "main"
+        } else {
+            "o:main"
+        };
+        assert_eq!(
+            ox(&["rev-parse", &repo_arg(&cx), rev]).trim(),
+            v1,
+            "{args:?}"
+        );
+        if extra.is_none() {
+            ox(&["fsck", &repo_arg(&cx)]);
+            let (o, _) = both_status(t, &co, &cx, &["pull", "o", "main"]);
+            assert!(o.status.success());
+            assert_eq!(repo_state(&co), repo_state(&cx));
+            assert_eq!(ox(&["rev-parse", &repo_arg(&cx), "o:main"]).trim(), v2);
+        }
+    }
+    let bad_binding = format!("other@{v1}");
+    for args in [
+        vec!["pull", "o", "main@xyz"],
+        vec!["pull", "o", bad_binding.as_str()],
+    ] {
+        let (co, cx) = clients(t, "bad", &server.url);
+        let (o, _) = both_status(t, &co, &cx, &args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(object_set(&cx).is_empty(), "{args:?}");
+        assert_eq!(all_refs(&cx), all_refs(&co), "{args:?}");
+    }
+}
+
 /// `pull` options with ostree 2022.7's meaning, over file:// and HTTP (nginx): the same
 /// success, error line and repository afterwards; refused input changes nothing.
 #[test]

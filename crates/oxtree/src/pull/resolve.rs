@@ -183,6 +183,17 @@ pub(super) fn targets(
             targets.push((None, c));
             continue;
         }
+        // REF@CHECKSUM: that commit for the ref, whatever the server's ref says (ostree's
+        // override; how a host pins or rolls back to a known version). Its ref binding is
+        // still checked against REF.
+        if let Some((name, rev)) = r.rsplit_once('@') {
+            let c = rev
+                .parse::<Checksum>()
+                .map_err(|_| Error::InvalidArgument(format!("Invalid rev {rev}")))?;
+            crate::object::validate_ref(name).map_err(Error::InvalidArgument)?;
+            targets.push((Some(name.to_string()), c));
+            continue;
+        }
         crate::object::validate_ref(r).map_err(Error::InvalidArgument)?;
         // With a summary, refs resolve only through it (it may be signed, refs/heads/ never
         // is): a ref the summary does not list does not exist, as in ostree.

@@ -265,10 +265,10 @@ impl Repo {
         let (files, dirs) = rayon::join(
             || {
                 dt.files.par_iter().try_for_each(|(name, c)| {
-                    let skip = |n: &str| {
-                        !opts.skip_list.is_empty() && opts.skip_list.contains(&format!("{rel}{n}"))
-                    };
-                    let r = if skip(name) || opts.whiteouts && name.starts_with(WHITEOUT_PREFIX) {
+                    // (No key is formatted when there is no skip list.)
+                    let skipped = !opts.skip_list.is_empty()
+                        && opts.skip_list.contains(&format!("{rel}{name}"));
+                    let r = if skipped || opts.whiteouts && name.starts_with(WHITEOUT_PREFIX) {
                         Ok(())
                     } else if let Some(target) = opts
                         .passthrough_whiteouts
