@@ -100,6 +100,43 @@ fn show_log_ls_cat_as_ostree() {
     ] {
         same(d, &args);
     }
+    // cat follows a symlink inside the commit: relative, absolute, dangling, through `..`
+    // (which ostree looks up as a name), and a loop (ostree crashes; oxtree says why).
+    let links = d.join("links");
+    write(&links.join("usr/bin/a"), b"hi\n", 0o644);
+    for (name, target) in [
+        ("usr/bin/rel", "a"),
+        ("usr/bin/abs", "/usr/bin/a"),
+        ("usr/bin/chain", "rel"),
+        ("usr/bin/dangling", "nosuch"),
+        ("usr/bin/dirlink", "/usr/bin"),
+        ("usr/bin/loop1", "loop2"),
+        ("usr/bin/loop2", "loop1"),
+        ("etc/up", "../usr/bin/a"),
+    ] {
+        std::fs::create_dir_all(links.join(name).parent().expect("parent")).expect("mkdir");
+        std::os::unix::fs::symlink(target, links.join(name)).expect("symlink");
+    }
+    ostree(&[
+        "commit",
+        r,
+        "-b",
+        "links",
+        "--timestamp=2020-01-01T00:00:00Z",
+        s(&links),
+    ]);
+    for p in [
+        "/usr/bin/rel",
+        "/usr/bin/abs",
+        "/usr/bin/chain",
+        "/usr/bin/dangling",
+        "/usr/bin/dirlink",
+        "/etc/up",
+    ] {
+        same(d, &[r, "cat", "links", p]);
+    }
+    let (_, err) = ox_fail(&[r, "cat", "links", "/usr/bin/loop1"]);
+    assert!(err.contains("Too many levels of symbolic links"), "{err}");
     // --print-variant-type reads any file as that GVariant type.
     let dirmeta = std::fs::read_dir(d.join("repo/objects"))
         .expect("objects")

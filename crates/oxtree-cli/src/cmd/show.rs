@@ -305,19 +305,64 @@ pub fn cat(g: &Global, a: CatArgs) -> Result<()> {
     let c = repo.resolve_rev(&rev)?;
     let mut out = std::io::stdout().lock();
     for p in paths {
-        let (ty, csum, _) = lookup_path(&repo, &c, &p)?;
-        if ty != ObjectType::File {
-            return Err(super::Hinted {
-                msg: "Can't open directory".into(),
-                hint: format!("{p} is a directory; list it with `oxtree ls {rev} {p}`"),
+        // A symlink is followed inside the commit, as ostree's `cat` does: a relative
+        // target from the link's directory, an absolute one from the commit's root.
+        let mut path = p.clone();
+        let mut links = 0;
+        let mut fc = loop {
+            let (ty, csum, _) = lookup_path(&repo, &c, &path)?;
+            if ty != ObjectType::File {
+                return Err(super::Hinted {
+                    msg: "Can't open directory".into(),
+                    hint: format!("{path} is a directory; list it with `oxtree ls {rev} {path}`"),
+                }
+                .into());
             }
-            .into());
-        }
-        let mut fc = repo.read_file(&csum)?;
+            let fc = repo.read_file(&csum)?;
+            if !fc.header.is_symlink() {
+                break fc;
+            }
+            links += 1;
+            if links > 40 {
+                bail!("{p}: Too many levels of symbolic links");
+            }
+            path = link_target_path(&path, &fc.header.symlink_target)?;
+        };
         std::io::copy(&mut fc.payload, &mut out).with_context(|| format!("reading {p}"))?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// The path in a commit that the symlink at `link` names with `target`. Like ostree, a `..`
+/// is looked up as a name, which no directory has.
+fn link_target_path(link: &str, target: &str) -> Result<String> {
+    let mut comps: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        let mut c: Vec<&str> = link.split('/').filter(|s| !s.is_empty()).collect();
+        c.pop();
+        c
+    };
+    for comp in target.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                return Err(oxtree::Error::NotFound(format!(
+                    "No such file or directory: /{}",
+                    comps
+                        .iter()
+                        .chain(&[".."])
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join("/")
+                ))
+                .into())
+            }
+            c => comps.push(c),
+        }
+    }
+    Ok(format!("/{}", comps.join("/")))
 }
 
 /// Compare two commits, or a commit and a directory: M modified, D removed, A added.
