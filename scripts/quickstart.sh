@@ -11,7 +11,7 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 $OX init --repo="$WORK/repo" --mode=archive
 time $OX commit --repo="$WORK/repo" -b quickstart -s "snapshot of $TREE" "$TREE"
 $OX log --repo="$WORK/repo" quickstart
-$OX ls --repo="$WORK/repo" quickstart / | head -20
+$OX ls --repo="$WORK/repo" quickstart / | sed -n "1,20p"
 time $OX checkout --repo="$WORK/repo" quickstart "$WORK/checkout"
 time $OX fsck --repo="$WORK/repo"
 echo "files in checkout: $(find "$WORK/checkout" | wc -l)"

@@ -30,6 +30,35 @@ fn client(tool: &str, dst: &Path, url: &str) {
     );
 }
 
+/// Nothing listening at the remote's URL: both tools fail at the first refusal, without
+/// retrying (ostree does not retry a refused connection), and store nothing.
+#[test]
+fn refused_connection_fails_at_once_as_in_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let url = format!("http://127.0.0.1:{}/repo", free_port());
+    for tool in ["ostree", "oxtree"] {
+        let dst = t.join(tool);
+        client(tool, &dst, &url);
+        let out = std::process::Command::new(if tool == "ostree" {
+            std::path::PathBuf::from("ostree")
+        } else {
+            oxtree_bin()
+        })
+        .args(["pull", &repo_arg(&dst), "origin", "main"])
+        .output()
+        .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{tool}: {err}");
+        if tool == "oxtree" {
+            assert!(err.contains("Connection refused"), "{err}");
+            assert!(!err.contains("attempts"), "retried: {err}");
+        }
+        assert!(object_set(&dst).is_empty(), "{tool}");
+    }
+}
+
 /// Real `ostree pull` from `oxtree serve` fetches a repo oxtree wrote; oxtree pulls it too.
 #[test]
 fn ostree_pulls_from_oxtree_serve() {

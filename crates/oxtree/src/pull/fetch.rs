@@ -36,7 +36,7 @@ pub struct Response {
 
 #[derive(Debug)]
 pub enum FetchError {
-    /// Worth retrying: connection refused/reset, timeout, 5xx, 429.
+    /// Worth retrying: connection reset, timeout, 5xx, 429 (not a refused connection).
     Transient(String),
     /// Retrying will not help (4xx other than 404, bad URL, a body larger than allowed).
     Fatal(Error),
@@ -449,6 +449,12 @@ impl HttpFetcher {
                 return Err(FetchError::Fatal(Error::InvalidArgument(format!(
                     "{url}: bad URL: {m}"
                 ))))
+            }
+            // Nothing listens there: as ostree, say so at once instead of retrying for
+            // seconds (a server that went away mid-pull fails the pull the same way; the
+            // next pull resumes from what was stored).
+            Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(FetchError::Fatal(Error::Other(format!("{url}: {e}"))))
             }
             Err(e) => return Err(FetchError::Transient(format!("{url}: {e}"))),
         };
