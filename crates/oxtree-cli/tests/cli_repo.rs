@@ -1484,6 +1484,9 @@ fn commit_as_ostree() {
         vec!["-b", "main", "--skip-if-unchanged", &p("t")],
         vec!["-b", "main", "--skip-if-unchanged", &p("o")],
         vec!["-b", "out", "--table-output", &p("tt")],
+        vec!["--orphan", &p("tt")],
+        vec!["--orphan", "--no-bindings", &p("tt")],
+        vec!["--orphan", "--bind-ref=other", &p("tt")],
         vec!["-b", "out", "--table-output", "--tree=ref=main"],
         vec![
             "-b",

@@ -458,15 +458,15 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
         binds.extend(a.bind_ref.iter().cloned());
         binds.sort();
         binds.dedup();
-        if !binds.is_empty() {
-            metadata.push((
-                "ostree.ref-binding".into(),
-                Value::Array(
-                    oxtree::gvariant::Type::Str,
-                    binds.into_iter().map(Value::Str).collect(),
-                ),
-            ));
-        }
+        // Also with no ref at all (--orphan): ostree 2022.7 writes the key with an empty
+        // list then, and the commit's checksum depends on it.
+        metadata.push((
+            "ostree.ref-binding".into(),
+            Value::Array(
+                oxtree::gvariant::Type::Str,
+                binds.into_iter().map(Value::Str).collect(),
+            ),
+        ));
         if let Some(cid) = repo.config().get("core", "collection-id") {
             metadata.push(("ostree.collection-binding".into(), Value::str(cid)));
         }
