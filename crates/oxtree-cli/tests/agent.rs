@@ -432,10 +432,13 @@ fn kill_dash_nine_in_every_state_resumes_without_double_staging_or_a_leaked_lock
     ox(&["agent", &f.cd(), "check-now"]);
     f.wait_for("steady", |st| st["last_check"].is_number());
     assert_eq!(f.reboots(), 1);
-    // This process's first check shows in its metrics.
+    // This process's first check shows in its metrics, and it is steady again (a check
+    // of its own timer may be under way when the metrics are read: `checking` for a moment).
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut m = f.metrics();
-    while !m.contains("oxtree_agent_graph_nodes_count 2") {
+    while !(m.contains("oxtree_agent_graph_nodes_count 2")
+        && m.contains("oxtree_agent_state{state=\"steady\"} 1"))
+    {
         assert!(Instant::now() < deadline, "{m}");
         std::thread::sleep(Duration::from_millis(100));
         m = f.metrics();

@@ -31,15 +31,7 @@ pub(crate) struct Wanted {
 
 impl Shared<'_> {
     pub(super) fn verify_hash(&self, ty: ObjectType, c: &Checksum, b: &[u8]) -> Result<()> {
-        let actual = Checksum::digest(b);
-        if actual != *c {
-            return Err(Error::ChecksumMismatch {
-                ty,
-                csum: *c,
-                actual,
-            });
-        }
-        Ok(())
+        crate::repo::check_digest(ty, c, b)
     }
 
     /// [`verify_commit`] for a commit of this pull: wanted for the refs it was asked for,

@@ -341,12 +341,12 @@ impl Repo {
 const SMALL_FILEZ: u64 = 4 << 20;
 
 /// Per-thread buffers for [`checksum_small_filez`]: the compressed object, the inflated
-/// content (or chunk), the inflaters (reset per object instead of allocated).
+/// chunk, and the inflater (reset per object instead of allocated); content up to
+/// [`WHOLE_INFLATE`] takes [`inflate_whole`].
 struct FilezScratch {
     input: Vec<u8>,
     output: Vec<u8>,
     inflate: flate2::Decompress,
-    whole: libdeflater::Decompressor,
 }
 
 thread_local! {
@@ -354,7 +354,6 @@ thread_local! {
         input: Vec::new(),
         output: vec![0u8; 256 * 1024],
         inflate: flate2::Decompress::new(false),
-        whole: libdeflater::Decompressor::new(),
     });
 }
 
@@ -390,7 +389,6 @@ fn checksum_small_filez(path: &std::path::Path, csum: &Checksum) -> Result<Optio
             input,
             output,
             inflate,
-            whole,
         } = &mut *guard;
         input.clear();
         (&mut f)
@@ -416,29 +414,10 @@ fn checksum_small_filez(path: &std::path::Path, csum: &Checksum) -> Result<Optio
                 path.display()
             ))
         };
-        if size <= WHOLE_INFLATE {
-            // One byte of room past the declared size tells a longer content.
-            let room = size as usize + 1;
-            let mut own = Vec::new();
-            let out = if room <= output.len() {
-                &mut output[..room]
-            } else {
-                own.resize(room, 0);
-                &mut own[..]
-            };
-            let made = match whole.deflate_decompress(cur, out) {
-                Ok(made) => made,
-                Err(libdeflater::DecompressionError::InsufficientSpace) => return Err(larger()),
-                Err(e) => return Err(corrupt(&format!("{}: {e}", path.display()))),
-            };
-            return match (made as u64).cmp(&size) {
-                std::cmp::Ordering::Greater => Err(larger()),
-                std::cmp::Ordering::Less => Err(shorter()),
-                std::cmp::Ordering::Equal => {
-                    h.update(out.get(..made).unwrap_or_default());
-                    Ok(Some(Checksum(h.finalize().into())))
-                }
-            };
+        if let Some(inflated) = inflate_whole(cur, size) {
+            let content = inflated.map_err(|e| corrupt(&format!("{}: {e}", path.display())))?;
+            h.update(&content);
+            return Ok(Some(Checksum(h.finalize().into())));
         }
         inflate.reset(false);
         let mut total = 0u64;
