@@ -295,10 +295,21 @@ retry_secs = 1
             .count()
     }
 
+    /// The metrics as a scraper reads them. Right after a restart the socket file can still
+    /// be the killed agent's (connections refused) until the new one binds it: wait for that.
     fn metrics(&self) -> String {
         use std::io::Read;
-        let mut s = std::os::unix::net::UnixStream::connect(self.t().join("run/metrics.promsock"))
-            .expect("metrics socket");
+        let path = self.t().join("run/metrics.promsock");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut s = loop {
+            match std::os::unix::net::UnixStream::connect(&path) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "metrics socket: {e}\n{}", self.log());
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read metrics");
         out
