@@ -305,7 +305,11 @@ retry_secs = 1
             match std::os::unix::net::UnixStream::connect(&path) {
                 Ok(s) => break s,
                 Err(e) => {
-                    assert!(Instant::now() < deadline, "metrics socket: {e}\n{}", self.log());
+                    assert!(
+                        Instant::now() < deadline,
+                        "metrics socket: {e}\n{}",
+                        self.log()
+                    );
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
