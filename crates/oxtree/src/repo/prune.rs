@@ -208,11 +208,10 @@ impl Repo {
         let mut cur = Some(*c);
         let mut remaining = depth;
         while let Some(c) = cur {
-            if !self.has_object(ObjectType::Commit, &c)
-                || !out.objects.insert((ObjectType::Commit, c))
-            {
+            if !self.has_object(ObjectType::Commit, &c) || !out.walk_parents(&c, remaining) {
                 break;
             }
+            out.objects.insert((ObjectType::Commit, c));
             if remaining == 0 {
                 break;
             }

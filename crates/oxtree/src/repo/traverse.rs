@@ -3,7 +3,7 @@
 use super::Repo;
 use crate::error::{Error, Result};
 use crate::object::{Checksum, ObjectType};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The set of objects reachable from some commits.
 #[derive(Debug, Default, Clone)]
@@ -11,11 +11,28 @@ pub struct Reachable {
     pub objects: HashSet<(ObjectType, Checksum)>,
     /// Objects referenced but absent, with the commit that referenced them.
     pub missing: Vec<(ObjectType, Checksum, Checksum)>,
+    /// How many parents beyond each walked commit were followed (-1: all): a commit reached
+    /// again with a longer history to keep (another ref at the same commit, walked with a
+    /// greater depth) is walked on, not taken as done.
+    parents_walked: HashMap<Checksum, i64>,
 }
 
 impl Reachable {
     pub fn contains(&self, ty: ObjectType, c: &Checksum) -> bool {
         self.objects.contains(&(ty, *c))
+    }
+
+    /// Record that `c` is walked with `remaining` parents to follow; false if an earlier
+    /// walk already followed at least as many from it.
+    pub(crate) fn walk_parents(&mut self, c: &Checksum, remaining: i64) -> bool {
+        let covers = |done: i64| done < 0 || (remaining >= 0 && done >= remaining);
+        match self.parents_walked.get(c) {
+            Some(&done) if covers(done) => false,
+            _ => {
+                self.parents_walked.insert(*c, remaining);
+                true
+            }
+        }
     }
 }
 
@@ -33,8 +50,19 @@ impl Repo {
         let mut cur = Some(*commit);
         let mut remaining = depth;
         while let Some(c) = cur {
+            if !out.walk_parents(&c, remaining) {
+                break; // this commit and as many ancestors are already in
+            }
             if !out.objects.insert((ObjectType::Commit, c)) {
-                break; // this commit and its ancestors are already in
+                // Its tree is in: only its parents are left to follow.
+                match self.load_commit(&c) {
+                    Ok(cm) if remaining != 0 => {
+                        remaining -= i64::from(remaining > 0);
+                        cur = cm.parent;
+                        continue;
+                    }
+                    _ => break,
+                }
             }
             if self.has_object(ObjectType::CommitMeta, &c) {
                 out.objects.insert((ObjectType::CommitMeta, c));
