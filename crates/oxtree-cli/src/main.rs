@@ -43,7 +43,10 @@ fn failure_code(detailed: i32) -> i32 {
     long_about = "oxtree stores operating-system trees in an OSTree-compatible repository: commit a \
                   directory, check it out by hardlinks, verify and prune. Commands and options are \
                   spelled as in ostree(1).",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // As GLib's option parser does: a repeated option takes its last value (wrappers put
+    // defaults before the caller's own options); list options still accumulate.
+    args_override_self = true
 )]
 struct Cli {
     /// Print version information and the feature list (in ostree's format).

@@ -1999,3 +1999,50 @@ fn union_checkout_never_writes_through_a_planted_symlink() {
     assert!(err.contains("symbolic link is in the way"), "{err}");
     assert!(std::fs::read_dir(&victim).expect("victim").next().is_none());
 }
+
+/// A repeated option takes its last value, as with GLib's option parser (wrappers put their
+/// defaults first): clap refused it ("cannot be used multiple times").
+#[test]
+fn a_repeated_option_takes_its_last_value_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    write(&tree.join("d/b"), b"b\n", 0o755);
+    let (ro, rx) = pair(t, &["--mode=archive"]);
+    for args in [
+        vec![
+            "commit",
+            "-b",
+            "x",
+            "-b",
+            "main",
+            "-s",
+            "first",
+            "-s",
+            "second",
+            "-m",
+            "one",
+            "--body=two",
+            "--timestamp=2020-01-01T00:00:00Z",
+            "--timestamp=2021-01-01T00:00:00Z",
+            "--owner-uid=5",
+            "--owner-uid=7",
+            s(&tree),
+        ],
+        vec!["log", "main"],
+        vec!["ls", "-R", "-R", "-C", "main"],
+        vec!["refs", "--list", "--list"],
+        vec!["config", "get", "--group=x", "--group=core", "mode"],
+        vec![
+            "show",
+            "--print-metadata-key=a",
+            "--print-metadata-key=version",
+            "main",
+        ],
+        vec!["rev-parse", "--single", "--single", "main"],
+    ] {
+        both(t, &ro, &rx, &args);
+    }
+}
