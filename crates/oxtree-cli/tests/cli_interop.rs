@@ -100,6 +100,31 @@ fn show_log_ls_cat_as_ostree() {
     ] {
         same(d, &args);
     }
+    // A checksum of another object, or of nothing (a log of it fails: "does this commit
+    // exist" checks rely on it).
+    let rc = |rev: &str, path: &str| {
+        ostree(&[r, "ls", "-C", "-d", rev, path])
+            .split_whitespace()
+            .rev()
+            .find(|w| w.len() == 64)
+            .map(str::to_string)
+            .expect("a checksum")
+    };
+    let root = ostree(&[r, "ls", "-C", "-d", "main", "/"]);
+    let words: Vec<&str> = root.split_whitespace().collect();
+    let (tree, meta) = (words[4].to_string(), words[5].to_string());
+    let file = rc("main", "/a/f");
+    let none = "1".repeat(64);
+    for obj in [&tree, &meta, &file, &none] {
+        for args in [
+            vec![r, "show", obj],
+            vec![r, "show", "--raw", obj],
+            vec![r, "log", obj],
+            vec![r, "ls", obj],
+        ] {
+            same(d, &args);
+        }
+    }
     // cat follows a symlink inside the commit: relative, absolute, dangling, through `..`
     // (which ostree looks up as a name), and a loop (ostree crashes; oxtree says why).
     let links = d.join("links");

@@ -15,7 +15,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("object {csum}.{ty} is missing")]
+    /// Worded as ostree words it (scripts match these lines).
+    #[error("{}", missing_message(*ty, csum))]
     ObjectMissing { ty: ObjectType, csum: Checksum },
     #[error("corrupted object {csum}.{ty}: checksum is actually {actual}")]
     ChecksumMismatch {
@@ -264,5 +265,14 @@ mod tests {
         assert_eq!(super::ctime(0), "Thu Jan \u{2007}1 00:00:00 1970");
         assert_eq!(super::ctime(951_825_599), "Tue Feb 29 11:59:59 2000");
         assert_eq!(super::ctime(1_767_225_599), "Wed Dec 31 23:59:59 2025");
+    }
+}
+
+/// ostree's words for an absent object: `ostree_repo_load_variant` for metadata,
+/// `ostree_repo_load_file` for content.
+fn missing_message(ty: ObjectType, csum: &Checksum) -> String {
+    match ty {
+        ObjectType::File => format!("Couldn't find file object '{csum}'"),
+        _ => format!("No such metadata object {csum}.{ty}"),
     }
 }

@@ -26,7 +26,9 @@ pub struct LogArgs {
 pub fn log(g: &Global, a: LogArgs) -> Result<()> {
     let repo = g.open()?;
     let mut cur = Some(repo.resolve_rev(&a.rev)?);
+    let mut first = true;
     while let Some(c) = cur {
+        let is_first = std::mem::take(&mut first);
         match repo.load_commit(&c) {
             Ok(cm) => {
                 if a.raw {
@@ -41,7 +43,9 @@ pub fn log(g: &Global, a: LogArgs) -> Result<()> {
                 }
                 cur = cm.parent;
             }
-            Err(oxtree::Error::ObjectMissing { .. }) => {
+            // The rev's own commit must be there (ostree fails); a missing parent is a
+            // shallow history.
+            Err(oxtree::Error::ObjectMissing { .. }) if !is_first => {
                 println!("<< History beyond this commit not fetched >>");
                 break;
             }
@@ -111,7 +115,15 @@ pub fn show(g: &Global, a: ShowArgs) -> Result<()> {
     }
     let repo = g.open()?;
     let c = repo.resolve_rev(object)?;
-    let cm = repo.load_commit(&c)?;
+    let cm = match repo.load_commit(&c) {
+        Ok(cm) => cm,
+        // A checksum of another object: shown as ostree shows it.
+        Err(oxtree::Error::ObjectMissing {
+            ty: ObjectType::Commit,
+            ..
+        }) => return show_other_object(&repo, &c, a.raw, swap),
+        Err(e) => return Err(e.into()),
+    };
     let print_value = |v: &oxtree::gvariant::Value| match (a.print_hex, v) {
         (true, oxtree::gvariant::Value::Bytes(b)) => {
             println!(
@@ -183,21 +195,58 @@ pub fn show(g: &Global, a: ShowArgs) -> Result<()> {
         (None, Some(h)) => GpgKeys::Homedir(h),
         (None, None) => GpgKeys::Global,
     };
-    // Like ostree: signatures are listed when the commit has any (or a remote was named).
+    // Like ostree: signatures are listed when the commit has any. An unsigned commit shows
+    // none and is no error, whichever remote was named (ostree ignores NO_SIGNATURE).
     let signed = repo
         .load_commitmeta_bytes(&c)?
         .and_then(|m| oxtree::gvariant::decode(&m, &oxtree::gvariant::Type::of("a{sv}")).ok())
         .is_some_and(|m| m.lookup("ostree.gpgsigs").is_some());
-    if (signed || a.gpg_verify_remote.is_some())
-        && !print_gpg_report(&repo, &c, &keys)?
-        && a.gpg_verify_remote.is_some()
-    {
+    if signed && !print_gpg_report(&repo, &c, &keys)? && a.gpg_verify_remote.is_some() {
         return Err(oxtree::Error::Signature {
             commit: c,
             msg: "no good OpenPGP signature".into(),
         }
         .into());
     }
+    Ok(())
+}
+
+/// `show CHECKSUM` of a dirmeta, a dirtree or a file object (ostree's `print_object` and
+/// `print_file_object`); a checksum of nothing is "Couldn't find file object".
+fn show_other_object(repo: &Repo, c: &Checksum, raw: bool, swap: bool) -> Result<()> {
+    for ty in [ObjectType::DirMeta, ObjectType::DirTree] {
+        if repo.has_object(ty, c) {
+            println!("{ty} {c}");
+            if raw {
+                dump_variant(repo, ty, c, swap)?;
+            }
+            return Ok(());
+        }
+    }
+    // (ostree's bare modes say which object they were opening.)
+    let f = match repo.read_file(c) {
+        Err(e) if repo.mode() != oxtree::repo::RepoMode::Archive => {
+            return Err(anyhow::Error::from(e).context(format!("Opening content object {c}")))
+        }
+        r => r?,
+    };
+    let h = &f.header;
+    println!("Object: {c}");
+    println!("Type: file");
+    if h.is_symlink() {
+        println!("File Type: symlink");
+        println!("Target: {}", h.symlink_target);
+    } else {
+        println!("File Type: regular");
+        println!("Size: {}", f.size);
+    }
+    println!("Mode: 0{:o}", h.mode);
+    println!("Uid: {}", h.uid);
+    println!("Gid: {}", h.gid);
+    println!(
+        "Extended Attributes: {{ {} }}",
+        gvtext::print(&oxtree::object::xattrs_value(&h.xattrs))
+    );
     Ok(())
 }
 
@@ -273,6 +322,8 @@ pub struct LsArgs {
 pub fn ls(g: &Global, a: LsArgs) -> Result<()> {
     let repo = g.open()?;
     let c = repo.resolve_rev(&a.rev)?;
+    // A missing commit fails before any path is inspected (ostree's words, no prefix).
+    repo.load_commit(&c)?;
     let paths = if a.paths.is_empty() {
         vec!["/".to_string()]
     } else {
