@@ -254,6 +254,15 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
     }
 }
 
+/// ostree's words for an absent object: `ostree_repo_load_variant` for metadata,
+/// `ostree_repo_load_file` for content.
+fn missing_message(ty: ObjectType, csum: &Checksum) -> String {
+    match ty {
+        ObjectType::File => format!("Couldn't find file object '{csum}'"),
+        _ => format!("No such metadata object {csum}.{ty}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -265,14 +274,5 @@ mod tests {
         assert_eq!(super::ctime(0), "Thu Jan \u{2007}1 00:00:00 1970");
         assert_eq!(super::ctime(951_825_599), "Tue Feb 29 11:59:59 2000");
         assert_eq!(super::ctime(1_767_225_599), "Wed Dec 31 23:59:59 2025");
-    }
-}
-
-/// ostree's words for an absent object: `ostree_repo_load_variant` for metadata,
-/// `ostree_repo_load_file` for content.
-fn missing_message(ty: ObjectType, csum: &Checksum) -> String {
-    match ty {
-        ObjectType::File => format!("Couldn't find file object '{csum}'"),
-        _ => format!("No such metadata object {csum}.{ty}"),
     }
 }
