@@ -2046,3 +2046,100 @@ fn a_repeated_option_takes_its_last_value_as_ostree() {
         both(t, &ro, &rx, &args);
     }
 }
+
+/// `commit --timestamp` reads dates as ostree does (gnulib's `parse_datetime`, GNU `date -d`):
+/// `date -R`'s form, zones by offset and by name, month names, US dates, 12-hour times,
+/// weekdays and relative items, in the local time zone when none is given. Relative ones are
+/// compared within a few seconds (each tool reads the clock itself).
+#[test]
+fn commit_timestamps_read_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let run = |prog: &Path, repo: &Path, tz: &str, args: &[&str]| {
+        let o = std::process::Command::new(prog)
+            .arg(format!("--repo={}", s(repo)))
+            .args(args)
+            .env("TZ", tz)
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .expect("run");
+        (o.status.success(), stdout(&o).trim().to_string())
+    };
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    run(Path::new("ostree"), &ro, "UTC", &["init", "--mode=archive"]);
+    run(&oxtree_bin(), &rx, "UTC", &["init", "--mode=archive"]);
+    let stamp = |prog: &Path, repo: &Path, tz: &str, when: &str| -> Option<i64> {
+        let ts = format!("--timestamp={when}");
+        let (ok, c) = run(prog, repo, tz, &["commit", "-b", "m", &ts, s(&tree)]);
+        if !ok {
+            return None;
+        }
+        // The commit's timestamp, as a number of seconds.
+        let (_, v) = run(prog, repo, "UTC", &["show", "--raw", &c]);
+        v.split("uint64 ")
+            .nth(1)
+            .and_then(|r| r.split(|ch: char| !ch.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+    };
+    for tz in ["UTC", "Asia/Tokyo", "America/New_York"] {
+        let mut compared = 0;
+        for when in [
+            "2020-01-01 12:00:00 +0000",
+            "2020-01-01 12:00:00 UTC",
+            "2020-01-01 12:00 +02:00",
+            "2020-07-01 12:00:00 -0500",
+            "Wed, 01 Jan 2020 12:00:00 +0000",
+            "Jan 1 2020",
+            "1 Jan 2020",
+            "January 1, 2020 10:30",
+            "1/2/2020",
+            "2020-01-01",
+            "2020-07-01 10pm",
+            "2020-01-01 12:00:00 EST",
+            "2020-07-01 12:00:00 CEST",
+            "2020-01-01T12:00:00",
+            "1-Jan-2020",
+            "2020-01-01 12:00:00.5",
+            "2020-01-01 +1 day",
+            "Jan 31 2021 +1 month",
+            "2020-1-1",
+            "00:00 2020-01-01",
+            "12:00",
+            "tomorrow",
+            "yesterday",
+            "now",
+            "last monday",
+            "next friday",
+            "monday",
+            "3 days ago",
+            "+2 hours",
+            "week ago",
+            "next month",
+            "yesterday 10:00",
+            "12/25",
+            // Refused by both.
+            "Jan 2020",
+            "noon",
+            "2021-02-31",
+            "garbage",
+        ] {
+            let o = stamp(Path::new("ostree"), &ro, tz, when);
+            let x = stamp(&oxtree_bin(), &rx, tz, when);
+            match (o, x) {
+                (Some(o), Some(x)) => {
+                    assert!((o - x).abs() <= 5, "{tz} {when:?}: ostree {o}, oxtree {x}");
+                    compared += 1;
+                }
+                (o, x) => assert_eq!(
+                    o.is_some(),
+                    x.is_some(),
+                    "{tz} {when:?}: ostree {o:?}, oxtree {x:?}"
+                ),
+            }
+        }
+        assert_eq!(compared, 33, "{tz}: dates both tools took");
+    }
+}
