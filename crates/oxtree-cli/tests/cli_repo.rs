@@ -1359,6 +1359,9 @@ fn commit_fixture(t: &Path) -> PathBuf {
         &["--no-recursion", "-C", "tt", "usr", "usr/bin", "usr/bin/e"],
     );
     tar("o.tar", &["-C", "o", "."]);
+    // Compressed (gzip, xz), read by their first bytes whatever the name.
+    tar("full.tgz", &["-z", "-C", "tt", "."]);
+    tar("full.tar.x", &["-J", "-C", "tt", "."]);
     // xattrs (files and directories), setuid, a hardlink and a symlink.
     write(&f.join("xt/d/f"), b"x\n", 0o644);
     set_xattr(&f.join("xt/d/f"), "user.foo", b"bar");
@@ -1370,6 +1373,11 @@ fn commit_fixture(t: &Path) -> PathBuf {
     write(&f.join("skip-file"), b"/d/f\n", 0o644);
     write(&f.join("skip-sub"), b"/sub/b\n", 0o644);
     write(&f.join("statoverride"), b"+2048 /suid\n=420 /d/f\n", 0o644);
+    // A path that is not in the tree; a line without a space; modes as g_ascii_strtod
+    // reads them (a number's tail ignored, no number is 0).
+    write(&f.join("so-unmatched"), b"+73 /nonexist\n", 0o644);
+    write(&f.join("so-bad"), b"+2048 /suid\nnospace\n", 0o644);
+    write(&f.join("so-odd"), b"+8x /suid\n=abc /d/f\n", 0o644);
     let r = f.join("repo");
     let ra = format!("--repo={}", s(&r));
     ostree(&["init", &ra, "--mode=archive"]);
@@ -1503,6 +1511,15 @@ fn commit_as_ostree() {
             "--tar-pathname-filter=^usr/",
             &format!("--tree=tar={}", p("np.tar")),
         ],
+        vec!["-b", "out", &format!("--tree=tar={}", p("full.tgz"))],
+        vec!["-b", "out", &format!("--tree=tar={}", p("full.tar.x"))],
+        // The filter sees paths without their leading "./".
+        vec![
+            "-b",
+            "out",
+            "--tar-pathname-filter=^usr,opt",
+            &format!("--tree=tar={}", p("full.tgz")),
+        ],
         // Modifiers and metadata.
         vec!["-b", "out", "--mode-ro-executables", &p("ro")],
         vec!["-b", "out", "--bootable", &p("boot")],
@@ -1624,6 +1641,27 @@ fn commit_as_ostree() {
         vec!["-b", "x", "--owner-uid=abc", &p("t")],
         vec!["-b", "bad ref", &p("t")],
         vec!["-b", "x", "--statoverride=/nonexistent", &p("t")],
+        vec![
+            "-b",
+            "x",
+            &format!("--statoverride={}", p("so-unmatched")),
+            &p("t"),
+        ],
+        vec![
+            "-b",
+            "x",
+            &format!("--statoverride={}", p("so-bad")),
+            &p("t"),
+        ],
+        vec![
+            "-b",
+            "x",
+            &format!("--statoverride={}", p("so-odd")),
+            &format!("--tree=tar={}", p("xt.tar")),
+        ],
+        // --orphan still points -b's ref at the commit (without a parent).
+        vec!["-b", "main", "--orphan", &p("t")],
+        vec!["-b", "new", "--orphan", "--no-bindings", &p("t")],
         vec!["-b", "x", "--skip-list=/nonexistent", &p("t")],
         vec!["-b", "x", "-F", "/nonexistent", &p("t")],
         vec!["-b", "x", "--add-metadata=a", &p("t")],
@@ -2142,4 +2180,30 @@ fn commit_timestamps_read_as_ostree() {
         }
         assert_eq!(compared, 33, "{tz}: dates both tools took");
     }
+}
+
+/// `log` and `show` print subjects and bodies as ostree's dump_commit: "(no subject)" when
+/// there is none, every line indented (multi-line subjects too), a body's empty lines kept.
+#[test]
+fn log_prints_subject_and_body_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let (ro, rx) = pair(t, &["--mode=archive"]);
+    for msg in [
+        vec![],
+        vec!["-m", "body only"],
+        vec!["-s", "line1\nline2"],
+        vec!["-s", "subject", "-m", "b1\n\nb3\n"],
+        vec!["-s", "trailing\n", "-m", "\n"],
+    ] {
+        let mut args = vec!["commit", "-b", "main", "--timestamp=2020-01-01T00:00:00Z"];
+        args.extend(msg.iter().copied());
+        args.push(s(&tree));
+        both(t, &ro, &rx, &args);
+        both(t, &ro, &rx, &["show", "main"]);
+    }
+    both(t, &ro, &rx, &["log", "main"]);
 }

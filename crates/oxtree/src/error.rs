@@ -44,6 +44,8 @@ pub enum Error {
     /// the commit; its message, the paths for the caller to list).
     #[error("Unmatched skip-list paths")]
     UnmatchedSkipList(Vec<String>),
+    #[error("Unmatched statoverride paths")]
+    UnmatchedStatOverride(Vec<String>),
     #[error("{path}: {msg}")]
     Unsupported { path: PathBuf, msg: String },
     #[error("commit {commit}: {msg}")]

@@ -518,7 +518,7 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
             .collect::<HashSet<_>>();
     }
     if let Some(f) = &a.statoverride {
-        opts.statoverride = parse_statoverride(f, &read_option_file(f)?)?;
+        opts.statoverride = parse_statoverride(&read_option_file(f)?)?;
     }
     let mut keys = a.sign.clone();
     if let Some(f) = &a.sign_from_file {
@@ -550,14 +550,22 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
     }
     let progress = opts.progress.clone().unwrap_or_default();
     let res = with_progress("committing files", &progress, true, || {
-        repo.commit_trees(&sources, bind, &opts)
+        repo.commit_trees(&sources, branch.as_ref(), &opts)
     })
     .inspect_err(|e| {
         // ostree lists each one before its error line.
-        if let oxtree::Error::UnmatchedSkipList(paths) = e {
-            for p in paths {
-                eprintln!("Unmatched skip-list path: {p}");
+        match e {
+            oxtree::Error::UnmatchedSkipList(paths) => {
+                for p in paths {
+                    eprintln!("Unmatched skip-list path: {p}");
+                }
             }
+            oxtree::Error::UnmatchedStatOverride(paths) => {
+                for p in paths {
+                    eprintln!("Unmatched statoverride path: {p}");
+                }
+            }
+            _ => {}
         }
     })?;
     if a.consume {
@@ -578,19 +586,35 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
     Ok(())
 }
 
-fn parse_statoverride(f: &Path, text: &str) -> Result<HashMap<String, StatOverride>> {
+fn parse_statoverride(text: &str) -> Result<HashMap<String, StatOverride>> {
     let mut out = HashMap::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
-        let bad = || anyhow!("{}:{}: malformed statoverride line", f.display(), i + 1);
-        let (m, p) = line.split_once(' ').ok_or_else(bad)?;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (m, p) = line
+            .split_once(' ')
+            .ok_or_else(|| anyhow!("Malformed statoverride file (no space found)"))?;
+        // ostree reads the mode with g_ascii_strtod: decimal, what follows a number ignored,
+        // 0 when there is none.
         let ov = if let Some(v) = m.strip_prefix('=') {
-            StatOverride::Set(v.parse().map_err(|_| bad())?)
+            StatOverride::Set(strtod_u32(v))
         } else {
-            StatOverride::Add(m.trim_start_matches('+').parse().map_err(|_| bad())?)
+            StatOverride::Add(strtod_u32(m))
         };
         out.insert(p.to_string(), ov);
     }
     Ok(out)
+}
+
+/// A mode as `g_ascii_strtod` reads it and ostree casts it: the leading decimal number
+/// (sign and fraction allowed), 0 when there is none.
+fn strtod_u32(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut end = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    while end < b.len() && (b[end].is_ascii_digit() || b[end] == b'.') {
+        end += 1;
+    }
+    let v: f64 = s[..end].parse().unwrap_or(0.0);
+    // (guint32)(gint32)value
+    (v as i32) as u32
 }
 
 /// `--consume`: the committed directories are deleted (their contents, and the directory

@@ -539,17 +539,26 @@ fn print_commit_fields(cm: &oxtree::Commit) {
     if let Some(v) = cm.version() {
         println!("Version: {v}");
     }
-    println!();
-    if !cm.subject.is_empty() {
-        println!("    {}", cm.subject);
+    // As ostree's dump_commit: every line of subject and body indented.
+    let indented = |text: &str| {
+        for l in text.split_inclusive('\n') {
+            print!("    {l}");
+        }
+        if !text.ends_with('\n') {
+            println!();
+        }
+    };
+    if cm.subject.is_empty() {
+        println!("(no subject)");
+    } else {
         println!();
+        indented(&cm.subject);
     }
     if !cm.body.is_empty() {
-        for l in cm.body.lines() {
-            println!("    {l}");
-        }
         println!();
+        indented(&cm.body);
     }
+    println!();
 }
 
 /// Find a path inside a commit: (type, checksum, dirmeta checksum for dirs).

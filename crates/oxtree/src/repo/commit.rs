@@ -304,8 +304,15 @@ struct Builder<'a, 't> {
     skipped: Skipped,
 }
 
-/// The skip-list paths met so far (shared with the parallel directory scan).
-type Skipped = std::sync::Arc<std::sync::Mutex<HashSet<String>>>;
+/// The skip-list and statoverride paths met so far (shared with the parallel directory
+/// scan): ostree refuses entries that match nothing.
+type Skipped = std::sync::Arc<std::sync::Mutex<Matched>>;
+
+#[derive(Default)]
+struct Matched {
+    skip: HashSet<String>,
+    statoverride: HashSet<String>,
+}
 
 fn commit_in_txn(
     txn: &Transaction<'_>,
@@ -391,9 +398,19 @@ fn commit_in_txn(
     }
     if let Ok(matched) = b.skipped.lock() {
         let mut unmatched: Vec<String> = opts
+            .statoverride
+            .keys()
+            .filter(|p| !matched.statoverride.contains(*p))
+            .cloned()
+            .collect();
+        if !unmatched.is_empty() {
+            unmatched.sort();
+            return Err(Error::UnmatchedStatOverride(unmatched));
+        }
+        let mut unmatched: Vec<String> = opts
             .skip_list
             .iter()
-            .filter(|p| !matched.contains(*p))
+            .filter(|p| !matched.skip.contains(*p))
             .cloned()
             .collect();
         if !unmatched.is_empty() {
@@ -786,7 +803,20 @@ impl Builder<'_, '_> {
                 tarfile.display()
             ))
         })?;
-        let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+        // Compressed archives as libarchive reads them (by their first bytes, not the
+        // name): gzip and xz.
+        let mut f = std::io::BufReader::new(f);
+        let magic = std::io::BufRead::fill_buf(&mut f)
+            .map(|b| b.iter().take(6).copied().collect::<Vec<u8>>())
+            .unwrap_or_default();
+        let reader: Box<dyn std::io::Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::bufread::MultiGzDecoder::new(f))
+        } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(f))
+        } else {
+            Box::new(f)
+        };
+        let mut ar = tar::Archive::new(reader);
         let terr = |e: std::io::Error| Error::Io {
             op: "read tar archive",
             path: tarfile.to_path_buf(),
@@ -806,6 +836,19 @@ impl Builder<'_, '_> {
         let tar_xattrs = !(self.opts.no_xattrs
             || repo.mode() == RepoMode::BareUserOnly
             || repo.xattrs_disabled());
+        // The filter sees a path (and a hardlink's target) as ostree's `path_relative`
+        // leaves it: without leading `/` and `./` (so `^usr` matches `./usr/bin`).
+        let filter = self.opts.tar_pathname_filter.clone();
+        let filtered = |raw: String| match &filter {
+            Some((re, rep)) => {
+                let mut rel = raw.as_str();
+                while let Some(r) = rel.strip_prefix('/').or_else(|| rel.strip_prefix("./")) {
+                    rel = r;
+                }
+                re.replace_all(rel, rep.as_str()).into_owned()
+            }
+            None => raw,
+        };
         for entry in ar.entries().map_err(terr)? {
             let mut entry = entry.map_err(terr)?;
             let raw = String::from_utf8(entry.path_bytes().into_owned()).map_err(|_| {
@@ -814,10 +857,7 @@ impl Builder<'_, '_> {
                     tarfile.display()
                 ))
             })?;
-            let path = match &self.opts.tar_pathname_filter {
-                Some((re, rep)) => re.replace_all(&raw, rep.as_str()).into_owned(),
-                None => raw,
-            };
+            let path = filtered(raw);
             let comps = relative_components(&path)?;
             let rel = format!("/{}", comps.join("/"));
             if scan.skip(&rel) {
@@ -908,10 +948,15 @@ impl Builder<'_, '_> {
                     };
                     let f = if etype == tar::EntryType::Link {
                         // A hardlink: the same object as the (earlier) entry it names.
-                        let target = entry
-                            .link_name_bytes()
-                            .map(|b| String::from_utf8_lossy(&b).into_owned())
-                            .unwrap_or_default();
+                        let target = filtered(
+                            entry
+                                .link_name_bytes()
+                                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                                .unwrap_or_default(),
+                        );
+                        // ostree's filter sees the entry (a statoverride of it counts as
+                        // matched) though the object, and so the mode, is the target's.
+                        scan.mark_statoverride(&rel);
                         let tcomps = relative_components(&target)?;
                         lookup_file(root, &tcomps).ok_or_else(|| {
                             Error::InvalidArgument(format!(
@@ -1225,9 +1270,20 @@ impl Scanner<'_> {
             return false;
         }
         if let Ok(mut m) = self.skipped.lock() {
-            m.insert(path.to_string());
+            m.skip.insert(path.to_string());
         }
         true
+    }
+
+    /// Record that a statoverride entry names `relpath` (ostree refuses entries that name
+    /// nothing).
+    fn mark_statoverride(&self, relpath: &str) {
+        if !self.opts.statoverride.contains_key(relpath) {
+            return;
+        }
+        if let Ok(mut m) = self.skipped.lock() {
+            m.statoverride.insert(relpath.to_string());
+        }
     }
 
     /// Apply --owner-uid/gid and statoverride (the CLI filter), then canonical permissions,
@@ -1238,7 +1294,11 @@ impl Scanner<'_> {
             self.opts.owner_gid.unwrap_or(gid),
             mode,
         );
-        match self.opts.statoverride.get(relpath) {
+        let ov = self.opts.statoverride.get(relpath);
+        if ov.is_some() {
+            self.mark_statoverride(relpath);
+        }
+        match ov {
             Some(StatOverride::Add(bits)) => mode |= bits,
             Some(StatOverride::Set(bits)) => mode = (mode & S_IFMT) | (bits & 0o7777),
             None => {}
