@@ -1527,3 +1527,54 @@ fn fsync_options_change_the_flushes() {
     }
     assert!(states.windows(2).all(|w| w[0] == w[1]));
 }
+
+/// A `file://` remote that is a bare or bare-user repository: ostree opens it as a
+/// repository and imports its objects (oxtree refused: "can't pull from a repository of
+/// mode bare"). Into every mode: the same summary line (the content written is 0 where
+/// ostree copies objects as they are), the same refs, and `ostree fsck` clean; pull-local
+/// prints the same line.
+#[test]
+fn pull_from_a_local_bare_repository_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, [_, v2, _]) = fixture(t);
+    let mut sources = Vec::new();
+    for mode in ["bare", "bare-user"] {
+        let src = t.join(format!("src-{mode}"));
+        let sa = repo_arg(&src);
+        ostree(&["init", &sa, &format!("--mode={mode}")]);
+        ostree(&["pull-local", &sa, s(&fx), "main", "other", "--depth=-1"]);
+        sources.push(src);
+    }
+    for src in &sources {
+        for mode in ["archive", "bare", "bare-user", "bare-user-only"] {
+            let (ro, rx) = (t.join("ro"), t.join("rx"));
+            for r in [&ro, &rx] {
+                let _ = std::fs::remove_dir_all(r);
+                ostree(&["init", &repo_arg(r), &format!("--mode={mode}")]);
+                ostree(&[
+                    "remote",
+                    "add",
+                    &repo_arg(r),
+                    "--no-gpg-verify",
+                    "loc",
+                    &format!("file://{}", s(src)),
+                ]);
+            }
+            // (First: ostree 2022.7's pull-local moves no ref when it has nothing to copy.)
+            both(t, &ro, &rx, &["pull-local", s(src), "other"]);
+            both(t, &ro, &rx, &["pull", "loc", "main"]);
+            both(t, &ro, &rx, &["pull", "--depth=1", "loc", "main", "other"]);
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{src:?} into {mode}");
+            assert_eq!(
+                ostree(&["rev-parse", &repo_arg(&rx), "loc:main"]),
+                v2,
+                "{src:?} into {mode}"
+            );
+            if mode != "bare-user-only" {
+                ostree(&["fsck", &repo_arg(&rx)]);
+            }
+        }
+    }
+}

@@ -992,8 +992,17 @@ fn file_remote() {
         "bu",
         &format!("file://{}", s(&dst)),
     ]);
+    // A bare-user repo is imported from (as ostree does), by its branches only: its
+    // remote-tracking refs are not offered.
     let (_, err) = ox_fail(&["pull", &o, "bu", "local/main"]);
-    assert!(err.contains("pull-local"), "{err}");
+    assert!(
+        err.starts_with("error: Refspec 'local/main' not found"),
+        "{err}"
+    );
+    ox(&["refs", &d, "--create=main", &c]);
+    ox(&["pull", &o, "bu", "main"]);
+    assert_eq!(ox(&["rev-parse", &o, "bu:main"]), c);
+    ox(&["fsck", &o]);
 }
 
 /// Wait for `child` up to `secs` seconds; kill it (and fail) if it is still running then.

@@ -199,6 +199,28 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             .map(|d| d.join("summaries").join(&remote)),
         ..Default::default()
     };
+    // A `file://` remote that is not an archive repository (bare, bare-user): ostree opens
+    // it as a repository and imports its objects; so does oxtree, under the remote's
+    // verification policy and into refs/remotes/REMOTE/ (refs/heads/ with --mirror).
+    if let Some(src) = local_non_archive_source(&repo, &remote, a.url.as_deref())? {
+        if !refs.is_empty() && !a.dry_run && a.subpath.is_empty() {
+            let counts = repo.pull_local(
+                &src,
+                &refs,
+                &PullLocalOptions {
+                    depth: a.depth,
+                    remote: (!a.mirror).then(|| remote.clone()),
+                    disable_verify_bindings: a.disable_verify_bindings,
+                    timestamp_check: opts.timestamp_check,
+                    commit_metadata_only: a.commit_metadata_only,
+                    require_static_deltas: a.require_static_deltas,
+                    ..Default::default()
+                },
+            )?;
+            println!("{}", imported_line(&counts));
+            return Ok(());
+        }
+    }
     // ostree: 0 means 1000 ms.
     let every = update_frequency
         .map(|ms| std::time::Duration::from_millis(if ms <= 0 { 1000 } else { ms as u64 }));
@@ -257,7 +279,11 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             .clone()
             .or_else(|| repo.remote_url(&remote).ok())
             .unwrap_or_default();
-        println!("{}", summary_line(&res, url.starts_with("file://")));
+        // (An archive repository imported into an archive repository: ostree copies the
+        // objects as they are and counts no content written.)
+        let imported = url.starts_with("file://");
+        let raw = imported && repo.mode() == oxtree::repo::RepoMode::Archive;
+        println!("{}", summary_line(&res, imported, raw));
         for (r, old, new) in &res.refs {
             tracing::debug!("{r}: {old:?} -> {new}");
         }
@@ -273,6 +299,27 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The local repository a `file://` remote (or `--url`) names, when it is not an archive
+/// repository (those are read as a server's files).
+fn local_non_archive_source(repo: &Repo, remote: &str, url: Option<&str>) -> Result<Option<Repo>> {
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => match repo.remote_url(remote) {
+            Ok(u) => u,
+            Err(_) => return Ok(None),
+        },
+    };
+    let Some(path) = url.strip_prefix("file://") else {
+        return Ok(None);
+    };
+    let path = std::path::Path::new(path);
+    if !path.join("objects").is_dir() {
+        return Ok(None);
+    }
+    let src = Repo::open(path)?;
+    Ok((src.mode() != oxtree::repo::RepoMode::Archive).then_some(src))
 }
 
 /// Copy commits from another local repository.
@@ -368,26 +415,31 @@ pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
             require_static_deltas: a.require_static_deltas,
         },
     )?;
-    println!(
+    println!("{}", imported_line(&counts));
+    Ok(())
+}
+
+/// ostree's line after importing from a local repository.
+fn imported_line(counts: &oxtree::repo::PullLocalCounts) -> String {
+    format!(
         "{} metadata, {} content objects imported; {} content written",
         counts.metadata,
         counts.content,
-        human_size(0)
-    );
-    Ok(())
+        human_size(counts.content_bytes)
+    )
 }
 
 /// The line ostree prints at the end of a pull: `N metadata, M content objects fetched` (or
 /// `N delta parts, M loose fetched`), the objects a `--localcache-repo` gave, the bytes
 /// transferred (in B below 1024, else whole KiB, as ostree), and the unpacked content bytes
 /// written (as GLib's `g_format_size`). A `file://` remote is imported, as ostree does.
-pub(crate) fn summary_line(res: &oxtree::pull::PullResult, imported: bool) -> String {
+pub(crate) fn summary_line(res: &oxtree::pull::PullResult, imported: bool, raw: bool) -> String {
     if imported {
         return format!(
             "{} metadata, {} content objects imported; {} content written",
             (res.metadata_fetched + res.localcache_metadata).saturating_sub(res.detached_requests),
             res.content_fetched + res.localcache_content,
-            human_size(0)
+            human_size(if raw { 0 } else { res.content_bytes_written })
         );
     }
     let mut line = if res.deltaparts_fetched > 0 {

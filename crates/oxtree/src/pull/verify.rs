@@ -330,7 +330,20 @@ impl LocalCheck {
                         refname: name,
                     })
             }
-            _ => src.resolve_rev(rev),
+            // As a pull: a checksum, or a branch of the source (refs/heads/), not its
+            // remote refs or a rev expression (ostree: "Refspec 'X' not found").
+            _ => {
+                if let Ok(c) = rev.parse::<Checksum>() {
+                    return Ok(c);
+                }
+                let not_found = || Error::RefNotFound(rev.to_string());
+                let invalid = || Error::InvalidArgument(format!("Invalid ref name {rev}"));
+                let name = crate::repo::RefName::parse(rev).map_err(|_| invalid())?;
+                if name.remote.is_some() {
+                    return Err(invalid());
+                }
+                src.read_ref(&name)?.ok_or_else(not_found)
+            }
         }
     }
 

@@ -17,6 +17,8 @@ pub struct PullLocalCounts {
     pub content: usize,
     /// Detached metadata (signatures) copied beside commits.
     pub detached: usize,
+    /// Bytes of content (unpacked) written, as ostree's "content written".
+    pub content_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -97,10 +99,19 @@ impl Repo {
             .copied()
             .filter(|(ty, c)| !self.has_object(*ty, c))
             .collect();
+        let content_bytes = std::sync::atomic::AtomicU64::new(0);
+        // Where ostree imports an object as it is (same mode, or bare-user into
+        // bare-user-only), it counts no content written.
+        let raw_copy = self.mode() == src.mode()
+            || (src.mode() == super::RepoMode::BareUser
+                && self.mode() == super::RepoMode::BareUserOnly);
         todo.par_iter().try_for_each(|(ty, c)| -> Result<()> {
             match ty {
                 ObjectType::File => {
                     let mut fc = src.read_file(c)?;
+                    if !fc.header.is_symlink() && !raw_copy {
+                        content_bytes.fetch_add(fc.size, std::sync::atomic::Ordering::Relaxed);
+                    }
                     txn.write_file(&fc.header.clone(), &mut fc.payload, fc.size, Some(c))
                         .map_err(|e| match e {
                             Error::ChecksumMismatch { actual, .. } => Error::ChecksumMismatch {
@@ -153,6 +164,7 @@ impl Repo {
             metadata: todo.len() - content - detached,
             content,
             detached,
+            content_bytes: content_bytes.into_inner(),
         })
     }
 }
