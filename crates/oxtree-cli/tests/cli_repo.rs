@@ -917,6 +917,11 @@ fn checkout_as_ostree() {
     let many = s(&lists.join("many")).to_string();
     std::fs::write(lists.join("empty-subpath"), b"main\0\0").expect("write");
     std::fs::write(lists.join("nosub"), b"main\0/nope\0").expect("write");
+    // A list cut short: no subpath (the whole tree), a rev ending in a newline.
+    std::fs::write(lists.join("rev-only"), b"main").expect("write");
+    std::fs::write(lists.join("rev-nul"), b"main\0").expect("write");
+    std::fs::write(lists.join("rev-newline"), b"main\n").expect("write");
+    std::fs::write(lists.join("sub-unended"), b"main\n\0/d").expect("write");
     let l = |n: &str| s(&lists.join(n)).to_string();
 
     type Prep = fn(&Path);
@@ -1071,6 +1076,22 @@ fn checkout_as_ostree() {
             ],
         ),
         (none, vec!["-U", "--from-file=/nonexistent", "dest"]),
+        (
+            none,
+            vec!["-U", &format!("--from-file={}", l("rev-only")), "dest"],
+        ),
+        (
+            none,
+            vec!["-U", &format!("--from-file={}", l("rev-nul")), "dest"],
+        ),
+        (
+            none,
+            vec!["-U", &format!("--from-file={}", l("rev-newline")), "dest"],
+        ),
+        (
+            none,
+            vec!["-U", &format!("--from-file={}", l("sub-unended")), "dest"],
+        ),
         (
             none,
             vec!["-U", "--fsync=TRUE", "--disable-cache", "main", "dest"],

@@ -190,16 +190,31 @@ pub fn run(g: &Global, a: CheckoutArgs) -> Result<()> {
             }
         };
         // NUL-terminated pairs: REV, SUBPATH (ostree's --from-file format).
-        let mut fields = input.split(|b| *b == 0);
-        while let Some(rev) = fields.next() {
+        // As ostree reads it (g_data_input_stream_read_upto): REV NUL SUBPATH NUL ...; a
+        // SUBPATH cut off by the end of the input means the whole tree, an empty one is
+        // refused; a newline ending REV (as `echo` writes) is not part of it.
+        let mut rest: &[u8] = &input;
+        let mut field = || -> Option<&[u8]> {
+            if rest.is_empty() {
+                return None;
+            }
+            let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+            let f = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or_default();
+            Some(f)
+        };
+        while let Some(rev) = field() {
             if rev.is_empty() {
                 break;
             }
-            let sub = fields.next().unwrap_or_default();
-            let rev = String::from_utf8_lossy(rev);
+            let rev = String::from_utf8_lossy(rev.strip_suffix(b"\n").unwrap_or(rev));
+            let sub = field().map_or_else(
+                || "/".to_string(),
+                |s| String::from_utf8_lossy(s).into_owned(),
+            );
             let c = repo.resolve_rev(&rev)?;
             let one = CheckoutOptions {
-                subpath: Some(String::from_utf8_lossy(sub).into_owned()),
+                subpath: Some(sub),
                 ..opts.clone()
             };
             checkout_one(&repo, &c, &dest, &one, a.allow_noent, &progress)
