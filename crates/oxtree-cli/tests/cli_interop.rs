@@ -97,6 +97,17 @@ fn show_log_ls_cat_as_ostree() {
         vec![r, "cat", "main", "/a/f", "/new"],
         vec![r, "cat", "main", "/a"],
         vec![r, "cat", "main", "/nonexist"],
+        // Paths from the root, empty components, the first missing component named.
+        vec![r, "ls", "main", "a"],
+        vec![r, "ls", "-R", "main", "a"],
+        vec![r, "ls", "main", "/a/"],
+        vec![r, "ls", "main", ""],
+        vec![r, "ls", "main", "//a"],
+        vec![r, "ls", "main", "nonexist/x"],
+        vec![r, "ls", "main", "/a/f/x"],
+        vec![r, "cat", "main", "/nonexist/x"],
+        vec![r, "cat", "main", "/a/f/x"],
+        vec![r, "cat", "main"],
     ] {
         same(d, &args);
     }

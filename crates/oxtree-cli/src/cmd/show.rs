@@ -331,9 +331,22 @@ pub fn ls(g: &Global, a: LsArgs) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     for p in paths {
+        // As ostree: a path is looked up from the root (`sub` is `/sub`, and printed so); an
+        // empty component (`""`, `/sub/`, `//sub`) names nothing.
+        let rel = p.strip_prefix('/').unwrap_or(&p);
+        if p != "/" {
+            let comps: Vec<&str> = rel.split('/').collect();
+            if let Some(i) = comps.iter().position(|c| c.is_empty()) {
+                bail!(
+                    "Inspecting path '{p}': No such file or directory: /{}",
+                    comps[..=i].join("/")
+                );
+            }
+        }
+        let abs = format!("/{rel}");
         let (ty, csum, meta) =
-            lookup_path(&repo, &c, &p).with_context(|| format!("Inspecting path '{p}'"))?;
-        let norm = p.trim_end_matches('/');
+            lookup_path(&repo, &c, &abs).with_context(|| format!("Inspecting path '{p}'"))?;
+        let norm = abs.trim_end_matches('/');
         ls_line(&repo, &a, &mut out, norm, ty, &csum, &meta)?;
         if ty == ObjectType::DirTree && !a.dironly {
             ls_dir(&repo, &a, &mut out, &csum, norm)?;
@@ -353,6 +366,9 @@ pub struct CatArgs {
 pub fn cat(g: &Global, a: CatArgs) -> Result<()> {
     let CatArgs { rev, paths } = a;
     let repo = g.open()?;
+    if paths.is_empty() {
+        bail!("A COMMIT and at least one PATH argument are required");
+    }
     let c = repo.resolve_rev(&rev)?;
     let mut out = std::io::stdout().lock();
     for p in paths {

@@ -88,14 +88,15 @@ impl Repo {
                 (tree, meta) = (*t, *m);
             } else if let Some((_, f)) = dt.files.iter().find(|f| f.0 == *comp) {
                 if i + 1 != comps.len() {
-                    return Err(Error::InvalidArgument(format!(
-                        "{path}: {comp} is not a directory in commit {commit}"
-                    )));
+                    // (ostree's words, as GIO says them.)
+                    return Err(Error::InvalidArgument("Not a directory".into()));
                 }
                 return Ok(PathEntry::File(*f));
             } else {
+                // ostree names the first component that is not there, from the root.
                 return Err(Error::NotFound(format!(
-                    "No such file or directory: {path}"
+                    "No such file or directory: /{}",
+                    comps[..=i].join("/")
                 )));
             }
         }
