@@ -798,6 +798,17 @@ fn init_fs_os_init_cleanup_match_ostree() {
         };
         assert_eq!(strip(mo), strip(mx), "{a:?}: layouts differ");
     }
+    // status of a directory that is no sysroot (a mistyped --sysroot) fails as in ostree.
+    for dir in [make("empty"), t.join("nonexistent")] {
+        let sr = format!("--sysroot={}", s(&dir));
+        let (ro, rx) = (
+            run_raw(Path::new("ostree"), &["admin", "status", &sr]),
+            run_raw(&oxtree_bin(), &["admin", "status", &sr]),
+        );
+        assert_eq!(ro.status.code(), rx.status.code(), "{dir:?}");
+        assert_eq!(first_error(&ro), first_error(&rx), "{dir:?}");
+        assert_eq!(text(&ro.stdout), text(&rx.stdout), "{dir:?}");
+    }
     for args in [
         &["admin", "init-fs", "/nonexistent/sysroot"][..],
         &["admin", "init-fs"],

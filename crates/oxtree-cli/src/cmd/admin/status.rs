@@ -82,6 +82,22 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<()> {
         skip_signatures,
     } = a;
     let sr = g.sysroot();
+    // Not a sysroot at all (a mistyped --sysroot): ostree fails loading it, it does not
+    // report an empty one.
+    if let Err(e) = std::fs::read_dir(sr.path()) {
+        bail!(
+            "opendir({}): {}",
+            sr.path().display(),
+            crate::output::strerror(&e)
+        );
+    }
+    let repo = sr.path().join("ostree/repo");
+    if let Err(e) = std::fs::read_dir(&repo) {
+        bail!(
+            "loading sysroot: opendir(ostree/repo): {}",
+            crate::output::strerror(&e)
+        );
+    }
     let deps = sr.deployments()?;
     let staged = sr.staged_deployment()?;
     if is_default {
