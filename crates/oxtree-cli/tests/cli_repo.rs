@@ -902,6 +902,10 @@ fn checkout_as_ostree() {
         )
         .expect("chmod");
     }
+    // Files the owner cannot read, and setuid: a user-mode copy is u+r, never setuid.
+    write(&modes.join("none"), b"0\n", 0o000);
+    write(&modes.join("wo"), b"w\n", 0o200);
+    write(&modes.join("suid"), b"s\n", 0o4755);
     commit("modes", &modes);
     let sym = t.join("sym");
     std::fs::create_dir_all(&sym).expect("mkdir");
@@ -1014,6 +1018,8 @@ fn checkout_as_ostree() {
             ],
         ),
         (none, vec!["-U", "-M", "modes", "dest"]),
+        (none, vec!["-U", "-C", "modes", "dest"]),
+        (none, vec!["-U", "modes", "dest"]),
         (none, vec!["modes", "dest"]),
         (
             none,

@@ -331,9 +331,9 @@ impl Repo {
         if opts.bareuseronly_dirs {
             mode &= 0o775;
         }
-        if opts.user_mode {
-            mode &= !0o6000;
-        } else {
+        // (A user-mode checkout keeps a directory's setgid and sticky bits, as ostree's
+        // checkout_tree_at does; only files lose setuid/setgid.)
+        if !opts.user_mode {
             // Skip the syscall when the directory already has the right owner (the usual case).
             let euid = rustix::process::geteuid().as_raw();
             let egid = rustix::process::getegid().as_raw();
@@ -822,7 +822,8 @@ fn write_file_copy(
     }
     let mut mode = h.mode & 0o7777;
     if opts.user_mode {
-        mode &= !0o6000;
+        // As ostree: no setuid/setgid, and the owner can always read their copy.
+        mode = (mode & !0o6000) | 0o400;
     } else {
         rustix::fs::fchown(
             &f,
