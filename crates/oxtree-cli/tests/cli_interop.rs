@@ -252,6 +252,19 @@ fn export_is_byte_identical_to_ostree() {
             std::fs::read(&o).expect("read") == std::fs::read(&x).expect("read"),
             "export {extra:?}: the tar streams differ"
         );
+        // To standard output (ostree's libarchive then pads to a whole 10240-byte record).
+        let piped = |prog: &Path| {
+            let out = std::process::Command::new(prog)
+                .args(&a)
+                .output()
+                .expect("run");
+            assert!(out.status.success(), "{prog:?} export {extra:?}");
+            out.stdout
+        };
+        assert!(
+            piped(Path::new("ostree")) == piped(&oxtree_bin()),
+            "export {extra:?} to stdout: the tar streams differ"
+        );
     }
     // Refused input: nothing written.
     let out = d.join("none.tar");

@@ -32,6 +32,7 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<()> {
     let opts = oxtree::repo::ExportOptions {
         subpath: a.subpath.clone(),
         prefix: a.prefix.clone(),
+        pad_records: a.output.is_none(),
     };
     match &a.output {
         Some(p) => {

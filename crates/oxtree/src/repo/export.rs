@@ -18,6 +18,9 @@ pub struct ExportOptions {
     /// Put this in front of every name (`--prefix`; as ostree, `pre` gives `pre/` for the root
     /// and `prefile` for a file: add the slash yourself).
     pub prefix: Option<String>,
+    /// End the stream on a whole record of 10240 bytes, as libarchive does when ostree
+    /// writes to its standard output (not with `--output=FILE`).
+    pub pad_records: bool,
 }
 
 impl Repo {
@@ -33,7 +36,7 @@ impl Repo {
         let entry = self.lookup_path(commit, sub)?;
         let mut w = Writer {
             repo: self,
-            tar: tar::Builder::new(out),
+            tar: tar::Builder::new(Counted { inner: out, n: 0 }),
             mtime,
             prefix: opts.prefix.clone().unwrap_or_default(),
         };
@@ -54,12 +57,37 @@ impl Repo {
                 w.file(&format!("{}{name}", w.prefix), &f)?;
             }
         }
-        w.tar
-            .into_inner()
-            .map_err(|e| Error::Other(format!("writing the tar stream: {e}")))?
-            .flush()
-            .map_err(|e| Error::Other(format!("writing the tar stream: {e}")))?;
+        let err = |e: std::io::Error| Error::Other(format!("writing the tar stream: {e}"));
+        let mut out = w.tar.into_inner().map_err(err)?;
+        // libarchive (ostree) writes whole records of 20 blocks to a stream: pad with zeros.
+        let pad = if opts.pad_records {
+            (RECORD - out.n % RECORD) % RECORD
+        } else {
+            0
+        };
+        out.write_all(&vec![0u8; pad as usize]).map_err(err)?;
+        out.flush().map_err(err)?;
         Ok(())
+    }
+}
+
+/// libarchive's default record size (20 blocks of 512 bytes).
+const RECORD: u64 = 10240;
+
+/// A writer that counts the bytes through it.
+struct Counted<W: Write> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
