@@ -299,6 +299,11 @@ fn config_as_ostree() {
             &format!("--repo={}", s(&d.join(r))),
             "--mode=bare-user",
         ]);
+        // Comments and blank lines a person added: ostree's rewrite (GKeyFile) drops them.
+        let cfg = d.join(r).join("config");
+        let mut text = std::fs::read_to_string(&cfg).expect("config");
+        text = format!("# written by hand\n{text}\n\n# the end\n[extra]\n# note\nk=v\n");
+        std::fs::write(&cfg, text).expect("config");
     }
     let steps: Vec<Vec<&str>> = vec![
         vec!["config", "get", "core.mode"],

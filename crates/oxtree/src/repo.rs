@@ -357,11 +357,11 @@ impl Repo {
         self.disable_xattrs
     }
 
-    /// Rewrite `config` atomically.
+    /// Rewrite `config` atomically, as ostree rewrites it (GKeyFile: comments dropped).
     pub fn write_config(&mut self, kf: KeyFile) -> Result<()> {
         crate::fsutil::write_atomic(
             &self.path.join("config"),
-            kf.to_string().as_bytes(),
+            kf.to_glib_data().as_bytes(),
             self.fsync,
         )?;
         self.config = kf;

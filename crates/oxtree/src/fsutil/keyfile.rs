@@ -229,6 +229,28 @@ impl KeyFile {
     }
 }
 
+impl KeyFile {
+    /// The file as GLib's `g_key_file_to_data` writes one it loaded without
+    /// `G_KEY_FILE_KEEP_COMMENTS` (how ostree rewrites a repository's config): groups and
+    /// their entries only, one blank line between groups, comments and other blank lines
+    /// gone.
+    pub fn to_glib_data(&self) -> String {
+        let mut s = String::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            if i > 0 {
+                s.push('\n');
+            }
+            let _ = writeln!(s, "[{}]", g.name);
+            for l in &g.lines {
+                if let Line::Entry { key, value } = l {
+                    let _ = writeln!(s, "{key}={}", escape(value));
+                }
+            }
+        }
+        s
+    }
+}
+
 impl std::fmt::Display for KeyFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut s = String::new();
