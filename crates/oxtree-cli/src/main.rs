@@ -199,6 +199,16 @@ fn main() {
                 let _ = e.print();
                 std::process::exit(0);
             }
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    | clap::error::ErrorKind::MissingSubcommand
+            ) {
+                // ostree: its usage on stderr, then which subcommand is missing.
+                let _ = e.print();
+                eprintln!("error: {}", no_subcommand(first_positional().as_deref()));
+                std::process::exit(failure_code(EXIT_USAGE));
+            }
             match ostree_usage_error(&e) {
                 Some(line) => {
                     eprintln!("error: {line}");
@@ -265,8 +275,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let Some(c) = cli.cmd else {
+        // As ostree: the usage on stderr, and an error line.
         use clap::CommandFactory;
-        Cli::command().print_help()?;
+        eprintln!("{}", Cli::command().render_help());
+        eprintln!("error: {}", no_subcommand(None));
         return Ok(failure_code(EXIT_USAGE));
     };
     // `summary` keeps -v for --view, as ostree; its --verbose is its own flag.
@@ -357,6 +369,19 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 /// GLib's wording for the usage errors scripts meet most (ostree's option parser), where
 /// clap's differs: an unknown option or command, an option without its value.
+/// The first argument that is not an option: the command named on the command line.
+fn first_positional() -> Option<String> {
+    std::env::args().skip(1).find(|a| !a.starts_with('-'))
+}
+
+/// ostree's words when no (sub)command is given: `admin` and `remote` name themselves.
+fn no_subcommand(parent: Option<&str>) -> String {
+    match parent {
+        Some(p @ ("admin" | "remote")) => format!("No \"{p}\" subcommand specified"),
+        _ => "No command specified".to_string(),
+    }
+}
+
 fn ostree_usage_error(e: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let ctx = |k: ContextKind| match e.get(k) {
@@ -374,10 +399,16 @@ fn ostree_usage_error(e: &clap::Error) -> Option<String> {
                 None
             }
         }
-        ErrorKind::InvalidSubcommand => Some(format!(
-            "Unknown command '{}'",
-            ctx(ContextKind::InvalidSubcommand)?
-        )),
+        ErrorKind::InvalidSubcommand => {
+            let bad = ctx(ContextKind::InvalidSubcommand)?;
+            Some(match first_positional() {
+                // `ostree admin bogus`: the command it belongs to is named.
+                Some(parent) if parent != bad => {
+                    format!("Unknown \"{parent}\" subcommand '{bad}'")
+                }
+                _ => format!("Unknown command '{bad}'"),
+            })
+        }
         ErrorKind::InvalidValue if ctx(ContextKind::InvalidValue).is_some_and(|v| v.is_empty()) => {
             Some(format!(
                 "Missing argument for {}",

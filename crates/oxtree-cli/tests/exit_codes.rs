@@ -65,6 +65,14 @@ fn failures_exit_as_ostree_and_detailed_codes_on_request() {
         vec!["no-such-command"],
         vec!["commit", &r, "--timestamp"],
         vec!["pull", &r, "--depth=abc", "origin"],
+        // No (sub)command, an unknown one: the usage on stderr, ostree's error line.
+        vec![],
+        vec!["admin"],
+        vec!["remote"],
+        vec!["static-delta"],
+        vec!["admin", "bogus"],
+        vec!["remote", "bogus"],
+        vec!["static-delta", "bogus"],
     ] {
         common::same(t, &args);
     }
