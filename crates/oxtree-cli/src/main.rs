@@ -399,6 +399,15 @@ fn ostree_usage_error(e: &clap::Error) -> Option<String> {
                 None
             }
         }
+        // A missing positional argument, in ostree's words for the commands scripts run.
+        ErrorKind::MissingRequiredArgument => match first_positional().as_deref()? {
+            "log" => Some("A rev argument is required".into()),
+            "ls" => Some("An COMMIT argument is required".into()),
+            "cat" => Some("A COMMIT and at least one PATH argument are required".into()),
+            "pull" => Some("REMOTE must be specified".into()),
+            "pull-local" => Some("DESTINATION must be specified".into()),
+            _ => None,
+        },
         ErrorKind::InvalidSubcommand => {
             let bad = ctx(ContextKind::InvalidSubcommand)?;
             Some(match first_positional() {

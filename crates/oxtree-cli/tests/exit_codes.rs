@@ -73,6 +73,15 @@ fn failures_exit_as_ostree_and_detailed_codes_on_request() {
         vec!["admin", "bogus"],
         vec!["remote", "bogus"],
         vec!["static-delta", "bogus"],
+        // Missing arguments.
+        vec!["log", &r],
+        vec!["ls", &r],
+        vec!["cat", &r],
+        vec!["pull", &r],
+        vec!["pull-local", &r],
+        vec!["config", &r, "set", "core.x"],
+        vec!["config", &r, "set", "--group=core", "x"],
+        vec!["config", &r, "get", "--group=core"],
     ] {
         common::same(t, &args);
     }

@@ -22,9 +22,17 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<()> {
     if !matches!(op.as_str(), "get" | "set" | "unset") {
         bail!("Unknown operation {op}");
     }
-    let Some(key) = a.args.get(1) else {
-        bail!("KEY must be specified");
-    };
+    // ostree's words for what is missing, by operation and --group.
+    let needed = if op == "set" { 3 } else { 2 };
+    if a.args.len() < needed {
+        bail!(match (op.as_str(), a.group.is_some()) {
+            ("set", false) => "KEY and VALUE must be specified",
+            ("set", true) => "GROUP name, KEY and VALUE must be specified",
+            (_, false) => "KEY must be specified",
+            (_, true) => "Group name and key must be specified",
+        });
+    }
+    let key = &a.args[1];
     let (group, key) = match &a.group {
         Some(g) => (g.clone(), key.clone()),
         None => match key.split_once('.') {
@@ -48,10 +56,7 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<()> {
             println!("{v}");
         }
         "set" => {
-            let Some(value) = a.args.get(2) else {
-                bail!("VALUE must be specified");
-            };
-            kf.set(&group, &key, value);
+            kf.set(&group, &key, &a.args[2]);
             repo.write_config(kf)?;
         }
         _ => {
