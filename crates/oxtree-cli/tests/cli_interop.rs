@@ -108,6 +108,11 @@ fn show_log_ls_cat_as_ostree() {
         vec![r, "cat", "main", "/nonexist/x"],
         vec![r, "cat", "main", "/a/f/x"],
         vec![r, "cat", "main"],
+        // Arguments after the ones a command takes are ignored, as ostree ignores them.
+        vec![r, "log", "main", "main^"],
+        vec![r, "show", "main", "nosuch"],
+        vec![r, "fsck", "extra"],
+        vec![r, "prune", "--no-prune", "extra"],
     ] {
         same(d, &args);
     }

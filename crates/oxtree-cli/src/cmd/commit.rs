@@ -154,6 +154,9 @@ pub struct CommitArgs {
     pub timestamp: Option<String>,
     /// Directory to commit (the current directory if none; ignored with --tree).
     pub path: Option<PathBuf>,
+    /// (Arguments after these are ignored, as ostree ignores them.)
+    #[arg(hide = true)]
+    pub ignored: Vec<String>,
 }
 
 /// GOption's integer parsing, with its message.

@@ -20,12 +20,16 @@ pub struct InitArgs {
     /// to other repositories (written as core.collection-id).
     #[arg(long, value_name = "COLLECTION-ID")]
     pub collection_id: Option<String>,
+    /// (Arguments after these are ignored, as ostree ignores them.)
+    #[arg(hide = true)]
+    pub ignored: Vec<String>,
 }
 
 pub fn init(g: &Global, a: InitArgs) -> Result<()> {
     let InitArgs {
         mode,
         collection_id,
+        ..
     } = a;
     let m = RepoMode::parse(&mode).ok_or_else(|| Hinted {
         msg: format!("Invalid mode '{mode}' in repository configuration"),
@@ -60,6 +64,9 @@ pub struct FsckArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// (Arguments after these are ignored, as ostree ignores them.)
+    #[arg(hide = true)]
+    pub ignored: Vec<String>,
 }
 
 pub fn fsck(g: &Global, a: FsckArgs) -> Result<()> {
@@ -194,6 +201,9 @@ pub struct PruneArgs {
     /// Only traverse and delete commit objects.
     #[arg(long)]
     pub commit_only: bool,
+    /// (Arguments after these are ignored, as ostree ignores them.)
+    #[arg(hide = true)]
+    pub ignored: Vec<String>,
 }
 
 /// GOption's integer parsing, with its message.

@@ -21,6 +21,9 @@ pub struct LogArgs {
     #[arg(long, value_name = "REMOTE")]
     pub gpg_verify_remote: Option<String>,
     pub rev: String,
+    /// (Arguments after these are ignored, as ostree ignores them.)
+    #[arg(hide = true)]
+    pub ignored: Vec<String>,
 }
 
 pub fn log(g: &Global, a: LogArgs) -> Result<()> {
@@ -97,6 +100,9 @@ pub struct ShowArgs {
     pub gpg_verify_remote: Option<String>,
     /// The commit (REV), or a file with --print-variant-type.
     pub object: Option<String>,
+    /// (Arguments after these are ignored, as ostree ignores them.)
+    #[arg(hide = true)]
+    pub ignored: Vec<String>,
 }
 
 pub fn show(g: &Global, a: ShowArgs) -> Result<()> {
