@@ -35,6 +35,11 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Debian's qemu-system-x86 can replace a newer qemu-utils (from backports) by removing it:
+# put qemu-img back, at the version that goes with it.
+if ! command -v qemu-img >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-utils >/dev/null
+fi
 # The tests start their own nginx on free ports; the distribution's service is not needed.
 if command -v systemctl >/dev/null; then systemctl stop nginx 2>/dev/null || true; fi
 # (sed reads to the end: with head, ostree could die of SIGPIPE, and pipefail end the run.)

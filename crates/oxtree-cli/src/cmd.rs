@@ -54,7 +54,25 @@ impl Global {
     }
 
     pub fn open(&self) -> anyhow::Result<Repo> {
-        Ok(Repo::open(&self.repo_path())?)
+        let path = self.repo_path();
+        // Not a repository: ostree's error line, then what to do.
+        if let Err(e) = std::fs::read_dir(path.join("objects")) {
+            let implicit = self.repo.is_none() && std::env::var_os("OSTREE_REPO").is_none();
+            return Err(Hinted {
+                msg: if implicit {
+                    "Command requires a --repo argument".into()
+                } else {
+                    format!("opening repo: opendir(objects): {}", crate::output::strerror(&e))
+                },
+                hint: format!(
+                    "{} is not an OSTree repository (no objects/ directory); create one with `oxtree init --repo={}`, or name another with --repo",
+                    path.display(),
+                    path.display()
+                ),
+            }
+            .into());
+        }
+        Ok(Repo::open(&path)?)
     }
 
     /// `--sysroot`, else `$OSTREE_SYSROOT`, else `/`.

@@ -82,6 +82,9 @@ fn failures_exit_as_ostree_and_detailed_codes_on_request() {
         vec!["config", &r, "set", "core.x"],
         vec!["config", &r, "set", "--group=core", "x"],
         vec!["config", &r, "get", "--group=core"],
+        // Not a repository.
+        vec!["refs", "--repo=/nonexistent"],
+        vec!["log", &format!("--repo={}", s(t)), "main"],
     ] {
         common::same(t, &args);
     }
