@@ -56,13 +56,24 @@ impl Global {
     pub fn open(&self) -> anyhow::Result<Repo> {
         let path = self.repo_path();
         // Not a repository: ostree's error line, then what to do.
-        if let Err(e) = std::fs::read_dir(path.join("objects")) {
+        let missing = std::fs::read_dir(&path)
+            .map(|_| ())
+            .map_err(|e| (path.display().to_string(), e))
+            .and_then(|()| {
+                std::fs::read_dir(path.join("objects"))
+                    .map(|_| ())
+                    .map_err(|e| ("objects".to_string(), e))
+            });
+        if let Err((what, e)) = missing {
             let implicit = self.repo.is_none() && std::env::var_os("OSTREE_REPO").is_none();
             return Err(Hinted {
                 msg: if implicit {
                     "Command requires a --repo argument".into()
                 } else {
-                    format!("opening repo: opendir(objects): {}", crate::output::strerror(&e))
+                    format!(
+                        "opening repo: opendir({what}): {}",
+                        crate::output::strerror(&e)
+                    )
                 },
                 hint: format!(
                     "{} is not an OSTree repository (no objects/ directory); create one with `oxtree init --repo={}`, or name another with --repo",
