@@ -1666,6 +1666,9 @@ fn commit_as_ostree() {
         vec![&p("t")],
         vec!["-b", "x", "--parent=nosuch", &p("t")],
         vec!["-b", "x", "--owner-uid=abc", &p("t")],
+        // Negative: none given (ostree's default is -1); beyond 32 bits: refused.
+        vec!["-b", "x", "--owner-uid=-1", "--owner-gid=-2", &p("t")],
+        vec!["-b", "x", "--owner-uid=4294967295", &p("t")],
         vec!["-b", "bad ref", &p("t")],
         vec!["-b", "x", "--statoverride=/nonexistent", &p("t")],
         vec![

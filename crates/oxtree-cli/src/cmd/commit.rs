@@ -160,10 +160,16 @@ pub struct CommitArgs {
 }
 
 /// GOption's integer parsing, with its message.
-fn goption_u32(v: &str, opt: &str) -> Result<u32> {
-    v.trim()
-        .parse::<u32>()
-        .map_err(|_| anyhow!("Cannot parse integer value \u{201c}{v}\u{201d} for {opt}"))
+/// An owner option as ostree reads it (GLib's 32-bit int): a negative value means none
+/// given (ostree's default is -1), a value beyond 32 bits is refused.
+fn goption_u32(v: &str, opt: &str) -> Result<Option<u32>> {
+    let n = v
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| anyhow!("Cannot parse integer value \u{201c}{v}\u{201d} for {opt}"))?;
+    let n = i32::try_from(n)
+        .map_err(|_| anyhow!("Integer value \u{201c}{v}\u{201d} for {opt} out of range"))?;
+    Ok(u32::try_from(n).ok())
 }
 
 /// A file an option names, read as ostree reports failures (`openat(PATH): ERROR`).
@@ -357,12 +363,14 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
         .owner_uid
         .as_deref()
         .map(|v| goption_u32(v, "--owner-uid"))
-        .transpose()?;
+        .transpose()?
+        .flatten();
     let owner_gid = a
         .owner_gid
         .as_deref()
         .map(|v| goption_u32(v, "--owner-gid"))
-        .transpose()?;
+        .transpose()?
+        .flatten();
     let fsync = match (&a.fsync, a.disable_fsync) {
         (_, true) => Some(false),
         (Some(f), false) => Some(parse_bool(f)?),
