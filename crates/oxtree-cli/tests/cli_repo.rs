@@ -1403,6 +1403,9 @@ fn commit_fixture(t: &Path) -> PathBuf {
     // A path that is not in the tree; a line without a space; modes as g_ascii_strtod
     // reads them (a number's tail ignored, no number is 0).
     write(&f.join("so-unmatched"), b"+73 /nonexist\n", 0o644);
+    // A FIFO, which no commit can hold.
+    std::fs::create_dir_all(f.join("fifo/sub")).expect("mkdir");
+    run_ok(Path::new("mkfifo"), &[s(&f.join("fifo/sub/p"))]);
     write(&f.join("so-bad"), b"+2048 /suid\nnospace\n", 0o644);
     write(&f.join("so-odd"), b"+8x /suid\n=abc /d/f\n", 0o644);
     let r = f.join("repo");
@@ -1669,6 +1672,7 @@ fn commit_as_ostree() {
         // Negative: none given (ostree's default is -1); beyond 32 bits: refused.
         vec!["-b", "x", "--owner-uid=-1", "--owner-gid=-2", &p("t")],
         vec!["-b", "x", "--owner-uid=4294967295", &p("t")],
+        vec!["-b", "x", &p("fifo")],
         vec!["-b", "bad ref", &p("t")],
         vec!["-b", "x", "--statoverride=/nonexistent", &p("t")],
         vec![

@@ -97,6 +97,9 @@ pub enum Error {
     /// `remote add` of a remote that exists (ostree's wording).
     #[error("Remote configuration for \"{0}\" already exists: (in config)")]
     RemoteExists(String),
+    /// A device, FIFO or socket in a tree to commit (ostree's words: the name only).
+    #[error("Not a regular file or symlink: {name}")]
+    UnsupportedFileType { name: String, path: PathBuf },
     #[error("{0}")]
     Other(String),
 }
@@ -113,6 +116,10 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::UnsupportedFileType { path, .. } => Some(format!(
+                "{} is a device, FIFO or socket, which a commit cannot hold; add it to --skip-list",
+                path.display()
+            )),
             Error::RemoteNotFound(_) => {
                 Some("list the configured remotes with `oxtree remote list`".into())
             }

@@ -1412,10 +1412,13 @@ impl Scanner<'_> {
                 None => None,
             };
             if !ft.is_file() && !ft.is_symlink() {
-                return Err(Error::InvalidArgument(format!(
-                    "{}: unsupported file type (device, FIFO or socket); add it to --skip-list",
-                    child.display()
-                )));
+                return Err(Error::UnsupportedFileType {
+                    name: child
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    path: child.to_path_buf(),
+                });
             }
             let (uid0, gid0, mode0) = match &stored {
                 Some(h) => (h.uid, h.gid, h.mode),
