@@ -191,7 +191,7 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(ostree_argv(std::env::args_os().collect())) {
         Ok(cli) => cli,
         // --help (exit 0) and usage errors (exit 1, as ostree; 2 with detailed codes).
         Err(e) => {
@@ -206,7 +206,17 @@ fn main() {
             ) {
                 // ostree: its usage on stderr, then which subcommand is missing.
                 let _ = e.print();
-                eprintln!("error: {}", no_subcommand(first_positional().as_deref()));
+                let words: Vec<String> = std::env::args()
+                    .skip(1)
+                    .filter(|a| !a.starts_with('-'))
+                    .take(2)
+                    .collect();
+                let parent = match words.as_slice() {
+                    [a, k] if a == "admin" => Some(format!("admin {k}")),
+                    [a, ..] => Some(a.clone()),
+                    [] => None,
+                };
+                eprintln!("error: {}", no_subcommand(parent.as_deref()));
                 std::process::exit(failure_code(EXIT_USAGE));
             }
             match ostree_usage_error(&e) {
@@ -369,6 +379,64 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 /// GLib's wording for the usage errors scripts meet most (ostree's option parser), where
 /// clap's differs: an unknown option or command, an option without its value.
+/// ostree finds its command (and an `admin`/`remote`/… subcommand) as the first argument
+/// that is not an option, and reads every option wherever it stands: `ostree --repo=R --list
+/// refs`, `ostree --sysroot=S admin status`, `ostree admin --os=X --sysroot=S config-diff`.
+/// clap reads a command's options only after the command's name: the options written before
+/// the last command word are moved after it. (`--repo PATH`/`--sysroot PATH`, with the value
+/// apart, which ostree refuses there, keep working.)
+fn ostree_argv(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let opt = |a: &std::ffi::OsString| {
+        let a = a.to_string_lossy();
+        a.starts_with('-') && a.len() > 1
+    };
+    // The usual order (`CMD [SUB] OPTIONS…`) needs nothing: no command tree is built.
+    if args.get(1).is_none_or(|a| !opt(a)) && args.get(2).is_none_or(|a| !opt(a)) {
+        return args;
+    }
+    let root = Cli::command();
+    let mut cmd = &root;
+    let mut words = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--" {
+            break;
+        }
+        if opt(&args[i]) {
+            if matches!(a.as_ref(), "--repo" | "--sysroot") {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        match cmd.find_subcommand(a.as_ref()) {
+            Some(sub) => {
+                words.push(i);
+                cmd = sub;
+                i += 1;
+            }
+            None => break,
+        }
+    }
+    let Some(&last) = words.last() else {
+        return args;
+    };
+    let mut out = vec![args[0].clone()];
+    let mut moved = Vec::new();
+    for (j, a) in args.iter().enumerate().take(last + 1).skip(1) {
+        if words.contains(&j) {
+            out.push(a.clone());
+        } else {
+            moved.push(a.clone());
+        }
+    }
+    out.extend(moved);
+    out.extend(args[last + 1..].iter().cloned());
+    out
+}
+
 /// The first argument that is not an option: the command named on the command line.
 fn first_positional() -> Option<String> {
     std::env::args().skip(1).find(|a| !a.starts_with('-'))
@@ -377,7 +445,9 @@ fn first_positional() -> Option<String> {
 /// ostree's words when no (sub)command is given: `admin` and `remote` name themselves.
 fn no_subcommand(parent: Option<&str>) -> String {
     match parent {
-        Some(p @ ("admin" | "remote")) => format!("No \"{p}\" subcommand specified"),
+        Some(p) if p == "remote" || p.starts_with("admin") => {
+            format!("No \"{p}\" subcommand specified")
+        }
         _ => "No command specified".to_string(),
     }
 }
@@ -406,6 +476,7 @@ fn ostree_usage_error(e: &clap::Error) -> Option<String> {
             "cat" => Some("A COMMIT and at least one PATH argument are required".into()),
             "pull" => Some("REMOTE must be specified".into()),
             "pull-local" => Some("DESTINATION must be specified".into()),
+            "checksum" => Some("A filename must be given".into()),
             _ => None,
         },
         ErrorKind::InvalidSubcommand => {

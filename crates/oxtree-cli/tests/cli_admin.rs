@@ -473,6 +473,30 @@ fn three_deployments(p: &Pair) {
 fn pin_undeploy_set_default_status_match_ostree() {
     let p = pair();
     three_deployments(&p);
+    // Where scripts find the deployed tree.
+    assert!(same(&p, &["admin", "--print-current-dir"])
+        .starts_with("SYSROOT/ostree/deploy/testos/deploy/"));
+    // Options before the command's name, as ostree reads them anywhere.
+    for args in [
+        &["admin", "status"][..],
+        &["admin", "config-diff", "--os=testos"][..],
+    ] {
+        let out = |prog: PathBuf, sr: &Path| {
+            let o = std::process::Command::new(prog)
+                .arg(format!("--sysroot={}", s(sr)))
+                .args(args)
+                .current_dir(&p.t)
+                .env("TZ", "UTC")
+                .output()
+                .expect("run");
+            (o.status.code(), text(&o.stdout).replace(s(sr), "SYSROOT"))
+        };
+        assert_eq!(
+            out(PathBuf::from("ostree"), &p.o),
+            out(oxtree_bin(), &p.x),
+            "--sysroot before {args:?}"
+        );
+    }
     let out = same(&p, &["admin", "pin", "1"]);
     assert_eq!(out, "Deployment 1 is now pinned\n");
     same(&p, &["admin", "pin", "1"]);

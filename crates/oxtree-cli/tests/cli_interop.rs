@@ -113,6 +113,10 @@ fn show_log_ls_cat_as_ostree() {
         vec![r, "show", "main", "nosuch"],
         vec![r, "fsck", "extra"],
         vec![r, "prune", "--no-prune", "extra"],
+        // Options before the command's name (ostree reads them anywhere).
+        vec![r, "-R", "ls", "main"],
+        vec![r, "--raw", "show", "main"],
+        vec![r, "--single", "rev-parse", "main"],
     ] {
         same(d, &args);
     }

@@ -1578,3 +1578,53 @@ fn pull_from_a_local_bare_repository_as_ostree() {
         }
     }
 }
+
+/// `file:` URLs in every form GIO takes (`file:/PATH`, `file://localhost/PATH`), and how a
+/// local remote uses static deltas: ostree imports objects one by one unless
+/// --require-static-deltas, which an archive repository refuses. The same output, refs and
+/// exit codes as ostree.
+#[test]
+fn file_urls_and_local_deltas_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, _) = fixture(t);
+    ostree(&["static-delta", "generate", &repo_arg(&fx), "--to=main"]);
+    ostree(&["summary", "-u", &repo_arg(&fx)]);
+    let path = s(&fx).to_string();
+    for url in [
+        format!("file:{path}"),
+        format!("file://localhost{path}"),
+        format!("file://{path}"),
+    ] {
+        for (mode, args) in [
+            ("bare-user", vec!["pull", "loc", "main"]),
+            (
+                "bare-user",
+                vec!["pull", "--require-static-deltas", "loc", "main"],
+            ),
+            ("archive", vec!["pull", "loc", "main"]),
+            (
+                "archive",
+                vec!["pull", "--require-static-deltas", "loc", "main"],
+            ),
+        ] {
+            let (ro, rx) = (t.join("ro"), t.join("rx"));
+            for r in [&ro, &rx] {
+                let _ = std::fs::remove_dir_all(r);
+                ostree(&["init", &repo_arg(r), &format!("--mode={mode}")]);
+                ostree(&[
+                    "remote",
+                    "add",
+                    &repo_arg(r),
+                    "--no-gpg-verify",
+                    "loc",
+                    &url,
+                ]);
+            }
+            both(t, &ro, &rx, &args);
+            both(t, &ro, &rx, &["remote", "refs", "loc"]);
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{url} {mode} {args:?}");
+        }
+    }
+}

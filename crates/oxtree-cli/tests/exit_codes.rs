@@ -82,6 +82,10 @@ fn failures_exit_as_ostree_and_detailed_codes_on_request() {
         vec!["config", &r, "set", "core.x"],
         vec!["config", &r, "set", "--group=core", "x"],
         vec!["config", &r, "get", "--group=core"],
+        vec!["checksum"],
+        vec!["admin", "kargs"],
+        vec!["summary", &r, "-u", "--view"],
+        vec!["static-delta", &r, "list", "extra"],
         // Not a repository.
         vec!["refs", "--repo=/nonexistent"],
         vec!["log", &format!("--repo={}", s(t)), "main"],

@@ -469,3 +469,16 @@ impl Repo {
         Ok(result)
     }
 }
+
+/// The local path a `file:` URL names, in the forms ostree (GIO) takes: `file:///PATH`,
+/// `file://localhost/PATH` and `file:/PATH`.
+pub fn file_url_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("file:")?;
+    if let Some(r) = rest.strip_prefix("//") {
+        if r.starts_with('/') {
+            return Some(r);
+        }
+        return r.strip_prefix("localhost").filter(|p| p.starts_with('/'));
+    }
+    rest.starts_with('/').then_some(rest)
+}

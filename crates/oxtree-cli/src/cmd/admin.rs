@@ -27,8 +27,11 @@ pub struct AdminArgs {
     /// /boot of the running system.
     #[arg(long, global = true, value_name = "PATH")]
     pub esp: Option<PathBuf>,
+    /// Print the directory of the current (first) deployment and exit.
+    #[arg(long)]
+    pub print_current_dir: bool,
     #[command(subcommand)]
-    pub cmd: AdminCmd,
+    pub cmd: Option<AdminCmd>,
 }
 
 #[derive(Subcommand)]
@@ -112,7 +115,18 @@ pub fn run(g: &Global, a: AdminArgs) -> Result<()> {
         esp: a.esp,
         ..g.clone()
     };
-    match a.cmd {
+    let cmd = match a.cmd {
+        Some(c) => c,
+        None if a.print_current_dir => return print_current_dir(g),
+        None => {
+            // As ostree: the usage on stderr, then the error line.
+            let mut usage =
+                <AdminArgs as clap::Args>::augment_args(clap::Command::new("oxtree admin"));
+            eprintln!("{}", usage.render_help());
+            anyhow::bail!("No \"admin\" subcommand specified");
+        }
+    };
+    match cmd {
         AdminCmd::InitFs(a) => boot::init_fs(a),
         AdminCmd::OsInit(a) => boot::os_init(g, a),
         AdminCmd::Deploy(a) => deploy::deploy(g, *a),
@@ -199,4 +213,24 @@ pub(crate) fn print_pruned(rep: &oxtree::repo::PruneReport) {
             crate::output::human_size(rep.freed_bytes)
         );
     }
+}
+
+/// `admin --print-current-dir`: the first deployment's directory, as an absolute path (as
+/// ostree prints it; scripts use it to find the deployed tree).
+fn print_current_dir(g: &Global) -> Result<()> {
+    let sr = g.sysroot();
+    if let Err(e) = std::fs::read_dir(sr.path().join("ostree")) {
+        anyhow::bail!("{}", crate::output::strerror(&e));
+    }
+    let deps = sr.deployments()?;
+    let Some(d) = deps.first() else {
+        anyhow::bail!("Unable to find a deployment in sysroot");
+    };
+    let root = std::path::absolute(sr.path()).unwrap_or_else(|_| sr.path().to_path_buf());
+    let dir = format!(
+        "ostree/deploy/{}/deploy/{}.{}",
+        d.stateroot, d.checksum, d.deployserial
+    );
+    println!("{}", root.join(dir).display());
+    Ok(())
 }

@@ -221,6 +221,14 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             return Ok(());
         }
     }
+    // A file:// remote is imported object by object, as ostree imports from a local
+    // repository: its static deltas only with --require-static-deltas (then the pull, and
+    // its summary line, are those of a fetch).
+    let local = local_url(&repo, &remote, a.url.as_deref());
+    let mut opts = opts;
+    if local && !a.require_static_deltas {
+        opts.disable_static_deltas = true;
+    }
     // ostree: 0 means 1000 ms.
     let every = update_frequency
         .map(|ms| std::time::Duration::from_millis(if ms <= 0 { 1000 } else { ms as u64 }));
@@ -281,7 +289,7 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             .unwrap_or_default();
         // (An archive repository imported into an archive repository: ostree copies the
         // objects as they are and counts no content written.)
-        let imported = url.starts_with("file://");
+        let imported = oxtree::pull::file_url_path(&url).is_some() && !a.require_static_deltas;
         let raw = imported && repo.mode() == oxtree::repo::RepoMode::Archive;
         println!("{}", summary_line(&res, imported, raw));
         for (r, old, new) in &res.refs {
@@ -301,6 +309,15 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether the remote (or `--url`) is a `file:` URL.
+fn local_url(repo: &Repo, remote: &str, url: Option<&str>) -> bool {
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => repo.remote_url(remote).unwrap_or_default(),
+    };
+    oxtree::pull::file_url_path(&url).is_some()
+}
+
 /// The local repository a `file://` remote (or `--url`) names, when it is not an archive
 /// repository (those are read as a server's files).
 fn local_non_archive_source(repo: &Repo, remote: &str, url: Option<&str>) -> Result<Option<Repo>> {
@@ -311,7 +328,7 @@ fn local_non_archive_source(repo: &Repo, remote: &str, url: Option<&str>) -> Res
             Err(_) => return Ok(None),
         },
     };
-    let Some(path) = url.strip_prefix("file://") else {
+    let Some(path) = oxtree::pull::file_url_path(&url) else {
         return Ok(None);
     };
     let path = std::path::Path::new(path);

@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 #[derive(Subcommand)]
 pub enum StaticDeltaCmd {
     /// List static delta files.
-    List,
+    List {
+        /// (Ignored, as ostree ignores them.)
+        #[arg(hide = true)]
+        ignored: Vec<String>,
+    },
     /// Dump information on a delta.
     Show(NameArgs),
     /// Remove a delta.
@@ -146,7 +150,7 @@ pub struct ReindexArgs {
 pub fn run(g: &Global, cmd: StaticDeltaCmd) -> Result<()> {
     match cmd {
         StaticDeltaCmd::Generate(a) => generate(g, a),
-        StaticDeltaCmd::List => {
+        StaticDeltaCmd::List { .. } => {
             let deltas = g.open()?.list_static_deltas()?;
             if deltas.is_empty() {
                 println!("(No static deltas)");

@@ -79,7 +79,8 @@ pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
     } else if !shows {
         bail!("No option specified; use -u to update summary");
     }
-    if !shows {
+    // As ostree: -u only updates, whatever else is asked (its options are an if/else chain).
+    if !shows || a.update {
         return Ok(());
     }
     let path = repo.path().join("summary");

@@ -30,6 +30,15 @@ impl Repo {
         opts: &PullOptions,
         progress: &PullProgress,
     ) -> Result<PullResult> {
+        if opts.require_static_deltas
+            && !opts.commit_metadata_only
+            && self.mode() == crate::repo::RepoMode::Archive
+        {
+            // ostree's refusal, before anything is fetched.
+            return Err(Error::InvalidArgument(
+                "Can't use static deltas in an archive repo".into(),
+            ));
+        }
         let mut opts = opts.clone();
         self.remote_policy(remote, &mut opts, Verify::All)?;
         let fetcher = self.remote_fetcher(remote, &mut opts)?;
@@ -142,7 +151,7 @@ impl Repo {
             Some(u) => u.clone(),
             None => self.remote_url(remote)?,
         };
-        if let Some(path) = url.strip_prefix("file://") {
+        if let Some(path) = super::file_url_path(&url) {
             let path = std::path::Path::new(path);
             // ostree's words for a local remote that is not there.
             if let Err(e) = std::fs::read_dir(path) {

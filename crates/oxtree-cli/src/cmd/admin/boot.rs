@@ -171,7 +171,11 @@ pub fn finalize_staged(g: &Global, a: FinalizeStagedArgs) -> Result<()> {
 
 /// Remove deployments and boot files no longer in the boot configuration.
 #[derive(Args)]
-pub struct CleanupArgs {}
+pub struct CleanupArgs {
+    /// (Arguments are ignored, as ostree ignores them.)
+    #[arg(hide = true)]
+    pub ignored: Vec<String>,
+}
 
 pub fn cleanup(g: &Global, _a: CleanupArgs) -> Result<()> {
     let sr = super::sysroot(g);
