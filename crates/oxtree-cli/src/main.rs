@@ -257,14 +257,22 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The ostree release oxtree is a drop-in for.
+const OSTREE_COMPAT_VERSION: &str = "2022.7";
+
 /// `--version` in ostree's format. Scripts test the feature list (`ostree --version | grep
 /// -q gpgme`), so it names, under ostree's feature names, only what oxtree really has:
 /// HTTP(S) pulls (`libcurl`), OpenPGP verification and signing (`gpgme`), ed25519 signatures
 /// (`sign-ed25519`), tar commit/export (`libarchive`), the systemd units (`systemd`),
 /// collection IDs with `create-usb` and `find-remotes` (`p2p`).
+///
+/// The first key is ostree's, `libostree:`, with the ostree release whose command line and
+/// formats oxtree follows (the oracle its tests run against): scripts read the first
+/// `Version:` to decide what the installed ostree can do. oxtree's own version follows under
+/// its own key.
 fn print_version() {
-    println!("oxtree:");
-    println!(" Version: '{}'", env!("CARGO_PKG_VERSION"));
+    println!("libostree:");
+    println!(" Version: '{OSTREE_COMPAT_VERSION}'");
     println!(" Features:");
     for f in [
         "libcurl",
@@ -277,6 +285,8 @@ fn print_version() {
     ] {
         println!("  - {f}");
     }
+    println!("oxtree:");
+    println!(" Version: '{}'", env!("CARGO_PKG_VERSION"));
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {

@@ -254,6 +254,22 @@ fn unreadable_file_fails_commit_naming_it() {
 fn version_and_help() {
     let v = ox(&["--version"]);
     assert!(v.contains("Version:") && v.contains("Features:"), "{v}");
+    // ostree's first key and the release oxtree follows, as scripts read them; then oxtree's.
+    let ostree_v = std::process::Command::new("ostree")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    if !ostree_v.is_empty() {
+        assert!(v.starts_with(&ostree_v), "{v}\nvs ostree's\n{ostree_v}");
+    }
+    assert!(v.contains("\noxtree:\n Version: '"), "{v}");
     for cmd in [
         "init",
         "commit",
