@@ -499,6 +499,11 @@ fn pin_undeploy_set_default_status_match_ostree() {
     }
     let out = same(&p, &["admin", "pin", "1"]);
     assert_eq!(out, "Deployment 1 is now pinned\n");
+    // The sysroot lock's file goes when the lock is released (libglnx's protocol, which
+    // waiters check), so neither tool leaves it.
+    for sr in [&p.o, &p.x] {
+        assert!(!sr.join("ostree/lock").exists(), "{sr:?}: ostree/lock left");
+    }
     same(&p, &["admin", "pin", "1"]);
     layout_same(&p);
     let st = same(&p, &["admin", "status"]);

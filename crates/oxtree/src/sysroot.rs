@@ -203,10 +203,24 @@ impl Drop for SysrootLock<'_> {
         let mut held = self.sysroot.lock.lock().unwrap_or_else(|e| e.into_inner());
         held.guards = held.guards.saturating_sub(1);
         if held.guards == 0 {
-            // Closing the only descriptor of the open file description releases the lock.
+            // As libglnx (ostree): remove the file while the lock is held, then close the
+            // only descriptor of the open file description, which releases the lock. A
+            // process that was waiting on this file then finds it unlinked and starts over
+            // (see `still_linked`), so no two holders ever coexist.
+            if held.file.is_some() {
+                let _ = std::fs::remove_file(self.sysroot.path.join("ostree/lock"));
+            }
             held.file = None;
         }
     }
+}
+
+/// Whether the lock file just locked is still the one at its path: its last holder (oxtree,
+/// or ostree through libglnx) unlinks it before releasing, and a lock on an unlinked file
+/// excludes nobody.
+fn still_linked(f: &std::fs::File, p: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(f.metadata().ctx("stat", p)?.nlink() > 0)
 }
 
 fn mkdir_mode(p: &Path, mode: u32) -> Result<()> {
@@ -257,11 +271,19 @@ impl Sysroot {
         let mut held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if held.file.is_none() {
             let p = self.path.join("ostree/lock");
-            let f = self.open_lock_file(&p)?;
-            if !crate::fsutil::ofd_lock(&f, true, false).ctx("lock", &p)? {
-                waiting();
-                crate::fsutil::ofd_lock(&f, true, true).ctx("lock", &p)?;
-            }
+            let mut waiting = Some(waiting);
+            let f = loop {
+                let f = self.open_lock_file(&p)?;
+                if !crate::fsutil::ofd_lock(&f, true, false).ctx("lock", &p)? {
+                    if let Some(w) = waiting.take() {
+                        w();
+                    }
+                    crate::fsutil::ofd_lock(&f, true, true).ctx("lock", &p)?;
+                }
+                if still_linked(&f, &p)? {
+                    break f;
+                }
+            };
             held.file = Some(f);
         }
         held.guards += 1;
@@ -273,10 +295,15 @@ impl Sysroot {
         let mut held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if held.file.is_none() {
             let p = self.path.join("ostree/lock");
-            let f = self.open_lock_file(&p)?;
-            if !crate::fsutil::ofd_lock(&f, true, false).ctx("lock", &p)? {
-                return Ok(None);
-            }
+            let f = loop {
+                let f = self.open_lock_file(&p)?;
+                if !crate::fsutil::ofd_lock(&f, true, false).ctx("lock", &p)? {
+                    return Ok(None);
+                }
+                if still_linked(&f, &p)? {
+                    break f;
+                }
+            };
             held.file = Some(f);
         }
         held.guards += 1;
@@ -743,5 +770,40 @@ impl Sysroot {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).ctx("remove", p),
         }
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::Sysroot;
+
+    /// libglnx's protocol, as ostree uses it: the holder unlinks `ostree/lock` before it
+    /// releases the lock, and a waiter that then gets the lock on the unlinked file starts
+    /// over, so it holds the lock on the file at the path and excludes the next process.
+    #[test]
+    fn a_waiter_retakes_the_lock_on_the_file_at_the_path() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(t.path().join("ostree")).expect("mkdir");
+        let a = Sysroot::new(t.path());
+        let held = a.lock(|| {}).expect("lock");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = t.path().to_path_buf();
+        let waiter = std::thread::spawn(move || {
+            let b = Sysroot::new(&path);
+            let mut waited = false;
+            let _g = b.lock(|| waited = true).expect("lock");
+            tx.send(waited).expect("send");
+            // Held by B: a third instance is excluded, on the file now at the path.
+            let c = Sysroot::new(&path);
+            assert!(c.try_lock().expect("try_lock").is_none());
+            assert!(path.join("ostree/lock").exists());
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(held);
+        assert!(rx.recv().expect("recv"), "the waiter did not wait");
+        waiter.join().expect("waiter");
+        // Released by everyone: the file is gone, as ostree leaves it.
+        assert!(!t.path().join("ostree/lock").exists());
+        assert!(a.try_lock().expect("try_lock").is_some());
     }
 }
