@@ -1628,3 +1628,21 @@ fn file_urls_and_local_deltas_as_ostree() {
         }
     }
 }
+
+/// `remote refs` and `remote summary` of a repository without a summary: ostree's two
+/// error lines (oxtree's explanation follows as a hint).
+#[test]
+fn remote_without_a_summary_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, _) = fixture(t);
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    for r in [&ro, &rx] {
+        ostree(&["init", &repo_arg(r), "--mode=archive"]);
+        let url = format!("file://{}", s(&fx));
+        ostree(&["remote", "add", &repo_arg(r), "--no-gpg-verify", "o", &url]);
+    }
+    both_status(t, &ro, &rx, &["remote", "refs", "o"]);
+    both_status(t, &ro, &rx, &["remote", "summary", "o"]);
+}

@@ -97,6 +97,9 @@ pub enum Error {
     /// `remote add` of a remote that exists (ostree's wording).
     #[error("Remote configuration for \"{0}\" already exists: (in config)")]
     RemoteExists(String),
+    /// `remote refs`/`remote summary` of a server without a summary (ostree's words).
+    #[error("Remote refs not available; server has no summary file")]
+    NoSummary { url: String },
     /// A device, FIFO or socket in a tree to commit (ostree's words: the name only).
     #[error("Not a regular file or symlink: {name}")]
     UnsupportedFileType { name: String, path: PathBuf },
@@ -116,6 +119,9 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::NoSummary { url } => Some(format!(
+                "{url} is not there: the repository's owner can create it with `oxtree summary -u`"
+            )),
             Error::UnsupportedFileType { path, .. } => Some(format!(
                 "{} is a device, FIFO or socket, which a commit cannot hold; add it to --skip-list",
                 path.display()

@@ -438,7 +438,17 @@ pub fn summary(g: &Global, a: SummaryArgs) -> Result<()> {
         .first()
         .ok_or_else(|| anyhow!("NAME must be specified"))?;
     check_cache_dir(a.cache_dir.as_ref())?;
-    let s = g.open()?.remote_summary(name)?;
+    let s = match g.open()?.remote_summary(name) {
+        // (ostree's words differ from `remote refs`' here.)
+        Err(oxtree::Error::NoSummary { url }) => return Err(super::Hinted {
+            msg: "Remote server has no summary file".into(),
+            hint: format!(
+                "{url} is not there: the repository's owner can create it with `oxtree summary -u`"
+            ),
+        }
+        .into()),
+        r => r?,
+    };
     if a.raw || a.list_metadata_keys || a.print_metadata_key.is_some() {
         return show_summary(
             &s.encode(),

@@ -53,11 +53,8 @@ impl Repo {
         self.remote_policy(remote, &mut opts, Verify::Summary)?;
         let fetcher = self.remote_fetcher(remote, &mut opts)?;
         super::resolve::fetch_summary(&*fetcher, &opts, &PullProgress::default())?.ok_or_else(
-            || {
-                Error::Other(format!(
-                    "Remote refs not available; server has no summary file ({}): its owner can create one with `oxtree summary -u`",
-                    fetcher.describe("summary")
-                ))
+            || Error::NoSummary {
+                url: fetcher.describe("summary"),
             },
         )
     }
