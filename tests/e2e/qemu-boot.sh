@@ -184,6 +184,10 @@ min_free_repo_mib = 16
 [reboot]
 respect_inhibitors = false
 warn_users = false
+# The journal flushed and two seconds for the log copier (oxtree-e2e-agent-log.service)
+# before the reboot: its last lines ("available -> staged", "rebooting into …") were lost
+# once when the reboot came first.
+command = ["/bin/sh", "-c", "journalctl --sync; sleep 2; exec systemctl reboot"]
 EOF
   cat >"$t/usr/libexec/oxtree-e2e-agent" <<'EOF'
 #!/bin/sh

@@ -1646,3 +1646,38 @@ fn remote_without_a_summary_as_ostree() {
     both_status(t, &ro, &rx, &["remote", "refs", "o"]);
     both_status(t, &ro, &rx, &["remote", "summary", "o"]);
 }
+
+/// `pull --mirror REMOTE` without refs mirrors every ref of the summary (and keeps the
+/// summary), and `pull REMOTE` without refs or branches= fails: as ostree, over file://
+/// and HTTP.
+#[test]
+fn mirror_everything_and_refusals_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, _) = fixture(t);
+    let srv = Server::start(&fx);
+    for url in [format!("file://{}", s(&fx)), srv.url.clone()] {
+        // Without a summary first, then with one.
+        for summary in [false, true] {
+            if summary {
+                ostree(&["summary", "-u", &repo_arg(&fx)]);
+            }
+            let (ro, rx) = (t.join("ro"), t.join("rx"));
+            for r in [&ro, &rx] {
+                let _ = std::fs::remove_dir_all(r);
+                ostree(&["init", &repo_arg(r), "--mode=archive"]);
+                ostree(&["remote", "add", &repo_arg(r), "--no-gpg-verify", "o", &url]);
+            }
+            both_status(t, &ro, &rx, &["pull", "--mirror", "o"]);
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{url} summary={summary}");
+            assert_eq!(
+                std::fs::read(ro.join("summary")).ok(),
+                std::fs::read(rx.join("summary")).ok(),
+                "{url} summary={summary}: the mirrored summary"
+            );
+            both_status(t, &ro, &rx, &["pull", "o"]);
+        }
+        let _ = std::fs::remove_file(fx.join("summary"));
+    }
+}

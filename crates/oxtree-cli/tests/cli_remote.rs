@@ -1369,7 +1369,10 @@ done
     for (r, why) in [
         ("evil", "ref binding"),
         ("foreign", "collection ID ‘org.other.Os’"),
-        ("unsigned", "OpenPGP"),
+        (
+            "unsigned",
+            "GPG verification enabled, but no signatures found",
+        ),
     ] {
         let err = read(&format!("{r}.err"));
         assert_eq!(read(&format!("{r}.code")).trim(), "1", "{r}: {err}");

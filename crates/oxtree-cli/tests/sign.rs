@@ -1028,7 +1028,7 @@ fn pull_local_verifies_signatures() {
     refused(
         &["--remote=gorigin", usb_s, &unsigned],
         4,
-        "no good OpenPGP signature",
+        "GPG verification enabled, but no signatures found",
     );
     refused(
         &["--remote=origin", usb_s, "os/main"],

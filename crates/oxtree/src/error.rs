@@ -50,6 +50,9 @@ pub enum Error {
     Unsupported { path: PathBuf, msg: String },
     #[error("commit {commit}: {msg}")]
     Signature { commit: Checksum, msg: String },
+    /// gpg-verify is on and the commit carries no OpenPGP signature at all (ostree's words).
+    #[error("Commit {0}: GPG verification enabled, but no signatures found (use gpg-verify=false in remote config to disable)")]
+    GpgUnsigned(Checksum),
     /// The commit's `ostree.ref-binding` / `ostree.collection-binding` do not match what
     /// was asked for (ostree's `verify_bindings`; its wording).
     #[error("Commit {commit}: {msg}")]
@@ -61,6 +64,9 @@ pub enum Error {
     DeltaRefused { delta: String, msg: String },
     #[error("summary {url}: {msg}")]
     SummarySignature { url: String, msg: String },
+    /// gpg-verify-summary is on and the server has no `summary.sig` (ostree's words).
+    #[error("GPG verification enabled, but no summary.sig found (use gpg-verify-summary=false in remote config to disable)")]
+    GpgSummaryUnsigned { url: String },
     /// A static delta's superblock signatures do not verify (`static-delta verify`,
     /// `apply-offline` with keys); ostree's wording.
     #[error("{0}")]
@@ -97,6 +103,9 @@ pub enum Error {
     /// `remote add` of a remote that exists (ostree's wording).
     #[error("Remote configuration for \"{0}\" already exists: (in config)")]
     RemoteExists(String),
+    /// `pull REMOTE` with no ref named and no `branches=` (ostree's words).
+    #[error("No configured branches for remote {0}")]
+    NoBranches(String),
     /// `remote refs`/`remote summary` of a server without a summary (ostree's words).
     #[error("Remote refs not available; server has no summary file")]
     NoSummary { url: String },
@@ -119,6 +128,9 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::NoBranches(r) => Some(format!(
+                "name the refs to pull (`oxtree pull {r} REF`), or set them with `oxtree config set 'remote \"{r}\".branches' 'REF;'`"
+            )),
             Error::NoSummary { url } => Some(format!(
                 "{url} is not there: the repository's owner can create it with `oxtree summary -u`"
             )),
@@ -134,6 +146,9 @@ impl Error {
             )),
             Error::RefNotInSummary { remote, .. } => Some(format!(
                 "`oxtree remote refs {remote}` lists the refs the server's summary offers"
+            )),
+            Error::GpgSummaryUnsigned { url } => Some(format!(
+                "{url} has no OpenPGP signature: the publisher signs it with `oxtree summary -u --gpg-sign=KEY-ID`"
             )),
             Error::SummarySignature { .. } => Some(
                 "the server's summary is not signed by a key this remote trusts: check verification-ed25519-key/-file, \
@@ -154,6 +169,16 @@ impl Error {
                 "the server's static delta does not match the commit it claims to deliver (an attack, \
                  or a broken delta); nothing of it was kept. --disable-static-deltas fetches the \
                  commit's objects one by one, each verified against the signed tree"
+                    .into(),
+            ),
+            Error::GpgUnsigned(_) => Some(
+                "the remote verifies OpenPGP signatures and this commit has none: ask the publisher to sign it \
+                 (oxtree gpg-sign COMMIT KEY-ID), or pull from a remote that does not require them"
+                    .into(),
+            ),
+            Error::Signature { msg, .. } if msg.contains("OpenPGP") => Some(
+                "the commit is not signed by a key this remote trusts: import the publisher's key with \
+                 `oxtree remote gpg-import REMOTE --keyring=FILE`"
                     .into(),
             ),
             Error::Signature { .. } => Some(
@@ -183,7 +208,9 @@ impl Error {
         matches!(
             self,
             Error::Signature { .. }
+                | Error::GpgUnsigned(_)
                 | Error::SummarySignature { .. }
+                | Error::GpgSummaryUnsigned { .. }
                 | Error::DeltaSignature(_)
                 | Error::TimestampCheck { .. }
                 | Error::Binding { .. }

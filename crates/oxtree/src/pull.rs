@@ -308,6 +308,20 @@ impl Repo {
             .collect::<Vec<_>>();
         let mut res =
             self.pull_resolved(fetcher, summary.as_ref(), &resolved, opts, progress, start)?;
+        if opts.mirror && refs.is_empty() && !opts.dry_run {
+            // A mirror of every ref serves the same summary (and its signature), as
+            // ostree's mirror pull leaves them.
+            for name in ["summary", "summary.sig"] {
+                let got = retry::fetch_retry(fetcher, name, opts, progress, MAX_METADATA_SIZE)?;
+                let p = self.path().join(name);
+                match got {
+                    Some(b) => crate::fsutil::write_atomic(&p, &b, self.fsync_enabled())?,
+                    None => {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                }
+            }
+        }
         res.setup_bytes = setup_bytes;
         res.not_found_bytes = fetcher.not_found_bytes().saturating_sub(setup_not_found);
         Ok(res)

@@ -7,7 +7,7 @@ mod boot;
 mod config;
 mod deploy;
 mod state;
-mod status;
+pub(crate) mod status;
 
 pub use boot::prepare_root;
 

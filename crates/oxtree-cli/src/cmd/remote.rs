@@ -440,6 +440,13 @@ pub fn summary(g: &Global, a: SummaryArgs) -> Result<()> {
     check_cache_dir(a.cache_dir.as_ref())?;
     let s = match g.open()?.remote_summary(name) {
         // (ostree's words differ from `remote refs`' here.)
+        Err(oxtree::Error::GpgSummaryUnsigned { url }) => {
+            return Err(super::Hinted {
+                msg: "GPG verification enabled, but no summary signatures found (use gpg-verify-summary=false in remote config to disable)".into(),
+                hint: format!("{url} has no OpenPGP signature"),
+            }
+            .into())
+        }
         Err(oxtree::Error::NoSummary { url }) => return Err(super::Hinted {
             msg: "Remote server has no summary file".into(),
             hint: format!(

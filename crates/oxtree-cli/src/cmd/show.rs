@@ -695,28 +695,28 @@ fn print_gpg_report(repo: &Repo, c: &Checksum, keys: &GpgKeys) -> Result<bool> {
         report.len(),
         if report.len() == 1 { "" } else { "s" }
     );
-    for r in &report {
+    // As ostree's `describe`, each signature indented; oxtree adds why one is not good.
+    let described = super::admin::status::describe_signatures(&keys, meta.as_deref(), &report)?;
+    for (r, mut lines) in report.iter().zip(described) {
         println!();
-        if let Some(t) = r.created {
-            println!(
-                "  Signature made {} using key ID {}",
-                timefmt::format(t),
-                r.key.as_deref().unwrap_or("?")
-            );
-        }
+        // (oxtree's words for a key that expired or was revoked: which one, and when.)
         let who = r
             .user
             .as_deref()
             .or(r.key.as_deref())
             .unwrap_or("unknown key");
-        let status = match r.status {
-            GpgStatus::Good => format!("Good signature from \"{who}\""),
-            GpgStatus::ExpiredKey => format!("Signature from \"{who}\" made by an EXPIRED key"),
-            GpgStatus::RevokedKey => format!("Signature from \"{who}\" made by a REVOKED key"),
-            GpgStatus::Bad => format!("BAD signature from \"{who}\""),
-            GpgStatus::UnknownKey => "Can't check signature: public key not found".to_string(),
-        };
-        println!("  {status}");
+        match r.status {
+            GpgStatus::ExpiredKey => {
+                lines[1] = format!("Signature from \"{who}\" made by an EXPIRED key")
+            }
+            GpgStatus::RevokedKey => {
+                lines[1] = format!("Signature from \"{who}\" made by a REVOKED key")
+            }
+            _ => {}
+        }
+        for l in lines {
+            println!("  {l}");
+        }
         if let Some(d) = &r.detail {
             println!("  ({d})");
         }
@@ -730,7 +730,8 @@ enum GpgKeys<'a> {
     Remote(&'a str),
     /// The keyrings (`*.gpg`) of a GnuPG home directory, and the global keyring.
     Homedir(&'a Path),
-    /// Only `/usr/share/ostree/trusted.gpg.d`.
+    /// Every remote's keyring and `/usr/share/ostree/trusted.gpg.d` (ostree's
+    /// `OSTREE_ALL_REMOTES`).
     Global,
 }
 
@@ -740,7 +741,13 @@ impl GpgKeys<'_> {
         let dirs: &[&Path] = match self {
             GpgKeys::Remote(r) => return Ok(repo.remote_gpg_keys(r)?),
             GpgKeys::Homedir(h) => &[h, Path::new("/usr/share/ostree/trusted.gpg.d")],
-            GpgKeys::Global => &[Path::new("/usr/share/ostree/trusted.gpg.d")],
+            GpgKeys::Global => {
+                // ostree's OSTREE_ALL_REMOTES: every remote's keyring, and the global one.
+                for r in repo.remote_names() {
+                    keys.extend(repo.remote_gpg_keys(&r)?);
+                }
+                &[Path::new("/usr/share/ostree/trusted.gpg.d")]
+            }
         };
         for d in dirs {
             let Ok(entries) = std::fs::read_dir(d) else {

@@ -20,7 +20,9 @@ pub(crate) fn fetch_summary(
     progress: &PullProgress,
 ) -> Result<Option<Summary>> {
     match fetch_summary_once(fetcher, opts, progress) {
-        Err(Error::SummarySignature { .. }) => fetch_summary_once(fetcher, opts, progress),
+        Err(Error::SummarySignature { .. } | Error::GpgSummaryUnsigned { .. }) => {
+            fetch_summary_once(fetcher, opts, progress)
+        }
         r => r,
     }
 }
@@ -88,6 +90,9 @@ fn fetch_summary_once(
                 msg: "no summary on the server, but the remote has gpg-verify-summary on".into(),
             })?;
         let sig = get_small("summary.sig")?;
+        if sig.is_none() {
+            return Err(Error::GpgSummaryUnsigned { url });
+        }
         let report = crate::sign::gpg::verify_meta(sig.as_deref(), bytes, keys)?;
         if !report
             .iter()
@@ -162,7 +167,15 @@ pub(super) fn targets(
     progress: &PullProgress,
 ) -> Result<Vec<Target>> {
     let get_small = |path: &str| fetch_retry(fetcher, path, opts, progress, MAX_METADATA_SIZE);
-    let wanted: Vec<String> = if refs.is_empty() {
+    let wanted: Vec<String> = if refs.is_empty() && opts.mirror {
+        // ostree's mirror of everything: every ref the summary lists (branches= aside).
+        let Some(s) = summary else {
+            return Err(Error::InvalidArgument(
+                "Fetching all refs was requested in mirror mode, but remote repository does not have a summary".into(),
+            ));
+        };
+        s.refs.iter().map(|r| r.name.clone()).collect()
+    } else if refs.is_empty() {
         repo.remote_option(remote, "branches")
             .map(|b| {
                 b.split(';')
@@ -174,8 +187,8 @@ pub(super) fn targets(
     } else {
         refs.to_vec()
     };
-    if wanted.is_empty() {
-        return Err(Error::InvalidArgument(format!("no refs to pull: name them (oxtree pull {remote} REF) or set branches= for remote {remote}")));
+    if wanted.is_empty() && !(refs.is_empty() && opts.mirror) {
+        return Err(Error::NoBranches(remote.to_string()));
     }
     let mut targets: Vec<Target> = Vec::new();
     for r in &wanted {

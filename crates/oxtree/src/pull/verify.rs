@@ -162,6 +162,9 @@ pub(crate) fn check_signatures(
     }
     if let Some(keys) = &opts.gpg_keys {
         let report = crate::sign::gpg::verify_meta(meta, bytes, keys)?;
+        if report.is_empty() {
+            return Err(Error::GpgUnsigned(*c));
+        }
         if !report
             .iter()
             .any(|r| r.status == crate::sign::gpg::GpgStatus::Good)

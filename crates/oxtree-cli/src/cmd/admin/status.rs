@@ -318,32 +318,11 @@ fn verify_text(sr: &Sysroot, d: &Deployment, skip_signatures: bool) -> Result<St
         );
     }
     // GPGME's description of each signature, as ostree's `describe` words it.
-    let raws = oxtree::sign::gpg::gpgsigs(meta.as_deref().unwrap_or_default())?;
     let mut out = String::new();
-    for (i, s) in report.iter().enumerate() {
-        let fpr = s.key.clone().unwrap_or_default();
-        let key_id = &fpr[fpr.len().saturating_sub(16)..];
-        let (algo, primary) = key_algorithm(&keys, &fpr, raws.get(i).map(Vec::as_slice));
-        let when = s
-            .created
-            .map(crate::timefmt::ctime_local)
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "Signature made {when} using {algo} key ID {key_id}\n"
-        ));
-        let who = s.user.as_deref().unwrap_or(key_id);
-        out.push_str(&match s.status {
-            GpgStatus::Good => format!("Good signature from \"{who}\"\n"),
-            GpgStatus::ExpiredKey => format!("Expired signature from \"{who}\"\n"),
-            GpgStatus::RevokedKey => format!("Revoked signature from \"{who}\"\n"),
-            GpgStatus::Bad => format!("BAD signature from \"{who}\"\n"),
-            GpgStatus::UnknownKey => "Can't check signature: public key not found\n".into(),
-        });
-        if let Some(p) = primary {
-            out.push_str(&format!(
-                "Primary key ID {}\n",
-                &p[p.len().saturating_sub(16)..]
-            ));
+    for lines in describe_signatures(&keys, meta.as_deref(), &report)? {
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
         }
     }
     if !report.iter().any(|s| s.status == GpgStatus::Good) {
@@ -354,6 +333,58 @@ fn verify_text(sr: &Sysroot, d: &Deployment, skip_signatures: bool) -> Result<St
         return Ok(String::new());
     }
     Ok(out.lines().map(|l| format!("GPG: {l}\n")).collect())
+}
+
+/// Each signature of `report` as ostree's `ostree_gpg_verify_result_describe` words it (what
+/// `admin status` and `show` print): "Signature made WHEN using ALGO key ID ID", then its
+/// status, then the primary key's ID when a subkey signed.
+pub(crate) fn describe_signatures(
+    keys: &[oxtree::pgp::composed::SignedPublicKey],
+    meta: Option<&[u8]>,
+    report: &[oxtree::sign::gpg::GpgSignature],
+) -> Result<Vec<Vec<String>>> {
+    use oxtree::sign::gpg::GpgStatus;
+    let raws = oxtree::sign::gpg::gpgsigs(meta.unwrap_or_default())?;
+    let mut out = Vec::new();
+    for (i, s) in report.iter().enumerate() {
+        let mut lines = Vec::new();
+        let fpr = s.key.clone().unwrap_or_default();
+        let key_id = &fpr[fpr.len().saturating_sub(16)..];
+        let (algo, primary) = key_algorithm(keys, &fpr, raws.get(i).map(Vec::as_slice));
+        let when = s
+            .created
+            .map(crate::timefmt::ctime_local)
+            .unwrap_or_default();
+        lines.push(format!(
+            "Signature made {when} using {algo} key ID {key_id}"
+        ));
+        let who = s.user.as_deref().map_or(key_id.to_string(), gpgme_user);
+        lines.push(match s.status {
+            GpgStatus::Good => format!("Good signature from \"{who}\""),
+            GpgStatus::ExpiredKey => format!("Expired signature from \"{who}\""),
+            GpgStatus::RevokedKey => format!("Revoked signature from \"{who}\""),
+            GpgStatus::Bad => format!("BAD signature from \"{who}\""),
+            GpgStatus::UnknownKey => "Can't check signature: public key not found".into(),
+        });
+        if let Some(p) = primary {
+            lines.push(format!(
+                "Primary key ID {}",
+                &p[p.len().saturating_sub(16)..]
+            ));
+        }
+        out.push(lines);
+    }
+    Ok(out)
+}
+
+/// A user id as ostree prints it from GPGME's parts, "NAME <EMAIL>": a bare address has an
+/// empty name (` <a@example.com>`).
+fn gpgme_user(uid: &str) -> String {
+    if !uid.contains('<') && uid.contains('@') && !uid.contains(' ') {
+        format!(" <{uid}>")
+    } else {
+        uid.to_string()
+    }
 }
 
 /// GPGME's name for the algorithm of the key (or subkey) with fingerprint `fpr`, and the
