@@ -1266,6 +1266,23 @@ fn pull_options_as_ostree() {
         );
         ostree(&["fsck", &repo_arg(&cx)]);
     }
+    // --bareuseronly-files holds for an archive repo too (ostree refuses the setuid file).
+    let (ao, ax) = (t.join("ba-o"), t.join("ba-x"));
+    for r in [&ao, &ax] {
+        ostree(&["init", &repo_arg(r), "--mode=archive"]);
+        ostree(&[
+            "remote",
+            "add",
+            &repo_arg(r),
+            "--no-gpg-verify",
+            "o",
+            &file_url,
+        ]);
+    }
+    let (o, _) = both_status(t, &ao, &ax, &["pull", "o", "bad", "--bareuseronly-files"]);
+    assert!(!o.status.success());
+    assert_eq!(all_refs(&ax), "");
+    assert!(!object_set(&ax).iter().any(|o| o.ends_with(".filez")));
     // Without the option the same commit is accepted by both (bare-user stores it).
     let (co, cx) = clients(t, "b", &file_url);
     let (o, _) = both_status(t, &co, &cx, &["pull", "o", "bad"]);
@@ -1677,6 +1694,8 @@ fn mirror_everything_and_refusals_as_ostree() {
                 "{url} summary={summary}: the mirrored summary"
             );
             both_status(t, &ro, &rx, &["pull", "o"]);
+            // A ref the server does not have (with and without a summary).
+            both_status(t, &ro, &rx, &["pull", "o", "nosuch"]);
         }
         let _ = std::fs::remove_file(fx.join("summary"));
     }

@@ -103,6 +103,9 @@ pub enum Error {
     /// `remote add` of a remote that exists (ostree's wording).
     #[error("Remote configuration for \"{0}\" already exists: (in config)")]
     RemoteExists(String),
+    /// A file the pull needs is not on the server (ostree's words: the HTTP status).
+    #[error("Server returned HTTP 404")]
+    ServerNotFound { url: String },
     /// `pull REMOTE` with no ref named and no `branches=` (ostree's words).
     #[error("No configured branches for remote {0}")]
     NoBranches(String),
@@ -128,6 +131,9 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::ServerNotFound { url } => Some(format!(
+                "{url} is not on the server: check the ref's name with `oxtree remote refs REMOTE` (the server may have no summary), and the remote's URL"
+            )),
             Error::NoBranches(r) => Some(format!(
                 "name the refs to pull (`oxtree pull {r} REF`), or set them with `oxtree config set 'remote \"{r}\".branches' 'REF;'`"
             )),
@@ -227,6 +233,7 @@ impl Error {
                 | Error::NotFound(_)
                 | Error::RefNotInSummary { .. }
                 | Error::ObjectMissing { .. }
+                | Error::ServerNotFound { .. }
         )
     }
 

@@ -148,6 +148,11 @@ impl Shared<'_> {
             } => Error::corrupt(ObjectType::File, *c, source),
             e => e,
         };
+        // --bareuseronly-files holds for an archive repo too (the stored form keeps the
+        // header), as in ostree: refused before anything of the object is stored.
+        if archive {
+            self.txn.check_bareuseronly(&header, c)?;
+        }
         // A small object held in memory, for a repo that stores it inflated: inflated whole
         // (libdeflate), then verified and stored from memory. As below, bytes after the
         // stream are not read.

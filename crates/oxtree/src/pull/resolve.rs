@@ -219,8 +219,15 @@ pub(super) fn targets(
                 })
             }
             None => {
-                let b = get_small(&format!("refs/heads/{r}"))?
-                    .ok_or_else(|| Error::RefNotFound(format!("{remote}:{r}")))?;
+                let b = get_small(&format!("refs/heads/{r}"))?.ok_or_else(|| {
+                    let url = fetcher.describe(&format!("refs/heads/{r}"));
+                    // ostree reads a local repository's refs itself, and asks a server.
+                    if url.starts_with("file:") {
+                        Error::RefNotFound(r.clone())
+                    } else {
+                        Error::ServerNotFound { url }
+                    }
+                })?;
                 String::from_utf8_lossy(&b).trim().parse().map_err(|_| {
                     Error::Other(format!(
                         "{}: not a checksum (is this an OSTree repository?)",

@@ -620,7 +620,7 @@ impl Transaction<'_> {
 
     /// bare-user-only stores no setuid, setgid, sticky or world-writable content (ostree's
     /// `_ostree_validate_bareuseronly_mode`, with its message).
-    fn check_bareuseronly(&self, header: &FileHeader, csum: &Checksum) -> Result<()> {
+    pub(crate) fn check_bareuseronly(&self, header: &FileHeader, csum: &Checksum) -> Result<()> {
         let by_mode = self.repo.mode == RepoMode::BareUserOnly;
         if !(by_mode || self.repo.bareuseronly_files) || header.is_symlink() {
             return Ok(());
