@@ -1545,6 +1545,18 @@ fn fsync_options_change_the_flushes() {
     assert!(states.windows(2).all(|w| w[0] == w[1]));
 }
 
+/// Two fresh repositories of `mode` (`ro` for ostree, `rx` for oxtree, below `t`), each with
+/// the remote `name` at `url` (no OpenPGP verification), made by ostree.
+fn twin_clients(t: &Path, mode: &str, name: &str, url: &str) -> (PathBuf, PathBuf) {
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    for r in [&ro, &rx] {
+        let _ = std::fs::remove_dir_all(r);
+        ostree(&["init", &repo_arg(r), &format!("--mode={mode}")]);
+        ostree(&["remote", "add", &repo_arg(r), "--no-gpg-verify", name, url]);
+    }
+    (ro, rx)
+}
+
 /// A `file://` remote that is a bare or bare-user repository: ostree opens it as a
 /// repository and imports its objects (oxtree refused: "can't pull from a repository of
 /// mode bare"). Into every mode: the same summary line (the content written is 0 where
@@ -1566,19 +1578,7 @@ fn pull_from_a_local_bare_repository_as_ostree() {
     }
     for src in &sources {
         for mode in ["archive", "bare", "bare-user", "bare-user-only"] {
-            let (ro, rx) = (t.join("ro"), t.join("rx"));
-            for r in [&ro, &rx] {
-                let _ = std::fs::remove_dir_all(r);
-                ostree(&["init", &repo_arg(r), &format!("--mode={mode}")]);
-                ostree(&[
-                    "remote",
-                    "add",
-                    &repo_arg(r),
-                    "--no-gpg-verify",
-                    "loc",
-                    &format!("file://{}", s(src)),
-                ]);
-            }
+            let (ro, rx) = twin_clients(t, mode, "loc", &format!("file://{}", s(src)));
             // (First: ostree 2022.7's pull-local moves no ref when it has nothing to copy.)
             both(t, &ro, &rx, &["pull-local", s(src), "other"]);
             both(t, &ro, &rx, &["pull", "loc", "main"]);
@@ -1626,19 +1626,7 @@ fn file_urls_and_local_deltas_as_ostree() {
                 vec!["pull", "--require-static-deltas", "loc", "main"],
             ),
         ] {
-            let (ro, rx) = (t.join("ro"), t.join("rx"));
-            for r in [&ro, &rx] {
-                let _ = std::fs::remove_dir_all(r);
-                ostree(&["init", &repo_arg(r), &format!("--mode={mode}")]);
-                ostree(&[
-                    "remote",
-                    "add",
-                    &repo_arg(r),
-                    "--no-gpg-verify",
-                    "loc",
-                    &url,
-                ]);
-            }
+            let (ro, rx) = twin_clients(t, mode, "loc", &url);
             both(t, &ro, &rx, &args);
             both(t, &ro, &rx, &["remote", "refs", "loc"]);
             assert_eq!(all_refs(&ro), all_refs(&rx), "{url} {mode} {args:?}");
@@ -1654,12 +1642,7 @@ fn remote_without_a_summary_as_ostree() {
     let tmp = tempdir();
     let t = tmp.path();
     let (fx, _) = fixture(t);
-    let (ro, rx) = (t.join("ro"), t.join("rx"));
-    for r in [&ro, &rx] {
-        ostree(&["init", &repo_arg(r), "--mode=archive"]);
-        let url = format!("file://{}", s(&fx));
-        ostree(&["remote", "add", &repo_arg(r), "--no-gpg-verify", "o", &url]);
-    }
+    let (ro, rx) = twin_clients(t, "archive", "o", &format!("file://{}", s(&fx)));
     both_status(t, &ro, &rx, &["remote", "refs", "o"]);
     both_status(t, &ro, &rx, &["remote", "summary", "o"]);
 }
@@ -1680,12 +1663,7 @@ fn mirror_everything_and_refusals_as_ostree() {
             if summary {
                 ostree(&["summary", "-u", &repo_arg(&fx)]);
             }
-            let (ro, rx) = (t.join("ro"), t.join("rx"));
-            for r in [&ro, &rx] {
-                let _ = std::fs::remove_dir_all(r);
-                ostree(&["init", &repo_arg(r), "--mode=archive"]);
-                ostree(&["remote", "add", &repo_arg(r), "--no-gpg-verify", "o", &url]);
-            }
+            let (ro, rx) = twin_clients(t, "archive", "o", &url);
             both_status(t, &ro, &rx, &["pull", "--mirror", "o"]);
             assert_eq!(all_refs(&ro), all_refs(&rx), "{url} summary={summary}");
             assert_eq!(

@@ -397,25 +397,19 @@ fn commit_in_txn(
         }
     }
     if let Ok(matched) = b.skipped.lock() {
-        let mut unmatched: Vec<String> = opts
-            .statoverride
-            .keys()
-            .filter(|p| !matched.statoverride.contains(*p))
-            .cloned()
-            .collect();
-        if !unmatched.is_empty() {
-            unmatched.sort();
-            return Err(Error::UnmatchedStatOverride(unmatched));
+        // The entries that named nothing, sorted (ostree lists them in hash order).
+        let unmatched = |names: &mut dyn Iterator<Item = &String>, seen: &HashSet<String>| {
+            let mut v: Vec<String> = names.filter(|p| !seen.contains(*p)).cloned().collect();
+            v.sort();
+            v
+        };
+        let so = unmatched(&mut opts.statoverride.keys(), &matched.statoverride);
+        if !so.is_empty() {
+            return Err(Error::UnmatchedStatOverride(so));
         }
-        let mut unmatched: Vec<String> = opts
-            .skip_list
-            .iter()
-            .filter(|p| !matched.skip.contains(*p))
-            .cloned()
-            .collect();
-        if !unmatched.is_empty() {
-            unmatched.sort();
-            return Err(Error::UnmatchedSkipList(unmatched));
+        let skip = unmatched(&mut opts.skip_list.iter(), &matched.skip);
+        if !skip.is_empty() {
+            return Err(Error::UnmatchedSkipList(skip));
         }
     }
     let csums = b.store_pending()?;
