@@ -1678,3 +1678,72 @@ fn mirror_everything_and_refusals_as_ostree() {
         let _ = std::fs::remove_file(fx.join("summary"));
     }
 }
+
+/// `pull --mirror` from a remote with a collection ID keeps the refs as collection refs
+/// (`refs/mirrors/COLLECTION-ID/REF`), one ref or all of them, as ostree does.
+#[test]
+fn mirror_of_a_collection_remote_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = t.join("csrc");
+    let sa = repo_arg(&src);
+    ostree(&[
+        "init",
+        &sa,
+        "--mode=archive",
+        "--collection-id=org.example.Os",
+    ]);
+    let tree = t.join("ctree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    ostree(&["commit", &sa, "-b", "main", TS, s(&tree)]);
+    ostree(&["commit", &sa, "-b", "other", TS, s(&tree)]);
+    ostree(&["summary", "-u", &sa]);
+    let server = Server::start(&src);
+    let files = |r: &Path| {
+        let mut v: Vec<String> = walk_files(&r.join("refs"))
+            .into_iter()
+            .map(|p| p.strip_prefix(r).expect("prefix").display().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    for url in [format!("file://{}", s(&src)), server.url.clone()] {
+        for refs in [&["main"][..], &[][..]] {
+            let (ro, rx) = twin_clients(t, "archive", "oc", &url);
+            for r in [&ro, &rx] {
+                let ra = repo_arg(r);
+                ostree(&[
+                    "config",
+                    &ra,
+                    "set",
+                    "remote \"oc\".collection-id",
+                    "org.example.Os",
+                ]);
+            }
+            let mut args = vec!["pull", "--mirror", "oc"];
+            args.extend_from_slice(refs);
+            both_status(t, &ro, &rx, &args);
+            assert_eq!(files(&ro), files(&rx), "{url} {refs:?}");
+            // (ostree lists them in hash-table order.)
+            both_norm(t, &ro, &rx, &["refs", "--collections"], &sorted_lines);
+        }
+    }
+}
+
+/// Every file below `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

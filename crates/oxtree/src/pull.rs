@@ -292,16 +292,24 @@ impl Repo {
         let resolved = targets
             .into_iter()
             .map(|(r, c)| Resolved {
-                dest: r.as_ref().map(|r| {
-                    Dest::Ref(RefName {
-                        remote: if opts.mirror {
-                            None
-                        } else {
-                            Some(remote.to_string())
-                        },
-                        name: r.clone(),
-                    })
-                }),
+                dest: r
+                    .as_ref()
+                    .map(|r| match (&opts.collection_id, opts.mirror) {
+                        // A mirror of a remote with a collection ID keeps its refs as collection
+                        // refs (`refs/mirrors/COLLECTION-ID/REF`), as ostree's mirror does.
+                        (Some(cid), true) => Dest::Collection(crate::repo::CollectionRef {
+                            collection_id: cid.clone(),
+                            ref_name: r.clone(),
+                        }),
+                        _ => Dest::Ref(RefName {
+                            remote: if opts.mirror {
+                                None
+                            } else {
+                                Some(remote.to_string())
+                            },
+                            name: r.clone(),
+                        }),
+                    }),
                 remote_ref: r,
                 commit: c,
             })
