@@ -481,6 +481,12 @@ fn summary_gpg_sign_verifies_in_ostree() {
             &url,
         ]);
         ox(&["pull", &cxa, "origin", "main"]);
+        // `remote summary` shows the summary and then its signatures, as ostree does.
+        assert_eq!(
+            ox(&["remote", "summary", &cxa, "origin"]),
+            ostree(&["remote", "summary", &ca, "origin"]),
+            "{name}"
+        );
     }
     // Two keys (the same one twice): two signatures, both verify.
     ox(&[

@@ -466,6 +466,23 @@ pub fn summary(g: &Global, a: SummaryArgs) -> Result<()> {
         );
     }
     print_summary(&s);
+    // As ostree: with gpg-verify-summary on, the summary's signatures after it.
+    if let Some((summary, sig, keys)) = g.open()?.remote_summary_gpg(name)? {
+        let report = oxtree::sign::gpg::verify_meta(sig.as_deref(), &summary, &keys)?;
+        println!();
+        println!(
+            "GPG: Verification enabled, found {} signature{}:",
+            report.len(),
+            if report.len() == 1 { "" } else { "s" }
+        );
+        let described = super::admin::status::describe_signatures(&keys, sig.as_deref(), &report)?;
+        for lines in described {
+            println!();
+            for l in lines {
+                println!("  {l}");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -59,6 +59,36 @@ impl Repo {
         )
     }
 
+    /// With `gpg-verify-summary` on: the remote's summary, its `summary.sig`, and the keys
+    /// that check it (what `remote summary` describes after the summary, as ostree does).
+    /// `None` when the remote does not verify its summary with OpenPGP.
+    #[allow(clippy::type_complexity)]
+    pub fn remote_summary_gpg(
+        &self,
+        remote: &str,
+    ) -> Result<
+        Option<(
+            Vec<u8>,
+            Option<Vec<u8>>,
+            Vec<pgp::composed::SignedPublicKey>,
+        )>,
+    > {
+        let mut opts = PullOptions::default();
+        self.remote_policy(remote, &mut opts, Verify::Summary)?;
+        let Some(keys) = opts.gpg_summary_keys.clone() else {
+            return Ok(None);
+        };
+        let fetcher = self.remote_fetcher(remote, &mut opts)?;
+        let progress = PullProgress::default();
+        let get = |p: &str| {
+            super::retry::fetch_retry(&*fetcher, p, &opts, &progress, super::MAX_METADATA_SIZE)
+        };
+        let Some(summary) = get("summary")? else {
+            return Ok(None);
+        };
+        Ok(Some((summary, get("summary.sig")?, keys)))
+    }
+
     /// Fill `opts` with what `remote`'s configuration demands (keeping anything the caller
     /// already demanded): commit keys, summary keys, revoked keys, the collection ID.
     pub(crate) fn remote_policy(
