@@ -387,8 +387,6 @@ fn error_chain(e: &anyhow::Error) -> String {
     msg
 }
 
-/// GLib's wording for the usage errors scripts meet most (ostree's option parser), where
-/// clap's differs: an unknown option or command, an option without its value.
 /// ostree finds its command (and an `admin`/`remote`/… subcommand) as the first argument
 /// that is not an option, and reads every option wherever it stands: `ostree --repo=R --list
 /// refs`, `ostree --sysroot=S admin status`, `ostree admin --os=X --sysroot=S config-diff`.
@@ -462,6 +460,8 @@ fn no_subcommand(parent: Option<&str>) -> String {
     }
 }
 
+/// GLib's wording for the usage errors scripts meet most (ostree's option parser), where
+/// clap's differs: an unknown option or command, an option without its value.
 fn ostree_usage_error(e: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let ctx = |k: ContextKind| match e.get(k) {

@@ -106,11 +106,9 @@ mod gnu {
         Some(out)
     }
 
+    /// A month's name or its first three letters (and gnulib's `sept`).
     fn month(w: &str) -> Option<i8> {
         const M: [&str; 12] = [
-            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-        ];
-        const FULL: [&str; 12] = [
             "january",
             "february",
             "march",
@@ -124,27 +122,31 @@ mod gnu {
             "november",
             "december",
         ];
-        (0..12)
-            .find(|&i| w == M[i] || w == FULL[i] || (i == 8 && w == "sept"))
+        let n = if w == "sept" { "sep" } else { w };
+        M.iter()
+            .position(|m| n == *m || n == &m[..3])
             .map(|i| i as i8 + 1)
     }
 
+    /// A weekday's name, its first three letters, or gnulib's `tues`, `wednes`, `thur(s)`;
     /// 0 = Sunday, as `tm_wday`.
     fn weekday(w: &str) -> Option<i64> {
-        const D: [(&str, &str); 7] = [
-            ("sun", "sunday"),
-            ("mon", "monday"),
-            ("tue", "tuesday"),
-            ("wed", "wednesday"),
-            ("thu", "thursday"),
-            ("fri", "friday"),
-            ("sat", "saturday"),
+        const D: [&str; 7] = [
+            "sunday",
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
         ];
-        let extra = [("tues", 2), ("wednes", 3), ("thur", 4), ("thurs", 4)];
-        (0..7)
-            .find(|&i| w == D[i].0 || w == D[i].1)
+        let n = match w {
+            "tues" | "wednes" | "thur" | "thurs" => &w[..3],
+            _ => w,
+        };
+        D.iter()
+            .position(|d| n == *d || n == &d[..3])
             .map(|i| i as i64)
-            .or_else(|| extra.iter().find(|(n, _)| *n == w).map(|(_, d)| *d))
     }
 
     /// (index into the relative fields y mo d h mi s, multiplier)

@@ -274,17 +274,10 @@ impl Repo {
     ) -> Result<PullResult> {
         let start = Instant::now();
         // The summary, when the server has one, resolves refs in one request.
-        let summary = resolve::fetch_summary(fetcher, opts, progress)?;
+        let fetched = resolve::fetch_summary_full(fetcher, opts, progress)?;
+        let summary = fetched.as_ref().map(|f| &f.summary);
         resolve::check_remote_mode(fetcher, opts, progress)?;
-        let targets = resolve::targets(
-            self,
-            fetcher,
-            remote,
-            refs,
-            summary.as_ref(),
-            opts,
-            progress,
-        )?;
+        let targets = resolve::targets(self, fetcher, remote, refs, summary, opts, progress)?;
         // ostree's "transferred" figure leaves out the summary, its signature, the config
         // and the refs: what was fetched up to here.
         let setup_bytes = progress.bytes_fetched.load(Ordering::Relaxed);
@@ -314,19 +307,23 @@ impl Repo {
                 commit: c,
             })
             .collect::<Vec<_>>();
-        let mut res =
-            self.pull_resolved(fetcher, summary.as_ref(), &resolved, opts, progress, start)?;
-        if opts.mirror && refs.is_empty() && !opts.dry_run {
+        let mut res = self.pull_resolved(fetcher, summary, &resolved, opts, progress, start)?;
+        if let (Some(f), true) = (&fetched, opts.mirror && refs.is_empty() && !opts.dry_run) {
             // A mirror of every ref serves the same summary (and its signature), as
-            // ostree's mirror pull leaves them.
-            for name in ["summary", "summary.sig"] {
-                let got = retry::fetch_retry(fetcher, name, opts, progress, MAX_METADATA_SIZE)?;
-                let p = self.path().join(name);
-                match got {
-                    Some(b) => crate::fsutil::write_atomic(&p, &b, self.fsync_enabled())?,
-                    None => {
-                        let _ = std::fs::remove_file(&p);
-                    }
+            // ostree's mirror pull leaves them: the bytes fetched (and verified) above.
+            let sig = match &f.sig {
+                Some(s) => s.clone(),
+                None => {
+                    retry::fetch_retry(fetcher, "summary.sig", opts, progress, MAX_METADATA_SIZE)?
+                }
+            };
+            let fsync = self.fsync_enabled();
+            crate::fsutil::write_atomic(&self.path().join("summary"), &f.bytes, fsync)?;
+            let sig_path = self.path().join("summary.sig");
+            match sig {
+                Some(b) => crate::fsutil::write_atomic(&sig_path, &b, fsync)?,
+                None => {
+                    let _ = std::fs::remove_file(&sig_path);
                 }
             }
         }

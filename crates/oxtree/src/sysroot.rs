@@ -270,21 +270,8 @@ impl Sysroot {
     pub fn lock(&self, waiting: impl FnOnce()) -> Result<SysrootLock<'_>> {
         let mut held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if held.file.is_none() {
-            let p = self.path.join("ostree/lock");
-            let mut waiting = Some(waiting);
-            let f = loop {
-                let f = self.open_lock_file(&p)?;
-                if !crate::fsutil::ofd_lock(&f, true, false).ctx("lock", &p)? {
-                    if let Some(w) = waiting.take() {
-                        w();
-                    }
-                    crate::fsutil::ofd_lock(&f, true, true).ctx("lock", &p)?;
-                }
-                if still_linked(&f, &p)? {
-                    break f;
-                }
-            };
-            held.file = Some(f);
+            // (Blocking: never `None`.)
+            held.file = self.acquire(true, waiting)?;
         }
         held.guards += 1;
         Ok(SysrootLock { sysroot: self })
@@ -294,20 +281,37 @@ impl Sysroot {
     pub fn try_lock(&self) -> Result<Option<SysrootLock<'_>>> {
         let mut held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if held.file.is_none() {
-            let p = self.path.join("ostree/lock");
-            let f = loop {
-                let f = self.open_lock_file(&p)?;
-                if !crate::fsutil::ofd_lock(&f, true, false).ctx("lock", &p)? {
-                    return Ok(None);
-                }
-                if still_linked(&f, &p)? {
-                    break f;
-                }
+            let Some(f) = self.acquire(false, || {})? else {
+                return Ok(None);
             };
             held.file = Some(f);
         }
         held.guards += 1;
         Ok(Some(SysrootLock { sysroot: self }))
+    }
+
+    /// Open and lock `ostree/lock`, by libglnx's protocol: a lock taken on a file its last
+    /// holder unlinked meanwhile is worthless, so it starts over on the file now at the path.
+    /// `block`: wait for another holder (calling `waiting` first, once); else `None` when
+    /// another process holds it.
+    fn acquire(&self, block: bool, waiting: impl FnOnce()) -> Result<Option<std::fs::File>> {
+        let p = self.path.join("ostree/lock");
+        let mut waiting = Some(waiting);
+        loop {
+            let f = self.open_lock_file(&p)?;
+            if !crate::fsutil::ofd_lock(&f, true, false).ctx("lock", &p)? {
+                if !block {
+                    return Ok(None);
+                }
+                if let Some(w) = waiting.take() {
+                    w();
+                }
+                crate::fsutil::ofd_lock(&f, true, true).ctx("lock", &p)?;
+            }
+            if still_linked(&f, &p)? {
+                return Ok(Some(f));
+            }
+        }
     }
 
     /// `ostree/lock`, opened as ostree opens it (created 0600, never through a symlink).

@@ -202,7 +202,13 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     // A `file://` remote that is not an archive repository (bare, bare-user): ostree opens
     // it as a repository and imports its objects; so does oxtree, under the remote's
     // verification policy and into refs/remotes/REMOTE/ (refs/heads/ with --mirror).
-    if let Some(src) = local_non_archive_source(&repo, &remote, a.url.as_deref())? {
+    let url = a
+        .url
+        .clone()
+        .or_else(|| repo.remote_url(&remote).ok())
+        .unwrap_or_default();
+    let local = oxtree::pull::file_url_path(&url).map(std::path::Path::new);
+    if let Some(src) = local.map(local_non_archive_source).transpose()?.flatten() {
         if !refs.is_empty() && !a.dry_run && a.subpath.is_empty() {
             let counts = repo.pull_local(
                 &src,
@@ -224,9 +230,8 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     // A file:// remote is imported object by object, as ostree imports from a local
     // repository: its static deltas only with --require-static-deltas (then the pull, and
     // its summary line, are those of a fetch).
-    let local = local_url(&repo, &remote, a.url.as_deref());
     let mut opts = opts;
-    if local && !a.require_static_deltas {
+    if local.is_some() && !a.require_static_deltas {
         opts.disable_static_deltas = true;
     }
     // ostree: 0 means 1000 ms.
@@ -282,14 +287,9 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         println!("(dry run: nothing fetched)");
     } else {
         // ostree's summary line, with its counters; oxtree's own figures go to --json and -v.
-        let url = a
-            .url
-            .clone()
-            .or_else(|| repo.remote_url(&remote).ok())
-            .unwrap_or_default();
         // (An archive repository imported into an archive repository: ostree copies the
         // objects as they are and counts no content written.)
-        let imported = oxtree::pull::file_url_path(&url).is_some() && !a.require_static_deltas;
+        let imported = local.is_some() && !a.require_static_deltas;
         let raw = imported && repo.mode() == oxtree::repo::RepoMode::Archive;
         println!("{}", summary_line(&res, imported, raw));
         for (r, old, new) in &res.refs {
@@ -309,29 +309,9 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether the remote (or `--url`) is a `file:` URL.
-fn local_url(repo: &Repo, remote: &str, url: Option<&str>) -> bool {
-    let url = match url {
-        Some(u) => u.to_string(),
-        None => repo.remote_url(remote).unwrap_or_default(),
-    };
-    oxtree::pull::file_url_path(&url).is_some()
-}
-
-/// The local repository a `file://` remote (or `--url`) names, when it is not an archive
+/// The local repository a `file:` remote names (at `path`), when it is not an archive
 /// repository (those are read as a server's files).
-fn local_non_archive_source(repo: &Repo, remote: &str, url: Option<&str>) -> Result<Option<Repo>> {
-    let url = match url {
-        Some(u) => u.to_string(),
-        None => match repo.remote_url(remote) {
-            Ok(u) => u,
-            Err(_) => return Ok(None),
-        },
-    };
-    let Some(path) = oxtree::pull::file_url_path(&url) else {
-        return Ok(None);
-    };
-    let path = std::path::Path::new(path);
+fn local_non_archive_source(path: &std::path::Path) -> Result<Option<Repo>> {
     if !path.join("objects").is_dir() {
         return Ok(None);
     }

@@ -438,7 +438,7 @@ pub fn summary(g: &Global, a: SummaryArgs) -> Result<()> {
         .first()
         .ok_or_else(|| anyhow!("NAME must be specified"))?;
     check_cache_dir(a.cache_dir.as_ref())?;
-    let s = match g.open()?.remote_summary(name) {
+    let (s, gpg) = match g.open()?.remote_summary_signed(name) {
         // (ostree's words differ from `remote refs`' here.)
         Err(oxtree::Error::GpgSummaryUnsigned { url }) => {
             return Err(super::Hinted {
@@ -467,7 +467,7 @@ pub fn summary(g: &Global, a: SummaryArgs) -> Result<()> {
     }
     print_summary(&s);
     // As ostree: with gpg-verify-summary on, the summary's signatures after it.
-    if let Some((summary, sig, keys)) = g.open()?.remote_summary_gpg(name)? {
+    if let Some((summary, sig, keys)) = gpg {
         let report = oxtree::sign::gpg::verify_meta(sig.as_deref(), &summary, &keys)?;
         println!();
         println!(

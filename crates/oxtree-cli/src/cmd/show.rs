@@ -697,23 +697,8 @@ fn print_gpg_report(repo: &Repo, c: &Checksum, keys: &GpgKeys) -> Result<bool> {
     );
     // As ostree's `describe`, each signature indented; oxtree adds why one is not good.
     let described = super::admin::status::describe_signatures(&keys, meta.as_deref(), &report)?;
-    for (r, mut lines) in report.iter().zip(described) {
+    for (r, lines) in report.iter().zip(described) {
         println!();
-        // (oxtree's words for a key that expired or was revoked: which one, and when.)
-        let who = r
-            .user
-            .as_deref()
-            .or(r.key.as_deref())
-            .unwrap_or("unknown key");
-        match r.status {
-            GpgStatus::ExpiredKey => {
-                lines[1] = format!("Signature from \"{who}\" made by an EXPIRED key")
-            }
-            GpgStatus::RevokedKey => {
-                lines[1] = format!("Signature from \"{who}\" made by a REVOKED key")
-            }
-            _ => {}
-        }
         for l in lines {
             println!("  {l}");
         }

@@ -49,44 +49,35 @@ impl Repo {
     /// (`sign-verify-summary`, `gpg-verify-summary`), over HTTP or from a `file://` remote:
     /// what `remote refs` and `remote summary` show.
     pub fn remote_summary(&self, remote: &str) -> Result<Summary> {
-        let mut opts = PullOptions::default();
-        self.remote_policy(remote, &mut opts, Verify::Summary)?;
-        let fetcher = self.remote_fetcher(remote, &mut opts)?;
-        super::resolve::fetch_summary(&*fetcher, &opts, &PullProgress::default())?.ok_or_else(
-            || Error::NoSummary {
-                url: fetcher.describe("summary"),
-            },
-        )
+        Ok(self.remote_summary_signed(remote)?.0)
     }
 
-    /// With `gpg-verify-summary` on: the remote's summary, its `summary.sig`, and the keys
-    /// that check it (what `remote summary` describes after the summary, as ostree does).
-    /// `None` when the remote does not verify its summary with OpenPGP.
+    /// [`Repo::remote_summary`], and with `gpg-verify-summary` on, what its OpenPGP
+    /// signatures were checked with: the summary's bytes, `summary.sig` and the keys (what
+    /// `remote summary` describes after the summary, as ostree does). One fetch of each.
     #[allow(clippy::type_complexity)]
-    pub fn remote_summary_gpg(
+    pub fn remote_summary_signed(
         &self,
         remote: &str,
-    ) -> Result<
+    ) -> Result<(
+        Summary,
         Option<(
             Vec<u8>,
             Option<Vec<u8>>,
             Vec<pgp::composed::SignedPublicKey>,
         )>,
-    > {
+    )> {
         let mut opts = PullOptions::default();
         self.remote_policy(remote, &mut opts, Verify::Summary)?;
-        let Some(keys) = opts.gpg_summary_keys.clone() else {
-            return Ok(None);
-        };
         let fetcher = self.remote_fetcher(remote, &mut opts)?;
-        let progress = PullProgress::default();
-        let get = |p: &str| {
-            super::retry::fetch_retry(&*fetcher, p, &opts, &progress, super::MAX_METADATA_SIZE)
-        };
-        let Some(summary) = get("summary")? else {
-            return Ok(None);
-        };
-        Ok(Some((summary, get("summary.sig")?, keys)))
+        let f = super::resolve::fetch_summary_full(&*fetcher, &opts, &PullProgress::default())?
+            .ok_or_else(|| Error::NoSummary {
+                url: fetcher.describe("summary"),
+            })?;
+        let gpg = opts
+            .gpg_summary_keys
+            .map(|keys| (f.bytes, f.sig.flatten(), keys));
+        Ok((f.summary, gpg))
     }
 
     /// Fill `opts` with what `remote`'s configuration demands (keeping anything the caller

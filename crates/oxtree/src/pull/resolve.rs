@@ -19,6 +19,26 @@ pub(crate) fn fetch_summary(
     opts: &PullOptions,
     progress: &PullProgress,
 ) -> Result<Option<Summary>> {
+    Ok(fetch_summary_full(fetcher, opts, progress)?.map(|f| f.summary))
+}
+
+/// A summary as the server served it, once verified.
+pub(crate) struct FetchedSummary {
+    pub(crate) summary: Summary,
+    /// Its bytes.
+    pub(crate) bytes: Vec<u8>,
+    /// `summary.sig`, when it was fetched (to verify it): `Some(None)` if the server has
+    /// none.
+    pub(crate) sig: Option<Option<Vec<u8>>>,
+}
+
+/// [`fetch_summary`], with the bytes it verified (a mirror keeps them, `remote summary`
+/// describes the signatures).
+pub(crate) fn fetch_summary_full(
+    fetcher: &dyn Fetcher,
+    opts: &PullOptions,
+    progress: &PullProgress,
+) -> Result<Option<FetchedSummary>> {
     match fetch_summary_once(fetcher, opts, progress) {
         Err(Error::SummarySignature { .. } | Error::GpgSummaryUnsigned { .. }) => {
             fetch_summary_once(fetcher, opts, progress)
@@ -31,7 +51,7 @@ fn fetch_summary_once(
     fetcher: &dyn Fetcher,
     opts: &PullOptions,
     progress: &PullProgress,
-) -> Result<Option<Summary>> {
+) -> Result<Option<FetchedSummary>> {
     let fetch_small = |path: &str| fetch_retry(fetcher, path, opts, progress, MAX_METADATA_SIZE);
     // With a summary cache (`pull --cache-dir`), the signature comes first: when it is the
     // cached one, the cached summary is the server's current one and is not downloaded
@@ -48,15 +68,19 @@ fn fetch_summary_once(
         }
         early_sig = Some(sig);
     }
-    let get_small = |path: &str| match (&early_sig, path) {
-        (Some(sig), "summary.sig") => Ok(sig.clone()),
-        _ => fetch_small(path),
-    };
     // The summary, when the server has one, resolves refs in one request.
     let summary_bytes = match cached {
         Some(b) => Some(b),
-        None => get_small("summary")?,
+        None => fetch_small("summary")?,
     };
+    // Its signature, once, when a check needs it (or the cache fetched it already).
+    let verifies = opts.summary_keys.is_some() || opts.gpg_summary_keys.is_some();
+    let sig = match early_sig.clone() {
+        Some(s) => Some(s),
+        None if verifies && summary_bytes.is_some() => Some(fetch_small("summary.sig")?),
+        None => None,
+    };
+    let sig_bytes = sig.clone().flatten();
     if let Some(keys) = &opts.summary_keys {
         let url = fetcher.describe("summary");
         let bytes = summary_bytes
@@ -65,15 +89,15 @@ fn fetch_summary_once(
                 url: url.clone(),
                 msg: "no summary on the server, but the remote has sign-verify-summary on".into(),
             })?;
-        let sig = get_small("summary.sig")?;
-        if sig.is_none() {
+        if sig_bytes.is_none() {
             return Err(Error::SummarySignature {
                 url,
                 msg: "not signed (no summary.sig), but the remote has sign-verify-summary on"
                     .into(),
             });
         }
-        if crate::sign::verify(sig.as_deref(), bytes, keys, &opts.ed25519_revoked)?.is_none() {
+        if crate::sign::verify(sig_bytes.as_deref(), bytes, keys, &opts.ed25519_revoked)?.is_none()
+        {
             return Err(Error::SummarySignature {
                 url,
                 msg: "no signature in summary.sig verifies with the keys configured for the remote"
@@ -89,11 +113,10 @@ fn fetch_summary_once(
                 url: url.clone(),
                 msg: "no summary on the server, but the remote has gpg-verify-summary on".into(),
             })?;
-        let sig = get_small("summary.sig")?;
-        if sig.is_none() {
+        if sig_bytes.is_none() {
             return Err(Error::GpgSummaryUnsigned { url });
         }
-        let report = crate::sign::gpg::verify_meta(sig.as_deref(), bytes, keys)?;
+        let report = crate::sign::gpg::verify_meta(sig_bytes.as_deref(), bytes, keys)?;
         if !report
             .iter()
             .any(|r| r.status == crate::sign::gpg::GpgStatus::Good)
@@ -127,7 +150,13 @@ fn fetch_summary_once(
         crate::fsutil::write_atomic(cache, b, false)?;
         crate::fsutil::write_atomic(&sig_path(cache), sig, false)?;
     }
-    Ok(parsed)
+    Ok(parsed
+        .zip(summary_bytes)
+        .map(|(summary, bytes)| FetchedSummary {
+            summary,
+            bytes,
+            sig,
+        }))
 }
 
 /// `REMOTE.sig` beside a cached summary (a remote's name may contain dots).

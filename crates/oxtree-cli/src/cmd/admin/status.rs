@@ -361,8 +361,10 @@ pub(crate) fn describe_signatures(
         let who = s.user.as_deref().map_or(key_id.to_string(), gpgme_user);
         lines.push(match s.status {
             GpgStatus::Good => format!("Good signature from \"{who}\""),
-            GpgStatus::ExpiredKey => format!("Expired signature from \"{who}\""),
-            GpgStatus::RevokedKey => format!("Revoked signature from \"{who}\""),
+            // (A key that expired or was revoked: which it was, in oxtree's words; its
+            // details follow where the caller prints them.)
+            GpgStatus::ExpiredKey => format!("Signature from \"{who}\" made by an EXPIRED key"),
+            GpgStatus::RevokedKey => format!("Signature from \"{who}\" made by a REVOKED key"),
             GpgStatus::Bad => format!("BAD signature from \"{who}\""),
             GpgStatus::UnknownKey => "Can't check signature: public key not found".into(),
         });
