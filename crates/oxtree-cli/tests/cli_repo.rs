@@ -476,6 +476,31 @@ fn fsck_as_ostree() {
     let gha = format!("--repo={}", s(&ghost));
     ostree(&["commit", &gha, "-b", "x1", "--bind-ref=ghost", TS, s(&tree)]);
     fsck_both(t, &ghost, &["--verify-back-refs"], false);
+    // A commit bound to a collection, pulled from a remote configured with that collection
+    // ID: its remote ref resolves the binding (as ostree_repo_resolve_collection_ref finds
+    // it); without the remote's collection-id it does not.
+    let srv = t.join("srv");
+    let sa = format!("--repo={}", s(&srv));
+    ostree(&[
+        "init",
+        &sa,
+        "--mode=archive",
+        "--collection-id=org.example.C",
+    ]);
+    ostree(&["commit", &sa, "-b", "main", TS, s(&tree)]);
+    for (name, cid) in [("coll", "--collection-id=org.example.C"), ("nocoll", "")] {
+        let r = t.join(name);
+        let ra = format!("--repo={}", s(&r));
+        ostree(&["init", &ra, "--mode=bare-user"]);
+        let url = format!("file://{}", s(&srv));
+        let mut add = vec!["remote", "add", &ra, "--no-gpg-verify", "origin", &url];
+        if !cid.is_empty() {
+            add.insert(3, cid);
+        }
+        ostree(&add);
+        ostree(&["pull", &ra, "origin", "main"]);
+        fsck_both(t, &r, &["--verify-back-refs"], false);
+    }
 
     let a_obj = {
         let line = ostree(&["ls", &ga, "-C", "main", "/a"]);

@@ -254,50 +254,15 @@ struct RefToCheck {
 }
 
 impl Repo {
-    /// Collection refs: `refs/mirrors/COLLECTION-ID/REF` → (collection ID, ref, commit).
-    fn collection_refs(&self) -> Result<Vec<(String, String, Checksum)>> {
-        let base = self.path().join("refs/mirrors");
-        let mut out = Vec::new();
-        let Ok(rd) = std::fs::read_dir(&base) else {
-            return Ok(out);
-        };
-        for cdir in rd.flatten() {
-            let cid = cdir.file_name().to_string_lossy().into_owned();
-            let mut stack = vec![cdir.path()];
-            while let Some(d) = stack.pop() {
-                let Ok(rd) = std::fs::read_dir(&d) else {
-                    continue;
-                };
-                for e in rd.flatten() {
-                    let p = e.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else if let (Ok(rel), Ok(Ok(c))) = (
-                        p.strip_prefix(cdir.path()),
-                        std::fs::read_to_string(&p).map(|s| s.trim().parse::<Checksum>()),
-                    ) {
-                        out.push((cid.clone(), rel.display().to_string(), c));
-                    }
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// What a collection ref resolves to: `refs/mirrors/CID/REF`, or a local branch when the
-    /// repository itself has that collection ID.
-    fn resolve_collection_ref(&self, cid: &str, name: &str) -> Option<Checksum> {
-        let p = self.path().join("refs/mirrors").join(cid).join(name);
-        if let Ok(Ok(c)) = std::fs::read_to_string(p).map(|s| s.trim().parse::<Checksum>()) {
-            return Some(c);
-        }
-        if self.config().get("core", "collection-id") == Some(cid) {
-            return super::RefName::parse(name)
-                .ok()
-                .and_then(|r| self.read_ref(&r).ok().flatten());
-        }
-        None
+    /// What a collection ref resolves to, as ostree's `ostree_repo_resolve_collection_ref`
+    /// finds it: a local branch when the repository itself has that collection ID, a mirror
+    /// in `refs/mirrors/CID/REF`, or the ref of a remote configured with that collection ID.
+    fn resolve_collection_ref(&self, cid: &str, name: &str) -> Result<Option<Checksum>> {
+        Ok(self
+            .list_collection_refs(Some(cid), false)?
+            .into_iter()
+            .find(|(r, _)| r.ref_name == name)
+            .map(|(_, c)| c))
     }
 
     fn verdict(&self, ty: ObjectType, c: &Checksum) -> Verdict {
@@ -401,14 +366,15 @@ impl Repo {
         self.check_refs(&refs, verify_bindings, opts, rep)?;
         rep.events
             .push(FsckEvent::Stage(FsckStage::ValidatingCollectionRefs));
+        // ostree lists them without the remotes' refs, checked as refs above.
         let crefs: Vec<RefToCheck> = self
-            .collection_refs()
+            .list_collection_refs(None, true)
             .map_err(s)?
             .into_iter()
-            .map(|(cid, name, c)| RefToCheck {
-                display: format!("({cid}, {name})"),
-                name,
-                collection: Some(cid),
+            .map(|(r, c)| RefToCheck {
+                display: format!("({}, {})", r.collection_id, r.ref_name),
+                name: r.ref_name,
+                collection: Some(r.collection_id),
                 commit: c,
             })
             .collect();
@@ -605,7 +571,9 @@ impl Repo {
             .and_then(Value::as_str);
         for r in bound_refs(commit).unwrap_or_default() {
             let target = match cid {
-                Some(cid) => self.resolve_collection_ref(cid, r),
+                Some(cid) => self
+                    .resolve_collection_ref(cid, r)
+                    .map_err(|e| e.to_string())?,
                 None => match self.resolve_rev(r) {
                     Ok(t) => Some(t),
                     Err(Error::RefNotFound(_)) => None,
