@@ -330,7 +330,12 @@ fn deploy_matches_ostree_option_by_option() {
     }
     d(&["--karg-none", "--karg=only=this"]);
     d(&["--retain-pending"]);
-    d(&["--retain-rollback"]);
+    // Three deployments, then one more with --retain-rollback: every deployment after the
+    // merge one stays (ostree's "passed the crossover"), not only the first.
+    d(&["--retain"]);
+    d(&["--retain"]);
+    let out = d(&["--retain-rollback"]);
+    assert!(out.contains("deployment count change: 1"), "{out}");
     // --no-merge: neither /etc nor kernel arguments, and the old default is not kept.
     let out = d(&["--no-merge"]);
     assert!(!out.contains("Copying /etc"), "{out}");
@@ -464,6 +469,37 @@ fn three_deployments(p: &Pair) {
     }
     layout_same(p);
     status_same(p);
+}
+
+/// A boot entry of another OS (not `ostree-*.conf`) beside ostree's: status, deploy,
+/// kargs and cleanup go on as in ostree, which reads only its own entries (the new
+/// `loader.N` holds only those, in both).
+#[test]
+fn foreign_boot_entries_are_left_to_the_bootloader() {
+    let p = pair();
+    three_deployments(&p);
+    for sr in [&p.o, &p.x] {
+        let entries = sr.join("boot/loader/entries");
+        std::fs::write(
+            entries.join("zz-custom.conf"),
+            "title Custom\nlinux /vmlinuz\n",
+        )
+        .expect("write");
+        std::fs::write(
+            entries.join("other.conf"),
+            "title Other\nlinux /x\noptions ostree=/ostree/boot.9/none/0/0\n",
+        )
+        .expect("write");
+    }
+    status_same(&p);
+    same(
+        &p,
+        &["admin", "kargs", "edit-in-place", "--append-if-missing=x"],
+    );
+    same(&p, &["admin", "deploy", "--os=testos", "testos/main"]);
+    same(&p, &["admin", "cleanup"]);
+    layout_same(&p);
+    status_same(&p);
 }
 
 /// `pin`/`pin --unpin`, `undeploy`, `set-default` (newer than 2022.7: its effect, read by

@@ -439,8 +439,8 @@ impl Sysroot {
         }
     }
 
-    /// The Boot Loader Spec entries of `boot/loader.N` (none when it does not exist), in
-    /// boot order: by `version`, highest first.
+    /// The Boot Loader Spec entries of `boot/loader.N` (none when it does not exist) that
+    /// ostree reads (`ostree-*.conf`), in boot order: by `version`, highest first.
     pub fn bls_entries(&self, bootversion: u32) -> Result<Vec<bls::BlsEntry>> {
         Ok(self
             .bls_entry_files(bootversion)?
@@ -454,8 +454,14 @@ impl Sysroot {
         let mut entries = Vec::new();
         if dir.is_dir() {
             for e in std::fs::read_dir(&dir).ctx("read directory", &dir)? {
-                let p = e.ctx("read directory", &dir)?.path();
-                if p.extension().is_some_and(|x| x == "conf") {
+                let e = e.ctx("read directory", &dir)?;
+                let p = e.path();
+                // As ostree: only its own entries (`ostree-*.conf`, regular files); others
+                // (another OS's, memtest's) are the bootloader's business, not deployments.
+                let ours = e.file_name().to_str().is_some_and(|n| {
+                    n.starts_with("ostree-") && n.ends_with(".conf") && n.len() > 12
+                });
+                if ours && std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
                     let text = std::fs::read_to_string(&p).ctx("read", &p)?;
                     entries.push((p, bls::BlsEntry::parse(&text)));
                 }

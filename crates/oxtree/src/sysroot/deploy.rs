@@ -39,8 +39,8 @@ pub struct DeployOptions {
     pub retain: bool,
     /// Also keep the pending deployments (those before the booted, else the merge, one).
     pub retain_pending: bool,
-    /// Also keep the rollback deployment: the first one after the booted (or merge)
-    /// deployment that has not failed to boot, so `admin rollback` still has a target.
+    /// Also keep the rollback deployments: those after the booted (or merge) one, as
+    /// ostree's `--retain-rollback` does, so `admin rollback` still has a target.
     pub retain_rollback: bool,
     /// Prepare the deployment now but switch to it only at `finalize_staged` (run at
     /// shutdown by the finalize service), with the /etc merge done then.
@@ -419,23 +419,16 @@ impl Sysroot {
                 && a.deployserial == b.deployserial
                 && a.stateroot == b.stateroot
         };
-        // The rollback: the first deployment after the booted (else the merge) one, in
-        // this stateroot, that did not fail to boot.
+        // The crossover: the booted deployment, else the merge one.
         let anchor = current
             .iter()
             .position(|d| d.booted)
             .or_else(|| merge.and_then(|m| current.iter().position(|d| same(m, d))));
-        let rollback = anchor.and_then(|a| {
-            current
-                .iter()
-                .skip(a + 1)
-                .find(|d| d.stateroot == os && !d.failed())
-        });
         // Which deployments stay, as ostree's `simple_write_deployment` decides: the booted
         // and merge ones, pinned ones, other stateroots', and with the options the pending
         // ones (before the booted, else the merge, deployment: the "crossover"), the
-        // rollback, or all. Without a crossover, keeping pending or rollback ones means
-        // keeping all, as in ostree.
+        // rollback ones (from the crossover on), or all. Without a crossover, keeping
+        // pending or rollback ones means keeping all, as in ostree.
         let retain =
             opts.retain || (anchor.is_none() && (opts.retain_pending || opts.retain_rollback));
         let mut keep: Vec<&Deployment> = Vec::new();
@@ -446,7 +439,7 @@ impl Sysroot {
             let passed_crossover = anchor.is_some_and(|a| i >= a);
             if retain
                 || (opts.retain_pending && !passed_crossover)
-                || (opts.retain_rollback && rollback.is_some_and(|r| same(r, d)))
+                || (opts.retain_rollback && passed_crossover)
                 || merge.is_some_and(|m| same(m, d))
                 || d.booted
                 || d.pinned()
