@@ -2266,3 +2266,34 @@ fn log_prints_subject_and_body_as_ostree() {
     }
     both(t, &ro, &rx, &["log", "main"]);
 }
+
+/// A plain ref name that only a remote has (`refs/remotes/R/NAME`) names that ref, as in
+/// ostree's resolve_refspec: rev-parse, show, ls, checkout and a commit to that branch (whose
+/// parent it then is) work alike.
+#[test]
+fn plain_ref_names_fall_back_to_remote_refs() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let (ro, rx) = pair(t, &["--mode=archive"]);
+    both(t, &ro, &rx, &["commit", "-b", "main", TS, s(&tree)]);
+    both(t, &ro, &rx, &["refs", "--create=origin:rem", "main"]);
+    both(t, &ro, &rx, &["refs", "--create=other:deep/er", "main"]);
+    for args in [
+        &["rev-parse", "rem"][..],
+        &["rev-parse", "origin/rem"],
+        &["rev-parse", "deep/er"],
+        &["rev-parse", "nowhere"],
+        &["ls", "rem", "/a"],
+        &["refs", "--create=rem", "main"],
+        &["refs", "--create=copy", "rem"],
+    ] {
+        both(t, &ro, &rx, args);
+    }
+    write(&tree.join("b"), b"b\n", 0o644);
+    let (o, _) = both(t, &ro, &rx, &["commit", "-b", "rem", TS, s(&tree)]);
+    let c = stdout(&o).trim().to_string();
+    both(t, &ro, &rx, &["rev-parse", &format!("{c}^")]);
+}

@@ -420,10 +420,13 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
     let base = a.base.as_deref().map(|b| repo.resolve_rev(b)).transpose()?;
 
     let bind = if a.orphan { None } else { branch.as_ref() };
-    // Like ostree: without --parent, a commit to an existing branch follows its head.
+    // Like ostree: without --parent, a commit to an existing branch follows its head,
+    // resolved as a revision (so a branch only a remote has, `refs/remotes/R/BRANCH`, is
+    // the parent too).
     let parent = match parent_arg {
         Some(p) => p,
         None => match bind {
+            Some(b) if b.remote.is_none() => repo.resolve_rev_opt(&b.name)?,
             Some(b) => repo.read_ref(b)?,
             None => None,
         },

@@ -60,7 +60,7 @@ fn do_ref(repo: &Repo, a: &RefsArgs, prefix: Option<&str>) -> Result<()> {
     }
     if let Some(name) = &a.create {
         let rev = prefix.unwrap_or_default();
-        let existing = repo.resolve_rev_opt(name)?;
+        let existing = repo.resolve_rev_no_remotes(name)?;
         // Aliases are replaced freely, as ostree does; anything else needs --force.
         let replacing_alias = a.alias && repo.list_ref_aliases()?.contains_key(name);
         if existing.is_some() && !a.force && !replacing_alias {
@@ -114,7 +114,7 @@ fn do_collection_ref(repo: &Repo, a: &RefsArgs, prefix: Option<&str>) -> Result<
     if let Some(name) = &a.create {
         // ostree checks for an existing ref reading NAME as a refspec (a collection ID in
         // the remote's place): collection refs themselves are replaced without --force.
-        if repo.resolve_rev_opt(name)?.is_some() && !a.force {
+        if repo.resolve_rev_no_remotes(name)?.is_some() && !a.force {
             bail!("--create specified but ref {name} already exists");
         }
         let c = repo.resolve_rev(prefix.unwrap_or_default())?;

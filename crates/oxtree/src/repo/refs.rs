@@ -482,6 +482,16 @@ impl Repo {
     /// prefix of commit checksums (so it wins over a ref of the same name), and a prefix
     /// shared by several commits is an error.
     pub fn resolve_rev_opt(&self, rev: &str) -> Result<Option<Checksum>> {
+        self.resolve_rev_in(rev, true)
+    }
+
+    /// [`Repo::resolve_rev_opt`] without the fallback of a plain name to the remotes' refs
+    /// (ostree's `ostree_repo_resolve_rev_ext`, as `refs --create` checks for a ref).
+    pub fn resolve_rev_no_remotes(&self, rev: &str) -> Result<Option<Checksum>> {
+        self.resolve_rev_in(rev, false)
+    }
+
+    fn resolve_rev_in(&self, rev: &str, remotes: bool) -> Result<Option<Checksum>> {
         if let Ok(c) = rev.parse::<Checksum>() {
             return Ok(Some(c));
         }
@@ -500,15 +510,30 @@ impl Repo {
         if let Some(c) = self.read_ref(&r)? {
             return Ok(Some(c));
         }
-        // Like ostree, a bare ref name also matches a remote-tracking ref REMOTE/REF.
-        if r.remote.is_none() {
-            if let Some((rem, n)) = r.name.split_once('/') {
-                if validate_remote_name(rem).is_ok() && validate_ref(n).is_ok() {
-                    return self.read_ref(&RefName {
-                        remote: Some(rem.to_string()),
-                        name: n.to_string(),
-                    });
+        if r.remote.is_some() || !remotes {
+            return Ok(None);
+        }
+        // Like ostree's resolve_refspec, a bare ref name also matches a remote-tracking ref:
+        // REMOTE/REF as `refs/remotes/REMOTE/REF`, then REF under any remote
+        // (`find_ref_in_remotes`; here the first remote by name).
+        if let Some((rem, n)) = r.name.split_once('/') {
+            if validate_remote_name(rem).is_ok() && validate_ref(n).is_ok() {
+                let found = self.read_ref(&RefName {
+                    remote: Some(rem.to_string()),
+                    name: n.to_string(),
+                })?;
+                if found.is_some() {
+                    return Ok(found);
                 }
+            }
+        }
+        for (remote, _) in self.remote_ref_dirs()? {
+            let found = self.read_ref(&RefName {
+                remote: Some(remote),
+                name: r.name.clone(),
+            })?;
+            if found.is_some() {
+                return Ok(found);
             }
         }
         Ok(None)
