@@ -38,19 +38,19 @@ pub struct Global {
 }
 
 impl Global {
-    /// `--repo`, else `$OSTREE_REPO`, else the current directory if it is a repository, else
-    /// the system repository (as ostree).
+    /// `--repo`, else the current directory if it is a repository, else `$OSTREE_REPO`,
+    /// else the system repository `/ostree/repo` (ostree's `ostree_repo_new_default`).
     pub fn repo_path(&self) -> PathBuf {
         if let Some(p) = &self.repo {
             return p.clone();
         }
-        if let Some(p) = std::env::var_os("OSTREE_REPO") {
-            return PathBuf::from(p);
-        }
         if Path::new("objects").is_dir() && Path::new("config").is_file() {
             return PathBuf::from(".");
         }
-        PathBuf::from("/sysroot/ostree/repo")
+        match std::env::var_os("OSTREE_REPO") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from("/ostree/repo"),
+        }
     }
 
     pub fn open(&self) -> anyhow::Result<Repo> {
@@ -65,9 +65,8 @@ impl Global {
                     .map_err(|e| ("objects".to_string(), e))
             });
         if let Err((what, e)) = missing {
-            let implicit = self.repo.is_none() && std::env::var_os("OSTREE_REPO").is_none();
             return Err(Hinted {
-                msg: if implicit {
+                msg: if self.repo.is_none() {
                     "Command requires a --repo argument".into()
                 } else {
                     format!(

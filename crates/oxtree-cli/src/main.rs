@@ -52,8 +52,8 @@ struct Cli {
     /// Print version information and the feature list (in ostree's format).
     #[arg(long)]
     version: bool,
-    /// Path to the repository (default: $OSTREE_REPO, the current directory if it is a repo,
-    /// else /sysroot/ostree/repo).
+    /// Path to the repository (default: the current directory if it is a repo, $OSTREE_REPO,
+    /// else /ostree/repo).
     #[arg(long, global = true, value_name = "PATH")]
     repo: Option<PathBuf>,
     /// Print debug information during command processing.

@@ -2297,3 +2297,63 @@ fn plain_ref_names_fall_back_to_remote_refs() {
     let c = stdout(&o).trim().to_string();
     both(t, &ro, &rx, &["rev-parse", &format!("{c}^")]);
 }
+
+/// Which repository a command uses without --repo (the current directory's, then
+/// $OSTREE_REPO's, then /ostree/repo), and `init` without --repo or below a missing
+/// directory: as ostree, nothing is created where no repository was.
+#[test]
+fn default_repository_and_init_without_repo_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let run = |prog: &Path, cwd: &Path, env: Option<&Path>, args: &[&str]| {
+        let mut c = std::process::Command::new(prog);
+        c.args(args).current_dir(cwd).env_remove("OSTREE_REPO");
+        if let Some(e) = env {
+            c.env("OSTREE_REPO", e);
+        }
+        let o = c.output().expect("run");
+        let err = String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_default()
+            .to_string();
+        (o.status.code(), stdout(&o), err)
+    };
+    let both = |cwd: &Path, env: Option<&Path>, args: &[&str]| {
+        let o = run(Path::new("ostree"), cwd, env, args);
+        let x = run(&oxtree_bin(), cwd, env, args);
+        assert_eq!(o, x, "{args:?} in {cwd:?}, OSTREE_REPO={env:?}");
+        o
+    };
+    let empty = t.join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let missing = t.join("missing");
+    if !Path::new("/ostree/repo").exists() {
+        both(&empty, None, &["init"]);
+        both(&empty, None, &["refs"]);
+    }
+    both(&empty, Some(&missing), &["init"]);
+    assert!(
+        !missing.exists(),
+        "init without --repo created $OSTREE_REPO"
+    );
+    both(&empty, None, &["init", "--repo=a/b/c"]);
+    assert!(!empty.join("a").exists(), "init made missing parents");
+    // The current directory's repository wins over $OSTREE_REPO.
+    let tree = t.join("tree");
+    write(&tree.join("f"), b"f\n", 0o644);
+    for (prog, name) in [(PathBuf::from("ostree"), "ro"), (oxtree_bin(), "rx")] {
+        let r = t.join(name);
+        run(&prog, t, None, &["init", &format!("--repo={}", s(&r))]);
+        run(&prog, &r, None, &["commit", "-b", "main", TS, s(&tree)]);
+    }
+    let (ro, rx) = (t.join("ro"), t.join("rx"));
+    let o = run(Path::new("ostree"), &ro, Some(&missing), &["refs"]);
+    let x = run(&oxtree_bin(), &rx, Some(&missing), &["refs"]);
+    assert_eq!(o, x);
+    assert_eq!(o.1, "main\n");
+    let o = run(Path::new("ostree"), &empty, Some(&ro), &["refs"]);
+    let x = run(&oxtree_bin(), &empty, Some(&rx), &["refs"]);
+    assert_eq!(o, x);
+}

@@ -35,8 +35,23 @@ pub fn init(g: &Global, a: InitArgs) -> Result<()> {
         msg: format!("Invalid mode '{mode}' in repository configuration"),
         hint: "use --mode=bare, bare-user, bare-user-only or archive".into(),
     })?;
+    let path = g.repo_path();
+    if g.repo.is_none() {
+        // Without --repo, ostree initialises only a repository it can already open (the
+        // current directory's, $OSTREE_REPO's, /ostree/repo).
+        g.open()?;
+    } else if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // ostree makes the repository's directory, not its parents.
+        if !parent.is_dir() {
+            return Err(Hinted {
+                msg: "Creating repo: mkdirat: No such file or directory".into(),
+                hint: format!("create {} first", parent.display()),
+            }
+            .into());
+        }
+    }
     // Like ostree, an existing repository is left as it is.
-    Repo::init(&g.repo_path(), m, collection_id.as_deref())?;
+    Repo::init(&path, m, collection_id.as_deref())?;
     Ok(())
 }
 
