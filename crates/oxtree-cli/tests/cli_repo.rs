@@ -2357,3 +2357,37 @@ fn default_repository_and_init_without_repo_as_ostree() {
     let x = run(&oxtree_bin(), &empty, Some(&rx), &["refs"]);
     assert_eq!(o, x);
 }
+
+/// A ref file that holds no checksum (garbage, empty) is an error where ostree fails on it
+/// (fsck, summary -u), not silently skipped; the error names the ref.
+#[test]
+fn damaged_ref_files_fail_fsck_and_summary_as_in_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("f"), b"f\n", 0o644);
+    let (ro, rx) = pair(t, &["--mode=archive"]);
+    both(t, &ro, &rx, &["commit", "-b", "main", TS, s(&tree)]);
+    for bad in [&b"garbage\n"[..], b""] {
+        for r in [&ro, &rx] {
+            std::fs::write(r.join("refs/heads/badref"), bad).expect("write");
+        }
+        for args in [&["fsck"][..], &["summary", "-u"]] {
+            let code = |prog: &Path, r: &Path| {
+                let mut a = args.to_vec();
+                let repo = format!("--repo={}", s(r));
+                a.push(&repo);
+                let o = run_raw(prog, &a);
+                (
+                    o.status.code(),
+                    String::from_utf8_lossy(&o.stderr).to_string(),
+                )
+            };
+            let (o, x) = (code(Path::new("ostree"), &ro), code(&oxtree_bin(), &rx));
+            assert_eq!(o.0, x.0, "{args:?}: ostree {o:?}, oxtree {x:?}");
+            assert_eq!(x.0, Some(1), "{args:?}: {x:?}");
+            assert!(x.1.contains("badref"), "{args:?}: {x:?}");
+        }
+    }
+}

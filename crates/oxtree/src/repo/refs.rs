@@ -210,11 +210,11 @@ impl Repo {
     pub fn list_refs(&self) -> Result<BTreeMap<RefName, Checksum>> {
         let mut out = BTreeMap::new();
         let heads = self.path.join("refs/heads");
-        walk_refs(&heads, &heads, &mut |name, c| {
+        walk_refs(&heads, &heads, true, &mut |name, c| {
             out.insert(RefName { remote: None, name }, c);
         })?;
         for (remote, base) in self.remote_ref_dirs()? {
-            walk_refs(&base, &base, &mut |name, c| {
+            walk_refs(&base, &base, true, &mut |name, c| {
                 out.insert(
                     RefName {
                         remote: Some(remote.clone()),
@@ -424,7 +424,7 @@ impl Repo {
         let wanted = |c: &str| collection_id.is_none_or(|w| w == c);
         let mut out = BTreeMap::new();
         let mut add = |cid: &str, base: &Path| -> Result<()> {
-            walk_refs(base, base, &mut |name, c| {
+            walk_refs(base, base, true, &mut |name, c| {
                 out.insert(
                     CollectionRef {
                         collection_id: cid.to_string(),
@@ -642,7 +642,7 @@ fn collect_refs(
     out: &mut BTreeMap<String, RefTarget>,
 ) -> Result<()> {
     if !aliases {
-        return walk_refs(base, dir, &mut |name, c| {
+        return walk_refs(base, dir, false, &mut |name, c| {
             out.insert(format!("{lead}{name}"), RefTarget::Commit(c));
         });
     }
@@ -682,7 +682,15 @@ fn collect_refs(
 /// beside a ref when killed mid-write, which hold a full checksum but must never be listed,
 /// pin objects in prune, or be published in a summary (which every client would reject).
 /// Aliases (symlinks) are read through; a dangling one is skipped.
-fn walk_refs(base: &Path, dir: &Path, f: &mut dyn FnMut(String, Checksum)) -> Result<()> {
+///
+/// With `strict`, a ref file that does not hold a checksum (garbage, empty) is an error
+/// naming it, as ostree fails on it (fsck, summary, prune); without, it is left out.
+fn walk_refs(
+    base: &Path,
+    dir: &Path,
+    strict: bool,
+    f: &mut dyn FnMut(String, Checksum),
+) -> Result<()> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -693,7 +701,7 @@ fn walk_refs(base: &Path, dir: &Path, f: &mut dyn FnMut(String, Checksum)) -> Re
         let p = e.path();
         let ft = e.file_type().ctx("stat", &p)?;
         if ft.is_dir() {
-            walk_refs(base, &p, f)?;
+            walk_refs(base, &p, strict, f)?;
         } else {
             let Some(name) = p
                 .strip_prefix(base)
@@ -703,8 +711,15 @@ fn walk_refs(base: &Path, dir: &Path, f: &mut dyn FnMut(String, Checksum)) -> Re
             else {
                 continue;
             };
-            if let Ok(Ok(c)) = std::fs::read_to_string(&p).map(|s| s.trim().parse::<Checksum>()) {
-                f(name.to_string(), c);
+            match std::fs::read_to_string(&p).map(|s| s.trim().parse::<Checksum>()) {
+                Ok(Ok(c)) => f(name.to_string(), c),
+                Ok(Err(_)) if strict => {
+                    return Err(Error::Config {
+                        path: p,
+                        msg: "ref file does not hold a checksum".into(),
+                    })
+                }
+                _ => {}
             }
         }
     }
