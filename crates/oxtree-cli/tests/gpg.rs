@@ -113,6 +113,20 @@ fn ostree_gpg_signed_commits_verify_and_are_enforced_on_pull() {
         ostree(&["show", &sa, "good", "--gpg-verify-remote=self"])
     );
     assert_eq!(ox(&["show", &sa, "good"]), ostree(&["show", &sa, "good"]));
+    // --gpg-homedir: the `*.gpg` keyrings of a GnuPG home (its trustdb.gpg is none, and
+    // its pubring.kbx is not read, as in ostree: "public key not found"), then with the
+    // key exported as pubring.gpg.
+    let hd = format!("--gpg-homedir={}", s(&home));
+    assert!(home.join("trustdb.gpg").exists());
+    assert_eq!(
+        ox(&["show", &sa, "good", &hd]),
+        ostree(&["show", &sa, "good", &hd])
+    );
+    export(&home, &fpr, &home.join("pubring.gpg"), false);
+    let shown = ox(&["show", &sa, "good", &hd]);
+    assert!(shown.contains("Good signature"), "{shown}");
+    assert_eq!(shown, ostree(&["show", &sa, "good", &hd]));
+    std::fs::remove_file(home.join("pubring.gpg")).expect("rm");
     // An unsigned commit: shown, no signature listed, no error (as ostree, which ignores
     // NO_SIGNATURE), even for a remote that does not exist.
     for remote in ["--gpg-verify-remote=self", "--gpg-verify-remote=nosuch"] {

@@ -713,7 +713,7 @@ fn print_gpg_report(repo: &Repo, c: &Checksum, keys: &GpgKeys) -> Result<bool> {
 enum GpgKeys<'a> {
     /// A remote's keyring (and the global one), as pull uses.
     Remote(&'a str),
-    /// The keyrings (`*.gpg`) of a GnuPG home directory, and the global keyring.
+    /// The keyrings (`*.gpg`) of a GnuPG home directory, with those of `Global`.
     Homedir(&'a Path),
     /// Every remote's keyring and `/usr/share/ostree/trusted.gpg.d` (ostree's
     /// `OSTREE_ALL_REMOTES`).
@@ -725,13 +725,16 @@ impl GpgKeys<'_> {
         let mut keys = Vec::new();
         let dirs: &[&Path] = match self {
             GpgKeys::Remote(r) => return Ok(repo.remote_gpg_keys(r)?),
-            GpgKeys::Homedir(h) => &[h, Path::new("/usr/share/ostree/trusted.gpg.d")],
-            GpgKeys::Global => {
-                // ostree's OSTREE_ALL_REMOTES: every remote's keyring, and the global one.
+            // ostree's OSTREE_ALL_REMOTES: every remote's keyring, and the global one (and
+            // the `*.gpg` files of a --gpg-homedir).
+            GpgKeys::Homedir(_) | GpgKeys::Global => {
                 for r in repo.remote_names() {
                     keys.extend(repo.remote_gpg_keys(&r)?);
                 }
-                &[Path::new("/usr/share/ostree/trusted.gpg.d")]
+                match self {
+                    GpgKeys::Homedir(h) => &[h, Path::new("/usr/share/ostree/trusted.gpg.d")],
+                    _ => &[Path::new("/usr/share/ostree/trusted.gpg.d")],
+                }
             }
         };
         for d in dirs {
@@ -741,8 +744,12 @@ impl GpgKeys<'_> {
             let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
             files.sort();
             for f in files {
+                // As ostree's keyring directories: every `*.gpg` file, and one that holds
+                // no keys (a GnuPG home's trustdb.gpg) adds none rather than failing.
                 if f.is_file() && f.extension().is_some_and(|x| x == "gpg" || x == "asc") {
-                    keys.extend(oxtree::sign::gpg::load_keyring(&f)?);
+                    if let Ok(k) = oxtree::sign::gpg::load_keyring(&f) {
+                        keys.extend(k);
+                    }
                 }
             }
         }
