@@ -2391,3 +2391,49 @@ fn damaged_ref_files_fail_fsck_and_summary_as_in_ostree() {
         }
     }
 }
+
+/// Arguments ostree refuses or takes, and oxtree did otherwise: an empty commit metadata key
+/// (refused; not for detached metadata), a remote with --custom-backend and no URL (taken),
+/// `pull-local` of a refspec or `REF@CHECKSUM` ("Invalid ref name"), `pull REMOTE:REF@C`
+/// ("Invalid refspec").
+#[test]
+fn argument_checks_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("f"), b"f\n", 0o644);
+    let (ro, rx) = pair(t, &["--mode=archive"]);
+    both(t, &ro, &rx, &["commit", "-b", "main", TS, s(&tree)]);
+    for args in [
+        &[
+            "commit",
+            "-b",
+            "m",
+            TS,
+            "--add-metadata-string==v",
+            s(&tree),
+        ][..],
+        &["commit", "-b", "m", TS, "--add-metadata==1", s(&tree)],
+        &[
+            "commit",
+            "-b",
+            "m",
+            TS,
+            "--add-detached-metadata-string==v",
+            s(&tree),
+        ],
+        &["remote", "add", "--custom-backend=foo", "r8"],
+        &["remote", "add", "r9"],
+        &["pull-local", s(&ro), "origin:main"],
+        &["pull-local", s(&ro), "main@abc"],
+        &["pull", "origin:main@abc"],
+        &["pull", "origin:"],
+    ] {
+        both(t, &ro, &rx, args);
+    }
+    assert_eq!(
+        std::fs::read_to_string(ro.join("config")).expect("config"),
+        std::fs::read_to_string(rx.join("config")).expect("config")
+    );
+}

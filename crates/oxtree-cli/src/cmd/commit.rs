@@ -444,12 +444,17 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
 
     // Metadata in ostree's order: strings, variants, kept keys, then the bindings.
     let mut metadata = Vec::new();
+    // (ostree refuses an empty key here, not in the detached metadata.)
+    let commit_key_value = |kv| match key_value(kv)? {
+        ("", _) => bail!("Empty metadata key"),
+        kv => Ok(kv),
+    };
     for kv in &a.add_metadata_string {
-        let (k, v) = key_value(kv)?;
+        let (k, v) = commit_key_value(kv)?;
         metadata.push((k.to_string(), Value::str(v)));
     }
     for kv in &a.add_metadata {
-        let (k, v) = key_value(kv)?;
+        let (k, v) = commit_key_value(kv)?;
         metadata.push((
             k.to_string(),
             gvtext::parse(v).map_err(|e| anyhow!("Parsing {kv}: {e}"))?,

@@ -160,11 +160,19 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     }
     repo.set_per_object_fsync(a.per_object_fsync);
     repo.set_bareuseronly_files(a.bareuseronly_files);
-    let (remote, mut refs) = match a.remote.split_once(':') {
-        Some((r, first)) => (r.to_string(), vec![first.to_string()]),
-        None => (a.remote.clone(), Vec::new()),
+    // As ostree: `REMOTE:REF` is one refspec (the arguments after it are ignored, and a
+    // `@CHECKSUM` is no part of it); `REMOTE REF…` are several.
+    let (remote, refs) = match a.remote.split_once(':') {
+        Some((r, first)) => {
+            if oxtree::object::validate_remote_name(r).is_err()
+                || oxtree::object::validate_ref(first).is_err()
+            {
+                bail!("Invalid refspec {}", a.remote);
+            }
+            (r.to_string(), vec![first.to_string()])
+        }
+        None => (a.remote.clone(), a.refs.clone()),
     };
-    refs.extend(a.refs.iter().cloned());
     let opts = oxtree::pull::PullOptions {
         depth: a.depth,
         commit_metadata_only: a.commit_metadata_only,
@@ -396,6 +404,13 @@ pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
             .map(|r| r.name)
             .collect()
     } else {
+        // ostree takes a ref name or a checksum here, not a refspec (`REMOTE:REF`).
+        if let Some(bad) = a.refs.iter().find(|r| {
+            r.parse::<oxtree::object::Checksum>().is_err()
+                && oxtree::object::validate_ref(r).is_err()
+        }) {
+            bail!("Invalid ref name {bad}");
+        }
         a.refs
     };
     let counts = repo.pull_local(

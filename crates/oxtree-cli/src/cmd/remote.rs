@@ -124,8 +124,11 @@ pub struct AddArgs {
 }
 
 pub fn add(g: &Global, a: AddArgs) -> Result<()> {
-    let [name, url, branches @ ..] = a.args.as_slice() else {
-        bail!("NAME and URL must be specified");
+    // A remote whose content something else fetches (--custom-backend) needs no URL.
+    let (name, url, branches) = match a.args.as_slice() {
+        [name, url, branches @ ..] => (name, url.as_str(), branches),
+        [name] if a.custom_backend.is_some() => (name, "", &[][..]),
+        _ => bail!("NAME and URL must be specified"),
     };
     let set = a
         .set

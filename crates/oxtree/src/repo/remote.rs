@@ -262,6 +262,7 @@ impl Repo {
         }
         match url.strip_prefix("metalink=") {
             Some(m) => kf.set(&g, "metalink", m),
+            None if url.is_empty() && opts.custom_backend.is_some() => {}
             None => kf.set(&g, "url", url),
         }
         if !opts.branches.is_empty() {
