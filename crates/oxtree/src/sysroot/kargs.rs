@@ -141,14 +141,15 @@ impl KernelArgs {
                 }
                 *only
             }
-            // Several values: only `KEY=VALUE` says which one goes.
-            _ if v.is_none() => {
-                return Err(Error::InvalidArgument(format!(
-                    "Multiple values for key '{k}' found"
-                )))
-            }
+            // Several values: the one equal to what was given goes (a bare `KEY` matches
+            // a bare `KEY`, as in ostree); a bare `KEY` among only `KEY=…` says too little.
             many => match many.iter().find(|&&i| value(&self.args[i]) == v) {
                 Some(&i) => i,
+                None if v.is_none() => {
+                    return Err(Error::InvalidArgument(format!(
+                        "Multiple values for key '{k}' found"
+                    )))
+                }
                 None => return Err(Error::InvalidArgument(format!("No karg '{arg}' found"))),
             },
         };
@@ -183,10 +184,15 @@ mod tests {
         // `-` and `_` are the same in keys; the old spelling stays.
         k.replace("rd-luks=2");
         assert!(k.to_string().ends_with("rd_luks=2"), "{k}");
+        // Several values: a bare key names a bare one (the first), never a `KEY=…` one.
+        k.append("console=ttyS0");
         assert_eq!(
-            k.delete("quiet").expect_err("refused").to_string(),
-            "Multiple values for key 'quiet' found"
+            k.delete("console").expect_err("refused").to_string(),
+            "Multiple values for key 'console' found"
         );
+        k.delete("console=ttyS0").expect("that value");
+        k.delete("quiet").expect("the first bare one");
+        k.append("quiet");
         assert_eq!(
             k.delete("nope").expect_err("refused").to_string(),
             "No key 'nope' found"
@@ -197,7 +203,7 @@ mod tests {
         );
         k.delete("new").expect("one value");
         k.delete("root=LABEL=x").expect("that value");
-        assert_eq!(k.to_string(), "quiet console=hvc0 quiet rd_luks=2");
+        assert_eq!(k.to_string(), "console=hvc0 quiet rd_luks=2 quiet");
         let q = KernelArgs::parse(r#"a="b c" d"#);
         assert_eq!(q.args(), [r#"a="b c""#, "d"]);
     }

@@ -126,6 +126,11 @@ pub fn boot_complete(g: &Global, a: BootCompleteArgs) -> Result<()> {
         );
         return Ok(());
     }
+    // Not booted into this sysroot and no --index: nothing to mark, as for ostree (whose
+    // boot-complete only reports a failed finalize).
+    if index.is_none() && !sr.deployments()?.iter().any(|d| d.booted) {
+        return Ok(());
+    }
     let _lock = lock_sysroot(&sr)?;
     match sr.boot_complete(index)? {
         Some(d) => println!("Marked {} as good", d.dirname()),

@@ -404,7 +404,14 @@ pub fn undeploy(g: &Global, a: UndeployArgs) -> Result<()> {
     let Some(index) = a.index else {
         bail!("INDEX must be specified");
     };
-    let index = parse_index(&index)?;
+    // ostree reads the index with atoi(): "1x" is 1. (A string with no digits, which atoi
+    // takes as 0, the default deployment, is refused here rather than deleting it.)
+    let t = index.trim_start();
+    let digits = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let index = match digits {
+        0 => parse_index(&index)?,
+        n => parse_index(&t[..n])?,
+    };
     let sr = sysroot(g);
     let _lock = lock_sysroot(&sr)?;
     // ostree's order: a staged deployment (index 0) is reported deleted before the prune,
