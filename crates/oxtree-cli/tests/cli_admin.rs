@@ -2026,3 +2026,178 @@ fn remotes_d_of_the_sysroot_as_ostree() {
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("bad.conf"), "{}", text(&o.stderr));
 }
+
+/// The entry of the default deployment (version = the number of deployments) of `sr`.
+fn default_entry(sr: &Path) -> String {
+    let dir = sr.join("boot/loader/entries");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("entries")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    let texts: Vec<String> = names
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read"))
+        .collect();
+    let n = texts.len();
+    texts
+        .into_iter()
+        .find(|t| t.lines().any(|l| l == format!("version {n}")))
+        .expect("default entry")
+}
+
+/// Deploy the current commit of `testos/main` with both tools: same output, entries,
+/// kernels, origins and status. Returns ostree's stdout.
+fn deploy_same(p: &Pair, extra: &[&str]) -> String {
+    let mut a = vec!["admin", "deploy", "--os=testos"];
+    a.extend_from_slice(extra);
+    a.push("testos/main");
+    let out = same(p, &a);
+    layout_same(p);
+    status_same(p);
+    out
+}
+
+/// A kernel without an initramfs: the entry also gets ostree's
+/// `init=/ostree/boot.N/…/usr/lib/ostree/ostree-prepare-root`, before `ostree=`, and it is
+/// rewritten (in place) for a kept deployment; a deployment with an initramfs keeps the
+/// inherited one as ostree does.
+#[test]
+fn deploy_without_initramfs_sets_init_as_ostree() {
+    let p = pair();
+    let initramfs = p.tree.join("usr/lib/modules/6.1.0/initramfs.img");
+    std::fs::remove_file(&initramfs).expect("rm");
+    commit(&p, "testos/main", "2.0", "2020-01-02T00:00:00Z");
+    deploy_same(&p, &["--karg=root=LABEL=root", "--karg=quiet"]);
+    let e = default_entry(&p.x);
+    let options = e.lines().find(|l| l.starts_with("options ")).expect("options");
+    assert!(
+        options.starts_with("options root=LABEL=root quiet init=/ostree/boot.1/testos/")
+            && options.contains("/0/usr/lib/ostree/ostree-prepare-root ostree=/ostree/boot.1/testos/"),
+        "{e}"
+    );
+    assert!(!e.contains("\ninitrd "), "{e}");
+    // Kept: its init= follows the new boot link.
+    deploy_same(&p, &["--karg-append=second"]);
+    // With an initramfs again.
+    write(&initramfs, &[9u8; 2048], 0o644);
+    commit(&p, "testos/main", "3.0", "2020-01-03T00:00:00Z");
+    deploy_same(&p, &[]);
+}
+
+/// `devicetree` beside the kernel: copied as `devicetree-VER`, a `devicetree` line, and
+/// in the boot checksum (kernel, initramfs, device tree: the directory name is ostree's);
+/// `.vmlinuz.hmac` installed as `.vmlinuz-VER.hmac` (not in the checksum). A `dtb/`
+/// directory instead: copied whole as `dtb/`, an `fdtdir` line, its files in the checksum
+/// in ostree's order (names sorted bytewise, a directory where its name sorts).
+#[test]
+fn deploy_device_tree_and_hmac_as_ostree() {
+    let p = pair();
+    let m = p.tree.join("usr/lib/modules/6.1.0");
+    write(&m.join("devicetree"), b"device tree\n", 0o644);
+    write(&m.join(".vmlinuz.hmac"), b"hmac\n", 0o644);
+    commit(&p, "testos/main", "2.0", "2020-01-02T00:00:00Z");
+    deploy_same(&p, &[]);
+    let kdirs = |sr: &Path| -> Vec<String> {
+        layout(sr)
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("boot/ostree/testos-"))
+            .collect()
+    };
+    let k = kdirs(&p.x);
+    assert!(k.iter().any(|f| f.ends_with("/devicetree-6.1.0")), "{k:?}");
+    assert!(k.iter().any(|f| f.ends_with("/.vmlinuz-6.1.0.hmac")), "{k:?}");
+    assert!(default_entry(&p.x).contains("\ndevicetree /ostree/testos-"));
+    std::fs::remove_file(m.join("devicetree")).expect("rm");
+    std::fs::remove_file(m.join(".vmlinuz.hmac")).expect("rm");
+    for (f, data) in [
+        ("dtb/b.dtb", "b\n"),
+        ("dtb/B.dtb", "B\n"),
+        ("dtb/a/x.dtb", "x\n"),
+        ("dtb/vendor/board.dtb", "board\n"),
+        ("dtb/vendor/sub/s.dtb", "s\n"),
+    ] {
+        write(&m.join(f), data.as_bytes(), 0o644);
+    }
+    commit(&p, "testos/main", "3.0", "2020-01-03T00:00:00Z");
+    deploy_same(&p, &[]);
+    let e = default_entry(&p.x);
+    assert!(e.trim_end().ends_with("/dtb") && e.contains("\nfdtdir /ostree/testos-"), "{e}");
+    assert!(kdirs(&p.x).iter().any(|f| f.ends_with("/dtb/vendor/sub/s.dtb")));
+}
+
+/// The legacy layouts, when there is no `usr/lib/modules` kernel: `vmlinuz-VER-CSUM`,
+/// `initramfs-VER.img-CSUM` and `devicetree-VER-CSUM` in `usr/lib/ostree-boot/`, else in
+/// `boot/` (only the first of the two that exists is looked in); the suffix is the boot
+/// checksum and the installed names drop it. Different suffixes are refused alike.
+#[test]
+fn deploy_legacy_kernel_layouts_as_ostree() {
+    use sha2::Digest;
+    let p = pair();
+    std::fs::remove_dir_all(p.tree.join("usr/lib/modules")).expect("rm");
+    let csum = hex(&sha2::Sha256::digest(b"legacy"));
+    let ob = p.tree.join("usr/lib/ostree-boot");
+    write(&ob.join(format!("vmlinuz-5.0.0-{csum}")), b"legacy kernel\n", 0o644);
+    write(&ob.join(format!("initramfs-5.0.0.img-{csum}")), b"legacy initramfs\n", 0o644);
+    write(&ob.join(format!("devicetree-5.0.0-{csum}")), b"legacy dt\n", 0o644);
+    // Not a kernel: the suffix is no checksum.
+    write(&ob.join("vmlinuz-4.0.0-old"), b"old\n", 0o644);
+    // Never looked at: usr/lib/ostree-boot exists.
+    write(&p.tree.join(format!("boot/vmlinuz-9.0.0-{}", "0".repeat(64))), b"x\n", 0o644);
+    commit(&p, "testos/main", "2.0", "2020-01-02T00:00:00Z");
+    deploy_same(&p, &[]);
+    assert!(
+        layout(&p.x)
+            .iter()
+            .any(|(k, _)| *k == format!("boot/ostree/testos-{csum}/initramfs-5.0.0.img")),
+        "{:#?}",
+        layout(&p.x)
+    );
+    // Under boot/.
+    std::fs::remove_dir_all(&ob).expect("rm");
+    commit(&p, "testos/main", "3.0", "2020-01-03T00:00:00Z");
+    deploy_same(&p, &[]);
+    // The modern layout wins over the legacy one, whatever the legacy kernel is.
+    write(&p.tree.join("usr/lib/modules/6.2.0/vmlinuz"), b"modern\n", 0o644);
+    commit(&p, "testos/main", "4.0", "2020-01-04T00:00:00Z");
+    deploy_same(&p, &[]);
+    // Mismatched suffixes.
+    std::fs::remove_dir_all(p.tree.join("usr/lib/modules")).expect("rm");
+    write(&p.tree.join(format!("boot/initramfs-9.0.0.img-{}", "1".repeat(64))), b"i\n", 0o644);
+    commit(&p, "testos/main", "5.0", "2020-01-05T00:00:00Z");
+    refused_same(&p, &["admin", "deploy", "--os=testos", "testos/main"]);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A commit without a kernel is refused with ostree's error before anything is printed or
+/// written: oxtree's sysroot is as it was (repo, deployments, /boot, origins); ostree's too,
+/// but for the checkout it leaves for the next cleanup.
+#[test]
+fn deploy_without_kernel_changes_nothing() {
+    let p = pair();
+    deploy_same(&p, &["--karg=root=LABEL=root"]);
+    std::fs::remove_dir_all(p.tree.join("usr/lib/modules")).expect("rm");
+    let c = commit(&p, "testos/main", "2.0", "2020-01-02T00:00:00Z");
+    let (lo, lx) = (layout(&p.o), layout(&p.x));
+    refused_same(&p, &["admin", "deploy", "--os=testos", "testos/main"]);
+    assert_eq!(layout(&p.x), lx);
+    let mut left = layout(&p.o);
+    left.retain(|e| !lo.contains(e));
+    assert_eq!(
+        left,
+        [(format!("ostree/deploy/testos/deploy/{}.0", c.trim()), "dir".to_string())]
+    );
+    same(&p, &["admin", "cleanup"]);
+    layout_same(&p);
+    assert_eq!(layout(&p.o), lo);
+    // A fresh stateroot (no deploy/ directory yet) is left without one.
+    ostree(&["admin", "os-init", &format!("--sysroot={}", s(&p.o)), "other"]);
+    ox(&["admin", "os-init", &format!("--sysroot={}", s(&p.x)), "other"]);
+    refused_same(&p, &["admin", "deploy", "--os=other", "testos/main"]);
+    status_same(&p);
+}
