@@ -256,9 +256,15 @@ fn kernel_from_legacy(root: &Path) -> Result<Option<Kernel>> {
         return Err(mismatch("Mismatched kernel checksum vs initrd"));
     }
     if devicetree.as_ref().is_some_and(|(_, c)| *c != bootcsum) {
-        return Err(mismatch("Mismatched kernel checksum vs device tree in tree"));
+        return Err(mismatch(
+            "Mismatched kernel checksum vs device tree in tree",
+        ));
     }
-    let files = [Some(&vmlinuz), initramfs.as_ref().map(|(f, _)| f), devicetree.as_ref().map(|(f, _)| f)];
+    let files = [
+        Some(&vmlinuz),
+        initramfs.as_ref().map(|(f, _)| f),
+        devicetree.as_ref().map(|(f, _)| f),
+    ];
     for f in files.into_iter().flatten() {
         check_boot_name(&root.join(dir), "kernel file name", &f.name)?;
     }
@@ -353,6 +359,8 @@ impl Sysroot {
             ));
         }
         let _lock = self.lock(|| {})?;
+        // An unknown `sysroot.bootloader` is refused first, as ostree refuses to open the repo.
+        self.bootloader()?;
         let repo = self.repo()?;
         let checksum = repo.resolve_rev(refspec)?;
         repo.load_commit(&checksum)?; // must exist and parse before anything is written
@@ -882,7 +890,8 @@ impl Sysroot {
         // the other ones (see `esp`).
         self.sync_esp()?;
         // Its boot counters live on the ESP, not in these entries' names.
-        let counters_here = self.bootloader()? != super::esp::Bootloader::SystemdBoot;
+        let bootloader = self.bootloader()?;
+        let counters_here = bootloader != super::bootloader::Bootloader::SystemdBoot;
         if let Some(bad) = plan
             .iter()
             .flat_map(|p| p.kargs.iter())
@@ -920,6 +929,7 @@ impl Sysroot {
             self.write_deployment_refs(repo, bv, sub, &commits, true)?;
             self.emit(super::SysrootEvent::DeploymentsWritten {
                 swapped: false,
+                atomic: true,
                 bootversion: bv,
                 subbootversion: sub,
                 count_change,
@@ -938,6 +948,7 @@ impl Sysroot {
         let new_sub = 1 - self.subbootversion(new);
         let bootserials = self.build_link_farm(plan, new, new_sub)?;
         let n = plan.len();
+        let mut written = Vec::with_capacity(n);
         for (i, (p, bootserial)) in plan.iter().zip(bootserials).enumerate() {
             let k = &p.kernel;
             let kdir_rel = format!("ostree/{}-{}", p.stateroot, k.bootcsum);
@@ -986,10 +997,20 @@ impl Sysroot {
                 super::bls::tries_suffix(p.tries.filter(|_| counters_here))
             ));
             crate::fsutil::write_atomic(&name, e.to_string().as_bytes(), false)?;
+            written.push(e);
         }
         super::failpoint("deploy::entries")?;
         // Swap ostree/boot.N' to the new farm.
         replace_symlink(&link, &format!("boot.{new}.{new_sub}"))?;
+        // The bootloader's own file beside the entries (after the link swap, as in ostree:
+        // U-Boot's takes the default deployment's uEnv.txt through it).
+        let system_uenv = match (bootloader, plan.first()) {
+            (super::bootloader::Bootloader::Uboot, Some(p)) => {
+                read_tree_text(&p.kernel.root, "usr/lib/ostree-boot/uEnv.txt")?
+            }
+            _ => None,
+        };
+        self.write_bootloader_config(bootloader, new, &written, system_uenv.as_deref())?;
         super::failpoint("deploy::bootlinks")?;
         // The refs of the new list, beside the old list's: from here on both lists' commits
         // are kept, whichever of them the next boot uses.
@@ -1013,6 +1034,7 @@ impl Sysroot {
         self.write_deployment_refs(repo, new, new_sub, &commits, true)?;
         self.emit(super::SysrootEvent::DeploymentsWritten {
             swapped: true,
+            atomic: bootloader.atomic(),
             bootversion: new,
             subbootversion: new_sub,
             count_change,
@@ -1046,7 +1068,12 @@ impl Sysroot {
                 Some(DeviceTree::File(f)) => Some(f),
                 _ => None,
             };
-            let files = [Some(&k.vmlinuz), k.initramfs.as_ref(), dt_file, k.hmac.as_ref()];
+            let files = [
+                Some(&k.vmlinuz),
+                k.initramfs.as_ref(),
+                dt_file,
+                k.hmac.as_ref(),
+            ];
             for f in files.into_iter().flatten() {
                 copy_if_missing(&k.root, &f.src, &kdir.join(&f.name))?;
             }
@@ -1479,6 +1506,25 @@ fn copy_dir_if_missing(root: &Path, rel: &str, dst: &Path) -> Result<()> {
     }
     copy_dir(root, rel, &tmp)?;
     std::fs::rename(&tmp, dst).ctx("rename", dst)
+}
+
+/// The text of the small configuration file `rel` of the deployment tree `root` (read
+/// inside the tree), if it is there; one of more than 1 MiB is refused.
+fn read_tree_text(root: &Path, rel: &str) -> Result<Option<String>> {
+    let Some(f) = super::tree::open_file(root, rel)? else {
+        return Ok(None);
+    };
+    let path = root.join(rel);
+    if f.metadata().ctx("stat", &path)?.len() > 1 << 20 {
+        return Err(Error::InvalidArgument(format!(
+            "{}: larger than 1 MiB",
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut text)
+        .ctx("read", &path)?;
+    Ok(Some(text))
 }
 
 /// Point `link` at `target` atomically (a new symlink renamed over the old one).
