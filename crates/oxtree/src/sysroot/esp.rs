@@ -315,14 +315,15 @@ impl Sysroot {
         }
         super::failpoint("esp::loader")?;
 
-        // 2. Kernels and initramfs images, new ones only (their directory is named by the
-        // checksum of both, so an existing file is the right one).
+        // 2. Kernels, initramfs images and device trees, new ones only (their directory is
+        // named by the checksum of them all, so an existing file is the right one).
         let mut live_kernel_dirs = BTreeSet::new();
         let mut plan = Vec::new();
         for d in &deps {
             let entry_file = format!("ostree entry of {}", d.dirname());
             let mut files = Vec::new();
-            for key in ["linux", "initrd"] {
+            // (systemd-boot reads a `devicetree` line too; it has no `fdtdir`.)
+            for key in ["linux", "initrd", "devicetree"] {
                 if let Some(v) = d.entry.get(key) {
                     files.push(boot_relpath(&entry_file, key, v)?);
                 }
