@@ -2309,6 +2309,20 @@ fn deploy_uboot_as_ostree() {
     assert!(std::fs::read_to_string(p.x.join("boot/loader/uEnv.txt"))
         .expect("uEnv")
         .contains("\nfdtdir=/boot/ostree/testos-"));
+    // Every other writer of the boot configuration rewrites it too.
+    same(
+        &p,
+        &[
+            "admin",
+            "kargs",
+            "edit-in-place",
+            "--append-if-missing=edited",
+        ],
+    );
+    layout_same(&p);
+    same(&p, &["admin", "undeploy", "1"]);
+    layout_same(&p);
+    status_same(&p);
     // Forced without its file: ostree's error, then cleanup brings both back alike.
     set_bootloader(&p, "uboot");
     for sr in [&p.o, &p.x] {
@@ -2351,6 +2365,9 @@ fn deploy_syslinux_as_ostree() {
         "{out}"
     );
     deploy_same(&p, &["--karg-append=again"]);
+    same(&p, &["admin", "undeploy", "1"]);
+    layout_same(&p);
+    deploy_same(&p, &["--retain"]);
     let cfg = std::fs::read_to_string(p.x.join("boot/loader/syslinux.cfg")).expect("cfg");
     assert!(
         cfg.contains("LABEL Other\n")
