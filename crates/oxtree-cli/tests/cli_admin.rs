@@ -2395,7 +2395,7 @@ fn deploy_syslinux_as_ostree() {
 }
 
 /// `sysroot.bootloader`: an unknown value is refused before anything happens, in ostree's
-/// words; `syslinux` forces that backend (and fails alike without its file); `none` writes
+/// words (by deploy, status, undeploy); `syslinux` forces that backend (and fails alike without its file); `none` writes
 /// only the entries even with U-Boot's file there; `auto` probes again.
 #[test]
 fn sysroot_bootloader_config_as_ostree() {
@@ -2403,6 +2403,8 @@ fn sysroot_bootloader_config_as_ostree() {
     deploy_same(&p, &[]);
     set_bootloader(&p, "bogus");
     refused_same(&p, &["admin", "deploy", "--os=testos", "testos/main"]);
+    refused_same(&p, &["admin", "status"]);
+    refused_same(&p, &["admin", "undeploy", "0"]);
     set_bootloader(&p, "syslinux");
     let (ok, _) = compare(
         &p,
