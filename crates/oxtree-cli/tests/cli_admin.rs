@@ -2026,3 +2026,403 @@ fn remotes_d_of_the_sysroot_as_ostree() {
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("bad.conf"), "{}", text(&o.stderr));
 }
+
+/// The entry of the default deployment (version = the number of deployments) of `sr`.
+fn default_entry(sr: &Path) -> String {
+    let dir = sr.join("boot/loader/entries");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("entries")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    let texts: Vec<String> = names
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read"))
+        .collect();
+    let n = texts.len();
+    texts
+        .into_iter()
+        .find(|t| t.lines().any(|l| l == format!("version {n}")))
+        .expect("default entry")
+}
+
+/// Deploy the current commit of `testos/main` with both tools: same output, entries,
+/// kernels, origins and status. Returns ostree's stdout.
+fn deploy_same(p: &Pair, extra: &[&str]) -> String {
+    let mut a = vec!["admin", "deploy", "--os=testos"];
+    a.extend_from_slice(extra);
+    a.push("testos/main");
+    let out = same(p, &a);
+    layout_same(p);
+    status_same(p);
+    out
+}
+
+/// A kernel without an initramfs: the entry also gets ostree's
+/// `init=/ostree/boot.N/…/usr/lib/ostree/ostree-prepare-root`, before `ostree=`, and it is
+/// rewritten (in place) for a kept deployment; a deployment with an initramfs keeps the
+/// inherited one as ostree does.
+#[test]
+fn deploy_without_initramfs_sets_init_as_ostree() {
+    let p = pair();
+    let initramfs = p.tree.join("usr/lib/modules/6.1.0/initramfs.img");
+    std::fs::remove_file(&initramfs).expect("rm");
+    commit(&p, "testos/main", "2.0", "2020-01-02T00:00:00Z");
+    deploy_same(&p, &["--karg=root=LABEL=root", "--karg=quiet"]);
+    let e = default_entry(&p.x);
+    let options = e
+        .lines()
+        .find(|l| l.starts_with("options "))
+        .expect("options");
+    assert!(
+        options.starts_with("options root=LABEL=root quiet init=/ostree/boot.1/testos/")
+            && options
+                .contains("/0/usr/lib/ostree/ostree-prepare-root ostree=/ostree/boot.1/testos/"),
+        "{e}"
+    );
+    assert!(!e.contains("\ninitrd "), "{e}");
+    // Kept: its init= follows the new boot link.
+    deploy_same(&p, &["--karg-append=second"]);
+    // With an initramfs again.
+    write(&initramfs, &[9u8; 2048], 0o644);
+    commit(&p, "testos/main", "3.0", "2020-01-03T00:00:00Z");
+    deploy_same(&p, &[]);
+}
+
+/// `devicetree` beside the kernel: copied as `devicetree-VER`, a `devicetree` line, and
+/// in the boot checksum (kernel, initramfs, device tree: the directory name is ostree's);
+/// `.vmlinuz.hmac` installed as `.vmlinuz-VER.hmac` (not in the checksum). A `dtb/`
+/// directory instead: copied whole as `dtb/`, an `fdtdir` line, its files in the checksum
+/// in ostree's order (names sorted bytewise, a directory where its name sorts).
+#[test]
+fn deploy_device_tree_and_hmac_as_ostree() {
+    let p = pair();
+    let m = p.tree.join("usr/lib/modules/6.1.0");
+    write(&m.join("devicetree"), b"device tree\n", 0o644);
+    write(&m.join(".vmlinuz.hmac"), b"hmac\n", 0o644);
+    commit(&p, "testos/main", "2.0", "2020-01-02T00:00:00Z");
+    deploy_same(&p, &[]);
+    let kdirs = |sr: &Path| -> Vec<String> {
+        layout(sr)
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("boot/ostree/testos-"))
+            .collect()
+    };
+    let k = kdirs(&p.x);
+    assert!(k.iter().any(|f| f.ends_with("/devicetree-6.1.0")), "{k:?}");
+    assert!(
+        k.iter().any(|f| f.ends_with("/.vmlinuz-6.1.0.hmac")),
+        "{k:?}"
+    );
+    assert!(default_entry(&p.x).contains("\ndevicetree /ostree/testos-"));
+    std::fs::remove_file(m.join("devicetree")).expect("rm");
+    std::fs::remove_file(m.join(".vmlinuz.hmac")).expect("rm");
+    for (f, data) in [
+        ("dtb/b.dtb", "b\n"),
+        ("dtb/B.dtb", "B\n"),
+        ("dtb/a/x.dtb", "x\n"),
+        ("dtb/vendor/board.dtb", "board\n"),
+        ("dtb/vendor/sub/s.dtb", "s\n"),
+    ] {
+        write(&m.join(f), data.as_bytes(), 0o644);
+    }
+    commit(&p, "testos/main", "3.0", "2020-01-03T00:00:00Z");
+    deploy_same(&p, &[]);
+    let e = default_entry(&p.x);
+    assert!(
+        e.trim_end().ends_with("/dtb") && e.contains("\nfdtdir /ostree/testos-"),
+        "{e}"
+    );
+    assert!(kdirs(&p.x)
+        .iter()
+        .any(|f| f.ends_with("/dtb/vendor/sub/s.dtb")));
+}
+
+/// The legacy layouts, when there is no `usr/lib/modules` kernel: `vmlinuz-VER-CSUM`,
+/// `initramfs-VER.img-CSUM` and `devicetree-VER-CSUM` in `usr/lib/ostree-boot/`, else in
+/// `boot/` (only the first of the two that exists is looked in); the suffix is the boot
+/// checksum and the installed names drop it. Different suffixes are refused alike.
+#[test]
+fn deploy_legacy_kernel_layouts_as_ostree() {
+    use sha2::Digest;
+    let p = pair();
+    std::fs::remove_dir_all(p.tree.join("usr/lib/modules")).expect("rm");
+    let csum = hex(&sha2::Sha256::digest(b"legacy"));
+    let ob = p.tree.join("usr/lib/ostree-boot");
+    write(
+        &ob.join(format!("vmlinuz-5.0.0-{csum}")),
+        b"legacy kernel\n",
+        0o644,
+    );
+    write(
+        &ob.join(format!("initramfs-5.0.0.img-{csum}")),
+        b"legacy initramfs\n",
+        0o644,
+    );
+    write(
+        &ob.join(format!("devicetree-5.0.0-{csum}")),
+        b"legacy dt\n",
+        0o644,
+    );
+    // Not a kernel: the suffix is no checksum.
+    write(&ob.join("vmlinuz-4.0.0-old"), b"old\n", 0o644);
+    // Never looked at: usr/lib/ostree-boot exists.
+    write(
+        &p.tree
+            .join(format!("boot/vmlinuz-9.0.0-{}", "0".repeat(64))),
+        b"x\n",
+        0o644,
+    );
+    commit(&p, "testos/main", "2.0", "2020-01-02T00:00:00Z");
+    deploy_same(&p, &[]);
+    assert!(
+        layout(&p.x)
+            .iter()
+            .any(|(k, _)| *k == format!("boot/ostree/testos-{csum}/initramfs-5.0.0.img")),
+        "{:#?}",
+        layout(&p.x)
+    );
+    // Under boot/.
+    std::fs::remove_dir_all(&ob).expect("rm");
+    commit(&p, "testos/main", "3.0", "2020-01-03T00:00:00Z");
+    deploy_same(&p, &[]);
+    // The modern layout wins over the legacy one, whatever the legacy kernel is.
+    write(
+        &p.tree.join("usr/lib/modules/6.2.0/vmlinuz"),
+        b"modern\n",
+        0o644,
+    );
+    commit(&p, "testos/main", "4.0", "2020-01-04T00:00:00Z");
+    deploy_same(&p, &[]);
+    // Mismatched suffixes.
+    std::fs::remove_dir_all(p.tree.join("usr/lib/modules")).expect("rm");
+    write(
+        &p.tree
+            .join(format!("boot/initramfs-9.0.0.img-{}", "1".repeat(64))),
+        b"i\n",
+        0o644,
+    );
+    commit(&p, "testos/main", "5.0", "2020-01-05T00:00:00Z");
+    refused_same(&p, &["admin", "deploy", "--os=testos", "testos/main"]);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A commit without a kernel is refused with ostree's error before anything is printed or
+/// written: oxtree's sysroot is as it was (repo, deployments, /boot, origins); ostree's too,
+/// but for the checkout it leaves for the next cleanup.
+#[test]
+fn deploy_without_kernel_changes_nothing() {
+    let p = pair();
+    deploy_same(&p, &["--karg=root=LABEL=root"]);
+    std::fs::remove_dir_all(p.tree.join("usr/lib/modules")).expect("rm");
+    let c = commit(&p, "testos/main", "2.0", "2020-01-02T00:00:00Z");
+    let (lo, lx) = (layout(&p.o), layout(&p.x));
+    refused_same(&p, &["admin", "deploy", "--os=testos", "testos/main"]);
+    assert_eq!(layout(&p.x), lx);
+    let mut left = layout(&p.o);
+    left.retain(|e| !lo.contains(e));
+    assert_eq!(
+        left,
+        [(
+            format!("ostree/deploy/testos/deploy/{}.0", c.trim()),
+            "dir".to_string()
+        )]
+    );
+    same(&p, &["admin", "cleanup"]);
+    layout_same(&p);
+    assert_eq!(layout(&p.o), lo);
+    // A fresh stateroot (no deploy/ directory yet) is left without one.
+    ostree(&[
+        "admin",
+        "os-init",
+        &format!("--sysroot={}", s(&p.o)),
+        "other",
+    ]);
+    ox(&[
+        "admin",
+        "os-init",
+        &format!("--sysroot={}", s(&p.x)),
+        "other",
+    ]);
+    refused_same(&p, &["admin", "deploy", "--os=other", "testos/main"]);
+    status_same(&p);
+}
+
+/// `sysroot.bootloader` in both system repos (written by hand: `ostree config` itself
+/// refuses to open a repo whose value is unknown).
+fn set_bootloader(p: &Pair, value: &str) {
+    for sr in [&p.o, &p.x] {
+        let cfg = sr.join("ostree/repo/config");
+        let text: String = std::fs::read_to_string(&cfg)
+            .expect("config")
+            .lines()
+            .filter(|l| !l.starts_with("bootloader=") && *l != "[sysroot]")
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&cfg, format!("{text}\n[sysroot]\nbootloader={value}\n")).expect("write");
+    }
+}
+
+/// U-Boot, found by `boot/loader/uEnv.txt`: `loader.N/uEnv.txt` as ostree writes it
+/// (`kernel_image=`, `ramdisk_image=`, `fdt_file=`/`fdtdir=`, `bootargs=` and the default
+/// deployment's `usr/lib/ostree-boot/uEnv.txt`, then the other deployments numbered from 2),
+/// switched with the entries, and ostree's "Transaction complete" report.
+#[test]
+fn deploy_uboot_as_ostree() {
+    let p = pair();
+    let m = p.tree.join("usr/lib/modules/6.1.0");
+    write(&m.join("devicetree"), b"device tree\n", 0o644);
+    write(
+        &p.tree.join("usr/lib/ostree-boot/uEnv.txt"),
+        b"bootdelay=0\nx=1\n",
+        0o644,
+    );
+    commit(&p, "testos/main", "2.0", "2020-01-02T00:00:00Z");
+    deploy_same(&p, &["--karg=root=LABEL=root"]);
+    for sr in [&p.o, &p.x] {
+        std::fs::write(sr.join("boot/loader/uEnv.txt"), "old=1\n").expect("write");
+        std::os::unix::fs::symlink("loader/uEnv.txt", sr.join("boot/uEnv.txt")).expect("ln");
+    }
+    let out = deploy_same(&p, &[]);
+    assert!(
+        out.contains("Transaction complete; bootconfig swap: yes"),
+        "{out}"
+    );
+    let uenv = std::fs::read_to_string(p.x.join("boot/loader/uEnv.txt")).expect("uEnv");
+    assert!(
+        uenv.starts_with("kernel_image=/boot/ostree/testos-")
+            && uenv.contains("\nbootdelay=0\nx=1\n\nkernel_image2=")
+            && uenv.contains("\nfdt_file2=/boot/ostree/testos-"),
+        "{uenv}"
+    );
+    // A dtb/ directory: fdtdir=; and no swap, no rewrite.
+    std::fs::remove_file(m.join("devicetree")).expect("rm");
+    write(&m.join("dtb/board.dtb"), b"board\n", 0o644);
+    commit(&p, "testos/main", "3.0", "2020-01-03T00:00:00Z");
+    deploy_same(&p, &["--karg-append=x"]);
+    deploy_same(&p, &["--not-as-default", "--retain"]);
+    assert!(std::fs::read_to_string(p.x.join("boot/loader/uEnv.txt"))
+        .expect("uEnv")
+        .contains("\nfdtdir=/boot/ostree/testos-"));
+    // Every other writer of the boot configuration rewrites it too.
+    same(
+        &p,
+        &[
+            "admin",
+            "kargs",
+            "edit-in-place",
+            "--append-if-missing=edited",
+        ],
+    );
+    layout_same(&p);
+    same(&p, &["admin", "undeploy", "1"]);
+    layout_same(&p);
+    status_same(&p);
+    // Forced without its file: ostree's error, then cleanup brings both back alike.
+    set_bootloader(&p, "uboot");
+    for sr in [&p.o, &p.x] {
+        std::fs::remove_file(sr.join("boot/loader/uEnv.txt")).expect("rm");
+    }
+    let (ok, _) = compare(
+        &p,
+        &["admin", "deploy", "--os=testos", "--karg=y", "testos/main"],
+    );
+    assert!(!ok);
+    same(&p, &["admin", "cleanup"]);
+    layout_same(&p);
+    status_same(&p);
+}
+
+/// syslinux, found by `boot/syslinux/syslinux.cfg` (a link to `../loader/syslinux.cfg`):
+/// `loader.N/syslinux.cfg` keeps the other labels and lines of the current file as ostree
+/// does (its `DEFAULT` and empty lines included), replaces ostree's own labels, and
+/// refuses a label without `KERNEL` in ostree's words.
+#[test]
+fn deploy_syslinux_as_ostree() {
+    let p = pair();
+    deploy_same(&p, &["--karg=root=LABEL=root"]);
+    for sr in [&p.o, &p.x] {
+        std::fs::create_dir_all(sr.join("boot/syslinux")).expect("mkdir");
+        std::os::unix::fs::symlink(
+            "../loader/syslinux.cfg",
+            sr.join("boot/syslinux/syslinux.cfg"),
+        )
+        .expect("ln");
+        std::fs::write(
+            sr.join("boot/loader/syslinux.cfg"),
+            "PROMPT 1\nTIMEOUT 50\nDEFAULT Other\n\nLABEL Other\n\tKERNEL /vmlinuz-other\n\tAPPEND root=y\n\nLABEL Stale (ostree:0)\n\tKERNEL /ostree/gone/vmlinuz\n\nLABEL Last\n\tKERNEL /x\n",
+        )
+        .expect("write");
+    }
+    let out = deploy_same(&p, &[]);
+    assert!(
+        out.contains("Transaction complete; bootconfig swap: yes"),
+        "{out}"
+    );
+    deploy_same(&p, &["--karg-append=again"]);
+    same(&p, &["admin", "undeploy", "1"]);
+    layout_same(&p);
+    deploy_same(&p, &["--retain"]);
+    let cfg = std::fs::read_to_string(p.x.join("boot/loader/syslinux.cfg")).expect("cfg");
+    assert!(
+        cfg.contains("LABEL Other\n")
+            && !cfg.contains("Stale")
+            && cfg.matches("LABEL TestOS 42 1.0 (ostree:0)").count() == 1,
+        "{cfg}"
+    );
+    // A default of ostree's is regenerated; without KERNEL, ostree's error.
+    for sr in [&p.o, &p.x] {
+        std::fs::write(
+            sr.join("boot/loader/syslinux.cfg"),
+            "DEFAULT x (ostree:1)\n",
+        )
+        .expect("write");
+    }
+    deploy_same(&p, &["--karg-append=third"]);
+    for sr in [&p.o, &p.x] {
+        std::fs::write(sr.join("boot/loader/syslinux.cfg"), "LABEL broken\n").expect("write");
+    }
+    let (ok, _) = compare(
+        &p,
+        &["admin", "deploy", "--os=testos", "--karg=z", "testos/main"],
+    );
+    assert!(!ok);
+}
+
+/// `sysroot.bootloader`: an unknown value is refused before anything happens, in ostree's
+/// words (by deploy, status, undeploy); `syslinux` forces that backend (and fails alike without its file); `none` writes
+/// only the entries even with U-Boot's file there; `auto` probes again.
+#[test]
+fn sysroot_bootloader_config_as_ostree() {
+    let p = pair();
+    deploy_same(&p, &[]);
+    set_bootloader(&p, "bogus");
+    refused_same(&p, &["admin", "deploy", "--os=testos", "testos/main"]);
+    refused_same(&p, &["admin", "status"]);
+    refused_same(&p, &["admin", "undeploy", "0"]);
+    set_bootloader(&p, "syslinux");
+    let (ok, _) = compare(
+        &p,
+        &["admin", "deploy", "--os=testos", "--karg=a", "testos/main"],
+    );
+    assert!(!ok);
+    same(&p, &["admin", "cleanup"]);
+    layout_same(&p);
+    for sr in [&p.o, &p.x] {
+        std::fs::write(sr.join("boot/loader/uEnv.txt"), "old=1\n").expect("write");
+    }
+    set_bootloader(&p, "none");
+    let out = deploy_same(&p, &["--karg=b"]);
+    assert!(
+        out.contains("Bootloader updated; bootconfig swap: yes"),
+        "{out}"
+    );
+    assert!(!p.x.join("boot/loader/uEnv.txt").exists());
+    set_bootloader(&p, "auto");
+    deploy_same(&p, &["--karg=c"]);
+}

@@ -368,7 +368,7 @@ fn bad_deploy_input_changes_nothing() {
         s(&nokernel),
     ]);
     let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=testos", "testos/nokernel"]);
-    assert!(err.contains("no kernel found"), "{err}");
+    assert!(err.contains("Failed to find kernel"), "{err}");
     ox(&["admin", "cleanup", &sa]);
     assert_eq!(boot_files(&p.oxtree), before);
     let (_, err) = ox_fail(&["admin", "deploy", &sa, "--os=nosuchos", "testos/main"]);
@@ -641,8 +641,8 @@ fn deploy_and_etc_merge_do_not_follow_the_trees_links_to_the_host() {
             "usr-etc-link",
             "/usr/etc is not a directory (a symbolic link)",
         ),
-        ("vmlinuz-host", "no kernel found"),
-        ("vmlinuz-zero", "no kernel found"),
+        ("vmlinuz-host", "Failed to find kernel"),
+        ("vmlinuz-zero", "Failed to find kernel"),
     ] {
         let (_, err) = ox_fail(&[
             "admin",

@@ -296,3 +296,28 @@ fn cleanup_rebuilds_an_esp_that_lost_files_and_drops_strangers_it_owns() {
     );
     let _ = Path::new(&sr.esp);
 }
+
+/// A kernel with a device tree: the entry's `devicetree` file is mirrored onto the ESP
+/// beside the kernel, and the mirror boots as systemd-boot reads it.
+#[test]
+fn the_esp_mirrors_the_device_tree() {
+    let sr = sysroot("\n[sysroot]\nbootloader=none\n\n[oxtree]\nbootloader=systemd-boot\n");
+    write(
+        &sr.tree.join("usr/lib/modules/6.1.0/devicetree"),
+        b"device tree\n",
+        0o644,
+    );
+    let v1 = sr.commit("1.0", false);
+    deploy(&sr);
+    assert_eq!(check(&sr, "deployed"), sr.base(&v1));
+    let e = default_entry(&sr.esp).expect("an entry");
+    let text = std::fs::read_to_string(sr.esp.join("loader/entries").join(&e.file)).expect("entry");
+    let dt = text
+        .lines()
+        .find_map(|l| l.strip_prefix("devicetree /"))
+        .expect("devicetree line");
+    assert_eq!(
+        std::fs::read(sr.esp.join(dt)).expect("device tree on the ESP"),
+        b"device tree\n"
+    );
+}

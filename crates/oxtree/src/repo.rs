@@ -21,6 +21,7 @@ pub use checkout::{CheckoutOptions, Overwrite, PathEntry};
 pub use commit::{
     CommitOptions, CommitResult, CommitStats, Devino, GpgSecretKeys, StatOverride, TreeSource,
 };
+pub(crate) use delta_gen::strerror;
 pub use delta_gen::{DeltaInfo, DeltaOptions, DeltaReport, DeltaSigner, DeltaVerify, PartInfo};
 pub use diff::{checksum_local, Diff, DiffSide, LocalChecksumOptions};
 pub use export::ExportOptions;

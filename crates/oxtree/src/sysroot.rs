@@ -5,6 +5,7 @@
 //! the deployments takes; `deploy` and `ops` change them.
 
 pub mod bls;
+pub mod bootloader;
 mod deploy;
 pub mod esp;
 mod etc_merge;
@@ -37,9 +38,12 @@ pub enum SysrootEvent {
     },
     /// A new deployment list was written. `swapped`: the bootloader entries changed
     /// (`boot/loader` now points at `loader.{bootversion}`); otherwise only the link farm
-    /// `ostree/boot.{bootversion}` moved to `.{subbootversion}`.
+    /// `ostree/boot.{bootversion}` moved to `.{subbootversion}`. `atomic`: the bootloader
+    /// switches atomically with the entries (a file of its own in `loader.N`), which
+    /// ostree's report says ("Transaction complete").
     DeploymentsWritten {
         swapped: bool,
+        atomic: bool,
         bootversion: u32,
         subbootversion: u32,
         count_change: i64,

@@ -178,12 +178,13 @@ pub(crate) fn print_event(e: &SysrootEvent) {
         ),
         SysrootEvent::DeploymentsWritten {
             swapped,
+            atomic,
             bootversion,
             subbootversion,
             count_change,
         } => println!(
             "{}; bootconfig swap: {}; bootversion: boot.{bootversion}.{subbootversion}, deployment count change: {count_change}",
-            if *swapped {
+            if *swapped && !*atomic {
                 "Bootloader updated"
             } else {
                 "Transaction complete"

@@ -1006,7 +1006,7 @@ fn quoted(what: String, e: &std::io::Error, path: &std::path::Path) -> Error {
 }
 
 /// An I/O error as C's `strerror` words it, for messages that quote ostree's.
-fn strerror(e: &std::io::Error) -> String {
+pub(crate) fn strerror(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.rfind(" (os error ") {
         Some(i) if s.ends_with(')') => s[..i].to_string(),

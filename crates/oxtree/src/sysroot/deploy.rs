@@ -61,64 +61,221 @@ pub struct DeployOptions {
     pub overlay_initrds: Vec<String>,
 }
 
-/// The kernel of a deployment, found as ostree finds it. Its files are read inside the
-/// deployment tree (see `tree`): a symlink in the commit never reaches the host's files.
+/// A file of a deployment's boot set: where it is in the tree, and its name in
+/// `boot/ostree/<stateroot>-<bootcsum>/`.
+#[derive(Debug, Clone)]
+struct BootFile {
+    src: String,
+    name: String,
+}
+
+/// A deployment's device tree: one file (a `devicetree` entry line), or the tree's whole
+/// `dtb/` directory, copied as `dtb/` (an `fdtdir` line), as ostree installs them.
+#[derive(Debug, Clone)]
+enum DeviceTree {
+    File(BootFile),
+    Dir(String),
+}
+
+/// The kernel of a deployment, found as ostree 2022.7's `get_kernel_from_tree` finds it.
+/// Its files are read inside the deployment tree (see `tree`): a symlink in the commit
+/// never reaches the host's files.
 #[derive(Debug, Clone)]
 struct Kernel {
-    /// The deployment directory; `vmlinuz` and `initramfs` are relative to it.
+    /// The deployment directory; every `src` is relative to it.
     root: PathBuf,
-    kver: String,
-    vmlinuz: String,
-    initramfs: Option<String>,
+    vmlinuz: BootFile,
+    initramfs: Option<BootFile>,
+    devicetree: Option<DeviceTree>,
+    /// The FIPS HMAC of the kernel (`.vmlinuz.hmac`), installed beside it as
+    /// `.vmlinuz-VER.hmac` (not part of the boot checksum).
+    hmac: Option<BootFile>,
     bootcsum: String,
 }
 
+/// ostree's words when a tree has no kernel in any of the places it looks.
+const NO_KERNEL: &str = "Failed to find kernel in /usr/lib/modules, /usr/lib/ostree-boot or /boot";
+
+/// The kernel of the tree at `deploy_dir`: the modern layout (`usr/lib/modules/VER/`)
+/// first, then the legacy one (`usr/lib/ostree-boot/` or `boot/`), whose kernel is then
+/// not even looked at when the modern one has a kernel (as in ostree).
 fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
-    let modules = deploy_dir.join("usr/lib/modules");
-    let mut kvers = super::tree::list_dir(deploy_dir, "usr/lib/modules")?;
-    kvers.sort();
-    for kver in kvers {
-        // The name goes into file names under /boot and into the entry's linux/initrd
-        // lines: nothing that could end a line or split a value.
-        if kver.is_empty()
-            || kver.starts_with('.')
-            || kver.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
+    if let Some(k) = kernel_from_modules(deploy_dir)? {
+        return Ok(k);
+    }
+    if let Some(k) = kernel_from_legacy(deploy_dir)? {
+        return Ok(k);
+    }
+    Err(Error::Quoted {
+        msg: NO_KERNEL.into(),
+        path: deploy_dir.to_path_buf(),
+    })
+}
+
+/// A name that goes into file names under /boot and into the entry's lines: nothing that
+/// could end a line, split a value or leave the directory.
+fn check_boot_name(dir: &Path, what: &str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.starts_with('.')
+        || name.contains('/')
+        || name.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{}: {what} {name:?} has whitespace or control characters",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Feed the file `rel` of the tree to the boot checksum; `false` when it is not there.
+fn hash_file(h: &mut sha2::Sha256, root: &Path, rel: &str) -> Result<bool> {
+    let Some(mut f) = super::tree::open_file(root, rel)? else {
+        return Ok(false);
+    };
+    std::io::copy(&mut f, h).ctx("read", root.join(rel))?;
+    Ok(true)
+}
+
+/// Feed every file under the directory `rel` to the boot checksum as ostree's
+/// `checksum_dir_recurse` does: names in byte order, a directory where its name sorts.
+fn hash_dir(h: &mut sha2::Sha256, root: &Path, rel: &str) -> Result<()> {
+    let mut names = super::tree::list_dir(root, rel)?;
+    names.sort();
+    for n in names {
+        let child = format!("{rel}/{n}");
+        if super::tree::is_dir(root, &child)? {
+            hash_dir(h, root, &child)?;
+        } else if !hash_file(h, root, &child)? {
             return Err(Error::InvalidArgument(format!(
-                "{}: kernel version directory name {kver:?} has whitespace or control characters",
-                modules.display()
+                "{}: not a regular file in the deployment",
+                root.join(&child).display()
             )));
         }
-        let vmlinuz = format!("usr/lib/modules/{kver}/vmlinuz");
-        let Some(mut kernel) = super::tree::open_file(deploy_dir, &vmlinuz)? else {
-            continue;
+    }
+    Ok(())
+}
+
+/// `usr/lib/modules/VER/vmlinuz` (the first VER, by name, that has one), with
+/// `initramfs.img` (or `initramfs`), `devicetree` (or a `dtb/` directory) and
+/// `.vmlinuz.hmac` beside it. The boot checksum is SHA-256 over the kernel, the initramfs
+/// and the device tree(s), in that order.
+fn kernel_from_modules(root: &Path) -> Result<Option<Kernel>> {
+    let modules = root.join("usr/lib/modules");
+    let mut kvers = super::tree::list_dir(root, "usr/lib/modules")?;
+    kvers.sort();
+    for kver in kvers {
+        check_boot_name(&modules, "kernel version directory name", &kver)?;
+        let dir = format!("usr/lib/modules/{kver}");
+        let file = |name: &str, installed: String| BootFile {
+            src: format!("{dir}/{name}"),
+            name: installed,
         };
+        let vmlinuz = file("vmlinuz", format!("vmlinuz-{kver}"));
+        let mut h = sha2::Sha256::new();
+        if !hash_file(&mut h, root, &vmlinuz.src)? {
+            continue;
+        }
         let mut initramfs = None;
         for name in ["initramfs.img", "initramfs"] {
-            let rel = format!("usr/lib/modules/{kver}/{name}");
-            if let Some(f) = super::tree::open_file(deploy_dir, &rel)? {
-                initramfs = Some((rel, f));
+            let f = file(name, format!("initramfs-{kver}.img"));
+            if hash_file(&mut h, root, &f.src)? {
+                initramfs = Some(f);
                 break;
             }
         }
-        let mut h = sha2::Sha256::new();
-        std::io::copy(&mut kernel, &mut h).ctx("read", deploy_dir.join(&vmlinuz))?;
-        if let Some((rel, f)) = &mut initramfs {
-            std::io::copy(f, &mut h).ctx("read", deploy_dir.join(&*rel))?;
-        }
-        let bootcsum = Checksum(h.finalize().into()).to_hex();
-        return Ok(Kernel {
-            root: deploy_dir.to_path_buf(),
-            kver,
+        let dt = file("devicetree", format!("devicetree-{kver}"));
+        let devicetree = if hash_file(&mut h, root, &dt.src)? {
+            Some(DeviceTree::File(dt))
+        } else if super::tree::is_dir(root, &format!("{dir}/dtb"))? {
+            hash_dir(&mut h, root, &format!("{dir}/dtb"))?;
+            Some(DeviceTree::Dir(format!("{dir}/dtb")))
+        } else {
+            None
+        };
+        let hmac = file(".vmlinuz.hmac", format!(".vmlinuz-{kver}.hmac"));
+        let hmac = super::tree::open_file(root, &hmac.src)?.map(|_| hmac);
+        return Ok(Some(Kernel {
+            root: root.to_path_buf(),
             vmlinuz,
-            initramfs: initramfs.map(|(rel, _)| rel),
-            bootcsum,
-        });
+            initramfs,
+            devicetree,
+            hmac,
+            bootcsum: Checksum(h.finalize().into()).to_hex(),
+        }));
     }
-    Err(Error::InvalidArgument(format!(
-        "{}: no kernel found (expected usr/lib/modules/VERSION/vmlinuz in the commit)",
-        deploy_dir.display()
-    )))
+    Ok(None)
+}
+
+/// The legacy layout: `vmlinuz-VER-CSUM` and optionally `initramfs-VER.img-CSUM` and
+/// `devicetree-VER-CSUM` in the first of `usr/lib/ostree-boot/` and `boot/` that exists.
+/// The suffix after the last `-` *is* the boot checksum (all three must carry the same),
+/// and the installed names drop it. A name whose suffix is no checksum is not a kernel.
+fn kernel_from_legacy(root: &Path) -> Result<Option<Kernel>> {
+    let mut found = None;
+    for dir in ["usr/lib/ostree-boot", "boot"] {
+        if super::tree::is_dir(root, dir)? {
+            found = Some((dir, super::tree::list_dir(root, dir)?));
+            break;
+        }
+    }
+    let Some((dir, mut names)) = found else {
+        return Ok(None);
+    };
+    // (ostree takes readdir's order; with one kernel, as trees have, it is the same.)
+    names.sort();
+    let split = |n: &str| -> Option<(BootFile, String)> {
+        let (namever, csum) = n.rsplit_once('-')?;
+        let hex = csum.len() == 64 && csum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        hex.then(|| {
+            let f = BootFile {
+                src: format!("{dir}/{n}"),
+                name: namever.to_string(),
+            };
+            (f, csum.to_string())
+        })
+    };
+    let (mut kernel, mut initramfs, mut devicetree) = (None, None, None);
+    for n in &names {
+        if kernel.is_none() && n.starts_with("vmlinuz-") {
+            kernel = split(n);
+        } else if initramfs.is_none() && n.starts_with("initramfs-") {
+            initramfs = split(n);
+        } else if devicetree.is_none() && n.starts_with("devicetree-") {
+            devicetree = split(n);
+        }
+    }
+    let Some((vmlinuz, bootcsum)) = kernel else {
+        return Ok(None);
+    };
+    let mismatch = |msg: &str| Error::Quoted {
+        msg: msg.into(),
+        path: root.join(dir),
+    };
+    if initramfs.as_ref().is_some_and(|(_, c)| *c != bootcsum) {
+        return Err(mismatch("Mismatched kernel checksum vs initrd"));
+    }
+    if devicetree.as_ref().is_some_and(|(_, c)| *c != bootcsum) {
+        return Err(mismatch(
+            "Mismatched kernel checksum vs device tree in tree",
+        ));
+    }
+    let files = [
+        Some(&vmlinuz),
+        initramfs.as_ref().map(|(f, _)| f),
+        devicetree.as_ref().map(|(f, _)| f),
+    ];
+    for f in files.into_iter().flatten() {
+        check_boot_name(&root.join(dir), "kernel file name", &f.name)?;
+    }
+    Ok(Some(Kernel {
+        root: root.to_path_buf(),
+        vmlinuz,
+        initramfs: initramfs.map(|(f, _)| f),
+        devicetree: devicetree.map(|(f, _)| DeviceTree::File(f)),
+        hmac: None,
+        bootcsum,
+    }))
 }
 
 fn os_release_pretty_name(deploy_dir: &Path) -> Result<String> {
@@ -202,6 +359,8 @@ impl Sysroot {
             ));
         }
         let _lock = self.lock(|| {})?;
+        // An unknown `sysroot.bootloader` is refused first, as ostree refuses to open the repo.
+        self.bootloader()?;
         let repo = self.repo()?;
         let checksum = repo.resolve_rev(refspec)?;
         repo.load_commit(&checksum)?; // must exist and parse before anything is written
@@ -255,6 +414,7 @@ impl Sysroot {
 
         // 1. Check out, by hardlinks, into deploy/<csum>.<serial>.
         let deploy_root = os_dir.join("deploy");
+        let new_root = !deploy_root.is_dir();
         std::fs::create_dir_all(&deploy_root).ctx("create directory", &deploy_root)?;
         let serial = std::fs::read_dir(&deploy_root)
             .ctx("read directory", &deploy_root)?
@@ -278,6 +438,18 @@ impl Sysroot {
         self.check_free_space()?;
         repo.checkout(&checksum, &dir, &CheckoutOptions::default())?;
         super::failpoint("deploy::checkout")?;
+        // The kernel before anything else: a tree without one is refused with the sysroot
+        // as it was (ostree leaves the checkout behind for the next cleanup; nothing else).
+        let kernel = match find_kernel(&dir) {
+            Ok(k) => k,
+            Err(e) => {
+                std::fs::remove_dir_all(&dir).ctx("remove", &dir)?;
+                if new_root {
+                    std::fs::remove_dir(&deploy_root).ctx("remove", &deploy_root)?;
+                }
+                return Err(e);
+            }
+        };
 
         // 2. /etc: usr/etc holds the defaults; etc is a real copy, then the 3-way merge.
         // Both must be real directories: the merge writes into etc, and a link there
@@ -354,7 +526,6 @@ impl Sysroot {
         let origin_path = deploy_root.join(format!("{checksum}.{serial}.origin"));
         crate::fsutil::write_atomic(&origin_path, origin.to_string().as_bytes(), true)?;
 
-        let kernel = find_kernel(&dir)?;
         if opts.stage {
             let marker = super::StagedMarker {
                 stateroot: os.clone(),
@@ -719,7 +890,8 @@ impl Sysroot {
         // the other ones (see `esp`).
         self.sync_esp()?;
         // Its boot counters live on the ESP, not in these entries' names.
-        let counters_here = self.bootloader()? != super::esp::Bootloader::SystemdBoot;
+        let bootloader = self.bootloader()?;
+        let counters_here = bootloader != super::bootloader::Bootloader::SystemdBoot;
         if let Some(bad) = plan
             .iter()
             .flat_map(|p| p.kargs.iter())
@@ -757,6 +929,7 @@ impl Sysroot {
             self.write_deployment_refs(repo, bv, sub, &commits, true)?;
             self.emit(super::SysrootEvent::DeploymentsWritten {
                 swapped: false,
+                atomic: true,
                 bootversion: bv,
                 subbootversion: sub,
                 count_change,
@@ -775,25 +948,38 @@ impl Sysroot {
         let new_sub = 1 - self.subbootversion(new);
         let bootserials = self.build_link_farm(plan, new, new_sub)?;
         let n = plan.len();
+        let mut written = Vec::with_capacity(n);
         for (i, (p, bootserial)) in plan.iter().zip(bootserials).enumerate() {
             let k = &p.kernel;
             let kdir_rel = format!("ostree/{}-{}", p.stateroot, k.bootcsum);
             let version_no = n - i;
             // The boot link replaces an inherited `ostree=` where it was, as ostree's
             // kernel-argument replace does; otherwise it goes last.
-            let mut options = super::kargs::KernelArgs::from_args(&p.kargs);
-            options.replace(&format!(
-                "ostree=/ostree/boot.{new}/{}/{}/{bootserial}",
+            let boot_link = format!(
+                "/ostree/boot.{new}/{}/{}/{bootserial}",
                 p.stateroot, k.bootcsum
-            ));
+            );
+            let mut options = super::kargs::KernelArgs::from_args(&p.kargs);
+            // Without an initramfs the kernel itself must start ostree-prepare-root (from
+            // the deployment, through the boot link), as ostree sets it.
+            if k.initramfs.is_none() {
+                options.replace(&format!(
+                    "init={boot_link}/usr/lib/ostree/ostree-prepare-root"
+                ));
+            }
+            options.replace(&format!("ostree={boot_link}"));
             let options = options.into_args();
+            // ostree's order: title, version, options, devicetree, linux, initrd(s), fdtdir.
             let mut e = BlsEntry::default();
             e.set("title", &entry_title(p, i, multi_os));
             e.set("version", &version_no.to_string());
             e.set("options", &options.join(" "));
-            e.set("linux", &format!("/{kdir_rel}/vmlinuz-{}", k.kver));
-            if k.initramfs.is_some() {
-                e.set("initrd", &format!("/{kdir_rel}/initramfs-{}.img", k.kver));
+            if let Some(DeviceTree::File(f)) = &k.devicetree {
+                e.set("devicetree", &format!("/{kdir_rel}/{}", f.name));
+            }
+            e.set("linux", &format!("/{kdir_rel}/{}", k.vmlinuz.name));
+            if let Some(f) = &k.initramfs {
+                e.set("initrd", &format!("/{kdir_rel}/{}", f.name));
             }
             // Overlay images: more `initrd` lines, loaded after the deployment's own.
             for o in &p.overlay_initrds {
@@ -802,16 +988,29 @@ impl Sysroot {
                     super::bls::one_line(&format!("/ostree/initramfs-overlays/{o}.img")),
                 ));
             }
+            if let Some(DeviceTree::Dir(_)) = &k.devicetree {
+                e.set("fdtdir", &format!("/{kdir_rel}/dtb"));
+            }
             let name = entries.join(format!(
                 "ostree-{version_no}-{}{}.conf",
                 p.stateroot,
                 super::bls::tries_suffix(p.tries.filter(|_| counters_here))
             ));
             crate::fsutil::write_atomic(&name, e.to_string().as_bytes(), false)?;
+            written.push(e);
         }
         super::failpoint("deploy::entries")?;
         // Swap ostree/boot.N' to the new farm.
         replace_symlink(&link, &format!("boot.{new}.{new_sub}"))?;
+        // The bootloader's own file beside the entries (after the link swap, as in ostree:
+        // U-Boot's takes the default deployment's uEnv.txt through it).
+        let system_uenv = match (bootloader, plan.first()) {
+            (super::bootloader::Bootloader::Uboot, Some(p)) => {
+                read_tree_text(&p.kernel.root, "usr/lib/ostree-boot/uEnv.txt")?
+            }
+            _ => None,
+        };
+        self.write_bootloader_config(bootloader, new, &written, system_uenv.as_deref())?;
         super::failpoint("deploy::bootlinks")?;
         // The refs of the new list, beside the old list's: from here on both lists' commits
         // are kept, whichever of them the next boot uses.
@@ -835,6 +1034,7 @@ impl Sysroot {
         self.write_deployment_refs(repo, new, new_sub, &commits, true)?;
         self.emit(super::SysrootEvent::DeploymentsWritten {
             swapped: true,
+            atomic: bootloader.atomic(),
             bootversion: new,
             subbootversion: new_sub,
             count_change,
@@ -864,13 +1064,21 @@ impl Sysroot {
             // Kernel and initramfs, copied once per bootcsum.
             let kdir = boot.join(format!("ostree/{}-{}", p.stateroot, k.bootcsum));
             std::fs::create_dir_all(&kdir).ctx("create directory", &kdir)?;
-            copy_if_missing(
-                &k.root,
-                &k.vmlinuz,
-                &kdir.join(format!("vmlinuz-{}", k.kver)),
-            )?;
-            if let Some(i) = &k.initramfs {
-                copy_if_missing(&k.root, i, &kdir.join(format!("initramfs-{}.img", k.kver)))?;
+            let dt_file = match &k.devicetree {
+                Some(DeviceTree::File(f)) => Some(f),
+                _ => None,
+            };
+            let files = [
+                Some(&k.vmlinuz),
+                k.initramfs.as_ref(),
+                dt_file,
+                k.hmac.as_ref(),
+            ];
+            for f in files.into_iter().flatten() {
+                copy_if_missing(&k.root, &f.src, &kdir.join(&f.name))?;
+            }
+            if let Some(DeviceTree::Dir(src)) = &k.devicetree {
+                copy_dir_if_missing(&k.root, src, &kdir.join("dtb"))?;
             }
             let fdir = farm.join(&p.stateroot).join(&k.bootcsum);
             std::fs::create_dir_all(&fdir).ctx("create directory", &fdir)?;
@@ -1221,7 +1429,7 @@ fn same_bootconfigs(current: &[Deployment], plan: &[Planned], multi_os: bool) ->
                 && d.tries == p.tries
                 && d.entry.get("title") == Some(entry_title(p, i, multi_os).as_str())
                 && d.entry.get("linux")
-                    == Some(format!("{kdir}/vmlinuz-{}", p.kernel.kver).as_str())
+                    == Some(format!("{kdir}/{}", p.kernel.vmlinuz.name).as_str())
         })
 }
 
@@ -1256,17 +1464,67 @@ fn copy_if_missing(root: &Path, rel: &str, dst: &Path) -> Result<()> {
     if std::fs::symlink_metadata(dst).is_ok() {
         return Ok(());
     }
-    let src = root.join(rel);
+    let tmp = dst.with_extension("tmp");
+    copy_file(root, rel, &tmp)?;
+    std::fs::rename(&tmp, dst).ctx("rename", dst)
+}
+
+/// Copy `rel` of the deployment tree `root` (read inside the tree) to `to`, flushed.
+fn copy_file(root: &Path, rel: &str, to: &Path) -> Result<()> {
     let mut from = super::tree::open_file(root, rel)?.ok_or_else(|| Error::Io {
         op: "open",
-        path: src.clone(),
+        path: root.join(rel),
         source: std::io::ErrorKind::NotFound.into(),
     })?;
+    let mut f = std::fs::File::create(to).ctx("create", to)?;
+    std::io::copy(&mut from, &mut f).ctx("copy kernel to", to)?;
+    f.sync_all().ctx("fsync", to)
+}
+
+/// Copy the directory `rel` of the deployment tree `root` (a device tree's `dtb/`) to `dst`
+/// under /boot, unless it is there already: built as `dst.tmp`, every file flushed, then
+/// renamed into place, so `dst` is whole or absent.
+fn copy_dir_if_missing(root: &Path, rel: &str, dst: &Path) -> Result<()> {
+    fn copy_dir(root: &Path, rel: &str, to: &Path) -> Result<()> {
+        std::fs::create_dir(to).ctx("create directory", to)?;
+        for n in super::tree::list_dir(root, rel)? {
+            let child = format!("{rel}/{n}");
+            if super::tree::is_dir(root, &child)? {
+                copy_dir(root, &child, &to.join(&n))?;
+            } else {
+                copy_file(root, &child, &to.join(&n))?;
+            }
+        }
+        Ok(())
+    }
+    if std::fs::symlink_metadata(dst).is_ok() {
+        return Ok(());
+    }
     let tmp = dst.with_extension("tmp");
-    let mut to = std::fs::File::create(&tmp).ctx("create", &tmp)?;
-    std::io::copy(&mut from, &mut to).ctx("copy kernel to", &tmp)?;
-    to.sync_all().ctx("fsync", &tmp)?;
+    if std::fs::symlink_metadata(&tmp).is_ok() {
+        std::fs::remove_dir_all(&tmp).ctx("remove", &tmp)?;
+    }
+    copy_dir(root, rel, &tmp)?;
     std::fs::rename(&tmp, dst).ctx("rename", dst)
+}
+
+/// The text of the small configuration file `rel` of the deployment tree `root` (read
+/// inside the tree), if it is there; one of more than 1 MiB is refused.
+fn read_tree_text(root: &Path, rel: &str) -> Result<Option<String>> {
+    let Some(f) = super::tree::open_file(root, rel)? else {
+        return Ok(None);
+    };
+    let path = root.join(rel);
+    if f.metadata().ctx("stat", &path)?.len() > 1 << 20 {
+        return Err(Error::InvalidArgument(format!(
+            "{}: larger than 1 MiB",
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut text)
+        .ctx("read", &path)?;
+    Ok(Some(text))
 }
 
 /// Point `link` at `target` atomically (a new symlink renamed over the old one).

@@ -49,15 +49,7 @@ type Tries = Option<(u32, u32)>;
 /// The `sort-key` of every mirrored entry: one key, so systemd-boot orders them by version.
 pub const SORT_KEY: &str = "ostree";
 
-/// The bootloader a sysroot's boot configuration is written for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bootloader {
-    /// Boot Loader Specification entries under `/boot` only (ostree's `none`, `auto`, …):
-    /// a bootloader that reads them there (or a host that plays the bootloader).
-    Bls,
-    /// The systemd-boot ESP mirror.
-    SystemdBoot,
-}
+pub use super::bootloader::Bootloader;
 
 /// `loader/loader.conf` as oxtree writes it: no menu, no editor, only our entries, the
 /// first one that still has tries as the default.
@@ -239,33 +231,6 @@ fn remove_tmp_files(dir: &Path, prefix: bool) -> Result<()> {
 }
 
 impl Sysroot {
-    /// The bootloader the boot configuration is written for: `[oxtree] bootloader` in the
-    /// system repo's config, else `[sysroot] bootloader`; `systemd-boot` turns on the ESP
-    /// mirror. (Real ostree 2022.7 refuses to open a repository whose `[sysroot]
-    /// bootloader` it does not know, so a sysroot that ostree must still read says
-    /// `[sysroot] bootloader=none` and `[oxtree] bootloader=systemd-boot`, as `oxtree image
-    /// build` writes it.)
-    pub fn bootloader(&self) -> Result<Bootloader> {
-        let p = self.path.join("ostree/repo/config");
-        let text = match std::fs::read_to_string(&p) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Bootloader::Bls),
-            Err(e) => return Err(e).ctx("read", p),
-        };
-        let kf = crate::fsutil::keyfile::KeyFile::parse(&text).map_err(|e| Error::Config {
-            path: p.clone(),
-            msg: e.to_string(),
-        })?;
-        let v = kf
-            .get("oxtree", "bootloader")
-            .or_else(|| kf.get("sysroot", "bootloader"))
-            .map(str::trim);
-        Ok(match v {
-            Some("systemd-boot") => Bootloader::SystemdBoot,
-            _ => Bootloader::Bls,
-        })
-    }
-
     /// Where the ESP is: the one given ([`Sysroot::with_esp`]), else, on the running
     /// system (sysroot `/`), the first of `/efi`, `/boot/efi`, `/boot` that is a FAT
     /// mount (where `systemd-bless-boot` looks too). `None` if there is none.
@@ -350,14 +315,15 @@ impl Sysroot {
         }
         super::failpoint("esp::loader")?;
 
-        // 2. Kernels and initramfs images, new ones only (their directory is named by the
-        // checksum of both, so an existing file is the right one).
+        // 2. Kernels, initramfs images and device trees, new ones only (their directory is
+        // named by the checksum of them all, so an existing file is the right one).
         let mut live_kernel_dirs = BTreeSet::new();
         let mut plan = Vec::new();
         for d in &deps {
             let entry_file = format!("ostree entry of {}", d.dirname());
             let mut files = Vec::new();
-            for key in ["linux", "initrd"] {
+            // (systemd-boot reads a `devicetree` line too; it has no `fdtdir`.)
+            for key in ["linux", "initrd", "devicetree"] {
                 if let Some(v) = d.entry.get(key) {
                     files.push(boot_relpath(&entry_file, key, v)?);
                 }

@@ -53,6 +53,15 @@ pub(crate) fn list_dir(root: &Path, rel: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Whether `rel` of the tree at `root` (resolved inside the tree) is a directory.
+pub(crate) fn is_dir(root: &Path, rel: &str) -> Result<bool> {
+    match open_in(root, rel, OFlags::PATH | OFlags::DIRECTORY) {
+        Ok(fd) => Ok(fd.is_some()),
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOTDIR) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether `p` itself (not what a symlink there points to) is a directory.
 pub(super) fn is_real_dir(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
