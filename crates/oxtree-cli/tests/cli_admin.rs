@@ -2426,3 +2426,53 @@ fn sysroot_bootloader_config_as_ostree() {
     set_bootloader(&p, "auto");
     deploy_same(&p, &["--karg=c"]);
 }
+
+/// Smaller admin cases against ostree: `upgrade` of an origin marked `unconfigured-state`
+/// (refused with its text), `undeploy 1x` (atoi: index 1), `--karg-delete` of one of two
+/// bare `KEY`s, `boot-complete` on a sysroot not booted (nothing to do).
+#[test]
+fn unconfigured_origin_atoi_index_repeated_karg_as_ostree() {
+    let p = pair();
+    three_deployments(&p);
+    same(&p, &["admin", "boot-complete"]);
+    for sr in [&p.o, &p.x] {
+        let dir = deployment_dir(sr, 0);
+        let origin = dir.with_file_name(format!(
+            "{}.origin",
+            dir.file_name().expect("name").to_string_lossy()
+        ));
+        let text = std::fs::read_to_string(&origin).expect("origin");
+        std::fs::write(
+            &origin,
+            format!("{text}unconfigured-state=Use subscription-manager to register\n"),
+        )
+        .expect("write");
+    }
+    refused_same(&p, &["admin", "upgrade", "--os=testos"]);
+    same(&p, &["admin", "undeploy", "1x"]);
+    layout_same(&p);
+    same(
+        &p,
+        &[
+            "admin",
+            "deploy",
+            "--os=testos",
+            "--karg=dup",
+            "--karg=dup",
+            "--karg=a=1",
+            "testos/main",
+        ],
+    );
+    same(
+        &p,
+        &[
+            "admin",
+            "deploy",
+            "--os=testos",
+            "--karg-delete=dup",
+            "testos/main",
+        ],
+    );
+    layout_same(&p);
+    status_same(&p);
+}

@@ -383,6 +383,13 @@ impl Sysroot {
                     current.checksum, current.deployserial
                 ))
             })?;
+        // An origin its maker marked as not set up yet (e.g. "register with
+        // subscription-manager first"): ostree's sysroot upgrader refuses it with the text.
+        if let Some(msg) = origin.get("origin", "unconfigured-state") {
+            return Err(Error::InvalidArgument(format!(
+                "origin unconfigured-state: {msg}"
+            )));
+        }
         origin.remove_key("origin", "unlocked");
         match &opts.override_commit {
             Some(c) => origin.set("origin", "override-commit", c),
