@@ -471,6 +471,7 @@ fn fsck_as_ostree() {
     ostree(&["refs", &ba, "--create=other", "main"]);
     fsck_both(t, &binds, &[], false);
     fsck_both(t, &binds, &["--verify-bindings"], false);
+    fsck_both(t, &binds, &["--verify-back-refs"], false);
     let ghost = t.join("ghost");
     copy_tree(&good, &ghost);
     let gha = format!("--repo={}", s(&ghost));
