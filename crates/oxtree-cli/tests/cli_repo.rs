@@ -848,6 +848,37 @@ fn gpg_sign_delete_removes_the_keys_signatures() {
     // And gpg-sign adds one again that ostree reads.
     ox(&["gpg-sign", &ra, "main", &k1, &hd]);
     assert!(ostree(&["show", &ra, "main"]).contains("Found 1 signature"));
+    // A second signature by the same key: refused, in ostree's words, when ostree can
+    // verify the first with the home's `*.gpg` keyrings; signed again when the home keeps
+    // its keys in pubring.kbx only (ostree does not read it).
+    let again = |prog: &Path| {
+        let o = run_raw(prog, &["gpg-sign", &ra, "main", &k1, &hd]);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let home = PathBuf::from(hd.trim_start_matches("--gpg-homedir="));
+    let (o, x) = (again(Path::new("ostree")), again(&oxtree_bin()));
+    assert_eq!((o.0, x.0), (Some(0), Some(0)), "{o:?} {x:?}");
+    assert!(ostree(&["show", &ra, "main"]).contains("Found 3 signatures"));
+    gpg(
+        &home,
+        &["--output", s(&home.join("pubring.gpg")), "--export", &k1],
+    );
+    let (o, x) = (again(Path::new("ostree")), again(&oxtree_bin()));
+    assert_eq!(o.0, x.0);
+    assert!(
+        x.1.starts_with(&format!(
+            "error: Commit is already signed with GPG key {k1}"
+        )),
+        "{x:?}"
+    );
+    assert_eq!(
+        o.1,
+        x.1.lines().next().unwrap_or_default().to_string() + "\n"
+    );
+    std::fs::remove_file(home.join("pubring.gpg")).expect("rm");
 }
 
 /// A tree as checkout leaves it: path, type (devices with their numbers), mode, owner,

@@ -212,10 +212,43 @@ pub fn gpg_sign(
     key_file: Option<&Path>,
 ) -> Result<()> {
     for id in key_ids {
+        if signed_verifiably(repo, commit, id, homedir)? {
+            bail!("Commit is already signed with GPG key {id}");
+        }
         let keys = load_gpg_secret_keys(id, homedir, key_file)?;
         repo.gpg_sign_commit(commit, &keys, id)?;
     }
     Ok(())
+}
+
+/// ostree refuses a second signature by a key when it can verify the first: with the
+/// `*.gpg` keyrings of the --gpg-homedir (not a `pubring.kbx`, so a modern GnuPG home lets
+/// it sign again), as its verifier reads them.
+fn signed_verifiably(
+    repo: &Repo,
+    commit: &Checksum,
+    id: &str,
+    homedir: Option<&Path>,
+) -> Result<bool> {
+    use oxtree::sign::gpg;
+    let Some(home) = homedir else {
+        return Ok(false);
+    };
+    let Some(meta) = repo.load_commitmeta_bytes(commit)? else {
+        return Ok(false);
+    };
+    let sigs = gpg::gpgsigs(&meta)?;
+    if !sigs.iter().any(|s| gpg::signature_by(s, id)) {
+        return Ok(false);
+    }
+    let mut keys = Vec::new();
+    for e in std::fs::read_dir(home).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "gpg") && p.is_file() {
+            keys.extend(gpg::load_keyring(&p).unwrap_or_default());
+        }
+    }
+    Ok(gpg::keyring_has(&keys, id))
 }
 
 /// The OpenPGP secret keys to sign with as `id`: from a key file, or exported from GnuPG.

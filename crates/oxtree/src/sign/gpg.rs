@@ -528,6 +528,19 @@ pub fn verify_all(
         .collect()
 }
 
+/// Whether one of `keys` (a primary key or a subkey) is `key_id` (a fingerprint or key id,
+/// matched as its suffix; `0x` and case ignored).
+pub fn keyring_has(keys: &[SignedPublicKey], key_id: &str) -> bool {
+    let want = key_id.trim_start_matches("0x").to_ascii_uppercase();
+    !want.is_empty()
+        && keys.iter().any(|k| {
+            fingerprint(&k.primary_key).ends_with(&want)
+                || k.public_subkeys
+                    .iter()
+                    .any(|s| fingerprint(&s.key).ends_with(&want))
+        })
+}
+
 /// Who made a signature, by its issuer subpackets: fingerprints and key ids, upper-case hex.
 /// Empty when the packet does not parse.
 pub fn signature_issuers(raw: &[u8]) -> Vec<String> {
