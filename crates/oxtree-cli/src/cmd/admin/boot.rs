@@ -163,13 +163,13 @@ pub fn finalize_staged(g: &Global, a: FinalizeStagedArgs) -> Result<()> {
         println!("Not finalizing; found /run/ostree/staged-deployment-locked");
         return Ok(());
     }
-    match sr.finalize_staged(&opts)? {
-        Some(d) => println!(
+    // (Nothing staged: nothing to say, as ostree.)
+    if let Some(d) = sr.finalize_staged(&opts)? {
+        println!(
             "Finalized staged deployment {} {}",
             d.stateroot,
             d.dirname()
-        ),
-        None => println!("No staged deployment."),
+        );
     }
     Ok(())
 }

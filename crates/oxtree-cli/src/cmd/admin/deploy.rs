@@ -255,17 +255,21 @@ pub fn upgrade(g: &Global, a: UpgradeArgs) -> Result<()> {
         for w in &p.warnings {
             eprintln!("warning: {w}");
         }
-        // ostree shows the pull's progress on a terminal only; this summary goes beside it.
+        // ostree shows the pull's progress on a terminal only; this summary goes beside it
+        // (and, as that progress, not into a pipe or a log).
         let how = match p.deltas.as_slice() {
             [] => String::new(),
             d => format!(" via static delta {}", d.join(", ")),
         };
-        eprintln!(
-            "Fetched {} objects, {} in {} requests{how}",
-            p.objects_fetched,
-            human_size(p.bytes_fetched),
-            p.requests
-        );
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "Fetched {} objects, {} in {} requests{how}",
+                p.objects_fetched,
+                human_size(p.bytes_fetched),
+                p.requests
+            );
+        }
     }
     if !out.changed {
         println!("No update available.");
