@@ -2469,3 +2469,51 @@ fn argument_checks_as_ostree() {
         std::fs::read_to_string(rx.join("config")).expect("config")
     );
 }
+
+/// A bare-user-only repository holds a user's content: checked out (as root, with or
+/// without -U) its directories come out as ostree makes them — the checkout's owner, no
+/// xattrs, modes masked to 0775 (no setgid, sticky or world-writable directory from a
+/// dirmeta, the top one included).
+#[test]
+fn bare_user_only_checkouts_mask_directory_metadata_as_ostree() {
+    use std::os::unix::fs::PermissionsExt;
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("f"), b"f\n", 0o644);
+    for (d, m) in [
+        ("sticky", 0o1777),
+        ("sgid", 0o2775),
+        ("ww", 0o777),
+        ("own", 0o755),
+    ] {
+        write(&tree.join(d).join("x"), b"x\n", 0o644);
+        std::fs::set_permissions(tree.join(d), std::fs::Permissions::from_mode(m)).expect("chmod");
+    }
+    std::os::unix::fs::chown(tree.join("own"), Some(1234), Some(1234)).expect("chown");
+    set_xattr(&tree.join("own"), "trusted.evil", b"1");
+    std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ostree(&["init", &sa, "--mode=archive"]);
+    ostree(&["commit", &sa, "-b", "main", TS, s(&tree)]);
+    let (ro, rx) = pair(t, &["--mode=bare-user-only"]);
+    both(t, &ro, &rx, &["pull-local", s(&src), "main"]);
+    for (args, out) in [(&["main"][..], "co"), (&["-U", "main"], "cou")] {
+        let (o, x) = (t.join(format!("o-{out}")), t.join(format!("x-{out}")));
+        let mut a = vec!["checkout"];
+        a.extend_from_slice(args);
+        let (ao, ax) = ([&a[..], &[s(&o)]].concat(), [&a[..], &[s(&x)]].concat());
+        ostree(&[&ao[..], &[&format!("--repo={}", s(&ro))]].concat());
+        ox(&[&ax[..], &[&format!("--repo={}", s(&rx))]].concat());
+        let (so, sx) = (snapshot(&o), snapshot(&x));
+        assert_eq!(so, sx, "checkout {args:?}: {}", snapshot_diff(&so, &sx));
+        for (p, e) in &sx {
+            assert!(e.kind != 'd' || e.mode & 0o7002 == 0, "{p}: {:o}", e.mode);
+            assert!(e.xattrs.is_empty() && e.uid == 0, "{p}: {e:?}");
+        }
+        let top = std::fs::metadata(&x).expect("stat").permissions().mode();
+        assert_eq!(top & 0o7777, 0o775, "top directory of {args:?}");
+    }
+}

@@ -53,13 +53,9 @@ impl Shared<'_> {
         }
         let from = current.filter(|f| f != to && complete(f));
         let Some(summary) = summary else {
-            // No summary, so no digest: the embedded commit must still hash to `to`.
-            return match from {
-                Some(f) => {
-                    self.apply_delta(Some(f), to, crate::delta::delta_name(Some(&f), to), None)
-                }
-                None => Ok(None),
-            };
+            // No summary, so no digest: the embedded commit must still hash to `to`. As
+            // ostree, the delta from what is here, else the scratch delta, is asked for.
+            return self.apply_delta(from, to, crate::delta::delta_name(from.as_ref(), to), None);
         };
         let indexed = matches!(
             summary.meta("ostree.summary.indexed-deltas"),
@@ -67,6 +63,10 @@ impl Shared<'_> {
         );
         let map = if indexed {
             let path = crate::delta::index_path(to);
+            // Counted as a metadata fetch whatever the answer, as ostree counts it.
+            self.progress
+                .metadata_fetched
+                .fetch_add(1, Ordering::Relaxed);
             let Some(b) = fetch_retry(
                 self.fetcher,
                 &path,
@@ -125,6 +125,10 @@ impl Shared<'_> {
         let dir = crate::delta::delta_dir(from.as_ref(), to);
         let sb_path = format!("{dir}/superblock");
         let what = self.fetcher.describe(&sb_path);
+        // Counted as a metadata fetch whatever the answer, as ostree counts it.
+        self.progress
+            .metadata_fetched
+            .fetch_add(1, Ordering::Relaxed);
         let Some(sb_bytes) = fetch_retry(
             self.fetcher,
             &sb_path,
@@ -135,9 +139,6 @@ impl Shared<'_> {
         else {
             return Ok(None);
         };
-        self.progress
-            .metadata_fetched
-            .fetch_add(1, Ordering::Relaxed);
         // The digest covers the file as served (a signed superblock with its signatures).
         let actual = Checksum::digest(&sb_bytes);
         if let Some(digest) = digest.filter(|d| *d != actual) {

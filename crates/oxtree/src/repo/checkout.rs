@@ -105,6 +105,22 @@ impl Repo {
 
     /// Check out `commit` (a resolved checksum) into `dest`.
     pub fn checkout(&self, commit: &Checksum, dest: &Path, opts: &CheckoutOptions) -> Result<()> {
+        // A bare-user-only repository's content is a user's, not root's: as ostree, it is
+        // checked out in user mode with directory modes masked to 0775 (no setuid, setgid,
+        // sticky or world-writable directory; no owner or xattr from its dirmeta).
+        let masked;
+        let opts = if self.mode() == RepoMode::BareUserOnly
+            && !(opts.user_mode && opts.bareuseronly_dirs)
+        {
+            masked = CheckoutOptions {
+                user_mode: true,
+                bareuseronly_dirs: true,
+                ..opts.clone()
+            };
+            &masked
+        } else {
+            opts
+        };
         if opts.require_hardlinks {
             // ostree's refusals, before anything is written.
             match self.mode() {
