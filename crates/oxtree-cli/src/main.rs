@@ -148,16 +148,32 @@ enum Cmd {
 }
 
 fn main() {
-    #[cfg(feature = "failpoints")]
-    if let Err(e) = configure_failpoints() {
-        eprintln!("error: {e:#}");
-        std::process::exit(EXIT_FAILURE);
-    }
     // Like ostree (and every C program), die quietly of SIGPIPE when the reader goes away
     // (`oxtree refs | head`); Rust ignores it by default and println! would then panic.
     // SAFETY: called first thing in main, before any other thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    // The work runs where deep directory trees have room: a thread and a rayon pool with
+    // large stacks (address space, touched only when a tree is that deep; see
+    // oxtree::stack, which turns what is deeper still into an error).
+    oxtree::stack::use_big_rayon_stacks();
+    let worker = std::thread::Builder::new()
+        .name("oxtree".into())
+        .stack_size(oxtree::stack::BIG_STACK)
+        .spawn(real_main);
+    match worker.map(|w| w.join()) {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => std::process::exit(101), // a panic, already reported
+        Err(_) => real_main(),                 // no thread to be had: here, then
+    }
+}
+
+fn real_main() {
+    #[cfg(feature = "failpoints")]
+    if let Err(e) = configure_failpoints() {
+        eprintln!("error: {e:#}");
+        std::process::exit(EXIT_FAILURE);
     }
     let argv0 = std::env::args_os().next().map(PathBuf::from);
     let personality = argv0.as_deref().and_then(Path::file_name);

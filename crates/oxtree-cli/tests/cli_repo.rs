@@ -2517,3 +2517,46 @@ fn bare_user_only_checkouts_mask_directory_metadata_as_ostree() {
         assert_eq!(top & 0o7777, 0o775, "top directory of {args:?}");
     }
 }
+
+/// A tree 2,000 directories deep (ostree 2022.7 commits and checks it out) is committed
+/// and checked out without overflowing a stack, to the same checksum as ostree's.
+#[test]
+fn deep_trees_commit_and_check_out_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    std::fs::create_dir_all(&tree).expect("mkdir");
+    // Made level by level relative to the last one (the whole path is past PATH_MAX).
+    let mut fd = rustix::fs::open(
+        &tree,
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
+        rustix::fs::Mode::empty(),
+    )
+    .expect("open");
+    for _ in 0..2000 {
+        rustix::fs::mkdirat(&fd, "a", rustix::fs::Mode::from_raw_mode(0o755)).expect("mkdir");
+        fd = rustix::fs::openat(
+            &fd,
+            "a",
+            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("open");
+    }
+    let (ro, rx) = pair(t, &["--mode=bare-user"]);
+    let (o, x) = both(t, &ro, &rx, &["commit", "-b", "deep", TS, s(&tree)]);
+    assert_eq!(stdout(&o), stdout(&x));
+    for args in [
+        &["checkout", "deep", "co"][..],
+        &["checkout", "-U", "deep", "cou"],
+    ] {
+        let mut a = args.to_vec();
+        let x_dir = t.join(format!("x-{}", args[args.len() - 1]));
+        *a.last_mut().expect("dest") = s(&x_dir);
+        let repo = format!("--repo={}", s(&rx));
+        a.push(&repo);
+        ox(&a);
+        assert!(x_dir.join("a/a/a").is_dir());
+    }
+}

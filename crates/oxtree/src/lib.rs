@@ -18,6 +18,7 @@ pub mod pull;
 pub mod repo;
 pub mod serve;
 pub mod sign;
+pub mod stack;
 pub mod sysroot;
 
 pub use error::{Error, Result};

@@ -666,6 +666,7 @@ fn ls_dir(
     tree: &Checksum,
     prefix: &str,
 ) -> Result<()> {
+    oxtree::stack::check(|| prefix.to_string())?;
     let dt = repo.load_dirtree(tree)?;
     // ostree lists a directory's files, then its subdirectories, each in dirtree order.
     for (name, c) in &dt.files {

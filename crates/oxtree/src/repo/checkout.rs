@@ -190,6 +190,7 @@ impl Repo {
         top: bool,
         parent: Option<(BorrowedFd<'_>, &str)>,
     ) -> Result<()> {
+        crate::stack::check(|| dest.display().to_string())?;
         let dt = match &ctx.objects {
             Some(o) => self.load_dirtree_at(o.as_fd(), tree)?,
             None => self.load_dirtree(tree)?,

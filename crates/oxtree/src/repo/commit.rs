@@ -631,6 +631,7 @@ impl Builder<'_, '_> {
 
     /// Lay a scanned directory over `into`.
     fn merge_dir(&mut self, node: DirNode, into: &mut MTree) -> Result<()> {
+        crate::stack::check(|| "merging a directory of the commit".to_string())?;
         into.meta = Some(self.write_dirmeta(&node.meta)?);
         for (name, f) in node.files {
             let r = match f {
@@ -671,6 +672,7 @@ impl Builder<'_, '_> {
         rel: &str,
         into: &mut MTree,
     ) -> Result<()> {
+        crate::stack::check(|| "merging a directory of the commit".to_string())?;
         let repo = self.txn.repo();
         let dm = repo.load_dirmeta(meta)?;
         let scan = Scanner {
@@ -1087,6 +1089,7 @@ impl Builder<'_, '_> {
     /// Write the dirtrees of `t` bottom-up; (dirtree, dirmeta) of `t`. A subtree still as
     /// the repo had it is not written again.
     fn write_tree(&mut self, t: &MTree, csums: &[Checksum]) -> Result<(Checksum, Checksum)> {
+        crate::stack::check(|| "writing a directory of the commit".to_string())?;
         let meta = t
             .meta
             .ok_or_else(|| Error::InvalidArgument("Can't commit an empty tree".into()))?;
@@ -1332,6 +1335,7 @@ impl Scanner<'_> {
     }
 
     fn dir(&self, path: &Path, relpath: &str, st: std::fs::Metadata) -> Result<DirNode> {
+        crate::stack::check(|| path.display().to_string())?;
         let e = self.entries(path, relpath, st)?;
         let dirs = e
             .subdirs
@@ -1530,6 +1534,7 @@ impl Streamer<'_, '_> {
 
     /// Store the tree below `path`; (dirtree, dirmeta).
     fn dir(&self, path: &Path, rel: &str, st: std::fs::Metadata) -> Result<(Checksum, Checksum)> {
+        crate::stack::check(|| path.display().to_string())?;
         let e = self.scan.entries(path, rel, st)?;
         if let Some(p) = self.progress {
             p.add_total(e.files.len() as u64);

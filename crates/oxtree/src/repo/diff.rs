@@ -226,6 +226,7 @@ impl Walk<'_> {
     }
 
     fn dirs(&mut self, a: &Node, pa: &str, b: &Node, pb: &str) -> Result<()> {
+        crate::stack::check(|| pa.to_string())?;
         let ca = self.children(a)?;
         let cb = self.children(b)?;
         for (name, na) in &ca {
@@ -257,6 +258,7 @@ impl Walk<'_> {
 
     /// An added entry, and everything under it when it is a directory (depth first).
     fn added(&mut self, n: &Node, path: String) -> Result<()> {
+        crate::stack::check(|| path.clone())?;
         self.out.added.push(path.clone());
         if n.is_dir() {
             for (name, c) in self.children(n)? {

@@ -158,6 +158,7 @@ impl<W: Write> Writer<'_, W> {
     }
 
     fn dir(&mut self, tree: &Checksum, rel: &str) -> Result<()> {
+        crate::stack::check(|| rel.to_string())?;
         let dt = self.repo.load_dirtree(tree)?;
         for (name, f) in &dt.files {
             self.file(&format!("{}{rel}{name}", self.prefix), f)?;

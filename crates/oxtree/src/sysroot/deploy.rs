@@ -140,6 +140,7 @@ fn hash_file(h: &mut sha2::Sha256, root: &Path, rel: &str) -> Result<bool> {
 /// Feed every file under the directory `rel` to the boot checksum as ostree's
 /// `checksum_dir_recurse` does: names in byte order, a directory where its name sorts.
 fn hash_dir(h: &mut sha2::Sha256, root: &Path, rel: &str) -> Result<()> {
+    crate::stack::check(|| root.join(rel).display().to_string())?;
     let mut names = super::tree::list_dir(root, rel)?;
     names.sort();
     for n in names {
@@ -1486,6 +1487,7 @@ fn copy_file(root: &Path, rel: &str, to: &Path) -> Result<()> {
 /// renamed into place, so `dst` is whole or absent.
 fn copy_dir_if_missing(root: &Path, rel: &str, dst: &Path) -> Result<()> {
     fn copy_dir(root: &Path, rel: &str, to: &Path) -> Result<()> {
+        crate::stack::check(|| root.join(rel).display().to_string())?;
         std::fs::create_dir(to).ctx("create directory", to)?;
         for n in super::tree::list_dir(root, rel)? {
             let child = format!("{rel}/{n}");

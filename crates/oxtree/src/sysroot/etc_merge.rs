@@ -32,6 +32,7 @@ struct Node {
 }
 
 fn scan(root: &Path, rel: &Path, out: &mut BTreeMap<std::path::PathBuf, Node>) -> Result<()> {
+    crate::stack::check(|| root.join(rel).display().to_string())?;
     let dir = root.join(rel);
     for e in std::fs::read_dir(&dir).ctx("read directory", &dir)? {
         let e = e.ctx("read directory", &dir)?;
@@ -98,6 +99,7 @@ fn blocked_ancestor(root: &Path, rel: &Path) -> Option<std::path::PathBuf> {
 
 /// Copy `src` to `dst` (which must not exist) preserving type, mode, ownership and xattrs.
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    crate::stack::check(|| src.display().to_string())?;
     let m = std::fs::symlink_metadata(src).ctx("stat", src)?;
     let ft = m.file_type();
     if ft.is_symlink() {

@@ -390,6 +390,7 @@ fn unescape_mountinfo(s: &str) -> String {
 /// Remove from the overlay's upper layer every non-directory entry (a changed file, a
 /// symlink, a whiteout) at a path the lower layer has: the new deployment's version wins.
 fn drop_shadowed(upper: &Path, lower: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    crate::stack::check(|| upper.join(rel).display().to_string())?;
     let dir = upper.join(rel);
     for e in std::fs::read_dir(&dir).ctx("read directory", &dir)? {
         let e = e.ctx("read directory", &dir)?;
