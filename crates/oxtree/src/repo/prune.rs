@@ -142,20 +142,34 @@ impl Repo {
         }
         let mut markers_removed = false;
         let mut rep = PruneReport::default();
-        for (ty, c) in &objects {
-            if !counted(*ty, commit_only) {
+        // Unreachable commits go first, then (after a sync) what they reached: a prune
+        // killed or cut by a power loss half-way leaves unreachable trees and files, which
+        // fsck does not mind, never a commit whose trees are gone.
+        let (commits, rest): (Vec<_>, Vec<_>) = objects
+            .iter()
+            .partition(|(ty, _)| *ty == ObjectType::Commit);
+        let commits_doomed = commits
+            .iter()
+            .any(|(_, c)| !reach.contains(ObjectType::Commit, c));
+        let mut synced = !commits_doomed || opts.no_prune || !self.fsync_enabled();
+        for &(ty, ref c) in commits.iter().chain(&rest) {
+            if ty != ObjectType::Commit && !synced {
+                crate::fsutil::syncfs(&self.path().join("objects"))?;
+                synced = true;
+            }
+            if !counted(ty, commit_only) {
                 continue;
             }
             rep.total += 1;
-            if reach.contains(*ty, c) {
+            if reach.contains(ty, c) {
                 continue;
             }
-            let p = self.object_path(*ty, c);
+            let p = self.object_path(ty, c);
             let size = std::fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
             rep.deleted += 1;
             rep.freed_bytes += size;
             if !opts.no_prune {
-                if *ty == ObjectType::Commit {
+                if ty == ObjectType::Commit {
                     self.delete_commit_object(c)?;
                     markers_removed |= std::fs::remove_file(
                         self.path().join("state").join(format!("{c}.commitpartial")),
