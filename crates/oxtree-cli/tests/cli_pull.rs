@@ -1753,3 +1753,118 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The requests nginx logged since `log` was last truncated: (path, status) each. Truncates
+/// it again.
+fn take_requests(log: &Path) -> Vec<(String, u16)> {
+    let text = std::fs::read_to_string(log).expect("access log");
+    std::fs::write(log, b"").expect("truncate log");
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('"').nth(1)?.split(' ');
+            let path = f.nth(1)?.to_string();
+            let status = l.split('"').nth(2)?.split_whitespace().next()?.parse().ok()?;
+            Some((path, status))
+        })
+        .collect()
+}
+
+/// `contenturl`: ostree fetches the summary, its signature, the config (and refs and
+/// detached metadata) from `url`, and objects, delta indexes, superblocks and parts from
+/// `contenturl`. With `url` a directory holding only the config and summary and
+/// `contenturl` the repository, both tools pull (objects into an archive repository, a
+/// static delta into a bare-user one), take every object and delta from `contenturl`, and
+/// end with the same refs; the other way round both fail (oxtree naming the object's URL
+/// below `contenturl`). `--url`
+/// replaces both URLs, as in ostree.
+#[test]
+fn contenturl_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, [_, v2, _]) = fixture(t);
+    let fa = repo_arg(&fx);
+    ostree(&["static-delta", "generate", &fa, "--empty", "--to=main"]);
+    ostree(&["summary", "-u", &fa]);
+    let meta = t.join("meta");
+    std::fs::create_dir_all(&meta).expect("mkdir");
+    for f in ["config", "summary"] {
+        std::fs::copy(fx.join(f), meta.join(f)).expect("copy");
+    }
+    let ng = Nginx::start(t, &t.join("nginx"));
+    let (srv_url, meta_url) = (format!("{}/fixture", ng.url), format!("{}/meta", ng.url));
+    for mode in ["archive", "bare-user"] {
+        for (url, content, ok) in [(&meta_url, &srv_url, true), (&srv_url, &meta_url, false)] {
+            let (ro, rx) = twin_clients(t, mode, "origin", url);
+            for r in [&ro, &rx] {
+                ostree(&[
+                    "config",
+                    &repo_arg(r),
+                    "set",
+                    "remote \"origin\".contenturl",
+                    content,
+                ]);
+            }
+            let _ = take_requests(&ng.access_log);
+            let o = run_repo(Path::new("ostree"), t, &ro, &["pull", "origin", "main"]);
+            let log_o = take_requests(&ng.access_log);
+            let x = run_repo(&oxtree_bin(), t, &rx, &["pull", "origin", "main"]);
+            let log_x = take_requests(&ng.access_log);
+            let what = format!("{mode} url={url} contenturl={content}");
+            assert_eq!(
+                o.status.success(),
+                ok,
+                "{what}: ostree: {}",
+                show_output(&o)
+            );
+            assert_eq!(
+                x.status.success(),
+                ok,
+                "{what}: oxtree: {}",
+                show_output(&x)
+            );
+            assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+            if !ok {
+                // (ostree's words depend on nginx's 404 page: "Server returned HTTP 404", or
+                // "exceeded maximum size of 150 bytes" where it reads the page as the
+                // commit.) oxtree names the object's URL below contenturl.
+                let e = err_line(&x).unwrap_or_default();
+                assert!(
+                    e.contains(&format!("{content}/objects/")) && e.contains("not found"),
+                    "{what}: {}",
+                    show_output(&x)
+                );
+                continue;
+            }
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{what}");
+            assert_eq!(
+                ostree(&["rev-parse", &repo_arg(&rx), "origin:main"]),
+                v2,
+                "{what}"
+            );
+            for (tool, log) in [("ostree", &log_o), ("oxtree", &log_x)] {
+                let served: Vec<&String> = log
+                    .iter()
+                    .filter(|(_, st)| *st == 200 || *st == 206)
+                    .map(|(p, _)| p)
+                    .collect();
+                for p in &served {
+                    let from_meta = p.starts_with("/meta/");
+                    let metadata = p.ends_with("/summary") || p.ends_with("/config");
+                    assert_eq!(from_meta, metadata, "{what}: {tool} fetched {p}: {log:?}");
+                }
+                let delta = served.iter().any(|p| p.contains("/deltas/"));
+                assert_eq!(delta, mode == "bare-user", "{what}: {tool}: {log:?}");
+            }
+        }
+    }
+    // --url replaces both.
+    let (ro, rx) = twin_clients(t, "archive", "origin", &meta_url);
+    for r in [&ro, &rx] {
+        let ra = repo_arg(r);
+        ostree(&["config", &ra, "set", "remote \"origin\".contenturl", &meta_url]);
+    }
+    let url_arg = format!("--url={srv_url}");
+    both_status(t, &ro, &rx, &["pull", &url_arg, "origin", "main"]);
+    assert_eq!(all_refs(&ro), all_refs(&rx));
+}

@@ -247,7 +247,13 @@ impl<R: Read> Read for Guarded<R> {
 }
 
 pub struct HttpFetcher {
-    base: String,
+    /// Where the metadata comes from (the remote's `url`): `config`, `summary`,
+    /// `summary.sig`, `refs/` and detached commit metadata.
+    meta: Vec<String>,
+    /// Where everything else comes from (the remote's `contenturl`, by default `url`):
+    /// objects, delta indexes, superblocks and parts. Fedora serves the small signed
+    /// metadata from one host and the content from a CDN; ostree splits them the same way.
+    content: Vec<String>,
     agent: ureq::Agent,
     opts: FetchOptions,
     /// Sent with every request (the remote's cookies).
@@ -271,19 +277,41 @@ impl HttpFetcher {
     }
 
     pub fn with_options(url: &str, opts: FetchOptions) -> crate::Result<HttpFetcher> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(Error::InvalidArgument(format!(
-                "unsupported remote URL {url:?}: oxtree pulls over http://, https:// and file://"
-            )));
-        }
+        let base = http_base(url)?;
         Ok(HttpFetcher {
-            base: url.trim_end_matches('/').to_string(),
+            meta: vec![base.clone()],
+            content: vec![base],
             agent: agent(&opts),
             opts,
             headers: Vec::new(),
             not_found_bytes: std::sync::atomic::AtomicU64::new(0),
             min_wait_us: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Fetch content (everything but the metadata, see [`HttpFetcher::is_metadata`]) from
+    /// `url` instead: the remote's `contenturl`.
+    pub fn with_content_url(mut self, url: &str) -> crate::Result<HttpFetcher> {
+        self.content = vec![http_base(url)?];
+        Ok(self)
+    }
+
+    /// Whether `path` comes from the remote's `url` rather than its `contenturl`: what
+    /// ostree 2022.7 fetches from its metadata mirrors (the summary and its signature, the
+    /// config, refs of a server without a summary, and a commit's detached metadata).
+    pub fn is_metadata(path: &str) -> bool {
+        let path = path.trim_start_matches('/');
+        matches!(path, "config" | "summary" | "summary.sig")
+            || path.starts_with("refs/")
+            || (path.starts_with("objects/") && path.ends_with(".commitmeta"))
+    }
+
+    fn bases_for(&self, path: &str) -> &[String] {
+        if Self::is_metadata(path) {
+            &self.meta
+        } else {
+            &self.content
+        }
     }
 
     /// Send `name: value` with every request.
@@ -419,8 +447,19 @@ impl Fetcher for HttpFetcher {
     }
 
     fn describe(&self, path: &str) -> String {
-        format!("{}/{}", self.base, path.trim_start_matches('/'))
+        let base = self.bases_for(path).first().map_or("", String::as_str);
+        format!("{base}/{}", path.trim_start_matches('/'))
     }
+}
+
+/// `url` without its trailing slashes, if it is an HTTP(S) URL.
+fn http_base(url: &str) -> crate::Result<String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Error::InvalidArgument(format!(
+            "unsupported remote URL {url:?}: oxtree pulls over http://, https:// and file://"
+        )));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 impl HttpFetcher {
@@ -432,7 +471,20 @@ impl HttpFetcher {
         last: Option<u64>,
         max_size: u64,
     ) -> Result<Option<Response>, FetchError> {
-        let url = self.describe(path);
+        let base = self.bases_for(path).first().map_or("", String::as_str);
+        self.get_from(base, path, from, last, max_size)
+    }
+
+    /// [`HttpFetcher::get`] from one server (`base`).
+    fn get_from(
+        &self,
+        base: &str,
+        path: &str,
+        from: u64,
+        last: Option<u64>,
+        max_size: u64,
+    ) -> Result<Option<Response>, FetchError> {
+        let url = format!("{base}/{}", path.trim_start_matches('/'));
         let started = Instant::now();
         let mut req = self.agent.get(&url);
         for (k, v) in &self.headers {

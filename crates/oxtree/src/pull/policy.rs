@@ -200,6 +200,13 @@ impl Repo {
             fo.user_agent = format!("{} {extra}", fo.user_agent);
         }
         let mut fetcher = HttpFetcher::with_options(&url, fo)?;
+        // Objects and deltas from `contenturl` when the remote has one; `--url` replaces
+        // both, as in ostree.
+        if opts.url.is_none() {
+            if let Some(c) = self.remote_option(remote, "contenturl") {
+                fetcher = fetcher.with_content_url(&c)?;
+            }
+        }
         for (name, value) in &opts.http_headers {
             fetcher = fetcher.with_header(name, value);
         }
