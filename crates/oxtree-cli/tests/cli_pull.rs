@@ -1868,3 +1868,123 @@ fn contenturl_as_ostree() {
     both_status(t, &ro, &rx, &["pull", &url_arg, "origin", "main"]);
     assert_eq!(all_refs(&ro), all_refs(&rx));
 }
+
+/// `url=mirrorlist=LIST` and `contenturl=mirrorlist=LIST`: both tools fetch the list, skip
+/// its comments, blank lines, non-HTTP lines and the mirrors before the first one that
+/// serves a `config` (a dead one, one without a repository), and pull from the rest, into
+/// an archive repository (objects) and a bare-user one (a static delta), with the same
+/// refs; `remote refs` goes through the list too. A list that is not there, or holds no
+/// usable mirror, fails with ostree's error line. A request a mirror fails (404 here) goes
+/// to the next one: oxtree pulls; ostree 2022.7 appends the first mirror's 404 page to the
+/// next mirror's answer and fails, so that case checks oxtree alone.
+#[test]
+fn mirrorlists_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, [_, v2, _]) = fixture(t);
+    let fa = repo_arg(&fx);
+    ostree(&["static-delta", "generate", &fa, "--empty", "--to=main"]);
+    ostree(&["summary", "-u", &fa]);
+    let meta = t.join("meta");
+    std::fs::create_dir_all(t.join("empty")).expect("mkdir");
+    std::fs::create_dir_all(&meta).expect("mkdir");
+    for f in ["config", "summary"] {
+        std::fs::copy(fx.join(f), meta.join(f)).expect("copy");
+    }
+    let ng = Nginx::start(t, &t.join("nginx"));
+    let h = &ng.url;
+    let lists = [
+        (
+            "mlist",
+            format!(
+                "# mirrors of the fixture\n\nhttp://127.0.0.1:1/dead\nftp://example.org/x\n{h}/empty\n{h}/fixture/\n"
+            ),
+        ),
+        ("emptylist", "# nothing yet\n\n".to_string()),
+        (
+            "badlist",
+            format!("http://127.0.0.1:1/dead\nftp://example.org/x\n{h}/empty\n"),
+        ),
+        ("metafirst", format!("{h}/meta\n{h}/fixture\n")),
+    ];
+    for (name, text) in &lists {
+        std::fs::write(t.join(name), text).expect("write list");
+    }
+    let ml = |name: &str| format!("mirrorlist={h}/{name}");
+    for mode in ["archive", "bare-user"] {
+        // url a mirror list; then url the metadata only and contenturl a mirror list.
+        for (url, content) in [
+            (ml("mlist"), None),
+            (format!("{h}/meta"), Some(ml("mlist"))),
+        ] {
+            let (ro, rx) = twin_clients(t, mode, "origin", &url);
+            if let Some(c) = &content {
+                for r in [&ro, &rx] {
+                    let ra = repo_arg(r);
+                    ostree(&["config", &ra, "set", "remote \"origin\".contenturl", c]);
+                }
+            }
+            let what = format!("{mode} url={url} contenturl={content:?}");
+            let (o, _) = both_status(t, &ro, &rx, &["pull", "origin", "main"]);
+            assert!(o.status.success(), "{what}: {}", show_output(&o));
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{what}");
+            assert_eq!(
+                ostree(&["rev-parse", &repo_arg(&rx), "origin:main"]),
+                v2,
+                "{what}"
+            );
+            both_norm(t, &ro, &rx, &["remote", "refs", "origin"], &sorted_lines);
+        }
+    }
+    // Lists that are not there or list no usable mirror: ostree's words.
+    for name in ["nolist", "emptylist", "badlist"] {
+        let (ro, rx) = twin_clients(t, "archive", "origin", &ml(name));
+        let (o, _) = both_status(t, &ro, &rx, &["pull", "origin", "main"]);
+        assert!(!o.status.success(), "{name}");
+        let (ro, rx) = twin_clients(t, "archive", "origin", &format!("{h}/meta"));
+        for r in [&ro, &rx] {
+            let ra = repo_arg(r);
+            ostree(&["config", &ra, "set", "remote \"origin\".contenturl", &ml(name)]);
+        }
+        both_status(t, &ro, &rx, &["pull", "origin", "main"]);
+    }
+    // A list on a server that is not there: both fail, oxtree naming the list.
+    let dead = "mirrorlist=http://127.0.0.1:1/list";
+    let (ro, rx) = twin_clients(t, "archive", "origin", dead);
+    let (_, x) = both_status_only(t, &ro, &rx, &["pull", "origin", "main"]);
+    let e = err_line(&x).unwrap_or_default();
+    assert!(
+        e.contains("While fetching mirrorlist 'http://127.0.0.1:1/list'"),
+        "{}",
+        show_output(&x)
+    );
+    // The first mirror has only the config and summary: every object request moves on
+    // to the second.
+    for mode in ["archive", "bare-user"] {
+        let (_, rx) = twin_clients(t, mode, "origin", &ml("metafirst"));
+        let x = run_repo(&oxtree_bin(), t, &rx, &["pull", "origin", "main"]);
+        assert!(x.status.success(), "{mode}: {}", show_output(&x));
+        assert_eq!(
+            ostree(&["rev-parse", &repo_arg(&rx), "origin:main"]),
+            v2,
+            "{mode}"
+        );
+        ostree(&["fsck", &repo_arg(&rx)]);
+    }
+}
+
+/// Both tools fail or succeed alike (error lines not compared).
+fn both_status_only(cwd: &Path, ro: &Path, rx: &Path, args: &[&str]) -> (Output, Output) {
+    let o = run_repo(Path::new("ostree"), cwd, ro, args);
+    let x = run_repo(&oxtree_bin(), cwd, rx, args);
+    assert_eq!(
+        o.status.success(),
+        x.status.success(),
+        "{args:?}\nostree: {}\noxtree: {}",
+        show_output(&o),
+        show_output(&x)
+    );
+    assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+    (o, x)
+}

@@ -278,22 +278,106 @@ impl HttpFetcher {
 
     pub fn with_options(url: &str, opts: FetchOptions) -> crate::Result<HttpFetcher> {
         let base = http_base(url)?;
-        Ok(HttpFetcher {
-            meta: vec![base.clone()],
-            content: vec![base],
+        Ok(HttpFetcher::build(vec![base.clone()], vec![base], opts))
+    }
+
+    /// A remote's fetcher: metadata from `url`, content from `contenturl` (when given),
+    /// each either an HTTP(S) URL or `mirrorlist=URL`, a list of mirrors fetched (with
+    /// `headers`, and up to `retries` retries) before this returns (see
+    /// [`HttpFetcher::mirrors`]).
+    pub fn for_urls(
+        url: &str,
+        contenturl: Option<&str>,
+        opts: FetchOptions,
+        headers: Vec<(String, String)>,
+        retries: u32,
+    ) -> crate::Result<HttpFetcher> {
+        let mut f = HttpFetcher::build(Vec::new(), Vec::new(), opts);
+        f.headers = headers;
+        f.meta = f.mirrors(url, retries)?;
+        f.content = match contenturl {
+            Some(c) => f.mirrors(c, retries)?,
+            None => f.meta.clone(),
+        };
+        Ok(f)
+    }
+
+    fn build(meta: Vec<String>, content: Vec<String>, opts: FetchOptions) -> HttpFetcher {
+        HttpFetcher {
+            meta,
+            content,
             agent: agent(&opts),
             opts,
             headers: Vec::new(),
             not_found_bytes: std::sync::atomic::AtomicU64::new(0),
             min_wait_us: std::sync::atomic::AtomicU64::new(u64::MAX),
-        })
+        }
     }
 
-    /// Fetch content (everything but the metadata, see [`HttpFetcher::is_metadata`]) from
-    /// `url` instead: the remote's `contenturl`.
-    pub fn with_content_url(mut self, url: &str) -> crate::Result<HttpFetcher> {
-        self.content = vec![http_base(url)?];
-        Ok(self)
+    /// The servers `url` names, in order: itself, or for `mirrorlist=LIST` the mirrors
+    /// listed there, one URL per line, as ostree 2022.7 reads them: blank lines and `#`
+    /// comments skipped, and so are lines that are not http(s) URLs; mirrors are checked in
+    /// order by fetching their `config` until one serves it, and those before it are
+    /// dropped (so no request waits on a dead first mirror). Errors are ostree's.
+    fn mirrors(&self, url: &str, retries: u32) -> crate::Result<Vec<String>> {
+        let Some(list) = url.strip_prefix("mirrorlist=") else {
+            return Ok(vec![http_base(url)?]);
+        };
+        http_base(list)?;
+        let text = self
+            .fetch_whole(list, retries)
+            .map_err(|m| Error::Other(format!("While fetching mirrorlist '{list}': {m}")))?;
+        let mut mirrors = Vec::new();
+        for line in String::from_utf8_lossy(&text).split('\n') {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Ok(base) = http_base(line) else {
+                tracing::debug!("mirrorlist {list}: not an http(s) URL: {line:?}");
+                continue;
+            };
+            if mirrors.is_empty() {
+                if let Err(e) = self.fetch_whole(&format!("{base}/config"), retries) {
+                    tracing::debug!("mirrorlist {list}: no config from {base}: {e}");
+                    continue;
+                }
+            }
+            mirrors.push(base);
+        }
+        if mirrors.is_empty() {
+            return Err(Error::Other(format!(
+                "No valid mirrors were found in mirrorlist '{list}'"
+            )));
+        }
+        Ok(mirrors)
+    }
+
+    /// GET a small file (a mirror list, a mirror's config) whole, with up to `retries`
+    /// retries of transient failures; the error in ostree's words where it has them.
+    fn fetch_whole(&self, url: &str, retries: u32) -> Result<Vec<u8>, String> {
+        const CAP: u64 = 16 << 20;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.get_url(url, 0, None, CAP) {
+                Ok(Some(mut r)) => {
+                    let mut out = Vec::new();
+                    match r.body.read_to_end(&mut out) {
+                        Ok(_) => return Ok(out),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Ok(None) => return Err("Server returned HTTP 404".into()),
+                Err(FetchError::Fatal(e)) => return Err(e.to_string()),
+                Err(FetchError::Transient(m)) => m,
+                Err(FetchError::RangeNotSatisfiable) => "HTTP 416".into(),
+            };
+            if attempt > retries {
+                return Err(format!("{url}: {err}"));
+            }
+            std::thread::sleep(super::retry::backoff(attempt));
+        }
     }
 
     /// Whether `path` comes from the remote's `url` rather than its `contenturl`: what
@@ -471,20 +555,29 @@ impl HttpFetcher {
         last: Option<u64>,
         max_size: u64,
     ) -> Result<Option<Response>, FetchError> {
-        let base = self.bases_for(path).first().map_or("", String::as_str);
-        self.get_from(base, path, from, last, max_size)
+        // Each mirror in turn, until one serves the file: a mirror that is down or answers
+        // with an HTTP error (404 too) hands the request to the next, as in ostree; the
+        // last one's answer stands.
+        let mut result = Ok(None);
+        for base in self.bases_for(path) {
+            let url = format!("{base}/{}", path.trim_start_matches('/'));
+            result = self.get_url(&url, from, last, max_size);
+            if matches!(result, Ok(Some(_)) | Err(FetchError::RangeNotSatisfiable)) {
+                break;
+            }
+        }
+        result
     }
 
-    /// [`HttpFetcher::get`] from one server (`base`).
-    fn get_from(
+    /// [`HttpFetcher::get`] of one URL.
+    fn get_url(
         &self,
-        base: &str,
-        path: &str,
+        url: &str,
         from: u64,
         last: Option<u64>,
         max_size: u64,
     ) -> Result<Option<Response>, FetchError> {
-        let url = format!("{base}/{}", path.trim_start_matches('/'));
+        let url = url.to_string();
         let started = Instant::now();
         let mut req = self.agent.get(&url);
         for (k, v) in &self.headers {
