@@ -1988,3 +1988,162 @@ fn both_status_only(cwd: &Path, ro: &Path, rx: &Path, args: &[&str]) -> (Output,
     assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
     (o, x)
 }
+
+/// Run `openssl ARGS…` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (is it installed?)");
+    assert!(o.status.success(), "openssl {args:?}: {}", show_output(&o));
+}
+
+/// A CA (`ca.pem`), another CA (`other-ca.pem`), a server certificate for 127.0.0.1
+/// (`server.pem`, `server.key`) and a client certificate (`client.pem`, `client.key`), both
+/// signed by the first CA, in `dir`.
+fn make_pki(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for (name, cn) in [("ca", "oxtree test CA"), ("other-ca", "another CA")] {
+        let (key, pem, subj) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN={cn}"),
+        );
+        openssl(
+            dir,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem,
+                "-days", "2", "-subj", &subj,
+            ],
+        );
+    }
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("write");
+    // (client-v1: without extensions openssl makes an X.509 v1 certificate, which rustls
+    // does not use.)
+    for (name, ext) in [
+        ("server", Some("san.ext")),
+        ("client", Some("client.ext")),
+        ("client-v1", None),
+    ] {
+        let (key, csr, pem, subj) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("/CN={name}"),
+        );
+        openssl(
+            dir,
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj",
+                &subj,
+            ],
+        );
+        let mut args = vec![
+            "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", &pem, "-days", "2",
+        ];
+        if let Some(e) = ext {
+            args.extend(["-extfile", e]);
+        }
+        openssl(dir, &args);
+    }
+}
+
+/// The TLS options of a remote, over HTTPS served by nginx with a certificate from a
+/// private CA: without options both tools refuse the certificate (oxtree at once, naming
+/// the URL, without its retries); `tls-permissive=true` and `tls-ca-path=CA` pull; a
+/// `tls-ca-path` of another CA is refused (only that CA is trusted); a server that
+/// demands a client certificate refuses a client without one (HTTP 400) and takes
+/// `tls-client-cert-path` + `tls-client-key-path`; one of the two alone is ostree's error.
+/// The same outcome and refs as ostree each time.
+#[test]
+fn tls_options_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, [_, v2, _]) = fixture(t);
+    ostree(&["summary", "-u", &repo_arg(&fx)]);
+    let pki = t.join("pki");
+    make_pki(&pki);
+    let p = |f: &str| s(&pki.join(f)).to_string();
+    let (port, port_client) = (free_port(), free_port());
+    let ng = Nginx::start_servers(
+        &t.join("nginx"),
+        &format!(
+            "ssl_certificate {}; ssl_certificate_key {};\n\
+             server {{ listen 127.0.0.1:{port} ssl; root {root}; }}\n\
+             server {{ listen 127.0.0.1:{port_client} ssl; root {root}; ssl_client_certificate {}; ssl_verify_client on; }}",
+            p("server.pem"),
+            p("server.key"),
+            p("ca.pem"),
+            root = s(t),
+        ),
+        port,
+    );
+    let _ = &ng;
+    let url = format!("https://127.0.0.1:{port}/fixture");
+    let url_client = format!("https://127.0.0.1:{port_client}/fixture");
+    let ca = format!("tls-ca-path={}", p("ca.pem"));
+    let other_ca = format!("tls-ca-path={}", p("other-ca.pem"));
+    let cert = format!("tls-client-cert-path={}", p("client.pem"));
+    let key = format!("tls-client-key-path={}", p("client.key"));
+    let cases: Vec<(&str, Vec<&str>, bool)> = vec![
+        (&url, vec![], false),
+        (&url, vec!["tls-permissive=true"], true),
+        (&url, vec![&ca], true),
+        (&url, vec![&other_ca], false),
+        (&url_client, vec![&ca], false),
+        (&url_client, vec![&ca, &cert, &key], true),
+        (&url_client, vec![&ca, &cert], false),
+    ];
+    let cert_v1 = format!("tls-client-cert-path={}", p("client-v1.pem"));
+    let key_v1 = format!("tls-client-key-path={}", p("client-v1.key"));
+    for (url, opts, ok) in cases {
+        let (ro, rx) = twin_clients(t, "archive", "origin", url);
+        for r in [&ro, &rx] {
+            for kv in &opts {
+                let (k, v) = kv.split_once('=').expect("KEY=VALUE");
+                ostree(&["config", &repo_arg(r), "set", &format!("remote \"origin\".{k}"), v]);
+            }
+        }
+        let what = format!("{url} {opts:?}");
+        let (o, x) = both_status_only(t, &ro, &rx, &["pull", "origin", "main"]);
+        assert_eq!(o.status.success(), ok, "{what}: {}", show_output(&o));
+        if ok {
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{what}");
+            assert_eq!(
+                ostree(&["rev-parse", &repo_arg(&rx), "origin:main"]),
+                v2,
+                "{what}"
+            );
+            continue;
+        }
+        let e = err_line(&x).unwrap_or_default();
+        if opts.len() == 2 {
+            assert_eq!(err_line(&o), err_line(&x), "{what}");
+        } else if url.contains(&port_client.to_string()) {
+            assert!(e.contains("HTTP 400"), "{what}: {}", show_output(&x));
+        } else {
+            // A certificate error is permanent: no retries.
+            assert!(
+                e.contains(&format!("{url}/")) && e.contains("certificate") && !e.contains("gave up"),
+                "{what}: {}",
+                show_output(&x)
+            );
+        }
+    }
+    // An X.509 v1 client certificate (ostree's OpenSSL takes it, rustls does not): a
+    // clear error naming the file, no panic.
+    let (_, rx) = twin_clients(t, "archive", "origin", &url_client);
+    for kv in [&ca, &cert_v1, &key_v1] {
+        let (k, v) = kv.split_once('=').expect("KEY=VALUE");
+        ostree(&["config", &repo_arg(&rx), "set", &format!("remote \"origin\".{k}"), v]);
+    }
+    let (_, e) = ox_fail(&["pull", &repo_arg(&rx), "origin", "main"]);
+    assert!(
+        e.contains("client-v1.pem") && e.contains("unusable client certificate"),
+        "{e}"
+    );
+}

@@ -16,9 +16,10 @@
 //!   `Content-Length` fails before any byte is read, and a body without one fails as soon
 //!   as it passes the bound (one byte past it is read, no more).
 
-use crate::error::Error;
+use crate::error::{Error, IoContext};
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,18 @@ pub struct FetchOptions {
     pub request_deadline: Option<Duration>,
     /// The User-Agent header (`pull --append-user-agent` adds to it).
     pub user_agent: String,
+    /// Accept any server certificate (the remote's `tls-permissive`).
+    pub tls_permissive: bool,
+    /// Trust only the CA certificates in this PEM file, instead of the built-in roots (the
+    /// remote's `tls-ca-path`; libcurl's CAINFO, which ostree sets from it, replaces the
+    /// bundle too).
+    pub tls_ca_path: Option<PathBuf>,
+    /// A client certificate (PEM, its chain may follow) and its private key (the remote's
+    /// `tls-client-cert-path` and `tls-client-key-path`).
+    pub tls_client_cert: Option<(PathBuf, PathBuf)>,
+    /// Send every request through this HTTP proxy (the remote's `proxy`, as
+    /// `http://HOST:PORT`); otherwise the environment's (`http_proxy`, …).
+    pub proxy: Option<String>,
 }
 
 impl Default for FetchOptions {
@@ -115,6 +128,10 @@ impl Default for FetchOptions {
             low_speed_time: Duration::from_secs(30),
             request_deadline: Some(Duration::from_secs(3600)),
             user_agent: concat!("oxtree/", env!("CARGO_PKG_VERSION")).to_string(),
+            tls_permissive: false,
+            tls_ca_path: None,
+            tls_client_cert: None,
+            proxy: None,
         }
     }
 }
@@ -150,6 +167,28 @@ impl FetchOptions {
         if let Some(v) = num("low-speed-time-seconds")? {
             o.low_speed_time = Duration::from_secs(v.max(1));
         }
+        o.tls_permissive = repo.remote_bool(remote, "tls-permissive", false);
+        let path = |key: &str| {
+            repo.remote_option(remote, key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        o.tls_ca_path = path("tls-ca-path");
+        o.tls_client_cert = match (path("tls-client-cert-path"), path("tls-client-key-path")) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                // ostree's words.
+                return Err(Error::Other(format!(
+                    "Remote \"{remote}\" must specify both \"tls-client-cert-path\" and \"tls-client-key-path\""
+                )))
+            }
+        };
+        o.proxy = repo
+            .remote_option(remote, "proxy")
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
         Ok(o)
     }
 }
@@ -256,6 +295,8 @@ pub struct HttpFetcher {
     content: Vec<String>,
     agent: ureq::Agent,
     opts: FetchOptions,
+    /// Built from `opts` once (the certificate files read, the proxy URL parsed).
+    transport: Transport,
     /// Sent with every request (the remote's cookies).
     headers: Vec<(String, String)>,
     /// Bytes of 404 bodies (ostree counts them in its "transferred" figure).
@@ -278,7 +319,7 @@ impl HttpFetcher {
 
     pub fn with_options(url: &str, opts: FetchOptions) -> crate::Result<HttpFetcher> {
         let base = http_base(url)?;
-        Ok(HttpFetcher::build(vec![base.clone()], vec![base], opts))
+        HttpFetcher::build(vec![base.clone()], vec![base], opts)
     }
 
     /// A remote's fetcher: metadata from `url`, content from `contenturl` (when given),
@@ -292,7 +333,7 @@ impl HttpFetcher {
         headers: Vec<(String, String)>,
         retries: u32,
     ) -> crate::Result<HttpFetcher> {
-        let mut f = HttpFetcher::build(Vec::new(), Vec::new(), opts);
+        let mut f = HttpFetcher::build(Vec::new(), Vec::new(), opts)?;
         f.headers = headers;
         f.meta = f.mirrors(url, retries)?;
         f.content = match contenturl {
@@ -302,16 +343,22 @@ impl HttpFetcher {
         Ok(f)
     }
 
-    fn build(meta: Vec<String>, content: Vec<String>, opts: FetchOptions) -> HttpFetcher {
-        HttpFetcher {
+    fn build(
+        meta: Vec<String>,
+        content: Vec<String>,
+        opts: FetchOptions,
+    ) -> crate::Result<HttpFetcher> {
+        let transport = Transport::new(&opts)?;
+        Ok(HttpFetcher {
             meta,
             content,
-            agent: agent(&opts),
+            agent: agent(&opts, &transport),
+            transport,
             opts,
             headers: Vec::new(),
             not_found_bytes: std::sync::atomic::AtomicU64::new(0),
             min_wait_us: std::sync::atomic::AtomicU64::new(u64::MAX),
-        }
+        })
     }
 
     /// The servers `url` names, in order: itself, or for `mirrorlist=LIST` the mirrors
@@ -415,7 +462,7 @@ impl HttpFetcher {
     /// Set the deadline of a whole request (`None`: none).
     pub fn request_deadline(mut self, deadline: Option<Duration>) -> Self {
         self.opts.request_deadline = deadline;
-        self.agent = agent(&self.opts);
+        self.agent = agent(&self.opts, &self.transport);
         self
     }
 
@@ -433,8 +480,109 @@ impl HttpFetcher {
     }
 }
 
-fn agent(opts: &FetchOptions) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
+/// The TLS settings and proxy of a fetcher's agent.
+#[derive(Debug, Clone)]
+struct Transport {
+    tls: ureq::tls::TlsConfig,
+    /// `None`: the environment's, as ureq reads it.
+    proxy: Option<ureq::Proxy>,
+}
+
+impl Transport {
+    fn new(opts: &FetchOptions) -> crate::Result<Transport> {
+        use ureq::tls::{ClientCert, PemItem, RootCerts, TlsConfig};
+        let mut tls = TlsConfig::builder().disable_verification(opts.tls_permissive);
+        if let Some(p) = &opts.tls_ca_path {
+            let certs = pem_certs(p)?;
+            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+        }
+        if let Some((cert, key)) = &opts.tls_client_cert {
+            let chain = pem_certs(cert)?;
+            let bytes = std::fs::read(key).ctx("read", key)?;
+            let key = ureq::tls::parse_pem(&bytes)
+                .find_map(|i| match i {
+                    Ok(PemItem::PrivateKey(k)) => Some(k),
+                    _ => None,
+                })
+                .ok_or_else(|| Error::Config {
+                    path: key.clone(),
+                    msg: "no PEM private key in the file (tls-client-key-path)".into(),
+                })?;
+            check_client_cert(&chain, &bytes, cert)?;
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        let proxy = opts
+            .proxy
+            .as_deref()
+            .map(|p| {
+                ureq::Proxy::new(p).map_err(|e| {
+                    Error::InvalidArgument(format!("proxy {p:?}: {e} (expected http://HOST:PORT)"))
+                })
+            })
+            .transpose()?;
+        Ok(Transport {
+            tls: tls.build(),
+            proxy,
+        })
+    }
+}
+
+/// Refuse a client certificate and key that rustls will not use (an X.509 v1 certificate,
+/// a key of an unsupported kind): ureq would panic on them when it first connects.
+fn check_client_cert(
+    chain: &[ureq::tls::Certificate<'static>],
+    key_pem: &[u8],
+    path: &Path,
+) -> crate::Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let refuse = |msg: String| Error::Config {
+        path: path.to_path_buf(),
+        msg: format!("unusable client certificate or key (tls-client-cert-path, tls-client-key-path): {msg}"),
+    };
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| refuse(format!("{e:?}")))?;
+    let chain = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der()).into_owned())
+        .collect();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(|e| refuse(e.to_string()))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(chain, key_der)
+        .map(|_| ())
+        .map_err(|e| refuse(e.to_string()))
+}
+
+/// The certificates of a PEM file (at least one).
+fn pem_certs(p: &Path) -> crate::Result<Vec<ureq::tls::Certificate<'static>>> {
+    let bytes = std::fs::read(p).ctx("read", p)?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&bytes) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::Config {
+                    path: p.to_path_buf(),
+                    msg: format!("not a PEM file: {e}"),
+                })
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::Config {
+            path: p.to_path_buf(),
+            msg: "no PEM certificate in the file".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn agent(opts: &FetchOptions, transport: &Transport) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .tls_config(transport.tls.clone())
         .http_status_as_error(false)
         .timeout_connect(Some(opts.timeout))
         .timeout_recv_response(Some(opts.timeout))
@@ -447,8 +595,11 @@ fn agent(opts: &FetchOptions) -> ureq::Agent {
         // and 64 KiB still holds the largest response head ureq accepts.
         .input_buffer_size(64 << 10)
         .output_buffer_size(16 << 10)
-        .user_agent(opts.user_agent.as_str())
-        .build();
+        .user_agent(opts.user_agent.as_str());
+    if transport.proxy.is_some() {
+        config = config.proxy(transport.proxy.clone());
+    }
+    let config = config.build();
     ureq::Agent::with_parts(
         config,
         ureq::unversioned::transport::DefaultConnector::default(),
@@ -601,6 +752,14 @@ impl HttpFetcher {
             Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err(FetchError::Fatal(Error::Other(format!("{url}: {e}"))))
             }
+            // A certificate the client does not trust (or a handshake the server refuses)
+            // fails the same way every time: at once, not after the retries.
+            Err(e) if tls_failure(&e).is_some() => {
+                return Err(FetchError::Fatal(Error::Other(format!(
+                    "{url}: TLS: {} (check the server's certificate, or the remote's tls-ca-path; tls-permissive=true skips the check)",
+                    tls_failure(&e).unwrap_or_default()
+                ))))
+            }
             Err(e) => return Err(FetchError::Transient(format!("{url}: {e}"))),
         };
         let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -662,6 +821,19 @@ impl HttpFetcher {
             restarted,
             total,
         }))
+    }
+}
+
+/// What went wrong in a TLS handshake, if `e` is such a failure.
+fn tls_failure(e: &ureq::Error) -> Option<String> {
+    match e {
+        ureq::Error::Rustls(r) => Some(r.to_string()),
+        ureq::Error::Tls(m) => Some(m.to_string()),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .map(ToString::to_string),
+        _ => None,
     }
 }
 
