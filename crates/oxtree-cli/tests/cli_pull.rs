@@ -1763,7 +1763,13 @@ fn take_requests(log: &Path) -> Vec<(String, u16)> {
         .filter_map(|l| {
             let mut f = l.split('"').nth(1)?.split(' ');
             let path = f.nth(1)?.to_string();
-            let status = l.split('"').nth(2)?.split_whitespace().next()?.parse().ok()?;
+            let status = l
+                .split('"')
+                .nth(2)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
             Some((path, status))
         })
         .collect()
@@ -1862,7 +1868,13 @@ fn contenturl_as_ostree() {
     let (ro, rx) = twin_clients(t, "archive", "origin", &meta_url);
     for r in [&ro, &rx] {
         let ra = repo_arg(r);
-        ostree(&["config", &ra, "set", "remote \"origin\".contenturl", &meta_url]);
+        ostree(&[
+            "config",
+            &ra,
+            "set",
+            "remote \"origin\".contenturl",
+            &meta_url,
+        ]);
     }
     let url_arg = format!("--url={srv_url}");
     both_status(t, &ro, &rx, &["pull", &url_arg, "origin", "main"]);
@@ -1945,7 +1957,13 @@ fn mirrorlists_as_ostree() {
         let (ro, rx) = twin_clients(t, "archive", "origin", &format!("{h}/meta"));
         for r in [&ro, &rx] {
             let ra = repo_arg(r);
-            ostree(&["config", &ra, "set", "remote \"origin\".contenturl", &ml(name)]);
+            ostree(&[
+                "config",
+                &ra,
+                "set",
+                "remote \"origin\".contenturl",
+                &ml(name),
+            ]);
         }
         both_status(t, &ro, &rx, &["pull", "origin", "main"]);
     }
@@ -2041,8 +2059,19 @@ fn make_pki(dir: &Path) {
             ],
         );
         let mut args = vec![
-            "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", &pem, "-days", "2",
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
         ];
         if let Some(e) = ext {
             args.extend(["-extfile", e]);
@@ -2105,7 +2134,13 @@ fn tls_options_as_ostree() {
         for r in [&ro, &rx] {
             for kv in &opts {
                 let (k, v) = kv.split_once('=').expect("KEY=VALUE");
-                ostree(&["config", &repo_arg(r), "set", &format!("remote \"origin\".{k}"), v]);
+                ostree(&[
+                    "config",
+                    &repo_arg(r),
+                    "set",
+                    &format!("remote \"origin\".{k}"),
+                    v,
+                ]);
             }
         }
         let what = format!("{url} {opts:?}");
@@ -2128,7 +2163,9 @@ fn tls_options_as_ostree() {
         } else {
             // A certificate error is permanent: no retries.
             assert!(
-                e.contains(&format!("{url}/")) && e.contains("certificate") && !e.contains("gave up"),
+                e.contains(&format!("{url}/"))
+                    && e.contains("certificate")
+                    && !e.contains("gave up"),
                 "{what}: {}",
                 show_output(&x)
             );
@@ -2139,11 +2176,185 @@ fn tls_options_as_ostree() {
     let (_, rx) = twin_clients(t, "archive", "origin", &url_client);
     for kv in [&ca, &cert_v1, &key_v1] {
         let (k, v) = kv.split_once('=').expect("KEY=VALUE");
-        ostree(&["config", &repo_arg(&rx), "set", &format!("remote \"origin\".{k}"), v]);
+        ostree(&[
+            "config",
+            &repo_arg(&rx),
+            "set",
+            &format!("remote \"origin\".{k}"),
+            v,
+        ]);
     }
     let (_, e) = ox_fail(&["pull", &repo_arg(&rx), "origin", "main"]);
     assert!(
         e.contains("client-v1.pem") && e.contains("unusable client certificate"),
         "{e}"
     );
+}
+
+/// A forward HTTP proxy on a loopback port, enough for both clients: `CONNECT host:port`
+/// tunnels (ureq sends every request so) and absolute-form `GET http://…` requests
+/// (libcurl's way for http:// URLs), each forwarded on a new connection. Counts the
+/// requests it has taken; runs until the test ends.
+struct Proxy {
+    port: u16,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = requests.clone();
+        let pump = |mut from: TcpStream, mut to: TcpStream| {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from, &mut to);
+                let _ = to.shutdown(std::net::Shutdown::Write);
+            })
+        };
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let end = line == "\r\n" || line == "\n";
+                        head.push(line);
+                        if end {
+                            break;
+                        }
+                    }
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let mut first = head[0].split_whitespace();
+                    let (method, target) = (
+                        first.next().unwrap_or_default().to_string(),
+                        first.next().unwrap_or_default().to_string(),
+                    );
+                    let mut client = conn;
+                    if method == "CONNECT" {
+                        let Ok(upstream) = TcpStream::connect(&target) else {
+                            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                            return;
+                        };
+                        let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                        // (Anything the client sent after the head is in the reader's
+                        // buffer: a TLS-less tunnel client waits for the 200 first.)
+                        pump(
+                            upstream.try_clone().expect("clone"),
+                            client.try_clone().expect("clone"),
+                        );
+                        pump(client, upstream).join().ok();
+                        return;
+                    }
+                    let Some(rest) = target.strip_prefix("http://") else {
+                        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+                        return;
+                    };
+                    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    let Ok(mut upstream) = TcpStream::connect(authority) else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                        return;
+                    };
+                    let mut req = format!(
+                        "{method} {} HTTP/1.1\r\n",
+                        if path.is_empty() { "/" } else { path }
+                    );
+                    for h in &head[1..head.len() - 1] {
+                        let name = h.split(':').next().unwrap_or_default().to_ascii_lowercase();
+                        if name != "connection" && name != "proxy-connection" {
+                            req.push_str(h);
+                        }
+                    }
+                    req.push_str("Connection: close\r\n\r\n");
+                    if upstream.write_all(req.as_bytes()).is_err() {
+                        return;
+                    }
+                    let _ = std::io::copy(&mut upstream, &mut client);
+                });
+            }
+        });
+        Proxy { port, requests }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A remote's `proxy=`: through a proxy that is not there both tools fail (oxtree naming
+/// the URL); through a working one both pull the same refs, each having sent its requests
+/// through it (the proxy counts them: CONNECT tunnels from oxtree, absolute-form GETs
+/// from ostree's libcurl).
+#[test]
+fn proxy_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, [_, v2, _]) = fixture(t);
+    ostree(&["summary", "-u", &repo_arg(&fx)]);
+    let ng = Nginx::start(t, &t.join("nginx"));
+    let url = format!("{}/fixture", ng.url);
+    let proxy = Proxy::start();
+    for (proxy_url, ok) in [
+        ("http://127.0.0.1:1".to_string(), false),
+        (format!("http://127.0.0.1:{}", proxy.port), true),
+    ] {
+        for mode in ["archive", "bare-user"] {
+            let (ro, rx) = twin_clients(t, mode, "origin", &url);
+            for r in [&ro, &rx] {
+                ostree(&[
+                    "config",
+                    &repo_arg(r),
+                    "set",
+                    "remote \"origin\".proxy",
+                    &proxy_url,
+                ]);
+            }
+            let what = format!("{mode} proxy={proxy_url}");
+            let before = proxy.requests();
+            let o = run_repo(Path::new("ostree"), t, &ro, &["pull", "origin", "main"]);
+            let through_o = proxy.requests() - before;
+            let x = run_repo(&oxtree_bin(), t, &rx, &["pull", "origin", "main"]);
+            let through_x = proxy.requests() - before - through_o;
+            assert_eq!(
+                o.status.success(),
+                ok,
+                "{what}: ostree: {}",
+                show_output(&o)
+            );
+            assert_eq!(
+                x.status.success(),
+                ok,
+                "{what}: oxtree: {}",
+                show_output(&x)
+            );
+            assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+            if !ok {
+                let e = err_line(&x).unwrap_or_default();
+                assert!(
+                    e.contains(&format!("{url}/")),
+                    "{what}: {}",
+                    show_output(&x)
+                );
+                continue;
+            }
+            assert!(
+                through_o > 0 && through_x > 0,
+                "{what}: {through_o} {through_x}"
+            );
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{what}");
+            assert_eq!(
+                ostree(&["rev-parse", &repo_arg(&rx), "origin:main"]),
+                v2,
+                "{what}"
+            );
+        }
+    }
 }

@@ -182,7 +182,7 @@ impl FetchOptions {
                 // ostree's words.
                 return Err(Error::Other(format!(
                     "Remote \"{remote}\" must specify both \"tls-client-cert-path\" and \"tls-client-key-path\""
-                )))
+                )));
             }
         };
         o.proxy = repo
@@ -538,7 +538,9 @@ fn check_client_cert(
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let refuse = |msg: String| Error::Config {
         path: path.to_path_buf(),
-        msg: format!("unusable client certificate or key (tls-client-cert-path, tls-client-key-path): {msg}"),
+        msg: format!(
+            "unusable client certificate or key (tls-client-cert-path, tls-client-key-path): {msg}"
+        ),
     };
     let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| refuse(format!("{e:?}")))?;
     let chain = chain
