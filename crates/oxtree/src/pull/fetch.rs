@@ -998,6 +998,32 @@ mod tests {
     }
 
     #[test]
+    fn metadata_comes_from_url_and_the_rest_from_contenturl() {
+        for p in [
+            "config",
+            "summary",
+            "summary.sig",
+            "/summary",
+            "refs/heads/main",
+            "objects/ab/cdef.commitmeta",
+        ] {
+            assert!(HttpFetcher::is_metadata(p), "{p}");
+        }
+        for p in [
+            "objects/ab/cdef.commit",
+            "objects/ab/cdef.dirtree",
+            "objects/ab/cdef.dirmeta",
+            "objects/ab/cdef.filez",
+            "delta-indexes/Ay/xyz.index",
+            "deltas/Ay/xyz/superblock",
+            "deltas/Ay/xyz/0",
+            "summary.sig.tmp",
+        ] {
+            assert!(!HttpFetcher::is_metadata(p), "{p}");
+        }
+    }
+
+    #[test]
     fn each_host_is_looked_up_once_and_failures_are_not_remembered() {
         let r = CachingResolver::<Counting>::default();
         for _ in 0..100 {
