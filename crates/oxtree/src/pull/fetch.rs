@@ -3,6 +3,11 @@
 //! HTTP(S) implementation over one shared `ureq` agent, whose connection pool keeps
 //! connections alive across the worker threads.
 //!
+//! A remote's settings that shape the transport, as ostree reads them: `contenturl`
+//! (objects and deltas from another server than the metadata), `mirrorlist=` URLs (a list
+//! of mirrors, each request going down it until one answers), `tls-permissive`,
+//! `tls-ca-path`, `tls-client-cert-path`/`tls-client-key-path`, and `proxy`.
+//!
 //! A hostile or broken server must not be able to hold a pull forever or fill memory
 //! (security review M1, H3), so every HTTP response is guarded:
 //! - each read of the body has a timeout ([`FetchOptions::timeout`]);
