@@ -2291,7 +2291,8 @@ impl Proxy {
 /// A remote's `proxy=`: through a proxy that is not there both tools fail (oxtree naming
 /// the URL); through a working one both pull the same refs, each having sent its requests
 /// through it (the proxy counts them: CONNECT tunnels from oxtree, absolute-form GETs
-/// from ostree's libcurl).
+/// from ostree's libcurl). A SOCKS proxy or a value that is no URL is refused by oxtree
+/// with the setting named.
 #[test]
 fn proxy_as_ostree() {
     require_ostree();
@@ -2356,5 +2357,18 @@ fn proxy_as_ostree() {
                 "{what}"
             );
         }
+    } // What oxtree cannot use is refused with the setting named, no panic: a SOCKS proxy
+      // (ostree's libcurl has them) and a value that is no URL.
+    for bad in ["socks5://127.0.0.1:1", "not a url"] {
+        let (_, rx) = twin_clients(t, "archive", "origin", &url);
+        ostree(&[
+            "config",
+            &repo_arg(&rx),
+            "set",
+            "remote \"origin\".proxy",
+            bad,
+        ]);
+        let (_, e) = ox_fail(&["pull", &repo_arg(&rx), "origin", "main"]);
+        assert!(e.contains(&format!("proxy {bad:?}")), "{bad}: {e}");
     }
 }

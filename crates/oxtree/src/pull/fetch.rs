@@ -520,9 +520,16 @@ impl Transport {
             .proxy
             .as_deref()
             .map(|p| {
-                ureq::Proxy::new(p).map_err(|e| {
+                let proxy = ureq::Proxy::new(p).map_err(|e| {
                     Error::InvalidArgument(format!("proxy {p:?}: {e} (expected http://HOST:PORT)"))
-                })
+                })?;
+                // ureq is built without SOCKS support (it would panic on such a proxy).
+                match proxy.protocol() {
+                    ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https => Ok(proxy),
+                    _ => Err(Error::InvalidArgument(format!(
+                        "proxy {p:?}: oxtree supports only HTTP proxies (http://HOST:PORT)"
+                    ))),
+                }
             })
             .transpose()?;
         Ok(Transport {
