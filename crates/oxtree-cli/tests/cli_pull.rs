@@ -1753,3 +1753,622 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The requests nginx logged since `log` was last truncated: (path, status) each. Truncates
+/// it again.
+fn take_requests(log: &Path) -> Vec<(String, u16)> {
+    let text = std::fs::read_to_string(log).expect("access log");
+    std::fs::write(log, b"").expect("truncate log");
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('"').nth(1)?.split(' ');
+            let path = f.nth(1)?.to_string();
+            let status = l
+                .split('"')
+                .nth(2)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some((path, status))
+        })
+        .collect()
+}
+
+/// `contenturl`: ostree fetches the summary, its signature, the config (and refs and
+/// detached metadata) from `url`, and objects, delta indexes, superblocks and parts from
+/// `contenturl`. With `url` a directory holding only the config and summary and
+/// `contenturl` the repository, both tools pull (objects into an archive repository, a
+/// static delta into a bare-user one), take every object and delta from `contenturl`, and
+/// end with the same refs; the other way round both fail (oxtree naming the object's URL
+/// below `contenturl`). `--url`
+/// replaces both URLs, as in ostree.
+#[test]
+fn contenturl_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, [_, v2, _]) = fixture(t);
+    let fa = repo_arg(&fx);
+    ostree(&["static-delta", "generate", &fa, "--empty", "--to=main"]);
+    ostree(&["summary", "-u", &fa]);
+    let meta = t.join("meta");
+    std::fs::create_dir_all(&meta).expect("mkdir");
+    for f in ["config", "summary"] {
+        std::fs::copy(fx.join(f), meta.join(f)).expect("copy");
+    }
+    let ng = Nginx::start(t, &t.join("nginx"));
+    let (srv_url, meta_url) = (format!("{}/fixture", ng.url), format!("{}/meta", ng.url));
+    for mode in ["archive", "bare-user"] {
+        for (url, content, ok) in [(&meta_url, &srv_url, true), (&srv_url, &meta_url, false)] {
+            let (ro, rx) = twin_clients(t, mode, "origin", url);
+            for r in [&ro, &rx] {
+                ostree(&[
+                    "config",
+                    &repo_arg(r),
+                    "set",
+                    "remote \"origin\".contenturl",
+                    content,
+                ]);
+            }
+            let _ = take_requests(&ng.access_log);
+            let o = run_repo(Path::new("ostree"), t, &ro, &["pull", "origin", "main"]);
+            let log_o = take_requests(&ng.access_log);
+            let x = run_repo(&oxtree_bin(), t, &rx, &["pull", "origin", "main"]);
+            let log_x = take_requests(&ng.access_log);
+            let what = format!("{mode} url={url} contenturl={content}");
+            assert_eq!(
+                o.status.success(),
+                ok,
+                "{what}: ostree: {}",
+                show_output(&o)
+            );
+            assert_eq!(
+                x.status.success(),
+                ok,
+                "{what}: oxtree: {}",
+                show_output(&x)
+            );
+            assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+            if !ok {
+                // (ostree's words depend on nginx's 404 page: "Server returned HTTP 404", or
+                // "exceeded maximum size of 150 bytes" where it reads the page as the
+                // commit.) oxtree names the object's URL below contenturl.
+                let e = err_line(&x).unwrap_or_default();
+                assert!(
+                    e.contains(&format!("{content}/objects/")) && e.contains("not found"),
+                    "{what}: {}",
+                    show_output(&x)
+                );
+                continue;
+            }
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{what}");
+            assert_eq!(
+                ostree(&["rev-parse", &repo_arg(&rx), "origin:main"]),
+                v2,
+                "{what}"
+            );
+            for (tool, log) in [("ostree", &log_o), ("oxtree", &log_x)] {
+                let served: Vec<&String> = log
+                    .iter()
+                    .filter(|(_, st)| *st == 200 || *st == 206)
+                    .map(|(p, _)| p)
+                    .collect();
+                for p in &served {
+                    let from_meta = p.starts_with("/meta/");
+                    let metadata = p.ends_with("/summary") || p.ends_with("/config");
+                    assert_eq!(from_meta, metadata, "{what}: {tool} fetched {p}: {log:?}");
+                }
+                let delta = served.iter().any(|p| p.contains("/deltas/"));
+                assert_eq!(delta, mode == "bare-user", "{what}: {tool}: {log:?}");
+            }
+        }
+    }
+    // --url replaces both.
+    let (ro, rx) = twin_clients(t, "archive", "origin", &meta_url);
+    for r in [&ro, &rx] {
+        let ra = repo_arg(r);
+        ostree(&[
+            "config",
+            &ra,
+            "set",
+            "remote \"origin\".contenturl",
+            &meta_url,
+        ]);
+    }
+    let url_arg = format!("--url={srv_url}");
+    both_status(t, &ro, &rx, &["pull", &url_arg, "origin", "main"]);
+    assert_eq!(all_refs(&ro), all_refs(&rx));
+}
+
+/// `url=mirrorlist=LIST` and `contenturl=mirrorlist=LIST`: both tools fetch the list, skip
+/// its comments, blank lines, non-HTTP lines and the mirrors before the first one that
+/// serves a `config` (a dead one, one without a repository), and pull from the rest, into
+/// an archive repository (objects) and a bare-user one (a static delta), with the same
+/// refs; `remote refs` goes through the list too. A list that is not there, or holds no
+/// usable mirror, fails with ostree's error line. A request a mirror fails (404 here) goes
+/// to the next one: oxtree pulls; ostree 2022.7 appends the first mirror's 404 page to the
+/// next mirror's answer and fails, so that case checks oxtree alone.
+#[test]
+fn mirrorlists_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, [_, v2, _]) = fixture(t);
+    let fa = repo_arg(&fx);
+    ostree(&["static-delta", "generate", &fa, "--empty", "--to=main"]);
+    ostree(&["summary", "-u", &fa]);
+    let meta = t.join("meta");
+    std::fs::create_dir_all(t.join("empty")).expect("mkdir");
+    std::fs::create_dir_all(&meta).expect("mkdir");
+    for f in ["config", "summary"] {
+        std::fs::copy(fx.join(f), meta.join(f)).expect("copy");
+    }
+    let ng = Nginx::start(t, &t.join("nginx"));
+    let h = &ng.url;
+    let lists = [
+        (
+            "mlist",
+            format!(
+                "# mirrors of the fixture\n\nhttp://127.0.0.1:1/dead\nftp://example.org/x\n{h}/empty\n{h}/fixture/\n"
+            ),
+        ),
+        ("emptylist", "# nothing yet\n\n".to_string()),
+        (
+            "badlist",
+            format!("http://127.0.0.1:1/dead\nftp://example.org/x\n{h}/empty\n"),
+        ),
+        ("metafirst", format!("{h}/meta\n{h}/fixture\n")),
+    ];
+    for (name, text) in &lists {
+        std::fs::write(t.join(name), text).expect("write list");
+    }
+    let ml = |name: &str| format!("mirrorlist={h}/{name}");
+    for mode in ["archive", "bare-user"] {
+        // url a mirror list; then url the metadata only and contenturl a mirror list.
+        for (url, content) in [
+            (ml("mlist"), None),
+            (format!("{h}/meta"), Some(ml("mlist"))),
+        ] {
+            let (ro, rx) = twin_clients(t, mode, "origin", &url);
+            if let Some(c) = &content {
+                for r in [&ro, &rx] {
+                    let ra = repo_arg(r);
+                    ostree(&["config", &ra, "set", "remote \"origin\".contenturl", c]);
+                }
+            }
+            let what = format!("{mode} url={url} contenturl={content:?}");
+            let (o, _) = both_status(t, &ro, &rx, &["pull", "origin", "main"]);
+            assert!(o.status.success(), "{what}: {}", show_output(&o));
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{what}");
+            assert_eq!(
+                ostree(&["rev-parse", &repo_arg(&rx), "origin:main"]),
+                v2,
+                "{what}"
+            );
+            both_norm(t, &ro, &rx, &["remote", "refs", "origin"], &sorted_lines);
+        }
+    }
+    // Lists that are not there or list no usable mirror: ostree's words.
+    for name in ["nolist", "emptylist", "badlist"] {
+        let (ro, rx) = twin_clients(t, "archive", "origin", &ml(name));
+        let (o, _) = both_status(t, &ro, &rx, &["pull", "origin", "main"]);
+        assert!(!o.status.success(), "{name}");
+        let (ro, rx) = twin_clients(t, "archive", "origin", &format!("{h}/meta"));
+        for r in [&ro, &rx] {
+            let ra = repo_arg(r);
+            ostree(&[
+                "config",
+                &ra,
+                "set",
+                "remote \"origin\".contenturl",
+                &ml(name),
+            ]);
+        }
+        both_status(t, &ro, &rx, &["pull", "origin", "main"]);
+    }
+    // A list on a server that is not there: both fail, oxtree naming the list.
+    let dead = "mirrorlist=http://127.0.0.1:1/list";
+    let (ro, rx) = twin_clients(t, "archive", "origin", dead);
+    let (_, x) = both_status_only(t, &ro, &rx, &["pull", "origin", "main"]);
+    let e = err_line(&x).unwrap_or_default();
+    assert!(
+        e.contains("While fetching mirrorlist 'http://127.0.0.1:1/list'"),
+        "{}",
+        show_output(&x)
+    );
+    // The first mirror has only the config and summary: every object request moves on
+    // to the second.
+    for mode in ["archive", "bare-user"] {
+        let (_, rx) = twin_clients(t, mode, "origin", &ml("metafirst"));
+        let x = run_repo(&oxtree_bin(), t, &rx, &["pull", "origin", "main"]);
+        assert!(x.status.success(), "{mode}: {}", show_output(&x));
+        assert_eq!(
+            ostree(&["rev-parse", &repo_arg(&rx), "origin:main"]),
+            v2,
+            "{mode}"
+        );
+        ostree(&["fsck", &repo_arg(&rx)]);
+    }
+}
+
+/// Both tools fail or succeed alike (error lines not compared).
+fn both_status_only(cwd: &Path, ro: &Path, rx: &Path, args: &[&str]) -> (Output, Output) {
+    let o = run_repo(Path::new("ostree"), cwd, ro, args);
+    let x = run_repo(&oxtree_bin(), cwd, rx, args);
+    assert_eq!(
+        o.status.success(),
+        x.status.success(),
+        "{args:?}\nostree: {}\noxtree: {}",
+        show_output(&o),
+        show_output(&x)
+    );
+    assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+    (o, x)
+}
+
+/// Run `openssl ARGS…` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (is it installed?)");
+    assert!(o.status.success(), "openssl {args:?}: {}", show_output(&o));
+}
+
+/// A CA (`ca.pem`), another CA (`other-ca.pem`), a server certificate for 127.0.0.1
+/// (`server.pem`, `server.key`) and a client certificate (`client.pem`, `client.key`), both
+/// signed by the first CA, in `dir`.
+fn make_pki(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for (name, cn) in [("ca", "oxtree test CA"), ("other-ca", "another CA")] {
+        let (key, pem, subj) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN={cn}"),
+        );
+        openssl(
+            dir,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem,
+                "-days", "2", "-subj", &subj,
+            ],
+        );
+    }
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write");
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("write");
+    // (client-v1: without extensions openssl makes an X.509 v1 certificate, which rustls
+    // does not use.)
+    for (name, ext) in [
+        ("server", Some("san.ext")),
+        ("client", Some("client.ext")),
+        ("client-v1", None),
+    ] {
+        let (key, csr, pem, subj) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("/CN={name}"),
+        );
+        openssl(
+            dir,
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj",
+                &subj,
+            ],
+        );
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+        ];
+        if let Some(e) = ext {
+            args.extend(["-extfile", e]);
+        }
+        openssl(dir, &args);
+    }
+}
+
+/// The TLS options of a remote, over HTTPS served by nginx with a certificate from a
+/// private CA: without options both tools refuse the certificate (oxtree at once, naming
+/// the URL, without its retries); `tls-permissive=true` and `tls-ca-path=CA` pull; a
+/// `tls-ca-path` of another CA is refused (only that CA is trusted); a server that
+/// demands a client certificate refuses a client without one (HTTP 400) and takes
+/// `tls-client-cert-path` + `tls-client-key-path`; one of the two alone is ostree's error.
+/// The same outcome and refs as ostree each time.
+#[test]
+fn tls_options_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, [_, v2, _]) = fixture(t);
+    ostree(&["summary", "-u", &repo_arg(&fx)]);
+    let pki = t.join("pki");
+    make_pki(&pki);
+    let p = |f: &str| s(&pki.join(f)).to_string();
+    let (port, port_client) = (free_port(), free_port());
+    let ng = Nginx::start_servers(
+        &t.join("nginx"),
+        &format!(
+            "ssl_certificate {}; ssl_certificate_key {};\n\
+             server {{ listen 127.0.0.1:{port} ssl; root {root}; }}\n\
+             server {{ listen 127.0.0.1:{port_client} ssl; root {root}; ssl_client_certificate {}; ssl_verify_client on; }}",
+            p("server.pem"),
+            p("server.key"),
+            p("ca.pem"),
+            root = s(t),
+        ),
+        port,
+    );
+    let _ = &ng;
+    let url = format!("https://127.0.0.1:{port}/fixture");
+    let url_client = format!("https://127.0.0.1:{port_client}/fixture");
+    let ca = format!("tls-ca-path={}", p("ca.pem"));
+    let other_ca = format!("tls-ca-path={}", p("other-ca.pem"));
+    let cert = format!("tls-client-cert-path={}", p("client.pem"));
+    let key = format!("tls-client-key-path={}", p("client.key"));
+    let cases: Vec<(&str, Vec<&str>, bool)> = vec![
+        (&url, vec![], false),
+        (&url, vec!["tls-permissive=true"], true),
+        (&url, vec![&ca], true),
+        (&url, vec![&other_ca], false),
+        (&url_client, vec![&ca], false),
+        (&url_client, vec![&ca, &cert, &key], true),
+        (&url_client, vec![&ca, &cert], false),
+    ];
+    let cert_v1 = format!("tls-client-cert-path={}", p("client-v1.pem"));
+    let key_v1 = format!("tls-client-key-path={}", p("client-v1.key"));
+    for (url, opts, ok) in cases {
+        let (ro, rx) = twin_clients(t, "archive", "origin", url);
+        for r in [&ro, &rx] {
+            for kv in &opts {
+                let (k, v) = kv.split_once('=').expect("KEY=VALUE");
+                ostree(&[
+                    "config",
+                    &repo_arg(r),
+                    "set",
+                    &format!("remote \"origin\".{k}"),
+                    v,
+                ]);
+            }
+        }
+        let what = format!("{url} {opts:?}");
+        let (o, x) = both_status_only(t, &ro, &rx, &["pull", "origin", "main"]);
+        assert_eq!(o.status.success(), ok, "{what}: {}", show_output(&o));
+        if ok {
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{what}");
+            assert_eq!(
+                ostree(&["rev-parse", &repo_arg(&rx), "origin:main"]),
+                v2,
+                "{what}"
+            );
+            continue;
+        }
+        let e = err_line(&x).unwrap_or_default();
+        if opts.len() == 2 {
+            assert_eq!(err_line(&o), err_line(&x), "{what}");
+        } else if url.contains(&port_client.to_string()) {
+            assert!(e.contains("HTTP 400"), "{what}: {}", show_output(&x));
+        } else {
+            // A certificate error is permanent: no retries.
+            assert!(
+                e.contains(&format!("{url}/"))
+                    && e.contains("certificate")
+                    && !e.contains("gave up"),
+                "{what}: {}",
+                show_output(&x)
+            );
+        }
+    }
+    // An X.509 v1 client certificate (ostree's OpenSSL takes it, rustls does not): a
+    // clear error naming the file, no panic.
+    let (_, rx) = twin_clients(t, "archive", "origin", &url_client);
+    for kv in [&ca, &cert_v1, &key_v1] {
+        let (k, v) = kv.split_once('=').expect("KEY=VALUE");
+        ostree(&[
+            "config",
+            &repo_arg(&rx),
+            "set",
+            &format!("remote \"origin\".{k}"),
+            v,
+        ]);
+    }
+    let (_, e) = ox_fail(&["pull", &repo_arg(&rx), "origin", "main"]);
+    assert!(
+        e.contains("client-v1.pem") && e.contains("unusable client certificate"),
+        "{e}"
+    );
+}
+
+/// A forward HTTP proxy on a loopback port, enough for both clients: `CONNECT host:port`
+/// tunnels (ureq sends every request so) and absolute-form `GET http://…` requests
+/// (libcurl's way for http:// URLs), each forwarded on a new connection. Counts the
+/// requests it has taken; runs until the test ends.
+struct Proxy {
+    port: u16,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = requests.clone();
+        let pump = |mut from: TcpStream, mut to: TcpStream| {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from, &mut to);
+                let _ = to.shutdown(std::net::Shutdown::Write);
+            })
+        };
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let end = line == "\r\n" || line == "\n";
+                        head.push(line);
+                        if end {
+                            break;
+                        }
+                    }
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let mut first = head[0].split_whitespace();
+                    let (method, target) = (
+                        first.next().unwrap_or_default().to_string(),
+                        first.next().unwrap_or_default().to_string(),
+                    );
+                    let mut client = conn;
+                    if method == "CONNECT" {
+                        let Ok(upstream) = TcpStream::connect(&target) else {
+                            let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                            return;
+                        };
+                        let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                        // (Anything the client sent after the head is in the reader's
+                        // buffer: a TLS-less tunnel client waits for the 200 first.)
+                        pump(
+                            upstream.try_clone().expect("clone"),
+                            client.try_clone().expect("clone"),
+                        );
+                        pump(client, upstream).join().ok();
+                        return;
+                    }
+                    let Some(rest) = target.strip_prefix("http://") else {
+                        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+                        return;
+                    };
+                    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    let Ok(mut upstream) = TcpStream::connect(authority) else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                        return;
+                    };
+                    let mut req = format!(
+                        "{method} {} HTTP/1.1\r\n",
+                        if path.is_empty() { "/" } else { path }
+                    );
+                    for h in &head[1..head.len() - 1] {
+                        let name = h.split(':').next().unwrap_or_default().to_ascii_lowercase();
+                        if name != "connection" && name != "proxy-connection" {
+                            req.push_str(h);
+                        }
+                    }
+                    req.push_str("Connection: close\r\n\r\n");
+                    if upstream.write_all(req.as_bytes()).is_err() {
+                        return;
+                    }
+                    let _ = std::io::copy(&mut upstream, &mut client);
+                });
+            }
+        });
+        Proxy { port, requests }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A remote's `proxy=`: through a proxy that is not there both tools fail (oxtree naming
+/// the URL); through a working one both pull the same refs, each having sent its requests
+/// through it (the proxy counts them: CONNECT tunnels from oxtree, absolute-form GETs
+/// from ostree's libcurl). A SOCKS proxy or a value that is no URL is refused by oxtree
+/// with the setting named.
+#[test]
+fn proxy_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, [_, v2, _]) = fixture(t);
+    ostree(&["summary", "-u", &repo_arg(&fx)]);
+    let ng = Nginx::start(t, &t.join("nginx"));
+    let url = format!("{}/fixture", ng.url);
+    let proxy = Proxy::start();
+    for (proxy_url, ok) in [
+        ("http://127.0.0.1:1".to_string(), false),
+        (format!("http://127.0.0.1:{}", proxy.port), true),
+    ] {
+        for mode in ["archive", "bare-user"] {
+            let (ro, rx) = twin_clients(t, mode, "origin", &url);
+            for r in [&ro, &rx] {
+                ostree(&[
+                    "config",
+                    &repo_arg(r),
+                    "set",
+                    "remote \"origin\".proxy",
+                    &proxy_url,
+                ]);
+            }
+            let what = format!("{mode} proxy={proxy_url}");
+            let before = proxy.requests();
+            let o = run_repo(Path::new("ostree"), t, &ro, &["pull", "origin", "main"]);
+            let through_o = proxy.requests() - before;
+            let x = run_repo(&oxtree_bin(), t, &rx, &["pull", "origin", "main"]);
+            let through_x = proxy.requests() - before - through_o;
+            assert_eq!(
+                o.status.success(),
+                ok,
+                "{what}: ostree: {}",
+                show_output(&o)
+            );
+            assert_eq!(
+                x.status.success(),
+                ok,
+                "{what}: oxtree: {}",
+                show_output(&x)
+            );
+            assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+            if !ok {
+                let e = err_line(&x).unwrap_or_default();
+                assert!(
+                    e.contains(&format!("{url}/")),
+                    "{what}: {}",
+                    show_output(&x)
+                );
+                continue;
+            }
+            assert!(
+                through_o > 0 && through_x > 0,
+                "{what}: {through_o} {through_x}"
+            );
+            assert_eq!(all_refs(&ro), all_refs(&rx), "{what}");
+            assert_eq!(
+                ostree(&["rev-parse", &repo_arg(&rx), "origin:main"]),
+                v2,
+                "{what}"
+            );
+        }
+    } // What oxtree cannot use is refused with the setting named, no panic: a SOCKS proxy
+      // (ostree's libcurl has them) and a value that is no URL.
+    for bad in ["socks5://127.0.0.1:1", "not a url"] {
+        let (_, rx) = twin_clients(t, "archive", "origin", &url);
+        ostree(&[
+            "config",
+            &repo_arg(&rx),
+            "set",
+            "remote \"origin\".proxy",
+            bad,
+        ]);
+        let (_, e) = ox_fail(&["pull", &repo_arg(&rx), "origin", "main"]);
+        assert!(e.contains(&format!("proxy {bad:?}")), "{bad}: {e}");
+    }
+}

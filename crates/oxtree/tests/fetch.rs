@@ -253,3 +253,115 @@ fn a_server_without_ranges_sends_the_whole_file_for_a_slice() {
     // From byte 0, a whole file is not a restart; its length is the total.
     assert_eq!((r.total, r.restarted), (Some(20), false));
 }
+
+/// A server answering every request by `respond(path)` with (status, body), one request per
+/// connection; runs until the test ends.
+fn routes(respond: impl Fn(&str) -> (u16, String) + Send + Sync + 'static) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let respond = Arc::new(respond);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let respond = respond.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().expect("clone"));
+                let mut first = String::new();
+                let _ = r.read_line(&mut first);
+                let mut line = String::new();
+                while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (status, body) = respond(&path);
+                let mut s = s;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+fn read_all(f: &HttpFetcher, path: &str) -> Option<String> {
+    match f.fetch_bounded(path, 0, 1 << 20) {
+        Ok(Some(r)) => {
+            let mut b = String::new();
+            let mut body = r.body;
+            body.read_to_string(&mut b).expect("read");
+            Some(b)
+        }
+        Ok(None) => None,
+        Err(FetchError::Transient(m)) => panic!("transient: {m}"),
+        Err(FetchError::Fatal(e)) => panic!("fatal: {e}"),
+        Err(FetchError::RangeNotSatisfiable) => panic!("416"),
+    }
+}
+
+/// `mirrorlist=`: mirrors before the first that serves its config are dropped (a dead one
+/// here), and a request one mirror fails (HTTP 500, 404) goes to the next; a file no
+/// mirror has is not found. A list that is not there is ostree's error, naming it.
+#[test]
+fn mirrors_are_tried_in_order() {
+    let a = routes(|p| match p {
+        "/config" => (200, "[core]\nmode=archive-z2\n".into()),
+        "/summary" => (200, "from a".into()),
+        "/objects/ab/cd.filez" => (500, String::new()),
+        _ => (404, String::new()),
+    });
+    let b = routes(|p| match p {
+        "/config" | "/summary" => (200, "from b".into()),
+        "/objects/ab/cd.filez" => (200, "abc".into()),
+        _ => (404, String::new()),
+    });
+    let list_text = format!("# mirrors\n\nhttp://127.0.0.1:1/dead\n{a}\n{b}/\n");
+    let list = routes(move |p| match p {
+        "/mlist" => (200, list_text.clone()),
+        _ => (404, String::new()),
+    });
+    let opts = oxtree::pull::FetchOptions::default();
+    let f = HttpFetcher::for_urls(
+        &format!("mirrorlist={list}/mlist"),
+        None,
+        opts.clone(),
+        Vec::new(),
+        0,
+    )
+    .expect("fetcher");
+    assert_eq!(f.describe("summary"), format!("{a}/summary"));
+    assert_eq!(read_all(&f, "summary").as_deref(), Some("from a"));
+    assert_eq!(read_all(&f, "objects/ab/cd.filez").as_deref(), Some("abc"));
+    assert_eq!(read_all(&f, "objects/ff/ff.filez"), None);
+    // contenturl a mirror list, url one server.
+    let f = HttpFetcher::for_urls(
+        &b,
+        Some(&format!("mirrorlist={list}/mlist")),
+        opts.clone(),
+        Vec::new(),
+        0,
+    )
+    .expect("fetcher");
+    assert_eq!(f.describe("summary"), format!("{b}/summary"));
+    assert_eq!(
+        f.describe("objects/ab/cd.filez"),
+        format!("{a}/objects/ab/cd.filez")
+    );
+    let e = HttpFetcher::for_urls(
+        &format!("mirrorlist={list}/nolist"),
+        None,
+        opts,
+        Vec::new(),
+        0,
+    )
+    .err()
+    .expect("no list");
+    assert_eq!(
+        e.to_string(),
+        format!("While fetching mirrorlist '{list}/nolist': Server returned HTTP 404")
+    );
+}

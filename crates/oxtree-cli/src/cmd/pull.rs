@@ -246,14 +246,21 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     let every = update_frequency
         .map(|ms| std::time::Duration::from_millis(if ms <= 0 { 1000 } else { ms as u64 }));
     let progress = oxtree::pull::PullProgress::default();
+    /// Stops the progress drawer when dropped: however the pull ends, a panic included
+    /// (the scope would otherwise wait for the drawer forever: a hang instead of a crash).
+    struct StopDrawer<'a>(&'a oxtree::pull::PullProgress, std::thread::Thread);
+    impl Drop for StopDrawer<'_> {
+        fn drop(&mut self) {
+            self.0
+                .done
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.1.unpark();
+        }
+    }
     let res = std::thread::scope(|s| {
         let drawer = s.spawn(|| progress_loop(&progress, every));
-        let r = repo.pull(&remote, &refs, &opts, &progress);
-        progress
-            .done
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        drawer.thread().unpark();
-        r
+        let _stop = StopDrawer(&progress, drawer.thread().clone());
+        repo.pull(&remote, &refs, &opts, &progress)
     })?;
     for w in &res.warnings {
         eprintln!("warning: {w}");

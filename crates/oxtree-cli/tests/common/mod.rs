@@ -455,11 +455,21 @@ pub fn free_port() -> u16 {
 
 impl Nginx {
     pub fn start(root: &Path, workdir: &Path) -> Nginx {
+        let port = free_port();
+        Nginx::start_servers(
+            workdir,
+            &format!("server {{ listen 127.0.0.1:{port}; root {}; }}", s(root)),
+            port,
+        )
+    }
+
+    /// nginx with these `server { … }` blocks (TLS, a proxy, …); `url` is
+    /// `http://127.0.0.1:PORT`, and nginx is taken to be up once `port` accepts.
+    pub fn start_servers(workdir: &Path, servers: &str, port: u16) -> Nginx {
         assert!(
             Path::new("/usr/sbin/nginx").exists(),
             "nginx is not installed: run the README's test command (it installs nginx)"
         );
-        let port = free_port();
         std::fs::create_dir_all(workdir).expect("mkdir");
         let access_log = workdir.join("access.log");
         let conf = workdir.join("nginx.conf");
@@ -469,10 +479,9 @@ impl Nginx {
                 "daemon off; user root; worker_processes 2; pid {w}/nginx.pid; error_log {w}/error.log;\n\
                  events {{ worker_connections 256; }}\n\
                  http {{ access_log {log}; client_body_temp_path {w}; proxy_temp_path {w}; fastcgi_temp_path {w}; uwsgi_temp_path {w}; scgi_temp_path {w};\n\
-                 server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n",
+                 {servers} }}\n",
                 w = s(workdir),
                 log = s(&access_log),
-                root = s(root)
             ),
         )
         .expect("write nginx.conf");

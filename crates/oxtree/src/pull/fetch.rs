@@ -3,6 +3,11 @@
 //! HTTP(S) implementation over one shared `ureq` agent, whose connection pool keeps
 //! connections alive across the worker threads.
 //!
+//! A remote's settings that shape the transport, as ostree reads them: `contenturl`
+//! (objects and deltas from another server than the metadata), `mirrorlist=` URLs (a list
+//! of mirrors, each request going down it until one answers), `tls-permissive`,
+//! `tls-ca-path`, `tls-client-cert-path`/`tls-client-key-path`, and `proxy`.
+//!
 //! A hostile or broken server must not be able to hold a pull forever or fill memory
 //! (security review M1, H3), so every HTTP response is guarded:
 //! - each read of the body has a timeout ([`FetchOptions::timeout`]);
@@ -16,9 +21,10 @@
 //!   `Content-Length` fails before any byte is read, and a body without one fails as soon
 //!   as it passes the bound (one byte past it is read, no more).
 
-use crate::error::Error;
+use crate::error::{Error, IoContext};
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -105,6 +111,18 @@ pub struct FetchOptions {
     pub request_deadline: Option<Duration>,
     /// The User-Agent header (`pull --append-user-agent` adds to it).
     pub user_agent: String,
+    /// Accept any server certificate (the remote's `tls-permissive`).
+    pub tls_permissive: bool,
+    /// Trust only the CA certificates in this PEM file, instead of the built-in roots (the
+    /// remote's `tls-ca-path`; libcurl's CAINFO, which ostree sets from it, replaces the
+    /// bundle too).
+    pub tls_ca_path: Option<PathBuf>,
+    /// A client certificate (PEM, its chain may follow) and its private key (the remote's
+    /// `tls-client-cert-path` and `tls-client-key-path`).
+    pub tls_client_cert: Option<(PathBuf, PathBuf)>,
+    /// Send every request through this HTTP proxy (the remote's `proxy`, as
+    /// `http://HOST:PORT`); otherwise the environment's (`http_proxy`, …).
+    pub proxy: Option<String>,
 }
 
 impl Default for FetchOptions {
@@ -115,6 +133,10 @@ impl Default for FetchOptions {
             low_speed_time: Duration::from_secs(30),
             request_deadline: Some(Duration::from_secs(3600)),
             user_agent: concat!("oxtree/", env!("CARGO_PKG_VERSION")).to_string(),
+            tls_permissive: false,
+            tls_ca_path: None,
+            tls_client_cert: None,
+            proxy: None,
         }
     }
 }
@@ -150,6 +172,28 @@ impl FetchOptions {
         if let Some(v) = num("low-speed-time-seconds")? {
             o.low_speed_time = Duration::from_secs(v.max(1));
         }
+        o.tls_permissive = repo.remote_bool(remote, "tls-permissive", false);
+        let path = |key: &str| {
+            repo.remote_option(remote, key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        o.tls_ca_path = path("tls-ca-path");
+        o.tls_client_cert = match (path("tls-client-cert-path"), path("tls-client-key-path")) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                // ostree's words.
+                return Err(Error::Other(format!(
+                    "Remote \"{remote}\" must specify both \"tls-client-cert-path\" and \"tls-client-key-path\""
+                )));
+            }
+        };
+        o.proxy = repo
+            .remote_option(remote, "proxy")
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
         Ok(o)
     }
 }
@@ -247,9 +291,17 @@ impl<R: Read> Read for Guarded<R> {
 }
 
 pub struct HttpFetcher {
-    base: String,
+    /// Where the metadata comes from (the remote's `url`): `config`, `summary`,
+    /// `summary.sig`, `refs/` and detached commit metadata.
+    meta: Vec<String>,
+    /// Where everything else comes from (the remote's `contenturl`, by default `url`):
+    /// objects, delta indexes, superblocks and parts. Fedora serves the small signed
+    /// metadata from one host and the content from a CDN; ostree splits them the same way.
+    content: Vec<String>,
     agent: ureq::Agent,
     opts: FetchOptions,
+    /// Built from `opts` once (the certificate files read, the proxy URL parsed).
+    transport: Transport,
     /// Sent with every request (the remote's cookies).
     headers: Vec<(String, String)>,
     /// Bytes of 404 bodies (ostree counts them in its "transferred" figure).
@@ -271,19 +323,131 @@ impl HttpFetcher {
     }
 
     pub fn with_options(url: &str, opts: FetchOptions) -> crate::Result<HttpFetcher> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(Error::InvalidArgument(format!(
-                "unsupported remote URL {url:?}: oxtree pulls over http://, https:// and file://"
-            )));
-        }
+        let base = http_base(url)?;
+        HttpFetcher::build(vec![base.clone()], vec![base], opts)
+    }
+
+    /// A remote's fetcher: metadata from `url`, content from `contenturl` (when given),
+    /// each either an HTTP(S) URL or `mirrorlist=URL`, a list of mirrors fetched (with
+    /// `headers`, and up to `retries` retries) before this returns (see
+    /// [`HttpFetcher::mirrors`]).
+    pub fn for_urls(
+        url: &str,
+        contenturl: Option<&str>,
+        opts: FetchOptions,
+        headers: Vec<(String, String)>,
+        retries: u32,
+    ) -> crate::Result<HttpFetcher> {
+        let mut f = HttpFetcher::build(Vec::new(), Vec::new(), opts)?;
+        f.headers = headers;
+        f.meta = f.mirrors(url, retries)?;
+        f.content = match contenturl {
+            Some(c) => f.mirrors(c, retries)?,
+            None => f.meta.clone(),
+        };
+        Ok(f)
+    }
+
+    fn build(
+        meta: Vec<String>,
+        content: Vec<String>,
+        opts: FetchOptions,
+    ) -> crate::Result<HttpFetcher> {
+        let transport = Transport::new(&opts)?;
         Ok(HttpFetcher {
-            base: url.trim_end_matches('/').to_string(),
-            agent: agent(&opts),
+            meta,
+            content,
+            agent: agent(&opts, &transport),
+            transport,
             opts,
             headers: Vec::new(),
             not_found_bytes: std::sync::atomic::AtomicU64::new(0),
             min_wait_us: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// The servers `url` names, in order: itself, or for `mirrorlist=LIST` the mirrors
+    /// listed there, one URL per line, as ostree 2022.7 reads them: blank lines and `#`
+    /// comments skipped, and so are lines that are not http(s) URLs; mirrors are checked in
+    /// order by fetching their `config` until one serves it, and those before it are
+    /// dropped (so no request waits on a dead first mirror). Errors are ostree's.
+    fn mirrors(&self, url: &str, retries: u32) -> crate::Result<Vec<String>> {
+        let Some(list) = url.strip_prefix("mirrorlist=") else {
+            return Ok(vec![http_base(url)?]);
+        };
+        http_base(list)?;
+        let text = self
+            .fetch_whole(list, retries)
+            .map_err(|m| Error::Other(format!("While fetching mirrorlist '{list}': {m}")))?;
+        let mut mirrors = Vec::new();
+        for line in String::from_utf8_lossy(&text).split('\n') {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Ok(base) = http_base(line) else {
+                tracing::debug!("mirrorlist {list}: not an http(s) URL: {line:?}");
+                continue;
+            };
+            if mirrors.is_empty() {
+                if let Err(e) = self.fetch_whole(&format!("{base}/config"), retries) {
+                    tracing::debug!("mirrorlist {list}: no config from {base}: {e}");
+                    continue;
+                }
+            }
+            mirrors.push(base);
+        }
+        if mirrors.is_empty() {
+            return Err(Error::Other(format!(
+                "No valid mirrors were found in mirrorlist '{list}'"
+            )));
+        }
+        Ok(mirrors)
+    }
+
+    /// GET a small file (a mirror list, a mirror's config) whole, with up to `retries`
+    /// retries of transient failures; the error in ostree's words where it has them.
+    fn fetch_whole(&self, url: &str, retries: u32) -> Result<Vec<u8>, String> {
+        const CAP: u64 = 16 << 20;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.get_url(url, 0, None, CAP) {
+                Ok(Some(mut r)) => {
+                    let mut out = Vec::new();
+                    match r.body.read_to_end(&mut out) {
+                        Ok(_) => return Ok(out),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Ok(None) => return Err("Server returned HTTP 404".into()),
+                Err(FetchError::Fatal(e)) => return Err(e.to_string()),
+                Err(FetchError::Transient(m)) => m,
+                Err(FetchError::RangeNotSatisfiable) => "HTTP 416".into(),
+            };
+            if attempt > retries {
+                return Err(format!("{url}: {err}"));
+            }
+            std::thread::sleep(super::retry::backoff(attempt));
+        }
+    }
+
+    /// Whether `path` comes from the remote's `url` rather than its `contenturl`: what
+    /// ostree 2022.7 fetches from its metadata mirrors (the summary and its signature, the
+    /// config, refs of a server without a summary, and a commit's detached metadata).
+    pub fn is_metadata(path: &str) -> bool {
+        let path = path.trim_start_matches('/');
+        matches!(path, "config" | "summary" | "summary.sig")
+            || path.starts_with("refs/")
+            || (path.starts_with("objects/") && path.ends_with(".commitmeta"))
+    }
+
+    fn bases_for(&self, path: &str) -> &[String] {
+        if Self::is_metadata(path) {
+            &self.meta
+        } else {
+            &self.content
+        }
     }
 
     /// Send `name: value` with every request.
@@ -303,7 +467,7 @@ impl HttpFetcher {
     /// Set the deadline of a whole request (`None`: none).
     pub fn request_deadline(mut self, deadline: Option<Duration>) -> Self {
         self.opts.request_deadline = deadline;
-        self.agent = agent(&self.opts);
+        self.agent = agent(&self.opts, &self.transport);
         self
     }
 
@@ -321,8 +485,118 @@ impl HttpFetcher {
     }
 }
 
-fn agent(opts: &FetchOptions) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
+/// The TLS settings and proxy of a fetcher's agent.
+#[derive(Debug, Clone)]
+struct Transport {
+    tls: ureq::tls::TlsConfig,
+    /// `None`: the environment's, as ureq reads it.
+    proxy: Option<ureq::Proxy>,
+}
+
+impl Transport {
+    fn new(opts: &FetchOptions) -> crate::Result<Transport> {
+        use ureq::tls::{ClientCert, PemItem, RootCerts, TlsConfig};
+        let mut tls = TlsConfig::builder().disable_verification(opts.tls_permissive);
+        if let Some(p) = &opts.tls_ca_path {
+            let certs = pem_certs(p)?;
+            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+        }
+        if let Some((cert, key)) = &opts.tls_client_cert {
+            let chain = pem_certs(cert)?;
+            let bytes = std::fs::read(key).ctx("read", key)?;
+            let key = ureq::tls::parse_pem(&bytes)
+                .find_map(|i| match i {
+                    Ok(PemItem::PrivateKey(k)) => Some(k),
+                    _ => None,
+                })
+                .ok_or_else(|| Error::Config {
+                    path: key.clone(),
+                    msg: "no PEM private key in the file (tls-client-key-path)".into(),
+                })?;
+            check_client_cert(&chain, &bytes, cert)?;
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        let proxy = opts
+            .proxy
+            .as_deref()
+            .map(|p| {
+                let proxy = ureq::Proxy::new(p).map_err(|e| {
+                    Error::InvalidArgument(format!("proxy {p:?}: {e} (expected http://HOST:PORT)"))
+                })?;
+                // ureq is built without SOCKS support (it would panic on such a proxy).
+                match proxy.protocol() {
+                    ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https => Ok(proxy),
+                    _ => Err(Error::InvalidArgument(format!(
+                        "proxy {p:?}: oxtree supports only HTTP proxies (http://HOST:PORT)"
+                    ))),
+                }
+            })
+            .transpose()?;
+        Ok(Transport {
+            tls: tls.build(),
+            proxy,
+        })
+    }
+}
+
+/// Refuse a client certificate and key that rustls will not use (an X.509 v1 certificate,
+/// a key of an unsupported kind): ureq would panic on them when it first connects.
+fn check_client_cert(
+    chain: &[ureq::tls::Certificate<'static>],
+    key_pem: &[u8],
+    path: &Path,
+) -> crate::Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let refuse = |msg: String| Error::Config {
+        path: path.to_path_buf(),
+        msg: format!(
+            "unusable client certificate or key (tls-client-cert-path, tls-client-key-path): {msg}"
+        ),
+    };
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| refuse(format!("{e:?}")))?;
+    let chain = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der()).into_owned())
+        .collect();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(|e| refuse(e.to_string()))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_client_auth_cert(chain, key_der)
+        .map(|_| ())
+        .map_err(|e| refuse(e.to_string()))
+}
+
+/// The certificates of a PEM file (at least one).
+fn pem_certs(p: &Path) -> crate::Result<Vec<ureq::tls::Certificate<'static>>> {
+    let bytes = std::fs::read(p).ctx("read", p)?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&bytes) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::Config {
+                    path: p.to_path_buf(),
+                    msg: format!("not a PEM file: {e}"),
+                })
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::Config {
+            path: p.to_path_buf(),
+            msg: "no PEM certificate in the file".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn agent(opts: &FetchOptions, transport: &Transport) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .tls_config(transport.tls.clone())
         .http_status_as_error(false)
         .timeout_connect(Some(opts.timeout))
         .timeout_recv_response(Some(opts.timeout))
@@ -335,8 +609,11 @@ fn agent(opts: &FetchOptions) -> ureq::Agent {
         // and 64 KiB still holds the largest response head ureq accepts.
         .input_buffer_size(64 << 10)
         .output_buffer_size(16 << 10)
-        .user_agent(opts.user_agent.as_str())
-        .build();
+        .user_agent(opts.user_agent.as_str());
+    if transport.proxy.is_some() {
+        config = config.proxy(transport.proxy.clone());
+    }
+    let config = config.build();
     ureq::Agent::with_parts(
         config,
         ureq::unversioned::transport::DefaultConnector::default(),
@@ -419,8 +696,19 @@ impl Fetcher for HttpFetcher {
     }
 
     fn describe(&self, path: &str) -> String {
-        format!("{}/{}", self.base, path.trim_start_matches('/'))
+        let base = self.bases_for(path).first().map_or("", String::as_str);
+        format!("{base}/{}", path.trim_start_matches('/'))
     }
+}
+
+/// `url` without its trailing slashes, if it is an HTTP(S) URL.
+fn http_base(url: &str) -> crate::Result<String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Error::InvalidArgument(format!(
+            "unsupported remote URL {url:?}: oxtree pulls over http://, https:// and file://"
+        )));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 impl HttpFetcher {
@@ -432,7 +720,29 @@ impl HttpFetcher {
         last: Option<u64>,
         max_size: u64,
     ) -> Result<Option<Response>, FetchError> {
-        let url = self.describe(path);
+        // Each mirror in turn, until one serves the file: a mirror that is down or answers
+        // with an HTTP error (404 too) hands the request to the next, as in ostree; the
+        // last one's answer stands.
+        let mut result = Ok(None);
+        for base in self.bases_for(path) {
+            let url = format!("{base}/{}", path.trim_start_matches('/'));
+            result = self.get_url(&url, from, last, max_size);
+            if matches!(result, Ok(Some(_)) | Err(FetchError::RangeNotSatisfiable)) {
+                break;
+            }
+        }
+        result
+    }
+
+    /// [`HttpFetcher::get`] of one URL.
+    fn get_url(
+        &self,
+        url: &str,
+        from: u64,
+        last: Option<u64>,
+        max_size: u64,
+    ) -> Result<Option<Response>, FetchError> {
+        let url = url.to_string();
         let started = Instant::now();
         let mut req = self.agent.get(&url);
         for (k, v) in &self.headers {
@@ -455,6 +765,14 @@ impl HttpFetcher {
             // next pull resumes from what was stored).
             Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err(FetchError::Fatal(Error::Other(format!("{url}: {e}"))))
+            }
+            // A certificate the client does not trust (or a handshake the server refuses)
+            // fails the same way every time: at once, not after the retries.
+            Err(e) if tls_failure(&e).is_some() => {
+                return Err(FetchError::Fatal(Error::Other(format!(
+                    "{url}: TLS: {} (check the server's certificate, or the remote's tls-ca-path; tls-permissive=true skips the check)",
+                    tls_failure(&e).unwrap_or_default()
+                ))))
             }
             Err(e) => return Err(FetchError::Transient(format!("{url}: {e}"))),
         };
@@ -517,6 +835,19 @@ impl HttpFetcher {
             restarted,
             total,
         }))
+    }
+}
+
+/// What went wrong in a TLS handshake, if `e` is such a failure.
+fn tls_failure(e: &ureq::Error) -> Option<String> {
+    match e {
+        ureq::Error::Rustls(r) => Some(r.to_string()),
+        ureq::Error::Tls(m) => Some(m.to_string()),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .map(ToString::to_string),
+        _ => None,
     }
 }
 
@@ -675,6 +1006,32 @@ mod tests {
             "",
         ] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn metadata_comes_from_url_and_the_rest_from_contenturl() {
+        for p in [
+            "config",
+            "summary",
+            "summary.sig",
+            "/summary",
+            "refs/heads/main",
+            "objects/ab/cdef.commitmeta",
+        ] {
+            assert!(HttpFetcher::is_metadata(p), "{p}");
+        }
+        for p in [
+            "objects/ab/cdef.commit",
+            "objects/ab/cdef.dirtree",
+            "objects/ab/cdef.dirmeta",
+            "objects/ab/cdef.filez",
+            "delta-indexes/Ay/xyz.index",
+            "deltas/Ay/xyz/superblock",
+            "deltas/Ay/xyz/0",
+            "summary.sig.tmp",
+        ] {
+            assert!(!HttpFetcher::is_metadata(p), "{p}");
         }
     }
 

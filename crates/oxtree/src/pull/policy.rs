@@ -199,14 +199,20 @@ impl Repo {
         if let Some(extra) = &opts.append_user_agent {
             fo.user_agent = format!("{} {extra}", fo.user_agent);
         }
-        let mut fetcher = HttpFetcher::with_options(&url, fo)?;
-        for (name, value) in &opts.http_headers {
-            fetcher = fetcher.with_header(name, value);
-        }
+        let mut headers = opts.http_headers.clone();
         // The remote's cookie jar (`remote add-cookie`), as ostree's libcurl backend sends it.
-        if let Some(c) = self.remote_cookie_header(remote, &url)? {
-            fetcher = fetcher.with_header("Cookie", &c);
+        let cookie_url = url.strip_prefix("mirrorlist=").unwrap_or(&url);
+        if let Some(c) = self.remote_cookie_header(remote, cookie_url)? {
+            headers.push(("Cookie".into(), c));
         }
+        // Objects and deltas from `contenturl` when the remote has one; `--url` replaces
+        // both, as in ostree. Either may be `mirrorlist=URL`.
+        let contenturl = match opts.url {
+            Some(_) => None,
+            None => self.remote_option(remote, "contenturl"),
+        };
+        let fetcher =
+            HttpFetcher::for_urls(&url, contenturl.as_deref(), fo, headers, opts.retries)?;
         Ok(Box::new(fetcher))
     }
 }
