@@ -500,6 +500,27 @@ fn foreign_boot_entries_are_left_to_the_bootloader() {
     same(&p, &["admin", "cleanup"]);
     layout_same(&p);
     status_same(&p);
+    // (Arguments after status's options are ignored, as by ostree.)
+    same(&p, &["admin", "status", "extra-argument"]);
+    // An initramfs overlay is kept 0600, as ostree keeps it.
+    let overlay = p.t.join("overlay.img");
+    std::fs::write(&overlay, b"overlay\n").expect("write");
+    let o = format!("--overlay-initrd={}", s(&overlay));
+    same(&p, &["admin", "deploy", "--os=testos", &o, "testos/main"]);
+    layout_same(&p);
+    let modes = |sr: &Path| -> Vec<u32> {
+        let dir = sr.join("boot/ostree/initramfs-overlays");
+        std::fs::read_dir(&dir)
+            .expect("overlays")
+            .flatten()
+            .map(|e| {
+                use std::os::unix::fs::PermissionsExt;
+                e.metadata().expect("stat").permissions().mode() & 0o7777
+            })
+            .collect()
+    };
+    assert_eq!(modes(&p.o), modes(&p.x));
+    assert_eq!(modes(&p.x), vec![0o600]);
 }
 
 /// `pin`/`pin --unpin`, `undeploy`, `set-default` (newer than 2022.7: its effect, read by

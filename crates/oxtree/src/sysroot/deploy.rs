@@ -840,9 +840,8 @@ impl Sysroot {
         tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
         let sum = Checksum(h.finalize().into()).to_hex();
         let dst = dir.join(format!("{sum}.img"));
+        // (Mode 0600, as ostree leaves it: an overlay may carry secrets, e.g. keys.)
         tmp.persist(&dst).map_err(|e| e.error).ctx("rename", &dst)?;
-        std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .ctx("chmod", &dst)?;
         crate::fsutil::fsync_dir(&dir)?;
         Ok(sum)
     }

@@ -26,6 +26,9 @@ pub struct StatusArgs {
     /// Leave the signature lines (of --verify) out.
     #[arg(long, short = 'S')]
     pub skip_signatures: bool,
+    /// (Arguments after the options are ignored, as ostree ignores them.)
+    #[arg(hide = true)]
+    pub ignored: Vec<String>,
 }
 
 /// `admin status --json`, version 1.
@@ -80,6 +83,7 @@ pub fn status(g: &Global, a: StatusArgs) -> Result<()> {
         json,
         is_default,
         skip_signatures,
+        ..
     } = a;
     let sr = g.sysroot();
     // Not a sysroot at all (a mistyped --sysroot): ostree fails loading it, it does not
