@@ -2372,3 +2372,39 @@ fn proxy_as_ostree() {
         assert!(e.contains(&format!("proxy {bad:?}")), "{bad}: {e}");
     }
 }
+
+/// A server with a summary but no `config`: ostree stops at the 404 ("Server returned HTTP
+/// 404"; without a summary it pulls); oxtree pulled from it.
+#[test]
+fn a_server_without_config_is_refused_as_by_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, _) = fixture(t);
+    let nocfg = t.join("nocfg");
+    copy_tree(&fx, &nocfg);
+    let ng = Nginx::start(t, &t.join("nginx"));
+    let url = format!("{}/nocfg", ng.url);
+    for summary in [false, true] {
+        if summary {
+            ostree(&["summary", "-u", &repo_arg(&nocfg)]);
+        }
+        let _ = std::fs::remove_file(nocfg.join("config"));
+        for mode in ["archive", "bare-user"] {
+            let (ro, rx) = twin_clients(t, mode, "origin", &url);
+            let o = run_repo(Path::new("ostree"), t, &ro, &["pull", "origin", "main"]);
+            let x = run_repo(&oxtree_bin(), t, &rx, &["pull", "origin", "main"]);
+            assert_eq!(o.status.success(), !summary, "{}", show_output(&o));
+            assert_eq!(x.status.success(), !summary, "{}", show_output(&x));
+            assert_eq!(err_line(&o), err_line(&x));
+            if summary {
+                assert_eq!(
+                    err_line(&x).as_deref(),
+                    Some("error: Server returned HTTP 404")
+                );
+                assert!(ostree(&["refs", &repo_arg(&rx)]).is_empty());
+            }
+        }
+        std::fs::copy(fx.join("config"), nocfg.join("config")).expect("config back");
+    }
+}

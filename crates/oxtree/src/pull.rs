@@ -276,7 +276,7 @@ impl Repo {
         // The summary, when the server has one, resolves refs in one request.
         let fetched = resolve::fetch_summary_full(fetcher, opts, progress)?;
         let summary = fetched.as_ref().map(|f| &f.summary);
-        resolve::check_remote_mode(fetcher, opts, progress)?;
+        resolve::check_remote_mode(fetcher, fetched.is_some(), opts, progress)?;
         let targets = resolve::targets(self, fetcher, remote, refs, summary, opts, progress)?;
         // ostree's "transferred" figure leaves out the summary, its signature, the config
         // and the refs: what was fetched up to here.

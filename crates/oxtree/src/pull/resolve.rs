@@ -166,13 +166,24 @@ fn sig_path(cache: &std::path::Path) -> std::path::PathBuf {
     std::path::PathBuf::from(p)
 }
 
-/// Refuse to pull from a server whose repository is not an archive (its `config`, if served).
+/// Refuse to pull from a server whose repository is not an archive (its `config`), or that
+/// serves a summary but no `config` (ostree 2022.7 stops there at the 404; without a
+/// summary it goes on without the config).
 pub(super) fn check_remote_mode(
     fetcher: &dyn Fetcher,
+    has_summary: bool,
     opts: &PullOptions,
     progress: &PullProgress,
 ) -> Result<()> {
-    if let Some(cfg) = fetch_retry(fetcher, "config", opts, progress, MAX_METADATA_SIZE)? {
+    let Some(cfg) = fetch_retry(fetcher, "config", opts, progress, MAX_METADATA_SIZE)? else {
+        if has_summary {
+            return Err(Error::ServerNotFound {
+                url: fetcher.describe("config"),
+            });
+        }
+        return Ok(());
+    };
+    {
         let text = String::from_utf8_lossy(&cfg);
         let kf = crate::fsutil::keyfile::KeyFile::parse(&text)
             .map_err(|e| Error::Other(format!("{}: {e}", fetcher.describe("config"))))?;
