@@ -1714,10 +1714,16 @@ fn mirror_of_a_collection_remote_as_ostree() {
         v.sort();
         v
     };
-    for url in [format!("file://{}", s(&src)), server.url.clone()] {
+    // (Without the remote's collection-id too: the summary's collection ID is used.)
+    for (url, configured) in [
+        (format!("file://{}", s(&src)), true),
+        (server.url.clone(), true),
+        (format!("file://{}", s(&src)), false),
+        (server.url.clone(), false),
+    ] {
         for refs in [&["main"][..], &[][..]] {
             let (ro, rx) = twin_clients(t, "archive", "oc", &url);
-            for r in [&ro, &rx] {
+            for r in [&ro, &rx].into_iter().filter(|_| configured) {
                 let ra = repo_arg(r);
                 ostree(&[
                     "config",
@@ -1730,7 +1736,7 @@ fn mirror_of_a_collection_remote_as_ostree() {
             let mut args = vec!["pull", "--mirror", "oc"];
             args.extend_from_slice(refs);
             both_status(t, &ro, &rx, &args);
-            assert_eq!(files(&ro), files(&rx), "{url} {refs:?}");
+            assert_eq!(files(&ro), files(&rx), "{url} {refs:?} {configured}");
             // (ostree lists them in hash-table order.)
             both_norm(t, &ro, &rx, &["refs", "--collections"], &sorted_lines);
         }

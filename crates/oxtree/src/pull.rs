@@ -282,27 +282,32 @@ impl Repo {
         // and the refs: what was fetched up to here.
         let setup_bytes = progress.bytes_fetched.load(Ordering::Relaxed);
         let setup_not_found = fetcher.not_found_bytes();
+        // A mirror of a remote with a collection ID (configured, else the one its summary
+        // names) keeps its refs as collection refs (`refs/mirrors/COLLECTION-ID/REF`), as
+        // ostree's mirror does.
+        let mirror_cid = opts.collection_id.clone().or_else(|| {
+            summary
+                .and_then(|s| s.meta("ostree.summary.collection-id"))
+                .and_then(crate::gvariant::Value::as_str)
+                .map(str::to_string)
+        });
         let resolved = targets
             .into_iter()
             .map(|(r, c)| Resolved {
-                dest: r
-                    .as_ref()
-                    .map(|r| match (&opts.collection_id, opts.mirror) {
-                        // A mirror of a remote with a collection ID keeps its refs as collection
-                        // refs (`refs/mirrors/COLLECTION-ID/REF`), as ostree's mirror does.
-                        (Some(cid), true) => Dest::Collection(crate::repo::CollectionRef {
-                            collection_id: cid.clone(),
-                            ref_name: r.clone(),
-                        }),
-                        _ => Dest::Ref(RefName {
-                            remote: if opts.mirror {
-                                None
-                            } else {
-                                Some(remote.to_string())
-                            },
-                            name: r.clone(),
-                        }),
+                dest: r.as_ref().map(|r| match (&mirror_cid, opts.mirror) {
+                    (Some(cid), true) => Dest::Collection(crate::repo::CollectionRef {
+                        collection_id: cid.clone(),
+                        ref_name: r.clone(),
                     }),
+                    _ => Dest::Ref(RefName {
+                        remote: if opts.mirror {
+                            None
+                        } else {
+                            Some(remote.to_string())
+                        },
+                        name: r.clone(),
+                    }),
+                }),
                 remote_ref: r,
                 commit: c,
             })
