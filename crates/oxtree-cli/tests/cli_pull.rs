@@ -84,14 +84,7 @@ fn both_env_norm(
 ) -> (Output, Output) {
     let o = run_repo_env(Path::new("ostree"), cwd, ro, args, env);
     let x = run_repo_env(&oxtree_bin(), cwd, rx, args, env);
-    assert_eq!(
-        o.status.success(),
-        x.status.success(),
-        "{args:?}\nostree: {}\noxtree: {}",
-        show_output(&o),
-        show_output(&x)
-    );
-    assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+    same_success(args, &o, &x);
     assert_eq!(
         norm(&stdout(&o)),
         norm(&stdout(&x)),
@@ -743,16 +736,7 @@ fn static_delta_commands_as_ostree() {
 /// the same success and, for failures, the same first `error:` line (stdout is each tool's
 /// own summary line for a pull, so it is not compared). Returns (ostree, oxtree).
 fn both_status(cwd: &Path, ro: &Path, rx: &Path, args: &[&str]) -> (Output, Output) {
-    let o = run_repo(Path::new("ostree"), cwd, ro, args);
-    let x = run_repo(&oxtree_bin(), cwd, rx, args);
-    assert_eq!(
-        o.status.success(),
-        x.status.success(),
-        "{args:?}\nostree: {}\noxtree: {}",
-        show_output(&o),
-        show_output(&x)
-    );
-    assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+    let (o, x) = both_status_only(cwd, ro, rx, args);
     if !o.status.success() {
         assert_eq!(
             err_line(&o),
@@ -1794,15 +1778,8 @@ fn contenturl_as_ostree() {
     require_ostree();
     let tmp = tempdir();
     let t = tmp.path();
-    let (fx, [_, v2, _]) = fixture(t);
+    let (fx, v2, meta) = fixture_with_delta_and_meta(t);
     let fa = repo_arg(&fx);
-    ostree(&["static-delta", "generate", &fa, "--empty", "--to=main"]);
-    ostree(&["summary", "-u", &fa]);
-    let meta = t.join("meta");
-    std::fs::create_dir_all(&meta).expect("mkdir");
-    for f in ["config", "summary"] {
-        std::fs::copy(fx.join(f), meta.join(f)).expect("copy");
-    }
     let ng = Nginx::start(t, &t.join("nginx"));
     let (srv_url, meta_url) = (format!("{}/fixture", ng.url), format!("{}/meta", ng.url));
     for mode in ["archive", "bare-user"] {
@@ -1823,19 +1800,7 @@ fn contenturl_as_ostree() {
             let x = run_repo(&oxtree_bin(), t, &rx, &["pull", "origin", "main"]);
             let log_x = take_requests(&ng.access_log);
             let what = format!("{mode} url={url} contenturl={content}");
-            assert_eq!(
-                o.status.success(),
-                ok,
-                "{what}: ostree: {}",
-                show_output(&o)
-            );
-            assert_eq!(
-                x.status.success(),
-                ok,
-                "{what}: oxtree: {}",
-                show_output(&x)
-            );
-            assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+            outcomes_are(&what, &o, &x, ok);
             if !ok {
                 // (ostree's words depend on nginx's 404 page: "Server returned HTTP 404", or
                 // "exceeded maximum size of 150 bytes" where it reads the page as the
@@ -1900,16 +1865,9 @@ fn mirrorlists_as_ostree() {
     require_ostree();
     let tmp = tempdir();
     let t = tmp.path();
-    let (fx, [_, v2, _]) = fixture(t);
+    let (fx, v2, meta) = fixture_with_delta_and_meta(t);
     let fa = repo_arg(&fx);
-    ostree(&["static-delta", "generate", &fa, "--empty", "--to=main"]);
-    ostree(&["summary", "-u", &fa]);
-    let meta = t.join("meta");
     std::fs::create_dir_all(t.join("empty")).expect("mkdir");
-    std::fs::create_dir_all(&meta).expect("mkdir");
-    for f in ["config", "summary"] {
-        std::fs::copy(fx.join(f), meta.join(f)).expect("copy");
-    }
     let ng = Nginx::start(t, &t.join("nginx"));
     let h = &ng.url;
     let lists = [
@@ -2002,14 +1960,7 @@ fn mirrorlists_as_ostree() {
 fn both_status_only(cwd: &Path, ro: &Path, rx: &Path, args: &[&str]) -> (Output, Output) {
     let o = run_repo(Path::new("ostree"), cwd, ro, args);
     let x = run_repo(&oxtree_bin(), cwd, rx, args);
-    assert_eq!(
-        o.status.success(),
-        x.status.success(),
-        "{args:?}\nostree: {}\noxtree: {}",
-        show_output(&o),
-        show_output(&x)
-    );
-    assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+    same_success(args, &o, &x);
     (o, x)
 }
 
@@ -2330,19 +2281,7 @@ fn proxy_as_ostree() {
             let through_o = proxy.requests() - before;
             let x = run_repo(&oxtree_bin(), t, &rx, &["pull", "origin", "main"]);
             let through_x = proxy.requests() - before - through_o;
-            assert_eq!(
-                o.status.success(),
-                ok,
-                "{what}: ostree: {}",
-                show_output(&o)
-            );
-            assert_eq!(
-                x.status.success(),
-                ok,
-                "{what}: oxtree: {}",
-                show_output(&x)
-            );
-            assert!(!stderr(&x).contains("panicked"), "{}", show_output(&x));
+            outcomes_are(&what, &o, &x, ok);
             if !ok {
                 let e = err_line(&x).unwrap_or_default();
                 assert!(
@@ -2460,4 +2399,38 @@ fn pull_counts_as_ostree_over_http() {
             }
         }
     }
+}
+
+/// Both tools succeeded (or both failed) as `ok` says, and oxtree did not panic.
+fn outcomes_are(what: &str, o: &Output, x: &Output, ok: bool) {
+    assert_eq!(o.status.success(), ok, "{what}: ostree: {}", show_output(o));
+    assert_eq!(x.status.success(), ok, "{what}: oxtree: {}", show_output(x));
+    assert!(!stderr(x).contains("panicked"), "{}", show_output(x));
+}
+
+/// The fixture with a scratch delta to `main` and a summary, and `meta`: a directory with
+/// only its config and summary (a metadata server). Returns (fixture, v2, meta).
+fn fixture_with_delta_and_meta(t: &Path) -> (PathBuf, String, PathBuf) {
+    let (fx, [_, v2, _]) = fixture(t);
+    let fa = repo_arg(&fx);
+    ostree(&["static-delta", "generate", &fa, "--empty", "--to=main"]);
+    ostree(&["summary", "-u", &fa]);
+    let meta = t.join("meta");
+    std::fs::create_dir_all(&meta).expect("mkdir");
+    for f in ["config", "summary"] {
+        std::fs::copy(fx.join(f), meta.join(f)).expect("copy");
+    }
+    (fx, v2, meta)
+}
+
+/// Both tools succeeded, or both failed; oxtree did not panic.
+fn same_success(args: &[&str], o: &Output, x: &Output) {
+    assert_eq!(
+        o.status.success(),
+        x.status.success(),
+        "{args:?}\nostree: {}\noxtree: {}",
+        show_output(o),
+        show_output(x)
+    );
+    assert!(!stderr(x).contains("panicked"), "{}", show_output(x));
 }
