@@ -2307,10 +2307,7 @@ fn plain_ref_names_fall_back_to_remote_refs() {
     require_ostree();
     let tmp = tempdir();
     let t = tmp.path();
-    let tree = t.join("tree");
-    write(&tree.join("a"), b"a\n", 0o644);
-    let (ro, rx) = pair(t, &["--mode=archive"]);
-    both(t, &ro, &rx, &["commit", "-b", "main", TS, s(&tree)]);
+    let (ro, rx, tree) = archive_pair_with_main(t);
     both(t, &ro, &rx, &["refs", "--create=origin:rem", "main"]);
     both(t, &ro, &rx, &["refs", "--create=other:deep/er", "main"]);
     for args in [
@@ -2397,10 +2394,7 @@ fn damaged_ref_files_fail_fsck_and_summary_as_in_ostree() {
     require_ostree();
     let tmp = tempdir();
     let t = tmp.path();
-    let tree = t.join("tree");
-    write(&tree.join("f"), b"f\n", 0o644);
-    let (ro, rx) = pair(t, &["--mode=archive"]);
-    both(t, &ro, &rx, &["commit", "-b", "main", TS, s(&tree)]);
+    let (ro, rx, tree) = archive_pair_with_main(t);
     for bad in [&b"garbage\n"[..], b""] {
         for r in [&ro, &rx] {
             std::fs::write(r.join("refs/heads/badref"), bad).expect("write");
@@ -2433,10 +2427,7 @@ fn argument_checks_as_ostree() {
     require_ostree();
     let tmp = tempdir();
     let t = tmp.path();
-    let tree = t.join("tree");
-    write(&tree.join("f"), b"f\n", 0o644);
-    let (ro, rx) = pair(t, &["--mode=archive"]);
-    both(t, &ro, &rx, &["commit", "-b", "main", TS, s(&tree)]);
+    let (ro, rx, tree) = archive_pair_with_main(t);
     for args in [
         &[
             "commit",
@@ -2559,4 +2550,14 @@ fn deep_trees_commit_and_check_out_as_ostree() {
         ox(&a);
         assert!(x_dir.join("a/a/a").is_dir());
     }
+}
+
+/// Twin archive repositories (ostree's, oxtree's) below `t`, each with `main` committed by
+/// its own tool from the same one-file tree. Returns (ostree's, oxtree's, the tree).
+fn archive_pair_with_main(t: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let tree = t.join("tree");
+    write(&tree.join("f"), b"f\n", 0o644);
+    let (ro, rx) = pair(t, &["--mode=archive"]);
+    both(t, &ro, &rx, &["commit", "-b", "main", TS, s(&tree)]);
+    (ro, rx, tree)
 }
