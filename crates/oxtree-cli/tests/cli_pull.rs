@@ -1778,8 +1778,7 @@ fn contenturl_as_ostree() {
     require_ostree();
     let tmp = tempdir();
     let t = tmp.path();
-    let (fx, v2, meta) = fixture_with_delta_and_meta(t);
-    let fa = repo_arg(&fx);
+    let (_, v2, _) = fixture_with_delta_and_meta(t);
     let ng = Nginx::start(t, &t.join("nginx"));
     let (srv_url, meta_url) = (format!("{}/fixture", ng.url), format!("{}/meta", ng.url));
     for mode in ["archive", "bare-user"] {
@@ -1837,16 +1836,7 @@ fn contenturl_as_ostree() {
     }
     // --url replaces both.
     let (ro, rx) = twin_clients(t, "archive", "origin", &meta_url);
-    for r in [&ro, &rx] {
-        let ra = repo_arg(r);
-        ostree(&[
-            "config",
-            &ra,
-            "set",
-            "remote \"origin\".contenturl",
-            &meta_url,
-        ]);
-    }
+    set_remote_option(&[&ro, &rx], "origin", "contenturl", &meta_url);
     let url_arg = format!("--url={srv_url}");
     both_status(t, &ro, &rx, &["pull", &url_arg, "origin", "main"]);
     assert_eq!(all_refs(&ro), all_refs(&rx));
@@ -1865,8 +1855,7 @@ fn mirrorlists_as_ostree() {
     require_ostree();
     let tmp = tempdir();
     let t = tmp.path();
-    let (fx, v2, meta) = fixture_with_delta_and_meta(t);
-    let fa = repo_arg(&fx);
+    let (_, v2, _) = fixture_with_delta_and_meta(t);
     std::fs::create_dir_all(t.join("empty")).expect("mkdir");
     let ng = Nginx::start(t, &t.join("nginx"));
     let h = &ng.url;
@@ -1919,16 +1908,7 @@ fn mirrorlists_as_ostree() {
         let (o, _) = both_status(t, &ro, &rx, &["pull", "origin", "main"]);
         assert!(!o.status.success(), "{name}");
         let (ro, rx) = twin_clients(t, "archive", "origin", &format!("{h}/meta"));
-        for r in [&ro, &rx] {
-            let ra = repo_arg(r);
-            ostree(&[
-                "config",
-                &ra,
-                "set",
-                "remote \"origin\".contenturl",
-                &ml(name),
-            ]);
-        }
+        set_remote_option(&[&ro, &rx], "origin", "contenturl", &ml(name));
         both_status(t, &ro, &rx, &["pull", "origin", "main"]);
     }
     // A list on a server that is not there: both fail, oxtree naming the list.
@@ -2433,4 +2413,17 @@ fn same_success(args: &[&str], o: &Output, x: &Output) {
         show_output(x)
     );
     assert!(!stderr(x).contains("panicked"), "{}", show_output(x));
+}
+
+/// `config set 'remote "REMOTE".KEY' VALUE` in each of `repos`.
+fn set_remote_option(repos: &[&Path], remote: &str, key: &str, value: &str) {
+    for r in repos {
+        ostree(&[
+            "config",
+            &repo_arg(r),
+            "set",
+            &format!("remote \"{remote}\".{key}"),
+            value,
+        ]);
+    }
 }

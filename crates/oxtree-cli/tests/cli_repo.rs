@@ -2394,7 +2394,7 @@ fn damaged_ref_files_fail_fsck_and_summary_as_in_ostree() {
     require_ostree();
     let tmp = tempdir();
     let t = tmp.path();
-    let (ro, rx, tree) = archive_pair_with_main(t);
+    let (ro, rx, _) = archive_pair_with_main(t);
     for bad in [&b"garbage\n"[..], b""] {
         for r in [&ro, &rx] {
             std::fs::write(r.join("refs/heads/badref"), bad).expect("write");
