@@ -523,6 +523,14 @@ impl Agent {
         }
         let repo = self.sysroot.repo()?;
         let base = repo.remote_url(&booted.remote)?;
+        if base.starts_with("mirrorlist=") {
+            // No one URL to put the graph beside: it must be named.
+            return Err(Error::Other(format!(
+                "remote {} lists its mirrors ({base}): set the update graph's url in the \
+                 agent's configuration ([graph] url)",
+                booted.remote
+            )));
+        }
         Ok(format!(
             "{}/graph/{}.json",
             base.trim_end_matches('/'),
