@@ -641,3 +641,60 @@ fn signed_superblocks() {
     assert!(!scan.has(&c));
     assert!(!dst.join("refs/remotes/origin/main").exists());
 }
+
+/// `static-delta apply-offline` of a delta that leaves out an object its commit reaches
+/// (here: one the delta's source commit shares and the target repository has lost): the
+/// apply fails naming it, and the commit is kept marked partial, not stored as complete
+/// (ostree 2022.7 exits 0 and leaves fsck to find it).
+#[test]
+fn apply_offline_of_an_incomplete_delta_marks_the_commit_partial() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("kept"), b"the same in both commits\n", 0o644);
+    write(&tree.join("v"), b"1\n", 0o644);
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ostree(&["init", &sa, "--mode=archive"]);
+    let c1 = ostree(&["commit", &sa, "-b", "main", s(&tree)])
+        .trim()
+        .to_string();
+    write(&tree.join("v"), b"2\n", 0o644);
+    let c2 = ostree(&["commit", &sa, "-b", "main", s(&tree)])
+        .trim()
+        .to_string();
+    let delta = t.join("delta");
+    ox(&[
+        "static-delta",
+        "generate",
+        &sa,
+        &format!("--from={c1}"),
+        &format!("--to={c2}"),
+        "--inline",
+        &format!("--filename={}", s(&delta)),
+    ]);
+    let dst = t.join("dst");
+    let da = format!("--repo={}", s(&dst));
+    ox(&["init", &da, "--mode=bare-user"]);
+    ox(&["pull-local", &da, s(&src), &c1]);
+    let kept = ox(&["ls", &da, "-C", &c1, "/kept"]);
+    let kept = kept
+        .split_whitespace()
+        .nth(4)
+        .expect("checksum")
+        .to_string();
+    let obj = dst.join(format!("objects/{}/{}.file", &kept[..2], &kept[2..]));
+    std::fs::remove_file(&obj).expect("rm");
+    let (code, err) = ox_fail(&["static-delta", "apply-offline", &da, s(&delta)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("{kept}.file")) && err.contains("partial"),
+        "{err}"
+    );
+    assert!(dst.join(format!("state/{c2}.commitpartial")).exists());
+    // A pull completes it.
+    ox(&["pull-local", &da, s(&src), &c2]);
+    assert!(!dst.join(format!("state/{c2}.commitpartial")).exists());
+    ostree(&["fsck", &da]);
+}

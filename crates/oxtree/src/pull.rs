@@ -41,7 +41,7 @@ mod walk;
 
 pub(crate) use policy::Verify;
 pub(crate) use resolve::fetch_summary;
-pub(crate) use static_delta::execute_parts;
+pub(crate) use static_delta::{execute_parts, reachable_tree};
 pub(crate) use verify::{verify_commit, LocalCheck, Wanted};
 
 pub use fetch::{FetchError, FetchOptions, Fetcher, FileFetcher, HttpFetcher, Response, UNBOUNDED};

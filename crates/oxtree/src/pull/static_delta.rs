@@ -345,7 +345,10 @@ impl Shared<'_> {
 /// Every tree object reachable from `commit`: its root dirmeta and dirtree and, through each
 /// dirtree found in the first of `repos` that has it, all below. Dirtrees nobody has are
 /// skipped (what they reference counts as unreachable).
-fn reachable_tree(commit: &Commit, repos: &[&Repo]) -> Result<HashSet<(ObjectType, Checksum)>> {
+pub(crate) fn reachable_tree(
+    commit: &Commit,
+    repos: &[&Repo],
+) -> Result<HashSet<(ObjectType, Checksum)>> {
     let mut out = HashSet::new();
     let mut todo = vec![(commit.root_tree, commit.root_meta)];
     while let Some((tree, meta)) = todo.pop() {

@@ -823,6 +823,29 @@ impl Repo {
             &|_| {},
             &refused,
         )?;
+        // A delta that leaves out objects its commit reaches (ostree 2022.7 stores such a
+        // commit as complete): the commit is kept, marked partial, and the apply fails
+        // naming what is missing.
+        let missing: Vec<(ObjectType, Checksum)> = crate::pull::reachable_tree(&commit, &[self])?
+            .into_iter()
+            .filter(|(t, c)| !self.has_object(*t, c))
+            .collect();
+        if let Some((t, c)) = missing.first() {
+            let marker = self
+                .path()
+                .join("state")
+                .join(format!("{to}.commitpartial"));
+            crate::fsutil::write_atomic(&marker, b"", self.fsync_enabled())?;
+            let txn = self.begin()?;
+            txn.write_metadata_as(ObjectType::Commit, &to, &sb.commit)?;
+            txn.commit()?;
+            return Err(Error::Other(format!(
+                "{what}: commit {to} reaches {} object(s) the delta does not hold and the \
+                 repository lacks (such as {c}.{t}); the commit is kept, marked partial: pull \
+                 it to complete it",
+                missing.len()
+            )));
+        }
         // The commit last, once everything it reaches is in: a reader never meets it
         // incomplete.
         let txn = self.begin()?;
