@@ -1803,10 +1803,12 @@ fn contenturl_as_ostree() {
             if !ok {
                 // (ostree's words depend on nginx's 404 page: "Server returned HTTP 404", or
                 // "exceeded maximum size of 150 bytes" where it reads the page as the
-                // commit.) oxtree names the object's URL below contenturl.
+                // commit.) oxtree says ostree's "Server returned HTTP 404", and names the
+                // object's URL below contenturl in its hint.
                 let e = err_line(&x).unwrap_or_default();
+                assert_eq!(e, "error: Server returned HTTP 404", "{what}");
                 assert!(
-                    e.contains(&format!("{content}/objects/")) && e.contains("not found"),
+                    stderr(&x).contains(&format!("{content}/objects/")),
                     "{what}: {}",
                     show_output(&x)
                 );
@@ -2425,5 +2427,40 @@ fn set_remote_option(repos: &[&Path], remote: &str, key: &str, value: &str) {
             &format!("remote \"{remote}\".{key}"),
             value,
         ]);
+    }
+}
+
+/// An object the server lacks: ostree's error line ("Server returned HTTP 404") over HTTP,
+/// for content and metadata alike; oxtree names the object and its URL in a hint.
+#[test]
+fn an_object_missing_on_the_server_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (fx, _) = fixture(t);
+    let ng = Nginx::start(t, &t.join("nginx"));
+    for ext in ["filez", "dirmeta"] {
+        let holed = t.join(format!("holed-{ext}"));
+        copy_tree(&fx, &holed);
+        let victim = walk_files(&holed.join("objects"))
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == ext))
+            .expect("an object");
+        std::fs::remove_file(&victim).expect("rm");
+        let url = format!("{}/holed-{ext}", ng.url);
+        let (ro, rx) = twin_clients(t, "bare-user", "origin", &url);
+        let (o, x) = both_status(t, &ro, &rx, &["pull", "origin", "main"]);
+        assert!(!o.status.success(), "{ext}");
+        assert_eq!(
+            err_line(&x).as_deref(),
+            Some("error: Server returned HTTP 404")
+        );
+        let name = victim
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let stem = name.split('.').next().unwrap_or_default().to_string();
+        assert!(stderr(&x).contains(&stem), "{}", show_output(&x));
     }
 }

@@ -683,7 +683,10 @@ fn hostile_server_is_refused() {
         "{err}"
     );
     let (_, err) = ox_fail(&["pull", &d, "origin", "main"]);
-    assert!(err.contains(&missing) && err.contains("not found"), "{err}");
+    assert!(
+        err.contains(&missing) && err.contains("Server returned HTTP 404"),
+        "{err}"
+    );
     ox(&["fsck", &d]);
     assert!(!dst.join("refs/remotes/origin").join("main").exists());
     // Nothing escaped the repository.

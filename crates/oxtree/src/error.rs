@@ -106,6 +106,10 @@ pub enum Error {
     /// A file the pull needs is not on the server (ostree's words: the HTTP status).
     #[error("Server returned HTTP 404")]
     ServerNotFound { url: String },
+    /// An object the pull needs is not on the server: over HTTP ostree's words (the status),
+    /// the object and its URL in the hint; from a local remote, all in the line.
+    #[error("{}", object_not_on_server(object, url))]
+    ObjectNotOnServer { object: String, url: String },
     /// `pull REMOTE` with no ref named and no `branches=` (ostree's words).
     #[error("No configured branches for remote {0}")]
     NoBranches(String),
@@ -131,6 +135,10 @@ impl Error {
                 "the repository is incomplete: pull the commit again, or run `oxtree fsck`".into(),
             ),
             Error::RefNotFound(_) => Some("list the available refs with `oxtree refs`".into()),
+            Error::ObjectNotOnServer { object, url } if is_http(url) => Some(format!(
+                "the server has no object {object} ({url}): its repository is incomplete (its \
+                 owner can check it with `ostree fsck`), or this mirror is out of date"
+            )),
             Error::ServerNotFound { url } => Some(format!(
                 "{url} is not on the server: check the ref's name with `oxtree remote refs REMOTE` (the server may have no summary), and the remote's URL"
             )),
@@ -234,6 +242,7 @@ impl Error {
                 | Error::RefNotInSummary { .. }
                 | Error::ObjectMissing { .. }
                 | Error::ServerNotFound { .. }
+                | Error::ObjectNotOnServer { .. }
         )
     }
 
@@ -305,6 +314,18 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
 
 /// ostree's words for an absent object: `ostree_repo_load_variant` for metadata,
 /// `ostree_repo_load_file` for content.
+fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+fn object_not_on_server(object: &str, url: &str) -> String {
+    if is_http(url) {
+        "Server returned HTTP 404".into()
+    } else {
+        format!("object {object} not found on the server ({url})")
+    }
+}
+
 fn missing_message(ty: ObjectType, csum: &Checksum) -> String {
     match ty {
         ObjectType::File => format!("Couldn't find file object '{csum}'"),

@@ -382,11 +382,10 @@ impl Get<'_> {
             let resp = match self.fetcher.fetch_slice(self.path, have, len, self.bound) {
                 Ok(Some(r)) => r,
                 Ok(None) => {
-                    return Err(Error::Other(format!(
-                        "object {}.file not found on the server ({})",
-                        self.csum,
-                        self.fetcher.describe(self.path)
-                    )))
+                    return Err(Error::ObjectNotOnServer {
+                        object: format!("{}.file", self.csum),
+                        url: self.fetcher.describe(self.path),
+                    })
                 }
                 Err(FetchError::Fatal(e)) => return Err(self.fatal(e, lock)),
                 // The partial download is already complete: use it (its checksum decides).

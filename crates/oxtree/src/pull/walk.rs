@@ -325,10 +325,10 @@ impl Shared<'_> {
         match got {
             Some(b) => Ok(Some(b)),
             None if optional => Ok(None),
-            None => Err(Error::Other(format!(
-                "{}: object {c}.{ty} not found on the server",
-                self.fetcher.describe(&path)
-            ))),
+            None => Err(Error::ObjectNotOnServer {
+                object: format!("{c}.{ty}"),
+                url: self.fetcher.describe(&path),
+            }),
         }
     }
 
