@@ -192,7 +192,7 @@ fn broken_deltas_fall_back_to_objects() {
     }
     let r0 = client(&f.dir, "c0", "bare-user", &server.url);
     let o = run_raw(&oxtree_bin(), &["pull", &r0, "--json", "o", "main"]);
-    assert!(o.status.success());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         // (refused on its Content-Length; a response without one stops at the bound)

@@ -85,7 +85,10 @@ fn open_in(root: &Path, rel: &str, flags: OFlags) -> Result<Option<std::os::fd::
         r => r,
     };
     match r {
-        Ok(fd) => Ok(Some(fd)),
+        Ok(fd) => {
+            refuse_local_state(root, rel, &fd)?;
+            Ok(Some(fd))
+        }
         Err(Errno::NOENT) => Ok(None),
         Err(Errno::LOOP) => Err(Error::InvalidArgument(format!(
             "{}: a symbolic link this system cannot resolve safely inside the deployment",
@@ -93,6 +96,37 @@ fn open_in(root: &Path, rel: &str, flags: OFlags) -> Result<Option<std::os::fd::
         ))),
         Err(e) => Err(std::io::Error::from(e)).ctx("open", &p),
     }
+}
+
+/// A path of the tree that is not itself under `etc/` or `var/` must not resolve there: by
+/// the time boot files are copied, the deployment's `/etc` holds the machine's own merged
+/// configuration (its `shadow`, its keys) and `/var` its data, and a commit's symlink
+/// (`.vmlinuz.hmac -> /etc/shadow`) would copy them into a world-readable `/boot`.
+fn refuse_local_state(root: &Path, rel: &str, fd: &std::os::fd::OwnedFd) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let rel = rel.trim_start_matches('/');
+    if ["etc", "var"]
+        .iter()
+        .any(|d| rel == *d || rel.starts_with(&format!("{d}/")))
+    {
+        return Ok(());
+    }
+    // (Without /proc the check cannot be made; the lookup stayed inside the tree anyway.)
+    let (Ok(at), Ok(top)) = (
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        std::fs::canonicalize(root),
+    ) else {
+        return Ok(());
+    };
+    if at.starts_with(top.join("etc")) || at.starts_with(top.join("var")) {
+        return Err(Error::InvalidArgument(format!(
+            "{}: resolves into the deployment's {} (the machine's own state), which is not \
+             read for boot files",
+            root.join(rel).display(),
+            at.strip_prefix(&top).unwrap_or(&at).display()
+        )));
+    }
+    Ok(())
 }
 
 /// Component by component, each opened with `O_NOFOLLOW`: a symlink anywhere gives ELOOP
@@ -152,6 +186,18 @@ mod tests {
                 .expect("read");
             assert_eq!(s, "kernel", "{rel}");
         }
+        // A link into the deployment's own /etc (the machine's merged configuration) is
+        // refused; /etc asked for by name is read.
+        std::fs::write(root.join("etc/shadow"), b"secret").expect("write");
+        std::os::unix::fs::symlink("/etc/shadow", root.join("boot/hmac")).expect("symlink");
+        std::os::unix::fs::symlink("../etc", root.join("boot/dtb")).expect("symlink");
+        let e = open_file(root, "boot/hmac")
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("etc/shadow"), "{e}");
+        assert!(list_dir(root, "boot/dtb").is_err());
+        assert!(open_file(root, "etc/shadow").expect("open").is_some());
+        std::fs::remove_file(root.join("etc/shadow")).expect("rm");
         // The host's files are not the tree's.
         assert!(open_file(root, "host").expect("open").is_none());
         assert!(open_file(root, "zero").expect("open").is_none());
