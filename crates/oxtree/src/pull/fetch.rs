@@ -503,7 +503,7 @@ impl Transport {
         }
         if let Some((cert, key)) = &opts.tls_client_cert {
             let chain = pem_certs(cert)?;
-            let bytes = std::fs::read(key).ctx("read", key)?;
+            let bytes = read_pem_file(key)?;
             let key = ureq::tls::parse_pem(&bytes)
                 .find_map(|i| match i {
                     Ok(PemItem::PrivateKey(k)) => Some(k),
@@ -569,9 +569,32 @@ fn check_client_cert(
         .map_err(|e| refuse(e.to_string()))
 }
 
+/// A certificate or key file named by the remote's config: a regular file of at most
+/// 16 MiB (not `/dev/zero`, which would fill memory, nor a FIFO, which would hang the pull).
+fn read_pem_file(p: &Path) -> crate::Result<Vec<u8>> {
+    const MAX: u64 = 16 << 20;
+    use std::os::unix::fs::OpenOptionsExt;
+    // (Non-blocking: opening a FIFO must not wait for a writer.)
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)
+        .ctx("open", p)?;
+    let m = f.metadata().ctx("stat", p)?;
+    if !m.is_file() || m.len() > MAX {
+        return Err(Error::Config {
+            path: p.to_path_buf(),
+            msg: "not a PEM file (a regular file of at most 16 MiB)".into(),
+        });
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX), &mut bytes).ctx("read", p)?;
+    Ok(bytes)
+}
+
 /// The certificates of a PEM file (at least one).
 fn pem_certs(p: &Path) -> crate::Result<Vec<ureq::tls::Certificate<'static>>> {
-    let bytes = std::fs::read(p).ctx("read", p)?;
+    let bytes = read_pem_file(p)?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&bytes) {
         match item {
@@ -769,10 +792,19 @@ impl HttpFetcher {
             // A certificate the client does not trust (or a handshake the server refuses)
             // fails the same way every time: at once, not after the retries.
             Err(e) if tls_failure(&e).is_some() => {
+                let why = tls_failure(&e).unwrap_or_default();
+                // A self-signed server certificate (openssl req -x509 makes it a CA) is not
+                // taken as its own trust anchor here, as libcurl takes it.
+                let self_signed = if why.contains("CaUsedAsEndEntity") {
+                    "; the server's certificate is a CA's (a self-signed one?): give the server \
+                     a certificate signed by a CA, and that CA in tls-ca-path"
+                } else {
+                    ""
+                };
                 return Err(FetchError::Fatal(Error::Other(format!(
-                    "{url}: TLS: {} (check the server's certificate, or the remote's tls-ca-path; tls-permissive=true skips the check)",
-                    tls_failure(&e).unwrap_or_default()
-                ))))
+                    "{url}: TLS: {why} (check the server's certificate, or the remote's \
+                     tls-ca-path{self_signed})"
+                ))));
             }
             Err(e) => return Err(FetchError::Transient(format!("{url}: {e}"))),
         };
