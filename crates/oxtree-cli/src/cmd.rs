@@ -37,6 +37,19 @@ pub struct Global {
     pub esp: Option<PathBuf>,
 }
 
+/// For the long-running commands that write to sockets (`serve`, the agent): a write to a
+/// peer that went away must fail with EPIPE, not kill the process. (The CLI restores
+/// SIGPIPE's default at start, so that `oxtree refs | head` ends quietly as ostree does;
+/// hyper's vectored writes (`writev`) do not ask the kernel to spare the signal, and a
+/// client that cut a download short stopped `oxtree serve` for every other client.)
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN is async-signal-safe and affects
+    // no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 impl Global {
     /// `--repo`, else the current directory if it is a repository, else `$OSTREE_REPO`,
     /// else the system repository `/ostree/repo` (ostree's `ostree_repo_new_default`).

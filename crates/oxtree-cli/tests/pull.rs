@@ -1608,3 +1608,66 @@ fn large_objects_come_in_contiguous_range_slices() {
     ]);
     assert!(std::fs::read(out.join("big")).expect("read") == data);
 }
+
+/// A server cannot make a small response inflate before any checksum is checked (a gzip
+/// bomb as `Content-Encoding`): oxtree asks for no compressed encoding, as ostree asks for
+/// none, so whatever comes is taken as the bytes they are and verified as such. A dirtree
+/// swapped for a gzip stream is refused by its checksum.
+#[test]
+fn no_content_encoding_is_asked_for() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let src = t.join("src");
+    ox(&["init", &repo_arg(&src), "--mode=archive"]);
+    ox(&["commit", &repo_arg(&src), "-b", "main", TS, s(&tree)]);
+    let server = hostile::HostileServer::start(&src);
+    let dst = t.join("dst");
+    let d = repo_arg(&dst);
+    ox(&["init", &d, "--mode=bare-user"]);
+    ox(&[
+        "remote",
+        "add",
+        &d,
+        "--no-gpg-verify",
+        "origin",
+        &server.url,
+    ]);
+    ox(&["pull", &d, "origin", "main"]);
+    let log = server.log();
+    assert!(!log.is_empty());
+    for r in &log {
+        assert!(
+            r.accept_encoding
+                .as_deref()
+                .is_none_or(|e| !e.contains("gzip") && !e.contains("deflate")),
+            "{r:?}"
+        );
+    }
+    // The root dirtree served as a gzip stream of zeros (what a bomb looks like).
+    let fresh = t.join("fresh");
+    let f = repo_arg(&fresh);
+    ox(&["init", &f, "--mode=bare-user"]);
+    ox(&[
+        "remote",
+        "add",
+        &f,
+        "--no-gpg-verify",
+        "origin",
+        &server.url,
+    ]);
+    let dirtree = log
+        .iter()
+        .find(|r| r.path.ends_with(".dirtree"))
+        .expect("a dirtree")
+        .path
+        .clone();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &vec![0u8; 8 << 20]).expect("gzip");
+    server.swap(&dirtree, gz.finish().expect("gzip"));
+    let (code, err) = ox_fail(&["pull", &f, "origin", "main"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(".dirtree"), "{err}");
+    assert!(!fresh.join("refs/remotes/origin/main").exists());
+}

@@ -344,3 +344,61 @@ fn idle_and_excess_connections_cannot_starve_the_server() {
         assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf));
     }
 }
+
+/// Clients that hang up in the middle of a large object (a pull cutting a download short)
+/// do not stop the server: its write to the gone peer fails with EPIPE instead of killing
+/// it by SIGPIPE (which the CLI otherwise leaves at its default), and the next client is
+/// served.
+#[test]
+fn clients_hanging_up_mid_download_do_not_stop_the_server() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("big"), &noise(16 << 20, 7), 0o644);
+    let repo = t.join("repo");
+    let r = format!("--repo={}", s(&repo));
+    ox(&["init", &r, "--mode=archive"]);
+    ox(&["commit", &r, "-b", "main", s(&tree)]);
+    let big = walk_files(&repo.join("objects"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("an object");
+    let rel = big
+        .strip_prefix(&repo)
+        .expect("prefix")
+        .display()
+        .to_string();
+    let mut server = Server::start(&repo);
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+        write!(c, "GET /{rel} HTTP/1.1\r\nHost: test\r\n\r\n").expect("send");
+        let mut first = [0u8; 4096];
+        let _ = c.read(&mut first);
+        // Gone with most of the body unread: the server's next writes meet a reset.
+        drop(c);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.child.try_wait().expect("wait").is_none(),
+        "oxtree serve died: {:?}",
+        server.log.lock().map(|l| l.clone())
+    );
+    assert_eq!(get(server.port, "/config").0, 200);
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

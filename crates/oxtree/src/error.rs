@@ -312,8 +312,6 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
     }
 }
 
-/// ostree's words for an absent object: `ostree_repo_load_variant` for metadata,
-/// `ostree_repo_load_file` for content.
 fn is_http(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
 }
@@ -326,6 +324,8 @@ fn object_not_on_server(object: &str, url: &str) -> String {
     }
 }
 
+/// ostree's words for an absent object: `ostree_repo_load_variant` for metadata,
+/// `ostree_repo_load_file` for content.
 fn missing_message(ty: ObjectType, csum: &Checksum) -> String {
     match ty {
         ObjectType::File => format!("Couldn't find file object '{csum}'"),

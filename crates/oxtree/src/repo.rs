@@ -497,12 +497,26 @@ impl Repo {
         Ok(())
     }
 
-    /// Whether `state/<csum>.commitpartial` marks this commit as incomplete.
-    pub fn is_partial(&self, csum: &Checksum) -> bool {
+    /// `state/<csum>.commitpartial`, the marker of a commit whose objects are not all here.
+    fn partial_marker(&self, csum: &Checksum) -> PathBuf {
         self.path
             .join("state")
             .join(format!("{csum}.commitpartial"))
-            .exists()
+    }
+
+    /// Whether `state/<csum>.commitpartial` marks this commit as incomplete.
+    pub fn is_partial(&self, csum: &Checksum) -> bool {
+        self.partial_marker(csum).exists()
+    }
+
+    /// Mark the commit incomplete (before its object lands in `objects/`, so no reader
+    /// takes it for whole); a marker already there is left as it is.
+    pub(crate) fn mark_partial(&self, csum: &Checksum) -> Result<()> {
+        let marker = self.partial_marker(csum);
+        if marker.exists() {
+            return Ok(());
+        }
+        crate::fsutil::write_atomic(&marker, b"", self.fsync_enabled())
     }
 
     /// Parse a loose object's file name as this repo stores it: file objects are `.filez`

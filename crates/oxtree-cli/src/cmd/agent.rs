@@ -85,6 +85,7 @@ pub fn run(a: AgentArgs) -> Result<()> {
     let dir = l.config.agent.state_dir.clone();
     match a.cmd.unwrap_or(AgentCmd::Run) {
         AgentCmd::Run => {
+            super::ignore_sigpipe();
             let _ = tracing_subscriber::fmt()
                 .with_max_level(tracing::Level::INFO)
                 .with_writer(std::io::stderr)

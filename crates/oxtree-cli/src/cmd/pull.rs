@@ -238,8 +238,9 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     // A file:// remote is imported object by object, as ostree imports from a local
     // repository: its static deltas only with --require-static-deltas (then the pull, and
     // its summary line, are those of a fetch).
+    let imported = local.is_some() && !a.require_static_deltas;
     let mut opts = opts;
-    if local.is_some() && !a.require_static_deltas {
+    if imported {
         opts.disable_static_deltas = true;
     }
     // ostree: 0 means 1000 ms.
@@ -304,7 +305,6 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         // ostree's summary line, with its counters; oxtree's own figures go to --json and -v.
         // (An archive repository imported into an archive repository: ostree copies the
         // objects as they are and counts no content written.)
-        let imported = local.is_some() && !a.require_static_deltas;
         let raw = imported && repo.mode() == oxtree::repo::RepoMode::Archive;
         println!("{}", summary_line(&res, imported, raw));
         for (r, old, new) in &res.refs {

@@ -450,13 +450,13 @@ pub fn summary(g: &Global, a: SummaryArgs) -> Result<()> {
             }
             .into())
         }
-        Err(oxtree::Error::NoSummary { url }) => return Err(super::Hinted {
-            msg: "Remote server has no summary file".into(),
-            hint: format!(
-                "{url} is not there: the repository's owner can create it with `oxtree summary -u`"
-            ),
+        Err(e @ oxtree::Error::NoSummary { .. }) => {
+            return Err(super::Hinted {
+                msg: "Remote server has no summary file".into(),
+                hint: e.hint().unwrap_or_default(),
+            }
+            .into())
         }
-        .into()),
         r => r?,
     };
     if a.raw || a.list_metadata_keys || a.print_metadata_key.is_some() {

@@ -30,6 +30,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(g: &Global, a: ServeArgs) -> Result<()> {
+    super::ignore_sigpipe();
     let path = g.repo_path();
     oxtree::serve::serve(
         &path,

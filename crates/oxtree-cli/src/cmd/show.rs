@@ -739,20 +739,7 @@ impl GpgKeys<'_> {
             }
         };
         for d in dirs {
-            let Ok(entries) = std::fs::read_dir(d) else {
-                continue;
-            };
-            let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            files.sort();
-            for f in files {
-                // As ostree's keyring directories: every `*.gpg` file, and one that holds
-                // no keys (a GnuPG home's trustdb.gpg) adds none rather than failing.
-                if f.is_file() && f.extension().is_some_and(|x| x == "gpg" || x == "asc") {
-                    if let Ok(k) = oxtree::sign::gpg::load_keyring(&f) {
-                        keys.extend(k);
-                    }
-                }
-            }
+            keys.extend(oxtree::sign::gpg::keyrings_in_dir(d));
         }
         Ok(keys)
     }

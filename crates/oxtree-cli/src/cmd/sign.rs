@@ -241,14 +241,7 @@ fn signed_verifiably(
     if !sigs.iter().any(|s| gpg::signature_by(s, id)) {
         return Ok(false);
     }
-    let mut keys = Vec::new();
-    for e in std::fs::read_dir(home).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.extension().is_some_and(|x| x == "gpg") && p.is_file() {
-            keys.extend(gpg::load_keyring(&p).unwrap_or_default());
-        }
-    }
-    Ok(gpg::keyring_has(&keys, id))
+    Ok(gpg::keyring_has(&gpg::keyrings_in_dir(home), id))
 }
 
 /// The OpenPGP secret keys to sign with as `id`: from a key file, or exported from GnuPG.

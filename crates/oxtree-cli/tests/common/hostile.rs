@@ -40,6 +40,8 @@ pub struct Request {
     pub path: String,
     /// The `Range: bytes=N-` start, if one was asked for.
     pub range_from: Option<u64>,
+    /// The `Accept-Encoding` header, if the client sent one.
+    pub accept_encoding: Option<String>,
     pub status: u16,
     /// Body bytes written before the response ended (or the client went away).
     pub sent: u64,
@@ -254,24 +256,33 @@ fn serve_connection(mut c: TcpStream, st: &State) {
         let path = percent_decode(target.split('?').next().unwrap_or("/"))
             .trim_start_matches('/')
             .to_string();
-        // `bytes=A-` or `bytes=A-B`.
-        let range = lines
+        let headers: Vec<(&str, &str)> = lines
             .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("range"))
-            .and_then(|(_, v)| {
-                let (a, b) = v.trim().strip_prefix("bytes=")?.split_once('-')?;
-                let last = match b.trim() {
-                    "" => None,
-                    b => Some(b.parse::<u64>().ok()?),
-                };
-                Some((a.trim().parse::<u64>().ok()?, last))
-            });
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+        };
+        let accept_encoding = header("accept-encoding").map(str::to_string);
+        // `bytes=A-` or `bytes=A-B`.
+        let range = header("range").and_then(|v| {
+            let (a, b) = v.trim().strip_prefix("bytes=")?.split_once('-')?;
+            let last = match b.trim() {
+                "" => None,
+                b => Some(b.parse::<u64>().ok()?),
+            };
+            Some((a.trim().parse::<u64>().ok()?, last))
+        });
         let range_from = range.map(|(a, _)| a);
         let idx = {
             let mut log = st.log.lock().expect("log");
             log.push(Request {
                 path: path.clone(),
                 range_from,
+                accept_encoding,
                 status: 0,
                 sent: 0,
                 complete: false,

@@ -791,8 +791,10 @@ impl HttpFetcher {
             }
             // A certificate the client does not trust (or a handshake the server refuses)
             // fails the same way every time: at once, not after the retries.
-            Err(e) if tls_failure(&e).is_some() => {
-                let why = tls_failure(&e).unwrap_or_default();
+            Err(e) => {
+                let Some(why) = tls_failure(&e) else {
+                    return Err(FetchError::Transient(format!("{url}: {e}")));
+                };
                 // A self-signed server certificate (openssl req -x509 makes it a CA) is not
                 // taken as its own trust anchor here, as libcurl takes it.
                 let self_signed = if why.contains("CaUsedAsEndEntity") {
@@ -806,7 +808,6 @@ impl HttpFetcher {
                      tls-ca-path{self_signed})"
                 ))));
             }
-            Err(e) => return Err(FetchError::Transient(format!("{url}: {e}"))),
         };
         let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.min_wait_us

@@ -183,14 +183,12 @@ pub(super) fn check_remote_mode(
         }
         return Ok(());
     };
-    {
-        let text = String::from_utf8_lossy(&cfg);
-        let kf = crate::fsutil::keyfile::KeyFile::parse(&text)
-            .map_err(|e| Error::Other(format!("{}: {e}", fetcher.describe("config"))))?;
-        let mode = kf.get("core", "mode").unwrap_or("bare");
-        if !matches!(mode, "archive" | "archive-z2") {
-            return Err(Error::Other(format!("can't pull from a repository of mode {mode:?} ({}): pull from an archive repository, or copy a local one with `oxtree pull-local`", fetcher.describe("config"))));
-        }
+    let text = String::from_utf8_lossy(&cfg);
+    let kf = crate::fsutil::keyfile::KeyFile::parse(&text)
+        .map_err(|e| Error::Other(format!("{}: {e}", fetcher.describe("config"))))?;
+    let mode = kf.get("core", "mode").unwrap_or("bare");
+    if !matches!(mode, "archive" | "archive-z2") {
+        return Err(Error::Other(format!("can't pull from a repository of mode {mode:?} ({}): pull from an archive repository, or copy a local one with `oxtree pull-local`", fetcher.describe("config"))));
     }
     Ok(())
 }

@@ -497,14 +497,7 @@ impl Shared<'_> {
         }
         if !complete {
             // Mark partial before the commit object can land in objects/.
-            let marker = self
-                .repo
-                .path()
-                .join("state")
-                .join(format!("{c}.commitpartial"));
-            if !marker.exists() {
-                crate::fsutil::write_atomic(&marker, b"", self.repo.fsync_enabled())?;
-            }
+            self.repo.mark_partial(&c)?;
             if !self.repo.has_object(ObjectType::Commit, &c) {
                 self.txn.write_metadata_as(ObjectType::Commit, &c, &bytes)?;
                 self.progress

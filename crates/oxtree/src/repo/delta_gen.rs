@@ -830,15 +830,18 @@ impl Repo {
             .into_iter()
             .filter(|(t, c)| !self.has_object(*t, c))
             .collect();
+        if !missing.is_empty() {
+            self.mark_partial(&to)?;
+        }
+        // The commit last, once everything it reaches is in (or marked partial): a reader
+        // never meets it incomplete.
+        let txn = self.begin()?;
+        txn.write_metadata_as(ObjectType::Commit, &to, &sb.commit)?;
+        if missing.is_empty() {
+            txn.remove_commitpartial(&to);
+        }
+        txn.commit()?;
         if let Some((t, c)) = missing.first() {
-            let marker = self
-                .path()
-                .join("state")
-                .join(format!("{to}.commitpartial"));
-            crate::fsutil::write_atomic(&marker, b"", self.fsync_enabled())?;
-            let txn = self.begin()?;
-            txn.write_metadata_as(ObjectType::Commit, &to, &sb.commit)?;
-            txn.commit()?;
             return Err(Error::Other(format!(
                 "{what}: commit {to} reaches {} object(s) the delta does not hold and the \
                  repository lacks (such as {c}.{t}); the commit is kept, marked partial: pull \
@@ -846,12 +849,6 @@ impl Repo {
                 missing.len()
             )));
         }
-        // The commit last, once everything it reaches is in: a reader never meets it
-        // incomplete.
-        let txn = self.begin()?;
-        txn.write_metadata_as(ObjectType::Commit, &to, &sb.commit)?;
-        txn.remove_commitpartial(&to);
-        txn.commit()?;
         Ok(to)
     }
 }

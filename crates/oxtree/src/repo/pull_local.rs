@@ -87,8 +87,7 @@ impl Repo {
             for (ty, c) in &reach.objects {
                 let complete = self.has_object(ObjectType::Commit, c) && !self.is_partial(c);
                 if *ty == ObjectType::Commit && !complete {
-                    let marker = self.path().join("state").join(format!("{c}.commitpartial"));
-                    crate::fsutil::write_atomic(&marker, b"", self.fsync_enabled())?;
+                    self.mark_partial(c)?;
                 }
             }
         }

@@ -157,6 +157,22 @@ pub(crate) fn strip_trust_packets(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
+/// The keys of a keyring directory as ostree reads one (`trusted.gpg.d`, a GnuPG home):
+/// every `*.gpg` (or `*.asc`) file, by name; a file that holds no keys (a GnuPG home's
+/// `trustdb.gpg`) adds none, and a directory that is not there adds nothing.
+pub fn keyrings_in_dir(dir: &Path) -> Vec<SignedPublicKey> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    files.sort();
+    files
+        .iter()
+        .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "gpg" || x == "asc"))
+        .flat_map(|f| load_keyring(f).unwrap_or_default())
+        .collect()
+}
+
 /// Read every public key in a keyring file (binary or ASCII-armored; several concatenated).
 pub fn load_keyring(path: &Path) -> Result<Vec<SignedPublicKey>> {
     let raw = std::fs::read(path).ctx("read keyring", path)?;
