@@ -2561,3 +2561,118 @@ fn archive_pair_with_main(t: &Path) -> (PathBuf, PathBuf, PathBuf) {
     both(t, &ro, &rx, &["commit", "-b", "main", TS, s(&tree)]);
     (ro, rx, tree)
 }
+
+/// Directory modes of a hardlink checkout as ostree's, whatever the umask, and in a setgid
+/// directory or one with a default ACL (both of which decide new directories' modes in
+/// place of the umask): oxtree makes a directory with its final mode when `mkdir` gives
+/// exactly that, and `chmod`s it after filling it otherwise.
+#[test]
+fn checkout_directory_modes_as_ostree_under_umasks_setgid_and_default_acls() {
+    use std::os::unix::fs::PermissionsExt;
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    let modes = [
+        ("d755", 0o755),
+        ("d775", 0o775),
+        ("d700", 0o700),
+        ("d711", 0o711),
+        ("d777", 0o777),
+        ("d1777", 0o1777),
+        ("d2755", 0o2755),
+        ("d555", 0o555),
+        ("d750", 0o750),
+    ];
+    for (name, _) in modes {
+        write(&tree.join(name).join("f"), b"x\n", 0o644);
+        write(&tree.join(name).join("sub/g"), b"y\n", 0o644);
+    }
+    for (name, mode) in modes {
+        let p = tree.join(name);
+        std::fs::set_permissions(p.join("sub"), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let repo = t.join("repo");
+    let ra = format!("--repo={}", s(&repo));
+    ox(&["init", &ra, "--mode=bare-user"]);
+    ox(&["commit", &ra, "-b", "main", TS, s(&tree)]);
+    // Make the tree removable by the temporary directory's cleanup.
+    for (name, _) in modes {
+        for d in [tree.join(name).join("sub"), tree.join(name)] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    }
+    // A default ACL giving others nothing (version 2; user::rwx, group::r-x, other::---).
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm) in [(0x01u16, 7u16), (0x04, 5), (0x20, 0)] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(u32::MAX.to_le_bytes());
+    }
+    let mut cases = vec![];
+    for umask in ["022", "002", "077", "000", "027"] {
+        cases.push((format!("umask-{umask}"), umask, None));
+    }
+    cases.push(("setgid".into(), "022", Some("setgid")));
+    cases.push(("acl".into(), "022", Some("acl")));
+    for (case, umask, parent) in cases {
+        let mut snaps = Vec::new();
+        for tool in ["oxtree", "ostree"] {
+            let base = t.join(format!("{case}-{tool}"));
+            std::fs::create_dir(&base).expect("mkdir");
+            match parent {
+                Some("setgid") => {
+                    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o2775))
+                        .expect("chmod")
+                }
+                Some(_) => {
+                    if rustix::fs::setxattr(
+                        &base,
+                        "system.posix_acl_default",
+                        &acl,
+                        rustix::fs::XattrFlags::empty(),
+                    )
+                    .is_err()
+                    {
+                        eprintln!("no ACLs on this file system: case {case} skipped");
+                        continue;
+                    }
+                }
+                None => {}
+            }
+            let bin = if tool == "oxtree" {
+                oxtree_bin()
+            } else {
+                PathBuf::from("ostree")
+            };
+            let co = base.join("co");
+            let o = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "umask {umask}; exec \"$0\" checkout -U \"$1\" main \"$2\""
+                ))
+                .arg(&bin)
+                .arg(&ra)
+                .arg(&co)
+                .output()
+                .expect("run");
+            assert!(o.status.success(), "{case} {tool}: {o:?}");
+            snaps.push(snapshot(&co));
+            for (name, _) in modes {
+                for d in [co.join(name), co.join(name).join("sub")] {
+                    let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+                }
+            }
+        }
+        if snaps.len() == 2 {
+            assert_eq!(
+                snaps[0],
+                snaps[1],
+                "{case}: oxtree's checkout differs from ostree's:\n{}",
+                snapshot_diff(&snaps[0], &snaps[1])
+            );
+        }
+    }
+}

@@ -170,6 +170,8 @@ impl Repo {
                 .can_hardlink(opts)
                 .then(|| open_dir_path(&self.path.join("objects")))
                 .flatten(),
+            umask: process_umask(),
+            direct_umask: std::sync::OnceLock::new(),
         };
         self.checkout_dir(&tree, &meta, dest, "/", opts, &ctx, true, None)
     }
@@ -234,9 +236,15 @@ impl Repo {
         // A new directory inside one this checkout made is made, opened and given its
         // metadata relative to its parent's descriptor (one name to look up, not the path).
         let parent = parent.filter(|_| !union && !top);
+        // The mode the directory is made with: its final one when nothing is left for
+        // apply_dirmeta to change but the time, else owner-only while it is filled.
+        let direct = parent
+            .and(ctx.direct_umask.get())
+            .and_then(|&u| direct_mode(&dm, opts, u));
         let made = match parent {
             Some((pfd, name)) => {
-                rustix::fs::mkdirat(pfd, name, rustix::fs::Mode::from_raw_mode(0o700))
+                let mode = direct.unwrap_or(0o700);
+                rustix::fs::mkdirat(pfd, name, rustix::fs::Mode::from_raw_mode(mode))
                     .map_err(std::io::Error::from)
             }
             None => std::fs::DirBuilder::new().mode(0o700).create(dest),
@@ -262,6 +270,20 @@ impl Repo {
             }
             Err(e) => return Err(e).ctx("create directory", dest),
         };
+        if top && !existed {
+            // (A default ACL, which subdirectories inherit, would decide their modes
+            // instead of the umask: then every directory is chmod-ed, as before.)
+            let acl = rustix::fs::getxattr(dest, "system.posix_acl_default", &mut [0u8; 0][..]);
+            let no_acl = matches!(
+                acl,
+                Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP)
+            );
+            if let (Some(u), Ok(m), true) = (ctx.umask, std::fs::symlink_metadata(dest), no_acl) {
+                if m.mode() & 0o2000 == 0 {
+                    let _ = ctx.direct_umask.set(u);
+                }
+            }
+        }
         // Files are linked relative to the directory (a lookup of one name, not of the whole
         // path, per file): opened only when this checkout links, and only a directory this
         // checkout created.
@@ -326,8 +348,9 @@ impl Repo {
             return Ok(());
         }
         // Below the top, every directory is new and was created 0700 inside a 0700 parent
-        // (no setgid inheritance), so it is owned by our euid/egid.
-        self.apply_dirmeta(dest, &dm, opts, top, parent)
+        // (no setgid inheritance), so it is owned by our euid/egid; or it was made with its
+        // final mode (`direct`) in a parent without setgid, and only its time is left.
+        self.apply_dirmeta(dest, &dm, opts, top, parent, direct.is_some())
     }
 
     fn apply_dirmeta(
@@ -337,6 +360,7 @@ impl Repo {
         opts: &CheckoutOptions,
         force_chown: bool,
         parent: Option<(BorrowedFd<'_>, &str)>,
+        moded: bool,
     ) -> Result<()> {
         use rustix::fs::{AtFlags, CWD};
         // The directory as the *at calls name it: relative to its parent, or by path.
@@ -368,13 +392,15 @@ impl Repo {
                 crate::fsutil::lset_xattr(path, k, v)?;
             }
         }
-        rustix::fs::chmodat(
-            dirfd,
-            name,
-            rustix::fs::Mode::from_raw_mode(mode),
-            AtFlags::empty(),
-        )
-        .ctx("chmod", path)?;
+        if !moded {
+            rustix::fs::chmodat(
+                dirfd,
+                name,
+                rustix::fs::Mode::from_raw_mode(mode),
+                AtFlags::empty(),
+            )
+            .ctx("chmod", path)?;
+        }
         if opts.force_copy {
             return Ok(());
         }
@@ -732,6 +758,38 @@ struct Ctx {
     dirmeta: Mutex<HashMap<Checksum, DirMeta>>,
     /// The repo's `objects/`, to link from without walking the repo's path each time.
     objects: Option<OwnedFd>,
+    /// The process umask (None if unknown).
+    umask: Option<u32>,
+    /// Set (to the umask) once the top directory is made and found not setgid: from then
+    /// on a new directory may be made with its final mode at once (see `direct_mode`). In
+    /// a setgid top directory, subdirectories would inherit the bit, which the final
+    /// `chmod` clears.
+    direct_umask: std::sync::OnceLock<u32>,
+}
+
+/// Whether a new directory with dirmeta `dm` can be made by `mkdir` with its final mode,
+/// leaving apply_dirmeta only its time to set: nothing to chown or set as xattr, no setuid
+/// or setgid bit (`mkdir` drops them), no bit the umask would clear, and the owner able to
+/// fill it. Some(mode) then.
+fn direct_mode(dm: &DirMeta, opts: &CheckoutOptions, umask: u32) -> Option<u32> {
+    let mut mode = dm.mode & 0o7777;
+    if opts.bareuseronly_dirs {
+        mode &= 0o775;
+    }
+    let owned = opts.user_mode
+        || dm.xattrs.is_empty()
+            && dm.uid == rustix::process::geteuid().as_raw()
+            && dm.gid == rustix::process::getegid().as_raw();
+    (owned && mode & 0o6000 == 0 && mode & umask & 0o777 == 0 && mode & 0o700 == 0o700)
+        .then_some(mode)
+}
+
+/// The process umask, from `/proc/self/status` (reading it with `umask(2)` would set it,
+/// racing other threads' file creation).
+fn process_umask() -> Option<u32> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let v = s.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(v.trim(), 8).ok()
 }
 
 /// Where a file is linked, relative to open directories.
