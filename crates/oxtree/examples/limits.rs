@@ -27,24 +27,37 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// What a tree holds: the regular files' bytes, and how many directories and symlinks.
+/// What a tree holds: the regular files' bytes, how many directories and symlinks, and
+/// where each of them is (relative paths; directories by depth, from 1), for the floor of
+/// a checkout in the tree's own shape.
 struct Tree {
     files: Vec<Vec<u8>>,
     dirs: usize,
     links: usize,
+    file_paths: Vec<PathBuf>,
+    dir_paths: Vec<(usize, PathBuf)>,
+    link_paths: Vec<PathBuf>,
 }
 
-fn walk(p: &Path, t: &mut Tree) -> std::io::Result<()> {
+fn walk(root: &Path, p: &Path, depth: usize, t: &mut Tree) -> std::io::Result<()> {
     for e in std::fs::read_dir(p)? {
         let e = e?;
         let ft = e.file_type()?;
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .expect("below the root")
+            .to_path_buf();
         if ft.is_dir() {
             t.dirs += 1;
-            walk(&e.path(), t)?;
+            t.dir_paths.push((depth, rel));
+            walk(root, &e.path(), depth + 1, t)?;
         } else if ft.is_symlink() {
             t.links += 1;
+            t.link_paths.push(rel);
         } else if ft.is_file() {
             t.files.push(std::fs::read(e.path())?);
+            t.file_paths.push(rel);
         }
     }
     Ok(())
@@ -153,8 +166,12 @@ fn main() {
         files: Vec::new(),
         dirs: 0,
         links: 0,
+        file_paths: Vec::new(),
+        dir_paths: Vec::new(),
+        link_paths: Vec::new(),
     };
-    walk(tree, &mut t).expect("read the tree");
+    walk(tree, tree, 1, &mut t).expect("read the tree");
+    t.dir_paths.sort_by_key(|(d, _)| *d);
     let bytes: usize = t.files.iter().map(Vec::len).sum();
     let cores = rayon::current_num_threads();
     println!(
@@ -247,7 +264,7 @@ fn main() {
     // File system, in fresh directories under SCRATCH; best of three rounds per call.
     let n = t.files.len();
     let dirs = t.dirs.max(1);
-    let mut fsb = [f64::INFINITY; 14];
+    let mut fsb = [f64::INFINITY; 17];
     // Removed only at the end: ext4 skips inodes freed in the last minute when it allocates
     // (`recently_deleted()`), which would slow the rounds after the first.
     let bases: Vec<PathBuf> = (0..3)
@@ -262,7 +279,7 @@ fn main() {
     for base in &bases {
         std::fs::remove_dir_all(base).expect("clean up");
     }
-    let [create, read, createz, readz, rename, xattr, getxattr, stat, mkdir, link, symlink, sync, syncz, syncmeta] =
+    let [create, read, createz, readz, rename, xattr, getxattr, stat, mkdir, link, symlink, sync, syncz, syncmeta, mkdir_t, link_t, symlink_t] =
         fsb;
     for (name, s, count) in [
         ("read (warm)", read, n),
@@ -283,6 +300,9 @@ fn main() {
         ("mkdir", mkdir, dirs),
         ("link", link, n),
         ("symlink", symlink, t.links),
+        ("mkdir, the tree's own shape", mkdir_t, dirs),
+        ("link, the tree's own shape", link_t, n),
+        ("symlink, the tree's own shape", symlink_t, t.links),
     ] {
         println!(
             "{name}: {count} in {s:.3} s on {cores} cores ({:.0}/s)",
@@ -300,9 +320,11 @@ fn main() {
             "commit-bare-user",
             read + sha + create + sync + rename + xattr + syncmeta,
         ),
+        // In the tree's own directories: a large directory costs more per entry than the
+        // even spread above (ext4 scans a directory block for the name, and for room).
         (
             "checkout-bare-user",
-            getxattr + stat + mkdir + link + symlink,
+            getxattr + stat + mkdir_t + link_t + symlink_t,
         ),
         ("fsck", readz + sha + inf),
         // A pull of the archive repo into bare-user: every object inflated, hashed, written,
@@ -319,7 +341,7 @@ fn main() {
 
 /// One round of the file-system calls in a fresh `base`: the seconds each
 /// kind took on all cores, in the order `main` unpacks them.
-fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 14] {
+fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 17] {
     let _ = std::fs::remove_dir_all(base);
     let (made, madez) = (base.join("made"), base.join("madez"));
     let (moved, linked) = (base.join("moved"), base.join("linked"));
@@ -388,9 +410,27 @@ fn fs_round(base: &Path, t: &Tree, packed: &[Vec<u8>]) -> [f64; 14] {
         let target = std::ffi::OsStr::from_bytes(b"../some/target");
         std::os::unix::fs::symlink(target, sub(i).join(format!("l{i}"))).expect("symlink");
     });
+    // The same in the tree's own shape: its directories (parents first, each depth on all
+    // cores), each file linked and each symlink made at its own path.
+    let shaped = base.join("shaped");
+    std::fs::create_dir(&shaped).expect("mkdir");
+    let t0 = Instant::now();
+    for depth in t.dir_paths.chunk_by(|a, b| a.0 == b.0) {
+        depth.par_iter().for_each(|(_, p)| {
+            std::fs::create_dir(shaped.join(p)).expect("mkdir");
+        });
+    }
+    let mkdir_t = t0.elapsed().as_secs_f64();
+    let link_t = fs_rate(n, |i| {
+        std::fs::hard_link(spread(&moved, i), shaped.join(&t.file_paths[i])).expect("link");
+    });
+    let symlink_t = fs_rate(t.links, |i| {
+        let target = std::ffi::OsStr::from_bytes(b"../some/target");
+        std::os::unix::fs::symlink(target, shaped.join(&t.link_paths[i])).expect("symlink");
+    });
     [
         create, read, createz, readz, rename, xattr, getxattr, stat, mkdir, link, symlink, sync,
-        syncz, syncmeta,
+        syncz, syncmeta, mkdir_t, link_t, symlink_t,
     ]
 }
 
