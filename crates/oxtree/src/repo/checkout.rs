@@ -284,12 +284,24 @@ impl Repo {
                 }
             }
         }
-        // Files are linked relative to the directory (a lookup of one name, not of the whole
-        // path, per file): opened only when this checkout links, and only a directory this
-        // checkout created.
-        let dir_fd = match (&ctx.objects, parent) {
-            (Some(_), Some((pfd, name))) if !existed => open_dir_at(pfd, name),
-            (Some(_), _) if !existed => open_dir_path(dest),
+        // Files are linked relative to an open directory (a lookup of a name or two, not of
+        // the whole path, per file): this one's own `O_PATH` descriptor, or for a small
+        // directory near one that has a descriptor, that one and the path from there (an
+        // open and a close saved per directory; v1 has 784, most of them small). Only
+        // when this checkout links, and only in directories it created: inside the top
+        // directory, owner-only until the end, so no one else can change the path.
+        let own_fd = match (&ctx.objects, parent) {
+            (Some(_), Some((pfd, name))) if !existed && needs_own_fd(name, &dt) => {
+                Some(open_dir_at(pfd, name))
+            }
+            (Some(_), Some(_)) if !existed => None,
+            (Some(_), None) if !existed => Some(open_dir_path(dest)),
+            _ => Some(None),
+        };
+        // (descriptor, path from it to this directory, None for the directory itself)
+        let base: Option<(BorrowedFd<'_>, Option<&str>)> = match (&own_fd, parent) {
+            (Some(Some(fd)), _) => Some((fd.as_fd(), None)),
+            (None, Some((pfd, name))) => Some((pfd, Some(name))),
             _ => None,
         };
         if opts.whiteouts {
@@ -317,10 +329,11 @@ impl Repo {
                     {
                         self.make_whiteout(c, &dest.join(target), opts)
                     } else {
-                        let at = ctx.objects.as_ref().zip(dir_fd.as_ref()).map(|(o, d)| At {
+                        let path = base.and_then(|(_, p)| p).map(|p| format!("{p}/{name}"));
+                        let at = ctx.objects.as_ref().zip(base).map(|(o, (d, _))| At {
                             objects: o.as_fd(),
-                            dir: d.as_fd(),
-                            name,
+                            dir: d,
+                            name: path.as_deref().unwrap_or(name),
                         });
                         self.checkout_entry(c, &dest.join(name), opts, at)
                     };
@@ -336,7 +349,8 @@ impl Repo {
                     if opts.skip_list.contains(&sub) {
                         return Ok(());
                     }
-                    let at = dir_fd.as_ref().map(|d| (d.as_fd(), name.as_str()));
+                    let path = base.and_then(|(_, p)| p).map(|p| format!("{p}/{name}"));
+                    let at = base.map(|(d, _)| (d, path.as_deref().unwrap_or(name)));
                     self.checkout_dir(t, m, &dest.join(name), &sub, opts, ctx, false, at)
                 })
             },
@@ -798,6 +812,13 @@ struct At<'a> {
     objects: BorrowedFd<'a>,
     dir: BorrowedFd<'a>,
     name: &'a str,
+}
+
+/// Whether a new directory at `path` (from the nearest open ancestor) with the entries of
+/// `dt` gets a descriptor of its own: when it has more than a few entries (each then
+/// looks up one name fewer), or when the path from the ancestor is three names long.
+fn needs_own_fd(path: &str, dt: &crate::object::DirTree) -> bool {
+    dt.files.len() + dt.dirs.len() > 8 || path.bytes().filter(|&b| b == b'/').count() >= 2
 }
 
 /// An `O_PATH` descriptor of the directory `p` (not followed if it is a symlink), or None if
