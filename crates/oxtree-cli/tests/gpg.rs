@@ -934,3 +934,125 @@ fn oxtree_never_signs_with_an_encryption_subkey() {
     );
     assert_eq!(x, out);
 }
+
+/// A passphrase-protected key whose passphrase gpg-agent holds (`gpg-preset-passphrase`,
+/// as signing pipelines set it up) signs commits (`commit --gpg-sign`, `gpg-sign`) and the
+/// summary as with ostree: gpg signs, the key never leaves the agent. The signatures verify
+/// in ostree. A key GnuPG does not have gets ostree's error.
+#[test]
+fn agent_held_passphrase_keys_sign_as_with_ostree() {
+    require_ostree();
+    let preset = Path::new("/usr/lib/gnupg/gpg-preset-passphrase");
+    assert!(
+        preset.exists(),
+        "gpg-preset-passphrase is missing (Debian package gpg-agent)"
+    );
+    let tmp = tempdir();
+    let t = tmp.path();
+    let home = t.join("gnupg");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod");
+    std::fs::write(home.join("gpg-agent.conf"), "allow-preset-passphrase\n").expect("write");
+    let gpg_pw = |args: &[&str]| {
+        let mut a = vec![
+            "--homedir",
+            s(&home),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "secret words",
+        ];
+        a.extend_from_slice(args);
+        run_ok(Path::new("gpg"), &a)
+    };
+    gpg_pw(&[
+        "--quick-gen-key",
+        "P <p@example.com>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let colons = gpg_pw(&["--list-secret-keys", "--with-colons", "--with-keygrip"]);
+    let field = |tag: &str| {
+        colons
+            .lines()
+            .find(|l| l.starts_with(tag))
+            .and_then(|l| l.split(':').nth(9))
+            .expect("field")
+            .to_string()
+    };
+    let (fpr, grip) = (field("fpr:"), field("grp:"));
+    let o = std::process::Command::new(preset)
+        .args(["--preset", "-P", "secret words", &grip])
+        .env("GNUPGHOME", &home)
+        .output()
+        .expect("gpg-preset-passphrase");
+    assert!(o.status.success(), "{o:?}");
+    // Exporting the key now fails (it needs the passphrase): the case this test is about.
+    let exported = std::process::Command::new("gpg")
+        .args([
+            "--homedir",
+            s(&home),
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+        ])
+        .args(["--passphrase", "", "--export-secret-keys", &fpr])
+        .output()
+        .expect("gpg");
+    assert!(!exported.status.success() || exported.stdout.is_empty());
+
+    let tree = t.join("tree");
+    build_tree(&tree, false);
+    let repo = t.join("repo");
+    let ra = format!("--repo={}", s(&repo));
+    let hd = format!("--gpg-homedir={}", s(&home));
+    ox(&["init", &ra, "--mode=archive"]);
+    let signed = ox(&[
+        "commit",
+        &ra,
+        "-b",
+        "signed",
+        TS,
+        &format!("--gpg-sign={fpr}"),
+        &hd,
+        s(&tree),
+    ]);
+    let later = ox(&["commit", &ra, "-b", "later", TS, "-s", "later", s(&tree)]);
+    ox(&["gpg-sign", &ra, &later, &fpr, &hd]);
+    ox(&["summary", &ra, "-u", &format!("--gpg-sign={fpr}"), &hd]);
+    assert!(repo.join("summary.sig").exists());
+
+    let pubkey = t.join("pub.gpg");
+    export(&home, &fpr, &pubkey, false);
+    ostree(&[
+        "remote",
+        "add",
+        &ra,
+        &format!("--gpg-import={}", s(&pubkey)),
+        "--set=gpg-verify-summary=true",
+        "self",
+        &format!("file://{}", s(&repo)),
+    ]);
+    for c in [&signed, &later] {
+        let out = ostree(&["show", &ra, "--gpg-verify-remote=self", c]);
+        assert!(out.contains("Good signature"), "{c}: {out}");
+    }
+    // (fails unless summary.sig verifies)
+    ostree(&["remote", "summary", &ra, "self"]);
+
+    let (code, err) = ox_fail(&["gpg-sign", &ra, &later, "0xDEADBEEF", &hd]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "No gpg key found with ID 0xDEADBEEF (homedir: {})",
+            s(&home)
+        )),
+        "{err}"
+    );
+    let _ = std::process::Command::new("gpgconf")
+        .args(["--homedir", s(&home), "--kill", "gpg-agent"])
+        .output();
+}

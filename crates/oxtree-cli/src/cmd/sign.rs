@@ -250,14 +250,28 @@ pub fn load_gpg_secret_keys(
     homedir: Option<&Path>,
     key_file: Option<&Path>,
 ) -> Result<oxtree::repo::GpgSecretKeys> {
+    use oxtree::sign::gpg::{self, GpgSigner};
     Ok(match key_file {
-        Some(f) => oxtree::sign::gpg::load_secret_keys(
+        Some(f) => GpgSigner::Keys(gpg::load_secret_keys(
             &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
             &f.display().to_string(),
-        )?,
-        None => oxtree::sign::gpg::load_secret_keys(
-            &oxtree::sign::gpg::export_from_homedir(homedir, id)?,
-            id,
-        )?,
+        )?),
+        None => match gpg::export_from_homedir(homedir, id) {
+            Ok(exported) => GpgSigner::Keys(gpg::load_secret_keys(&exported, id)?),
+            // A key gpg-agent keeps (a passphrase, a smartcard): gpg signs with it.
+            Err(_) if gpg::gpg_has_secret_key(homedir, id) => GpgSigner::Gpg {
+                homedir: homedir.map(Path::to_path_buf),
+            },
+            Err(e) => {
+                return Err(super::Hinted {
+                    msg: format!(
+                        "No gpg key found with ID {id} (homedir: {})",
+                        homedir.map_or("<default>".to_string(), |h| h.display().to_string())
+                    ),
+                    hint: e.to_string(),
+                }
+                .into())
+            }
+        },
     })
 }

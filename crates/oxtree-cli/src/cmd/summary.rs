@@ -63,7 +63,12 @@ pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
         let gpg_keys = a
             .gpg_sign
             .iter()
-            .map(|id| Ok((gpg_secret_keys(id, a.gpg_homedir.as_deref())?, id.clone())))
+            .map(|id| {
+                Ok((
+                    super::sign::load_gpg_secret_keys(id, a.gpg_homedir.as_deref(), None)?,
+                    id.clone(),
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         let opts = oxtree::repo::SummaryOptions {
             additional_metadata: additional,
@@ -104,23 +109,6 @@ fn additional_metadata(args: &[String]) -> Result<Vec<(String, oxtree::gvariant:
             Ok((k.to_string(), value))
         })
         .collect()
-}
-
-/// The OpenPGP secret key `id` from GnuPG (`homedir` or its default), with ostree's error
-/// when there is none.
-fn gpg_secret_keys(
-    id: &str,
-    homedir: Option<&std::path::Path>,
-) -> Result<oxtree::repo::GpgSecretKeys> {
-    let exported =
-        oxtree::sign::gpg::export_from_homedir(homedir, id).map_err(|e| super::Hinted {
-            msg: format!(
-                "No gpg key found with ID {id} (homedir: {})",
-                homedir.map_or("<default>".to_string(), |h| h.display().to_string())
-            ),
-            hint: e.to_string(),
-        })?;
-    Ok(oxtree::sign::gpg::load_secret_keys(&exported, id)?)
 }
 
 /// What `--view`, `--raw`, `--list-metadata-keys` and `--print-metadata-key` print of a

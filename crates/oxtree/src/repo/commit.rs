@@ -122,8 +122,8 @@ impl CommitOptions {
     }
 }
 
-/// OpenPGP secret keys as [`crate::sign::gpg::load_secret_keys`] returns them.
-pub type GpgSecretKeys = Vec<pgp::composed::SignedSecretKey>;
+/// What signs as an OpenPGP key: see [`crate::sign::gpg::GpgSigner`].
+pub type GpgSecretKeys = crate::sign::gpg::GpgSigner;
 
 /// ostree's transaction statistics (`--table-output`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -479,7 +479,7 @@ fn commit_in_txn(
         )?);
     }
     for (id, keys) in &opts.gpg_keys {
-        let sig = crate::sign::gpg::sign_detached(keys, id, &bytes)?;
+        let sig = crate::sign::gpg::sign_with(keys, id, &bytes)?;
         meta = Some(crate::sign::append_to_aay(
             meta.as_deref(),
             crate::sign::gpg::GPGSIGS_KEY,

@@ -176,7 +176,7 @@ impl Repo {
             )?);
         }
         for (keys, id) in &opts.gpg_keys {
-            let sig = crate::sign::gpg::sign_detached(keys, id, &bytes)?;
+            let sig = crate::sign::gpg::sign_with(keys, id, &bytes)?;
             signature = Some(crate::sign::append_to_aay(
                 signature.as_deref(),
                 crate::sign::gpg::GPGSIGS_KEY,
@@ -325,7 +325,7 @@ impl Repo {
             )?);
         }
         for (keys, id) in &opts.gpg_keys {
-            let sig = crate::sign::gpg::sign_detached(keys, id, &bytes)?;
+            let sig = crate::sign::gpg::sign_with(keys, id, &bytes)?;
             detached = Some(crate::sign::append_to_aay(
                 detached.as_deref(),
                 crate::sign::gpg::GPGSIGS_KEY,

@@ -708,6 +708,95 @@ pub fn load_secret_keys(data: &[u8], what: &str) -> Result<Vec<SignedSecretKey>>
     Ok(keys)
 }
 
+/// What makes an OpenPGP signature for `commit --gpg-sign`, `gpg-sign` and `summary
+/// --gpg-sign`.
+#[derive(Debug, Clone)]
+pub enum GpgSigner {
+    /// Secret keys in memory: from `--gpg-key-file`, or exported from GnuPG (a key without
+    /// a passphrase), signed with here.
+    Keys(Vec<SignedSecretKey>),
+    /// GnuPG signs, as ostree has it sign through GPGME: the key stays with `gpg-agent`
+    /// (a passphrase it has cached, e.g. by `gpg-preset-passphrase`, or asks for through
+    /// pinentry; a smartcard). `homedir`: `--gpg-homedir`, or GnuPG's default.
+    Gpg { homedir: Option<std::path::PathBuf> },
+}
+
+/// A detached binary signature over `data` by `keyid` (see [`sign_detached`]).
+pub fn sign_with(signer: &GpgSigner, keyid: &str, data: &[u8]) -> Result<Vec<u8>> {
+    match signer {
+        GpgSigner::Keys(keys) => sign_detached(keys, keyid, data),
+        GpgSigner::Gpg { homedir } => gpg_detach_sign(homedir.as_deref(), keyid, data),
+    }
+}
+
+/// Whether GnuPG (`homedir` or its default) has a secret key `keyid`.
+pub fn gpg_has_secret_key(homedir: Option<&Path>, keyid: &str) -> bool {
+    let mut cmd = std::process::Command::new("gpg");
+    if let Some(h) = homedir {
+        cmd.arg("--homedir").arg(h);
+    }
+    cmd.args([
+        "--batch",
+        "--with-colons",
+        "--list-secret-keys",
+        "--",
+        keyid,
+    ])
+    .stdin(std::process::Stdio::null())
+    .output()
+    .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+}
+
+/// `gpg --detach-sign` of `data` by `keyid` (its signing subkey, as gpg picks it), the
+/// signature read from gpg's standard output.
+fn gpg_detach_sign(homedir: Option<&Path>, keyid: &str, data: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut cmd = std::process::Command::new("gpg");
+    if let Some(h) = homedir {
+        cmd.arg("--homedir").arg(h);
+    }
+    cmd.args([
+        "--batch",
+        "--yes",
+        "--local-user",
+        keyid,
+        "--detach-sign",
+        "--output",
+        "-",
+        "-",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::Other(format!(
+            "running gpg to sign with key {keyid}: {e} (is GnuPG installed? or use --gpg-key-file)"
+        ))
+    })?;
+    // Written from another thread: gpg may write (its signature, or errors) before it has
+    // read everything, and a full pipe each way would hang both.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Other(format!("waiting for gpg: {e}")))?;
+    let _ = writer.join();
+    if !out.status.success() || out.stdout.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "gpg could not sign with key {keyid}{}: {}",
+            homedir
+                .map(|h| format!(" (homedir {})", h.display()))
+                .unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out.stdout)
+}
+
 /// Export a secret key from a GnuPG home directory. GnuPG keeps secret keys in its agent's
 /// private format, which only `gpg` itself reads, so this runs `gpg --export-secret-keys`
 /// (keys must have no passphrase, as for unattended signing).
@@ -802,11 +891,11 @@ impl Repo {
     pub fn gpg_sign_commit(
         &self,
         commit: &crate::object::Checksum,
-        keys: &[SignedSecretKey],
+        keys: &GpgSigner,
         keyid: &str,
     ) -> Result<()> {
         self.update_commitmeta(commit, |data, existing| {
-            crate::sign::append_to_aay(existing, GPGSIGS_KEY, sign_detached(keys, keyid, data)?)
+            crate::sign::append_to_aay(existing, GPGSIGS_KEY, sign_with(keys, keyid, data)?)
         })
     }
 }
