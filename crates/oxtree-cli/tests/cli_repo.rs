@@ -2676,3 +2676,34 @@ fn checkout_directory_modes_as_ostree_under_umasks_setgid_and_default_acls() {
         }
     }
 }
+
+/// `--tree=tar=-` reads the archive from standard input (plain or compressed), as ostree's
+/// libarchive does: `tar c … | ostree commit --tree=tar=-`. The same commit from both.
+#[test]
+fn commit_tar_from_stdin_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let f = commit_fixture(t);
+    for archive in ["o.tar", "full.tgz", "full.tar.x"] {
+        let mut out = Vec::new();
+        for tool in ["ostree", "oxtree"] {
+            let repo = t.join(format!("{tool}-{archive}"));
+            let ra = format!("--repo={}", s(&repo));
+            ostree(&["init", &ra, "--mode=archive"]);
+            let bin = if tool == "oxtree" {
+                oxtree_bin()
+            } else {
+                PathBuf::from("ostree")
+            };
+            let o = std::process::Command::new(bin)
+                .args(["commit", &ra, "-b", "out", TS, "--tree=tar=-"])
+                .stdin(std::fs::File::open(f.join(archive)).expect("open"))
+                .output()
+                .expect("run");
+            assert!(o.status.success(), "{tool} {archive}: {o:?}");
+            out.push(stdout(&o));
+        }
+        assert_eq!(out[0], out[1], "{archive}");
+    }
+}

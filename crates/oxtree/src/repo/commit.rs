@@ -793,12 +793,17 @@ impl Builder<'_, '_> {
 
     /// Lay a tar archive over `root`, entry by entry, storing its files as they come.
     fn import_tar(&mut self, tarfile: &Path, root: &mut MTree) -> Result<()> {
-        let f = std::fs::File::open(tarfile).map_err(|_| {
-            Error::InvalidArgument(format!(
-                "archive_read_open_filename: Failed to open '{}'",
-                tarfile.display()
-            ))
-        })?;
+        // `-` is standard input, as libarchive's archive_read_open_filename takes it.
+        let f: Box<dyn std::io::Read> = if tarfile == Path::new("-") {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(std::fs::File::open(tarfile).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "archive_read_open_filename: Failed to open '{}'",
+                    tarfile.display()
+                ))
+            })?)
+        };
         // Compressed archives as libarchive reads them (by their first bytes, not the
         // name): gzip and xz.
         let mut f = std::io::BufReader::new(f);
