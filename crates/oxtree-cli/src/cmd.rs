@@ -18,6 +18,7 @@ pub mod refs;
 pub mod remote;
 pub mod repo;
 pub mod reset;
+pub mod selinux;
 pub mod serve;
 pub mod show;
 pub mod sign;

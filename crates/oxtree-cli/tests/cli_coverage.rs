@@ -162,6 +162,13 @@ fn out_of_scope_rows_are_refused_with_the_readme_message() {
     let r = format!("--repo={}", common::s(&repo));
     let tree = t.path().join("tree");
     common::write(&tree.join("f"), b"x", 0o644);
+    // A policy to label with (without one, the SELinux rows label nothing and succeed).
+    common::write(
+        &tree.join("etc/selinux/config"),
+        b"SELINUX=enforcing\nSELINUXTYPE=targeted\n",
+        0o644,
+    );
+    std::fs::create_dir_all(tree.join("etc/selinux/targeted/policy")).expect("mkdir");
     common::ox(&["init", &r, "--mode=bare-user"]);
     common::ox(&["commit", &r, "-b", "main", "-s", "m", common::s(&tree)]);
     let before = common::snapshot(&repo);
@@ -176,6 +183,10 @@ fn out_of_scope_rows_are_refused_with_the_readme_message() {
         };
         let dest = t.path().join("co");
         let args: Vec<&str> = match cmd {
+            // (-P labels with the policy of the branch's head)
+            "commit" if opt == "--selinux-policy-from-base" => {
+                vec![cmd, &r, "-b", "main", &opt_arg, common::s(&tree)]
+            }
             "commit" => vec![cmd, &r, "-b", "other", &opt_arg, common::s(&tree)],
             "checkout" => vec![cmd, &r, &opt_arg, "main", common::s(&dest)],
             other => panic!("no invocation for {other}"),

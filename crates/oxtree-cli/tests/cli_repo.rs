@@ -1361,10 +1361,18 @@ fn checkout_zerosized_stdin_and_refused_rows() {
     assert!(child.wait().expect("wait").success());
     assert_eq!(std::fs::read(d2.join("x")).expect("x"), b"x\n");
     assert_eq!(std::fs::read(d2.join("full")).expect("full"), b"data\n");
+    let pol = t.join("policy-root");
+    write(
+        &pol.join("etc/selinux/config"),
+        b"SELINUXTYPE=targeted\n",
+        0o644,
+    );
+    std::fs::create_dir_all(pol.join("etc/selinux/targeted")).expect("mkdir");
+    let pol_arg = format!("--selinux-policy={}", s(&pol));
     for (args, msg) in [
         (
-            vec!["--selinux-policy=/"],
-            "error: --selinux-policy: SELinux labelling is not supported by oxtree",
+            vec![pol_arg.as_str()],
+            "error: --selinux-policy: SELinux labelling is not supported by oxtree, and the root has policy 'targeted'",
         ),
         (
             vec!["--composefs"],
@@ -1979,14 +1987,22 @@ fn commit_refused_rows_and_newer_options() {
     ox(&["init", &ra, "--mode=archive"]);
     let tree = t.join("tree");
     write(&tree.join("a"), b"a\n", 0o644);
+    let pol = t.join("policy-root");
+    write(
+        &pol.join("usr/etc/selinux/config"),
+        b"SELINUX=enforcing\nSELINUXTYPE=targeted\n",
+        0o644,
+    );
+    std::fs::create_dir_all(pol.join("usr/etc/selinux/targeted")).expect("mkdir");
+    let pol_arg = format!("--selinux-policy={}", s(&pol));
     for (args, msg) in [
         (
-            vec!["--selinux-policy=/"],
-            "error: --selinux-policy: SELinux labelling is not supported by oxtree",
+            vec![pol_arg.as_str()],
+            "error: --selinux-policy: SELinux labelling is not supported by oxtree, and the root has policy 'targeted'",
         ),
         (
-            vec!["-P"],
-            "error: --selinux-policy-from-base: SELinux labelling is not supported",
+            vec!["--selinux-policy=/nonexistent"],
+            "error: opendir(/nonexistent): No such file or directory",
         ),
         (
             vec!["--generate-composefs-metadata"],
@@ -2008,6 +2024,25 @@ fn commit_refused_rows_and_newer_options() {
         .expect("refs")
         .next()
         .is_none());
+    // A root or base commit without a policy labels nothing: accepted, as by ostree.
+    ox(&[
+        "commit",
+        &ra,
+        "-b",
+        "nopol",
+        &format!("--selinux-policy={}", s(&tree)),
+        s(&tree),
+    ]);
+    ox(&["commit", &ra, "-b", "nopol", "-P", s(&tree)]);
+    // -P with a base commit that has one is refused, nothing written.
+    let with = ox(&["commit", &ra, "-b", "withpol", s(&pol)]);
+    let (code, err) = ox_fail(&["commit", &ra, "-b", "withpol", "-P", s(&tree)]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: --selinux-policy-from-base: SELinux labelling is not supported by oxtree, and the base commit has policy 'targeted'"),
+        "{err}"
+    );
+    assert_eq!(ox(&["rev-parse", &ra, "withpol"]), with);
     // Without a policy the labeling epoch changes nothing.
     let c1 = ox(&[
         "commit",

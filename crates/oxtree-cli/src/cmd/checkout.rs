@@ -129,8 +129,8 @@ pub fn run(g: &Global, a: CheckoutArgs) -> Result<()> {
     if a.selinux_prefix.is_some() && a.selinux_policy.is_none() {
         bail!("Cannot specify --selinux-prefix without --selinux-policy");
     }
-    if a.selinux_policy.is_some() {
-        bail!("--selinux-policy: SELinux labelling is not supported by oxtree (no policy is loaded here); check out without it");
+    if let Some(root) = &a.selinux_policy {
+        super::selinux::check_no_policy_in_dir(root, "--selinux-policy")?;
     }
     if a.composefs || a.composefs_noverity {
         let opt = if a.composefs {

@@ -341,14 +341,10 @@ fn checksum_arg(v: &str) -> Result<oxtree::Checksum> {
 }
 
 pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
-    // Refused rows first: nothing is read or written for them.
-    if a.selinux_policy.is_some() || a.selinux_policy_from_base {
-        let opt = if a.selinux_policy.is_some() {
-            "--selinux-policy"
-        } else {
-            "--selinux-policy-from-base"
-        };
-        bail!("{opt}: SELinux labelling is not supported by oxtree (no policy is loaded here); commit without it");
+    // Refused rows first: nothing is read or written for them. A policy root without a
+    // policy labels nothing, in ostree as here (image scripts pass it unconditionally).
+    if let Some(root) = &a.selinux_policy {
+        super::selinux::check_no_policy_in_dir(root, "--selinux-policy")?;
     }
     if let Some(e) = &a.selinux_labeling_epoch {
         // Only meaningful with a policy (refused above); the value is still checked.
@@ -431,6 +427,13 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
             None => None,
         },
     };
+
+    // -P labels with the policy of the branch's current commit: none there, nothing to do.
+    if a.selinux_policy_from_base {
+        if let Some(p) = parent {
+            super::selinux::check_no_policy_in_commit(&repo, &p)?;
+        }
+    }
 
     let (mut subject, mut body) = (a.subject.clone().unwrap_or_default(), a.body.clone());
     if let Some(f) = &a.body_file {

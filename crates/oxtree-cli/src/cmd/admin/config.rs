@@ -142,7 +142,7 @@ fn selinux_ensure_labeled(g: &Global, _a: SelinuxArgs) -> Result<()> {
             .join("deploy")
             .join(d.dirname()),
     )?;
-    match selinux_policy(&dir) {
+    match crate::cmd::selinux::policy_in_dir(&dir) {
         None => {
             println!("No SELinux policy found in deployment '{}'", dir.display());
             Ok(())
@@ -153,26 +153,6 @@ fn selinux_ensure_labeled(g: &Global, _a: SelinuxArgs) -> Result<()> {
             dir.display()
         ),
     }
-}
-
-/// The SELinux policy a deployment ships (`SELINUXTYPE=` in its `etc/selinux/config`, with
-/// that policy's directory present), as ostree's `OstreeSePolicy` finds it.
-fn selinux_policy(dir: &std::path::Path) -> Option<String> {
-    for etc in ["etc", "usr/etc"] {
-        let base = dir.join(etc).join("selinux");
-        let Ok(text) = std::fs::read_to_string(base.join("config")) else {
-            continue;
-        };
-        let ty = text.lines().find_map(|l| {
-            l.trim()
-                .strip_prefix("SELINUXTYPE=")
-                .map(|v| v.trim().to_string())
-        })?;
-        if !ty.is_empty() && !ty.contains('/') && base.join(&ty).is_dir() {
-            return Some(ty);
-        }
-    }
-    None
 }
 
 /// Set new kernel command line arguments of the first deployment (written as a new boot
