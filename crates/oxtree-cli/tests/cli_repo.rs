@@ -2519,6 +2519,7 @@ fn bare_user_only_checkouts_mask_directory_metadata_as_ostree() {
     }
     std::os::unix::fs::chown(tree.join("own"), Some(1234), Some(1234)).expect("chown");
     set_xattr(&tree.join("own"), "trusted.evil", b"1");
+    std::os::unix::fs::symlink("f", tree.join("link")).expect("symlink");
     std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
     let src = t.join("src");
     let sa = format!("--repo={}", s(&src));
@@ -2541,6 +2542,13 @@ fn bare_user_only_checkouts_mask_directory_metadata_as_ostree() {
         }
         let top = std::fs::metadata(&x).expect("stat").permissions().mode();
         assert_eq!(top & 0o7777, 0o775, "top directory of {args:?}");
+        // A symlink is made anew, never linked to its object; a file is linked.
+        use std::os::unix::fs::MetadataExt;
+        for d in [&o, &x] {
+            let nlink = |n: &str| std::fs::symlink_metadata(d.join(n)).expect("lstat").nlink();
+            assert_eq!(nlink("link"), 1, "{args:?} {}", d.display());
+            assert!(nlink("f") > 1, "{args:?} {}", d.display());
+        }
     }
 }
 

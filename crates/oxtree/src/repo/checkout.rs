@@ -667,7 +667,11 @@ impl Repo {
             && self.mode() == RepoMode::BareUserOnly
             && obj_st.is_some_and(|(file, _, mode)| file && mode & 0o6000 != 0);
         let mut zerosized = obj_st.is_some_and(|(file, size, _)| file && size == 0);
-        let mut link = can_link && !setid && !zerosized;
+        // ostree never hardlinks a symlink of a bare-user-only repo (it makes a new one):
+        // only in bare repos are symlink objects linked.
+        let user_symlink =
+            self.mode() == RepoMode::BareUserOnly && obj_st.is_some_and(|(file, _, _)| !file);
+        let mut link = can_link && !setid && !zerosized && !user_symlink;
         if link
             && !bare_user_link
             && self.try_hardlink(&obj, csum, dest, opts, at.zip(rel.as_deref()))?
