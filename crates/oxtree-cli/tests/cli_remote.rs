@@ -1697,3 +1697,58 @@ $OX find-remotes --repo={x} --finders=mount --pull org.example.Os main org.examp
     );
     assert_eq!(tree_state(&o.join("refs")), tree_state(&x.join("refs")));
 }
+
+/// A remote's keyring (`remote add --gpg-import`, `remote gpg-import`) and cookie jar
+/// (`add-cookie`, `delete-cookie`) get 0644 less the umask, as ostree's (GnuPG and libsoup
+/// create them); the config stays 0644 whatever the umask, as ostree writes it.
+#[test]
+fn remote_keyring_and_cookie_modes_follow_the_umask_as_ostree() {
+    use std::os::unix::fs::PermissionsExt;
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let (home, fpr) = gpg_plain_key(t);
+    let key = t.join("pub.gpg");
+    gpg(&home, &["--output", s(&key), "--export", &fpr]);
+    for umask in ["077", "002", "027"] {
+        let mut modes = Vec::new();
+        for (tool, bin) in [
+            ("ostree", PathBuf::from("ostree")),
+            ("oxtree", oxtree_bin()),
+        ] {
+            let r = t.join(format!("{tool}-{umask}"));
+            let script = format!(
+                "umask {umask}; set -e; B=\"$0\"; R=--repo=\"$1\"; K=\"$2\"
+                 \"$B\" init $R --mode=archive
+                 \"$B\" remote add $R --gpg-import=\"$K\" a http://a.example
+                 \"$B\" remote add $R b http://b.example
+                 \"$B\" remote gpg-import $R b -k \"$K\"
+                 \"$B\" remote add-cookie $R a h.example / n v
+                 \"$B\" remote add-cookie $R b h.example / n v
+                 \"$B\" remote delete-cookie $R b h.example / n"
+            );
+            let o = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .arg(&bin)
+                .arg(&r)
+                .arg(&key)
+                .output()
+                .expect("sh");
+            assert!(o.status.success(), "{tool} umask {umask}: {o:?}");
+            let mut m: Vec<(String, u32)> = std::fs::read_dir(&r)
+                .expect("readdir")
+                .map(|e| e.expect("entry"))
+                // (`.lock`: the repository lock, which oxtree takes for more commands)
+                .filter(|e| e.file_type().is_ok_and(|f| f.is_file()) && e.file_name() != ".lock")
+                .map(|e| {
+                    let mode = e.metadata().expect("stat").permissions().mode() & 0o7777;
+                    (e.file_name().to_string_lossy().into_owned(), mode)
+                })
+                .collect();
+            m.sort();
+            modes.push(m);
+        }
+        assert_eq!(modes[0], modes[1], "umask {umask}: ostree's, then oxtree's");
+    }
+}

@@ -177,6 +177,24 @@ pub fn lset_xattr(path: &Path, name: &[u8], value: &[u8]) -> Result<()> {
 /// Replace `path` atomically with `data`: write a temp file beside it, fsync, rename. The
 /// file gets mode 0644, as ostree's config, refs and summaries have.
 pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
+    write_atomic_mode(path, data, fsync, 0o644)
+}
+
+/// The process umask, from `/proc/self/status` (reading it with `umask(2)` would set it,
+/// racing other threads' file creation). None if it cannot be read.
+pub fn process_umask() -> Option<u32> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let v = s.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(v.trim(), 8).ok()
+}
+
+/// [`write_atomic`] of a file whose mode is `mode` less the umask, as for a file created
+/// with that mode (ostree's keyrings, written by GnuPG, and cookie jars).
+pub fn write_atomic_umask(path: &Path, data: &[u8], fsync: bool, mode: u32) -> Result<()> {
+    write_atomic_mode(path, data, fsync, mode & !process_umask().unwrap_or(0o022))
+}
+
+fn write_atomic_mode(path: &Path, data: &[u8], fsync: bool, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // A bare file name has the parent "": that is the current directory.
     let dir = path
@@ -185,7 +203,7 @@ pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile_in(dir)?;
     tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .set_permissions(std::fs::Permissions::from_mode(mode))
         .ctx("chmod", tmp.path().to_path_buf())?;
     tmp.as_file_mut()
         .write_all(data)

@@ -170,7 +170,7 @@ impl Repo {
                 .can_hardlink(opts)
                 .then(|| open_dir_path(&self.path.join("objects")))
                 .flatten(),
-            umask: process_umask(),
+            umask: crate::fsutil::process_umask(),
             direct_umask: std::sync::OnceLock::new(),
         };
         self.checkout_dir(&tree, &meta, dest, "/", opts, &ctx, true, None)
@@ -800,14 +800,6 @@ fn direct_mode(dm: &DirMeta, opts: &CheckoutOptions, umask: u32) -> Option<u32> 
             && dm.gid == rustix::process::getegid().as_raw();
     (owned && mode & 0o6000 == 0 && mode & umask & 0o777 == 0 && mode & 0o700 == 0o700)
         .then_some(mode)
-}
-
-/// The process umask, from `/proc/self/status` (reading it with `umask(2)` would set it,
-/// racing other threads' file creation).
-fn process_umask() -> Option<u32> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let v = s.lines().find_map(|l| l.strip_prefix("Umask:"))?;
-    u32::from_str_radix(v.trim(), 8).ok()
 }
 
 /// Where a file is linked, relative to open directories.

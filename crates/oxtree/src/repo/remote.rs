@@ -392,9 +392,12 @@ impl Repo {
                 "FALSE"
             }
         );
+        use std::os::unix::fs::OpenOptionsExt;
+        // 0644 less the umask, as libsoup's jar
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(0o644)
             .open(&p)
             .ctx("open", &p)?;
         f.write_all(line.as_bytes()).ctx("write", &p)?;
@@ -426,7 +429,8 @@ impl Repo {
                 out.push('\n');
             }
         }
-        crate::fsutil::write_atomic(&p, out.as_bytes(), self.fsync_enabled())?;
+        // (ostree's rewrite of the jar, through libsoup, is 0600 less the umask)
+        crate::fsutil::write_atomic_umask(&p, out.as_bytes(), self.fsync_enabled(), 0o600)?;
         if found {
             Ok(())
         } else {
@@ -527,10 +531,12 @@ impl Repo {
                 added += 1;
             }
         }
-        crate::fsutil::write_atomic(
+        // (a keyring is GnuPG's file in ostree: 0644 less the umask)
+        crate::fsutil::write_atomic_umask(
             &path,
             &crate::sign::gpg::keyring_bytes(&keys)?,
             self.fsync_enabled(),
+            0o644,
         )?;
         Ok(added)
     }

@@ -688,7 +688,13 @@ impl Repo {
                 added += 1;
             }
         }
-        crate::fsutil::write_atomic(&path, &keyring_bytes(&keys)?, self.fsync_enabled())?;
+        // (a keyring is GnuPG's file in ostree: 0644 less the umask)
+        crate::fsutil::write_atomic_umask(
+            &path,
+            &keyring_bytes(&keys)?,
+            self.fsync_enabled(),
+            0o644,
+        )?;
         Ok(added)
     }
 }
