@@ -207,6 +207,23 @@ fn real_main() {
         };
         std::process::exit(code);
     }
+    // `--version` after a command (`ostree refs --version`) prints the version too: GLib's
+    // option parser takes it before anything else is checked. (oxtree's own `graph`
+    // commands have a --version option of their own.)
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let graph = argv
+        .iter()
+        .find(|a| !a.as_encoded_bytes().starts_with(b"-"))
+        .is_some_and(|a| a == "graph");
+    if !graph
+        && argv
+            .iter()
+            .take_while(|a| *a != "--")
+            .any(|a| a == "--version")
+    {
+        print_version();
+        std::process::exit(0);
+    }
     let cli = match Cli::try_parse_from(ostree_argv(std::env::args_os().collect())) {
         Ok(cli) => cli,
         // --help (exit 0) and usage errors (exit 1, as ostree; 2 with detailed codes).

@@ -92,9 +92,32 @@ fn failures_exit_as_ostree_and_detailed_codes_on_request() {
     ] {
         common::same(t, &args);
     }
-    // Help and version succeed for both.
-    for args in [vec!["--help"], vec!["refs", "--help"], vec!["--version"]] {
+    // Help and version succeed for both; --version after any command too (before its
+    // arguments are checked), with ostree's first lines.
+    for args in [
+        vec!["--help"],
+        vec!["refs", "--help"],
+        vec!["--version"],
+        vec!["refs", "--version"],
+        vec!["log", "--version"],
+        vec!["admin", "status", "--version"],
+        vec!["remote", "add", "--version"],
+    ] {
         assert_eq!(code(Path::new("ostree"), t, &args, false), Some(0));
         assert_eq!(code(&oxtree_bin(), t, &args, false), Some(0), "{args:?}");
+        if args.contains(&"--version") {
+            let first = |o: std::process::Output| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            assert_eq!(
+                first(common::run_raw(Path::new("ostree"), &args)),
+                first(common::run_raw(&oxtree_bin(), &args)),
+                "{args:?}"
+            );
+        }
     }
 }
