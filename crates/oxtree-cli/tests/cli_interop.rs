@@ -91,6 +91,7 @@ fn show_log_ls_cat_as_ostree() {
         vec![r, "ls", "-X", "main", "/a"],
         vec![r, "ls", "-XC", "main", "/a/f"],
         vec![r, "ls", "-d", "main", "/a"],
+        vec![r, "ls", "-R", "-d", "main", "/a"],
         vec![r, "ls", "-R", "--nul-filenames-only", "main"],
         vec![r, "ls", "main", "/a/f", "/a"],
         vec![r, "ls", "main", "/nonexist"],

@@ -354,7 +354,8 @@ pub fn ls(g: &Global, a: LsArgs) -> Result<()> {
             lookup_path(&repo, &c, &abs).with_context(|| format!("Inspecting path '{p}'"))?;
         let norm = abs.trim_end_matches('/');
         ls_line(&repo, &a, &mut out, norm, ty, &csum, &meta)?;
-        if ty == ObjectType::DirTree && !a.dironly {
+        // (-R lists below a directory even with -d, as ostree)
+        if ty == ObjectType::DirTree && (a.recursive || !a.dironly) {
             ls_dir(&repo, &a, &mut out, &csum, norm)?;
         }
     }
