@@ -431,3 +431,38 @@ fn closed_pipe_and_verbose_as_ostree() {
     ox(&[&repo, "summary", "-u"]);
     assert!(ox(&[&repo, "summary", "-v"]).contains("* main"));
 }
+
+/// `show` of a commit that is missing, as ostree words it: named by a ref or `REV^`, "No
+/// such metadata object C.commit"; by its whole checksum, "Couldn't find file object" (it
+/// may name another kind of object). A detached metadata key not there: "No such metadata
+/// key".
+#[test]
+fn show_of_missing_commits_and_keys_as_ostree() {
+    require_ostree();
+    let t = tempdir();
+    let d = t.path();
+    let repo = d.join("repo");
+    let r = format!("--repo={}", s(&repo));
+    write(&d.join("tree/a"), b"a\n", 0o644);
+    ostree(&["init", &r, "--mode=archive"]);
+    ostree(&["commit", &r, "-b", "m", s(&d.join("tree"))]);
+    ostree(&[
+        "commit",
+        &r,
+        "-b",
+        "m",
+        "--add-detached-metadata-string=k=v",
+        s(&d.join("tree")),
+    ]);
+    let p = ostree(&["rev-parse", &r, "m^"]);
+    std::fs::remove_file(repo.join(format!("objects/{}/{}.commit", &p[..2], &p[2..]))).expect("rm");
+    for args in [
+        vec![r.as_str(), "show", "m^"],
+        vec![r.as_str(), "show", p.as_str()],
+        vec![r.as_str(), "show", "--print-detached-metadata-key=zz", "m"],
+        vec![r.as_str(), "show", "--print-detached-metadata-key=k", "m"],
+        vec![r.as_str(), "log", "m"],
+    ] {
+        common::same(d, &args);
+    }
+}

@@ -123,11 +123,14 @@ pub fn show(g: &Global, a: ShowArgs) -> Result<()> {
     let c = repo.resolve_rev(object)?;
     let cm = match repo.load_commit(&c) {
         Ok(cm) => cm,
-        // A checksum of another object: shown as ostree shows it.
+        // A checksum of another object: shown as ostree shows it. (Only a checksum given
+        // whole: a ref, `REV^` or a prefix names a commit, and a missing one is that.)
         Err(oxtree::Error::ObjectMissing {
             ty: ObjectType::Commit,
             ..
-        }) => return show_other_object(&repo, &c, a.raw, swap),
+        }) if object.len() == 64 && object.parse::<Checksum>().is_ok() => {
+            return show_other_object(&repo, &c, a.raw, swap)
+        }
         Err(e) => return Err(e.into()),
     };
     let print_value = |v: &oxtree::gvariant::Value| match (a.print_hex, v) {
@@ -167,7 +170,7 @@ pub fn show(g: &Global, a: ShowArgs) -> Result<()> {
                 .iter()
                 .find(|(n, _)| n == k)
                 .map(|(_, v)| *v)
-                .ok_or_else(|| anyhow!("No such detached metadata key '{k}'"))?;
+                .ok_or_else(|| anyhow!("No such metadata key '{k}'"))?;
             print_value(v);
         } else {
             for (k, _) in entries {
