@@ -213,6 +213,39 @@ retry_secs = 1
         self.agent = Some(cmd.spawn().expect("start agent"));
     }
 
+    /// `start`, in a private mount namespace where the directory `keys` is the system's
+    /// ostree key directory (/etc/ostree, or /usr/share/ostree): its revocation lists.
+    fn start_with_system_keys(&mut self, keys: &Path) {
+        assert!(self.agent.is_none());
+        let target = ["/etc/ostree", "/usr/share/ostree"]
+            .into_iter()
+            .find(|p| Path::new(p).is_dir())
+            .expect("neither /etc/ostree nor /usr/share/ostree exists (is ostree installed?)");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.t().join("agent.log"))
+            .expect("log");
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"")
+            .arg("sh")
+            .arg(keys)
+            .arg(target)
+            .arg(oxtree_bin())
+            .args(["agent", &self.cd(), "run"])
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.agent = Some(cmd.spawn().expect("start agent in a mount namespace"));
+    }
+
+    /// The public key of the release key (the last 32 bytes of the secret).
+    fn public(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let sk = b64.decode(&self.secret).expect("base64");
+        b64.encode(&sk[32..])
+    }
+
     fn kill9(&mut self) {
         if let Some(mut c) = self.agent.take() {
             let _ = c.kill(); // SIGKILL
@@ -798,4 +831,132 @@ fn config_drop_ins_mask_warn_and_dump() {
     .expect("write");
     let (_, e) = ox_fail(&["agent", &dirs[0], &dirs[1], &dirs[2], "config"]);
     assert!(e.contains("90-typo.toml") && e.contains("strategyy"), "{e}");
+}
+
+/// A Cincinnati graph is unsigned: whatever it offers, the agent stages only a commit made
+/// for the stream the machine follows (its ref binding) and no older than the booted one
+/// (as `admin upgrade`), and says why it refused. A newer release of the stream is staged.
+#[test]
+fn an_unsigned_cincinnati_graph_cannot_move_the_machine_back_or_to_another_stream() {
+    let mut f = Fleet::new("");
+    let sv = format!("--repo={}", s(&f.srv));
+    let booted = oxtree::sysroot::Sysroot::new(&f.sysroot)
+        .deployments()
+        .expect("deployments")[0]
+        .checksum
+        .to_hex();
+    let signed = format!("--sign={}", f.secret);
+    // Validly signed, but older than the booted 1.0 (and bound to no ref).
+    let old = ox(&[
+        "commit",
+        &sv,
+        "--orphan",
+        "--no-bindings",
+        "--timestamp=2000-01-01T00:00:00Z",
+        "--add-metadata-string=version=0.9",
+        &signed,
+        s(&f.tree),
+    ]);
+    // Validly signed and newer, but made for another stream.
+    let other = ox(&[
+        "commit",
+        &sv,
+        "-b",
+        "testos/devel",
+        "--add-metadata-string=version=9.9",
+        &signed,
+        s(&f.tree),
+    ]);
+    let cin = f.srv.join("graph/cin/v1/graph");
+    std::fs::create_dir_all(cin.parent().expect("parent")).expect("mkdir");
+    let offer = |version: &str, payload: &str| {
+        let node = |v: &str, p: &str, age: u32| {
+            serde_json::json!({"version": v, "payload": p, "metadata": {
+                "org.fedoraproject.coreos.releases.age_index": age.to_string(),
+                "org.fedoraproject.coreos.scheme": "checksum"}})
+        };
+        let g = serde_json::json!({
+            "nodes": [node("1.0", &booted, 0), node(version, payload, 1)],
+            "edges": [[0, 1]]
+        });
+        std::fs::write(&cin, g.to_string()).expect("write graph");
+    };
+    std::fs::write(
+        f.conf.join("30-cincinnati.toml"),
+        format!(
+            "[agent]\nsteady_interval_secs = 3600\nmax_attempts = 1\n\n[cincinnati]\nbase_url = \"{}/graph/cin\"\n",
+            f.server.url
+        ),
+    )
+    .expect("write");
+    let refused = |f: &Fleet, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = f.status();
+            if st["last_error"].as_str().is_some_and(|e| e.contains(what)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no refusal ({what}): {st:#}\n{}",
+                f.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(f.staged(), None, "{what}: staged anyway");
+    };
+    offer("0.9", &old);
+    f.start(None);
+    refused(&f, "chronologically older");
+    offer("9.9", &other);
+    ox(&["agent", &f.cd(), "check-now"]);
+    refused(&f, "ref binding");
+    let rr = oxtree::sysroot::Sysroot::new(&f.sysroot)
+        .repo()
+        .expect("repo")
+        .resolve_rev(&format!("origin:{STREAM}"))
+        .expect("remote ref")
+        .to_hex();
+    assert_eq!(rr, booted, "the remote-tracking ref was moved");
+    // The stream's own next release goes through.
+    let v2 = f.release("2.0", false);
+    offer("2.0", &v2);
+    ox(&["agent", &f.cd(), "check-now"]);
+    f.wait_for("rebooting", |_| true);
+    assert_eq!(f.staged().as_deref(), Some(v2.as_str()));
+}
+
+/// A key listed in ostree's revocation list (revoked.ed25519) counts for nothing in the
+/// agent either, as in a pull: a graph signed only by it is refused (it could offer an old
+/// release as the newest, or a serial so high that every later graph looks replayed), and
+/// so would be a commit. Nothing is staged.
+#[test]
+fn a_revoked_key_signs_no_graph_the_agent_accepts() {
+    let mut f = Fleet::new("");
+    let keys = f.t().join("system-keys");
+    write(
+        &keys.join("revoked.ed25519"),
+        format!("{}\n", f.public()).as_bytes(),
+        0o644,
+    );
+    f.release("2.0", false);
+    f.start_with_system_keys(&keys);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = f.status();
+        if st["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("update graph") && e.contains("refused"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not refused: {st:#}\n{}",
+            f.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(f.staged(), None);
+    assert!(f.status()["graph_seen"].get(STREAM).is_none());
 }

@@ -439,7 +439,10 @@ impl Agent {
             }
             None => {
                 let url = self.graph_url(&booted)?;
-                let keys = self.graph_keys(&booted)?;
+                // (a graph signed only by a revoked key verifies with none)
+                let mut keys = self.graph_keys(&booted)?;
+                let revoked = crate::sign::system_revoked_keys()?;
+                keys.retain(|k| !revoked.contains(k));
                 let seen = self.p.graph_seen.get(&stream).cloned();
                 match source::fetch_static(
                     &url,
@@ -694,18 +697,33 @@ impl Agent {
         )?;
         let keys = self.graph_keys(booted)?;
         // A static graph is only as trustworthy as the commits it names: they must be
-        // signed by the remote's keys (so must a Cincinnati one's, when keys exist).
+        // signed by the remote's keys (so must a Cincinnati one's, when keys exist), and a
+        // signature by a key in revoked.ed25519 counts for nothing, as in a pull.
+        let revoked = crate::sign::system_revoked_keys()?;
         let must_verify = self.cfg().cincinnati.base_url.is_none() || !keys.is_empty();
-        if must_verify && repo.verify_commit_ed25519(&payload, &keys, &[])?.is_none() {
+        if must_verify
+            && repo
+                .verify_commit_ed25519(&payload, &keys, &revoked)?
+                .is_none()
+        {
             return Err(Error::Signature {
                 commit: payload,
                 msg: format!(
-                    "the graph offers it as {}, but it is not signed by the remote's ed25519 keys",
+                    "the graph offers it as {}, but it is not signed by the remote's ed25519 keys (revoked keys not counted)",
                     target.version
                 ),
             });
         }
         let commit = repo.load_commit(&payload)?;
+        // The payload is pulled by checksum, so the pull's own checks that follow a ref
+        // did not run: the commit must be one made for the stream the machine follows
+        // (its ref binding, as a pull of the ref checks it) and, unless downgrades are
+        // allowed, no older than the booted one (as `admin upgrade`): a graph, and a
+        // Cincinnati one is unsigned, cannot move the machine to another stream or back.
+        crate::pull::check_ref_binding(&payload, &commit, &booted.refname)?;
+        if !self.cfg().updates.allow_downgrade {
+            repo.check_timestamps(&booted.deployment.checksum, &payload)?;
+        }
         if commit.version() != Some(target.version.as_str()) {
             return Err(Error::Signature {
                 commit: payload,

@@ -181,6 +181,12 @@ pub(crate) fn check_signatures(
     Ok(())
 }
 
+/// The ref-binding half of [`check_bindings`] for a commit fetched by checksum on behalf
+/// of `refname` (the update agent's payload): a commit bound to refs must name it.
+pub(crate) fn check_ref_binding(c: &Checksum, commit: &Commit, refname: &str) -> Result<()> {
+    check_bindings(&PullOptions::default(), c, commit, Some(refname))
+}
+
 /// ostree's `verify_bindings`: a commit that names the refs it was made for
 /// (`ostree.ref-binding`) must name the requested one; a remote with a collection ID only
 /// accepts commits bound to that collection (`ostree.collection-binding`). Commits without
