@@ -355,9 +355,9 @@ impl Repo {
         opts: &PullOptions,
         dest: &dyn Fn(&CollectionRef) -> Dest,
     ) -> Result<()> {
-        self.verify_targets(src, targets, opts)?;
+        let verified = self.verify_targets(src, targets, opts)?;
         let hexes: Vec<String> = targets.iter().map(|(_, c)| c.to_hex()).collect();
-        self.pull_local(
+        self.pull_local_verified(
             src,
             &hexes,
             &PullLocalOptions {
@@ -365,6 +365,7 @@ impl Repo {
                 disable_verify_bindings: true,
                 ..Default::default()
             },
+            verified,
         )?;
         let _lock = self.lock(false)?;
         for (r, c) in targets {
@@ -383,7 +384,8 @@ impl Repo {
         src: &Repo,
         targets: &[(CollectionRef, Checksum)],
         opts: &PullOptions,
-    ) -> Result<()> {
+    ) -> Result<crate::pull::VerifiedMeta> {
+        let mut verified = crate::pull::VerifiedMeta::new();
         for (r, c) in targets {
             let bytes = src.load_metadata(ObjectType::Commit, c)?;
             let actual = Checksum::digest(&bytes);
@@ -410,8 +412,9 @@ impl Repo {
                     current: None,
                 }],
             )?;
+            verified.insert(*c, meta);
         }
-        Ok(())
+        Ok(verified)
     }
 
     /// The local remote whose keys verify collection `cid` (ostree's

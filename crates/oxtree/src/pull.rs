@@ -42,7 +42,7 @@ mod walk;
 pub(crate) use policy::Verify;
 pub(crate) use resolve::fetch_summary;
 pub(crate) use static_delta::{execute_parts, reachable_tree};
-pub(crate) use verify::{check_ref_binding, verify_commit, LocalCheck, Wanted};
+pub(crate) use verify::{check_ref_binding, verify_commit, LocalCheck, VerifiedMeta, Wanted};
 
 pub use fetch::{FetchError, FetchOptions, Fetcher, FileFetcher, HttpFetcher, Response, UNBOUNDED};
 

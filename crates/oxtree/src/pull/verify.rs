@@ -357,14 +357,17 @@ impl LocalCheck {
     }
 
     /// Verify each target (refs as given, and their commits) and every other commit about
-    /// to be copied (`reach` minus what `dst` has), reading them from `src`.
+    /// to be copied (`reach` minus what `dst` has), reading them from `src`. Returns the
+    /// detached metadata each verified commit had (None: none), which is what must be
+    /// stored: the source may change between this read and the copy.
     pub(crate) fn verify(
         &self,
         dst: &Repo,
         src: &Repo,
         targets: &[(String, Checksum)],
         reach: &crate::repo::Reachable,
-    ) -> Result<()> {
+    ) -> Result<VerifiedMeta> {
+        let mut verified = VerifiedMeta::new();
         let mut wanted: std::collections::HashMap<Checksum, Vec<Wanted>> =
             std::collections::HashMap::new();
         for (r, c) in targets {
@@ -400,7 +403,11 @@ impl LocalCheck {
             let meta = src.load_commitmeta_bytes(c)?;
             let w = wanted.get(c).map(Vec::as_slice).unwrap_or(&[]);
             verify_commit(dst, &self.opts, c, meta.as_deref(), &bytes, w)?;
+            verified.insert(*c, meta);
         }
-        Ok(())
+        Ok(verified)
     }
 }
+
+/// The detached metadata of commits as it was verified, by commit (None: it had none).
+pub(crate) type VerifiedMeta = std::collections::HashMap<Checksum, Option<Vec<u8>>>;

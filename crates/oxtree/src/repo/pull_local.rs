@@ -54,6 +54,19 @@ impl Repo {
         refs: &[String],
         opts: &PullLocalOptions,
     ) -> Result<PullLocalCounts> {
+        self.pull_local_verified(src, refs, opts, crate::pull::VerifiedMeta::new())
+    }
+
+    /// [`Repo::pull_local`], storing for each commit in `verified` (checked by the caller)
+    /// the detached metadata it was verified with, not what the source holds by the time
+    /// it is copied.
+    pub(crate) fn pull_local_verified(
+        &self,
+        src: &Repo,
+        refs: &[String],
+        opts: &PullLocalOptions,
+        mut verified: crate::pull::VerifiedMeta,
+    ) -> Result<PullLocalCounts> {
         // Verified as a pull verifies, before anything is copied.
         let check = crate::pull::LocalCheck::new(self, src, opts)?;
         let mut targets = Vec::new();
@@ -76,7 +89,10 @@ impl Repo {
                 src.traverse_commit(c, opts.depth, &mut reach, false)?;
             }
         }
-        check.verify(self, src, &targets, &reach)?;
+        // (what the caller verified stands: this check may read newer bytes)
+        for (c, meta) in check.verify(self, src, &targets, &reach)? {
+            verified.entry(c).or_insert(meta);
+        }
         if deltas {
             for (r, c) in &targets {
                 self.pull_local_delta(src, r, c, opts)?;
@@ -121,10 +137,16 @@ impl Repo {
                             e => e,
                         })?;
                 }
-                ObjectType::CommitMeta => {
-                    src.load_commitmeta(c)?;
-                    txn.write_metadata_as(*ty, c, &src.load_metadata(*ty, c)?)?;
-                }
+                // What was verified, if the commit was (a source that swaps its
+                // .commitmeta after the check gets the checked bytes stored, or none).
+                ObjectType::CommitMeta => match verified.get(c) {
+                    Some(Some(meta)) => txn.write_metadata_as(*ty, c, meta)?,
+                    Some(None) => {}
+                    None => {
+                        src.load_commitmeta(c)?;
+                        txn.write_metadata_as(*ty, c, &src.load_metadata(*ty, c)?)?;
+                    }
+                },
                 _ => {
                     let b = src.load_metadata(*ty, c)?;
                     src.verify_object(*ty, c)?;

@@ -129,3 +129,32 @@ fn delta_reindex_crash_keeps_every_index_and_next_run_drops_stale_ones() {
     assert_eq!(deltas.sv_entries().map(|e| e.len()), Some(2));
     assert_eq!(std::fs::read(index(&b)).expect("index"), before[1]);
 }
+
+/// A pull-local stores the detached metadata a commit was verified with, not what the
+/// source holds by the time it copies (security review s7 F3: the source swapped its
+/// .commitmeta between the check and the copy); a commit verified without any stores none.
+#[test]
+fn pull_local_stores_the_detached_metadata_that_was_verified() {
+    let d = scratch();
+    let src = Repo::create(&d.path().join("src"), RepoMode::Archive).expect("init");
+    let c = commit_tree(&src, d.path(), "main", "content\n");
+    let meta = |k: &str| {
+        crate::gvariant::encode(&crate::gvariant::Value::dict_sv(vec![(
+            k.to_string(),
+            crate::gvariant::Value::str("v"),
+        )]))
+    };
+    src.write_commitmeta(&c, &meta("swapped-in")).expect("meta");
+    for (verified, want) in [(Some(meta("checked")), Some(meta("checked"))), (None, None)] {
+        let dst = Repo::create(
+            &d.path().join(format!("dst-{}", want.is_some())),
+            RepoMode::Archive,
+        )
+        .expect("init");
+        let mut map = crate::pull::VerifiedMeta::new();
+        map.insert(c, verified);
+        dst.pull_local_verified(&src, &[c.to_hex()], &PullLocalOptions::default(), map)
+            .expect("pull-local");
+        assert_eq!(dst.load_commitmeta_bytes(&c).expect("read"), want);
+    }
+}
