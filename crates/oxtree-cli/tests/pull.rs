@@ -1671,3 +1671,120 @@ fn no_content_encoding_is_asked_for() {
     assert!(err.contains(".dirtree"), "{err}");
     assert!(!fresh.join("refs/remotes/origin/main").exists());
 }
+
+/// A hostile source repository for `pull-local` (or a `file://` remote): a ref, a dirtree,
+/// detached metadata or the config that is `/dev/zero` or a FIFO is an error at once, naming
+/// the file: not a read that fills memory, nor one that waits forever. (ostree 2022.7 has
+/// both problems.)
+#[test]
+fn pull_local_refuses_devices_and_fifos_in_the_source_at_once() {
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("a"), b"a\n", 0o644);
+    let src = t.join("src");
+    let sa = format!("--repo={}", s(&src));
+    ox(&["init", &sa, "--mode=archive"]);
+    let c = ox(&["commit", &sa, "-b", "main", s(&tree)]);
+    let obj = |ext: &str| {
+        let dir = src.join("objects");
+        std::fs::read_dir(&dir)
+            .expect("objects")
+            .flat_map(|d| std::fs::read_dir(d.expect("entry").path()).expect("readdir"))
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|x| x == ext))
+            .expect("object")
+    };
+    let fifo = |p: &Path| {
+        let _ = std::fs::remove_file(p);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            p,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+    };
+    let zero = |p: &Path| {
+        let _ = std::fs::remove_file(p);
+        std::os::unix::fs::symlink("/dev/zero", p).expect("symlink");
+    };
+    let meta = src.join(format!("objects/{}/{}.commitmeta", &c[..2], &c[2..]));
+    let cases: Vec<(&str, Box<dyn Fn()>, Box<dyn Fn()>, &str)> = vec![
+        (
+            "a ref that is /dev/zero",
+            Box::new(|| zero(&src.join("refs/heads/zero"))),
+            Box::new(|| {}),
+            "zero",
+        ),
+        (
+            "a ref that is a FIFO",
+            Box::new(|| fifo(&src.join("refs/heads/fifo"))),
+            Box::new(|| {}),
+            "fifo",
+        ),
+        (
+            "detached metadata that is /dev/zero",
+            Box::new(|| zero(&meta)),
+            Box::new(|| {
+                let _ = std::fs::remove_file(&meta);
+            }),
+            "main",
+        ),
+    ];
+    let dirtree = obj("dirtree");
+    let saved = std::fs::read(&dirtree).expect("dirtree");
+    let config = src.join("config");
+    let saved_config = std::fs::read(&config).expect("config");
+    let run = |what: &str, rev: &str| {
+        let dst = t.join(format!("dst-{}", what.replace([' ', '/'], "-")));
+        ox(&["init", &format!("--repo={}", s(&dst)), "--mode=archive"]);
+        let mut child = std::process::Command::new(oxtree_bin())
+            .args([&format!("--repo={}", s(&dst)), "pull-local", s(&src), rev])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                break st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{what}: pull-local still running after 20 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+            .expect("stderr");
+        assert!(!status.success(), "{what}: accepted");
+        assert!(err.contains("not a regular file"), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    };
+    for (what, set, reset, rev) in &cases {
+        set();
+        run(what, rev);
+        reset();
+    }
+    for (what, set) in [
+        ("a dirtree that is /dev/zero", &zero as &dyn Fn(&Path)),
+        ("a dirtree that is a FIFO", &fifo),
+    ] {
+        set(&dirtree);
+        run(what, "main");
+        std::fs::remove_file(&dirtree).expect("rm");
+        std::fs::write(&dirtree, &saved).expect("restore");
+    }
+    for (what, set) in [
+        ("a config that is /dev/zero", &zero as &dyn Fn(&Path)),
+        ("a config that is a FIFO", &fifo),
+    ] {
+        set(&config);
+        run(what, "main");
+        std::fs::remove_file(&config).expect("rm");
+        std::fs::write(&config, &saved_config).expect("restore");
+    }
+}

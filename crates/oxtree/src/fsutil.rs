@@ -180,6 +180,58 @@ pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
     write_atomic_mode(path, data, fsync, 0o644)
 }
 
+/// The bytes of the regular file `p` (a symlink is followed), at most `max` of them: what a
+/// repository's own files must be. Anything else is an error, not a read: `/dev/zero` or
+/// another device would fill memory, a FIFO would hang the reader (it is opened
+/// non-blocking), and a sparse file past `max` would do both. Errors are `std::io` ones, so
+/// a missing file is still `NotFound`.
+pub fn read_regular(p: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(p)?;
+    let m = f.metadata()?;
+    if m.is_dir() {
+        // (as reading one would fail)
+        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if !m.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    if m.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} bytes, more than the {max} such a file may have",
+                m.len()
+            ),
+        ));
+    }
+    let mut b = Vec::with_capacity(m.len() as usize);
+    f.take(max + 1).read_to_end(&mut b)?;
+    if b.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("grew past the {max} bytes such a file may have"),
+        ));
+    }
+    Ok(b)
+}
+
+/// [`read_regular`] as UTF-8 text.
+pub fn read_regular_string(p: &Path, max: u64) -> std::io::Result<String> {
+    String::from_utf8(read_regular(p, max)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// The most a repository's config, a remote's `.conf` or a ref file may hold.
+pub const MAX_CONFIG_SIZE: u64 = 16 << 20;
+
 /// The process umask, from `/proc/self/status` (reading it with `umask(2)` would set it,
 /// racing other threads' file creation). None if it cannot be read.
 pub fn process_umask() -> Option<u32> {

@@ -206,7 +206,8 @@ impl Repo {
                 path.display()
             )));
         }
-        let text = std::fs::read_to_string(&cfg_path).ctx("read", &cfg_path)?;
+        let text = crate::fsutil::read_regular_string(&cfg_path, crate::fsutil::MAX_CONFIG_SIZE)
+            .ctx("read", &cfg_path)?;
         let config = KeyFile::parse(&text).map_err(|e| Error::Config {
             path: cfg_path.clone(),
             msg: e.to_string(),
@@ -278,7 +279,8 @@ impl Repo {
             .collect();
         files.sort();
         for f in files {
-            let text = std::fs::read_to_string(&f).ctx("read", &f)?;
+            let text = crate::fsutil::read_regular_string(&f, crate::fsutil::MAX_CONFIG_SIZE)
+                .ctx("read", &f)?;
             let kf = KeyFile::parse(&text).map_err(|e| Error::Config {
                 path: f.clone(),
                 msg: e.to_string(),
@@ -409,7 +411,9 @@ impl Repo {
     /// Raw bytes of a metadata object; `ObjectMissing` if absent.
     pub fn load_metadata(&self, ty: ObjectType, csum: &Checksum) -> Result<Vec<u8>> {
         let p = self.object_path(ty, csum);
-        match std::fs::read(&p) {
+        // (A metadata object is a regular file: not a device, a FIFO or a huge sparse file
+        // a hostile source repository put there.)
+        match crate::fsutil::read_regular(&p, crate::pull::MAX_METADATA_SIZE) {
             Ok(b) => Ok(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(Error::ObjectMissing { ty, csum: *csum })

@@ -614,7 +614,7 @@ impl Repo {
 
 /// Read a ref file (through an alias symlink); `None` if there is no such ref.
 fn read_ref_file(p: &Path) -> Result<Option<Checksum>> {
-    match std::fs::read_to_string(p) {
+    match crate::fsutil::read_regular_string(p, crate::fsutil::MAX_CONFIG_SIZE) {
         Ok(s) => s.trim().parse().map(Some).map_err(|_| Error::Config {
             path: p.to_path_buf(),
             msg: "ref file does not hold a checksum".into(),
@@ -711,7 +711,9 @@ fn walk_refs(
             else {
                 continue;
             };
-            match std::fs::read_to_string(&p).map(|s| s.trim().parse::<Checksum>()) {
+            match crate::fsutil::read_regular_string(&p, crate::fsutil::MAX_CONFIG_SIZE)
+                .map(|s| s.trim().parse::<Checksum>())
+            {
                 Ok(Ok(c)) => f(name.to_string(), c),
                 Ok(Err(_)) if strict => {
                     return Err(Error::Config {

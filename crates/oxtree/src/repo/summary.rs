@@ -224,7 +224,7 @@ impl Repo {
     /// The repository's own summary, if one was generated.
     pub fn read_summary(&self) -> Result<Option<Summary>> {
         let p = self.path().join("summary");
-        match std::fs::read(&p) {
+        match crate::fsutil::read_regular(&p, crate::pull::MAX_METADATA_SIZE) {
             Ok(b) => Summary::parse(&b)
                 .map(Some)
                 .map_err(|e| crate::Error::Config {
