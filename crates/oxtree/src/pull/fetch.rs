@@ -308,6 +308,10 @@ pub struct HttpFetcher {
     not_found_bytes: std::sync::atomic::AtomicU64,
     /// The shortest wait for response headers so far, in microseconds (u64::MAX: none yet).
     min_wait_us: std::sync::atomic::AtomicU64,
+    /// The server answered a `Range` past a file's end with bytes past it (ostree's own
+    /// trivial-httpd, on libsoup 2, does): from then on whole files are asked for, with no
+    /// `Range`, as ostree always asks.
+    ranges_broken: std::sync::atomic::AtomicBool,
 }
 
 impl HttpFetcher {
@@ -363,6 +367,7 @@ impl HttpFetcher {
             headers: Vec::new(),
             not_found_bytes: std::sync::atomic::AtomicU64::new(0),
             min_wait_us: std::sync::atomic::AtomicU64::new(u64::MAX),
+            ranges_broken: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -771,7 +776,11 @@ impl HttpFetcher {
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
         }
+        let broken = self
+            .ranges_broken
+            .load(std::sync::atomic::Ordering::Relaxed);
         match last {
+            _ if broken => {}
             Some(last) => req = req.header("Range", format!("bytes={from}-{last}")),
             None if from > 0 => req = req.header("Range", format!("bytes={from}-")),
             None => {}
@@ -813,7 +822,7 @@ impl HttpFetcher {
         self.min_wait_us
             .fetch_min(waited, std::sync::atomic::Ordering::Relaxed);
         let status = resp.status().as_u16();
-        let len = resp.body().content_length();
+        let mut len = resp.body().content_length();
         match status {
             200 | 206 => {}
             404 | 410 => {
@@ -830,6 +839,9 @@ impl HttpFetcher {
             }
         }
         let restarted = from > 0 && status == 200;
+        // The bytes of the body to read, when the server says fewer are the file's than it
+        // sends (a range past the end, answered as asked for).
+        let mut clamp = None;
         let total = if status == 206 {
             // The part must begin where it was asked to: bytes from elsewhere would be
             // appended at the wrong offset (the checksum would catch it, after the download).
@@ -838,7 +850,15 @@ impl HttpFetcher {
                 .get("content-range")
                 .and_then(|v| v.to_str().ok());
             match range.map(parse_content_range) {
-                Some(Some((start, total))) if start == from => total,
+                Some(Some((start, end, total))) if start == from => {
+                    if let Some(t) = total.filter(|&t| end >= t) {
+                        self.ranges_broken
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        clamp = Some(t - start);
+                        len = len.map(|l| l.min(t - start));
+                    }
+                    total
+                }
                 Some(_) => {
                     return Err(FetchError::Fatal(Error::Other(format!(
                         "{url}: asked for the bytes from {from} on, the server answered with Content-Range {:?}",
@@ -862,6 +882,10 @@ impl HttpFetcher {
             ))));
         }
         let body = resp.into_body().into_with_config().limit(u64::MAX).reader();
+        let body: Box<dyn Read + Send> = match clamp {
+            Some(n) => Box::new(body.take(n)),
+            None => Box::new(body),
+        };
         Ok(Some(Response {
             body: Box::new(Guarded::new(body, url, max_body, &self.opts, started)),
             len,
@@ -884,9 +908,9 @@ fn tls_failure(e: &ureq::Error) -> Option<String> {
     }
 }
 
-/// `Content-Range: bytes FIRST-LAST/TOTAL` (TOTAL may be `*`): the first byte and the total.
-/// `None` when the header is not of that form.
-fn parse_content_range(h: &str) -> Option<(u64, Option<u64>)> {
+/// `Content-Range: bytes FIRST-LAST/TOTAL` (TOTAL may be `*`): the first and last bytes and
+/// the total. `None` when the header is not of that form.
+fn parse_content_range(h: &str) -> Option<(u64, u64, Option<u64>)> {
     let rest = h.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = rest.split_once('/')?;
     let (first, last) = range.trim().split_once('-')?;
@@ -896,8 +920,10 @@ fn parse_content_range(h: &str) -> Option<(u64, Option<u64>)> {
         "*" => None,
         t => Some(t.parse::<u64>().ok()?),
     };
-    let fits = last >= first && total.is_none_or(|t| last < t);
-    fits.then_some((first, total))
+    // (A LAST past the end is taken: some servers, ostree's own trivial-httpd among them,
+    // echo the end of the range asked for. The body's length and the checksum decide.)
+    let fits = last >= first && total.is_none_or(|t| first < t || first == 0);
+    fits.then_some((first, last, total))
 }
 
 /// `file://` remotes: the files of a local archive repository, read directly (with the same
@@ -1025,13 +1051,24 @@ mod tests {
     fn content_ranges_give_their_first_byte_and_total() {
         assert_eq!(
             parse_content_range("bytes 0-262143/11800000"),
-            Some((0, Some(11_800_000)))
+            Some((0, 262_143, Some(11_800_000)))
         );
-        assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, None)));
-        assert_eq!(parse_content_range(" bytes  5-5/6 "), Some((5, Some(6))));
+        assert_eq!(
+            parse_content_range("bytes 100-199/*"),
+            Some((100, 199, None))
+        );
+        assert_eq!(parse_content_range(" bytes  5-5/6 "), Some((5, 5, Some(6))));
+        assert_eq!(
+            parse_content_range("bytes 0-100/100"),
+            Some((0, 100, Some(100)))
+        );
+        assert_eq!(
+            parse_content_range("bytes 0-65535/42"),
+            Some((0, 65535, Some(42)))
+        );
         for bad in [
             "bytes 10-5/100",
-            "bytes 0-100/100",
+            "bytes 200-300/100",
             "bytes */100",
             "items 0-1/2",
             "bytes 0-1",
