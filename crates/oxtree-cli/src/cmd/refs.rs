@@ -60,6 +60,10 @@ fn do_ref(repo: &Repo, a: &RefsArgs, prefix: Option<&str>) -> Result<()> {
     }
     if let Some(name) = &a.create {
         let rev = prefix.unwrap_or_default();
+        // (ostree's refusal, before the name is checked as a ref)
+        if let Some((remote, _)) = name.split_once(':').filter(|_| a.alias) {
+            bail!("Cannot create alias to remote ref: {remote}");
+        }
         let existing = repo.resolve_rev_no_remotes(name)?;
         // Aliases are replaced freely, as ostree does; anything else needs --force.
         let replacing_alias = a.alias && repo.list_ref_aliases()?.contains_key(name);

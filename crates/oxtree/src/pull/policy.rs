@@ -40,6 +40,7 @@ impl Repo {
             ));
         }
         let mut opts = opts.clone();
+        self.check_url_scheme(remote, &opts)?;
         self.remote_policy(remote, &mut opts, Verify::All)?;
         let fetcher = self.remote_fetcher(remote, &mut opts)?;
         self.pull_with(&*fetcher, remote, refs, &opts, progress)
@@ -68,6 +69,7 @@ impl Repo {
         )>,
     )> {
         let mut opts = PullOptions::default();
+        self.check_url_scheme(remote, &opts)?;
         self.remote_policy(remote, &mut opts, Verify::Summary)?;
         let fetcher = self.remote_fetcher(remote, &mut opts)?;
         let f = super::resolve::fetch_summary_full(&*fetcher, &opts, &PullProgress::default())?
@@ -156,6 +158,24 @@ impl Repo {
                 .filter(|c| !c.is_empty());
         }
         Ok(())
+    }
+
+    /// A URL oxtree cannot fetch from is ostree's error before anything else is checked
+    /// (its keys, say): `Invalid URI scheme in URL`.
+    fn check_url_scheme(&self, remote: &str, opts: &PullOptions) -> Result<()> {
+        let url = match &opts.url {
+            Some(u) => u.clone(),
+            None => self.remote_url(remote)?,
+        };
+        let u = url.strip_prefix("mirrorlist=").unwrap_or(&url);
+        let scheme = u.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("http" | "https" | "file") => Ok(()),
+            Some(_) => Err(Error::InvalidArgument(format!("Invalid URI scheme in {u}"))),
+            None => Err(Error::InvalidArgument(
+                "URI is not absolute, and no base URI was provided".into(),
+            )),
+        }
     }
 
     /// The transport for `remote`'s URL. For a local repository without `collection-id` in
