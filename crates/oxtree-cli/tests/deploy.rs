@@ -946,18 +946,37 @@ fn staged_deploy_and_finalize() {
     write(&p.tree.join("usr/bin/v2"), b"2\n", 0o755);
     let c2 = commit(&p, "v2", "2.0");
     let before = boot_files(&p.oxtree);
-    // Staging writes no boot configuration, so ostree's journal lines do not appear.
-    assert_eq!(
-        ox(&[
-            "admin",
-            "deploy",
-            &sa,
-            "--os=testos",
-            "--stage",
-            "testos/main"
-        ]),
-        ""
+    // Not the booted system: `deploy --stage` refuses, as ostree, writing nothing.
+    let (code, err) = ox_fail(&[
+        "admin",
+        "deploy",
+        &sa,
+        "--os=testos",
+        "--stage",
+        "testos/main",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("Cannot stage deployment: Not currently booted into an OSTree system"),
+        "{err}"
     );
+    assert!(oxtree::sysroot::Sysroot::new(&p.oxtree)
+        .read_staged()
+        .expect("staged")
+        .is_none());
+    // Staged as the update agent stages the sysroot it manages; staging writes no boot
+    // configuration.
+    oxtree::sysroot::Sysroot::new(&p.oxtree)
+        .deploy(
+            "testos/main",
+            &oxtree::sysroot::DeployOptions {
+                os: Some("testos".into()),
+                stage: true,
+                stage_unbooted: true,
+                ..Default::default()
+            },
+        )
+        .expect("stage");
     assert_eq!(
         boot_files(&p.oxtree),
         before,

@@ -53,6 +53,37 @@ pub enum SysrootEvent {
 /// Where [`SysrootEvent`]s go.
 type EventSink = Box<dyn Fn(&SysrootEvent) + Send + Sync>;
 
+/// Whether `OSTREE_SYSROOT_DEBUG` (comma-separated, as ostree parses it) names `flag`:
+/// `mutable-deployments` leaves deployment directories without the immutable bit, as
+/// ostree's own test suite runs it.
+pub(crate) fn debug_flag(flag: &str) -> bool {
+    std::env::var("OSTREE_SYSROOT_DEBUG")
+        .is_ok_and(|v| v.split([',', ' ', ':', ';']).any(|f| f.trim() == flag))
+}
+
+impl Sysroot {
+    /// ostree's `_ostree_sysroot_bump_mtime`: `ostree/deploy` gets the current time each
+    /// time the deployment list changes (daemons watch it to notice).
+    pub(crate) fn bump_mtime(&self) -> Result<()> {
+        let p = self.path.join("ostree/deploy");
+        let now = rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &p,
+            &rustix::fs::Timestamps {
+                last_access: now,
+                last_modification: now,
+            },
+            rustix::fs::AtFlags::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .ctx("set times of", &p)
+    }
+}
+
 /// A fault-injection point at a crash-relevant step, for the crash tests (zincati's
 /// pattern: the `fail` crate, compiled in only with the `failpoints` feature and configured
 /// from the `FAILPOINTS` environment variable by the CLI). `NAME=return` fails the operation

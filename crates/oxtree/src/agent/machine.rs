@@ -747,6 +747,8 @@ impl Agent {
         let opts = DeployOptions {
             os: Some(booted.deployment.stateroot.clone()),
             stage: true,
+            // (the sysroot it is configured with: the booted one on a real machine)
+            stage_unbooted: true,
             retain_rollback: true,
             ..DeployOptions::default()
         };

@@ -47,6 +47,10 @@ pub struct DeployOptions {
     pub stage: bool,
     /// With `stage`: leave it staged at shutdown until `lock-finalization --unlock`.
     pub lock_finalization: bool,
+    /// Stage even when the sysroot is not the booted system (ostree refuses: "Cannot stage
+    /// deployment: Not currently booted into an OSTree system"). The update agent manages
+    /// the sysroot it is configured with, which is the booted one on a real machine.
+    pub stage_unbooted: bool,
     /// No merge deployment: neither its /etc changes nor its kernel arguments are taken
     /// over, and it is not kept.
     pub no_merge: bool,
@@ -366,6 +370,11 @@ impl Sysroot {
         let checksum = repo.resolve_rev(refspec)?;
         repo.load_commit(&checksum)?; // must exist and parse before anything is written
         let current = self.deployments()?;
+        if opts.stage && !opts.stage_unbooted && !current.iter().any(|d| d.booted) {
+            return Err(Error::Other(
+                "Cannot stage deployment: Not currently booted into an OSTree system".into(),
+            ));
+        }
         let os = match &opts.os {
             Some(os) => os.clone(),
             None => match current.iter().find(|d| d.booted).or(current.first()) {
@@ -650,7 +659,9 @@ impl Sysroot {
         };
         super::failpoint("deploy::kernel")?;
         // Complete: as ostree does, nothing may be added to or removed from its top directory.
-        crate::fsutil::set_immutable(&dir, true)?;
+        if !super::debug_flag("mutable-deployments") {
+            crate::fsutil::set_immutable(&dir, true)?;
+        }
         let mut plan = Vec::new();
         for d in keep {
             plan.push(Planned::from_deployment(self, repo, d)?);
@@ -927,6 +938,7 @@ impl Sysroot {
             self.write_deployment_refs(repo, bv, sub, &commits, false)?;
             super::failpoint("deploy::refs")?;
             self.write_deployment_refs(repo, bv, sub, &commits, true)?;
+            self.bump_mtime()?;
             self.emit(super::SysrootEvent::DeploymentsWritten {
                 swapped: false,
                 atomic: true,
@@ -1032,6 +1044,7 @@ impl Sysroot {
         self.sync_esp()?;
         // Only now may the old list's refs go.
         self.write_deployment_refs(repo, new, new_sub, &commits, true)?;
+        self.bump_mtime()?;
         self.emit(super::SysrootEvent::DeploymentsWritten {
             swapped: true,
             atomic: bootloader.atomic(),

@@ -123,7 +123,9 @@ impl Sysroot {
                 // directories ostree-prepare-root looks for.
                 crate::fsutil::set_immutable(&ddir, false)?;
                 let made = mkdir(&upper, 0o755).and_then(|()| mkdir(&work, 0o755));
-                crate::fsutil::set_immutable(&ddir, true)?;
+                if !super::debug_flag("mutable-deployments") {
+                    crate::fsutil::set_immutable(&ddir, true)?;
+                }
                 made?;
                 // Recorded before mounting: a crash in between leaves a hotfix that the
                 // next boot mounts, never a mounted overlay nothing knows of.

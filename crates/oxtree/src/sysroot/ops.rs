@@ -221,6 +221,7 @@ impl Sysroot {
             kf.remove_key("libostree-transient", "pinned");
         }
         crate::fsutil::write_atomic(&path, kf.to_string().as_bytes(), true)?;
+        self.bump_mtime()?;
         Ok(true)
     }
 

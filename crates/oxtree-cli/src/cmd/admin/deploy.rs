@@ -171,6 +171,7 @@ pub fn deploy(g: &Global, a: DeployArgs) -> Result<()> {
         retain_rollback,
         stage,
         lock_finalization,
+        stage_unbooted: false,
         no_merge,
         not_as_default,
         origin,
