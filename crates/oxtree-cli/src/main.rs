@@ -252,6 +252,11 @@ fn real_main() {
                 eprintln!("error: {}", no_subcommand(parent.as_deref()));
                 std::process::exit(failure_code(EXIT_USAGE));
             }
+            // An unknown command NAME runs `ostree-NAME` from PATH with the arguments after
+            // it, as ostree's extension commands (`ostree-rs-ext`, `ostree env` …).
+            if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
+                run_extension();
+            }
             match ostree_usage_error(&e) {
                 Some(line) => {
                     eprintln!("error: {line}");
@@ -481,6 +486,41 @@ fn ostree_argv(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 /// The first argument that is not an option: the command named on the command line.
 fn first_positional() -> Option<String> {
     std::env::args().skip(1).find(|a| !a.starts_with('-'))
+}
+
+/// If the first word is not an option and `ostree-WORD` is an executable in PATH, replace
+/// this process with it (argv[0] `ostree-WORD`, then the arguments after WORD), as ostree
+/// runs its extension commands. Returns only when there is none (or it cannot be run).
+fn run_extension() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let Some(i) = args.iter().position(|a| !a.as_bytes().starts_with(b"-")) else {
+        return;
+    };
+    let name = args[i].to_string_lossy();
+    if name.is_empty() || name.contains('/') {
+        return;
+    }
+    let prog = format!("ostree-{name}");
+    let Some(path) = std::env::var_os("PATH") else {
+        return;
+    };
+    let Some(found) = std::env::split_paths(&path)
+        .map(|d| d.join(&prog))
+        .find(|p| {
+            std::fs::metadata(p)
+                .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+        })
+    else {
+        return;
+    };
+    let err = std::process::Command::new(found)
+        .arg0(&prog)
+        .args(&args[i + 1..])
+        .exec();
+    eprintln!("error: running {prog}: {err}");
+    std::process::exit(EXIT_FAILURE);
 }
 
 /// ostree's words when no (sub)command is given: `admin` and `remote` name themselves.

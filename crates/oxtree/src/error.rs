@@ -18,7 +18,8 @@ pub enum Error {
     /// Worded as ostree words it (scripts match these lines).
     #[error("{}", missing_message(*ty, csum))]
     ObjectMissing { ty: ObjectType, csum: Checksum },
-    #[error("corrupted object {csum}.{ty}: checksum is actually {actual}")]
+    /// ostree's words (scripts and its own tests match `Corrupted.*CHECKSUM`).
+    #[error("Corrupted {ty} object; checksum expected='{csum}' actual='{actual}'")]
     ChecksumMismatch {
         ty: ObjectType,
         csum: Checksum,

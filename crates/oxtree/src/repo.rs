@@ -208,6 +208,12 @@ impl Repo {
         }
         let text = crate::fsutil::read_regular_string(&cfg_path, crate::fsutil::MAX_CONFIG_SIZE)
             .ctx("read", &cfg_path)?;
+        // As ostree's open: a missing tmp/ is made again (where the repo is writable).
+        let tmp = path.join("tmp");
+        if !tmp.is_dir() {
+            let _ = std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o755)
+                .create(&tmp);
+        }
         let config = KeyFile::parse(&text).map_err(|e| Error::Config {
             path: cfg_path.clone(),
             msg: e.to_string(),

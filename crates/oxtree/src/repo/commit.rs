@@ -1372,10 +1372,11 @@ impl Scanner<'_> {
         for e in std::fs::read_dir(path).ctx("read directory", path)? {
             let e = e.ctx("read directory", path)?;
             let name = e.file_name().into_string().map_err(|n| {
+                // ostree's words, the name as it is
                 Error::InvalidArgument(format!(
-                    "{}: file name {:?} is not valid UTF-8",
-                    path.display(),
-                    n
+                    "Invalid UTF-8 in filename {} (in {})",
+                    n.to_string_lossy(),
+                    path.display()
                 ))
             })?;
             validate_filename(&name)

@@ -127,6 +127,24 @@ impl Repo {
     /// of the directory (and of the parents of directories it had to create); a deletion
     /// fsyncs the directory too, so a deleted ref does not come back after a crash.
     pub fn set_ref(&self, r: &RefName, target: Option<&Checksum>) -> Result<()> {
+        self.set_ref_only(r, target)?;
+        self.maybe_regenerate_summary()
+    }
+
+    /// With `core.auto-update-summary` (or its older name `core.commit-update-summary`)
+    /// on, regenerate the summary after a ref changed, as ostree does after each ref
+    /// change (a commit to a branch, `reset`, `refs --create/--delete`, a pull).
+    pub(crate) fn maybe_regenerate_summary(&self) -> Result<()> {
+        let on = |k: &str| self.config().get_bool("core", k) == Some(true);
+        if on("auto-update-summary") || on("commit-update-summary") {
+            super::Repo::open(&self.path)?.regenerate_summary()?;
+        }
+        Ok(())
+    }
+
+    /// [`Repo::set_ref`] without the summary update (a transaction applies several refs,
+    /// then updates it once).
+    pub(crate) fn set_ref_only(&self, r: &RefName, target: Option<&Checksum>) -> Result<()> {
         validate_ref(&r.name).map_err(Error::InvalidArgument)?;
         let p = self.ref_path(r);
         match target {
@@ -262,6 +280,14 @@ impl Repo {
         let mut out = BTreeMap::new();
         let heads = self.path.join("refs/heads");
         let Some(prefix) = prefix else {
+            // A repository without its refs directories is damaged: ostree's error.
+            for d in ["refs/heads", "refs/remotes"] {
+                if std::fs::symlink_metadata(self.path.join(d)).is_err() {
+                    return Err(Error::Other(format!(
+                        "Listing refs: opendir({d}): No such file or directory"
+                    )));
+                }
+            }
             collect_refs(&heads, &heads, "", opts.aliases, &mut out)?;
             if !opts.aliases {
                 for (remote, base) in self.remote_ref_dirs()? {
@@ -372,7 +398,7 @@ impl Repo {
         if self.fsync {
             crate::fsutil::fsync_dir(dir)?;
         }
-        Ok(())
+        self.maybe_regenerate_summary()
     }
 
     fn collection_ref_path(&self, r: &CollectionRef) -> PathBuf {

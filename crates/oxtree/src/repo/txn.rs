@@ -999,10 +999,13 @@ impl Transaction<'_> {
             }
         }
         for (r, target) in &pending.refs {
-            match repo.set_ref(r, target.as_ref()) {
+            match repo.set_ref_only(r, target.as_ref()) {
                 Err(Error::RefNotFound(_)) if target.is_none() => {}
                 res => res?,
             }
+        }
+        if !pending.refs.is_empty() {
+            repo.maybe_regenerate_summary()?;
         }
         Ok(())
     }
