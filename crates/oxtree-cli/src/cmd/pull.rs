@@ -420,6 +420,7 @@ pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
         }
         a.refs
     };
+    let remote_less = a.remote.is_none();
     let counts = repo.pull_local(
         &src,
         &refs,
@@ -432,6 +433,8 @@ pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
             timestamp_check: a.timestamp_check,
             commit_metadata_only: a.commit_metadata_only,
             require_static_deltas: a.require_static_deltas,
+            // (a pull that verifies signatures verifies what they cover, too)
+            trusted: !a.untrusted && remote_less && !a.gpg_verify && !a.gpg_verify_summary,
         },
     )?;
     println!("{}", imported_line(&counts));

@@ -44,6 +44,10 @@ pub struct PullLocalOptions {
     /// the ref has here, else a scratch delta), as ostree's pull-local uses the source's
     /// deltas; fail where there is none (`--require-static-deltas`).
     pub require_static_deltas: bool,
+    /// The source is trusted (`pull-local` without `--untrusted`): an object hard-linked
+    /// from it (the same inode: nothing is written) is not hashed first, as ostree links
+    /// them. Objects written anew are always verified.
+    pub trusted: bool,
 }
 
 impl Repo {
@@ -120,7 +124,36 @@ impl Repo {
         let raw_copy = self.mode() == src.mode()
             || (src.mode() == super::RepoMode::BareUser
                 && self.mode() == super::RepoMode::BareUserOnly);
+        // As ostree imports between repositories on one file system: objects stored the
+        // same way in both (metadata always; content when the modes match) are hard-linked
+        // after they are verified, not copied, when the source's object is our own user's
+        // (a link shares the inode: another user could change it afterwards).
+        let same_fs = {
+            use std::os::unix::fs::MetadataExt;
+            let dev = |r: &Repo| std::fs::metadata(r.path().join("objects")).map(|m| m.dev());
+            matches!((dev(src), dev(self)), (Ok(a), Ok(b)) if a == b)
+        };
+        let euid = rustix::process::geteuid().as_raw();
+        let linkable = |ty: ObjectType, c: &Checksum| -> Option<std::path::PathBuf> {
+            use std::os::unix::fs::MetadataExt;
+            let same_form = ty != ObjectType::File || src.mode() == self.mode();
+            if !same_fs || !same_form || ty == ObjectType::CommitMeta {
+                return None;
+            }
+            let p = src.object_path(ty, c);
+            std::fs::symlink_metadata(&p)
+                .is_ok_and(|m| m.uid() == euid && (m.is_file() || m.file_type().is_symlink()))
+                .then_some(p)
+        };
         todo.par_iter().try_for_each(|(ty, c)| -> Result<()> {
+            if let Some(p) = linkable(*ty, c) {
+                if !opts.trusted {
+                    src.verify_object(*ty, c)?;
+                }
+                if txn.link_verified(*ty, c, &p)? {
+                    return Ok(());
+                }
+            }
             match ty {
                 ObjectType::File => {
                     let mut fc = src.read_file(c)?;

@@ -704,6 +704,30 @@ impl Transaction<'_> {
         }
     }
 
+    /// Stage the object at `src` (another repository's, in this repository's format,
+    /// already verified by the caller to be `csum`) as a hard link, as ostree imports
+    /// between repositories on one file system. False when it cannot be linked (another
+    /// file system, too many links, not allowed) or is already here: the caller then writes
+    /// it the usual way (or has nothing to do).
+    pub fn link_verified(&self, ty: ObjectType, csum: &Checksum, src: &Path) -> Result<bool> {
+        if !self.claim(ty, csum) {
+            return Ok(false);
+        }
+        let linked = self
+            .ensure_staging_dir(csum)
+            .map(|()| std::fs::hard_link(src, self.staged_name(ty, csum)).is_ok());
+        match linked {
+            Ok(true) => {
+                self.mark_finished(ty, csum);
+                Ok(true)
+            }
+            other => {
+                self.unclaim(ty, csum);
+                other.map(|_| false)
+            }
+        }
+    }
+
     /// Write a file object from its header and payload, hashing as it goes. If `expected`
     /// is given, a mismatch fails and nothing is stored. Returns the checksum; if the object
     /// already exists nothing is read.
