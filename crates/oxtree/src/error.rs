@@ -25,7 +25,8 @@ pub enum Error {
         csum: Checksum,
         actual: Checksum,
     },
-    #[error("corrupted object {csum}.{ty}: {reason}")]
+    /// `CHECKSUM.TYPE: what is wrong`, as ostree reports a malformed object.
+    #[error("{csum}.{ty}: {reason}")]
     Corrupt {
         ty: ObjectType,
         csum: Checksum,

@@ -728,6 +728,7 @@ enum GpgKeys<'a> {
 impl GpgKeys<'_> {
     fn load(&self, repo: &Repo) -> Result<Vec<oxtree::pgp::composed::SignedPublicKey>> {
         let mut keys = Vec::new();
+        let global = oxtree::sign::gpg::global_keyring_dir();
         let dirs: &[&Path] = match self {
             GpgKeys::Remote(r) => return Ok(repo.remote_gpg_keys(r)?),
             // ostree's OSTREE_ALL_REMOTES: every remote's keyring, and the global one (and
@@ -737,8 +738,8 @@ impl GpgKeys<'_> {
                     keys.extend(repo.remote_gpg_keys(&r)?);
                 }
                 match self {
-                    GpgKeys::Homedir(h) => &[h, Path::new("/usr/share/ostree/trusted.gpg.d")],
-                    _ => &[Path::new("/usr/share/ostree/trusted.gpg.d")],
+                    GpgKeys::Homedir(h) => &[h, &global],
+                    _ => &[&global],
                 }
             }
         };

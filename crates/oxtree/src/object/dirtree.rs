@@ -92,7 +92,7 @@ impl DirTree {
 fn check_sorted<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ObjectError> {
     let mut prev: Option<&str> = None;
     for n in names {
-        validate_filename(n).map_err(|e| invalid(format!("dirtree: {e}")))?;
+        validate_filename(n).map_err(invalid)?;
         if let Some(p) = prev {
             if p.as_bytes() >= n.as_bytes() {
                 return Err(invalid(format!(

@@ -3,14 +3,24 @@
 
 /// A dirtree entry name must be a single, safe path component.
 pub fn validate_filename(name: &str) -> Result<(), String> {
+    // ostree's words (ot_util_filename_validate), which its tests and scripts match.
     if name.is_empty() {
-        return Err("empty file name".into());
+        return Err("Invalid empty filename".into());
     }
-    if name == "." || name == ".." {
-        return Err(format!("invalid file name {name:?}"));
+    if name == "." {
+        return Err("Invalid self-referential filename '.'".into());
     }
-    if name.contains('/') || name.contains('\0') {
-        return Err(format!("invalid file name {name:?}: contains '/' or NUL"));
+    if name == ".." {
+        return Err("Invalid path uplink filename '..'".into());
+    }
+    if name.contains('/') {
+        return Err(format!("Invalid / in filename {name}"));
+    }
+    if name.contains('\0') {
+        return Err(format!(
+            "Invalid NUL in filename {}",
+            name.replace('\0', "\\0")
+        ));
     }
     Ok(())
 }

@@ -133,11 +133,15 @@ impl Shared<'_> {
         };
         let (header, size) = crate::repo::read::read_archive_header(&mut r).map_err(|e| bad(&e))?;
         let archive = self.repo.mode() == crate::repo::RepoMode::Archive;
-        let map_err = |e: Error| match e {
+        let map_err = |e: Error| {
+            match e {
             Error::ChecksumMismatch { actual, .. } => Error::corrupt(
                 ObjectType::File,
                 *c,
-                format!("content hashes to {actual} (served by {})", described()),
+                format!(
+                    "Corrupted file object; checksum expected='{c}' actual='{actual}' (served by {})",
+                    described()
+                ),
             ),
             Error::Other(m) => bad(&m),
             // Inflate errors and size violations surface as read errors of the payload.
@@ -147,6 +151,7 @@ impl Shared<'_> {
                 ..
             } => Error::corrupt(ObjectType::File, *c, source),
             e => e,
+        }
         };
         // --bareuseronly-files holds for an archive repo too (the stored form keeps the
         // header), as in ostree: refused before anything of the object is stored.
@@ -237,7 +242,9 @@ impl Shared<'_> {
         }
         let actual = Checksum(h.finalize().into());
         if actual != *c {
-            return Err(bad(&format!("content hashes to {actual}")));
+            return Err(bad(&format!(
+                "Corrupted file object; checksum expected='{c}' actual='{actual}'"
+            )));
         }
         end_of_stream(&mut payload)?;
         drop(payload);

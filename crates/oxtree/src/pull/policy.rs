@@ -163,6 +163,12 @@ impl Repo {
     /// A URL oxtree cannot fetch from is ostree's error before anything else is checked
     /// (its keys, say): `Invalid URI scheme in URL`.
     fn check_url_scheme(&self, remote: &str, opts: &PullOptions) -> Result<()> {
+        // A remote another tool fetches (ostree-rs-ext's containers): ostree's refusal.
+        if let Some(b) = self.remote_option(remote, "custom-backend") {
+            return Err(Error::Other(format!(
+                "Cannot fetch via libostree - remote '{remote}' uses custom backend '{b}'"
+            )));
+        }
         let url = match &opts.url {
             Some(u) => u.clone(),
             None => self.remote_url(remote)?,

@@ -557,7 +557,7 @@ impl Repo {
                     );
                 }
             }
-            None => files.push(PathBuf::from("/usr/share/ostree/trusted.gpg.d")),
+            None => files.push(crate::sign::gpg::global_keyring_dir()),
         }
         let mut out = Vec::new();
         for f in files {

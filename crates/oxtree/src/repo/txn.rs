@@ -756,6 +756,30 @@ impl Transaction<'_> {
         res
     }
 
+    /// Store a file object as `csum` without hashing its content: a trusted source's
+    /// object (`pull-local` without `--untrusted`, as ostree imports it). A corrupt source
+    /// object stays corrupt here, and `fsck` says so.
+    pub fn write_file_trusted(
+        &self,
+        header: &FileHeader,
+        payload: &mut dyn Read,
+        size: u64,
+        csum: &Checksum,
+    ) -> Result<()> {
+        header
+            .validate()
+            .map_err(|e| Error::InvalidArgument(format!("file object: {e}")))?;
+        self.check_bareuseronly(header, csum)?;
+        if !self.claim(ObjectType::File, csum) {
+            return Ok(());
+        }
+        let res = self.write_file_inner(header, payload, size, Some(csum), true);
+        if res.is_err() {
+            self.unclaim(ObjectType::File, csum);
+        }
+        res.map(|_| ())
+    }
+
     /// Store a file whose content the caller has just hashed to `csum` from this very
     /// buffer (commit of small files): the bytes are not hashed a second time. Returns
     /// whether it was written (false: the repo or this transaction already has it).

@@ -629,7 +629,7 @@ impl Repo {
     }
 
     /// Every key a remote trusts: its keyring, `gpgkeypath` files/dirs, and the global
-    /// `/usr/share/ostree/trusted.gpg.d/` (OSTREE_GPG_HOME-free, as keys are read directly).
+    /// keyring directory ([`global_keyring_dir`]).
     pub fn remote_gpg_keys(&self, remote: &str) -> Result<Vec<SignedPublicKey>> {
         let mut files = vec![self.remote_keyring_path(remote)];
         if let Some(p) = self.remote_option(remote, "gpgkeypath") {
@@ -639,7 +639,7 @@ impl Repo {
                     .map(|s| PathBuf::from(s.trim())),
             );
         }
-        files.push(PathBuf::from("/usr/share/ostree/trusted.gpg.d"));
+        files.push(global_keyring_dir());
         let mut keys = Vec::new();
         for f in files {
             if f.is_dir() {
@@ -697,6 +697,15 @@ impl Repo {
         )?;
         Ok(added)
     }
+}
+
+/// The global keyring directory, whose keyrings every remote trusts: `$OSTREE_GPG_HOME`
+/// when set (as ostree reads it), else `/usr/share/ostree/trusted.gpg.d`.
+pub fn global_keyring_dir() -> PathBuf {
+    std::env::var_os("OSTREE_GPG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/ostree/trusted.gpg.d"))
 }
 
 /// Secret keys from a file (armored or binary, as `gpg --export-secret-keys` writes).
