@@ -53,7 +53,8 @@ pub fn ignore_sigpipe() {
 
 impl Global {
     /// `--repo`, else the current directory if it is a repository, else `$OSTREE_REPO`,
-    /// else the system repository `/ostree/repo` (ostree's `ostree_repo_new_default`).
+    /// else the system repository `$OSTREE_SYSROOT/ostree/repo` (`/ostree/repo` without it;
+    /// ostree's `ostree_repo_new_default`).
     pub fn repo_path(&self) -> PathBuf {
         if let Some(p) = &self.repo {
             return p.clone();
@@ -63,7 +64,11 @@ impl Global {
         }
         match std::env::var_os("OSTREE_REPO") {
             Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => PathBuf::from("/ostree/repo"),
+            // The default sysroot's: `$OSTREE_SYSROOT` when set, else `/`.
+            _ => match std::env::var_os("OSTREE_SYSROOT").filter(|v| !v.is_empty()) {
+                Some(sr) => PathBuf::from(sr).join("ostree/repo"),
+                None => PathBuf::from("/ostree/repo"),
+            },
         }
     }
 

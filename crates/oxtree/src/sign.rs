@@ -63,6 +63,16 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey> {
         .map_err(|e| Error::InvalidArgument(format!("invalid ed25519 public key: {e}")))
 }
 
+/// [`parse_public_key`], except that 32 bytes that are no point of the curve are a key
+/// that verifies nothing (None), as libsodium takes them in ostree, not an error.
+pub fn parse_public_key_lenient(text: &str) -> Result<Option<VerifyingKey>> {
+    match parse_public_key(text) {
+        Ok(k) => Ok(Some(k)),
+        Err(_) if b64(text).is_ok_and(|raw| raw.len() == 32) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Keys from a file, one base64 key per line (ostree's `--keys-file` format: blank lines
 /// are errors, as in ostree).
 pub fn read_key_lines(path: &Path) -> Result<Vec<String>> {
@@ -391,11 +401,11 @@ impl Repo {
     pub fn remote_ed25519_keys(&self, remote: &str) -> Result<Vec<VerifyingKey>> {
         let mut keys = Vec::new();
         if let Some(k) = self.remote_option(remote, "verification-ed25519-key") {
-            keys.push(parse_public_key(&k)?);
+            keys.extend(parse_public_key_lenient(&k)?);
         }
         if let Some(f) = self.remote_option(remote, "verification-ed25519-file") {
             for line in read_key_lines(Path::new(&f))? {
-                keys.push(parse_public_key(&line)?);
+                keys.extend(parse_public_key_lenient(&line)?);
             }
         }
         Ok(keys)

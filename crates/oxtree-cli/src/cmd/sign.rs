@@ -79,10 +79,17 @@ pub fn sign(g: &Global, a: SignArgs) -> Result<()> {
             }
             return Err(no_valid_signatures());
         }
-        let mut pks = keys
+        // (32 bytes that are no curve point verify nothing, as in ostree)
+        let mut pks: Vec<_> = keys
             .iter()
-            .map(|k| oxtree::sign::parse_public_key(k))
-            .collect::<oxtree::Result<Vec<_>>>()?;
+            .map(|k| oxtree::sign::parse_public_key_lenient(k))
+            .collect::<oxtree::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        if !keys.is_empty() && pks.is_empty() {
+            return Err(no_valid_signatures());
+        }
         let mut revoked = match &a.revoked_file {
             Some(f) => oxtree::sign::read_key_lines(f)?
                 .iter()

@@ -132,7 +132,8 @@ impl Default for FetchOptions {
             low_speed_limit_bytes: 1000,
             low_speed_time: Duration::from_secs(30),
             request_deadline: Some(Duration::from_secs(3600)),
-            user_agent: concat!("oxtree/", env!("CARGO_PKG_VERSION")).to_string(),
+            // ostree's, with the version `--version` reports (servers match on it).
+            user_agent: "libostree/2022.7".to_string(),
             tls_permissive: false,
             tls_ca_path: None,
             tls_client_cert: None,

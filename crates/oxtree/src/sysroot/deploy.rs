@@ -190,7 +190,10 @@ fn kernel_from_modules(root: &Path) -> Result<Option<Kernel>> {
             }
         }
         let dt = file("devicetree", format!("devicetree-{kver}"));
-        let devicetree = if hash_file(&mut h, root, &dt.src)? {
+        // (`OSTREE_SYSROOT_DEBUG=no-dtb`: device trees are not looked for, as in ostree)
+        let devicetree = if super::debug_flag("no-dtb") {
+            None
+        } else if hash_file(&mut h, root, &dt.src)? {
             Some(DeviceTree::File(dt))
         } else if super::tree::is_dir(root, &format!("{dir}/dtb"))? {
             hash_dir(&mut h, root, &format!("{dir}/dtb"))?;
@@ -503,6 +506,9 @@ impl Sysroot {
             let mdir = self.deploy_dir(&m.stateroot, &m.checksum, m.deployserial);
             self.merge_etc(&repo, &mdir, &etc)?;
         }
+        if !opts.stage {
+            remove_updated_stamps(&etc, &os_dir)?;
+        }
         super::failpoint("deploy::etc")?;
 
         // 3. /var: copied from the tree into the stateroot once, like a volume (a link
@@ -758,6 +764,7 @@ impl Sysroot {
             etc_merge::copy_tree(&dir.join("usr/etc"), &etc)?;
             self.merge_etc(&repo, &mdir, &etc)?;
         }
+        remove_updated_stamps(&etc, &self.path.join("ostree/deploy").join(&m.stateroot))?;
         let o = DeployOptions {
             kargs: m.kargs.clone(),
             karg_append: m.karg_append.clone(),
@@ -1552,4 +1559,18 @@ fn replace_symlink(link: &Path, target: &str) -> Result<()> {
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).ctx("symlink", &tmp)?;
     std::fs::rename(&tmp, link).ctx("rename", link)
+}
+
+/// ostree's finalization: a new deployment starts without `etc/.updated`, and its
+/// stateroot without `var/.updated`, so systemd's `ConditionNeedsUpdate=` units run once
+/// after the boot into it.
+fn remove_updated_stamps(etc: &Path, os_dir: &Path) -> Result<()> {
+    for p in [etc.join(".updated"), os_dir.join("var/.updated")] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx("remove", &p),
+        }
+    }
+    Ok(())
 }
