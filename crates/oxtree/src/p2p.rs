@@ -305,8 +305,15 @@ impl Repo {
                         Error::NotFound(format!("No such branch {r} in repository summary"))
                     })?
             } else {
-                self.read_collection_ref(r)?
-                    .ok_or_else(|| Error::NotFound(format!("Collection–ref {r} not found")))?
+                // As ostree resolves a collection–ref: local refs of our collection,
+                // mirrors, and the refs of remotes configured with that collection ID.
+                match self.read_collection_ref(r)? {
+                    Some(c) => c,
+                    None => *self
+                        .list_collection_refs(Some(&r.collection_id), false)?
+                        .get(r)
+                        .ok_or_else(|| Error::NotFound(format!("Collection–ref {r} not found")))?,
+                }
             };
             targets.push((r.clone(), c));
         }
@@ -334,7 +341,8 @@ impl Repo {
         dest.set_fsync(opts.fsync);
         dest.copy_verified(self, &targets, &vopts, &|r| Dest::Collection(r.clone()))?;
         dest.regenerate_summary()?;
-        if rel != Path::new(DEFAULT_USB_REPO) {
+        // (the mount finder looks in the well-known places by itself, as ostree's does)
+        if !WELL_KNOWN_REPOS[..2].iter().any(|w| rel == Path::new(w)) {
             link_repos_d(mount, &rel)?;
         }
         Ok(CreateUsbReport {

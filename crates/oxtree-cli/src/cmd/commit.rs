@@ -502,12 +502,10 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
     let mut opts = CommitOptions {
         subject,
         body: body.unwrap_or_default(),
-        timestamp: a
-            .timestamp
-            .as_deref()
-            .map(timefmt::parse)
-            .transpose()
-            .map_err(|e| anyhow!(e))?,
+        timestamp: match a.timestamp.as_deref() {
+            Some(t) => Some(timefmt::parse(t).map_err(|e| anyhow!(e))?),
+            None => source_date_epoch()?,
+        },
         parent,
         metadata,
         detached_metadata,
@@ -664,4 +662,25 @@ fn consume(sources: &[TreeSource]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible builds), as ostree reads it when `--timestamp` is not
+/// given: leading decimal digits as `strtoll` takes them; none is ostree's "Failed to
+/// convert SOURCE_DATE_EPOCH", more than 63 bits its "Numerical result out of range".
+fn source_date_epoch() -> Result<Option<u64>> {
+    let Some(v) = std::env::var_os("SOURCE_DATE_EPOCH") else {
+        return Ok(None);
+    };
+    let v = v.to_string_lossy();
+    let t = v.trim_start();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    let digits: String = t.chars().take_while(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        bail!("Failed to convert SOURCE_DATE_EPOCH");
+    }
+    // (a signed 64-bit value, as g_ascii_strtoll reads it)
+    digits
+        .parse::<i64>()
+        .map(|v| Some(v as u64))
+        .map_err(|_| anyhow!("Parsing SOURCE_DATE_EPOCH: Numerical result out of range"))
 }

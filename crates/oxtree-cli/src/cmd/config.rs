@@ -32,6 +32,10 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<()> {
             (_, true) => "Group name and key must be specified",
         });
     }
+    // ostree refuses (and writes nothing) when more follows.
+    if a.args.len() > needed {
+        bail!("Too many arguments given");
+    }
     let key = &a.args[1];
     let (group, key) = match &a.group {
         Some(g) => (g.clone(), key.clone()),

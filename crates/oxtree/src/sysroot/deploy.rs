@@ -333,11 +333,18 @@ impl Planned {
         d: &Deployment,
     ) -> Result<Planned> {
         let ddir = sr.deploy_dir(&d.stateroot, &d.checksum, d.deployserial);
+        // The kernel's files are found again in the tree, but it keeps the boot checksum it
+        // was deployed with (its directory in /boot and its boot link), as ostree names an
+        // existing deployment's kernel by its recorded bootcsum.
+        let mut kernel = find_kernel(&ddir)?;
+        if !d.bootcsum.is_empty() {
+            kernel.bootcsum = d.bootcsum.clone();
+        }
         Ok(Planned {
             stateroot: d.stateroot.clone(),
             checksum: d.checksum,
             deployserial: d.deployserial,
-            kernel: find_kernel(&ddir)?,
+            kernel,
             kargs: kargs_of(&d.entry),
             version: repo
                 .load_commit(&d.checksum)
