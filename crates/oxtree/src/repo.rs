@@ -269,6 +269,16 @@ impl Repo {
         Ok(repo)
     }
 
+    /// New remotes go to `dir/NAME.conf` (a deployment's `etc/ostree/remotes.d`) instead of
+    /// the config, unless `core.add-remotes-config-dir=false`: ostree's rule for the repo of
+    /// a sysroot that is not the physical root (it has a `sysroot` entry: a deployment, or
+    /// the booted system's `/`).
+    pub(crate) fn use_remotes_d_for_new(&mut self, dir: &Path) {
+        if self.config.get_bool("core", "add-remotes-config-dir") != Some(false) {
+            self.system_remotes_d = Some(dir.to_path_buf());
+        }
+    }
+
     /// Also read remotes from the `*.conf` files of `dir` (a sysroot's
     /// `etc/ostree/remotes.d`), as ostree does for the repo of a sysroot; a missing `dir`
     /// adds nothing, a malformed file is an error naming it.

@@ -416,7 +416,11 @@ impl Sysroot {
     /// reads them for a sysroot's repo: Fedora CoreOS configures its remote there).
     pub fn repo(&self) -> Result<Repo> {
         let mut repo = Repo::open(&self.path.join("ostree/repo"))?;
-        repo.set_remotes_d(&self.path.join("etc/ostree/remotes.d"))?;
+        let remotes_d = self.path.join("etc/ostree/remotes.d");
+        repo.set_remotes_d(&remotes_d)?;
+        if std::fs::metadata(self.path.join("sysroot")).is_ok() {
+            repo.use_remotes_d_for_new(&remotes_d);
+        }
         Ok(repo)
     }
 
