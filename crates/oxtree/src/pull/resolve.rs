@@ -266,10 +266,17 @@ pub(super) fn targets(
                         Error::ServerNotFound { url }
                     }
                 })?;
-                String::from_utf8_lossy(&b).trim().parse().map_err(|_| {
+                let text = String::from_utf8_lossy(&b);
+                let text = text.trim_end();
+                text.parse().map_err(|_| {
+                    // ostree's words: the first 64 bytes, unprintable ones as spaces.
+                    let shown: String = text
+                        .chars()
+                        .take(64)
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect();
                     Error::Other(format!(
-                        "{}: not a checksum (is this an OSTree repository?)",
-                        fetcher.describe(&format!("refs/heads/{r}"))
+                        "Fetching checksum for ref ((empty), {r}): Invalid rev {shown}"
                     ))
                 })?
             }

@@ -456,7 +456,10 @@ impl Shared<'_> {
             }
             None => self.fetch_meta(ObjectType::CommitMeta, &c, true)?,
         };
-        if let Some(meta) = &meta {
+        // Parsed only where signatures are checked in it; otherwise stored as it came, as
+        // ostree stores it (a damaged one is then a problem only for a later check).
+        let verifying = self.opts.ed25519_keys.is_some() || self.opts.gpg_keys.is_some();
+        if let Some(meta) = meta.as_ref().filter(|_| verifying) {
             crate::gvariant::decode_normal(meta, &crate::gvariant::Type::of("a{sv}"))
                 .map_err(|e| Error::corrupt(ObjectType::CommitMeta, c, e))?;
         }
@@ -510,7 +513,9 @@ impl Shared<'_> {
                 self.push(Task {
                     ty: ObjectType::Commit,
                     csum: p,
-                    depth: if t.depth > 0 { t.depth - 1 } else { -1 },
+                    // (Unlimited history: -2 below the first commit, so that a parent the
+                    // server lacks ends the history there, as with a limited depth.)
+                    depth: if t.depth > 0 { t.depth - 1 } else { -2 },
                     sub: None,
                 });
             }

@@ -89,7 +89,8 @@ impl Repo {
         // Refs of other collections (`refs/mirrors/`): the collection map, by collection ID.
         let own = self.collection_id().map(str::to_string);
         let mut map: std::collections::BTreeMap<String, Vec<SummaryRef>> = Default::default();
-        for (cr, c) in self.list_collection_refs(None, true)? {
+        // (remote refs too, of remotes with a collection ID, as ostree lists them)
+        for (cr, c) in self.list_collection_refs(None, false)? {
             if Some(&cr.collection_id) != own.as_ref() {
                 map.entry(cr.collection_id)
                     .or_default()
