@@ -25,6 +25,8 @@ command -v mtype >/dev/null || need+=(mtools)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
 [ -x /usr/sbin/debugfs ] || need+=(e2fsprogs)
 command -v gpg >/dev/null || need+=(gnupg)
+# ostree's own installed tests, run against oxtree (tests/ostree-suite).
+[ -d /usr/libexec/installed-tests/libostree ] || need+=(ostree-tests)
 command -v openssl >/dev/null || need+=(openssl)
 # The update agent's FleetLock tests run a real etcd (v3 JSON gateway).
 command -v etcd >/dev/null || need+=(etcd-server)
@@ -57,6 +59,9 @@ fi
 # OXTREE_FAIL_AFTER/OXTREE_HANG_AFTER (control: the test build above honours FAILPOINTS).
 cargo build --release -p oxtree-cli
 CONTROL=target/debug/oxtree tests/shipped-binary-ignores-failpoints.sh || rc=$?
+# ostree 2022.7's own test suite with the shipped binary as `ostree`: every test listed in
+# tests/ostree-suite/passing.txt must pass (logs in target/ostree-suite).
+tests/ostree-suite/run.sh target/release/oxtree || rc=$?
 # End to end: a Debian image built and updated by oxtree alone boots in QEMU, upgrades,
 # falls back by itself and rolls back (serial logs kept in target/e2e-logs). The guest runs
 # a release build with failpoints (kept apart from the shipped binary) so that the test
