@@ -58,6 +58,9 @@ use walk::Shared;
 pub const RESUME_THRESHOLD: u64 = 64 << 10;
 /// Metadata objects and the summary may not exceed this (ostree's `max-metadata-size`).
 pub const MAX_METADATA_SIZE: u64 = 128 << 20;
+/// The largest commit, dirtree, dirmeta or detached metadata object a pull downloads:
+/// ostree's `OSTREE_MAX_METADATA_SIZE` (10 MiB), so any repository ostree can pull.
+pub const MAX_OBJECT_METADATA_SIZE: u64 = 10 << 20;
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {

@@ -218,12 +218,22 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     let local = oxtree::pull::file_url_path(&url).map(std::path::Path::new);
     if let Some(src) = local.map(local_non_archive_source).transpose()?.flatten() {
         if !refs.is_empty() && !a.dry_run && a.subpath.is_empty() {
+            // A mirror of a collection goes to refs/mirrors/ (the remote's collection ID,
+            // else the source's own).
+            let mirror_collection_id = a
+                .mirror
+                .then(|| {
+                    repo.remote_collection_id(&remote)
+                        .or_else(|| src.collection_id().map(str::to_string))
+                })
+                .flatten();
             let counts = repo.pull_local(
                 &src,
                 &refs,
                 &PullLocalOptions {
                     depth: a.depth,
                     remote: (!a.mirror).then(|| remote.clone()),
+                    mirror_collection_id,
                     disable_verify_bindings: a.disable_verify_bindings,
                     timestamp_check: opts.timestamp_check,
                     commit_metadata_only: a.commit_metadata_only,
@@ -435,6 +445,7 @@ pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
             require_static_deltas: a.require_static_deltas,
             // (a pull that verifies signatures verifies what they cover, too)
             trusted: !a.untrusted && remote_less && !a.gpg_verify && !a.gpg_verify_summary,
+            mirror_collection_id: None,
         },
     )?;
     println!("{}", imported_line(&counts));

@@ -260,8 +260,9 @@ impl<R: Read> Read for Guarded<R> {
         if self.read > self.max {
             return Err(IoError::new(
                 ErrorKind::InvalidData,
+                // ostree's words
                 format!(
-                    "{}: the response is longer than the {} bytes expected",
+                    "URI {} exceeded maximum size of {} bytes",
                     self.url, self.max
                 ),
             ));
@@ -879,7 +880,7 @@ impl HttpFetcher {
         };
         if let Some(l) = len.filter(|&l| l > max_body) {
             return Err(FetchError::Fatal(Error::Other(format!(
-                "{url}: the server announces {l} bytes, more than the {max_body} expected"
+                "URI {url} exceeded maximum size of {max_body} bytes (the server announces {l})"
             ))));
         }
         let body = resp.into_body().into_with_config().limit(u64::MAX).reader();

@@ -5,7 +5,7 @@
 use super::content;
 use super::retry::fetch_retry;
 use super::verify::Wanted;
-use super::{object_url_path, PullOptions, PullProgress, MAX_METADATA_SIZE};
+use super::{object_url_path, PullOptions, PullProgress};
 use crate::error::{Error, Result};
 use crate::object::{Checksum, DirTree, ObjectType};
 use crate::pull::Fetcher;
@@ -311,7 +311,7 @@ impl Shared<'_> {
             &path,
             self.opts,
             self.progress,
-            MAX_METADATA_SIZE,
+            super::MAX_OBJECT_METADATA_SIZE,
         )?;
         // Counted as ostree counts: every metadata request, found or not.
         self.progress

@@ -48,6 +48,9 @@ pub struct PullLocalOptions {
     /// from it (the same inode: nothing is written) is not hashed first, as ostree links
     /// them. Objects written anew are always verified.
     pub trusted: bool,
+    /// `pull --mirror` of a remote with this collection ID: the refs go to
+    /// `refs/mirrors/COLLECTION/REF`, as ostree mirrors collection refs.
+    pub mirror_collection_id: Option<String>,
 }
 
 impl Repo {
@@ -146,8 +149,15 @@ impl Repo {
                 .then_some(p)
         };
         todo.par_iter().try_for_each(|(ty, c)| -> Result<()> {
+            // A trusted source's objects are taken as they are (as ostree does), except a
+            // setuid or setgid file: that one is always hashed first, whoever is trusted.
+            let setid =
+                |c: &Checksum| -> Result<bool> { Ok(src.read_file(c)?.header.mode & 0o6000 != 0) };
+            let unverified = |ty: ObjectType, c: &Checksum| -> Result<bool> {
+                Ok(opts.trusted && (ty != ObjectType::File || !setid(c)?))
+            };
             if let Some(p) = linkable(*ty, c) {
-                if !opts.trusted {
+                if !unverified(*ty, c)? {
                     src.verify_object(*ty, c)?;
                 }
                 if txn.link_verified(*ty, c, &p)? {
@@ -161,7 +171,7 @@ impl Repo {
                         content_bytes.fetch_add(fc.size, std::sync::atomic::Ordering::Relaxed);
                     }
                     let header = fc.header.clone();
-                    if opts.trusted {
+                    if opts.trusted && header.mode & 0o6000 == 0 {
                         txn.write_file_trusted(&header, &mut fc.payload, fc.size, c)?;
                         return Ok(());
                     }
@@ -193,6 +203,21 @@ impl Repo {
             }
             Ok(())
         })?;
+        // Every commit whose tree came whole (the targets, and the parents within --depth)
+        // is complete here now, also one an earlier metadata-only pull left partial (as
+        // ostree's pull-local completes it).
+        if !opts.commit_metadata_only {
+            for (ty, c) in &reach.objects {
+                if *ty == ObjectType::Commit
+                    && self.is_partial(c)
+                    && !src.is_partial(c)
+                    && !targets.iter().any(|(_, t)| t == c)
+                {
+                    txn.remove_commitpartial(c);
+                }
+            }
+        }
+        let mut mirrors = Vec::new();
         for (r, c) in &targets {
             if !opts.commit_metadata_only {
                 txn.remove_commitpartial(c);
@@ -201,6 +226,16 @@ impl Repo {
                 continue;
             }
             let name = RefName::parse(r)?;
+            if let Some(cid) = &opts.mirror_collection_id {
+                mirrors.push((
+                    super::CollectionRef {
+                        collection_id: cid.clone(),
+                        ref_name: name.name,
+                    },
+                    *c,
+                ));
+                continue;
+            }
             txn.set_ref(
                 &RefName {
                     remote: opts.remote.clone(),
@@ -211,6 +246,9 @@ impl Repo {
         }
         // Refs move inside the transaction, under the repo lock (see Transaction::set_ref).
         txn.commit()?;
+        for (cr, c) in &mirrors {
+            self.set_collection_ref(cr, Some(c))?;
+        }
         let content = todo
             .iter()
             .filter(|(ty, _)| *ty == ObjectType::File)

@@ -713,9 +713,22 @@ impl Transaction<'_> {
         if !self.claim(ty, csum) {
             return Ok(false);
         }
+        let staged = self.staged_name(ty, csum);
         let linked = self
             .ensure_staging_dir(csum)
-            .map(|()| std::fs::hard_link(src, self.staged_name(ty, csum)).is_ok());
+            .map(|()| std::fs::hard_link(src, &staged).is_ok());
+        // (--per-object-fsync: the object is flushed like a written one; a symlink object
+        // has no data of its own to flush)
+        if matches!(linked, Ok(true)) && self.repo.fsync && self.repo.per_object_fsync {
+            use std::os::unix::fs::OpenOptionsExt;
+            let opened = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&staged);
+            if let Ok(f) = opened {
+                self.sync_object(&f, &staged)?;
+            }
+        }
         match linked {
             Ok(true) => {
                 self.mark_finished(ty, csum);
@@ -1011,7 +1024,18 @@ impl Transaction<'_> {
         use rayon::prelude::*;
         batch.par_iter().try_for_each(|(ty, csum)| {
             let dest = repo.object_path(*ty, csum);
-            std::fs::rename(self.staged_name(*ty, csum), &dest).ctx("rename", &dest)
+            std::fs::rename(self.staged_name(*ty, csum), &dest).ctx("rename", &dest)?;
+            // A commit that is back (pulled again) is no longer a tombstone, as ostree
+            // removes the marker when it writes the commit.
+            if *ty == ObjectType::Commit {
+                let t = repo.object_path(ObjectType::TombstoneCommit, csum);
+                match std::fs::remove_file(&t) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).ctx("remove", &t),
+                }
+            }
+            Ok(())
         })?;
         if repo.fsync {
             crate::fsutil::syncfs(&repo.path)?;
