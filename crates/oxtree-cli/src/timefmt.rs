@@ -17,9 +17,10 @@ fn parse_at(s: &str, now: Timestamp) -> Result<u64, String> {
     let bad = || format!("Could not parse '{s}'");
     let t = s.trim();
     if let Some(n) = t.strip_prefix('@') {
-        return n.parse::<u64>().map_err(|_| bad());
+        return n.parse::<i64>().map(|v| v as u64).map_err(|_| bad());
     }
-    let secs = |ts: Timestamp| u64::try_from(ts.as_second()).map_err(|_| bad());
+    // (before 1970 too: stored as the two's complement, as ostree's `(guint64)(gint64)`)
+    let secs = |ts: Timestamp| Ok::<u64, String>(ts.as_second() as u64);
     if let Ok(ts) = t.parse::<Timestamp>() {
         return secs(ts);
     }
@@ -467,8 +468,13 @@ pub fn parse_relative(s: &str, now: u64) -> Result<u64, String> {
     parse_at(s, now)
 }
 
+/// A commit's timestamp as ostree reads it back: signed (before 1970, negative).
+fn signed(t: u64) -> i64 {
+    t as i64
+}
+
 fn utc(t: u64) -> Zoned {
-    Timestamp::from_second(i64::try_from(t).unwrap_or(i64::MAX))
+    Timestamp::from_second(signed(t))
         .unwrap_or(Timestamp::MAX)
         .to_zoned(TimeZone::UTC)
 }
@@ -481,7 +487,7 @@ pub fn format(t: u64) -> String {
 /// `Thu Jan \u{2007}2 00:00:00 2020` in the local time zone: GLib's `%c` in the C locale,
 /// as ostree prints when a signature was made (GLib pads the day with a figure space).
 pub fn ctime_local(t: u64) -> String {
-    let z = Timestamp::from_second(i64::try_from(t).unwrap_or(i64::MAX))
+    let z = Timestamp::from_second(signed(t))
         .unwrap_or(Timestamp::MAX)
         .to_zoned(TimeZone::system());
     format!(
@@ -499,7 +505,7 @@ pub fn iso8601(t: u64) -> String {
 }
 
 fn iso8601_in(t: u64, tz: &TimeZone) -> String {
-    let z = Timestamp::from_second(i64::try_from(t).unwrap_or(i64::MAX))
+    let z = Timestamp::from_second(signed(t))
         .unwrap_or(Timestamp::MAX)
         .to_zoned(tz.clone());
     let off = z.offset().seconds();
