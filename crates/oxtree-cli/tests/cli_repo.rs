@@ -2670,20 +2670,19 @@ fn checkout_directory_modes_as_ostree_under_umasks_setgid_and_default_acls() {
                     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o2775))
                         .expect("chmod")
                 }
-                Some(_) => {
+                Some(_)
                     if rustix::fs::setxattr(
                         &base,
                         "system.posix_acl_default",
                         &acl,
                         rustix::fs::XattrFlags::empty(),
                     )
-                    .is_err()
-                    {
-                        eprintln!("no ACLs on this file system: case {case} skipped");
-                        continue;
-                    }
+                    .is_err() =>
+                {
+                    eprintln!("no ACLs on this file system: case {case} skipped");
+                    continue;
                 }
-                None => {}
+                _ => {}
             }
             let bin = if tool == "oxtree" {
                 oxtree_bin()

@@ -1715,7 +1715,8 @@ fn pull_local_refuses_devices_and_fifos_in_the_source_at_once() {
         std::os::unix::fs::symlink("/dev/zero", p).expect("symlink");
     };
     let meta = src.join(format!("objects/{}/{}.commitmeta", &c[..2], &c[2..]));
-    let cases: Vec<(&str, Box<dyn Fn()>, Box<dyn Fn()>, &str)> = vec![
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, Box<dyn Fn() + 'a>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "a ref that is /dev/zero",
             Box::new(|| zero(&src.join("refs/heads/zero"))),
