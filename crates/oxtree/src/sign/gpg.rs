@@ -744,12 +744,18 @@ pub fn sign_with(signer: &GpgSigner, keyid: &str, data: &[u8]) -> Result<Vec<u8>
     }
 }
 
-/// Whether GnuPG (`homedir` or its default) has a secret key `keyid`.
-pub fn gpg_has_secret_key(homedir: Option<&Path>, keyid: &str) -> bool {
+/// `gpg`, with `--homedir` when one is given (else GnuPG's default home).
+fn gpg_command(homedir: Option<&Path>) -> std::process::Command {
     let mut cmd = std::process::Command::new("gpg");
     if let Some(h) = homedir {
         cmd.arg("--homedir").arg(h);
     }
+    cmd
+}
+
+/// Whether GnuPG (`homedir` or its default) has a secret key `keyid`.
+pub fn gpg_has_secret_key(homedir: Option<&Path>, keyid: &str) -> bool {
+    let mut cmd = gpg_command(homedir);
     cmd.args([
         "--batch",
         "--with-colons",
@@ -767,10 +773,7 @@ pub fn gpg_has_secret_key(homedir: Option<&Path>, keyid: &str) -> bool {
 fn gpg_detach_sign(homedir: Option<&Path>, keyid: &str, data: &[u8]) -> Result<Vec<u8>> {
     use std::io::Write;
     use std::process::Stdio;
-    let mut cmd = std::process::Command::new("gpg");
-    if let Some(h) = homedir {
-        cmd.arg("--homedir").arg(h);
-    }
+    let mut cmd = gpg_command(homedir);
     cmd.args([
         "--batch",
         "--yes",
@@ -816,10 +819,7 @@ fn gpg_detach_sign(homedir: Option<&Path>, keyid: &str, data: &[u8]) -> Result<V
 /// private format, which only `gpg` itself reads, so this runs `gpg --export-secret-keys`
 /// (keys must have no passphrase, as for unattended signing).
 pub fn export_from_homedir(homedir: Option<&Path>, keyid: &str) -> Result<Vec<u8>> {
-    let mut cmd = std::process::Command::new("gpg");
-    if let Some(h) = homedir {
-        cmd.arg("--homedir").arg(h);
-    }
+    let mut cmd = gpg_command(homedir);
     cmd.args([
         "--batch",
         "--pinentry-mode",
