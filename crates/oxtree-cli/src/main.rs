@@ -224,7 +224,15 @@ fn real_main() {
         print_version();
         std::process::exit(0);
     }
-    let cli = match Cli::try_parse_from(ostree_argv(std::env::args_os().collect())) {
+    let argv = ostree_argv(std::env::args_os().collect());
+    let parsed = Cli::try_parse_from(&argv).or_else(|e| {
+        if e.use_stderr() {
+            flags_given_values(&argv).ok_or(e)
+        } else {
+            Err(e)
+        }
+    });
+    let cli = match parsed {
         Ok(cli) => cli,
         // --help (exit 0) and usage errors (exit 1, as ostree; 2 with detailed codes).
         Err(e) => {
@@ -486,6 +494,32 @@ fn ostree_argv(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 /// The first argument that is not an option: the command named on the command line.
 fn first_positional() -> Option<String> {
     std::env::args().skip(1).find(|a| !a.starts_with('-'))
+}
+
+/// GLib takes `--FLAG=VALUE` for an option without a value, and sets it whatever VALUE
+/// says (`pull-local --gpg-verify=true`); clap refuses it. When the command line parses with
+/// one such `=VALUE` left out, that is the command.
+fn flags_given_values(argv: &[std::ffi::OsString]) -> Option<Cli> {
+    let mut a = argv.to_vec();
+    for i in 1..a.len() {
+        if a[i] == "--" {
+            break;
+        }
+        let Some(name) = a[i]
+            .to_str()
+            .and_then(|s| s.strip_prefix("--"))
+            .and_then(|s| s.split_once('='))
+            .map(|(n, _)| n.to_string())
+        else {
+            continue;
+        };
+        let saved = std::mem::replace(&mut a[i], format!("--{name}").into());
+        if let Ok(cli) = Cli::try_parse_from(&a) {
+            return Some(cli);
+        }
+        a[i] = saved;
+    }
+    None
 }
 
 /// If the first word is not an option and `ostree-WORD` is an executable in PATH, replace

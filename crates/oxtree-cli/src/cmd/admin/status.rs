@@ -265,8 +265,9 @@ fn remote_gpg_verify(repo: &oxtree::repo::Repo, remote: &str) -> bool {
         .unwrap_or(true)
 }
 
-/// What ostree's plain `status` checks of each deployment whose origin's remote verifies
-/// signatures: the commit must carry some (it prints nothing about them).
+/// What ostree's plain `status` shows of each deployment whose origin's remote verifies
+/// signatures: the commit must carry some, and each is described under the deployment,
+/// its lines prefixed `    GPG: `.
 fn plain_gpg_check(repo: &oxtree::repo::Repo, d: &Deployment) -> Result<()> {
     let Some(remote) = origin_remote(repo, d) else {
         return Ok(());
@@ -285,6 +286,11 @@ fn plain_gpg_check(repo: &oxtree::repo::Repo, d: &Deployment) -> Result<()> {
         bail!(
             "GPG verification enabled, but no signatures found (use gpg-verify=false in remote config to disable)"
         );
+    }
+    for lines in describe_signatures(&keys, meta.as_deref(), &report)? {
+        for l in lines {
+            println!("    GPG: {l}");
+        }
     }
     Ok(())
 }
