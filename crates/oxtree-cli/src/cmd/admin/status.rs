@@ -287,6 +287,14 @@ fn plain_gpg_check(repo: &oxtree::repo::Repo, d: &Deployment) -> Result<()> {
             "GPG verification enabled, but no signatures found (use gpg-verify=false in remote config to disable)"
         );
     }
+    // The signatures are described as ostree describes them, checked with the keys of the
+    // remote named after the stateroot (`ostree_repo_verify_commit_for_remote (repo, ref,
+    // osname, …)`); where there is no such remote, it shows none (observed with 2022.7).
+    if !repo.remote_names().contains(&d.stateroot) {
+        return Ok(());
+    }
+    let keys = repo.remote_gpg_keys(&d.stateroot)?;
+    let report = oxtree::sign::gpg::verify_meta(meta.as_deref(), &data, &keys)?;
     for lines in describe_signatures(&keys, meta.as_deref(), &report)? {
         for l in lines {
             println!("    GPG: {l}");
