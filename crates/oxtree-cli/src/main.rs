@@ -225,7 +225,7 @@ fn real_main() {
         std::process::exit(0);
     }
     let argv = ostree_argv(std::env::args_os().collect());
-    let parsed = Cli::try_parse_from(&argv).or_else(|e| {
+    let parsed = parse_cli(&argv).or_else(|e| {
         if e.use_stderr() {
             flags_given_values(&argv).ok_or(e)
         } else {
@@ -246,17 +246,9 @@ fn real_main() {
                     | clap::error::ErrorKind::MissingSubcommand
             ) {
                 // ostree: its usage on stderr, then which subcommand is missing.
-                let _ = e.print();
-                let words: Vec<String> = std::env::args()
-                    .skip(1)
-                    .filter(|a| !a.starts_with('-'))
-                    .take(2)
-                    .collect();
-                let parent = match words.as_slice() {
-                    [a, k] if a == "admin" => Some(format!("admin {k}")),
-                    [a, ..] => Some(a.clone()),
-                    [] => None,
-                };
+                let (path, mut group) = command_path(&argv);
+                eprintln!("{}", group.render_help());
+                let parent = (!path.is_empty()).then(|| path.join(" "));
                 eprintln!("error: {}", no_subcommand(parent.as_deref()));
                 std::process::exit(failure_code(EXIT_USAGE));
             }
@@ -264,6 +256,19 @@ fn real_main() {
             // it, as ostree's extension commands (`ostree-rs-ext`, `ostree env` …).
             if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
                 run_extension();
+                // ostree: the usage of the command it was looked for in, then the error.
+                let (path, mut group) = command_path(&argv);
+                eprintln!("{}", group.render_help());
+                let bad = match e.get(clap::error::ContextKind::InvalidSubcommand) {
+                    Some(clap::error::ContextValue::String(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                if path.is_empty() {
+                    eprintln!("error: Unknown command '{bad}'");
+                } else {
+                    eprintln!("error: Unknown \"{}\" subcommand '{bad}'", path.join(" "));
+                }
+                std::process::exit(failure_code(EXIT_USAGE));
             }
             match ostree_usage_error(&e) {
                 Some(line) => {
@@ -342,8 +347,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let Some(c) = cli.cmd else {
         // As ostree: the usage on stderr, and an error line.
-        use clap::CommandFactory;
-        eprintln!("{}", Cli::command().render_help());
+        eprintln!("{}", cli_command().render_help());
         eprintln!("error: {}", no_subcommand(None));
         return Ok(failure_code(EXIT_USAGE));
     };
@@ -394,10 +398,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Fleetlock { cmd } => cmd::fleetlock::run(cmd),
         Cmd::Graph { cmd } => cmd::graph::run(g, cmd),
         Cmd::Image { cmd } => cmd::image::run(g, cmd),
-        Cmd::Generate(a) => {
-            use clap::CommandFactory;
-            cmd::generate::run(a, Cli::command())
-        }
+        Cmd::Generate(a) => cmd::generate::run(a, cli_command()),
     }?;
     Ok(0)
 }
@@ -440,7 +441,6 @@ fn error_chain(e: &anyhow::Error) -> String {
 /// the last command word are moved after it. (`--repo PATH`/`--sysroot PATH`, with the value
 /// apart, which ostree refuses there, keep working.)
 fn ostree_argv(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    use clap::CommandFactory;
     let opt = |a: &std::ffi::OsString| {
         let a = a.to_string_lossy();
         a.starts_with('-') && a.len() > 1
@@ -449,7 +449,7 @@ fn ostree_argv(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     if args.get(1).is_none_or(|a| !opt(a)) && args.get(2).is_none_or(|a| !opt(a)) {
         return args;
     }
-    let root = Cli::command();
+    let root = cli_command();
     let mut cmd = &root;
     let mut words = Vec::new();
     let mut i = 1;
@@ -514,7 +514,7 @@ fn flags_given_values(argv: &[std::ffi::OsString]) -> Option<Cli> {
             continue;
         };
         let saved = std::mem::replace(&mut a[i], format!("--{name}").into());
-        if let Ok(cli) = Cli::try_parse_from(&a) {
+        if let Ok(cli) = parse_cli(&a) {
             return Some(cli);
         }
         a[i] = saved;
@@ -562,11 +562,97 @@ fn run_extension() {
 /// ostree's words when no (sub)command is given: `admin` and `remote` name themselves.
 fn no_subcommand(parent: Option<&str>) -> String {
     match parent {
-        Some(p) if p == "remote" || p.starts_with("admin") => {
-            format!("No \"{p}\" subcommand specified")
-        }
-        _ => "No command specified".to_string(),
+        // (ostree's own wording for this one)
+        Some("static-delta") | None => "No command specified".to_string(),
+        Some(p) => format!("No \"{p}\" subcommand specified"),
     }
+}
+
+/// The command tree, shaped as ostree's help is (GLib's option parser): a command with
+/// subcommands lists them under `Builtin Commands:` (`Builtin "admin" Commands:` below the
+/// top), which scripts and ostree's own test-help read to find the commands; no `help`
+/// pseudo-command. The program is named as it was run (`ostree` when installed as that).
+fn cli_command() -> clap::Command {
+    use clap::CommandFactory;
+    fn shape(c: clap::Command, path: &str) -> clap::Command {
+        // (A command that also runs without a subcommand, as `oxtree agent`, keeps clap's
+        // plain `Commands:`: it is not one of ostree's command groups.)
+        if !c.has_subcommands() || !(path.is_empty() || c.is_subcommand_required_set()) {
+            return c;
+        }
+        let heading = if path.is_empty() {
+            "Builtin Commands".to_string()
+        } else {
+            format!("Builtin \"{path}\" Commands")
+        };
+        let names: Vec<String> = c
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        let mut c = c
+            .subcommand_help_heading(heading)
+            .disable_help_subcommand(true);
+        for n in names {
+            let sub = if path.is_empty() {
+                n.clone()
+            } else {
+                format!("{path} {n}")
+            };
+            c = c.mut_subcommand(&n, |s| shape(s, &sub));
+        }
+        c
+    }
+    let mut c = shape(Cli::command(), "");
+    if let Some(name) = std::env::args_os()
+        .next()
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+    {
+        c = c.bin_name(name.to_string()).name(name.to_string());
+    }
+    c
+}
+
+/// Parse a command line with [`cli_command`].
+fn parse_cli(argv: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut c = cli_command();
+    let mut m = c.try_get_matches_from_mut(argv)?;
+    Cli::from_arg_matches_mut(&mut m).map_err(|e| e.format(&mut c))
+}
+
+/// The commands named on a command line that failed to parse (`admin instutil` of `ostree
+/// admin instutil bogus`), and the innermost of them, whose usage ostree prints.
+fn command_path(argv: &[std::ffi::OsString]) -> (Vec<String>, clap::Command) {
+    let mut cmd = cli_command();
+    cmd.build();
+    let mut path = Vec::new();
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].to_string_lossy();
+        if a == "--" {
+            break;
+        }
+        if a.starts_with('-') && a.len() > 1 {
+            if matches!(a.as_ref(), "--repo" | "--sysroot") {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        match cmd.find_subcommand(a.as_ref()) {
+            Some(sub) if sub.has_subcommands() => {
+                let sub = sub.clone();
+                path.push(a.to_string());
+                cmd = sub;
+            }
+            _ => break,
+        }
+        i += 1;
+    }
+    (path, cmd)
 }
 
 /// GLib's wording for the usage errors scripts meet most (ostree's option parser), where
@@ -598,16 +684,6 @@ fn ostree_usage_error(e: &clap::Error) -> Option<String> {
             "checksum" => Some("A filename must be given".into()),
             _ => None,
         },
-        ErrorKind::InvalidSubcommand => {
-            let bad = ctx(ContextKind::InvalidSubcommand)?;
-            Some(match first_positional() {
-                // `ostree admin bogus`: the command it belongs to is named.
-                Some(parent) if parent != bad => {
-                    format!("Unknown \"{parent}\" subcommand '{bad}'")
-                }
-                _ => format!("Unknown command '{bad}'"),
-            })
-        }
         ErrorKind::InvalidValue if ctx(ContextKind::InvalidValue).is_some_and(|v| v.is_empty()) => {
             Some(format!(
                 "Missing argument for {}",

@@ -2749,3 +2749,114 @@ fn commit_tar_from_stdin_as_ostree() {
         assert_eq!(out[0], out[1], "{archive}");
     }
 }
+
+/// `core.parent`: a repository reads the objects, refs and remotes it lacks from its parent
+/// and does not store again what the parent has (ostree's test-parent, test-prune and the
+/// shadow-repo checkout of its basic tests). Each tool gets its own child of one parent
+/// made by ostree.
+#[test]
+fn parent_repositories_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let parent = t.join("parent");
+    let pa = format!("--repo={}", s(&parent));
+    ostree(&["init", &pa, "--mode=archive"]);
+    let files = t.join("files");
+    std::fs::create_dir_all(files.join("d")).expect("mkdir");
+    for i in 1..=3 {
+        write(
+            &files.join(format!("afile{i}")),
+            format!("afile{i}\n").as_bytes(),
+            0o644,
+        );
+    }
+    std::os::unix::fs::symlink("afile1", files.join("d/link")).expect("symlink");
+    let fd = format!("--tree=dir={}", s(&files));
+    let head = ostree(&["commit", &pa, "-b", "main", "-s", "in the parent", TS, &fd]);
+    ostree(&[
+        "remote",
+        "add",
+        &pa,
+        "--no-gpg-verify",
+        "up",
+        "http://127.0.0.1:1/repo",
+    ]);
+    // The new files go to a scratch repository, pulled into each child from there.
+    for i in 4..=6 {
+        write(
+            &files.join(format!("afile{i}")),
+            format!("afile{i}\n").as_bytes(),
+            0o644,
+        );
+    }
+    let scratch = t.join("scratch");
+    let sa = format!("--repo={}", s(&scratch));
+    ostree(&["init", &sa, "--mode=archive"]);
+    let child_commit = ostree(&["commit", &sa, "-b", "childtest", "-s", "child", TS, &fd]);
+
+    let (co, cx) = (t.join("child-ostree"), t.join("child-oxtree"));
+    for (prog, child) in [(Path::new("ostree"), &co), (oxtree_bin().as_path(), &cx)] {
+        let ca = format!("--repo={}", s(child));
+        run_ok(prog, &["init", &ca, "--mode=bare-user"]);
+        run_ok(prog, &["config", &ca, "set", "core.parent", s(&parent)]);
+    }
+    // Refs, objects and remotes of the parent, read through the child.
+    for args in [
+        vec!["rev-parse", "main"],
+        vec!["log", "main"],
+        vec!["ls", "-R", "main"],
+        vec!["cat", "main", "/afile2"],
+        vec!["show", "main"],
+        vec!["remote", "list", "-u"],
+        vec!["refs"],
+        vec!["fsck"],
+    ] {
+        both(t, &co, &cx, &args);
+    }
+    assert_eq!(
+        ox(&[&format!("--repo={}", s(&cx)), "rev-parse", "main"]),
+        head
+    );
+    // A checkout of the parent's commit (the shadow repo of ostree's basic tests).
+    for (prog, child, dest) in [
+        (Path::new("ostree"), &co, t.join("co-ostree")),
+        (oxtree_bin().as_path(), &cx, t.join("co-oxtree")),
+    ] {
+        let ca = format!("--repo={}", s(child));
+        run_ok(prog, &["checkout", &ca, "-U", &head, s(&dest)]);
+    }
+    let (so, sx) = (
+        snapshot(&t.join("co-ostree")),
+        snapshot(&t.join("co-oxtree")),
+    );
+    assert_eq!(so, sx, "{}", snapshot_diff(&so, &sx));
+    // Pulled into the child, only what the parent lacks is stored there.
+    for (prog, child) in [(Path::new("ostree"), &co), (oxtree_bin().as_path(), &cx)] {
+        let ca = format!("--repo={}", s(child));
+        run_ok(prog, &["pull-local", &ca, s(&scratch), "childtest"]);
+    }
+    let files_of = |repo: &Path| {
+        object_set(repo)
+            .into_iter()
+            .filter(|o| o.ends_with(".file"))
+            .count()
+    };
+    assert_eq!(files_of(&co), 3, "ostree stores only the three new files");
+    assert_eq!(files_of(&cx), 3, "{:?}", object_set(&cx));
+    assert_eq!(object_set(&co), object_set(&cx));
+    both(t, &co, &cx, &["rev-parse", "childtest"]);
+    assert_eq!(
+        ox(&[&format!("--repo={}", s(&cx)), "rev-parse", "childtest"]),
+        child_commit
+    );
+    both(t, &co, &cx, &["fsck"]);
+    // Prune in the child deletes nothing the child's refs reach through the parent, and
+    // never touches the parent.
+    let before = object_set(&parent);
+    both(t, &co, &cx, &["prune", "--refs-only", "--depth=0"]);
+    assert_eq!(object_set(&co), object_set(&cx));
+    assert_eq!(files_of(&cx), 3);
+    assert_eq!(object_set(&parent), before);
+    both(t, &co, &cx, &["fsck"]);
+}

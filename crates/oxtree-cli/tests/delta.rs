@@ -196,7 +196,9 @@ fn broken_deltas_fall_back_to_objects() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         // (refused on its Content-Length; a response without one stops at the bound)
-        (err.contains("more than the") || err.contains("bytes it may have"))
+        (err.contains("exceeded maximum size of")
+            || err.contains("more than the")
+            || err.contains("bytes it may have"))
             && err.contains("fetching its objects instead"),
         "{err}"
     );

@@ -224,6 +224,18 @@ pub struct PullResult {
     /// Things that went wrong but were worked around (an unusable delta: objects fetched
     /// one by one instead).
     pub warnings: Vec<String>,
+    /// `--dry-run --require-static-deltas`: the deltas the pull would apply, from their
+    /// superblocks (nothing else is fetched or stored).
+    pub delta_plan: Option<DeltaPlan>,
+}
+
+/// What the static deltas of a pull amount to, as ostree's dry run reports them: parts,
+/// their bytes as served and unpacked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeltaPlan {
+    pub parts: u64,
+    pub size: u64,
+    pub uncompressed_size: u64,
 }
 
 fn object_url_path(ty: ObjectType, c: &Checksum) -> String {
@@ -367,7 +379,9 @@ impl Repo {
                 None => {}
             }
         }
-        if opts.dry_run {
+        // A dry run stops here, but with --require-static-deltas (ostree's only dry run) it
+        // reads the deltas' superblocks to say what they would bring.
+        if opts.dry_run && !opts.require_static_deltas {
             result.elapsed = start.elapsed();
             return Ok(result);
         }
@@ -407,7 +421,7 @@ impl Repo {
         let deltas_ok = !opts.disable_static_deltas
             && !opts.commit_metadata_only
             && !subpath
-            && self.mode() != crate::repo::RepoMode::Archive;
+            && (self.mode() != crate::repo::RepoMode::Archive || opts.dry_run);
         if deltas_ok {
             for (t, cur) in targets.iter().zip(&current) {
                 // With --require-static-deltas a checksum pull needs its delta too.
@@ -441,9 +455,14 @@ impl Repo {
                     )),
                 }
             }
-            if !result.deltas.is_empty() {
+            if !result.deltas.is_empty() && !opts.dry_run {
                 txn.checkpoint()?;
             }
+        }
+        if opts.dry_run {
+            result.delta_plan = Some(shared.delta_plan.lock().map(|p| *p).unwrap_or_default());
+            result.elapsed = start.elapsed();
+            return Ok(result);
         }
         shared.run(targets.iter().map(|t| t.commit))?;
         // Parents walked in full (`--depth`) are complete too, as in ostree.

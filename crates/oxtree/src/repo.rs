@@ -115,7 +115,14 @@ pub struct Repo {
     /// For the system repository: where `remote add` writes (`/etc/ostree/remotes.d`,
     /// unless `core.add-remotes-config-dir=false`), as ostree does.
     system_remotes_d: Option<PathBuf>,
+    /// The parent repository (`core.parent`), as ostree's: objects, refs and remotes this
+    /// repository lacks are looked up there (read-only); objects it has are not written
+    /// here again.
+    parent: Option<Box<Repo>>,
 }
+
+/// How many `core.parent` links a chain may have (a loop of parents is an error, not a hang).
+const MAX_PARENT_DEPTH: usize = 16;
 
 const REPO_DIRS: &[&str] = &[
     "tmp",
@@ -198,6 +205,10 @@ impl Repo {
     }
 
     pub fn open(path: &Path) -> Result<Repo> {
+        Self::open_at_depth(path, 0)
+    }
+
+    fn open_at_depth(path: &Path, depth: usize) -> Result<Repo> {
         let cfg_path = path.join("config");
         if !path.join("objects").is_dir() {
             return Err(Error::InvalidArgument(format!(
@@ -249,6 +260,7 @@ impl Repo {
             min_free_space,
             remotes_d_files: Vec::new(),
             system_remotes_d: None,
+            parent: None,
         };
         // A system repository (`/ostree/repo`, which `/sysroot/ostree/repo` is on a booted
         // machine) also takes its remotes from `/etc/ostree/remotes.d`, as ostree's does.
@@ -266,7 +278,32 @@ impl Repo {
                 repo.system_remotes_d = Some(dir.to_path_buf());
             }
         }
+        if let Some(p) = repo.config.get("core", "parent").filter(|p| !p.is_empty()) {
+            let p = PathBuf::from(p);
+            if depth >= MAX_PARENT_DEPTH {
+                return Err(Error::Config {
+                    path: cfg_path,
+                    msg: format!(
+                        "core.parent: more than {MAX_PARENT_DEPTH} parent repositories (a loop?) at {}",
+                        p.display()
+                    ),
+                });
+            }
+            let parent = Self::open_at_depth(&p, depth + 1).map_err(|e| Error::Config {
+                path: cfg_path.clone(),
+                msg: format!(
+                    "core.parent: opening parent repository {}: {e}",
+                    p.display()
+                ),
+            })?;
+            repo.parent = Some(Box::new(parent));
+        }
         Ok(repo)
+    }
+
+    /// The parent repository (`core.parent`), if any.
+    pub fn parent(&self) -> Option<&Repo> {
+        self.parent.as_deref()
     }
 
     /// New remotes go to `dir/NAME.conf` (a deployment's `etc/ostree/remotes.d`) instead of
@@ -420,20 +457,29 @@ impl Repo {
         self.path.join(self.object_relpath(ty, csum))
     }
 
+    /// Whether the object is stored here or in a parent repository (`core.parent`).
     pub fn has_object(&self, ty: ObjectType, csum: &Checksum) -> bool {
+        self.has_own_object(ty, csum)
+            || self.parent.as_ref().is_some_and(|p| p.has_object(ty, csum))
+    }
+
+    /// Whether the object is stored in this repository itself.
+    pub fn has_own_object(&self, ty: ObjectType, csum: &Checksum) -> bool {
         std::fs::symlink_metadata(self.object_path(ty, csum)).is_ok()
     }
 
-    /// Raw bytes of a metadata object; `ObjectMissing` if absent.
+    /// Raw bytes of a metadata object (here, else in a parent repository); `ObjectMissing`
+    /// if absent.
     pub fn load_metadata(&self, ty: ObjectType, csum: &Checksum) -> Result<Vec<u8>> {
         let p = self.object_path(ty, csum);
         // (A metadata object is a regular file: not a device, a FIFO or a huge sparse file
         // a hostile source repository put there.)
         match crate::fsutil::read_regular(&p, crate::pull::MAX_METADATA_SIZE) {
             Ok(b) => Ok(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(Error::ObjectMissing { ty, csum: *csum })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match &self.parent {
+                Some(parent) => parent.load_metadata(ty, csum),
+                None => Err(Error::ObjectMissing { ty, csum: *csum }),
+            },
             Err(e) => Err(e).ctx("read", p),
         }
     }

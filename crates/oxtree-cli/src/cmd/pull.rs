@@ -302,6 +302,14 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             res.fetchers,
             res.elapsed.as_secs_f64()
         );
+    } else if let (true, Some(plan)) = (a.dry_run, res.delta_plan) {
+        // ostree's dry run (it has none without --require-static-deltas).
+        println!(
+            "Delta update: 0/{} parts, 0 bytes/{}, {} total uncompressed",
+            plan.parts,
+            human_size(plan.size),
+            human_size(plan.uncompressed_size)
+        );
     } else if a.dry_run {
         for (r, old, new) in &res.refs {
             match old {

@@ -157,6 +157,16 @@ impl Shared<'_> {
                 "{what}: the superblock is for another pair of commits"
             )));
         }
+        if self.opts.dry_run {
+            if let Ok(mut plan) = self.delta_plan.lock() {
+                for p in &sb.parts {
+                    plan.parts += 1;
+                    plan.size += p.size;
+                    plan.uncompressed_size += p.uncompressed_size;
+                }
+            }
+            return Ok(Some(name));
+        }
         let meta = self.fetch_meta(ObjectType::CommitMeta, to, true)?;
         let commit = self.verify_commit(to, meta.as_deref(), &sb.commit)?;
         let tmp = self.repo.path().join("tmp");

@@ -102,6 +102,8 @@ pub(super) struct Shared<'a> {
     subpaths: Option<Arc<[String]>>,
     /// Bytes of large objects' slices asked for and not yet on disk.
     pub(super) slices: super::content::SliceBudget,
+    /// A dry run's sum of the deltas it would apply.
+    pub(super) delta_plan: Mutex<super::DeltaPlan>,
 }
 impl<'a> Shared<'a> {
     pub(super) fn new(
@@ -135,6 +137,7 @@ impl<'a> Shared<'a> {
             completed: Mutex::new(Vec::new()),
             subpaths: normalize_subpaths(&opts.subpaths),
             slices: super::content::SliceBudget::default(),
+            delta_plan: Mutex::new(super::DeltaPlan::default()),
         }
     }
 

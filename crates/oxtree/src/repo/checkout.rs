@@ -645,6 +645,15 @@ impl Repo {
         opts: &CheckoutOptions,
         at: Option<At<'_>>,
     ) -> Result<()> {
+        // An object only the parent repository (`core.parent`) has is checked out from it,
+        // as that repository's mode says (linked, where the modes allow, or copied).
+        if let Some(parent) = self.parent() {
+            if !self.has_own_object(ObjectType::File, csum)
+                && parent.has_object(ObjectType::File, csum)
+            {
+                return parent.checkout_file(csum, dest, opts, None);
+            }
+        }
         let obj = self.object_path(ObjectType::File, csum);
         // A user-mode checkout never shares a setuid/setgid inode: bare-user-only repos
         // refuse such objects now, but one written by an older version (or by hand) must

@@ -180,7 +180,14 @@ fn bare_user_content(
 impl Repo {
     /// Open a file object for reading.
     pub fn read_file(&self, csum: &Checksum) -> Result<FileContent> {
-        self.read_file_at(self.object_path(ObjectType::File, csum), csum)
+        // (else from the parent repository, `core.parent`)
+        match (
+            self.read_file_at(self.object_path(ObjectType::File, csum), csum),
+            self.parent(),
+        ) {
+            (Err(Error::ObjectMissing { .. }), Some(p)) => p.read_file(csum),
+            (r, _) => r,
+        }
     }
 
     /// Read a file object stored in this repo's format at `path` (e.g. still staged).

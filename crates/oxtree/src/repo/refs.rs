@@ -517,7 +517,16 @@ impl Repo {
         self.resolve_rev_in(rev, false)
     }
 
+    /// [`Self::resolve_rev_here`], else in the parent repository (`core.parent`), as
+    /// ostree's `resolve_refspec`.
     fn resolve_rev_in(&self, rev: &str, remotes: bool) -> Result<Option<Checksum>> {
+        match (self.resolve_rev_here(rev, remotes)?, self.parent()) {
+            (None, Some(p)) => p.resolve_rev_in(rev, remotes),
+            (found, _) => Ok(found),
+        }
+    }
+
+    fn resolve_rev_here(&self, rev: &str, remotes: bool) -> Result<Option<Checksum>> {
         if let Ok(c) = rev.parse::<Checksum>() {
             return Ok(Some(c));
         }

@@ -160,6 +160,11 @@ pub struct GpgSubkey {
 impl Repo {
     /// The keyfile that configures `remote`: the repo's config, else a remotes.d file.
     fn remote_keyfile(&self, remote: &str) -> Option<&KeyFile> {
+        self.own_remote_keyfile(remote)
+            .or_else(|| self.parent().and_then(|p| p.remote_keyfile(remote)))
+    }
+
+    fn own_remote_keyfile(&self, remote: &str) -> Option<&KeyFile> {
         let g = group(remote);
         if self.config().has_group(&g) {
             return Some(self.config());
@@ -170,7 +175,21 @@ impl Repo {
             .find(|kf| kf.has_group(&g))
     }
 
+    /// The repository that configures `remote`: this one, or the parent repository
+    /// (`core.parent`) whose remote this one uses, as ostree (its keyring is there).
+    pub(crate) fn remote_home(&self, remote: &str) -> &Repo {
+        if self.own_remote_keyfile(remote).is_some() {
+            return self;
+        }
+        match self.parent() {
+            Some(p) if p.remote_keyfile(remote).is_some() => p.remote_home(remote),
+            _ => self,
+        }
+    }
+
+    /// The remotes configured here and in the parent repositories (`core.parent`).
     pub fn remote_names(&self) -> Vec<String> {
+        let parent = self.parent().map(Repo::remote_names).unwrap_or_default();
         let mut v: Vec<String> = std::iter::once(self.config())
             .chain(self.remotes_d_files.iter().map(|(_, kf)| kf))
             .flat_map(|kf| kf.groups())
@@ -179,6 +198,7 @@ impl Repo {
                     .and_then(|r| r.strip_suffix('"'))
                     .map(str::to_string)
             })
+            .chain(parent)
             .collect();
         v.sort();
         v.dedup();

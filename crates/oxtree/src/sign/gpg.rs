@@ -625,7 +625,10 @@ pub fn verify_meta(
 impl Repo {
     /// The remote's own keyring file.
     pub fn remote_keyring_path(&self, remote: &str) -> PathBuf {
-        self.path().join(format!("{remote}.trustedkeys.gpg"))
+        // (in the parent repository for a remote configured there: `core.parent`)
+        self.remote_home(remote)
+            .path()
+            .join(format!("{remote}.trustedkeys.gpg"))
     }
 
     /// Every key a remote trusts: its keyring, `gpgkeypath` files/dirs, and the global
