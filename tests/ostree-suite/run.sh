@@ -21,10 +21,14 @@ fi
 out=$root/target/ostree-suite
 rm -rf "$out"
 mkdir -p "$out/bin"
-# oxtree installed as ostree (its help then names the program `ostree`, as test-help wants);
-# `ostree trivial-httpd` runs the real server as an extension command, ostree-trivial-httpd.
-ln -s "$ox" "$out/bin/ostree"
-ln -s "$HTTPD" "$out/bin/ostree-trivial-httpd"
+# oxtree run as ostree (argv[0] `ostree`: its help then names the program so, as test-help
+# wants). A small script, not a link: some tests copy `$(which ostree)` into a tree they commit.
+cat >"$out/bin/ostree" <<WRAP
+#!/bin/bash
+case "\$1" in trivial-httpd) shift; exec $HTTPD "\$@";; esac
+exec -a ostree $ox "\$@"
+WRAP
+chmod +x "$out/bin/ostree"
 if [ $# -gt 0 ]; then
   tests=("$@")
 else

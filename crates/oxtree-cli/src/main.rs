@@ -125,7 +125,7 @@ enum Cmd {
     GpgSign(cmd::sign::GpgSignArgs),
     /// Manage bootable deployments: deploy, upgrade, rollback, status, …
     Admin(cmd::admin::AdminArgs),
-    /// The update agent: `oxtree agent` runs it; status, check-now, reboot-now, hold, skip, unblock.
+    /// The update agent: runs it; status, check-now, reboot-now, hold, skip, unblock.
     Agent(cmd::agent::AgentArgs),
     /// FleetLock reboot coordination: `serve` (semaphores in etcd), lock, unlock, status.
     Fleetlock {
@@ -603,6 +603,14 @@ fn cli_command() -> clap::Command {
         c
     }
     let mut c = shape(Cli::command(), "");
+    // Read by a script (a pipe, a file), help is not wrapped: one line per command in the
+    // `Builtin Commands:` lists, as GLib prints them. A terminal gets it wrapped to fit.
+    {
+        use std::io::IsTerminal;
+        if !std::io::stdout().is_terminal() && !std::io::stderr().is_terminal() {
+            c = c.term_width(10_000);
+        }
+    }
     if let Some(name) = std::env::args_os()
         .next()
         .as_deref()

@@ -2761,7 +2761,9 @@ fn parent_repositories_as_ostree() {
     let t = tmp.path();
     let parent = t.join("parent");
     let pa = format!("--repo={}", s(&parent));
-    ostree(&["init", &pa, "--mode=archive"]);
+    // (bare-user, as the child: ostree 2022.7 aborts reading a file of an archive parent
+    // from a bare-user child, `_ostree_repo_load_file_bare: code should not be reached`)
+    ostree(&["init", &pa, "--mode=bare-user"]);
     let files = t.join("files");
     std::fs::create_dir_all(files.join("d")).expect("mkdir");
     for i in 1..=3 {
@@ -2839,7 +2841,7 @@ fn parent_repositories_as_ostree() {
     let files_of = |repo: &Path| {
         object_set(repo)
             .into_iter()
-            .filter(|o| o.ends_with(".file"))
+            .filter(|o| o.ends_with(".file") || o.ends_with(".filez"))
             .count()
     };
     assert_eq!(files_of(&co), 3, "ostree stores only the three new files");

@@ -573,6 +573,10 @@ impl Repo {
     /// Whether `state/<csum>.commitpartial` marks this commit as incomplete.
     pub fn is_partial(&self, csum: &Checksum) -> bool {
         self.partial_marker(csum).exists()
+            // (a commit only the parent repository has is as complete as it is there)
+            || self.parent.as_ref().is_some_and(|p| {
+                !self.has_own_object(ObjectType::Commit, csum) && p.is_partial(csum)
+            })
     }
 
     /// Mark the commit incomplete (before its object lands in `objects/`, so no reader
@@ -628,6 +632,18 @@ impl Repo {
             }
         }
         out.sort();
+        Ok(out)
+    }
+
+    /// [`Self::list_objects`] with those of the parent repositories (`core.parent`), as
+    /// ostree's fsck enumerates them.
+    pub fn list_objects_with_parents(&self) -> Result<Vec<(ObjectType, Checksum)>> {
+        let mut out = self.list_objects()?;
+        if let Some(p) = &self.parent {
+            out.extend(p.list_objects_with_parents()?);
+            out.sort();
+            out.dedup();
+        }
         Ok(out)
     }
 }

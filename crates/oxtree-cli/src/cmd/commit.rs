@@ -513,6 +513,7 @@ pub fn run(g: &Global, a: CommitArgs) -> Result<()> {
         owner_uid,
         owner_gid,
         canonical_permissions: a.canonical_permissions,
+        consume: a.consume,
         no_xattrs: a.no_xattrs,
         mode_ro_executables: a.mode_ro_executables,
         generate_sizes: a.generate_sizes,

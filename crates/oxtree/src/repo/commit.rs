@@ -78,6 +78,9 @@ pub struct CommitOptions {
     pub owner_uid: Option<u32>,
     pub owner_gid: Option<u32>,
     pub canonical_permissions: bool,
+    /// `--consume`: the tree's files may be taken into a bare or bare-user-only repository
+    /// as they are (linked, not copied) where their metadata is what the object needs.
+    pub consume: bool,
     pub no_xattrs: bool,
     /// `--mode-ro-executables`: executable files lose their write bits.
     pub mode_ro_executables: bool,
@@ -1036,13 +1039,15 @@ impl Builder<'_, '_> {
             .collect();
         order.sort_by_key(|&i| std::cmp::Reverse(files.get(i).map_or(0, |t| t.size)));
         let txn = self.txn;
+        let adopt = self.opts.consume
+            && matches!(txn.repo().mode(), RepoMode::Bare | RepoMode::BareUserOnly);
         let stored: Vec<(usize, Checksum, bool)> = order
             .par_iter()
             .map(|&i| {
                 let t = files
                     .get(i)
                     .ok_or_else(|| Error::Other("internal: bad file index".into()))?;
-                let r = store_file(txn, t).map(|(c, w, _)| (i, c, w));
+                let r = store_file(txn, t, adopt).map(|(c, w, _)| (i, c, w));
                 if let Some(p) = progress {
                     p.item(t.size);
                 }
@@ -1159,8 +1164,38 @@ fn lookup_file(t: &MTree, comps: &[String]) -> Option<FileRef> {
     d.files.get(name).copied()
 }
 
+/// `--consume` into a bare or bare-user-only repository: the file just hashed (to `c`)
+/// becomes the object itself, linked into the repository instead of copied, as ostree
+/// adopts it, when it is a regular file on the repository's file system whose mode (and in
+/// bare mode owner and xattrs) are the object's. Returns whether it was taken.
+fn try_adopt(txn: &Transaction<'_>, t: &FileTask, c: &Checksum) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(st) = std::fs::symlink_metadata(&t.path) else {
+        return Ok(false);
+    };
+    let h = &t.header;
+    if !st.file_type().is_file() || st.len() != t.size || st.mode() & 0o7777 != h.mode & 0o7777 {
+        return Ok(false);
+    }
+    if txn.repo().mode() == RepoMode::Bare {
+        if st.uid() != h.uid || st.gid() != h.gid {
+            return Ok(false);
+        }
+        let mut have = crate::fsutil::read_xattrs(&t.path)?;
+        let mut want = h.xattrs.clone();
+        have.sort();
+        want.sort();
+        if have != want {
+            return Ok(false);
+        }
+    } else {
+        txn.check_bareuseronly(h, c)?;
+    }
+    txn.link_verified(ObjectType::File, c, &t.path)
+}
+
 /// Hash a file and store it if the repo lacks it. Returns (checksum, written, size).
-fn store_file(txn: &Transaction<'_>, t: &FileTask) -> Result<(Checksum, bool, u64)> {
+fn store_file(txn: &Transaction<'_>, t: &FileTask, adopt: bool) -> Result<(Checksum, bool, u64)> {
     let prefix = t.header.content_stream_prefix();
     if t.header.is_symlink() {
         // Its whole content is the header, hashed just now: written as pre-hashed, which
@@ -1189,6 +1224,9 @@ fn store_file(txn: &Transaction<'_>, t: &FileTask) -> Result<(Checksum, bool, u6
         }
         h.update(&data);
         let c = Checksum(h.finalize().into());
+        if adopt && try_adopt(txn, t, &c)? {
+            return Ok((c, true, t.size));
+        }
         let written = txn.write_file_prehashed(&t.header, &data, &c)?;
         return Ok((c, written, t.size));
     }
@@ -1204,6 +1242,9 @@ fn store_file(txn: &Transaction<'_>, t: &FileTask) -> Result<(Checksum, bool, u6
     let c = Checksum(h.finalize().into());
     if txn.has_object(ObjectType::File, &c) {
         return Ok((c, false, t.size));
+    }
+    if adopt && try_adopt(txn, t, &c)? {
+        return Ok((c, true, t.size));
     }
     // Large file: read it again while writing; `write_file` re-hashes, so a file that changed
     // in between fails the checksum instead of storing wrong content.
@@ -1266,6 +1307,11 @@ struct Scanner<'a> {
 }
 
 impl Scanner<'_> {
+    /// Whether files may be adopted (see [`try_adopt`]).
+    fn adopt(&self) -> bool {
+        self.opts.consume && matches!(self.repo.mode(), RepoMode::Bare | RepoMode::BareUserOnly)
+    }
+
     /// Whether the skip list names `path` (recorded: ostree refuses unmatched entries).
     fn skip(&self, path: &str) -> bool {
         if !self.opts.skip_list.contains(path) {
@@ -1594,7 +1640,7 @@ impl Streamer<'_, '_> {
         let (c, written) = match known {
             Some(c) => (c, false),
             None => {
-                let (c, w, _) = store_file(self.txn, t)?;
+                let (c, w, _) = store_file(self.txn, t, self.scan.adopt())?;
                 if let (Some(k), Ok(mut m)) = (key, self.links.lock()) {
                     m.insert(k, c);
                 }

@@ -384,7 +384,7 @@ impl Repo {
         rep.events
             .push(FsckEvent::Stage(FsckStage::EnumeratingCommits));
         let all_commits: Vec<Checksum> = self
-            .list_objects()
+            .list_objects_with_parents()
             .map_err(s)?
             .into_iter()
             .filter(|(ty, _)| *ty == ObjectType::Commit)

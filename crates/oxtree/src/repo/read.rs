@@ -313,6 +313,12 @@ impl Repo {
 
     /// Verify one object of any type; `Ok(())` if its content matches its name.
     pub fn verify_object(&self, ty: ObjectType, csum: &Checksum) -> Result<()> {
+        // An object of the parent repository (`core.parent`) is verified there.
+        if let Some(p) = self.parent() {
+            if !self.has_own_object(ty, csum) && p.has_object(ty, csum) {
+                return p.verify_object(ty, csum);
+            }
+        }
         let actual = match ty {
             ObjectType::File => self.checksum_file_object(csum)?,
             ObjectType::Commit => {
