@@ -2217,6 +2217,24 @@ fn deploy_legacy_kernel_layouts_as_ostree() {
     );
     commit(&p, "testos/main", "4.0", "2020-01-04T00:00:00Z");
     deploy_same(&p, &[]);
+    // ... in usr/lib/ostree-boot too, unless the legacy kernel has an initramfs and the
+    // modern one has none.
+    let csum2 = hex(&sha2::Sha256::digest(b"legacy2"));
+    write(
+        &ob.join(format!("vmlinuz-5.1.0-{csum2}")),
+        b"legacy kernel 2\n",
+        0o644,
+    );
+    commit(&p, "testos/main", "4.5", "2020-01-04T12:00:00Z");
+    deploy_same(&p, &[]);
+    write(
+        &ob.join(format!("initramfs-5.1.0.img-{csum2}")),
+        b"legacy initramfs 2\n",
+        0o644,
+    );
+    commit(&p, "testos/main", "4.6", "2020-01-04T13:00:00Z");
+    deploy_same(&p, &[]);
+    std::fs::remove_dir_all(&ob).expect("rm");
     // Mismatched suffixes.
     std::fs::remove_dir_all(p.tree.join("usr/lib/modules")).expect("rm");
     write(

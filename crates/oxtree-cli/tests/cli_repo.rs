@@ -2862,3 +2862,77 @@ fn parent_repositories_as_ostree() {
     assert_eq!(object_set(&parent), before);
     both(t, &co, &cx, &["fsck"]);
 }
+
+/// `commit --tree=tar=` of cpio archives (newc with hard links whose data comes with the
+/// last name, odc, gzip-compressed newc): the same commit as ostree's (libarchive) import.
+#[test]
+fn cpio_archives_commit_as_ostree() {
+    require_ostree();
+    if std::process::Command::new("cpio")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("cpio is not installed: skipped");
+        return;
+    }
+    let tmp = tempdir();
+    let t = tmp.path();
+    let src = t.join("src");
+    std::fs::create_dir_all(src.join("usr/bin")).expect("mkdir");
+    std::fs::create_dir_all(src.join("usr/lib/empty")).expect("mkdir");
+    write(&src.join("usr/bin/foo"), b"contents\n", 0o755);
+    std::fs::hard_link(src.join("usr/bin/foo"), src.join("usr/bin/bar")).expect("link");
+    std::fs::hard_link(src.join("usr/bin/foo"), src.join("usr/lib/baz")).expect("link");
+    write(&src.join("usr/lib/libx.so"), &noise(100_000, 7), 0o644);
+    write(&src.join("usr/lib/zero"), b"", 0o600);
+    std::os::unix::fs::symlink("../bin/foo", src.join("usr/lib/sl")).expect("symlink");
+    let sh = |cmd: &str| {
+        let o = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .current_dir(&src)
+            .output()
+            .expect("sh");
+        assert!(
+            o.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    sh("find . | sort | cpio -o -H newc > ../newc.cpio 2>/dev/null");
+    sh("find . | sort | cpio -o -H odc > ../odc.cpio 2>/dev/null");
+    sh("gzip -c ../newc.cpio > ../newc.cpio.gz");
+    let (ro, rx) = pair(t, &["--mode=bare-user"]);
+    for archive in ["newc.cpio", "odc.cpio", "newc.cpio.gz"] {
+        let tree = format!("--tree=tar={}", s(&t.join(archive)));
+        let (o, x) = both(
+            t,
+            &ro,
+            &rx,
+            &[
+                "commit",
+                "-b",
+                "c",
+                "-s",
+                "cpio",
+                TS,
+                "--owner-uid=0",
+                "--owner-gid=0",
+                &tree,
+            ],
+        );
+        assert_eq!(stdout(&o), stdout(&x), "{archive}");
+        both(t, &ro, &rx, &["ls", "-R", "c"]);
+        both(t, &ro, &rx, &["cat", "c", "/usr/lib/baz"]);
+    }
+    // Garbage after a cpio magic is an error, and nothing is committed.
+    std::fs::write(t.join("bad.cpio"), b"070701zzzzzzzz").expect("write");
+    let bad = format!("--tree=tar={}", s(&t.join("bad.cpio")));
+    let o = run_raw(
+        &oxtree_bin(),
+        &["commit", &format!("--repo={}", s(&rx)), "-b", "bad", &bad],
+    );
+    assert!(!o.status.success());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    assert!(!rx.join("refs/heads/bad").exists());
+}

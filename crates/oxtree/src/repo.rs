@@ -4,6 +4,7 @@
 
 mod checkout;
 mod commit;
+mod cpio;
 mod delta_gen;
 mod diff;
 mod export;

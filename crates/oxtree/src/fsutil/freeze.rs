@@ -220,6 +220,28 @@ unsafe fn watchdog(sock: libc::c_int, parent_sock: libc::c_int, fs: libc::c_int)
     libc::_exit(0)
 }
 
+/// For ostree's `test-fifreeze` hook: fork a watchdog as [`freeze_thaw_cycle`] does, which
+/// says so on stderr (`fifreeze watchdog was run`, ostree's line) and exits; reaped here.
+pub fn run_test_watchdog() -> Result<()> {
+    // SAFETY: the child makes only async-signal-safe calls (write, _exit).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).ctx("fork the freeze watchdog for", "/boot");
+    }
+    if pid == 0 {
+        const MSG: &[u8] = b"fifreeze watchdog was run\n";
+        // SAFETY: writing a static buffer to stderr, then leaving without unwinding.
+        unsafe {
+            libc::write(2, MSG.as_ptr().cast(), MSG.len());
+            libc::_exit(0)
+        }
+    }
+    let mut status = 0;
+    // SAFETY: reaping the child just forked.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -632,6 +632,14 @@ impl Repo {
             rustix::fs::makedev(0, 0),
         )
         .ctx("mknod (overlayfs whiteout)", dest)?;
+        // The entry's mode exactly, whatever the umask took from mknod's (as ostree chmods).
+        rustix::fs::chmodat(
+            rustix::fs::CWD,
+            dest,
+            rustix::fs::Mode::from_raw_mode(h.mode & 0o7777 & !0o6000),
+            rustix::fs::AtFlags::empty(),
+        )
+        .ctx("chmod", dest)?;
         if !opts.user_mode {
             std::os::unix::fs::lchown(dest, Some(h.uid), Some(h.gid)).ctx("chown", dest)?;
         }

@@ -797,7 +797,7 @@ impl Builder<'_, '_> {
     /// Lay a tar archive over `root`, entry by entry, storing its files as they come.
     fn import_tar(&mut self, tarfile: &Path, root: &mut MTree) -> Result<()> {
         // `-` is standard input, as libarchive's archive_read_open_filename takes it.
-        let f: Box<dyn std::io::Read> = if tarfile == Path::new("-") {
+        let f: Box<dyn std::io::Read + Send> = if tarfile == Path::new("-") {
             Box::new(std::io::stdin())
         } else {
             Box::new(std::fs::File::open(tarfile).map_err(|_| {
@@ -813,12 +813,22 @@ impl Builder<'_, '_> {
         let magic = std::io::BufRead::fill_buf(&mut f)
             .map(|b| b.iter().take(6).copied().collect::<Vec<u8>>())
             .unwrap_or_default();
-        let reader: Box<dyn std::io::Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+        let reader: Box<dyn std::io::Read + Send> = if magic.starts_with(&[0x1f, 0x8b]) {
             Box::new(flate2::bufread::MultiGzDecoder::new(f))
         } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
             Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(f))
         } else {
             Box::new(f)
+        };
+        // A cpio archive (compressed or not) is read as the tar stream it describes.
+        let mut reader = std::io::BufReader::new(reader);
+        let magic = std::io::BufRead::fill_buf(&mut reader)
+            .map(|b| b.iter().take(6).copied().collect::<Vec<u8>>())
+            .unwrap_or_default();
+        let reader: Box<dyn std::io::Read> = if super::cpio::is_cpio(&magic) {
+            Box::new(super::cpio::as_tar(Box::new(reader)).ctx("start reading", tarfile)?)
+        } else {
+            Box::new(reader)
         };
         let mut ar = tar::Archive::new(reader);
         let terr = |e: std::io::Error| Error::Io {
@@ -1013,6 +1023,17 @@ impl Builder<'_, '_> {
                     )))
                 }
             }
+        }
+        // An archive without entries still gets its root with --tar-autocreate-parents
+        // (0755, owned as the overrides say), as ostree's import makes it.
+        if self.opts.tar_autocreate_parents && root.meta.is_none() && root.lazy.is_none() {
+            let (u, g, m) = scan.modify("/", 0, 0, S_IFDIR | 0o755);
+            root.meta = Some(self.write_dirmeta(&DirMeta {
+                uid: u,
+                gid: g,
+                mode: m,
+                xattrs: Vec::new(),
+            })?);
         }
         Ok(())
     }

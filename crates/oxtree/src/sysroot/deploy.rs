@@ -97,18 +97,37 @@ struct Kernel {
     bootcsum: String,
 }
 
+/// ostree's test hook (`OSTREE_SYSROOT_DEBUG=test-fifreeze`, used by its installed tests):
+/// a deployment fails where ostree's full system sync freezes `/boot`, once the freeze
+/// watchdog runs, so the old boot configuration stays. (ostree then really freezes the
+/// filesystem of `/boot`, in its tests the host's own; oxtree freezes nothing for it.)
+fn test_fifreeze() -> Result<()> {
+    if !super::debug_flag("test-fifreeze") {
+        return Ok(());
+    }
+    crate::fsutil::freeze::run_test_watchdog()?;
+    Err(Error::Other(
+        "During fsfreeze-thaw: aborting due to test-fifreeze".into(),
+    ))
+}
+
 /// ostree's words when a tree has no kernel in any of the places it looks.
 const NO_KERNEL: &str = "Failed to find kernel in /usr/lib/modules, /usr/lib/ostree-boot or /boot";
 
-/// The kernel of the tree at `deploy_dir`: the modern layout (`usr/lib/modules/VER/`)
-/// first, then the legacy one (`usr/lib/ostree-boot/` or `boot/`), whose kernel is then
-/// not even looked at when the modern one has a kernel (as in ostree).
+/// The kernel of the tree at `deploy_dir`: the modern layout (`usr/lib/modules/VER/`), or
+/// the legacy one (`usr/lib/ostree-boot/` or `boot/`, a kernel named with its boot
+/// checksum). When a tree has both, the modern one is taken unless the legacy one has an
+/// initramfs and the modern one none (ostree 2022.7's choice, checked against it case by
+/// case; its test "legacy overrides /usr/lib/modules"). A distribution's plain
+/// `/boot/vmlinuz-VER` (no checksum) is no legacy kernel.
 fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
-    if let Some(k) = kernel_from_modules(deploy_dir)? {
-        return Ok(k);
-    }
-    if let Some(k) = kernel_from_legacy(deploy_dir)? {
-        return Ok(k);
+    let modern = kernel_from_modules(deploy_dir)?;
+    let legacy = kernel_from_legacy(deploy_dir)?;
+    match (modern, legacy) {
+        (Some(m), Some(l)) if m.initramfs.is_none() && l.initramfs.is_some() => return Ok(l),
+        (Some(m), _) => return Ok(m),
+        (None, Some(l)) => return Ok(l),
+        (None, None) => {}
     }
     Err(Error::Quoted {
         msg: NO_KERNEL.into(),
@@ -456,7 +475,13 @@ impl Sysroot {
             })?;
         let dir = self.deploy_dir(&os, &checksum, serial);
         self.check_free_space()?;
-        repo.checkout(&checksum, &dir, &CheckoutOptions::default())?;
+        // As ostree's deployment checkout: `.ostree-wh.NAME` files (container layers kept
+        // in the tree) become the overlayfs whiteouts they stand for.
+        let co = CheckoutOptions {
+            passthrough_whiteouts: true,
+            ..CheckoutOptions::default()
+        };
+        repo.checkout(&checksum, &dir, &co)?;
         super::failpoint("deploy::checkout")?;
         // The kernel before anything else: a tree without one is refused with the sysroot
         // as it was (ostree leaves the checkout behind for the next cleanup; nothing else).
@@ -941,6 +966,7 @@ impl Sysroot {
             self.build_link_farm(plan, bv, sub)?;
             super::failpoint("deploy::entries")?;
             crate::fsutil::syncfs(&self.path)?;
+            test_fifreeze()?;
             replace_symlink(
                 &self.path.join(format!("ostree/boot.{bv}")),
                 &format!("boot.{bv}.{sub}"),
@@ -1047,6 +1073,7 @@ impl Sysroot {
             std::os::unix::fs::symlink(".", &bb).ctx("symlink", &bb)?;
         }
         crate::fsutil::syncfs(&self.path)?;
+        test_fifreeze()?;
         self.flush_boot("deploy::frozen-before-swap")?;
         super::failpoint("deploy::swap")?;
         // The switch: one rename.

@@ -7,6 +7,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil::keyfile::KeyFile;
 use crate::object::Checksum;
 
+/// How many `ostree.endoflife-rebase` redirections one upgrade follows.
+const MAX_ENDOFLIFE_REBASES: usize = 8;
+
 impl Sysroot {
     pub(super) fn origin_path(&self, d: &Deployment) -> std::path::PathBuf {
         self.path
@@ -367,7 +370,7 @@ impl Sysroot {
         })
     }
 
-    /// `upgrade`: pull the merge deployment's origin (when it names a remote), then deploy
+    /// `upgrade`: pull the merge deployment's origin (following `ostree.endoflife-rebase`) (when it names a remote), then deploy
     /// the new commit if it differs, with that origin (less its transient state, an
     /// `unlocked` mark and any `override-commit`, unless one is given). Downgrades are
     /// refused unless `allow_downgrade`.
@@ -398,13 +401,13 @@ impl Sysroot {
                 origin.remove_key("origin", "override-commit");
             }
         }
-        let refspec = origin
+        let mut refspec = origin
             .get("origin", "refspec")
             .ok_or_else(|| {
                 Error::InvalidArgument("the default deployment has no origin refspec".into())
             })?
             .to_string();
-        let r = crate::repo::RefName::parse(&refspec)?;
+        let mut r = crate::repo::RefName::parse(&refspec)?;
         let override_commit = match &opts.override_commit {
             Some(c) => Some(
                 c.parse::<Checksum>()
@@ -414,38 +417,73 @@ impl Sysroot {
         };
         let repo = self.repo()?;
         let mut pulled = None;
-        if !opts.deploy_only {
-            if let Some(remote) = &r.remote {
-                // Compared with the deployed commit (not the remote-tracking ref), before
-                // anything is stored.
-                let popts = crate::pull::PullOptions {
-                    timestamp_check_from_rev: (!opts.allow_downgrade).then_some(current.checksum),
-                    ..Default::default()
-                };
-                let what = match &override_commit {
-                    Some(c) => c.to_hex(),
-                    None => r.name.clone(),
-                };
-                pulled = Some(repo.pull(
-                    remote,
-                    &[what],
-                    &popts,
-                    &crate::pull::PullProgress::default(),
-                )?);
+        // A commit that ends its branch may name the branch to follow instead
+        // (`ostree.endoflife-rebase`): the upgrade then pulls that one and the new
+        // deployment's origin names it, as ostree's upgrader does (a chain of them too).
+        let mut rebases = 0;
+        let new = loop {
+            if !opts.deploy_only {
+                if let Some(remote) = &r.remote {
+                    // Compared with the deployed commit (not the remote-tracking ref), before
+                    // anything is stored.
+                    let popts = crate::pull::PullOptions {
+                        timestamp_check_from_rev: (!opts.allow_downgrade)
+                            .then_some(current.checksum),
+                        ..Default::default()
+                    };
+                    let what = match &override_commit {
+                        Some(c) => c.to_hex(),
+                        None => r.name.clone(),
+                    };
+                    pulled = Some(repo.pull(
+                        remote,
+                        &[what],
+                        &popts,
+                        &crate::pull::PullProgress::default(),
+                    )?);
+                }
             }
-        }
-        let new = match &override_commit {
-            Some(c) => {
-                repo.load_commit(c).map_err(|e| match e {
-                    // ostree's words for a commit it does not have.
-                    Error::ObjectMissing { .. } => {
-                        Error::NotFound(format!("No such metadata object {c}.commit"))
-                    }
-                    e => e,
-                })?;
-                *c
+            let new = match &override_commit {
+                Some(c) => {
+                    repo.load_commit(c).map_err(|e| match e {
+                        // ostree's words for a commit it does not have.
+                        Error::ObjectMissing { .. } => {
+                            Error::NotFound(format!("No such metadata object {c}.commit"))
+                        }
+                        e => e,
+                    })?;
+                    break *c;
+                }
+                None => repo.resolve_rev(&refspec)?,
+            };
+            let rebase = repo
+                .load_commit(&new)?
+                .meta("ostree.endoflife-rebase")
+                .and_then(|v| v.as_str().map(str::to_string))
+                .filter(|n| *n != r.name);
+            let Some(next) = rebase else {
+                break new;
+            };
+            rebases += 1;
+            if rebases > MAX_ENDOFLIFE_REBASES {
+                return Err(Error::InvalidArgument(format!(
+                    "{refspec}: more than {MAX_ENDOFLIFE_REBASES} end-of-life rebases in a row (a loop?)"
+                )));
             }
-            None => repo.resolve_rev(&refspec)?,
+            crate::object::validate_ref(&next).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "Commit {new} names an invalid ref to rebase to (ostree.endoflife-rebase): {next}"
+                ))
+            })?;
+            r = crate::repo::RefName {
+                remote: r.remote.clone(),
+                name: next,
+            };
+            refspec = match &r.remote {
+                Some(rem) => format!("{rem}:{}", r.name),
+                None => r.name.clone(),
+            };
+            origin.set("origin", "refspec", &refspec);
         };
         let changed = new != current.checksum;
         if changed && !opts.allow_downgrade {
