@@ -312,7 +312,12 @@ pub fn gpg_list_keys(g: &Global, a: NameArgs) -> Result<()> {
             println!("  Direct update URL: {direct}");
         }
         for s in &k.subkeys {
-            println!("  Subkey: {}{}", s.fingerprint, flag(s.revoked));
+            // (a subkey of a revoked key is revoked too, as GPGME lists it)
+            println!(
+                "  Subkey: {}{}",
+                s.fingerprint,
+                flag(s.revoked || k.revoked)
+            );
             println!("    Created: {}", glib_ctime(s.created));
             expiry("    ", s.expires);
         }

@@ -500,16 +500,13 @@ impl Repo {
         data: &[u8],
         key_ids: &[String],
     ) -> Result<usize> {
-        use pgp::composed::{Deserializable, SignedPublicKey};
+        use pgp::composed::SignedPublicKey;
         use pgp::types::KeyDetails;
         if self.require_remote(remote).is_err() {
             return Err(Error::Other(format!("GPG: Remote \"{remote}\" not found")));
         }
-        let data = crate::sign::gpg::strip_trust_packets(data);
         let parsed: Vec<SignedPublicKey> =
-            SignedPublicKey::from_reader_many(std::io::Cursor::new(&data[..]))
-                .map(|(keys, _)| keys.filter_map(|k| k.ok()).collect())
-                .unwrap_or_default();
+            crate::sign::gpg::parse_public_keys(data).unwrap_or_default();
         let fpr = |k: &dyn KeyDetails| format!("{:X}", k.fingerprint());
         let matches = |k: &SignedPublicKey, id: &str| {
             let id = id.trim_start_matches("0x").to_ascii_uppercase();
@@ -546,9 +543,16 @@ impl Repo {
         let mut added = 0;
         for k in chosen {
             let f = fpr(&k.primary_key);
-            if !keys.iter().any(|h| fpr(&h.primary_key) == f) {
-                keys.push(k);
-                added += 1;
+            // A key already there takes the new signatures (a changed expiry, a
+            // revocation); only new keys count, as in ostree.
+            match keys.iter_mut().find(|h| fpr(&h.primary_key) == f) {
+                Some(h) => {
+                    crate::sign::gpg::merge_key(h, k);
+                }
+                None => {
+                    keys.push(k);
+                    added += 1;
+                }
             }
         }
         // (a keyring is GnuPG's file in ostree: 0644 less the umask)

@@ -48,6 +48,11 @@ pub struct GpgSignature {
     /// Why a signature is not good, when there is more to say than the status (a refused
     /// hash algorithm, a subkey without a valid binding, which key expired and when).
     pub detail: Option<String>,
+    /// When the key that made it expires (or expired), if it does: the subkey's own for a
+    /// subkey.
+    pub key_expires: Option<u64>,
+    /// For a subkey's signature, when its primary key expires (or expired), if it does.
+    pub primary_expires: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,12 +75,13 @@ impl std::fmt::Display for GpgSignature {
         let key = self.key.as_deref().unwrap_or("unknown key");
         match self.status {
             GpgStatus::Good => write!(f, "good signature by {key}")?,
-            GpgStatus::ExpiredKey => write!(f, "signature by expired key {key}")?,
-            GpgStatus::RevokedKey => write!(f, "signature by revoked key {key}")?,
+            GpgStatus::ExpiredKey => write!(f, "Key expired (signature by expired key {key})")?,
+            GpgStatus::RevokedKey => write!(f, "Key revoked (signature by revoked key {key})")?,
             GpgStatus::Bad => write!(f, "BAD signature (key {key})")?,
+            // (GPGME's words first, which ostree prints and scripts look for)
             GpgStatus::UnknownKey => write!(
                 f,
-                "signature by {key}, which is not in the remote's keyring"
+                "Can't check signature: public key not found (signature by {key}, which is not in the remote's keyring)"
             )?,
         }
         if let Some(d) = &self.detail {
@@ -176,16 +182,83 @@ pub fn keyrings_in_dir(dir: &Path) -> Vec<SignedPublicKey> {
 /// Read every public key in a keyring file (binary or ASCII-armored; several concatenated).
 pub fn load_keyring(path: &Path) -> Result<Vec<SignedPublicKey>> {
     let raw = std::fs::read(path).ctx("read keyring", path)?;
-    let data = strip_trust_packets(&raw);
-    let parsed: Vec<SignedPublicKey> =
-        SignedPublicKey::from_reader_many(std::io::Cursor::new(&*data))
-            .map_err(|e| {
-                Error::InvalidArgument(format!("{}: not an OpenPGP keyring: {e}", path.display()))
-            })?
+    parse_public_keys(&raw).map_err(|e| {
+        Error::InvalidArgument(format!("{}: not an OpenPGP keyring: {e}", path.display()))
+    })
+}
+
+/// The public keys in `data`: a binary keyring, or ASCII armor, which may be several armored
+/// blocks one after the other (`cat key1.asc key2.asc`, as gpg reads them all). Keys that do
+/// not parse are left out.
+pub fn parse_public_keys(data: &[u8]) -> std::result::Result<Vec<SignedPublicKey>, String> {
+    const BEGIN: &[u8] = b"-----BEGIN PGP PUBLIC KEY BLOCK-----";
+    let starts: Vec<usize> = data
+        .windows(BEGIN.len())
+        .enumerate()
+        .filter(|(_, w)| *w == BEGIN)
+        .map(|(i, _)| i)
+        .collect();
+    let parse = |chunk: &[u8]| -> std::result::Result<Vec<SignedPublicKey>, String> {
+        let chunk = strip_trust_packets(chunk);
+        let keys = SignedPublicKey::from_reader_many(std::io::Cursor::new(&*chunk))
+            .map_err(|e| e.to_string())?
             .0
             .filter_map(|k| k.ok())
             .collect();
-    Ok(parsed)
+        Ok(keys)
+    };
+    if starts.len() < 2 {
+        return parse(data);
+    }
+    let mut keys = Vec::new();
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(data.len());
+        keys.extend(parse(data.get(start..end).unwrap_or_default())?);
+    }
+    Ok(keys)
+}
+
+/// Merge `new` into `old`, the same primary key (as GnuPG's import merges a key it has):
+/// revocations, direct and user-id signatures, user ids and subkeys (with their bindings)
+/// that `old` lacks are added; so a key re-imported after its owner changed its expiry or
+/// revoked it carries the newer self-signatures. Returns whether anything was added.
+pub fn merge_key(old: &mut SignedPublicKey, new: SignedPublicKey) -> bool {
+    fn add<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) -> bool {
+        let mut changed = false;
+        for x in from {
+            if !into.contains(&x) {
+                into.push(x);
+                changed = true;
+            }
+        }
+        changed
+    }
+    let d = new.details;
+    let mut changed = add(
+        &mut old.details.revocation_signatures,
+        d.revocation_signatures,
+    );
+    changed |= add(&mut old.details.direct_signatures, d.direct_signatures);
+    for u in d.users {
+        match old.details.users.iter_mut().find(|o| o.id == u.id) {
+            Some(o) => changed |= add(&mut o.signatures, u.signatures),
+            None => {
+                old.details.users.push(u);
+                changed = true;
+            }
+        }
+    }
+    changed |= add(&mut old.details.user_attributes, d.user_attributes);
+    for sk in new.public_subkeys {
+        match old.public_subkeys.iter_mut().find(|o| o.key == sk.key) {
+            Some(o) => changed |= add(&mut o.signatures, sk.signatures),
+            None => {
+                old.public_subkeys.push(sk);
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// Serialize keys as a binary keyring (the format of `*.trustedkeys.gpg`).
@@ -244,6 +317,8 @@ struct Signer<'a> {
     /// `Good`, `ExpiredKey` or `RevokedKey` as of `now` (the primary's state included).
     status: GpgStatus,
     detail: Option<String>,
+    key_expires: Option<u64>,
+    primary_expires: Option<u64>,
 }
 
 /// A subkey (or primary key) in the keyring that is not used, and why.
@@ -366,6 +441,8 @@ fn validate_cert<'a>(k: &'a SignedPublicKey, now: u64, v: &mut Validated<'a>) {
         user: user.clone(),
         status: pstatus,
         detail: pdetail.clone(),
+        key_expires: expires,
+        primary_expires: None,
     });
     for sk in &k.public_subkeys {
         let sfpr = fingerprint(&sk.key);
@@ -413,7 +490,7 @@ fn validate_cert<'a>(k: &'a SignedPublicKey, now: u64, v: &mut Validated<'a>) {
                 && usable_self_sig(s)
                 && s.verify_subkey_binding(primary, &sk.key).is_ok()
         });
-        let expires = expiry_from(u64::from(sk.key.created_at().as_secs()), binding);
+        let sexpires = expiry_from(u64::from(sk.key.created_at().as_secs()), binding);
         let (status, detail) = if pstatus != GpgStatus::Good {
             (pstatus, pdetail.clone())
         } else if revoked {
@@ -421,7 +498,7 @@ fn validate_cert<'a>(k: &'a SignedPublicKey, now: u64, v: &mut Validated<'a>) {
                 GpgStatus::RevokedKey,
                 Some(format!("subkey {sfpr} of {pfpr} is revoked")),
             )
-        } else if let Some(e) = expires.filter(|&e| e <= now) {
+        } else if let Some(e) = sexpires.filter(|&e| e <= now) {
             (
                 GpgStatus::ExpiredKey,
                 Some(format!("subkey {sfpr} of {pfpr} expired at {}", when(e))),
@@ -435,6 +512,8 @@ fn validate_cert<'a>(k: &'a SignedPublicKey, now: u64, v: &mut Validated<'a>) {
             user: user.clone(),
             status,
             detail,
+            key_expires: sexpires,
+            primary_expires: expires,
         });
     }
 }
@@ -462,6 +541,8 @@ fn verify_one(raw: &[u8], data: &[u8], keys: &Validated<'_>, now: u64) -> GpgSig
             created: None,
             status: GpgStatus::Bad,
             detail: Some("not an OpenPGP signature packet".into()),
+            key_expires: None,
+            primary_expires: None,
         };
     };
     let s = &sig.signature;
@@ -478,6 +559,8 @@ fn verify_one(raw: &[u8], data: &[u8], keys: &Validated<'_>, now: u64) -> GpgSig
         created,
         status: GpgStatus::Bad,
         detail: Some(detail),
+        key_expires: known.and_then(|k| k.key_expires),
+        primary_expires: known.and_then(|k| k.primary_expires),
     };
     if !matches!(s.typ(), Some(SignatureType::Binary | SignatureType::Text)) {
         return refuse(format!(
@@ -512,6 +595,8 @@ fn verify_one(raw: &[u8], data: &[u8], keys: &Validated<'_>, now: u64) -> GpgSig
                 created,
                 status: k.status,
                 detail: k.detail.clone(),
+                key_expires: k.key_expires,
+                primary_expires: k.primary_expires,
             };
         }
     }
@@ -525,6 +610,8 @@ fn verify_one(raw: &[u8], data: &[u8], keys: &Validated<'_>, now: u64) -> GpgSig
         created,
         status: GpgStatus::UnknownKey,
         detail: ignored.map(|i| format!("the keyring has it, but ignores it: {}", i.why)),
+        key_expires: None,
+        primary_expires: None,
     }
 }
 
@@ -635,13 +722,35 @@ impl Repo {
     /// keyring directory ([`global_keyring_dir`]).
     pub fn remote_gpg_keys(&self, remote: &str) -> Result<Vec<SignedPublicKey>> {
         let mut files = vec![self.remote_keyring_path(remote)];
+        // `gpgkeypath`: files and directories, `;` or `,` between them (not both, as
+        // GLib's list reader refuses), each of which must exist.
+        let mut named = Vec::new();
         if let Some(p) = self.remote_option(remote, "gpgkeypath") {
-            files.extend(
-                p.split([';', ','])
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| PathBuf::from(s.trim())),
-            );
+            if p.contains(';') && p.contains(',') {
+                return Err(Error::Config {
+                    path: self.path().join("config"),
+                    msg: format!(
+                        "remote {remote:?}: gpgkeypath {p:?}: key value list contains more than one separator"
+                    ),
+                });
+            }
+            // (GLib's list: a separator at the end ends the list, one at the start begins
+            // it with an empty path)
+            let mut items: Vec<&str> = p.split([';', ',']).map(str::trim).collect();
+            if items.last().is_some_and(|l| l.is_empty()) {
+                items.pop();
+            }
+            named.extend(items.into_iter().map(PathBuf::from));
         }
+        for f in &named {
+            if let Err(e) = std::fs::metadata(f) {
+                // ostree's words: `openat(PATH): No such file or directory`.
+                let msg = e.to_string();
+                let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
+                return Err(Error::Other(format!("openat({}): {msg}", f.display())));
+            }
+        }
+        files.extend(named);
         files.push(global_keyring_dir());
         let mut keys = Vec::new();
         for f in files {
@@ -656,8 +765,10 @@ impl Repo {
                 let keyring = |e: &PathBuf| {
                     e.is_file() && e.extension().is_some_and(|x| x == "gpg" || x == "asc")
                 };
+                // (what is no keyring there, as GnuPG's trustdb.gpg, is passed over: GPGME
+                // imports nothing from it)
                 for e in entries.into_iter().filter(keyring) {
-                    keys.extend(load_keyring(&e)?);
+                    keys.extend(load_keyring(&e).unwrap_or_default());
                 }
             } else if f.is_file() {
                 keys.extend(load_keyring(&f)?);
@@ -683,12 +794,18 @@ impl Repo {
         } else {
             Vec::new()
         };
-        let have: Vec<String> = keys.iter().map(|k| fingerprint(&k.primary_key)).collect();
         let mut added = 0;
         for k in new {
-            if !have.contains(&fingerprint(&k.primary_key)) {
-                keys.push(k);
-                added += 1;
+            let f = fingerprint(&k.primary_key);
+            // (a key already there takes the new signatures: see merge_key)
+            match keys.iter_mut().find(|h| fingerprint(&h.primary_key) == f) {
+                Some(h) => {
+                    merge_key(h, k);
+                }
+                None => {
+                    keys.push(k);
+                    added += 1;
+                }
             }
         }
         // (a keyring is GnuPG's file in ostree: 0644 less the umask)

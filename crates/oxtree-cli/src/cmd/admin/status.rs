@@ -377,13 +377,12 @@ pub(crate) fn describe_signatures(
             "Signature made {when} using {algo} key ID {key_id}"
         ));
         let who = s.user.as_deref().map_or(key_id.to_string(), gpgme_user);
+        // ostree's lines: the verdict, the primary key of a subkey, then the expiry of the
+        // key and of its primary key (past or to come).
         lines.push(match s.status {
             GpgStatus::Good => format!("Good signature from \"{who}\""),
-            // (A key that expired or was revoked: which it was, in oxtree's words; its
-            // details follow where the caller prints them.)
-            GpgStatus::ExpiredKey => format!("Signature from \"{who}\" made by an EXPIRED key"),
-            GpgStatus::RevokedKey => format!("Signature from \"{who}\" made by a REVOKED key"),
-            GpgStatus::Bad => format!("BAD signature from \"{who}\""),
+            GpgStatus::RevokedKey => "Key revoked".into(),
+            GpgStatus::ExpiredKey | GpgStatus::Bad => format!("BAD signature from \"{who}\""),
             GpgStatus::UnknownKey => "Can't check signature: public key not found".into(),
         });
         if let Some(p) = primary {
@@ -392,19 +391,43 @@ pub(crate) fn describe_signatures(
                 &p[p.len().saturating_sub(16)..]
             ));
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let tense = |t: u64| if t <= now { "expired" } else { "expires" };
+        if let Some(t) = s.key_expires {
+            lines.push(format!(
+                "Key {} {}",
+                tense(t),
+                crate::timefmt::ctime_local(t)
+            ));
+        }
+        if let Some(t) = s.primary_expires {
+            lines.push(format!(
+                "Primary key {} {}",
+                tense(t),
+                crate::timefmt::ctime_local(t)
+            ));
+        }
         out.push(lines);
     }
     Ok(out)
 }
 
-/// A user id as ostree prints it from GPGME's parts, "NAME <EMAIL>": a bare address has an
-/// empty name (` <a@example.com>`).
+/// A user id as ostree prints it from GPGME's parts, "NAME <EMAIL>", whichever is empty: a
+/// bare address has an empty name (` <a@example.com>`), a bare name an empty address
+/// (`Test Key <>`); a comment (`Name (comment) <a@b>`) is not printed.
 fn gpgme_user(uid: &str) -> String {
-    if !uid.contains('<') && uid.contains('@') && !uid.contains(' ') {
-        format!(" <{uid}>")
-    } else {
-        uid.to_string()
-    }
+    let (name, email) = match (uid.find('<'), uid.rfind('>')) {
+        (Some(a), Some(b)) if a < b => (uid[..a].trim(), &uid[a + 1..b]),
+        _ if uid.contains('@') && !uid.contains(' ') => ("", uid),
+        _ => (uid.trim(), ""),
+    };
+    let name = match (name.find('('), name.ends_with(')')) {
+        (Some(i), true) => name[..i].trim(),
+        _ => name,
+    };
+    format!("{name} <{email}>")
 }
 
 /// GPGME's name for the algorithm of the key (or subkey) with fingerprint `fpr`, and the
