@@ -201,10 +201,17 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         http_headers,
         append_user_agent: a.append_user_agent.clone(),
         localcache_repos: a.localcache_repo.clone(),
-        summary_cache: a
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join("summaries").join(&remote)),
+        // ostree's summary cache: `--cache-dir`, else the repository's `tmp/cache` (unless
+        // OSTREE_SKIP_CACHE is set); a remote name has no `/`.
+        summary_cache: match &a.cache_dir {
+            Some(d) => Some(d.join("summaries").join(&remote)),
+            None if std::env::var_os("OSTREE_SKIP_CACHE").is_none()
+                && oxtree::object::validate_remote_name(&remote).is_ok() =>
+            {
+                Some(repo.path().join("tmp/cache/summaries").join(&remote))
+            }
+            None => None,
+        },
         ..Default::default()
     };
     // A `file://` remote that is not an archive repository (bare, bare-user): ostree opens

@@ -69,6 +69,7 @@ fn fetch_summary_once(
         early_sig = Some(sig);
     }
     // The summary, when the server has one, resolves refs in one request.
+    let from_cache = cached.is_some();
     let summary_bytes = match cached {
         Some(b) => Some(b),
         None => fetch_small("summary")?,
@@ -141,8 +142,9 @@ fn fetch_summary_once(
     };
     // Only a signed summary is cached (its signature tells whether it is current), and only
     // once it has passed every check above.
-    if let (Some(cache), Some(Some(sig)), Some(b)) =
-        (&opts.summary_cache, &early_sig, &summary_bytes)
+    // (A cached pair still current is left as it is, as ostree leaves it.)
+    if let (Some(cache), Some(Some(sig)), Some(b), false) =
+        (&opts.summary_cache, &early_sig, &summary_bytes, from_cache)
     {
         if let Some(dir) = cache.parent() {
             std::fs::create_dir_all(dir).ctx("create directory", dir)?;

@@ -187,8 +187,26 @@ impl Repo {
         }
         if !opts.no_prune {
             self.prune_static_deltas(None)?;
+            self.prune_summary_cache();
         }
         Ok(rep)
+    }
+
+    /// Cached summaries (`tmp/cache/summaries/REMOTE` and `REMOTE.sig`) of remotes that are
+    /// no longer configured go, as ostree's prune removes them. Best effort.
+    fn prune_summary_cache(&self) {
+        let dir = self.path().join("tmp/cache/summaries");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let remotes = self.remote_names();
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let remote = name.strip_suffix(".sig").unwrap_or(&name);
+            if !remotes.iter().any(|r| r == remote) && e.path().is_file() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     /// `--keep-younger-than` along one ref: the head always, then each parent while its
