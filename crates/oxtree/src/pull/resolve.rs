@@ -39,9 +39,11 @@ pub(crate) fn fetch_summary_full(
     opts: &PullOptions,
     progress: &PullProgress,
 ) -> Result<Option<FetchedSummary>> {
-    match fetch_summary_once(fetcher, opts, progress) {
+    // A refused summary is fetched once more from the server (never from the cache: a
+    // damaged cached copy is replaced by the server's, once that one verifies).
+    match fetch_summary_once(fetcher, opts, progress, true) {
         Err(Error::SummarySignature { .. } | Error::GpgSummaryUnsigned { .. }) => {
-            fetch_summary_once(fetcher, opts, progress)
+            fetch_summary_once(fetcher, opts, progress, false)
         }
         r => r,
     }
@@ -51,6 +53,7 @@ fn fetch_summary_once(
     fetcher: &dyn Fetcher,
     opts: &PullOptions,
     progress: &PullProgress,
+    use_cache: bool,
 ) -> Result<Option<FetchedSummary>> {
     let fetch_small = |path: &str| fetch_retry(fetcher, path, opts, progress, MAX_METADATA_SIZE);
     // With a summary cache (`pull --cache-dir`), the signature comes first: when it is the
@@ -61,7 +64,7 @@ fn fetch_summary_once(
     if let Some(cache) = &opts.summary_cache {
         let sig = fetch_small("summary.sig")?;
         let sig_path = sig_path(cache);
-        if let (Some(sig), Ok(old_sig)) = (&sig, std::fs::read(&sig_path)) {
+        if let (Some(sig), Ok(old_sig), true) = (&sig, std::fs::read(&sig_path), use_cache) {
             if *sig == old_sig {
                 cached = std::fs::read(cache).ok();
             }
