@@ -2925,6 +2925,14 @@ fn cpio_archives_commit_as_ostree() {
         both(t, &ro, &rx, &["ls", "-R", "c"]);
         both(t, &ro, &rx, &["cat", "c", "/usr/lib/baz"]);
     }
+    // An entry the import refuses (no parent directory) while the archive goes on with a
+    // large file: ostree's error line, not a death by SIGPIPE.
+    std::fs::create_dir_all(src.join("x/y")).expect("mkdir");
+    write(&src.join("x/y/f"), b"f\n", 0o644);
+    write(&src.join("big"), &noise(8 << 20, 9), 0o644);
+    sh("printf './x/y/f\\n./big\\n' | cpio -o -H newc > ../orphan.cpio 2>/dev/null");
+    let orphan = format!("--tree=tar={}", s(&t.join("orphan.cpio")));
+    both(t, &ro, &rx, &["commit", "-b", "orphan", TS, &orphan]);
     // Garbage after a cpio magic is an error, and nothing is committed.
     std::fs::write(t.join("bad.cpio"), b"070701zzzzzzzz").expect("write");
     let bad = format!("--tree=tar={}", s(&t.join("bad.cpio")));

@@ -24,7 +24,10 @@ pub(crate) fn as_tar(input: Box<dyn Read + Send>) -> std::io::Result<TarOfCpio> 
     let (reader, writer) = std::io::pipe()?;
     let handle = std::thread::Builder::new()
         .name("cpio".into())
-        .spawn(move || convert(input, writer))?;
+        .spawn(move || {
+            block_sigpipe();
+            convert(input, writer)
+        })?;
     Ok(TarOfCpio {
         reader,
         handle: Some(handle),
@@ -50,6 +53,21 @@ impl Read for TarOfCpio {
             }
         }
         Ok(n)
+    }
+}
+
+/// When the import stops early (a refused entry), the reading end goes away while this
+/// thread still writes: the write must fail with `EPIPE`, not raise `SIGPIPE`, which the
+/// CLI leaves at its default (it would kill the process before the error is printed). A
+/// write's `SIGPIPE` goes to the thread that wrote, so blocking it here is enough.
+fn block_sigpipe() {
+    // SAFETY: a zeroed sigset_t is valid storage for sigemptyset; the calls only change
+    // this thread's signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
