@@ -450,30 +450,10 @@ fn ostree_argv(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
         return args;
     }
     let root = cli_command();
-    let mut cmd = &root;
-    let mut words = Vec::new();
-    let mut i = 1;
-    while i < args.len() {
-        let a = args[i].to_string_lossy();
-        if a == "--" {
-            break;
-        }
-        if opt(&args[i]) {
-            if matches!(a.as_ref(), "--repo" | "--sysroot") {
-                i += 1;
-            }
-            i += 1;
-            continue;
-        }
-        match cmd.find_subcommand(a.as_ref()) {
-            Some(sub) => {
-                words.push(i);
-                cmd = sub;
-                i += 1;
-            }
-            None => break,
-        }
-    }
+    let words: Vec<usize> = command_words(&root, &args)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
     let Some(&last) = words.last() else {
         return args;
     };
@@ -634,12 +614,34 @@ fn parse_cli(argv: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
 /// The commands named on a command line that failed to parse (`admin instutil` of `ostree
 /// admin instutil bogus`), and the innermost of them, whose usage ostree prints.
 fn command_path(argv: &[std::ffi::OsString]) -> (Vec<String>, clap::Command) {
-    let mut cmd = cli_command();
-    cmd.build();
-    let mut path = Vec::new();
+    let mut root = cli_command();
+    root.build();
+    let groups: Vec<(usize, &clap::Command)> = command_words(&root, argv)
+        .into_iter()
+        .take_while(|(_, c)| c.has_subcommands())
+        .collect();
+    let path = groups
+        .iter()
+        .map(|(i, _)| argv[*i].to_string_lossy().into_owned())
+        .collect();
+    let cmd = groups
+        .last()
+        .map_or_else(|| root.clone(), |(_, c)| (*c).clone());
+    (path, cmd)
+}
+
+/// The command words of a command line, as ostree finds them (options anywhere, the value
+/// of a separate `--repo PATH`/`--sysroot PATH` skipped): each word's index in `args` and
+/// the (sub)command it names, from the top down, up to the first word that names none.
+fn command_words<'a>(
+    root: &'a clap::Command,
+    args: &[std::ffi::OsString],
+) -> Vec<(usize, &'a clap::Command)> {
+    let mut cmd = root;
+    let mut words = Vec::new();
     let mut i = 1;
-    while i < argv.len() {
-        let a = argv[i].to_string_lossy();
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
         if a == "--" {
             break;
         }
@@ -651,16 +653,15 @@ fn command_path(argv: &[std::ffi::OsString]) -> (Vec<String>, clap::Command) {
             continue;
         }
         match cmd.find_subcommand(a.as_ref()) {
-            Some(sub) if sub.has_subcommands() => {
-                let sub = sub.clone();
-                path.push(a.to_string());
+            Some(sub) => {
+                words.push((i, sub));
                 cmd = sub;
+                i += 1;
             }
-            _ => break,
+            None => break,
         }
-        i += 1;
     }
-    (path, cmd)
+    words
 }
 
 /// GLib's wording for the usage errors scripts meet most (ostree's option parser), where

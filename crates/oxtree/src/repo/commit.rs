@@ -1060,8 +1060,7 @@ impl Builder<'_, '_> {
             .collect();
         order.sort_by_key(|&i| std::cmp::Reverse(files.get(i).map_or(0, |t| t.size)));
         let txn = self.txn;
-        let adopt = self.opts.consume
-            && matches!(txn.repo().mode(), RepoMode::Bare | RepoMode::BareUserOnly);
+        let adopt = adopts(self.opts, txn.repo().mode());
         let stored: Vec<(usize, Checksum, bool)> = order
             .par_iter()
             .map(|&i| {
@@ -1183,6 +1182,12 @@ fn lookup_file(t: &MTree, comps: &[String]) -> Option<FileRef> {
         d = d.dirs.get(c)?;
     }
     d.files.get(name).copied()
+}
+
+/// Whether a commit with `opts` into a repository of `mode` may adopt its files (see
+/// [`try_adopt`]).
+fn adopts(opts: &CommitOptions, mode: RepoMode) -> bool {
+    opts.consume && matches!(mode, RepoMode::Bare | RepoMode::BareUserOnly)
 }
 
 /// `--consume` into a bare or bare-user-only repository: the file just hashed (to `c`)
@@ -1328,11 +1333,6 @@ struct Scanner<'a> {
 }
 
 impl Scanner<'_> {
-    /// Whether files may be adopted (see [`try_adopt`]).
-    fn adopt(&self) -> bool {
-        self.opts.consume && matches!(self.repo.mode(), RepoMode::Bare | RepoMode::BareUserOnly)
-    }
-
     /// Whether the skip list names `path` (recorded: ostree refuses unmatched entries).
     fn skip(&self, path: &str) -> bool {
         if !self.opts.skip_list.contains(path) {
@@ -1661,7 +1661,8 @@ impl Streamer<'_, '_> {
         let (c, written) = match known {
             Some(c) => (c, false),
             None => {
-                let (c, w, _) = store_file(self.txn, t, self.scan.adopt())?;
+                let (c, w, _) =
+                    store_file(self.txn, t, adopts(self.scan.opts, self.scan.repo.mode()))?;
                 if let (Some(k), Ok(mut m)) = (key, self.links.lock()) {
                     m.insert(k, c);
                 }

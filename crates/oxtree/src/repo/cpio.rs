@@ -375,6 +375,18 @@ mod tests {
     }
 
     #[test]
+    fn a_path_that_leaves_the_tree_is_an_error() {
+        for name in ["../evil", "a/../../evil"] {
+            let mut a = Vec::new();
+            newc(&mut a, name, 0o100644, 1, 3, b"x");
+            newc(&mut a, "TRAILER!!!", 0, 1, 0, b"");
+            let mut t = as_tar(Box::new(std::io::Cursor::new(a))).expect("pipe");
+            let mut v = Vec::new();
+            assert!(t.read_to_end(&mut v).is_err(), "{name}");
+        }
+    }
+
+    #[test]
     fn garbage_and_truncation_are_errors() {
         for input in [&b"070701zzzz"[..], b"0707010000", b"070707"] {
             let mut t = as_tar(Box::new(std::io::Cursor::new(input.to_vec()))).expect("pipe");

@@ -546,9 +546,7 @@ impl Repo {
             // A key already there takes the new signatures (a changed expiry, a
             // revocation); only new keys count, as in ostree.
             match keys.iter_mut().find(|h| fpr(&h.primary_key) == f) {
-                Some(h) => {
-                    crate::sign::gpg::merge_key(h, k);
-                }
+                Some(h) => crate::sign::gpg::merge_key(h, k),
                 None => {
                     keys.push(k);
                     added += 1;

@@ -221,44 +221,34 @@ pub fn parse_public_keys(data: &[u8]) -> std::result::Result<Vec<SignedPublicKey
 /// Merge `new` into `old`, the same primary key (as GnuPG's import merges a key it has):
 /// revocations, direct and user-id signatures, user ids and subkeys (with their bindings)
 /// that `old` lacks are added; so a key re-imported after its owner changed its expiry or
-/// revoked it carries the newer self-signatures. Returns whether anything was added.
-pub fn merge_key(old: &mut SignedPublicKey, new: SignedPublicKey) -> bool {
-    fn add<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) -> bool {
-        let mut changed = false;
+/// revoked it carries the newer self-signatures.
+pub fn merge_key(old: &mut SignedPublicKey, new: SignedPublicKey) {
+    fn add<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) {
         for x in from {
             if !into.contains(&x) {
                 into.push(x);
-                changed = true;
             }
         }
-        changed
     }
     let d = new.details;
-    let mut changed = add(
+    add(
         &mut old.details.revocation_signatures,
         d.revocation_signatures,
     );
-    changed |= add(&mut old.details.direct_signatures, d.direct_signatures);
+    add(&mut old.details.direct_signatures, d.direct_signatures);
     for u in d.users {
         match old.details.users.iter_mut().find(|o| o.id == u.id) {
-            Some(o) => changed |= add(&mut o.signatures, u.signatures),
-            None => {
-                old.details.users.push(u);
-                changed = true;
-            }
+            Some(o) => add(&mut o.signatures, u.signatures),
+            None => old.details.users.push(u),
         }
     }
-    changed |= add(&mut old.details.user_attributes, d.user_attributes);
+    add(&mut old.details.user_attributes, d.user_attributes);
     for sk in new.public_subkeys {
         match old.public_subkeys.iter_mut().find(|o| o.key == sk.key) {
-            Some(o) => changed |= add(&mut o.signatures, sk.signatures),
-            None => {
-                old.public_subkeys.push(sk);
-                changed = true;
-            }
+            Some(o) => add(&mut o.signatures, sk.signatures),
+            None => old.public_subkeys.push(sk),
         }
     }
-    changed
 }
 
 /// Serialize keys as a binary keyring (the format of `*.trustedkeys.gpg`).
@@ -775,47 +765,6 @@ impl Repo {
             }
         }
         Ok(keys)
-    }
-
-    /// Import the public keys in `keyfile` (binary or armored) into the remote's keyring.
-    /// Returns how many keys were added.
-    pub fn remote_gpg_import(&self, remote: &str, keyfile: &Path) -> Result<usize> {
-        self.remote_url(remote)?;
-        let new = load_keyring(keyfile)?;
-        if new.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "{}: no OpenPGP public keys found",
-                keyfile.display()
-            )));
-        }
-        let path = self.remote_keyring_path(remote);
-        let mut keys = if path.is_file() {
-            load_keyring(&path)?
-        } else {
-            Vec::new()
-        };
-        let mut added = 0;
-        for k in new {
-            let f = fingerprint(&k.primary_key);
-            // (a key already there takes the new signatures: see merge_key)
-            match keys.iter_mut().find(|h| fingerprint(&h.primary_key) == f) {
-                Some(h) => {
-                    merge_key(h, k);
-                }
-                None => {
-                    keys.push(k);
-                    added += 1;
-                }
-            }
-        }
-        // (a keyring is GnuPG's file in ostree: 0644 less the umask)
-        crate::fsutil::write_atomic_umask(
-            &path,
-            &keyring_bytes(&keys)?,
-            self.fsync_enabled(),
-            0o644,
-        )?;
-        Ok(added)
     }
 }
 
