@@ -649,6 +649,16 @@ impl Repo {
     }
 }
 
+/// ostree's test hooks: `OSTREE_REPO_TEST_ERROR` names, comma-separated, the steps where
+/// an operation stops with an error named after the flag (`pre-commit`: a transaction that
+/// would commit; `invalid-cache`: a cached summary that fails its check). Scripts written
+/// against ostree's own tests use them to check what an interrupted operation leaves.
+pub(crate) fn test_error(flag: &str) -> bool {
+    std::env::var("OSTREE_REPO_TEST_ERROR")
+        .map(|v| v.split(',').any(|f| f.trim() == flag))
+        .unwrap_or(false)
+}
+
 /// A crash point for tests: a unit test names a step (`FAIL_AT`) and the operation stops
 /// there with an error, leaving the disk as a crash at that step would. Compiled into test
 /// builds only; the shipped library has no hook.

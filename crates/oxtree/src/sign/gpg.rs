@@ -665,10 +665,13 @@ pub fn signature_by(raw: &[u8], key_id: &str) -> bool {
             .any(|i| i.ends_with(&want) || (want.len() > i.len() && want.ends_with(i.as_str())))
 }
 
-/// The `ostree.gpgsigs` entries of detached metadata bytes.
+/// The `ostree.gpgsigs` entries of detached metadata bytes. Bytes that are no `a{sv}` (a
+/// `summary.sig` holding garbage) carry no signature, as GLib reads them (its default value
+/// for data not in normal form): the caller then says "no signatures found", as ostree does.
 pub fn gpgsigs(meta: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let v = gvariant::decode_normal(meta, &Type::of("a{sv}"))
-        .map_err(|e| Error::Other(format!("detached metadata is invalid: {e}")))?;
+    let Ok(v) = gvariant::decode_normal(meta, &Type::of("a{sv}")) else {
+        return Ok(Vec::new());
+    };
     Ok(v.lookup(GPGSIGS_KEY)
         .and_then(Value::items)
         .map(|i| {
