@@ -83,6 +83,45 @@ pub fn parse_delta_map(v: &Value) -> Vec<(String, Checksum)> {
         .collect()
 }
 
+/// The delta to reach `to` from what `repo` has, as ostree chooses one
+/// (`get_best_static_delta_start_for`): of the deltas in `map` that end at `to`, the one from
+/// the newest commit complete in `repo` (whatever a ref points at); else the scratch delta,
+/// when `allow_scratch` (the ref does not exist here yet). Returns (from, name, digest).
+pub(crate) fn choose_delta(
+    repo: &crate::repo::Repo,
+    map: &[(String, Checksum)],
+    to: &Checksum,
+    allow_scratch: bool,
+) -> Option<(Option<Checksum>, String, Checksum)> {
+    let mut newest: Option<(u64, Checksum, &String, Checksum)> = None;
+    let mut scratch = None;
+    for (name, digest) in map {
+        let Ok((from, t)) = parse_delta_name(name) else {
+            continue;
+        };
+        if t != *to {
+            continue;
+        }
+        let Some(from) = from else {
+            scratch = Some((None, name.clone(), *digest));
+            continue;
+        };
+        if !repo.has_object(ObjectType::Commit, &from) || repo.is_partial(&from) {
+            continue;
+        }
+        let Ok(c) = repo.load_commit(&from) else {
+            continue;
+        };
+        if newest.as_ref().is_none_or(|(ts, ..)| c.timestamp > *ts) {
+            newest = Some((c.timestamp, from, name, *digest));
+        }
+    }
+    match newest {
+        Some((_, from, name, digest)) => Some((Some(from), name.clone(), digest)),
+        None => scratch.filter(|_| allow_scratch),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PartHeader {
     pub version: u32,

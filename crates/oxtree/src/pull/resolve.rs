@@ -85,7 +85,12 @@ fn fetch_summary_once(
         None => None,
     };
     let sig_bytes = sig.clone().flatten();
-    if let Err(e) = verify_summary(fetcher, opts, summary_bytes.as_deref(), sig_bytes.as_deref()) {
+    if let Err(e) = verify_summary(
+        fetcher,
+        opts,
+        summary_bytes.as_deref(),
+        sig_bytes.as_deref(),
+    ) {
         // ostree's test hook: a cached summary that fails its check stops the pull here
         // instead of being fetched again (its suite checks the cache is left as it was).
         if from_cache && crate::repo::test_error("invalid-cache") {
@@ -132,11 +137,10 @@ fn verify_summary(
 ) -> Result<()> {
     if let Some(keys) = &opts.summary_keys {
         let url = fetcher.describe("summary");
-        let bytes = summary_bytes
-            .ok_or_else(|| Error::SummarySignature {
-                url: url.clone(),
-                msg: "no summary on the server, but the remote has sign-verify-summary on".into(),
-            })?;
+        let bytes = summary_bytes.ok_or_else(|| Error::SummarySignature {
+            url: url.clone(),
+            msg: "no summary on the server, but the remote has sign-verify-summary on".into(),
+        })?;
         if sig_bytes.is_none() {
             return Err(Error::SummarySignature {
                 url,
@@ -144,8 +148,7 @@ fn verify_summary(
                     .into(),
             });
         }
-        if crate::sign::verify(sig_bytes, bytes, keys, &opts.ed25519_revoked)?.is_none()
-        {
+        if crate::sign::verify(sig_bytes, bytes, keys, &opts.ed25519_revoked)?.is_none() {
             return Err(Error::SummarySignature {
                 url,
                 msg: "no signature in summary.sig verifies with the keys configured for the remote"
@@ -155,11 +158,10 @@ fn verify_summary(
     }
     if let Some(keys) = &opts.gpg_summary_keys {
         let url = fetcher.describe("summary");
-        let bytes = summary_bytes
-            .ok_or_else(|| Error::SummarySignature {
-                url: url.clone(),
-                msg: "no summary on the server, but the remote has gpg-verify-summary on".into(),
-            })?;
+        let bytes = summary_bytes.ok_or_else(|| Error::SummarySignature {
+            url: url.clone(),
+            msg: "no summary on the server, but the remote has gpg-verify-summary on".into(),
+        })?;
         if sig_bytes.is_none() {
             return Err(Error::GpgSummaryUnsigned { url });
         }

@@ -34,8 +34,8 @@ use crate::delta::{SIGNED_MAGIC, SIGNED_TYPE};
 
 impl Shared<'_> {
     /// Pull `to` (for `refname`) with a static delta when the server lists one that fits:
-    /// FROM-TO when the ref is at a complete FROM here (`current`), a scratch delta when the ref does not
-    /// exist here yet (as ostree chooses). Without a summary, the FROM-TO delta is asked for
+    /// FROM-TO from the newest commit complete here that a listed delta starts at, a scratch
+    /// delta when the ref does not exist here yet (`current`, as ostree chooses). Without a summary, the FROM-TO delta is asked for
     /// directly (as ostree does). Returns the delta's name, or `None` if none fits.
     /// The superblock is checked against the digest the summary (or delta index) gives,
     /// the embedded commit against `to` and its signatures, each part against the
@@ -93,22 +93,10 @@ impl Shared<'_> {
                 .map(crate::delta::parse_delta_map)
                 .unwrap_or_default()
         };
-        let pick = |f: Option<&Checksum>| {
-            let name = crate::delta::delta_name(f, to);
-            map.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, d)| (name, *d))
-        };
-        let (from, (name, digest)) = match (from, current) {
-            (Some(f), _) if pick(Some(&f)).is_some() => match pick(Some(&f)) {
-                Some(x) => (Some(f), x),
-                None => return Ok(None),
-            },
-            (_, None) => match pick(None) {
-                Some(x) => (None, x),
-                None => return Ok(None),
-            },
-            _ => return Ok(None),
+        let Some((from, name, digest)) =
+            crate::delta::choose_delta(self.repo, &map, to, current.is_none())
+        else {
+            return Ok(None);
         };
         self.apply_delta(from, to, name, Some(digest))
     }

@@ -4,7 +4,7 @@
 
 use super::refs::RefName;
 use super::{Reachable, Repo};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::object::{Checksum, ObjectType};
 use rayon::prelude::*;
 
@@ -329,20 +329,70 @@ impl Repo {
             None => None,
         }
         .filter(|f| f != to && self.has_object(ObjectType::Commit, f) && !self.is_partial(f));
-        let candidates = [current, None];
-        for from in candidates
-            .iter()
-            .take(if current.is_some() { 2 } else { 1 })
-        {
-            let dir = src.path().join(crate::delta::delta_dir(from.as_ref(), to));
-            if dir.join("superblock").is_file() {
-                self.apply_static_delta_offline(&dir, None)?;
-                return Ok(());
+        // As ostree's pull from the source: the deltas its summary lists (or, when the
+        // summary says deltas are indexed, the delta index for `to`); without a summary,
+        // the delta from the ref's commit here, else the scratch one.
+        let from = match src.delta_map_for(to)? {
+            Some(map) => {
+                crate::delta::choose_delta(self, &map, to, refname.is_none() || current.is_none())
+                    .map(|(from, ..)| from)
             }
+            None => [current, None]
+                .into_iter()
+                .take(if current.is_some() { 2 } else { 1 })
+                .find(|from| {
+                    src.path()
+                        .join(crate::delta::delta_dir(from.as_ref(), to))
+                        .join("superblock")
+                        .is_file()
+                }),
+        };
+        if let Some(from) = from {
+            let dir = src.path().join(crate::delta::delta_dir(from.as_ref(), to));
+            self.apply_static_delta_offline(&dir, None)?;
+            return Ok(());
         }
         Err(Error::NotFound(format!(
             "Static deltas required, but none found for {} to {to}",
             refname.as_deref().unwrap_or("")
         )))
+    }
+
+    /// The deltas this repository's summary offers to reach `to` (from its delta index when
+    /// the summary says deltas are indexed); `None` when it has no summary.
+    fn delta_map_for(&self, to: &Checksum) -> Result<Option<Vec<(String, Checksum)>>> {
+        let path = self.path().join("summary");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).ctx("read", &path),
+        };
+        let summary = crate::object::Summary::parse(&bytes)
+            .map_err(|e| Error::Other(format!("{}: invalid summary: {e}", path.display())))?;
+        if let Some(crate::gvariant::Value::Bool(true)) =
+            summary.meta("ostree.summary.indexed-deltas")
+        {
+            let index = self.path().join(crate::delta::index_path(to));
+            let b = match std::fs::read(&index) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+                Err(e) => return Err(e).ctx("read", &index),
+            };
+            let v =
+                crate::gvariant::decode(&b, &crate::gvariant::Type::of("a{sv}")).map_err(|e| {
+                    Error::Other(format!("{}: invalid delta index: {e}", index.display()))
+                })?;
+            return Ok(Some(
+                v.lookup("ostree.static-deltas")
+                    .map(crate::delta::parse_delta_map)
+                    .unwrap_or_default(),
+            ));
+        }
+        Ok(Some(
+            summary
+                .meta("ostree.static-deltas")
+                .map(crate::delta::parse_delta_map)
+                .unwrap_or_default(),
+        ))
     }
 }
