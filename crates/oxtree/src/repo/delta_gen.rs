@@ -769,7 +769,17 @@ impl Repo {
         if let Some(how) = verify {
             verify_superblock(&raw, how, &what)?;
         }
-        let (inner, _) = crate::delta::unwrap_signed(&raw, &what)?;
+        let (inner, sigs) = crate::delta::unwrap_signed(&raw, &what)?;
+        // A signed delta in a repository that demands their signatures be checked needs a
+        // key (ostree's `core.sign-verify-deltas`, its words).
+        if verify.is_none()
+            && sigs.is_some()
+            && self.config().get_bool("core", "sign-verify-deltas") == Some(true)
+        {
+            return Err(Error::InvalidArgument(
+                "Key is mandatory to check delta signature".into(),
+            ));
+        }
         let sb = Superblock::parse(&inner, &what)?;
         if let Some(f) = &sb.from {
             if !self.has_object(ObjectType::Commit, f) || self.is_partial(f) {
