@@ -742,7 +742,10 @@ fn sign_ed25519_verify_and_delete() {
     );
     let (code, err) = ox_fail(&["sign", &ra, "--verify", "--keys-dir", s(&kd), "main"]);
     assert_eq!(code, 4);
-    assert!(err.starts_with("error: No valid signatures found"), "{err}");
+    assert!(
+        err.starts_with("error: no valid ed25519 signatures found"),
+        "{err}"
+    );
     // --delete by public (or secret) key.
     assert_eq!(
         ox(&["sign", &ra, "--delete", "main", &pk]),

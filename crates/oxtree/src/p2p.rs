@@ -695,7 +695,7 @@ impl Repo {
             }
             Source::Local(_) => {
                 self.remote_policy(remote, &mut opts, crate::pull::Verify::Commits)?;
-                if opts.gpg_keys.is_none() && opts.ed25519_keys.is_none() {
+                if opts.gpg_keys.is_none() && opts.commit_verifiers().is_empty() {
                     opts.gpg_keys = Some(self.remote_gpg_keys(remote)?);
                 }
             }

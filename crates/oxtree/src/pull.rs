@@ -88,12 +88,18 @@ pub struct PullOptions {
     pub low_speed_time: Option<Duration>,
     /// With `Some`, every commit must carry an ed25519 signature by one of these keys
     /// (`sign-verify`); checked before the commit is stored or any ref moves.
-    pub ed25519_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
+    pub ed25519_keys: Option<Vec<crate::sign::PublicKey>>,
     /// ed25519 keys whose signatures never count (ostree's `revoked.ed25519` lists).
-    pub ed25519_revoked: Vec<ed25519_dalek::VerifyingKey>,
+    pub ed25519_revoked: Vec<crate::sign::PublicKey>,
     /// With `Some`, the summary must be signed (`summary.sig`) by one of these keys
     /// (`sign-verify-summary`).
-    pub summary_keys: Option<Vec<ed25519_dalek::VerifyingKey>>,
+    pub summary_keys: Option<Vec<crate::sign::PublicKey>>,
+    /// The `dummy` test engine (ostree's, for its test suite): with `Some`, a commit may
+    /// also pass with a dummy signature equal to one of these keys (`sign-verify` naming
+    /// it, `verification-dummy-key`).
+    pub dummy_keys: Option<Vec<String>>,
+    /// The same for the summary (`sign-verify-summary`).
+    pub summary_dummy_keys: Option<Vec<String>>,
     /// Refuse a commit older (by timestamp) than the one its ref points at here now
     /// (`--timestamp-check`); checked as soon as the commit is fetched and verified, before
     /// anything is stored.
@@ -137,6 +143,40 @@ pub struct PullOptions {
     pub summary_cache: Option<std::path::PathBuf>,
 }
 
+impl PullOptions {
+    /// The signature engines commits must pass (`sign-verify`), in ostree's order.
+    pub(crate) fn commit_verifiers(&self) -> Vec<crate::sign::Verifier> {
+        verifiers(&self.ed25519_keys, &self.dummy_keys, &self.ed25519_revoked)
+    }
+
+    /// The engines the summary must pass (`sign-verify-summary`).
+    pub(crate) fn summary_verifiers(&self) -> Vec<crate::sign::Verifier> {
+        verifiers(
+            &self.summary_keys,
+            &self.summary_dummy_keys,
+            &self.ed25519_revoked,
+        )
+    }
+}
+
+fn verifiers(
+    ed25519: &Option<Vec<crate::sign::PublicKey>>,
+    dummy: &Option<Vec<String>>,
+    revoked: &[crate::sign::PublicKey],
+) -> Vec<crate::sign::Verifier> {
+    let mut out = Vec::new();
+    if let Some(keys) = ed25519 {
+        out.push(crate::sign::Verifier::Ed25519 {
+            keys: keys.clone(),
+            revoked: revoked.to_vec(),
+        });
+    }
+    if let Some(keys) = dummy {
+        out.push(crate::sign::Verifier::Dummy(keys.clone()));
+    }
+    out
+}
+
 impl Default for PullOptions {
     fn default() -> Self {
         PullOptions {
@@ -153,6 +193,8 @@ impl Default for PullOptions {
             ed25519_keys: None,
             ed25519_revoked: Vec::new(),
             summary_keys: None,
+            dummy_keys: None,
+            summary_dummy_keys: None,
             timestamp_check: false,
             timestamp_check_from_rev: None,
             gpg_keys: None,

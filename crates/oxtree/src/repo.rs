@@ -14,6 +14,7 @@ mod pull_local;
 pub(crate) mod read;
 mod refs;
 mod remote;
+pub(crate) use remote::SIGN_TYPES;
 mod summary;
 mod traverse;
 mod txn;

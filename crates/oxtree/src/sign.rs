@@ -19,6 +19,10 @@ use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use std::path::Path;
 
+/// An ed25519 public key as ostree holds it: 32 bytes, which need not be a point of the
+/// curve (such a key verifies nothing, but counts among the keys tried).
+pub type PublicKey = [u8; 32];
+
 /// The detached-metadata key ostree uses for ed25519 signatures.
 pub const ED25519_KEY: &str = "ostree.sign.ed25519";
 
@@ -73,6 +77,14 @@ pub fn parse_public_key_lenient(text: &str) -> Result<Option<VerifyingKey>> {
     }
 }
 
+/// A public key's 32 bytes as ostree takes them (`ostree_sign_ed25519_add_pk`): base64 of
+/// 32 bytes, whether or not they are a point of the curve; `None` otherwise.
+pub fn public_key_raw(text: &str) -> Option<PublicKey> {
+    b64(text)
+        .ok()
+        .and_then(|raw| <[u8; 32]>::try_from(raw.as_slice()).ok())
+}
+
 /// Keys from a file, one base64 key per line (ostree's `--keys-file` format: blank lines
 /// are errors, as in ostree).
 pub fn read_key_lines(path: &Path) -> Result<Vec<String>> {
@@ -95,18 +107,16 @@ pub fn read_key_lines(path: &Path) -> Result<Vec<String>> {
 /// `.d` directories): the administrator's, then the OS vendor's.
 pub const SYSTEM_KEY_DIRS: [&str; 2] = ["/etc/ostree", "/usr/share/ostree"];
 
-/// The revoked ed25519 keys listed under `bases`: `BASE/revoked.ed25519` and every file in
-/// `BASE/revoked.ed25519.d/`, one base64 public key per line (ostree's layout; blank lines
-/// are skipped). An entry that is not a key is an error naming it: a revocation list that
-/// cannot be read must not be silently ignored.
-pub fn revoked_keys_in(bases: &[&Path]) -> Result<Vec<VerifyingKey>> {
+/// The files of a key list under `bases`, in ostree's layout: `BASE/KIND.ed25519` and the
+/// files of `BASE/KIND.ed25519.d/` (KIND `trusted` or `revoked`).
+fn key_list_files(bases: &[&Path], kind: &str) -> Result<Vec<std::path::PathBuf>> {
     let mut files = Vec::new();
     for base in bases {
-        let single = base.join("revoked.ed25519");
+        let single = base.join(format!("{kind}.ed25519"));
         if single.is_file() {
             files.push(single);
         }
-        let dir = base.join("revoked.ed25519.d");
+        let dir = base.join(format!("{kind}.ed25519.d"));
         match std::fs::read_dir(&dir) {
             Ok(rd) => {
                 let mut v: Vec<_> = rd
@@ -121,18 +131,28 @@ pub fn revoked_keys_in(bases: &[&Path]) -> Result<Vec<VerifyingKey>> {
             Err(e) => return Err(e).ctx("read directory", &dir),
         }
     }
+    Ok(files)
+}
+
+/// The revoked ed25519 keys listed under `bases`: `BASE/revoked.ed25519` and every file in
+/// `BASE/revoked.ed25519.d/`, one base64 public key (32 bytes) per line (ostree's layout;
+/// blank lines are skipped). An entry that is not a key is an error naming it: a
+/// revocation list that cannot be read must not be silently ignored.
+pub fn revoked_keys_in(bases: &[&Path]) -> Result<Vec<PublicKey>> {
     let mut keys = Vec::new();
-    for f in files {
+    for f in key_list_files(bases, "revoked")? {
         let text = std::fs::read_to_string(&f).ctx("read revoked keys", &f)?;
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            keys.push(
-                parse_public_key(line).map_err(|e| {
-                    Error::InvalidArgument(format!("{}:{}: {e}", f.display(), i + 1))
-                })?,
-            );
+            keys.push(public_key_raw(line).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{}:{}: not an ed25519 public key (base64 of 32 bytes)",
+                    f.display(),
+                    i + 1
+                ))
+            })?);
         }
     }
     Ok(keys)
@@ -140,46 +160,24 @@ pub fn revoked_keys_in(bases: &[&Path]) -> Result<Vec<VerifyingKey>> {
 
 /// The trusted ed25519 keys listed under `bases` (`BASE/trusted.ed25519` and the files of
 /// `BASE/trusted.ed25519.d/`, ostree's layout for `sign --verify` without keys and for
-/// `--keys-dir`), one base64 public key per line, blank lines skipped.
-pub fn trusted_keys_in(bases: &[&Path]) -> Result<Vec<VerifyingKey>> {
+/// `--keys-dir`), one base64 public key per line, blank lines skipped. As in ostree, a file
+/// with a line that is no key is passed over (the others still count).
+pub fn trusted_keys_in(bases: &[&Path]) -> Result<Vec<PublicKey>> {
     let mut keys = Vec::new();
-    for base in bases {
-        let mut files = Vec::new();
-        let single = base.join("trusted.ed25519");
-        if single.is_file() {
-            files.push(single);
-        }
-        let dir = base.join("trusted.ed25519.d");
-        match std::fs::read_dir(&dir) {
-            Ok(rd) => {
-                let mut v: Vec<_> = rd
-                    .map(|e| e.map(|e| e.path()))
-                    .collect::<std::io::Result<_>>()
-                    .ctx("read directory", &dir)?;
-                v.retain(|p| p.is_file());
-                v.sort();
-                files.extend(v);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx("read directory", &dir),
-        }
-        for f in files {
-            let text = std::fs::read_to_string(&f).ctx("read trusted keys", &f)?;
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                keys.push(parse_public_key(line).map_err(|e| {
-                    Error::InvalidArgument(format!("{}:{}: {e}", f.display(), i + 1))
-                })?);
-            }
-        }
+    for f in key_list_files(bases, "trusted")? {
+        let text = std::fs::read_to_string(&f).ctx("read trusted keys", &f)?;
+        let file_keys: Option<Vec<PublicKey>> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(public_key_raw)
+            .collect();
+        keys.extend(file_keys.unwrap_or_default());
     }
     Ok(keys)
 }
 
 /// The system's revoked ed25519 keys ([`SYSTEM_KEY_DIRS`]).
-pub fn system_revoked_keys() -> Result<Vec<VerifyingKey>> {
+pub fn system_revoked_keys() -> Result<Vec<PublicKey>> {
     revoked_keys_in(&SYSTEM_KEY_DIRS.map(Path::new))
 }
 
@@ -307,7 +305,7 @@ pub fn verify(
     meta: Option<&[u8]>,
     data: &[u8],
     keys: &[VerifyingKey],
-    revoked: &[VerifyingKey],
+    revoked: &[PublicKey],
 ) -> Result<Option<VerifyingKey>> {
     let Some(meta) = meta else { return Ok(None) };
     Ok(verify_sigs(&signatures(meta)?, data, keys, revoked))
@@ -318,17 +316,179 @@ pub fn verify_sigs(
     sigs: &[[u8; 64]],
     data: &[u8],
     keys: &[VerifyingKey],
-    revoked: &[VerifyingKey],
+    revoked: &[PublicKey],
 ) -> Option<VerifyingKey> {
     for sig in sigs {
         let sig = ed25519_dalek::Signature::from_bytes(sig);
-        for k in keys.iter().filter(|k| !revoked.contains(k)) {
+        for k in keys.iter().filter(|k| !revoked.contains(k.as_bytes())) {
             if k.verify_strict(data, &sig).is_ok() {
                 return Some(*k);
             }
         }
     }
     None
+}
+
+/// ostree's `ostree_sign_ed25519_data_verify`, with its texts: `sigs` are the entries of
+/// `ostree.sign.ed25519` (`None`: the metadata has none), `keys` raw 32-byte public keys as
+/// ostree holds them (one that is no point of the curve verifies nothing but is tried).
+/// `Ok` is the success line (the key that verified), `Err` ostree's failure text.
+pub fn ed25519_verify_report(
+    data: &[u8],
+    sigs: Option<&[Vec<u8>]>,
+    keys: &[PublicKey],
+    revoked: &[PublicKey],
+) -> std::result::Result<String, String> {
+    let Some(sigs) = sigs else {
+        return Err("ed25519: commit have no signatures of my type".into());
+    };
+    if keys.is_empty() {
+        return Err("signature: ed25519: no keys loaded".into());
+    }
+    let hex = |k: &PublicKey| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut invalid = Vec::new();
+    for sig in sigs {
+        let Ok(raw) = <[u8; 64]>::try_from(sig.as_slice()) else {
+            return Err(format!(
+                "Invalid signature length of {} bytes, expected 64",
+                sig.len()
+            ));
+        };
+        let sig = ed25519_dalek::Signature::from_bytes(&raw);
+        for k in keys.iter().filter(|k| !revoked.contains(k)) {
+            let ok =
+                VerifyingKey::from_bytes(k).is_ok_and(|vk| vk.verify_strict(data, &sig).is_ok());
+            if ok {
+                return Ok(format!(
+                    "ed25519: Signature verified successfully with key '{}'",
+                    hex(k)
+                ));
+            }
+            invalid.push(hex(k));
+        }
+    }
+    match invalid.as_slice() {
+        // (every key revoked)
+        [] => Err("no valid ed25519 signatures found".into()),
+        [one] => Err(format!(
+            "ed25519: Signature couldn't be verified with: key '{one}'"
+        )),
+        many => Err(format!(
+            "ed25519: Signature couldn't be verified; tried {} keys",
+            many.len()
+        )),
+    }
+}
+
+/// Keys as ostree loads them (`ostree_sign_ed25519_add_pk`): in order, without repeats.
+pub fn dedup(keys: &[PublicKey]) -> Vec<PublicKey> {
+    let mut out: Vec<PublicKey> = Vec::new();
+    for k in keys {
+        if !out.contains(k) {
+            out.push(*k);
+        }
+    }
+    out
+}
+
+/// The keys of `keys` that are points of the curve (the others verify nothing).
+pub fn usable_keys(keys: &[PublicKey]) -> Vec<VerifyingKey> {
+    keys.iter()
+        .filter_map(|k| VerifyingKey::from_bytes(k).ok())
+        .collect()
+}
+
+/// A signature engine a remote's `sign-verify` names, with the keys it verifies with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verifier {
+    Ed25519 {
+        keys: Vec<PublicKey>,
+        revoked: Vec<PublicKey>,
+    },
+    /// The test engine: a signature verifies when it equals one of the keys.
+    Dummy(Vec<String>),
+}
+
+impl Verifier {
+    /// The detached-metadata key of this engine's signatures.
+    fn meta_key(&self) -> &'static str {
+        match self {
+            Verifier::Ed25519 { .. } => ED25519_KEY,
+            Verifier::Dummy(_) => DUMMY_KEY,
+        }
+    }
+
+    /// ostree's `ostree_sign_data_verify` for this engine, over the signatures in `meta`.
+    pub fn verify(&self, data: &[u8], meta: &Value) -> std::result::Result<String, String> {
+        let sigs: Option<Vec<Vec<u8>>> =
+            meta.lookup(self.meta_key())
+                .and_then(Value::items)
+                .map(|i| {
+                    i.iter()
+                        .filter_map(|s| s.as_bytes().map(<[u8]>::to_vec))
+                        .collect()
+                });
+        match self {
+            Verifier::Ed25519 { keys, revoked } => {
+                ed25519_verify_report(data, sigs.as_deref(), &dedup(keys), revoked)
+            }
+            Verifier::Dummy(keys) => {
+                dummy::check_enabled().map_err(|e| e.to_string())?;
+                let Some(sigs) = sigs else {
+                    return Err("signature: dummy: commit have no signatures of my type".into());
+                };
+                if sigs.is_empty() {
+                    return Err("signature: dummy: no signatures".into());
+                }
+                if sigs
+                    .iter()
+                    .any(|s| keys.iter().any(|k| k.as_bytes() == s.as_slice()))
+                {
+                    return Ok("dummy: Signature verified".into());
+                }
+                Err(format!(
+                    "signature: dummy: incorrect signatures found: {}",
+                    sigs.len()
+                ))
+            }
+        }
+    }
+}
+
+/// ostree's `_sign_verify_for_remote`: the first engine whose signatures verify `data`
+/// wins; engines that find none of their signatures in `meta` (detached metadata or
+/// `summary.sig` bytes; bytes that are no `a{sv}` hold none) are passed over. `Err` is
+/// ostree's text: `No signatures found`, or the first engine's failure.
+pub fn verify_for_remote(
+    verifiers: &[Verifier],
+    data: &[u8],
+    meta: Option<&[u8]>,
+) -> std::result::Result<String, String> {
+    let meta = meta
+        .and_then(|m| gvariant::decode_normal(m, &Type::of("a{sv}")).ok())
+        .unwrap_or_else(|| Value::Array(Type::of("{sv}"), Vec::new()));
+    let mut first_error = None;
+    let mut invalid = 0usize;
+    for v in verifiers {
+        if meta.lookup(v.meta_key()).is_none() {
+            continue;
+        }
+        match v.verify(data, &meta) {
+            Ok(msg) => return Ok(msg),
+            Err(e) => {
+                invalid += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        None => Err("No signatures found".into()),
+        Some(e) if invalid > 1 => Err(format!(
+            "(and {} other invalid signatures): {e}",
+            invalid - 1
+        )),
+        Some(e) => Err(e),
+    }
 }
 
 /// Base64 of a public key, as ostree prints and reads it.
@@ -385,7 +545,7 @@ impl Repo {
         &self,
         commit: &Checksum,
         keys: &[VerifyingKey],
-        revoked: &[VerifyingKey],
+        revoked: &[PublicKey],
     ) -> Result<Option<VerifyingKey>> {
         let data = self.load_metadata(ObjectType::Commit, commit)?;
         verify(
@@ -397,15 +557,22 @@ impl Repo {
     }
 
     /// The ed25519 keys a remote trusts: `verification-ed25519-key` and the lines of
-    /// `verification-ed25519-file`.
-    pub fn remote_ed25519_keys(&self, remote: &str) -> Result<Vec<VerifyingKey>> {
+    /// `verification-ed25519-file` (32 bytes each, points of the curve or not, as ostree
+    /// loads them).
+    pub fn remote_ed25519_keys(&self, remote: &str) -> Result<Vec<PublicKey>> {
         let mut keys = Vec::new();
+        let bad = |k: &str| {
+            Error::InvalidArgument(format!(
+                "remote {remote}: invalid ed25519 public key {:?}: not base64 of 32 bytes",
+                abbreviate(k)
+            ))
+        };
         if let Some(k) = self.remote_option(remote, "verification-ed25519-key") {
-            keys.extend(parse_public_key_lenient(&k)?);
+            keys.push(public_key_raw(&k).ok_or_else(|| bad(&k))?);
         }
         if let Some(f) = self.remote_option(remote, "verification-ed25519-file") {
             for line in read_key_lines(Path::new(&f))? {
-                keys.extend(parse_public_key_lenient(&line)?);
+                keys.push(public_key_raw(&line).ok_or_else(|| bad(&line))?);
             }
         }
         Ok(keys)
@@ -434,7 +601,7 @@ mod tests {
             None
         );
         assert_eq!(
-            verify(Some(&meta), b"commit bytes", &[pk], &[pk]).expect("verify"),
+            verify(Some(&meta), b"commit bytes", &[pk], &[*pk.as_bytes()]).expect("verify"),
             None,
             "revoked key"
         );
@@ -461,7 +628,10 @@ mod tests {
         )
         .expect("write");
         let got = revoked_keys_in(&[&d.path().join("a"), &d.path().join("missing")]).expect("read");
-        assert_eq!(got, vec![k(1), k(2), k(3)]);
+        assert_eq!(
+            got,
+            vec![*k(1).as_bytes(), *k(2).as_bytes(), *k(3).as_bytes()]
+        );
         std::fs::write(d.path().join("a/revoked.ed25519.d/y"), "not a key\n").expect("write");
         let e = revoked_keys_in(&[&d.path().join("a")]).expect_err("bad entry");
         assert!(e.to_string().contains("revoked.ed25519.d/y:1"), "{e}");

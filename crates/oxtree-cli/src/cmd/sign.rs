@@ -46,9 +46,124 @@ fn check_sign_type(name: &str) -> Result<()> {
 }
 
 /// Verification failed: ostree's line, oxtree's exit code for verification failures.
-fn no_valid_signatures() -> anyhow::Error {
-    eprintln!("error: No valid signatures found");
+fn verification_failed(msg: &str) -> anyhow::Error {
+    eprintln!("error: {msg}");
     Exit(crate::EXIT_VERIFICATION).into()
+}
+
+/// `sign --verify`, as ostree's builtin goes about it: each key of the command line on its
+/// own first; then (ed25519) the keys of `--keys-file`, or of the trusted lists under
+/// `--keys-dir` or the system directories, with the last command-line key, whose failure
+/// is the one reported (`ed25519: Signature couldn't be verified; tried N keys`, …).
+fn verify(repo: &Repo, c: &Checksum, a: &SignArgs) -> Result<()> {
+    let data = repo.load_metadata(oxtree::ObjectType::Commit, c)?;
+    let meta = repo.load_commitmeta_bytes(c)?;
+    let meta_value = meta
+        .as_deref()
+        .and_then(|m| oxtree::gvariant::decode_normal(m, &oxtree::gvariant::Type::of("a{sv}")).ok())
+        .unwrap_or_else(|| {
+            oxtree::gvariant::Value::Array(oxtree::gvariant::Type::of("{sv}"), Vec::new())
+        });
+    if a.sign_type == "dummy" {
+        if a.keys.is_empty() {
+            // (ostree's dummy engine loads no keys from files or directories)
+            bail!("not implemented");
+        }
+        for k in &a.keys {
+            if let Ok(msg) =
+                oxtree::sign::Verifier::Dummy(vec![k.clone()]).verify(&data, &meta_value)
+            {
+                println!("{msg}");
+                return Ok(());
+            }
+        }
+        return Err(verification_failed("No valid signatures found"));
+    }
+    let sigs: Option<Vec<Vec<u8>>> = meta_value
+        .lookup(oxtree::sign::ED25519_KEY)
+        .and_then(oxtree::gvariant::Value::items)
+        .map(|i| {
+            i.iter()
+                .filter_map(|s| s.as_bytes().map(<[u8]>::to_vec))
+                .collect()
+        });
+    let mut revoked = match &a.revoked_file {
+        Some(f) => oxtree::sign::read_key_lines(f)?
+            .iter()
+            .map(|k| oxtree::sign::parse_public_key(k).map(|k| *k.as_bytes()))
+            .collect::<oxtree::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let bases: Vec<&Path> = match &a.keys_dir {
+        Some(d) => vec![d.as_path()],
+        None => oxtree::sign::SYSTEM_KEY_DIRS
+            .iter()
+            .map(Path::new)
+            .collect(),
+    };
+    // (the trusted lists' revocations count for the command line's keys too)
+    revoked.extend(oxtree::sign::revoked_keys_in(&bases)?);
+    let mut last = None;
+    for k in &a.keys {
+        let Some(raw) = oxtree::sign::public_key_raw(k) else {
+            continue;
+        };
+        last = Some(raw);
+        if let Ok(msg) =
+            oxtree::sign::ed25519_verify_report(&data, sigs.as_deref(), &[raw], &revoked)
+        {
+            println!("{msg}");
+            return Ok(());
+        }
+    }
+    let mut keys: Vec<[u8; 32]> = last.into_iter().collect();
+    if let Some(f) = &a.keys_file {
+        for k in load_key_file(f)? {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    } else {
+        let trusted = oxtree::sign::trusted_keys_in(&bases)?;
+        if trusted.is_empty() {
+            return Err(verification_failed("No valid signatures found"));
+        }
+        for k in trusted {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    match oxtree::sign::ed25519_verify_report(&data, sigs.as_deref(), &keys, &revoked) {
+        Ok(msg) => {
+            println!("{msg}");
+            Ok(())
+        }
+        Err(msg) => Err(verification_failed(&msg)),
+    }
+}
+
+/// ostree's `--keys-file` for verification: a regular file of base64 public keys, one per
+/// line, at least one.
+fn load_key_file(f: &Path) -> Result<Vec<[u8; 32]>> {
+    if !f.is_file() {
+        bail!("File object '{}' is not a regular file", f.display());
+    }
+    let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+    let mut keys = Vec::new();
+    for line in text.lines() {
+        match oxtree::sign::public_key_raw(line) {
+            Some(k) => keys.push(k),
+            None => bail!("Incorrect ed25519 public key"),
+        }
+    }
+    if keys.is_empty() {
+        bail!(
+            "signature: ed25519: no valid keys in file '{}'",
+            f.display()
+        );
+    }
+    Ok(keys)
 }
 
 pub fn sign(g: &Global, a: SignArgs) -> Result<()> {
@@ -57,69 +172,19 @@ pub fn sign(g: &Global, a: SignArgs) -> Result<()> {
     };
     check_sign_type(&a.sign_type)?;
     let repo = g.open()?;
+    let c = repo.resolve_rev(commit)?;
+    if a.verify {
+        return verify(&repo, &c, &a);
+    }
     let mut keys = a.keys.clone();
     if let Some(f) = &a.keys_file {
         keys.extend(oxtree::sign::read_key_lines(f)?);
     }
-    if keys.is_empty() && !a.verify {
+    if keys.is_empty() {
         bail!("Need at least one KEY-ID to sign with");
     }
-    let c = repo.resolve_rev(commit)?;
     let dummy = a.sign_type == "dummy";
-    if a.verify {
-        if dummy {
-            if keys.is_empty() {
-                bail!("not implemented");
-            }
-            if oxtree::sign::dummy::check_enabled().is_ok()
-                && oxtree::sign::dummy::verify(repo.load_commitmeta_bytes(&c)?.as_deref(), &keys)?
-            {
-                println!("dummy: Signature verified");
-                return Ok(());
-            }
-            return Err(no_valid_signatures());
-        }
-        // (32 bytes that are no curve point verify nothing, as in ostree)
-        let mut pks: Vec<_> = keys
-            .iter()
-            .map(|k| oxtree::sign::parse_public_key_lenient(k))
-            .collect::<oxtree::Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect();
-        if !keys.is_empty() && pks.is_empty() {
-            return Err(no_valid_signatures());
-        }
-        let mut revoked = match &a.revoked_file {
-            Some(f) => oxtree::sign::read_key_lines(f)?
-                .iter()
-                .map(|k| oxtree::sign::parse_public_key(k))
-                .collect::<oxtree::Result<Vec<_>>>()?,
-            None => Vec::new(),
-        };
-        // Without keys on the command line, the trusted keys of --keys-dir or of the system
-        // directories, as ostree; their revocation lists always count.
-        let bases: Vec<&Path> = match &a.keys_dir {
-            Some(d) => vec![d.as_path()],
-            None => oxtree::sign::SYSTEM_KEY_DIRS
-                .iter()
-                .map(Path::new)
-                .collect(),
-        };
-        if pks.is_empty() {
-            pks = oxtree::sign::trusted_keys_in(&bases)?;
-        }
-        revoked.extend(oxtree::sign::revoked_keys_in(&bases)?);
-        match repo.verify_commit_ed25519(&c, &pks, &revoked) {
-            Ok(Some(k)) => {
-                let hex: String = k.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-                println!("ed25519: Signature verified successfully with key '{hex}'");
-                Ok(())
-            }
-            Ok(None) | Err(oxtree::Error::ObjectMissing { .. }) => Err(no_valid_signatures()),
-            Err(e) => Err(e.into()),
-        }
-    } else if a.delete {
+    if a.delete {
         // As ostree documents it ("Delete signatures having any of the KEY-IDs"); ostree
         // 2022.7 ignores --delete and signs instead. ed25519 keys may be given as public
         // or secret keys: a signature goes when it verifies with one of them.

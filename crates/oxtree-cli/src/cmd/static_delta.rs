@@ -437,7 +437,7 @@ fn delta_keys(
                 // as ostree loads them. Where there are none, apply-offline applies
                 // without verification (ostree drops the engine then) unless --keys-dir
                 // was given; verify needs keys.
-                pks = oxtree::sign::trusted_keys_in(&bases)?;
+                pks = oxtree::sign::usable_keys(&oxtree::sign::trusted_keys_in(&bases)?);
                 if pks.is_empty() {
                     if load_default || k.keys_dir.is_some() {
                         bail!(

@@ -27,7 +27,8 @@ pub struct SummaryArgs {
     /// Sign the summary with this base64 ed25519 secret key (writes summary.sig).
     #[arg(long, value_name = "KEY")]
     pub sign: Vec<String>,
-    /// Signature type for --sign (only ed25519).
+    /// Signature type for --sign: ed25519, or dummy (ostree's test engine, with
+    /// OSTREE_DUMMY_SIGN_ENABLED set).
     #[arg(long, default_value = "ed25519")]
     pub sign_type: String,
     /// GPG Key ID to sign the summary with (writes `ostree.gpgsigs` into summary.sig).
@@ -48,18 +49,27 @@ pub struct SummaryArgs {
 
 pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
     let mut repo = g.open()?;
-    if !a.sign.is_empty() && a.sign_type != "ed25519" {
-        bail!("--sign-type={}: only ed25519 is supported", a.sign_type);
+    if a.sign_type != "ed25519" && a.sign_type != "dummy" {
+        bail!("Requested signature type is not implemented");
+    }
+    let dummy = a.sign_type == "dummy";
+    if dummy && !a.sign.is_empty() {
+        oxtree::sign::dummy::check_enabled()?;
     }
     let shows = a.view || a.raw || a.list_metadata_keys || a.print_metadata_key.is_some();
     if a.update {
         // Everything that can be refused is checked before anything is written.
         let additional = additional_metadata(&a.add_metadata)?;
-        let ed25519_keys = a
-            .sign
-            .iter()
-            .map(|k| oxtree::sign::parse_secret_key(k))
-            .collect::<oxtree::Result<Vec<_>>>()?;
+        let (ed25519_keys, dummy_keys) = if dummy {
+            (Vec::new(), a.sign.clone())
+        } else {
+            let keys = a
+                .sign
+                .iter()
+                .map(|k| oxtree::sign::parse_secret_key(k))
+                .collect::<oxtree::Result<Vec<_>>>()?;
+            (keys, Vec::new())
+        };
         let gpg_keys = a
             .gpg_sign
             .iter()
@@ -73,6 +83,7 @@ pub fn run(g: &Global, a: SummaryArgs) -> Result<()> {
         let opts = oxtree::repo::SummaryOptions {
             additional_metadata: additional,
             ed25519_keys,
+            dummy_keys,
             gpg_keys,
         };
         // With a collection ID, ostree first commits the repository metadata on the

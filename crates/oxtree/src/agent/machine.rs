@@ -442,7 +442,7 @@ impl Agent {
                 // (a graph signed only by a revoked key verifies with none)
                 let mut keys = self.graph_keys(&booted)?;
                 let revoked = crate::sign::system_revoked_keys()?;
-                keys.retain(|k| !revoked.contains(k));
+                keys.retain(|k| !revoked.contains(k.as_bytes()));
                 let seen = self.p.graph_seen.get(&stream).cloned();
                 match source::fetch_static(
                     &url,
@@ -542,7 +542,8 @@ impl Agent {
     }
 
     fn graph_keys(&self, booted: &Booted) -> Result<Vec<ed25519_dalek::VerifyingKey>> {
-        let mut keys = self.sysroot.repo()?.remote_ed25519_keys(&booted.remote)?;
+        let mut keys =
+            crate::sign::usable_keys(&self.sysroot.repo()?.remote_ed25519_keys(&booted.remote)?);
         for k in &self.cfg().graph.keys {
             keys.push(crate::sign::parse_public_key(k)?);
         }

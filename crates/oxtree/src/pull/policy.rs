@@ -96,32 +96,13 @@ impl Repo {
         if let Some(state) = self.remote_option(remote, "unconfigured-state") {
             return Err(Error::InvalidArgument(format!("remote {remote}: {state}")));
         }
-        let sign_verify = self
-            .remote_option(remote, "sign-verify")
-            .map(|v| v.trim() != "false")
-            .unwrap_or(false);
-        if commits && sign_verify && opts.ed25519_keys.is_none() {
-            let keys = self.remote_ed25519_keys(remote)?;
-            if keys.is_empty() {
-                return Err(Error::Config {
-                    path: self.path().join("config"),
-                    msg: format!("remote {remote:?} has sign-verify on but no verification-ed25519-key or verification-ed25519-file"),
-                });
-            }
-            opts.ed25519_keys = Some(keys);
+        if commits && opts.ed25519_keys.is_none() && opts.dummy_keys.is_none() {
+            (opts.ed25519_keys, opts.dummy_keys) =
+                self.remote_sign_engines(remote, "sign-verify")?;
         }
-        if summary
-            && self.remote_bool(remote, "sign-verify-summary", false)
-            && opts.summary_keys.is_none()
-        {
-            let keys = self.remote_ed25519_keys(remote)?;
-            if keys.is_empty() {
-                return Err(Error::Config {
-                    path: self.path().join("config"),
-                    msg: format!("remote {remote:?} has sign-verify-summary on but no verification-ed25519-key or verification-ed25519-file"),
-                });
-            }
-            opts.summary_keys = Some(keys);
+        if summary && opts.summary_keys.is_none() && opts.summary_dummy_keys.is_none() {
+            (opts.summary_keys, opts.summary_dummy_keys) =
+                self.remote_sign_engines(remote, "sign-verify-summary")?;
         }
         let gpg_verify = commits && self.remote_bool(remote, "gpg-verify", true);
         let gpg_verify_summary = summary && self.remote_bool(remote, "gpg-verify-summary", false);
@@ -158,6 +139,83 @@ impl Repo {
                 .filter(|c| !c.is_empty());
         }
         Ok(())
+    }
+
+    /// The signature engines `remote`'s `option` (`sign-verify`, `sign-verify-summary`)
+    /// turns on, with their keys (ed25519, dummy), as ostree's `_signapi_init_for_remote`:
+    /// `true` turns on every engine with the keys configured for it (ed25519 without any
+    /// falls back to the system's `trusted.ed25519` lists); a list of engine names turns on
+    /// those, each of which must have keys (`No keys found for required signapi type T`).
+    #[allow(clippy::type_complexity)]
+    fn remote_sign_engines(
+        &self,
+        remote: &str,
+        option: &str,
+    ) -> Result<(Option<Vec<crate::sign::PublicKey>>, Option<Vec<String>>)> {
+        let Some(value) = self.remote_option(remote, option) else {
+            return Ok((None, None));
+        };
+        let value = value.trim();
+        let (names, required): (Vec<&str>, bool) = match value {
+            "true" | "1" => (crate::repo::SIGN_TYPES.to_vec(), false),
+            "false" | "0" | "" => return Ok((None, None)),
+            list => (
+                list.split([',', ';'])
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                true,
+            ),
+        };
+        let (mut ed25519, mut dummy) = (None, None);
+        for name in names {
+            if !crate::repo::SIGN_TYPES.contains(&name) {
+                return Err(Error::InvalidArgument(
+                    "Requested signature type is not implemented".into(),
+                ));
+            }
+            let has_config = self
+                .remote_option(remote, &format!("verification-{name}-key"))
+                .is_some()
+                || self
+                    .remote_option(remote, &format!("verification-{name}-file"))
+                    .is_some();
+            if required && !has_config {
+                return Err(Error::InvalidArgument(format!(
+                    "No keys found for required signapi type {name}"
+                )));
+            }
+            match name {
+                "ed25519" => {
+                    let mut keys = self.remote_ed25519_keys(remote)?;
+                    if !has_config {
+                        keys = crate::sign::trusted_keys_in(
+                            &crate::sign::SYSTEM_KEY_DIRS.map(std::path::Path::new),
+                        )?;
+                    }
+                    ed25519 = Some(keys);
+                }
+                "dummy" => {
+                    let mut keys = Vec::new();
+                    if let Some(k) = self.remote_option(remote, "verification-dummy-key") {
+                        keys.push(k);
+                    }
+                    if let Some(f) = self.remote_option(remote, "verification-dummy-file") {
+                        // ostree's dummy engine cannot load keys from a file.
+                        return Err(Error::InvalidArgument(format!(
+                            "Failed loading 'dummy' keys from '{f}"
+                        )));
+                    }
+                    dummy = Some(keys);
+                }
+                _ => {
+                    return Err(Error::InvalidArgument(
+                        "Requested signature type is not implemented".into(),
+                    ))
+                }
+            }
+        }
+        Ok((ed25519, dummy))
     }
 
     /// A URL oxtree cannot fetch from is ostree's error before anything else is checked

@@ -78,7 +78,7 @@ fn fetch_summary_once(
         None => fetch_small("summary")?,
     };
     // Its signature, once, when a check needs it (or the cache fetched it already).
-    let verifies = opts.summary_keys.is_some() || opts.gpg_summary_keys.is_some();
+    let verifies = !opts.summary_verifiers().is_empty() || opts.gpg_summary_keys.is_some();
     let sig = match early_sig.clone() {
         Some(s) => Some(s),
         None if verifies && summary_bytes.is_some() => Some(fetch_small("summary.sig")?),
@@ -135,7 +135,8 @@ fn verify_summary(
     summary_bytes: Option<&[u8]>,
     sig_bytes: Option<&[u8]>,
 ) -> Result<()> {
-    if let Some(keys) = &opts.summary_keys {
+    let verifiers = opts.summary_verifiers();
+    if !verifiers.is_empty() {
         let url = fetcher.describe("summary");
         let bytes = summary_bytes.ok_or_else(|| Error::SummarySignature {
             url: url.clone(),
@@ -144,17 +145,11 @@ fn verify_summary(
         if sig_bytes.is_none() {
             return Err(Error::SummarySignature {
                 url,
-                msg: "not signed (no summary.sig), but the remote has sign-verify-summary on"
-                    .into(),
+                msg: "Signatures verification enabled, but no summary.sig found (use sign-verify-summary=false in remote config to disable)".into(),
             });
         }
-        if crate::sign::verify(sig_bytes, bytes, keys, &opts.ed25519_revoked)?.is_none() {
-            return Err(Error::SummarySignature {
-                url,
-                msg: "no signature in summary.sig verifies with the keys configured for the remote"
-                    .into(),
-            });
-        }
+        crate::sign::verify_for_remote(&verifiers, bytes, sig_bytes)
+            .map_err(|msg| Error::SummarySignature { url, msg })?;
     }
     if let Some(keys) = &opts.gpg_summary_keys {
         let url = fetcher.describe("summary");

@@ -329,7 +329,14 @@ impl Shared<'_> {
                         .into(),
                 ));
             }
-            if crate::sign::verify_sigs(&found, inner, keys, &self.opts.ed25519_revoked).is_none() {
+            if crate::sign::verify_sigs(
+                &found,
+                inner,
+                &crate::sign::usable_keys(keys),
+                &self.opts.ed25519_revoked,
+            )
+            .is_none()
+            {
                 return Err(refused(format!(
                     "none of the {} ed25519 signature(s) of its superblock verifies with the keys configured for the remote (Delta signature verification failed)",
                     found.len()

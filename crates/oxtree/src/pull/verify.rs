@@ -136,29 +136,19 @@ pub(crate) fn check_signatures(
     meta: Option<&[u8]>,
     bytes: &[u8],
 ) -> Result<()> {
-    if let Some(keys) = &opts.ed25519_keys {
-        if crate::sign::verify(meta, bytes, keys, &opts.ed25519_revoked)?.is_none() {
-            let n = meta
-                .map(crate::sign::signatures)
-                .transpose()?
-                .map_or(0, |s| s.len());
-            let by_revoked = crate::sign::verify(meta, bytes, keys, &[])?;
-            let msg = if let Some(k) = by_revoked {
-                format!(
-                    "its only valid ed25519 signature is by the revoked key {} (revoked.ed25519 in {})",
-                    crate::sign::public_key_base64(&k),
-                    crate::sign::SYSTEM_KEY_DIRS.join(" or ")
-                )
-            } else if n == 0 {
-                "no ed25519 signature (ostree.sign.ed25519) in its detached metadata, and the remote has sign-verify on".to_string()
-            } else {
-                format!(
-                    "none of its {n} ed25519 signature(s) verifies with the {} key(s) configured for the remote (verification-ed25519-key/-file)",
-                    keys.len()
-                )
-            };
-            return Err(Error::Signature { commit: *c, msg });
+    // ostree's signature engines (`sign-verify`): the first whose signatures verify wins;
+    // the failure is ostree's text (`No signatures found`, `ed25519: Signature couldn't be
+    // verified with: key '…'`, …).
+    let verifiers = opts.commit_verifiers();
+    if !verifiers.is_empty() {
+        if meta.is_none() {
+            return Err(Error::Signature {
+                commit: *c,
+                msg: "Can't verify commit without detached metadata".into(),
+            });
         }
+        crate::sign::verify_for_remote(&verifiers, bytes, meta)
+            .map_err(|msg| Error::Signature { commit: *c, msg })?;
     }
     if let Some(keys) = &opts.gpg_keys {
         let report = crate::sign::gpg::verify_meta(meta, bytes, keys)?;
@@ -311,7 +301,7 @@ impl LocalCheck {
         // A summary that must verify is read (and checked) as a pull reads a server's; else
         // the source's summary, when it has one, resolves refs as ostree's pull-local does
         // (a ref it does not list: "No such branch … in repository summary").
-        let summary = if opts.summary_keys.is_some() || opts.gpg_summary_keys.is_some() {
+        let summary = if !opts.summary_verifiers().is_empty() || opts.gpg_summary_keys.is_some() {
             super::resolve::fetch_summary(
                 &super::FileFetcher::new(src.path()),
                 &opts,

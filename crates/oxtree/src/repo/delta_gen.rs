@@ -895,7 +895,7 @@ pub enum DeltaVerify {
     /// Some `ostree.sign.ed25519` signature must verify with one of `keys`, none revoked.
     Ed25519 {
         keys: Vec<ed25519_dalek::VerifyingKey>,
-        revoked: Vec<ed25519_dalek::VerifyingKey>,
+        revoked: Vec<crate::sign::PublicKey>,
     },
     /// ostree's test type: some `ostree.sign.dummy` signature must equal the key (ostree
     /// keeps only the last key given).

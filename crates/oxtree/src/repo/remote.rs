@@ -37,7 +37,7 @@ pub struct RemoteAddOptions {
 }
 
 /// Signature types `--sign-verify` knows (ostree's `ostree_sign_get_by_name`).
-const SIGN_TYPES: &[&str] = &["ed25519", "dummy"];
+pub(crate) const SIGN_TYPES: &[&str] = &["ed25519", "dummy"];
 
 /// One `--sign-verify` spec as (config key, value, type).
 fn parse_sign_verify(spec: &str) -> Result<(String, String, String)> {

@@ -26,6 +26,8 @@ pub struct SummaryOptions {
     pub additional_metadata: Vec<(String, Value)>,
     /// ed25519 keys to sign with (`--sign`).
     pub ed25519_keys: Vec<ed25519_dalek::SigningKey>,
+    /// `dummy` signatures (ostree's test engine: the key string is the signature).
+    pub dummy_keys: Vec<String>,
     /// OpenPGP keys to sign with (`--gpg-sign`): the secret keys and the key ID asked for.
     pub gpg_keys: Vec<(crate::repo::GpgSecretKeys, String)>,
 }
@@ -176,6 +178,13 @@ impl Repo {
                 k,
             )?);
         }
+        for k in &opts.dummy_keys {
+            signature = Some(crate::sign::append_to_aay(
+                signature.as_deref(),
+                crate::sign::DUMMY_KEY,
+                k.as_bytes().to_vec(),
+            )?);
+        }
         for (keys, id) in &opts.gpg_keys {
             let sig = crate::sign::gpg::sign_with(keys, id, &bytes)?;
             signature = Some(crate::sign::append_to_aay(
@@ -323,6 +332,13 @@ impl Repo {
                 detached.as_deref(),
                 &bytes,
                 k,
+            )?);
+        }
+        for k in &opts.dummy_keys {
+            detached = Some(crate::sign::append_to_aay(
+                detached.as_deref(),
+                crate::sign::DUMMY_KEY,
+                k.as_bytes().to_vec(),
             )?);
         }
         for (keys, id) in &opts.gpg_keys {
