@@ -122,7 +122,23 @@ impl Repo {
             opts
         };
         if opts.require_hardlinks {
-            // ostree's refusals, before anything is written.
+            // ostree's refusals, before anything is written, in its order. Hard links
+            // cannot cross file systems: the directory the checkout lands in must be on
+            // the repository's.
+            let landing = dest
+                .ancestors()
+                .find(|p| p.is_dir() || p.as_os_str().is_empty())
+                .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+                .unwrap_or(Path::new("."));
+            let src = std::fs::metadata(self.path.join("objects"))
+                .ctx("stat", &self.path.join("objects"))?
+                .dev();
+            let to = std::fs::metadata(landing).ctx("stat", landing)?.dev();
+            if src != to {
+                return Err(Error::InvalidArgument(format!(
+                    "Unable to do hardlink checkout across devices (src={src} destination={to})"
+                )));
+            }
             match self.mode() {
                 RepoMode::BareUser if !opts.user_mode => {
                     return Err(Error::InvalidArgument(
