@@ -108,7 +108,7 @@ impl FinderResult {
 }
 
 /// `ostree_repo_finder_result_compare`: priority, then the older summary, then fewer refs,
-/// then the remote name.
+/// then the remote's name (the configured remote whose keyring verifies the result).
 fn compare_results(a: &FinderResult, b: &FinderResult) -> std::cmp::Ordering {
     a.priority
         .cmp(&b.priority)
@@ -119,8 +119,8 @@ fn compare_results(a: &FinderResult, b: &FinderResult) -> std::cmp::Ordering {
             },
         )
         .then_with(|| a.n_refs().cmp(&b.n_refs()))
-        .then_with(|| a.uri.cmp(&b.uri))
         .then_with(|| a.keyring_remote.cmp(&b.keyring_remote))
+        .then_with(|| a.uri.cmp(&b.uri))
 }
 
 /// One line of `/proc/self/mountinfo`, the parts GIO looks at.

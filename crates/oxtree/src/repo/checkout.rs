@@ -128,7 +128,13 @@ impl Repo {
             let landing = dest
                 .ancestors()
                 .find(|p| p.is_dir() || p.as_os_str().is_empty())
-                .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        p
+                    }
+                })
                 .unwrap_or(Path::new("."));
             let src = std::fs::metadata(self.path.join("objects"))
                 .ctx("stat", &self.path.join("objects"))?

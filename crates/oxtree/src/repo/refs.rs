@@ -247,6 +247,14 @@ impl Repo {
 
     /// `refs/remotes/REMOTE/` directories, by remote name.
     fn remote_ref_dirs(&self) -> Result<Vec<(String, PathBuf)>> {
+        let mut out = self.remote_ref_dirs_unsorted()?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// `refs/remotes/REMOTE/` directories in the directory's own order, which is the order
+    /// ostree's `find_ref_in_remotes` tries them in.
+    fn remote_ref_dirs_unsorted(&self) -> Result<Vec<(String, PathBuf)>> {
         let remotes = self.path.join("refs/remotes");
         let mut out = Vec::new();
         let rd = match std::fs::read_dir(&remotes) {
@@ -262,7 +270,6 @@ impl Repo {
                 out.push((remote, base));
             }
         }
-        out.sort();
         Ok(out)
     }
 
@@ -550,7 +557,8 @@ impl Repo {
         }
         // Like ostree's resolve_refspec, a bare ref name also matches a remote-tracking ref:
         // REMOTE/REF as `refs/remotes/REMOTE/REF`, then REF under any remote
-        // (`find_ref_in_remotes`; here the first remote by name).
+        // (`find_ref_in_remotes`: the first in the directory's order, as ostree reads it, so
+        // both tools resolve it alike on the same file system).
         if let Some((rem, n)) = r.name.split_once('/') {
             if validate_remote_name(rem).is_ok() && validate_ref(n).is_ok() {
                 let found = self.read_ref(&RefName {
@@ -562,7 +570,7 @@ impl Repo {
                 }
             }
         }
-        for (remote, _) in self.remote_ref_dirs()? {
+        for (remote, _) in self.remote_ref_dirs_unsorted()? {
             let found = self.read_ref(&RefName {
                 remote: Some(remote),
                 name: r.name.clone(),
