@@ -32,6 +32,7 @@
 
 mod content;
 mod fetch;
+mod metalink;
 mod policy;
 mod resolve;
 mod retry;

@@ -314,6 +314,9 @@ pub struct HttpFetcher {
     /// trivial-httpd, on libsoup 2, does): from then on whole files are asked for, with no
     /// `Range`, as ostree always asks.
     ranges_broken: std::sync::atomic::AtomicBool,
+    /// The summary a metalink named and verified: served for `summary` instead of fetching
+    /// it again (a second fetch could bring other bytes than the ones checked).
+    pinned_summary: Option<Vec<u8>>,
 }
 
 impl HttpFetcher {
@@ -346,7 +349,13 @@ impl HttpFetcher {
     ) -> crate::Result<HttpFetcher> {
         let mut f = HttpFetcher::build(Vec::new(), Vec::new(), opts)?;
         f.headers = headers;
-        f.meta = f.mirrors(url, retries)?;
+        if let Some(ml) = url.strip_prefix("metalink=") {
+            let (base, summary) = f.metalink(ml, retries)?;
+            f.meta = vec![base];
+            f.pinned_summary = Some(summary);
+        } else {
+            f.meta = f.mirrors(url, retries)?;
+        }
         f.content = match contenturl {
             Some(c) => f.mirrors(c, retries)?,
             None => f.meta.clone(),
@@ -370,6 +379,7 @@ impl HttpFetcher {
             not_found_bytes: std::sync::atomic::AtomicU64::new(0),
             min_wait_us: std::sync::atomic::AtomicU64::new(u64::MAX),
             ranges_broken: std::sync::atomic::AtomicBool::new(false),
+            pinned_summary: None,
         })
     }
 
@@ -410,6 +420,37 @@ impl HttpFetcher {
             )));
         }
         Ok(mirrors)
+    }
+
+    /// A metalink remote: fetch the document, then each URL it names in turn until one
+    /// serves the summary it describes (size and digest); that URL's directory is the
+    /// repository. Returns it with the verified summary. Errors are ostree's.
+    fn metalink(&self, url: &str, retries: u32) -> crate::Result<(String, Vec<u8>)> {
+        http_base(url)?;
+        let text = self
+            .fetch_whole(url, retries)
+            .map_err(|m| Error::Other(format!("While fetching metalink '{url}': {m}")))?;
+        let ml = super::metalink::parse(&String::from_utf8_lossy(&text), "summary")?;
+        let mut last = String::new();
+        for target in &ml.urls {
+            let attempt = self
+                .fetch_whole(target, retries)
+                .and_then(|b| ml.check(&b).map(|()| b));
+            match attempt {
+                Ok(summary) => {
+                    let base = target.rsplit_once('/').map_or(target.as_str(), |(b, _)| b);
+                    return Ok((http_base(base)?, summary));
+                }
+                Err(e) => {
+                    tracing::debug!("metalink {url}: {target}: {e}");
+                    last = e;
+                }
+            }
+        }
+        Err(Error::Other(format!(
+            "Exhausted {} metalink targets, last error: {last}",
+            ml.urls.len()
+        )))
     }
 
     /// GET a small file (a mirror list, a mirror's config) whole, with up to `retries`
@@ -750,6 +791,17 @@ impl HttpFetcher {
         last: Option<u64>,
         max_size: u64,
     ) -> Result<Option<Response>, FetchError> {
+        if let (Some(b), "summary") = (&self.pinned_summary, path.trim_start_matches('/')) {
+            let end = last.map_or(b.len(), |l| (l as usize + 1).min(b.len()));
+            let start = (from as usize).min(end);
+            let part = b[start..end].to_vec();
+            return Ok(Some(Response {
+                len: Some(part.len() as u64),
+                body: Box::new(std::io::Cursor::new(part)),
+                restarted: false,
+                total: Some(b.len() as u64),
+            }));
+        }
         // Each mirror in turn, until one serves the file: a mirror that is down or answers
         // with an HTTP error (404 too) hands the request to the next, as in ostree; the
         // last one's answer stands.

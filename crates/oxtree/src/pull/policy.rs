@@ -90,7 +90,7 @@ impl Repo {
         opts: &mut PullOptions,
         what: Verify,
     ) -> Result<()> {
-        self.remote_url(remote)?; // the remote must exist
+        self.remote_fetch_url(remote)?; // the remote must exist
         let commits = what != Verify::Summary;
         let summary = what != Verify::Commits;
         if let Some(state) = self.remote_option(remote, "unconfigured-state") {
@@ -218,6 +218,15 @@ impl Repo {
         Ok((ed25519, dummy))
     }
 
+    /// Where `remote`'s metadata comes from: its `metalink` (as `metalink=URL`; it wins
+    /// over `url`, as in ostree), else its `url`.
+    fn remote_fetch_url(&self, remote: &str) -> Result<String> {
+        match self.remote_option(remote, "metalink") {
+            Some(m) => Ok(format!("metalink={}", m.trim())),
+            None => self.remote_url(remote),
+        }
+    }
+
     /// A URL oxtree cannot fetch from is ostree's error before anything else is checked
     /// (its keys, say): `Invalid URI scheme in URL`.
     fn check_url_scheme(&self, remote: &str, opts: &PullOptions) -> Result<()> {
@@ -229,9 +238,12 @@ impl Repo {
         }
         let url = match &opts.url {
             Some(u) => u.clone(),
-            None => self.remote_url(remote)?,
+            None => self.remote_fetch_url(remote)?,
         };
-        let u = url.strip_prefix("mirrorlist=").unwrap_or(&url);
+        let u = url
+            .strip_prefix("mirrorlist=")
+            .or_else(|| url.strip_prefix("metalink="))
+            .unwrap_or(&url);
         let scheme = u.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
         match scheme.as_deref() {
             Some("http" | "https" | "file") => Ok(()),
@@ -251,7 +263,7 @@ impl Repo {
     ) -> Result<Box<dyn Fetcher>> {
         let url = match &opts.url {
             Some(u) => u.clone(),
-            None => self.remote_url(remote)?,
+            None => self.remote_fetch_url(remote)?,
         };
         if let Some(path) = super::file_url_path(&url) {
             let path = std::path::Path::new(path);
@@ -285,7 +297,10 @@ impl Repo {
         }
         let mut headers = opts.http_headers.clone();
         // The remote's cookie jar (`remote add-cookie`), as ostree's libcurl backend sends it.
-        let cookie_url = url.strip_prefix("mirrorlist=").unwrap_or(&url);
+        let cookie_url = url
+            .strip_prefix("mirrorlist=")
+            .or_else(|| url.strip_prefix("metalink="))
+            .unwrap_or(&url);
         if let Some(c) = self.remote_cookie_header(remote, cookie_url)? {
             headers.push(("Cookie".into(), c));
         }

@@ -136,9 +136,8 @@ impl Repo {
                     }
                 })
                 .unwrap_or(Path::new("."));
-            let src = std::fs::metadata(self.path.join("objects"))
-                .ctx("stat", &self.path.join("objects"))?
-                .dev();
+            let objects = self.path.join("objects");
+            let src = std::fs::metadata(&objects).ctx("stat", &objects)?.dev();
             let to = std::fs::metadata(landing).ctx("stat", landing)?.dev();
             if src != to {
                 return Err(Error::InvalidArgument(format!(
