@@ -6,6 +6,24 @@ use std::io::{Read, Seek, Write};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// A writer that counts what it writes.
+struct Counted<'a, W: Write> {
+    inner: &'a mut W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 pub(super) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64.saturating_mul(1 << attempt.min(6)))
 }
@@ -46,7 +64,9 @@ pub(super) fn fetch_retry(
 }
 
 /// GET a file of at most `cap` bytes into `out`, with retries; its length, or `Ok(None)`
-/// on 404.
+/// on 404. A transfer cut short is resumed where it stopped (a `Range` request for the
+/// rest), not started over: a server or proxy that drops long transfers still gets the
+/// file through, a piece per attempt.
 pub(super) fn fetch_retry_into<D: Download>(
     fetcher: &dyn Fetcher,
     path: &str,
@@ -56,32 +76,59 @@ pub(super) fn fetch_retry_into<D: Download>(
     out: &mut D,
 ) -> Result<Option<u64>> {
     let mut attempt = 0;
+    // Bytes of the file already in `out`.
+    let mut have = 0u64;
     loop {
         attempt += 1;
         progress.requests.fetch_add(1, Ordering::Relaxed);
-        let err = match fetcher.fetch_bounded(path, 0, cap) {
+        let err = match fetcher.fetch_bounded(path, have, cap) {
             Ok(None) => return Ok(None),
             Ok(Some(mut r)) => {
-                let got = out
-                    .restart(r.len.map(|l| l.min(cap.saturating_add(1))))
-                    .and_then(|()| std::io::copy(&mut (&mut r.body).take(cap + 1), out));
+                let fresh = have == 0 || r.restarted;
+                let mut counted = Counted {
+                    inner: &mut *out,
+                    n: 0,
+                };
+                let start = if fresh {
+                    have = 0;
+                    counted
+                        .inner
+                        .restart(r.len.map(|l| l.min(cap.saturating_add(1))))
+                } else {
+                    Ok(())
+                };
+                let got = start.and_then(|()| {
+                    std::io::copy(
+                        &mut (&mut r.body).take(cap.saturating_add(1).saturating_sub(have)),
+                        &mut counted,
+                    )
+                });
+                have += counted.n;
+                progress
+                    .bytes_fetched
+                    .fetch_add(counted.n, Ordering::Relaxed);
                 match got {
-                    Ok(n) if n > cap => {
+                    Ok(_) if have > cap => {
                         return Err(Error::Other(format!(
                             "{}: larger than the {cap} bytes it may have",
                             fetcher.describe(path),
                         )))
                     }
-                    Ok(n) => {
-                        progress.bytes_fetched.fetch_add(n, Ordering::Relaxed);
-                        return Ok(Some(n));
+                    Ok(_) => return Ok(Some(have)),
+                    // libcurl's words (what ostree reports) for a body that ends early.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        "Transferred a partial file".to_string()
                     }
                     Err(e) => e.to_string(),
                 }
             }
             Err(FetchError::Fatal(e)) => return Err(e),
             Err(FetchError::Transient(m)) => m,
-            Err(FetchError::RangeNotSatisfiable) => "HTTP 416".to_string(),
+            Err(FetchError::RangeNotSatisfiable) => {
+                // The server no longer has what was started: start over.
+                have = 0;
+                "HTTP 416".to_string()
+            }
         };
         if attempt > opts.retries {
             return Err(Error::Other(format!(
