@@ -137,10 +137,31 @@ impl Repo {
             matches!((dev(src), dev(self)), (Ok(a), Ok(b)) if a == b)
         };
         let euid = rustix::process::geteuid().as_raw();
+        // A bare-user regular file is also a bare-user-only object when what its xattr
+        // records is what bare-user-only keeps (owner 0:0, no xattrs, mode within 0775, the
+        // file's own mode): ostree hard-links those too (its symlinks, stored as files,
+        // never).
+        let user_to_user_only =
+            src.mode() == super::RepoMode::BareUser && self.mode() == super::RepoMode::BareUserOnly;
+        let canonical = |c: &Checksum, p: &std::path::Path| -> bool {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(fc) = src.read_file(c) else {
+                return false;
+            };
+            let h = &fc.header;
+            h.is_regular()
+                && h.uid == 0
+                && h.gid == 0
+                && h.xattrs.is_empty()
+                && h.mode & 0o7777 & !0o775 == 0
+                && std::fs::symlink_metadata(p).is_ok_and(|m| m.mode() == h.mode)
+        };
         let linkable = |ty: ObjectType, c: &Checksum| -> Option<std::path::PathBuf> {
             use std::os::unix::fs::MetadataExt;
             let same_form = ty != ObjectType::File || src.mode() == self.mode();
-            if !same_fs || !same_form || ty == ObjectType::CommitMeta {
+            let by_form = same_form
+                || (user_to_user_only && canonical(c, &src.object_path(ObjectType::File, c)));
+            if !same_fs || !by_form || ty == ObjectType::CommitMeta {
                 return None;
             }
             let p = src.object_path(ty, c);
