@@ -2947,3 +2947,86 @@ fn cpio_archives_commit_as_ostree() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
     assert!(!rx.join("refs/heads/bad").exists());
 }
+
+/// A user-mode checkout of an archive repository links its files from
+/// `uncompressed-objects-cache/` as ostree does (and ostree's fsck stays clean): the second
+/// checkout shares the first one's inodes, `--disable-cache` neither uses nor fills the
+/// cache, copies no checkout links any more are dropped after the next checkout, setuid
+/// bits are stripped, and a cached copy whose size was changed in place is replaced.
+#[test]
+fn archive_user_checkouts_share_the_uncompressed_cache() {
+    use std::os::unix::fs::MetadataExt;
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    let r = format!("--repo={}", s(&repo));
+    ox(&["init", &r, "--mode=archive"]);
+    write(&t.join("src/d/a"), b"hello\n", 0o644);
+    write(&t.join("src/suid"), b"x\n", 0o4755);
+    write(&t.join("src/empty"), b"", 0o644);
+    ox(&[
+        "commit",
+        &r,
+        "-b",
+        "m",
+        &format!("--tree=dir={}", s(&t.join("src"))),
+    ]);
+    let co = |name: &str, extra: &[&str]| -> PathBuf {
+        let dest = t.join(name);
+        let mut args = vec!["checkout", &r, "-U"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["m", s(&dest)]);
+        ox(&args);
+        dest
+    };
+    let cache = repo.join("uncompressed-objects-cache");
+    let cached = || -> usize { walkdir(&cache).iter().filter(|p| p.is_file()).count() };
+    let a = co("co1", &[]);
+    let b = co("co2", &[]);
+    let (ma, mb) = (
+        std::fs::metadata(a.join("d/a")).expect("stat"),
+        std::fs::metadata(b.join("d/a")).expect("stat"),
+    );
+    assert_eq!(
+        (ma.ino(), ma.nlink()),
+        (mb.ino(), 3),
+        "shared with the cache"
+    );
+    assert_eq!(
+        std::fs::metadata(a.join("suid")).expect("stat").mode() & 0o7777,
+        0o755
+    );
+    assert_eq!(std::fs::metadata(a.join("empty")).expect("stat").nlink(), 1);
+    assert_eq!(cached(), 2);
+    // Grown in place in one checkout: the next checkout gets the object's bytes.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(a.join("d/a"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"edit"))
+        .expect("append");
+    let c = co("co3", &[]);
+    assert_eq!(std::fs::read(c.join("d/a")).expect("read"), b"hello\n");
+    std::fs::remove_dir_all(&a).expect("rm");
+    std::fs::remove_dir_all(&b).expect("rm");
+    std::fs::remove_dir_all(&c).expect("rm");
+    let d = co("co4", &["--disable-cache"]);
+    assert_eq!(std::fs::metadata(d.join("d/a")).expect("stat").nlink(), 1);
+    assert_eq!(cached(), 0, "copies nothing links are dropped");
+    ostree(&["fsck", &r]);
+}
+
+fn walkdir(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walkdir(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}

@@ -16,8 +16,8 @@ pub struct CheckoutArgs {
     /// Do not change file ownership or initialize extended attributes.
     #[arg(short = 'U', long = "user-mode")]
     pub user_mode: bool,
-    /// Do not update or use the internal repository uncompressed object cache (oxtree
-    /// keeps no such cache: accepted for compatibility).
+    /// Do not update or use the internal repository uncompressed object cache (what a
+    /// user-mode checkout of an archive repository links its files from).
     #[arg(long)]
     pub disable_cache: bool,
     /// Checkout sub-directory PATH.
@@ -164,6 +164,7 @@ pub fn run(g: &Global, a: CheckoutArgs) -> Result<()> {
         whiteouts: a.whiteouts,
         passthrough_whiteouts: a.process_passthrough_whiteouts,
         bareuseronly_dirs: a.bareuseronly_dirs,
+        uncompressed_cache: !a.disable_cache,
         skip_list: match &a.skip_list {
             Some(f) => read_skip_list(f)?,
             None => HashSet::new(),
@@ -223,6 +224,7 @@ pub fn run(g: &Global, a: CheckoutArgs) -> Result<()> {
         if fsync == Some(true) {
             oxtree::fsutil::syncfs(&dest)?;
         }
+        repo.uncompressed_cache_gc()?;
         return Ok(());
     }
     let c = repo.resolve_rev(commit)?;
@@ -234,6 +236,8 @@ pub fn run(g: &Global, a: CheckoutArgs) -> Result<()> {
     if fsync == Some(true) {
         oxtree::fsutil::syncfs(&dest)?;
     }
+    // As ostree's checkout ends: uncompressed copies nothing links any more go.
+    repo.uncompressed_cache_gc()?;
     Ok(())
 }
 

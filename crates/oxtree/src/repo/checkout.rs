@@ -58,6 +58,11 @@ pub struct CheckoutOptions {
     pub passthrough_whiteouts: bool,
     /// Directory modes masked with 0775 (`-M`).
     pub bareuseronly_dirs: bool,
+    /// A user-mode checkout of an archive repository keeps each file it uncompresses in
+    /// `uncompressed-objects-cache/` and hard-links it from there (ostree's cache: the
+    /// next checkout of the same file is a link). Off with `checkout --disable-cache` or
+    /// `core.enable-uncompressed-cache=false`.
+    pub uncompressed_cache: bool,
     /// Paths to leave out, relative to the checked-out root: files as `/a/b`, directories
     /// with a trailing slash (`/a/`), as ostree's `--skip-list` matches them.
     pub skip_list: HashSet<String>,
@@ -804,9 +809,101 @@ impl Repo {
                 )));
             }
         }
+        if fc.header.is_regular() && fc.size != 0 && self.uses_uncompressed_cache(opts) {
+            match self.link_from_uncompressed_cache(csum, &mut fc, dest, opts) {
+                Ok(true) => return Ok(()),
+                // (the cached copy went away under a concurrent clean-up: copy instead)
+                Ok(false) | Err(Error::ObjectMissing { .. }) => fc = self.read_file(csum)?,
+                Err(e) => return Err(e),
+            }
+        }
         write_file_copy(&mut fc, dest, opts, at)
     }
+
+    /// Whether this checkout goes through the uncompressed-objects cache.
+    fn uses_uncompressed_cache(&self, opts: &CheckoutOptions) -> bool {
+        self.mode() == RepoMode::Archive
+            && opts.user_mode
+            && opts.uncompressed_cache
+            && !opts.force_copy
+            && self.config().get_bool("core", "enable-uncompressed-cache") != Some(false)
+    }
+
+    /// Link `dest` to the cached uncompressed copy of `csum`, writing that copy first from
+    /// `fc` when there is none (a temporary file renamed into place). `Ok(false)`: the
+    /// copy could not be made or linked, and `fc` may be spent.
+    fn link_from_uncompressed_cache(
+        &self,
+        csum: &Checksum,
+        fc: &mut super::read::FileContent,
+        dest: &Path,
+        opts: &CheckoutOptions,
+    ) -> Result<bool> {
+        let hex = csum.to_hex();
+        let dir = self
+            .path
+            .join(UNCOMPRESSED_CACHE)
+            .join("objects")
+            .join(&hex[..2]);
+        let cached = dir.join(format!("{}.file", &hex[2..]));
+        // The copy is shared with every checkout linking it (as in ostree, a file edited in
+        // place in one checkout is edited in the cache): one whose size is no longer the
+        // object's is replaced rather than handed on.
+        let fresh = match std::fs::symlink_metadata(&cached) {
+            Ok(m) if m.is_file() && m.len() == fc.size => true,
+            Ok(_) => {
+                let _ = std::fs::remove_file(&cached);
+                false
+            }
+            Err(_) => false,
+        };
+        if !fresh {
+            std::fs::create_dir_all(&dir).ctx("create directory", &dir)?;
+            let tmp = dir.join(format!(
+                ".tmp-{}-{}",
+                std::process::id(),
+                CACHE_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            let plain = CheckoutOptions {
+                overwrite: Overwrite::None,
+                ..opts.clone()
+            };
+            if let Err(e) = write_file_copy(fc, &tmp, &plain, None) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            std::fs::rename(&tmp, &cached).ctx("rename", &cached)?;
+        }
+        self.try_hardlink(&cached, csum, dest, opts, None)
+    }
+
+    /// ostree's `checkout_gc`: drop the uncompressed copies no checkout links any more
+    /// (a link count of 1). Run after a checkout that used the cache.
+    pub fn uncompressed_cache_gc(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let objects = self.path.join(UNCOMPRESSED_CACHE).join("objects");
+        let Ok(prefixes) = std::fs::read_dir(&objects) else {
+            return Ok(());
+        };
+        for d in prefixes.flatten() {
+            let Ok(files) = std::fs::read_dir(d.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                if f.metadata().is_ok_and(|m| m.is_file() && m.nlink() == 1) {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
+        Ok(())
+    }
 }
+
+/// ostree's cache of uncompressed archive objects, below the repository.
+const UNCOMPRESSED_CACHE: &str = "uncompressed-objects-cache";
+
+/// Names temporary files of the uncompressed cache apart within one process.
+static CACHE_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// What one checkout shares between its directories.
 struct Ctx {
