@@ -337,11 +337,7 @@ fn killed_commit_leaves_a_clean_repo() {
         let debris: Vec<_> = std::fs::read_dir(repo.join("tmp"))
             .expect("tmp")
             .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("oxtree-staging-")
-            })
+            .filter(|e| e.file_name().to_string_lossy().starts_with("staging-"))
             .collect();
         assert!(
             debris.is_empty(),
@@ -646,7 +642,11 @@ fn tmp_expires_but_live_dirs_stay() {
     let live_tar = mk_dir("tar-import-live");
     let dead_staging = mk_dir("oxtree-staging-00000000-0000-0000-0000-000000000000-dead");
     let live_staging = mk_dir("oxtree-staging-00000000-0000-0000-0000-000000000000-live");
-    let ostree_staging = mk_dir("staging-00000000-0000-0000-0000-000000000000-abc");
+    // ostree's: dead (its lock file free) or live (its lock file held).
+    let ostree_dead = mk_dir("staging-00000000-0000-0000-0000-000000000000-abc");
+    let ostree_live = mk_dir("staging-00000000-0000-0000-0000-000000000000-def");
+    let ostree_live_lock = mk_file("staging-00000000-0000-0000-0000-000000000000-def-lock");
+    let stray_lock = mk_file("staging-00000000-0000-0000-0000-000000000000-gone-lock");
     for p in [
         &old_partial,
         &old_tmpfile,
@@ -654,18 +654,36 @@ fn tmp_expires_but_live_dirs_stay() {
         &live_tar,
         &dead_staging,
         &live_staging,
-        &ostree_staging,
+        &ostree_dead,
+        &ostree_live,
     ] {
         age(p, "3 days ago");
     }
     age(&new_partial, "1 hour ago");
-    let _held = (lock(&live_tar), lock(&live_staging));
+    let _held = (
+        lock(&live_tar),
+        lock(&live_staging),
+        lock(&ostree_live_lock),
+    );
     let tree = f.repo.join("../tree");
     ox(&["commit", &f.arg, "-b", "other", s(&tree)]);
-    for gone in [&old_partial, &old_tmpfile, &dead_tar, &dead_staging] {
+    for gone in [
+        &old_partial,
+        &old_tmpfile,
+        &dead_tar,
+        &dead_staging,
+        &ostree_dead,
+        &stray_lock,
+    ] {
         assert!(!gone.exists(), "{} not expired", gone.display());
     }
-    for kept in [&new_partial, &live_tar, &live_staging, &ostree_staging] {
+    for kept in [
+        &new_partial,
+        &live_tar,
+        &live_staging,
+        &ostree_live,
+        &ostree_live_lock,
+    ] {
         assert!(kept.exists(), "{} removed", kept.display());
     }
     // A shorter tmp-expiry-secs expires the hour-old download too.

@@ -44,7 +44,9 @@ fn violations(repo: &Path) -> Vec<String> {
             };
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
             if m.is_dir() {
-                if name.is_some_and(|n| n.starts_with("oxtree-staging-")) && m.mode() & 0o077 != 0 {
+                if name.is_some_and(|n| n.starts_with("staging-") && !n.ends_with("-lock"))
+                    && m.mode() & 0o077 != 0
+                {
                     out.push(format!("{}: staging dir mode {:o}", p.display(), m.mode()));
                 }
                 stack.push(p);

@@ -94,7 +94,15 @@ fn fetch_summary_once(
         // ostree's test hook: a cached summary that fails its check stops the pull here
         // instead of being fetched again (its suite checks the cache is left as it was).
         if from_cache && crate::repo::test_error("invalid-cache") {
-            return Err(Error::Other("OSTREE_REPO_TEST_ERROR_INVALID_CACHE".into()));
+            let remote = opts
+                .summary_cache
+                .as_deref()
+                .and_then(std::path::Path::file_name)
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Err(Error::Other(format!(
+                "Remote {remote} cached summary invalid and OSTREE_REPO_TEST_ERROR_INVALID_CACHE specified"
+            )));
         }
         return Err(e);
     }

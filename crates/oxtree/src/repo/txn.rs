@@ -1,4 +1,4 @@
-//! Write transactions: objects are staged in `tmp/oxtree-staging-<bootid>-<random>/`, flushed
+//! Write transactions: objects are staged in `tmp/staging-<bootid>-<random>/`, flushed
 //! with one `syncfs`, then renamed into `objects/` (spec §3.6). An interrupted transaction
 //! leaves only debris under `tmp/`, never a half-written object under `objects/`.
 //!
@@ -31,8 +31,16 @@
 //! commit's objects landing and its ref naming them, so it never deletes them as
 //! unreachable.
 //!
+//! Staging directories are named and locked as ostree's are, so both tools can share a
+//! repository: `staging-BOOTID-RANDOM` (`OSTREE_BOOTID` overrides the boot ID, as in
+//! ostree), held by an exclusive `flock` on the sibling file `staging-BOOTID-RANDOM-lock`
+//! (ostree's lock, which keeps ostree from reusing or removing a live one) and on the
+//! directory itself. An ostree that finds one of ours left by a killed process may reuse it
+//! (every name in it is a complete, verified object).
+//!
 //! `tmp/` is cleaned when a transaction begins: staging directories nobody holds the lock of
-//! belong to dead processes (their finished objects are adopted, the rest removed), and
+//! belong to dead processes, ostree's as well as ours (their finished objects are verified
+//! and adopted, the rest removed), and
 //! `pull-partial/*` downloads, `tar-import-*` directories and `.tmp-*` files older than
 //! `[core] tmp-expiry-secs` (default 86400, as ostree) are removed. A directory whose lock is
 //! held (a live staging or tar-import directory) is never removed.
@@ -50,8 +58,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Our staging directories (ostree's are `staging-…`; we never touch those).
-const STAGING_PREFIX: &str = "oxtree-staging-";
+/// Staging directories (ostree's name for them).
+const STAGING_PREFIX: &str = "staging-";
+/// What older oxtree versions named theirs (still cleaned up).
+const OLD_STAGING_PREFIX: &str = "oxtree-staging-";
+/// The suffix of the lock file beside a staging directory (ostree's).
+const LOCK_SUFFIX: &str = "-lock";
 /// Directories `commit --tree=tar=…` unpacks into (locked while in use).
 pub(super) const TAR_IMPORT_PREFIX: &str = "tar-import-";
 
@@ -127,6 +139,32 @@ fn try_lock_dir(p: &Path) -> Option<std::fs::File> {
     rustix::fs::flock(&d, rustix::fs::FlockOperation::NonBlockingLockExclusive)
         .ok()
         .map(|()| d)
+}
+
+/// The lock file ostree keeps beside a staging directory (`NAME-lock`).
+fn lock_file_of(dir: &Path) -> PathBuf {
+    let mut p = dir.as_os_str().to_owned();
+    p.push(LOCK_SUFFIX);
+    PathBuf::from(p)
+}
+
+/// Take the exclusive lock on `path`, creating the file (0600) if needed; `None` if
+/// another process holds it.
+fn try_lock_file(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    // An open-file-description lock, as libglnx takes ostree's: a flock would not
+    // exclude it, and a process-wide POSIX lock would be dropped by closing any other
+    // descriptor of the file.
+    matches!(crate::fsutil::ofd_lock(&f, true, false), Ok(true)).then_some(f)
 }
 
 impl Repo {
@@ -237,7 +275,28 @@ impl Repo {
                 continue;
             };
             if name.starts_with(STAGING_PREFIX) && meta.is_dir() {
-                // Whatever its age or boot id: nobody holding its lock means its process died.
+                // Whatever its age or boot id: nobody holding its locks (ostree's lock
+                // file, and ours on the directory) means its process died.
+                let lock = lock_file_of(&p);
+                if let Some(_file) = try_lock_file(&lock) {
+                    if let Some(_held) = try_lock_dir(&p) {
+                        self.adopt_staged(&p);
+                        let _ = std::fs::remove_dir_all(&p);
+                        let _ = std::fs::remove_file(&lock);
+                    }
+                }
+            } else if name.starts_with(STAGING_PREFIX) && name.ends_with(LOCK_SUFFIX) {
+                // A lock file whose directory is gone (a process killed between the two
+                // removals).
+                let dir = p.with_file_name(&name[..name.len() - LOCK_SUFFIX.len()]);
+                if std::fs::symlink_metadata(&dir).is_err() {
+                    if let Some(_file) = try_lock_file(&p) {
+                        if std::fs::symlink_metadata(&dir).is_err() {
+                            let _ = std::fs::remove_file(&p);
+                        }
+                    }
+                }
+            } else if name.starts_with(OLD_STAGING_PREFIX) && meta.is_dir() {
                 if let Some(_held) = try_lock_dir(&p) {
                     self.adopt_staged(&p);
                     let _ = std::fs::remove_dir_all(&p);
@@ -265,10 +324,11 @@ impl Repo {
         }
     }
 
-    /// A fresh 0700 staging directory, locked for the transaction's life. A concurrent
-    /// cleanup may lock, empty and remove a directory between its creation and our lock:
-    /// then we find it held or gone and take another, as ostree does with its own.
-    fn new_staging_dir(&self, tmp: &Path) -> Result<(PathBuf, std::fs::File)> {
+    /// A fresh 0700 staging directory, locked for the transaction's life (its sibling lock
+    /// file, as ostree locks it, then the directory). A concurrent cleanup may lock, empty
+    /// and remove a directory between its creation and our locks: then we find it held or
+    /// gone and take another, as ostree does with its own.
+    fn new_staging_dir(&self, tmp: &Path) -> Result<(PathBuf, StagingLocks)> {
         for _ in 0..64 {
             let dir = tempfile::Builder::new()
                 .prefix(&format!("{STAGING_PREFIX}{}-", boot_id()))
@@ -277,14 +337,25 @@ impl Repo {
                 .tempdir_in(tmp)
                 .ctx("create staging directory in", tmp)?
                 .keep();
+            let lock_path = lock_file_of(&dir);
+            let Some(file) = try_lock_file(&lock_path) else {
+                continue; // a cleanup holds it, and removes the directory
+            };
             let Some(lock) = try_lock_dir(&dir) else {
-                continue; // a cleanup holds it, and removes it
+                continue;
             };
             let ours = lock.metadata().ctx("stat", &dir)?;
             let still_there = std::fs::symlink_metadata(&dir)
                 .is_ok_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev());
             if still_there && ours.nlink() > 0 {
-                return Ok((dir, lock));
+                return Ok((
+                    dir,
+                    StagingLocks {
+                        dir: lock,
+                        _file: file,
+                        file_path: lock_path,
+                    },
+                ));
             }
         }
         Err(Error::Other(format!(
@@ -372,11 +443,19 @@ struct Pending {
     complete: Vec<Checksum>,
 }
 
+/// The locks that say a staging directory is in use: held for the transaction's life (a
+/// staging directory nobody holds belongs to a dead process).
+struct StagingLocks {
+    /// flock on the directory.
+    dir: std::fs::File,
+    /// flock on `NAME-lock` beside it (ostree's lock).
+    _file: std::fs::File,
+    file_path: PathBuf,
+}
+
 pub struct Transaction<'r> {
     _lock: super::RepoLock,
-    /// flock on the staging directory, held for the transaction's life: a staging dir
-    /// nobody holds belongs to a dead process.
-    staging_lock: std::fs::File,
+    staging_lock: StagingLocks,
     repo: &'r Repo,
     staging: PathBuf,
     staged: Mutex<HashSet<(ObjectType, Checksum)>>,
@@ -390,6 +469,11 @@ pub struct Transaction<'r> {
 }
 
 fn boot_id() -> String {
+    // ostree's test hook for the boot ID (its suite checks which boot's staging
+    // directories are reused and which collected).
+    if let Some(id) = std::env::var_os("OSTREE_BOOTID") {
+        return id.to_string_lossy().into_owned();
+    }
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "noboot".into())
@@ -994,7 +1078,7 @@ impl Transaction<'_> {
             tv_nsec: rustix::fs::UTIME_NOW,
         };
         let _ = rustix::fs::futimens(
-            &self.staging_lock,
+            &self.staging_lock.dir,
             &rustix::fs::Timestamps {
                 last_access: now,
                 last_modification: now,
@@ -1047,9 +1131,20 @@ impl Transaction<'_> {
     /// the repository lock, remove the queued `.commitpartial` markers and apply the queued
     /// refs.
     pub fn commit(mut self) -> Result<()> {
+        if super::test_error("pre-commit") {
+            // ostree's test hook: stop before anything moves, leaving the staging
+            // directory as a killed process would (the next transaction adopts it); its
+            // lock file goes as ostree's goes when released.
+            self.done = true;
+            let _ = std::fs::remove_file(&self.staging_lock.file_path);
+            return Err(Error::Other(
+                "OSTREE_REPO_TEST_ERROR_PRE_COMMIT specified".into(),
+            ));
+        }
         self.checkpoint()?;
         self.done = true;
         let _ = std::fs::remove_dir_all(&self.staging);
+        let _ = std::fs::remove_file(&self.staging_lock.file_path);
         let pending = self
             .pending
             .lock()
@@ -1087,6 +1182,7 @@ impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if !self.done {
             let _ = std::fs::remove_dir_all(&self.staging);
+            let _ = std::fs::remove_file(&self.staging_lock.file_path);
         }
     }
 }

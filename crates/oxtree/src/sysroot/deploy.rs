@@ -1211,15 +1211,18 @@ impl Sysroot {
             }
         }
         let existing = repo.list_refs()?;
+        // In one repository transaction, as ostree writes them (its test hooks stop there).
+        let txn = repo.begin()?;
         for (name, c) in &want {
             let r = RefName {
                 remote: None,
                 name: name.clone(),
             };
             if existing.get(&r) != Some(c) {
-                repo.set_ref(&r, Some(c))?;
+                txn.set_ref(&r, Some(c))?;
             }
         }
+        txn.commit()?;
         crate::fsutil::syncfs(repo.path())?;
         if remove_stale {
             for r in existing.keys() {
