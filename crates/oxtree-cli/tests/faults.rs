@@ -660,10 +660,33 @@ fn tmp_expires_but_live_dirs_stay() {
         age(p, "3 days ago");
     }
     age(&new_partial, "1 hour ago");
+    // ostree (libglnx) holds its staging lock as an open-file-description lock.
+    let ofd_lock = |p: &Path| {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .expect("open");
+        // SAFETY: a zeroed flock is a valid whole-file description; `f` is open.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: a valid fd and a pointer to an initialised flock outliving the call.
+        let r = unsafe {
+            libc::fcntl(
+                f.as_raw_fd(),
+                libc::F_OFD_SETLK,
+                &mut fl as *mut libc::flock,
+            )
+        };
+        assert_eq!(r, 0, "F_OFD_SETLK");
+        f
+    };
     let _held = (
         lock(&live_tar),
         lock(&live_staging),
-        lock(&ostree_live_lock),
+        ofd_lock(&ostree_live_lock),
     );
     let tree = f.repo.join("../tree");
     ox(&["commit", &f.arg, "-b", "other", s(&tree)]);

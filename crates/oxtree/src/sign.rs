@@ -367,14 +367,28 @@ pub fn ed25519_verify_report(
             invalid.push(hex(k));
         }
     }
+    // Say so when a revoked key is what made it fail (ostree does not: the key is skipped).
+    let revoked_signer = sigs.iter().find_map(|sig| {
+        let sig = ed25519_dalek::Signature::from_bytes(&<[u8; 64]>::try_from(sig.as_slice()).ok()?);
+        keys.iter().filter(|k| revoked.contains(k)).find(|k| {
+            VerifyingKey::from_bytes(k).is_ok_and(|vk| vk.verify_strict(data, &sig).is_ok())
+        })
+    });
+    let why = match revoked_signer {
+        Some(k) => format!(
+            " (it is signed by the revoked key {}, listed in a revoked.ed25519 file)",
+            base64::engine::general_purpose::STANDARD.encode(k)
+        ),
+        None => String::new(),
+    };
     match invalid.as_slice() {
         // (every key revoked)
-        [] => Err("no valid ed25519 signatures found".into()),
+        [] => Err(format!("no valid ed25519 signatures found{why}")),
         [one] => Err(format!(
-            "ed25519: Signature couldn't be verified with: key '{one}'"
+            "ed25519: Signature couldn't be verified with: key '{one}'{why}"
         )),
         many => Err(format!(
-            "ed25519: Signature couldn't be verified; tried {} keys",
+            "ed25519: Signature couldn't be verified; tried {} keys{why}",
             many.len()
         )),
     }
