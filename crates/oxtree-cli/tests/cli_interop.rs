@@ -466,3 +466,79 @@ fn show_of_missing_commits_and_keys_as_ostree() {
         common::same(d, &args);
     }
 }
+
+/// ostree and oxtree writing one repository at once, as ostree's own processes do: each
+/// round runs an ostree commit, an oxtree commit, an oxtree commit killed at a random
+/// moment and an ostree commit stopped by its `pre-commit` test hook, all together. Both
+/// tools use staging directories of the same name and lock (`tmp/staging-BOOTID-*`, an OFD
+/// lock on `NAME-lock`), so neither takes the other's live one; the dead ones (killed,
+/// stopped) are adopted or reused. After every round both fsck the repository clean; at the
+/// end every finished commit has its ref and no staging directory is left after one more
+/// commit.
+#[test]
+fn ostree_and_oxtree_commit_into_one_repository_at_once() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let repo = t.join("repo");
+    let r = format!("--repo={}", s(&repo));
+    ostree(&["init", &r, "--mode=bare-user"]);
+    let src = t.join("src");
+    for i in 0..200 {
+        write(
+            &src.join(format!("d{}/f{i}", i % 7)),
+            &noise(512 + i * 37, i as u64),
+            0o644,
+        );
+    }
+    let tree = format!("--tree=dir={}", s(&src));
+    let spawn = |prog: &Path, branch: &str, env: Option<(&str, &str)>| {
+        let mut c = std::process::Command::new(prog);
+        c.args([r.as_str(), "commit", "-b", branch, tree.as_str()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        c.spawn().expect("spawn")
+    };
+    let mut finished = Vec::new();
+    for round in 0..6u64 {
+        write(&src.join("round"), format!("{round}\n").as_bytes(), 0o644);
+        let a = spawn(Path::new("ostree"), &format!("o{round}"), None);
+        let b = spawn(&oxtree_bin(), &format!("x{round}"), None);
+        let mut k = spawn(&oxtree_bin(), &format!("k{round}"), None);
+        let e = spawn(
+            Path::new("ostree"),
+            &format!("e{round}"),
+            Some(("OSTREE_REPO_TEST_ERROR", "pre-commit")),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5 + (round * 17) % 60));
+        let _ = k.kill();
+        let _ = k.wait();
+        for (mut child, branch) in [(a, format!("o{round}")), (b, format!("x{round}"))] {
+            assert!(child.wait().expect("wait").success(), "{branch} failed");
+            finished.push(branch);
+        }
+        let mut e = e;
+        assert!(
+            !e.wait().expect("wait").success(),
+            "the pre-commit hook stops it"
+        );
+        ostree(&["fsck", &r]);
+        ox(&["fsck", &r]);
+    }
+    ox(&["commit", &r, "-b", "last", &tree]);
+    let refs = ox(&["refs", &r]);
+    for b in &finished {
+        assert!(refs.lines().any(|l| l == b), "{b} missing from {refs}");
+    }
+    let left: Vec<_> = std::fs::read_dir(repo.join("tmp"))
+        .expect("tmp")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("staging-"))
+        .collect();
+    assert!(left.is_empty(), "staging left: {left:?}");
+    ostree(&["fsck", &r]);
+}
