@@ -433,14 +433,14 @@ impl HttpFetcher {
         let ml = super::metalink::parse(&String::from_utf8_lossy(&text), "summary")?;
         let mut last = String::new();
         for target in &ml.urls {
-            let attempt = self
-                .fetch_whole(target, retries)
-                .and_then(|b| ml.check(&b).map(|()| b));
+            // Only http(s) targets (the document may name anything).
+            let base = target.rsplit_once('/').map_or(target.as_str(), |(b, _)| b);
+            let attempt = http_base(base).map_err(|e| e.to_string()).and_then(|base| {
+                let b = self.fetch_whole(target, retries)?;
+                ml.check(&b).map(|()| (base, b))
+            });
             match attempt {
-                Ok(summary) => {
-                    let base = target.rsplit_once('/').map_or(target.as_str(), |(b, _)| b);
-                    return Ok((http_base(base)?, summary));
-                }
+                Ok((base, summary)) => return Ok((base, summary)),
                 Err(e) => {
                     tracing::debug!("metalink {url}: {target}: {e}");
                     last = e;

@@ -35,6 +35,13 @@ pub(crate) fn parse(text: &str, name: &str) -> Result<Metalink> {
             "Document must begin with an element (e.g. <book>)".into(),
         ));
     }
+    // The parser recurses per level: a hostile document thousands of elements deep would
+    // overflow the stack. A metalink is five deep.
+    if nesting_depth(text) > MAX_DEPTH {
+        return Err(Error::Other(format!(
+            "metalink: elements nested more than {MAX_DEPTH} deep"
+        )));
+    }
     let doc =
         roxmltree::Document::parse(text).map_err(|e| Error::Other(format!("metalink: {e}")))?;
     let mut out = Metalink::default();
@@ -105,6 +112,39 @@ pub(crate) fn parse(text: &str, name: &str) -> Result<Metalink> {
     urls.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
     out.urls = urls.into_iter().map(|(_, u)| u).collect();
     Ok(out)
+}
+
+/// Deeper than any metalink needs.
+const MAX_DEPTH: usize = 64;
+
+/// How deep elements nest in `text`, by a scan of its tags (`<x>` in, `</x>` out, `<x/>`,
+/// `<?…?>` and `<!…>` neither); quoted `>` inside a tag may be miscounted, which only makes a
+/// document count as deeper.
+fn nesting_depth(text: &str) -> usize {
+    let b = text.as_bytes();
+    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
+    while let Some(off) = b[i..].iter().position(|&c| c == b'<') {
+        let start = i + off + 1;
+        let end = b[start..]
+            .iter()
+            .position(|&c| c == b'>')
+            .map_or(b.len(), |e| start + e);
+        match b.get(start) {
+            Some(b'/') => depth = depth.saturating_sub(1),
+            Some(b'?' | b'!') => {}
+            Some(_) if end > start && b[end - 1] == b'/' => {}
+            Some(_) => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            None => {}
+        }
+        i = end.min(b.len());
+        if i >= b.len() {
+            break;
+        }
+    }
+    max
 }
 
 impl Metalink {
@@ -198,5 +238,19 @@ mod tests {
         let no_urls: String = DOC.lines().filter(|l| !l.contains("<url")).collect();
         assert!(e(&no_urls).contains("No <url method=> elements found"));
         assert!(e("<metalink><files><file name=\"summary\">").starts_with("metalink:"));
+    }
+
+    /// A hostile document: deep nesting and entity expansion end in an error, not a
+    /// crash or a blow-up.
+    #[test]
+    fn hostile_documents() {
+        let deep = format!(
+            "<metalink>{}{}</metalink>",
+            "<a>".repeat(200_000),
+            "</a>".repeat(200_000)
+        );
+        assert!(parse(&deep, "summary").is_err());
+        let laughs = r#"<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;"><!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;"><!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;"><!ENTITY g "&f;&f;&f;&f;&f;&f;&f;&f;&f;&f;">]><metalink>&g;</metalink>"#;
+        assert!(parse(laughs, "summary").is_err());
     }
 }
