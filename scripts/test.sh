@@ -27,6 +27,8 @@ command -v qemu-img >/dev/null || need+=(qemu-utils)
 command -v gpg >/dev/null || need+=(gnupg)
 # ostree's own installed tests, run against oxtree (tests/ostree-suite).
 [ -d /usr/libexec/installed-tests/libostree ] || need+=(ostree-tests)
+# (its test-admin-locking runs admin commands concurrently with GNU parallel)
+command -v parallel >/dev/null || need+=(parallel)
 # cpio archives are committed by the interop tests and ostree's test-libarchive.
 command -v cpio >/dev/null || need+=(cpio)
 command -v openssl >/dev/null || need+=(openssl)
