@@ -134,6 +134,14 @@ fn key_list_files(bases: &[&Path], kind: &str) -> Result<Vec<std::path::PathBuf>
     Ok(files)
 }
 
+/// Where key lists are looked for: `custom` (`--keys-dir`), else [`SYSTEM_KEY_DIRS`].
+pub fn key_bases(custom: Option<&Path>) -> Vec<&Path> {
+    match custom {
+        Some(d) => vec![d],
+        None => SYSTEM_KEY_DIRS.iter().map(Path::new).collect(),
+    }
+}
+
 /// The revoked ed25519 keys listed under `bases`: `BASE/revoked.ed25519` and every file in
 /// `BASE/revoked.ed25519.d/`, one base64 public key (32 bytes) per line (ostree's layout;
 /// blank lines are skipped). An entry that is not a key is an error naming it: a

@@ -94,13 +94,7 @@ fn verify(repo: &Repo, c: &Checksum, a: &SignArgs) -> Result<()> {
             .collect::<oxtree::Result<Vec<_>>>()?,
         None => Vec::new(),
     };
-    let bases: Vec<&Path> = match &a.keys_dir {
-        Some(d) => vec![d.as_path()],
-        None => oxtree::sign::SYSTEM_KEY_DIRS
-            .iter()
-            .map(Path::new)
-            .collect(),
-    };
+    let bases = oxtree::sign::key_bases(a.keys_dir.as_deref());
     // (the trusted lists' revocations count for the command line's keys too)
     revoked.extend(oxtree::sign::revoked_keys_in(&bases)?);
     let mut last = None;

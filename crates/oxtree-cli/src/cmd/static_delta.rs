@@ -6,7 +6,7 @@ use crate::output::human_size;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use oxtree::repo::{DeltaSigner, DeltaVerify};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum StaticDeltaCmd {
@@ -414,13 +414,7 @@ fn delta_keys(
             }
         }
         "ed25519" => {
-            let bases: Vec<&Path> = match &k.keys_dir {
-                Some(d) => vec![d.as_path()],
-                None => oxtree::sign::SYSTEM_KEY_DIRS
-                    .iter()
-                    .map(Path::new)
-                    .collect(),
-            };
+            let bases = oxtree::sign::key_bases(k.keys_dir.as_deref());
             // (32 bytes that are no curve point verify nothing, as in ostree)
             let given = keys.len();
             let mut pks: Vec<_> = keys

@@ -189,9 +189,7 @@ impl Repo {
                 "ed25519" => {
                     let mut keys = self.remote_ed25519_keys(remote)?;
                     if !has_config {
-                        keys = crate::sign::trusted_keys_in(
-                            &crate::sign::SYSTEM_KEY_DIRS.map(std::path::Path::new),
-                        )?;
+                        keys = crate::sign::trusted_keys_in(&crate::sign::key_bases(None))?;
                     }
                     ed25519 = Some(keys);
                 }
