@@ -695,7 +695,7 @@ impl Repo {
             }
             Source::Local(_) => {
                 self.remote_policy(remote, &mut opts, crate::pull::Verify::Commits)?;
-                if opts.gpg_keys.is_none() && opts.commit_verifiers().is_empty() {
+                if opts.gpg_keys.is_none() && !opts.signs_commits() {
                     opts.gpg_keys = Some(self.remote_gpg_keys(remote)?);
                 }
             }

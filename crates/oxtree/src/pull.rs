@@ -145,6 +145,16 @@ pub struct PullOptions {
 }
 
 impl PullOptions {
+    /// Whether commits must pass a signature engine (`sign-verify`).
+    pub(crate) fn signs_commits(&self) -> bool {
+        self.ed25519_keys.is_some() || self.dummy_keys.is_some()
+    }
+
+    /// Whether the summary must pass one (`sign-verify-summary`).
+    pub(crate) fn signs_summary(&self) -> bool {
+        self.summary_keys.is_some() || self.summary_dummy_keys.is_some()
+    }
+
     /// The signature engines commits must pass (`sign-verify`), in ostree's order.
     pub(crate) fn commit_verifiers(&self) -> Vec<crate::sign::Verifier> {
         verifiers(&self.ed25519_keys, &self.dummy_keys, &self.ed25519_revoked)

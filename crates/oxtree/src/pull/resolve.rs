@@ -78,7 +78,7 @@ fn fetch_summary_once(
         None => fetch_small("summary")?,
     };
     // Its signature, once, when a check needs it (or the cache fetched it already).
-    let verifies = !opts.summary_verifiers().is_empty() || opts.gpg_summary_keys.is_some();
+    let verifies = opts.signs_summary() || opts.gpg_summary_keys.is_some();
     let sig = match early_sig.clone() {
         Some(s) => Some(s),
         None if verifies && summary_bytes.is_some() => Some(fetch_small("summary.sig")?),

@@ -301,7 +301,7 @@ impl LocalCheck {
         // A summary that must verify is read (and checked) as a pull reads a server's; else
         // the source's summary, when it has one, resolves refs as ostree's pull-local does
         // (a ref it does not list: "No such branch … in repository summary").
-        let summary = if !opts.summary_verifiers().is_empty() || opts.gpg_summary_keys.is_some() {
+        let summary = if opts.signs_summary() || opts.gpg_summary_keys.is_some() {
             super::resolve::fetch_summary(
                 &super::FileFetcher::new(src.path()),
                 &opts,

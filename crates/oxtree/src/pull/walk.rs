@@ -461,7 +461,7 @@ impl Shared<'_> {
         };
         // Parsed only where signatures are checked in it; otherwise stored as it came, as
         // ostree stores it (a damaged one is then a problem only for a later check).
-        let verifying = !self.opts.commit_verifiers().is_empty() || self.opts.gpg_keys.is_some();
+        let verifying = self.opts.signs_commits() || self.opts.gpg_keys.is_some();
         if let Some(meta) = meta.as_ref().filter(|_| verifying) {
             crate::gvariant::decode_normal(meta, &crate::gvariant::Type::of("a{sv}"))
                 .map_err(|e| Error::corrupt(ObjectType::CommitMeta, c, e))?;

@@ -132,14 +132,11 @@ impl Repo {
             // the repository's.
             let landing = dest
                 .ancestors()
-                .find(|p| p.is_dir() || p.as_os_str().is_empty())
-                .map(|p| {
-                    if p.as_os_str().is_empty() {
-                        Path::new(".")
-                    } else {
-                        p
-                    }
+                .map(|p| match p.as_os_str().is_empty() {
+                    true => Path::new("."),
+                    false => p,
                 })
+                .find(|p| p.is_dir())
                 .unwrap_or(Path::new("."));
             let objects = self.path.join("objects");
             let src = std::fs::metadata(&objects).ctx("stat", &objects)?.dev();
@@ -810,12 +807,17 @@ impl Repo {
             }
         }
         if fc.header.is_regular() && fc.size != 0 && self.uses_uncompressed_cache(opts) {
-            match self.link_from_uncompressed_cache(csum, &mut fc, dest, opts) {
-                Ok(true) => return Ok(()),
-                // (the cached copy went away under a concurrent clean-up: copy instead)
-                Ok(false) | Err(Error::ObjectMissing { .. }) => fc = self.read_file(csum)?,
-                Err(e) => return Err(e),
+            if let Some(cached) = self.uncompressed_copy(csum, &mut fc, opts) {
+                match self.try_hardlink(&cached, csum, dest, opts, None) {
+                    Ok(true) => return Ok(()),
+                    // (EXDEV and the like, or the copy went away under a concurrent
+                    // clean-up: copy instead)
+                    Ok(false) | Err(Error::ObjectMissing { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            // (the content may have been spent on the cache)
+            fc = self.read_file(csum)?;
         }
         write_file_copy(&mut fc, dest, opts, at)
     }
@@ -829,16 +831,15 @@ impl Repo {
             && self.config().get_bool("core", "enable-uncompressed-cache") != Some(false)
     }
 
-    /// Link `dest` to the cached uncompressed copy of `csum`, writing that copy first from
-    /// `fc` when there is none (a temporary file renamed into place). `Ok(false)`: the
-    /// copy could not be made or linked, and `fc` may be spent.
-    fn link_from_uncompressed_cache(
+    /// The cached uncompressed copy of `csum`, written first from `fc` when there is none
+    /// (a temporary file renamed into place). `None` when it cannot be had (a repository
+    /// this user cannot write, say): the checkout then copies, as without the cache.
+    fn uncompressed_copy(
         &self,
         csum: &Checksum,
         fc: &mut super::read::FileContent,
-        dest: &Path,
         opts: &CheckoutOptions,
-    ) -> Result<bool> {
+    ) -> Option<std::path::PathBuf> {
         let hex = csum.to_hex();
         let dir = self
             .path
@@ -849,32 +850,30 @@ impl Repo {
         // The copy is shared with every checkout linking it (as in ostree, a file edited in
         // place in one checkout is edited in the cache): one whose size is no longer the
         // object's is replaced rather than handed on.
-        let fresh = match std::fs::symlink_metadata(&cached) {
-            Ok(m) if m.is_file() && m.len() == fc.size => true,
+        match std::fs::symlink_metadata(&cached) {
+            Ok(m) if m.is_file() && m.len() == fc.size => return Some(cached),
             Ok(_) => {
                 let _ = std::fs::remove_file(&cached);
-                false
             }
-            Err(_) => false,
-        };
-        if !fresh {
-            std::fs::create_dir_all(&dir).ctx("create directory", &dir)?;
-            let tmp = dir.join(format!(
-                ".tmp-{}-{}",
-                std::process::id(),
-                CACHE_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ));
-            let plain = CheckoutOptions {
-                overwrite: Overwrite::None,
-                ..opts.clone()
-            };
-            if let Err(e) = write_file_copy(fc, &tmp, &plain, None) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-            std::fs::rename(&tmp, &cached).ctx("rename", &cached)?;
+            Err(_) => {}
         }
-        self.try_hardlink(&cached, csum, dest, opts, None)
+        std::fs::create_dir_all(&dir).ok()?;
+        let tmp = dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            CACHE_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let plain = CheckoutOptions {
+            overwrite: Overwrite::None,
+            ..opts.clone()
+        };
+        let made = write_file_copy(fc, &tmp, &plain, None)
+            .and_then(|()| std::fs::rename(&tmp, &cached).ctx("rename", &cached));
+        if made.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            return None;
+        }
+        Some(cached)
     }
 
     /// ostree's `checkout_gc`: drop the uncompressed copies no checkout links any more

@@ -33,9 +33,9 @@
 //!
 //! Staging directories are named and locked as ostree's are, so both tools can share a
 //! repository: `staging-BOOTID-RANDOM` (`OSTREE_BOOTID` overrides the boot ID, as in
-//! ostree), held by an exclusive `flock` on the sibling file `staging-BOOTID-RANDOM-lock`
-//! (ostree's lock, which keeps ostree from reusing or removing a live one) and on the
-//! directory itself. An ostree that finds one of ours left by a killed process may reuse it
+//! ostree), held by an exclusive open-file-description lock on the sibling file
+//! `staging-BOOTID-RANDOM-lock` (ostree's lock, which keeps ostree from reusing or removing
+//! a live one) and a `flock` on the directory itself. An ostree that finds one of ours left by a killed process may reuse it
 //! (every name in it is a complete, verified object).
 //!
 //! `tmp/` is cleaned when a transaction begins: staging directories nobody holds the lock of
