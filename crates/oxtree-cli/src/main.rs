@@ -145,6 +145,35 @@ enum Cmd {
     /// Man pages and shell completions (for packaging).
     #[command(hide = true)]
     Generate(cmd::generate::GenerateArgs),
+    /// ostree's test HTTP server, run as `ostree trivial-httpd` runs it: the
+    /// `ostree-trivial-httpd` of ostree's tests (Debian: ostree-tests), with these arguments.
+    /// ostree's own test suite starts its server this way.
+    #[command(hide = true, disable_help_flag = true)]
+    TrivialHttpd {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// Where ostree 2022.7 (its `PKGLIBEXECDIR`) finds its test HTTP server.
+const TRIVIAL_HTTPD: &str = "/usr/libexec/libostree/ostree-trivial-httpd";
+
+/// `trivial-httpd ARGS…`: replace this process by ostree's test server, as ostree does
+/// (`execvp`); an error only when it cannot be run.
+fn trivial_httpd(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let e = std::process::Command::new(TRIVIAL_HTTPD).args(args).exec();
+    Err(cmd::Hinted {
+        msg: format!("execvp({TRIVIAL_HTTPD}): {}", io_message(&e)),
+        hint: "it comes with ostree's tests (Debian: apt-get install ostree-tests); `oxtree serve` serves a repository without it".into(),
+    }
+    .into())
+}
+
+/// An I/O error as C's strerror says it (no " (os error N)").
+fn io_message(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    s.split(" (os error").next().unwrap_or(&s).to_string()
 }
 
 fn main() {
@@ -399,6 +428,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Graph { cmd } => cmd::graph::run(g, cmd),
         Cmd::Image { cmd } => cmd::image::run(g, cmd),
         Cmd::Generate(a) => cmd::generate::run(a, cli_command()),
+        Cmd::TrivialHttpd { args } => trivial_httpd(&args),
     }?;
     Ok(0)
 }
