@@ -429,6 +429,24 @@ fn link_fd(file: &File, dest: &Path) -> rustix::io::Result<()> {
     }
 }
 
+/// A writer that counts the bytes through it.
+pub(crate) struct Counted<W: std::io::Write> {
+    pub(crate) inner: W,
+    pub(crate) n: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Take an open-file-description (OFD) fcntl lock on the whole file: the kind `ostree` takes
 /// on `repo/.lock`, so the two tools see each other's locks. Returns `Ok(false)` when
 /// `wait` is false and another holder conflicts.

@@ -6,24 +6,6 @@ use std::io::{Read, Seek, Write};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// A writer that counts what it writes.
-struct Counted<'a, W: Write> {
-    inner: &'a mut W,
-    n: u64,
-}
-
-impl<W: Write> Write for Counted<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 pub(super) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64.saturating_mul(1 << attempt.min(6)))
 }
@@ -85,7 +67,7 @@ pub(super) fn fetch_retry_into<D: Download>(
             Ok(None) => return Ok(None),
             Ok(Some(mut r)) => {
                 let fresh = have == 0 || r.restarted;
-                let mut counted = Counted {
+                let mut counted = crate::fsutil::Counted {
                     inner: &mut *out,
                     n: 0,
                 };

@@ -36,7 +36,7 @@ impl Repo {
         let entry = self.lookup_path(commit, sub)?;
         let mut w = Writer {
             repo: self,
-            tar: tar::Builder::new(Counted { inner: out, n: 0 }),
+            tar: tar::Builder::new(crate::fsutil::Counted { inner: out, n: 0 }),
             mtime,
             prefix: opts.prefix.clone().unwrap_or_default(),
         };
@@ -73,23 +73,6 @@ impl Repo {
 
 /// libarchive's default record size (20 blocks of 512 bytes).
 const RECORD: u64 = 10240;
-
-/// A writer that counts the bytes through it.
-struct Counted<W: Write> {
-    inner: W,
-    n: u64,
-}
-
-impl<W: Write> Write for Counted<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let k = self.inner.write(buf)?;
-        self.n += k as u64;
-        Ok(k)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 struct Writer<'a, W: Write> {
     repo: &'a Repo,
