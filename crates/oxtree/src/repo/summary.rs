@@ -32,6 +32,33 @@ pub struct SummaryOptions {
     pub gpg_keys: Vec<(crate::repo::GpgSecretKeys, String)>,
 }
 
+impl SummaryOptions {
+    /// The detached signatures of `bytes` (the summary's, or the metadata commit's) as
+    /// `a{sv}`: ed25519 first, then dummy, then OpenPGP `ostree.gpgsigs`; `None` without keys.
+    fn sign(&self, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut out: Option<Vec<u8>> = None;
+        for k in &self.ed25519_keys {
+            out = Some(crate::sign::append_signature(out.as_deref(), bytes, k)?);
+        }
+        for k in &self.dummy_keys {
+            out = Some(crate::sign::append_to_aay(
+                out.as_deref(),
+                crate::sign::DUMMY_KEY,
+                k.as_bytes().to_vec(),
+            )?);
+        }
+        for (keys, id) in &self.gpg_keys {
+            let sig = crate::sign::gpg::sign_with(keys, id, bytes)?;
+            out = Some(crate::sign::append_to_aay(
+                out.as_deref(),
+                crate::sign::gpg::GPGSIGS_KEY,
+                sig,
+            )?);
+        }
+        Ok(out)
+    }
+}
+
 impl Repo {
     /// Regenerate `summary` from the local branches (`refs/heads`), as ostree does: delete
     /// a stale `summary.sig`, set `core.indexed-deltas=true`, replace the file atomically.
@@ -170,29 +197,7 @@ impl Repo {
         }
         let sig = self.path().join("summary.sig");
         let bytes = summary.encode();
-        let mut signature: Option<Vec<u8>> = None;
-        for k in &opts.ed25519_keys {
-            signature = Some(crate::sign::append_signature(
-                signature.as_deref(),
-                &bytes,
-                k,
-            )?);
-        }
-        for k in &opts.dummy_keys {
-            signature = Some(crate::sign::append_to_aay(
-                signature.as_deref(),
-                crate::sign::DUMMY_KEY,
-                k.as_bytes().to_vec(),
-            )?);
-        }
-        for (keys, id) in &opts.gpg_keys {
-            let sig = crate::sign::gpg::sign_with(keys, id, &bytes)?;
-            signature = Some(crate::sign::append_to_aay(
-                signature.as_deref(),
-                crate::sign::gpg::GPGSIGS_KEY,
-                sig,
-            )?);
-        }
+        let signature = opts.sign(&bytes)?;
         let fsync = self.fsync_enabled();
         let summary_path = self.path().join("summary");
         crate::fsutil::write_atomic(&summary_path, &bytes, fsync)?;
@@ -326,29 +331,7 @@ impl Repo {
         };
         let bytes = commit.encode();
         let c = txn.write_metadata(ObjectType::Commit, &bytes)?;
-        let mut detached: Option<Vec<u8>> = None;
-        for k in &opts.ed25519_keys {
-            detached = Some(crate::sign::append_signature(
-                detached.as_deref(),
-                &bytes,
-                k,
-            )?);
-        }
-        for k in &opts.dummy_keys {
-            detached = Some(crate::sign::append_to_aay(
-                detached.as_deref(),
-                crate::sign::DUMMY_KEY,
-                k.as_bytes().to_vec(),
-            )?);
-        }
-        for (keys, id) in &opts.gpg_keys {
-            let sig = crate::sign::gpg::sign_with(keys, id, &bytes)?;
-            detached = Some(crate::sign::append_to_aay(
-                detached.as_deref(),
-                crate::sign::gpg::GPGSIGS_KEY,
-                sig,
-            )?);
-        }
+        let detached = opts.sign(&bytes)?;
         if let Some(meta) = &detached {
             txn.write_metadata_as(ObjectType::CommitMeta, &c, meta)?;
         }
