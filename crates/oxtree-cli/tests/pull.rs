@@ -1793,3 +1793,96 @@ fn pull_local_refuses_devices_and_fifos_in_the_source_at_once() {
         std::fs::write(&config, &saved_config).expect("restore");
     }
 }
+
+/// ostree's own test server with `--force-range-requests` cuts off every reply to a request
+/// without `Range` half-way (`Connection: close`), and answers a closed range past a file's
+/// end with as many bytes as asked for: a pull must still finish in one go, resuming each
+/// cut-off file where it stopped with an open range, and say libcurl's words for a cut-off
+/// reply when it cannot (test-pull-resume in ostree's suite; CI once failed it with
+/// "Peer disconnected" after the fetcher had stopped sending ranges at all).
+#[test]
+fn pull_through_a_server_that_only_serves_ranges() {
+    require_ostree();
+    let httpd = Path::new("/usr/libexec/libostree/ostree-trivial-httpd");
+    assert!(
+        httpd.exists(),
+        "ostree-trivial-httpd is not installed: run the README's test command (it installs ostree-tests)"
+    );
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    build_tree(&tree, true);
+    // No empty directory: its dirtree is one byte, half of which is none, and the server
+    // then neither sends nor closes (ostree's pull waits for it too).
+    let empty = std::process::Command::new("find")
+        .args([s(&tree), "-type", "d", "-empty"])
+        .output()
+        .expect("find");
+    for d in String::from_utf8_lossy(&empty.stdout).lines() {
+        write(&Path::new(d).join("keep"), b"", 0o644);
+    }
+    for i in 0..40u64 {
+        let len = 1 + (i * 7919) as usize % 300_000;
+        write(&tree.join(format!("many/f{i}")), &noise(len, i), 0o644);
+    }
+    let src = t.join("www/repo");
+    std::fs::create_dir_all(t.join("www")).expect("mkdir");
+    ostree(&["init", &repo_arg(&src), "--mode=archive"]);
+    let c = ostree(&["commit", &repo_arg(&src), "-b", "main", TS, s(&tree)]);
+    ostree(&["summary", &repo_arg(&src), "-u"]);
+    let port_file = t.join("port");
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Killed(
+        std::process::Command::new(httpd)
+            .args([
+                "--force-range-requests",
+                "-p",
+                s(&port_file),
+                s(&t.join("www")),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ostree-trivial-httpd"),
+    );
+    let mut port = String::new();
+    for _ in 0..100 {
+        port = std::fs::read_to_string(&port_file).unwrap_or_default();
+        if port.trim().parse::<u16>().is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{}/repo", port.trim());
+    for mode in ["archive", "bare-user"] {
+        let dst = t.join(format!("dst-{mode}"));
+        let d = repo_arg(&dst);
+        ox(&["init", &d, &format!("--mode={mode}")]);
+        ox(&["remote", "add", &d, "--no-gpg-verify", "origin", &url]);
+        ox(&["pull", &d, "origin", "main"]);
+        assert_eq!(ox(&["rev-parse", &d, "origin:main"]), c);
+        ox(&["fsck", &d]);
+        ostree(&["fsck", &d]);
+        if mode == "archive" {
+            assert_eq!(object_set(&dst), object_set(&src));
+        }
+    }
+    // With no retries, the cut-off reply to the first request fails the pull in libcurl's
+    // words, which ostree's scripts match.
+    let dst = t.join("dst-noretry");
+    let d = repo_arg(&dst);
+    ox(&["init", &d, "--mode=archive"]);
+    ox(&["remote", "add", &d, "--no-gpg-verify", "origin", &url]);
+    let (code, err) = ox_fail(&["pull", &d, "--network-retries=0", "origin", "main"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Transferred a partial file"),
+        "a cut-off reply is not reported as libcurl reports it: {err}"
+    );
+}

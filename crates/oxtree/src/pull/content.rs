@@ -419,7 +419,7 @@ impl Get<'_> {
                         return Err(self.fatal(self.too_big(e), lock))
                     }
                     Err(e) => {
-                        self.retry_or_fail(attempt, &e.to_string())?;
+                        self.retry_or_fail(attempt, &super::retry::read_failure(&e))?;
                         continue;
                     }
                 }
@@ -450,7 +450,10 @@ impl Get<'_> {
                     lock = Some(f);
                     self.retry_or_fail(
                         attempt,
-                        &format!("{source} (the bytes so far are kept for the next pull)"),
+                        &format!(
+                            "{} (the bytes so far are kept for the next pull)",
+                            super::retry::read_failure(&source)
+                        ),
                     )?;
                 }
                 Err(e) => return Err(self.fatal(e, Some(f))),

@@ -311,8 +311,9 @@ pub struct HttpFetcher {
     /// The shortest wait for response headers so far, in microseconds (u64::MAX: none yet).
     min_wait_us: std::sync::atomic::AtomicU64,
     /// The server answered a `Range` past a file's end with bytes past it (ostree's own
-    /// trivial-httpd, on libsoup 2, does): from then on whole files are asked for, with no
-    /// `Range`, as ostree always asks.
+    /// trivial-httpd, on libsoup 2, does): from then on no range has an end, only a start
+    /// (`bytes=N-`, the rest of the file, which such a server answers right), as libcurl
+    /// asks when ostree resumes a download.
     ranges_broken: std::sync::atomic::AtomicBool,
     /// The summary a metalink named and verified: served for `summary` instead of fetching
     /// it again (a second fetch could bring other bytes than the ones checked).
@@ -834,7 +835,9 @@ impl HttpFetcher {
             .ranges_broken
             .load(std::sync::atomic::Ordering::Relaxed);
         match last {
-            _ if broken => {}
+            // `bytes=0-` too: the whole file, as a part (such a server may cut off a reply
+            // to no range, as ostree's test server does on purpose, yet not a part).
+            _ if broken => req = req.header("Range", format!("bytes={from}-")),
             Some(last) => req = req.header("Range", format!("bytes={from}-{last}")),
             None if from > 0 => req = req.header("Range", format!("bytes={from}-")),
             None => {}

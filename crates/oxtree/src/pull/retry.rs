@@ -10,6 +10,16 @@ pub(super) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64.saturating_mul(1 << attempt.min(6)))
 }
 
+/// What a failed read of a response body says: libcurl's words (what ostree reports, and
+/// scripts match) for a body that ends before its length.
+pub(super) fn read_failure(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "Transferred a partial file".to_string()
+    } else {
+        e.to_string()
+    }
+}
+
 /// Where [`fetch_retry_into`] puts a download: emptied (and told the length, when the
 /// server says it) before each attempt.
 pub(super) trait Download: Write {
@@ -97,11 +107,7 @@ pub(super) fn fetch_retry_into<D: Download>(
                         )))
                     }
                     Ok(_) => return Ok(Some(have)),
-                    // libcurl's words (what ostree reports) for a body that ends early.
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        "Transferred a partial file".to_string()
-                    }
-                    Err(e) => e.to_string(),
+                    Err(e) => read_failure(&e),
                 }
             }
             Err(FetchError::Fatal(e)) => return Err(e),
