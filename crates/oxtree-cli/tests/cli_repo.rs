@@ -2598,6 +2598,94 @@ fn deep_trees_commit_and_check_out_as_ostree() {
     }
 }
 
+/// A tree whose paths pass PATH_MAX (120 levels of 60-byte names, 7,320 bytes deep, with
+/// files, a symlink and an empty file at several depths): ostree commits and checks it out,
+/// walking by descriptor; oxtree commits it to the same checksum in archive and bare-user
+/// repositories and checks it out (hard links, copies, user mode) with the same content.
+#[test]
+fn trees_deeper_than_path_max_commit_and_check_out_as_ostree() {
+    use rustix::fs::{Mode, OFlags};
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    std::fs::create_dir_all(&tree).expect("mkdir");
+    let name = "n".repeat(60);
+    let dir = OFlags::DIRECTORY | OFlags::RDONLY;
+    let mut fd = rustix::fs::open(&tree, dir, Mode::empty()).expect("open");
+    for level in 0..120 {
+        if level % 40 == 39 {
+            let f = rustix::fs::openat(
+                &fd,
+                "file",
+                OFlags::WRONLY | OFlags::CREATE,
+                Mode::from_raw_mode(0o640),
+            )
+            .expect("create");
+            rustix::io::write(&f, format!("level {level}\n").as_bytes()).expect("write");
+            rustix::fs::symlinkat("file", &fd, "link").expect("symlink");
+            rustix::fs::openat(
+                &fd,
+                "empty",
+                OFlags::WRONLY | OFlags::CREATE,
+                Mode::from_raw_mode(0o600),
+            )
+            .expect("create");
+        }
+        rustix::fs::mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o750)).expect("mkdir");
+        fd = rustix::fs::openat(&fd, name.as_str(), dir, Mode::empty()).expect("open");
+    }
+    // What a checkout holds at each of the three depths: (content, link target, mode).
+    let read_back = |root: &Path| -> Vec<(String, String, u32)> {
+        let mut fd = rustix::fs::open(root, dir, Mode::empty()).expect("open checkout");
+        let mut out = Vec::new();
+        for level in 0..120 {
+            if level % 40 == 39 {
+                let f = rustix::fs::openat(&fd, "file", OFlags::RDONLY, Mode::empty())
+                    .expect("open file");
+                let mut buf = [0u8; 64];
+                let n = rustix::io::read(&f, &mut buf).expect("read");
+                let target = rustix::fs::readlinkat(&fd, "link", Vec::new()).expect("readlink");
+                let st =
+                    rustix::fs::statat(&fd, "file", rustix::fs::AtFlags::empty()).expect("stat");
+                out.push((
+                    String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    target.to_string_lossy().into_owned(),
+                    st.st_mode & 0o7777,
+                ));
+            }
+            fd = rustix::fs::openat(&fd, name.as_str(), dir, Mode::empty())
+                .expect("open checkout level");
+        }
+        out
+    };
+    for mode in ["archive", "bare-user"] {
+        let (ro, rx) = (t.join(format!("o-{mode}")), t.join(format!("x-{mode}")));
+        let sub = t.join(mode);
+        std::fs::create_dir(&sub).expect("mkdir");
+        both(&sub, &ro, &rx, &["init", &format!("--mode={mode}")]);
+        let (o, x) = both(&sub, &ro, &rx, &["commit", "-b", "deep", TS, s(&tree)]);
+        assert_eq!(stdout(&o), stdout(&x), "{mode}: not ostree's commit");
+        ostree(&["fsck", &format!("--repo={}", s(&rx))]);
+        let want = read_back(&tree);
+        assert_eq!(want.len(), 3);
+        for args in [&["checkout", "deep"][..], &["checkout", "-U", "deep"]] {
+            let dest = sub.join(format!("co{}", args.len()));
+            let mut a = args.to_vec();
+            let repo = format!("--repo={}", s(&rx));
+            a.push(s(&dest));
+            a.push(&repo);
+            ox(&a);
+            let got = read_back(&dest);
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!((&g.0, &g.1), (&w.0, &w.1), "{mode} {args:?}");
+                let m = if args.len() == 3 { w.2 & 0o755 } else { w.2 };
+                assert_eq!(g.2 & 0o777, m & 0o777, "{mode} {args:?}: mode");
+            }
+        }
+    }
+}
+
 /// Twin archive repositories (ostree's, oxtree's) below `t`, each with `main` committed by
 /// its own tool from the same one-file tree. Returns (ostree's, oxtree's, the tree).
 fn archive_pair_with_main(t: &Path) -> (PathBuf, PathBuf, PathBuf) {

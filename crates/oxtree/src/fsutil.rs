@@ -12,9 +12,73 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
+/// Paths this long or longer are reached through [`short_path`]'s detour (PATH_MAX is 4096
+/// bytes with the terminating NUL; a margin for what callers append).
+const LONG_PATH: usize = 3800;
+
+/// Walks that descend a tree by path name what is below a directory whose path is this
+/// long from a descriptor of it instead (a name is at most 255 bytes, so a path below
+/// stays under [`LONG_PATH`]).
+pub const ALIAS_PATH_AT: usize = LONG_PATH - 300;
+
+/// Runs `f` on `p` or, when `p` is too long for one system call (the kernel refuses paths of
+/// PATH_MAX bytes and more with `ENAMETOOLONG`), on a short path to the same file:
+/// `/proc/self/fd/N/NAME`, N a descriptor of its parent directory opened a stretch of
+/// components at a time. ostree walks the trees it commits by descriptor, so it commits any
+/// depth; path-based calls reach any depth this way. Error messages keep naming `p`.
+pub fn short_path<T>(p: &Path, f: impl FnOnce(&Path) -> std::io::Result<T>) -> std::io::Result<T> {
+    if p.as_os_str().len() < LONG_PATH {
+        return f(p);
+    }
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return f(p);
+    };
+    let dir = open_dir_in_stretches(parent)?;
+    use std::os::fd::AsRawFd;
+    f(&Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name))
+}
+
+/// Open directory `p` (for reaching what is in it), however long its path, by opening
+/// stretches of its components shorter than [`LONG_PATH`] each relative to the last.
+fn open_dir_in_stretches(p: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, CWD};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut fd: Option<std::os::fd::OwnedFd> = None;
+    let mut stretch = std::path::PathBuf::new();
+    for c in p.components() {
+        let c = c.as_os_str();
+        if !stretch.as_os_str().is_empty() && stretch.as_os_str().len() + c.len() + 1 >= LONG_PATH {
+            let next = match &fd {
+                Some(d) => rustix::fs::openat(d, &stretch, flags, Mode::empty()),
+                None => rustix::fs::openat(CWD, &stretch, flags, Mode::empty()),
+            }?;
+            fd = Some(next);
+            stretch.clear();
+        }
+        stretch.push(c);
+    }
+    Ok(match &fd {
+        Some(d) => rustix::fs::openat(d, &stretch, flags, Mode::empty()),
+        None => rustix::fs::openat(CWD, &stretch, flags, Mode::empty()),
+    }?)
+}
+
 /// Read all extended attributes of `path` without following a final symlink, sorted by name.
 /// Filesystems without xattr support give an empty list.
 pub fn read_xattrs(path: &Path) -> Result<Xattrs> {
+    if path.as_os_str().len() >= LONG_PATH {
+        return match short_path(path, |short| Ok(read_xattrs(short))) {
+            Ok(r) => r.map_err(|e| match e {
+                Error::Io { op, source, .. } => Error::Io {
+                    op,
+                    path: path.to_path_buf(),
+                    source,
+                },
+                e => e,
+            }),
+            Err(e) => Err(e).ctx("open", path),
+        };
+    }
     let mut names = vec![0u8; 1024];
     let n = loop {
         match rustix::fs::llistxattr(path, &mut names[..]) {

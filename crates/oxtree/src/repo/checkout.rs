@@ -19,9 +19,9 @@ use crate::object::{Checksum, DirMeta, FileHeader, ObjectType};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// What to do with files and directories already in the destination.
@@ -327,13 +327,32 @@ impl Repo {
             (None, Some((pfd, name))) => Some((pfd, Some(name))),
             _ => None,
         };
+        // Deep in a tree, what is below this directory is named from a descriptor of it
+        // (`/proc/self/fd/N/…`): the whole path would pass PATH_MAX, which ostree, walking by
+        // descriptor, checks out (a commit made of such a tree must check out too).
+        let alias = if dest.as_os_str().len() >= crate::fsutil::ALIAS_PATH_AT {
+            let fd = rustix::fs::open(
+                dest,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ctx("open", dest)?;
+            let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            Some((fd, p))
+        } else {
+            None
+        };
+        let below: &Path = alias.as_ref().map_or(dest, |(_, p)| p);
         if opts.whiteouts {
             for (name, _) in &dt.files {
                 if name == OPAQUE_WHITEOUT {
                     continue;
                 }
                 if let Some(victim) = whiteout_target(name, WHITEOUT_PREFIX) {
-                    remove_all(&dest.join(victim))?;
+                    remove_all(&below.join(victim))?;
                 }
             }
         }
@@ -350,7 +369,7 @@ impl Repo {
                         .then(|| whiteout_target(name, PASSTHROUGH_PREFIX))
                         .flatten()
                     {
-                        self.make_whiteout(c, &dest.join(target), opts)
+                        self.make_whiteout(c, &below.join(target), opts)
                     } else {
                         let path = base.and_then(|(_, p)| p).map(|p| format!("{p}/{name}"));
                         let at = ctx.objects.as_ref().zip(base).map(|(o, (d, _))| At {
@@ -358,7 +377,7 @@ impl Repo {
                             dir: d,
                             name: path.as_deref().unwrap_or(name),
                         });
-                        self.checkout_entry(c, &dest.join(name), opts, at)
+                        self.checkout_entry(c, &below.join(name), opts, at)
                     };
                     if let Some(p) = &opts.progress {
                         p.item(0);
@@ -374,7 +393,7 @@ impl Repo {
                     }
                     let path = base.and_then(|(_, p)| p).map(|p| format!("{p}/{name}"));
                     let at = base.map(|(d, _)| (d, path.as_deref().unwrap_or(name)));
-                    self.checkout_dir(t, m, &dest.join(name), &sub, opts, ctx, false, at)
+                    self.checkout_dir(t, m, &below.join(name), &sub, opts, ctx, false, at)
                 })
             },
         );

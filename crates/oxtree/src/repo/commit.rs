@@ -1196,7 +1196,7 @@ fn adopts(opts: &CommitOptions, mode: RepoMode) -> bool {
 /// bare mode owner and xattrs) are the object's. Returns whether it was taken.
 fn try_adopt(txn: &Transaction<'_>, t: &FileTask, c: &Checksum) -> Result<bool> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(st) = std::fs::symlink_metadata(&t.path) else {
+    let Ok(st) = crate::fsutil::short_path(&t.path, |p| std::fs::symlink_metadata(p)) else {
         return Ok(false);
     };
     let h = &t.header;
@@ -1230,7 +1230,8 @@ fn store_file(txn: &Transaction<'_>, t: &FileTask, adopt: bool) -> Result<(Check
         let written = txn.write_file_prehashed(&t.header, &[], &c)?;
         return Ok((c, written, 0));
     }
-    let open = || std::fs::File::open(&t.path).ctx("open", &t.path);
+    let open =
+        || crate::fsutil::short_path(&t.path, |p| std::fs::File::open(p)).ctx("open", &t.path);
     let mut h = sha2::Sha256::new();
     h.update(&prefix);
     if t.size <= SMALL_FILE {
@@ -1436,7 +1437,8 @@ impl Scanner<'_> {
             xattrs,
         };
         let mut children: Vec<(String, PathBuf)> = Vec::new();
-        for e in std::fs::read_dir(path).ctx("read directory", path)? {
+        let listing = crate::fsutil::short_path(path, |p| std::fs::read_dir(p));
+        for e in listing.ctx("read directory", path)? {
             let e = e.ctx("read directory", path)?;
             let name = e.file_name().into_string().map_err(|n| {
                 // ostree's words, the name as it is
@@ -1448,7 +1450,8 @@ impl Scanner<'_> {
             })?;
             validate_filename(&name)
                 .map_err(|m| Error::InvalidArgument(format!("{}: {m}", path.display())))?;
-            children.push((name, e.path()));
+            let child = path.join(&name);
+            children.push((name, child));
         }
         children.sort_by(|a, b| a.0.cmp(&b.0));
         let mut files = Vec::new();
@@ -1462,7 +1465,8 @@ impl Scanner<'_> {
             if self.skip(&rel) {
                 continue;
             }
-            let st = std::fs::symlink_metadata(&child).ctx("stat", &child)?;
+            let st = crate::fsutil::short_path(&child, |p| std::fs::symlink_metadata(p))
+                .ctx("stat", &child)?;
             let ft = st.file_type();
             if ft.is_dir() {
                 subdirs.push((name, child, rel, st));
@@ -1499,7 +1503,7 @@ impl Scanner<'_> {
             let symlink_target = if let Some(h) = &stored {
                 h.symlink_target.clone()
             } else if ft.is_symlink() {
-                std::fs::read_link(&child)
+                crate::fsutil::short_path(&child, |p| std::fs::read_link(p))
                     .ctx("readlink", &child)?
                     .into_os_string()
                     .into_string()

@@ -800,7 +800,7 @@ impl Transaction<'_> {
         let staged = self.staged_name(ty, csum);
         let linked = self
             .ensure_staging_dir(csum)
-            .map(|()| std::fs::hard_link(src, &staged).is_ok());
+            .map(|()| crate::fsutil::short_path(src, |s| std::fs::hard_link(s, &staged)).is_ok());
         // (--per-object-fsync: the object is flushed like a written one; a symlink object
         // has no data of its own to flush)
         if matches!(linked, Ok(true)) && self.repo.fsync && self.repo.per_object_fsync {
