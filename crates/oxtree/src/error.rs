@@ -116,6 +116,10 @@ pub enum Error {
     #[error("No configured branches for remote {0}")]
     NoBranches(String),
     /// `remote refs`/`remote summary` of a server without a summary (ostree's words).
+    /// A summary that does not parse (a pull of pinned commits goes on without it, as
+    /// ostree's does).
+    #[error("{url}: invalid summary: {msg}")]
+    InvalidSummary { url: String, msg: String },
     #[error("Remote refs not available; server has no summary file")]
     NoSummary { url: String },
     /// A device, FIFO or socket in a tree to commit (ostree's words: the name only).

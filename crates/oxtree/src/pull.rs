@@ -342,7 +342,18 @@ impl Repo {
     ) -> Result<PullResult> {
         let start = Instant::now();
         // The summary, when the server has one, resolves refs in one request.
-        let fetched = resolve::fetch_summary_full(fetcher, opts, progress)?;
+        // Every commit named by checksum (`REF@CHECKSUM` or a bare one): the summary is
+        // not needed to resolve anything, and one that does not parse is passed over, as
+        // ostree passes it over (only its deltas would have been of use).
+        let pinned = !refs.is_empty()
+            && refs.iter().all(|r| {
+                let rev = r.rsplit_once('@').map_or(r.as_str(), |(_, rev)| rev);
+                rev.parse::<Checksum>().is_ok()
+            });
+        let fetched = match resolve::fetch_summary_full(fetcher, opts, progress) {
+            Err(Error::InvalidSummary { .. }) if pinned => None,
+            r => r?,
+        };
         let summary = fetched.as_ref().map(|f| &f.summary);
         resolve::check_remote_mode(fetcher, fetched.is_some(), opts, progress)?;
         let targets = resolve::targets(self, fetcher, remote, refs, summary, opts, progress)?;

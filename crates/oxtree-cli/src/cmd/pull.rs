@@ -430,11 +430,13 @@ pub fn pull_local(g: &Global, a: PullLocalArgs) -> Result<()> {
     }
     let src = Repo::open(&a.src_repo)?;
     let refs = if a.refs.is_empty() {
-        src.list_refs()?
-            .into_keys()
-            .filter(|r| r.remote.is_none())
-            .map(|r| r.name)
-            .collect()
+        // Every ref, as ostree lists them: a remote's (`REMOTE:REF`) is no ref name a pull
+        // can take, and ostree refuses the whole pull for it before fetching anything.
+        let all = src.list_refs()?;
+        if let Some(r) = all.keys().find(|r| r.remote.is_some()) {
+            bail!("Invalid ref name {r}");
+        }
+        all.into_keys().map(|r| r.name).collect()
     } else {
         // ostree takes a ref name or a checksum here, not a refspec (`REMOTE:REF`).
         if let Some(bad) = a.refs.iter().find(|r| {

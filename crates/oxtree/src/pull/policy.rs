@@ -69,6 +69,9 @@ impl Repo {
         )>,
     )> {
         let mut opts = PullOptions::default();
+        // (ostree reads the remote's URL first here: a remote with none, an ostree-rs-ext
+        // one say, is `No "url" option`, not the custom backend's refusal pull gives.)
+        self.remote_fetch_url(remote)?;
         self.check_url_scheme(remote, &opts)?;
         self.remote_policy(remote, &mut opts, Verify::Summary)?;
         let fetcher = self.remote_fetcher(remote, &mut opts)?;

@@ -107,11 +107,9 @@ fn fetch_summary_once(
         return Err(e);
     }
     let parsed = match &summary_bytes {
-        Some(b) => Some(Summary::parse(b).map_err(|e| {
-            Error::Other(format!(
-                "{}: invalid summary: {e}",
-                fetcher.describe("summary")
-            ))
+        Some(b) => Some(Summary::parse(b).map_err(|e| Error::InvalidSummary {
+            url: fetcher.describe("summary"),
+            msg: e.to_string(),
         })?),
         None => None,
     };
