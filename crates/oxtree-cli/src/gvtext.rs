@@ -123,6 +123,42 @@ fn print_into(v: &Value, annotate: bool, out: &mut String) {
             }
             out.push(if dict { '}' } else { ']' });
         }
+        Value::Maybe(elem, just) => {
+            if annotate {
+                let _ = write!(out, "@{} ", Type::Maybe(Box::new(elem.clone())));
+            }
+            // GLib leaves out `just` where the text is unambiguous without it: a chain of
+            // justs down to a value prints as the value (unannotated); one that ends in a
+            // nothing nested inside keeps the justs above it (`just nothing`).
+            let mut depth = 1;
+            let mut t = elem;
+            while let Type::Maybe(e) = t {
+                depth += 1;
+                t = e;
+            }
+            let mut element = Some(v);
+            let mut i = 0;
+            if just.is_some() {
+                while i < depth && element.is_some() {
+                    element = match element {
+                        Some(Value::Maybe(_, c)) => c.as_deref(),
+                        _ => None,
+                    };
+                    i += 1;
+                }
+            } else {
+                element = None;
+            }
+            match element {
+                Some(e) => print_into(e, false, out),
+                None => {
+                    for _ in 1..i {
+                        out.push_str("just ");
+                    }
+                    out.push_str("nothing");
+                }
+            }
+        }
         Value::Tuple(items) => {
             out.push('(');
             for (i, item) in items.iter().enumerate() {

@@ -2686,6 +2686,63 @@ fn trees_deeper_than_path_max_commit_and_check_out_as_ostree() {
     }
 }
 
+/// Commit metadata holding maybe-typed values (GLib's `just`/`nothing`; nothing in ostree's
+/// formats uses them, but a publisher's `--add-metadata` may): both tools commit them to the
+/// same checksum, and oxtree reads ostree's commit as ostree does — `show`, `log`, each key,
+/// `fsck`, `pull-local`, `summary -u` — where it used to call the commit corrupt (and
+/// suggest `fsck --delete`).
+#[test]
+fn maybe_typed_metadata_as_ostree() {
+    require_ostree();
+    let tmp = tempdir();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    write(&tree.join("f"), b"f\n", 0o644);
+    let (ro, rx) = pair(t, &["--mode=archive"]);
+    let (o, x) = both(
+        t,
+        &ro,
+        &rx,
+        &[
+            "commit",
+            "-b",
+            "main",
+            TS,
+            "--add-metadata=k=just 5",
+            "--add-metadata=n=@ms nothing",
+            "--add-metadata=v=[just 'a', nothing]",
+            "--add-metadata=w=@mmi just nothing",
+            "--add-metadata=x=just (1, 'x')",
+            s(&tree),
+        ],
+    );
+    assert_eq!(stdout(&o), stdout(&x));
+    // oxtree reading ostree's repository prints what ostree prints.
+    for args in [
+        &["show", "main"][..],
+        &["show", "--raw", "main"],
+        &["log", "main"],
+        &["show", "--print-metadata-key=k", "main"],
+        &["show", "--print-metadata-key=n", "main"],
+        &["show", "--print-metadata-key=v", "main"],
+        &["show", "--print-metadata-key=w", "main"],
+        &["show", "--print-metadata-key=x", "main"],
+        &["fsck"],
+    ] {
+        let mut a = args.to_vec();
+        let repo = format!("--repo={}", s(&ro));
+        a.push(&repo);
+        assert_eq!(ostree(&a), ox(&a), "{args:?}");
+    }
+    let dst = t.join("dst");
+    let d = format!("--repo={}", s(&dst));
+    ox(&["init", &d, "--mode=bare-user"]);
+    ox(&["pull-local", &d, s(&ro), "main"]);
+    ox(&["fsck", &d]);
+    ox(&["summary", "-u", &format!("--repo={}", s(&rx))]);
+    ostree(&["summary", "--view", &format!("--repo={}", s(&rx))]);
+}
+
 /// Twin archive repositories (ostree's, oxtree's) below `t`, each with `main` committed by
 /// its own tool from the same one-file tree. Returns (ostree's, oxtree's, the tree).
 fn archive_pair_with_main(t: &Path) -> (PathBuf, PathBuf, PathBuf) {

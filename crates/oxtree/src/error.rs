@@ -215,6 +215,11 @@ impl Error {
             Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
                 Some("the disk is full: free space (e.g. `oxtree prune`) and try again".into())
             }
+            // (A flush refused is no permission of the path's: a file system, or a sandbox's
+            // filter, that refuses `fsync`/`syncfs`; `--fsync=false` goes without them.)
+            Error::Io { op, source, .. } if op.contains("sync") && source.raw_os_error() == Some(libc::EPERM) => {
+                Some("the file system refused to flush to disk; `--fsync=false` (or core.fsync=false) goes without".into())
+            }
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 Some("check the permissions of that path (bare repos need root)".into())
             }

@@ -8,8 +8,8 @@
 //! with wildcards: `N` any number, `S` any string type, `*` anything, `M` "maybe or not")
 //! merged across array elements and dictionary keys, resolved to a definite type (numbers
 //! default to `int32`, strings to `s`), and finally the value built against that type.
-//! Maybe types (`just`, `nothing`, `@mi …`) are parsed but refused when they would end up
-//! in a value: oxtree's GVariant model has no maybe (ostree's metadata never uses one).
+//! Maybe types (`just`, `nothing`, `@mi …`) as GLib: a value asked for as a maybe type
+//! that is not written as one is just that value (`@mi 5` is just 5).
 
 use oxtree::gvariant::{Type, Value};
 
@@ -797,11 +797,22 @@ fn split_type(ty: &str) -> (&str, &str) {
     ty.split_at(n)
 }
 
-/// The value of `n` as type `ty` (a definite type string without maybes).
+/// The value of `n` as type `ty` (a definite type string).
 fn value_of(n: &Node, ty: &str) -> Result<Value, String> {
     // A typed declaration only annotates its child.
     if let Kind::TypeDecl(_, child) = &n.kind {
         return value_of(child, ty);
+    }
+    // GLib's `maybe_get_value`, and its `maybe_wrapper` for any other node: a maybe type
+    // asked of a value that is no `just`/`nothing` makes it just that value.
+    if let Some(elem) = ty.strip_prefix('m') {
+        let et = Type::parse(elem).map_err(|_| type_error(n, ty))?;
+        let just = match &n.kind {
+            Kind::Maybe(None) => None,
+            Kind::Maybe(Some(child)) => Some(Box::new(value_of(child, elem)?)),
+            _ => Some(Box::new(value_of(n, elem)?)),
+        };
+        return Ok(Value::Maybe(et, just));
     }
     let first = ty.as_bytes().first().copied().unwrap_or(0);
     match &n.kind {
@@ -890,17 +901,9 @@ fn value_of(n: &Node, ty: &str) -> Result<Value, String> {
         },
         Kind::ByteString(b) if ty == "ay" => Ok(Value::Bytes(b.clone())),
         Kind::ByteString(_) => Err(type_error(n, ty)),
-        Kind::Maybe(_) => Err(maybe_unsupported(n)),
+        Kind::Maybe(_) => Err(type_error(n, ty)),
         Kind::TypeDecl(..) => Err(type_error(n, ty)),
     }
-}
-
-fn maybe_unsupported(n: &Node) -> String {
-    error_at(
-        n.at,
-        None,
-        "maybe types (just, nothing, @m…) are not supported by oxtree",
-    )
 }
 
 /// An array of `elem` values: `ay` is a byte string, everything else a typed array.
@@ -1097,9 +1100,6 @@ fn resolve(n: &Node) -> Result<Value, String> {
             c => ty.push(c as char),
         }
     }
-    if ty.contains('m') {
-        return Err(maybe_unsupported(n));
-    }
     value_of(n, &ty)
 }
 
@@ -1131,6 +1131,63 @@ pub fn parse(text: &str) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Maybe types, each through GLib 2.74 (`GLib.Variant.parse`, `print_(True)`,
+    /// `get_data_as_bytes`): the printed text, the type and the serialised bytes.
+    #[test]
+    fn maybes_as_glib() {
+        for (text, printed, ty, hex) in [
+            ("just 5", "@mi 5", "mi", "05000000"),
+            ("@mi 5", "@mi 5", "mi", "05000000"),
+            ("@ms nothing", "@ms nothing", "ms", ""),
+            (
+                "[just 'a', nothing]",
+                "[@ms 'a', nothing]",
+                "ams",
+                "6100000303",
+            ),
+            ("@mmi nothing", "@mmi nothing", "mmi", ""),
+            ("@mmi just nothing", "@mmi just nothing", "mmi", "00"),
+            ("@mmi 5", "@mmi 5", "mmi", "0500000000"),
+            ("just just 5", "@mmi 5", "mmi", "0500000000"),
+            ("@mas []", "@mas []", "mas", "00"),
+            (
+                "just (1, 'x')",
+                "@m(is) (1, 'x')",
+                "m(is)",
+                "01000000780000",
+            ),
+            (
+                "{'a': just 1}",
+                "{'a': @mi 1}",
+                "a{smi}",
+                "61000000010000000209",
+            ),
+            ("@maay [[1]]", "@maay [[0x01]]", "maay", "010100"),
+            ("[@mi 1, 2]", "[@mi 1, 2]", "ami", "01000000020000000408"),
+            ("just <5>", "@mv <5>", "mv", "05000000006900"),
+            ("@mb true", "@mb true", "mb", "01"),
+            ("just b'x'", "@may b'x'", "may", "780000"),
+            ("just ''", "@ms ''", "ms", "0000"),
+            ("@m(ii) (1,2)", "@m(ii) (1, 2)", "m(ii)", "0100000002000000"),
+            (
+                "[@ms 'a', nothing, 'b']",
+                "[@ms 'a', nothing, 'b']",
+                "ams",
+                "610000620000030306",
+            ),
+        ] {
+            let v = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(crate::gvtext::print(&v), printed, "{text}");
+            assert_eq!(v.ty().to_string(), ty, "{text}");
+            let bytes = oxtree::gvariant::encode(&v);
+            let got: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(got, hex, "{text}");
+            // And back: GLib's bytes decode, in normal form, to the same value.
+            let back = oxtree::gvariant::decode_normal(&bytes, &v.ty()).expect("decode");
+            assert_eq!(back, v, "{text}");
+        }
+    }
 
     /// Every case was run through GLib 2.74's `g_variant_parse` and `g_variant_print`.
     #[test]
@@ -1256,9 +1313,8 @@ mod tests {
         err("objectpath 'bad'", "11-16:not a valid object path");
         err("signature 'z'", "10-13:not a valid signature");
         err("nothing", "0-7:unable to infer type");
-        // GLib parses maybes; oxtree's model has none: refused, not mis-stored.
-        assert!(parse("just 5").is_err_and(|e| e.contains("maybe")));
-        assert!(parse("@mi 5").is_err_and(|e| e.contains("maybe")));
+        err("just []", "0-7:unable to infer type");
+        err("(just 1, nothing)", "0-17:unable to infer type");
         // Deep nesting is an error, not a stack overflow.
         let deep = "[".repeat(200);
         assert!(parse(&deep).is_err_and(|e| e.contains("nested too deeply")));

@@ -140,3 +140,44 @@ proptest! {
         }
     }
 }
+
+/// Maybes as GLib frames them (bytes checked against GLib 2.74): nothing is empty, just a
+/// fixed-size value is the value, just a variable-size one is the value and a zero byte.
+/// Bytes that are no maybe of the type are refused, and non-normal ones by `decode_normal`.
+#[test]
+fn maybes() {
+    let mi = Type::of("mi");
+    let ms = Type::of("ms");
+    let just5 = Value::Maybe(Type::I32, Some(Box::new(Value::I32(5))));
+    assert_eq!(encode(&just5), [5, 0, 0, 0]);
+    assert_eq!(decode_normal(&[5, 0, 0, 0], &mi), Ok(just5));
+    assert_eq!(decode_normal(&[], &mi), Ok(Value::Maybe(Type::I32, None)));
+    assert!(
+        decode(&[5, 0], &mi).is_err(),
+        "a fixed-size maybe of the wrong size"
+    );
+    let just_empty = Value::Maybe(Type::Str, Some(Box::new(Value::str(""))));
+    assert_eq!(encode(&just_empty), [0, 0]);
+    assert_eq!(decode_normal(&[0, 0], &ms), Ok(just_empty));
+    assert!(
+        decode_normal(&[b'a', 0, 7], &ms).is_err(),
+        "the byte after a just is not zero"
+    );
+    // `@mmi just nothing` and an array of maybes, `[@ms 'a', nothing]`.
+    let mmi = Type::of("mmi");
+    let just_nothing = Value::Maybe(mi.clone(), Some(Box::new(Value::Maybe(Type::I32, None))));
+    assert_eq!(encode(&just_nothing), [0]);
+    assert_eq!(decode_normal(&[0], &mmi), Ok(just_nothing));
+    let ams = Value::Array(
+        ms.clone(),
+        vec![
+            Value::Maybe(Type::Str, Some(Box::new(Value::str("a")))),
+            Value::Maybe(Type::Str, None),
+        ],
+    );
+    assert_eq!(encode(&ams), [0x61, 0, 0, 3, 3]);
+    assert_eq!(
+        decode_normal(&[0x61, 0, 0, 3, 3], &Type::of("ams")),
+        Ok(ams)
+    );
+}

@@ -3,7 +3,8 @@
 use super::DecodeError;
 use std::fmt;
 
-/// A GVariant type. Maybe types are not used by any OSTree format and are rejected.
+/// A GVariant type. No OSTree format uses maybe types, but commit and summary metadata may
+/// hold them (`--add-metadata=KEY='just 5'`), so they are read and written as GLib does.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Type {
     Bool,
@@ -21,6 +22,8 @@ pub enum Type {
     Signature,
     Variant,
     Array(Box<Type>),
+    /// `mT`: nothing, or just a `T`.
+    Maybe(Box<Type>),
     Tuple(Vec<Type>),
     DictEntry(Box<Type>, Box<Type>),
 }
@@ -49,7 +52,7 @@ impl Type {
             Type::I16 | Type::U16 => 2,
             Type::I32 | Type::U32 | Type::Handle => 4,
             Type::I64 | Type::U64 | Type::Double | Type::Variant => 8,
-            Type::Array(e) => e.alignment(),
+            Type::Array(e) | Type::Maybe(e) => e.alignment(),
             Type::Tuple(m) => m.iter().map(Type::alignment).max().unwrap_or(1),
             Type::DictEntry(k, v) => k.alignment().max(v.alignment()),
         }
@@ -62,7 +65,12 @@ impl Type {
             Type::I16 | Type::U16 => Some(2),
             Type::I32 | Type::U32 | Type::Handle => Some(4),
             Type::I64 | Type::U64 | Type::Double => Some(8),
-            Type::Str | Type::ObjectPath | Type::Signature | Type::Variant | Type::Array(_) => None,
+            Type::Str
+            | Type::ObjectPath
+            | Type::Signature
+            | Type::Variant
+            | Type::Array(_)
+            | Type::Maybe(_) => None,
             Type::Tuple(m) => fixed_members(m.iter(), self.alignment()),
             Type::DictEntry(k, v) => fixed_members([&**k, &**v].into_iter(), self.alignment()),
         }
@@ -86,6 +94,10 @@ impl Type {
             Type::Variant => "v",
             Type::Array(e) => {
                 f.write_str("a")?;
+                return e.write(f);
+            }
+            Type::Maybe(e) => {
+                f.write_str("m")?;
                 return e.write(f);
             }
             Type::Tuple(m) => {
@@ -158,6 +170,10 @@ fn parse_one(s: &[u8], depth: usize) -> Result<(Type, usize), DecodeError> {
             let (e, n) = parse_one(rest, depth + 1)?;
             Ok((Type::Array(Box::new(e)), n + 1))
         }
+        b'm' => {
+            let (e, n) = parse_one(rest, depth + 1)?;
+            Ok((Type::Maybe(Box::new(e)), n + 1))
+        }
         b'(' => {
             let mut members = Vec::new();
             let mut pos = 0usize;
@@ -216,6 +232,9 @@ mod tests {
             "a{sv}",
             "()",
             "v",
+            "mi",
+            "a{sms}",
+            "(mmaymv)",
         ] {
             assert_eq!(Type::parse(s).map(|t| t.to_string()), Ok(s.to_string()));
         }
@@ -223,7 +242,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_types() {
-        for s in ["", "(", "a", "{vs}", "(u", "z", "ss", "{sss}", "m"] {
+        for s in ["", "(", "a", "{vs}", "(u", "z", "ss", "{sss}", "m", "{msv}"] {
             assert!(Type::parse(s).is_err(), "{s}");
         }
     }
@@ -235,5 +254,8 @@ mod tests {
         assert_eq!(Type::of("()").fixed_size(), Some(1));
         assert_eq!(Type::of("(say)").fixed_size(), None);
         assert_eq!(Type::of("(yt)").alignment(), 8);
+        assert_eq!(Type::of("mt").alignment(), 8);
+        assert_eq!(Type::of("mi").fixed_size(), None);
+        assert_eq!(Type::of("(mi)").fixed_size(), None);
     }
 }

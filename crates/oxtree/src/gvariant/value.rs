@@ -26,6 +26,8 @@ pub enum Value {
     Bytes(Vec<u8>),
     /// An array of any element type except `y`; the element type is kept for empty arrays.
     Array(Type, Vec<Value>),
+    /// A maybe of the given element type: nothing (`None`) or just a value.
+    Maybe(Type, Option<Box<Value>>),
     Tuple(Vec<Value>),
     DictEntry(Box<Value>, Box<Value>),
 }
@@ -49,6 +51,7 @@ impl Value {
             Value::Variant(_) => Type::Variant,
             Value::Bytes(_) => Type::Array(Box::new(Type::Byte)),
             Value::Array(t, _) => Type::Array(Box::new(t.clone())),
+            Value::Maybe(t, _) => Type::Maybe(Box::new(t.clone())),
             Value::Tuple(m) => Type::Tuple(m.iter().map(Value::ty).collect()),
             Value::DictEntry(k, v) => Type::DictEntry(Box::new(k.ty()), Box::new(v.ty())),
         }
@@ -150,6 +153,9 @@ impl Value {
             Value::Array(t, items) => {
                 Value::Array(t.clone(), items.iter().map(Value::byteswap).collect())
             }
+            Value::Maybe(t, v) => {
+                Value::Maybe(t.clone(), v.as_ref().map(|v| Box::new(v.byteswap())))
+            }
             Value::Tuple(items) => Value::Tuple(items.iter().map(Value::byteswap).collect()),
             Value::DictEntry(k, v) => {
                 Value::DictEntry(Box::new(k.byteswap()), Box::new(v.byteswap()))
@@ -205,6 +211,16 @@ pub(super) fn encode_into(v: &Value, out: &mut Vec<u8>) {
                     ends.push(out.len().saturating_sub(start));
                 }
                 append_offsets(out, start, &ends);
+            }
+        }
+        // Nothing is no bytes; just a fixed-size value is that value, just a variable-size
+        // one is that value and a zero byte (which tells just `""`/`[]` from nothing).
+        Value::Maybe(elem, just) => {
+            if let Some(x) = just {
+                encode_into(x, out);
+                if elem.fixed_size().is_none() {
+                    out.push(0);
+                }
             }
         }
         Value::Tuple(members) => encode_members(members.iter(), out),
@@ -314,6 +330,19 @@ pub(super) fn decode(data: &[u8], ty: &Type, depth: usize) -> Result<Value, Deco
             Value::Variant(Box::new(decode(child, &child_ty, deeper)?))
         }
         Type::Array(elem) => decode_array(data, ty, elem, deeper)?,
+        Type::Maybe(elem) => {
+            let child = match (data.is_empty(), elem.fixed_size()) {
+                (true, _) => None,
+                (false, Some(size)) if data.len() == size => Some(data),
+                (false, Some(_)) => return Err(invalid(ty, "maybe of the wrong size")),
+                (false, None) => data.split_last().map(|(_, body)| body),
+            };
+            let just = match child {
+                Some(c) => Some(Box::new(decode(c, elem, deeper)?)),
+                None => None,
+            };
+            Value::Maybe((**elem).clone(), just)
+        }
         Type::Tuple(members) => {
             if members.is_empty() {
                 if data != [0] {
