@@ -44,6 +44,8 @@ pub struct Global {
 /// hyper's vectored writes (`writev`) do not ask the kernel to spare the signal, and a
 /// client that cut a download short stopped `oxtree serve` for every other client.)
 pub fn ignore_sigpipe() {
+    // (These commands run until stopped: what they print goes out a line at a time.)
+    crate::out::line_buffered();
     // SAFETY: setting a signal's disposition to SIG_IGN is async-signal-safe and affects
     // no Rust state.
     unsafe {

@@ -9,6 +9,17 @@
 //! timestamp (downgrade) check, a static delta that does not match its signed commit, or an
 //! update graph.
 
+// stdout buffered as ostree's (C stdio's) is: see out.rs. These shadow std's macros in every
+// module below.
+mod out;
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::out::print(format_args!($($arg)*)) };
+}
+macro_rules! println {
+    () => { $crate::out::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::out::println(format_args!($($arg)*)) };
+}
+
 mod cmd;
 mod gvtext;
 mod output;
@@ -162,6 +173,7 @@ const TRIVIAL_HTTPD: &str = "/usr/libexec/libostree/ostree-trivial-httpd";
 /// (`execvp`); an error only when it cannot be run.
 fn trivial_httpd(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
+    out::flush();
     let e = std::process::Command::new(TRIVIAL_HTTPD).args(args).exec();
     Err(cmd::Hinted {
         msg: format!("execvp({TRIVIAL_HTTPD}): {}", io_message(&e)),
@@ -174,6 +186,12 @@ fn trivial_httpd(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
 fn io_message(e: &std::io::Error) -> String {
     let s = e.to_string();
     s.split(" (os error").next().unwrap_or(&s).to_string()
+}
+
+/// Exit with `code`, standard output written out first.
+fn exit(code: i32) -> ! {
+    out::flush();
+    std::process::exit(code)
 }
 
 fn main() {
@@ -193,8 +211,8 @@ fn main() {
         .spawn(real_main);
     match worker.map(|w| w.join()) {
         Ok(Ok(())) => {}
-        Ok(Err(_)) => std::process::exit(101), // a panic, already reported
-        Err(_) => real_main(),                 // no thread to be had: here, then
+        Ok(Err(_)) => exit(101), // a panic, already reported
+        Err(_) => real_main(),   // no thread to be had: here, then
     }
 }
 
@@ -202,7 +220,7 @@ fn real_main() {
     #[cfg(feature = "failpoints")]
     if let Err(e) = configure_failpoints() {
         eprintln!("error: {e:#}");
-        std::process::exit(EXIT_FAILURE);
+        exit(EXIT_FAILURE);
     }
     let argv0 = std::env::args_os().next().map(PathBuf::from);
     let personality = argv0.as_deref().and_then(Path::file_name);
@@ -219,7 +237,7 @@ fn real_main() {
                 EXIT_FAILURE
             }
         };
-        std::process::exit(code);
+        exit(code);
     }
     // Installed as `ostree-prepare-root` in an initramfs, behave as that program does.
     if personality.is_some_and(|n| n == "ostree-prepare-root") {
@@ -234,7 +252,7 @@ fn real_main() {
                 EXIT_FAILURE
             }
         };
-        std::process::exit(code);
+        exit(code);
     }
     // `--version` after a command (`ostree refs --version`) prints the version too: GLib's
     // option parser takes it before anything else is checked. (oxtree's own `graph`
@@ -251,7 +269,7 @@ fn real_main() {
             .any(|a| a == "--version")
     {
         print_version();
-        std::process::exit(0);
+        exit(0);
     }
     let argv = ostree_argv(std::env::args_os().collect());
     let parsed = parse_cli(&argv).or_else(|e| {
@@ -267,7 +285,7 @@ fn real_main() {
         Err(e) => {
             if !e.use_stderr() {
                 let _ = e.print();
-                std::process::exit(0);
+                exit(0);
             }
             if matches!(
                 e.kind(),
@@ -279,7 +297,7 @@ fn real_main() {
                 eprintln!("{}", group.render_help());
                 let parent = (!path.is_empty()).then(|| path.join(" "));
                 eprintln!("error: {}", no_subcommand(parent.as_deref()));
-                std::process::exit(failure_code(EXIT_USAGE));
+                exit(failure_code(EXIT_USAGE));
             }
             // An unknown command NAME runs `ostree-NAME` from PATH with the arguments after
             // it, as ostree's extension commands (`ostree-rs-ext`, `ostree env` …).
@@ -297,7 +315,7 @@ fn real_main() {
                 } else {
                     eprintln!("error: Unknown \"{}\" subcommand '{bad}'", path.join(" "));
                 }
-                std::process::exit(failure_code(EXIT_USAGE));
+                exit(failure_code(EXIT_USAGE));
             }
             match ostree_usage_error(&e) {
                 Some(line) => {
@@ -308,14 +326,14 @@ fn real_main() {
                     let _ = e.print();
                 }
             }
-            std::process::exit(failure_code(EXIT_USAGE));
+            exit(failure_code(EXIT_USAGE));
         }
     };
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
             if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
-                std::process::exit(if *code == 0 { 0 } else { failure_code(*code) });
+                exit(if *code == 0 { 0 } else { failure_code(*code) });
             }
             eprintln!("error: {}", error_chain(&e));
             let lib = e.downcast_ref::<oxtree::Error>();
@@ -334,7 +352,7 @@ fn real_main() {
             })
         }
     };
-    std::process::exit(code);
+    exit(code);
 }
 
 /// The ostree release oxtree is a drop-in for.
@@ -561,12 +579,13 @@ fn run_extension() {
     else {
         return;
     };
+    out::flush();
     let err = std::process::Command::new(found)
         .arg0(&prog)
         .args(&args[i + 1..])
         .exec();
     eprintln!("error: running {prog}: {err}");
-    std::process::exit(EXIT_FAILURE);
+    exit(EXIT_FAILURE);
 }
 
 /// ostree's words when no (sub)command is given: `admin` and `remote` name themselves.

@@ -415,6 +415,26 @@ fn closed_pipe_and_verbose_as_ostree() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // A short output into a pipe is written in one go at exit, as ostree's stdio writes it:
+    // a reader that takes one line and goes does not fail the pipeline under pipefail
+    // (line-by-line writes died of SIGPIPE, 141, where ostree exits 0).
+    for tool in [s(&oxtree_bin()), "ostree"] {
+        for cmd in ["log main", "ls -R main", "show main"] {
+            let sh = format!(
+                "set -o pipefail; {tool} --repo={} {cmd} | head -n1 >/dev/null",
+                s(&d.join("repo"))
+            );
+            let o = std::process::Command::new("bash")
+                .args(["-c", &sh])
+                .output()
+                .expect("bash");
+            assert!(
+                o.status.success(),
+                "{tool} {cmd} | head -n1: {:?}",
+                o.status
+            );
+        }
+    }
     // --verbose/-v before or after the command: debug lines on stderr, the same stdout.
     let repo = format!("--repo={}", s(&d.join("repo")));
     let plain = ox(&[&repo, "rev-parse", "main"]);

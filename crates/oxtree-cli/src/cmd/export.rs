@@ -52,7 +52,7 @@ pub fn run(g: &Global, a: ExportArgs) -> Result<()> {
             if std::io::stdout().is_terminal() {
                 bail!("Not outputting tar archive to a terminal: use --output=FILE or redirect");
             }
-            repo.export_tar(&c, std::io::BufWriter::new(std::io::stdout().lock()), &opts)?;
+            repo.export_tar(&c, std::io::BufWriter::new(crate::out::stdout()), &opts)?;
         }
     }
     Ok(())

@@ -27,7 +27,7 @@ pub fn run(a: GenerateArgs, mut cmd: clap::Command) -> Result<()> {
                 .with_context(|| format!("writing man pages into {}", dir.display()))?;
         }
         What::Completions { shell } => {
-            clap_complete::generate(shell, &mut cmd, "oxtree", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut cmd, "oxtree", &mut crate::out::stdout());
         }
     }
     Ok(())

@@ -338,7 +338,7 @@ pub fn ls(g: &Global, a: LsArgs) -> Result<()> {
     } else {
         a.paths.clone()
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     for p in paths {
         // As ostree: a path is looked up from the root (`sub` is `/sub`, and printed so); an
         // empty component (`""`, `/sub/`, `//sub`) names nothing.
@@ -380,7 +380,7 @@ pub fn cat(g: &Global, a: CatArgs) -> Result<()> {
         bail!("A COMMIT and at least one PATH argument are required");
     }
     let c = repo.resolve_rev(&rev)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     for p in paths {
         // A symlink is followed inside the commit, as ostree's `cat` does: a relative
         // target from the link's directory, an absolute one from the commit's root.
@@ -498,7 +498,7 @@ pub fn diff(g: &Global, a: DiffArgs) -> Result<()> {
                 owner_gid: a.owner_gid,
             },
         )?;
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::out::stdout();
         for p in &d.modified {
             writeln!(out, "M    {p}")?;
         }

@@ -90,7 +90,7 @@ pub fn diff(g: &Global, a: DiffArgs) -> Result<()> {
             ..Default::default()
         },
     )?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     for (tag, paths) in [
         ("M", &diff.modified),
         ("D", &diff.removed),
@@ -294,7 +294,7 @@ fn grub2_generate(g: &Global, a: Grub2Args) -> Result<()> {
         }
         out.push_str("}\n");
     }
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::out::stdout();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
     Ok(())
