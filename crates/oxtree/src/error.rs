@@ -115,11 +115,11 @@ pub enum Error {
     /// `pull REMOTE` with no ref named and no `branches=` (ostree's words).
     #[error("No configured branches for remote {0}")]
     NoBranches(String),
-    /// `remote refs`/`remote summary` of a server without a summary (ostree's words).
     /// A summary that does not parse (a pull of pinned commits goes on without it, as
     /// ostree's does).
     #[error("{url}: invalid summary: {msg}")]
     InvalidSummary { url: String, msg: String },
+    /// `remote refs`/`remote summary` of a server without a summary (ostree's words).
     #[error("Remote refs not available; server has no summary file")]
     NoSummary { url: String },
     /// A device, FIFO or socket in a tree to commit (ostree's words: the name only).
@@ -217,8 +217,14 @@ impl Error {
             }
             // (A flush refused is no permission of the path's: a file system, or a sandbox's
             // filter, that refuses `fsync`/`syncfs`; `--fsync=false` goes without them.)
-            Error::Io { op, source, .. } if op.contains("sync") && source.raw_os_error() == Some(libc::EPERM) => {
-                Some("the file system refused to flush to disk; `--fsync=false` (or core.fsync=false) goes without".into())
+            Error::Io { op, source, .. }
+                if op.contains("sync") && source.raw_os_error() == Some(libc::EPERM) =>
+            {
+                Some(
+                    "the file system refused to flush to disk; `--fsync=false` (or \
+                     core.fsync=false) goes without"
+                        .into(),
+                )
             }
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 Some("check the permissions of that path (bare repos need root)".into())
