@@ -2564,7 +2564,8 @@ fn deep_trees_commit_and_check_out_as_ostree() {
     let t = tmp.path();
     let tree = t.join("tree");
     std::fs::create_dir_all(&tree).expect("mkdir");
-    // Made level by level relative to the last one (the whole path is past PATH_MAX).
+    // Made level by level relative to the last one (the whole path is near PATH_MAX; the
+    // next test goes past it).
     let mut fd = rustix::fs::open(
         &tree,
         rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
