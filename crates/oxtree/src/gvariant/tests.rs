@@ -119,7 +119,12 @@ fn arb_value() -> impl Strategy<Value = Value> {
                     .map(|v| Value::Variant(Box::new(v)))
                     .collect()
             )),
-            proptest::collection::vec(("[a-z]{1,8}", inner), 0..5).prop_map(Value::dict_sv),
+            proptest::collection::vec(("[a-z]{1,8}", inner.clone()), 0..5).prop_map(Value::dict_sv),
+            // just a value (its own type), and nothing of that type
+            inner
+                .clone()
+                .prop_map(|v| Value::Maybe(v.ty(), Some(Box::new(v)))),
+            inner.prop_map(|v| Value::Maybe(v.ty(), None)),
         ]
     })
 }
@@ -135,7 +140,7 @@ proptest! {
 
     #[test]
     fn decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
-        for t in ["(a{sv}aya(say)sstayay)", "(a(say)a(sayay))", "(uuua(ayay))", "(tuuuusa(ayay))", "v", "a{sv}"] {
+        for t in ["(a{sv}aya(say)sstayay)", "(a(say)a(sayay))", "(uuua(ayay))", "(tuuuusa(ayay))", "v", "a{sv}", "(msmiay)", "amv", "mmas"] {
             let _ = decode(&data, &Type::of(t));
         }
     }
