@@ -2555,6 +2555,27 @@ fn bare_user_only_checkouts_mask_directory_metadata_as_ostree() {
     }
 }
 
+/// `levels` directories named `name`, each in the last, below `root` (made), each made and
+/// opened relative to its parent (the whole path may pass PATH_MAX); `each` is called with
+/// every level's directory before the next is made in it.
+fn nested_dirs(
+    root: &Path,
+    name: &str,
+    levels: usize,
+    mode: u32,
+    mut each: impl FnMut(&std::os::fd::OwnedFd, usize),
+) {
+    use rustix::fs::{Mode, OFlags};
+    std::fs::create_dir_all(root).expect("mkdir");
+    let dir = OFlags::DIRECTORY | OFlags::RDONLY;
+    let mut fd = rustix::fs::open(root, dir, Mode::empty()).expect("open");
+    for level in 0..levels {
+        each(&fd, level);
+        rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(mode)).expect("mkdir");
+        fd = rustix::fs::openat(&fd, name, dir, Mode::empty()).expect("open");
+    }
+}
+
 /// A tree 2,000 directories deep (ostree 2022.7 commits and checks it out) is committed
 /// and checked out without overflowing a stack, to the same checksum as ostree's.
 #[test]
@@ -2563,25 +2584,8 @@ fn deep_trees_commit_and_check_out_as_ostree() {
     let tmp = tempdir();
     let t = tmp.path();
     let tree = t.join("tree");
-    std::fs::create_dir_all(&tree).expect("mkdir");
-    // Made level by level relative to the last one (the whole path is near PATH_MAX; the
-    // next test goes past it).
-    let mut fd = rustix::fs::open(
-        &tree,
-        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
-        rustix::fs::Mode::empty(),
-    )
-    .expect("open");
-    for _ in 0..2000 {
-        rustix::fs::mkdirat(&fd, "a", rustix::fs::Mode::from_raw_mode(0o755)).expect("mkdir");
-        fd = rustix::fs::openat(
-            &fd,
-            "a",
-            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
-            rustix::fs::Mode::empty(),
-        )
-        .expect("open");
-    }
+    // (the whole path is near PATH_MAX; the next test goes past it)
+    nested_dirs(&tree, "a", 2000, 0o755, |_, _| {});
     let (ro, rx) = pair(t, &["--mode=bare-user"]);
     let (o, x) = both(t, &ro, &rx, &["commit", "-b", "deep", TS, s(&tree)]);
     assert_eq!(stdout(&o), stdout(&x));
@@ -2610,32 +2614,29 @@ fn trees_deeper_than_path_max_commit_and_check_out_as_ostree() {
     let tmp = tempdir();
     let t = tmp.path();
     let tree = t.join("tree");
-    std::fs::create_dir_all(&tree).expect("mkdir");
     let name = "n".repeat(60);
     let dir = OFlags::DIRECTORY | OFlags::RDONLY;
-    let mut fd = rustix::fs::open(&tree, dir, Mode::empty()).expect("open");
-    for level in 0..120 {
-        if level % 40 == 39 {
-            let f = rustix::fs::openat(
-                &fd,
-                "file",
-                OFlags::WRONLY | OFlags::CREATE,
-                Mode::from_raw_mode(0o640),
-            )
-            .expect("create");
-            rustix::io::write(&f, format!("level {level}\n").as_bytes()).expect("write");
-            rustix::fs::symlinkat("file", &fd, "link").expect("symlink");
-            rustix::fs::openat(
-                &fd,
-                "empty",
-                OFlags::WRONLY | OFlags::CREATE,
-                Mode::from_raw_mode(0o600),
-            )
-            .expect("create");
+    nested_dirs(&tree, &name, 120, 0o750, |fd, level| {
+        if level % 40 != 39 {
+            return;
         }
-        rustix::fs::mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o750)).expect("mkdir");
-        fd = rustix::fs::openat(&fd, name.as_str(), dir, Mode::empty()).expect("open");
-    }
+        let f = rustix::fs::openat(
+            fd,
+            "file",
+            OFlags::WRONLY | OFlags::CREATE,
+            Mode::from_raw_mode(0o640),
+        )
+        .expect("create");
+        rustix::io::write(&f, format!("level {level}\n").as_bytes()).expect("write");
+        rustix::fs::symlinkat("file", fd, "link").expect("symlink");
+        rustix::fs::openat(
+            fd,
+            "empty",
+            OFlags::WRONLY | OFlags::CREATE,
+            Mode::from_raw_mode(0o600),
+        )
+        .expect("create");
+    });
     // What a checkout holds at each of the three depths: (content, link target, mode).
     let read_back = |root: &Path| -> Vec<(String, String, u32)> {
         let mut fd = rustix::fs::open(root, dir, Mode::empty()).expect("open checkout");

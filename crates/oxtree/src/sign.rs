@@ -189,6 +189,36 @@ pub fn system_revoked_keys() -> Result<Vec<PublicKey>> {
     revoked_keys_in(&SYSTEM_KEY_DIRS.map(Path::new))
 }
 
+/// Every detached signature of `data` appended to `existing` (an `a{sv}`, or none): the
+/// ed25519 keys' first, then the dummy engine's, then OpenPGP's `ostree.gpgsigs`, in the
+/// order ostree adds them. What a commit's `.commitmeta`, a summary's `summary.sig` and the
+/// `ostree-metadata` commit carry; `None` when there was nothing and no key.
+pub fn append_signatures<'a>(
+    existing: Option<Vec<u8>>,
+    data: &[u8],
+    ed25519: &[SigningKey],
+    dummy_keys: &[String],
+    gpg_keys: impl IntoIterator<Item = (&'a crate::repo::GpgSecretKeys, &'a str)>,
+) -> Result<Option<Vec<u8>>> {
+    let mut out = existing;
+    for k in ed25519 {
+        out = Some(append_signature(out.as_deref(), data, k)?);
+    }
+    for k in dummy_keys {
+        dummy::check_enabled()?;
+        out = Some(append_to_aay(
+            out.as_deref(),
+            DUMMY_KEY,
+            k.as_bytes().to_vec(),
+        )?);
+    }
+    for (keys, id) in gpg_keys {
+        let sig = gpg::sign_with(keys, id, data)?;
+        out = Some(append_to_aay(out.as_deref(), gpg::GPGSIGS_KEY, sig)?);
+    }
+    Ok(out)
+}
+
 /// Sign `data` and append the signature under `ostree.sign.ed25519` in the `a{sv}`
 /// `existing` (other keys and earlier signatures are kept, in order). Returns the new bytes.
 pub fn append_signature(existing: Option<&[u8]>, data: &[u8], key: &SigningKey) -> Result<Vec<u8>> {

@@ -468,27 +468,15 @@ fn commit_in_txn(
     };
     let bytes = commit.encode();
     let csum = b.write_meta(ObjectType::Commit, &bytes)?;
-    let mut meta: Option<Vec<u8>> = (!opts.detached_metadata.is_empty())
+    let detached = (!opts.detached_metadata.is_empty())
         .then(|| crate::gvariant::encode(&Value::dict_sv(opts.detached_metadata.clone())));
-    for k in &opts.ed25519_keys {
-        meta = Some(crate::sign::append_signature(meta.as_deref(), &bytes, k)?);
-    }
-    for k in &opts.dummy_keys {
-        crate::sign::dummy::check_enabled()?;
-        meta = Some(crate::sign::append_to_aay(
-            meta.as_deref(),
-            crate::sign::DUMMY_KEY,
-            k.as_bytes().to_vec(),
-        )?);
-    }
-    for (id, keys) in &opts.gpg_keys {
-        let sig = crate::sign::gpg::sign_with(keys, id, &bytes)?;
-        meta = Some(crate::sign::append_to_aay(
-            meta.as_deref(),
-            crate::sign::gpg::GPGSIGS_KEY,
-            sig,
-        )?);
-    }
+    let meta = crate::sign::append_signatures(
+        detached,
+        &bytes,
+        &opts.ed25519_keys,
+        &opts.dummy_keys,
+        opts.gpg_keys.iter().map(|(id, keys)| (keys, id.as_str())),
+    )?;
     if let Some(m) = meta {
         txn.write_metadata_as(ObjectType::CommitMeta, &csum, &m)?;
     }

@@ -36,26 +36,13 @@ impl SummaryOptions {
     /// The detached signatures of `bytes` (the summary's, or the metadata commit's) as
     /// `a{sv}`: ed25519 first, then dummy, then OpenPGP `ostree.gpgsigs`; `None` without keys.
     fn sign(&self, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
-        let mut out: Option<Vec<u8>> = None;
-        for k in &self.ed25519_keys {
-            out = Some(crate::sign::append_signature(out.as_deref(), bytes, k)?);
-        }
-        for k in &self.dummy_keys {
-            out = Some(crate::sign::append_to_aay(
-                out.as_deref(),
-                crate::sign::DUMMY_KEY,
-                k.as_bytes().to_vec(),
-            )?);
-        }
-        for (keys, id) in &self.gpg_keys {
-            let sig = crate::sign::gpg::sign_with(keys, id, bytes)?;
-            out = Some(crate::sign::append_to_aay(
-                out.as_deref(),
-                crate::sign::gpg::GPGSIGS_KEY,
-                sig,
-            )?);
-        }
-        Ok(out)
+        crate::sign::append_signatures(
+            None,
+            bytes,
+            &self.ed25519_keys,
+            &self.dummy_keys,
+            self.gpg_keys.iter().map(|(keys, id)| (keys, id.as_str())),
+        )
     }
 }
 
